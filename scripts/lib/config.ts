@@ -1,0 +1,303 @@
+/**
+ * One loader, one validation: envs/<stack>.env (committed settings) and
+ * envs/.secrets.<stack>.env (generated, 0600) become a typed Config. Nothing
+ * else parses env files; scripts ask the Config for ports, passwords, paths.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { parse as parseDotenv } from "dotenv";
+import { z } from "zod";
+import { ToolkitError } from "./errors";
+import { SECRET_KEYS, type Secrets } from "./secrets";
+
+export const ROOT_DIR = resolve(import.meta.dir, "../..");
+
+const NAME_RE = /^[a-z][a-z0-9_]{1,30}$/;
+const ipv4 = z
+  .string()
+  .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "must be an IPv4 address like 127.0.0.11")
+  .refine((s) => s.split(".").every((o) => Number(o) <= 255), "each part of an IPv4 address must be 0-255");
+const port = z.coerce
+  .number({ message: "must be a number" })
+  .int("must be a whole number")
+  .min(1, "must be 1-65535")
+  .max(65535, "must be 1-65535");
+const bool = z.enum(["true", "false"], { message: "must be true or false" }).transform((v) => v === "true");
+const seconds = (min: number) =>
+  z.coerce.number({ message: "must be a number of seconds" }).int("must be a whole number of seconds").min(min, `must be at least ${min}`);
+const list = <T extends z.ZodTypeAny>(item: T) =>
+  z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(item));
+
+/** Every key an env file may hold, with its rule and a hint for the fix. */
+export const SETTINGS = {
+  CLUSTER_NAME: { schema: z.string().regex(/^[a-z][a-z0-9-]{1,40}$/, "must be lowercase letters, digits and dashes"), hint: "e.g. CLUSTER_NAME=pgplatform-dev" },
+  MEMBER_ADDRESSES: { schema: list(ipv4).refine((a) => a.length === 3, "must list exactly 3 addresses").refine((a) => new Set(a).size === a.length, "addresses must differ"), hint: "three loopback or host addresses, e.g. 127.0.0.11,127.0.0.12,127.0.0.13" },
+  PG_PORT: { schema: port, hint: "Postgres port on every member, e.g. 5432" },
+  PATRONI_PORT: { schema: port, hint: "Patroni REST API port on every member, e.g. 8008" },
+  ETCD_CLIENT_PORT: { schema: port, hint: "e.g. 2379" },
+  ETCD_PEER_PORT: { schema: port, hint: "e.g. 2380" },
+  HAPROXY_ADDRESS: { schema: ipv4, hint: "where HAProxy listens, e.g. 127.0.0.1" },
+  HAPROXY_RW_PORT: { schema: port, hint: "read-write port (routes to the leader), e.g. 6012" },
+  HAPROXY_RO_PORT: { schema: port, hint: "read-only port (routes to replicas), e.g. 6013" },
+  HAPROXY_STATS_PORT: { schema: port, hint: "HAProxy stats page, e.g. 6014" },
+  HAPROXY_CHECK_INTER_MS: { schema: z.coerce.number().int().min(100, "must be at least 100"), hint: "health-check interval in ms, e.g. 1000" },
+  HAPROXY_CHECK_FALL: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "failed checks before a server is down, e.g. 2" },
+  HAPROXY_CHECK_RISE: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "passed checks before a server is up, e.g. 2" },
+  API_ADDRESS: { schema: ipv4, hint: "where nginx listens, e.g. 127.0.0.1" },
+  API_PORT: { schema: port, hint: "nginx / Supabase API port, e.g. 6010" },
+  PATRONI_TTL: { schema: seconds(5), hint: "leader lock TTL in seconds, e.g. 10" },
+  PATRONI_LOOP_WAIT: { schema: seconds(1), hint: "e.g. 1" },
+  PATRONI_RETRY_TIMEOUT: { schema: seconds(1), hint: "e.g. 3" },
+  PATRONI_MAX_LAG_ON_FAILOVER: { schema: z.coerce.number().int().min(0, "must be 0 or more"), hint: "bytes, e.g. 1048576" },
+  SYNCHRONOUS_MODE: { schema: bool, hint: "true or false" },
+  FAILSAFE_MODE: { schema: bool, hint: "true or false" },
+  PG_HBA_CIDR: { schema: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, "must be an IPv4 CIDR like 127.0.0.0/8"), hint: "network allowed to connect (password required), e.g. 127.0.0.0/8" },
+  PG_BIN_DIR: { schema: z.string().min(1), hint: "e.g. /usr/lib/postgresql/15/bin" },
+  PG_SHARED_BUFFERS: { schema: z.string().regex(/^\d+(kB|MB|GB)$/, "must be a size like 128MB"), hint: "e.g. 128MB" },
+  DATABASES: { schema: list(z.string().regex(NAME_RE, "database names must match ^[a-z][a-z0-9_]{1,30}$")).refine((a) => a.length > 0, "must list at least one database"), hint: "comma-separated, e.g. orchestrator_ai_dev,orchestrator_ai_staging" },
+  RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto picks docker when an engine answers" },
+  STATE_DIR: { schema: z.string().min(1), hint: "folder for rendered files, data, logs, e.g. .state" },
+  MEMBER_ROOT: { schema: z.string(), hint: "leave empty to derive; where member data dirs live" },
+} as const;
+
+type Key = keyof typeof SETTINGS;
+
+export interface Member {
+  name: string; // pg1..pg3
+  index: number;
+  address: string;
+  pgPort: number;
+  restPort: number;
+  etcdName: string;
+  etcdClientPort: number;
+  etcdPeerPort: number;
+  /** Member runtime dir (patroni.yml, data, sockets): owned by the postgres OS user. */
+  dir: string;
+  dataDir: string;
+  socketDir: string;
+}
+
+export interface Timing {
+  ttl: number;
+  loopWait: number;
+  retryTimeout: number;
+  maximumLagOnFailover: number;
+  synchronousMode: boolean;
+  failsafeMode: boolean;
+}
+
+export interface Config {
+  stack: string;
+  file: string;
+  rootDir: string;
+  clusterName: string;
+  namespace: string;
+  members: Member[];
+  haproxy: { address: string; rwPort: number; roPort: number; statsPort: number; interMs: number; fall: number; rise: number };
+  api: { address: string; port: number };
+  timing: Timing;
+  pgHbaCidr: string;
+  pgBinDir: string;
+  sharedBuffers: string;
+  databases: string[];
+  runtime: "auto" | "native" | "docker";
+  stateDir: string; // .state/<stack>
+  memberRoot: string;
+  logsDir: string;
+  reportsDir: string;
+  renderedDir: string;
+  secretsFile: string;
+  /** The OS user the Postgres side runs as: `postgres` when we are root, else ourselves. */
+  pgOsUser: string | undefined;
+  secrets: Secrets;
+}
+
+/** Pure timing rule Patroni 3.0 does not enforce: a leader must be able to renew before its lock expires. */
+export function timingProblem(t: Pick<Timing, "ttl" | "loopWait" | "retryTimeout">): string | undefined {
+  const need = t.loopWait + 2 * t.retryTimeout;
+  if (need > t.ttl) {
+    return `loop_wait + 2*retry_timeout must be <= ttl (${t.loopWait} + 2*${t.retryTimeout} = ${need} > ${t.ttl})`;
+  }
+  return undefined;
+}
+
+function closestKey(key: string): string | undefined {
+  const keys = Object.keys(SETTINGS);
+  let best: [string, number] | undefined;
+  for (const k of keys) {
+    const d = levenshtein(key, k);
+    if (!best || d < best[1]) best = [k, d];
+  }
+  return best && best[1] <= 3 ? best[0] : undefined;
+}
+
+function levenshtein(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j]!;
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length]!;
+}
+
+export class ConfigError extends ToolkitError {
+  constructor(readonly file: string, readonly key: string, message: string, fix: string) {
+    super("BAD_CONFIG", `${file}: ${key}: ${message}`, fix);
+  }
+}
+
+export interface ParseOptions {
+  file: string; // for messages, relative to the repo
+  stack: string;
+  rootDir?: string;
+  secrets?: Partial<Secrets>;
+  isRoot?: boolean;
+}
+
+/** Validate the settings text of one env file. Pure apart from the member-root reachability probe. */
+export function parseConfig(text: string, opts: ParseOptions): Config {
+  const raw = parseDotenv(Buffer.from(text));
+  const file = opts.file;
+  for (const key of Object.keys(raw)) {
+    if (!(key in SETTINGS)) {
+      const near = closestKey(key);
+      throw new ConfigError(file, key, "unknown setting", near ? `did you mean ${near}?` : `remove it; known keys are listed in envs/README.md`);
+    }
+  }
+  const v: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(SETTINGS) as [Key, (typeof SETTINGS)[Key]][]) {
+    const value = raw[key];
+    if (value === undefined) {
+      if (key === "MEMBER_ROOT") { v[key] = ""; continue; }
+      throw new ConfigError(file, key, "is missing", `add a line ${key}=... (${spec.hint})`);
+    }
+    const r = (spec.schema as z.ZodTypeAny).safeParse(value);
+    if (!r.success) {
+      const msg = r.error.issues[0]?.message ?? "is invalid";
+      throw new ConfigError(file, key, `${msg} (got ${JSON.stringify(value)})`, spec.hint);
+    }
+    v[key] = r.data;
+  }
+  const timing: Timing = {
+    ttl: v.PATRONI_TTL as number,
+    loopWait: v.PATRONI_LOOP_WAIT as number,
+    retryTimeout: v.PATRONI_RETRY_TIMEOUT as number,
+    maximumLagOnFailover: v.PATRONI_MAX_LAG_ON_FAILOVER as number,
+    synchronousMode: v.SYNCHRONOUS_MODE as boolean,
+    failsafeMode: v.FAILSAFE_MODE as boolean,
+  };
+  const tp = timingProblem(timing);
+  if (tp) throw new ConfigError(file, "PATRONI_TTL", tp, "raise PATRONI_TTL or lower PATRONI_LOOP_WAIT / PATRONI_RETRY_TIMEOUT");
+
+  const hp = { address: v.HAPROXY_ADDRESS as string, rwPort: v.HAPROXY_RW_PORT as number, roPort: v.HAPROXY_RO_PORT as number, statsPort: v.HAPROXY_STATS_PORT as number };
+  const frontPorts = [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort]] as const;
+  const seen = new Map<number, string>();
+  for (const [k, p] of frontPorts) {
+    if (seen.has(p)) throw new ConfigError(file, k, `port ${p} is also used by ${seen.get(p)}`, "give each HAProxy listener its own port");
+    seen.set(p, k);
+  }
+  const memberPorts = [["PG_PORT", v.PG_PORT], ["PATRONI_PORT", v.PATRONI_PORT], ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT], ["ETCD_PEER_PORT", v.ETCD_PEER_PORT]] as const;
+  const seenM = new Map<unknown, string>();
+  for (const [k, p] of memberPorts) {
+    if (seenM.has(p)) throw new ConfigError(file, k, `port ${p} is also used by ${seenM.get(p)}`, "each member service needs its own port");
+    seenM.set(p, k);
+  }
+
+  const rootDir = opts.rootDir ?? ROOT_DIR;
+  const stateBase = v.STATE_DIR as string;
+  const stateDir = join(isAbsolute(stateBase) ? stateBase : join(rootDir, stateBase), opts.stack);
+  const root = opts.isRoot ?? (process.getuid?.() === 0);
+  const memberRoot = (v.MEMBER_ROOT as string) || defaultMemberRoot(stateDir, opts.stack, root, rootDir);
+  const addresses = v.MEMBER_ADDRESSES as string[];
+  const members: Member[] = addresses.map((address, i) => {
+    const name = `pg${i + 1}`;
+    const dir = join(memberRoot, name);
+    return {
+      name,
+      index: i,
+      address,
+      pgPort: v.PG_PORT as number,
+      restPort: v.PATRONI_PORT as number,
+      etcdName: `etcd${i + 1}`,
+      etcdClientPort: v.ETCD_CLIENT_PORT as number,
+      etcdPeerPort: v.ETCD_PEER_PORT as number,
+      dir,
+      dataDir: join(dir, "data"),
+      socketDir: join(dir, "run"),
+    };
+  });
+  const clusterName = v.CLUSTER_NAME as string;
+  return {
+    stack: opts.stack,
+    file,
+    rootDir,
+    clusterName,
+    namespace: "/pgplatform/",
+    members,
+    haproxy: { ...hp, interMs: v.HAPROXY_CHECK_INTER_MS as number, fall: v.HAPROXY_CHECK_FALL as number, rise: v.HAPROXY_CHECK_RISE as number },
+    api: { address: v.API_ADDRESS as string, port: v.API_PORT as number },
+    timing,
+    pgHbaCidr: v.PG_HBA_CIDR as string,
+    pgBinDir: v.PG_BIN_DIR as string,
+    sharedBuffers: v.PG_SHARED_BUFFERS as string,
+    databases: v.DATABASES as string[],
+    runtime: v.RUNTIME as Config["runtime"],
+    stateDir,
+    memberRoot,
+    logsDir: join(stateDir, "logs"),
+    reportsDir: join(stateDir, "reports"),
+    renderedDir: join(stateDir, "rendered"),
+    secretsFile: join(rootDir, "envs", `.secrets.${opts.stack}.env`),
+    pgOsUser: root ? "postgres" : undefined,
+    secrets: (opts.secrets ?? {}) as Secrets,
+  };
+}
+
+/**
+ * Postgres runs as `postgres` when we are root, and that user must reach its
+ * data dir. A checkout under a private home (/root is 0700) is not reachable,
+ * so member dirs then live under /var/lib/pgplatform/<stack>.
+ */
+export function defaultMemberRoot(stateDir: string, stack: string, root: boolean, rootDir = ROOT_DIR): string {
+  if (!root) return join(stateDir, "members");
+  // Only the checkout's ancestors decide (we set the state dir's own mode ourselves),
+  // so the answer is the same on every run and pid files keep matching.
+  const base = stateDir.startsWith(rootDir + "/") ? rootDir : dirname(stateDir);
+  let dir = base;
+  while (!existsSync(dir)) dir = dirname(dir);
+  for (let d = dir; ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return join("/var/lib/pgplatform", stack);
+    if (d === "/") break;
+  }
+  return join(stateDir, "members");
+}
+
+export function stackName(): string {
+  const s = process.env.STACK ?? "dev";
+  if (!/^[a-z][a-z0-9-]{0,30}$/.test(s)) {
+    throw new ToolkitError("BAD_STACK", `STACK=${JSON.stringify(s)} is not a valid stack name`, "use lowercase letters, digits and dashes, e.g. STACK=dev");
+  }
+  return s;
+}
+
+/** Load envs/<stack>.env and its secrets file (if present). */
+export function loadConfig(stack = stackName(), rootDir = ROOT_DIR): Config {
+  const rel = `envs/${stack}.env`;
+  const path = join(rootDir, rel);
+  if (!existsSync(path)) {
+    throw new ToolkitError("NO_ENV_FILE", `${rel} does not exist`, `create it from envs/dev.env, or pick an existing stack with STACK=<name>`);
+  }
+  const cfg = parseConfig(readFileSync(path, "utf8"), { file: rel, stack, rootDir });
+  if (existsSync(cfg.secretsFile)) {
+    const raw = parseDotenv(readFileSync(cfg.secretsFile));
+    const secrets: Partial<Secrets> = {};
+    for (const k of SECRET_KEYS) if (raw[k]) secrets[k] = raw[k];
+    cfg.secrets = secrets as Secrets;
+  }
+  return cfg;
+}

@@ -1,0 +1,95 @@
+/**
+ * The one place that runs external programs. Commands are argument arrays
+ * (never shell strings), logged with secrets redacted, bounded by a timeout,
+ * and a failure becomes a ToolkitError carrying the command's stderr.
+ */
+import { spawn } from "node:child_process";
+import { ToolkitError } from "./errors";
+import { redact } from "./redact";
+
+export type Cmd = readonly string[];
+
+export interface RunOptions {
+  timeoutMs?: number;
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  input?: string;
+  /** Probes that the caller inspects: do not throw on a non-zero exit. */
+  nothrow?: boolean;
+  /** Run as this OS user (only when we are root); used for the postgres side. */
+  asUser?: string;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0;
+
+/** Wrap a command so it runs as `user` when we are root (Postgres refuses root). */
+export function asUserCmd(cmd: Cmd, user?: string): Cmd {
+  if (!user || !isRoot()) return cmd;
+  return ["setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", ...cmd];
+}
+
+export const showCmd = (cmd: Cmd) =>
+  redact(cmd.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" "));
+
+export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
+  const full = asUserCmd(cmd, opts.asUser);
+  return new Promise((resolve, reject) => {
+    const child = spawn(full[0]!, full.slice(1), {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env } as NodeJS.ProcessEnv,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, opts.timeoutMs ?? 120_000);
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        new ToolkitError(
+          err.code === "ENOENT" ? "MISSING_BINARY" : "EXEC_FAILED",
+          `cannot run ${full[0]}: ${err.message}`,
+          err.code === "ENOENT" ? "run `make setup` to install the OS packages" : undefined,
+        ),
+      );
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      const res = { code: code ?? -1, stdout, stderr };
+      if (timedOut) {
+        return reject(new ToolkitError("TIMEOUT", `timed out after ${opts.timeoutMs ?? 120_000} ms: ${showCmd(cmd)}`));
+      }
+      if (res.code !== 0 && !opts.nothrow) {
+        return reject(
+          new ToolkitError("COMMAND_FAILED", `exit ${res.code}: ${showCmd(cmd)}`, undefined, redact(tail(stderr || stdout, 15))),
+        );
+      }
+      resolve(res);
+    });
+    // A child that exits before reading its input must not crash us with EPIPE.
+    child.stdin.on("error", () => {});
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+export const tail = (text: string, lines: number) => text.trimEnd().split("\n").slice(-lines).join("\n");
+
+export async function which(bin: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
+    const p = `${dir}/${bin}`;
+    if (await Bun.file(p).exists()) return p;
+  }
+  return undefined;
+}

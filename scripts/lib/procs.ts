@@ -1,0 +1,96 @@
+/**
+ * Long-running processes we start: detached, logging to a file, remembered by
+ * a pid file. We only ever signal a pid whose command line still names the
+ * config file we started it with, so a recycled pid is never hit.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
+import { dirname } from "node:path";
+import { asUserCmd, type Cmd } from "./exec";
+
+export interface ProcSpec {
+  /** component name: etcd1, pg1, haproxy, nginx */
+  name: string;
+  cmd: Cmd;
+  /** a string that must appear in /proc/<pid>/cmdline for the pid to be ours */
+  marker: string;
+  pidFile: string;
+  logFile: string;
+  asUser?: string;
+  env?: Record<string, string>;
+}
+
+export function cmdlineOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of our running process, or undefined (a stale pid file is removed). */
+export function runningPid(spec: Pick<ProcSpec, "pidFile" | "marker">): number | undefined {
+  if (!existsSync(spec.pidFile)) return undefined;
+  const pid = Number(readFileSync(spec.pidFile, "utf8").trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const cmdline = cmdlineOf(pid);
+  if (cmdline && cmdline.includes(spec.marker) && !isZombie(pid)) return pid;
+  return undefined;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return true;
+  }
+}
+
+export function startProc(spec: ProcSpec): number {
+  mkdirSync(dirname(spec.pidFile), { recursive: true });
+  mkdirSync(dirname(spec.logFile), { recursive: true });
+  const fd = openSync(spec.logFile, "a");
+  const full = asUserCmd(spec.cmd, spec.asUser);
+  const child = spawn(full[0]!, full.slice(1), {
+    detached: true, // its own session: our Ctrl-C or exit does not take the cluster down
+    stdio: ["ignore", fd, fd],
+    env: { ...process.env, ...spec.env } as NodeJS.ProcessEnv,
+  });
+  closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${spec.name}`);
+  writeFileSync(spec.pidFile, `${child.pid}\n`);
+  return child.pid;
+}
+
+export const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return !isZombie(pid);
+  } catch {
+    return false;
+  }
+};
+
+/** SIGTERM, wait, then SIGKILL; resolves once the process is gone. */
+export async function stopProc(spec: Pick<ProcSpec, "pidFile" | "marker">, graceMs = 30_000): Promise<boolean> {
+  const pid = runningPid(spec);
+  if (!pid) {
+    rmSync(spec.pidFile, { force: true });
+    return false;
+  }
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < deadline) await Bun.sleep(100);
+  if (alive(pid)) {
+    process.kill(pid, "SIGKILL");
+    while (alive(pid)) await Bun.sleep(50);
+  }
+  rmSync(spec.pidFile, { force: true });
+  return true;
+}
+
+export function tailFile(path: string, lines = 20): string {
+  if (!existsSync(path)) return "(no log yet)";
+  return readFileSync(path, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+}

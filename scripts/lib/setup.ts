@@ -1,0 +1,60 @@
+/**
+ * The OS packages the native runtime needs. As root (or with passwordless
+ * sudo) on Debian/Ubuntu, missing ones are installed with apt; elsewhere the
+ * error lists exactly what to install. When nothing is missing, nothing runs.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { ToolkitError } from "./errors";
+import { isRoot, run, which } from "./exec";
+import { logLine } from "./ui";
+
+/** [binary or path that proves the package is there, Debian package] */
+export const OS_PACKAGES: [probe: string, pkg: string][] = [
+  ["/usr/lib/postgresql/15/bin/postgres", "postgresql-15"],
+  ["patroni", "patroni"],
+  ["etcd", "etcd-server"],
+  ["etcdctl", "etcd-client"],
+  ["haproxy", "haproxy"],
+  ["nginx", "nginx"],
+  ["pgbackrest", "pgbackrest"],
+  ["setpriv", "util-linux"],
+  ["ss", "iproute2"],
+];
+
+export async function missingPackages(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const [probe, pkg] of OS_PACKAGES) {
+    const found = probe.startsWith("/") ? existsSync(probe) : Boolean(await which(probe));
+    if (!found) missing.push(pkg);
+  }
+  return missing;
+}
+
+export function isDebianLike(osRelease = existsSync("/etc/os-release") ? readFileSync("/etc/os-release", "utf8") : ""): boolean {
+  const id = osRelease.match(/^ID=(.*)$/m)?.[1]?.replace(/"/g, "") ?? "";
+  const like = osRelease.match(/^ID_LIKE=(.*)$/m)?.[1]?.replace(/"/g, "") ?? "";
+  return ["debian", "ubuntu"].includes(id) || /\b(debian|ubuntu)\b/.test(like);
+}
+
+export async function ensureOsPackages(opts: { quiet?: boolean } = {}): Promise<string[]> {
+  const missing = await missingPackages();
+  if (missing.length === 0) return [];
+  const list = missing.join(" ");
+  if (!isDebianLike() || !(await which("apt-get"))) {
+    throw new ToolkitError("MISSING_PACKAGES", `missing OS packages: ${list}`, `install them with your package manager (Debian/Ubuntu names: ${list}), or use RUNTIME=docker with a Docker engine`);
+  }
+  let prefix: string[] = [];
+  if (!isRoot()) {
+    const sudo = (await which("sudo")) && (await run(["sudo", "-n", "true"], { nothrow: true })).code === 0;
+    if (!sudo) throw new ToolkitError("MISSING_PACKAGES", `missing OS packages: ${list}`, `run as root, or: sudo apt-get install -y ${list}`);
+    prefix = ["sudo", "-n"];
+  }
+  if (!opts.quiet) logLine(`setup: installing ${list} with apt-get`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await run([...prefix, "apt-get", "update", "-qq"], { env, timeoutMs: 600_000 });
+  await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], { env, timeoutMs: 1_200_000 });
+  const still = await missingPackages();
+  if (still.length) throw new ToolkitError("MISSING_PACKAGES", `apt-get ran but still missing: ${still.join(" ")}`, "check /var/log/apt/term.log");
+  if (!opts.quiet) logLine(`setup: installed ${list}`);
+  return missing;
+}

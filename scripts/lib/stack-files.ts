@@ -1,0 +1,133 @@
+/**
+ * Which files a stack needs, and the variables each template gets. The same
+ * templates serve both runtimes: only the addresses and paths differ.
+ */
+import { join } from "node:path";
+import type { Config, Member } from "./config";
+import { readTemplate, renderTemplate } from "./render";
+
+export type RuntimeKind = "native" | "docker";
+
+export interface RenderedFile {
+  /** path relative to the rendered dir (native) */
+  path: string;
+  content: string;
+  /** holds secrets: 0600, and owned by the postgres OS user where it is Patroni's */
+  secret: boolean;
+  /** the member whose Patroni reads it (native: copied into the member dir) */
+  member?: string;
+}
+
+interface Addressing {
+  memberHost(m: Member): string;
+  memberDir(m: Member): string;
+  etcdDataDir(m: Member): string;
+  nginxPrefix: string;
+  nginxAppsDir: string;
+  supabaseUpstream: string;
+}
+
+export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
+  if (kind === "docker") {
+    // Inside compose every member is its own host, named after the member.
+    return {
+      memberHost: (m) => m.name,
+      memberDir: () => "/home/postgres",
+      etcdDataDir: () => "/etcd-data",
+      nginxPrefix: "/var/run/nginx-stack",
+      nginxAppsDir: "/etc/nginx/apps",
+      supabaseUpstream: "kong:8000",
+    };
+  }
+  return {
+    memberHost: (m) => m.address,
+    memberDir: (m) => m.dir,
+    etcdDataDir: (m) => join(cfg.stateDir, "etcd", m.etcdName),
+    nginxPrefix: join(cfg.stateDir, "nginx"),
+    nginxAppsDir: join(cfg.stateDir, "nginx", "apps"),
+    // Natively no gateway runs; nginx answers 502 on / (documented), /healthz and /cluster work.
+    supabaseUpstream: `${cfg.api.address}:9`,
+  };
+}
+
+export function commonVars(cfg: Config) {
+  const t = cfg.timing;
+  return {
+    CLUSTER_NAME: cfg.clusterName,
+    NAMESPACE: cfg.namespace,
+    STACK: cfg.stack,
+    PATRONI_TTL: t.ttl,
+    PATRONI_LOOP_WAIT: t.loopWait,
+    PATRONI_RETRY_TIMEOUT: t.retryTimeout,
+    PATRONI_MAX_LAG_ON_FAILOVER: t.maximumLagOnFailover,
+    SYNCHRONOUS_MODE: t.synchronousMode,
+    FAILSAFE_MODE: t.failsafeMode,
+    PG_HBA_CIDR: cfg.pgHbaCidr,
+    PG_BIN_DIR: cfg.pgBinDir,
+    PG_SHARED_BUFFERS: cfg.sharedBuffers,
+    HAPROXY_ADDRESS: cfg.haproxy.address,
+    HAPROXY_RW_PORT: cfg.haproxy.rwPort,
+    HAPROXY_RO_PORT: cfg.haproxy.roPort,
+    HAPROXY_STATS_PORT: cfg.haproxy.statsPort,
+    HAPROXY_CHECK_INTER_MS: cfg.haproxy.interMs,
+    HAPROXY_CHECK_FALL: cfg.haproxy.fall,
+    HAPROXY_CHECK_RISE: cfg.haproxy.rise,
+    API_ADDRESS: cfg.api.address,
+    API_PORT: cfg.api.port,
+    ...cfg.secrets,
+  };
+}
+
+export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
+  const a = addressing(cfg, kind);
+  const common = commonVars(cfg);
+  const tmpl = (rel: string) => readTemplate(cfg.rootDir, rel);
+  const files: RenderedFile[] = [];
+  const etcdHosts = cfg.members.map((m) => `${a.memberHost(m)}:${m.etcdClientPort}`).join(",");
+  const initialCluster = cfg.members.map((m) => `${m.etcdName}=http://${a.memberHost(m)}:${m.etcdPeerPort}`).join(",");
+
+  const patroniT = tmpl("patroni/patroni.yml.tmpl");
+  const etcdT = tmpl("etcd/etcd.yml.tmpl");
+  for (const m of cfg.members) {
+    const host = a.memberHost(m);
+    const dir = a.memberDir(m);
+    const vars = {
+      ...common,
+      MEMBER_NAME: m.name,
+      MEMBER_ADDRESS: host,
+      PG_PORT: m.pgPort,
+      PATRONI_PORT: m.restPort,
+      MEMBER_DIR: dir,
+      MEMBER_DATA_DIR: join(dir, "data"),
+      MEMBER_SOCKET_DIR: join(dir, "run"),
+      ETCD_HOSTS: etcdHosts,
+    };
+    files.push({ path: `${m.name}/patroni.yml`, content: renderTemplate(patroniT, vars, "patroni/patroni.yml.tmpl"), secret: true, member: m.name });
+    files.push({
+      path: `etcd/${m.etcdName}.yml`,
+      content: renderTemplate(
+        etcdT,
+        { ...common, ETCD_NAME: m.etcdName, ETCD_DATA_DIR: a.etcdDataDir(m), MEMBER_ADDRESS: host, ETCD_CLIENT_PORT: m.etcdClientPort, ETCD_PEER_PORT: m.etcdPeerPort, ETCD_INITIAL_CLUSTER: initialCluster },
+        "etcd/etcd.yml.tmpl",
+      ),
+      secret: false,
+    });
+  }
+
+  const servers = cfg.members
+    .map((m) => `    server ${m.name} ${a.memberHost(m)}:${m.pgPort} check port ${m.restPort}`)
+    .join("\n");
+  files.push({ path: "haproxy/haproxy.cfg", content: renderTemplate(tmpl("haproxy/haproxy.cfg.tmpl"), { ...common, HAPROXY_SERVERS: servers }, "haproxy/haproxy.cfg.tmpl"), secret: true });
+
+  const nginxServers = cfg.members.map((m) => `        server ${a.memberHost(m)}:${m.restPort} max_fails=1 fail_timeout=2s;`).join("\n");
+  files.push({
+    path: "nginx/nginx.conf",
+    content: renderTemplate(
+      tmpl("nginx/nginx.conf.tmpl"),
+      { ...common, NGINX_PREFIX: a.nginxPrefix, NGINX_APPS_DIR: a.nginxAppsDir, NGINX_PATRONI_SERVERS: nginxServers, SUPABASE_UPSTREAM: a.supabaseUpstream },
+      "nginx/nginx.conf.tmpl",
+    ),
+    secret: false,
+  });
+  return files;
+}

@@ -1,0 +1,60 @@
+/**
+ * Output for people and for cron. In a terminal: clack's spinners and notes.
+ * Otherwise: plain timestamped lines. Everything passes through redact().
+ */
+import * as p from "@clack/prompts";
+import { redact } from "./redact";
+
+export const isInteractive = () => Boolean(process.stdin.isTTY && process.stdout.isTTY) && process.env.CI !== "true";
+const fancy = () => Boolean(process.stdout.isTTY) && process.env.CI !== "true";
+
+export function logLine(message: string): void {
+  process.stdout.write(`${new Date().toISOString()} ${redact(message)}\n`);
+}
+
+export function intro(title: string) {
+  if (fancy()) p.intro(title);
+  else logLine(title);
+}
+
+export function outro(message: string) {
+  if (fancy()) p.outro(redact(message));
+  else logLine(message);
+}
+
+export function note(body: string, title?: string) {
+  if (fancy()) p.note(redact(body), title);
+  else {
+    if (title) logLine(`${title}:`);
+    for (const l of body.split("\n")) process.stdout.write(`  ${redact(l)}\n`);
+  }
+}
+
+/** One line of progress per component; a spinner in a terminal. */
+export function progressReporter() {
+  const t0 = Date.now();
+  const spin = fancy() ? p.spinner() : undefined;
+  let spinning = false;
+  return {
+    start(msg: string) {
+      if (spin) { spin.start(msg); spinning = true; } else logLine(msg);
+    },
+    step: (component: string, message: string) => {
+      const line = `${component.padEnd(9)} ${message}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`;
+      if (spin && spinning) spin.message(redact(line));
+      else logLine(line);
+      if (spin && spinning) p.log.step(redact(line));
+    },
+    stop(msg: string) {
+      if (spin && spinning) { spin.stop(redact(msg)); spinning = false; } else logLine(msg);
+    },
+    fail(msg: string) {
+      if (spin && spinning) { spin.stop(redact(msg), 1); spinning = false; }
+    },
+  };
+}
+
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => (c ?? "").padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
