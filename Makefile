@@ -1,0 +1,82 @@
+# pgplatform: the verbs. `make help` lists them; each calls one script in scripts/.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# bun comes from npm (node_modules/.bin/bun) unless one is on PATH.
+BUN ?= $(shell command -v bun 2>/dev/null || echo node_modules/.bin/bun)
+STACK ?= dev
+export STACK
+# Integration tests run against their own stack (envs/test.env): a running dev stack is never touched.
+TEST_STACK ?= test
+
+.PHONY: help
+help: ## List the targets
+	@echo "pgplatform: run your own HA Postgres/Supabase platform (STACK=$(STACK))"
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-16s %s\n",$$1,$$2}'
+
+# --- setup -----------------------------------------------------------------
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm is required (install Node.js 18+ and npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: deps
+deps: node_modules/.installed ## Install the JS dependencies (bun itself comes from npm)
+
+.PHONY: setup
+setup: deps ## Install the OS packages (apt, as root on Debian/Ubuntu) or say what to install
+	$(BUN) scripts/setup.ts
+
+# --- the stack -------------------------------------------------------------
+.PHONY: dev-up
+dev-up: deps ## Bring the whole stack up (installs what it needs); safe to re-run
+	$(BUN) scripts/dev-up.ts $(ARGS)
+
+.PHONY: dev-down
+dev-down: deps ## Stop the stack in a safe order; keeps data
+	$(BUN) scripts/dev-down.ts $(ARGS)
+
+.PHONY: status
+status: deps ## Members, roles, timelines, lag, HAProxy backends (ARGS=--json)
+	$(BUN) scripts/status.ts $(ARGS)
+
+.PHONY: logs
+logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=--follow)
+	$(BUN) scripts/logs.ts $(SVC) $(ARGS)
+
+.PHONY: db-url
+db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>]
+	@$(BUN) scripts/db-url.ts
+
+.PHONY: clean
+clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
+	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+
+# --- tests -----------------------------------------------------------------
+.PHONY: test
+test: deps ## Unit tests, then integration tests against a real native test cluster
+	$(BUN) scripts/setup.ts
+	$(BUN) test tests/unit
+	$(MAKE) test-integration
+
+.PHONY: test-unit
+test-unit: deps ## Unit tests only (no cluster)
+	$(BUN) test tests/unit
+
+.PHONY: test-integration
+test-integration: deps ## Start the test stack, run tests/integration against it, tear it down
+	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null
+	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts; \
+	STACK=$(TEST_STACK) $(BUN) test tests/integration; rc=$$?; \
+	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes; exit $$rc
+
+.PHONY: typecheck
+typecheck: deps ## TypeScript type check
+	node_modules/.bin/tsc -p .
+
+# --- benchmarks (print figures; never gate CI) ---------------------------------
+.PHONY: bench-dev-up
+bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the stack
+	$(BUN) bench/dev-up.ts

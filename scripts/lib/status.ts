@@ -1,0 +1,36 @@
+/** One snapshot of the stack: processes, Patroni members, HAProxy backends. */
+import type { Config } from "./config";
+import { haproxyBackends, type BackendServer } from "./haproxy";
+import { allSpecs, procSpecs } from "./native";
+import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
+import { runningPid } from "./procs";
+
+export interface StackStatus {
+  stack: string;
+  processes: { name: string; pid: number | null }[];
+  members: (ClusterMember & { address: string })[];
+  health: Health;
+  haproxy: BackendServer[] | null;
+  endpoints: { readWrite: string; readOnly: string; api: string };
+}
+
+export async function stackStatus(cfg: Config): Promise<StackStatus> {
+  const processes = allSpecs(procSpecs(cfg)).map((s) => ({ name: s.name, pid: runningPid(s) ?? null }));
+  const view = await clusterView(cfg);
+  const members = cfg.members.map((m) => {
+    const v = view?.members.find((x) => x.name === m.name);
+    return { ...(v ?? { name: m.name, role: "-", state: "unreachable", host: m.address, port: m.pgPort }), address: m.address };
+  });
+  return {
+    stack: cfg.stack,
+    processes,
+    members,
+    health: assessCluster(cfg, view),
+    haproxy: (await haproxyBackends(cfg)) ?? null,
+    endpoints: {
+      readWrite: `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
+      readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
+      api: `http://${cfg.api.address}:${cfg.api.port}`,
+    },
+  };
+}

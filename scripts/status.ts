@@ -1,0 +1,30 @@
+#!/usr/bin/env bun
+/** make status: members, roles, timelines, lag, HAProxy backends. --json for scripts. */
+import { loadConfig } from "./lib/config";
+import { runMain } from "./lib/errors";
+import { parseFlags } from "./lib/flags";
+import { stackStatus } from "./lib/status";
+import { table } from "./lib/ui";
+
+const USAGE = "usage: make status [STACK=dev]   (bun scripts/status.ts [--json])\nexit 0 when healthy, 1 when not";
+await runMain(async () => {
+  const flags = parseFlags(process.argv.slice(2), { json: "boolean" }, USAGE);
+  if (flags.help) return void console.log(USAGE);
+  const cfg = loadConfig();
+  const s = await stackStatus(cfg);
+  if (flags.json) {
+    console.log(JSON.stringify(s, null, 2));
+    return s.health.ok ? 0 : 1;
+  }
+  const hp = (server: string, proxy: string) => s.haproxy?.find((b) => b.server === server && b.proxy === proxy)?.status ?? "-";
+  const rows = [["member", "address", "role", "state", "timeline", "lag", "haproxy rw", "haproxy ro"]];
+  for (const m of s.members) {
+    rows.push([m.name, m.address, m.role, m.state, String(m.timeline ?? "-"), String(m.lag ?? (m.role === "leader" ? "" : "-")), hp(m.name, "postgres_rw"), hp(m.name, "postgres_ro")]);
+  }
+  console.log(`stack ${s.stack}: ${s.health.ok ? "healthy" : "NOT healthy: " + s.health.problems.join(", ")}`);
+  console.log(table(rows));
+  console.log("");
+  console.log(table([["process", "pid"], ...s.processes.map((p) => [p.name, p.pid ? String(p.pid) : "stopped"])]));
+  console.log(`\nread-write ${s.endpoints.readWrite}   read-only ${s.endpoints.readOnly}   api ${s.endpoints.api}`);
+  return s.health.ok ? 0 : 1;
+});
