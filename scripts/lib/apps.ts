@@ -1,0 +1,60 @@
+/**
+ * The app registry: one committed YAML file per stack listing the internal
+ * apps (envs/apps.yaml for the dev stack, envs/apps.<stack>.yaml otherwise).
+ * new-app writes it; backup and status read it.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import YAML from "yaml";
+import { z } from "zod";
+import type { Config } from "./config";
+import { ToolkitError } from "./errors";
+import { writeIfChanged } from "./render";
+
+export const APP_NAME_RE = /^[a-z][a-z0-9_]{1,30}$/;
+
+export const AppEntry = z.object({
+  name: z.string().regex(APP_NAME_RE),
+  database: z.string().regex(/^[a-z][a-z0-9_]{1,62}$/),
+  role: z.string().regex(APP_NAME_RE),
+  port: z.number().int().min(1024).max(65535),
+  domain: z.string().min(1),
+  supabase: z.boolean().default(false),
+  created: z.string(),
+});
+export type AppEntry = z.infer<typeof AppEntry>;
+const Registry = z.object({ apps: z.array(AppEntry).default([]) });
+
+export function registryPath(cfg: Config): string {
+  return join(cfg.rootDir, "envs", cfg.stack === "dev" ? "apps.yaml" : `apps.${cfg.stack}.yaml`);
+}
+
+export function loadApps(cfg: Config): AppEntry[] {
+  const path = registryPath(cfg);
+  if (!existsSync(path)) return [];
+  const rel = path.replace(cfg.rootDir + "/", "");
+  let raw: unknown;
+  try {
+    raw = YAML.parse(readFileSync(path, "utf8")) ?? {};
+  } catch (e) {
+    throw new ToolkitError("BAD_REGISTRY", `${rel}: not valid YAML: ${(e as Error).message}`, "fix the file by hand or restore it from git");
+  }
+  const r = Registry.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    throw new ToolkitError("BAD_REGISTRY", `${rel}: ${i.path.join(".")}: ${i.message}`, "fix the entry by hand or restore the file from git");
+  }
+  return r.data.apps;
+}
+
+export function saveApps(cfg: Config, apps: AppEntry[]): void {
+  const header =
+    "# Internal apps on this stack, written by scripts/new-app.ts (edit with care).\n" +
+    "# Each app: its own database and role; port and domain from the port plan.\n";
+  writeIfChanged(registryPath(cfg), header + YAML.stringify({ apps }));
+}
+
+/** Every database `make backup` must dump: the environment ladder plus every app's. */
+export function registeredDatabases(cfg: Config): string[] {
+  return [...cfg.databases, ...loadApps(cfg).map((a) => a.database)];
+}
