@@ -25,10 +25,10 @@ const port = z.coerce
 const bool = z.enum(["true", "false"], { message: "must be true or false" }).transform((v) => v === "true");
 const seconds = (min: number) =>
   z.coerce.number({ message: "must be a number of seconds" }).int("must be a whole number of seconds").min(min, `must be at least ${min}`);
-const list = <T extends z.ZodTypeAny>(item: T) =>
+const list = (item: z.ZodType<string, string>) =>
   z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(item));
 
-/** Every key an env file may hold, with its rule and a hint for the fix. */
+/** Every key an env file may hold, with its rule, a hint for the fix, and (for optional keys) a default. */
 export const SETTINGS = {
   CLUSTER_NAME: { schema: z.string().regex(/^[a-z][a-z0-9-]{1,40}$/, "must be lowercase letters, digits and dashes"), hint: "e.g. CLUSTER_NAME=pgplatform-dev" },
   MEMBER_ADDRESSES: { schema: list(ipv4).refine((a) => a.length === 3, "must list exactly 3 addresses").refine((a) => new Set(a).size === a.length, "addresses must differ"), hint: "three loopback or host addresses, e.g. 127.0.0.11,127.0.0.12,127.0.0.13" },
@@ -57,8 +57,15 @@ export const SETTINGS = {
   DATABASES: { schema: list(z.string().regex(NAME_RE, "database names must match ^[a-z][a-z0-9_]{1,30}$")).refine((a) => a.length > 0, "must list at least one database"), hint: "comma-separated, e.g. orchestrator_ai_dev,orchestrator_ai_staging" },
   RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto picks docker when an engine answers" },
   STATE_DIR: { schema: z.string().min(1), hint: "folder for rendered files, data, logs, e.g. .state" },
-  MEMBER_ROOT: { schema: z.string(), hint: "leave empty to derive; where member data dirs live" },
-} as const;
+  MEMBER_ROOT: { schema: z.string(), hint: "leave empty to derive; where member data dirs live", default: "" },
+} as const satisfies Record<string, Setting>;
+
+/** A key with a `default` may be left out of an env file (keys added later must have one). */
+interface Setting {
+  schema: z.ZodTypeAny;
+  hint: string;
+  default?: string;
+}
 
 type Key = keyof typeof SETTINGS;
 
@@ -171,9 +178,9 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
   }
   const v: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(SETTINGS) as [Key, (typeof SETTINGS)[Key]][]) {
-    const value = raw[key];
+    const spec0 = spec as Setting;
+    const value = raw[key] ?? spec0.default;
     if (value === undefined) {
-      if (key === "MEMBER_ROOT") { v[key] = ""; continue; }
       throw new ConfigError(file, key, "is missing", `add a line ${key}=... (${spec.hint})`);
     }
     const r = (spec.schema as z.ZodTypeAny).safeParse(value);

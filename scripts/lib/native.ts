@@ -186,7 +186,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 export async function etcdHealthy(m: Member): Promise<boolean> {
   try {
     const res = await fetch(`http://${m.address}:${m.etcdClientPort}/health`, { signal: AbortSignal.timeout(1000) });
-    return res.ok && (await res.json()).health === "true";
+    return res.ok && ((await res.json()) as { health?: string }).health === "true";
   } catch {
     return false;
   }

@@ -49,7 +49,7 @@ export function progressReporter() {
       if (spin && spinning) { spin.stop(redact(msg)); spinning = false; } else logLine(msg);
     },
     fail(msg: string) {
-      if (spin && spinning) { spin.stop(redact(msg), 1); spinning = false; }
+      if (spin && spinning) { spin.error(redact(msg)); spinning = false; }
     },
   };
 }
