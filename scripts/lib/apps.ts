@@ -29,6 +29,22 @@ export function registryPath(cfg: Config): string {
   return join(cfg.rootDir, "envs", cfg.stack === "dev" ? "apps.yaml" : `apps.${cfg.stack}.yaml`);
 }
 
+/**
+ * An app's env file (DATABASE_URL etc., mode 0600, gitignored): envs/.env.<name>
+ * on the dev stack, envs/.env.<stack>.<name> on any other, so a test stack never
+ * clobbers a developer's file. db-url reads app passwords from here.
+ */
+export function appEnvPath(cfg: Pick<Config, "rootDir" | "stack">, name: string): string {
+  return join(cfg.rootDir, "envs", cfg.stack === "dev" ? `.env.${name}` : `.env.${cfg.stack}.${name}`);
+}
+
+/** The app's nginx server block; the main nginx.conf includes this folder. */
+export function appNginxPath(cfg: Pick<Config, "stateDir">, name: string): string {
+  return join(cfg.stateDir, "nginx", "apps", `${name}.conf`);
+}
+
+export const findApp = (cfg: Config, name: string): AppEntry | undefined => loadApps(cfg).find((a) => a.name === name);
+
 export function loadApps(cfg: Config): AppEntry[] {
   const path = registryPath(cfg);
   if (!existsSync(path)) return [];

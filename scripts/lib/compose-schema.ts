@@ -35,17 +35,38 @@ function dropIds(node: any): void {
   for (const v of Object.values(node)) dropIds(v);
 }
 
-/** Returns a list of problems (empty when valid), each naming the path in the file. */
-export function validateCompose(text: string): string[] {
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text);
-  } catch (e) {
-    return [`not valid YAML: ${(e as Error).message}`];
-  }
-  const v = validator();
-  if (v(doc)) return [];
-  return (v.errors ?? []).map((e) => `${e.instancePath || "/"}: ${e.message}${e.params && "additionalProperty" in e.params ? ` (${(e.params as any).additionalProperty})` : ""}`);
+/**
+ * Compose's interpolation, which runs before its validation: ${VAR},
+ * ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $VAR and $$ (a literal $).
+ * An unset variable without a default is reported, not silently emptied.
+ */
+export function interpolate(text: string, env: Record<string, string | undefined>, unset: string[] = []): string {
+  return text.replace(/\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g, (all, _x, braced, op, arg, bare) => {
+    if (all === "$$") return "$";
+    const name = braced ?? bare;
+    const value = env[name];
+    if (op === ":-") return value ? value : arg;
+    if (op === "-") return value ?? arg;
+    if (value === undefined) unset.push(name);
+    return value ?? "";
+  });
 }
 
-export const validateComposeFile = (path: string) => validateCompose(readFileSync(path, "utf8"));
+/** Returns a list of problems (empty when valid), each naming the path in the file. */
+export function validateCompose(text: string, env: Record<string, string | undefined> = {}): string[] {
+  let doc: unknown;
+  const unset: string[] = [];
+  const interpolated = interpolate(text, env, unset);
+  const problems = [...new Set(unset)].map((n) => `variable \${${n}} is not set`);
+  try {
+    // Merge keys (<<: *anchor) are part of the YAML Compose reads.
+    doc = YAML.parse(interpolated, { merge: true });
+  } catch (e) {
+    return [...problems, `not valid YAML: ${(e as Error).message}`];
+  }
+  const v = validator();
+  if (v(doc)) return problems;
+  return problems.concat((v.errors ?? []).map((e) => `${e.instancePath || "/"}: ${e.message}${e.params && "additionalProperty" in e.params ? ` (${(e.params as any).additionalProperty})` : ""}`));
+}
+
+export const validateComposeFile = (path: string, env: Record<string, string | undefined> = {}) => validateCompose(readFileSync(path, "utf8"), env);

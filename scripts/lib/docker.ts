@@ -6,26 +6,38 @@ import { join } from "node:path";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { run } from "./exec";
-import type { Progress, UpResult } from "./native";
+import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
+import { validateComposeFile } from "./compose-schema";
+import { signApiKey } from "./jwt";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
 import { SECRET_KEYS } from "./secrets";
 
 export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
 
-export function writeDockerFiles(cfg: Config): string {
+/** The values compose/dev.yml interpolates: ports, the main database, secrets and signed API keys. */
+export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Promise<Record<string, string>> {
+  return {
+    RENDERED_DIR: dir,
+    HAPROXY_RW_PORT: String(cfg.haproxy.rwPort),
+    HAPROXY_RO_PORT: String(cfg.haproxy.roPort),
+    HAPROXY_STATS_PORT: String(cfg.haproxy.statsPort),
+    API_PORT: String(cfg.api.port),
+    MAIN_DB: cfg.databases[0]!,
+    ...Object.fromEntries(SECRET_KEYS.map((k) => [k, cfg.secrets[k]])),
+    SUPABASE_ANON_KEY: await signApiKey(cfg.secrets.JWT_SECRET, "anon"),
+    SUPABASE_SERVICE_KEY: await signApiKey(cfg.secrets.JWT_SECRET, "service_role"),
+  };
+}
+
+export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
-  // compose reads ports, image settings and secrets from one env file (0600).
-  const env = [
-    `RENDERED_DIR=${dir}`,
-    `HAPROXY_RW_PORT=${cfg.haproxy.rwPort}`,
-    `HAPROXY_RO_PORT=${cfg.haproxy.roPort}`,
-    `HAPROXY_STATS_PORT=${cfg.haproxy.statsPort}`,
-    `API_PORT=${cfg.api.port}`,
-    ...SECRET_KEYS.map((k) => `${k}=${cfg.secrets[k]}`),
-  ].join("\n");
+  // compose reads ports, the database name and secrets from one env file (0600).
+  const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");
   writeIfChanged(join(dir, "compose.env"), env + "\n", { mode: 0o600 });
+  const problems = validateComposeFile(join(cfg.rootDir, "compose", "dev.yml"), await composeEnv(cfg, dir));
+  if (problems.length) throw new ToolkitError("BAD_COMPOSE", `compose/dev.yml: ${problems[0]}`, "fix the compose file (checked against the Compose spec schema)");
   return dir;
 }
 
@@ -35,9 +47,15 @@ export const composeCmd = (cfg: Config, ...args: string[]) => [
 
 export async function dockerUp(cfg: Config, progress: Progress): Promise<UpResult> {
   const t0 = Date.now();
-  writeDockerFiles(cfg);
+  await writeDockerFiles(cfg);
   progress("compose", "docker compose up -d --wait");
   const r = await run(composeCmd(cfg, "up", "-d", "--wait"), { nothrow: true, timeoutMs: 600_000 });
   if (r.code !== 0) throw new ToolkitError("UP_FAILED", "docker compose up failed", "run `docker compose logs` for the failing service", r.stderr);
-  return { started: ["compose"], restarted: [], changes: [], health: { ok: true, running: 3, problems: [] }, ms: Date.now() - t0 };
+  // Containers being up proves little: the cluster is healthy only when HAProxy routes both ways.
+  const rw = await probeRoute(cfg, "rw");
+  const ro = await probeRoute(cfg, "ro");
+  const problems = [...(rw && !rw.inRecovery ? [] : ["read-write port does not reach a primary"]), ...(ro && ro.inRecovery ? [] : ["read-only port does not reach a replica"])];
+  if (problems.length) throw new ToolkitError("CLUSTER_UNHEALTHY", problems.join("; "), "run `docker compose logs pg1 pg2 pg3 haproxy`");
+  const changes = await ensureDatabases(cfg);
+  return { started: ["compose"], restarted: [], changes, health: { ok: true, running: cfg.members.length, problems: [] }, ms: Date.now() - t0 };
 }

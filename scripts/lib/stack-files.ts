@@ -8,6 +8,9 @@ import { readTemplate, renderTemplate } from "./render";
 
 export type RuntimeKind = "native" | "docker";
 
+/** The compose network's subnet (compose/dev.yml): pg_hba admits it, with SCRAM. */
+export const DOCKER_SUBNET = "172.30.0.0/24";
+
 export interface RenderedFile {
   /** path relative to the rendered dir (native) */
   path: string;
@@ -20,6 +23,9 @@ export interface RenderedFile {
 
 interface Addressing {
   memberHost(m: Member): string;
+  etcdHost(m: Member): string;
+  /** values that differ inside containers: listeners bind all interfaces on fixed ports */
+  overrides: Record<string, string | number>;
   memberDir(m: Member): string;
   etcdDataDir(m: Member): string;
   nginxPrefix: string;
@@ -32,6 +38,9 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
     // Inside compose every member is its own host, named after the member.
     return {
       memberHost: (m) => m.name,
+      etcdHost: (m) => m.etcdName,
+      // compose publishes these container ports on the host ports from the env file.
+      overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
       memberDir: () => "/home/postgres",
       etcdDataDir: () => "/etcd-data",
       nginxPrefix: "/var/run/nginx-stack",
@@ -41,6 +50,8 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
   }
   return {
     memberHost: (m) => m.address,
+    etcdHost: (m) => m.address,
+    overrides: {},
     memberDir: (m) => m.dir,
     etcdDataDir: (m) => join(cfg.stateDir, "etcd", m.etcdName),
     nginxPrefix: join(cfg.stateDir, "nginx"),
@@ -80,11 +91,11 @@ export function commonVars(cfg: Config) {
 
 export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
   const a = addressing(cfg, kind);
-  const common = commonVars(cfg);
+  const common = { ...commonVars(cfg), ...a.overrides };
   const tmpl = (rel: string) => readTemplate(cfg.rootDir, rel);
   const files: RenderedFile[] = [];
-  const etcdHosts = cfg.members.map((m) => `${a.memberHost(m)}:${m.etcdClientPort}`).join(",");
-  const initialCluster = cfg.members.map((m) => `${m.etcdName}=http://${a.memberHost(m)}:${m.etcdPeerPort}`).join(",");
+  const etcdHosts = cfg.members.map((m) => `${a.etcdHost(m)}:${m.etcdClientPort}`).join(",");
+  const initialCluster = cfg.members.map((m) => `${m.etcdName}=http://${a.etcdHost(m)}:${m.etcdPeerPort}`).join(",");
 
   const patroniT = tmpl("patroni/patroni.yml.tmpl");
   const etcdT = tmpl("etcd/etcd.yml.tmpl");
@@ -107,7 +118,7 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
       path: `etcd/${m.etcdName}.yml`,
       content: renderTemplate(
         etcdT,
-        { ...common, ETCD_NAME: m.etcdName, ETCD_DATA_DIR: a.etcdDataDir(m), MEMBER_ADDRESS: host, ETCD_CLIENT_PORT: m.etcdClientPort, ETCD_PEER_PORT: m.etcdPeerPort, ETCD_INITIAL_CLUSTER: initialCluster },
+        { ...common, ETCD_NAME: m.etcdName, ETCD_DATA_DIR: a.etcdDataDir(m), MEMBER_ADDRESS: a.etcdHost(m), ETCD_LISTEN_ADDRESS: kind === "docker" ? "0.0.0.0" : a.etcdHost(m), ETCD_CLIENT_PORT: m.etcdClientPort, ETCD_PEER_PORT: m.etcdPeerPort, ETCD_INITIAL_CLUSTER: initialCluster },
         "etcd/etcd.yml.tmpl",
       ),
       secret: false,

@@ -1,0 +1,91 @@
+/**
+ * How each fault is dealt, against the processes this stack started. A host
+ * dying is Patroni and every Postgres process of the member dying at once:
+ * Patroni starts the postmaster in its own session, so both sessions are
+ * signalled. We only ever signal pids whose command line names this member's
+ * own config or data dir.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import type { Config, Member } from "../config";
+import { ToolkitError } from "../errors";
+import { postmasterPid, procSpecs } from "../native";
+import { cmdlineOf, runningPid } from "../procs";
+
+export type Signal = "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM";
+
+/** Session id of a pid, from /proc/<pid>/stat (field 6, after the parenthesised command). */
+export function sessionOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[3]);
+  } catch {
+    return undefined;
+  }
+}
+
+export function pidsInSession(sid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    if (sessionOf(Number(d)) === sid) out.push(Number(d));
+  }
+  return out;
+}
+
+export interface MemberProcs {
+  patroni?: number;
+  postmaster?: number;
+  /** Patroni, the postmaster and every backend, walsender and helper of the member */
+  all: number[];
+}
+
+export function memberProcs(cfg: Config, m: Member): MemberProcs {
+  const spec = procSpecs(cfg).patroni[m.index]!;
+  const patroni = runningPid(spec);
+  const postmaster = postmasterPid(m);
+  const pids = new Set<number>();
+  for (const leaderPid of [patroni, postmaster]) {
+    if (!leaderPid) continue;
+    const sid = sessionOf(leaderPid);
+    const inSession = sid ? pidsInSession(sid) : [leaderPid];
+    for (const p of inSession) {
+      const cmd = cmdlineOf(p) ?? "";
+      // Backends rename themselves ("postgres: pgplatform-h3: walsender ..."): the cluster name or member dir must show.
+      if (p === leaderPid || cmd.includes(m.dir) || cmd.includes(`${cfg.clusterName}:`)) pids.add(p);
+    }
+  }
+  return { patroni, postmaster, all: [...pids] };
+}
+
+/** Send a signal to each pid; a pid already gone is fine. Returns the pids that got it. */
+export function signalAll(pids: number[], signal: Signal): number[] {
+  const hit: number[] = [];
+  for (const p of pids) {
+    try {
+      process.kill(p, signal);
+      hit.push(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+    }
+  }
+  return hit;
+}
+
+export function requirePids(what: string, pids: (number | undefined)[]): number[] {
+  const ok = pids.filter((p): p is number => !!p);
+  if (ok.length === 0) throw new ToolkitError("NO_PROCESS", `${what}: no running process found`, "run `make status`; the drill needs the native stack running (make dev-up)");
+  return ok;
+}
+
+/** The etcd member that currently leads Raft (v2 stats). */
+export async function etcdLeader(cfg: Config): Promise<Member | undefined> {
+  for (const m of cfg.members) {
+    try {
+      const r = await fetch(`http://${m.address}:${m.etcdClientPort}/v2/stats/self`, { signal: AbortSignal.timeout(1000) });
+      const body = (await r.json()) as { state?: string };
+      if (body.state === "StateLeader") return m;
+    } catch {}
+  }
+  return undefined;
+}

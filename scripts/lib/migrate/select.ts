@@ -1,0 +1,203 @@
+/**
+ * What moves from a Supabase project, decided by pure functions over catalog
+ * rows: which schemas, which roles, which extensions, and which statements of
+ * pg_dump's output survive on a target that lacks Supabase's platform roles.
+ * Follows Supabase's documented dump/restore (roles, schema, data with
+ * session_replication_role = replica), adapted to a target without GoTrue.
+ */
+import { isSupabaseReservedRole } from "../supabase-db";
+
+/**
+ * Schemas Supabase (or its extensions) creates and maintains. Their contents
+ * are not the user's and are never copied, with two exceptions below.
+ */
+export const MANAGED_SCHEMAS = [
+  "auth", "storage", "extensions", "graphql", "graphql_public", "realtime", "_realtime", "_analytics", "_supavisor",
+  "supabase_functions", "supabase_migrations", "vault", "pgsodium", "pgsodium_masks", "pgbouncer", "net", "cron",
+  "pgtle", "pgmq", "dbdev", "repack", "topology", "tiger", "tiger_data",
+] as const;
+
+/**
+ * Managed schemas whose rows are the user's: auth (users keep their logins and
+ * ids) and storage (bucket and object metadata). A native target runs no
+ * GoTrue/Storage migrations, so their structure comes from the source too,
+ * together with what the user added there (triggers on auth.users, policies on
+ * storage.objects). The GoTrue/Storage versions pointed at the target later
+ * must be at least the source's (auth.schema_migrations / storage.migrations move with it).
+ */
+export const CARRIED_SCHEMAS = ["auth", "storage"] as const;
+
+/** Tables whose data Supabase's own guide leaves out of a data dump. */
+export const EXCLUDED_TABLE_DATA = ["storage.buckets_vectors", "storage.vector_indexes"];
+
+/** Extensions every Supabase project has; when the target cannot provide them they are skipped with a warning, not a blocker. */
+export const PLATFORM_EXTENSIONS = ["pg_graphql", "supabase_vault", "pgsodium", "pg_net", "pgjwt", "pg_stat_monitor", "pg_cron", "pg_stat_statements", "index_advisor", "hypopg", "wrappers"];
+
+const SYSTEM_SCHEMA = (s: string) => s === "pg_catalog" || s === "information_schema" || s.startsWith("pg_toast") || s.startsWith("pg_temp");
+
+export interface SchemaRow {
+  name: string;
+  /** created by an extension (pg_depend deptype e) */
+  extensionOwned?: boolean;
+}
+
+export interface SchemaSelection {
+  migrated: string[];
+  excluded: string[];
+}
+
+/** User schemas plus auth/storage; everything Supabase manages is left behind. */
+export function selectSchemas(rows: SchemaRow[]): SchemaSelection {
+  const migrated: string[] = [];
+  const excluded: string[] = [];
+  for (const r of rows) {
+    if (SYSTEM_SCHEMA(r.name)) continue;
+    const managed = (MANAGED_SCHEMAS as readonly string[]).includes(r.name) || r.extensionOwned;
+    if (!managed || (CARRIED_SCHEMAS as readonly string[]).includes(r.name)) migrated.push(r.name);
+    else excluded.push(r.name);
+  }
+  return { migrated: migrated.sort(), excluded: excluded.sort() };
+}
+
+export interface RoleRow {
+  name: string;
+  login: boolean;
+  inherit: boolean;
+  createdb: boolean;
+  createrole: boolean;
+  bypassrls: boolean;
+  superuser: boolean;
+  replication: boolean;
+  connlimit: number;
+  validUntil: string | null;
+}
+
+/** Roles the user created: not Supabase's, not Postgres's own, not a superuser (the platform never lets a user make one). */
+export function customRoles(rows: RoleRow[]): RoleRow[] {
+  return rows.filter((r) => !isSupabaseReservedRole(r.name) && r.name !== "postgres" && !r.superuser).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export interface RolePlan {
+  create: RoleRow[];
+  /** custom roles already on the target (a role is cluster-wide): kept as they are, password untouched */
+  existing: string[];
+  reservedSkipped: string[];
+}
+
+export function planRoles(source: RoleRow[], targetRoles: Set<string>): RolePlan {
+  const custom = customRoles(source);
+  const customNames = new Set(custom.map((r) => r.name));
+  return {
+    create: custom.filter((r) => !targetRoles.has(r.name)),
+    existing: custom.filter((r) => targetRoles.has(r.name)).map((r) => r.name),
+    reservedSkipped: source.filter((r) => !customNames.has(r.name) && r.name !== "postgres" && !r.name.startsWith("pg_")).map((r) => r.name).sort(),
+  };
+}
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const quoteLiteral = (value: string) => `'${value.replace(/'/g, "''")}'`;
+
+/** CREATE ROLE for one custom role; login roles get the generated password (the platform never reveals the old one). */
+export function createRoleSql(r: RoleRow, password?: string): string {
+  const parts = [`CREATE ROLE ${quoteIdent(r.name)}`];
+  parts.push(r.login ? "LOGIN" : "NOLOGIN", r.inherit ? "INHERIT" : "NOINHERIT");
+  if (r.createdb) parts.push("CREATEDB");
+  if (r.createrole) parts.push("CREATEROLE");
+  if (r.bypassrls) parts.push("BYPASSRLS");
+  if (r.connlimit >= 0) parts.push(`CONNECTION LIMIT ${r.connlimit}`);
+  if (r.validUntil) parts.push(`VALID UNTIL ${quoteLiteral(r.validUntil)}`);
+  if (r.login && password) parts.push(`PASSWORD ${quoteLiteral(password)}`);
+  return parts.join(" ") + ";";
+}
+
+export interface Membership {
+  role: string; // granted role
+  member: string;
+  admin: boolean;
+}
+
+/** Memberships that touch a custom role and whose both ends will exist on the target. */
+export function membershipSql(edges: Membership[], custom: Set<string>, willExist: Set<string>): string[] {
+  return edges
+    .filter((e) => (custom.has(e.role) || custom.has(e.member)) && willExist.has(e.role) && willExist.has(e.member))
+    .map((e) => `GRANT ${quoteIdent(e.role)} TO ${quoteIdent(e.member)}${e.admin ? " WITH ADMIN OPTION" : ""};`);
+}
+
+export interface ExtensionRow {
+  name: string;
+  schema: string;
+}
+
+export interface ExtensionPlan {
+  create: ExtensionRow[];
+  /** platform extensions the target cannot provide: skipped, with a warning */
+  skipped: string[];
+  /** user extensions the target cannot provide: the migration cannot run */
+  blocked: string[];
+}
+
+export function planExtensions(source: ExtensionRow[], targetAvailable: Set<string>): ExtensionPlan {
+  const out: ExtensionPlan = { create: [], skipped: [], blocked: [] };
+  for (const e of source) {
+    if (e.name === "plpgsql") continue;
+    if (targetAvailable.has(e.name)) out.create.push(e);
+    else if (PLATFORM_EXTENSIONS.includes(e.name)) out.skipped.push(e.name);
+    else out.blocked.push(e.name);
+  }
+  return out;
+}
+
+/** Extensions first, in their source schema (so `extensions.citext` columns resolve). */
+export function extensionSql(plan: ExtensionPlan): string[] {
+  const schemas = [...new Set(plan.create.map((e) => e.schema))].filter((s) => s !== "public" && s !== "pg_catalog");
+  return [
+    ...schemas.map((s) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)};`),
+    ...plan.create.map((e) => `CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)};`),
+  ];
+}
+
+const ROLE = String.raw`("(?:[^"]|"")+"|[A-Za-z_][\w$]*)`;
+const unquote = (r: string) => (r.startsWith('"') ? r.slice(1, -1).replace(/""/g, '"') : r.toLowerCase());
+
+/** Every role a one-line pg_dump statement names, or undefined if it names none we care about. */
+export function rolesInStatement(line: string): string[] | undefined {
+  let m: RegExpMatchArray | null;
+  if ((m = line.match(new RegExp(`^ALTER .+ OWNER TO ${ROLE};$`)))) return [unquote(m[1]!)];
+  if ((m = line.match(new RegExp(`^SET SESSION AUTHORIZATION ${ROLE};$`)))) return [unquote(m[1]!)];
+  const roles: string[] = [];
+  if ((m = line.match(new RegExp(`^ALTER DEFAULT PRIVILEGES FOR ROLE ${ROLE} `)))) roles.push(unquote(m[1]!));
+  if ((m = line.match(new RegExp(`^(?:ALTER DEFAULT PRIVILEGES .*)?GRANT .+ TO ${ROLE}(?: WITH (?:GRANT|ADMIN) OPTION)?;$`)))) roles.push(unquote(m[1]!));
+  else if ((m = line.match(new RegExp(`^(?:ALTER DEFAULT PRIVILEGES .*)?REVOKE .+ FROM ${ROLE}(?: CASCADE)?;$`)))) roles.push(unquote(m[1]!));
+  return roles.length ? roles : undefined;
+}
+
+export interface FilterResult {
+  sql: string;
+  /** statements dropped because they name a role the target does not have (e.g. supabase_admin) */
+  dropped: string[];
+}
+
+/**
+ * Adapt pg_dump's schema output to the target: statements naming a role the
+ * target lacks are dropped (the object stays owned by the migrating
+ * superuser), extensions are left to extensionSql(), schemas are created only
+ * if missing, and settings an older server rejects are removed.
+ */
+export function filterSchemaSql(sql: string, roleExists: (role: string) => boolean): FilterResult {
+  const dropped: string[] = [];
+  const out: string[] = [];
+  for (const line of sql.split("\n")) {
+    if (/^(CREATE EXTENSION|COMMENT ON EXTENSION|SET transaction_timeout)\b/.test(line)) continue;
+    const roles = rolesInStatement(line);
+    if (roles && roles.some((r) => r !== "public" && !roleExists(r))) {
+      dropped.push(line);
+      continue;
+    }
+    const schema = line.match(/^CREATE SCHEMA ("(?:[^"]|"")+"|[\w$]+);$/);
+    out.push(schema ? `CREATE SCHEMA IF NOT EXISTS ${schema[1]};` : line);
+  }
+  return { sql: out.join("\n"), dropped };
+}
+
+/** pg_dump -n/-t patterns: a double-quoted name is matched literally. */
+export const dumpPattern = (name: string) => quoteIdent(name);

@@ -1,0 +1,198 @@
+/**
+ * What onboarding an app means, decided before anything changes: the name
+ * rules, the port plan, the hostname, and the exact files and SQL. Pure: no
+ * I/O here, so every rule is unit-tested and a bad input never reaches the
+ * cluster.
+ */
+import type { Config } from "../config";
+import { APP_NAME_RE, type AppEntry } from "../apps";
+import { dbUrl, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
+import { renderTemplate } from "../render";
+import { SUPABASE_RESERVED_ROLES } from "../supabase-db";
+
+/** The seeds' port plan; any other app gets the next free port from FIRST_FREE_PORT in steps of PORT_STEP. */
+export const PORT_PLAN: Readonly<Record<string, number>> = { hyperarchy: 9100, bookwriter: 9200, research_ai: 9300 };
+export const FIRST_FREE_PORT = 9400;
+export const PORT_STEP = 100;
+
+/** Roles the platform itself runs on (Patroni's users and Postgres' own). */
+const PLATFORM_ROLES = ["postgres", "replicator", "rewind_user", "patroni", "admin"];
+/** Words Postgres reserves as role specifiers, or that mean something special in pg_hba.conf. */
+const POSTGRES_RESERVED = ["public", "none", "current_role", "current_user", "session_user", "all", "template0", "template1", "samerole", "samegroup", "replication"];
+
+export const NAME_RULE = "lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$)";
+
+/** Why `name` cannot be an app name, or undefined when it can. */
+export function appNameProblem(name: string, cfg: Pick<Config, "databases">): string | undefined {
+  if (!APP_NAME_RE.test(name)) return `${JSON.stringify(name)} is not a valid app name: ${NAME_RULE}`;
+  if (name.startsWith("pg_")) return `${name} is reserved: role names starting with pg_ belong to Postgres`;
+  if (PLATFORM_ROLES.includes(name) || POSTGRES_RESERVED.includes(name)) return `${name} is reserved by Postgres or the platform`;
+  if (SUPABASE_RESERVED_ROLES.includes(name)) return `${name} is reserved: it is one of Supabase's roles`;
+  const db = appDatabase(name);
+  if (cfg.databases.includes(name) || cfg.databases.includes(db)) return `${name} is reserved: it is an environment database (DATABASES in the env file)`;
+  return undefined;
+}
+
+export const appDatabase = (name: string) => `${name}_db`;
+
+const LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+const HOSTNAME_RE = new RegExp(`^${LABEL}(\\.${LABEL})*$`);
+
+/** A hostname nginx can use as server_name; anything that could break out of the config is refused. */
+export function domainProblem(domain: string): string | undefined {
+  if (domain.length > 253 || !HOSTNAME_RE.test(domain)) {
+    return `${JSON.stringify(domain)} is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`;
+  }
+  return undefined;
+}
+
+export const defaultDomain = (name: string) => `${name.replace(/_/g, "-")}.localhost`;
+
+/** Ports the stack itself listens on; an app must not take one. */
+export function stackPorts(cfg: Config): number[] {
+  const m = cfg.members[0]!;
+  return [cfg.haproxy.rwPort, cfg.haproxy.roPort, cfg.haproxy.statsPort, cfg.api.port, m.pgPort, m.restPort, m.etcdClientPort, m.etcdPeerPort];
+}
+
+export function portProblem(port: number, name: string, apps: AppEntry[], cfg: Config): string | undefined {
+  if (!Number.isInteger(port) || port < 1024 || port > 65535) return `port ${port} must be a whole number 1024-65535`;
+  const owner = apps.find((a) => a.port === port && a.name !== name);
+  if (owner) return `port ${port} is already used by app ${owner.name}`;
+  if (stackPorts(cfg).includes(port)) return `port ${port} is used by the stack itself (see ${cfg.file})`;
+  return undefined;
+}
+
+/** The port plan: a seed app gets its planned port, any other the next free one (9400, 9500, ...). */
+export function nextAppPort(name: string, apps: AppEntry[], reserved: number[] = []): number {
+  const used = new Set([...apps.filter((a) => a.name !== name).map((a) => a.port), ...reserved]);
+  const planned = PORT_PLAN[name];
+  if (planned !== undefined && !used.has(planned)) return planned;
+  const seedPorts = new Set(Object.values(PORT_PLAN));
+  for (let p = FIRST_FREE_PORT; p <= 65535; p += PORT_STEP) if (!used.has(p) && !seedPorts.has(p)) return p;
+  throw new Error("no free port left in the plan");
+}
+
+export interface AppRequest {
+  name: string;
+  port?: number;
+  domain?: string;
+  supabase?: boolean;
+}
+
+/** The full entry an app gets: what was asked, the rest inferred. Throws nothing; call the *Problem checks first. */
+export function planApp(cfg: Config, req: AppRequest, apps: AppEntry[], now = new Date()): AppEntry {
+  const existing = apps.find((a) => a.name === req.name);
+  return {
+    name: req.name,
+    database: existing?.database ?? appDatabase(req.name),
+    role: existing?.role ?? req.name,
+    port: req.port ?? existing?.port ?? nextAppPort(req.name, apps, stackPorts(cfg)),
+    domain: req.domain ?? existing?.domain ?? defaultDomain(req.name),
+    supabase: Boolean(req.supabase || existing?.supabase),
+    created: existing?.created ?? now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+  };
+}
+
+/** Every problem with a request against the current registry, before any change. */
+export function requestProblems(cfg: Config, req: AppRequest, apps: AppEntry[]): string[] {
+  const problems: string[] = [];
+  const np = appNameProblem(req.name, cfg);
+  if (np) return [np];
+  if (req.domain !== undefined) {
+    const dp = domainProblem(req.domain);
+    if (dp) problems.push(dp);
+  }
+  if (req.port !== undefined) {
+    const pp = portProblem(req.port, req.name, apps, cfg);
+    if (pp) problems.push(pp);
+  }
+  const existing = apps.find((a) => a.name === req.name);
+  if (existing) {
+    // Re-running must not silently move an app: changing its port or host is a remove + create.
+    if (req.port !== undefined && req.port !== existing.port) problems.push(`${req.name} already has port ${existing.port} (asked for ${req.port})`);
+    if (req.domain !== undefined && req.domain !== existing.domain) problems.push(`${req.name} already has hostname ${existing.domain} (asked for ${req.domain})`);
+  }
+  const domain = req.domain ?? existing?.domain ?? defaultDomain(req.name);
+  const clash = apps.find((a) => a.domain === domain && a.name !== req.name);
+  if (clash) problems.push(`hostname ${domain} is already used by app ${clash.name}`);
+  return problems;
+}
+
+// --- SQL, built as exact strings from checked names (identifiers always quoted) ---
+
+export const sql = {
+  createRole: (role: string, verifier: string) =>
+    `CREATE ROLE ${quoteIdent(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD ${quoteLiteral(verifier)}`,
+  setPassword: (role: string, verifier: string) => `ALTER ROLE ${quoteIdent(role)} PASSWORD ${quoteLiteral(verifier)}`,
+  createDatabase: (db: string, owner: string) => `CREATE DATABASE ${quoteIdent(db)} OWNER ${quoteIdent(owner)}`,
+  revokePublic: (db: string) => `REVOKE ALL ON DATABASE ${quoteIdent(db)} FROM PUBLIC`,
+  dropDatabase: (db: string) => `DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`,
+  dropRole: (role: string) => `DROP ROLE IF EXISTS ${quoteIdent(role)}`,
+};
+
+/**
+ * Supabase's database side inside one app database: the schemas its services
+ * own and the grants PostgREST needs for anon / authenticated / service_role.
+ * Idempotent; run while connected to the app's database.
+ */
+export function supabaseSetupSql(db: string, owner: string): string[] {
+  const d = quoteIdent(db);
+  const o = quoteIdent(owner);
+  return [
+    `GRANT CONNECT ON DATABASE ${d} TO authenticator, supabase_auth_admin, supabase_storage_admin`,
+    `CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_auth_admin`,
+    `CREATE SCHEMA IF NOT EXISTS storage AUTHORIZATION supabase_storage_admin`,
+    `CREATE SCHEMA IF NOT EXISTS extensions AUTHORIZATION ${o}`,
+    `GRANT USAGE ON SCHEMA public, extensions TO anon, authenticated, service_role`,
+    `GRANT USAGE ON SCHEMA auth, storage TO anon, authenticated, service_role`,
+    `GRANT ALL ON SCHEMA public TO ${o}`,
+    // Tables the app creates later are reachable through the API roles, as on Supabase's cloud (RLS decides rows).
+    `ALTER DEFAULT PRIVILEGES FOR ROLE ${o} IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role`,
+    `ALTER DEFAULT PRIVILEGES FOR ROLE ${o} IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role`,
+    `ALTER DEFAULT PRIVILEGES FOR ROLE ${o} IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role`,
+  ];
+}
+
+// --- files ---
+
+export const supabaseUrl = (cfg: Config) => `http://${cfg.api.address}:${cfg.api.port}`;
+
+/** The app's env file: what a developer needs, nothing more. Mode 0600 (holds the password). */
+export function appEnvFile(cfg: Config, app: AppEntry, password: string): string {
+  return [
+    `# ${app.name} on stack ${cfg.stack}: written by scripts/new-app.ts. Private: mode 0600, gitignored.`,
+    `# Re-run \`bun scripts/new-app.ts ${app.name} --rotate-password\` to replace the password.`,
+    `DATABASE_URL=${dbUrl(cfg, app.database, app.role, password, rwTarget(cfg))}`,
+    `DATABASE_READONLY_URL=${dbUrl(cfg, app.database, app.role, password, roTarget(cfg))}`,
+    `SUPABASE_URL=${supabaseUrl(cfg)}`,
+    `PORT=${app.port}`,
+    `APP_DOMAIN=${app.domain}`,
+    "",
+  ].join("\n");
+}
+
+/** Apps run on the host and listen on their port on loopback. */
+export const appUpstream = (app: AppEntry) => `127.0.0.1:${app.port}`;
+
+export function renderAppNginx(cfg: Config, template: string, app: AppEntry): string {
+  return renderTemplate(
+    template,
+    { STACK: cfg.stack, APP_NAME: app.name, APP_DOMAIN: app.domain, APP_PORT: app.port, APP_UPSTREAM: appUpstream(app), API_ADDRESS: cfg.api.address, API_PORT: cfg.api.port },
+    "nginx/app.conf.tmpl",
+  );
+}
+
+// --- commands ---
+
+export const nginxTestCmd = (cfg: Config) => ["nginx", "-t", "-q", "-p", `${cfg.stateDir}/nginx`, "-c", `${cfg.renderedDir}/nginx/nginx.conf`];
+
+export const pgDumpCmd = (cfg: Config, db: string, file: string) => [
+  `${cfg.pgBinDir}/pg_dump`, "--format=custom", "--no-password",
+  "--host", cfg.haproxy.address, "--port", String(cfg.haproxy.rwPort), "--username", "postgres",
+  "--dbname", db, "--file", file,
+];
+
+export const pgRestoreListCmd = (cfg: Config, file: string) => [`${cfg.pgBinDir}/pg_restore`, "--list", file];
+
+/** 20261121T214500Z: sorts by time, safe in a file name. */
+export const utcStamp = (d = new Date()) => d.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}Z$/, "Z");
