@@ -58,6 +58,18 @@ export const SETTINGS = {
   RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto picks docker when an engine answers" },
   STATE_DIR: { schema: z.string().min(1), hint: "folder for rendered files, data, logs, e.g. .state" },
   MEMBER_ROOT: { schema: z.string(), hint: "leave empty to derive; where member data dirs live", default: "" },
+  // Backups (scripts/lib/backup): every key has a default so older env files keep loading.
+  BACKUP_DIR: { schema: z.string(), hint: "where logical backups go; empty: $STATE_DIR/<stack>/backups", default: "" },
+  BACKUP_REPO_DIR: { schema: z.string(), hint: "pgBackRest repository; empty: <member root>/pgbackrest/repo (must be writable by postgres)", default: "" },
+  BACKUP_RETENTION_DAILY: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "daily backups to keep, e.g. 7", default: "7" },
+  BACKUP_RETENTION_WEEKLY: { schema: z.coerce.number().int().min(0, "must be 0 or more"), hint: "weekly backups to keep, e.g. 4", default: "4" },
+  BACKUP_FULL_EVERY_DAYS: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "physical full backup at most this many days apart (differential otherwise), e.g. 7", default: "7" },
+  BACKUP_JOBS: { schema: z.coerce.number().int().min(1, "must be at least 1").max(64, "must be at most 64"), hint: "parallel jobs for pg_dump/pg_restore/pgBackRest, e.g. 2", default: "2" },
+  BACKUP_ALERT_URL: { schema: z.string().regex(/^(https?:\/\/\S+)?$/, "must be an http(s) URL or empty"), hint: "webhook POSTed a JSON body when a backup fails", default: "" },
+  BACKUP_ALERT_COMMAND: { schema: z.string(), hint: "command run (no shell; split on spaces) with the failure on stdin, e.g. /usr/local/bin/notify-ops", default: "" },
+  BACKUP_SCHEDULE: { schema: z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), hint: "cron schedule for make backup-cron, e.g. 15 2 * * *", default: "15 2 * * *" },
+  BACKUP_ARCHIVE_TIMEOUT: { schema: seconds(0), hint: "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60", default: "60" },
+  BACKUP_SCRATCH_ADDRESS: { schema: z.union([z.literal(""), ipv4]), hint: "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21", default: "" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -117,6 +129,25 @@ export interface Config {
   /** The OS user the Postgres side runs as: `postgres` when we are root, else ourselves. */
   pgOsUser: string | undefined;
   secrets: Secrets;
+  backup: BackupSettings;
+}
+
+export interface BackupSettings {
+  /** logical backups: <dir>/<UTC stamp>/ */
+  dir: string;
+  /** pgBackRest's home (config, log, lock): <memberRoot>/pgbackrest; archive_command finds it relative to each data dir. */
+  pgbackrestHome: string;
+  repoDir: string;
+  stanza: string;
+  retentionDaily: number;
+  retentionWeekly: number;
+  fullEveryDays: number;
+  jobs: number;
+  alertUrl: string;
+  alertCommand: string;
+  schedule: string;
+  archiveTimeout: number;
+  scratchAddress: string;
 }
 
 /** Pure timing rule Patroni 3.0 does not enforce: a leader must be able to renew before its lock expires. */
@@ -262,6 +293,21 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     secretsFile: join(rootDir, "envs", `.secrets.${opts.stack}.env`),
     pgOsUser: root ? "postgres" : undefined,
     secrets: (opts.secrets ?? {}) as Secrets,
+    backup: {
+      dir: (v.BACKUP_DIR as string) ? resolve(rootDir, v.BACKUP_DIR as string) : join(stateDir, "backups"),
+      pgbackrestHome: join(memberRoot, "pgbackrest"),
+      repoDir: (v.BACKUP_REPO_DIR as string) ? resolve(rootDir, v.BACKUP_REPO_DIR as string) : join(memberRoot, "pgbackrest", "repo"),
+      stanza: clusterName,
+      retentionDaily: v.BACKUP_RETENTION_DAILY as number,
+      retentionWeekly: v.BACKUP_RETENTION_WEEKLY as number,
+      fullEveryDays: v.BACKUP_FULL_EVERY_DAYS as number,
+      jobs: v.BACKUP_JOBS as number,
+      alertUrl: v.BACKUP_ALERT_URL as string,
+      alertCommand: v.BACKUP_ALERT_COMMAND as string,
+      schedule: v.BACKUP_SCHEDULE as string,
+      archiveTimeout: v.BACKUP_ARCHIVE_TIMEOUT as number,
+      scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
+    },
   };
 }
 
