@@ -50,6 +50,11 @@ logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=
 db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>]
 	@$(BUN) scripts/db-url.ts
 
+.PHONY: new-app
+new-app: deps ## Onboard an app: NAME=<app> [PORT=N] [DOMAIN=host] [SUPABASE=1] [YES=1]; REMOVE=1 drops it (after a backup)
+	@# NAME/PORT/DOMAIN count only when given on the command line: a PORT exported in the shell must not pick the app's port.
+	$(BUN) scripts/new-app.ts $(if $(filter command line,$(origin NAME)),$(NAME),) $(if $(filter command line,$(origin PORT)),--port $(PORT),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter 1 true yes,$(SUPABASE)),--supabase,) $(if $(filter 1 true yes,$(REMOVE)),--remove,) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+
 .PHONY: clean
 clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
 	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
@@ -80,3 +85,7 @@ typecheck: deps ## TypeScript type check
 .PHONY: bench-dev-up
 bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the stack
 	$(BUN) bench/dev-up.ts
+
+.PHONY: bench-new-app
+bench-new-app: deps ## Onboarding time of an app vs the raw psql statements (STACK must be up)
+	$(BUN) bench/new-app.ts $(ARGS)

@@ -2,6 +2,7 @@
 /** make -s db-url DB=<name> [ROLE=<role>]: a connection URL through the HAProxy read-write port. */
 import { existsSync, readFileSync } from "node:fs";
 import { parse } from "dotenv";
+import { appEnvPath } from "./lib/apps";
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
@@ -28,7 +29,7 @@ await runMain(async () => {
   else if (SERVICE_ROLES[role]) password = cfg.secrets[SERVICE_ROLES[role]];
   else {
     // An app role: its password lives in the app's env file written by new-app.
-    const appEnv = `${cfg.rootDir}/envs/.env.${role}`;
+    const appEnv = appEnvPath(cfg, role);
     if (existsSync(appEnv)) {
       const url = parse(readFileSync(appEnv)).DATABASE_URL;
       if (url) password = decodeURIComponent(new URL(url).password);

@@ -1,0 +1,361 @@
+/**
+ * Onboarding an app onto the running cluster: role, database, privileges,
+ * optional Supabase side, env file, nginx block, registry entry. Each step
+ * first looks at what exists, so a re-run changes nothing; each change pushes
+ * its undo, so a failure anywhere leaves the stack as it was.
+ */
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { parse as parseDotenv } from "dotenv";
+import type pg from "pg";
+import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEntry } from "../apps";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import { run } from "../exec";
+import { procSpecs } from "../native";
+import { connect, quoteIdent } from "../pg";
+import { runningPid } from "../procs";
+import { registerSecret } from "../redact";
+import { readTemplate, writeIfChanged } from "../render";
+import { generateSecret } from "../secrets";
+import { ensureJwtSettings, ensureSupabaseRoles } from "../supabase-db";
+import { withAppsLock } from "./lock";
+import { nginxTestCmd, planApp, renderAppNginx, requestProblems, sql, supabaseSetupSql, appEnvFile, type AppRequest, NAME_RULE } from "./plan";
+import { scramMatches, scramVerifier } from "./scram";
+
+export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry";
+
+export interface OnboardOptions {
+  rotatePassword?: boolean;
+  progress?: (step: Step, message: string) => void;
+  /** Called as each step starts. Tests throw here to prove a failure mid-way leaves nothing behind. */
+  beforeStep?: (step: Step) => void | Promise<void>;
+}
+
+export interface OnboardResult {
+  app: AppEntry;
+  /** this run created the app (false: it existed) */
+  created: boolean;
+  /** what this run changed; empty on a re-run */
+  changes: string[];
+  /** what was already in place */
+  unchanged: string[];
+  envFile: string;
+  nginxConf: string;
+  /** nginx was running and now serves the app's hostname */
+  nginxServing: boolean;
+  ms: number;
+}
+
+interface Undo {
+  what: string;
+  run: () => Promise<void> | void;
+}
+
+/** Roles the platform connects to the maintenance database with (pg_rewind and Patroni's rewind checks). */
+const MAINTENANCE_DB_ROLES = ["rewind_user"];
+
+export function requireSecrets(cfg: Config): void {
+  if (!cfg.secrets.POSTGRES_PASSWORD) {
+    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile.replace(cfg.rootDir + "/", "")} does not exist yet: the stack ${cfg.stack} has never been brought up`, `run \`make dev-up STACK=${cfg.stack}\` first`);
+  }
+  for (const v of Object.values(cfg.secrets)) registerSecret(v);
+}
+
+/** A superuser connection through HAProxy's read-write port, or a clear error when the cluster is down. */
+export async function connectAdmin(cfg: Config, database = "postgres"): Promise<pg.Client> {
+  try {
+    return await connect(cfg, { database, timeoutMs: 3000 });
+  } catch (e) {
+    throw new ToolkitError(
+      "CLUSTER_DOWN",
+      `cannot reach Postgres through HAProxy at ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (stack ${cfg.stack}): ${(e as Error).message}`,
+      `start the stack with \`make dev-up STACK=${cfg.stack}\`, then check \`make status STACK=${cfg.stack}\``,
+    );
+  }
+}
+
+export interface AppState {
+  roleExists: boolean;
+  verifier: string | null;
+  dbOwner: string | null;
+  publicCanConnect: boolean | null;
+  supabaseSchema: boolean | null;
+}
+
+export async function inspectApp(admin: pg.Client, role: string, database: string): Promise<AppState> {
+  const r = await admin.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS role_exists,
+            (SELECT rolpassword FROM pg_authid WHERE rolname = $1) AS verifier,
+            (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $2) AS db_owner,
+            (SELECT has_database_privilege('public', oid, 'CONNECT') FROM pg_database WHERE datname = $2) AS public_connect`,
+    [role, database],
+  );
+  const row = r.rows[0];
+  return { roleExists: row.role_exists, verifier: row.verifier, dbOwner: row.db_owner, publicCanConnect: row.public_connect, supabaseSchema: null };
+}
+
+/** The password in an app's env file, if the file is there. */
+export function readEnvPassword(path: string): string | undefined {
+  if (!existsSync(path)) return undefined;
+  const url = parseDotenv(readFileSync(path)).DATABASE_URL;
+  if (!url) return undefined;
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const readIfExists = (path: string) => (existsSync(path) ? readFileSync(path, "utf8") : undefined);
+
+/** Restore a file to what it was (undefined: it did not exist). */
+export function restoreFile(path: string, old: string | undefined, mode: number): void {
+  if (old === undefined) rmSync(path, { force: true });
+  else writeIfChanged(path, old, { mode });
+}
+
+/** Check the candidate nginx config and make the running nginx load it. */
+export async function applyNginx(cfg: Config): Promise<{ running: boolean }> {
+  const t = await run(nginxTestCmd(cfg), { nothrow: true, timeoutMs: 10_000 });
+  if (t.code !== 0) {
+    throw new ToolkitError("NGINX_INVALID", "nginx -t rejected the configuration", `fix the file it names (app blocks live in ${cfg.stateDir}/nginx/apps)`, t.stderr || t.stdout);
+  }
+  const pid = runningPid(procSpecs(cfg).nginx);
+  if (!pid) return { running: false };
+  process.kill(pid, "SIGHUP"); // nginx re-reads its config and replaces its workers gracefully
+  return { running: true };
+}
+
+/** Wait until nginx answers for `domain` as app `name` (present=true) or no longer does (present=false). */
+export async function waitNginxRoute(cfg: Config, domain: string, name: string, present: boolean, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let served = false;
+    try {
+      const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain }, signal: AbortSignal.timeout(1000), redirect: "manual" });
+      await res.arrayBuffer();
+      served = res.headers.get("x-pgplatform-app") === name;
+    } catch {}
+    if (served === present) return true;
+    if (Date.now() > deadline) return false;
+    await Bun.sleep(25);
+  }
+}
+
+export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOptions = {}): Promise<OnboardResult> {
+  const t0 = Date.now();
+  // Every input rule is checked before the lock, the connection or any change.
+  const early = requestProblems(cfg, req, loadApps(cfg));
+  if (early.length) throw badInput(early);
+  requireSecrets(cfg);
+  return withAppsLock(cfg, async () => {
+    const apps = loadApps(cfg); // again, under the lock
+    const problems = requestProblems(cfg, req, apps);
+    if (problems.length) throw badInput(problems);
+    const registered = apps.find((a) => a.name === req.name);
+    const app = planApp(cfg, req, apps);
+    const envPath = appEnvPath(cfg, app.name);
+    const nginxPath = appNginxPath(cfg, app.name);
+    const progress = opts.progress ?? (() => {});
+    const changes: string[] = [];
+    const unchanged: string[] = [];
+    const undo: Undo[] = [];
+    let step: Step = "preflight";
+    const enter = async (s: Step) => {
+      step = s;
+      await opts.beforeStep?.(s);
+    };
+    let nginxServing = false;
+
+    const admin = await connectAdmin(cfg);
+    try {
+      await enter("preflight");
+      if (!existsSync(`${cfg.renderedDir}/nginx/nginx.conf`)) {
+        throw new ToolkitError("NOT_UP", `stack ${cfg.stack} has no rendered nginx.conf`, `run \`make dev-up STACK=${cfg.stack}\``);
+      }
+      const state = await inspectApp(admin, app.role, app.database);
+      let password = readEnvPassword(envPath);
+      if (!registered && state.roleExists && !(state.dbOwner === app.role && password)) {
+        // A role we did not register belongs to someone else: never adopt or re-password it.
+        throw new ToolkitError("ROLE_EXISTS", `a role named ${app.role} already exists and is not an app registered in ${rel(cfg, registryPath(cfg))}`, `pick another name, or clear a half-created app with \`bun scripts/new-app.ts ${app.name} --remove\``);
+      }
+      if (state.dbOwner !== null && state.dbOwner !== app.role) {
+        throw new ToolkitError("DATABASE_EXISTS", `database ${app.database} already exists and is owned by ${state.dbOwner}, not ${app.role}`, "pick another app name; new-app never takes over a database it did not create");
+      }
+
+      // 1. The login role. The server only sees a SCRAM verifier, never the password.
+      await enter("role");
+      if (!state.roleExists) {
+        password = generateSecret(24);
+        registerSecret(password);
+        await admin.query(sql.createRole(app.role, scramVerifier(password)));
+        undo.push({ what: `role ${app.role}`, run: async () => void (await admin.query(sql.dropRole(app.role))) });
+        changes.push(`role ${app.role} (LOGIN, scram-sha-256)`);
+      } else if (opts.rotatePassword) {
+        const old = state.verifier;
+        password = generateSecret(24);
+        registerSecret(password);
+        await admin.query(sql.setPassword(app.role, scramVerifier(password)));
+        if (old) undo.push({ what: `password of ${app.role}`, run: async () => void (await admin.query(sql.setPassword(app.role, old))) });
+        changes.push(`new password for role ${app.role}`);
+      } else {
+        if (!password) {
+          throw new ToolkitError("NO_ENV_FILE", `role ${app.role} exists but ${rel(cfg, envPath)} (which holds its password) is missing`, `re-run with --rotate-password to set a new password and write the file`);
+        }
+        registerSecret(password);
+        if (!state.verifier || !scramMatches(password, state.verifier)) {
+          throw new ToolkitError("PASSWORD_MISMATCH", `the password in ${rel(cfg, envPath)} does not match role ${app.role}`, "re-run with --rotate-password to set a new one");
+        }
+        unchanged.push(`role ${app.role}`);
+      }
+      progress("role", app.role);
+
+      // 2. The database, owned by the role.
+      await enter("database");
+      if (state.dbOwner === null) {
+        await admin.query(sql.createDatabase(app.database, app.role));
+        undo.push({ what: `database ${app.database}`, run: async () => void (await admin.query(sql.dropDatabase(app.database))) });
+        changes.push(`database ${app.database} (owner ${app.role})`);
+      } else unchanged.push(`database ${app.database}`);
+      progress("database", app.database);
+
+      // 3. Isolation: only the owner may connect to the app's database, and app roles never reach `postgres`.
+      await enter("privileges");
+      const publicConnect = state.dbOwner === null ? true : state.publicCanConnect;
+      if (publicConnect) {
+        await admin.query(sql.revokePublic(app.database));
+        if (state.dbOwner !== null) undo.push({ what: `CONNECT for PUBLIC on ${app.database}`, run: async () => void (await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(app.database)} TO PUBLIC`)) });
+        changes.push(`CONNECT on ${app.database} revoked from PUBLIC`);
+      } else unchanged.push(`${app.database} closed to PUBLIC`);
+      const hardened = await closeMaintenanceDatabase(admin);
+      if (hardened) changes.push(hardened);
+      progress("privileges", `${app.database}: owner only`);
+
+      // 4. Optional: Supabase's database side inside the app's database.
+      await enter("supabase");
+      if (app.supabase) {
+        const done = await ensureAppSupabase(cfg, admin, app);
+        if (done.changes.length) {
+          changes.push(...done.changes);
+          if (state.dbOwner !== null) undo.push({ what: `Supabase schemas in ${app.database}`, run: done.undo });
+        } else unchanged.push(`Supabase side of ${app.database}`);
+        progress("supabase", `schemas auth, storage, extensions; grants for anon, authenticated, service_role`);
+      }
+
+      // 5. The env file with DATABASE_URL (0600).
+      await enter("env-file");
+      const oldEnv = readIfExists(envPath);
+      if (writeIfChanged(envPath, appEnvFile(cfg, app, password!), { mode: 0o600 })) {
+        undo.push({ what: rel(cfg, envPath), run: () => restoreFile(envPath, oldEnv, 0o600) });
+        changes.push(`${rel(cfg, envPath)} (mode 0600)`);
+      } else unchanged.push(rel(cfg, envPath));
+      progress("env-file", rel(cfg, envPath));
+
+      // 6. The nginx server block, checked with nginx -t before nginx loads it.
+      await enter("nginx");
+      const oldConf = readIfExists(nginxPath);
+      const conf = renderAppNginx(cfg, readTemplate(cfg.rootDir, "nginx/app.conf.tmpl"), app);
+      if (writeIfChanged(nginxPath, conf, { mode: 0o644 })) {
+        const revert = async () => {
+          restoreFile(nginxPath, oldConf, 0o644);
+          await applyNginx(cfg).catch(() => {});
+        };
+        undo.push({ what: `nginx block ${app.domain}`, run: revert });
+        try {
+          await applyNginx(cfg);
+        } catch (e) {
+          undo.pop();
+          restoreFile(nginxPath, oldConf, 0o644); // never leave a file that breaks nginx -t
+          throw e;
+        }
+        changes.push(`nginx: ${app.domain} -> ${app.port}`);
+      } else unchanged.push(`nginx block ${app.domain}`);
+      if (runningPid(procSpecs(cfg).nginx)) nginxServing = await waitNginxRoute(cfg, app.domain, app.name, true);
+      progress("nginx", `${app.domain} -> 127.0.0.1:${app.port}`);
+
+      // 7. The registry, last: an app is listed only once everything above exists.
+      await enter("registry");
+      const next = registered ? apps.map((a) => (a.name === app.name ? app : a)) : [...apps, app];
+      if (JSON.stringify(next) !== JSON.stringify(apps)) {
+        const oldRegistry = readIfExists(registryPath(cfg));
+        saveApps(cfg, next);
+        undo.push({ what: rel(cfg, registryPath(cfg)), run: () => restoreFile(registryPath(cfg), oldRegistry, 0o644) });
+        changes.push(`${rel(cfg, registryPath(cfg))}: ${registered ? "updated" : "added"} ${app.name}`);
+      } else unchanged.push(`registry entry ${app.name}`);
+
+      return { app, created: !registered && !state.roleExists, changes, unchanged, envFile: envPath, nginxConf: nginxPath, nginxServing, ms: Date.now() - t0 };
+    } catch (err) {
+      const undone: string[] = [];
+      const stuck: string[] = [];
+      for (const u of undo.reverse()) {
+        try {
+          await u.run();
+          undone.push(u.what);
+        } catch (e) {
+          stuck.push(`${u.what}: ${(e as Error).message}`);
+        }
+      }
+      const reason = (err as Error).message;
+      const rolledBack = undone.length ? `; undone: ${undone.join(", ")}` : "; nothing had been changed";
+      throw new ToolkitError(
+        err instanceof ToolkitError && err.code !== "COMMAND_FAILED" ? err.code : "ONBOARD_FAILED",
+        `${app.name}: step ${step} failed: ${reason}${rolledBack}${stuck.length ? `; COULD NOT UNDO: ${stuck.join("; ")}` : ""}`,
+        err instanceof ToolkitError && err.fix ? err.fix : `fix the cause and re-run; \`make status STACK=${cfg.stack}\` shows the cluster`,
+        err instanceof ToolkitError ? err.detail : undefined,
+      );
+    } finally {
+      await admin.end().catch(() => {});
+    }
+  });
+}
+
+function badInput(problems: string[]): ToolkitError {
+  return new ToolkitError("BAD_INPUT", problems.join("; "), `app names: ${NAME_RULE}, not a reserved name; nothing was changed`);
+}
+
+const rel = (cfg: Config, path: string) => path.replace(cfg.rootDir + "/", "");
+
+/**
+ * PUBLIC may CONNECT to `postgres` by default, which would let every app role
+ * in. Close it once per cluster, keeping the platform roles that need it.
+ * Superusers (Patroni, backups) are not affected.
+ */
+export async function closeMaintenanceDatabase(admin: pg.Client): Promise<string | undefined> {
+  const r = await admin.query("SELECT has_database_privilege('public', 'postgres', 'CONNECT') AS open");
+  if (!r.rows[0].open) return undefined;
+  const have = (await admin.query("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", [MAINTENANCE_DB_ROLES])).rows.map((x) => x.rolname as string);
+  for (const role of have) await admin.query(`GRANT CONNECT ON DATABASE postgres TO ${quoteIdent(role)}`);
+  await admin.query("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC");
+  return `CONNECT on the maintenance database postgres revoked from PUBLIC (kept for ${have.join(", ") || "superusers only"})`;
+}
+
+/** Supabase's side in one app database, in one transaction; reports what it added and how to take it back. */
+async function ensureAppSupabase(cfg: Config, admin: pg.Client, app: AppEntry): Promise<{ changes: string[]; undo: () => Promise<void> }> {
+  const changes = await ensureSupabaseRoles(cfg, admin);
+  const c = await connectAdmin(cfg, app.database);
+  try {
+    const has = (await c.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('auth', 'storage', 'extensions')")).rows[0].n === 3;
+    if (!has) {
+      await c.query("BEGIN");
+      for (const stmt of supabaseSetupSql(app.database, app.role)) await c.query(stmt);
+      await c.query("COMMIT");
+      changes.push(`${app.database}: Supabase schemas auth, storage, extensions and API grants`);
+    }
+  } catch (e) {
+    await c.query("ROLLBACK").catch(() => {});
+    throw e;
+  } finally {
+    await c.end().catch(() => {});
+  }
+  changes.push(...(await ensureJwtSettings(cfg, admin, app.database)));
+  const undo = async () => {
+    const u = await connectAdmin(cfg, app.database);
+    try {
+      await u.query("DROP SCHEMA IF EXISTS auth, storage, extensions");
+      await u.query(`REVOKE CONNECT ON DATABASE ${quoteIdent(app.database)} FROM authenticator, supabase_auth_admin, supabase_storage_admin`);
+    } finally {
+      await u.end().catch(() => {});
+    }
+  };
+  return { changes, undo };
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bun
+/** make new-app NAME=<app>: onboard an internal app (database, role, env file, nginx block, registry), or --remove it. */
+import * as p from "@clack/prompts";
+import { loadApps, registryPath } from "./lib/apps";
+import { loadConfig, type Config } from "./lib/config";
+import { runMain, ToolkitError } from "./lib/errors";
+import { envFlag, parseFlags } from "./lib/flags";
+import { onboardApp, type OnboardResult } from "./lib/onboard/onboard";
+import { appNameProblem, defaultDomain, domainProblem, planApp, requestProblems, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
+import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
+import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
+
+const USAGE = `usage: bun scripts/new-app.ts [<name>] [--port N] [--domain HOST] [--supabase] [--yes] [--json]
+       bun scripts/new-app.ts <name> --rotate-password
+       bun scripts/new-app.ts <name> --remove [--yes]
+       make new-app NAME=<name> [PORT=N] [DOMAIN=host] [SUPABASE=1] [YES=1] [REMOVE=1] [STACK=dev]
+
+Onboards an internal app onto the running cluster of STACK (default dev):
+  database <name>_db owned by a new LOGIN role <name> (scram-sha-256), CONNECT
+  revoked from PUBLIC; a port from the plan (hyperarchy 9100, bookwriter 9200,
+  research_ai 9300, others 9400, 9500, ...); envs/.env.<name> (0600) with
+  DATABASE_URL; an nginx server block for the hostname; an entry in envs/apps.yaml
+  (so \`make backup\` dumps it).
+
+  <name>             ${NAME_RULE}
+  --port N           the app's port (default: next free in the plan)
+  --domain HOST      hostname nginx routes to the app (default: <name>.localhost)
+  --supabase         also set up Supabase's database side in the new database
+  --rotate-password  give an existing app's role a new password (rewrites its env file)
+  --remove           take a final backup (pg_dump -Fc, verified), then drop the app
+  --yes              do not ask; without a terminal a missing answer is an error
+  --json             print the result as JSON (implies no prompts)
+
+Re-running for an existing app reports what exists and changes nothing.
+If any step fails, what the run created is undone.`;
+
+const cancelled = (what: string): never => {
+  p.cancel(`cancelled: ${what}`);
+  process.exit(130);
+};
+
+await runMain(async () => {
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { name: "string", port: "number", domain: "string", supabase: "boolean", yes: "boolean", remove: "boolean", rotatePassword: "boolean", json: "boolean" },
+    USAGE,
+  );
+  if (flags.help) return void console.log(USAGE);
+  if (flags._.length > 1) throw new ToolkitError("BAD_FLAG", `one app name at a time (got ${flags._.join(", ")})`, USAGE.split("\n")[0]);
+  if (flags.remove && (flags.port !== undefined || flags.domain !== undefined || flags.supabase || flags.rotatePassword)) {
+    throw new ToolkitError("BAD_FLAG", "--remove takes no other options than --yes and --json", USAGE.split("\n")[2]);
+  }
+  const cfg = loadConfig();
+  const yes = Boolean(flags.yes || envFlag("YES"));
+  const ask = isInteractive() && !flags.json && !yes;
+
+  let name = flags._[0] ?? flags.name;
+  if (!name) {
+    if (!ask) throw new ToolkitError("MISSING_NAME", "the app name is required (no terminal to ask in, or --yes/--json given)", "pass it: `bun scripts/new-app.ts <name>` or `make new-app NAME=<name>`");
+    intro(`new-app: stack ${cfg.stack}`);
+    const answer = await p.text({ message: "App name?", placeholder: "bookwriter", validate: (v) => appNameProblem(v ?? "", cfg) });
+    if (p.isCancel(answer)) cancelled("nothing created");
+    name = answer as string;
+  } else if (ask) intro(`new-app: stack ${cfg.stack}`);
+
+  if (flags.remove) return removeFlow(cfg, name, { ask, yes, json: Boolean(flags.json) });
+
+  const req = { name, port: flags.port, domain: flags.domain, supabase: flags.supabase };
+  const apps = loadApps(cfg);
+  const problems = requestProblems(cfg, req, apps);
+  if (problems.length) throw new ToolkitError("BAD_INPUT", problems.join("; "), `app names: ${NAME_RULE}, not a reserved name; nothing was changed`);
+  const exists = apps.some((a) => a.name === name);
+  if (ask && !exists) {
+    // Ask only what cannot be inferred: the hostname and the Supabase side. The port comes from the plan.
+    if (req.domain === undefined) {
+      const d = await p.text({ message: `Hostname for ${name}?`, placeholder: defaultDomain(name), defaultValue: defaultDomain(name), validate: (v) => (v ? domainProblem(v) : undefined) });
+      if (p.isCancel(d)) cancelled("nothing created");
+      req.domain = d as string;
+    }
+    if (req.supabase === undefined) {
+      const s = await p.confirm({ message: "Also set up Supabase's database side (schemas, grants for anon/authenticated/service_role)?", initialValue: false });
+      if (p.isCancel(s)) cancelled("nothing created");
+      req.supabase = s as boolean;
+    }
+    const plan = planApp(cfg, req, apps);
+    note(
+      [`database  ${plan.database} (owner ${plan.role})`, `port      ${plan.port}`, `hostname  ${plan.domain}`, `supabase  ${plan.supabase ? "yes" : "no"}`].join("\n"),
+      `${name} on stack ${cfg.stack}`,
+    );
+    const ok = await p.confirm({ message: `Create ${name}?`, initialValue: true });
+    if (p.isCancel(ok) || !ok) cancelled("nothing created");
+  }
+
+  const spin = flags.json ? undefined : progressReporter();
+  spin?.start(`onboarding ${name}`);
+  let result: OnboardResult;
+  try {
+    result = await onboardApp(cfg, req, { rotatePassword: flags.rotatePassword, progress: spin ? (s, m) => spin.step(s, m) : undefined });
+  } catch (e) {
+    spin?.fail(`${name}: failed`);
+    throw e;
+  }
+  if (flags.json) return void console.log(JSON.stringify(result, null, 2));
+  const nothing = result.changes.length === 0;
+  spin?.stop(nothing ? `${name} already exists: nothing to change` : `${name} ready in ${(result.ms / 1000).toFixed(2)} s`);
+  note(summary(cfg, result), nothing ? `${name} (unchanged)` : `${name} created`);
+  outro(nothing ? "nothing to do" : `next: start ${name} on port ${result.app.port}`);
+});
+
+function summary(cfg: Config, r: OnboardResult): string {
+  const a = r.app;
+  const rel = (path: string) => path.replace(cfg.rootDir + "/", "");
+  const stackArg = cfg.stack === "dev" ? "" : ` STACK=${cfg.stack}`;
+  const lines = [
+    `database   ${a.database} (owner ${a.role}; other roles cannot connect)`,
+    `port       ${a.port}`,
+    `hostname   ${a.domain} -> ${appUpstream(a)} via nginx http://${cfg.api.address}:${cfg.api.port}${r.nginxServing ? "" : " (nginx not running: loaded at the next dev-up)"}`,
+    `env file   ${rel(r.envFile)} (0600): DATABASE_URL, DATABASE_READONLY_URL, SUPABASE_URL, PORT`,
+    `supabase   ${a.supabase ? `yes (${supabaseUrl(cfg)})` : "no (re-run with --supabase to add it)"}`,
+    `registry   ${rel(registryPath(cfg))} (included in \`make backup\`)`,
+  ];
+  if (r.changes.length) lines.push("", "created:", ...r.changes.map((c) => `  + ${c}`));
+  else lines.push("", "already in place:", ...r.unchanged.map((c) => `  = ${c}`));
+  lines.push(
+    "",
+    "next steps:",
+    `  1. load ${rel(r.envFile)} in the app (e.g. bun --env-file=${rel(r.envFile)} run start)`,
+    `  2. start it on port ${a.port}`,
+    `  3. curl -H 'Host: ${a.domain}' http://${cfg.api.address}:${cfg.api.port}/`,
+    `  a URL any time: make -s db-url DB=${a.database} ROLE=${a.role}${stackArg}`,
+  );
+  return lines.join("\n");
+}
+
+async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boolean; json: boolean }): Promise<number> {
+  const plan = await planRemoval(cfg, name);
+  if (plan.nothing) {
+    if (o.json) console.log(JSON.stringify({ plan, removed: [] }, null, 2));
+    else logLine(`${name}: nothing to remove on stack ${cfg.stack}`);
+    return 0;
+  }
+  if (!o.yes) {
+    if (!o.ask) throw new ToolkitError("NEEDS_CONFIRMATION", `--remove drops ${describe(plan)}`, "re-run with --yes (script) or YES=1 (make); a final backup is taken first");
+    note(describe(plan, "\n"), `remove ${name} from stack ${cfg.stack}`);
+    const ok = await p.confirm({ message: `Drop ${name}? A final backup (pg_dump -Fc) is taken first.`, initialValue: false });
+    if (p.isCancel(ok) || !ok) cancelled("nothing removed");
+  }
+  const spin = o.json ? undefined : progressReporter();
+  spin?.start(`removing ${name}`);
+  let r: RemoveResult;
+  try {
+    r = await removeApp(cfg, name, { progress: spin ? (s, m) => spin.step(s, m) : undefined });
+  } catch (e) {
+    spin?.fail(`${name}: removal failed`);
+    throw e;
+  }
+  if (o.json) {
+    console.log(JSON.stringify(r, null, 2));
+    return 0;
+  }
+  spin?.stop(`${name} removed in ${(r.ms / 1000).toFixed(2)} s`);
+  const lines = r.removed.map((x) => `  - ${x}`);
+  if (r.backup) lines.unshift(`final backup  ${r.backup.path.replace(cfg.rootDir + "/", "")} (${r.backup.bytes} bytes, ${r.backup.entries} entries, verified with pg_restore --list)`, "");
+  if (r.backup) lines.push("", `restore: pg_restore --create -d postgres ${r.backup.path.replace(cfg.rootDir + "/", "")}  (after re-creating role ${plan.role})`);
+  note(lines.join("\n"), `${name} removed`);
+  outro("done");
+  return 0;
+}
+
+function describe(plan: RemovalPlan, sep = ", "): string {
+  const parts: string[] = [];
+  if (plan.databaseExists) parts.push(`database ${plan.database}`);
+  if (plan.roleExists) parts.push(`role ${plan.role}`);
+  if (plan.envFile) parts.push(`env file ${plan.envFile.split("/").slice(-2).join("/")}`);
+  if (plan.nginxConf) parts.push(`nginx block ${plan.domain ?? plan.name}`);
+  if (plan.registered) parts.push("registry entry");
+  if (!plan.registered) parts.push("(not a registered app)");
+  return parts.join(sep);
+}
