@@ -9,7 +9,8 @@ import { dirname, join } from "node:path";
 import type { Config, Member } from "./config";
 import { ToolkitError } from "./errors";
 import { isRoot, run, which } from "./exec";
-import { assessCluster, clusterView, restGet, restSend, type Health } from "./patroni";
+import { assessCluster, clusterView, isRunning, restGet, restSend, type Health } from "./patroni";
+import { haproxyBackends } from "./haproxy";
 import { connect, roTarget, rwTarget } from "./pg";
 import { portFree, portHolder } from "./ports";
 import { runningPid, startProc, stopProc, tailFile, type ProcSpec } from "./procs";
@@ -286,6 +287,18 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     // 4. HAProxy, restarted only when its config changed.
     component = "haproxy";
     await ensureFrontend(specs.haproxy, changedFiles.has("haproxy"), startOne, restarted);
+    // HAProxy 2.6 starts every server as UP until its checks fail, so a fresh HAProxy can hand a
+    // write to a replica for a second or two. Ready means: its own stats show exactly the leader UP
+    // for writes and only replicas UP for reads, and a real connection agrees.
+    await waitFor("HAProxy backends", 30_000, async () => {
+      const view = await clusterView(cfg);
+      const b = await haproxyBackends(cfg);
+      if (!view || !b) return undefined;
+      const leader = view.members.find((m) => m.role === "leader")?.name;
+      const up = (proxy: string) => b.filter((x) => x.proxy === proxy && x.status === "UP").map((x) => x.server).sort();
+      const replicas = view.members.filter((m) => m.role !== "leader" && isRunning(m)).map((m) => m.name).sort();
+      return leader && up("postgres_rw").join() === leader && up("postgres_ro").join() === replicas.join() ? true : undefined;
+    });
     const rw = await waitFor("HAProxy read-write route", 30_000, async () => {
       const r = await probeRoute(cfg, "rw");
       return r && !r.inRecovery ? r : undefined;
@@ -314,6 +327,11 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     component = "databases";
     changes.push(...(await ensureDatabases(cfg)));
     progress("databases", `${cfg.databases.length} environment databases ready`);
+
+    // 7. Backups: pgBackRest config + stanza, WAL archiving in the DCS (idempotent).
+    component = "pgbackrest";
+    changes.push(...(await (await import("./backup/pgbackrest")).ensureBackupRepo(cfg)));
+    progress("pgbackrest", `stanza ${cfg.backup.stanza}, WAL archived to ${cfg.backup.repoDir}`);
 
     const health = assessCluster(cfg, await clusterView(cfg));
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };

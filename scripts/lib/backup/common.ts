@@ -1,0 +1,76 @@
+/**
+ * Small pieces every backup module shares: the progress callback type, the
+ * postgres OS user's ids, directories it must own, and the UTC stamp that
+ * names a backup folder.
+ */
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statfsSync } from "node:fs";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import { run, type Cmd, type RunOptions } from "../exec";
+
+/** Long work reports through this; entry scripts turn it into log lines or a progress bar. */
+export type BackupProgress = (step: string, message: string, fraction?: number) => void;
+export const quiet: BackupProgress = () => {};
+
+export function pgOwner(cfg: Config): { uid: number; gid: number } | undefined {
+  if (!cfg.pgOsUser) return undefined;
+  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith(`${cfg.pgOsUser}:`));
+  if (!line) throw new ToolkitError("NO_POSTGRES_USER", `OS user ${cfg.pgOsUser} does not exist`, "install postgresql-15 with `make setup`");
+  const [, , uid, gid] = line.split(":");
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** A directory the postgres OS user owns (pgBackRest repo, scratch instances). */
+export function ensurePgDir(cfg: Config, dir: string, mode = 0o750): boolean {
+  const created = !existsSync(dir);
+  mkdirSync(dir, { recursive: true, mode });
+  chmodSync(dir, mode);
+  const ids = pgOwner(cfg);
+  if (ids) chownSync(dir, ids.uid, ids.gid);
+  return created;
+}
+
+/** Run as the postgres OS user from a directory it can enter (tools like psql complain about /root). */
+export function runAsPg(cfg: Config, cmd: Cmd, opts: RunOptions = {}) {
+  return run(cmd, { cwd: "/", ...opts, asUser: cfg.pgOsUser, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...opts.env } });
+}
+
+/** Absolute path of a Postgres client or server binary (cron's PATH has no /usr/lib/postgresql). */
+export const pgBin = (cfg: Config, name: string) => `${cfg.pgBinDir}/${name}`;
+
+/** 2026-11-21T21:05:03.123Z -> 20261121T210503Z: sorts by time, safe in paths. */
+export function backupStamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+}
+
+export function stampToDate(stamp: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(stamp);
+  if (!m) return undefined;
+  return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
+}
+
+export const BACKUP_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
+
+export function freeBytes(dir: string): number {
+  let d = dir;
+  while (!existsSync(d)) d = d.replace(/\/[^/]*$/, "") || "/";
+  const s = statfsSync(d);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+/** Pure: is there room for `need` bytes with `free` available? A message naming both when not. */
+export function spaceProblem(what: string, dir: string, needBytes: number, freeBytesAvail: number): string | undefined {
+  if (freeBytesAvail >= needBytes) return undefined;
+  return `${what}: ${dir} has ${fmtBytes(freeBytesAvail)} free, needs about ${fmtBytes(needBytes)}`;
+}
+
+export function fmtBytes(n: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}

@@ -1,0 +1,256 @@
+/**
+ * Physical backups and WAL archiving with pgBackRest. One repository per
+ * stack (<member root>/pgbackrest/repo); every member archives into it through
+ * the archive_command in Patroni's DCS, and `make backup` takes full or
+ * differential backups, copying from a streaming standby when there is one.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import type { Cmd, RunOptions } from "../exec";
+import { clusterView, isRunning, restGet, restSend } from "../patroni";
+import { readTemplate, renderTemplate, writeIfChanged } from "../render";
+import { ensurePgDir, pgOwner, runAsPg } from "./common";
+
+export const pgbackrestConfigPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "pgbackrest.conf");
+
+/**
+ * The archive_command, identical on every member (it lives in the DCS).
+ * Postgres runs it in the member's data dir (<member root>/<member>/data), so
+ * "$PWD" names this member's data dir and ../../pgbackrest the shared config.
+ * It must match patroni/patroni.yml.tmpl (a unit test holds them together).
+ */
+export const archiveCommand = (cfg: Config) =>
+  `pgbackrest --config="$PWD/../../pgbackrest/pgbackrest.conf" --stanza=${cfg.backup.stanza} --pg1-path="$PWD" archive-push "%p"`;
+
+/** Postgres parameters archiving needs; bootstrap.dcs sets them, ensureArchiving PATCHes older clusters. */
+export const archiveParameters = (cfg: Config): Record<string, string | number> => ({
+  archive_mode: "on",
+  archive_command: archiveCommand(cfg),
+  archive_timeout: cfg.backup.archiveTimeout,
+});
+
+export function renderPgbackrestConf(cfg: Config): string {
+  const pgSections = cfg.members
+    .map((m, i) =>
+      [`pg${i + 1}-path=${m.dataDir}`, `pg${i + 1}-socket-path=${m.socketDir}`, `pg${i + 1}-port=${m.pgPort}`, `pg${i + 1}-user=postgres`].join("\n"),
+    )
+    .join("\n");
+  return renderTemplate(
+    readTemplate(cfg.rootDir, "patroni/pgbackrest.conf.tmpl"),
+    {
+      CLUSTER_NAME: cfg.clusterName,
+      STACK: cfg.stack,
+      STANZA: cfg.backup.stanza,
+      REPO_PATH: cfg.backup.repoDir,
+      HOME_PATH: cfg.backup.pgbackrestHome,
+      RETENTION_FULL: Math.max(1, cfg.backup.retentionWeekly),
+      RETENTION_DIFF: Math.max(1, cfg.backup.retentionDaily),
+      FULL_EVERY_DAYS: cfg.backup.fullEveryDays,
+      JOBS: cfg.backup.jobs,
+      PG_SECTIONS: pgSections,
+    },
+    "patroni/pgbackrest.conf.tmpl",
+  );
+}
+
+export const pgbackrestCmd = (cfg: Config, ...args: string[]): Cmd => ["pgbackrest", `--config=${pgbackrestConfigPath(cfg)}`, `--stanza=${cfg.backup.stanza}`, ...args];
+
+/** pgBackRest runs as postgres (it reads data dirs and owns the repo) with the superuser password for libpq. */
+export const runPgbackrest = (cfg: Config, args: string[], opts: RunOptions = {}) =>
+  runAsPg(cfg, pgbackrestCmd(cfg, ...args), { timeoutMs: 3_600_000, ...opts });
+
+/** Write the config and the repo's folders (owned by postgres). Returns what changed. */
+export function writePgbackrestFiles(cfg: Config): string[] {
+  const changes: string[] = [];
+  const home = cfg.backup.pgbackrestHome;
+  ensurePgDir(cfg, home, 0o750);
+  for (const d of ["log", "lock", "spool"]) ensurePgDir(cfg, join(home, d), 0o750);
+  if (ensurePgDir(cfg, cfg.backup.repoDir, 0o750)) changes.push(`pgBackRest repo ${cfg.backup.repoDir}`);
+  const ids = pgOwner(cfg);
+  if (writeIfChanged(pgbackrestConfigPath(cfg), renderPgbackrestConf(cfg), { mode: 0o640, ...(ids ?? {}) })) changes.push("pgbackrest.conf");
+  return changes;
+}
+
+/**
+ * Make the DCS archive WAL into our repo. bootstrap.dcs covers new clusters;
+ * a cluster bootstrapped before archiving existed gets the settings PATCHed
+ * in, and archive_mode needs a restart: replicas first, the leader last.
+ */
+export async function ensureArchiving(cfg: Config): Promise<string[]> {
+  const want = archiveParameters(cfg);
+  let current: Record<string, unknown> | undefined;
+  let via = cfg.members[0]!;
+  for (const m of cfg.members) {
+    const r = await restGet(m, "/config");
+    if (r?.status === 200) {
+      current = r.body?.postgresql?.parameters ?? {};
+      via = m;
+      break;
+    }
+  }
+  if (!current) throw new ToolkitError("NO_PATRONI", "no Patroni member answers GET /config", "run `make status`; start the stack with `make dev-up`");
+  const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => String(current![k] ?? "") !== String(v)));
+  if (Object.keys(diff).length === 0) return [];
+  const res = await restSend(cfg, via, "PATCH", "/config", { postgresql: { parameters: diff } });
+  if (res.status !== 200) throw new ToolkitError("DCS_PATCH_FAILED", `PATCH /config answered ${res.status}: ${res.text}`, "check `make logs SVC=pg1`");
+  const changes = [`DCS archive settings: ${Object.keys(diff).join(", ")}`];
+  if ("archive_mode" in diff) changes.push(...(await restartPending(cfg)));
+  return changes;
+}
+
+/** Restart members whose settings need it (archive_mode), replicas before the leader, one at a time. */
+async function restartPending(cfg: Config): Promise<string[]> {
+  const { waitHealthy } = await import("../native");
+  const view = await clusterView(cfg);
+  const order = [...(view?.members ?? [])].sort((a, b) => Number(a.role === "leader") - Number(b.role === "leader"));
+  const restarted: string[] = [];
+  for (const cm of order) {
+    const m = cfg.members.find((x) => x.name === cm.name);
+    if (!m) continue;
+    // Patroni notices the new parameters on its next loop; wait for the flag rather than guess.
+    let pending = false;
+    for (let i = 0; i < 40 && !pending; i++) {
+      const r = await restGet(m, "/patroni");
+      pending = Boolean(r?.body?.pending_restart);
+      if (!pending) await Bun.sleep(250);
+    }
+    if (!pending) continue;
+    const res = await restSend(cfg, m, "POST", "/restart", { restart_pending: true }, 120_000);
+    if (res.status !== 200) throw new ToolkitError("RESTART_FAILED", `restart of ${m.name} for archive_mode answered ${res.status}: ${res.text}`, `see \`make logs SVC=${m.name}\``);
+    restarted.push(m.name);
+    await waitHealthy(cfg, 90_000);
+  }
+  return restarted.length ? [`restarted ${restarted.join(", ")} (archive_mode on)`] : [];
+}
+
+export interface PgbackrestBackupInfo {
+  label: string;
+  type: "full" | "diff" | "incr";
+  start: number; // unix seconds
+  stop: number;
+  size: number; // database size
+  repoSize: number;
+  walStart: string;
+  walStop: string;
+  lsnStart?: string;
+  lsnStop?: string;
+}
+
+export interface StanzaInfo {
+  status: { code: number; message: string };
+  backups: PgbackrestBackupInfo[];
+  archiveMin?: string;
+  archiveMax?: string;
+}
+
+export async function stanzaInfo(cfg: Config): Promise<StanzaInfo> {
+  const r = await runPgbackrest(cfg, ["--output=json", "info"], { timeoutMs: 60_000 });
+  const arr = JSON.parse(r.stdout) as any[];
+  const s = arr.find((x) => x.name === cfg.backup.stanza) ?? arr[0];
+  const archive = (s?.archive ?? [])[0];
+  return {
+    status: { code: s?.status?.code ?? 1, message: s?.status?.message ?? "missing" },
+    archiveMin: archive?.min,
+    archiveMax: archive?.max,
+    backups: (s?.backup ?? []).map((b: any) => ({
+      label: b.label,
+      type: b.type,
+      start: b.timestamp.start,
+      stop: b.timestamp.stop,
+      size: b.info?.size ?? 0,
+      repoSize: b.info?.repository?.delta ?? b.info?.repository?.size ?? 0,
+      walStart: b.archive?.start,
+      walStop: b.archive?.stop,
+      lsnStart: b.lsn?.start,
+      lsnStop: b.lsn?.stop,
+    })),
+  };
+}
+
+/** Create the stanza when missing (idempotent), then prove that WAL reaches the repo. */
+export async function ensureStanza(cfg: Config): Promise<string[]> {
+  const info = await stanzaInfo(cfg);
+  // code 1 = "missing stanza path"; anything else means the stanza exists (possibly with no backups yet).
+  if (info.status.code !== 1) return [];
+  await runPgbackrest(cfg, ["stanza-create"], { timeoutMs: 120_000 });
+  await runPgbackrest(cfg, ["--archive-timeout=60", "check"], { timeoutMs: 180_000 });
+  return [`pgBackRest stanza ${cfg.backup.stanza} created; WAL archiving checked`];
+}
+
+/**
+ * dev-up's hook (called once from nativeUp when the cluster is healthy):
+ * config + repo, archive settings in the DCS, stanza. Safe to re-run.
+ */
+export async function ensureBackupRepo(cfg: Config): Promise<string[]> {
+  const changes = writePgbackrestFiles(cfg);
+  changes.push(...(await ensureArchiving(cfg)));
+  changes.push(...(await ensureStanza(cfg)));
+  return changes;
+}
+
+/** Pure: full when there is no full backup yet or the newest is `fullEveryDays` old; differential otherwise. */
+export function chooseBackupType(backups: Pick<PgbackrestBackupInfo, "type" | "start">[], now: Date, fullEveryDays: number): "full" | "diff" {
+  const fulls = backups.filter((b) => b.type === "full").map((b) => b.start);
+  if (fulls.length === 0) return "full";
+  const ageDays = (now.getTime() / 1000 - Math.max(...fulls)) / 86_400;
+  return ageDays >= fullEveryDays ? "full" : "diff";
+}
+
+export interface PhysicalResult {
+  label: string;
+  type: "full" | "diff" | "incr";
+  fromStandby: boolean;
+  note?: string;
+  ms: number;
+  size: number;
+  repoSize: number;
+  walStart: string;
+  walStop: string;
+}
+
+export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"; now?: Date } = {}): Promise<PhysicalResult> {
+  const t0 = Date.now();
+  if (!existsSync(pgbackrestConfigPath(cfg))) {
+    throw new ToolkitError("NO_PGBACKREST", `${pgbackrestConfigPath(cfg)} does not exist`, "run `make dev-up` (it configures pgBackRest and WAL archiving)");
+  }
+  const before = await stanzaInfo(cfg);
+  if (before.status.code === 1) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
+  const type = opts.type ?? chooseBackupType(before.backups, opts.now ?? new Date(), cfg.backup.fullEveryDays);
+  // pgBackRest copies from a standby only when one is streaming; otherwise say so and use the primary.
+  const view = await clusterView(cfg);
+  const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
+  const args = [`--type=${type}`, `--backup-standby=${standby ? "y" : "n"}`, `--process-max=${cfg.backup.jobs}`, "backup"];
+  await runPgbackrest(cfg, args, { timeoutMs: 6 * 3_600_000 });
+  const after = await stanzaInfo(cfg);
+  const known = new Set(before.backups.map((b) => b.label));
+  const b = after.backups.filter((x) => !known.has(x.label)).at(-1) ?? after.backups.at(-1);
+  if (!b) throw new ToolkitError("PHYSICAL_BACKUP_MISSING", "pgBackRest reported success but lists no backup", `see ${cfg.backup.pgbackrestHome}/log`);
+  return {
+    label: b.label,
+    type: b.type,
+    fromStandby: Boolean(standby),
+    note: standby ? `files copied from standby ${standby.name}` : "no streaming standby: backed up from the primary",
+    ms: Date.now() - t0,
+    size: b.size,
+    repoSize: b.repoSize,
+    walStart: b.walStart,
+    walStop: b.walStop,
+  };
+}
+
+export interface RepoVerifyResult {
+  ok: boolean;
+  ms: number;
+  output: string;
+}
+
+/** `pgbackrest verify`: checksums of every backup file and WAL segment in the repo. */
+export async function verifyRepo(cfg: Config): Promise<RepoVerifyResult> {
+  const t0 = Date.now();
+  const r = await runPgbackrest(cfg, ["--output=text", "--log-level-console=warn", "verify"], { nothrow: true, timeoutMs: 6 * 3_600_000 });
+  const output = (r.stdout + r.stderr).trim();
+  const ok = r.code === 0 && !/status: error|ERROR:|invalid|missing/i.test(output.replace(/missing: 0/g, ""));
+  return { ok, ms: Date.now() - t0, output };
+}
