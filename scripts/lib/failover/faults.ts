@@ -1,9 +1,9 @@
 /**
  * How each fault is dealt, against the processes this stack started. A host
  * dying is Patroni and every Postgres process of the member dying at once:
- * Patroni starts the postmaster in its own session, so both sessions are
- * signalled. We only ever signal pids whose command line names this member's
- * own config or data dir.
+ * Patroni starts the postmaster in its own session (it outlives Patroni), so
+ * both process trees are walked. We only ever signal pids whose command line
+ * names this member's own dir or this cluster.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import type { Config, Member } from "../config";
@@ -13,22 +13,30 @@ import { cmdlineOf, runningPid } from "../procs";
 
 export type Signal = "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM";
 
-/** Session id of a pid, from /proc/<pid>/stat (field 6, after the parenthesised command). */
-export function sessionOf(pid: number): number | undefined {
+/** Parent pid, from /proc/<pid>/stat (field 4, after the parenthesised command). */
+export function parentOf(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[3]);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
   } catch {
     return undefined;
   }
 }
 
-export function pidsInSession(sid: number): number[] {
-  const out: number[] = [];
+/** A pid and everything below it (Postgres backends call setsid(), so sessions do not group them; the tree does). */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
-    if (sessionOf(Number(d)) === sid) out.push(Number(d));
+    const pp = parentOf(Number(d));
+    if (pp !== undefined) children.set(pp, [...(children.get(pp) ?? []), Number(d)]);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length) {
+    const p = todo.pop()!;
+    out.push(p);
+    todo.push(...(children.get(p) ?? []));
   }
   return out;
 }
@@ -47,9 +55,7 @@ export function memberProcs(cfg: Config, m: Member): MemberProcs {
   const pids = new Set<number>();
   for (const leaderPid of [patroni, postmaster]) {
     if (!leaderPid) continue;
-    const sid = sessionOf(leaderPid);
-    const inSession = sid ? pidsInSession(sid) : [leaderPid];
-    for (const p of inSession) {
+    for (const p of processTree(leaderPid)) {
       const cmd = cmdlineOf(p) ?? "";
       // Backends rename themselves ("postgres: pgplatform-h3: walsender ..."): the cluster name or member dir must show.
       if (p === leaderPid || cmd.includes(m.dir) || cmd.includes(`${cfg.clusterName}:`)) pids.add(p);

@@ -1,0 +1,92 @@
+/**
+ * make test-failover: run the chosen scenarios for N rounds, one after the
+ * other on the same cluster (each starts from, and must return to, a healthy
+ * cluster), then write the JSON report, the SVG timelines and an HTML page.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import { alive } from "../procs";
+import type { RunResult, Scenario } from "./analysis";
+import { runDrill, type DrillOptions } from "./drill";
+import { binSeries, reportHtml, timelineSvg, type DrillReport } from "./report";
+
+export interface DrillSuiteResult {
+  report: DrillReport;
+  files: { json: string; html: string; svgs: string[] };
+  passed: boolean;
+}
+
+/** One drill at a time per stack: two would fight over the same leader. */
+function takeLock(cfg: Config): () => void {
+  mkdirSync(cfg.stateDir, { recursive: true });
+  const lock = join(cfg.stateDir, "failover.lock");
+  if (existsSync(lock)) {
+    const pid = Number(readFileSync(lock, "utf8").trim());
+    if (pid && pid !== process.pid && alive(pid)) {
+      throw new ToolkitError("DRILL_RUNNING", `another failover drill is running on stack ${cfg.stack} (pid ${pid})`, `wait for it, or stop it (kill ${pid})`);
+    }
+    rmSync(lock, { force: true });
+  }
+  const fd = openSync(lock, "wx");
+  writeFileSync(fd, `${process.pid}\n`);
+  closeSync(fd);
+  return () => rmSync(lock, { force: true });
+}
+
+const stamp = (d: Date) => d.toISOString().replace(/[:.]/g, "-").replace(/Z$/, "");
+
+export async function failoverDrill(
+  cfg: Config,
+  scenarios: Scenario[],
+  rounds: number,
+  opts: DrillOptions,
+  progress: (scenario: string, message: string) => void,
+): Promise<DrillSuiteResult> {
+  const release = takeLock(cfg);
+  const started = new Date();
+  const runs: DrillReport["results"] = [];
+  const svgs: { name: string; svg: string }[] = [];
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      for (const scenario of scenarios) {
+        const label = rounds > 1 ? `${scenario} #${round}` : scenario;
+        const { result, recording } = await runDrill(cfg, scenario, round, opts, (m) => progress(label, m));
+        const series = binSeries(recording);
+        const restoreMs = recording.restoreAt !== undefined ? recording.restoreAt - recording.faultAt : null;
+        runs.push({ ...result, series, restoreMs });
+        svgs.push({ name: `${scenario}-r${round}`, svg: timelineSvg(result, series, { restoreMs }) });
+        progress(label, result.passed ? `PASS: RTO ${((result.metrics.rtoMs ?? 0) / 1000).toFixed(1)} s, 0 writes lost` : `FAIL: ${result.failures.join("; ")}`);
+      }
+    }
+  } finally {
+    release();
+  }
+  const results: RunResult[] = runs;
+  const { summarize } = await import("./analysis");
+  const report: DrillReport = {
+    stack: cfg.stack,
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    timing: cfg.timing,
+    haproxyCheck: { interMs: cfg.haproxy.interMs, fall: cfg.haproxy.fall, rise: cfg.haproxy.rise },
+    budgetMs: opts.budgetMs,
+    options: { scenarios, rounds, writers: opts.writers, ratePerWriter: opts.ratePerWriter, hangMs: opts.hangMs, holdMs: opts.holdMs, candidate: opts.candidate ?? null },
+    summary: summarize(results),
+    passed: results.every((r) => r.passed),
+    results: runs,
+  };
+  mkdirSync(cfg.reportsDir, { recursive: true });
+  const base = join(cfg.reportsDir, `failover-${stamp(started)}`);
+  const json = `${base}.json`;
+  writeFileSync(json, JSON.stringify(report, null, 2) + "\n");
+  const svgFiles = svgs.map(({ name, svg }) => {
+    const f = `${base}-${name}.svg`;
+    writeFileSync(f, svg + "\n");
+    return f;
+  });
+  const html = `${base}.html`;
+  writeFileSync(html, reportHtml(`Failover drill, stack ${cfg.stack}, ${started.toISOString()}`, results, svgs.map((s) => s.svg), json.split("/").pop()!));
+  return { report, files: { json, html, svgs: svgFiles }, passed: report.passed };
+}

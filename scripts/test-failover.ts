@@ -1,0 +1,111 @@
+#!/usr/bin/env bun
+/** make test-failover: a failover drill under write load that measures RTO and RPO and fails loudly. */
+import { loadConfig } from "./lib/config";
+import { runMain, ToolkitError } from "./lib/errors";
+import { parseFlags } from "./lib/flags";
+import { defaultBudgetMs, parseScenarios, SCENARIOS } from "./lib/failover/analysis";
+import { convergence, defaultDrillOptions } from "./lib/failover/drill";
+import { failoverDrill } from "./lib/failover/index";
+import { resultRows, summaryRows } from "./lib/failover/report";
+import { nativeUp } from "./lib/native";
+import { pickRuntime } from "./lib/runtime";
+import { ensureSecrets } from "./lib/secrets";
+import { logLine, table } from "./lib/ui";
+
+const USAGE = `usage: make test-failover [SCENARIO=kill-primary|all|a,b] [ROUNDS=1] [RTO_BUDGET=<s>] [STACK=dev]
+       bun scripts/test-failover.ts [--scenario S] [--rounds N] [--rto-budget S] [--candidate pgN]
+                                    [--writers N] [--rate N] [--hang S] [--hold S] [--keep-data] [--no-up] [--json]
+
+Runs a failover drill against the running stack (brings it up if it is down):
+concurrent writers through HAProxy's read-write port and a reader on the
+read-only port, a fault, then checks that every acknowledged write survived,
+that the cluster is back to 3 members with a sync standby, and how long writes
+were unavailable (RTO). Exit 1 if a write was lost, RTO exceeded the budget, or
+the cluster did not converge.
+
+scenarios: ${SCENARIOS.join(", ")} (or all)
+  --rto-budget S  fail above this RTO (default: ttl + loop_wait + HAProxy rise/fall x inter + 2 s)
+  --candidate     switchover target (default: the sync standby)
+  --writers/--rate  concurrent writers (4) and writes per second each (50)
+  --hang S        how long hang-primary keeps the leader stopped (ttl + 5)
+  --hold S        how long the etcd scenarios keep members down (ttl + 5)
+  --keep-data     keep the drill's table (schema pgplatform_drill) for inspection
+  --no-up         fail instead of bringing a stopped stack up
+Reports: <state>/reports/failover-<time>.json, .html and one .svg per scenario round.`;
+
+await runMain(async () => {
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { scenario: "string", rounds: "number", rtoBudget: "number", candidate: "string", writers: "number", rate: "number", hang: "number", hold: "number", keepData: "boolean", noUp: "boolean", json: "boolean" },
+    USAGE,
+  );
+  if (flags.help) return void console.log(USAGE);
+  const scenarios = parseScenarios(flags.scenario ?? process.env.SCENARIO);
+  if (!Array.isArray(scenarios)) {
+    throw new ToolkitError("BAD_SCENARIO", `unknown scenario ${scenarios.unknown.join(", ")}`, `use one of ${SCENARIOS.join(", ")}, a comma list, or all`);
+  }
+  const rounds = flags.rounds ?? Number(process.env.ROUNDS || 1);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new ToolkitError("BAD_FLAG", `--rounds must be a whole number 1-100 (got ${rounds})`, USAGE.split("\n")[0]);
+  const positive = (name: string, v: number | undefined, max: number) => {
+    if (v !== undefined && !(v > 0 && v <= max)) throw new ToolkitError("BAD_FLAG", `--${name} must be above 0 and at most ${max} (got ${v})`);
+    return v;
+  };
+  const budgetS = positive("rto-budget", flags.rtoBudget ?? (process.env.RTO_BUDGET ? Number(process.env.RTO_BUDGET) : undefined), 3600);
+  positive("writers", flags.writers, 64);
+  positive("rate", flags.rate, 2000);
+  positive("hang", flags.hang, 600);
+  positive("hold", flags.hold, 600);
+  if (flags.writers !== undefined && !Number.isInteger(flags.writers)) throw new ToolkitError("BAD_FLAG", `--writers must be a whole number (got ${flags.writers})`);
+
+  let cfg = loadConfig();
+  if ((await pickRuntime(cfg)) !== "native") {
+    throw new ToolkitError("NATIVE_ONLY", "the failover drill signals the member processes directly, so it runs against the native runtime", "run with RUNTIME=native");
+  }
+  ensureSecrets(cfg.secretsFile); // registers secrets for redaction
+  cfg = loadConfig(cfg.stack);
+  if (flags.candidate && !cfg.members.some((m) => m.name === flags.candidate)) {
+    throw new ToolkitError("BAD_CANDIDATE", `no member named ${flags.candidate}`, `pick one of ${cfg.members.map((m) => m.name).join(", ")}`);
+  }
+  const defaults = defaultDrillOptions(cfg);
+  const ttlMs = cfg.timing.ttl * 1000;
+  const hangMs = flags.hang !== undefined ? flags.hang * 1000 : defaults.hangMs;
+  if (scenarios.includes("hang-primary") && hangMs <= ttlMs) {
+    throw new ToolkitError("BAD_FLAG", `--hang must exceed the leader ttl (${cfg.timing.ttl} s), or the lock never expires`, `e.g. --hang ${cfg.timing.ttl + 5}`);
+  }
+  const opts = {
+    ...defaults,
+    writers: flags.writers ?? defaults.writers,
+    ratePerWriter: flags.rate ?? defaults.ratePerWriter,
+    hangMs,
+    holdMs: flags.hold !== undefined ? flags.hold * 1000 : defaults.holdMs,
+    candidate: flags.candidate,
+    keepData: !!flags.keepData,
+    budgetMs: budgetS !== undefined ? Math.round(budgetS * 1000) : defaultBudgetMs(cfg),
+  };
+  const say = flags.json ? () => {} : logLine;
+
+  const now = await convergence(cfg);
+  if (!now.ok) {
+    if (flags.noUp) throw new ToolkitError("CLUSTER_UNHEALTHY", `stack ${cfg.stack} is not healthy: ${now.problems.join(", ")}`, "run `make dev-up` (or drop --no-up)");
+    say(`stack ${cfg.stack} is not healthy (${now.problems.join(", ")}): bringing it up`);
+    await nativeUp(cfg, (c, m) => say(`  ${c} ${m}`));
+  }
+  say(`failover drill on stack ${cfg.stack}: ${scenarios.join(", ")} x ${rounds}; RTO budget ${(opts.budgetMs / 1000).toFixed(1)} s (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
+  const res = await failoverDrill(cfg, scenarios, rounds, opts, (s, m) => say(`${s.padEnd(18)} ${m}`));
+  if (flags.json) {
+    const { results, ...rest } = res.report;
+    console.log(JSON.stringify({ ...rest, results: results.map(({ series, ...r }) => r), files: res.files }, null, 2));
+    return res.passed ? 0 : 1;
+  }
+  console.log("");
+  console.log(table(resultRows(res.report.results)));
+  if (rounds > 1) {
+    console.log("");
+    console.log(table(summaryRows(res.report.results)));
+  }
+  for (const r of res.report.results.filter((x) => !x.passed)) console.log(`\nFAIL ${r.scenario} round ${r.round}:\n  - ${r.failures.join("\n  - ")}`);
+  const rel = (f: string) => f.replace(cfg.rootDir + "/", "");
+  console.log(`\nreport ${rel(res.files.json)}\npicture ${rel(res.files.html)} (+ ${res.files.svgs.length} svg)`);
+  console.log(res.passed ? "failover drill passed" : "failover drill FAILED");
+  return res.passed ? 0 : 1;
+});
