@@ -60,6 +60,14 @@ export function startProc(spec: ProcSpec): number {
   child.unref();
   if (!child.pid) throw new Error(`could not start ${spec.name}`);
   writeFileSync(spec.pidFile, `${child.pid}\n`);
+  // Between fork and exec the child still shows our own command line; until
+  // the exec lands, runningPid() would call it dead (and a teardown would miss it).
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const cmdline = cmdlineOf(child.pid);
+    if (cmdline === undefined || cmdline.includes(spec.marker)) break;
+    Bun.sleepSync(5);
+  }
   return child.pid;
 }
 
