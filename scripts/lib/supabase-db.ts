@@ -13,7 +13,12 @@ export const SUPABASE_RESERVED_ROLES = [
   "anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin", "supabase_storage_admin",
   "supabase_admin", "supabase_realtime_admin", "supabase_functions_admin", "supabase_replication_admin",
   "supabase_read_only_user", "dashboard_user", "pgbouncer", "pgsodium_keyholder", "pgsodium_keyiduser", "pgsodium_keymaker",
+  "supabase_etl_admin", "supabase_privileged_role",
 ];
+
+/** Reserved by name or by the prefixes Supabase (and Postgres) use for their own roles, e.g. cli_login_postgres from `supabase db dump`. */
+export const isSupabaseReservedRole = (name: string): boolean =>
+  SUPABASE_RESERVED_ROLES.includes(name) || /^(supabase_|pgsodium_|pg_|cli_login_)/.test(name);
 
 const LOGIN_ROLES = [
   { name: "authenticator", secret: "AUTHENTICATOR_PASSWORD", extra: "NOINHERIT" },

@@ -1,0 +1,128 @@
+#!/usr/bin/env bun
+/** make migrate-saas: move a Supabase cloud project into one database of the cluster, verified table by table. */
+import { existsSync, readFileSync } from "node:fs";
+import * as p from "@clack/prompts";
+import { parse as parseDotenv } from "dotenv";
+import { loadConfig } from "./lib/config";
+import { runMain, ToolkitError } from "./lib/errors";
+import { envFlag, parseFlags } from "./lib/flags";
+import { migrateSaas, planMigration, type MigrationPlan, type MigrationReport } from "./lib/migrate/migrate";
+import { formatBytes } from "./lib/migrate/verify";
+import { ensureSecrets } from "./lib/secrets";
+import { intro, isInteractive, note, outro, progressReporter, table } from "./lib/ui";
+
+const USAGE = `usage: make migrate-saas SOURCE_DB_URL='postgresql://postgres.<ref>:<pw>@<host>:5432/postgres' TARGET_DB=<db> [PLAN=1] [REPLACE=1]
+       bun scripts/migrate-saas.ts --target-db <db> [--plan] [--replace] [--json] [--env-file <file>] [--storage]
+
+Moves a Supabase project (custom roles, schema incl. RLS policies and triggers
+on auth.users, data incl. auth.users/identities and storage metadata,
+sequences) into TARGET_DB in one transaction, then compares every table's row
+count and checksum, the sequences and the object counts, source vs target.
+
+  SOURCE_DB_URL   from the environment, from --env-file (a line SOURCE_DB_URL=...),
+                  or a hidden prompt in a terminal. Never pass it as an argument:
+                  the password would show in the process list. It is never printed.
+  --target-db     an existing, empty database of the cluster (env TARGET_DB)
+  --plan          dry run: what would move, sizes, blockers; changes nothing (env PLAN=1)
+  --replace       target not empty: back it up (pg_dump -Fc into
+                  <state>/backups/pre-migrate/, 0600), then replace it (env REPLACE=1)
+  --json          print the report as JSON
+  --storage       copy storage files via the Storage API (not implemented yet)
+
+Exit status: 0 migrated and verified; 1 error, blocker or any mismatch; 130 Ctrl-C.`;
+
+async function sourceUrl(envFile?: string): Promise<string> {
+  if (envFile) {
+    if (!existsSync(envFile)) throw new ToolkitError("NO_ENV_FILE", `${envFile} does not exist`, "pass a file holding a line SOURCE_DB_URL=postgresql://...");
+    const v = parseDotenv(readFileSync(envFile)).SOURCE_DB_URL;
+    if (!v) throw new ToolkitError("MISSING_SOURCE_URL", `${envFile} has no SOURCE_DB_URL line`, "add SOURCE_DB_URL=postgresql://... to it");
+    return v;
+  }
+  if (process.env.SOURCE_DB_URL) return process.env.SOURCE_DB_URL;
+  if (!isInteractive()) {
+    throw new ToolkitError("MISSING_SOURCE_URL", "SOURCE_DB_URL is required without a terminal", "set SOURCE_DB_URL in the environment (make migrate-saas SOURCE_DB_URL=...) or pass --env-file <file>");
+  }
+  const v = await p.password({ message: "Source database URL (Supabase: Project → Connect → Session pooler)", mask: "*", validate: (x) => (x && /^postgres(ql)?:\/\//.test(x) ? undefined : "must start with postgresql://") });
+  if (p.isCancel(v)) throw new ToolkitError("CANCELLED", "cancelled", undefined);
+  return v;
+}
+
+async function targetDb(flag: string | undefined, databases: string[]): Promise<string> {
+  const v = flag ?? process.env.TARGET_DB;
+  if (v) return v;
+  if (!isInteractive()) throw new ToolkitError("MISSING_TARGET_DB", "TARGET_DB is required without a terminal", `pass TARGET_DB=<db> (one of ${databases.join(", ")})`);
+  const pick = await p.select({ message: "Target database", options: databases.map((d) => ({ value: d, label: d })) });
+  if (p.isCancel(pick)) throw new ToolkitError("CANCELLED", "cancelled", undefined);
+  return pick as string;
+}
+
+function planLines(plan: MigrationPlan): string {
+  const lines = [
+    `source       ${plan.source.url}  (PostgreSQL ${plan.source.version})`,
+    `target       ${plan.target.database} at ${plan.target.address}  (PostgreSQL ${plan.target.version}, ${plan.target.empty ? "empty" : `${plan.target.contents.length} objects`})`,
+    `schemas      ${plan.schemas.migrated.join(", ")}`,
+    `left behind  ${plan.schemas.excluded.join(", ") || "-"}  (managed by Supabase)`,
+    `tables       ${plan.tables.length}, ${formatBytes(plan.totalBytes)} on disk`,
+    `roles        create ${plan.roles.create.join(", ") || "-"}; already there ${plan.roles.existing.join(", ") || "-"}; Supabase's, not recreated: ${plan.roles.reservedSkipped.length}`,
+    `extensions   ${plan.extensions.create.join(", ") || "-"}${plan.extensions.skipped.length ? `; skipped ${plan.extensions.skipped.join(", ")}` : ""}`,
+    `storage      ${plan.storage ? `${plan.storage.buckets} buckets, ${plan.storage.objects} objects (${formatBytes(plan.storage.bytes)}): metadata moves, ${plan.storage.copied} files copied` : "-"}`,
+    `disk         ${formatBytes(plan.disk.freeBytes)} free at ${plan.disk.path}, ~${formatBytes(plan.disk.needBytes)} needed`,
+  ];
+  for (const w of plan.warnings) lines.push(`warning      ${w}`);
+  for (const b of plan.blockers) lines.push(`BLOCKER      ${b}`);
+  return lines.join("\n");
+}
+
+function verificationTable(r: MigrationReport): string {
+  const rows = [["table", "source rows", "target rows", "checksum", ""]];
+  for (const t of r.verification.tables) {
+    rows.push([t.table, String(t.sourceRows), String(t.targetRows ?? "-"), t.targetChecksum === t.sourceChecksum ? "match" : "DIFFERS", t.ok ? "ok" : "MISMATCH"]);
+  }
+  const objs = r.verification.objects.map((o) => `${o.object} ${o.source}/${o.target}${o.ok ? "" : " MISMATCH"}`).join(", ");
+  const seqs = r.verification.sequences.filter((s) => !s.ok).length;
+  return `${table(rows)}\n\nsequences: ${r.verification.sequences.length - seqs}/${r.verification.sequences.length} match\nobjects (source/target): ${objs}`;
+}
+
+await runMain(async () => {
+  const flags = parseFlags(process.argv.slice(2), { targetDb: "string", plan: "boolean", replace: "boolean", json: "boolean", envFile: "string", storage: "boolean" }, USAGE);
+  if (flags.help) return void console.log(USAGE);
+  let cfg = loadConfig();
+  ensureSecrets(cfg.secretsFile); // registers the cluster's secrets for redaction
+  cfg = loadConfig(cfg.stack);
+  const url = await sourceUrl(flags.envFile);
+  const db = await targetDb(flags.targetDb, cfg.databases);
+  const opts = { sourceUrl: url, targetDb: db, plan: flags.plan || envFlag("PLAN"), replace: flags.replace || envFlag("REPLACE"), storage: flags.storage };
+
+  if (opts.plan) {
+    const plan = await planMigration(cfg, opts);
+    if (flags.json) console.log(JSON.stringify({ plan }, null, 2));
+    else note(planLines(plan), `migrate-saas plan (dry run, nothing changed)`);
+    return plan.blockers.length ? 1 : 0;
+  }
+
+  if (!flags.json) intro(`migrate-saas: into ${db} (stack ${cfg.stack})`);
+  const progress = progressReporter();
+  if (!flags.json) progress.start("pre-checks");
+  let report: MigrationReport;
+  try {
+    report = await migrateSaas(cfg, opts, flags.json ? () => {} : progress.step);
+  } catch (err) {
+    if (!flags.json) progress.fail("migration failed");
+    throw err;
+  }
+  if (flags.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return report.ok ? 0 : 1;
+  }
+  progress.stop(`done in ${(report.ms / 1000).toFixed(1)} s`);
+  note(planLines(report.plan), "what moved");
+  note(verificationTable(report), report.ok ? "verification: every table matches" : "verification FAILED");
+  const extra = [`report       ${report.reportFile}`];
+  if (report.backup) extra.push(`backup       ${report.backup}`);
+  if (report.rolePasswordsFile) extra.push(`passwords    new passwords for ${report.rolePasswords.join(", ")} in ${report.rolePasswordsFile} (0600)`);
+  if (report.droppedStatements.length) extra.push(`adapted      ${report.droppedStatements.length} ownership/grant statements for Supabase-only roles were left out (objects owned by postgres)`);
+  for (const m of report.verification.mismatches) extra.push(`MISMATCH     ${m}`);
+  note(extra.join("\n"), "files");
+  outro(report.ok ? `migrated and verified: ${report.verification.tables.length} tables` : `migration finished with ${report.verification.mismatches.length} mismatches`);
+  return report.ok ? 0 : 1;
+});
