@@ -77,6 +77,10 @@ test-integration: deps ## Start the test stack, run tests/integration against it
 	STACK=$(TEST_STACK) $(BUN) test tests/integration; rc=$$?; \
 	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes; exit $$rc
 
+.PHONY: test-failover
+test-failover: deps ## Failover drill under write load; exit 1 on a lost write or missed RTO (SCENARIO=kill-primary|all ROUNDS=1 RTO_BUDGET=s)
+	$(BUN) scripts/test-failover.ts $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(RTO_BUDGET),--rto-budget $(RTO_BUDGET),) $(ARGS)
+
 .PHONY: typecheck
 typecheck: deps ## TypeScript type check
 	node_modules/.bin/tsc -p .
@@ -85,6 +89,10 @@ typecheck: deps ## TypeScript type check
 .PHONY: bench-dev-up
 bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the stack
 	$(BUN) bench/dev-up.ts
+
+.PHONY: bench-failover
+bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and Patroni's own promotion time (STACK must be up)
+	$(BUN) bench/failover.ts $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)
 
 .PHONY: bench-new-app
 bench-new-app: deps ## Onboarding time of an app vs the raw psql statements (STACK must be up)

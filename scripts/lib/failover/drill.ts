@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import type { Config, Member } from "../config";
 import { ToolkitError } from "../errors";
 import { haproxyBackends } from "../haproxy";
-import { etcdHealthy, logFile, procSpecs } from "../native";
+import { etcdHealthy, logFile, postmasterPid, procSpecs } from "../native";
 import { assessCluster, clusterView, isRunning, restGet, restSend, type ClusterView } from "../patroni";
 import { connect, rwTarget } from "../pg";
 import { runningPid, startProc, stopProc } from "../procs";
@@ -198,6 +198,14 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
       marks.faultAt = Date.now();
       signalAll([pm!], "SIGKILL");
       progress(`SIGKILL ${leader.name}'s postmaster (pid ${pm}); Patroni lives`);
+      // Convergence is only meaningful once Patroni has acted: a new postmaster, or a new leader.
+      const acted = await waitUntil(failoverWait, async () => {
+        const now = postmasterPid(leader);
+        if (now && now !== pm) return true;
+        const l = leaderOf(await clusterView(cfg));
+        return !!l && l.name !== ctx.leader;
+      });
+      progress(acted ? `Patroni recovered: postmaster ${postmasterPid(leader) ?? "-"}, leader ${leaderOf(await clusterView(cfg))?.name ?? "none yet"}` : "Patroni did not restart Postgres or fail over in time");
       return;
     }
     case "hang-primary": {

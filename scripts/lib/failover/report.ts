@@ -72,7 +72,7 @@ const esc = (t: string) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replac
 
 /** One scenario round as a self-contained SVG. */
 export function timelineSvg(result: RunResult, series: Series, marks: { restoreMs?: number | null } = {}): string {
-  const W = 960, H = 300, L = 60, R = 20, T = 34;
+  const W = 960, H = 312, L = 60, R = 20, T = 34;
   const latH = 140, thrY = T + latH + 10, thrH = 40, errY = thrY + thrH + 8, errH = 14, rdY = errY + errH + 6, rdH = 14;
   const n = series.acked.length;
   const t0 = series.fromMs, t1 = series.fromMs + n * series.binMs;
@@ -98,7 +98,7 @@ export function timelineSvg(result: RunResult, series: Series, marks: { restoreM
     out.push(`<line x1="${L}" x2="${W - R}" y1="${lat(v).toFixed(1)}" y2="${lat(v).toFixed(1)}" stroke="#eee"/>`);
     out.push(`<text x="${L - 4}" y="${(lat(v) + 4).toFixed(1)}" text-anchor="end" fill="#666">${v >= 1000 ? `${v / 1000}s` : `${v}ms`}</text>`);
   }
-  out.push(`<text x="4" y="${T + latH / 2}" fill="#666" transform="rotate(-90 10 ${T + latH / 2})">write latency (max per ${series.binMs} ms)</text>`);
+  out.push(`<text x="${L - 4}" y="${T - 4}" text-anchor="end" fill="#666">latency</text>`);
   const pts: string[] = [];
   series.maxLatencyMs.forEach((v, i) => {
     if (v !== null) pts.push(`<circle cx="${x(t0 + (i + 0.5) * series.binMs).toFixed(1)}" cy="${lat(v).toFixed(1)}" r="1.6" fill="#2563eb"/>`);
@@ -132,12 +132,17 @@ export function timelineSvg(result: RunResult, series: Series, marks: { restoreM
     ["restored", marks.restoreMs, "#7c3aed"],
     ["healthy", m.healthyMs, "#374151"],
   ];
-  let labelRow = 0;
+  // Lines in the plot, names in a legend row below (events a few hundred ms apart would overprint).
+  let lx = L;
   for (const [name, ms, color] of events) {
     if (ms === null || ms === undefined || ms < t0 || ms > t1) continue;
     const ex = x(ms).toFixed(1);
-    out.push(`<line x1="${ex}" x2="${ex}" y1="${T}" y2="${rdY + rdH}" stroke="${color}" stroke-width="1.5"${name === "restored" ? ' stroke-dasharray="4 3"' : ""}/>`);
-    out.push(`<text x="${ex}" y="${H - 22 + (labelRow++ % 2) * 12}" text-anchor="middle" fill="${color}">${esc(`${name} ${s1(ms)}s`)}</text>`);
+    const dash = name === "restored" ? ' stroke-dasharray="4 3"' : "";
+    out.push(`<line x1="${ex}" x2="${ex}" y1="${T}" y2="${rdY + rdH}" stroke="${color}" stroke-width="1.5"${dash}/>`);
+    const label = `${name} ${s1(ms)} s`;
+    out.push(`<line x1="${lx}" x2="${lx + 14}" y1="${H - 12}" y2="${H - 12}" stroke="${color}" stroke-width="2"${dash}/>`);
+    out.push(`<text x="${lx + 18}" y="${H - 8}" fill="${color}">${esc(label)}</text>`);
+    lx += 30 + label.length * 6.2;
   }
   // time axis
   for (let s = Math.ceil(t0 / 5000) * 5; s * 1000 <= t1; s += 5) {
