@@ -97,11 +97,6 @@ export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvNam
     if (seen.has(v) && !problems.some((p) => p.key === k)) problems.push({ key: k, reason: `is identical to ${seen.get(v)}` });
     else seen.set(v, k);
   }
-  // Each environment's database password must differ (an environment reaches only its own database).
-  const envPw = GATED_ENVIRONMENTS.map((e) => [`DB_PASSWORD_${e.toUpperCase()}`, secrets[`DB_PASSWORD_${e.toUpperCase()}` as ClientSecretKey]] as const);
-  if (envs.length > 1 && envPw[0]![1] && envPw[0]![1] === envPw[1]![1] && !problems.some((p) => p.key === envPw[1]![0])) {
-    problems.push({ key: envPw[1]![0], reason: `is identical to ${envPw[0]![0]}` });
-  }
   return problems;
 }
 
