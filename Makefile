@@ -55,6 +55,11 @@ new-app: deps ## Onboard an app: NAME=<app> [PORT=N] [DOMAIN=host] [SUPABASE=1] 
 	@# NAME/PORT/DOMAIN count only when given on the command line: a PORT exported in the shell must not pick the app's port.
 	$(BUN) scripts/new-app.ts $(if $(filter command line,$(origin NAME)),$(NAME),) $(if $(filter command line,$(origin PORT)),--port $(PORT),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter 1 true yes,$(SUPABASE)),--supabase,) $(if $(filter 1 true yes,$(REMOVE)),--remove,) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
 
+.PHONY: migrate-saas
+migrate-saas: deps ## Move a Supabase cloud project here, verified per table: SOURCE_DB_URL=... TARGET_DB=<db> [PLAN=1] [REPLACE=1]
+	@# SOURCE_DB_URL reaches the script through the environment only (make exports command-line variables): never on argv.
+	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(ARGS)
+
 .PHONY: clean
 clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
 	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
@@ -97,3 +102,7 @@ bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and 
 .PHONY: bench-new-app
 bench-new-app: deps ## Onboarding time of an app vs the raw psql statements (STACK must be up)
 	$(BUN) bench/new-app.ts $(ARGS)
+
+.PHONY: bench-migrate-saas
+bench-migrate-saas: deps ## Migration throughput (incl. verification) vs raw pg_dump | psql on GB=1 of data (STACK must be up)
+	$(BUN) bench/migrate-saas.ts $(if $(GB),--gb $(GB),) $(ARGS)
