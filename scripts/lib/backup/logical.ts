@@ -1,0 +1,205 @@
+/**
+ * Logical backups: pg_dump in directory format with parallel jobs, from a
+ * healthy replica when there is one, plus the roles (pg_dumpall
+ * --globals-only). Row counts are taken inside the very snapshot pg_dump
+ * uses (pg_export_snapshot + --snapshot), so they match the dump exactly.
+ */
+import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type pg from "pg";
+import { registeredDatabases } from "../apps";
+import type { Config, Member } from "../config";
+import { ToolkitError } from "../errors";
+import { run } from "../exec";
+import { clusterView, isRunning, type ClusterMember } from "../patroni";
+import { connect, memberTarget, quoteIdent } from "../pg";
+import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
+import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
+
+export interface Source {
+  member: Member;
+  role: string;
+  inRecovery: boolean;
+}
+
+/** Pure: a running replica with the least lag (an async one before the sync standby), else the leader. */
+export function chooseSource(members: ClusterMember[]): ClusterMember | undefined {
+  const lag = (m: ClusterMember) => (typeof m.lag === "number" ? m.lag : Number.MAX_SAFE_INTEGER);
+  const replicas = members
+    .filter((m) => m.role !== "leader" && isRunning(m) && lag(m) < 16 * 1024 * 1024)
+    .sort((a, b) => lag(a) - lag(b) || Number(a.role === "sync_standby") - Number(b.role === "sync_standby"));
+  return replicas[0] ?? members.find((m) => m.role === "leader" && isRunning(m));
+}
+
+export async function pickSource(cfg: Config, preferPrimary = false): Promise<Source> {
+  const view = await clusterView(cfg);
+  if (!view) throw new ToolkitError("NO_CLUSTER", "no Patroni member answers", "start the stack with `make dev-up`; see `make status`");
+  const chosen = preferPrimary ? view.members.find((m) => m.role === "leader" && isRunning(m)) : chooseSource(view.members);
+  if (!chosen) throw new ToolkitError("NO_SOURCE", "no running member to back up from", "see `make status`");
+  const member = cfg.members.find((m) => m.name === chosen.name)!;
+  return { member, role: chosen.role, inRecovery: chosen.role !== "leader" };
+}
+
+const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" });
+const connArgs = (m: Member) => ["-h", m.address, "-p", String(m.pgPort), "-U", "postgres", "--no-password"];
+
+/** Tables whose rows pg_dump writes: permanent, ordinary (partitions included), not owned by an extension. */
+export const TABLES_SQL = `
+  SELECT n.nspname AS schema, c.relname AS table
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  ORDER BY 1, 2`;
+
+export async function countRows(c: pg.Client): Promise<TableCount[]> {
+  const tables = (await c.query(TABLES_SQL)).rows as { schema: string; table: string }[];
+  const out: TableCount[] = [];
+  for (const t of tables) {
+    const r = await c.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(t.schema)}.${quoteIdent(t.table)}`);
+    out.push({ schema: t.schema, table: t.table, rows: Number(r.rows[0].n) });
+  }
+  return out;
+}
+
+export interface LogicalOptions {
+  databases?: string[];
+  jobs?: number;
+  id?: string;
+}
+
+/** Check the databases exist and the disk has room, before anything is written. */
+export async function preflightLogical(cfg: Config, source: Source, wanted: string[]): Promise<{ sizes: Map<string, number>; serverVersion: string }> {
+  const c = await connect(cfg, { target: memberTarget(source.member) });
+  try {
+    const r = await c.query("SELECT datname, pg_database_size(datname)::bigint AS size FROM pg_database WHERE datname = ANY($1)", [wanted]);
+    const sizes = new Map(r.rows.map((x) => [x.datname as string, Number(x.size)]));
+    const missing = wanted.filter((d) => !sizes.has(d));
+    if (missing.length) {
+      throw new ToolkitError("UNKNOWN_DATABASE", `database ${missing.join(", ")} does not exist on ${source.member.name}`, `registered databases: ${registeredDatabases(cfg).join(", ")}; create it with \`make dev-up\` / new-app, or drop it from the list`);
+    }
+    const serverVersion = (await c.query("SHOW server_version")).rows[0].server_version as string;
+    // A compressed dump is smaller than the database; ask for the database's size plus headroom anyway.
+    const need = [...sizes.values()].reduce((a, b) => a + b, 0) + 64 * 1024 * 1024;
+    const problem = spaceProblem("not enough disk space for the logical backup", cfg.backup.dir, need, freeBytes(cfg.backup.dir));
+    if (problem) throw new ToolkitError("NO_SPACE", problem, `free space, or point BACKUP_DIR in ${cfg.file} at a bigger disk`);
+    return { sizes, serverVersion };
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+function dirBytes(dir: string): number {
+  try {
+    return filesBelow(dir).reduce((a, p) => a + statSync(join(dir, p)).size, 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Dump one database inside an exported snapshot; counts rows in the same snapshot meanwhile. */
+async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: string, jobs: number, expectBytes: number, progress: BackupProgress): Promise<{ tables: TableCount[]; wal: string }> {
+  const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
+  try {
+    await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const snap = (await c.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
+    const wal = (await c.query(source.inRecovery ? "SELECT pg_last_wal_replay_lsn()::text AS l" : "SELECT pg_current_wal_lsn()::text AS l")).rows[0].l as string;
+    const cmd = [pgBin(cfg, "pg_dump"), ...connArgs(source.member), "-d", db, "-Fd", "-j", String(jobs), `--snapshot=${snap}`, "-f", outDir];
+    // A compressed dump is roughly 0.4x the database: good enough for a progress bar.
+    const ticker = setInterval(() => {
+      const n = dirBytes(outDir);
+      progress("dump", `${db}: ${fmtBytes(n)} written`, Math.min(0.99, n / Math.max(1, expectBytes * 0.4)));
+    }, 2000);
+    try {
+      const [, tables] = await Promise.all([run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }), countRows(c)]);
+      return { tables, wal };
+    } finally {
+      clearInterval(ticker);
+    }
+  } finally {
+    await c.query("COMMIT").catch(() => {});
+    await c.end().catch(() => {});
+  }
+}
+
+/** A replica may cancel a long query when replay conflicts with it; the primary never does. */
+const recoveryConflict = (e: unknown) => /conflict with recovery|canceling statement due to conflict/i.test(String((e as any)?.detail ?? "") + String((e as Error)?.message ?? ""));
+
+export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress: BackupProgress): Promise<{ dir: string; manifest: Manifest }> {
+  const all = registeredDatabases(cfg);
+  const wanted = opts.databases?.length ? opts.databases : all;
+  const unknown = wanted.filter((d) => !all.includes(d));
+  if (unknown.length) {
+    throw new ToolkitError("UNKNOWN_DATABASE", `${unknown.join(", ")} is not a registered database`, `registered: ${all.join(", ")} (environment databases in ${cfg.file}, apps in envs/apps*.yaml)`);
+  }
+  const jobs = opts.jobs ?? cfg.backup.jobs;
+  let source = await pickSource(cfg);
+  const { sizes, serverVersion } = await preflightLogical(cfg, source, wanted);
+
+  mkdirSync(cfg.backup.dir, { recursive: true, mode: 0o700 });
+  chmodSync(cfg.backup.dir, 0o700);
+  let id = opts.id ?? backupStamp();
+  for (let i = 1; existsSync(join(cfg.backup.dir, id)); i++) id = `${backupStamp()}-${i}`;
+  const dir = join(cfg.backup.dir, id);
+  mkdirSync(join(dir, "db"), { recursive: true, mode: 0o700 });
+  const manifest: Manifest = {
+    format: 1,
+    id,
+    stack: cfg.stack,
+    cluster: cfg.clusterName,
+    status: "running",
+    startedAt: new Date().toISOString(),
+    serverVersion,
+    source: { member: source.member.name, role: source.role, address: source.member.address },
+    jobs,
+    databases: [],
+    files: [],
+  };
+  writeManifest(dir, manifest);
+  try {
+    return await dumpAll();
+  } catch (e) {
+    markFailed(dir, e);
+    throw e;
+  }
+
+  async function dumpAll(): Promise<{ dir: string; manifest: Manifest }> {
+  progress("source", `dumping from ${source.member.name} (${source.role}) ${source.member.address}`);
+
+  // Roles and their password hashes: restores need them, and they are secrets (0600).
+  const globals = join(dir, "globals.sql");
+  await run([pgBin(cfg, "pg_dumpall"), ...connArgs(source.member), "--globals-only", "-f", globals], { env: pgEnv(cfg), timeoutMs: 300_000 });
+  chmodSync(globals, 0o600);
+  manifest.globals = "globals.sql";
+
+  for (const [i, db] of wanted.entries()) {
+    const rel = join("db", db);
+    const out = join(dir, rel);
+    let note: string | undefined;
+    let res: { tables: TableCount[]; wal: string };
+    try {
+      res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) => progress(s, m, (i + (f ?? 0)) / wanted.length));
+    } catch (e) {
+      if (!source.inRecovery || !recoveryConflict(e)) throw e;
+      // Retry this database from the primary rather than fail the night's backup.
+      rmSync(out, { recursive: true, force: true });
+      source = await pickSource(cfg, true);
+      note = "replica cancelled the dump (recovery conflict): dumped from the primary";
+      progress("dump", `${db}: ${note}`);
+      res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, progress);
+    }
+    manifest.walPosition ??= res.wal;
+    const entry: DatabaseEntry = { name: db, dir: rel, sizeBytes: sizes.get(db) ?? 0, tables: res.tables, member: source.member.name, walPosition: res.wal, ...(note ? { note } : {}) };
+    manifest.databases.push(entry);
+    progress("dump", `${db}: ${res.tables.length} tables, ${res.tables.reduce((a, t) => a + t.rows, 0)} rows`, (i + 1) / wanted.length);
+  }
+
+  progress("manifest", "sha256 of every file");
+  for (const p of filesBelow(dir)) chmodSync(join(dir, p), 0o600);
+  manifest.files = await hashFiles(dir);
+  manifest.finishedAt = new Date().toISOString();
+  manifest.status = "dumped";
+  writeManifest(dir, manifest);
+  return { dir, manifest };
+}
+}

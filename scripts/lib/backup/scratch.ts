@@ -1,0 +1,137 @@
+/**
+ * Scratch Postgres instances: where verification and point-in-time restores
+ * happen, never the live cluster. Each has its own data dir under
+ * <member root>/scratch/<name>, runs as postgres, and is stopped and removed
+ * afterwards unless the user asks to keep it. Local connections use the
+ * instance's private socket dir (0700), so trust there is safe.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import pg from "pg";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import { tail } from "../exec";
+import { ensurePgDir, pgBin, pgOwner, runAsPg } from "./common";
+import { chownSync } from "node:fs";
+
+export interface Scratch {
+  name: string;
+  dir: string;
+  dataDir: string;
+  socketDir: string;
+  logFile: string;
+  port: number;
+  /** "" = no TCP at all (verification); an address on our loopback block for restore-pitr */
+  address: string;
+}
+
+export const scratchRoot = (cfg: Config) => join(cfg.memberRoot, "scratch");
+
+export function scratchFor(cfg: Config, name: string, address = ""): Scratch {
+  const dir = join(scratchRoot(cfg), name);
+  return { name, dir, dataDir: join(dir, "data"), socketDir: join(dir, "run"), logFile: join(dir, "postgres.log"), port: cfg.members[0]!.pgPort, address };
+}
+
+export function listScratch(cfg: Config): Scratch[] {
+  if (!existsSync(scratchRoot(cfg))) return [];
+  return readdirSync(scratchRoot(cfg)).map((n) => {
+    const s = scratchFor(cfg, n);
+    const addr = /^listen_addresses = '([^']*)'/m.exec(safeRead(join(s.dataDir, "postgresql.conf")))?.[1] ?? "";
+    return { ...s, address: addr };
+  });
+}
+
+const safeRead = (p: string) => {
+  try {
+    return readFileSync(p, "utf8");
+  } catch {
+    return "";
+  }
+};
+
+export function prepareScratchDirs(cfg: Config, s: Scratch): void {
+  if (existsSync(s.dir)) throw new ToolkitError("SCRATCH_EXISTS", `scratch instance ${s.dir} already exists`, "remove it with `bun scripts/restore-pitr.ts --remove` (or delete the folder after stopping it)");
+  ensurePgDir(cfg, scratchRoot(cfg), 0o755);
+  ensurePgDir(cfg, s.dir, 0o700);
+  ensurePgDir(cfg, s.socketDir, 0o700);
+}
+
+export async function initScratch(cfg: Config, s: Scratch): Promise<void> {
+  prepareScratchDirs(cfg, s);
+  await runAsPg(cfg, [pgBin(cfg, "initdb"), "-D", s.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], { timeoutMs: 120_000 });
+}
+
+/**
+ * Our own postgresql.conf and pg_hba.conf (a restored data dir carries the
+ * live member's, which name its paths). `extra` adds settings, e.g. the
+ * max_* values recovery needs to be at least the primary's.
+ */
+export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, string | number> = {}, opts: { fast?: boolean } = {}): void {
+  const settings: Record<string, string | number> = {
+    listen_addresses: s.address,
+    port: s.port,
+    unix_socket_directories: s.socketDir,
+    shared_buffers: "128MB",
+    max_connections: 50,
+    logging_collector: "off",
+    hba_file: join(s.dataDir, "pg_hba.conf"),
+    ident_file: join(s.dataDir, "pg_ident.conf"),
+    // A disposable instance: durability buys nothing, speed does.
+    ...(opts.fast ? { fsync: "off", full_page_writes: "off", synchronous_commit: "off", wal_level: "minimal", max_wal_senders: 0, maintenance_work_mem: "256MB", checkpoint_timeout: "30min", max_wal_size: "4GB" } : {}),
+    ...extra,
+  };
+  const conf = Object.entries(settings)
+    .map(([k, v]) => `${k} = ${typeof v === "number" ? v : `'${String(v).replace(/'/g, "''")}'`}`)
+    .join("\n");
+  const hba = [
+    "# scratch instance: the socket dir is private (0700), so local trust is safe",
+    "local all all trust",
+    ...(s.address ? [`host all all ${s.address}/32 scram-sha-256`] : []),
+  ].join("\n");
+  const ids = pgOwner(cfg);
+  for (const [f, body] of [["postgresql.conf", conf], ["pg_hba.conf", hba], ["pg_ident.conf", ""]] as const) {
+    const p = join(s.dataDir, f);
+    writeFileSync(p, `# written by scripts/lib/backup/scratch.ts\n${body}\n`, { mode: 0o600 });
+    if (ids) chownSync(p, ids.uid, ids.gid);
+  }
+}
+
+export async function startScratch(cfg: Config, s: Scratch, timeoutSec = 600): Promise<void> {
+  mkdirSync(s.socketDir, { recursive: true });
+  const r = await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-l", s.logFile, "-w", "-t", String(timeoutSec), "start"], { nothrow: true, timeoutMs: (timeoutSec + 30) * 1000 });
+  if (r.code !== 0) {
+    throw new ToolkitError("SCRATCH_START_FAILED", `scratch instance ${s.name} did not start`, `see ${s.logFile}`, tail(safeRead(s.logFile), 12));
+  }
+}
+
+export function scratchRunning(s: Scratch): boolean {
+  const pid = Number(safeRead(join(s.dataDir, "postmaster.pid")).split("\n")[0]);
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function stopScratch(cfg: Config, s: Scratch): Promise<void> {
+  if (!scratchRunning(s)) return;
+  await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-m", "fast", "-w", "-t", "120", "stop"], { nothrow: true, timeoutMs: 150_000 });
+}
+
+export async function removeScratch(cfg: Config, s: Scratch): Promise<void> {
+  await stopScratch(cfg, s);
+  if (scratchRunning(s)) throw new ToolkitError("SCRATCH_STOP_FAILED", `scratch instance ${s.name} is still running`, `stop it: pg_ctl -D ${s.dataDir} stop -m immediate`);
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+export async function scratchClient(s: Scratch, database = "postgres"): Promise<pg.Client> {
+  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", database, application_name: "pgplatform-scratch" });
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
+/** libpq arguments for tools (psql, pg_restore) talking to the scratch instance over its socket. */
+export const scratchConnArgs = (s: Scratch) => ["-h", s.socketDir, "-p", String(s.port), "-U", "postgres", "--no-password"];

@@ -1,0 +1,102 @@
+/**
+ * A backup is good only once it has been restored. Verification: the sha256
+ * and size of every file against the manifest (naming any file that differs),
+ * a restore of the roles and every database into a scratch instance with
+ * per-table row counts compared to the manifest, and `pgbackrest verify` of
+ * the physical repository.
+ */
+import { join } from "node:path";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import { run } from "../exec";
+import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
+import { countRows } from "./logical";
+import { compareCounts, compareFiles, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
+import { verifyRepo } from "./pgbackrest";
+import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchFor, startScratch, writeScratchConf, type Scratch } from "./scratch";
+
+/** Roles from globals.sql into a fresh instance; the bootstrap superuser already exists there. */
+export async function restoreGlobals(cfg: Config, s: Scratch, file: string): Promise<void> {
+  const r = await run([pgBin(cfg, "psql"), ...scratchConnArgs(s), "-X", "-q", "-d", "postgres", "-f", file], { nothrow: true, timeoutMs: 300_000 });
+  const errors = r.stderr.split("\n").filter((l) => /ERROR:/.test(l) && !/role "postgres" already exists/.test(l));
+  if (r.code !== 0 || errors.length) throw new ToolkitError("RESTORE_GLOBALS_FAILED", `restoring roles from ${file} failed`, undefined, errors.join("\n") || r.stderr);
+}
+
+export interface VerifyOptions {
+  /** skip `pgbackrest verify` (e.g. when the backup had no physical part) */
+  physical?: boolean;
+  jobs?: number;
+}
+
+export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions, progress: BackupProgress): Promise<Verification> {
+  const t0 = Date.now();
+  const m = readManifest(dir);
+  const problems: string[] = [];
+  const checks: Verification["checks"] = { files: false };
+
+  progress("verify", `sha256 of ${m.files.length} files`);
+  const actual = await hashFiles(dir);
+  const fileProblems = compareFiles(m.files, actual);
+  checks.files = fileProblems.length === 0 && m.files.length > 0;
+  if (m.files.length === 0) problems.push("manifest lists no files");
+  problems.push(...fileProblems);
+
+  // A corrupted dump is not restored: the file check already names what is wrong.
+  if (checks.files) {
+    const restore = await restoreIntoScratch(cfg, m, dir, opts.jobs ?? cfg.backup.jobs, progress);
+    checks.restore = restore.restored;
+    checks.rowCounts = restore.problems.length === 0 && restore.restored;
+    problems.push(...restore.problems);
+  }
+
+  if (opts.physical !== false) {
+    progress("verify", "pgbackrest verify");
+    const repo = await verifyRepo(cfg);
+    checks.pgbackrest = repo.ok;
+    if (!repo.ok) problems.push(`pgbackrest verify: ${repo.output.split("\n").slice(-5).join(" | ") || "failed"}`);
+  }
+
+  const v: Verification = { ok: problems.length === 0, at: new Date().toISOString(), ms: Date.now() - t0, checks, problems };
+  const fresh = readManifest(dir);
+  fresh.verification = v;
+  fresh.status = v.ok ? "verified" : "failed";
+  writeManifest(dir, fresh);
+  return v;
+}
+
+async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: number, progress: BackupProgress): Promise<{ restored: boolean; problems: string[] }> {
+  const problems: string[] = [];
+  const need = m.databases.reduce((a, d) => a + d.sizeBytes, 0) * 1.2 + 64 * 1024 * 1024;
+  const space = spaceProblem("not enough disk space to restore the backup for verification", cfg.memberRoot, need, freeBytes(cfg.memberRoot));
+  if (space) throw new ToolkitError("NO_SPACE", space, "free space, or verify on a machine with more room");
+  const s = scratchFor(cfg, `verify-${m.id}-${backupStamp()}`);
+  try {
+    progress("verify", `scratch instance ${s.name}`);
+    await initScratch(cfg, s);
+    writeScratchConf(cfg, s, {}, { fast: true });
+    await startScratch(cfg, s, 120);
+    if (m.globals) await restoreGlobals(cfg, s, join(dir, m.globals));
+    for (const db of m.databases) {
+      progress("verify", `restoring ${db.name} (${fmtBytes(db.sizeBytes)})`);
+      // --create restores the database with its own settings (owner, ACL, ALTER DATABASE ... SET).
+      const r = await run([pgBin(cfg, "pg_restore"), ...scratchConnArgs(s), "-d", "postgres", "--create", "--exit-on-error", "-j", String(jobs), join(dir, db.dir)], { nothrow: true, timeoutMs: 12 * 3_600_000 });
+      if (r.code !== 0) {
+        problems.push(`${db.name}: pg_restore failed: ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+        continue;
+      }
+      const c = await scratchClient(s, db.name);
+      try {
+        problems.push(...compareCounts(db.name, db.tables, await countRows(c)));
+      } finally {
+        await c.end().catch(() => {});
+      }
+    }
+    return { restored: true, problems };
+  } catch (e) {
+    if (e instanceof ToolkitError && e.code === "NO_SPACE") throw e;
+    problems.push(`restore into scratch instance failed: ${(e as Error).message}`);
+    return { restored: false, problems };
+  } finally {
+    await removeScratch(cfg, s).catch(() => {});
+  }
+}
