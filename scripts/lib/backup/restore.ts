@@ -1,0 +1,184 @@
+/**
+ * `make restore DB=x [FROM=id] [TO=name]`: a logical backup back into the
+ * live cluster. The dump is checked (sha256) first, restored into a temporary
+ * database, checked against the manifest's row counts, and only then swapped
+ * in by renaming: the database it replaces is kept (renamed, connections
+ * disabled) rather than dropped, so a wrong restore is one rename away from
+ * undone.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type pg from "pg";
+import type { Config } from "../config";
+import { ToolkitError } from "../errors";
+import { run } from "../exec";
+import { connect, quoteIdent, rwTarget } from "../pg";
+import { backupStamp, pgBin, type BackupProgress } from "./common";
+import { countRows } from "./logical";
+import { backupPath, compareCounts, compareFiles, findBackup, hashFiles, type Manifest } from "./manifest";
+
+export const DB_NAME_RE = /^[a-z][a-z0-9_]{1,62}$/;
+
+export interface RestoreOptions {
+  db: string;
+  from?: string;
+  to?: string;
+  /** replacing an existing database was confirmed (--yes or a prompt) */
+  confirmed: boolean;
+  jobs?: number;
+}
+
+export interface RestoreResult {
+  backup: string;
+  database: string;
+  from: string;
+  replaced: boolean;
+  previousKeptAs?: string;
+  tables: number;
+  rows: number;
+  ms: number;
+}
+
+export function checkDbName(name: string, flag: string): void {
+  if (!DB_NAME_RE.test(name)) throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is not a valid database name`, "use lowercase letters, digits and underscores, starting with a letter");
+}
+
+/** How pg_dump writes a database name (it quotes only when it must). */
+const dumpIdent = (name: string) => (/^[a-z_][a-z0-9_]*$/.test(name) ? name : quoteIdent(name));
+
+/**
+ * Pure: the database-level statements of a `pg_restore --create` script
+ * (CREATE DATABASE with its encoding/locale, owner, ALTER DATABASE ... SET,
+ * grants, comment), re-targeted at another database name.
+ */
+export function retargetDatabaseSql(sql: string, from: string, to: string): string {
+  const src = dumpIdent(from).replace(/[.*+?^${}()|[\]\\"]/g, "\\$&");
+  const re = new RegExp(`DATABASE ${src}(?=[ ;])`, "g");
+  return sql
+    .split("\n")
+    .filter((l) => !l.startsWith("\\connect") && !/^\s*(SET|SELECT pg_catalog\.set_config)\b/.test(l) && !l.startsWith("--"))
+    .filter((l) => /\bDATABASE\b/.test(l))
+    .map((l) => l.replace(re, `DATABASE ${quoteIdent(to)}`))
+    .join("\n");
+}
+
+/** The database-level SQL from a directory dump (the dump's DATABASE / DATABASE PROPERTIES / ACL entries). */
+async function databaseSql(cfg: Config, dumpDir: string, from: string, to: string): Promise<string> {
+  const list = (await run([pgBin(cfg, "pg_restore"), "-l", dumpDir], { timeoutMs: 120_000 })).stdout;
+  const entries = list.split("\n").filter((l) => !l.startsWith(";") && /\bDATABASE\b/.test(l));
+  const tmp = mkdtempSync(join(tmpdir(), "pgplatform-restore-"));
+  try {
+    const lf = join(tmp, "list");
+    writeFileSync(lf, entries.join("\n") + "\n", { mode: 0o600 });
+    const sql = (await run([pgBin(cfg, "pg_restore"), "--create", "-f", "-", "-L", lf, dumpDir], { timeoutMs: 120_000 })).stdout;
+    return retargetDatabaseSql(sql, from, to);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const clip = (name: string, suffix: string) => name.slice(0, 63 - suffix.length) + suffix;
+
+export async function databaseExists(c: pg.Client, name: string): Promise<boolean> {
+  return (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount === 1;
+}
+
+export async function targetExists(cfg: Config, name: string): Promise<boolean> {
+  const c = await connect(cfg);
+  try {
+    return await databaseExists(c, name);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** The files of one database (and the roles) still match the manifest. */
+export async function checkDumpFiles(m: Manifest, dir: string, db: string): Promise<void> {
+  const entry = m.databases.find((d) => d.name === db)!;
+  const wanted = m.files.filter((f) => f.path.startsWith(entry.dir + "/") || f.path === m.globals);
+  const actual = await hashFiles(dir, wanted.map((f) => f.path).filter((p) => existsSync(join(dir, p))));
+  const problems = compareFiles(wanted, actual);
+  if (problems.length) throw new ToolkitError("BACKUP_CORRUPT", `backup ${m.id} of ${db} does not match its manifest: ${problems[0]}`, "restore from another backup (`make backup-list`, FROM=<id>)", problems.join("\n"));
+}
+
+export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progress: BackupProgress): Promise<RestoreResult> {
+  const t0 = Date.now();
+  checkDbName(opts.db, "DB");
+  const target = opts.to ?? opts.db;
+  checkDbName(target, "TO");
+  const m = findBackup(cfg, opts.from, opts.db);
+  const dir = backupPath(cfg, m.id);
+  const entry = m.databases.find((d) => d.name === opts.db);
+  if (!entry) throw new ToolkitError("UNKNOWN_DATABASE", `backup ${m.id} has no database ${opts.db}`, `it has: ${m.databases.map((d) => d.name).join(", ")}`);
+  progress("check", `sha256 of backup ${m.id} (${opts.db})`);
+  await checkDumpFiles(m, dir, opts.db);
+
+  const tmp = clip(target, "_restoring");
+  const env = { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" };
+  const rw = rwTarget(cfg);
+  const conn = ["-h", rw.host, "-p", String(rw.port), "-U", "postgres", "--no-password"];
+  const c = await connect(cfg);
+  try {
+    const replaced = await databaseExists(c, target);
+    if (replaced && !opts.confirmed) {
+      throw new ToolkitError("NEEDS_CONFIRMATION", `database ${target} exists: restoring replaces it (the current one is kept, renamed)`, "re-run with YES=1 (make) or --yes, or restore next to it with TO=<new name>");
+    }
+    if (await databaseExists(c, tmp)) await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`); // left by an interrupted restore
+
+    progress("restore", `creating ${tmp} with ${opts.db}'s settings`);
+    const dbSql = await databaseSql(cfg, join(dir, entry.dir), opts.db, tmp);
+    await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], { input: dbSql, env, timeoutMs: 120_000 });
+    progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
+    const r = await run([pgBin(cfg, "pg_restore"), ...conn, "-d", tmp, "--exit-on-error", "-j", String(opts.jobs ?? cfg.backup.jobs), join(dir, entry.dir)], { env, nothrow: true, timeoutMs: 12 * 3_600_000 });
+    if (r.code !== 0) {
+      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+      throw new ToolkitError("RESTORE_FAILED", `pg_restore of ${opts.db} from ${m.id} failed`, `nothing was replaced; see the error above`, r.stderr);
+    }
+
+    progress("check", "row counts against the manifest");
+    const t = await connect(cfg, { database: tmp });
+    let counts;
+    try {
+      counts = await countRows(t);
+    } finally {
+      await t.end().catch(() => {});
+    }
+    const problems = compareCounts(opts.db, entry.tables, counts);
+    if (problems.length) {
+      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+      throw new ToolkitError("RESTORE_MISMATCH", `restored ${opts.db} does not match backup ${m.id}'s row counts`, "nothing was replaced; try another backup (FROM=<id>)", problems.join("\n"));
+    }
+
+    let previousKeptAs: string | undefined;
+    if (replaced) {
+      previousKeptAs = clip(target, `_pre_restore_${backupStamp().toLowerCase()}`);
+      progress("swap", `${target} -> ${previousKeptAs}, ${tmp} -> ${target}`);
+      // No new sessions, end the current ones, then rename: apps reconnect to the restored data.
+      await c.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
+      for (let i = 0; ; i++) {
+        await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [target]);
+        try {
+          await c.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previousKeptAs)}`);
+          break;
+        } catch (e) {
+          if (i >= 20) throw e;
+          await Bun.sleep(250);
+        }
+      }
+    }
+    await c.query(`ALTER DATABASE ${quoteIdent(tmp)} RENAME TO ${quoteIdent(target)}`);
+    return {
+      backup: m.id,
+      database: target,
+      from: opts.db,
+      replaced,
+      previousKeptAs,
+      tables: counts.length,
+      rows: counts.reduce((a, x) => a + x.rows, 0),
+      ms: Date.now() - t0,
+    };
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
