@@ -24,7 +24,8 @@ were unavailable (RTO). Exit 1 if a write was lost, RTO exceeded the budget, or
 the cluster did not converge.
 
 scenarios: ${SCENARIOS.join(", ")} (or all)
-  --rto-budget S  fail above this RTO (default: ttl + loop_wait + HAProxy rise/fall x inter + 2 s)
+  --rto-budget S  fail above this RTO (default: ttl + loop_wait + HAProxy max(rise,fall) x inter + 2 s;
+                  hang-primary +2 s, Patroni's timeout for asking a hung member)
   --candidate     switchover target (default: the sync standby)
   --writers/--rate  concurrent writers (4) and writes per second each (50)
   --hang S        how long hang-primary keeps the leader stopped (ttl + 5)
@@ -80,7 +81,7 @@ await runMain(async () => {
     holdMs: flags.hold !== undefined ? flags.hold * 1000 : defaults.holdMs,
     candidate: flags.candidate,
     keepData: !!flags.keepData,
-    budgetMs: budgetS !== undefined ? Math.round(budgetS * 1000) : defaultBudgetMs(cfg),
+    budgetMs: budgetS !== undefined ? Math.round(budgetS * 1000) : undefined,
   };
   const say = flags.json ? () => {} : logLine;
 
@@ -90,7 +91,7 @@ await runMain(async () => {
     say(`stack ${cfg.stack} is not healthy (${now.problems.join(", ")}): bringing it up`);
     await nativeUp(cfg, (c, m) => say(`  ${c} ${m}`));
   }
-  say(`failover drill on stack ${cfg.stack}: ${scenarios.join(", ")} x ${rounds}; RTO budget ${(opts.budgetMs / 1000).toFixed(1)} s (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
+  say(`failover drill on stack ${cfg.stack}: ${scenarios.join(", ")} x ${rounds}; RTO budget ${opts.budgetMs !== undefined ? (opts.budgetMs / 1000).toFixed(1) : scenarios.map((s) => (defaultBudgetMs(cfg, s) / 1000).toFixed(0)).filter((v, i, a) => a.indexOf(v) === i).join("/")} s (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
   const res = await failoverDrill(cfg, scenarios, rounds, opts, (s, m) => say(`${s.padEnd(18)} ${m}`));
   if (flags.json) {
     const { results, ...rest } = res.report;

@@ -113,7 +113,8 @@ describe("RTO arithmetic", () => {
   test("default budget: ttl + loop_wait + HAProxy detection + 2 s margin", () => {
     const cfg = { timing: { ttl: 10, loopWait: 1 }, haproxy: { interMs: 1000, fall: 2, rise: 2 } } as Parameters<typeof defaultBudgetMs>[0];
     expect(defaultBudgetMs(cfg)).toBe(15_000);
-    expect(defaultBudgetMs({ ...cfg, timing: { ...cfg.timing, ttl: 30, loopWait: 10 } } as typeof cfg, 5000)).toBe(47_000);
+    expect(defaultBudgetMs(cfg, "hang-primary")).toBe(17_000);
+    expect(defaultBudgetMs({ ...cfg, timing: { ...cfg.timing, ttl: 30, loopWait: 10 } } as typeof cfg, "kill-primary", 5000)).toBe(47_000);
   });
 
   test("RTO above the budget fails the run", () => {

@@ -129,10 +129,18 @@ export interface RunResult {
   failures: string[];
 }
 
-/** Default RTO budget: ttl + loop_wait + HAProxy's time to mark the new primary up + a margin. */
-export function defaultBudgetMs(cfg: Pick<Config, "timing" | "haproxy">, marginMs = 2000): number {
+/**
+ * Patroni asks every other member's REST API (timeout 2 s, patroni/ha.py
+ * fetch_node_status) before it promotes; a hung member only answers with that
+ * timeout, so hang-primary gets these 2 s on top.
+ */
+export const PATRONI_MEMBER_CHECK_TIMEOUT_MS = 2000;
+
+/** Default RTO budget: ttl + loop_wait + HAProxy's time to mark the new primary up + a margin (+ 2 s when the old leader hangs). */
+export function defaultBudgetMs(cfg: Pick<Config, "timing" | "haproxy">, scenario?: Scenario, marginMs = 2000): number {
   const haproxyDetectMs = cfg.haproxy.interMs * Math.max(cfg.haproxy.rise, cfg.haproxy.fall);
-  return cfg.timing.ttl * 1000 + cfg.timing.loopWait * 1000 + haproxyDetectMs + marginMs;
+  const hung = scenario === "hang-primary" ? PATRONI_MEMBER_CHECK_TIMEOUT_MS : 0;
+  return cfg.timing.ttl * 1000 + cfg.timing.loopWait * 1000 + haproxyDetectMs + hung + marginMs;
 }
 
 /**

@@ -11,12 +11,13 @@ import { etcdHealthy, logFile, postmasterPid, procSpecs } from "../native";
 import { assessCluster, clusterView, isRunning, restGet, restSend, type ClusterView } from "../patroni";
 import { connect, rwTarget } from "../pg";
 import { runningPid, startProc, stopProc } from "../procs";
-import { analyze, parsePatroniTime, type MonitorSample, type Recording, type RunResult, type Scenario } from "./analysis";
+import { analyze, defaultBudgetMs, parsePatroniTime, type MonitorSample, type Recording, type RunResult, type Scenario } from "./analysis";
 import { etcdLeader, memberProcs, requirePids, signalAll } from "./faults";
 import { createTableSql, Load, tableRef, type LoadOptions } from "./load";
 
 export interface DrillOptions extends LoadOptions {
-  budgetMs: number;
+  /** RTO budget for every scenario; default: derived per scenario from the HA timing (defaultBudgetMs) */
+  budgetMs?: number;
   /** load before the fault, to have a baseline */
   warmupMs: number;
   /** how long hang-primary keeps the leader stopped (must exceed ttl) */
@@ -40,7 +41,7 @@ const sleep = (ms: number) => Bun.sleep(ms);
 const byName = (cfg: Config, name: string): Member => cfg.members.find((m) => m.name === name)!;
 
 /** Default drill settings derived from the HA timing. */
-export function defaultDrillOptions(cfg: Config): Omit<DrillOptions, "budgetMs"> {
+export function defaultDrillOptions(cfg: Config): DrillOptions {
   const ttlMs = cfg.timing.ttl * 1000;
   return {
     writers: 4,
@@ -66,7 +67,7 @@ class Monitor {
       while (!this.stopping) {
         const at = Date.now();
         const [primaries, view, backends] = await Promise.all([
-          Promise.all(this.cfg.members.map(async (m) => ((await restGet(m, "/primary", 400))?.status === 200 ? m.name : undefined))),
+          Promise.all(this.cfg.members.map(async (m) => ((await restGet(m, "/primary", 600))?.status === 200 ? m.name : undefined))),
           this.view(),
           haproxyBackends(this.cfg),
         ]);
@@ -85,7 +86,7 @@ class Monitor {
   private async view(): Promise<ClusterView | undefined> {
     const order = [...this.cfg.members].sort((a, b) => Number(a.name === this.avoid) - Number(b.name === this.avoid));
     for (const m of order) {
-      const r = await restGet(m, "/cluster", 400);
+      const r = await restGet(m, "/cluster", 600);
       if (r && r.status === 200 && Array.isArray(r.body?.members)) return r.body as ClusterView;
     }
     return undefined;
@@ -161,6 +162,7 @@ function restartPatroni(cfg: Config, m: Member) {
 interface FaultContext {
   cfg: Config;
   opts: DrillOptions;
+  budgetMs: number;
   leader: string;
   sync: string;
   progress: DrillProgress;
@@ -171,7 +173,7 @@ interface FaultContext {
 async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
   const { cfg, opts, progress, marks } = ctx;
   const leader = byName(cfg, ctx.leader);
-  const failoverWait = opts.budgetMs + 30_000;
+  const failoverWait = ctx.budgetMs + 30_000;
   const newLeader = () =>
     waitUntil(failoverWait, async () => {
       const l = leaderOf(await clusterView(cfg));
@@ -288,6 +290,7 @@ export async function runDrill(cfg: Config, scenario: Scenario, round: number, o
     throw new ToolkitError("BAD_CANDIDATE", `no member named ${opts.candidate}`, `pick one of ${cfg.members.map((m) => m.name).join(", ")}`);
   }
   const target = scenario === "kill-sync-standby" ? syncBefore : leaderBefore;
+  const budgetMs = opts.budgetMs ?? defaultBudgetMs(cfg, scenario);
   progress(`leader ${leaderBefore}, sync standby ${syncBefore}, timeline ${timelineBefore ?? "?"}`);
 
   // 2. A fresh table per run.
@@ -311,7 +314,7 @@ export async function runDrill(cfg: Config, scenario: Scenario, round: number, o
   try {
     await sleep(opts.warmupMs);
     progress(`load: ${opts.writers} writers x ${opts.ratePerWriter}/s, ${load.writes.filter((w) => w.ok).length} writes acknowledged in warm-up`);
-    await dealFault(scenario, { cfg, opts, leader: leaderBefore, sync: syncBefore, progress, marks });
+    await dealFault(scenario, { cfg, opts, budgetMs, leader: leaderBefore, sync: syncBefore, progress, marks });
     converged = await waitConverged(cfg, opts.convergeTimeoutMs);
     progress(converged.ok ? `converged ${(((converged.at ?? 0) - marks.faultAt!) / 1000).toFixed(1)} s after the fault` : `did not converge: ${converged.problems.join(", ")}`);
     // A little load after convergence, so "writes came back" is not decided by the last millisecond.
@@ -366,5 +369,5 @@ export async function runDrill(cfg: Config, scenario: Scenario, round: number, o
     rewound: leaderAfter !== leaderBefore ? rewoundSince(oldLeaderLog, logOffset) : undefined,
     oldLeaderRole: after?.members.find((m) => m.name === leaderBefore)?.role,
   };
-  return { result: analyze(recording, opts.budgetMs), recording };
+  return { result: analyze(recording, budgetMs), recording };
 }

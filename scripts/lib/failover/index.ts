@@ -71,7 +71,7 @@ export async function failoverDrill(
     finishedAt: new Date().toISOString(),
     timing: cfg.timing,
     haproxyCheck: { interMs: cfg.haproxy.interMs, fall: cfg.haproxy.fall, rise: cfg.haproxy.rise },
-    budgetMs: opts.budgetMs,
+    budgetMs: opts.budgetMs ?? null,
     options: { scenarios, rounds, writers: opts.writers, ratePerWriter: opts.ratePerWriter, hangMs: opts.hangMs, holdMs: opts.holdMs, candidate: opts.candidate ?? null },
     summary: summarize(results),
     passed: results.every((r) => r.passed),

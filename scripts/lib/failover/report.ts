@@ -178,7 +178,8 @@ export interface DrillReport {
   finishedAt: string;
   timing: Config["timing"];
   haproxyCheck: { interMs: number; fall: number; rise: number };
-  budgetMs: number;
+  /** null: each scenario's default, derived from the HA timing (see each result's budgetMs) */
+  budgetMs: number | null;
   options: Record<string, unknown>;
   summary: ReturnType<typeof summarize>;
   passed: boolean;
