@@ -78,9 +78,12 @@ test-unit: deps ## Unit tests only (no cluster)
 .PHONY: test-integration
 test-integration: deps ## Start the test stack, run tests/integration against it, tear it down
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null
-	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts; \
-	STACK=$(TEST_STACK) $(BUN) test tests/integration; rc=$$?; \
-	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes; exit $$rc
+	@rc=0; \
+	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts || rc=$$?; \
+	if [ $$rc -eq 0 ]; then STACK=$(TEST_STACK) $(BUN) test tests/integration || rc=$$?; \
+	else STACK=$(TEST_STACK) $(BUN) scripts/logs.ts --lines 40 || true; fi; \
+	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes || true; \
+	exit $$rc
 
 .PHONY: test-failover
 test-failover: deps ## Failover drill under write load; exit 1 on a lost write or missed RTO (SCENARIO=kill-primary|all ROUNDS=1 RTO_BUDGET=s)

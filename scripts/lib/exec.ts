@@ -41,7 +41,8 @@ export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
   const full = asUserCmd(cmd, opts.asUser);
   return new Promise((resolve, reject) => {
     const child = spawn(full[0]!, full.slice(1), {
-      cwd: opts.cwd,
+      // Another user may not reach our working dir (a checkout under /root is 0700).
+      cwd: opts.cwd ?? (full !== cmd ? "/" : undefined),
       env: { ...process.env, ...opts.env } as NodeJS.ProcessEnv,
       stdio: ["pipe", "pipe", "pipe"],
     });

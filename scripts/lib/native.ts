@@ -45,6 +45,7 @@ export function procSpecs(cfg: Config): Specs {
       pidFile: pidFile(cfg, m.name),
       logFile: logFile(cfg, m.name),
       asUser: cfg.pgOsUser,
+      cwd: m.dir,
       env: { HOME: m.dir, PGPASSFILE: join(m.dir, "pgpass") },
     };
   });

@@ -18,6 +18,8 @@ export interface ProcSpec {
   logFile: string;
   asUser?: string;
   env?: Record<string, string>;
+  /** working dir; defaults to / for processes run as another user (they may not reach ours, e.g. /root) */
+  cwd?: string;
 }
 
 export function cmdlineOf(pid: number): string | undefined {
@@ -54,6 +56,7 @@ export function startProc(spec: ProcSpec): number {
   const child = spawn(full[0]!, full.slice(1), {
     detached: true, // its own session: our Ctrl-C or exit does not take the cluster down
     stdio: ["ignore", fd, fd],
+    cwd: spec.cwd ?? (spec.asUser ? "/" : undefined),
     env: { ...process.env, ...spec.env } as NodeJS.ProcessEnv,
   });
   closeSync(fd);
