@@ -161,7 +161,13 @@ async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boo
   spin?.stop(`${name} removed in ${(r.ms / 1000).toFixed(2)} s`);
   const lines = r.removed.map((x) => `  - ${x}`);
   if (r.backup) lines.unshift(`final backup  ${r.backup.path.replace(cfg.rootDir + "/", "")} (${r.backup.bytes} bytes, ${r.backup.entries} entries, verified with pg_restore --list)`, "");
-  if (r.backup) lines.push("", `restore: pg_restore --create -d postgres ${r.backup.path.replace(cfg.rootDir + "/", "")}  (after re-creating role ${plan.role})`);
+  if (r.backup) {
+    lines.push(
+      "",
+      "to restore: re-create the app (bun scripts/new-app.ts " + name + "), then",
+      `  pg_restore --no-owner --role=${plan.role} -h ${cfg.haproxy.address} -p ${cfg.haproxy.rwPort} -U postgres -d ${plan.database} ${r.backup.path.replace(cfg.rootDir + "/", "")}`,
+    );
+  }
   note(lines.join("\n"), `${name} removed`);
   outro("done");
   return 0;

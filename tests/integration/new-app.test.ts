@@ -341,6 +341,12 @@ print("\n<<EXIT %d>>" % os.waitstatus_to_exitcode(status))
     await auth.end();
   }, 60_000);
 
+  test("Ctrl-C at a prompt exits 130 and creates nothing", async () => {
+    const out = drive([["App name\\?", "\x03"]], []);
+    expect(out).toContain("cancelled: nothing created");
+    expect(out).toContain("<<EXIT 130>>");
+  }, 60_000);
+
   test("--remove asks, and answering no removes nothing", async () => {
     const name = `${PREFIX}pty`;
     const out = drive([[`Drop ${name}\\?`, "\r"]], [name, "--remove"]); // default is No
