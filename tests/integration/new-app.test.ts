@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { appEnvPath, appNginxPath, loadApps, registryPath } from "../../scripts/lib/apps";
+import { appEnvPath, appNginxPath, loadApps, registeredDatabases, registryPath } from "../../scripts/lib/apps";
 import { onboardApp, readEnvPassword, type Step } from "../../scripts/lib/onboard/onboard";
 import { removeApp, removedBackupDir } from "../../scripts/lib/onboard/remove";
 import { connect } from "../../scripts/lib/pg";
@@ -105,6 +105,7 @@ describe("new-app: onboarding on a real cluster", () => {
     expect(readFileSync(appEnvPath(cfg, book), "utf8")).toContain(`PORT=${bookPort}\n`);
     expect(loadApps(cfg).find((a) => a.name === book)).toMatchObject({ port: bookPort, domain: "it-na-book.test" });
     expect(existsSync(appNginxPath(cfg, book))).toBe(true);
+    expect(registeredDatabases(cfg)).toContain(`${book}_db`); // what `make backup` dumps
     // The password never reaches the output, and the server only holds a SCRAM verifier.
     const password = readEnvPassword(appEnvPath(cfg, book))!;
     expect(r.out).not.toContain(password);
@@ -242,6 +243,18 @@ describe("new-app: onboarding on a real cluster", () => {
     }
     await expectNothingOf(name);
     expect((await viaNginx("it-na-book.test")).app).toBe(book);
+  });
+
+  test("two runs at once are serialised: both apps created, on different ports from the plan", async () => {
+    const names = [`${PREFIX}c1`, `${PREFIX}c2`];
+    const procs = names.map((n) => Bun.spawn([BUN, "scripts/new-app.ts", n, "--yes", "--json"], { cwd: ROOT, env: { ...process.env, STACK: TEST_STACK }, stdout: "pipe", stderr: "pipe" }));
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    expect(codes).toEqual([0, 0]);
+    const ports = names.map((n) => loadApps(cfg).find((a) => a.name === n)?.port);
+    expect(ports.every((p) => typeof p === "number" && p >= 9400 && p % 100 === 0)).toBe(true);
+    expect(ports[0]).not.toBe(ports[1]);
+    for (const n of names) await removeApp(cfg, n);
+    for (const n of names) await expectNothingOf(n);
   });
 
   test("a cluster that is down is a clear error", async () => {
