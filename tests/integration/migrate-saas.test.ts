@@ -154,7 +154,7 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     expect(report.ok).toBe(true);
     expect(report.verification.mismatches).toEqual([]);
     const tables = report.verification.tables.map((t: any) => t.table);
-    expect(tables).toEqual(expect.arrayContaining(["auth.users", "auth.identities", "storage.buckets", "storage.objects", "public.profiles", "public.todos", "billing.invoices"]));
+    expect(tables).toEqual(expect.arrayContaining(["auth.users", "auth.identities", "storage.buckets", "storage.objects", "public.profiles", "public.todos", "billing.invoices", "public.webhook_log"]));
     expect(tables).not.toContain("realtime.messages");
     expect(report.verification.tables.every((t: any) => t.ok && t.sourceRows === t.targetRows && t.sourceChecksum === t.targetChecksum)).toBe(true);
     expect(report.verification.tables.find((t: any) => t.table === "auth.users").targetRows).toBe(200);

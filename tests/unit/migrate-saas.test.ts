@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { checksumSql } from "../../scripts/lib/migrate/catalog";
 import { copyTargets } from "../../scripts/lib/migrate/pipe";
 import {
   createRoleSql, customRoles, extensionSql, filterSchemaSql, membershipSql, planExtensions, planRoles, rolesInStatement, selectSchemas,
@@ -162,6 +163,13 @@ describe("data stream", () => {
     expect(copyTargets(Buffer.from("SET x;\nCOPY public.todos (id, task) FROM stdin;\n1\ta\n\\.\n\nCOPY auth.users (id) FROM stdin;\n"))).toEqual(["public.todos", "auth.users"]);
     expect(copyTargets(Buffer.from("COPY storage.objects (id) FROM stdin;\n"))).toEqual(["storage.objects"]);
     expect(copyTargets(Buffer.from("1\tCOPY not a command\n"))).toEqual([]);
+  });
+});
+
+describe("checksum query", () => {
+  test("hashes stored values, or the row text for tables whose types have no hash function; quotes names", () => {
+    expect(checksumSql({ schema: "public", name: "todos" })).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hash_record_extended(x, 0)), 0)::text AS h FROM ONLY "public"."todos" AS x`);
+    expect(checksumSql({ schema: "my schema", name: 'we"ird' }, "text")).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text AS h FROM ONLY "my schema"."we""ird" AS x`);
   });
 });
 

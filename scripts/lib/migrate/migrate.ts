@@ -26,7 +26,7 @@ import { connect, quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import {
-  availableExtensions, CHECKSUM_SETTINGS, fingerprintTable, listExtensions, listMemberships, listRoles, listSchemas, listTables,
+  availableExtensions, CHECKSUM_SETTINGS, fingerprintTable, probeHashMode, type HashMode, listExtensions, listMemberships, listRoles, listSchemas, listTables,
   objectCounts, policyRoles, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
   type ObjectCounts, type SequenceState, type StorageSummary, type TableFingerprint, type TableInfo,
 } from "./catalog";
@@ -69,6 +69,8 @@ export interface MigrationReport {
   startedAt: string;
   ms: number;
   bytesStreamed: number;
+  /** wall-clock ms per phase: pre-checks, backup, schema dump, data (restore + source checksums), target verification */
+  timings: { plan: number; backup: number; schema: number; data: number; verify: number };
   backup?: string;
   rolePasswordsFile?: string;
   rolesCreated: string[];
@@ -263,17 +265,19 @@ async function replaceSql(target: pg.Client): Promise<string[]> {
   ];
 }
 
-async function fingerprints(c: pg.Client, tables: TableInfo[], onTable?: (t: TableInfo, i: number) => void): Promise<Record<string, TableFingerprint>> {
+/** Source side, in the snapshot transaction: also decides each table's hash mode for the target. */
+async function sourceFingerprints(c: pg.Client, tables: TableInfo[], modes: Map<string, HashMode>): Promise<Record<string, TableFingerprint>> {
   const out: Record<string, TableFingerprint> = {};
-  for (const [i, t] of tables.entries()) {
-    out[tableKey(t)] = await fingerprintTable(c, t);
-    onTable?.(t, i);
+  for (const t of tables) {
+    const mode = await probeHashMode(c, t);
+    modes.set(tableKey(t), mode);
+    out[tableKey(t)] = await fingerprintTable(c, t, mode);
   }
   return out;
 }
 
 /** Checksum the target on a few connections at once: the scans are independent. */
-async function targetFingerprints(cfg: Config, db: string, tables: TableInfo[], parallel = 2): Promise<Record<string, TableFingerprint>> {
+async function targetFingerprints(cfg: Config, db: string, tables: TableInfo[], modes: Map<string, HashMode>, parallel = 2): Promise<Record<string, TableFingerprint>> {
   const queue = [...tables].sort((a, b) => b.bytes - a.bytes);
   const out: Record<string, TableFingerprint> = {};
   await Promise.all(
@@ -281,7 +285,7 @@ async function targetFingerprints(cfg: Config, db: string, tables: TableInfo[], 
       const c = await connect(cfg, { database: db });
       try {
         for (const s of CHECKSUM_SETTINGS) await c.query(s);
-        for (let t = queue.shift(); t; t = queue.shift()) out[tableKey(t)] = await fingerprintTable(c, t);
+        for (let t = queue.shift(); t; t = queue.shift()) out[tableKey(t)] = await fingerprintTable(c, t, modes.get(tableKey(t)));
       } finally {
         await c.end().catch(() => {});
       }
@@ -296,6 +300,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
   return withSession(cfg, opts, async (s) => {
     progress("source", `connected to ${s.src.display}; snapshot ${s.snapshot}`);
     const { plan, ctx } = await buildPlan(cfg, s, opts);
+    const timings = { plan: Date.now() - t0, backup: 0, schema: 0, data: 0, verify: 0 };
+    let mark = Date.now();
+    const lap = () => { const n = Date.now(); const d = n - mark; mark = n; return d; };
     progress("plan", `${plan.tables.length} tables (${formatBytes(plan.totalBytes)}) in ${plan.schemas.migrated.join(", ")}; ${plan.roles.create.length} roles to create`);
     if (plan.blockers.length) {
       const notEmpty = plan.blockers.find((b) => b.startsWith("target ") && b.includes("is not empty"));
@@ -315,13 +322,13 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         backup = await backupTarget(cfg, opts.targetDb, bin.dir);
         progress("backup", backup);
       }
+      timings.backup = lap();
 
       // Schema, from the same snapshot as the data.
       const env = sourceEnv(s.src);
       const schemaArgs = [join(bin.dir, "pg_dump"), "--snapshot", s.snapshot, "--schema-only", "--no-publications", "--no-subscriptions", ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)])];
       progress("schema", "dumping the schema");
-      const pre = (await run([...schemaArgs, "--section=pre-data"], { env, timeoutMs: 600_000 })).stdout;
-      const post = (await run([...schemaArgs, "--section=post-data"], { env, timeoutMs: 600_000 })).stdout;
+      const [pre, post] = (await Promise.all(["pre-data", "post-data"].map((sec) => run([...schemaArgs, `--section=${sec}`], { env, timeoutMs: 600_000 })))).map((r) => r.stdout) as [string, string];
       const roleExists = (r: string) => ctx.willExist.has(r);
       const preF = filterSchemaSql(pre, roleExists);
       const postF = filterSchemaSql(post, roleExists);
@@ -351,6 +358,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       writeFileSync(preludeFile, prelude, { mode: 0o600 });
       writeFileSync(postludeFile, postlude, { mode: 0o600 });
 
+      timings.schema = lap();
       // Data: streamed, checksummed on the source in parallel (same snapshot).
       const dumpCmd = [
         join(bin.dir, "pg_dump"), "--snapshot", s.snapshot, "--data-only", "--no-publications", "--no-subscriptions",
@@ -364,6 +372,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       ];
       progress("data", `streaming ${formatBytes(plan.totalBytes)} (on disk) in one transaction`);
       let lastTable = "";
+      const modes = new Map<string, HashMode>();
       const [piped, sourcePrints] = await Promise.all([
         dumpIntoPsql({
           dump: { cmd: dumpCmd, env },
@@ -376,15 +385,16 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
             } else progress("data", `${formatBytes(bytes)} streamed`);
           },
         }),
-        fingerprints(s.source, plan.tables),
+        sourceFingerprints(s.source, plan.tables, modes),
       ]);
       progress("data", `committed: ${formatBytes(piped.bytes)} in ${(piped.ms / 1000).toFixed(1)} s (${formatBytes((piped.bytes / piped.ms) * 1000)}/s)`);
 
+      timings.data = lap();
       // Verification.
       progress("verify", `checksumming ${plan.tables.length} tables on the target`);
       const sourceSeq: Record<string, SequenceState> = await sequenceStates(s.source, plan.schemas.migrated);
       const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated);
-      const targetPrints = await targetFingerprints(cfg, opts.targetDb, plan.tables);
+      const targetPrints = await targetFingerprints(cfg, opts.targetDb, plan.tables, modes);
       const targetSeq = await sequenceStates(s.target, plan.schemas.migrated);
       const targetCounts = await objectCounts(s.target, plan.schemas.migrated);
       const verification = compareMigration(
@@ -393,6 +403,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       );
       progress("verify", verification.ok ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences and object counts match` : `${verification.mismatches.length} mismatches`);
 
+      timings.verify = lap();
       let rolePasswordsFile: string | undefined;
       if (Object.keys(passwords).length) {
         const dir = join(cfg.stateDir, "migrate");
@@ -410,6 +421,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         startedAt,
         ms: Date.now() - t0,
         bytesStreamed: piped.bytes,
+        timings,
         backup,
         rolePasswordsFile,
         rolesCreated: ctx.roles.create.map((r) => r.name),
