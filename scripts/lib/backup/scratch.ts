@@ -86,7 +86,8 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
   const hba = [
     "# scratch instance: the socket dir is private (0700), so local trust is safe",
     "local all all trust",
-    ...(s.address ? [`host all all ${s.address}/32 scram-sha-256`] : []),
+    // Passwords (as in the cluster) from the addresses the cluster itself allows.
+    ...(s.address ? [`host all all ${cfg.pgHbaCidr} scram-sha-256`] : []),
   ].join("\n");
   const ids = pgOwner(cfg);
   for (const [f, body] of [["postgresql.conf", conf], ["pg_hba.conf", hba], ["pg_ident.conf", ""]] as const) {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bun
+/** make restore-pitr AT='<time with offset>' [KEEP=1]: point-in-time restore into a new scratch instance. */
+import { runMain, ToolkitError } from "./lib/errors";
+import { envFlag, parseFlags } from "./lib/flags";
+import { fmtBytes } from "./lib/backup/common";
+import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
+import { removeKeptPitr, restorePitr } from "./lib/backup/pitr";
+import { logLine, note } from "./lib/ui";
+
+const USAGE = `usage: make restore-pitr AT='2026-11-21 14:05:00+00' [KEEP=1]
+       bun scripts/restore-pitr.ts --at '<time with offset>' [--keep] [--json]
+       bun scripts/restore-pitr.ts --remove        (stop and delete kept instances)
+
+Restores the cluster as it was at AT into a NEW scratch Postgres instance
+(its own data dir under <member root>/scratch, listening on
+BACKUP_SCRATCH_ADDRESS), never over the live cluster: pgBackRest restores the
+newest physical backup before AT and replays archived WAL up to AT. Prints
+what it recovered; the instance is stopped and removed afterwards unless
+KEEP=1, in which case connect with the cluster's postgres password.`;
+
+await runMain(async () => {
+  const flags = parseFlags(process.argv.slice(2), { at: "string", keep: "boolean", remove: "boolean", json: "boolean" }, USAGE);
+  if (flags.help) return void console.log(USAGE);
+  const cfg = loadBackupConfig();
+  if (flags.remove) {
+    const gone = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: true }, () => removeKeptPitr(cfg));
+    return void logLine(gone.length ? `removed ${gone.join(", ")}` : "no kept scratch instances");
+  }
+  const at = flags.at ?? (process.env.AT || undefined);
+  if (!at) throw new ToolkitError("MISSING_AT", "which point in time? AT='2026-11-21 14:05:00+00' (make) or --at", USAGE);
+  const keep = Boolean(flags.keep || envFlag("KEEP"));
+  const r = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: flags.json }, ({ progress }) => restorePitr(cfg, { at, keep }, progress));
+  if (flags.json) return void console.log(JSON.stringify(r, null, 2));
+  const lines = [
+    `target       ${r.target}`,
+    `backup set   ${r.backupSet ?? "?"} + archived WAL, timeline ${r.timeline ?? "?"}`,
+    `stopped at   ${r.stoppedAt ? `first transaction after the target (${r.stoppedAt})` : "end of the target (no later transaction in the archive)"}`,
+    `last commit  ${r.lastTransaction ?? "?"}`,
+    `databases    ${r.databases.map((d) => `${d.name} (${fmtBytes(d.bytes)})`).join(", ") || "none"}`,
+    r.scratch.kept
+      ? `instance     KEPT at ${r.scratch.address}:${r.scratch.port} (data ${r.scratch.dir}); remove with \`bun scripts/restore-pitr.ts --remove\``
+      : `instance     stopped and removed (KEEP=1 keeps it)`,
+    `took         ${(r.ms / 1000).toFixed(1)} s`,
+  ];
+  note(lines.join("\n"), "restore-pitr");
+});
