@@ -64,6 +64,31 @@ migrate-saas: deps ## Move a Supabase cloud project here, verified per table: SO
 clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
 	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
 
+# --- backups (cron runs `make backup`; see `make backup-cron`) ---------------
+.PHONY: backup
+backup: deps ## Dump every registered database + pgBackRest backup, verify by restore, apply retention
+	$(BUN) scripts/backup.ts $(ARGS)
+
+.PHONY: backup-verify
+backup-verify: deps ## Restore the newest backup (or FROM=<id>) into a scratch instance and compare
+	$(BUN) scripts/backup-verify.ts $(ARGS)
+
+.PHONY: restore
+restore: deps ## Restore DB=<name> [FROM=<backup id>] [TO=<new name>] [YES=1] into the live cluster
+	$(BUN) scripts/restore.ts $(ARGS)
+
+.PHONY: restore-pitr
+restore-pitr: deps ## Point-in-time restore AT='2026-11-21 14:05:00+00' into a new scratch instance [KEEP=1]
+	$(BUN) scripts/restore-pitr.ts $(ARGS)
+
+.PHONY: backup-list
+backup-list: deps ## Logical and physical backups with their status (ARGS=--json)
+	@$(BUN) scripts/backup-list.ts $(ARGS)
+
+.PHONY: backup-cron
+backup-cron: deps ## Print the crontab line for the nightly backup; INSTALL=1 installs it
+	@$(BUN) scripts/backup-cron.ts $(ARGS)
+
 # --- tests -----------------------------------------------------------------
 .PHONY: test
 test: deps ## Unit tests, then integration tests against a real native test cluster
@@ -94,6 +119,10 @@ typecheck: deps ## TypeScript type check
 	node_modules/.bin/tsc -p .
 
 # --- benchmarks (print figures; never gate CI) ---------------------------------
+.PHONY: bench-backup
+bench-backup: deps ## Backup/restore throughput vs raw pg_dump/pg_restore on >= 1 GB (STACK=<yours>)
+	$(BUN) bench/backup.ts $(ARGS)
+
 .PHONY: bench-dev-up
 bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the stack
 	$(BUN) bench/dev-up.ts
