@@ -1,0 +1,175 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseConfig, ROOT_DIR } from "../../scripts/lib/config";
+import { alertArgv } from "../../scripts/lib/backup/alert";
+import { backupStamp, spaceProblem, stampToDate } from "../../scripts/lib/backup/common";
+import { cronDFile, cronLine, mergeCrontab, cronTag } from "../../scripts/lib/backup/cron";
+import { chooseSource } from "../../scripts/lib/backup/logical";
+import { compareCounts, compareFiles } from "../../scripts/lib/backup/manifest";
+import { archiveCommand, chooseBackupType, renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
+import { parsePitrTarget } from "../../scripts/lib/backup/pitr";
+import { isoWeekKey, planRetention, type RetentionItem } from "../../scripts/lib/backup/retention";
+import { retargetDatabaseSql } from "../../scripts/lib/backup/restore";
+
+const cfg = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", isRoot: false });
+
+describe("retention", () => {
+  const at = (iso: string, good = true): RetentionItem => ({ id: iso, time: new Date(iso), good });
+
+  test("keeps the newest good backup per day for N days and per ISO week for M weeks; deletes the rest", () => {
+    const items = [
+      at("2026-11-21T02:00:00Z"),
+      at("2026-11-20T14:00:00Z"), // same day as the next: only the newest of the day is kept
+      at("2026-11-20T02:00:00Z"),
+      at("2026-11-19T02:00:00Z"),
+      at("2026-11-12T02:00:00Z"), // week 46
+      at("2026-11-05T02:00:00Z"), // week 45
+      at("2026-10-29T02:00:00Z"), // week 44: beyond 2 weeks
+    ];
+    const plan = planRetention(items, { daily: 2, weekly: 2 });
+    expect(plan.keep.map((k) => k.id)).toEqual(["2026-11-21T02:00:00Z", "2026-11-20T14:00:00Z", "2026-11-12T02:00:00Z"]);
+    expect(plan.delete).toEqual(["2026-11-20T02:00:00Z", "2026-11-19T02:00:00Z", "2026-11-05T02:00:00Z", "2026-10-29T02:00:00Z"]);
+    expect(plan.keep[0]!.reasons).toContain("newest good backup");
+  });
+
+  test("never deletes the newest good backup, even when newer ones failed", () => {
+    const items = [at("2026-11-21T02:00:00Z", false), at("2026-11-20T02:00:00Z", false), at("2026-11-01T02:00:00Z", true), at("2026-10-01T02:00:00Z", false)];
+    const plan = planRetention(items, { daily: 1, weekly: 0 });
+    expect(plan.keep.map((k) => k.id)).toEqual(["2026-11-21T02:00:00Z", "2026-11-20T02:00:00Z", "2026-11-01T02:00:00Z"]);
+    expect(plan.delete).toEqual(["2026-10-01T02:00:00Z"]);
+  });
+
+  test("with no good backup nothing is deleted", () => {
+    const plan = planRetention([at("2026-11-21T02:00:00Z", false), at("2026-11-20T02:00:00Z", false)], { daily: 1, weekly: 1 });
+    expect(plan.delete).toEqual([]);
+  });
+
+  test("ISO weeks start on Monday and belong to the year of their Thursday", () => {
+    expect(isoWeekKey(new Date("2026-11-23T00:00:00Z"))).toBe("2026-W48"); // Monday
+    expect(isoWeekKey(new Date("2026-11-22T23:59:00Z"))).toBe("2026-W47"); // Sunday
+    expect(isoWeekKey(new Date("2027-01-01T12:00:00Z"))).toBe("2026-W53");
+  });
+});
+
+describe("manifest comparison", () => {
+  const f = (path: string, size: number, sha256: string) => ({ path, size, sha256 });
+
+  test("names the file whose sha256, size or presence differs", () => {
+    const expected = [f("globals.sql", 10, "aa"), f("db/x/3344.dat.gz", 20, "bb"), f("db/x/toc.dat", 5, "cc")];
+    const actual = [f("globals.sql", 10, "aa"), f("db/x/3344.dat.gz", 20, "XX"), f("extra.txt", 1, "dd")];
+    expect(compareFiles(expected, actual)).toEqual([
+      "db/x/3344.dat.gz: sha256 mismatch (file changed or corrupted)",
+      "db/x/toc.dat: missing",
+      "extra.txt: not in the manifest",
+    ]);
+    expect(compareFiles(expected, expected)).toEqual([]);
+    expect(compareFiles([f("a", 1, "x")], [f("a", 2, "x")])[0]).toContain("size 2 bytes, manifest says 1");
+  });
+
+  test("row counts: a missing table and a wrong count are both reported", () => {
+    const t = (table: string, rows: number) => ({ schema: "public", table, rows });
+    expect(compareCounts("db", [t("a", 5), t("b", 3)], [t("a", 4)])).toEqual(["db: table public.a has 4 rows after restore, manifest says 5", "db: table public.b missing after restore"]);
+    expect(compareCounts("db", [t("a", 5)], [t("a", 5), t("new", 1)])).toEqual([]);
+  });
+});
+
+describe("cron", () => {
+  test("the line uses absolute paths, names the stack, and appends to a log", () => {
+    const line = cronLine(cfg, "/opt/bun/bin/bun");
+    expect(line).toBe(
+      `15 2 * * * cd ${ROOT_DIR} && STACK=test /opt/bun/bin/bun ${ROOT_DIR}/scripts/backup.ts >> ${ROOT_DIR}/.state/test/logs/backup-cron.log 2>&1 # pgplatform backup test`,
+    );
+    expect(cronDFile(cfg, "/b", "root")).toContain("\nPATH=/usr/bin:/bin\n15 2 * * * root cd ");
+  });
+
+  test("installing twice replaces our line and keeps the others", () => {
+    const tag = cronTag(cfg);
+    const once = mergeCrontab("0 1 * * * other-job\n", "A " + tag, tag);
+    expect(mergeCrontab(once, "B " + tag, tag)).toBe(`0 1 * * * other-job\nB ${tag}\n`);
+  });
+});
+
+describe("pgBackRest", () => {
+  test("archive_command in patroni.yml.tmpl is the one ensureArchiving PATCHes", () => {
+    const tmpl = readFileSync(join(ROOT_DIR, "patroni/patroni.yml.tmpl"), "utf8").replace(/\$\{CLUSTER_NAME\}/g, cfg.clusterName);
+    const line = /archive_command: '(.*)'$/m.exec(tmpl)?.[1];
+    expect(line).toBe(archiveCommand(cfg));
+    expect(/archive_timeout: (\d+)/.exec(tmpl)?.[1]).toBe(String(cfg.backup.archiveTimeout));
+  });
+
+  test("config lists every member's data dir and socket, and the repo", () => {
+    const conf = renderPgbackrestConf(cfg);
+    for (const [i, m] of cfg.members.entries()) {
+      expect(conf).toContain(`pg${i + 1}-path=${m.dataDir}\n`);
+      expect(conf).toContain(`pg${i + 1}-socket-path=${m.socketDir}\n`);
+    }
+    expect(conf).toContain(`repo1-path=${cfg.backup.repoDir}\n`);
+    expect(conf).toContain(`[${cfg.clusterName}]`);
+  });
+
+  test("full when none or the newest full is old enough, differential otherwise", () => {
+    const now = new Date("2026-11-21T02:00:00Z");
+    const s = (iso: string) => new Date(iso).getTime() / 1000;
+    expect(chooseBackupType([], now, 7)).toBe("full");
+    expect(chooseBackupType([{ type: "full", start: s("2026-11-18T02:00:00Z") }, { type: "diff", start: s("2026-11-20T02:00:00Z") }], now, 7)).toBe("diff");
+    expect(chooseBackupType([{ type: "full", start: s("2026-11-14T02:00:00Z") }], now, 7)).toBe("full");
+  });
+});
+
+describe("source member", () => {
+  test("prefers a streaming replica with the least lag, an async one before the sync standby; falls back to the leader", () => {
+    const m = (name: string, role: string, state: string, lag: number | string = 0) => ({ name, role, state, host: "h", port: 1, lag });
+    expect(chooseSource([m("pg1", "leader", "running"), m("pg2", "sync_standby", "streaming", 0), m("pg3", "replica", "streaming", 0)])?.name).toBe("pg3");
+    expect(chooseSource([m("pg1", "leader", "running"), m("pg2", "sync_standby", "streaming", 0), m("pg3", "replica", "streaming", 99_000_000)])?.name).toBe("pg2");
+    expect(chooseSource([m("pg1", "leader", "running"), m("pg2", "replica", "stopped"), m("pg3", "replica", "starting", "unknown")])?.name).toBe("pg1");
+  });
+});
+
+describe("inputs", () => {
+  test("PITR target needs an offset and must be in the past", () => {
+    const now = new Date("2026-11-21T22:00:00Z");
+    expect(parsePitrTarget("2026-11-21 14:05:00+00", now).toISOString()).toBe("2026-11-21T14:05:00.000Z");
+    expect(parsePitrTarget("2026-11-21T15:05:00.5+0100", now).toISOString()).toBe("2026-11-21T14:05:00.500Z");
+    expect(() => parsePitrTarget("2026-11-21 14:05:00", now)).toThrow(/offset/);
+    expect(() => parsePitrTarget("2026-11-22 14:05:00Z", now)).toThrow(/future/);
+  });
+
+  test("disk space check names both figures", () => {
+    expect(spaceProblem("x", "/d", 100, 200)).toBeUndefined();
+    expect(spaceProblem("x", "/d", 2 * 1024 ** 3, 1024 ** 3)).toBe("x: /d has 1.0 GB free, needs about 2.0 GB");
+  });
+
+  test("backup ids sort by time and parse back", () => {
+    const d = new Date("2026-11-21T02:03:04.567Z");
+    expect(backupStamp(d)).toBe("20261121T020304Z");
+    expect(stampToDate("20261121T020304Z")!.toISOString()).toBe("2026-11-21T02:03:04.000Z");
+  });
+
+  test("alert command is an argv, never a shell line", () => {
+    expect(alertArgv("  /usr/bin/logger -t pgplatform  ")).toEqual(["/usr/bin/logger", "-t", "pgplatform"]);
+    expect(alertArgv("echo $(rm -rf /)")).toEqual(["echo", "$(rm", "-rf", "/)"]);
+  });
+
+  test("database-level SQL is re-targeted at the restore's temporary name", () => {
+    const sql = [
+      "--",
+      "CREATE DATABASE orchestrator_ai_dev WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'C.UTF-8';",
+      "ALTER DATABASE orchestrator_ai_dev OWNER TO postgres;",
+      "\\connect orchestrator_ai_dev",
+      "SET statement_timeout = 0;",
+      "ALTER DATABASE orchestrator_ai_dev SET \"app.settings.jwt_exp\" TO '3600';",
+      "GRANT CONNECT ON DATABASE orchestrator_ai_dev TO anon;",
+      "ALTER DATABASE orchestrator_ai_dev_other OWNER TO x;",
+    ].join("\n");
+    expect(retargetDatabaseSql(sql, "orchestrator_ai_dev", "tmp_db")).toBe(
+      [
+        `CREATE DATABASE "tmp_db" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LOCALE = 'C.UTF-8';`,
+        `ALTER DATABASE "tmp_db" OWNER TO postgres;`,
+        `ALTER DATABASE "tmp_db" SET "app.settings.jwt_exp" TO '3600';`,
+        `GRANT CONNECT ON DATABASE "tmp_db" TO anon;`,
+        "ALTER DATABASE orchestrator_ai_dev_other OWNER TO x;",
+      ].join("\n"),
+    );
+  });
+});
