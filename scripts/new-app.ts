@@ -34,6 +34,8 @@ Onboards an internal app onto the running cluster of STACK (default dev):
 Re-running for an existing app reports what exists and changes nothing.
 If any step fails, what the run created is undone.`;
 
+const HELP_HINT = "see `bun scripts/new-app.ts --help` for the flags";
+
 const cancelled = (what: string): never => {
   p.cancel(`cancelled: ${what}`);
   process.exit(130);
@@ -43,12 +45,12 @@ await runMain(async () => {
   const flags = parseFlags(
     process.argv.slice(2),
     { name: "string", port: "number", domain: "string", supabase: "boolean", yes: "boolean", remove: "boolean", rotatePassword: "boolean", json: "boolean" },
-    USAGE,
+    HELP_HINT,
   );
   if (flags.help) return void console.log(USAGE);
-  if (flags._.length > 1) throw new ToolkitError("BAD_FLAG", `one app name at a time (got ${flags._.join(", ")})`, USAGE.split("\n")[0]);
+  if (flags._.length > 1) throw new ToolkitError("BAD_FLAG", `one app name at a time (got ${flags._.join(", ")})`, HELP_HINT);
   if (flags.remove && (flags.port !== undefined || flags.domain !== undefined || flags.supabase || flags.rotatePassword)) {
-    throw new ToolkitError("BAD_FLAG", "--remove takes no other options than --yes and --json", USAGE.split("\n")[2]);
+    throw new ToolkitError("BAD_FLAG", "--remove takes no other options than --yes and --json", "usage: bun scripts/new-app.ts <name> --remove [--yes]");
   }
   const cfg = loadConfig();
   const yes = Boolean(flags.yes || envFlag("YES"));
