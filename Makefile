@@ -102,6 +102,7 @@ test: deps ## Unit tests, then integration tests against a real native test clus
 test-unit: deps ## Unit tests only (no cluster)
 	$(BUN) test --timeout 30000 tests/unit
 
+# Each file starts on a healthy cluster: dev-up is a no-op when it is, a repair when a file left it hurt.
 .PHONY: test-integration
 test-integration: deps ## Start the test stack, run tests/integration against it file by file, tear it down
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null
@@ -110,7 +111,6 @@ test-integration: deps ## Start the test stack, run tests/integration against it
 	if [ $$rc -ne 0 ]; then STACK=$(TEST_STACK) $(BUN) scripts/logs.ts --lines 40 || true; fi; \
 	for f in $(if $(FILES),$(FILES),tests/integration/*.test.ts); do \
 	  [ $$rc -eq 0 ] || break; \
-	  # Each file starts on a healthy cluster: a no-op when it is, a repair when a file left it hurt. \
 	  STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts --json --no-install >/dev/null || { echo "test stack unhealthy before $$f"; rc=1; break; }; \
 	  STACK=$(TEST_STACK) $(BUN) test --timeout $(TEST_TIMEOUT_MS) $$f || rc=$$?; \
 	done; \
