@@ -106,16 +106,15 @@ test-unit: deps ## Unit tests only (no cluster)
 .PHONY: test-integration
 test-integration: deps ## Start the test stack, run tests/integration against it file by file, tear it down
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null
-	@rc=0; \
-	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts || rc=$$?; \
-	if [ $$rc -ne 0 ]; then STACK=$(TEST_STACK) $(BUN) scripts/logs.ts --lines 40 || true; fi; \
+	@rc=0; failed=""; \
+	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts || { rc=1; failed="dev-up"; STACK=$(TEST_STACK) $(BUN) scripts/logs.ts --lines 40 || true; }; \
 	for f in $(if $(FILES),$(FILES),tests/integration/*.test.ts); do \
-	  [ $$rc -eq 0 ] || break; \
-	  STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts --json --no-install >/dev/null || { echo "test stack unhealthy before $$f"; rc=1; break; }; \
-	  STACK=$(TEST_STACK) $(BUN) test --timeout $(TEST_TIMEOUT_MS) $$f || rc=$$?; \
+	  [ "$$failed" != "dev-up" ] || break; \
+	  STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts --json --no-install >/dev/null || { echo "test stack could not be healed before $$f"; rc=1; failed="$$failed heal:$$f"; break; }; \
+	  STACK=$(TEST_STACK) $(BUN) test --timeout $(TEST_TIMEOUT_MS) $$f || { rc=1; failed="$$failed $$f"; }; \
 	done; \
 	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes || true; \
-	if [ $$rc -eq 0 ]; then echo "integration: all files passed"; else echo "integration: FAILED"; fi; \
+	if [ $$rc -eq 0 ]; then echo "integration: all files passed"; else echo "integration: FAILED:$$failed"; fi; \
 	exit $$rc
 
 .PHONY: typecheck
