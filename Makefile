@@ -12,6 +12,7 @@ export STACK
 TEST_STACK ?= test
 # Integration tests wait for failovers and restores; bun's default per-test timeout is 5 s.
 TEST_TIMEOUT_MS ?= 600000
+TEST_LOG := .state/test-results.log
 
 .PHONY: help
 help: ## List the targets
@@ -95,8 +96,12 @@ backup-cron: deps ## Print the crontab line for the nightly backup; INSTALL=1 in
 .PHONY: test
 test: deps ## Unit tests, then integration tests against a real native test cluster
 	$(BUN) scripts/setup.ts
-	$(BUN) test --timeout 30000 tests/unit
-	$(MAKE) test-integration
+	@mkdir -p .state && : > $(TEST_LOG)
+	@rc=0; \
+	$(BUN) test --timeout 30000 tests/unit 2>&1 | tee -a $(TEST_LOG) || rc=1; \
+	$(MAKE) test-integration 2>&1 | tee -a $(TEST_LOG) || rc=1; \
+	awk '/^ *[0-9]+ pass$$/{p+=$$1} /^ *[0-9]+ fail$$/{f+=$$1} END{printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG); \
+	exit $$rc
 
 .PHONY: test-unit
 test-unit: deps ## Unit tests only (no cluster)
