@@ -4,7 +4,7 @@ import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
 import { defaultBudgetMs, parseScenarios, SCENARIOS } from "./lib/failover/analysis";
-import { convergence, defaultDrillOptions } from "./lib/failover/drill";
+import { convergence, defaultDrillOptions, undoPendingFault } from "./lib/failover/drill";
 import { failoverDrill } from "./lib/failover/index";
 import { resultRows, summaryRows } from "./lib/failover/report";
 import { nativeUp } from "./lib/native";
@@ -30,7 +30,7 @@ scenarios: ${SCENARIOS.join(", ")} (or all)
   --writers/--rate  concurrent writers (4) and writes per second each (50)
   --hang S        how long hang-primary keeps the leader stopped (ttl + 5)
   --hold S        how long the etcd scenarios keep members down (ttl + 5)
-  --keep-data     keep the drill's table (schema pgplatform_drill) for inspection
+  --keep-data     keep the drill's tables (schema pgplatform_drill) until the next drill
   --no-up         fail instead of bringing a stopped stack up
 Reports: <state>/reports/failover-<time>.json, .html and one .svg per scenario round.`;
 
@@ -84,6 +84,9 @@ await runMain(async () => {
     budgetMs: budgetS !== undefined ? Math.round(budgetS * 1000) : undefined,
   };
   const say = flags.json ? () => {} : logLine;
+  // Interrupted mid-fault (Ctrl-C, a CI timeout): give back what the drill took, so the cluster is not left a member short.
+  process.on("exit", undoPendingFault);
+  process.on("SIGTERM", () => process.exit(143));
 
   const now = await convergence(cfg);
   if (!now.ok) {

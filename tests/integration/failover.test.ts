@@ -9,10 +9,12 @@ import { assessCluster, clusterView } from "../../scripts/lib/patroni";
 import { runScript, testConfig, waitClusterHealthy } from "./stack";
 
 const cfg = testConfig();
+// One drill: warm-up, fault, failover, rejoin (pg_rewind), convergence; well under this on the fast profile.
+const DRILL_TIMEOUT_MS = 240_000;
 
-function drill(scenario: string, extra: string[] = []) {
-  const r = runScript("test-failover.ts", ["--scenario", scenario, "--json", "--no-up", ...extra]);
-  if (r.code !== 0) console.error(r.out);
+function drill(scenario: string, extra: string[] = [], expectedCode = 0) {
+  const r = runScript("test-failover.ts", ["--scenario", scenario, "--json", ...extra]);
+  if (r.code !== expectedCode) console.error(r.out); // the drill's own account of what went wrong
   const j = JSON.parse(r.stdout || "{}");
   return { ...r, report: j };
 }
@@ -36,7 +38,7 @@ function expectRpoZeroAndConverged(report: any, scenario: string) {
 describe("test-failover: drills on a real cluster", () => {
   afterAll(async () => {
     await waitClusterHealthy(cfg, 120_000);
-  });
+  }, 150_000);
 
   test("an unknown scenario is refused before anything is touched", async () => {
     const before = assessCluster(cfg, await clusterView(cfg));
@@ -69,7 +71,7 @@ describe("test-failover: drills on a real cluster", () => {
     expect(html).toContain("<svg");
     expect(html).toContain("kill-primary round 1: PASS");
     expect(readFileSync(r.report.files.svgs[0], "utf8")).toContain("promoted");
-  });
+  }, DRILL_TIMEOUT_MS);
 
   test("switchover: planned move to the sync standby, fast, no write lost", () => {
     const r = drill("switchover");
@@ -77,20 +79,20 @@ describe("test-failover: drills on a real cluster", () => {
     const run = expectRpoZeroAndConverged(r.report, "switchover");
     expect(run.leaderAfter).not.toBe(run.leaderBefore);
     expect(run.metrics.rtoMs).toBeLessThan(cfg.timing.ttl * 1000);
-  });
+  }, DRILL_TIMEOUT_MS);
 
   test("crash-postgres: the postmaster dies while Patroni lives; writes come back, nothing lost", () => {
     const r = drill("crash-postgres");
     expect(r.code).toBe(0);
     expectRpoZeroAndConverged(r.report, "crash-postgres");
-  });
+  }, DRILL_TIMEOUT_MS);
 
   test("a budget below what the drill measures makes it fail loudly (exit 1)", () => {
-    const r = drill("switchover", ["--rto-budget", "0.001"]);
+    const r = drill("switchover", ["--rto-budget", "0.001"], 1);
     expect(r.code).toBe(1);
     const run = r.report.results[0];
     expect(run.passed).toBe(false);
     expect(run.metrics.lost).toEqual([]);
     expect(run.failures.join(" ")).toMatch(/exceeds the budget/);
-  });
+  }, DRILL_TIMEOUT_MS);
 });

@@ -9,11 +9,11 @@ import { ToolkitError } from "../errors";
 import { haproxyBackends } from "../haproxy";
 import { etcdHealthy, logFile, postmasterPid, procSpecs } from "../native";
 import { assessCluster, clusterView, isRunning, restGet, restSend, type ClusterView } from "../patroni";
-import { connect, rwTarget } from "../pg";
+import { connect, quoteIdent, rwTarget } from "../pg";
 import { runningPid, startProc, stopProc } from "../procs";
 import { analyze, defaultBudgetMs, parsePatroniTime, type MonitorSample, type Recording, type RunResult, type Scenario } from "./analysis";
 import { etcdLeader, memberProcs, requirePids, signalAll } from "./faults";
-import { createTableSql, Load, tableRef, type LoadOptions } from "./load";
+import { createTableSql, DRILL_SCHEMA, Load, tableRef, type LoadOptions } from "./load";
 
 export interface DrillOptions extends LoadOptions {
   /** RTO budget for every scenario; default: derived per scenario from the HA timing (defaultBudgetMs) */
@@ -159,6 +159,19 @@ function restartPatroni(cfg: Config, m: Member) {
   if (!runningPid(spec)) startProc(spec);
 }
 
+/**
+ * The undo of a fault in progress (restart what was killed, SIGCONT what was
+ * stopped, start the stopped etcd members). Synchronous, so the entry script
+ * can run it from an exit handler when the drill is interrupted mid-fault:
+ * a Ctrl-C must not leave the cluster a member short.
+ */
+let pendingUndo: (() => void) | undefined;
+export function undoPendingFault(): void {
+  const undo = pendingUndo;
+  pendingUndo = undefined;
+  if (undo) undo();
+}
+
 interface FaultContext {
   cfg: Config;
   opts: DrillOptions;
@@ -184,13 +197,14 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
     case "kill-primary": {
       const procs = memberProcs(cfg, leader);
       requirePids(`leader ${leader.name}`, [procs.patroni, procs.postmaster]);
+      pendingUndo = () => restartPatroni(cfg, leader);
       marks.faultAt = Date.now();
       signalAll(procs.all, "SIGKILL");
       progress(`SIGKILL ${leader.name}: Patroni and ${procs.all.length - 1} Postgres processes`);
       if (!(await newLeader())) progress("no new leader elected in time");
       await sleep(1000);
       marks.restoreAt = Date.now();
-      restartPatroni(cfg, leader);
+      undoPendingFault();
       progress(`restarted ${leader.name}'s Patroni (it must rejoin as a replica)`);
       return;
     }
@@ -213,13 +227,14 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
     case "hang-primary": {
       const procs = memberProcs(cfg, leader);
       requirePids(`leader ${leader.name}`, [procs.patroni, procs.postmaster]);
+      // Whatever ran (or was forked) under the stopped processes gets its SIGCONT too.
+      pendingUndo = () => void signalAll([...new Set([...procs.all, ...memberProcs(cfg, leader).all])], "SIGCONT");
       marks.faultAt = Date.now();
       signalAll(procs.all, "SIGSTOP");
       progress(`SIGSTOP ${leader.name} (Patroni and Postgres) for ${(opts.hangMs / 1000).toFixed(0)} s`);
       await sleep(opts.hangMs);
       marks.restoreAt = Date.now();
-      // Whatever ran (or was forked) under the stopped sessions gets its SIGCONT too.
-      signalAll([...new Set([...procs.all, ...memberProcs(cfg, leader).all])], "SIGCONT");
+      undoPendingFault();
       progress(`SIGCONT ${leader.name}: it must demote and rejoin`);
       return;
     }
@@ -236,6 +251,7 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
       const sync = byName(cfg, ctx.sync);
       const procs = memberProcs(cfg, sync);
       requirePids(`sync standby ${sync.name}`, [procs.patroni, procs.postmaster]);
+      pendingUndo = () => restartPatroni(cfg, sync);
       marks.faultAt = Date.now();
       signalAll(procs.all, "SIGKILL");
       progress(`SIGKILL sync standby ${sync.name}`);
@@ -246,7 +262,7 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
       progress(moved ? "synchronous standby moved to the other replica" : "synchronous standby did not move in time");
       await sleep(1000);
       marks.restoreAt = Date.now();
-      restartPatroni(cfg, sync);
+      undoPendingFault();
       progress(`restarted ${sync.name}'s Patroni`);
       return;
     }
@@ -256,16 +272,29 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
       const first = (await etcdLeader(cfg)) ?? cfg.members[0]!;
       const victims = [first];
       if (scenario === "etcd-quorum-loss") victims.push(cfg.members.find((m) => m !== first)!);
+      pendingUndo = () => {
+        for (const m of victims) if (!runningPid(specs[m.index]!)) startProc(specs[m.index]!);
+      };
       marks.faultAt = Date.now();
       await Promise.all(victims.map((m) => stopProc(specs[m.index]!, 5000)));
       progress(`stopped ${victims.map((m) => m.etcdName).join(", ")} for ${(opts.holdMs / 1000).toFixed(0)} s${scenario === "etcd-quorum-loss" ? " (no quorum: failsafe mode must keep the primary)" : ""}`);
       await sleep(opts.holdMs);
       marks.restoreAt = Date.now();
-      for (const m of victims) if (!runningPid(specs[m.index]!)) startProc(specs[m.index]!);
+      undoPendingFault();
       const back = await waitUntil(30_000, async () => (await Promise.all(victims.map((m) => etcdHealthy(m)))).every(Boolean));
       progress(back ? `restored ${victims.map((m) => m.etcdName).join(", ")}` : "etcd members did not come back in 30 s");
       return;
     }
+  }
+}
+
+/** Tables left by earlier drills (--keep-data, or an interrupted run) go before a new one starts. */
+export async function dropDrillTables(cfg: Config): Promise<void> {
+  const c = await connect(cfg, { target: rwTarget(cfg) });
+  try {
+    await c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(DRILL_SCHEMA)} CASCADE`);
+  } finally {
+    await c.end().catch(() => {});
   }
 }
 

@@ -9,7 +9,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { alive } from "../procs";
 import type { RunResult, Scenario } from "./analysis";
-import { runDrill, type DrillOptions } from "./drill";
+import { dropDrillTables, runDrill, waitConverged, type DrillOptions } from "./drill";
 import { binSeries, reportHtml, timelineSvg, type DrillReport } from "./report";
 
 export interface DrillSuiteResult {
@@ -49,6 +49,7 @@ export async function failoverDrill(
   const runs: DrillReport["results"] = [];
   const svgs: { name: string; svg: string }[] = [];
   try {
+    if (!opts.keepData && (await waitConverged(cfg, 60_000)).ok) await dropDrillTables(cfg);
     for (let round = 1; round <= rounds; round++) {
       for (const scenario of scenarios) {
         const label = rounds > 1 ? `${scenario} #${round}` : scenario;
