@@ -36,6 +36,38 @@ If any step fails, what the run created is undone.`;
 
 const HELP_HINT = "see `bun scripts/new-app.ts --help` for the flags";
 
+/**
+ * While the work runs, Ctrl-C must not kill us half-way: it asks the library to
+ * stop at the next step and undo what it changed, then we exit 130. A second
+ * Ctrl-C exits at once.
+ */
+async function undoableOnInterrupt<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const saved = process.listeners("SIGINT");
+  process.removeAllListeners("SIGINT");
+  const onInterrupt = () => {
+    if (ac.signal.aborted) {
+      process.stderr.write("\ninterrupted again: exiting now (check with --remove or a re-run)\n");
+      process.exit(130);
+    }
+    process.stderr.write("\ninterrupted: stopping at the next step and undoing this run's changes (Ctrl-C again to exit now)\n");
+    ac.abort();
+  };
+  process.on("SIGINT", onInterrupt);
+  try {
+    return await work(ac.signal);
+  } catch (e) {
+    if (ac.signal.aborted && e instanceof ToolkitError) {
+      process.stderr.write(e.format() + "\n");
+      process.exit(130);
+    }
+    throw e;
+  } finally {
+    process.off("SIGINT", onInterrupt);
+    for (const l of saved) process.on("SIGINT", l as () => void);
+  }
+}
+
 const cancelled = (what: string): never => {
   p.cancel(`cancelled: ${what}`);
   process.exit(130);
@@ -97,7 +129,7 @@ await runMain(async () => {
   spin?.start(`onboarding ${name}`);
   let result: OnboardResult;
   try {
-    result = await onboardApp(cfg, req, { rotatePassword: flags.rotatePassword, progress: spin ? (s, m) => spin.step(s, m) : undefined });
+    result = await undoableOnInterrupt((signal) => onboardApp(cfg, req, { rotatePassword: flags.rotatePassword, signal, progress: spin ? (s, m) => spin.step(s, m) : undefined }));
   } catch (e) {
     spin?.fail(`${name}: failed`);
     throw e;
@@ -151,7 +183,7 @@ async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boo
   spin?.start(`removing ${name}`);
   let r: RemoveResult;
   try {
-    r = await removeApp(cfg, name, { progress: spin ? (s, m) => spin.step(s, m) : undefined });
+    r = await undoableOnInterrupt((signal) => removeApp(cfg, name, { signal, progress: spin ? (s, m) => spin.step(s, m) : undefined }));
   } catch (e) {
     spin?.fail(`${name}: removal failed`);
     throw e;

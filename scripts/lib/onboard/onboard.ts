@@ -29,6 +29,8 @@ export interface OnboardOptions {
   progress?: (step: Step, message: string) => void;
   /** Called as each step starts. Tests throw here to prove a failure mid-way leaves nothing behind. */
   beforeStep?: (step: Step) => void | Promise<void>;
+  /** Ctrl-C: the run stops at the next step boundary and undoes what it changed. */
+  signal?: AbortSignal;
 }
 
 export interface OnboardResult {
@@ -163,6 +165,7 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
     let step: Step = "preflight";
     const enter = async (s: Step) => {
       step = s;
+      if (opts.signal?.aborted) throw new ToolkitError("INTERRUPTED", "interrupted (Ctrl-C)", "re-run when ready; nothing of this run was kept");
       await opts.beforeStep?.(s);
     };
     let nginxServing = false;

@@ -95,7 +95,7 @@ export async function finalBackup(cfg: Config, database: string, name: string, n
   }
 }
 
-export async function removeApp(cfg: Config, name: string, opts: { progress?: (step: string, message: string) => void } = {}): Promise<RemoveResult> {
+export async function removeApp(cfg: Config, name: string, opts: { progress?: (step: string, message: string) => void; signal?: AbortSignal } = {}): Promise<RemoveResult> {
   const t0 = Date.now();
   checkRemovable(cfg, name);
   requireSecrets(cfg);
@@ -109,6 +109,8 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
       backup = await finalBackup(cfg, plan.database, name);
       progress("backup", `${backup.path} (${backup.bytes} bytes, ${backup.entries} entries)`);
     }
+    // Ctrl-C before this point leaves the app as it was (the backup stays); after it, the removal completes.
+    if (opts.signal?.aborted) throw new ToolkitError("INTERRUPTED", `interrupted (Ctrl-C): nothing of ${name} was dropped`, backup ? `the backup ${backup.path} is kept` : undefined);
     const admin = await connectAdmin(cfg);
     try {
       if (plan.databaseExists) {
