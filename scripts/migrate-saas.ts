@@ -114,6 +114,12 @@ await runMain(async () => {
     console.log(JSON.stringify(report, null, 2));
     return report.ok ? 0 : 1;
   }
+  if (report.alreadyMigrated) {
+    progress.stop("nothing to do");
+    note(`${db} already holds a verified migration from ${report.plan.source.url} (${report.alreadyMigrated.at}).\nreport: ${report.alreadyMigrated.reportFile}\nTo migrate again from scratch: REPLACE=1 (backs the target up first).`, "already migrated");
+    outro("nothing changed");
+    return 0;
+  }
   progress.stop(`done in ${(report.ms / 1000).toFixed(1)} s`);
   note(planLines(report.plan), "what moved");
   note(verificationTable(report), report.ok ? "verification: every table matches" : "verification FAILED");

@@ -202,13 +202,26 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     await bot.end();
   }, 180_000);
 
+  test("running it again changes nothing and says the target is already migrated", async () => {
+    const before = await onTarget(FRESH, (c) => c.query("SELECT count(*)::int AS n, max(id)::text AS m FROM public.todos"));
+    const r = migrate(["--target-db", FRESH, "--json"]);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.alreadyMigrated.reportFile).toContain("migrate-saas-" + FRESH);
+    const after = await onTarget(FRESH, (c) => c.query("SELECT count(*)::int AS n, max(id)::text AS m FROM public.todos"));
+    expect(after.rows[0]).toEqual(before.rows[0]);
+  });
+
   test("a non-empty target is refused without --replace, and left as it was", async () => {
-    const before = await onTarget(FRESH, (c) => count(c, "SELECT count(*) AS n FROM auth.users"));
-    const r = migrate(["--target-db", FRESH]);
+    await onTarget(FAIL, (c) => c.query("CREATE TABLE public.someone_elses (v int); INSERT INTO public.someone_elses VALUES (7)"));
+    const r = migrate(["--target-db", FAIL]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("TARGET_NOT_EMPTY");
     expect(r.stderr).toContain("--replace");
-    expect(await onTarget(FRESH, (c) => count(c, "SELECT count(*) AS n FROM auth.users"))).toBe(before);
+    await onTarget(FAIL, async (c) => {
+      expect(await count(c, "SELECT count(*) AS n FROM public.someone_elses WHERE v = 7")).toBe(1);
+      expect(await count(c, "SELECT count(*) AS n FROM pg_namespace WHERE nspname = 'auth'")).toBe(0);
+    });
   });
 
   test("--replace backs the target up (0600), replaces it and verifies again", async () => {

@@ -23,6 +23,10 @@ describe("source URL", () => {
     expect(s.display).not.toContain("s3cr");
   });
 
+  test("the transaction pooler (6543) is refused: a dump needs one session", () => {
+    expect(() => parseSourceUrl("postgresql://postgres.ref:longpassword@aws-0-eu.pooler.supabase.com:6543/postgres")).toThrow(/transaction pooler/);
+  });
+
   test("defaults: port 5432, database postgres", () => {
     expect(parseSourceUrl("postgres://u:longpassword@db.example.com")).toMatchObject({ port: 5432, database: "postgres" });
   });
@@ -54,8 +58,8 @@ describe("source URL", () => {
   });
 
   test("connection failures are classified", () => {
-    const s = parseSourceUrl("postgresql://u:longpassword@10.9.9.9:6543/postgres");
-    expect(sourceError(s, Object.assign(new Error("connect ECONNREFUSED 10.9.9.9:6543"), { code: "ECONNREFUSED" })).code).toBe("SOURCE_UNREACHABLE");
+    const s = parseSourceUrl("postgresql://u:longpassword@10.9.9.9:6544/postgres");
+    expect(sourceError(s, Object.assign(new Error("connect ECONNREFUSED 10.9.9.9:6544"), { code: "ECONNREFUSED" })).code).toBe("SOURCE_UNREACHABLE");
     expect(sourceError(s, new Error("Connection terminated due to connection timeout")).code).toBe("SOURCE_UNREACHABLE");
     expect(sourceError(s, Object.assign(new Error("database \"x\" does not exist"), { code: "3D000" })).code).toBe("SOURCE_NO_DATABASE");
   });

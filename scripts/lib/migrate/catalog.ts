@@ -103,6 +103,9 @@ export async function storageSummary(c: Q): Promise<StorageSummary | undefined> 
  * the checksum compares values rather than display settings.
  */
 export const CHECKSUM_SETTINGS = [
+  // The platform may time out long statements or idle transactions (our snapshot transaction idles while pg_dump works).
+  "SET statement_timeout = 0",
+  "SET idle_in_transaction_session_timeout = 0",
   "SET TimeZone = 'UTC'",
   "SET DateStyle = 'ISO, YMD'",
   "SET IntervalStyle = 'postgres'",

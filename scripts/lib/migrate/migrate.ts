@@ -16,7 +16,7 @@
  *
  * Returns data; never prints or exits.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import type { Config } from "../config";
@@ -79,6 +79,21 @@ export interface MigrationReport {
   droppedStatements: string[];
   verification: Verification;
   reportFile: string;
+  /** set when the target already holds a verified migration from this source: nothing was changed */
+  alreadyMigrated?: { reportFile: string; at: string };
+}
+
+/** The newest verified report of a migration from this source into this database, if any. */
+export function previousMigration(reportsDir: string, targetDb: string, sourceDisplay: string): MigrationReport | undefined {
+  if (!existsSync(reportsDir)) return undefined;
+  const files = readdirSync(reportsDir).filter((f) => f.startsWith(`migrate-saas-${targetDb}-`) && f.endsWith(".json")).sort().reverse();
+  for (const f of files) {
+    try {
+      const r = JSON.parse(readFileSync(join(reportsDir, f), "utf8")) as MigrationReport;
+      if (r.ok && r.plan?.source?.url === sourceDisplay && r.plan?.target?.database === targetDb && !r.alreadyMigrated) return r;
+    } catch {}
+  }
+  return undefined;
 }
 
 const FORBIDDEN_TARGETS = new Set(["postgres", "template0", "template1"]);
@@ -249,6 +264,14 @@ async function backupTarget(cfg: Config, db: string, binDir: string): Promise<st
   return file;
 }
 
+async function missingTables(c: pg.Client, tables: TableInfo[]): Promise<number> {
+  const r = await c.query(
+    `SELECT count(*)::int AS n FROM unnest($1::text[], $2::text[]) AS t(s, n) WHERE NOT EXISTS (SELECT 1 FROM pg_tables p WHERE p.schemaname = t.s AND p.tablename = t.n)`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  return r.rows[0].n;
+}
+
 /** --replace: empty the target inside the restore transaction, so a failure also undoes this. */
 async function replaceSql(target: pg.Client): Promise<string[]> {
   const ext = await target.query("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'");
@@ -304,6 +327,11 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
     let mark = Date.now();
     const lap = () => { const n = Date.now(); const d = n - mark; mark = n; return d; };
     progress("plan", `${plan.tables.length} tables (${formatBytes(plan.totalBytes)}) in ${plan.schemas.migrated.join(", ")}; ${plan.roles.create.length} roles to create`);
+    if (!plan.target.empty && !opts.replace) {
+      // Re-running is safe: a target that already holds a verified migration from this source is left alone.
+      const prev = previousMigration(cfg.reportsDir, opts.targetDb, s.src.display);
+      if (prev && (await missingTables(s.target, prev.plan.tables)) === 0) return { ...prev, alreadyMigrated: { reportFile: prev.reportFile, at: prev.startedAt } };
+    }
     if (plan.blockers.length) {
       const notEmpty = plan.blockers.find((b) => b.startsWith("target ") && b.includes("is not empty"));
       if (notEmpty && plan.blockers.length === 1) {

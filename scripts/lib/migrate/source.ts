@@ -36,6 +36,9 @@ export function parseSourceUrl(url: string): SourceConn {
   const password = decodeURIComponent(u.password);
   if (!password) throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL has no password", FIX_URL);
   const port = u.port ? Number(u.port) : 5432;
+  if (port === 6543) {
+    throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL points at port 6543, Supabase's transaction pooler: a dump needs one session throughout", "use the session pooler (same host, port 5432) or the direct connection (db.<ref>.supabase.co:5432)");
+  }
   const database = decodeURIComponent(u.pathname.replace(/^\//, "")) || "postgres";
   const user = decodeURIComponent(u.username);
   const sslmode = u.searchParams.get("sslmode") ?? undefined;
