@@ -102,7 +102,8 @@ describe("backup and restore on a real cluster", () => {
     const path = join(dir, victim);
     const original = readFileSync(path);
     const flipped = Buffer.from(original);
-    flipped[Math.floor(flipped.length / 2)] ^= 0xff;
+    const at = Math.floor(flipped.length / 2);
+    flipped[at] = flipped[at]! ^ 0xff;
     writeFileSync(path, flipped);
     try {
       const r = runScript("backup-verify.ts", [id, "--no-physical"]);
