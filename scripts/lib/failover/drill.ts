@@ -318,6 +318,12 @@ export async function runDrill(cfg: Config, scenario: Scenario, round: number, o
   if (scenario === "switchover" && opts.candidate && !cfg.members.some((m) => m.name === opts.candidate)) {
     throw new ToolkitError("BAD_CANDIDATE", `no member named ${opts.candidate}`, `pick one of ${cfg.members.map((m) => m.name).join(", ")}`);
   }
+  let candidate = opts.candidate;
+  if (scenario === "switchover" && candidate === leaderBefore) {
+    // With ROUNDS > 1 the named replica leads after round 1: move back to the sync standby instead.
+    progress(`${candidate} already leads: switching over to the sync standby ${syncBefore} this round`);
+    candidate = syncBefore;
+  }
   const target = scenario === "kill-sync-standby" ? syncBefore : leaderBefore;
   const budgetMs = opts.budgetMs ?? defaultBudgetMs(cfg, scenario);
   progress(`leader ${leaderBefore}, sync standby ${syncBefore}, timeline ${timelineBefore ?? "?"}`);
@@ -343,7 +349,7 @@ export async function runDrill(cfg: Config, scenario: Scenario, round: number, o
   try {
     await sleep(opts.warmupMs);
     progress(`load: ${opts.writers} writers x ${opts.ratePerWriter}/s, ${load.writes.filter((w) => w.ok).length} writes acknowledged in warm-up`);
-    await dealFault(scenario, { cfg, opts, budgetMs, leader: leaderBefore, sync: syncBefore, progress, marks });
+    await dealFault(scenario, { cfg, opts: { ...opts, candidate }, budgetMs, leader: leaderBefore, sync: syncBefore, progress, marks });
     converged = await waitConverged(cfg, opts.convergeTimeoutMs);
     progress(converged.ok ? `converged ${(((converged.at ?? 0) - marks.faultAt!) / 1000).toFixed(1)} s after the fault` : `did not converge: ${converged.problems.join(", ")}`);
     // A little load after convergence, so "writes came back" is not decided by the last millisecond.

@@ -11,7 +11,7 @@ const s1 = (ms: number | null | undefined) => (ms === null || ms === undefined ?
 const pct = (x: number | null) => (x === null ? "-" : `${(x * 100).toFixed(1)}%`);
 
 export function resultRows(results: RunResult[]): string[][] {
-  const rows = [["scenario", "round", "RTO s", "detect s", "promote s", "route s", "healthy s", "reads ok", "acked", "lost", "dup", "leader", "result"]];
+  const rows = [["scenario", "round", "RTO s", "detect s", "promote s", "route s", "healthy s", "reads ok", "acked", "lost", "dup", "leader", "rejoin", "result"]];
   for (const r of results) {
     const m = r.metrics;
     rows.push([
@@ -27,6 +27,8 @@ export function resultRows(results: RunResult[]): string[][] {
       String(m.lost.length),
       String(m.duplicates.length),
       r.leaderAfter && r.leaderAfter !== r.leaderBefore ? `${r.leaderBefore}->${r.leaderAfter}` : r.leaderBefore,
+      // how the old leader came back: pg_rewind, or it could simply follow (nothing to undo)
+      r.rewound === undefined ? "-" : r.rewound ? "pg_rewind" : "follow",
       r.passed ? "PASS" : "FAIL",
     ]);
   }
