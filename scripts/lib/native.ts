@@ -384,7 +384,7 @@ export async function syncDcsTiming(cfg: Config): Promise<string | undefined> {
 }
 
 export async function ensureDatabases(cfg: Config): Promise<string[]> {
-  const { ensureSupabaseRoles, ensureJwtSettings } = await import("./supabase-db");
+  const { ensureSupabaseRoles, ensureJwtSettings, restrictConnect, ENVIRONMENT_DB_ROLES, MAINTENANCE_DB_ROLES } = await import("./supabase-db");
   const { quoteIdent } = await import("./pg");
   const changes: string[] = [];
   const c = await connect(cfg);
@@ -397,7 +397,12 @@ export async function ensureDatabases(cfg: Config): Promise<string[]> {
         changes.push(`database ${db}`);
       }
       changes.push(...(await ensureJwtSettings(cfg, c, db)));
+      // Each role confined to its own database: app roles cannot even connect here.
+      const confined = await restrictConnect(c, db, ENVIRONMENT_DB_ROLES);
+      if (confined) changes.push(confined);
     }
+    const maintenance = await restrictConnect(c, "postgres", MAINTENANCE_DB_ROLES);
+    if (maintenance) changes.push(maintenance);
   } finally {
     await c.end().catch(() => {});
   }

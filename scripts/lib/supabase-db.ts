@@ -66,3 +66,27 @@ export async function ensureJwtSettings(cfg: Config, client: pg.Client, database
   }
   return changes;
 }
+
+/** Roles that serve the environment databases (Supabase's services); app roles are not among them. */
+export const ENVIRONMENT_DB_ROLES = ["authenticator", "supabase_auth_admin", "supabase_storage_admin"];
+/** pg_rewind connects to the maintenance database as rewind_user. */
+export const MAINTENANCE_DB_ROLES = ["rewind_user"];
+
+/**
+ * Confine a database: PUBLIC loses CONNECT, the listed roles (those that exist)
+ * keep it, superusers are unaffected. Returns a description when it changed
+ * anything, so re-runs report nothing.
+ */
+export async function restrictConnect(client: pg.Client, database: string, allowed: string[]): Promise<string | undefined> {
+  const open = (await client.query("SELECT has_database_privilege('public', $1, 'CONNECT') AS open", [database])).rows[0].open as boolean;
+  const have = (await client.query("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", [allowed])).rows.map((x) => x.rolname as string);
+  const missing: string[] = [];
+  for (const role of have) {
+    const ok = (await client.query("SELECT has_database_privilege($1, $2, 'CONNECT') AS ok", [role, database])).rows[0].ok as boolean;
+    if (!ok || open) missing.push(role);
+  }
+  if (!open && missing.length === 0) return undefined;
+  for (const role of missing) await client.query(`GRANT CONNECT ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(role)}`);
+  if (open) await client.query(`REVOKE CONNECT ON DATABASE ${quoteIdent(database)} FROM PUBLIC`);
+  return `${database}: CONNECT only for ${have.length ? have.join(", ") : "superusers"}`;
+}

@@ -40,10 +40,12 @@ export function progressReporter() {
       if (spin) { spin.start(msg); spinning = true; } else logLine(msg);
     },
     step: (component: string, message: string) => {
-      const line = `${component.padEnd(9)} ${message}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`;
-      if (spin && spinning) spin.message(redact(line));
-      else logLine(line);
-      if (spin && spinning) p.log.step(redact(line));
+      const line = redact(`${component.padEnd(9)} ${message}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      if (spin && spinning) {
+        // Finish this line as a completed step, keep spinning for the next one.
+        spin.stop(line);
+        spin.start("working");
+      } else logLine(line);
     },
     stop(msg: string) {
       if (spin && spinning) { spin.stop(redact(msg)); spinning = false; } else logLine(msg);

@@ -55,6 +55,24 @@ describe("dev-up: a real 3-member cluster", () => {
     }
   });
 
+  test("an ordinary login role cannot connect to the environment databases or postgres", async () => {
+    const c = await connect(cfg);
+    const pw = `pw-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    try {
+      await c.query("DROP ROLE IF EXISTS it_outsider");
+      await c.query(`CREATE ROLE it_outsider LOGIN PASSWORD '${pw}'`);
+      for (const db of [...cfg.databases, "postgres"]) {
+        await expect(connect(cfg, { user: "it_outsider", password: pw, database: db })).rejects.toThrow(/permission denied for database/);
+      }
+      // Supabase's service roles keep their way in.
+      const ok = (await c.query("SELECT has_database_privilege('authenticator', $1, 'CONNECT') AS ok", [cfg.databases[0]])).rows[0].ok;
+      expect(ok).toBe(true);
+    } finally {
+      await c.query("DROP ROLE IF EXISTS it_outsider");
+      await c.end();
+    }
+  });
+
   test("a wrong password is refused", async () => {
     await expect(connect(cfg, { password: "not-the-password" })).rejects.toThrow(/password authentication failed/);
   });

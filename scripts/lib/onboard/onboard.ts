@@ -17,7 +17,7 @@ import { runningPid } from "../procs";
 import { registerSecret } from "../redact";
 import { readTemplate, writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
-import { ensureJwtSettings, ensureSupabaseRoles } from "../supabase-db";
+import { ensureJwtSettings, ensureSupabaseRoles, MAINTENANCE_DB_ROLES, restrictConnect } from "../supabase-db";
 import { withAppsLock } from "./lock";
 import { nginxTestCmd, planApp, renderAppNginx, requestProblems, sql, supabaseSetupSql, appEnvFile, type AppRequest, NAME_RULE } from "./plan";
 import { scramMatches, scramVerifier } from "./scram";
@@ -54,7 +54,6 @@ interface Undo {
 }
 
 /** Roles the platform connects to the maintenance database with (pg_rewind and Patroni's rewind checks). */
-const MAINTENANCE_DB_ROLES = ["rewind_user"];
 
 export function requireSecrets(cfg: Config): void {
   if (!cfg.secrets.POSTGRES_PASSWORD) {
@@ -324,12 +323,8 @@ const rel = (cfg: Config, path: string) => path.replace(cfg.rootDir + "/", "");
  * Superusers (Patroni, backups) are not affected.
  */
 export async function closeMaintenanceDatabase(admin: pg.Client): Promise<string | undefined> {
-  const r = await admin.query("SELECT has_database_privilege('public', 'postgres', 'CONNECT') AS open");
-  if (!r.rows[0].open) return undefined;
-  const have = (await admin.query("SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", [MAINTENANCE_DB_ROLES])).rows.map((x) => x.rolname as string);
-  for (const role of have) await admin.query(`GRANT CONNECT ON DATABASE postgres TO ${quoteIdent(role)}`);
-  await admin.query("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC");
-  return `CONNECT on the maintenance database postgres revoked from PUBLIC (kept for ${have.join(", ") || "superusers only"})`;
+  // dev-up does this too; kept here so a cluster set up before that still gets it on first onboarding.
+  return restrictConnect(admin, "postgres", MAINTENANCE_DB_ROLES);
 }
 
 /** Supabase's side in one app database, in one transaction; reports what it added and how to take it back. */
