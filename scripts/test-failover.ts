@@ -38,7 +38,7 @@ await runMain(async () => {
   const flags = parseFlags(
     process.argv.slice(2),
     { scenario: "string", rounds: "number", rtoBudget: "number", candidate: "string", writers: "number", rate: "number", hang: "number", hold: "number", keepData: "boolean", noUp: "boolean", json: "boolean" },
-    USAGE,
+    "run `bun scripts/test-failover.ts --help` for the flags",
   );
   if (flags.help) return void console.log(USAGE);
   const scenarios = parseScenarios(flags.scenario ?? process.env.SCENARIO);
@@ -46,7 +46,7 @@ await runMain(async () => {
     throw new ToolkitError("BAD_SCENARIO", `unknown scenario ${scenarios.unknown.join(", ")}`, `use one of ${SCENARIOS.join(", ")}, a comma list, or all`);
   }
   const rounds = flags.rounds ?? Number(process.env.ROUNDS || 1);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new ToolkitError("BAD_FLAG", `--rounds must be a whole number 1-100 (got ${rounds})`, USAGE.split("\n")[0]);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new ToolkitError("BAD_FLAG", `--rounds must be a whole number 1-100 (got ${rounds})`, "e.g. ROUNDS=5 (make) or --rounds 5");
   const positive = (name: string, v: number | undefined, max: number) => {
     if (v !== undefined && !(v > 0 && v <= max)) throw new ToolkitError("BAD_FLAG", `--${name} must be above 0 and at most ${max} (got ${v})`);
     return v;
