@@ -261,3 +261,16 @@ describe("report", () => {
     expect(rows[1]![rows[1]!.length - 1]).toBe("FAIL");
   });
 });
+
+describe("drill SQL is built as data", () => {
+  test("one table per run, no unique key (a duplicate must show, not be rejected), identifiers quoted", async () => {
+    const { createTableSql, insertSql } = await import("../../scripts/lib/failover/load");
+    expect(createTableSql("w_kill_primary_r1_1")).toEqual([
+      'CREATE SCHEMA IF NOT EXISTS "pgplatform_drill"',
+      'CREATE TABLE "pgplatform_drill"."w_kill_primary_r1_1" (id bigint NOT NULL, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())',
+      'CREATE INDEX ON "pgplatform_drill"."w_kill_primary_r1_1" (id)',
+    ]);
+    expect(insertSql("w")).toBe('INSERT INTO "pgplatform_drill"."w" (id, writer) VALUES ($1, $2) RETURNING inet_server_addr()::text AS s');
+    expect(createTableSql('x"y')[1]).toContain('"x""y"');
+  });
+});
