@@ -233,18 +233,8 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
   if (tp) throw new ConfigError(file, "PATRONI_TTL", tp, "raise PATRONI_TTL or lower PATRONI_LOOP_WAIT / PATRONI_RETRY_TIMEOUT");
 
   const hp = { address: v.HAPROXY_ADDRESS as string, rwPort: v.HAPROXY_RW_PORT as number, roPort: v.HAPROXY_RO_PORT as number, statsPort: v.HAPROXY_STATS_PORT as number };
-  const frontPorts = [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort]] as const;
-  const seen = new Map<number, string>();
-  for (const [k, p] of frontPorts) {
-    if (seen.has(p)) throw new ConfigError(file, k, `port ${p} is also used by ${seen.get(p)}`, "give each HAProxy listener its own port");
-    seen.set(p, k);
-  }
-  const memberPorts = [["PG_PORT", v.PG_PORT], ["PATRONI_PORT", v.PATRONI_PORT], ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT], ["ETCD_PEER_PORT", v.ETCD_PEER_PORT]] as const;
-  const seenM = new Map<unknown, string>();
-  for (const [k, p] of memberPorts) {
-    if (seenM.has(p)) throw new ConfigError(file, k, `port ${p} is also used by ${seenM.get(p)}`, "each member service needs its own port");
-    seenM.set(p, k);
-  }
+  uniquePorts(file, [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort]], "give each HAProxy listener its own port");
+  uniquePorts(file, [["PG_PORT", v.PG_PORT as number], ["PATRONI_PORT", v.PATRONI_PORT as number], ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT as number], ["ETCD_PEER_PORT", v.ETCD_PEER_PORT as number]], "each member service needs its own port");
 
   const rootDir = opts.rootDir ?? ROOT_DIR;
   const stateBase = v.STATE_DIR as string;
@@ -309,6 +299,15 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
     },
   };
+}
+
+/** Listeners that share an address must not share a port: name the second key that repeats one. */
+function uniquePorts(file: string, ports: [key: string, port: number][], fix: string): void {
+  const seen = new Map<number, string>();
+  for (const [key, port] of ports) {
+    if (seen.has(port)) throw new ConfigError(file, key, `port ${port} is also used by ${seen.get(port)}`, fix);
+    seen.set(port, key);
+  }
 }
 
 /**
