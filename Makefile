@@ -122,6 +122,10 @@ test-integration: deps ## Start the test stack, run tests/integration against it
 	if [ $$rc -eq 0 ]; then echo "integration: all files passed"; else echo "integration: FAILED:$$failed"; fi; \
 	exit $$rc
 
+.PHONY: test-failover
+test-failover: deps ## Failover drill under write load; exit 1 on a lost write or missed RTO (SCENARIO=kill-primary|all ROUNDS=1 RTO_BUDGET=s)
+	$(BUN) scripts/test-failover.ts $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(RTO_BUDGET),--rto-budget $(RTO_BUDGET),) $(ARGS)
+
 .PHONY: typecheck
 typecheck: deps ## TypeScript type check
 	node_modules/.bin/tsc -p .
