@@ -146,6 +146,44 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     }
   }, 120_000);
 
+  test("the migrating process killed mid-stream: nothing is committed", async () => {
+    await source.psql("postgres", "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1500000) g");
+    try {
+      const child = Bun.spawn([process.execPath, "scripts/migrate-saas.ts", "--target-db", FAIL], {
+        cwd: join(import.meta.dir, "../.."),
+        env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source.url() },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      let seen = "";
+      const reader = child.stdout.getReader();
+      const deadline = Date.now() + 60_000;
+      while (!/data\s+public\.bulk/.test(seen) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+      }
+      expect(seen).toMatch(/data\s+public\.bulk/); // rows are flowing into the open transaction
+      child.kill("SIGKILL");
+      await child.exited;
+      // psql (now orphaned) reads end of input inside the transaction and disconnects: the server rolls back.
+      await onTarget("postgres", async (c) => {
+        for (let i = 0; i < 100; i++) {
+          const n = await count(c, `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${FAIL}' AND application_name = 'pgplatform-migrate'`);
+          if (n === 0) break;
+          await Bun.sleep(200);
+        }
+      });
+      await onTarget(FAIL, async (c) => {
+        expect(await count(c, "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('auth','storage','billing')")).toBe(0);
+        expect(await count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).toBe(0);
+      });
+      for (const r of CUSTOM_ROLES) expect(await clusterRoles()).not.toContain(r);
+    } finally {
+      await source.psql("postgres", "DROP TABLE public.bulk");
+    }
+  }, 120_000);
+
   test("migrates everything; every table's rows and checksum match", async () => {
     const r = migrate(["--target-db", FRESH, "--json"]);
     if (r.code !== 0) console.error(r.out);

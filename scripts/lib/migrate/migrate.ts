@@ -7,7 +7,9 @@
  *      extensions, roles policies need.
  *   2. One exported snapshot on the source: schema, data and the source-side
  *      checksums all see the same instant.
- *   3. One transaction on the target (psql --single-transaction): custom roles,
+ *   3. One transaction on the target (BEGIN in the prelude; COMMIT is sent by us
+ *      only after pg_dump exited 0, so if this process dies mid-stream psql hits
+ *      end of input inside the transaction and the server rolls back): custom roles,
  *      extensions, schema, data (session_replication_role = replica), then
  *      indexes/constraints/triggers/policies. Any error rolls everything back,
  *      so a failed run leaves the target as it was and can simply be re-run.
@@ -372,6 +374,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const prelude = [
         "\\set ON_ERROR_STOP on",
         "SET client_min_messages = warning;",
+        "BEGIN;",
         ...(opts.replace && !plan.target.empty ? await replaceSql(s.target) : []),
         ...roleSql,
         ...extensionSql(ctx.extensions),
@@ -380,11 +383,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         "SET session_replication_role = replica;",
         "",
       ].join("\n");
-      const postlude = ["SET session_replication_role = DEFAULT;", postF.sql, ""].join("\n");
+      const postlude = ["SET session_replication_role = DEFAULT;", postF.sql, "COMMIT;", ""].join("\n");
       const preludeFile = join(workDir, "10-prelude.sql");
-      const postludeFile = join(workDir, "30-post-data.sql");
       writeFileSync(preludeFile, prelude, { mode: 0o600 });
-      writeFileSync(postludeFile, postlude, { mode: 0o600 });
 
       timings.schema = lap();
       // Data: streamed, checksummed on the source in parallel (same snapshot).
@@ -394,9 +395,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         ...EXCLUDED_TABLE_DATA.flatMap((t) => ["--exclude-table-data", t]),
       ];
       const loadCmd = [
-        join(bin.dir, "psql"), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1",
+        join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
         "-h", tgt.host, "-p", String(tgt.port), "-U", "postgres", "-d", opts.targetDb,
-        "-f", preludeFile, "-f", "-", "-f", postludeFile,
+        "-f", preludeFile, "-f", "-",
       ];
       progress("data", `streaming ${formatBytes(plan.totalBytes)} (on disk) in one transaction`);
       let lastTable = "";
@@ -406,6 +407,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
           dump: { cmd: dumpCmd, env },
           load: { cmd: loadCmd, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" } },
           headerFilter: stripNewerSettings,
+          trailer: postlude,
           onProgress: (table, bytes) => {
             if (table && table !== lastTable) {
               lastTable = table;

@@ -3,10 +3,10 @@
  * run() in exec.ts collects output in memory, which a multi-gigabyte dump
  * cannot afford. Commands are still argument arrays, shown redacted.
  *
- * The one rule that keeps the target unchanged on failure: psql's input is
- * only closed (letting it reach the end of its single transaction and commit)
- * after pg_dump has exited 0. If pg_dump fails, psql is killed mid-transaction
- * and the server rolls everything back.
+ * The rule that keeps the target unchanged on failure: the trailer (which
+ * ends with COMMIT) is written only after pg_dump has exited 0. If pg_dump
+ * fails, psql is killed mid-transaction; if this process dies, psql reads end
+ * of input inside the open transaction. Either way the server rolls back.
  */
 import { spawn } from "node:child_process";
 import { ToolkitError } from "../errors";
@@ -18,6 +18,8 @@ export interface PipeOptions {
   load: { cmd: Cmd; env: Record<string, string> };
   /** called when the stream enters a new table, and every ~64 MB */
   onProgress?: (table: string | undefined, bytes: number) => void;
+  /** written after the dump succeeded: the post-data statements and COMMIT */
+  trailer?: string;
   /** rewrite the dump's header (before the first COPY) for an older target */
   headerFilter?: (header: string) => string;
 }
@@ -115,7 +117,7 @@ export function dumpIntoPsql(opts: PipeOptions): Promise<PipeResult> {
         redact(tail(dumpErr, 15)),
       );
     }
-    if (!loadExited) load.stdin.end();
+    if (!loadExited) load.stdin.end(opts.trailer ?? "");
     const loadCode = await loadDone;
     if (loadCode !== 0) {
       const firstError = loadOut.split("\n").find((l) => /ERROR:/.test(l));
