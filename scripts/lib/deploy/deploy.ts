@@ -5,7 +5,7 @@
  * previous release when anything after the switch fails, ROLLBACK=1 by hand,
  * and pruning to the last N releases. Returns data; never prints or exits.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT_DIR } from "../config";
 import { ToolkitError } from "../errors";
@@ -162,7 +162,8 @@ async function ensureNodeModules(t: Target, s: ClientSettings, src: string, prog
   const tarball = join(ROOT_DIR, ".state", "clients", `node_modules-${key}.tar`);
   if (!existsSync(tarball)) {
     mkdirSync(join(ROOT_DIR, ".state", "clients"), { recursive: true });
-    await run(["tar", "-C", src, "-cf", `${tarball}.tmp`, "node_modules"], { timeoutMs: 600_000 });
+    // The contents of the real directory (node_modules may be a symlink in a checkout).
+    await run(["tar", "-C", realpathSync(join(src, "node_modules")), "-cf", `${tarball}.tmp`, "."], { timeoutMs: 600_000 });
     renameSync(`${tarball}.tmp`, tarball);
   }
   progress("upload", `node_modules (${key}) to ${t.label}`);
@@ -171,9 +172,9 @@ async function ensureNodeModules(t: Target, s: ClientSettings, src: string, prog
   await t.exec(["rm", "-rf", `${dir}.tmp`]);
   await t.exec(["mkdir", "-p", `${dir}.tmp`]);
   await t.exec(["tar", "-C", `${dir}.tmp`, "-xf", remoteTar], { timeoutMs: 600_000 });
-  await t.exec(["touch", `${dir}.tmp/node_modules/.complete`]);
-  await t.exec(["mv", "-T", `${dir}.tmp/node_modules`, dir]);
-  await t.exec(["rm", "-rf", `${dir}.tmp`, remoteTar]);
+  await t.exec(["touch", `${dir}.tmp/.complete`]);
+  await t.exec(["mv", "-T", `${dir}.tmp`, dir]);
+  await t.exec(["rm", "-f", remoteTar]);
   return dir;
 }
 

@@ -1,0 +1,226 @@
+/**
+ * deploy-client over real SSH: our own sshd on 127.0.7.1:2227 (own config,
+ * host key and authorized_keys in a temp dir), a generated client key, and a
+ * client stack on 127.0.7.11-13 / 127.0.7.1 deployed with the native runtime.
+ * Never touches the dev or test stacks; tears everything down in afterAll.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import pg from "pg";
+import { ToolkitError } from "../../scripts/lib/errors";
+import { readClientSecrets } from "../../scripts/lib/deploy/client-secrets";
+import { TOOLKIT_PATHS } from "../../scripts/lib/deploy/bundle";
+import { deployClient } from "../../scripts/lib/deploy/deploy";
+import { loadClientSettings, remoteLayout } from "../../scripts/lib/deploy/settings";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const BUN = process.execPath;
+const NAME = "it7";
+const SSH_ADDR = "127.0.7.1";
+const SSH_PORT = 2227;
+const REMOTE_DIR = `/var/tmp/pgplatform-clients/${NAME}`;
+const tmp = mkdtempSync(join(tmpdir(), "pgp-deploy-it-"));
+const clientsDir = join(tmp, "clients");
+const key = join(tmp, "id_ed25519");
+/**
+ * A frozen copy of the toolkit: the working tree may change while this file
+ * runs, and a release's digest covers the toolkit, so the same bundle must
+ * come from the same files. Its own scripts/deploy-client.ts is what we run.
+ */
+const src = join(tmp, "src");
+let sshd: ChildProcess | undefined;
+
+const sh = (cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) => {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8", cwd: opts.cwd, env: { ...process.env, ...opts.env }, timeout: 600_000 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: (r.stdout ?? "") + (r.stderr ?? "") };
+};
+
+/** The user's way in: the entry script with Make's variables as flags. */
+const deployScript = (args: string[]) => sh([BUN, "scripts/deploy-client.ts", "--client", NAME, ...args], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
+
+function copyToolkit(to: string) {
+  for (const p of TOOLKIT_PATHS) if (existsSync(join(ROOT, p))) cpSync(join(ROOT, p), join(to, p), { recursive: true });
+  symlinkSync(join(ROOT, "node_modules"), join(to, "node_modules"));
+}
+
+async function waitPort(host: string, port: number, ms: number) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = require("node:net").connect({ host, port }, () => { s.end(); res(true); });
+      s.on("error", () => res(false));
+    });
+    if (ok) return;
+    await Bun.sleep(100);
+  }
+  throw new Error(`${host}:${port} not listening`);
+}
+
+function startSshd() {
+  const dir = join(tmp, "sshd");
+  mkdirSync(dir, { recursive: true });
+  mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // sshd's privilege-separation dir (Debian's unit creates it)
+  expect(sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_ed25519")]).code).toBe(0);
+  expect(sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-client-it", "-f", key]).code).toBe(0);
+  writeFileSync(join(dir, "authorized_keys"), readFileSync(`${key}.pub`), { mode: 0o600 });
+  const conf = join(dir, "sshd_config");
+  writeFileSync(conf, [
+    `Port ${SSH_PORT}`, `ListenAddress ${SSH_ADDR}`, `HostKey ${join(dir, "host_ed25519")}`,
+    `AuthorizedKeysFile ${join(dir, "authorized_keys")}`, "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", `PidFile ${join(dir, "sshd.pid")}`,
+    "Subsystem sftp internal-sftp", "LogLevel ERROR",
+  ].join("\n") + "\n");
+  sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", conf], { stdio: ["ignore", "ignore", "pipe"] });
+  sshd.stderr!.on("data", () => {});
+}
+
+function writeClient() {
+  mkdirSync(join(clientsDir, NAME), { recursive: true });
+  writeFileSync(join(clientsDir, NAME, "client.env"), [
+    `CLIENT_NAME=${NAME}`, `HOST=root@${SSH_ADDR}`, `SSH_PORT=${SSH_PORT}`, `SSH_IDENTITY=${key}`, `SSH_KNOWN_HOSTS=${join(tmp, "known_hosts")}`,
+    `DOMAIN=${NAME}.internal`, "ACCESS=internal", "PROFILE=16", "PG_SHARED_BUFFERS=128MB",
+    `REMOTE_DIR=${REMOTE_DIR}`, "KEEP_RELEASES=3", "RUNTIME=native",
+    "MEMBER_ADDRESSES=127.0.7.11,127.0.7.12,127.0.7.13", `HAPROXY_ADDRESS=${SSH_ADDR}`, "HAPROXY_RW_PORT=9012", "HAPROXY_RO_PORT=9013", "HAPROXY_STATS_PORT=9014",
+    `API_ADDRESS=${SSH_ADDR}`, "API_PORT=9010",
+  ].join("\n") + "\n");
+}
+
+const secrets = () => readClientSecrets(join(clientsDir, NAME, ".secrets.env"));
+const envDb = async (env: string, password: string, database = `orchestrator_ai_${env}`) => {
+  const c = new pg.Client({ host: SSH_ADDR, port: 9012, user: `orchestrator_ai_${env}_app`, password, database, connectionTimeoutMillis: 5000 });
+  await c.connect();
+  try {
+    return (await c.query("SELECT current_database() AS d")).rows[0].d as string;
+  } finally {
+    await c.end();
+  }
+};
+
+beforeAll(async () => {
+  copyToolkit(src);
+  startSshd();
+  await waitPort(SSH_ADDR, SSH_PORT, 10_000);
+  writeClient();
+});
+
+afterAll(async () => {
+  // The client stack, on the target, with the toolkit's own clean (STACK=client-it7 only).
+  if (existsSync(`${REMOTE_DIR}/current`)) {
+    sh(["env", "-C", `${REMOTE_DIR}/current`, `STACK=client-${NAME}`, "node_modules/.bin/bun", "scripts/clean.ts", "--yes"]);
+  }
+  rmSync(REMOTE_DIR, { recursive: true, force: true });
+  if (sshd?.pid && sshd.exitCode === null) {
+    const exited = new Promise((r) => sshd!.once("exit", r));
+    process.kill(sshd.pid, "SIGTERM");
+    await exited;
+  }
+  rmSync(join(ROOT, ".state", "clients", NAME), { recursive: true, force: true });
+  rmSync(tmp, { recursive: true, force: true });
+}, 120_000);
+
+describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
+  test("PLAN=1: bundle validated, preflight table passes, nothing changed on the target", () => {
+    const r = deployScript(["--plan", "--json"]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.preflight.target).toBe(`root@${SSH_ADDR}:${SSH_PORT}`);
+    expect(j.preflight.blockers).toBe(0);
+    expect(j.preflight.rows.map((x: any) => x.check)).toEqual(["reach", "architecture", "os", "user", "runtime", "memory", "disk", "ports", "addresses", "clock"]);
+    expect(j.plan.validations.map((v: any) => v.check)).toEqual(["stack env", "compose staging", "compose production", "nginx -t"]);
+    expect(existsSync(REMOTE_DIR)).toBe(false);
+  }, 60_000);
+
+  test("deploy: environments up, every health check passes", async () => {
+    const r = deployScript(["--yes", "--json"]);
+    if (r.code !== 0) console.error(r.out);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.release).toBe(1);
+    expect(j.newRelease).toBe(true);
+    expect(j.apply.ok).toBe(true);
+    const checks = j.apply.health.map((h: any) => h.check);
+    for (const env of ["dev", "staging", "production"]) for (const c of ["database", "isolation", "nginx TLS", "signed key"]) expect(checks).toContain(`${env}: ${c}`);
+    expect(j.apply.health.every((h: any) => h.ok)).toBe(true);
+    expect(readFileSync(`${REMOTE_DIR}/current/client/digest`, "utf8").trim()).toBe(j.plan.digest);
+    for (const v of Object.values(secrets())) expect(r.out).not.toContain(v!);
+  }, 300_000);
+
+  test("from outside: each environment reaches only its own database; nginx answers over TLS with the client's CA", async () => {
+    const s = secrets();
+    expect(await envDb("staging", s.DB_PASSWORD_STAGING!)).toBe("orchestrator_ai_staging");
+    await expect(envDb("staging", s.DB_PASSWORD_STAGING!, "orchestrator_ai_production")).rejects.toThrow(/permission denied/);
+    await expect(envDb("dev", s.DB_PASSWORD_STAGING!)).rejects.toThrow(/password authentication failed/);
+    const ca = readFileSync(join(clientsDir, NAME, ".tls", "ca.crt"), "utf8");
+    const res = await fetch(`https://${SSH_ADDR}:9000/healthz`, { tls: { ca } } as RequestInit);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { environment: string }).environment).toBe("production");
+    expect(res.headers.get("strict-transport-security")).toContain("max-age=");
+    // Without the client's CA the certificate is not trusted.
+    await expect(fetch(`https://${SSH_ADDR}:7100/healthz`)).rejects.toThrow();
+  }, 60_000);
+
+  test("re-deploying the same bundle changes nothing", () => {
+    const r = deployScript(["--yes", "--json"]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.release).toBe(1);
+    expect(j.newRelease).toBe(false);
+    expect(j.changed).toBe(false);
+    expect(j.up.started).toEqual([]);
+    expect(j.up.restarted).toEqual([]);
+    expect(j.up.changes).toEqual([]);
+    expect(j.apply.changes).toEqual([]);
+  }, 180_000);
+
+  test("a broken release fails its health check and rolls back to the previous one", async () => {
+    // A toolkit copy whose Supabase SQL is broken: dev-up on the target fails on it.
+    const broken = join(tmp, "broken-src");
+    copyToolkit(broken);
+    writeFileSync(join(broken, "supabase", "roles.sql"), "SELECT this is not sql;\n");
+    const s = loadClientSettings(NAME, clientsDir);
+    const err = await deployClient(s, { sourceDir: broken, clientsBase: clientsDir }).then(() => undefined, (e) => e);
+    expect(err).toBeInstanceOf(ToolkitError);
+    expect((err as ToolkitError).code).toBe("DEPLOY_FAILED");
+    expect((err as ToolkitError).message).toContain("rolled back to release 1 (healthy)");
+    expect(sh(["readlink", remoteLayout(s).current]).stdout.trim()).toBe("releases/1");
+    expect(existsSync(`${REMOTE_DIR}/releases/2/FAILED`)).toBe(true);
+    expect(await envDb("production", secrets().DB_PASSWORD_PRODUCTION!)).toBe("orchestrator_ai_production");
+  }, 300_000);
+
+  test("ROTATE=DB_PASSWORD_DEV deploys a new release that uses the new password; ROLLBACK=1 goes back", async () => {
+    const old = secrets().DB_PASSWORD_DEV!;
+    const r = deployScript(["--yes", "--json", "--rotate", "DB_PASSWORD_DEV"]);
+    if (r.code !== 0) console.error(r.out);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.release).toBe(3);
+    expect(j.plan.secretsRotated).toEqual(["DB_PASSWORD_DEV"]);
+    expect(j.apply.changes).toContain("password of orchestrator_ai_dev_app updated");
+    const fresh = secrets().DB_PASSWORD_DEV!;
+    expect(fresh).not.toBe(old);
+    expect(await envDb("dev", fresh)).toBe("orchestrator_ai_dev");
+    await expect(envDb("dev", old)).rejects.toThrow(/password authentication failed/);
+    expect(readFileSync(`${REMOTE_DIR}/current/client/env/dev.env`, "utf8")).toContain(`DB_PASSWORD=${fresh}`);
+
+    // By hand, as a user would (human output): release 2 is marked FAILED and skipped.
+    const back = deployScript(["--rollback", "--yes"]);
+    if (back.code !== 0) console.error(back.out);
+    expect(back.code).toBe(0);
+    expect(back.out).toContain("rolled back: release 3 -> 1");
+    for (const v of Object.values(secrets())) expect(back.out).not.toContain(v!);
+    await expect(envDb("dev", old)).resolves.toBe("orchestrator_ai_dev"); // release 1's password is back
+    expect(sh(["readlink", `${REMOTE_DIR}/current`]).stdout.trim()).toBe("releases/1");
+  }, 300_000);
+
+  test("without a terminal, a missing answer and a missing confirmation are clear errors", () => {
+    const r = sh([BUN, "scripts/deploy-client.ts", "--client", "newone"], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("error [MISSING_ANSWER]: host is required without a terminal");
+    const c = deployScript([]);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toContain("NEEDS_CONFIRMATION");
+  }, 60_000);
+});
