@@ -87,6 +87,19 @@ describe("RTO arithmetic", () => {
     expect(g.ms).toBe(5700);
   });
 
+  test("the short stretch between the last ack and the end of the load is not 'writes never came back'", () => {
+    // an etcd loss: writes barely notice, the load stops 150 ms after its last ack
+    const acks = Array.from({ length: 100 }, (_, i) => 1000 + i * 20);
+    const g = writeGap(acks, 1500, 1000 + 99 * 20 + 150);
+    expect(g.end).not.toBeNull();
+    expect(g.ms).toBe(150);
+  });
+
+  test("writes that stall again after coming back count up to the end of the load", () => {
+    const g = writeGap([100, 200, 3000, 3010], 250, 9000);
+    expect(g).toEqual({ start: 3010, end: 9000, ms: 5990 });
+  });
+
   test("acks that land just after the fault do not hide the hole that follows", () => {
     // in-flight commits acknowledged 10 ms after the fault, then nothing for 9 s
     const g = writeGap([990, 1000, 1010, 10_010], 1000, 12_000);

@@ -146,8 +146,9 @@ export function defaultBudgetMs(cfg: Pick<Config, "timing" | "haproxy">, scenari
 /**
  * The longest stretch without an acknowledged write that ends after the fault:
  * from the last ack before it (or the fault, if there was none) to the next ack.
- * A stretch still open at the end of the load counts up to the end (and makes
- * `gapEnd` null: writes never came back).
+ * The stretch from the last ack to the end of the load counts too (writes that
+ * stalled again); `end` is null only when no write was acknowledged after the
+ * fault at all: writes never came back.
  */
 export function writeGap(ackTimes: number[], faultAt: number, endAt: number): { start: number; end: number | null; ms: number } {
   const acks = [...ackTimes].sort((a, b) => a - b);
@@ -163,10 +164,10 @@ export function writeGap(ackTimes: number[], faultAt: number, endAt: number): { 
     if (ms > best.ms) best = { start: prev, end: t, ms };
     prev = t;
   }
-  const tailMs = endAt - prev;
   const last = acks[acks.length - 1];
   if (last === undefined || last <= faultAt) return { start: prev, end: null, ms: Math.max(0, endAt - prev) };
-  if (tailMs > best.ms) return { start: prev, end: null, ms: tailMs };
+  const tailMs = endAt - prev;
+  if (tailMs > best.ms) return { start: prev, end: endAt, ms: tailMs };
   return best as { start: number; end: number; ms: number };
 }
 

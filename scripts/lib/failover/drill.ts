@@ -358,7 +358,7 @@ export async function runDrill(cfg: Config, scenario: Scenario, round: number, o
     await load.stop();
     await monitor.stop();
   }
-  const loadEndAt = Date.now();
+  const loadEndAt = load.stoppedAt ?? Date.now();
   if (marks.faultAt === undefined) throw new ToolkitError("NO_FAULT", `${scenario}: the fault was never dealt`);
 
   // 3. The books: every acknowledged id on the (new) primary.

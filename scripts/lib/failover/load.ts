@@ -50,6 +50,8 @@ export class Load {
   /** failed connection attempts (time), for the picture */
   readonly connectFailures: number[] = [];
   private stopping = false;
+  /** when stop() was asked: the end of the load (in-flight writes may still land after it) */
+  stoppedAt?: number;
   private nextId = 1;
   private loops: Promise<void>[] = [];
 
@@ -62,6 +64,7 @@ export class Load {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stoppedAt = Date.now();
     await Promise.all(this.loops);
   }
 
