@@ -71,6 +71,8 @@ export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvNam
     const p = valueProblem(k, secrets[k]);
     if (p) problems.push({ key: k, reason: p });
   }
+  const identical = Boolean(secrets.ANON_KEY && secrets.ANON_KEY === secrets.SERVICE_ROLE_KEY);
+  if (identical) problems.push({ key: "SERVICE_ROLE_KEY", reason: "is identical to ANON_KEY (the service key would be public)" });
   const jwt = secrets.JWT_SECRET;
   if (jwt && PUBLISHED_JWT_SECRETS.includes(jwt) === false) {
     for (const k of JWT_KEYS) {
@@ -85,9 +87,6 @@ export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvNam
     }
   } else if (jwt) {
     for (const k of JWT_KEYS) if (secrets[k] && !problems.some((p) => p.key === k)) problems.push({ key: k, reason: "is signed with a published JWT secret" });
-  }
-  if (secrets.ANON_KEY && secrets.ANON_KEY === secrets.SERVICE_ROLE_KEY) {
-    problems.push({ key: "SERVICE_ROLE_KEY", reason: "is identical to ANON_KEY (the service key would be public)" });
   }
   // The same value under two names: rotating one would silently leave the other behind.
   const seen = new Map<string, string>();

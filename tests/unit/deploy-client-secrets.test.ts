@@ -1,0 +1,144 @@
+/** deploy-client secrets: generated API keys (HS256 JWTs), rotation, and the gate's table of bad secrets. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SignJWT, decodeJwt, decodeProtectedHeader } from "jose";
+import { ToolkitError } from "../../scripts/lib/errors";
+import { redact } from "../../scripts/lib/redact";
+import { CLIENT_SECRET_KEYS, JWT_LIFETIME_S, ensureClientSecrets, signApiKey, verifyApiKey, type ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
+import { PUBLISHED_JWT_SECRETS, enforceGate, gateProblems } from "../../scripts/lib/deploy/gate";
+
+const tmp = mkdtempSync(join(tmpdir(), "pgp-secrets-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const NOW = Math.floor(Date.now() / 1000);
+const SECRET = "k8Qw2mZr7TbX1vLp9NcY4sHd6JfA3gUe0oRi5yWq"; // 40 characters, varied
+
+describe("API keys: HS256 JWTs signed with JWT_SECRET", () => {
+  test("claims: role, iss supabase, iat, exp = iat + 5 years; header HS256/JWT", async () => {
+    const token = await signApiKey(SECRET, "anon", NOW);
+    expect(decodeProtectedHeader(token)).toEqual({ alg: "HS256", typ: "JWT" });
+    expect(decodeJwt(token)).toEqual({ role: "anon", iss: "supabase", iat: NOW, exp: NOW + JWT_LIFETIME_S });
+    expect(await verifyApiKey(token, SECRET, "anon", NOW + 60)).toMatchObject({ ok: true, role: "anon", iss: "supabase", exp: NOW + JWT_LIFETIME_S });
+  });
+
+  test("another secret, another role, expiry and alg none are all refused", async () => {
+    const token = await signApiKey(SECRET, "service_role", NOW);
+    expect((await verifyApiKey(token, SECRET + "x", "service_role", NOW)).problem).toBe("signature does not verify against JWT_SECRET");
+    expect((await verifyApiKey(token, SECRET, "anon", NOW)).problem).toContain('role claim is "service_role"');
+    expect((await verifyApiKey(token, SECRET, "service_role", NOW + JWT_LIFETIME_S + 1)).ok).toBe(false);
+    const [h, p] = token.split(".");
+    const none = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${p}.`;
+    expect((await verifyApiKey(none, SECRET, "service_role", NOW)).ok).toBe(false);
+    expect(h).toBeTruthy();
+  });
+});
+
+describe("generated secrets", () => {
+  const file = join(tmp, "acme", ".secrets.env");
+
+  test("created once, 0600, every key; API keys verify against the generated JWT secret", async () => {
+    const r = await ensureClientSecrets(file);
+    expect(r.created.sort()).toEqual([...CLIENT_SECRET_KEYS].sort());
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(r.secrets.JWT_SECRET.length).toBeGreaterThanOrEqual(32);
+    expect((await verifyApiKey(r.secrets.ANON_KEY, r.secrets.JWT_SECRET, "anon")).ok).toBe(true);
+    expect((await verifyApiKey(r.secrets.SERVICE_ROLE_KEY, r.secrets.JWT_SECRET, "service_role")).ok).toBe(true);
+    expect(r.secrets.ANON_KEY).not.toBe(r.secrets.SERVICE_ROLE_KEY);
+    expect(await gateProblems(r.secrets)).toEqual([]);
+    // registered for redaction
+    expect(redact(`x ${r.secrets.DB_PASSWORD_PRODUCTION} y`)).toBe("x *** y");
+  });
+
+  test("re-running changes nothing", async () => {
+    const before = readFileSync(file, "utf8");
+    const r = await ensureClientSecrets(file);
+    expect(r.created).toEqual([]);
+    expect(r.rotated).toEqual([]);
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+
+  test("ROTATE=JWT_SECRET re-signs both API keys and leaves the rest", async () => {
+    const before = (await ensureClientSecrets(file)).secrets;
+    const r = await ensureClientSecrets(file, ["JWT_SECRET"]);
+    expect(r.rotated.sort()).toEqual(["ANON_KEY", "JWT_SECRET", "SERVICE_ROLE_KEY"]);
+    expect(r.secrets.JWT_SECRET).not.toBe(before.JWT_SECRET);
+    expect((await verifyApiKey(r.secrets.ANON_KEY, r.secrets.JWT_SECRET, "anon")).ok).toBe(true);
+    expect((await verifyApiKey(before.ANON_KEY, r.secrets.JWT_SECRET, "anon")).ok).toBe(false);
+    expect(r.secrets.POSTGRES_PASSWORD).toBe(before.POSTGRES_PASSWORD);
+    expect(r.secrets.DB_PASSWORD_DEV).toBe(before.DB_PASSWORD_DEV);
+  });
+
+  test("unknown and unsupported rotations are refused before anything changes", async () => {
+    const before = readFileSync(file, "utf8");
+    await expect(ensureClientSecrets(file, ["NOPE"])).rejects.toMatchObject({ code: "BAD_ROTATE" });
+    await expect(ensureClientSecrets(file, ["POSTGRES_PASSWORD"])).rejects.toMatchObject({ code: "ROTATE_UNSUPPORTED" });
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+});
+
+describe("the secret gate (staging and production)", () => {
+  let good: ClientSecrets;
+  const base = async () => {
+    if (!good) good = (await ensureClientSecrets(join(tmp, "gate", ".secrets.env"))).secrets;
+    return { ...good };
+  };
+  const otherSecret = "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMm";
+  const DEMO_ANON = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyAgCiAgICAicm9sZSI6ICJhbm9uIiwKICAgICJpc3MiOiAic3VwYWJhc2UtZGVtbyIsCiAgICAiaWF0IjogMTY0MTc2OTIwMCwKICAgICJleHAiOiAxNzk5NTM1NjAwCn0.dc_X5iR_VP_qT0zsiyj_I_OZ2T9FtRU2BBNWN8Bu4GE";
+  const DEMO_SERVICE = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyAgCiAgICAicm9sZSI6ICJzZXJ2aWNlX3JvbGUiLAogICAgImlzcyI6ICJzdXBhYmFzZS1kZW1vIiwKICAgICJpYXQiOiAxNjQxNzY5MjAwLAogICAgImV4cCI6IDE3OTk1MzU2MDAKfQ.DaYlNEoUrrEn2Ig7tqibS-PHK5vgusbcbo7X36XVt4Q";
+
+  // [what, mutate, offending key, reason]
+  const table: [string, (s: ClientSecrets) => Promise<void> | void, string, RegExp][] = [
+    ["Supabase's published JWT secret", (s) => { s.JWT_SECRET = PUBLISHED_JWT_SECRETS[0]!; }, "JWT_SECRET", /published default/],
+    ["the CLI's local JWT secret", (s) => { s.JWT_SECRET = PUBLISHED_JWT_SECRETS[1]!; }, "JWT_SECRET", /published default/],
+    ["a short JWT secret", (s) => { s.JWT_SECRET = "Ab3dE6gH9jK2mN5pQ8"; }, "JWT_SECRET", /too short .* at least 32/],
+    ["postgres as the superuser password", (s) => { s.POSTGRES_PASSWORD = "postgres"; }, "POSTGRES_PASSWORD", /placeholder or default/],
+    ["password as a database password", (s) => { s.DB_PASSWORD_PRODUCTION = "password"; }, "DB_PASSWORD_PRODUCTION", /placeholder or default/],
+    ["the example's dashboard password", (s) => { s.DASHBOARD_PASSWORD = "this_password_is_insecure_and_should_be_updated"; }, "DASHBOARD_PASSWORD", /published default/],
+    ["the example's postgres password", (s) => { s.POSTGRES_PASSWORD = "your-super-secret-and-long-postgres-password"; }, "POSTGRES_PASSWORD", /published default/],
+    ["a seed placeholder", (s) => { s.MONITORING_PASSWORD = "secure-grafana-password"; }, "MONITORING_PASSWORD", /placeholder/],
+    ["a <placeholder>", (s) => { s.DB_PASSWORD_STAGING = "<staging-db-password>"; }, "DB_PASSWORD_STAGING", /placeholder/],
+    ["changeme", (s) => { s.HAPROXY_STATS_PASSWORD = "changeme-changeme-123"; }, "HAPROXY_STATS_PASSWORD", /placeholder/],
+    ["a short password", (s) => { s.REPLICATION_PASSWORD = "Xk3#pQ9z"; }, "REPLICATION_PASSWORD", /too short \(8 characters, need at least 16\)/],
+    ["one character repeated", (s) => { s.REWIND_PASSWORD = "aaaaaaaaaaaaaaaaaaaaaaaa"; }, "REWIND_PASSWORD", /placeholder|variety/],
+    ["low variety", (s) => { s.PATRONI_API_PASSWORD = "abababababababababab12"; }, "PATRONI_API_PASSWORD", /variety/],
+    ["an empty value", (s) => { s.AUTHENTICATOR_PASSWORD = ""; }, "AUTHENTICATOR_PASSWORD", /is empty/],
+    ["Supabase's demo anon key", (s) => { s.ANON_KEY = DEMO_ANON; }, "ANON_KEY", /published default/],
+    ["Supabase's demo service key", (s) => { s.SERVICE_ROLE_KEY = DEMO_SERVICE; }, "SERVICE_ROLE_KEY", /published default/],
+    ["identical anon and service keys", (s) => { s.SERVICE_ROLE_KEY = s.ANON_KEY; }, "SERVICE_ROLE_KEY", /identical to ANON_KEY/],
+    ["an anon key signed with another secret", async (s) => { s.ANON_KEY = await signApiKey(otherSecret, "anon"); }, "ANON_KEY", /signature does not verify/],
+    ["a service key with the anon role", async (s) => { s.SERVICE_ROLE_KEY = await signApiKey(s.JWT_SECRET, "anon"); }, "SERVICE_ROLE_KEY", /role claim is "anon"/],
+    ["an expired anon key", async (s) => { s.ANON_KEY = await signApiKey(s.JWT_SECRET, "anon", NOW - 7200 - JWT_LIFETIME_S); }, "ANON_KEY", /exp/],
+    ["a demo issuer", async (s) => { s.ANON_KEY = await new SignJWT({ role: "anon" }).setProtectedHeader({ alg: "HS256" }).setIssuer("supabase-demo").setIssuedAt().setExpirationTime("1y").sign(new TextEncoder().encode(s.JWT_SECRET)); }, "ANON_KEY", /demo key/],
+    ["staging and production sharing a database password", (s) => { s.DB_PASSWORD_PRODUCTION = s.DB_PASSWORD_STAGING; }, "DB_PASSWORD_PRODUCTION", /identical to DB_PASSWORD_STAGING/],
+  ];
+
+  for (const [what, mutate, key, reason] of table) {
+    test(`refuses ${what}, naming ${key}`, async () => {
+      const s = await base();
+      await mutate(s);
+      const problems = await gateProblems(s, ["staging", "production"], NOW);
+      const p = problems.find((x) => x.key === key);
+      expect(p, JSON.stringify(problems)).toBeDefined();
+      expect(p!.reason).toMatch(reason);
+      const err = await enforceGate(s, "clients/acme/.secrets.env").then(() => undefined, (e) => e);
+      expect(err).toBeInstanceOf(ToolkitError);
+      expect((err as ToolkitError).code).toBe("INSECURE_SECRET");
+      expect((err as ToolkitError).message).toContain(key);
+      // the message names the key, never the value
+      const value = s[key as keyof ClientSecrets];
+      if (value && value.length >= 8) expect((err as ToolkitError).message).not.toContain(value);
+    });
+  }
+
+  test("the table has at least 10 bad secrets", () => expect(table.length).toBeGreaterThanOrEqual(10));
+
+  test("strong generated secrets pass; dev's own database password is not gated", async () => {
+    const s = await base();
+    expect(await gateProblems(s)).toEqual([]);
+    s.DB_PASSWORD_DEV = "dev";
+    expect(await gateProblems(s, ["staging", "production"])).toEqual([]);
+    expect((await gateProblems(s, ["dev"])).map((p) => p.key)).toEqual(["DB_PASSWORD_DEV"]);
+  });
+});

@@ -1,0 +1,219 @@
+/** deploy-client, pure parts: bundle rendering (golden files, secrets masked), settings, profile, compose, digest, commands. */
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parse as parseDotenv } from "dotenv";
+import YAML from "yaml";
+import { validateCompose } from "../../scripts/lib/compose-schema";
+import { ToolkitError } from "../../scripts/lib/errors";
+import { CLIENT_SECRET_KEYS, type ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
+import { releaseDigest, renderBundleFiles, renderEnvFile } from "../../scripts/lib/deploy/bundle";
+import { neededPorts, parseListeners, portConflicts } from "../../scripts/lib/deploy/preflight";
+import { SIZE_PROFILES, parseClientSettings, profileForMemory, renderClientEnv, stackConfig, type ClientSettings } from "../../scripts/lib/deploy/settings";
+import { remoteCommand, scpCommand, sshCommand } from "../../scripts/lib/deploy/target";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const GOLDEN = join(import.meta.dir, "golden", "deploy-client");
+
+export const ACME_ENV = `CLIENT_NAME=acme
+HOST=ops@acme-server
+DOMAIN=acme.internal
+ACCESS=internal
+PROFILE=32
+REMOTE_DIR=/opt/pgplatform/acme
+MEMBER_ADDRESSES=127.0.0.11,127.0.0.12,127.0.0.13
+HAPROXY_ADDRESS=127.0.0.1
+API_ADDRESS=127.0.0.1
+`;
+export const acme = (extra = "") => parseClientSettings(ACME_ENV + extra, "clients/acme/client.env");
+
+/** Deterministic stand-ins: unique, long, and recognisable when masked. */
+export const fixedSecrets = (): ClientSecrets =>
+  Object.fromEntries(CLIENT_SECRET_KEYS.map((k, i) => [k, `fixed-${k.toLowerCase()}-${"x".repeat(20)}${i}`])) as ClientSecrets;
+
+const mask = (text: string, secrets: ClientSecrets) => {
+  let out = text;
+  // longest first, so a secret inside another never leaves a partial value behind
+  for (const [k, v] of Object.entries(secrets).sort((a, b) => b[1].length - a[1].length)) out = out.split(v).join(`<${k}>`);
+  return out;
+};
+
+describe("bundle rendering (golden files, secrets masked)", () => {
+  const secrets = fixedSecrets();
+  const files = renderBundleFiles(ROOT, acme(), secrets);
+
+  test("the bundle has the stack env, the per-environment env files and nginx sites", () => {
+    expect(files.map((f) => f.path)).toEqual([
+      "client/.secrets.env", "client/client.env", "client/env/dev.env", "client/env/production.env", "client/env/staging.env", "client/manifest.json",
+      "client/nginx/client-acme-dev.conf", "client/nginx/client-acme-production.conf", "client/nginx/client-acme-staging.conf",
+      "envs/.secrets.client-acme.env", "envs/client-acme.env",
+    ]);
+    for (const f of files) expect(f.mode).toBe(/secrets|\/env\//.test(f.path) ? 0o600 : 0o644);
+  });
+
+  for (const f of renderBundleFiles(ROOT, acme(), fixedSecrets())) {
+    test(`golden: ${f.path}`, () => {
+      const golden = join(GOLDEN, f.path.replaceAll("/", "__"));
+      const masked = mask(f.content, secrets);
+      if (process.env.UPDATE_GOLDEN === "1" || !existsSync(golden)) {
+        mkdirSync(GOLDEN, { recursive: true });
+        writeFileSync(golden, masked);
+      }
+      expect(masked).toBe(readFileSync(golden, "utf8"));
+      // nothing secret survives masking in a golden file
+      for (const v of Object.values(secrets)) expect(readFileSync(golden, "utf8")).not.toContain(v);
+    });
+  }
+
+  test("every golden file is still produced (no stale goldens)", () => {
+    const produced = new Set(files.map((f) => f.path.replaceAll("/", "__")));
+    for (const g of readdirSync(GOLDEN)) expect(produced.has(g)).toBe(true);
+  });
+
+  test("environment env files: seed ports, own database, own role, HAProxy URL", () => {
+    const s = acme();
+    const want = { dev: [6100, "orchestrator_ai_dev"], staging: [7100, "orchestrator_ai_staging"], production: [9000, "orchestrator_ai_production"] } as const;
+    for (const [env, [port, db]] of Object.entries(want)) {
+      const v = parseDotenv(Buffer.from(renderEnvFile(s, secrets, env as "dev")));
+      expect(v.DB_NAME).toBe(db);
+      expect(v.PUBLIC_URL).toBe(`https://${env === "production" ? "" : env + "."}acme.internal:${port}`);
+      expect(v.APP_PORT).toBe(String(port + 1));
+      expect(v.DATABASE_URL).toBe(`postgresql://${db}_app:${secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets]}@127.0.0.1:9012/${db}`);
+    }
+    // dev never gets the superuser password
+    expect(parseDotenv(Buffer.from(renderEnvFile(s, secrets, "dev"))).POSTGRES_PASSWORD).toBeUndefined();
+  });
+
+  test("the stack env passes the one config loader", () => {
+    const cfg = stackConfig(acme(), ROOT);
+    expect(cfg.stack).toBe("client-acme");
+    expect(cfg.databases).toEqual(["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"]);
+    expect(cfg.sharedBuffers).toBe("2GB"); // profile 32
+    expect(cfg.stateDir).toBe("/opt/pgplatform/acme/state/client-acme"); // outside the releases: data survives them
+  });
+
+  test("release digest: same inputs give the same digest; a changed secret gives another", () => {
+    const a = releaseDigest(ROOT, files, ["package.json"]);
+    expect(releaseDigest(ROOT, renderBundleFiles(ROOT, acme(), fixedSecrets()), ["package.json"])).toBe(a);
+    const other = { ...fixedSecrets(), DB_PASSWORD_DEV: "another-password-entirely-xyz" };
+    expect(releaseDigest(ROOT, renderBundleFiles(ROOT, acme(), other), ["package.json"])).not.toBe(a);
+  });
+});
+
+describe("client settings", () => {
+  const bad: [string, string, RegExp][] = [
+    ["PROFILE", "PROFILE=48\n", /PROFILE: must be 16, 32 or 64/],
+    ["ACCESS", "ACCESS=open\n", /ACCESS: must be internal or public/],
+    ["DOMAIN", "DOMAIN=Not A Domain\n", /DOMAIN: must be a DNS name/],
+    ["unknown", "PORTS=1\n", /PORTS: unknown setting/],
+    ["admin e-mail", "ACCESS=public\n", /ADMIN_EMAIL: is required with ACCESS=public/],
+    ["duplicate port", "PORT_STAGING=6100\n", /PORT_STAGING: port 6100 is also used by PORT_DEV/],
+    ["keep releases", "KEEP_RELEASES=1\n", /KEEP_RELEASES: must keep at least 2/],
+  ];
+  for (const [name, line, re] of bad) {
+    test(`a bad ${name} names the key`, () => {
+      // later lines win in dotenv? no: the first wins, so put the override first
+      expect(() => parseClientSettings(line + ACME_ENV.split("\n").filter((l) => !l.startsWith(line.split("=")[0] + "=")).join("\n"), "clients/acme/client.env")).toThrow(re);
+    });
+  }
+
+  test("client.env renders every key with comments and reads back the same", () => {
+    const s = acme();
+    const text = renderClientEnv(s.raw);
+    expect(text).toContain("# Size profile in GB of RAM");
+    const back = parseClientSettings(text, "x");
+    expect({ ...back, raw: {} }).toEqual({ ...s, raw: {} });
+  });
+
+  test("the committed example client is valid", () => {
+    const s = parseClientSettings(readFileSync(join(ROOT, "clients/example/client.env"), "utf8"), "clients/example/client.env");
+    expect(s.name).toBe("example");
+    expect(existsSync(join(ROOT, "clients/example/.secrets.env"))).toBe(false);
+  });
+});
+
+describe("size profile", () => {
+  test.each([
+    [8 * 1024 * 1024, "16"],
+    [16_318_540, "16"],
+    [32_000_000, "32"],
+    [65_500_000, "64"],
+    [128 * 1024 * 1024, "64"],
+  ])("%d kB -> %s GB profile", (kb, want) => expect(profileForMemory(kb)).toBe(want as "16"));
+
+  test("the profile decides optional services and workers, recorded in the env files", () => {
+    expect(SIZE_PROFILES["16"]).toMatchObject({ localModels: "off", workers: 1, composeProfiles: [] });
+    expect(SIZE_PROFILES["32"].composeProfiles).toEqual(["local-models", "monitoring"]);
+    expect(SIZE_PROFILES["64"].workers).toBe(4);
+    const s16 = parseDotenv(Buffer.from(renderEnvFile(acme().profile === "32" ? { ...acme(), profile: "16" } : acme(), fixedSecrets(), "production")));
+    expect(s16.COMPOSE_PROFILES).toBe("");
+    expect(s16.WORKERS).toBe("1");
+  });
+});
+
+describe("compose files for the customer's staging and production", () => {
+  for (const env of ["staging", "production"] as const) {
+    const text = readFileSync(join(ROOT, `compose/client-${env}.yml`), "utf8");
+    const vars = parseDotenv(Buffer.from(renderEnvFile(acme(), fixedSecrets(), env)));
+
+    test(`${env}: valid against the Compose spec with the bundle's ${env}.env`, () => {
+      expect(validateCompose(text, vars)).toEqual([]);
+    });
+
+    test(`${env}: a variable the env file lacks is reported by name`, () => {
+      const { JWT_SECRET: _, ...rest } = vars;
+      expect(validateCompose(text, rest)).toContain("variable ${JWT_SECRET} is not set");
+    });
+
+    test(`${env}: every image is pinned to a version (no latest)`, () => {
+      const doc = YAML.parse(text, { merge: true });
+      for (const [name, svc] of Object.entries<any>(doc.services)) {
+        expect(svc.image, name).toMatch(/^[a-z0-9./-]+:[A-Za-z0-9._-]+$/);
+        expect(svc.image, name).not.toMatch(/:latest$/);
+      }
+      expect(doc.services.ollama.profiles).toEqual(["local-models"]);
+      expect(doc.services.grafana.profiles).toEqual(["monitoring"]);
+    });
+  }
+});
+
+describe("commands as data", () => {
+  const s: ClientSettings = acme("SSH_PORT=2222\nSSH_IDENTITY=/keys/id\n");
+  test("ssh quotes every remote argument", () => {
+    expect(remoteCommand(["env", "-C", "/opt/x y", "A=it's", "ls"])).toBe(`env -C '/opt/x y' 'A=it'\\''s' ls`);
+    expect(sshCommand(s, ["uname", "-sm"]).join(" ")).toBe(
+      "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=10 -o ServerAliveInterval=15 -o IdentitiesOnly=yes -i /keys/id -p 2222 ops@acme-server -- uname -sm",
+    );
+    expect(scpCommand(s, "/tmp/a.tar", "/opt/b.tar").join(" ")).toBe(
+      "scp -q -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=10 -o ServerAliveInterval=15 -o IdentitiesOnly=yes -i /keys/id -P 2222 /tmp/a.tar ops@acme-server:/opt/b.tar",
+    );
+  });
+});
+
+describe("preflight: ports", () => {
+  const s = acme();
+  const ss = `LISTEN 0 511 127.0.0.1:9000 0.0.0.0:* users:(("nginx",pid=10,fd=6))
+LISTEN 0 4096 0.0.0.0:2379 0.0.0.0:* users:(("someetcd",pid=11,fd=3))
+LISTEN 0 128 127.0.1.1:9012 0.0.0.0:* users:(("haproxy",pid=12,fd=3))`;
+  test("parses ss and names each conflicting holder", () => {
+    const l = parseListeners(ss);
+    expect(l).toEqual([
+      { address: "127.0.0.1", port: 9000, process: "nginx" },
+      { address: "0.0.0.0", port: 2379, process: "someetcd" },
+      { address: "127.0.1.1", port: 9012, process: "haproxy" },
+    ]);
+    const row = portConflicts(s, l, false);
+    expect(row.status).toBe("fail");
+    expect(row.detail).toContain("127.0.0.1:9000 (nginx production (TLS)) held by nginx");
+    expect(row.detail).toContain("127.0.0.11:2379 (etcd client pg1) held by someetcd");
+    expect(row.detail).not.toContain("9012"); // another address
+  });
+  test("a deployed client's own processes holding its ports pass", () => {
+    const row = portConflicts(s, parseListeners(ss).filter((x) => x.process !== "someetcd"), true);
+    expect(row.status).toBe("pass");
+    expect(neededPorts(s).length).toBe(19);
+  });
+  test("errors are ToolkitErrors", () => {
+    expect(() => parseClientSettings("CLIENT_NAME=X\n", "f")).toThrow(ToolkitError);
+  });
+});
