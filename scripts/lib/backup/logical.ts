@@ -164,42 +164,42 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
   }
 
   async function dumpAll(): Promise<{ dir: string; manifest: Manifest }> {
-  progress("source", `dumping from ${source.member.name} (${source.role}) ${source.member.address}`);
+    progress("source", `dumping from ${source.member.name} (${source.role}) ${source.member.address}`);
 
-  // Roles and their password hashes: restores need them, and they are secrets (0600).
-  const globals = join(dir, "globals.sql");
-  await run([pgBin(cfg, "pg_dumpall"), ...connArgs(source.member), "--globals-only", "-f", globals], { env: pgEnv(cfg), timeoutMs: 300_000 });
-  chmodSync(globals, 0o600);
-  manifest.globals = "globals.sql";
+    // Roles and their password hashes: restores need them, and they are secrets (0600).
+    const globals = join(dir, "globals.sql");
+    await run([pgBin(cfg, "pg_dumpall"), ...connArgs(source.member), "--globals-only", "-f", globals], { env: pgEnv(cfg), timeoutMs: 300_000 });
+    chmodSync(globals, 0o600);
+    manifest.globals = "globals.sql";
 
-  for (const [i, db] of wanted.entries()) {
-    const rel = join("db", db);
-    const out = join(dir, rel);
-    let note: string | undefined;
-    let res: { tables: TableCount[]; wal: string };
-    try {
-      res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) => progress(s, m, (i + (f ?? 0)) / wanted.length));
-    } catch (e) {
-      if (!source.inRecovery || !recoveryConflict(e)) throw e;
-      // Retry this database from the primary rather than fail the night's backup.
-      rmSync(out, { recursive: true, force: true });
-      source = await pickSource(cfg, true);
-      note = "replica cancelled the dump (recovery conflict): dumped from the primary";
-      progress("dump", `${db}: ${note}`);
-      res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, progress);
+    for (const [i, db] of wanted.entries()) {
+      const rel = join("db", db);
+      const out = join(dir, rel);
+      let note: string | undefined;
+      let res: { tables: TableCount[]; wal: string };
+      try {
+        res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) => progress(s, m, (i + (f ?? 0)) / wanted.length));
+      } catch (e) {
+        if (!source.inRecovery || !recoveryConflict(e)) throw e;
+        // Retry this database from the primary rather than fail the night's backup.
+        rmSync(out, { recursive: true, force: true });
+        source = await pickSource(cfg, true);
+        note = "replica cancelled the dump (recovery conflict): dumped from the primary";
+        progress("dump", `${db}: ${note}`);
+        res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, progress);
+      }
+      manifest.walPosition ??= res.wal;
+      const entry: DatabaseEntry = { name: db, dir: rel, sizeBytes: sizes.get(db) ?? 0, tables: res.tables, member: source.member.name, walPosition: res.wal, ...(note ? { note } : {}) };
+      manifest.databases.push(entry);
+      progress("dump", `${db}: ${res.tables.length} tables, ${res.tables.reduce((a, t) => a + t.rows, 0)} rows`, (i + 1) / wanted.length);
     }
-    manifest.walPosition ??= res.wal;
-    const entry: DatabaseEntry = { name: db, dir: rel, sizeBytes: sizes.get(db) ?? 0, tables: res.tables, member: source.member.name, walPosition: res.wal, ...(note ? { note } : {}) };
-    manifest.databases.push(entry);
-    progress("dump", `${db}: ${res.tables.length} tables, ${res.tables.reduce((a, t) => a + t.rows, 0)} rows`, (i + 1) / wanted.length);
-  }
 
-  progress("manifest", "sha256 of every file");
-  for (const p of filesBelow(dir)) chmodSync(join(dir, p), 0o600);
-  manifest.files = await hashFiles(dir);
-  manifest.finishedAt = new Date().toISOString();
-  manifest.status = "dumped";
-  writeManifest(dir, manifest);
-  return { dir, manifest };
-}
+    progress("manifest", "sha256 of every file");
+    for (const p of filesBelow(dir)) chmodSync(join(dir, p), 0o600);
+    manifest.files = await hashFiles(dir);
+    manifest.finishedAt = new Date().toISOString();
+    manifest.status = "dumped";
+    writeManifest(dir, manifest);
+    return { dir, manifest };
+  }
 }

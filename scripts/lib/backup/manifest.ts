@@ -118,6 +118,10 @@ export function findBackup(cfg: Config, id: string | undefined, db?: string): Ma
   }
   const good = all.filter((m) => isGood(m) && (!db || m.databases.some((d) => d.name === db)));
   const newest = good.at(-1);
+  if (!newest && db && all.length && !all.some((m) => m.databases.some((d) => d.name === db))) {
+    const known = [...new Set(all.flatMap((m) => m.databases.map((d) => d.name)))];
+    throw new ToolkitError("UNKNOWN_DATABASE", `no backup contains a database ${db}`, `backed-up databases: ${known.join(", ")}`);
+  }
   if (!newest) throw new ToolkitError("NO_GOOD_BACKUP", `no verified backup${db ? ` of ${db}` : ""} in ${cfg.backup.dir}`, "run `make backup` (or pass FROM=<id> to use an unverified one)");
   return newest;
 }

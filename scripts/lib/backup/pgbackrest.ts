@@ -11,7 +11,8 @@ import { ToolkitError } from "../errors";
 import type { Cmd, RunOptions } from "../exec";
 import { clusterView, isRunning, restGet, restSend } from "../patroni";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
-import { ensurePgDir, pgOwner, runAsPg } from "./common";
+import { ensurePgDir, freeBytes, pgOwner, runAsPg, spaceProblem } from "./common";
+import { withClient } from "../pg";
 
 export const pgbackrestConfigPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "pgbackrest.conf");
 
@@ -218,6 +219,11 @@ export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"
   const before = await stanzaInfo(cfg);
   if (before.status.code === 1) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
   const type = opts.type ?? chooseBackupType(before.backups, opts.now ?? new Date(), cfg.backup.fullEveryDays);
+  // Checked before starting: a full copy compresses to well under the cluster's size; a differential is the changes.
+  const clusterBytes = await withClient(cfg, {}, async (c) => Number((await c.query("SELECT sum(pg_database_size(datname))::bigint AS b FROM pg_database")).rows[0].b));
+  const need = (type === "full" ? clusterBytes * 0.6 : clusterBytes * 0.1) + 64 * 1024 * 1024;
+  const space = spaceProblem(`not enough disk space for a ${type} pgBackRest backup`, cfg.backup.repoDir, need, freeBytes(cfg.backup.repoDir));
+  if (space) throw new ToolkitError("NO_SPACE", space, `free space, lower BACKUP_RETENTION_WEEKLY, or point BACKUP_REPO_DIR in ${cfg.file} at a bigger disk`);
   // pgBackRest copies from a standby only when one is streaming; otherwise say so and use the primary.
   const view = await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
