@@ -108,7 +108,7 @@ describe("the secret gate (staging and production)", () => {
     ["Supabase's demo service key", (s) => { s.SERVICE_ROLE_KEY = DEMO_SERVICE; }, "SERVICE_ROLE_KEY", /published default/],
     ["identical anon and service keys", (s) => { s.SERVICE_ROLE_KEY = s.ANON_KEY; }, "SERVICE_ROLE_KEY", /identical to ANON_KEY/],
     ["an anon key signed with another secret", async (s) => { s.ANON_KEY = await signApiKey(otherSecret, "anon"); }, "ANON_KEY", /signature does not verify/],
-    ["a service key with the anon role", async (s) => { s.SERVICE_ROLE_KEY = await signApiKey(s.JWT_SECRET, "anon"); }, "SERVICE_ROLE_KEY", /role claim is "anon"/],
+    ["a service key with the anon role", async (s) => { s.SERVICE_ROLE_KEY = await signApiKey(s.JWT_SECRET, "anon", NOW - 12345); }, "SERVICE_ROLE_KEY", /role claim is "anon"/],
     ["an expired anon key", async (s) => { s.ANON_KEY = await signApiKey(s.JWT_SECRET, "anon", NOW - 7200 - JWT_LIFETIME_S); }, "ANON_KEY", /exp/],
     ["a demo issuer", async (s) => { s.ANON_KEY = await new SignJWT({ role: "anon" }).setProtectedHeader({ alg: "HS256" }).setIssuer("supabase-demo").setIssuedAt().setExpirationTime("1y").sign(new TextEncoder().encode(s.JWT_SECRET)); }, "ANON_KEY", /demo key/],
     ["staging and production sharing a database password", (s) => { s.DB_PASSWORD_PRODUCTION = s.DB_PASSWORD_STAGING; }, "DB_PASSWORD_PRODUCTION", /identical to DB_PASSWORD_STAGING/],
