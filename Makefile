@@ -63,6 +63,11 @@ migrate-saas: deps ## Move a Supabase cloud project here, verified per table: SO
 	@# SOURCE_DB_URL reaches the script through the environment only (make exports command-line variables): never on argv.
 	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(ARGS)
 
+.PHONY: deploy-client
+deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@server DOMAIN=acme.internal ACCESS=internal|public [PROFILE=16|32|64] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY] [YES=1]
+	@# CLIENT/HOST/DOMAIN/ACCESS/PROFILE count only when given on the command line: zsh exports HOST, for one.
+	$(BUN) scripts/deploy-client.ts $(if $(filter command line,$(origin CLIENT)),--client $(CLIENT),) $(if $(filter command line,$(origin HOST)),--host $(HOST),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter command line,$(origin PROFILE)),--profile $(PROFILE),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(ROLLBACK)),--rollback,) $(if $(ROTATE),--rotate $(ROTATE),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+
 .PHONY: clean
 clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
 	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
@@ -146,6 +151,10 @@ bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and 
 .PHONY: bench-new-app
 bench-new-app: deps ## Onboarding time of an app vs the raw psql statements (STACK must be up)
 	$(BUN) bench/new-app.ts $(ARGS)
+
+.PHONY: bench-deploy-client
+bench-deploy-client: deps ## PLAN time and full deploy / no-op re-deploy time to this host (own stack on 127.0.7.x) vs bare render + nginx -t
+	$(BUN) bench/deploy-client.ts $(ARGS)
 
 .PHONY: bench-migrate-saas
 bench-migrate-saas: deps ## Migration throughput (incl. verification) vs raw pg_dump | psql on GB=1 of data (STACK must be up)
