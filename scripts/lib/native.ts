@@ -370,6 +370,8 @@ export async function syncDcsTiming(cfg: Config): Promise<string | undefined> {
     maximum_lag_on_failover: cfg.timing.maximumLagOnFailover,
     synchronous_mode: cfg.timing.synchronousMode,
     failsafe_mode: cfg.timing.failsafeMode,
+    // Same value as patroni/patroni.yml.tmpl: fail over at once on a crash (safe with synchronous mode).
+    primary_start_timeout: 0,
   };
   for (const m of cfg.members) {
     const r = await restGet(m, "/config");

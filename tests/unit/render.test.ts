@@ -36,7 +36,7 @@ for (const kind of ["native", "docker"] as const) {
     test("patroni.yml: synchronous + failsafe, pg_rewind, checksums, scram only", () => {
       const p = YAML.parse(files.find((f) => f.path === "pg2/patroni.yml")!.content);
       expect(p.name).toBe("pg2");
-      expect(p.bootstrap.dcs).toMatchObject({ ttl: 10, loop_wait: 1, retry_timeout: 3, synchronous_mode: true, failsafe_mode: true });
+      expect(p.bootstrap.dcs).toMatchObject({ ttl: 10, loop_wait: 1, retry_timeout: 3, synchronous_mode: true, failsafe_mode: true, primary_start_timeout: 0 });
       expect(p.bootstrap.dcs.postgresql.use_pg_rewind).toBe(true);
       expect(p.bootstrap.initdb).toContain("data-checksums");
       expect(p.postgresql.pg_hba.every((l: string) => l.endsWith("scram-sha-256"))).toBe(true);
@@ -55,7 +55,7 @@ for (const kind of ["native", "docker"] as const) {
       const h = files.find((f) => f.path === "haproxy/haproxy.cfg")!.content;
       expect(h).toMatch(/listen postgres_rw[\s\S]*uri \/primary/);
       expect(h).toMatch(/listen postgres_ro[\s\S]*uri \/replica/);
-      expect(h).toContain("default-server inter 1000 fall 2 rise 2 on-marked-down shutdown-sessions");
+      expect(h).toContain("default-server inter 1000 fastinter 200 downinter 1000 fall 2 rise 2 on-marked-down shutdown-sessions");
       expect(h.match(/server pg[123] /g)).toHaveLength(6);
       expect(h).toContain(kind === "native" ? "bind 127.0.0.1:6012" : "bind 0.0.0.0:5000");
     });
