@@ -51,6 +51,7 @@ describe("backup and restore on a real cluster", () => {
   let id = "";
 
   test("backup -> drop a table -> restore -> the rows are identical", async () => {
+    await waitClusterHealthy(cfg); // an earlier file may have just failed over
     await sql(`CREATE TABLE ${quoteIdent(TABLE)} (id int PRIMARY KEY, v text, at timestamptz DEFAULT now())`);
     await sql(`INSERT INTO ${quoteIdent(TABLE)} (id, v) SELECT g, md5(g::text) FROM generate_series(1, 3000) g`);
     const before = await checksum();
