@@ -8,6 +8,7 @@ import { validateCompose } from "../../scripts/lib/compose-schema";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { CLIENT_SECRET_KEYS, type ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
 import { releaseDigest, renderBundleFiles, renderEnvFile } from "../../scripts/lib/deploy/bundle";
+import { releasesToPrune } from "../../scripts/lib/deploy/deploy";
 import { neededPorts, parseListeners, portConflicts } from "../../scripts/lib/deploy/preflight";
 import { SIZE_PROFILES, parseClientSettings, profileForMemory, renderClientEnv, stackConfig, type ClientSettings } from "../../scripts/lib/deploy/settings";
 import { remoteCommand, scpCommand, sshCommand } from "../../scripts/lib/deploy/target";
@@ -215,5 +216,15 @@ LISTEN 0 128 127.0.1.1:9012 0.0.0.0:* users:(("haproxy",pid=12,fd=3))`;
   });
   test("errors are ToolkitErrors", () => {
     expect(() => parseClientSettings("CLIENT_NAME=X\n", "f")).toThrow(ToolkitError);
+  });
+});
+
+describe("releases", () => {
+  test("keep the newest N, never the live one", () => {
+    expect(releasesToPrune([1, 2, 3, 4, 5, 6], 3, 6)).toEqual([1, 2, 3]);
+    expect(releasesToPrune([6, 1, 5, 2], 2, 6)).toEqual([1, 2]);
+    // after a rollback the live release may be old: it stays
+    expect(releasesToPrune([1, 2, 3, 4, 5], 2, 1)).toEqual([2, 3]);
+    expect(releasesToPrune([1, 2], 5, 2)).toEqual([]);
   });
 });

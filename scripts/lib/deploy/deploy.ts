@@ -258,11 +258,16 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
   }
 }
 
+/** Which releases to delete: all but the newest `keep`, never the live one. Pure. */
+export function releasesToPrune(all: number[], keep: number, live: number): number[] {
+  const sorted = [...all].sort((a, b) => a - b);
+  const kept = new Set([...sorted.slice(-keep), live]);
+  return sorted.filter((n) => !kept.has(n));
+}
+
 /** Keep the newest KEEP_RELEASES releases (and always the live one). */
 async function prune(t: Target, s: ClientSettings, live: number): Promise<number[]> {
-  const all = await listReleases(t, s);
-  const keep = new Set([...all.slice(-s.keepReleases), live]);
-  const drop = all.filter((n) => !keep.has(n));
+  const drop = releasesToPrune(await listReleases(t, s), s.keepReleases, live);
   for (const n of drop) await t.exec(["rm", "-rf", `${remoteLayout(s).releases}/${n}`]);
   return drop;
 }
