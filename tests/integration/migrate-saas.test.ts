@@ -219,6 +219,12 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
       // The trigger on auth.users works on the target (it was off only during the copy).
       await c.query("INSERT INTO auth.users (id, email, raw_user_meta_data) VALUES ('00000000-0000-4000-8000-0000000aaaaa', 'new@example.com', '{\"full_name\":\"New\"}')");
       expect(await count(c, "SELECT count(*) AS n FROM public.profiles WHERE id = '00000000-0000-4000-8000-0000000aaaaa'")).toBe(1);
+      // Loaded WITH (FREEZE): every heap page is already all-frozen, so first reads do not rewrite them.
+      await c.query("CREATE EXTENSION pg_visibility");
+      const vm = await c.query("SELECT all_frozen, (pg_relation_size('public.todos') / current_setting('block_size')::int) AS pages FROM pg_visibility_map_summary('public.todos')");
+      await c.query("DROP EXTENSION pg_visibility");
+      expect(Number(vm.rows[0].pages)).toBeGreaterThan(0);
+      expect(Number(vm.rows[0].all_frozen)).toBe(Number(vm.rows[0].pages));
       // Ownership by a custom role survives.
       expect((await c.query("SELECT tableowner FROM pg_tables WHERE schemaname = 'billing' AND tablename = 'invoices'")).rows[0].tableowner).toBe("billing_owner");
     });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { checksumSql } from "../../scripts/lib/migrate/catalog";
-import { copyTargets } from "../../scripts/lib/migrate/pipe";
+import { CopyFreezer } from "../../scripts/lib/migrate/copy-freeze";
 import {
   createRoleSql, customRoles, extensionSql, filterSchemaSql, membershipSql, planExtensions, planRoles, rolesInStatement, selectSchemas,
   type RoleRow,
@@ -162,11 +162,29 @@ describe("pg_dump output adapted to the target", () => {
   });
 });
 
-describe("data stream", () => {
-  test("COPY lines name the table being streamed, also at a chunk's start", () => {
-    expect(copyTargets(Buffer.from("SET x;\nCOPY public.todos (id, task) FROM stdin;\n1\ta\n\\.\n\nCOPY auth.users (id) FROM stdin;\n"))).toEqual(["public.todos", "auth.users"]);
-    expect(copyTargets(Buffer.from("COPY storage.objects (id) FROM stdin;\n"))).toEqual(["storage.objects"]);
-    expect(copyTargets(Buffer.from("1\tCOPY not a command\n"))).toEqual([]);
+describe("data stream: COPY ... WITH (FREEZE)", () => {
+  // A data row may look like a command; an empty table's data is just the end marker.
+  const input = [
+    "SET statement_timeout = 0;", "SET transaction_timeout = 0;", "", "--", "-- Data for Name: t", "--", "",
+    "COPY public.t (id, v) FROM stdin;", "1\tCOPY public.x (y) FROM stdin;", "2\ta\\\\.b", "\\.", "", "",
+    "COPY auth.empty (id) FROM stdin;", "\\.", "", "SELECT pg_catalog.setval('public.t_id_seq', 5, true);", "", "-- done", "",
+  ].join("\n");
+  const expected = input
+    .replace("COPY public.t (id, v) FROM stdin;", "COPY public.t (id, v) FROM stdin WITH (FREEZE);")
+    .replace("COPY auth.empty (id) FROM stdin;", "COPY auth.empty (id) FROM stdin WITH (FREEZE);")
+    .replace("SET transaction_timeout = 0;\n", "");
+
+  test("only real COPY headers are rewritten, whatever the chunk boundaries; rows pass through untouched", () => {
+    for (const size of [1, 2, 3, 4, 5, 13, 64, 100_000]) {
+      const tables: string[] = [];
+      const f = new CopyFreezer((t) => tables.push(t), (l) => l.startsWith("SET transaction_timeout"));
+      const bytes = Buffer.from(input);
+      const out: Buffer[] = [];
+      for (let i = 0; i < bytes.length; i += size) out.push(...f.push(bytes.subarray(i, i + size)));
+      out.push(...f.end());
+      expect(Buffer.concat(out).toString()).toBe(expected);
+      expect(tables).toEqual(["public.t", "auth.empty"]);
+    }
   });
 });
 

@@ -114,7 +114,7 @@ export function pickClientBin(cfg: Config, sourceMajor: number): { dir: string; 
 }
 
 /** pg_dump 17 writes settings a PG 15 server does not know. */
-const stripNewerSettings = (sql: string) => sql.replace(/^SET transaction_timeout = .*;\n/m, "");
+const newerSetting = (line: string) => /^SET transaction_timeout = /.test(line);
 
 interface Session {
   src: SourceConn;
@@ -406,7 +406,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         dumpIntoPsql({
           dump: { cmd: dumpCmd, env },
           load: { cmd: loadCmd, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" } },
-          headerFilter: stripNewerSettings,
+          dropLine: newerSetting,
           trailer: postlude,
           onProgress: (table, bytes) => {
             if (table && table !== lastTable) {

@@ -12,6 +12,7 @@ import { spawn } from "node:child_process";
 import { ToolkitError } from "../errors";
 import { showCmd, tail, type Cmd } from "../exec";
 import { redact } from "../redact";
+import { CopyFreezer } from "./copy-freeze";
 
 export interface PipeOptions {
   dump: { cmd: Cmd; env: Record<string, string> };
@@ -20,8 +21,8 @@ export interface PipeOptions {
   onProgress?: (table: string | undefined, bytes: number) => void;
   /** written after the dump succeeded: the post-data statements and COMMIT */
   trailer?: string;
-  /** rewrite the dump's header (before the first COPY) for an older target */
-  headerFilter?: (header: string) => string;
+  /** lines outside COPY data to leave out (settings an older target does not know) */
+  dropLine?: (line: string) => boolean;
 }
 
 export interface PipeResult {
@@ -30,26 +31,7 @@ export interface PipeResult {
   psqlOutput: string;
 }
 
-const COPY_MARK = Buffer.from("\nCOPY ");
 const PROGRESS_EVERY = 64 * 1024 * 1024;
-
-/** The table named by each "COPY schema.table (" line that starts in this chunk. */
-export function copyTargets(chunk: Buffer): string[] {
-  const out: string[] = [];
-  let start = chunk.subarray(0, 5).toString() === "COPY " ? 5 : -1;
-  if (start === -1) {
-    const i = chunk.indexOf(COPY_MARK);
-    if (i !== -1) start = i + COPY_MARK.length;
-  }
-  while (start !== -1) {
-    const end = chunk.indexOf(0x20, start);
-    if (end === -1) break;
-    out.push(chunk.subarray(start, end).toString());
-    const j = chunk.indexOf(COPY_MARK, end);
-    start = j === -1 ? -1 : j + COPY_MARK.length;
-  }
-  return out;
-}
 
 export function dumpIntoPsql(opts: PipeOptions): Promise<PipeResult> {
   const t0 = Date.now();
@@ -60,9 +42,13 @@ export function dumpIntoPsql(opts: PipeOptions): Promise<PipeResult> {
   let bytes = 0;
   let nextReport = PROGRESS_EVERY;
   let table: string | undefined;
-  let headerDone = !opts.headerFilter;
   let loadExited = false;
   let dumpExited = false;
+  // Every table is loaded WITH (FREEZE): see copy-freeze.ts.
+  const freezer = new CopyFreezer((t) => {
+    table = t;
+    opts.onProgress?.(t, bytes);
+  }, opts.dropLine);
   load.stdout.on("data", (d) => (loadOut += d));
   load.stderr.on("data", (d) => (loadOut += d));
   dump.stderr.on("data", (d) => (dumpErr += d));
@@ -70,19 +56,15 @@ export function dumpIntoPsql(opts: PipeOptions): Promise<PipeResult> {
 
   dump.stdout.on("data", (chunk: Buffer) => {
     bytes += chunk.length;
-    if (!headerDone) {
-      headerDone = true;
-      chunk = Buffer.from(opts.headerFilter!(chunk.toString("utf8")));
-    }
-    const tables = copyTargets(chunk);
-    if (tables.length) {
-      table = tables[tables.length - 1];
+    const pieces = freezer.push(chunk);
+    if (bytes >= nextReport) {
       opts.onProgress?.(table, bytes);
-    } else if (bytes >= nextReport) {
-      opts.onProgress?.(table, bytes);
+      nextReport = bytes + PROGRESS_EVERY;
     }
-    if (bytes >= nextReport) nextReport = bytes + PROGRESS_EVERY;
-    if (!loadExited && !load.stdin.write(chunk)) {
+    if (loadExited) return;
+    let ok = true;
+    for (const p of pieces) ok = load.stdin.write(p) && ok;
+    if (!ok) {
       dump.stdout.pause();
       load.stdin.once("drain", () => dump.stdout.resume());
     }
@@ -117,7 +99,10 @@ export function dumpIntoPsql(opts: PipeOptions): Promise<PipeResult> {
         redact(tail(dumpErr, 15)),
       );
     }
-    if (!loadExited) load.stdin.end(opts.trailer ?? "");
+    if (!loadExited) {
+      for (const p of freezer.end()) load.stdin.write(p);
+      load.stdin.end(opts.trailer ?? "");
+    }
     const loadCode = await loadDone;
     if (loadCode !== 0) {
       const firstError = loadOut.split("\n").find((l) => /ERROR:/.test(l));
