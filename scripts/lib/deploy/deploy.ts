@@ -221,6 +221,11 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
     progress("preflight", `${pre.rows.length} checks, ${pre.blockers} blocker(s)`);
     if (opts.planOnly) return { plan, preflight: pre };
     if (pre.blockers) throw preflightError(pre);
+    if (pre.runtime === "docker") {
+      // The environments' compose files are rendered and validated, but bringing them up and
+      // health-checking them through docker is not wired yet; the native runtime is.
+      throw new ToolkitError("DOCKER_DEPLOY_UNSUPPORTED", `${t.label} has a docker engine, and deploying with the docker runtime is not implemented yet`, `set RUNTIME=native in clients/${s.name}/client.env (the OS packages must be installed there)`);
+    }
     return await withLock(t, s, async () => {
       const l = remoteLayout(s);
       const cur = await currentRelease(t, s);
