@@ -102,6 +102,8 @@ async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: str
   const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    // Counting runs beside pg_dump: one process per scan leaves the CPUs to the dump's workers.
+    await c.query("SET LOCAL max_parallel_workers_per_gather = 0");
     const snap = (await c.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
     const wal = (await c.query(source.inRecovery ? "SELECT pg_last_wal_replay_lsn()::text AS l" : "SELECT pg_current_wal_lsn()::text AS l")).rows[0].l as string;
     const cmd = [pgBin(cfg, "pg_dump"), ...connArgs(source.member), "-d", db, "-Fd", "-j", String(jobs), `--snapshot=${snap}`, "-f", outDir];
