@@ -173,8 +173,8 @@ export async function stanzaInfo(cfg: Config): Promise<StanzaInfo> {
 /** Create the stanza when missing (idempotent), then prove that WAL reaches the repo. */
 export async function ensureStanza(cfg: Config): Promise<string[]> {
   const info = await stanzaInfo(cfg);
-  // code 1 = "missing stanza path"; anything else means the stanza exists (possibly with no backups yet).
-  if (info.status.code !== 1) return [];
+  // 1 = "missing stanza path", 3 = "missing stanza data"; anything else means the stanza exists (maybe without backups).
+  if (info.status.code !== 1 && info.status.code !== 3) return [];
   await runPgbackrest(cfg, ["stanza-create"], { timeoutMs: 120_000 });
   await runPgbackrest(cfg, ["--archive-timeout=60", "check"], { timeoutMs: 180_000 });
   return [`pgBackRest stanza ${cfg.backup.stanza} created; WAL archiving checked`];
@@ -217,7 +217,7 @@ export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"
     throw new ToolkitError("NO_PGBACKREST", `${pgbackrestConfigPath(cfg)} does not exist`, "run `make dev-up` (it configures pgBackRest and WAL archiving)");
   }
   const before = await stanzaInfo(cfg);
-  if (before.status.code === 1) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
+  if (before.status.code === 1 || before.status.code === 3) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
   const type = opts.type ?? chooseBackupType(before.backups, opts.now ?? new Date(), cfg.backup.fullEveryDays);
   // Checked before starting: a full copy compresses to well under the cluster's size; a differential is the changes.
   const clusterBytes = await withClient(cfg, {}, async (c) => Number((await c.query("SELECT sum(pg_database_size(datname))::bigint AS b FROM pg_database")).rows[0].b));
