@@ -113,30 +113,55 @@ await runMain(async () => {
       const pre = await connect(cfg, { database: RAW_DB });
       await pre.query("CREATE SCHEMA extensions; CREATE EXTENSION pgcrypto WITH SCHEMA extensions; CREATE EXTENSION citext WITH SCHEMA extensions; CREATE EXTENSION \"uuid-ossp\" WITH SCHEMA extensions;");
       await pre.end();
-      const fifo = join(fifoDir, `raw-${i}.fifo`);
-      await run(["mkfifo", "-m", "0600", fifo]);
-      const t = rwTarget(cfg);
-      const r0 = Date.now();
-      const [dumpRes, loadRes] = await Promise.all([
-        run([join(bin, "pg_dump"), "--no-owner", "--no-privileges", ...SCHEMAS.flatMap((s) => ["-n", s]), "-h", source.host, "-p", String(source.port), "-U", "postgres", "-d", "postgres", "-f", fifo], { env: { PGPASSWORD: source.password }, timeoutMs: 3_600_000, nothrow: true }),
-        run([join(bin, "psql"), "-X", "-q", "-h", t.host, "-p", String(t.port), "-U", "postgres", "-d", RAW_DB, "-f", fifo], { env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD }, timeoutMs: 3_600_000, nothrow: true }),
-      ]);
-      const raw = (Date.now() - r0) / 1000;
-      const rawErrors = loadRes.stderr.split("\n").filter((l) => /ERROR/.test(l));
-      log(`round ${i + 1} raw pg_dump | psql: ${raw.toFixed(1)} s, ${formatBytes(bytes / raw)}/s (pg_dump exit ${dumpRes.code}, psql errors ${rawErrors.length}${rawErrors.length ? `: ${rawErrors[0]}` : ""})`);
-
-      const m0 = Date.now();
-      const r = spawnSync(process.execPath, ["scripts/migrate-saas.ts", "--target-db", TOOL_DB, "--json"], {
-        cwd: join(import.meta.dir, ".."),
-        env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source.url() },
-        encoding: "utf8",
-        maxBuffer: 256 * 1024 * 1024,
-        timeout: 3_600_000,
-      });
-      const tool = (Date.now() - m0) / 1000;
-      if (r.status !== 0) throw new Error(`migrate-saas failed (exit ${r.status}):\n${(r.stderr ?? "").slice(-3000)}`);
-      const report = JSON.parse(r.stdout);
-      log(`round ${i + 1} make migrate-saas: ${tool.toFixed(1)} s, ${formatBytes(bytes / tool)}/s, verified ${report.ok} (${report.verification.tables.length} tables); phases ${JSON.stringify(report.timings)}; this round ${(raw / tool).toFixed(2)}x raw`);
+      // Same starting line for both: a fresh checkpoint (the cluster checkpoints every ~1 GB of WAL).
+      const checkpoint = async () => {
+        const c = await connect(cfg);
+        await c.query("CHECKPOINT");
+        await c.end();
+      };
+      const runRaw = async () => {
+        await checkpoint();
+        const fifo = join(fifoDir, `raw-${i}.fifo`);
+        await run(["mkfifo", "-m", "0600", fifo]);
+        const t = rwTarget(cfg);
+        const r0 = Date.now();
+        const [dumpRes, loadRes] = await Promise.all([
+          run([join(bin, "pg_dump"), "--no-owner", "--no-privileges", ...SCHEMAS.flatMap((s) => ["-n", s]), "-h", source!.host, "-p", String(source!.port), "-U", "postgres", "-d", "postgres", "-f", fifo], { env: { PGPASSWORD: source!.password }, timeoutMs: 3_600_000, nothrow: true }),
+          run([join(bin, "psql"), "-X", "-q", "-h", t.host, "-p", String(t.port), "-U", "postgres", "-d", RAW_DB, "-f", fifo], { env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD }, timeoutMs: 3_600_000, nothrow: true }),
+        ]);
+        const raw = (Date.now() - r0) / 1000;
+        const rawErrors = loadRes.stderr.split("\n").filter((l) => /ERROR/.test(l));
+        log(`round ${i + 1} raw pg_dump | psql: ${raw.toFixed(1)} s, ${formatBytes(bytes / raw)}/s (pg_dump exit ${dumpRes.code}, psql errors ${rawErrors.length}${rawErrors.length ? `: ${rawErrors[0]}` : ""})`);
+        return raw;
+      };
+      const runTool = async () => {
+        await checkpoint();
+        const m0 = Date.now();
+        const r = spawnSync(process.execPath, ["scripts/migrate-saas.ts", "--target-db", TOOL_DB, "--json"], {
+          cwd: join(import.meta.dir, ".."),
+          env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source!.url() },
+          encoding: "utf8",
+          maxBuffer: 256 * 1024 * 1024,
+          timeout: 3_600_000,
+        });
+        const tool = (Date.now() - m0) / 1000;
+        if (r.status !== 0) throw new Error(`migrate-saas failed (exit ${r.status}):\n${(r.stderr ?? "").slice(-3000)}`);
+        const report = JSON.parse(r.stdout);
+        log(`round ${i + 1} make migrate-saas: ${tool.toFixed(1)} s, ${formatBytes(bytes / tool)}/s, verified ${report.ok} (${report.verification.tables.length} tables); phases ${JSON.stringify(report.timings)}`);
+        return { tool, report };
+      };
+      // Alternate the order so neither side always runs second (after the other's WAL and checkpoints).
+      let raw: number;
+      let toolRun: { tool: number; report: any };
+      if (i % 2 === 0) {
+        raw = await runRaw();
+        toolRun = await runTool();
+      } else {
+        toolRun = await runTool();
+        raw = await runRaw();
+      }
+      const { tool, report } = toolRun;
+      log(`round ${i + 1}: ${(raw / tool).toFixed(2)}x raw`);
       results.push({ raw, tool, report });
     }
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
