@@ -7,7 +7,7 @@
  * Prints figures; never part of make test.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { TOOLKIT_PATHS } from "../scripts/lib/deploy/bundle";
@@ -44,6 +44,12 @@ function setup() {
 
 function teardown() {
   if (existsSync(`${REMOTE_DIR}/current`)) spawnSync("env", ["-C", `${REMOTE_DIR}/current`, `STACK=client-${NAME}`, "node_modules/.bin/bun", "scripts/clean.ts", "--yes"], { stdio: "ignore" });
+  // Anything still running from the bench's own dir (only this bench starts processes there).
+  for (const d of readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+    try {
+      if (Number(d) !== process.pid && readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`${REMOTE_DIR}/`)) process.kill(Number(d), "SIGKILL");
+    } catch { /* gone */ }
+  }
   rmSync(REMOTE_DIR, { recursive: true, force: true });
   rmSync(join(src, ".state"), { recursive: true, force: true });
   rmSync(tmp, { recursive: true, force: true });

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -41,9 +41,27 @@ const sh = (cmd: string[], opts: { cwd?: string; env?: Record<string, string> } 
 /** The user's way in: the entry script with Make's variables as flags. */
 const deployScript = (args: string[]) => sh([BUN, "scripts/deploy-client.ts", "--client", NAME, ...args], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
 
-function copyToolkit(to: string) {
-  for (const p of TOOLKIT_PATHS) if (existsSync(join(ROOT, p))) cpSync(join(ROOT, p), join(to, p), { recursive: true });
+function copyToolkit(to: string, from = ROOT) {
+  for (const p of TOOLKIT_PATHS) if (existsSync(join(from, p))) cpSync(join(from, p), join(to, p), { recursive: true });
   symlinkSync(join(ROOT, "node_modules"), join(to, "node_modules"));
+}
+
+/**
+ * Last resort after clean.ts: any process still running from this test's
+ * remote dir (only processes this file started have it on their command line).
+ */
+async function stopLeftovers(dir: string) {
+  const mine = () =>
+    readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+      try {
+        return pid !== process.pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`${dir}/`);
+      } catch {
+        return false;
+      }
+    });
+  for (const pid of mine()) try { process.kill(pid, "SIGTERM"); } catch { /* gone */ }
+  for (let i = 0; i < 100 && mine().length; i++) await Bun.sleep(100);
+  for (const pid of mine()) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
 }
 
 async function waitPort(host: string, port: number, ms: number) {
@@ -111,6 +129,7 @@ afterAll(async () => {
   if (existsSync(`${REMOTE_DIR}/current`)) {
     sh(["env", "-C", `${REMOTE_DIR}/current`, `STACK=client-${NAME}`, "node_modules/.bin/bun", "scripts/clean.ts", "--yes"]);
   }
+  await stopLeftovers(REMOTE_DIR);
   rmSync(REMOTE_DIR, { recursive: true, force: true });
   if (sshd?.pid && sshd.exitCode === null) {
     const exited = new Promise((r) => sshd!.once("exit", r));
@@ -177,8 +196,9 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
 
   test("a broken release fails its health check and rolls back to the previous one", async () => {
     // A toolkit copy whose Supabase SQL is broken: dev-up on the target fails on it.
+    // Copied from the frozen snapshot, so the only difference from release 1 is the broken file.
     const broken = join(tmp, "broken-src");
-    copyToolkit(broken);
+    copyToolkit(broken, src);
     writeFileSync(join(broken, "supabase", "roles.sql"), "SELECT this is not sql;\n");
     const s = loadClientSettings(NAME, clientsDir);
     const err = await deployClient(s, { sourceDir: broken, clientsBase: clientsDir }).then(() => undefined, (e) => e);
@@ -214,6 +234,18 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
     await expect(envDb("dev", old)).resolves.toBe("orchestrator_ai_dev"); // release 1's password is back
     expect(sh(["readlink", `${REMOTE_DIR}/current`]).stdout.trim()).toBe("releases/1");
   }, 300_000);
+
+  test("a new client from flags: client.env written with the size profile detected from the target's memory", () => {
+    const r = sh([BUN, "scripts/deploy-client.ts", "--client", "fresh7", "--host", "local", "--domain", "fresh7.internal", "--access", "internal", "--plan", "--json"], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
+    const env = readFileSync(join(clientsDir, "fresh7", "client.env"), "utf8");
+    const kb = Number(readFileSync("/proc/meminfo", "utf8").match(/^MemTotal:\s+(\d+)/m)![1]);
+    const gb = kb / 1024 / 1024;
+    expect(env).toContain(`PROFILE=${gb >= 60 ? 64 : gb >= 30 ? 32 : 16}\n`);
+    expect(env).toContain("DOMAIN=fresh7.internal\n");
+    // PLAN ran the preflight on this host (its verdict depends on what else runs here) and changed nothing.
+    expect(JSON.parse(r.stdout).preflight.rows.length).toBe(10);
+    expect(existsSync("/opt/pgplatform/fresh7")).toBe(false);
+  }, 60_000);
 
   test("without a terminal, a missing answer and a missing confirmation are clear errors", () => {
     const r = sh([BUN, "scripts/deploy-client.ts", "--client", "newone"], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
