@@ -129,7 +129,11 @@ describe("client settings", () => {
   test("the committed example client is valid", () => {
     const s = parseClientSettings(readFileSync(join(ROOT, "clients/example/client.env"), "utf8"), "clients/example/client.env");
     expect(s.name).toBe("example");
-    expect(existsSync(join(ROOT, "clients/example/.secrets.env"))).toBe(false);
+    // generated secrets and TLS keys of any client are never committed
+    for (const f of ["clients/example/.secrets.env", "clients/acme/.tls/ca.key"]) {
+      expect(Bun.spawnSync(["git", "check-ignore", "-q", f], { cwd: ROOT }).exitCode).toBe(0);
+    }
+    expect(Bun.spawnSync(["git", "check-ignore", "-q", "clients/example/client.env"], { cwd: ROOT }).exitCode).toBe(1);
   });
 });
 
