@@ -25,7 +25,8 @@ count and checksum, the sequences and the object counts, source vs target.
   --target-db     an existing, empty database of the cluster (env TARGET_DB)
   --plan          dry run: what would move, sizes, blockers; changes nothing (env PLAN=1)
   --replace       target not empty: back it up (pg_dump -Fc into
-                  <state>/backups/pre-migrate/, 0600), then replace it (env REPLACE=1)
+                  <state>/backups/pre-migrate/, 0600), then replace it (env REPLACE=1);
+                  asks first in a terminal (--yes, YES=1 skips)
   --json          print the report as JSON
   --storage       copy storage files via the Storage API (not implemented yet)
 
@@ -84,7 +85,7 @@ function verificationTable(r: MigrationReport): string {
 }
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { targetDb: "string", plan: "boolean", replace: "boolean", json: "boolean", envFile: "string", storage: "boolean" }, USAGE);
+  const flags = parseFlags(process.argv.slice(2), { targetDb: "string", plan: "boolean", replace: "boolean", yes: "boolean", json: "boolean", envFile: "string", storage: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   let cfg = loadConfig();
   ensureSecrets(cfg.secretsFile); // registers the cluster's secrets for redaction
@@ -92,6 +93,7 @@ await runMain(async () => {
   const url = await sourceUrl(flags.envFile);
   const db = await targetDb(flags.targetDb, cfg.databases);
   const opts = { sourceUrl: url, targetDb: db, plan: flags.plan || envFlag("PLAN"), replace: flags.replace || envFlag("REPLACE"), storage: flags.storage };
+  if (envFlag("YES")) flags.yes = true;
 
   if (opts.plan) {
     const plan = await planMigration(cfg, opts);
@@ -100,6 +102,10 @@ await runMain(async () => {
     return plan.blockers.length ? 1 : 0;
   }
 
+  if (opts.replace && isInteractive() && !flags.yes && !flags.json) {
+    const ok = await p.confirm({ message: `Replace everything in ${db}? (a backup is taken first)`, initialValue: false });
+    if (p.isCancel(ok) || !ok) throw new ToolkitError("CANCELLED", "not replacing: nothing changed", "pass --yes to skip this question");
+  }
   if (!flags.json) intro(`migrate-saas: into ${db} (stack ${cfg.stack})`);
   const progress = progressReporter();
   if (!flags.json) progress.start("pre-checks");

@@ -102,6 +102,18 @@ describe("migrate-saas: bad input is refused before the target is touched", () =
     expect(r.out).not.toContain("wrong-password-not-this-one");
   });
 
+  test("a second migration into the same target at the same time is refused", async () => {
+    const holder = await connect(cfg, { database: FRESH });
+    try {
+      await holder.query("SELECT pg_advisory_lock(hashtext('pgplatform:migrate-saas:' || current_database()))");
+      const r = migrate(["--target-db", FRESH]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("MIGRATE_LOCKED");
+    } finally {
+      await holder.end();
+    }
+  });
+
   test("a target that does not exist", () => {
     const r = migrate(["--target-db", "it_no_such_db"]);
     expect(r.code).toBe(1);

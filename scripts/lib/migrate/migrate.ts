@@ -238,6 +238,9 @@ async function withSession<T>(cfg: Config, opts: MigrateOptions, fn: (s: Session
   let target: pg.Client | undefined;
   try {
     target = await openTarget(cfg, opts.targetDb);
+    // One migration per target at a time; the lock lives as long as this session.
+    const locked = (await target.query("SELECT pg_try_advisory_lock(hashtext('pgplatform:migrate-saas:' || current_database())) AS ok")).rows[0].ok;
+    if (!locked) throw new ToolkitError("MIGRATE_LOCKED", `another migrate-saas into ${opts.targetDb} is running`, "wait for it to finish (a failed run leaves nothing behind), then run again");
     return await fn({ src, source, target, snapshot });
   } catch (err) {
     if (err instanceof ToolkitError) throw err;
