@@ -28,7 +28,7 @@ count and checksum, the sequences and the object counts, source vs target.
                   <state>/backups/pre-migrate/, 0600), then replace it (env REPLACE=1);
                   asks first in a terminal (--yes, YES=1 skips)
   --json          print the report as JSON
-  --storage       copy storage files via the Storage API (not implemented yet)
+  --storage       copy storage files via the Storage API: refused with a clear error (not supported yet)
 
 Exit status: 0 migrated and verified; 1 error, blocker or any mismatch; 130 Ctrl-C.`;
 
@@ -87,6 +87,14 @@ function verificationTable(r: MigrationReport): string {
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { targetDb: "string", plan: "boolean", replace: "boolean", yes: "boolean", json: "boolean", envFile: "string", storage: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
+  if (flags.storage) {
+    // Refuse rather than half-do it: nobody should believe their files moved.
+    throw new ToolkitError(
+      "STORAGE_COPY_UNSUPPORTED",
+      "--storage (copying storage files through the Storage API) is not supported yet",
+      "run without --storage: bucket and object metadata still move, and the report counts the files left to copy (e.g. with rclone against both Storage S3 endpoints)",
+    );
+  }
   let cfg = loadConfig();
   ensureSecrets(cfg.secretsFile); // registers the cluster's secrets for redaction
   cfg = loadConfig(cfg.stack);

@@ -13,7 +13,7 @@ import { assessCluster, clusterView, isRunning, restGet, restSend, type Health }
 import { haproxyBackends } from "./haproxy";
 import { connect, roTarget, rwTarget } from "./pg";
 import { portFree, portHolder } from "./ports";
-import { runningPid, startProc, stopProc, tailFile, type ProcSpec } from "./procs";
+import { cmdlineOf, runningPid, startProc, stopProc, tailFile, type ProcSpec } from "./procs";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
 
@@ -114,22 +114,13 @@ export async function checkPorts(cfg: Config, s: Specs): Promise<void> {
   }
 }
 
-export function postmasterAlive(m: Member): boolean {
-  const f = join(m.dataDir, "postmaster.pid");
-  try {
-    const pid = Number(readFileSync(f, "utf8").split("\n")[0]);
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export const postmasterAlive = (m: Member): boolean => postmasterPid(m) !== undefined;
 
+/** The member's running postmaster: the pid in postmaster.pid, only while its command line names this data dir. */
 export function postmasterPid(m: Member): number | undefined {
   try {
     const pid = Number(readFileSync(join(m.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-    process.kill(pid, 0);
-    return pid;
+    return pid > 0 && cmdlineOf(pid)?.includes(m.dataDir) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -338,7 +329,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };
   } catch (err) {
     // Leave nothing half-started: stop what this run started, newest first.
-    for (const s of [...started].reverse()) await stopProc(s, 15_000).catch(() => {});
+    for (const s of [...started].reverse()) await stopComponent(cfg, s, 15_000).catch(() => {});
     const spec = allSpecs(specs).find((s) => s.name === component);
     const reason = err instanceof ToolkitError ? err.message : (err as Error).message;
     throw new ToolkitError(
@@ -411,6 +402,23 @@ export async function ensureDatabases(cfg: Config): Promise<string[]> {
   return changes;
 }
 
+/**
+ * Stop one component. For a Patroni member, also its Postgres: a Patroni that
+ * outlives the grace period is SIGKILLed, and its postmaster would otherwise
+ * run on as an orphan holding the member's port. SIGINT is Postgres's fast shutdown.
+ */
+export async function stopComponent(cfg: Config, spec: ProcSpec, graceMs: number): Promise<boolean> {
+  const stopped = await stopProc(spec, graceMs);
+  const member = cfg.members.find((m) => m.name === spec.name);
+  const pid = member && postmasterPid(member);
+  if (!pid) return stopped;
+  process.kill(pid, "SIGINT");
+  const deadline = Date.now() + graceMs;
+  while (postmasterPid(member) === pid && Date.now() < deadline) await Bun.sleep(100);
+  if (postmasterPid(member) === pid) process.kill(pid, "SIGKILL");
+  return true;
+}
+
 export interface DownResult {
   stopped: string[];
 }
@@ -420,7 +428,7 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
   const specs = procSpecs(cfg);
   const stopped: string[] = [];
   const stop = async (s: ProcSpec) => {
-    if (await stopProc(s, 60_000)) {
+    if (await stopComponent(cfg, s, 60_000)) {
       stopped.push(s.name);
       progress(s.name, "stopped");
     }

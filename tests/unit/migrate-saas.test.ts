@@ -227,3 +227,12 @@ describe("verification verdict", () => {
     expect(changed.mismatches).toEqual(["table public.a: same row count (10) but the rows differ (checksum)"]);
   });
 });
+
+describe("--storage", () => {
+  test("is refused before anything runs, with the way forward", () => {
+    const r = Bun.spawnSync([process.execPath, `${import.meta.dir}/../../scripts/migrate-saas.ts`, "--storage"], { env: { ...process.env, SOURCE_DB_URL: "" } });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toContain("error [STORAGE_COPY_UNSUPPORTED]");
+    expect(r.stderr.toString()).toContain("fix: run without --storage");
+  });
+});
