@@ -67,7 +67,7 @@ async function tryConnect(url: string, database?: string): Promise<string> {
 const envUrl = (name: string) => readFileSync(appEnvPath(cfg, name), "utf8").match(/^DATABASE_URL=(.*)$/m)![1]!;
 
 async function viaNginx(domain: string): Promise<{ status: number; app: string | null; body: string }> {
-  const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain } });
+  const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" } });
   return { status: res.status, app: res.headers.get("x-pgplatform-app"), body: await res.text() };
 }
 

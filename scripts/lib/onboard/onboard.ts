@@ -128,12 +128,14 @@ export async function applyNginx(cfg: Config): Promise<{ running: boolean }> {
 }
 
 /** Wait until nginx answers for `domain` as app `name` (present=true) or no longer does (present=false). */
-export async function waitNginxRoute(cfg: Config, domain: string, name: string, present: boolean, timeoutMs = 3000): Promise<boolean> {
+// Each probe is a new connection (Connection: close): a pooled keep-alive connection may still be
+// served by an old worker finishing gracefully after the reload, and would show the old routes.
+export async function waitNginxRoute(cfg: Config, domain: string, name: string, present: boolean, timeoutMs = 10_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let served = false;
     try {
-      const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain }, signal: AbortSignal.timeout(1000), redirect: "manual" });
+      const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" }, signal: AbortSignal.timeout(1000), redirect: "manual" });
       await res.arrayBuffer();
       served = res.headers.get("x-pgplatform-app") === name;
     } catch {}
