@@ -4,7 +4,7 @@
  * first looks at what exists, so a re-run changes nothing; each change pushes
  * its undo, so a failure anywhere leaves the stack as it was.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { parse as parseDotenv } from "dotenv";
 import type pg from "pg";
 import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEntry } from "../apps";
@@ -13,7 +13,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { procSpecs } from "../native";
 import { connect, quoteIdent } from "../pg";
-import { runningPid } from "../procs";
+import { alive, runningPid } from "../procs";
 import { registerSecret } from "../redact";
 import { readTemplate, writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
@@ -123,8 +123,31 @@ export async function applyNginx(cfg: Config): Promise<{ running: boolean }> {
   }
   const pid = runningPid(procSpecs(cfg).nginx);
   if (!pid) return { running: false };
-  process.kill(pid, "SIGHUP"); // nginx re-reads its config and replaces its workers gracefully
+  // nginx re-reads its config and starts new workers; the old ones keep accepting
+  // until they are told to stop, so the reload is done only when every worker
+  // that existed before the signal has exited.
+  const before = childPids(pid);
+  process.kill(pid, "SIGHUP");
+  const deadline = Date.now() + 10_000;
+  while (before.some(alive) && Date.now() < deadline) await Bun.sleep(20);
+  if (before.some(alive)) {
+    throw new ToolkitError("NGINX_RELOAD_SLOW", "nginx did not replace its workers within 10 s", `see ${cfg.stateDir}/nginx/error.log`);
+  }
   return { running: true };
+}
+
+/** Direct children of a process (nginx's workers), from /proc. */
+function childPids(parent: number): number[] {
+  const kids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      // the field after the parenthesised command name: state, then ppid
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent) kids.push(Number(d));
+    } catch {}
+  }
+  return kids;
 }
 
 /** Wait until nginx answers for `domain` as app `name` (present=true) or no longer does (present=false). */
