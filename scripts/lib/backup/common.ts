@@ -64,13 +64,5 @@ export function spaceProblem(what: string, dir: string, needBytes: number, freeB
   return `${what}: ${dir} has ${fmtBytes(freeBytesAvail)} free, needs about ${fmtBytes(needBytes)}`;
 }
 
-export function fmtBytes(n: number): string {
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
+import { formatBytes as fmtBytes } from "../ui";
+export { fmtBytes };

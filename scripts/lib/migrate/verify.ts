@@ -64,13 +64,4 @@ export function compareMigration(
   return { ok: mismatches.length === 0, tables, sequences, objects, mismatches };
 }
 
-export const formatBytes = (n: number): string => {
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-};
+export { formatBytes } from "../ui";
