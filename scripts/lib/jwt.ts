@@ -1,24 +1,55 @@
 /**
  * Supabase API keys are HS256 JWTs signed with the stack's JWT secret
  * (claims role, iss, iat, exp), as its self-hosting guide describes. jose
- * does the signing and verification: no hand-rolled crypto.
+ * does the signing and verification: no hand-rolled crypto. Used by the
+ * docker runtime (compose env) and deploy-client (bundle, gate, health).
  */
-import { jwtVerify, SignJWT } from "jose";
+import { SignJWT, decodeJwt, jwtVerify } from "jose";
 
-export type ApiRole = "anon" | "service_role";
+export const JWT_ISSUER = "supabase";
+/** Supabase's generate-keys.sh signs the API keys for 5 years. */
+export const JWT_LIFETIME_S = 5 * 365 * 24 * 3600;
 
-export async function signApiKey(secret: string, role: ApiRole, opts: { iss?: string; years?: number; now?: number } = {}): Promise<string> {
-  const iat = Math.floor((opts.now ?? Date.now()) / 1000);
-  const exp = iat + Math.round((opts.years ?? 5) * 365.25 * 24 * 3600);
+const secretKey = (secret: string) => new TextEncoder().encode(secret);
+
+export async function signApiKey(secret: string, role: string, iat = Math.floor(Date.now() / 1000), lifetimeS = JWT_LIFETIME_S): Promise<string> {
   return new SignJWT({ role })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setIssuer(opts.iss ?? "supabase")
+    .setIssuer(JWT_ISSUER)
     .setIssuedAt(iat)
-    .setExpirationTime(exp)
-    .sign(new TextEncoder().encode(secret));
+    .setExpirationTime(iat + lifetimeS)
+    .sign(secretKey(secret));
 }
 
-export async function verifyApiKey(secret: string, token: string) {
-  const { payload } = await jwtVerify(token, new TextEncoder().encode(secret), { algorithms: ["HS256"] });
-  return payload as { role?: string; iss?: string; iat?: number; exp?: number };
+export interface KeyCheck {
+  ok: boolean;
+  role?: string;
+  iss?: string;
+  exp?: number;
+  problem?: string;
 }
+
+/** Does `token` verify against `secret` (HS256 only) and carry the expected role, issuer and a future expiry? */
+export async function verifyApiKey(token: string, secret: string, role: string, now = Math.floor(Date.now() / 1000)): Promise<KeyCheck> {
+  try {
+    const { payload } = await jwtVerify(token, secretKey(secret), { algorithms: ["HS256"], currentDate: new Date(now * 1000) });
+    const out: KeyCheck = { ok: true, role: payload.role as string, iss: payload.iss, exp: payload.exp };
+    if (payload.role !== role) return { ...out, ok: false, problem: `role claim is ${JSON.stringify(payload.role)}, expected ${role}` };
+    if (payload.iss !== JWT_ISSUER) return { ...out, ok: false, problem: `iss claim is ${JSON.stringify(payload.iss)}, expected ${JWT_ISSUER}` };
+    if (typeof payload.exp !== "number") return { ...out, ok: false, problem: "has no exp claim" };
+    if (typeof payload.iat !== "number") return { ...out, ok: false, problem: "has no iat claim" };
+    return out;
+  } catch (e) {
+    const msg = (e as Error).message;
+    return { ok: false, problem: /signature/i.test(msg) ? "signature does not verify against JWT_SECRET" : msg };
+  }
+}
+
+export const decodeClaims = (token: string) => {
+  try {
+    return decodeJwt(token);
+  } catch {
+    return undefined;
+  }
+};
+

@@ -10,7 +10,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parse as parseDotenv } from "dotenv";
-import { SignJWT, decodeJwt, jwtVerify } from "jose";
 import { ToolkitError } from "../errors";
 import { registerSecret } from "../redact";
 import { SECRET_KEYS, generateSecret } from "../secrets";
@@ -31,9 +30,6 @@ export type ClientSecrets = Record<ClientSecretKey, string>;
 /** Keys derived from JWT_SECRET: they are re-signed when it rotates. */
 export const JWT_KEYS = ["ANON_KEY", "SERVICE_ROLE_KEY"] as const;
 export const JWT_ROLE: Record<(typeof JWT_KEYS)[number], string> = { ANON_KEY: "anon", SERVICE_ROLE_KEY: "service_role" };
-export const JWT_ISSUER = "supabase";
-/** Supabase's generate-keys.sh signs the API keys for 5 years. */
-export const JWT_LIFETIME_S = 5 * 365 * 24 * 3600;
 
 /**
  * Keys a rotation can update everywhere they are used today. The cluster-internal
@@ -42,48 +38,8 @@ export const JWT_LIFETIME_S = 5 * 365 * 24 * 3600;
  */
 export const ROTATABLE: ClientSecretKey[] = ["JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "DB_PASSWORD_DEV", "DB_PASSWORD_STAGING", "DB_PASSWORD_PRODUCTION", "DASHBOARD_PASSWORD", "MONITORING_PASSWORD", "HAPROXY_STATS_PASSWORD"];
 
-const secretKey = (secret: string) => new TextEncoder().encode(secret);
-
-export async function signApiKey(secret: string, role: string, iat = Math.floor(Date.now() / 1000), lifetimeS = JWT_LIFETIME_S): Promise<string> {
-  return new SignJWT({ role })
-    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setIssuer(JWT_ISSUER)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + lifetimeS)
-    .sign(secretKey(secret));
-}
-
-export interface KeyCheck {
-  ok: boolean;
-  role?: string;
-  iss?: string;
-  exp?: number;
-  problem?: string;
-}
-
-/** Does `token` verify against `secret` (HS256 only) and carry the expected role, issuer and a future expiry? */
-export async function verifyApiKey(token: string, secret: string, role: string, now = Math.floor(Date.now() / 1000)): Promise<KeyCheck> {
-  try {
-    const { payload } = await jwtVerify(token, secretKey(secret), { algorithms: ["HS256"], currentDate: new Date(now * 1000) });
-    const out: KeyCheck = { ok: true, role: payload.role as string, iss: payload.iss, exp: payload.exp };
-    if (payload.role !== role) return { ...out, ok: false, problem: `role claim is ${JSON.stringify(payload.role)}, expected ${role}` };
-    if (payload.iss !== JWT_ISSUER) return { ...out, ok: false, problem: `iss claim is ${JSON.stringify(payload.iss)}, expected ${JWT_ISSUER}` };
-    if (typeof payload.exp !== "number") return { ...out, ok: false, problem: "has no exp claim" };
-    if (typeof payload.iat !== "number") return { ...out, ok: false, problem: "has no iat claim" };
-    return out;
-  } catch (e) {
-    const msg = (e as Error).message;
-    return { ok: false, problem: /signature/i.test(msg) ? "signature does not verify against JWT_SECRET" : msg };
-  }
-}
-
-export const decodeClaims = (token: string) => {
-  try {
-    return decodeJwt(token);
-  } catch {
-    return undefined;
-  }
-};
+import { signApiKey } from "../jwt";
+export { decodeClaims, JWT_ISSUER, JWT_LIFETIME_S, signApiKey, verifyApiKey, type KeyCheck } from "../jwt";
 
 function writeSecretsFile(file: string, secrets: ClientSecrets) {
   mkdirSync(dirname(file), { recursive: true });
