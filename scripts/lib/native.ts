@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from "node:
 import { dirname, join } from "node:path";
 import type { Config, Member } from "./config";
 import { ToolkitError } from "./errors";
-import { isRoot, run, which } from "./exec";
+import { run, which } from "./exec";
 import { assessCluster, clusterView, isRunning, restGet, restSend, type Health } from "./patroni";
 import { haproxyBackends } from "./haproxy";
 import { connect, roTarget, rwTarget } from "./pg";
@@ -443,4 +443,3 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
   return { stopped };
 }
 
-export const isRootUser = isRoot;

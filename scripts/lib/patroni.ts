@@ -83,9 +83,3 @@ export function assessCluster(cfg: Config, view: ClusterView | undefined): Healt
   if (view.pause) problems.push("cluster is paused (maintenance mode)");
   return { ok: problems.length === 0, leader: leaders[0]?.name, syncStandby: syncs[0]?.name, running, problems };
 }
-
-export function memberByName(cfg: Config, name: string): Member {
-  const m = cfg.members.find((x) => x.name === name);
-  if (!m) throw new Error(`unknown member ${name}`);
-  return m;
-}
