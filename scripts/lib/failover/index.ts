@@ -3,11 +3,11 @@
  * other on the same cluster (each starts from, and must return to, a healthy
  * cluster), then write the JSON report, the SVG timelines and an HTML page.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
-import { alive } from "../procs";
+import { tryPidLock } from "../pidlock";
 import type { RunResult, Scenario } from "./analysis";
 import { dropDrillTables, runDrill, waitConverged, type DrillOptions } from "./drill";
 import { binSeries, reportHtml, timelineSvg, type DrillReport } from "./report";
@@ -20,19 +20,12 @@ export interface DrillSuiteResult {
 
 /** One drill at a time per stack: two would fight over the same leader. */
 function takeLock(cfg: Config): () => void {
-  mkdirSync(cfg.stateDir, { recursive: true });
-  const lock = join(cfg.stateDir, "failover.lock");
-  if (existsSync(lock)) {
-    const pid = Number(readFileSync(lock, "utf8").trim());
-    if (pid && pid !== process.pid && alive(pid)) {
-      throw new ToolkitError("DRILL_RUNNING", `another failover drill is running on stack ${cfg.stack} (pid ${pid})`, `wait for it, or stop it (kill ${pid})`);
-    }
-    rmSync(lock, { force: true });
+  const lock = tryPidLock(join(cfg.stateDir, "failover.lock"), "failover drill");
+  if ("holder" in lock) {
+    const pid = lock.holder.pid;
+    throw new ToolkitError("DRILL_RUNNING", `another failover drill is running on stack ${cfg.stack} (pid ${pid})`, `wait for it, or stop it (kill ${pid})`);
   }
-  const fd = openSync(lock, "wx");
-  writeFileSync(fd, `${process.pid}\n`);
-  closeSync(fd);
-  return () => rmSync(lock, { force: true });
+  return lock.release;
 }
 
 const stamp = (d: Date) => d.toISOString().replace(/[:.]/g, "-").replace(/Z$/, "");

@@ -1,0 +1,67 @@
+/**
+ * One lock mechanism for every "one at a time per stack" rule (new-app,
+ * backup/restore, failover drill): a file created with O_EXCL naming its
+ * holder. A holder whose pid is gone (kill -9, power loss) is stale and the
+ * lock is taken over.
+ *
+ * Each acquisition writes a random token. A lock naming our own pid is held
+ * only if this process really holds that token: two runs inside one process
+ * still exclude each other, and a stale file whose pid was recycled to us
+ * after a crash is taken over.
+ */
+import { randomUUID } from "node:crypto";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { ToolkitError } from "./errors";
+import { alive } from "./procs";
+
+export interface LockHolder {
+  pid: number;
+  what?: string;
+  since?: string;
+  token?: string;
+}
+
+const heldTokens = new Set<string>();
+
+/** The holder recorded in a lock file: our JSON, or a bare pid. */
+export function readHolder(path: string): LockHolder | undefined {
+  try {
+    const v = JSON.parse(readFileSync(path, "utf8"));
+    if (typeof v === "number") return { pid: v };
+    if (v && typeof v.pid === "number") return v as LockHolder;
+  } catch {}
+  return undefined;
+}
+
+function stillHeld(h: LockHolder): boolean {
+  if (!Number.isInteger(h.pid) || h.pid <= 0 || !alive(h.pid)) return false;
+  if (h.pid === process.pid && h.token !== undefined) return heldTokens.has(h.token);
+  return true;
+}
+
+/** Take the lock now, or report who holds it. Never waits. */
+export function tryPidLock(path: string, what: string): { release: () => void } | { holder: LockHolder } {
+  mkdirSync(dirname(path), { recursive: true });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const token = randomUUID();
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeSync(fd, JSON.stringify({ pid: process.pid, what, since: new Date().toISOString(), token } satisfies LockHolder) + "\n");
+      closeSync(fd);
+      heldTokens.add(token);
+      return {
+        release: () => {
+          if (readHolder(path)?.token === token) rmSync(path, { force: true });
+          heldTokens.delete(token);
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const holder = readHolder(path);
+      if (holder && stillHeld(holder)) return { holder };
+      rmSync(path, { force: true }); // stale: its holder died without cleaning up
+    }
+  }
+  throw new ToolkitError("LOCKED", `could not take ${path}`, `delete ${path} if nothing is running`);
+}
