@@ -92,7 +92,7 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     for (let i = 0; i < 1200 && !promoted; i++) {
       if (!scratchRunning(s)) break;
       try {
-        const c = await scratchClient(s);
+        const c = await scratchClient(cfg, s);
         try {
           promoted = !(await c.query("SELECT pg_is_in_recovery() AS r")).rows[0].r;
         } finally {
@@ -105,7 +105,7 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     if (!promoted) {
       throw new ToolkitError("PITR_FAILED", `recovery to ${opts.at} did not complete`, `see ${s.logFile}`, tail(log, 12));
     }
-    const c = await scratchClient(s);
+    const c = await scratchClient(cfg, s);
     let databases: { name: string; bytes: number }[] = [];
     let timeline: number | undefined;
     try {

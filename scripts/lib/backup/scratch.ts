@@ -2,8 +2,10 @@
  * Scratch Postgres instances: where verification and point-in-time restores
  * happen, never the live cluster. Each has its own data dir under
  * <member root>/scratch/<name>, runs as postgres, and is stopped and removed
- * afterwards unless the user asks to keep it. Local connections use the
- * instance's private socket dir (0700), so trust there is safe.
+ * afterwards unless the user asks to keep it. SCRAM everywhere, as in the
+ * cluster: the superuser's password is the cluster's (verification restores
+ * globals.sql, PITR restores the cluster's own data dir), so one secret reaches
+ * both, passed as PGPASSWORD, never on a command line.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -58,7 +60,16 @@ export function prepareScratchDirs(cfg: Config, s: Scratch): void {
 
 export async function initScratch(cfg: Config, s: Scratch): Promise<void> {
   prepareScratchDirs(cfg, s);
-  await runAsPg(cfg, [pgBin(cfg, "initdb"), "-D", s.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], { timeoutMs: 120_000 });
+  // initdb reads the superuser's password from a file: 0600, the postgres user's, gone right after.
+  const pwfile = join(s.dir, "initdb.pw");
+  writeFileSync(pwfile, cfg.secrets.POSTGRES_PASSWORD + "\n", { mode: 0o600 });
+  const ids = pgOwner(cfg);
+  if (ids) chownSync(pwfile, ids.uid, ids.gid);
+  try {
+    await runAsPg(cfg, [pgBin(cfg, "initdb"), "-D", s.dataDir, "-U", "postgres", "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], { timeoutMs: 120_000 });
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
 }
 
 /**
@@ -84,8 +95,8 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
     .map(([k, v]) => `${k} = ${typeof v === "number" ? v : `'${String(v).replace(/'/g, "''")}'`}`)
     .join("\n");
   const hba = [
-    "# scratch instance: the socket dir is private (0700), so local trust is safe",
-    "local all all trust",
+    "# scratch instance: passwords (SCRAM) on its private socket too, as in the cluster",
+    "local all all scram-sha-256",
     // Passwords (as in the cluster) from the addresses the cluster itself allows.
     ...(s.address ? [`host all all ${cfg.pgHbaCidr} scram-sha-256`] : []),
   ].join("\n");
@@ -127,12 +138,15 @@ export async function removeScratch(cfg: Config, s: Scratch): Promise<void> {
   rmSync(s.dir, { recursive: true, force: true });
 }
 
-export async function scratchClient(s: Scratch, database = "postgres"): Promise<pg.Client> {
-  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", database, application_name: "pgplatform-scratch" });
+export async function scratchClient(cfg: Config, s: Scratch, database = "postgres"): Promise<pg.Client> {
+  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", password: cfg.secrets.POSTGRES_PASSWORD, database, application_name: "pgplatform-scratch" });
   c.on("error", () => {});
   await c.connect();
   return c;
 }
 
-/** libpq arguments for tools (psql, pg_restore) talking to the scratch instance over its socket. */
+/** libpq arguments for tools (psql, pg_restore) talking to the scratch instance over its socket; pass scratchEnv(cfg) too. */
 export const scratchConnArgs = (s: Scratch) => ["-h", s.socketDir, "-p", String(s.port), "-U", "postgres", "--no-password"];
+
+/** The password for tools run against a scratch instance (the cluster superuser's), as libpq reads it. */
+export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD });

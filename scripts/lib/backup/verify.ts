@@ -13,11 +13,11 @@ import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgr
 import { countRows } from "./logical";
 import { compareCounts, compareFiles, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
 import { verifyRepo } from "./pgbackrest";
-import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchFor, startScratch, writeScratchConf, type Scratch } from "./scratch";
+import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
 /** Roles from globals.sql into a fresh instance; the bootstrap superuser already exists there. */
 export async function restoreGlobals(cfg: Config, s: Scratch, file: string): Promise<void> {
-  const r = await run([pgBin(cfg, "psql"), ...scratchConnArgs(s), "-X", "-q", "-d", "postgres", "-f", file], { nothrow: true, timeoutMs: 300_000 });
+  const r = await run([pgBin(cfg, "psql"), ...scratchConnArgs(s), "-X", "-q", "-d", "postgres", "-f", file], { nothrow: true, timeoutMs: 300_000, env: scratchEnv(cfg) });
   const errors = r.stderr.split("\n").filter((l) => /ERROR:/.test(l) && !/role "postgres" already exists/.test(l));
   if (r.code !== 0 || errors.length) throw new ToolkitError("RESTORE_GLOBALS_FAILED", `restoring roles from ${file} failed`, undefined, errors.join("\n") || r.stderr);
 }
@@ -79,12 +79,12 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
     for (const db of m.databases) {
       progress("verify", `restoring ${db.name} (${fmtBytes(db.sizeBytes)})`);
       // --create restores the database with its own settings (owner, ACL, ALTER DATABASE ... SET).
-      const r = await run([pgBin(cfg, "pg_restore"), ...scratchConnArgs(s), "-d", "postgres", "--create", "--exit-on-error", "-j", String(jobs), join(dir, db.dir)], { nothrow: true, timeoutMs: 12 * 3_600_000 });
+      const r = await run([pgBin(cfg, "pg_restore"), ...scratchConnArgs(s), "-d", "postgres", "--create", "--exit-on-error", "-j", String(jobs), join(dir, db.dir)], { nothrow: true, timeoutMs: 12 * 3_600_000, env: scratchEnv(cfg) });
       if (r.code !== 0) {
         problems.push(`${db.name}: pg_restore failed: ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
         continue;
       }
-      const c = await scratchClient(s, db.name);
+      const c = await scratchClient(cfg, s, db.name);
       try {
         problems.push(...compareCounts(db.name, db.tables, await countRows(c)));
       } finally {
