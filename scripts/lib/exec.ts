@@ -4,6 +4,7 @@
  * and a failure becomes a ToolkitError carrying the command's stderr.
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { ToolkitError } from "./errors";
 import { redact } from "./redact";
 
@@ -32,6 +33,14 @@ export const isRoot = () => typeof process.getuid === "function" && process.getu
 export function asUserCmd(cmd: Cmd, user?: string): Cmd {
   if (!user || !isRoot()) return cmd;
   return ["setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", ...cmd];
+}
+
+/** uid and gid of an OS user, from /etc/passwd (undefined when there is no such user). */
+export function osUserIds(user: string): { uid: number; gid: number } | undefined {
+  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith(`${user}:`));
+  if (!line) return undefined;
+  const [, , uid, gid] = line.split(":");
+  return { uid: Number(uid), gid: Number(gid) };
 }
 
 export const showCmd = (cmd: Cmd) =>

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from "node:
 import { dirname, join } from "node:path";
 import type { Config, Member } from "./config";
 import { ToolkitError } from "./errors";
-import { run, which } from "./exec";
+import { osUserIds, run, which } from "./exec";
 import { assessCluster, clusterView, isRunning, restGet, restSend, type Health } from "./patroni";
 import { haproxyBackends } from "./haproxy";
 import { connect, roTarget, rwTarget } from "./pg";
@@ -126,18 +126,18 @@ export function postmasterPid(m: Member): number | undefined {
   }
 }
 
-function pgIds(cfg: Config): { uid: number; gid: number } | undefined {
+/** The postgres OS user's ids when we run the Postgres side as it (as root), else undefined. */
+export function pgOwner(cfg: Config): { uid: number; gid: number } | undefined {
   if (!cfg.pgOsUser) return undefined;
-  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith(`${cfg.pgOsUser}:`));
-  if (!line) throw new ToolkitError("NO_POSTGRES_USER", `OS user ${cfg.pgOsUser} does not exist`, "install postgresql-15 (it creates the user) with `make setup`");
-  const [, , uid, gid] = line.split(":");
-  return { uid: Number(uid), gid: Number(gid) };
+  const ids = osUserIds(cfg.pgOsUser);
+  if (!ids) throw new ToolkitError("NO_POSTGRES_USER", `OS user ${cfg.pgOsUser} does not exist`, "install postgresql-15 (it creates the user) with `make setup`");
+  return ids;
 }
 
 /** Render every file; returns the names of components whose config changed. */
 export function writeStackFiles(cfg: Config): Set<string> {
   const changed = new Set<string>();
-  const ids = pgIds(cfg);
+  const ids = pgOwner(cfg);
   mkdirSync(cfg.stateDir, { recursive: true });
   // Traversable but not listable: the postgres user must reach member dirs below it; secret files are 0600 each.
   chmodSync(dirname(cfg.stateDir), 0o711);

@@ -8,7 +8,7 @@
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../../scripts/lib/config";
-import { isRoot, run } from "../../scripts/lib/exec";
+import { isRoot, osUserIds, run } from "../../scripts/lib/exec";
 import { alive } from "../../scripts/lib/procs";
 import { registerSecret } from "../../scripts/lib/redact";
 import { generateSecret } from "../../scripts/lib/secrets";
@@ -37,7 +37,8 @@ export async function startScratchPg(opts: { host: string; port?: number; binDir
   const user = isRoot() ? "postgres" : undefined;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const ids = user ? pgIds() : undefined;
+  const ids = user ? osUserIds("postgres") : undefined;
+  if (user && !ids) throw new Error("no postgres OS user: install postgresql-15");
   if (ids) chownSync(dir, ids.uid, ids.gid);
   const password = generateSecret(24);
   registerSecret(password);
@@ -82,11 +83,4 @@ export async function startScratchPg(opts: { host: string; port?: number; binDir
       if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-function pgIds(): { uid: number; gid: number } {
-  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("postgres:"));
-  if (!line) throw new Error("no postgres OS user: install postgresql-15");
-  const [, , uid, gid] = line.split(":");
-  return { uid: Number(uid), gid: Number(gid) };
 }

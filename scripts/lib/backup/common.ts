@@ -3,22 +3,16 @@
  * postgres OS user's ids, directories it must own, and the UTC stamp that
  * names a backup folder.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statfsSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, statfsSync } from "node:fs";
 import type { Config } from "../config";
-import { ToolkitError } from "../errors";
 import { run, type Cmd, type RunOptions } from "../exec";
+import { pgOwner } from "../native";
 
 /** Long work reports through this; entry scripts turn it into log lines or a progress bar. */
 export type BackupProgress = (step: string, message: string, fraction?: number) => void;
 export const quiet: BackupProgress = () => {};
 
-export function pgOwner(cfg: Config): { uid: number; gid: number } | undefined {
-  if (!cfg.pgOsUser) return undefined;
-  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith(`${cfg.pgOsUser}:`));
-  if (!line) throw new ToolkitError("NO_POSTGRES_USER", `OS user ${cfg.pgOsUser} does not exist`, "install postgresql-15 with `make setup`");
-  const [, , uid, gid] = line.split(":");
-  return { uid: Number(uid), gid: Number(gid) };
-}
+export { pgOwner };
 
 /** A directory the postgres OS user owns (pgBackRest repo, scratch instances). */
 export function ensurePgDir(cfg: Config, dir: string, mode = 0o750): boolean {
