@@ -10,7 +10,7 @@
  * after a crash is taken over.
  */
 import { randomUUID } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { ToolkitError } from "./errors";
 import { alive } from "./procs";
@@ -45,11 +45,14 @@ export function tryPidLock(path: string, what: string): { release: () => void } 
   mkdirSync(dirname(path), { recursive: true });
   for (let attempt = 0; attempt < 3; attempt++) {
     const token = randomUUID();
+    // Written whole to a private file first, then linked into place: link() fails with EEXIST
+    // when the lock exists, and no reader can ever see a half-written (empty) lock and call it stale.
+    const tmp = `${path}.${process.pid}.${token}`;
+    writeFileSync(tmp, JSON.stringify({ pid: process.pid, what, since: new Date().toISOString(), token } satisfies LockHolder) + "\n", { mode: 0o600 });
     try {
-      const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, JSON.stringify({ pid: process.pid, what, since: new Date().toISOString(), token } satisfies LockHolder) + "\n");
-      closeSync(fd);
+      linkSync(tmp, path);
       heldTokens.add(token);
+      rmSync(tmp, { force: true });
       return {
         release: () => {
           if (readHolder(path)?.token === token) rmSync(path, { force: true });
@@ -57,10 +60,14 @@ export function tryPidLock(path: string, what: string): { release: () => void } 
         },
       };
     } catch (e) {
+      rmSync(tmp, { force: true });
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const holder = readHolder(path);
       if (holder && stillHeld(holder)) return { holder };
-      rmSync(path, { force: true }); // stale: its holder died without cleaning up
+      // Stale: its holder died without cleaning up. Remove it only if it is still that stale lock
+      // (another taker may have replaced it a moment ago).
+      const now = readHolder(path);
+      if (now?.pid === holder?.pid && now?.token === holder?.token) rmSync(path, { force: true });
     }
   }
   throw new ToolkitError("LOCKED", `could not take ${path}`, `delete ${path} if nothing is running`);

@@ -54,3 +54,36 @@ describe("tryPidLock", () => {
     expect(readHolder(path)?.what).toBe("other");
   });
 });
+
+describe("tryPidLock across processes", () => {
+  test("six processes racing for one lock never overlap", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pidlock-race-"));
+    const path = join(dir, "race.lock");
+    const journal = join(dir, "journal");
+    const worker = join(dir, "worker.ts");
+    writeFileSync(
+      worker,
+      `import { appendFileSync } from "node:fs";
+       import { tryPidLock } from ${JSON.stringify(`${import.meta.dir}/../../scripts/lib/pidlock.ts`)};
+       for (let i = 0; i < 5; i++) {
+         let l = tryPidLock(${JSON.stringify(path)}, "race");
+         while (!("release" in l)) { await Bun.sleep(1); l = tryPidLock(${JSON.stringify(path)}, "race"); }
+         appendFileSync(${JSON.stringify(journal)}, "in " + process.pid + "\\n");
+         await Bun.sleep(5);
+         appendFileSync(${JSON.stringify(journal)}, "out " + process.pid + "\\n");
+         l.release();
+       }`,
+    );
+    const procs = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, worker], { stdout: "ignore", stderr: "pipe" }));
+    expect(await Promise.all(procs.map((p) => p.exited))).toEqual([0, 0, 0, 0, 0, 0]);
+    const lines = (await Bun.file(journal).text()).trim().split("\n");
+    expect(lines.length).toBe(60);
+    // Strictly alternating in/out by the same pid: nobody entered while another held the lock.
+    for (let i = 0; i < lines.length; i += 2) {
+      const [a, pa] = lines[i]!.split(" ");
+      const [b, pb] = lines[i + 1]!.split(" ");
+      expect([a, b, pa]).toEqual(["in", "out", pb]);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+});
