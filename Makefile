@@ -105,7 +105,7 @@ test: deps ## Unit tests, then integration tests against a real native test clus
 	@rc=0; \
 	$(BUN) test --timeout 30000 tests/unit 2>&1 | tee -a $(TEST_LOG) || rc=1; \
 	$(MAKE) test-integration 2>&1 | tee -a $(TEST_LOG) || rc=1; \
-	awk '/^ *[0-9]+ pass$$/{p+=$$1} /^ *[0-9]+ fail$$/{f+=$$1} END{printf "tests: %d passed, %d failed\n", p, f}' $(TEST_LOG); \
+	$(BUN) scripts/test-summary.ts $(TEST_LOG) || rc=1; \
 	exit $$rc
 
 .PHONY: test-unit

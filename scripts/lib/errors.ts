@@ -26,8 +26,17 @@ export const fail = (code: string, message: string, fix?: string, detail?: strin
   throw new ToolkitError(code, message, fix, detail);
 };
 
+/**
+ * The toolkit's own file modes. Directories the postgres user must traverse
+ * (member roots, sockets, backup repos) are created by us as root; under a
+ * hardened umask such as 077 they would come out 0700 and Patroni could not
+ * read its config. Every secret is written with an explicit 0600, so 022 is safe.
+ */
+export const TOOLKIT_UMASK = 0o022;
+
 /** Run an entry script's main: ToolkitErrors print cleanly, Ctrl-C exits 130. */
 export async function runMain(main: () => Promise<number | void>): Promise<never> {
+  process.umask(TOOLKIT_UMASK);
   process.on("SIGINT", () => {
     process.stderr.write("\ninterrupted\n");
     process.exit(130);

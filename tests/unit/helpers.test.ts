@@ -8,6 +8,9 @@ import { assessCluster } from "../../scripts/lib/patroni";
 import { quoteIdent, quoteLiteral } from "../../scripts/lib/pg";
 import { parseConfig } from "../../scripts/lib/config";
 import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { summarise } from "../../scripts/test-summary";
 
 describe("flags", () => {
   test("values, booleans, positionals, kebab-case", () => {
@@ -77,5 +80,41 @@ describe("setup", () => {
     expect(isDebianLike('ID=linuxmint\nID_LIKE="ubuntu debian"')).toBe(true);
     expect(isDebianLike('ID=fedora')).toBe(false);
     expect(isDebianLike("")).toBe(false);
+  });
+});
+
+describe("make test summary", () => {
+  test("counts, and each failure once with the lines that say why", () => {
+    const log = [
+      "tests/integration/x.test.ts:",
+      "(pass) x > fine [1.00ms]",
+      "167 |     expect(r.code).toBe(0);",
+      "error: expect(received).toBe(expected)",
+      "",
+      "Expected: 0",
+      "Received: 1",
+      "      at <anonymous> (/repo/tests/integration/x.test.ts:167:20)",
+      "(fail) x > re-deploy changes nothing [5720.99ms]",
+      " 1 pass",
+      " 1 fail",
+      "tests/unit/y.test.ts:",
+      "(pass) y > a [1ms]",
+      " 2 pass",
+      " 0 fail",
+      "(fail) x > re-deploy changes nothing [5720.99ms]",
+    ].join("\n");
+    const s = summarise(log);
+    expect(s.passed).toBe(3);
+    expect(s.failed).toBe(1);
+    expect(s.failures).toEqual([{ test: "x > re-deploy changes nothing", why: ["error: expect(received).toBe(expected)", "Expected: 0", "Received: 1", "at <anonymous> (/repo/tests/integration/x.test.ts:167:20)"] }]);
+  });
+});
+
+describe("entry scripts", () => {
+  test("runMain sets the toolkit's umask whatever the caller's (077 made member dirs unreachable for postgres)", () => {
+    const code = `import { runMain } from "./scripts/lib/errors"; await runMain(async () => void console.log(process.umask().toString(8)));`;
+    const r = spawnSync("sh", ["-c", `umask 077; exec "$0" -e "$1"`, process.execPath, code], { cwd: join(import.meta.dir, "../.."), encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("22");
   });
 });
