@@ -100,7 +100,7 @@ backup-cron: deps ## Print the crontab line for the nightly backup; INSTALL=1 in
 # --- tests -----------------------------------------------------------------
 .PHONY: test
 test: deps ## Unit tests, then integration tests against a real native test cluster
-	$(BUN) scripts/setup.ts
+	$(BUN) scripts/setup.ts --tests
 	@mkdir -p .state && : > $(TEST_LOG)
 	@rc=0; \
 	$(BUN) test --timeout 30000 tests/unit 2>&1 | tee -a $(TEST_LOG) || rc=1; \

@@ -21,9 +21,24 @@ export const OS_PACKAGES: [probe: string, pkg: string][] = [
   ["ss", "iproute2"],
 ];
 
-export async function missingPackages(): Promise<string[]> {
+/**
+ * What `make test` needs besides the runtime: the deploy-client integration
+ * test starts its own sshd on loopback and deploys over ssh/scp; TLS files
+ * come from openssl; the PTY driver for the prompt tests is a python3 script.
+ */
+export const TEST_PACKAGES: [probe: string, pkg: string][] = [
+  ["/usr/sbin/sshd", "openssh-server"],
+  ["ssh", "openssh-client"],
+  ["scp", "openssh-client"],
+  ["ssh-keygen", "openssh-client"],
+  ["openssl", "openssl"],
+  ["python3", "python3"],
+];
+
+export async function missingPackages(opts: { tests?: boolean } = {}): Promise<string[]> {
   const missing: string[] = [];
-  for (const [probe, pkg] of OS_PACKAGES) {
+  for (const [probe, pkg] of opts.tests ? [...OS_PACKAGES, ...TEST_PACKAGES] : OS_PACKAGES) {
+    if (missing.includes(pkg)) continue;
     const found = probe.startsWith("/") ? existsSync(probe) : Boolean(await which(probe));
     if (!found) missing.push(pkg);
   }
@@ -36,8 +51,8 @@ export function isDebianLike(osRelease = existsSync("/etc/os-release") ? readFil
   return ["debian", "ubuntu"].includes(id) || /\b(debian|ubuntu)\b/.test(like);
 }
 
-export async function ensureOsPackages(opts: { quiet?: boolean } = {}): Promise<string[]> {
-  const missing = await missingPackages();
+export async function ensureOsPackages(opts: { quiet?: boolean; tests?: boolean } = {}): Promise<string[]> {
+  const missing = await missingPackages(opts);
   if (missing.length === 0) return [];
   const list = missing.join(" ");
   if (!isDebianLike() || !(await which("apt-get"))) {
@@ -53,7 +68,7 @@ export async function ensureOsPackages(opts: { quiet?: boolean } = {}): Promise<
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   await run([...prefix, "apt-get", "update", "-qq"], { env, timeoutMs: 600_000 });
   await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], { env, timeoutMs: 1_200_000 });
-  const still = await missingPackages();
+  const still = await missingPackages(opts);
   if (still.length) throw new ToolkitError("MISSING_PACKAGES", `apt-get ran but still missing: ${still.join(" ")}`, "check /var/log/apt/term.log");
   if (!opts.quiet) logLine(`setup: installed ${list}`);
   return missing;
