@@ -57,15 +57,20 @@ function copyToolkit(to: string, from = ROOT) {
   symlinkSync(join(ROOT, "node_modules"), join(to, "node_modules"));
 }
 
+/** Where the target keeps this client's member data when its release dirs are private (config.ts defaultMemberRoot). */
+const MEMBER_ROOT = `/var/lib/pgplatform/client-${NAME}`;
+
 /**
  * Last resort after clean.ts: any process still running from this test's
- * remote dir (only processes this file started have it on their command line).
+ * remote dir or member root (only processes this file started have them on
+ * their command line).
  */
-async function stopLeftovers(dir: string) {
+async function stopLeftovers(marks: string[], keep?: number) {
   const mine = () =>
     readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
       try {
-        return pid !== process.pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(`${dir}/`);
+        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+        return pid !== process.pid && pid !== keep && marks.some((m) => cmd.includes(m.endsWith("-") ? m : `${m}/`));
       } catch {
         return false;
       }
@@ -128,20 +133,34 @@ const envDb = async (env: string, password: string, database = `orchestrator_ai_
   }
 };
 
+/**
+ * The client stack this file deploys, gone: with the toolkit's own clean
+ * (STACK=client-it7 only), then whatever a killed earlier run left behind.
+ */
+async function removeTarget() {
+  if (existsSync(`${REMOTE_DIR}/current`)) {
+    sh(["env", "-C", `${REMOTE_DIR}/current`, `STACK=client-${NAME}`, "node_modules/.bin/bun", "scripts/clean.ts", "--yes"]);
+  }
+  // An sshd of a killed earlier run of this file (its config lives in that run's temp dir) would answer
+  // on our port with that run's key.
+  await stopLeftovers([REMOTE_DIR, MEMBER_ROOT, join(tmpdir(), "pgp-deploy-it-")], sshd?.pid);
+  rmSync(REMOTE_DIR, { recursive: true, force: true });
+  rmSync(MEMBER_ROOT, { recursive: true, force: true });
+}
+
 beforeAll(async () => {
+  // A run killed half-way (a CI timeout, a closed session) must not decide this one's release numbers.
+  await removeTarget();
   copyToolkit(src);
   startSshd();
   await waitPort(SSH_ADDR, SSH_PORT, 10_000);
+  await Bun.sleep(200);
+  if (sshd!.exitCode !== null) throw new Error(`our sshd exited (${sshd!.exitCode}): is ${SSH_ADDR}:${SSH_PORT} held by another program?`);
   writeClient();
 });
 
 afterAll(async () => {
-  // The client stack, on the target, with the toolkit's own clean (STACK=client-it7 only).
-  if (existsSync(`${REMOTE_DIR}/current`)) {
-    sh(["env", "-C", `${REMOTE_DIR}/current`, `STACK=client-${NAME}`, "node_modules/.bin/bun", "scripts/clean.ts", "--yes"]);
-  }
-  await stopLeftovers(REMOTE_DIR);
-  rmSync(REMOTE_DIR, { recursive: true, force: true });
+  await removeTarget();
   if (sshd?.pid && sshd.exitCode === null) {
     const exited = new Promise((r) => sshd!.once("exit", r));
     process.kill(sshd.pid, "SIGTERM");

@@ -1,10 +1,18 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readHolder, tryPidLock } from "../../scripts/lib/pidlock";
 
-const fresh = () => join(mkdtempSync(join(tmpdir(), "pidlock-")), "x.lock");
+const made: string[] = [];
+const fresh = () => {
+  const dir = mkdtempSync(join(tmpdir(), "pidlock-"));
+  made.push(dir);
+  return join(dir, "x.lock");
+};
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 describe("tryPidLock", () => {
   test("a held lock excludes a second taker, also inside the same process; release frees it", () => {
@@ -18,7 +26,6 @@ describe("tryPidLock", () => {
     const c = tryPidLock(path, "third");
     expect("release" in c).toBe(true);
     if ("release" in c) c.release();
-    rmSync(join(path, ".."), { recursive: true, force: true });
   });
 
   test("a lock whose holder died is taken over", () => {
