@@ -5,7 +5,7 @@
  * on one address only, scram-sha-256 with a generated password, and is
  * stopped (by its postmaster pid) and removed by stop().
  */
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { appendFileSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../../scripts/lib/config";
 import { isRoot, osUserIds, run } from "../../scripts/lib/exec";
@@ -29,10 +29,43 @@ export interface ScratchPg {
 /** The scratch server's address in a stack's own block: 127.0.N.50 (HAProxy sits at 127.0.N.1). */
 export const scratchAddress = (cfg: Config) => cfg.haproxy.address.replace(/\.\d+$/, ".50");
 
+const SCRATCH_BASE = "/var/tmp";
+const SCRATCH_DIR = /^pgplatform-it-(\d+)-[\w.-]+$/;
+
+/**
+ * Scratch servers of test processes that are gone (killed before their
+ * afterAll ran): their postmaster would hold the address and port the next
+ * run needs. A dir's name carries its test's pid; a postmaster is stopped
+ * only while its command line names that dir.
+ */
+export async function clearStaleScratch(): Promise<string[]> {
+  const cleared: string[] = [];
+  for (const name of readdirSync(SCRATCH_BASE)) {
+    const m = name.match(SCRATCH_DIR);
+    if (!m || alive(Number(m[1]))) continue;
+    const dir = join(SCRATCH_BASE, name);
+    const pidFile = join(dir, "data", "postmaster.pid");
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) : 0;
+    let cmd = "";
+    try {
+      cmd = pid ? readFileSync(`/proc/${pid}/cmdline`, "utf8") : "";
+    } catch { /* not running */ }
+    if (cmd.includes(dir)) {
+      process.kill(pid, "SIGQUIT"); // postgres' immediate shutdown
+      for (let i = 0; i < 200 && alive(pid); i++) await Bun.sleep(50);
+      if (alive(pid)) process.kill(pid, "SIGKILL");
+    }
+    rmSync(dir, { recursive: true, force: true });
+    cleared.push(dir);
+  }
+  return cleared;
+}
+
 export async function startScratchPg(opts: { host: string; port?: number; binDir?: string; name?: string; settings?: Record<string, string> }): Promise<ScratchPg> {
   const bin = opts.binDir ?? "/usr/lib/postgresql/15/bin";
   const port = opts.port ?? 5432;
-  const dir = `/var/tmp/pgplatform-it-${process.pid}-${opts.name ?? "scratch"}`;
+  await clearStaleScratch();
+  const dir = `${SCRATCH_BASE}/pgplatform-it-${process.pid}-${opts.name ?? "scratch"}`;
   const data = join(dir, "data");
   const user = isRoot() ? "postgres" : undefined;
   rmSync(dir, { recursive: true, force: true });
