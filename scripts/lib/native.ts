@@ -200,13 +200,23 @@ export async function probeRoute(cfg: Config, port: "rw" | "ro"): Promise<{ addr
   }
 }
 
+/** A process dev-up was waiting on has died; `proc` names it (the member whose log says why). */
+export class ProcessDied extends ToolkitError {
+  constructor(readonly proc: ProcSpec) {
+    super("PROCESS_DIED", `${proc.name} exited during start-up`, `see ${proc.logFile}`);
+  }
+}
+
 export async function waitHealthy(cfg: Config, timeoutMs: number, watch: ProcSpec[] = []): Promise<Health> {
   let last: Health | undefined;
+  let suspect: ProcSpec | undefined;
   try {
     return await waitFor("Patroni cluster", timeoutMs, async () => {
       // Fail fast when a process we are waiting on has died: its log says why.
+      // Dead on two polls in a row, so one odd /proc read cannot end a bring-up.
       const dead = watch.find((s) => !runningPid(s));
-      if (dead) throw new ToolkitError("PROCESS_DIED", `${dead.name} exited during start-up`, `see ${dead.logFile}`);
+      if (dead && dead === suspect) throw new ProcessDied(dead);
+      suspect = dead;
       last = assessCluster(cfg, await clusterView(cfg));
       return last.ok ? last : undefined;
     });
@@ -267,7 +277,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
       progress("patroni", `leader ${health.leader}, sync standby ${health.syncStandby ?? "-"}, ${health.running}/3 running`);
     } catch (err) {
       // Name the member whose process died, if one did.
-      const dead = specs.patroni.find((s) => started.includes(s) && !runningPid(s));
+      const dead = err instanceof ProcessDied ? err.proc : specs.patroni.find((s) => started.includes(s) && !runningPid(s));
       if (dead) component = dead.name;
       throw err;
     }

@@ -22,12 +22,25 @@ export interface ProcSpec {
   cwd?: string;
 }
 
-export function cmdlineOf(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-  } catch {
-    return undefined;
+/**
+ * A /proc file of `pid`, or undefined when the process is gone. Any other
+ * read error (an interrupted read while children exit) is retried: a
+ * transient failure must never make a live process look dead.
+ */
+function readProcFile(pid: number, file: string): string | undefined {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, "utf8");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ESRCH" || attempt >= 4) return undefined;
+      Bun.sleepSync(2);
+    }
   }
+}
+
+export function cmdlineOf(pid: number): string | undefined {
+  return readProcFile(pid, "cmdline")?.replace(/\0/g, " ");
 }
 
 /** The pid of our running process, or undefined (a stale pid file is removed). */
@@ -41,11 +54,8 @@ export function runningPid(spec: Pick<ProcSpec, "pidFile" | "marker">): number |
 }
 
 function isZombie(pid: number): boolean {
-  try {
-    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return true;
-  }
+  const status = readProcFile(pid, "status");
+  return status === undefined || /^State:\s+Z/m.test(status);
 }
 
 export function startProc(spec: ProcSpec): number {
