@@ -24,8 +24,8 @@ export interface ProcSpec {
 
 /**
  * A /proc file of `pid`, or undefined when the process is gone. Any other
- * read error (an interrupted read while children exit) is retried: a
- * transient failure must never make a live process look dead.
+ * read error is retried a few times: a transient failure must never make a
+ * live process look dead.
  */
 function readProcFile(pid: number, file: string): string | undefined {
   for (let attempt = 0; ; attempt++) {

@@ -57,13 +57,10 @@ function copyToolkit(to: string, from = ROOT) {
   symlinkSync(join(ROOT, "node_modules"), join(to, "node_modules"));
 }
 
-/** Where the target keeps this client's member data when its release dirs are private (config.ts defaultMemberRoot). */
-const MEMBER_ROOT = `/var/lib/pgplatform/client-${NAME}`;
-
 /**
  * Last resort after clean.ts: any process still running from this test's
- * remote dir or member root (only processes this file started have them on
- * their command line).
+ * remote dir (member data live under it too) or temp dirs: only processes
+ * this file started have them on their command line.
  */
 async function stopLeftovers(marks: string[], keep?: number) {
   const mine = () =>
@@ -143,9 +140,8 @@ async function removeTarget() {
   }
   // An sshd of a killed earlier run of this file (its config lives in that run's temp dir) would answer
   // on our port with that run's key.
-  await stopLeftovers([REMOTE_DIR, MEMBER_ROOT, join(tmpdir(), "pgp-deploy-it-")], sshd?.pid);
+  await stopLeftovers([REMOTE_DIR, join(tmpdir(), "pgp-deploy-it-")], sshd?.pid);
   rmSync(REMOTE_DIR, { recursive: true, force: true });
-  rmSync(MEMBER_ROOT, { recursive: true, force: true });
 }
 
 beforeAll(async () => {
