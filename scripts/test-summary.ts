@@ -19,13 +19,17 @@ export interface Failure {
 const REASON = /^(error|Expected|Received|\s*at <anonymous> \(|[A-Za-z]*Error:|ToolkitError)/;
 
 /** Parse bun test output: pass/fail counts and each failure's reason lines. Pure. */
-export function summarise(log: string): { passed: number; failed: number; failures: Failure[] } {
+export function summarise(log: string): { passed: number; failed: number; failures: Failure[]; steps: string[] } {
   let passed = 0;
   let failed = 0;
   const failures: Failure[] = [];
+  // What failed outside any test: the test stack's bring-up, a heal between files, a file that crashed.
+  const steps: string[] = [];
   let block: string[] = [];
   for (const raw of log.split("\n")) {
     const line = raw.replace(/\x1b\[[0-9;]*m/g, "");
+    const step = line.match(/^integration: FAILED:\s*(.+)$/);
+    if (step) steps.push(...step[1]!.trim().split(/\s+/));
     const count = line.match(/^\s*(\d+) (pass|fail)$/);
     if (count) {
       if (count[2] === "pass") passed += Number(count[1]);
@@ -46,7 +50,7 @@ export function summarise(log: string): { passed: number; failed: number; failur
     }
     block.push(line);
   }
-  return { passed, failed, failures };
+  return { passed, failed, failures, steps };
 }
 
 if (import.meta.main) {
@@ -63,6 +67,7 @@ if (import.meta.main) {
       const shown = out.length > max ? [...out.slice(0, max - 1), `  … ${out.length - max + 1} more lines in ${file}`] : out;
       console.log(shown.join("\n"));
     }
+    if (s.steps.length) console.log(`failed steps: ${s.steps.join(" ")}`);
     console.log(`tests: ${s.passed} passed, ${s.failed} failed`);
   });
 }

@@ -102,10 +102,12 @@ describe("make test summary", () => {
       " 2 pass",
       " 0 fail",
       "(fail) x > re-deploy changes nothing [5720.99ms]",
+      "integration: FAILED: heal:tests/integration/y.test.ts tests/integration/x.test.ts",
     ].join("\n");
     const s = summarise(log);
     expect(s.passed).toBe(3);
     expect(s.failed).toBe(1);
+    expect(s.steps).toEqual(["heal:tests/integration/y.test.ts", "tests/integration/x.test.ts"]);
     expect(s.failures).toEqual([{ test: "x > re-deploy changes nothing", why: ["error: expect(received).toBe(expected)", "Expected: 0", "Received: 1", "at <anonymous> (/repo/tests/integration/x.test.ts:167:20)"] }]);
   });
 });
