@@ -12,7 +12,8 @@ const USAGE = `usage: make backup-verify [FROM=<backup id>]
 
 Checks the sha256 of every file against the manifest (naming any file that
 differs), restores the roles and every database into a scratch instance and
-compares per-table row counts, and runs pgbackrest verify. Records the
+compares per-table row counts and content checksums, large objects and the
+database's owner, ACL and settings, and runs pgbackrest verify. Records the
 result in the manifest; exits 1 (and fires the alert) if anything is off.`;
 
 await runMain(async () => {
@@ -29,5 +30,5 @@ await runMain(async () => {
     return { id: m.id, ...res };
   });
   if (flags.json) return void console.log(JSON.stringify(v, null, 2));
-  note([`backup       ${v.id}`, `result       good: files, restore, row counts${v.checks.pgbackrest ? ", pgbackrest verify" : ""} all check out`, `took         ${(v.ms / 1000).toFixed(1)} s`].join("\n"), "backup-verify");
+  note([`backup       ${v.id}`, `result       good: files, restore, row counts, content checksums, database properties${v.checks.pgbackrest ? ", pgbackrest verify" : ""} all check out`, `took         ${(v.ms / 1000).toFixed(1)} s`].join("\n"), "backup-verify");
 });

@@ -40,7 +40,7 @@ await runMain(async () => {
     `logical      ${fmtBytes(dumpBytes)} in ${m.files.length} files, ${(report.ms.dump / 1000).toFixed(1)} s`,
   ];
   if (report.physical) lines.push(`physical     ${report.physical.type} ${report.physical.label}, ${fmtBytes(report.physical.repoSize)} in repo, ${(report.ms.physical / 1000).toFixed(1)} s; ${report.physical.note}`);
-  lines.push(report.verification ? `verified     ${report.verification.ok ? "yes" : "NO"} (restore + row counts + sha256${report.physical ? " + pgbackrest verify" : ""}), ${(report.ms.verify / 1000).toFixed(1)} s` : "verified     no (--no-verify: not marked good)");
+  lines.push(report.verification ? `verified     ${report.verification.ok ? "yes" : "NO"} (restore + row counts + content checksums + database properties + sha256${report.physical ? " + pgbackrest verify" : ""}), ${(report.ms.verify / 1000).toFixed(1)} s` : "verified     no (--no-verify: not marked good)");
   if (report.retention) lines.push(`retention    kept ${report.retention.keep.length}, deleted ${report.retention.delete.length ? report.retention.delete.join(", ") : "none"}`);
   lines.push(`log          ${backupLogPath(cfg)}`);
   note(lines.join("\n"), "backup");

@@ -60,3 +60,21 @@ export function spaceProblem(what: string, dir: string, needBytes: number, freeB
 
 import { formatBytes as fmtBytes } from "../ui";
 export { fmtBytes };
+
+/**
+ * Pure: the lines of pg_restore / psql output that say what failed: the TOC
+ * entry (the object), the server's ERROR line with its DETAIL, HINT and
+ * CONTEXT, and the first line of the command. The tail of the output is
+ * usually the failed statement's text, which names neither.
+ */
+export function serverErrorLines(stderr: string, max = 14): string[] {
+  const lines = stderr.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!;
+    if (/^pg_restore: (from TOC entry|error:)|^psql:.*(ERROR|FATAL):|\b(ERROR|FATAL|DETAIL|HINT|CONTEXT):\s/.test(l)) out.push(l.trimEnd());
+    else if (/^Command was: /.test(l)) out.push(l.trimEnd().slice(0, 200));
+  }
+  const picked = out.length ? out : lines.filter((l) => l.trim()).slice(-3);
+  return picked.slice(0, max);
+}

@@ -15,6 +15,8 @@ import { clusterView, isRunning, type ClusterMember } from "../patroni";
 import { connect, memberTarget, quoteIdent } from "../pg";
 import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
 import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
+import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
+import { readDatabaseProps, type DatabaseProps } from "./dbprops";
 
 export interface Source {
   member: Member;
@@ -43,23 +45,18 @@ export async function pickSource(cfg: Config, preferPrimary = false): Promise<So
 const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" });
 const connArgs = (m: Member) => ["-h", m.address, "-p", String(m.pgPort), "-U", "postgres", "--no-password"];
 
-/** Tables whose rows pg_dump writes: permanent, ordinary (partitions included), not owned by an extension. */
-export const TABLES_SQL = `
-  SELECT n.nspname AS schema, c.relname AS table
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind = 'r' AND c.relpersistence = 'p'
-    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-  ORDER BY 1, 2`;
-
+/**
+ * Every table's row count and content checksum (see ../checksum), in the
+ * caller's snapshot. Unlogged tables are listed; a replica cannot read them,
+ * so their database is dumped from the primary (dumpDatabase).
+ */
 export async function countRows(c: pg.Client): Promise<TableCount[]> {
-  const tables = (await c.query(TABLES_SQL)).rows as { schema: string; table: string }[];
-  const out: TableCount[] = [];
-  for (const t of tables) {
-    const r = await c.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(t.schema)}.${quoteIdent(t.table)}`);
-    out.push({ schema: t.schema, table: t.table, rows: Number(r.rows[0].n) });
-  }
-  return out;
+  return checksumTables(c);
+}
+
+/** Unlogged tables of the connected database (a replica's dump holds no rows for them). */
+export async function unloggedTables(c: pg.Client): Promise<string[]> {
+  return (await listTables(c)).filter((t) => t.unlogged).map((t) => `${t.schema}.${t.table}`);
 }
 
 export interface LogicalOptions {
@@ -98,12 +95,20 @@ function dirBytes(dir: string): number {
 }
 
 /** Dump one database inside an exported snapshot; counts rows in the same snapshot meanwhile. */
-async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: string, jobs: number, expectBytes: number, progress: BackupProgress): Promise<{ tables: TableCount[]; wal: string }> {
+interface Dumped {
+  tables: TableCount[];
+  wal: string;
+  properties?: DatabaseProps;
+  largeObjects: LargeObjectsChecksum;
+}
+
+async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: string, jobs: number, expectBytes: number, progress: BackupProgress): Promise<Dumped> {
   const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     // Counting runs beside pg_dump: one process per scan leaves the CPUs to the dump's workers.
     await c.query("SET LOCAL max_parallel_workers_per_gather = 0");
+    await pinOutput(c, true);
     const snap = (await c.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
     const wal = (await c.query(source.inRecovery ? "SELECT pg_last_wal_replay_lsn()::text AS l" : "SELECT pg_current_wal_lsn()::text AS l")).rows[0].l as string;
     const cmd = [pgBin(cfg, "pg_dump"), ...connArgs(source.member), "-d", db, "-Fd", "-j", String(jobs), `--snapshot=${snap}`, "-f", outDir];
@@ -114,7 +119,9 @@ async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: str
     }, 2000);
     try {
       const [, tables] = await Promise.all([run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }), countRows(c)]);
-      return { tables, wal };
+      const largeObjects = await checksumLargeObjects(c);
+      const properties = await readDatabaseProps(c, db);
+      return { tables, wal, properties, largeObjects };
     } finally {
       clearInterval(ticker);
     }
@@ -165,6 +172,15 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
     throw e;
   }
 
+  async function withUnlogged(db: string): Promise<string[]> {
+    const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
+    try {
+      return await unloggedTables(c);
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+
   async function dumpAll(): Promise<{ dir: string; manifest: Manifest }> {
     progress("source", `dumping from ${source.member.name} (${source.role}) ${source.member.address}`);
 
@@ -178,22 +194,32 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
       const rel = join("db", db);
       const out = join(dir, rel);
       let note: string | undefined;
-      let res: { tables: TableCount[]; wal: string };
+      let res: Dumped;
+      // A replica's dump has no rows for unlogged tables (pg_dump skips them in recovery):
+      // such a database is dumped from the primary, and the manifest says so.
+      if (source.inRecovery) {
+        const unlogged = await withUnlogged(db);
+        if (unlogged.length) {
+          note = `unlogged table(s) ${unlogged.join(", ")}: a replica cannot dump them, dumped from the primary`;
+          progress("dump", `${db}: ${note}`);
+        }
+      }
+      let from = note ? await pickSource(cfg, true) : source;
       try {
-        res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) => progress(s, m, (i + (f ?? 0)) / wanted.length));
+        res = await dumpDatabase(cfg, from, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) => progress(s, m, (i + (f ?? 0)) / wanted.length));
       } catch (e) {
-        if (!source.inRecovery || !recoveryConflict(e)) throw e;
+        if (!from.inRecovery || !recoveryConflict(e)) throw e;
         // Retry this database from the primary rather than fail the night's backup.
         rmSync(out, { recursive: true, force: true });
-        source = await pickSource(cfg, true);
+        from = source = await pickSource(cfg, true);
         note = "replica cancelled the dump (recovery conflict): dumped from the primary";
         progress("dump", `${db}: ${note}`);
-        res = await dumpDatabase(cfg, source, db, out, jobs, sizes.get(db) ?? 1, progress);
+        res = await dumpDatabase(cfg, from, db, out, jobs, sizes.get(db) ?? 1, progress);
       }
       manifest.walPosition ??= res.wal;
-      const entry: DatabaseEntry = { name: db, dir: rel, sizeBytes: sizes.get(db) ?? 0, tables: res.tables, member: source.member.name, walPosition: res.wal, ...(note ? { note } : {}) };
+      const entry: DatabaseEntry = { name: db, dir: rel, sizeBytes: sizes.get(db) ?? 0, tables: res.tables, member: from.member.name, walPosition: res.wal, ...(note ? { note } : {}), ...(res.properties ? { properties: res.properties } : {}), largeObjects: res.largeObjects };
       manifest.databases.push(entry);
-      progress("dump", `${db}: ${res.tables.length} tables, ${res.tables.reduce((a, t) => a + t.rows, 0)} rows`, (i + 1) / wanted.length);
+      progress("dump", `${db}: ${res.tables.length} tables, ${res.tables.filter((t) => t.kind !== "partition").reduce((a, t) => a + t.rows, 0)} rows`, (i + 1) / wanted.length);
     }
 
     progress("manifest", "sha256 of every file");

@@ -11,12 +11,11 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { BACKUP_ID_RE } from "./common";
 import type { PhysicalResult } from "./pgbackrest";
+import { compareTables, type LargeObjectsChecksum, type TableChecksum } from "../checksum";
+import type { DatabaseProps } from "./dbprops";
 
-export interface TableCount {
-  schema: string;
-  table: string;
-  rows: number;
-}
+/** A table's row count and (since checksums exist) its layout-independent content checksum. */
+export type TableCount = TableChecksum;
 
 export interface DatabaseEntry {
   name: string;
@@ -28,6 +27,9 @@ export interface DatabaseEntry {
   member: string;
   walPosition: string;
   note?: string;
+  /** owner, ACL, settings, connection limit, comment: put back and checked by every restore */
+  properties?: DatabaseProps;
+  largeObjects?: LargeObjectsChecksum;
 }
 
 export interface FileEntry {
@@ -40,7 +42,7 @@ export interface Verification {
   ok: boolean;
   at: string;
   ms: number;
-  checks: { files: boolean; restore?: boolean; rowCounts?: boolean; pgbackrest?: boolean };
+  checks: { files: boolean; restore?: boolean; rowCounts?: boolean; checksums?: boolean; databaseProperties?: boolean; pgbackrest?: boolean };
   problems: string[];
 }
 
@@ -180,17 +182,21 @@ export function compareFiles(expected: FileEntry[], actual: FileEntry[]): string
   return problems;
 }
 
-/** Pure: per-table row counts of a restore against the manifest. */
+/**
+ * Pure: per-table row counts and content checksums of a restore against the
+ * manifest (partitions through their root). Tables the manifest does not list
+ * count as problems once the manifest lists every table (it has checksums).
+ */
 export function compareCounts(db: string, expected: TableCount[], actual: TableCount[]): string[] {
-  const problems: string[] = [];
-  const key = (t: TableCount) => `${t.schema}.${t.table}`;
-  const have = new Map(actual.map((t) => [key(t), t.rows]));
-  for (const e of expected) {
-    const n = have.get(key(e));
-    if (n === undefined) problems.push(`${db}: table ${key(e)} missing after restore`);
-    else if (n !== e.rows) problems.push(`${db}: table ${key(e)} has ${n} rows after restore, manifest says ${e.rows}`);
-  }
-  return problems;
+  return compareTables(db, expected, actual, { extra: expected.length > 0 && expected.every((t) => t.checksum !== undefined) });
+}
+
+/** Pure: the large objects of a restore against the manifest. */
+export function compareLargeObjects(db: string, expected: LargeObjectsChecksum | undefined, actual: LargeObjectsChecksum): string[] {
+  if (!expected) return [];
+  if (actual.count !== expected.count) return [`${db}: ${actual.count} large objects after restore, manifest says ${expected.count}`];
+  if (actual.checksum !== expected.checksum) return [`${db}: large objects: same count (${expected.count}) but the content differs (checksum)`];
+  return [];
 }
 
 /** Record a failure in the backup's manifest (best effort: the error itself is what matters). */

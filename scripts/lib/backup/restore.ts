@@ -14,10 +14,12 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { connect, quoteIdent, rwTarget } from "../pg";
-import { backupStamp, pgBin, type BackupProgress } from "./common";
-import { TABLES_SQL } from "./logical";
+import { backupStamp, pgBin, serverErrorLines, type BackupProgress } from "./common";
+import { countRows } from "./logical";
 import type { TableCount } from "./manifest";
-import { backupPath, compareCounts, compareFiles, findBackup, hashFiles, type Manifest } from "./manifest";
+import { backupPath, compareCounts, compareFiles, compareLargeObjects, findBackup, hashFiles, type Manifest } from "./manifest";
+import { checksumLargeObjects, pinOutput } from "../checksum";
+import { applyAclAndComment, compareDatabaseProps, readDatabaseProps } from "./dbprops";
 
 export const DB_NAME_RE = /^[a-z][a-z0-9_]{1,62}$/;
 
@@ -104,19 +106,24 @@ export async function checkDumpFiles(m: Manifest, dir: string, db: string): Prom
 }
 
 /**
- * Rows each table received, from the cumulative statistics of a database
- * nobody else has written to yet (our fresh <db>_restoring): exact, and free.
- * count(*) would be exact too but, on a cluster with data checksums, its
- * first pass over freshly loaded pages writes every page again as WAL
- * (hint bits) and replicates it: on 1 GB that doubled the restore's cost.
- * The dump itself was proven with count(*) when it was verified.
+ * What a restored database holds, in the terms of its manifest: every
+ * table's row count and content checksum (count(*) and a hash of every row:
+ * on a cluster with data checksums the first scan of freshly loaded pages
+ * also writes hint bits, which costs WAL, but a count taken from statistics
+ * cannot see content), its large objects and its own properties.
  */
-export async function loadedRows(c: pg.Client): Promise<TableCount[]> {
-  const tables = (await c.query(TABLES_SQL)).rows as { schema: string; table: string }[];
-  const stats = new Map(
-    (await c.query("SELECT schemaname, relname, n_tup_ins::bigint AS n FROM pg_stat_user_tables")).rows.map((r) => [`${r.schemaname}.${r.relname}`, Number(r.n)]),
-  );
-  return tables.map((t) => ({ schema: t.schema, table: t.table, rows: stats.get(`${t.schema}.${t.table}`) ?? 0 }));
+export async function restoredState(c: pg.Client, db: string) {
+  await pinOutput(c);
+  return { tables: await countRows(c), largeObjects: await checksumLargeObjects(c), properties: await readDatabaseProps(c, db) };
+}
+
+/** Pure: every way a restored database differs from the manifest's record of it. */
+export function restoreProblems(entry: Manifest["databases"][number], got: Awaited<ReturnType<typeof restoredState>>): string[] {
+  return [
+    ...compareCounts(entry.name, entry.tables, got.tables),
+    ...compareLargeObjects(entry.name, entry.largeObjects, got.largeObjects),
+    ...(entry.properties ? compareDatabaseProps(entry.name, entry.properties, got.properties) : []),
+  ];
 }
 
 export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progress: BackupProgress): Promise<RestoreResult> {
@@ -145,32 +152,35 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
 
     progress("restore", `creating ${tmp} with ${opts.db}'s settings`);
     const dbSql = await databaseSql(cfg, join(dir, entry.dir), opts.db, tmp);
-    await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], { input: dbSql, env, timeoutMs: 120_000 });
+    const made = await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], { input: dbSql, env, nothrow: true, timeoutMs: 120_000 });
+    if (made.code !== 0) {
+      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+      throw new ToolkitError("RESTORE_FAILED", `creating ${tmp} with ${opts.db}'s settings failed`, "nothing was replaced; the server's error is above", serverErrorLines(made.stderr).join("\n"));
+    }
+    // pg_restore emits a database's ACL and comment only with --create, which cannot
+    // target another name: they come from the manifest, exactly, as the owner granted them.
+    if (entry.properties) await applyAclAndComment(c, tmp, entry.properties);
     progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
     const r = await run([pgBin(cfg, "pg_restore"), ...conn, "-d", tmp, "--exit-on-error", "-j", String(opts.jobs ?? cfg.backup.jobs), join(dir, entry.dir)], { env, nothrow: true, timeoutMs: 12 * 3_600_000 });
     if (r.code !== 0) {
       await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-      throw new ToolkitError("RESTORE_FAILED", `pg_restore of ${opts.db} from ${m.id} failed`, `nothing was replaced; see the error above`, r.stderr);
+      throw new ToolkitError("RESTORE_FAILED", `pg_restore of ${opts.db} from ${m.id} failed`, "nothing was replaced; the server's error and the object are above", serverErrorLines(r.stderr).join("\n"));
     }
 
-    progress("check", "row counts against the manifest");
-    // pg_restore's sessions flush their statistics as they exit, a moment after it returns.
-    let counts: TableCount[] = [];
-    let problems: string[] = [];
-    for (let i = 0; i < 40; i++) {
-      const t = await connect(cfg, { database: tmp });
-      try {
-        counts = await loadedRows(t);
-      } finally {
-        await t.end().catch(() => {});
-      }
-      problems = compareCounts(opts.db, entry.tables, counts);
-      if (problems.length === 0) break;
-      await Bun.sleep(250);
+    progress("check", "row counts, checksums and database properties against the manifest");
+    const t = await connect(cfg, { database: tmp });
+    let counts: TableCount[];
+    let problems: string[];
+    try {
+      const got = await restoredState(t, tmp);
+      counts = got.tables;
+      problems = restoreProblems(entry, got);
+    } finally {
+      await t.end().catch(() => {});
     }
     if (problems.length) {
       await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-      throw new ToolkitError("RESTORE_MISMATCH", `restored ${opts.db} does not match backup ${m.id}'s row counts`, "nothing was replaced; try another backup (FROM=<id>)", problems.join("\n"));
+      throw new ToolkitError("RESTORE_MISMATCH", `restored ${opts.db} does not match backup ${m.id}: ${problems[0]}`, "nothing was replaced; try another backup (FROM=<id>)", problems.join("\n"));
     }
 
     let previousKeptAs: string | undefined;
@@ -198,7 +208,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       replaced,
       previousKeptAs,
       tables: counts.length,
-      rows: counts.reduce((a, x) => a + x.rows, 0),
+      rows: counts.filter((x) => x.kind !== "partition").reduce((a, x) => a + x.rows, 0),
       ms: Date.now() - t0,
     };
   } finally {

@@ -2,16 +2,20 @@
  * A backup is good only once it has been restored. Verification: the sha256
  * and size of every file against the manifest (naming any file that differs),
  * a restore of the roles and every database into a scratch instance with
- * per-table row counts compared to the manifest, and `pgbackrest verify` of
+ * per-table row counts and content checksums, large objects and the
+ * database's own properties (owner, ACL, settings) compared to the
+ * manifest, and `pgbackrest verify` of
  * the physical repository.
  */
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
+import { backupStamp, fmtBytes, freeBytes, pgBin, serverErrorLines, spaceProblem, type BackupProgress } from "./common";
 import { countRows } from "./logical";
-import { compareCounts, compareFiles, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
+import { compareCounts, compareFiles, compareLargeObjects, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
+import { checksumLargeObjects, pinOutput } from "../checksum";
+import { compareDatabaseProps, readDatabaseProps } from "./dbprops";
 import { verifyRepo } from "./pgbackrest";
 import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
@@ -45,8 +49,10 @@ export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions
   if (checks.files) {
     const restore = await restoreIntoScratch(cfg, m, dir, opts.jobs ?? cfg.backup.jobs, progress);
     checks.restore = restore.restored;
-    checks.rowCounts = restore.problems.length === 0 && restore.restored;
-    problems.push(...restore.problems);
+    checks.rowCounts = restore.restored && restore.countProblems.length === 0;
+    checks.checksums = restore.restored && restore.checksumProblems.length === 0 && m.databases.every((d) => d.tables.every((t) => t.kind === "partition" || t.checksum !== undefined));
+    checks.databaseProperties = restore.restored && restore.propertyProblems.length === 0 && m.databases.every((d) => d.properties !== undefined);
+    problems.push(...restore.problems, ...restore.countProblems, ...restore.checksumProblems, ...restore.propertyProblems);
   }
 
   if (opts.physical !== false) {
@@ -64,8 +70,20 @@ export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions
   return v;
 }
 
-async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: number, progress: BackupProgress): Promise<{ restored: boolean; problems: string[] }> {
+interface ScratchCheck {
+  restored: boolean;
+  /** restore failures, naming the database and the server's error */
+  problems: string[];
+  countProblems: string[];
+  checksumProblems: string[];
+  propertyProblems: string[];
+}
+
+async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: number, progress: BackupProgress): Promise<ScratchCheck> {
   const problems: string[] = [];
+  const countProblems: string[] = [];
+  const checksumProblems: string[] = [];
+  const propertyProblems: string[] = [];
   const need = m.databases.reduce((a, d) => a + d.sizeBytes, 0) * 1.2 + 64 * 1024 * 1024;
   const space = spaceProblem("not enough disk space to restore the backup for verification", cfg.memberRoot, need, freeBytes(cfg.memberRoot));
   if (space) throw new ToolkitError("NO_SPACE", space, "free space, or verify on a machine with more room");
@@ -81,21 +99,24 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
       // --create restores the database with its own settings (owner, ACL, ALTER DATABASE ... SET).
       const r = await run([pgBin(cfg, "pg_restore"), ...scratchConnArgs(s), "-d", "postgres", "--create", "--exit-on-error", "-j", String(jobs), join(dir, db.dir)], { nothrow: true, timeoutMs: 12 * 3_600_000, env: scratchEnv(cfg) });
       if (r.code !== 0) {
-        problems.push(`${db.name}: pg_restore failed: ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+        problems.push(`${db.name}: pg_restore failed: ${serverErrorLines(r.stderr).join(" | ")}`);
         continue;
       }
       const c = await scratchClient(cfg, s, db.name);
       try {
-        problems.push(...compareCounts(db.name, db.tables, await countRows(c)));
+        await pinOutput(c);
+        for (const p of compareCounts(db.name, db.tables, await countRows(c))) (/content differs/.test(p) ? checksumProblems : countProblems).push(p);
+        checksumProblems.push(...compareLargeObjects(db.name, db.largeObjects, await checksumLargeObjects(c)));
+        if (db.properties) propertyProblems.push(...compareDatabaseProps(db.name, db.properties, await readDatabaseProps(c, db.name)));
       } finally {
         await c.end().catch(() => {});
       }
     }
-    return { restored: true, problems };
+    return { restored: problems.length === 0, problems, countProblems, checksumProblems, propertyProblems };
   } catch (e) {
     if (e instanceof ToolkitError && e.code === "NO_SPACE") throw e;
-    problems.push(`restore into scratch instance failed: ${(e as Error).message}`);
-    return { restored: false, problems };
+    problems.push(`restore into scratch instance failed: ${(e as Error).message}${e instanceof ToolkitError && e.detail ? `: ${serverErrorLines(e.detail).join(" | ")}` : ""}`);
+    return { restored: false, problems, countProblems, checksumProblems, propertyProblems };
   } finally {
     await removeScratch(cfg, s).catch(() => {});
   }
