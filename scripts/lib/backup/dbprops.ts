@@ -28,10 +28,13 @@ export interface DatabaseProps {
   settings: string[];
   /** ALTER ROLE ... IN DATABASE ... SET, sorted by role */
   roleSettings: { role: string; settings: string[] }[];
+  /** how CREATE DATABASE must make it (fixed at creation) */
+  create: { encoding: string; collate: string; ctype: string; localeProvider: "libc" | "icu"; iculocale: string | null };
 }
 
 const PROPS_SQL = `
-  SELECT pg_get_userbyid(d.datdba) AS owner, d.datconnlimit AS conn_limit, d.datallowconn AS allow_connections,
+  SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, d.datctype AS ctype,
+         CASE d.datlocprovider WHEN 'i' THEN 'icu' ELSE 'libc' END AS locale_provider, d.daticulocale AS iculocale, d.datconnlimit AS conn_limit, d.datallowconn AS allow_connections,
          shobj_description(d.oid, 'pg_database') AS comment,
          coalesce((SELECT array_agg(s ORDER BY s COLLATE "C") FROM pg_db_role_setting r, unnest(r.setconfig) s WHERE r.setdatabase = d.oid AND r.setrole = 0), '{}') AS settings,
          coalesce((SELECT json_agg(json_build_object('role', pg_get_userbyid(r.setrole), 'settings', (SELECT array_agg(s ORDER BY s COLLATE "C") FROM unnest(r.setconfig) s)) ORDER BY pg_get_userbyid(r.setrole) COLLATE "C")
@@ -44,7 +47,16 @@ const PROPS_SQL = `
 export async function readDatabaseProps(c: pg.Client, db: string): Promise<DatabaseProps | undefined> {
   const r = (await c.query(PROPS_SQL, [db])).rows[0];
   if (!r) return undefined;
-  return { owner: r.owner, acl: r.acl, connLimit: r.conn_limit, allowConnections: r.allow_connections, comment: r.comment, settings: r.settings, roleSettings: r.role_settings };
+  return {
+    owner: r.owner,
+    acl: r.acl,
+    connLimit: r.conn_limit,
+    allowConnections: r.allow_connections,
+    comment: r.comment,
+    settings: r.settings,
+    roleSettings: r.role_settings,
+    create: { encoding: r.encoding, collate: r.collate, ctype: r.ctype, localeProvider: r.locale_provider, iculocale: r.iculocale },
+  };
 }
 
 const aclText = (a: AclEntry) => `${a.grantee}:${a.privilege}${a.grantable ? "*" : ""} by ${a.grantor}`;
@@ -92,4 +104,40 @@ export function aclAndCommentSql(db: string, want: DatabaseProps, current: AclEn
 export async function applyAclAndComment(c: pg.Client, db: string, want: DatabaseProps): Promise<void> {
   const now = await readDatabaseProps(c, db);
   for (const s of aclAndCommentSql(db, want, now?.acl ?? [])) await c.query(s);
+}
+
+/** Pure: CREATE DATABASE for `db` with the recorded encoding, locale, owner and connection limit. */
+export function createDatabaseSql(db: string, p: DatabaseProps): string {
+  const c = p.create;
+  return [
+    `CREATE DATABASE ${quoteIdent(db)} WITH TEMPLATE = template0 ENCODING = ${quoteLiteral(c.encoding)}`,
+    `LOCALE_PROVIDER = ${c.localeProvider} LC_COLLATE = ${quoteLiteral(c.collate)} LC_CTYPE = ${quoteLiteral(c.ctype)}`,
+    ...(c.iculocale ? [`ICU_LOCALE = ${quoteLiteral(c.iculocale)}`] : []),
+    `OWNER = ${quoteIdent(p.owner)} CONNECTION LIMIT = ${p.connLimit}`,
+  ].join(" ");
+}
+
+/**
+ * Put the recorded `ALTER DATABASE ... SET` and `ALTER ROLE ... IN DATABASE
+ * ... SET` back on `db`, value for value. Each value is set in a throwaway
+ * transaction with set_config() and stored with SET ... FROM CURRENT: the
+ * server stores exactly the text it had, where re-quoting "name=value" into
+ * SQL would get list settings (search_path with odd schema names) wrong.
+ */
+export async function applySettings(c: pg.Client, db: string, p: DatabaseProps): Promise<void> {
+  const one = async (target: string, entry: string) => {
+    const eq = entry.indexOf("=");
+    const name = entry.slice(0, eq);
+    await c.query("BEGIN");
+    try {
+      await c.query("SELECT set_config($1, $2, true)", [name, entry.slice(eq + 1)]);
+      await c.query(`${target} SET ${quoteIdent(name)} FROM CURRENT`);
+      await c.query("COMMIT");
+    } catch (e) {
+      await c.query("ROLLBACK").catch(() => {});
+      throw e;
+    }
+  };
+  for (const s of p.settings) await one(`ALTER DATABASE ${quoteIdent(db)}`, s);
+  for (const r of p.roleSettings) for (const s of r.settings) await one(`ALTER ROLE ${quoteIdent(r.role)} IN DATABASE ${quoteIdent(db)}`, s);
 }

@@ -19,7 +19,7 @@ import { countRows } from "./logical";
 import type { TableCount } from "./manifest";
 import { backupPath, compareCounts, compareFiles, compareLargeObjects, findBackup, hashFiles, type Manifest } from "./manifest";
 import { checksumLargeObjects, pinOutput } from "../checksum";
-import { applyAclAndComment, compareDatabaseProps, readDatabaseProps } from "./dbprops";
+import { applyAclAndComment, applySettings, compareDatabaseProps, createDatabaseSql, readDatabaseProps, type DatabaseProps } from "./dbprops";
 
 export const DB_NAME_RE = /^[a-z][a-z0-9_]{1,62}$/;
 
@@ -126,6 +126,26 @@ export function restoreProblems(entry: Manifest["databases"][number], got: Await
   ];
 }
 
+/** The database with its recorded owner, encoding, locale, connection limit, settings, ACL and comment. */
+async function createFromProps(c: pg.Client, db: string, p: DatabaseProps): Promise<void> {
+  await c.query(createDatabaseSql(db, p));
+  await applySettings(c, db, p);
+  // pg_restore emits a database's ACL and comment only with --create, which cannot
+  // target another name: they come from the manifest, exactly, as the owner granted them.
+  await applyAclAndComment(c, db, p);
+}
+
+/** Run a step on the live cluster; on failure drop the half-made database and say what the server said. */
+async function stepOrFail(c: pg.Client, tmp: string, what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+    const pe = e as { message: string; detail?: string; hint?: string };
+    throw new ToolkitError("RESTORE_FAILED", `${what} ${tmp} failed: ${pe.message}`, "nothing was replaced", [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined);
+  }
+}
+
 export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progress: BackupProgress): Promise<RestoreResult> {
   const t0 = Date.now();
   checkDbName(opts.db, "DB");
@@ -151,15 +171,18 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     if (await databaseExists(c, tmp)) await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`); // left by an interrupted restore
 
     progress("restore", `creating ${tmp} with ${opts.db}'s settings`);
-    const dbSql = await databaseSql(cfg, join(dir, entry.dir), opts.db, tmp);
-    const made = await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], { input: dbSql, env, nothrow: true, timeoutMs: 120_000 });
-    if (made.code !== 0) {
-      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-      throw new ToolkitError("RESTORE_FAILED", `creating ${tmp} with ${opts.db}'s settings failed`, "nothing was replaced; the server's error is above", serverErrorLines(made.stderr).join("\n"));
+    if (entry.properties?.create) {
+      // From the manifest's record, as structured values: nothing is cut out of SQL text.
+      await stepOrFail(c, tmp, "creating", () => createFromProps(c, tmp, entry.properties!));
+    } else {
+      // Backups made before the manifest recorded the database's properties.
+      const dbSql = await databaseSql(cfg, join(dir, entry.dir), opts.db, tmp);
+      const made = await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], { input: dbSql, env, nothrow: true, timeoutMs: 120_000 });
+      if (made.code !== 0) {
+        await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+        throw new ToolkitError("RESTORE_FAILED", `creating ${tmp} with ${opts.db}'s settings failed`, "nothing was replaced; the server's error is above", serverErrorLines(made.stderr).join("\n"));
+      }
     }
-    // pg_restore emits a database's ACL and comment only with --create, which cannot
-    // target another name: they come from the manifest, exactly, as the owner granted them.
-    if (entry.properties) await applyAclAndComment(c, tmp, entry.properties);
     progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
     const r = await run([pgBin(cfg, "pg_restore"), ...conn, "-d", tmp, "--exit-on-error", "-j", String(opts.jobs ?? cfg.backup.jobs), join(dir, entry.dir)], { env, nothrow: true, timeoutMs: 12 * 3_600_000 });
     if (r.code !== 0) {
