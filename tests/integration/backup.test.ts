@@ -63,9 +63,11 @@ describe("backup and restore on a real cluster", () => {
     id = report.id;
     expect(report.manifest.status).toBe("verified");
     expect(report.verification.ok).toBe(true);
-    expect(report.verification.checks).toEqual({ files: true, restore: true, rowCounts: true, pgbackrest: true });
+    expect(report.verification.checks).toEqual({ files: true, restore: true, rowCounts: true, checksums: true, databaseProperties: true, pgbackrest: true });
     const entry = report.manifest.databases.find((d: any) => d.name === DB);
-    expect(entry.tables).toContainEqual({ schema: "public", table: TABLE, rows: 3000 });
+    // The checksum is the sum of each row's hash over its columns' text in column-name order: computed here independently.
+    const [want] = await sql(`SELECT coalesce(sum(hashtextextended(ROW((t."at" AT TIME ZONE 'UTC')::text || '+00', t."id", t."v")::text, 0)), 0)::text AS h FROM ${quoteIdent(TABLE)} t`);
+    expect(entry.tables.find((t: any) => t.table === TABLE)).toEqual({ schema: "public", table: TABLE, rows: 3000, kind: "table", checksum: want.h });
     expect(report.manifest.source.role).not.toBe("leader"); // a healthy replica exists
     expect(report.manifest.files.every((f: any) => /^[0-9a-f]{64}$/.test(f.sha256))).toBe(true);
     expect(readFileSync(join(cfg.backup.dir, id, "globals.sql"), "utf8")).toContain("CREATE ROLE authenticator");

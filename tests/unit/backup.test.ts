@@ -3,7 +3,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR } from "../../scripts/lib/config";
 import { alertArgv } from "../../scripts/lib/backup/alert";
-import { backupStamp, spaceProblem, stampToDate } from "../../scripts/lib/backup/common";
+import { backupStamp, serverErrorLines, spaceProblem, stampToDate } from "../../scripts/lib/backup/common";
+import { aclAndCommentSql, compareDatabaseProps, createDatabaseSql } from "../../scripts/lib/backup/dbprops";
+import { compareTables, tableChecksumSql } from "../../scripts/lib/checksum";
 import { cronDFile, cronLine, mergeCrontab, cronTag } from "../../scripts/lib/backup/cron";
 import { chooseSource } from "../../scripts/lib/backup/logical";
 import { compareCounts, compareFiles } from "../../scripts/lib/backup/manifest";
@@ -171,5 +173,87 @@ describe("inputs", () => {
         "ALTER DATABASE orchestrator_ai_dev_other OWNER TO x;",
       ].join("\n"),
     );
+  });
+});
+
+describe("content checksums and database properties (pure parts)", () => {
+
+  test("a table is read ONLY itself, a partitioned one as its tree, columns in name order, quoted", () => {
+    expect(tableChecksumSql({ schema: 'we"ird', table: "t\nx", kind: "table", columns: ["a", 'b"c'] })).toBe(
+      `SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(ROW(x."a", x."b""c")::text, 0)), 0)::text AS h FROM ONLY "we""ird"."t\nx" AS x`,
+    );
+    expect(tableChecksumSql({ schema: "s", table: "p", kind: "partitioned", columns: ["id"] })).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(ROW(x."id")::text, 0)), 0)::text AS h FROM "s"."p" AS x`);
+  });
+
+  test("same count, other content fails; partitions compare through their root; unlisted tables are named", () => {
+    const t = (table: string, rows: number, checksum?: string, extra: object = {}) => ({ schema: "public", table, rows, ...(checksum ? { checksum } : {}), ...extra });
+    expect(compareTables("db", [t("a", 5, "11")], [t("a", 5, "12")])).toEqual(["db: table public.a: same row count (5) but the content differs (checksum 12, manifest says 11)"]);
+    expect(compareTables("db", [t("a", 5, "11")], [t("a", 5, "11")])).toEqual([]);
+    const leaf = { kind: "partition", partitionOf: "public.p" };
+    expect(compareTables("db", [t("p", 9, "1", { kind: "partitioned" }), t("p0", 4, "2", leaf)], [t("p", 9, "1", { kind: "partitioned" }), t("p0", 6, "3", leaf)])).toEqual([]);
+    expect(compareTables("db", [t("p0", 4, "2", leaf)], [])).toEqual(["db: partition public.p0 missing after restore"]);
+    expect(compareCounts("db", [t("a", 5, "1")], [t("a", 5, "1"), t("new", 1, "2")])).toEqual(["db: table public.new after restore is not in the manifest"]);
+  });
+
+  const props = {
+    owner: "app_owner",
+    acl: [
+      { grantee: "PUBLIC", grantor: "app_owner", privilege: "TEMPORARY", grantable: false },
+      { grantee: "app", grantor: "app_owner", privilege: "CONNECT", grantable: true },
+      { grantee: "helper", grantor: "app", privilege: "CONNECT", grantable: false },
+    ],
+    connLimit: 42,
+    allowConnections: true,
+    comment: "it's\nmine",
+    settings: ["app.settings.jwt_exp=3600"],
+    roleSettings: [{ role: "anon", settings: ["statement_timeout=7s"] }],
+    create: { encoding: "UTF8", collate: "C.UTF-8", ctype: "C.UTF-8", localeProvider: "libc" as const, iculocale: null },
+  };
+
+  test("ACL and comment statements: revoke what is there, grant as the recorded grantor, comment as a literal", () => {
+    expect(aclAndCommentSql("db x", props, [{ grantee: "PUBLIC", grantor: "o", privilege: "CONNECT", grantable: false }, { grantee: "o", grantor: "o", privilege: "CREATE", grantable: false }, { grantee: "o", grantor: "o", privilege: "CONNECT", grantable: false }])).toEqual([
+      'REVOKE ALL ON DATABASE "db x" FROM PUBLIC CASCADE',
+      'REVOKE ALL ON DATABASE "db x" FROM "o" CASCADE',
+      'GRANT TEMPORARY ON DATABASE "db x" TO PUBLIC',
+      'GRANT CONNECT ON DATABASE "db x" TO "app" WITH GRANT OPTION',
+      'SET ROLE "app"; GRANT CONNECT ON DATABASE "db x" TO "helper"; RESET ROLE',
+      `COMMENT ON DATABASE "db x" IS 'it''s\nmine'`,
+    ]);
+    expect(createDatabaseSql("t", props)).toBe(`CREATE DATABASE "t" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LC_COLLATE = 'C.UTF-8' LC_CTYPE = 'C.UTF-8' OWNER = "app_owner" CONNECTION LIMIT = 42`);
+  });
+
+  test("property differences are named; setting values (secrets) are never printed", () => {
+    const got = { ...props, acl: [...props.acl, { grantee: "PUBLIC", grantor: "app_owner", privilege: "CONNECT", grantable: false }], settings: ["app.settings.jwt_secret=s3cret"], comment: null, connLimit: -1 };
+    const p = compareDatabaseProps("db", props, got);
+    expect(p).toEqual([
+      "db: access rules differ from the backup's; extra: PUBLIC:CONNECT by app_owner",
+      "db: connection limit -1, the backup says 42",
+      'db: comment null, the backup says "it\'s\\nmine"',
+      "db: database settings differ from the backup's (restored: app.settings.jwt_secret; backup: app.settings.jwt_exp)",
+    ]);
+    expect(p.join(" ")).not.toContain("s3cret");
+    expect(compareDatabaseProps("db", props, props)).toEqual([]);
+    expect(compareDatabaseProps("db", props, undefined)).toEqual(["db: database missing after restore"]);
+  });
+
+  test("a failed pg_restore shows the server's ERROR line, its context and the command, not just the statement's tail", () => {
+    const stderr = [
+      "pg_restore: error: could not execute query: ERROR:  function squash_ws(text) does not exist",
+      "LINE 1:  SELECT lower(replace(squash_ws(t), ' ', '-')) ",
+      "                              ^",
+      "HINT:  No function matches the given name and argument types.",
+      "CONTEXT:  SQL function \"slugify\" during inlining",
+      "Command was: CREATE TABLE public.articles (",
+      "    id integer NOT NULL,",
+      "    slug text GENERATED ALWAYS AS (public.slugify(title)) STORED",
+      ");",
+    ].join("\n");
+    expect(serverErrorLines(stderr)).toEqual([
+      "pg_restore: error: could not execute query: ERROR:  function squash_ws(text) does not exist",
+      "HINT:  No function matches the given name and argument types.",
+      'CONTEXT:  SQL function "slugify" during inlining',
+      "Command was: CREATE TABLE public.articles (",
+    ]);
+    expect(serverErrorLines("something odd\nlast line\n")).toEqual(["something odd", "last line"]);
   });
 });
