@@ -59,9 +59,10 @@ new-app: deps ## Onboard an app: NAME=<app> [PORT=N] [DOMAIN=host] [SUPABASE=1] 
 	$(BUN) scripts/new-app.ts $(if $(filter command line,$(origin NAME)),$(NAME),) $(if $(filter command line,$(origin PORT)),--port $(PORT),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter 1 true yes,$(SUPABASE)),--supabase,) $(if $(filter 1 true yes,$(REMOVE)),--remove,) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
 
 .PHONY: migrate-saas
-migrate-saas: deps ## Move a Supabase cloud project here, verified per table: SOURCE_DB_URL=... TARGET_DB=<db> [PLAN=1] [REPLACE=1]
-	@# SOURCE_DB_URL reaches the script through the environment only (make exports command-line variables): never on argv.
-	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(ARGS)
+migrate-saas: deps ## Move a Supabase cloud project here, verified: SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1]
+	@# A URL on make's command line is in every process list (make's argv) before we run: refuse it and say how instead.
+	@$(if $(filter command line,$(origin SOURCE_DB_URL)),echo "error [SOURCE_URL_ON_COMMAND_LINE]: SOURCE_DB_URL on make's command line shows the password in the process list" >&2; echo "  fix: put SOURCE_DB_URL=... in a file; chmod 600 it; run make migrate-saas SOURCE_ENV=<file> (in a terminal you can leave it out: you are asked with hidden input); change the password if others share this machine" >&2; exit 1,true)
+	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(SOURCE_ENV),--env-file $(SOURCE_ENV),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(if $(filter 1 true yes,$(ACCEPT_LEFT_OUT)),--accept-left-out,) $(ARGS)
 
 .PHONY: deploy-client
 deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@server DOMAIN=acme.internal ACCESS=internal|public [ADMIN_EMAIL=..] [PROFILE=16|32|64] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY] [YES=1]

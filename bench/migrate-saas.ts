@@ -139,7 +139,7 @@ await runMain(async () => {
         const m0 = Date.now();
         const r = spawnSync(process.execPath, ["scripts/migrate-saas.ts", "--target-db", TOOL_DB, "--json"], {
           cwd: join(import.meta.dir, ".."),
-          env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source!.url() },
+          env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source!.url(), SOURCE_TLS_INSECURE: "1" }, // a local scratch source without TLS
           encoding: "utf8",
           maxBuffer: 256 * 1024 * 1024,
           timeout: 3_600_000,

@@ -21,7 +21,8 @@ let source: ScratchPg;
 const outputs: string[] = [];
 
 function migrate(args: string[], env: Record<string, string> = {}) {
-  const r = runScript("migrate-saas.ts", args, { SOURCE_DB_URL: source.url(), ...env });
+  // The scratch source has no TLS: the explicit opt-out (verified TLS is tested in migrate-saas-cases.test.ts).
+  const r = runScript("migrate-saas.ts", args, { SOURCE_DB_URL: source.url(), SOURCE_TLS_INSECURE: "1", ...env });
   outputs.push(r.out);
   return r;
 }
@@ -163,7 +164,7 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     try {
       const child = Bun.spawn([process.execPath, "scripts/migrate-saas.ts", "--target-db", FAIL], {
         cwd: join(import.meta.dir, "../.."),
-        env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source.url() },
+        env: { ...process.env, STACK: cfg.stack, SOURCE_DB_URL: source.url(), SOURCE_TLS_INSECURE: "1" },
         stdout: "pipe",
         stderr: "pipe",
       });

@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { checksumSql } from "../../scripts/lib/migrate/catalog";
-import { CopyFreezer } from "../../scripts/lib/migrate/copy-freeze";
+import { copyStatements } from "../../scripts/lib/migrate/migrate";
 import {
-  createRoleSql, customRoles, extensionSql, filterSchemaSql, membershipSql, planExtensions, planRoles, rolesInStatement, selectSchemas,
+  createRoleSql, customRoles, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles, publicationSql, selectSchemas,
   type RoleRow,
 } from "../../scripts/lib/migrate/select";
-import { parseSourceUrl, protectSource, sourceError } from "../../scripts/lib/migrate/source";
+import { parseSourceUrl, protectSource, sourceEnv, sourceError, sslOption, SYSTEM_CA_BUNDLE } from "../../scripts/lib/migrate/source";
+import { parseToc, selectToc, tocListFile } from "../../scripts/lib/migrate/toc";
 import { compareMigration } from "../../scripts/lib/migrate/verify";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { redact } from "../../scripts/lib/redact";
@@ -17,8 +18,8 @@ const role = (name: string, extra: Partial<RoleRow> = {}): RoleRow => ({
 
 describe("source URL", () => {
   test("parses a Supabase pooler URL", () => {
-    const s = parseSourceUrl("postgresql://postgres.abcdefgh:s3cr%40t%2Fpw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres?sslmode=require");
-    expect(s).toMatchObject({ host: "aws-0-eu-central-1.pooler.supabase.com", port: 5432, user: "postgres.abcdefgh", password: "s3cr@t/pw", database: "postgres", sslmode: "require" });
+    const s = parseSourceUrl("postgresql://postgres.abcdefgh:s3cr%40t%2Fpw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres");
+    expect(s).toMatchObject({ host: "aws-0-eu-central-1.pooler.supabase.com", port: 5432, user: "postgres.abcdefgh", password: "s3cr@t/pw", database: "postgres", sslmode: "verify-full" });
     expect(s.display).toBe("postgresql://postgres.abcdefgh@aws-0-eu-central-1.pooler.supabase.com:5432/postgres");
     expect(s.display).not.toContain("s3cr");
   });
@@ -57,8 +58,37 @@ describe("source URL", () => {
     expect(e.message).toContain("h.example.com:5432");
   });
 
+  test("TLS: verified by default (libpq verify-full with the system CAs, Node rejects unverified certificates and checks the host)", () => {
+    const s = parseSourceUrl("postgresql://u:longpassword@db.abcdefgh.supabase.co:5432/postgres");
+    expect(s.sslmode).toBe("verify-full");
+    expect(s.insecureTls).toBe(false);
+    expect(sourceEnv(s)).toMatchObject({ PGSSLMODE: "verify-full", PGSSLROOTCERT: SYSTEM_CA_BUNDLE });
+    expect(sslOption(s)).toMatchObject({ rejectUnauthorized: true, servername: "db.abcdefgh.supabase.co" });
+    const withCa = parseSourceUrl("postgresql://u:longpassword@db.example.com/postgres", { caFile: SYSTEM_CA_BUNDLE });
+    expect(withCa.sslrootcert).toBe(SYSTEM_CA_BUNDLE);
+  });
+
+  test("TLS: a weaker sslmode in the URL is refused unless the run opts out, loudly", () => {
+    for (const mode of ["disable", "prefer", "require", "verify-ca"]) {
+      let err: unknown;
+      try {
+        parseSourceUrl(`postgresql://u:longpassword@db.example.com/postgres?sslmode=${mode}`);
+      } catch (e) {
+        err = e;
+      }
+      expect((err as ToolkitError).code).toBe("SOURCE_TLS_UNVERIFIED");
+      expect((err as ToolkitError).fix).toContain("--insecure-source-tls");
+    }
+    const local = parseSourceUrl("postgresql://u:longpassword@127.0.0.1/postgres", { insecureTls: true });
+    expect(local).toMatchObject({ sslmode: "prefer", insecureTls: true });
+    expect(sslOption(local)).toBe(false);
+    expect(sourceEnv(local).PGSSLROOTCERT).toBeUndefined();
+    expect(() => parseSourceUrl("postgresql://u:longpassword@db.example.com/postgres", { caFile: "/nonexistent/ca.pem" })).toThrow(/does not exist/);
+  });
+
   test("connection failures are classified", () => {
     const s = parseSourceUrl("postgresql://u:longpassword@10.9.9.9:6544/postgres");
+    expect(sourceError(s, new Error("self-signed certificate in certificate chain")).code).toBe("SOURCE_TLS_FAILED");
     expect(sourceError(s, Object.assign(new Error("connect ECONNREFUSED 10.9.9.9:6544"), { code: "ECONNREFUSED" })).code).toBe("SOURCE_UNREACHABLE");
     expect(sourceError(s, new Error("Connection terminated due to connection timeout")).code).toBe("SOURCE_UNREACHABLE");
     expect(sourceError(s, Object.assign(new Error("database \"x\" does not exist"), { code: "3D000" })).code).toBe("SOURCE_NO_DATABASE");
@@ -121,70 +151,93 @@ describe("extensions", () => {
   });
 });
 
-describe("pg_dump output adapted to the target", () => {
-  test("roles named by a statement", () => {
-    expect(rolesInStatement("ALTER TABLE public.todos OWNER TO supabase_admin;")).toEqual(["supabase_admin"]);
-    expect(rolesInStatement(`ALTER SCHEMA billing OWNER TO "Billing Owner";`)).toEqual(["Billing Owner"]);
-    expect(rolesInStatement("GRANT ALL ON TABLE auth.users TO dashboard_user;")).toEqual(["dashboard_user"]);
-    expect(rolesInStatement("GRANT SELECT ON TABLE public.x TO anon WITH GRANT OPTION;")).toEqual(["anon"]);
-    expect(rolesInStatement("REVOKE ALL ON FUNCTION f() FROM PUBLIC;")).toEqual(["public"]);
-    expect(rolesInStatement("ALTER DEFAULT PRIVILEGES FOR ROLE supabase_admin IN SCHEMA public GRANT ALL ON TABLES  TO service_role;")).toEqual(["supabase_admin", "service_role"]);
-    expect(rolesInStatement("SET SESSION AUTHORIZATION supabase_admin;")).toEqual(["supabase_admin"]);
-    expect(rolesInStatement("CREATE TABLE public.grants (id int);")).toBeUndefined();
+describe("schema archive: selected through its table of contents", () => {
+  // A real `pg_restore -l -v` excerpt, plus a table whose quoted name spans lines (pg_restore prints the newline as a space).
+  const list = [
+    ";", "; Archive created at 2026-11-30 16:39:31 UTC", ";", "; Selected TOC Entries:", ";",
+    "3578; 0 0 ENCODING - ENCODING ",
+    "8; 2615 16432 SCHEMA - auth supabase_auth_admin",
+    "3582; 0 0 ACL - SCHEMA auth supabase_auth_admin", ";\tdepends on: 8",
+    "5; 2615 2200 SCHEMA - public pg_database_owner",
+    "3583; 0 0 COMMENT - SCHEMA public pg_database_owner", ";\tdepends on: 5",
+    "225; 1259 16476 TABLE public orders postgres", ";\tdepends on: 5",
+    "226; 1259 16477 TABLE public x GRANT ALL ON TABLE y TO supabase_admin; postgres", ";\tdepends on: 5",
+    "3546; 0 16476 TABLE DATA public orders postgres", ";\tdepends on: 225",
+    "3567; 2613 16545 BLOB - 16545 postgres",
+    "3575; 0 0 BLOBS - BLOBS ",
+    "3395; 2620 16486 TRIGGER public orders notify-fulfilment postgres", ";\tdepends on: 225",
+    "3600; 0 0 COMMENT public TRIGGER notify-fulfilment ON orders postgres", ";\tdepends on: 3395",
+    "3392; 2606 16481 FK CONSTRAINT public orders orders_customer_fkey postgres", ";\tdepends on: 225 3354",
+    "3566; 0 16646 MATERIALIZED VIEW DATA public sales_by_region postgres", ";\tdepends on: 247 3577",
+  ].join("\n");
+
+  test("entries are read by id, catalog oids, type and dependencies; names are never parsed", () => {
+    const toc = parseToc(list);
+    expect(toc.map((e) => [e.id, e.classid, e.objid, e.desc])).toEqual([
+      [3578, 0, 0, "ENCODING"], [8, 2615, 16432, "SCHEMA"], [3582, 0, 0, "ACL"], [5, 2615, 2200, "SCHEMA"], [3583, 0, 0, "COMMENT"],
+      [225, 1259, 16476, "TABLE"], [226, 1259, 16477, "TABLE"], [3546, 0, 16476, "TABLE DATA"], [3567, 2613, 16545, "BLOB"], [3575, 0, 0, "BLOBS"],
+      [3395, 2620, 16486, "TRIGGER"], [3600, 0, 0, "COMMENT"], [3392, 2606, 16481, "FK CONSTRAINT"], [3566, 0, 16646, "MATERIALIZED VIEW DATA"],
+    ]);
+    expect(toc.find((e) => e.id === 3392)!.deps).toEqual([225, 3354]);
   });
 
-  test("statements for roles the target lacks are dropped; the rest is kept", () => {
-    const sql = [
-      "SET transaction_timeout = 0;",
-      "CREATE SCHEMA auth;",
-      "ALTER SCHEMA auth OWNER TO supabase_admin;",
-      "CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions;",
-      "COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';",
-      "CREATE TABLE public.todos (",
-      "    id bigint NOT NULL",
-      ");",
-      "ALTER TABLE public.todos OWNER TO postgres;",
-      "GRANT ALL ON TABLE public.todos TO dashboard_user;",
-      "GRANT ALL ON TABLE public.todos TO authenticated;",
-      "REVOKE ALL ON TABLE public.todos FROM PUBLIC;",
-      `ALTER TABLE billing.invoices OWNER TO "Billing Owner";`,
-    ].join("\n");
-    const have = new Set(["postgres", "authenticated", "Billing Owner"]);
-    const r = filterSchemaSql(sql, (x) => have.has(x));
-    expect(r.dropped).toEqual(["ALTER SCHEMA auth OWNER TO supabase_admin;", "GRANT ALL ON TABLE public.todos TO dashboard_user;"]);
-    expect(r.sql).toContain("CREATE SCHEMA IF NOT EXISTS auth;");
-    expect(r.sql).toContain("GRANT ALL ON TABLE public.todos TO authenticated;");
-    expect(r.sql).toContain("REVOKE ALL ON TABLE public.todos FROM PUBLIC;");
-    expect(r.sql).toContain(`ALTER TABLE billing.invoices OWNER TO "Billing Owner";`);
-    expect(r.sql).toContain("CREATE TABLE public.todos (\n    id bigint NOT NULL\n);");
-    expect(r.sql).not.toContain("EXTENSION");
-    expect(r.sql).not.toContain("transaction_timeout");
+  test("a left-out object takes its dependants along; skipped kinds and replaced schemas go, their dependants stay", () => {
+    const sel = selectToc(parseToc(list), {
+      skipDescs: new Set(["TABLE DATA", "BLOBS", "MATERIALIZED VIEW DATA"]),
+      leaveOut: (classid, objid) => classid === 2620 && objid === 16486,
+      replaced: (classid, objid) => classid === 2615 && objid === 2200,
+    });
+    expect(sel.keep.map((e) => e.id)).toEqual([3578, 8, 3582, 3583, 225, 226, 3567, 3392]);
+    expect(sel.cascaded.map((c) => [c.entry.id, c.because])).toEqual([[3395, 3395], [3600, 3395]]);
+    expect(sel.skipped.map((e) => e.id)).toEqual([5, 3546, 3575, 3566]);
+    // The list handed to pg_restore -L is the kept lines, unchanged (the odd name included, as a name).
+    expect(tocListFile(sel.keep)).toContain("226; 1259 16477 TABLE public x GRANT ALL ON TABLE y TO supabase_admin; postgres\n");
+    expect(tocListFile(sel.keep).split("\n").filter(Boolean)).toHaveLength(8);
+  });
+
+  test("an entry of an unknown kind is marked, not guessed", () => {
+    expect(parseToc("77; 1234 5678 SOMETHING NEW public x postgres")[0]!.desc).toBe("?");
   });
 });
 
-describe("data stream: COPY ... WITH (FREEZE)", () => {
-  // A data row may look like a command; an empty table's data is just the end marker.
-  const input = [
-    "SET statement_timeout = 0;", "SET transaction_timeout = 0;", "", "--", "-- Data for Name: t", "--", "",
-    "COPY public.t (id, v) FROM stdin;", "1\tCOPY public.x (y) FROM stdin;", "2\ta\\\\.b", "\\.", "", "",
-    "COPY auth.empty (id) FROM stdin;", "\\.", "", "SELECT pg_catalog.setval('public.t_id_seq', 5, true);", "", "-- done", "",
-  ].join("\n");
-  const expected = input
-    .replace("COPY public.t (id, v) FROM stdin;", "COPY public.t (id, v) FROM stdin WITH (FREEZE);")
-    .replace("COPY auth.empty (id) FROM stdin;", "COPY auth.empty (id) FROM stdin WITH (FREEZE);")
-    .replace("SET transaction_timeout = 0;\n", "");
+describe("roles the target lacks, publications", () => {
+  test("placeholders live only inside the restore transaction: created first, their objects reassigned and the role dropped before COMMIT", () => {
+    expect(placeholderSql(["supabase_admin", 'we"ird'])).toEqual({
+      create: [`CREATE ROLE "supabase_admin" NOLOGIN;`, `CREATE ROLE "we""ird" NOLOGIN;`],
+      release: [
+        `REASSIGN OWNED BY "supabase_admin" TO CURRENT_USER;`, `DROP OWNED BY "supabase_admin";`, `DROP ROLE "supabase_admin";`,
+        `REASSIGN OWNED BY "we""ird" TO CURRENT_USER;`, `DROP OWNED BY "we""ird";`, `DROP ROLE "we""ird";`,
+      ],
+    });
+  });
 
-  test("only real COPY headers are rewritten, whatever the chunk boundaries; rows pass through untouched", () => {
-    for (const size of [1, 2, 3, 4, 5, 13, 64, 100_000]) {
-      const tables: string[] = [];
-      const f = new CopyFreezer((t) => tables.push(t), (l) => l.startsWith("SET transaction_timeout"));
-      const bytes = Buffer.from(input);
-      const out: Buffer[] = [];
-      for (let i = 0; i < bytes.length; i += size) out.push(...f.push(bytes.subarray(i, i + size)));
-      out.push(...f.end());
-      expect(Buffer.concat(out).toString()).toBe(expected);
-      expect(tables).toEqual(["public.t", "auth.empty"]);
-    }
+  test("publication membership is rebuilt; an existing publication only gains the tables", () => {
+    const pub = { name: "supabase_realtime", owner: "supabase_admin", allTables: false, insert: true, update: true, delete: true, truncate: false, viaRoot: false, tables: [`ONLY public.chat_messages`, `ONLY public."Odd ""name"" (id) WHERE ((id > 0))`], schemas: [] };
+    expect(publicationSql([pub], new Set(), () => false)).toEqual([
+      `CREATE PUBLICATION "supabase_realtime" WITH (publish = 'insert, update, delete', publish_via_partition_root = false);`,
+      `ALTER PUBLICATION "supabase_realtime" ADD TABLE ONLY public.chat_messages;`,
+      `ALTER PUBLICATION "supabase_realtime" ADD TABLE ONLY public."Odd ""name"" (id) WHERE ((id > 0));`,
+    ]);
+    expect(publicationSql([{ ...pub, owner: "postgres" }], new Set(["supabase_realtime"]), () => true)).toEqual([
+      `ALTER PUBLICATION "supabase_realtime" ADD TABLE ONLY public.chat_messages;`,
+      `ALTER PUBLICATION "supabase_realtime" ADD TABLE ONLY public."Odd ""name"" (id) WHERE ((id > 0));`,
+    ]);
+  });
+});
+
+describe("data: our own COPY per table", () => {
+  test("plain tables load WITH (FREEZE) from ONLY themselves; partition roots load as a whole, without FREEZE; names are quoted", () => {
+    expect(copyStatements({ schema: "public", name: "todos", kind: "table" }, ["id", "task"])).toEqual({
+      out: `COPY (SELECT "id", "task" FROM ONLY "public"."todos") TO STDOUT`,
+      into: `COPY "public"."todos" ("id", "task") FROM stdin WITH (FREEZE);`,
+    });
+    expect(copyStatements({ schema: "public", name: "usage_events", kind: "partitioned" }, ["tier", "id"])).toEqual({
+      out: `COPY (SELECT "tier", "id" FROM "public"."usage_events") TO STDOUT`,
+      into: `COPY "public"."usage_events" ("tier", "id") FROM stdin;`,
+    });
+    expect(copyStatements({ schema: "public", name: "x\nCOPY y FROM stdin;\n\"", kind: "table" }, ["a\nb"]).into).toBe(
+      `COPY "public"."x\nCOPY y FROM stdin;\n""" ("a\nb") FROM stdin WITH (FREEZE);`,
+    );
   });
 });
 
@@ -192,6 +245,12 @@ describe("checksum query", () => {
   test("hashes stored values, or the row text for tables whose types have no hash function; quotes names", () => {
     expect(checksumSql({ schema: "public", name: "todos" })).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hash_record_extended(x, 0)), 0)::text AS h FROM ONLY "public"."todos" AS x`);
     expect(checksumSql({ schema: "my schema", name: 'we"ird' }, "text")).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text AS h FROM ONLY "my schema"."we""ird" AS x`);
+  });
+
+  test("enum and reg* columns hash by their text (labels and names, not OIDs); columns by name; a partition root as a whole", () => {
+    const t = { schema: "public", name: "usage_events", kind: "partitioned" as const, columns: [{ name: "id", byText: false }, { name: "tier", byText: true }] };
+    expect(checksumSql(t)).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hash_record_extended(ROW(x."id", x."tier"::text), 0)), 0)::text AS h FROM "public"."usage_events" AS x`);
+    expect(checksumSql({ ...t, kind: "table" }, "text")).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(ROW(x."id", x."tier"::text)::text, 0)), 0)::text AS h FROM ONLY "public"."usage_events" AS x`);
   });
 });
 
@@ -208,6 +267,20 @@ describe("verification verdict", () => {
     expect(v.ok).toBe(true);
     expect(v.mismatches).toEqual([]);
     expect(v.tables.map((t) => t.table)).toEqual(["auth.users", "public.a"]);
+  });
+
+  test("definitions, publication membership and large objects compare one by one; left-out objects are expected to be missing", () => {
+    const defs = { "function public.banner()": "prosrc md5 aa", "trigger t on table public.orders": "CREATE TRIGGER t" };
+    const v = compareMigration(
+      { ...src, definitions: defs, publications: { "publication p: table public.a": "where -" }, largeObjects: { "large object 1": "md5 x" } },
+      { ...structuredClone(src), counts: { ...counts, triggers: 0 }, definitions: { "function public.banner()": "prosrc md5 bb" }, publications: {}, largeObjects: { "large object 1": "md5 x" } },
+      { leftOut: new Set(["trigger t on table public.orders"]), leftOutCounts: { triggers: 1 } },
+    );
+    expect(v.mismatches).toEqual([
+      "function public.banner(): differs (source prosrc md5 aa; target prosrc md5 bb)",
+      "publication p: table public.a: missing on the target",
+    ]);
+    expect(v.definitions.map((d) => [d.object, d.ok])).toEqual([["function public.banner()", false], ["publication p: table public.a", false], ["large object 1", true]]);
   });
 
   test("a lost row, a changed row, a missing table, a sequence behind and a missing policy are all reported", () => {

@@ -11,6 +11,14 @@ type Q = Pick<pg.Client, "query">;
 export interface TableInfo {
   schema: string;
   name: string;
+  /**
+   * table: a plain table (incl. unlogged and inheritance parents/children: each
+   * holds its own rows); partitioned: a partition root, loaded and checked as a
+   * whole (a hash partition on an enum routes rows by the enum's OID, which
+   * differs on the target, so leaves are not comparable one by one);
+   * matview: checked only (it is refreshed on the target, not loaded).
+   */
+  kind: "table" | "partitioned" | "matview";
   /** estimate from pg_class.reltuples (plan only) */
   estRows: number;
   bytes: number;
@@ -28,16 +36,19 @@ export async function listSchemas(c: Q): Promise<SchemaRow[]> {
   return r.rows.map((x) => ({ name: x.name, extensionOwned: x.ext }));
 }
 
-/** Ordinary tables (and leaf partitions) in the given schemas, extension members excluded. */
+/** Tables (plain, partition roots; leaves are counted in their root) and materialized views in the given schemas, extension members excluded. */
 export async function listTables(c: Q, schemas: string[]): Promise<TableInfo[]> {
   const r = await c.query(
-    `SELECT n.nspname AS schema, c.relname AS name, greatest(c.reltuples, 0)::bigint AS est, pg_total_relation_size(c.oid) AS bytes
+    `SELECT n.nspname AS schema, c.relname AS name, c.relkind AS kind, greatest(c.reltuples, 0)::bigint AS est,
+            CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)
+                 ELSE pg_total_relation_size(c.oid) END AS bytes
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'r' AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
+      WHERE c.relkind IN ('r','p','m') AND NOT c.relispartition AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
       ORDER BY 1, 2`,
     [schemas],
   );
-  return r.rows.map((x) => ({ schema: x.schema, name: x.name, estRows: Number(x.est), bytes: Number(x.bytes) }));
+  const kinds: Record<string, TableInfo["kind"]> = { r: "table", p: "partitioned", m: "matview" };
+  return r.rows.map((x) => ({ schema: x.schema, name: x.name, kind: kinds[x.kind]!, estRows: Number(x.est), bytes: Number(x.bytes) }));
 }
 
 export async function listRoles(c: Q): Promise<RoleRow[]> {
@@ -111,6 +122,8 @@ export const CHECKSUM_SETTINGS = [
   "SET IntervalStyle = 'postgres'",
   "SET extra_float_digits = 1",
   "SET bytea_output = 'hex'",
+  // reg* values print as names, schema-qualified the same way on both sides.
+  "SET search_path = pg_catalog",
   // Fail instead of silently checksumming only the rows a policy lets us see.
   "SET row_security = off",
 ];
@@ -122,23 +135,81 @@ export interface TableFingerprint {
 }
 
 /**
- * How rows are hashed. `record`: hash_record_extended() over the stored values
- * with each type's own hash function (about 3x cheaper than going through
- * text). `text`: the row's text form, for tables with a column type that has
- * no hash function (json, point, ...). Decided on the source, reused on the target.
+ * How rows are hashed. `record`: hash_record_extended() over the values with
+ * each type's own hash function (about 3x cheaper than going through text).
+ * `text`: the row's text form, for tables with a column type that has no hash
+ * function (json, point, ...). Decided on the source, reused on the target.
  */
 export type HashMode = "record" | "text";
 
+/** A column as the checksum reads it. byText: its type holds an enum or a reg* type somewhere (array, domain, range, composite). */
+export interface HashColumn {
+  name: string;
+  byText: boolean;
+}
+
 const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
-export const checksumSql = (t: { schema: string; name: string }, mode: HashMode = "record") =>
-  `SELECT count(*)::bigint AS n, coalesce(sum(${mode === "record" ? "hash_record_extended(x, 0)" : "hashtextextended(x::text, 0)"}), 0)::text AS h FROM ONLY ${qi(t.schema)}.${qi(t.name)} AS x`;
+/**
+ * Columns of each relation, by name (not attnum: pg_dump recreates an
+ * inheritance child with the parent's columns first, so positions differ).
+ * Enum values hash by their label's OID and reg* values are OIDs: physical
+ * identities that differ on the target, so those columns are hashed by their
+ * text (the label, the qualified name) instead.
+ */
+export async function hashColumns(c: Q, tables: { schema: string; name: string }[]): Promise<Map<string, HashColumn[]>> {
+  const r = await c.query(
+    `WITH RECURSIVE rel AS (
+       SELECT c.oid, t.s, t.n FROM unnest($1::text[], $2::text[]) AS t(s, n)
+         JOIN pg_namespace ns ON ns.nspname = t.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = t.n),
+     col AS (SELECT rel.s, rel.n, a.attname, a.atttypid FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped),
+     closure(root, typ) AS (
+       SELECT DISTINCT atttypid, atttypid FROM col
+       UNION
+       SELECT cl.root, sub.t FROM closure cl JOIN pg_type ty ON ty.oid = cl.typ,
+         LATERAL (SELECT ty.typelem AS t WHERE ty.typelem <> 0
+                  UNION ALL SELECT ty.typbasetype WHERE ty.typbasetype <> 0
+                  UNION ALL SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid OR rg.rngmultitypid = ty.oid
+                  UNION ALL SELECT a.atttypid FROM pg_attribute a WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped) sub),
+     physical AS (
+       SELECT DISTINCT cl.root FROM closure cl JOIN pg_type t ON t.oid = cl.typ
+        WHERE t.typtype = 'e' OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname ~ '^reg'))
+     SELECT col.s, col.n, col.attname, col.atttypid IN (SELECT root FROM physical) AS by_text FROM col ORDER BY col.s, col.n, col.attname COLLATE "C"`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  const out = new Map<string, HashColumn[]>();
+  for (const x of r.rows) {
+    const k = tableKey({ schema: x.s, name: x.n });
+    if (!out.has(k)) out.set(k, []);
+    out.get(k)!.push({ name: x.attname, byText: x.by_text });
+  }
+  return out;
+}
+
+export interface ChecksumTarget {
+  schema: string;
+  name: string;
+  kind?: TableInfo["kind"];
+  columns?: HashColumn[];
+}
+
+const rowExpr = (t: ChecksumTarget) => {
+  if (!t.columns) return "x";
+  if (!t.columns.length) return "ROW(NULL::int)";
+  return `ROW(${t.columns.map((col) => `x.${qi(col.name)}${col.byText ? "::text" : ""}`).join(", ")})`;
+};
+
+/** A partition root is read as a whole; every other table ONLY itself (inheritance children are checked on their own). */
+const fromClause = (t: ChecksumTarget) => `${t.kind === "partitioned" ? "" : "ONLY "}${qi(t.schema)}.${qi(t.name)} AS x`;
+
+export const checksumSql = (t: ChecksumTarget, mode: HashMode = "record") =>
+  `SELECT count(*)::bigint AS n, coalesce(sum(${mode === "record" ? `hash_record_extended(${rowExpr(t)}, 0)` : `hashtextextended(${rowExpr(t)}::text, 0)`}), 0)::text AS h FROM ${fromClause(t)}`;
 
 /** Probe one row inside a savepoint (the source session is one long snapshot transaction). */
-export async function probeHashMode(c: Q, t: { schema: string; name: string }): Promise<HashMode> {
+export async function probeHashMode(c: Q, t: ChecksumTarget): Promise<HashMode> {
   await c.query("SAVEPOINT hash_probe");
   try {
-    await c.query(`SELECT hash_record_extended(x, 0) FROM ONLY ${qi(t.schema)}.${qi(t.name)} AS x LIMIT 1`);
+    await c.query(`SELECT hash_record_extended(${rowExpr(t)}, 0) FROM ${fromClause(t)} LIMIT 1`);
     await c.query("RELEASE SAVEPOINT hash_probe");
     return "record";
   } catch {
@@ -147,7 +218,7 @@ export async function probeHashMode(c: Q, t: { schema: string; name: string }): 
   }
 }
 
-export async function fingerprintTable(c: Q, t: { schema: string; name: string }, mode: HashMode = "record"): Promise<TableFingerprint> {
+export async function fingerprintTable(c: Q, t: ChecksumTarget, mode: HashMode = "record"): Promise<TableFingerprint> {
   const r = await c.query(checksumSql(t, mode));
   return { rows: Number(r.rows[0].n), checksum: r.rows[0].h as string };
 }
@@ -183,19 +254,21 @@ export async function objectCounts(c: Q, schemas: string[]): Promise<ObjectCount
 export interface SequenceState {
   lastValue: string | null;
   isCalled: boolean;
+  schema?: string;
+  name?: string;
 }
 
 /** last_value/is_called of every sequence (read from the sequence itself: pg_sequences hides it without privileges). */
 export async function sequenceStates(c: Q, schemas: string[]): Promise<Record<string, SequenceState>> {
   const seqs = await c.query(
     `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind = 'S' AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")} ORDER BY 1, 2`,
+      WHERE c.relkind = 'S' AND n.nspname = ANY($1) AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') ELSE false END AND ${NOT_EXTENSION_MEMBER("c", "pg_class")} ORDER BY 1, 2`,
     [schemas],
   );
   const out: Record<string, SequenceState> = {};
   for (const s of seqs.rows) {
     const r = await c.query(`SELECT last_value::text AS v, is_called AS c FROM ${qi(s.schema)}.${qi(s.name)}`);
-    out[`${s.schema}.${s.name}`] = { lastValue: r.rows[0].v, isCalled: r.rows[0].c };
+    out[`${s.schema}.${s.name}`] = { lastValue: r.rows[0].v, isCalled: r.rows[0].c, schema: s.schema, name: s.name };
   }
   return out;
 }
@@ -219,4 +292,298 @@ export async function targetContents(c: Q): Promise<string[]> {
 export async function serverVersion(c: Q): Promise<{ num: number; text: string }> {
   const r = await c.query("SELECT current_setting('server_version_num')::int AS n, current_setting('server_version') AS t");
   return { num: r.rows[0].n, text: r.rows[0].t };
+}
+
+/**
+ * The definitions the migration must carry byte for byte, keyed by
+ * pg_describe_object() (the same text on both sides): function bodies (md5 of
+ * prosrc) and full definitions, views and materialized views, policies,
+ * triggers, constraints, indexes, column defaults and generated expressions,
+ * enum labels in order. Read with CHECKSUM_SETTINGS (search_path =
+ * pg_catalog), so names print qualified the same way on both sides.
+ */
+export async function definitions(c: Q, schemas: string[]): Promise<Record<string, string>> {
+  const r = await c.query(
+    `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)),
+          rel AS (SELECT c.oid, c.relkind FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
+     SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0) AS k,
+            'prosrc md5 ' || md5(coalesce(p.prosrc, '')) || CASE WHEN p.prokind IN ('f','p') THEN ', definition md5 ' || md5(pg_get_functiondef(p.oid)) ELSE '' END AS v
+       FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("p", "pg_proc")}
+     UNION ALL
+     SELECT pg_describe_object('pg_class'::regclass, rel.oid, 0), 'definition md5 ' || md5(pg_get_viewdef(rel.oid, false)) FROM rel WHERE relkind IN ('v','m')
+     UNION ALL
+     SELECT pg_describe_object('pg_policy'::regclass, p.oid, 0),
+            format('%s %s to %s using %s check %s', CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END, p.polcmd,
+                   (SELECT string_agg(CASE WHEN o = 0 THEN 'public' ELSE pg_get_userbyid(o) END, ',' ORDER BY 1) FROM unnest(p.polroles) o),
+                   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+       FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM rel)
+     UNION ALL
+     SELECT pg_describe_object('pg_trigger'::regclass, t.oid, 0), pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
+       FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid IN (SELECT oid FROM rel)
+     UNION ALL
+     SELECT pg_describe_object('pg_constraint'::regclass, k.oid, 0), pg_get_constraintdef(k.oid)
+       FROM pg_constraint k WHERE k.conrelid IN (SELECT oid FROM rel) OR k.contypid IN (SELECT oid FROM pg_type WHERE typnamespace IN (SELECT oid FROM ns))
+     UNION ALL
+     SELECT pg_describe_object('pg_class'::regclass, i.indexrelid, 0), pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid IN (SELECT oid FROM rel)
+     UNION ALL
+     SELECT pg_describe_object('pg_attrdef'::regclass, d.oid, 0), a.attgenerated::text || ' ' || pg_get_expr(d.adbin, d.adrelid)
+       FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid IN (SELECT oid FROM rel)
+     UNION ALL
+     SELECT pg_describe_object('pg_type'::regclass, t.oid, 0), 'enum ' || (SELECT string_agg(quote_literal(e.enumlabel), ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+       FROM pg_type t WHERE t.typtype = 'e' AND t.typnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("t", "pg_type")}
+     UNION ALL
+     SELECT 'materialized view ' || rel.oid::regclass::text || ' populated', (SELECT relispopulated::text FROM pg_class WHERE oid = rel.oid) FROM rel WHERE relkind = 'm'`,
+    [schemas],
+  );
+  const out: Record<string, string> = {};
+  for (const x of r.rows) out[x.k] = x.v ?? "";
+  return out;
+}
+
+/** Publication membership of migrated tables: `publication p: table s.t` -> row filter and column list. */
+export async function publicationMembers(c: Q, schemas: string[]): Promise<Record<string, string>> {
+  const r = await c.query(
+    `SELECT format('publication %I: table %I.%I', pubname, schemaname, tablename) AS k,
+            format('where %s columns %s', coalesce(rowfilter, '-'), array_to_string(attnames, ',')) AS v
+       FROM pg_publication_tables WHERE schemaname = ANY($1)`,
+    [schemas],
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.k, x.v]));
+}
+
+export interface PublicationRow {
+  name: string;
+  owner: string;
+  allTables: boolean;
+  insert: boolean;
+  update: boolean;
+  delete: boolean;
+  truncate: boolean;
+  viaRoot: boolean;
+  /** tables in migrated schemas, each `ONLY "s"."t" [(cols)] [WHERE (...)]`, built by the server's own quoting */
+  tables: string[];
+  /** migrated schemas the publication covers as a whole (FOR TABLES IN SCHEMA) */
+  schemas: string[];
+}
+
+/** Publications that cover a migrated table (Realtime's supabase_realtime above all). */
+export async function listPublications(c: Q, schemas: string[]): Promise<PublicationRow[]> {
+  const r = await c.query(
+    `SELECT p.pubname AS name, pg_get_userbyid(p.pubowner) AS owner, p.puballtables AS "allTables", p.pubinsert AS insert, p.pubupdate AS update,
+            p.pubdelete AS delete, p.pubtruncate AS truncate, p.pubviaroot AS "viaRoot",
+            coalesce((SELECT array_agg(format('ONLY %I.%I', n.nspname, cl.relname)
+                        || coalesce(' (' || (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+                                             WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs)) || ')', '')
+                        || coalesce(' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')', '') ORDER BY n.nspname, cl.relname)
+                        FROM pg_publication_rel pr JOIN pg_class cl ON cl.oid = pr.prrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+                       WHERE pr.prpubid = p.oid AND n.nspname = ANY($1)), '{}') AS tables,
+            coalesce((SELECT array_agg(n.nspname::text ORDER BY 1) FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid
+                       WHERE pn.pnpubid = p.oid AND n.nspname = ANY($1)), '{}') AS schemas
+       FROM pg_publication p ORDER BY 1`,
+    [schemas],
+  );
+  return (r.rows as PublicationRow[]).filter((p) => p.allTables || p.tables.length || p.schemas.length);
+}
+
+const LO_READABLE = `((SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR current_setting('lo_compat_privileges')::bool
+  OR pg_has_role(m.lomowner, 'USAGE')
+  OR EXISTS (SELECT 1 FROM aclexplode(m.lomacl) a WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE'))))`;
+
+/** Large objects: oid, owner and md5 of the contents (lo_get reads the snapshot); only those the login may read. */
+export async function largeObjects(c: Q): Promise<{ oid: number; owner: string; md5: string; bytes: number }[]> {
+  const r = await c.query(
+    `SELECT m.oid::bigint AS oid, pg_get_userbyid(m.lomowner) AS owner, md5(lo_get(m.oid)) AS md5, length(lo_get(m.oid))::bigint AS bytes
+       FROM pg_largeobject_metadata m WHERE ${LO_READABLE} ORDER BY m.oid`,
+  );
+  return r.rows.map((x) => ({ oid: Number(x.oid), owner: x.owner, md5: x.md5, bytes: Number(x.bytes) }));
+}
+
+/** Large objects the login may not read: pg_dump -b would die on them, and they cannot be left out one by one. */
+export async function unreadableLargeObjects(c: Q): Promise<number[]> {
+  const r = await c.query(`SELECT m.oid::bigint AS oid FROM pg_largeobject_metadata m WHERE NOT ${LO_READABLE} ORDER BY 1`);
+  return r.rows.map((x) => Number(x.oid));
+}
+
+export interface LeftBehindDependency {
+  classid: number;
+  objid: number;
+  /** e.g. trigger notify-fulfilment on table public.orders */
+  object: string;
+  /** e.g. function supabase_functions.http_request() */
+  needs: string;
+  /** the ObjectCounts kind it falls under, if any */
+  kind: keyof ObjectCounts | null;
+}
+
+const COUNT_KIND = (classid: string, objid: string) => `CASE ${classid}
+  WHEN 'pg_trigger'::regclass THEN 'triggers' WHEN 'pg_policy'::regclass THEN 'policies' WHEN 'pg_proc'::regclass THEN 'functions'
+  WHEN 'pg_constraint'::regclass THEN (SELECT CASE WHEN contype = 'f' THEN 'foreignKeys' END FROM pg_constraint WHERE oid = ${objid})
+  WHEN 'pg_class'::regclass THEN (SELECT CASE WHEN relkind IN ('r','p') THEN 'tables' WHEN relkind IN ('v','m') THEN 'views' WHEN relkind = 'S' THEN 'sequences' WHEN relkind = 'i' THEN 'indexes' END FROM pg_class WHERE oid = ${objid})
+  END`;
+
+/** Objects that need one of the given relations (foreign keys to it, views over it): they go when it is left out. */
+export async function dependentsOf(c: Q, relOids: number[]): Promise<LeftBehindDependency[]> {
+  if (!relOids.length) return [];
+  const r = await c.query(
+    `WITH d AS (
+       SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'pg_class'::regclass ELSE d.classid END AS classid,
+              CASE WHEN d.classid = 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid) ELSE d.objid END AS objid,
+              d.refobjid
+         FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY($1::oid[]) AND d.deptype = 'n')
+     SELECT d.classid::int AS classid, d.objid::int AS objid, pg_describe_object(d.classid, d.objid, 0) AS object,
+            pg_describe_object('pg_class'::regclass, d.refobjid, 0) AS needs, ${COUNT_KIND("d.classid", "d.objid")} AS kind
+       FROM d WHERE NOT (d.classid = 'pg_class'::regclass AND d.objid = ANY($1::oid[])) ORDER BY 3`,
+    [relOids],
+  );
+  return r.rows.map((x) => ({ classid: Number(x.classid), objid: Number(x.objid), object: x.object, needs: x.needs, kind: x.kind }));
+}
+
+/**
+ * Objects in migrated schemas that depend (pg_depend) on an object left
+ * behind: in a schema that is not migrated, or a member of an extension the
+ * target will not get. E.g. a Database Webhook: a trigger on public.orders
+ * calling supabase_functions.http_request(). The restore of such an object
+ * would fail mid-way; PLAN names it instead.
+ */
+export async function leftBehindDependencies(c: Q, migrated: string[], createdExtensions: string[]): Promise<LeftBehindDependency[]> {
+  const r = await c.query(
+    `WITH d AS (
+       SELECT DISTINCT d.classid, d.objid, d.refclassid, d.refobjid, d.refobjsubid,
+              coalesce(o.schema, (SELECT n.nspname FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = CASE d.classid
+                 WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+                 WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = d.objid)
+                 WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
+                 WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid)
+                 WHEN 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = d.objid) END)) AS home,
+              r.schema AS refschema
+         FROM pg_depend d, LATERAL pg_identify_object(d.classid, d.objid, 0) o, LATERAL pg_identify_object(d.refclassid, d.refobjid, 0) r
+        WHERE d.deptype IN ('n', 'a') AND d.refclassid <> 'pg_namespace'::regclass
+          AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classid AND e.objid = d.objid AND e.deptype = 'e'))
+     SELECT d.classid::int AS classid, d.objid::int AS objid, pg_describe_object(d.classid, d.objid, 0) AS object,
+            pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid) AS needs, ${COUNT_KIND("d.classid", "d.objid")} AS kind
+       FROM d
+      WHERE d.home = ANY($1) AND d.refschema IS NOT NULL AND d.refschema <> ALL($1) AND d.refschema NOT IN ('pg_catalog', 'information_schema')
+        AND NOT EXISTS (SELECT 1 FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid
+                         WHERE e.classid = d.refclassid AND e.objid = d.refobjid AND e.deptype = 'e' AND x.extname = ANY($2))
+      ORDER BY 3, 4`,
+    [migrated, createdExtensions],
+  );
+  return r.rows.map((x) => ({ classid: Number(x.classid), objid: Number(x.objid), object: x.object, needs: x.needs, kind: x.kind }));
+}
+
+/**
+ * Tables (and sequences) the source login cannot read in full: no SELECT, or
+ * row-level security it does not bypass. pg_dump would die on the first one
+ * (a non-superuser login, as on Supabase, cannot read storage.migrations).
+ */
+export async function unreadableRelations(c: Q, schemas: string[]): Promise<{ oid: number; schema: string; name: string; kind: string; reason: string }[]> {
+  const r = await c.query(
+    `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
+            CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') THEN format('the source login %I has no SELECT on it', current_user)
+                 ELSE format('row-level security is on and the source login %I neither owns the table nor has BYPASSRLS', current_user) END AS reason
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r','p','m','S') AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
+        AND (NOT has_table_privilege(c.oid, 'SELECT')
+             OR (c.relrowsecurity AND NOT pg_has_role(c.relowner, 'USAGE')
+                 AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user)))
+      ORDER BY 1, 2`,
+    [schemas],
+  );
+  return r.rows;
+}
+
+/** Per role the target lacks: what it owns or is granted in the migrated schemas (reassigned to the migrating superuser / dropped). */
+export async function roleFootprint(c: Q, roles: string[], schemas: string[]): Promise<Record<string, { owns: number; grants: number }>> {
+  if (!roles.length) return {};
+  const r = await c.query(
+    `SELECT a.rolname AS role, count(*) FILTER (WHERE s.deptype = 'o')::int AS owns, count(*) FILTER (WHERE s.deptype IN ('a', 'i'))::int AS grants
+       FROM pg_shdepend s JOIN pg_roles a ON a.oid = s.refobjid
+       LEFT JOIN LATERAL pg_identify_object(s.classid, s.objid, 0) o ON true
+      WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.refclassid = 'pg_authid'::regclass
+        AND a.rolname = ANY($1) AND (o.schema = ANY($2) OR (o.type = 'schema' AND o.name = ANY($2)) OR o.type = 'large object')
+      GROUP BY 1`,
+    [roles, schemas],
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.role, { owns: x.owns, grants: x.grants }]));
+}
+
+/** The columns a COPY carries (stored, not generated), in column order, per table. */
+export async function copyColumns(c: Q, tables: { schema: string; name: string }[]): Promise<Map<string, string[]>> {
+  const r = await c.query(
+    `SELECT t.s, t.n, array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL) AS cols
+       FROM unnest($1::text[], $2::text[]) AS t(s, n)
+       JOIN pg_namespace ns ON ns.nspname = t.s JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = t.n
+       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      GROUP BY 1, 2`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  return new Map(r.rows.map((x) => [tableKey({ schema: x.s, name: x.n }), (x.cols ?? []) as string[]]));
+}
+
+/** Populated materialized views, each after the materialized views it reads (directly or through views). */
+export async function matviewRefreshOrder(c: Q, schemas: string[]): Promise<{ schema: string; name: string }[]> {
+  const r = await c.query(
+    `WITH RECURSIVE mv AS (
+       SELECT c.oid, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'm' AND c.relispopulated AND n.nspname = ANY($1)),
+     reads(mv, rel) AS (
+       SELECT rw.ev_class, d.refobjid FROM pg_rewrite rw JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
+        WHERE rw.ev_class IN (SELECT oid FROM mv) AND d.refobjid <> rw.ev_class
+       UNION
+       SELECT r.mv, d.refobjid FROM reads r JOIN pg_class v ON v.oid = r.rel AND v.relkind = 'v'
+         JOIN pg_rewrite rw ON rw.ev_class = v.oid JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid AND d.refclassid = 'pg_class'::regclass
+        WHERE d.refobjid <> v.oid)
+     SELECT mv.oid::int AS oid, mv.schema, mv.name, coalesce((SELECT array_agg(DISTINCT r.rel::int) FROM reads r WHERE r.mv = mv.oid AND r.rel IN (SELECT oid FROM mv)), '{}') AS needs
+       FROM mv ORDER BY mv.oid`,
+    [schemas],
+  );
+  const rows = r.rows as { oid: number; schema: string; name: string; needs: number[] }[];
+  const done = new Set<number>();
+  const out: { schema: string; name: string }[] = [];
+  for (let progress = true; progress && done.size < rows.length; ) {
+    progress = false;
+    for (const x of rows) {
+      if (done.has(x.oid) || !x.needs.every((n) => done.has(n))) continue;
+      done.add(x.oid);
+      out.push({ schema: x.schema, name: x.name });
+      progress = true;
+    }
+  }
+  for (const x of rows) if (!done.has(x.oid)) out.push({ schema: x.schema, name: x.name }); // a cycle cannot exist; keep them anyway
+  return out;
+}
+
+export async function schemaOwners(c: Q, schemas: string[]): Promise<Record<string, { owner: string; oid: number }>> {
+  const r = await c.query(`SELECT nspname, pg_get_userbyid(nspowner) AS owner, oid::int AS oid FROM pg_namespace WHERE nspname = ANY($1)`, [schemas]);
+  return Object.fromEntries(r.rows.map((x) => [x.nspname, { owner: x.owner, oid: x.oid }]));
+}
+
+/**
+ * pg_dump restores with an empty search_path, and a SQL function without its
+ * own `SET search_path` is inlined with the session's: a generated column,
+ * index expression or check constraint that calls such a function whose body
+ * calls another user function unqualified cannot be created on the target
+ * (`function squash_ws(text) does not exist`). Found from the catalog: the
+ * expression's dependencies and the bodies' unqualified calls.
+ */
+export async function unqualifiedCalls(c: Q, schemas: string[]): Promise<{ object: string; fn: string; calls: string[] }[]> {
+  const r = await c.query(
+    `SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS object, p.oid::regprocedure::text AS fn, p.prosrc,
+            (SELECT array_agg(DISTINCT q.proname::text) FROM pg_proc q WHERE q.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))) AS names
+       FROM pg_depend d JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = p.oid
+       JOIN pg_language l ON l.oid = p.prolang AND l.lanname = 'sql'
+      WHERE d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass, 'pg_class'::regclass)
+        AND p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))
+        AND NOT coalesce(EXISTS (SELECT 1 FROM unnest(p.proconfig) s WHERE s LIKE 'search_path=%'), false)
+        AND (d.classid <> 'pg_attrdef'::regclass OR EXISTS (SELECT 1 FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum WHERE ad.oid = d.objid AND a.attgenerated <> ''))
+        AND (d.classid <> 'pg_class'::regclass OR EXISTS (SELECT 1 FROM pg_class i WHERE i.oid = d.objid AND i.relkind = 'i'))`,
+    [schemas],
+  );
+  const out: { object: string; fn: string; calls: string[] }[] = [];
+  for (const x of r.rows) {
+    const names = new Set((x.names ?? []) as string[]);
+    const calls = [...new Set([...String(x.prosrc).matchAll(/(?<![.\w"$])([A-Za-z_][A-Za-z0-9_$]*)\s*\(/g)].map((m) => m[1]!.toLowerCase()))].filter((n) => names.has(n));
+    if (calls.length) out.push({ object: x.object, fn: x.fn, calls });
+  }
+  return out;
 }

@@ -5,16 +5,26 @@
  *   1. Pre-checks before touching the target: source reachable, target exists
  *      and is empty (or --replace, which backs it up first), versions, disk,
  *      extensions, roles policies need.
+ *      PLAN also names every object that needs something left behind (a
+ *      trigger calling supabase_functions.http_request()) and every table the
+ *      source login cannot read: the run refuses unless --accept-left-out.
  *   2. One exported snapshot on the source: schema, data and the source-side
  *      checksums all see the same instant.
- *   3. One transaction on the target (BEGIN in the prelude; COMMIT is sent by us
- *      only after pg_dump exited 0, so if this process dies mid-stream psql hits
- *      end of input inside the transaction and the server rolls back): custom roles,
- *      extensions, schema, data (session_replication_role = replica), then
- *      indexes/constraints/triggers/policies. Any error rolls everything back,
- *      so a failed run leaves the target as it was and can simply be re-run.
- *   4. Verification: per-table row count and checksum, sequences, object
- *      counts, source vs target; the report says ok only if all match.
+ *   3. The schema is a pg_dump archive (-Fc), selected through its table of
+ *      contents (toc.ts), never by editing SQL text; roles the target lacks
+ *      exist as placeholders only inside the transaction (select.ts).
+ *   4. One transaction on the target (BEGIN first; COMMIT is sent by us only
+ *      after every table was read in full, so if this process dies mid-stream
+ *      psql hits end of input inside the transaction and the server rolls
+ *      back): custom roles, extensions, schema, data (our own COPY per table,
+ *      session_replication_role = replica), large objects, sequences, then
+ *      indexes/constraints/triggers/policies, publications, materialized view
+ *      refreshes. Any error rolls everything back, so a failed run leaves the
+ *      target as it was and can simply be re-run.
+ *   5. Verification: per-table row count and checksum, sequences, object
+ *      counts, every definition (function bodies, views, policies, triggers,
+ *      constraints, indexes, defaults, enums), publication membership and
+ *      large-object contents, source vs target; ok only if all match.
  *
  * Returns data; never prints or exits.
  */
@@ -28,16 +38,19 @@ import { connect, quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import {
-  availableExtensions, CHECKSUM_SETTINGS, fingerprintTable, probeHashMode, type HashMode, listExtensions, listMemberships, listRoles, listSchemas, listTables,
-  objectCounts, policyRoles, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
-  type ObjectCounts, type SequenceState, type StorageSummary, type TableFingerprint, type TableInfo,
+  availableExtensions, CHECKSUM_SETTINGS, copyColumns, definitions, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
+  listExtensions, listMemberships, listPublications, listRoles, listSchemas, listTables, matviewRefreshOrder, objectCounts, policyRoles,
+  probeHashMode, publicationMembers, roleFootprint, schemaOwners, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
+  unqualifiedCalls, unreadableLargeObjects, unreadableRelations, type ChecksumTarget, type HashColumn, type HashMode, type LeftBehindDependency, type ObjectCounts, type SequenceState,
+  type StorageSummary, type TableFingerprint, type TableInfo,
 } from "./catalog";
-import { dumpIntoPsql } from "./pipe";
+import { startLoader } from "./pipe";
 import {
-  createRoleSql, customRoles, dumpPattern, EXCLUDED_TABLE_DATA, extensionSql, filterSchemaSql, membershipSql, planExtensions,
-  planRoles, selectSchemas,
+  createRoleSql, customRoles, dumpPattern, EXCLUDED_TABLE_DATA, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles,
+  publicationSql, selectSchemas,
 } from "./select";
 import { connectSource, parseSourceUrl, protectSource, sourceEnv, sourceError, type SourceConn } from "./source";
+import { parseToc, selectToc, tocListFile } from "./toc";
 import { compareMigration, formatBytes, type Verification } from "./verify";
 
 export type Progress = (stage: string, message: string) => void;
@@ -49,6 +62,19 @@ export interface MigrateOptions {
   replace?: boolean;
   /** copy storage files through the Storage API (not implemented yet: reported) */
   storage?: boolean;
+  /** migrate without what PLAN names as left out (objects needing what stays behind, tables the login cannot read) */
+  acceptLeftOut?: boolean;
+  /** allow an unverified source connection (local/test sources only) */
+  insecureTls?: boolean;
+  /** CA file for verifying the source's certificate */
+  caFile?: string;
+}
+
+/** Something PLAN found that cannot be carried: the run refuses unless --accept-left-out, then leaves it out and reports it. */
+export interface LeftOut {
+  object: string;
+  /** why: what it needs that stays behind, or why it cannot be read */
+  reason: string;
 }
 
 export interface MigrationPlan {
@@ -60,6 +86,12 @@ export interface MigrationPlan {
   roles: { create: string[]; existing: string[]; reservedSkipped: string[] };
   extensions: { create: string[]; skipped: string[]; blocked: string[] };
   storage: (StorageSummary & { copied: number; note: string }) | null;
+  largeObjects: { count: number; bytes: number };
+  publications: string[];
+  /** objects and tables that cannot be carried (blockers unless --accept-left-out) */
+  leftOut: LeftOut[];
+  /** how the source connection is protected */
+  sourceTls: string;
   disk: { path: string; freeBytes: number; needBytes: number };
   blockers: string[];
   warnings: string[];
@@ -78,7 +110,10 @@ export interface MigrationReport {
   rolesCreated: string[];
   /** login roles that got a generated password (in rolePasswordsFile) */
   rolePasswords: string[];
-  droppedStatements: string[];
+  /** Supabase's roles the target lacks: what they owned went to the migrating superuser, their grants were dropped */
+  reassigned: { role: string; owned: number; grants: number }[];
+  /** archive entries left out with the objects PLAN named (their comments, grants, dependants) */
+  cascadedEntries: number;
   verification: Verification;
   reportFile: string;
   /** set when the target already holds a verified migration from this source: nothing was changed */
@@ -113,9 +148,6 @@ export function pickClientBin(cfg: Config, sourceMajor: number): { dir: string; 
   return { dir: major === own ? cfg.pgBinDir : join(base, String(major), "bin"), major };
 }
 
-/** pg_dump 17 writes settings a PG 15 server does not know. */
-const newerSetting = (line: string) => /^SET transaction_timeout = /.test(line);
-
 interface Session {
   src: SourceConn;
   source: pg.Client;
@@ -123,8 +155,8 @@ interface Session {
   snapshot: string;
 }
 
-async function openSource(url: string): Promise<{ src: SourceConn; source: pg.Client; snapshot: string }> {
-  const src = parseSourceUrl(url);
+async function openSource(url: string, opts: MigrateOptions): Promise<{ src: SourceConn; source: pg.Client; snapshot: string }> {
+  const src = parseSourceUrl(url, { insecureTls: opts.insecureTls, caFile: opts.caFile });
   protectSource(src, url);
   const source = await connectSource(src);
   try {
@@ -163,8 +195,7 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   if (!bin) blockers.push(`no pg_dump ${sourceMajor}+ on this machine (pg_dump cannot read a newer server): install postgresql-client-${sourceMajor}`);
 
   const schemas = selectSchemas(await listSchemas(source));
-  const tables = await listTables(source, schemas.migrated);
-  const totalBytes = tables.reduce((a, t) => a + t.bytes, 0);
+  const allTables = await listTables(source, schemas.migrated);
 
   const targetRoleNames = new Set((await listRoles(target)).map((r) => r.name));
   const sourceRoles = await listRoles(source);
@@ -176,6 +207,32 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   const extensions = planExtensions(await listExtensions(source), await availableExtensions(target));
   if (extensions.blocked.length) blockers.push(`extensions the cluster cannot provide: ${extensions.blocked.join(", ")} (install their packages on every member)`);
   if (extensions.skipped.length) warnings.push(`Supabase platform extensions not available here are skipped: ${extensions.skipped.join(", ")}`);
+
+  // What cannot be carried, found before anything runs: objects that need something left behind,
+  // and relations the source login cannot read (pg_dump would die on them mid-run).
+  const unreadable = await unreadableRelations(source, schemas.migrated);
+  const needsLeftBehind = await leftBehindDependencies(source, schemas.migrated, extensions.create.map((e) => e.name));
+  const needsUnreadable = await dependentsOf(source, unreadable.map((u) => u.oid));
+  const leftOut: LeftOut[] = [
+    ...unreadable.map((u) => ({ object: `${u.kind} ${u.schema}.${u.name}`, reason: u.reason })),
+    ...needsLeftBehind.map((d) => ({ object: d.object, reason: `needs ${d.needs}, which is not migrated` })),
+    ...needsUnreadable.map((d) => ({ object: d.object, reason: `needs ${d.needs}, which cannot be read` })),
+  ];
+  const unreadableKeys = new Set(unreadable.map((u) => `${u.schema}.${u.name}`));
+  const tables = allTables.filter((t) => !unreadableKeys.has(tableKey(t)));
+  const totalBytes = tables.reduce((a, t) => a + t.bytes, 0);
+  for (const l of leftOut) {
+    if (opts.acceptLeftOut) warnings.push(`left out (accepted): ${l.object}: ${l.reason}`);
+    else blockers.push(`${l.object}: ${l.reason}; make it migratable on the source, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it`);
+  }
+  for (const u of await unqualifiedCalls(source, schemas.migrated)) {
+    blockers.push(`${u.object} calls ${u.fn}, whose body calls ${u.calls.join(", ")} without a schema: pg_dump restores with an empty search_path, so it cannot be created; on the source, qualify the call (e.g. public.${u.calls[0]}(...)) or ALTER FUNCTION ${u.fn} SET search_path = public`);
+  }
+  if (src.insecureTls) warnings.push(`INSECURE: the source's TLS certificate is NOT verified (--insecure-source-tls, sslmode=${src.sslmode}): use this only for a local or test source`);
+  const los = await largeObjects(source);
+  const hiddenLos = await unreadableLargeObjects(source);
+  if (hiddenLos.length) blockers.push(`the source login cannot read ${hiddenLos.length} large object(s) (e.g. ${hiddenLos.slice(0, 3).join(", ")}): migrate as their owner or a superuser, or grant SELECT on them`);
+  const publications = await listPublications(source, schemas.migrated);
 
   const contents = await targetContents(target);
   const empty = contents.length === 0;
@@ -208,12 +265,17 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
     roles: { create: roles.create.map((r) => r.name), existing: roles.existing, reservedSkipped: roles.reservedSkipped },
     extensions: { create: extensions.create.map((e) => `${e.name} (${e.schema})`), skipped: extensions.skipped, blocked: extensions.blocked },
     storage: storage ? { ...storage, copied: 0, note: opts.storage ? "--storage is not implemented yet: files were not copied" : "files not copied (pass --storage with the Storage API URLs and service keys)" } : null,
+    largeObjects: { count: los.length, bytes: los.reduce((a, l) => a + l.bytes, 0) },
+    publications: publications.map((p) => `${p.name}: ${p.allTables ? "all tables" : [...p.tables, ...p.schemas.map((x) => `tables in schema ${x}`)].join(", ")}`),
+    leftOut,
+    sourceTls: src.insecureTls ? `NOT VERIFIED (sslmode=${src.sslmode}, --insecure-source-tls)` : `verified (sslmode=${src.sslmode}, CA ${src.sslrootcert})`,
     disk: { path: diskPath, freeBytes, needBytes },
     blockers,
     warnings,
   };
   if (opts.storage) warnings.push("--storage is not implemented yet: storage files are not copied");
-  return { plan, ctx: { bin, roles, extensions, willExist, sourceRoles } };
+  const placeholders = sourceRoles.map((r) => r.name).filter((r) => !willExist.has(r) && !r.startsWith("pg_"));
+  return { plan, ctx: { bin, roles, extensions, willExist, sourceRoles, placeholders, unreadable, leftOutObjects: [...needsLeftBehind, ...needsUnreadable], publications } };
 }
 
 interface PlanContext {
@@ -222,6 +284,11 @@ interface PlanContext {
   extensions: ReturnType<typeof planExtensions>;
   willExist: Set<string>;
   sourceRoles: Awaited<ReturnType<typeof listRoles>>;
+  /** source roles the target will not have: placeholders inside the restore transaction */
+  placeholders: string[];
+  unreadable: Awaited<ReturnType<typeof unreadableRelations>>;
+  leftOutObjects: LeftBehindDependency[];
+  publications: Awaited<ReturnType<typeof listPublications>>;
 }
 
 /** Plan only (PLAN=1): reads both sides, changes nothing. */
@@ -234,7 +301,7 @@ async function withSession<T>(cfg: Config, opts: MigrateOptions, fn: (s: Session
     throw new ToolkitError("BAD_TARGET_DB", `TARGET_DB=${JSON.stringify(opts.targetDb)} cannot be a migration target`, `use one of the environment databases: ${cfg.databases.join(", ")}`);
   }
   if (!cfg.secrets.POSTGRES_PASSWORD) throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
-  const { src, source, snapshot } = await openSource(opts.sourceUrl);
+  const { src, source, snapshot } = await openSource(opts.sourceUrl, opts);
   let target: pg.Client | undefined;
   try {
     target = await openTarget(cfg, opts.targetDb);
@@ -294,7 +361,7 @@ async function replaceSql(target: pg.Client): Promise<string[]> {
 }
 
 /** Source side, in the snapshot transaction: also decides each table's hash mode for the target. */
-async function sourceFingerprints(c: pg.Client, tables: TableInfo[], modes: Map<string, HashMode>): Promise<Record<string, TableFingerprint>> {
+async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[], modes: Map<string, HashMode>): Promise<Record<string, TableFingerprint>> {
   const out: Record<string, TableFingerprint> = {};
   for (const t of tables) {
     const mode = await probeHashMode(c, t);
@@ -305,8 +372,8 @@ async function sourceFingerprints(c: pg.Client, tables: TableInfo[], modes: Map<
 }
 
 /** Checksum the target on a few connections at once: the scans are independent. */
-async function targetFingerprints(cfg: Config, db: string, tables: TableInfo[], modes: Map<string, HashMode>, parallel = 2): Promise<Record<string, TableFingerprint>> {
-  const queue = [...tables].sort((a, b) => b.bytes - a.bytes);
+async function targetFingerprints(cfg: Config, db: string, tables: ChecksumTarget[], modes: Map<string, HashMode>, parallel = 2): Promise<Record<string, TableFingerprint>> {
+  const queue = [...tables];
   const out: Record<string, TableFingerprint> = {};
   await Promise.all(
     Array.from({ length: Math.min(parallel, queue.length) }, async () => {
@@ -322,6 +389,28 @@ async function targetFingerprints(cfg: Config, db: string, tables: TableInfo[], 
   return out;
 }
 
+const qn = (t: { schema: string; name: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+/**
+ * Our own COPY for one table, both ends built from catalog names: the source
+ * side reads ONLY the table (inheritance children are tables of their own) or,
+ * for a partition root, the whole tree; the target side loads plain tables
+ * WITH (FREEZE) (legal: each was created in this transaction; frozen rows need
+ * no rewrite on first read), partition roots without (COPY FREEZE refuses them)
+ * and routes their rows itself.
+ */
+export function copyStatements(t: { schema: string; name: string; kind: TableInfo["kind"] }, columns: string[]): { out: string; into: string } {
+  const cols = columns.map(quoteIdent).join(", ");
+  const select = columns.length ? cols : "";
+  return {
+    out: `COPY (SELECT ${select} FROM ${t.kind === "partitioned" ? "" : "ONLY "}${qn(t)}) TO STDOUT`,
+    into: `COPY ${qn(t)} (${cols}) FROM stdin${t.kind === "table" ? " WITH (FREEZE)" : ""};`,
+  };
+}
+
+const LO_CHUNK = 1024 * 1024;
+
 export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: Progress = () => {}): Promise<MigrationReport> {
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
@@ -335,7 +424,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
     if (!plan.target.empty && !opts.replace) {
       // Re-running is safe: a target that already holds a verified migration from this source is left alone.
       const prev = previousMigration(cfg.reportsDir, opts.targetDb, s.src.display);
-      if (prev && (await missingTables(s.target, prev.plan.tables)) === 0) return { ...prev, alreadyMigrated: { reportFile: prev.reportFile, at: prev.startedAt } };
+      if (prev && (await missingTables(s.target, prev.plan.tables.filter((t) => (t.kind ?? "table") !== "matview"))) === 0) return { ...prev, alreadyMigrated: { reportFile: prev.reportFile, at: prev.startedAt } };
     }
     if (plan.blockers.length) {
       const notEmpty = plan.blockers.find((b) => b.startsWith("target ") && b.includes("is not empty"));
@@ -348,6 +437,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
     const tgt = rwTarget(cfg);
     const workDir = join(cfg.stateDir, "migrate", `run-${process.pid}-${Date.now()}`);
     mkdirSync(workDir, { recursive: true, mode: 0o700 });
+    let loader: ReturnType<typeof startLoader> | undefined;
     try {
       let backup: string | undefined;
       if (opts.replace && !plan.target.empty) {
@@ -357,84 +447,146 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       }
       timings.backup = lap();
 
-      // Schema, from the same snapshot as the data.
+      // Schema (and large-object metadata), from the same snapshot as the data, as an archive: no table data in it.
       const env = sourceEnv(s.src);
-      const schemaArgs = [join(bin.dir, "pg_dump"), "--snapshot", s.snapshot, "--schema-only", "--no-publications", "--no-subscriptions", ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)])];
+      const archive = join(workDir, "schema.dump");
       progress("schema", "dumping the schema");
-      const [pre, post] = (await Promise.all(["pre-data", "post-data"].map((sec) => run([...schemaArgs, `--section=${sec}`], { env, timeoutMs: 600_000 })))).map((r) => r.stdout) as [string, string];
-      const roleExists = (r: string) => ctx.willExist.has(r);
-      const preF = filterSchemaSql(pre, roleExists);
-      const postF = filterSchemaSql(post, roleExists);
+      await run([
+        join(bin.dir, "pg_dump"), "--snapshot", s.snapshot, "-Fc", "-b", "--no-publications", "--no-subscriptions", "--exclude-table-data", "*.*",
+        ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)]),
+        ...ctx.unreadable.flatMap((u) => ["--exclude-table", `${dumpPattern(u.schema)}.${dumpPattern(u.name)}`]),
+        "-f", archive,
+      ], { env, timeoutMs: 600_000 });
+      const toc = parseToc((await run([join(bin.dir, "pg_restore"), "-l", "-v", archive], { timeoutMs: 120_000 })).stdout);
+      const unknown = toc.filter((e) => e.desc === "?");
+      if (unknown.length) throw new ToolkitError("UNKNOWN_ARCHIVE_ENTRY", `the schema archive holds entries of a kind this toolkit does not know: ${unknown.map((e) => e.line).join("; ")}`, "report it; nothing was changed");
+      const targetSchemas = new Set((await s.target.query("SELECT nspname FROM pg_namespace")).rows.map((r) => r.nspname as string));
+      const owners = await schemaOwners(s.source, plan.schemas.migrated);
+      const existingSchemaOids = new Set(Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([, o]) => o.oid));
+      const leaveOut = new Set(ctx.leftOutObjects.map((o) => `${o.classid}/${o.objid}`));
+      const selection = selectToc(toc, {
+        // Table data is streamed by us; large-object contents too (pg_restore's BLOBS section commits on its own);
+        // extensions are created by extensionSql(); materialized views are refreshed and sequences set from the catalog.
+        skipDescs: new Set(["TABLE DATA", "BLOBS", "BLOB DATA", "SEQUENCE SET", "MATERIALIZED VIEW DATA", "EXTENSION", "DATABASE", "DATABASE PROPERTIES",
+          "SECURITY LABEL", "EVENT TRIGGER", "SUBSCRIPTION", "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA"]),
+        leaveOut: (classid, objid) => leaveOut.has(`${classid}/${objid}`),
+        replaced: (classid, objid) => classid === 2615 && existingSchemaOids.has(objid),
+      });
+      const listFile = join(workDir, "restore.list");
+      writeFileSync(listFile, tocListFile(selection.keep), { mode: 0o600 });
+      const restoreArgs = [join(bin.dir, "pg_restore"), "-L", listFile, "--no-security-labels", "--no-tablespaces", "-f", "-"];
+      const [pre, post] = (await Promise.all(["pre-data", "post-data"].map(async (sec) => (await run([...restoreArgs, `--section=${sec}`, archive], { timeoutMs: 600_000 })).stdout))) as [string, string];
 
       // Roles: generated passwords for login roles (the platform never reveals the old ones).
       const passwords: Record<string, string> = {};
       for (const r of ctx.roles.create) if (r.login) registerSecret((passwords[r.name] = generateSecret(24)));
       const custom = new Set(customRoles(ctx.sourceRoles).map((r) => r.name));
-      const roleSql = [
-        ...ctx.roles.create.map((r) => createRoleSql(r, passwords[r.name])),
-        ...membershipSql(await listMemberships(s.source), custom, ctx.willExist),
-      ];
+      const holders = placeholderSql(ctx.placeholders);
+      const footprint = await roleFootprint(s.source, ctx.placeholders, plan.schemas.migrated);
       const prelude = [
         "\\set ON_ERROR_STOP on",
         "SET client_min_messages = warning;",
         "BEGIN;",
         ...(opts.replace && !plan.target.empty ? await replaceSql(s.target) : []),
-        ...roleSql,
+        ...holders.create,
+        ...ctx.roles.create.map((r) => createRoleSql(r, passwords[r.name])),
+        ...membershipSql(await listMemberships(s.source), custom, ctx.willExist),
         ...extensionSql(ctx.extensions),
-        preF.sql,
-        // Supabase's documented restore: no triggers or FK checks fire while rows are copied.
-        "SET session_replication_role = replica;",
+        // Schemas the target already has (public) keep their entry out of the script; their owner comes from the source.
+        ...Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([n, o]) => `ALTER SCHEMA ${quoteIdent(n)} OWNER TO ${quoteIdent(o.owner)};`),
         "",
       ].join("\n");
-      const postlude = ["SET session_replication_role = DEFAULT;", postF.sql, "COMMIT;", ""].join("\n");
-      const preludeFile = join(workDir, "10-prelude.sql");
-      writeFileSync(preludeFile, prelude, { mode: 0o600 });
+      const matviews = await matviewRefreshOrder(s.source, plan.schemas.migrated);
+      const targetPubs = new Set((await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string));
+      const sourceSeq: Record<string, SequenceState> = await sequenceStates(s.source, plan.schemas.migrated);
+      const postlude = [
+        "SET session_replication_role = DEFAULT;",
+        post,
+        ...publicationSql(ctx.publications, targetPubs, (r) => ctx.willExist.has(r)),
+        // A generated column or materialized view may call a function unqualified, as the source's sessions did.
+        "RESET search_path;",
+        ...matviews.map((m) => `REFRESH MATERIALIZED VIEW ${qn(m)};`),
+        ...holders.release,
+        "COMMIT;",
+        "",
+      ].join("\n");
 
       timings.schema = lap();
-      // Data: streamed, checksummed on the source in parallel (same snapshot).
-      const dumpCmd = [
-        join(bin.dir, "pg_dump"), "--snapshot", s.snapshot, "--data-only", "--no-publications", "--no-subscriptions",
-        ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)]),
-        ...EXCLUDED_TABLE_DATA.flatMap((t) => ["--exclude-table-data", t]),
-      ];
       const loadCmd = [
         join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-        "-h", tgt.host, "-p", String(tgt.port), "-U", "postgres", "-d", opts.targetDb,
-        "-f", preludeFile, "-f", "-",
+        "-h", tgt.host, "-p", String(tgt.port), "-U", "postgres", "-d", opts.targetDb, "-f", "-",
       ];
       progress("data", `streaming ${formatBytes(plan.totalBytes)} (on disk) in one transaction`);
       let lastTable = "";
+      loader = startLoader({ cmd: loadCmd, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" } }, (table, bytes) => {
+        if (table && table !== lastTable) {
+          lastTable = table;
+          progress("data", `${table}  (${formatBytes(bytes)} streamed)`);
+        } else progress("data", `${formatBytes(bytes)} streamed`);
+      });
+      const ld = loader;
+      const hashCols = await hashColumns(s.source, plan.tables);
+      const checked: ChecksumTarget[] = plan.tables.map((t) => ({ ...t, columns: hashCols.get(tableKey(t)) ?? ([] as HashColumn[]) }));
+      const loaded = plan.tables.filter((t) => t.kind !== "matview" && !EXCLUDED_TABLE_DATA.includes(tableKey(t)));
+      const cols = await copyColumns(s.source, loaded);
+      const readCmd = (sql: string) => [
+        join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+        "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`, "-c", sql,
+      ];
+      const los = await largeObjects(s.source);
       const modes = new Map<string, HashMode>();
-      const [piped, sourcePrints] = await Promise.all([
-        dumpIntoPsql({
-          dump: { cmd: dumpCmd, env },
-          load: { cmd: loadCmd, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" } },
-          dropLine: newerSetting,
-          trailer: postlude,
-          onProgress: (table, bytes) => {
-            if (table && table !== lastTable) {
-              lastTable = table;
-              progress("data", `${table}  (${formatBytes(bytes)} streamed)`);
-            } else progress("data", `${formatBytes(bytes)} streamed`);
-          },
-        }),
-        sourceFingerprints(s.source, plan.tables, modes),
-      ]);
+      const feed = (async () => {
+        await ld.write(prelude);
+        await ld.write(pre);
+        await ld.write("\nSET session_replication_role = replica;\nRESET search_path;\n");
+        for (const t of loaded) {
+          const c = copyStatements(t, cols.get(tableKey(t)) ?? []);
+          await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env });
+        }
+        for (const lo of los) {
+          for (let off = 0; off < lo.bytes; off += LO_CHUNK) {
+            const r = await s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [lo.oid, off, LO_CHUNK]);
+            await ld.write(`SELECT pg_catalog.lo_put(${lo.oid}, ${off}, '\\x${r.rows[0].h}'::bytea);\n`);
+          }
+        }
+        for (const st of Object.values(sourceSeq)) {
+          if (st.lastValue === null || !/^-?\d+$/.test(st.lastValue) || !st.schema || !st.name) continue;
+          await ld.write(`SELECT pg_catalog.setval(${sqlLiteral(qn({ schema: st.schema, name: st.name }))}, ${st.lastValue}, ${st.isCalled});\n`);
+        }
+        return ld.finish(postlude);
+      })();
+      const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes)]);
+      loader = undefined;
       progress("data", `committed: ${formatBytes(piped.bytes)} in ${(piped.ms / 1000).toFixed(1)} s (${formatBytes((piped.bytes / piped.ms) * 1000)}/s)`);
 
       timings.data = lap();
       // Verification.
       progress("verify", `checksumming ${plan.tables.length} tables on the target`);
-      const sourceSeq: Record<string, SequenceState> = await sequenceStates(s.source, plan.schemas.migrated);
       const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated);
-      const targetPrints = await targetFingerprints(cfg, opts.targetDb, plan.tables, modes);
+      const sourceDefs = await definitions(s.source, plan.schemas.migrated);
+      const sourcePubs = await publicationMembers(s.source, plan.schemas.migrated);
+      const loMap = (rows: { oid: number; owner: string; md5: string }[], owner: (r: string) => string) =>
+        Object.fromEntries(rows.map((l) => [`large object ${l.oid}`, `md5 ${l.md5} owner ${owner(l.owner)}`]));
+      const targetPrints = await targetFingerprints(cfg, opts.targetDb, checked, modes);
+      for (const q of CHECKSUM_SETTINGS) await s.target.query(q);
       const targetSeq = await sequenceStates(s.target, plan.schemas.migrated);
       const targetCounts = await objectCounts(s.target, plan.schemas.migrated);
+      const targetDefs = await definitions(s.target, plan.schemas.migrated);
+      const targetPubsNow = await publicationMembers(s.target, plan.schemas.migrated);
+      const superuser = (await s.target.query("SELECT current_user AS u")).rows[0].u as string;
+      const targetLos = await largeObjects(s.target);
+      const leftOutCounts: Partial<ObjectCounts> = {};
+      for (const o of ctx.leftOutObjects) if (o.kind) leftOutCounts[o.kind] = (leftOutCounts[o.kind] ?? 0) + 1;
+      for (const u of ctx.unreadable) {
+        const k = u.kind === "sequence" ? "sequences" : u.kind === "materialized view" ? "views" : "tables";
+        leftOutCounts[k] = (leftOutCounts[k] ?? 0) + 1;
+      }
       const verification = compareMigration(
-        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts },
-        { tables: targetPrints, sequences: targetSeq, counts: targetCounts },
+        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: sourceDefs, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
+        { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: targetDefs, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
+        { leftOut: new Set(ctx.leftOutObjects.map((o) => o.object)), leftOutCounts },
       );
-      progress("verify", verification.ok ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences and object counts match` : `${verification.mismatches.length} mismatches`);
+      progress("verify", verification.ok ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences, ${verification.definitions.length} definitions and object counts match` : `${verification.mismatches.length} mismatches`);
 
       timings.verify = lap();
       let rolePasswordsFile: string | undefined;
@@ -459,7 +611,8 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         rolePasswordsFile,
         rolesCreated: ctx.roles.create.map((r) => r.name),
         rolePasswords: Object.keys(passwords),
-        droppedStatements: [...preF.dropped, ...postF.dropped],
+        reassigned: Object.entries(footprint).map(([role, f]) => ({ role, owned: f.owns, grants: f.grants })),
+        cascadedEntries: selection.cascaded.length,
         verification,
         reportFile,
       };
@@ -467,6 +620,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       writeFileSync(reportFile, redact(JSON.stringify(report, null, 2)) + "\n", { mode: 0o600 });
       return report;
     } finally {
+      await loader?.abort();
       rmSync(workDir, { recursive: true, force: true });
     }
   });

@@ -1,120 +1,135 @@
 /**
- * Stream pg_dump's data section straight into psql without buffering it:
- * run() in exec.ts collects output in memory, which a multi-gigabyte dump
- * cannot afford. Commands are still argument arrays, shown redacted.
+ * The loader: one psql session on the target, fed in order with our own SQL,
+ * pg_restore's scripts (pg_dump-generated, never edited) and table data
+ * streamed straight from a `COPY (...) TO STDOUT` on the source, without
+ * buffering it (run() in exec.ts collects output in memory, which a
+ * multi-gigabyte table cannot afford). Every COPY statement is written by us
+ * from catalog names (quoted), so no byte of source data or of a source name
+ * is ever parsed or rewritten on the way.
  *
  * The rule that keeps the target unchanged on failure: the trailer (which
- * ends with COMMIT) is written only after pg_dump has exited 0. If pg_dump
+ * ends with COMMIT) is written only after every source COPY exited 0. If one
  * fails, psql is killed mid-transaction; if this process dies, psql reads end
  * of input inside the open transaction. Either way the server rolls back.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { ToolkitError } from "../errors";
-import { showCmd, tail, type Cmd } from "../exec";
+import { tail, type Cmd } from "../exec";
 import { redact } from "../redact";
-import { CopyFreezer } from "./copy-freeze";
-
-export interface PipeOptions {
-  dump: { cmd: Cmd; env: Record<string, string> };
-  load: { cmd: Cmd; env: Record<string, string> };
-  /** called when the stream enters a new table, and every ~64 MB */
-  onProgress?: (table: string | undefined, bytes: number) => void;
-  /** written after the dump succeeded: the post-data statements and COMMIT */
-  trailer?: string;
-  /** lines outside COPY data to leave out (settings an older target does not know) */
-  dropLine?: (line: string) => boolean;
-}
-
-export interface PipeResult {
-  bytes: number;
-  ms: number;
-  psqlOutput: string;
-}
 
 const PROGRESS_EVERY = 64 * 1024 * 1024;
 
-export function dumpIntoPsql(opts: PipeOptions): Promise<PipeResult> {
+export interface Loader {
+  /** our SQL or a pg_restore script, in order */
+  write(text: string | Buffer): Promise<void>;
+  /** `header` (a COPY ... FROM stdin; we built), then the source command's stdout, then the end marker */
+  copy(table: string, header: string, source: { cmd: Cmd; env: Record<string, string> }): Promise<number>;
+  /** write the trailer (ends with COMMIT), close psql's input and wait for it */
+  finish(trailer: string): Promise<{ bytes: number; ms: number; psqlOutput: string }>;
+  /** kill psql: the open transaction rolls back */
+  abort(): Promise<void>;
+  bytes(): number;
+}
+
+export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onProgress?: (table: string | undefined, bytes: number) => void): Loader {
   const t0 = Date.now();
-  const load = spawn(opts.load.cmd[0]!, opts.load.cmd.slice(1), { env: { ...process.env, ...opts.load.env }, stdio: ["pipe", "pipe", "pipe"] });
-  const dump = spawn(opts.dump.cmd[0]!, opts.dump.cmd.slice(1), { env: { ...process.env, ...opts.dump.env }, stdio: ["ignore", "pipe", "pipe"] });
-  let loadOut = "";
-  let dumpErr = "";
+  const psql = spawn(load.cmd[0]!, load.cmd.slice(1), { env: { ...process.env, ...load.env }, stdio: ["pipe", "pipe", "pipe"] }) as ChildProcessWithoutNullStreams;
+  let out = "";
+  let exited = false;
   let bytes = 0;
   let nextReport = PROGRESS_EVERY;
   let table: string | undefined;
-  let loadExited = false;
-  let dumpExited = false;
-  // Every table is loaded WITH (FREEZE): see copy-freeze.ts.
-  const freezer = new CopyFreezer((t) => {
-    table = t;
-    opts.onProgress?.(t, bytes);
-  }, opts.dropLine);
-  load.stdout.on("data", (d) => (loadOut += d));
-  load.stderr.on("data", (d) => (loadOut += d));
-  dump.stderr.on("data", (d) => (dumpErr += d));
-  load.stdin.on("error", () => {}); // psql died: its exit code and output tell why
+  psql.stdout.on("data", (d) => (out += d));
+  psql.stderr.on("data", (d) => (out += d));
+  psql.stdin.on("error", () => {}); // psql died: its exit code and output tell why
+  psql.on("error", (err) => (out += `\ncannot run ${load.cmd[0]}: ${err.message}`));
+  const done = new Promise<number>((res) => psql.on("close", (code) => { exited = true; res(code ?? -1); }));
 
-  dump.stdout.on("data", (chunk: Buffer) => {
+  const restoreFailed = (code: number) => {
+    const firstError = out.split("\n").find((l) => /ERROR:/.test(l));
+    return new ToolkitError(
+      "RESTORE_FAILED",
+      `restore into the target failed${firstError ? `: ${redact(firstError.replace(/^psql:[^:]*:\d+: /, "").trim())}` : ` (psql exit ${code})`}; it ran in one transaction, so the target is unchanged`,
+      "fix the cause named above (on the source or the target) and run again",
+      redact(tail(out, 15)),
+    );
+  };
+
+  const put = (chunk: string | Buffer): Promise<void> => {
+    if (exited) return Promise.resolve();
     bytes += chunk.length;
-    const pieces = freezer.push(chunk);
     if (bytes >= nextReport) {
-      opts.onProgress?.(table, bytes);
+      onProgress?.(table, bytes);
       nextReport = bytes + PROGRESS_EVERY;
     }
-    if (loadExited) return;
-    let ok = true;
-    for (const p of pieces) ok = load.stdin.write(p) && ok;
-    if (!ok) {
-      dump.stdout.pause();
-      load.stdin.once("drain", () => dump.stdout.resume());
-    }
-  });
-
-  const dumpDone = new Promise<number>((res) => dump.on("close", (code) => { dumpExited = true; res(code ?? -1); }));
-  const loadDone = new Promise<number>((res) =>
-    load.on("close", (code) => {
-      loadExited = true;
-      // psql stopped (ON_ERROR_STOP): nobody reads the dump any more.
-      if (!dumpExited) dump.kill("SIGTERM");
-      dump.stdout.resume();
-      res(code ?? -1);
-    }),
-  );
-  const spawnError = (what: string) => (err: NodeJS.ErrnoException) => {
-    loadOut += `\ncannot run ${what}: ${err.message}`;
+    if (psql.stdin.write(chunk)) return Promise.resolve();
+    return new Promise((res) => {
+      const go = () => { psql.stdin.off("drain", go); psql.off("close", go); res(); };
+      psql.stdin.once("drain", go);
+      psql.once("close", go);
+    });
   };
-  load.on("error", spawnError(opts.load.cmd[0]!));
-  dump.on("error", spawnError(opts.dump.cmd[0]!));
 
-  return (async () => {
-    const dumpCode = await dumpDone;
-    if (dumpCode !== 0 && !loadExited) {
-      // Never let psql reach COMMIT with a partial stream.
-      load.kill("SIGKILL");
-      await loadDone;
-      throw new ToolkitError(
-        "DUMP_FAILED",
-        `pg_dump of the source failed (exit ${dumpCode}); nothing was committed, the target is unchanged`,
-        "check that the source is reachable and the user may read every table, then run again",
-        redact(tail(dumpErr, 15)),
-      );
-    }
-    if (!loadExited) {
-      for (const p of freezer.end()) load.stdin.write(p);
-      load.stdin.end(opts.trailer ?? "");
-    }
-    const loadCode = await loadDone;
-    if (loadCode !== 0) {
-      const firstError = loadOut.split("\n").find((l) => /ERROR:/.test(l));
-      throw new ToolkitError(
-        "RESTORE_FAILED",
-        `restore into the target failed${firstError ? `: ${redact(firstError.replace(/^psql:[^:]*:\d+: /, "").trim())}` : ` (psql exit ${loadCode})`}; it ran in one transaction, so the target is unchanged`,
-        "fix the cause named above (on the source or the target) and run again",
-        redact(tail(loadOut, 15)),
-      );
-    }
-    return { bytes, ms: Date.now() - t0, psqlOutput: redact(loadOut) };
-  })();
+  const stopped = async () => {
+    if (!exited) return;
+    const code = await done;
+    throw restoreFailed(code);
+  };
+
+  return {
+    bytes: () => bytes,
+    async write(text) {
+      await stopped();
+      await put(text);
+    },
+    async copy(name, header, source) {
+      await stopped();
+      table = name;
+      onProgress?.(name, bytes);
+      await put(header.endsWith("\n") ? header : `${header}\n`);
+      const src = spawn(source.cmd[0]!, source.cmd.slice(1), { env: { ...process.env, ...source.env }, stdio: ["ignore", "pipe", "pipe"] });
+      let err = "";
+      let rows = 0;
+      let last = 0x0a;
+      src.stderr.on("data", (d) => (err += d));
+      src.on("error", (e) => (err += `\ncannot run ${source.cmd[0]}: ${e.message}`));
+      const srcDone = new Promise<number>((res) => src.on("close", (code) => res(code ?? -1)));
+      for await (const chunk of src.stdout as AsyncIterable<Buffer>) {
+        for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) rows++;
+        last = chunk[chunk.length - 1]!;
+        if (exited) {
+          src.kill("SIGTERM");
+          break;
+        }
+        await put(chunk);
+      }
+      const code = await srcDone;
+      if (code !== 0 && !exited) {
+        // Never let psql reach COMMIT with a partial table.
+        psql.kill("SIGKILL");
+        await done;
+        throw new ToolkitError(
+          "DUMP_FAILED",
+          `reading ${name} from the source failed (exit ${code}); nothing was committed, the target is unchanged`,
+          "check that the source is reachable and the login may read every table (PLAN=1 names the ones it cannot), then run again",
+          redact(tail(err, 15)),
+        );
+      }
+      await stopped();
+      // COPY's text format escapes backslashes, so a data line can never be the end marker.
+      await put(last === 0x0a ? "\\.\n" : "\n\\.\n");
+      return rows;
+    },
+    async finish(trailer) {
+      await stopped();
+      if (!exited) psql.stdin.end(trailer);
+      const code = await done;
+      if (code !== 0) throw restoreFailed(code);
+      return { bytes, ms: Date.now() - t0, psqlOutput: redact(out) };
+    },
+    async abort() {
+      if (!exited) psql.kill("SIGKILL");
+      await done;
+    },
+  };
 }
-
-export const describePipe = (opts: PipeOptions) => `${showCmd(opts.dump.cmd)} | ${showCmd(opts.load.cmd)}`;

@@ -156,47 +156,54 @@ export function extensionSql(plan: ExtensionPlan): string[] {
   ];
 }
 
-const ROLE = String.raw`("(?:[^"]|"")+"|[A-Za-z_][\w$]*)`;
-const unquote = (r: string) => (r.startsWith('"') ? r.slice(1, -1).replace(/""/g, '"') : r.toLowerCase());
-
-/** Every role a one-line pg_dump statement names, or undefined if it names none we care about. */
-export function rolesInStatement(line: string): string[] | undefined {
-  let m: RegExpMatchArray | null;
-  if ((m = line.match(new RegExp(`^ALTER .+ OWNER TO ${ROLE};$`)))) return [unquote(m[1]!)];
-  if ((m = line.match(new RegExp(`^SET SESSION AUTHORIZATION ${ROLE};$`)))) return [unquote(m[1]!)];
-  const roles: string[] = [];
-  if ((m = line.match(new RegExp(`^ALTER DEFAULT PRIVILEGES FOR ROLE ${ROLE} `)))) roles.push(unquote(m[1]!));
-  if ((m = line.match(new RegExp(`^(?:ALTER DEFAULT PRIVILEGES .*)?GRANT .+ TO ${ROLE}(?: WITH (?:GRANT|ADMIN) OPTION)?;$`)))) roles.push(unquote(m[1]!));
-  else if ((m = line.match(new RegExp(`^(?:ALTER DEFAULT PRIVILEGES .*)?REVOKE .+ FROM ${ROLE}(?: CASCADE)?;$`)))) roles.push(unquote(m[1]!));
-  return roles.length ? roles : undefined;
+/**
+ * Roles the archive names (owners, grantees, default privileges) that the
+ * target does not have and that are not created (Supabase's own, e.g.
+ * supabase_admin): created as bare NOLOGIN placeholders inside the restore
+ * transaction, so pg_restore's output runs unchanged; at the end what they own
+ * goes to the migrating superuser, their grants are dropped and they are
+ * removed, all before COMMIT: no other session ever sees them.
+ */
+export function placeholderSql(roles: string[]): { create: string[]; release: string[] } {
+  return {
+    create: roles.map((r) => `CREATE ROLE ${quoteIdent(r)} NOLOGIN;`),
+    release: roles.flatMap((r) => [`REASSIGN OWNED BY ${quoteIdent(r)} TO CURRENT_USER;`, `DROP OWNED BY ${quoteIdent(r)};`, `DROP ROLE ${quoteIdent(r)};`]),
+  };
 }
 
-export interface FilterResult {
-  sql: string;
-  /** statements dropped because they name a role the target does not have (e.g. supabase_admin) */
-  dropped: string[];
+export interface PublicationSpec {
+  name: string;
+  owner: string;
+  allTables: boolean;
+  insert: boolean;
+  update: boolean;
+  delete: boolean;
+  truncate: boolean;
+  viaRoot: boolean;
+  /** `ONLY "s"."t" [(cols)] [WHERE (...)]`, quoted by the source server */
+  tables: string[];
+  schemas: string[];
 }
 
 /**
- * Adapt pg_dump's schema output to the target: statements naming a role the
- * target lacks are dropped (the object stays owned by the migrating
- * superuser), extensions are left to extensionSql(), schemas are created only
- * if missing, and settings an older server rejects are removed.
+ * Publication membership (Realtime's supabase_realtime): pg_dump leaves
+ * publications out when schemas are selected, so they are rebuilt from the
+ * source catalog. A publication the target already has only gains the tables.
  */
-export function filterSchemaSql(sql: string, roleExists: (role: string) => boolean): FilterResult {
-  const dropped: string[] = [];
+export function publicationSql(pubs: PublicationSpec[], existing: Set<string>, roleExists: (r: string) => boolean): string[] {
   const out: string[] = [];
-  for (const line of sql.split("\n")) {
-    if (/^(CREATE EXTENSION|COMMENT ON EXTENSION|SET transaction_timeout)\b/.test(line)) continue;
-    const roles = rolesInStatement(line);
-    if (roles && roles.some((r) => r !== "public" && !roleExists(r))) {
-      dropped.push(line);
-      continue;
+  for (const p of pubs) {
+    const publish = (["insert", "update", "delete", "truncate"] as const).filter((k) => p[k]).join(", ");
+    const what = p.allTables ? " FOR ALL TABLES" : "";
+    if (!existing.has(p.name)) {
+      out.push(`CREATE PUBLICATION ${quoteIdent(p.name)}${what} WITH (publish = ${quoteLiteral(publish)}, publish_via_partition_root = ${p.viaRoot});`);
+      if (roleExists(p.owner)) out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} OWNER TO ${quoteIdent(p.owner)};`);
     }
-    const schema = line.match(/^CREATE SCHEMA ("(?:[^"]|"")+"|[\w$]+);$/);
-    out.push(schema ? `CREATE SCHEMA IF NOT EXISTS ${schema[1]};` : line);
+    if (p.allTables) continue;
+    for (const t of p.tables) out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLE ${t};`);
+    for (const s of p.schemas) out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLES IN SCHEMA ${quoteIdent(s)};`);
   }
-  return { sql: out.join("\n"), dropped };
+  return out;
 }
 
 /** pg_dump -n/-t patterns: a double-quoted name is matched literally. */

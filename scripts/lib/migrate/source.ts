@@ -3,6 +3,7 @@
  * password registered for redaction before anything can print it, and handed
  * to pg_dump through the environment (never argv).
  */
+import { existsSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { ToolkitError } from "../errors";
 import { redact, registerSecret } from "../redact";
@@ -13,15 +14,33 @@ export interface SourceConn {
   user: string;
   password: string;
   database: string;
-  sslmode?: string;
+  /** effective libpq sslmode: verify-full unless the run opted out (insecureTls) */
+  sslmode: string;
+  /** CA bundle the server certificate must chain to (verify-ca / verify-full) */
+  sslrootcert?: string;
+  /** the explicit opt-out (--insecure-source-tls): the source's certificate is not verified */
+  insecureTls: boolean;
   /** postgresql://user@host:port/db: safe to print */
   display: string;
 }
 
 const FIX_URL = "use SOURCE_DB_URL='postgresql://postgres.<ref>:<password>@<host>:5432/postgres' (Supabase: Project → Connect → Session pooler)";
 
+/** Where Debian keeps the system's trusted CAs: the default for verify-full when no CA file is given. */
+export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+export interface SourceTlsOptions {
+  /** --insecure-source-tls / SOURCE_TLS_INSECURE=1: allow an unverified (or plaintext) connection, for local/test sources only */
+  insecureTls?: boolean;
+  /** --source-ca / SOURCE_SSLROOTCERT: the CA the source's certificate chains to (Supabase: Database settings → SSL → download) */
+  caFile?: string;
+}
+
+const VERIFYING = new Set(["verify-full"]);
+const SSLMODES = new Set(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]);
+
 /** Pure: parse and validate; the error never repeats the URL (it holds the password). */
-export function parseSourceUrl(url: string): SourceConn {
+export function parseSourceUrl(url: string, tls: SourceTlsOptions = {}): SourceConn {
   let u: URL;
   try {
     u = new URL(url.trim());
@@ -41,9 +60,29 @@ export function parseSourceUrl(url: string): SourceConn {
   }
   const database = decodeURIComponent(u.pathname.replace(/^\//, "")) || "postgres";
   const user = decodeURIComponent(u.username);
-  const sslmode = u.searchParams.get("sslmode") ?? undefined;
+  const asked = u.searchParams.get("sslmode") ?? undefined;
+  if (asked && !SSLMODES.has(asked)) throw new ToolkitError("BAD_SOURCE_URL", `SOURCE_DB_URL has sslmode=${asked}, which libpq does not know`, "remove sslmode (verify-full is the default)");
+  const insecureTls = !!tls.insecureTls;
+  // The source is a cloud database reached over the internet: its certificate is verified (host name
+  // included) unless the run says, loudly, that it must not be (a local or test source).
+  if (asked && !VERIFYING.has(asked) && !insecureTls) {
+    throw new ToolkitError(
+      "SOURCE_TLS_UNVERIFIED",
+      `SOURCE_DB_URL asks for sslmode=${asked}: the source's certificate would not be verified, so anyone on the path could read the password and the data`,
+      "remove sslmode from the URL (verify-full is the default; give the CA with SOURCE_SSLROOTCERT=<file> if it is not a public one), or, for a local/test source only, pass --insecure-source-tls (SOURCE_TLS_INSECURE=1)",
+    );
+  }
+  const sslmode = asked ?? (insecureTls ? "prefer" : "verify-full");
+  const rootcert = tls.caFile ?? (u.searchParams.get("sslrootcert") || undefined) ?? (existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined);
+  if ((sslmode === "verify-full" || sslmode === "verify-ca") && (!rootcert || !existsSync(rootcert))) {
+    throw new ToolkitError(
+      "SOURCE_TLS_NO_CA",
+      rootcert ? `the CA file ${rootcert} for verifying the source does not exist` : "no CA file to verify the source's certificate with",
+      "pass SOURCE_SSLROOTCERT=<file> (Supabase: Project Settings → Database → SSL configuration → Download certificate)",
+    );
+  }
   const host = u.hostname.replace(/^\[|\]$/g, "");
-  return { host, port, user, password, database, sslmode, display: `postgresql://${user}@${u.host}/${database}` };
+  return { host, port, user, password, database, sslmode, sslrootcert: rootcert, insecureTls, display: `postgresql://${user}@${u.host}/${database}` };
 }
 
 /** Register the password (raw and URL-encoded) so redact() masks it in every line we print or write. */
@@ -53,8 +92,6 @@ export function protectSource(src: SourceConn, rawUrl?: string): void {
   if (rawUrl) registerSecret(rawUrl.trim());
 }
 
-const isLoopback = (host: string) => host === "localhost" || host.startsWith("127.") || host === "::1";
-
 /** libpq settings for pg_dump/psql: the password travels in PGPASSWORD, never on the command line. */
 export function sourceEnv(src: SourceConn): Record<string, string> {
   return {
@@ -63,17 +100,24 @@ export function sourceEnv(src: SourceConn): Record<string, string> {
     PGUSER: src.user,
     PGDATABASE: src.database,
     PGPASSWORD: src.password,
-    PGSSLMODE: src.sslmode ?? "prefer",
+    PGSSLMODE: src.sslmode,
+    ...(src.sslrootcert && !src.insecureTls ? { PGSSLROOTCERT: src.sslrootcert } : {}),
     PGCONNECT_TIMEOUT: "10",
     PGAPPNAME: "pgplatform-migrate",
   };
 }
 
-function sslOption(src: SourceConn): pg.ClientConfig["ssl"] {
-  const mode = src.sslmode ?? (isLoopback(src.host) ? "disable" : "require");
+/** Node's side of the same rule: verify-full checks the chain against the CA file and the host name against the certificate. */
+export function sslOption(src: SourceConn): pg.ClientConfig["ssl"] {
+  const mode = src.sslmode;
   if (mode === "disable" || mode === "allow" || mode === "prefer") return false;
-  return { rejectUnauthorized: mode === "verify-full" || mode === "verify-ca" };
+  if (mode === "require") return { rejectUnauthorized: false };
+  const ca = src.sslrootcert ? readFileSync(src.sslrootcert, "utf8") : undefined;
+  if (mode === "verify-ca") return { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined };
+  return { rejectUnauthorized: true, ca, ...(isIp(src.host) ? {} : { servername: src.host }) };
 }
+
+const isIp = (host: string) => /^[\d.]+$/.test(host) || host.includes(":");
 
 /** Connect, turning the usual failures into errors that name the host and the reason. */
 export async function connectSource(src: SourceConn, timeoutMs = 10_000): Promise<pg.Client> {
@@ -115,6 +159,9 @@ export function sourceError(src: SourceConn, err: unknown): ToolkitError {
     case "ETIMEDOUT":
       return new ToolkitError("SOURCE_UNREACHABLE", `cannot reach the source database at ${where}: ${reason}`, "check the host and port in SOURCE_DB_URL and that this machine can reach it (firewall, IPv6: use Supabase's session pooler host)");
     default:
+      if (/certificate|self.signed|SSL|TLS|altnames|Hostname\/IP/i.test(reason)) {
+        return new ToolkitError("SOURCE_TLS_FAILED", `source ${where}: its TLS certificate could not be verified: ${reason}`, "give the CA the source's certificate chains to with SOURCE_SSLROOTCERT=<file> (Supabase: Project Settings → Database → SSL configuration); for a local/test source only, --insecure-source-tls (SOURCE_TLS_INSECURE=1)");
+      }
       if (/timeout/i.test(reason)) {
         return new ToolkitError("SOURCE_UNREACHABLE", `cannot reach the source database at ${where}: connection timed out`, "check the host and port in SOURCE_DB_URL and that this machine can reach it");
       }

@@ -24,20 +24,46 @@ export interface CountCheck {
   ok: boolean;
 }
 
+/** One definition (function body, view, policy, trigger, constraint, index, default, enum), publication membership or large object. */
+export interface DefinitionCheck {
+  object: string;
+  source: string | null;
+  target: string | null;
+  ok: boolean;
+}
+
 export interface Verification {
   ok: boolean;
   tables: TableCheck[];
   sequences: SequenceCheck[];
   objects: CountCheck[];
+  /** definitions, publication membership and large objects, compared one by one */
+  definitions: DefinitionCheck[];
   mismatches: string[];
+}
+
+/** What the source has and the target need not: objects left out on purpose (PLAN named them, the run accepted it). */
+export interface Expected {
+  /** keys (pg_describe_object text) of definitions left out */
+  leftOut?: Set<string>;
+  /** how many objects of each counted kind were left out */
+  leftOutCounts?: Partial<ObjectCounts>;
+}
+
+/** Extra comparisons beyond rows: each side's map of key -> fingerprint text. */
+export interface Extras {
+  definitions?: Record<string, string>;
+  publications?: Record<string, string>;
+  largeObjects?: Record<string, string>;
 }
 
 /** A sequence's next value is what matters: last_value, or "not yet called". */
 const seqValue = (s: SequenceState | undefined) => (s ? (s.isCalled ? s.lastValue : `${s.lastValue} (not called)`) : null);
 
 export function compareMigration(
-  source: { tables: Record<string, TableFingerprint>; sequences: Record<string, SequenceState>; counts: ObjectCounts },
-  target: { tables: Record<string, TableFingerprint | undefined>; sequences: Record<string, SequenceState>; counts: ObjectCounts },
+  source: { tables: Record<string, TableFingerprint>; sequences: Record<string, SequenceState>; counts: ObjectCounts } & Extras,
+  target: { tables: Record<string, TableFingerprint | undefined>; sequences: Record<string, SequenceState>; counts: ObjectCounts } & Extras,
+  expected: Expected = {},
 ): Verification {
   const mismatches: string[] = [];
   const tables = Object.keys(source.tables).sort().map((table) => {
@@ -57,11 +83,34 @@ export function compareMigration(
     return { sequence, source: s, target: t, ok };
   });
   const objects = (Object.keys(source.counts) as (keyof ObjectCounts)[]).map((object) => {
-    const ok = source.counts[object] === target.counts[object];
-    if (!ok) mismatches.push(`${object}: ${source.counts[object]} on the source, ${target.counts[object]} on the target`);
+    const want = source.counts[object] - (expected.leftOutCounts?.[object] ?? 0);
+    const ok = want === target.counts[object];
+    if (!ok) mismatches.push(`${object}: ${source.counts[object]} on the source${want !== source.counts[object] ? ` (${want} expected: the rest was left out)` : ""}, ${target.counts[object]} on the target`);
     return { object, source: source.counts[object], target: target.counts[object], ok };
   });
-  return { ok: mismatches.length === 0, tables, sequences, objects, mismatches };
+  const definitions: DefinitionCheck[] = [];
+  const leftOut = expected.leftOut ?? new Set<string>();
+  for (const [s, t] of [
+    [source.definitions, target.definitions],
+    [source.publications, target.publications],
+    [source.largeObjects, target.largeObjects],
+  ] as const) {
+    if (!s) continue;
+    const tt = t ?? {};
+    for (const object of Object.keys(s).sort()) {
+      if (leftOut.has(object)) continue;
+      const ok = tt[object] === s[object];
+      if (!(object in tt)) mismatches.push(`${object}: missing on the target`);
+      else if (!ok) mismatches.push(`${object}: differs (source ${s[object]}; target ${tt[object]})`);
+      definitions.push({ object, source: s[object]!, target: tt[object] ?? null, ok });
+    }
+    for (const object of Object.keys(tt).sort()) {
+      if (object in s) continue;
+      mismatches.push(`${object}: on the target but not on the source`);
+      definitions.push({ object, source: null, target: tt[object]!, ok: false });
+    }
+  }
+  return { ok: mismatches.length === 0, tables, sequences, objects, definitions, mismatches };
 }
 
 export { formatBytes } from "../ui";
