@@ -18,7 +18,7 @@ import { writeIfChanged } from "./render";
 import { etcdFetch } from "./etcd-client";
 import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { ensureDirNoFollow, writeFileNoFollow } from "./safe-fs";
-import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack } from "./stack-files";
+import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "./stack-files";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -128,7 +128,7 @@ function listeners(cfg: Config, s: Specs): { spec: ProcSpec; address: string; po
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.rwPort, what: "HAProxy read-write" });
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.roPort, what: "HAProxy read-only" });
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.statsPort, what: "HAProxy stats" });
-  out.push({ spec: s.nginx, address: cfg.api.address, port: cfg.api.port, what: "nginx API" });
+  out.push({ spec: s.nginx, address: stackHttpAddress(cfg), port: cfg.api.port, what: "nginx API" });
   return out;
 }
 
@@ -367,13 +367,13 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     await ensureFrontend(specs.nginx, changedFiles.has("nginx"), startOne, restarted);
     await waitFor("nginx /healthz", 15_000, async () => {
       try {
-        const r = await fetch(`http://${cfg.api.address}:${cfg.api.port}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const r = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`, { signal: AbortSignal.timeout(1000) });
         return r.ok ? true : undefined;
       } catch {
         return undefined;
       }
     });
-    progress("nginx", `http://${cfg.api.address}:${cfg.api.port}/healthz`);
+    progress("nginx", `http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`);
 
     // 6. Databases and Supabase's database side.
     component = "databases";

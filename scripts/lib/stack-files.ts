@@ -46,7 +46,7 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
       memberHost: (m) => m.name,
       etcdHost: (m) => m.etcdName,
       // compose publishes these container ports on the host ports from the env file.
-      overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
+      overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", NGINX_HTTP_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
       memberDir: () => "/home/postgres",
       etcdDataDir: () => "/etcd-data",
       // compose/dev.yml mounts <rendered-docker>/tls/<file> at these paths.
@@ -87,6 +87,13 @@ export const nativeEtcdTlsDir = (cfg: Config) => join(etcdHome(cfg), "tls");
 /** Patroni's copies of the CA and the etcd client pair, in its member dir (the postgres user's, 0600 key). */
 export const patroniEtcdTlsFiles = (m: Member) => ({ ca: join(m.dir, "etcd-ca.crt"), cert: join(m.dir, "etcd-client.crt"), key: join(m.dir, "etcd-client.key") });
 
+/**
+ * Where the stack's plain-HTTP nginx listens: API_ADDRESS when it is a loopback
+ * address, else 127.0.0.1. It serves the cluster topology without a password,
+ * and on a customer's server API_ADDRESS is the public one the TLS sites use.
+ */
+export const stackHttpAddress = (cfg: { api: { address: string } }) => (/^127\./.test(cfg.api.address) ? cfg.api.address : "127.0.0.1");
+
 export function commonVars(cfg: Config) {
   const t = cfg.timing;
   return {
@@ -110,6 +117,7 @@ export function commonVars(cfg: Config) {
     HAPROXY_CHECK_FALL: cfg.haproxy.fall,
     HAPROXY_CHECK_RISE: cfg.haproxy.rise,
     API_ADDRESS: cfg.api.address,
+    NGINX_HTTP_ADDRESS: stackHttpAddress(cfg),
     API_PORT: cfg.api.port,
     ...cfg.secrets,
   };
