@@ -9,6 +9,7 @@ import { ensureSecrets } from "./lib/secrets";
 import { dockerUp } from "./lib/docker";
 import { intro, note, outro, progressReporter } from "./lib/ui";
 import { ensureOsPackages } from "./lib/setup";
+import { stackHttpAddress } from "./lib/stack-files";
 
 const USAGE = `usage: make dev-up [STACK=dev] [RUNTIME=auto|native|docker]
        bun scripts/dev-up.ts [--json] [--no-install]
@@ -41,7 +42,7 @@ await runMain(async () => {
     `Postgres read-write  ${cfg.haproxy.address}:${cfg.haproxy.rwPort}  (leader ${result.health.leader})`,
     `Postgres read-only   ${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
     `HAProxy stats        http://${cfg.haproxy.address}:${cfg.haproxy.statsPort}/  (user admin, password in ${cfg.secretsFile.replace(cfg.rootDir + "/", "")})`,
-    `API (nginx)          http://${cfg.api.address}:${cfg.api.port}/healthz`,
+    `API (nginx)          http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`,
     `databases            ${cfg.databases.join(", ")}`,
     `connection URL       make -s db-url DB=${cfg.databases[0]}`,
   ];

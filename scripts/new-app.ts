@@ -9,6 +9,7 @@ import { onboardApp, type OnboardResult } from "./lib/onboard/onboard";
 import { appNameProblem, defaultDomain, domainProblem, planApp, requestProblems, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
+import { stackHttpAddress } from "./lib/stack-files";
 
 const USAGE = `usage: bun scripts/new-app.ts [<name>] [--port N] [--domain HOST] [--supabase] [--yes] [--json]
        bun scripts/new-app.ts <name> --rotate-password
@@ -148,7 +149,7 @@ function summary(cfg: Config, r: OnboardResult): string {
   const lines = [
     `database   ${a.database} (owner ${a.role}; other roles cannot connect)`,
     `port       ${a.port}`,
-    `hostname   ${a.domain} -> ${appUpstream(a)} via nginx http://${cfg.api.address}:${cfg.api.port}${r.nginxServing ? "" : " (nginx not running: loaded at the next dev-up)"}`,
+    `hostname   ${a.domain} -> ${appUpstream(a)} via nginx http://${stackHttpAddress(cfg)}:${cfg.api.port}${r.nginxServing ? "" : " (nginx not running: loaded at the next dev-up)"}`,
     `env file   ${rel(r.envFile)} (0600): DATABASE_URL, DATABASE_READONLY_URL, SUPABASE_URL, PORT`,
     `supabase   ${a.supabase ? `yes (${supabaseUrl(cfg)})` : "no (re-run with --supabase to add it)"}`,
     `registry   ${rel(registryPath(cfg))} (included in \`make backup\`)`,
@@ -160,7 +161,7 @@ function summary(cfg: Config, r: OnboardResult): string {
     "next steps:",
     `  1. load ${rel(r.envFile)} in the app (e.g. bun --env-file=${rel(r.envFile)} run start)`,
     `  2. start it on port ${a.port}`,
-    `  3. curl -H 'Host: ${a.domain}' http://${cfg.api.address}:${cfg.api.port}/`,
+    `  3. curl -H 'Host: ${a.domain}' http://${stackHttpAddress(cfg)}:${cfg.api.port}/`,
     `  a URL any time: make -s db-url DB=${a.database} ROLE=${a.role}${stackArg}`,
   );
   return lines.join("\n");

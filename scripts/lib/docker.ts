@@ -2,10 +2,13 @@
  * The docker runtime: compose/dev.yml runs the same rendered templates inside
  * pinned images. Only used when an engine answers (RUNTIME=auto) or is forced.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
-import { run } from "./exec";
+import { isRoot, run } from "./exec";
+import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
+import { writeFileNoFollow } from "./safe-fs";
 import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
 import { validateComposeFile } from "./compose-schema";
 import { signApiKey } from "./jwt";
@@ -30,8 +33,24 @@ export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Pro
   };
 }
 
+/** uid/gid of `postgres` in the official postgres image (pinned there); Patroni runs as it and reads its client key. */
+export const IMAGE_POSTGRES_IDS = { uid: 999, gid: 999 };
+
+/**
+ * etcd's mutual TLS for compose: the CA and certificates under <rendered-docker>/tls, mounted by
+ * compose/dev.yml. The etcd image runs as root (the member keys stay root's, 0600); Patroni's copy
+ * of the client key is the image's postgres user's (0600).
+ */
+export async function writeDockerTls(cfg: Config, dir = dockerRenderedDir(cfg)): Promise<string[]> {
+  const files = etcdTlsFiles(join(dir, "tls"));
+  const made = await ensureEtcdTls(cfg, files);
+  writeFileNoFollow(join(files.dir, "patroni-client.key"), readFileSync(files.client.key), { mode: 0o600, owner: isRoot() ? IMAGE_POSTGRES_IDS : undefined });
+  return made;
+}
+
 export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
+  await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
   // compose reads ports, the database name and secrets from one env file (0600).
   const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");

@@ -4,7 +4,7 @@
  * idempotent (what runs and is healthy is left alone); a failed up stops what
  * this run started and names the component, the reason and its log tail.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Config, Member } from "./config";
 import { ToolkitError } from "./errors";
@@ -15,7 +15,10 @@ import { connect, roTarget, rwTarget } from "./pg";
 import { portFree, portHolder } from "./ports";
 import { cmdlineOf, runningPid, startProc, stopProc, tailFile, type ProcSpec } from "./procs";
 import { writeIfChanged } from "./render";
-import { renderStack } from "./stack-files";
+import { etcdFetch } from "./etcd-client";
+import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
+import { ensureDirNoFollow, writeFileNoFollow } from "./safe-fs";
+import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "./stack-files";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -30,11 +33,25 @@ const pidFile = (cfg: Config, name: string) => join(cfg.stateDir, "pids", `${nam
 export const logFile = (cfg: Config, name: string) => join(cfg.logsDir, `${name}.log`);
 export const patroniConfigPath = (m: Member) => join(m.dir, "patroni.yml");
 
+/** etcd's rendered config (natively beside its data, where the etcd user can read it). */
+export const etcdConfigPath = (cfg: Config, m: Member) => join(etcdHome(cfg), `${m.etcdName}.yml`);
+
+/** As root, etcd runs as Debian's `etcd` user (its package creates it), never as root. */
+export const etcdOsUser = (cfg: Config) => (cfg.pgOsUser ? "etcd" : undefined);
+
+export function etcdOwner(cfg: Config): { uid: number; gid: number } | undefined {
+  const user = etcdOsUser(cfg);
+  if (!user) return undefined;
+  const ids = osUserIds(user);
+  if (!ids) throw new ToolkitError("NO_ETCD_USER", `OS user ${user} does not exist`, "install etcd-server (its package creates the user) with `make setup`");
+  return ids;
+}
+
 export function procSpecs(cfg: Config): Specs {
   const r = cfg.renderedDir;
   const etcd = cfg.members.map((m) => {
-    const conf = join(r, "etcd", `${m.etcdName}.yml`);
-    return { name: m.etcdName, cmd: ["etcd", "--config-file", conf], marker: conf, pidFile: pidFile(cfg, m.etcdName), logFile: logFile(cfg, m.etcdName) };
+    const conf = etcdConfigPath(cfg, m);
+    return { name: m.etcdName, cmd: ["etcd", "--config-file", conf], marker: conf, pidFile: pidFile(cfg, m.etcdName), logFile: logFile(cfg, m.etcdName), asUser: etcdOsUser(cfg) };
   });
   const patroni = cfg.members.map((m) => {
     const conf = patroniConfigPath(m);
@@ -65,6 +82,19 @@ export function procSpecs(cfg: Config): Specs {
   };
 }
 
+/**
+ * etcd as started before mutual TLS (plain HTTP, config in the rendered dir, run as root).
+ * Only dev-down stops it; dev-up refuses to start beside it.
+ */
+const legacyEtcdSpecs = (cfg: Config) => procSpecs(cfg).etcd.map((s) => ({ ...s, marker: join(cfg.renderedDir, "etcd", `${s.name}.yml`) }));
+
+export function refuseLegacyEtcd(cfg: Config): void {
+  const old = legacyEtcdSpecs(cfg).filter((s) => runningPid(s));
+  if (old.length) {
+    throw new ToolkitError("ETCD_TLS_UPGRADE", `${old.map((s) => s.name).join(", ")} still run without TLS (started by an older toolkit)`, "run `make dev-down` (it stops them), then `make dev-up`: etcd comes back with mutual TLS and Patroni rewrites its keys; Postgres data is kept");
+  }
+}
+
 export const allSpecs = (s: Specs) => [...s.etcd, ...s.patroni, s.haproxy, s.nginx];
 
 /** Binaries the native runtime needs, each with the Debian package that ships it. */
@@ -75,6 +105,7 @@ export const NATIVE_BINARIES: [bin: string, pkg: string][] = [
   ["haproxy", "haproxy"],
   ["nginx", "nginx"],
   ["pgbackrest", "pgbackrest"],
+  ["openssl", "openssl"],
 ];
 
 export async function checkBinaries(cfg: Config): Promise<void> {
@@ -97,7 +128,7 @@ function listeners(cfg: Config, s: Specs): { spec: ProcSpec; address: string; po
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.rwPort, what: "HAProxy read-write" });
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.roPort, what: "HAProxy read-only" });
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.statsPort, what: "HAProxy stats" });
-  out.push({ spec: s.nginx, address: cfg.api.address, port: cfg.api.port, what: "nginx API" });
+  out.push({ spec: s.nginx, address: stackHttpAddress(cfg), port: cfg.api.port, what: "nginx API" });
   return out;
 }
 
@@ -134,33 +165,51 @@ export function pgOwner(cfg: Config): { uid: number; gid: number } | undefined {
   return ids;
 }
 
-/** Render every file; returns the names of components whose config changed. */
-export function writeStackFiles(cfg: Config): Set<string> {
+/**
+ * Render every file; returns the names of components whose config changed.
+ * Member dirs and everything in them belong to postgres, the etcd data dirs to
+ * etcd: those are created, chowned and written without following a symlink
+ * their owner may have planted (scripts/lib/safe-fs.ts).
+ */
+export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
   const changed = new Set<string>();
   const ids = pgOwner(cfg);
+  const etcdIds = etcdOwner(cfg);
   mkdirSync(cfg.stateDir, { recursive: true });
   // Traversable but not listable: the postgres user must reach member dirs below it; secret files are 0600 each.
   chmodSync(dirname(cfg.stateDir), 0o711);
   chmodSync(cfg.stateDir, 0o711);
-  for (const d of [cfg.logsDir, cfg.reportsDir, join(cfg.stateDir, "pids"), join(cfg.stateDir, "nginx", "tmp"), join(cfg.stateDir, "nginx", "apps"), join(cfg.stateDir, "etcd")]) {
+  for (const d of [cfg.reportsDir, join(cfg.stateDir, "pids"), join(cfg.stateDir, "nginx", "tmp"), join(cfg.stateDir, "nginx", "apps")]) {
     mkdirSync(d, { recursive: true });
   }
-  mkdirSync(cfg.memberRoot, { recursive: true, mode: 0o755 });
+  // Logs carry queries, paths and addresses: root's alone (every component's log is opened by us).
+  ensureDirNoFollow(cfg.logsDir, 0o700);
+  ensureDirNoFollow(cfg.memberRoot, 0o755);
+  ensureDirNoFollow(etcdHome(cfg), 0o755);
+  // The plain-HTTP etcd of older versions kept its data here; its peer URLs say http, so it cannot be reused.
+  rmSync(join(cfg.stateDir, "etcd"), { recursive: true, force: true });
+  const tlsChanges = await ensureEtcdTls(cfg, etcdTlsFiles(nativeEtcdTlsDir(cfg)), { etcd: etcdIds });
+  if (tlsChanges.length) for (const m of cfg.members) changed.add(m.etcdName);
+  for (const m of cfg.members) ensureDirNoFollow(join(etcdHome(cfg), m.etcdName), 0o700, etcdIds);
+  const tls = etcdTlsFiles(nativeEtcdTlsDir(cfg));
   for (const f of renderStack(cfg, "native")) {
     if (f.member) {
       const m = cfg.members.find((x) => x.name === f.member)!;
-      mkdirSync(m.dir, { recursive: true, mode: 0o700 });
-      mkdirSync(m.socketDir, { recursive: true, mode: 0o700 });
-      if (ids) {
-        chownSync(m.dir, ids.uid, ids.gid);
-        chownSync(m.socketDir, ids.uid, ids.gid);
-      }
-      chmodSync(m.dir, 0o700);
+      ensureDirNoFollow(m.dir, 0o700, ids);
+      ensureDirNoFollow(m.socketDir, 0o700, ids);
       if (writeIfChanged(join(m.dir, "patroni.yml"), f.content, { mode: 0o600, ...(ids ?? {}) })) changed.add(m.name);
+      // Patroni's own copies of the CA and the etcd client pair (the key 0600, postgres's).
+      const mine = patroniEtcdTlsFiles(m);
+      let tlsChanged = writeFileNoFollow(mine.ca, readFileSync(tls.ca), { mode: 0o644, owner: ids });
+      tlsChanged = writeFileNoFollow(mine.cert, readFileSync(tls.client.cert), { mode: 0o644, owner: ids }) || tlsChanged;
+      tlsChanged = writeFileNoFollow(mine.key, readFileSync(tls.client.key), { mode: 0o600, owner: ids }) || tlsChanged;
+      if (tlsChanged) changed.add(m.name);
     } else {
       const component = f.path.split("/")[0]!; // etcd, haproxy, nginx
       const name = component === "etcd" ? f.path.split("/")[1]!.replace(".yml", "") : component;
-      if (writeIfChanged(join(cfg.renderedDir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
+      // etcd's config sits in its home (the etcd user reads it); the others stay in the rendered dir.
+      const dest = component === "etcd" ? join(cfg.memberRoot, f.path) : join(cfg.renderedDir, f.path);
+      if (writeIfChanged(dest, f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
     }
   }
   return changed;
@@ -176,9 +225,9 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
   }
 }
 
-export async function etcdHealthy(m: Member): Promise<boolean> {
+export async function etcdHealthy(cfg: Config, m: Member): Promise<boolean> {
   try {
-    const res = await fetch(`http://${m.address}:${m.etcdClientPort}/health`, { signal: AbortSignal.timeout(1000) });
+    const res = await etcdFetch(cfg, m, "/health", { signal: AbortSignal.timeout(1000) });
     return res.ok && ((await res.json()) as { health?: string }).health === "true";
   } catch {
     return false;
@@ -238,8 +287,9 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
   const t0 = Date.now();
   await checkBinaries(cfg);
   const specs = procSpecs(cfg);
+  refuseLegacyEtcd(cfg);
   await checkPorts(cfg, specs);
-  const changedFiles = writeStackFiles(cfg);
+  const changedFiles = await writeStackFiles(cfg);
   const started: ProcSpec[] = [];
   const restarted: string[] = [];
   const changes: string[] = [];
@@ -255,7 +305,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     progress("etcd", etcdToStart.length ? `starting ${etcdToStart.map((s) => s.name).join(", ")}` : "running");
     for (const m of cfg.members) {
       component = m.etcdName;
-      await waitFor(`etcd ${m.etcdName}`, 30_000, async () => ((await etcdHealthy(m)) ? true : undefined));
+      await waitFor(`etcd ${m.etcdName}`, 30_000, async () => ((await etcdHealthy(cfg, m)) ? true : undefined));
     }
     progress("etcd", "3/3 healthy");
 
@@ -317,13 +367,13 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     await ensureFrontend(specs.nginx, changedFiles.has("nginx"), startOne, restarted);
     await waitFor("nginx /healthz", 15_000, async () => {
       try {
-        const r = await fetch(`http://${cfg.api.address}:${cfg.api.port}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const r = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`, { signal: AbortSignal.timeout(1000) });
         return r.ok ? true : undefined;
       } catch {
         return undefined;
       }
     });
-    progress("nginx", `http://${cfg.api.address}:${cfg.api.port}/healthz`);
+    progress("nginx", `http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`);
 
     // 6. Databases and Supabase's database side.
     component = "databases";
@@ -449,6 +499,8 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
   const leader = view?.members.find((m) => m.role === "leader")?.name;
   const ordered = [...specs.patroni].sort((a, b) => Number(a.name === leader) - Number(b.name === leader));
   for (const s of ordered) await stop(s);
+  // A legacy etcd first: stopping the current spec would drop the pid file they share.
+  for (const s of legacyEtcdSpecs(cfg)) await stop(s);
   for (const s of specs.etcd) await stop(s);
   return { stopped };
 }

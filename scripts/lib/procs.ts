@@ -4,7 +4,7 @@
  * config file we started it with, so a recycled pid is never hit.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
+import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
 import { dirname } from "node:path";
 import { asUserCmd, type Cmd } from "./exec";
 
@@ -61,7 +61,9 @@ function isZombie(pid: number): boolean {
 export function startProc(spec: ProcSpec): number {
   mkdirSync(dirname(spec.pidFile), { recursive: true });
   mkdirSync(dirname(spec.logFile), { recursive: true });
-  const fd = openSync(spec.logFile, "a");
+  // Logs are root's alone (0600): they carry queries, addresses and paths. A log an older version left 0644 is tightened.
+  const fd = openSync(spec.logFile, "a", 0o600);
+  fchmodSync(fd, 0o600);
   const full = asUserCmd(spec.cmd, spec.asUser);
   const child = spawn(full[0]!, full.slice(1), {
     detached: true, // its own session: our Ctrl-C or exit does not take the cluster down

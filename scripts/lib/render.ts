@@ -3,9 +3,10 @@
  * renders them; a placeholder with no value, or a value nobody asked for in a
  * strict render, is an error rather than a silently broken file.
  */
-import { mkdirSync, readFileSync, writeFileSync, renameSync, chmodSync, chownSync, existsSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { ToolkitError } from "./errors";
+import { writeFileNoFollow } from "./safe-fs";
 
 const PLACEHOLDER = /\$\{([A-Z][A-Z0-9_]*)\}/g;
 
@@ -31,16 +32,13 @@ export interface WriteOptions {
   gid?: number;
 }
 
-/** Write atomically; report whether the content changed (for idempotent re-runs). */
+/**
+ * Write atomically; report whether the content changed (for idempotent re-runs).
+ * Never through a symlink (scripts/lib/safe-fs.ts): several of these files live
+ * in folders the postgres user owns.
+ */
 export function writeIfChanged(path: string, content: string, opts: WriteOptions = {}): boolean {
   mkdirSync(dirname(path), { recursive: true });
-  const same = existsSync(path) && readFileSync(path, "utf8") === content;
-  if (!same) {
-    const tmp = `${path}.tmp-${process.pid}`;
-    writeFileSync(tmp, content, { mode: opts.mode ?? 0o644 });
-    renameSync(tmp, path);
-  }
-  if (opts.mode !== undefined) chmodSync(path, opts.mode);
-  if (opts.uid !== undefined) chownSync(path, opts.uid, opts.gid ?? opts.uid);
-  return !same;
+  const owner = opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : undefined;
+  return writeFileNoFollow(path, content, { mode: opts.mode, owner });
 }

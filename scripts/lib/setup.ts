@@ -19,6 +19,10 @@ export const OS_PACKAGES: [probe: string, pkg: string][] = [
   ["pgbackrest", "pgbackrest"],
   ["setpriv", "util-linux"],
   ["ss", "iproute2"],
+  // etcd's mutual TLS: the stack's CA and certificates (scripts/lib/etcd-tls.ts).
+  ["openssl", "openssl"],
+  // Patroni's urllib3 needs it for https to etcd (python3-urllib3 only suggests it in Debian 12).
+  ["/usr/lib/python3/dist-packages/idna", "python3-idna"],
 ];
 
 /**

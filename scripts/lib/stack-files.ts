@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import type { Config, Member } from "./config";
+import { etcdTlsFiles } from "./etcd-tls";
 import { readTemplate, renderTemplate } from "./render";
 
 export type RuntimeKind = "native" | "docker";
@@ -28,7 +29,12 @@ interface Addressing {
   overrides: Record<string, string | number>;
   memberDir(m: Member): string;
   etcdDataDir(m: Member): string;
+  /** where etcd finds its certificate, key and the CA (mutual TLS on client and peer URLs) */
+  etcdTls(m: Member): { ca: string; cert: string; key: string };
+  /** where Patroni finds the CA and its etcd client certificate */
+  patroniEtcdTls(m: Member): { ca: string; cert: string; key: string };
   nginxPrefix: string;
+  nginxLogDir: string;
   nginxAppsDir: string;
   supabaseUpstream: string;
 }
@@ -40,10 +46,14 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
       memberHost: (m) => m.name,
       etcdHost: (m) => m.etcdName,
       // compose publishes these container ports on the host ports from the env file.
-      overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
+      overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", NGINX_HTTP_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
       memberDir: () => "/home/postgres",
       etcdDataDir: () => "/etcd-data",
+      // compose/dev.yml mounts <rendered-docker>/tls/<file> at these paths.
+      etcdTls: () => ({ ca: "/etc/etcd/tls/ca.crt", cert: "/etc/etcd/tls/server.crt", key: "/etc/etcd/tls/server.key" }),
+      patroniEtcdTls: () => ({ ca: "/etc/patroni/tls/ca.crt", cert: "/etc/patroni/tls/client.crt", key: "/etc/patroni/tls/client.key" }),
       nginxPrefix: "/var/run/nginx-stack",
+      nginxLogDir: "/var/run/nginx-stack",
       nginxAppsDir: "/etc/nginx/apps",
       supabaseUpstream: "kong:8000",
     };
@@ -53,13 +63,36 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
     etcdHost: (m) => m.address,
     overrides: {},
     memberDir: (m) => m.dir,
-    etcdDataDir: (m) => join(cfg.stateDir, "etcd", m.etcdName),
+    etcdDataDir: (m) => join(etcdHome(cfg), m.etcdName),
+    etcdTls: (m) => {
+      const t = etcdTlsFiles(nativeEtcdTlsDir(cfg));
+      return { ca: t.ca, ...t.member(m) };
+    },
+    patroniEtcdTls: (m) => patroniEtcdTlsFiles(m),
     nginxPrefix: join(cfg.stateDir, "nginx"),
+    nginxLogDir: cfg.logsDir,
     nginxAppsDir: join(cfg.stateDir, "nginx", "apps"),
     // Natively no gateway runs; nginx answers 502 on / (documented), /healthz and /cluster work.
     supabaseUpstream: `${cfg.api.address}:9`,
   };
 }
+
+/**
+ * etcd's folder (natively): data dirs, configs and TLS files. It lives beside the
+ * member dirs because that root is reachable by service users (the etcd user
+ * runs etcd; the state dir may sit in a private checkout).
+ */
+export const etcdHome = (cfg: Config) => join(cfg.memberRoot, "etcd");
+export const nativeEtcdTlsDir = (cfg: Config) => join(etcdHome(cfg), "tls");
+/** Patroni's copies of the CA and the etcd client pair, in its member dir (the postgres user's, 0600 key). */
+export const patroniEtcdTlsFiles = (m: Member) => ({ ca: join(m.dir, "etcd-ca.crt"), cert: join(m.dir, "etcd-client.crt"), key: join(m.dir, "etcd-client.key") });
+
+/**
+ * Where the stack's plain-HTTP nginx listens: API_ADDRESS when it is a loopback
+ * address, else 127.0.0.1. It serves the cluster topology without a password,
+ * and on a customer's server API_ADDRESS is the public one the TLS sites use.
+ */
+export const stackHttpAddress = (cfg: { api: { address: string } }) => (/^127\./.test(cfg.api.address) ? cfg.api.address : "127.0.0.1");
 
 export function commonVars(cfg: Config) {
   const t = cfg.timing;
@@ -84,6 +117,7 @@ export function commonVars(cfg: Config) {
     HAPROXY_CHECK_FALL: cfg.haproxy.fall,
     HAPROXY_CHECK_RISE: cfg.haproxy.rise,
     API_ADDRESS: cfg.api.address,
+    NGINX_HTTP_ADDRESS: stackHttpAddress(cfg),
     API_PORT: cfg.api.port,
     ...cfg.secrets,
   };
@@ -95,7 +129,7 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
   const tmpl = (rel: string) => readTemplate(cfg.rootDir, rel);
   const files: RenderedFile[] = [];
   const etcdHosts = cfg.members.map((m) => `${a.etcdHost(m)}:${m.etcdClientPort}`).join(",");
-  const initialCluster = cfg.members.map((m) => `${m.etcdName}=http://${a.etcdHost(m)}:${m.etcdPeerPort}`).join(",");
+  const initialCluster = cfg.members.map((m) => `${m.etcdName}=https://${a.etcdHost(m)}:${m.etcdPeerPort}`).join(",");
 
   const patroniT = tmpl("patroni/patroni.yml.tmpl");
   const etcdT = tmpl("etcd/etcd.yml.tmpl");
@@ -112,13 +146,16 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
       MEMBER_DATA_DIR: join(dir, "data"),
       MEMBER_SOCKET_DIR: join(dir, "run"),
       ETCD_HOSTS: etcdHosts,
+      ETCD_CA_FILE: a.patroniEtcdTls(m).ca,
+      ETCD_CLIENT_CERT: a.patroniEtcdTls(m).cert,
+      ETCD_CLIENT_KEY: a.patroniEtcdTls(m).key,
     };
     files.push({ path: `${m.name}/patroni.yml`, content: renderTemplate(patroniT, vars, "patroni/patroni.yml.tmpl"), secret: true, member: m.name });
     files.push({
       path: `etcd/${m.etcdName}.yml`,
       content: renderTemplate(
         etcdT,
-        { ...common, ETCD_NAME: m.etcdName, ETCD_DATA_DIR: a.etcdDataDir(m), MEMBER_ADDRESS: a.etcdHost(m), ETCD_LISTEN_ADDRESS: kind === "docker" ? "0.0.0.0" : a.etcdHost(m), ETCD_CLIENT_PORT: m.etcdClientPort, ETCD_PEER_PORT: m.etcdPeerPort, ETCD_INITIAL_CLUSTER: initialCluster },
+        { ...common, ETCD_NAME: m.etcdName, ETCD_DATA_DIR: a.etcdDataDir(m), MEMBER_ADDRESS: a.etcdHost(m), ETCD_LISTEN_ADDRESS: kind === "docker" ? "0.0.0.0" : a.etcdHost(m), ETCD_CLIENT_PORT: m.etcdClientPort, ETCD_PEER_PORT: m.etcdPeerPort, ETCD_INITIAL_CLUSTER: initialCluster, ETCD_CA_FILE: a.etcdTls(m).ca, ETCD_CERT_FILE: a.etcdTls(m).cert, ETCD_KEY_FILE: a.etcdTls(m).key },
         "etcd/etcd.yml.tmpl",
       ),
       secret: false,
@@ -128,14 +165,17 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
   const servers = cfg.members
     .map((m) => `    server ${m.name} ${a.memberHost(m)}:${m.pgPort} check port ${m.restPort}`)
     .join("\n");
-  files.push({ path: "haproxy/haproxy.cfg", content: renderTemplate(tmpl("haproxy/haproxy.cfg.tmpl"), { ...common, HAPROXY_SERVERS: servers }, "haproxy/haproxy.cfg.tmpl"), secret: true });
+  // Natively HAProxy is started by root (it reads its 0600 config) and drops to Debian's `haproxy`
+  // user at once; the haproxy image already runs as that user, where setuid would fail.
+  const runAs = kind === "native" && cfg.pgOsUser ? "    user haproxy\n    group haproxy" : "    # runs as the image's haproxy user";
+  files.push({ path: "haproxy/haproxy.cfg", content: renderTemplate(tmpl("haproxy/haproxy.cfg.tmpl"), { ...common, HAPROXY_SERVERS: servers, HAPROXY_RUN_AS: runAs }, "haproxy/haproxy.cfg.tmpl"), secret: true });
 
   const nginxServers = cfg.members.map((m) => `        server ${a.memberHost(m)}:${m.restPort} max_fails=1 fail_timeout=2s;`).join("\n");
   files.push({
     path: "nginx/nginx.conf",
     content: renderTemplate(
       tmpl("nginx/nginx.conf.tmpl"),
-      { ...common, NGINX_PREFIX: a.nginxPrefix, NGINX_APPS_DIR: a.nginxAppsDir, NGINX_PATRONI_SERVERS: nginxServers, SUPABASE_UPSTREAM: a.supabaseUpstream },
+      { ...common, NGINX_PREFIX: a.nginxPrefix, NGINX_LOG_DIR: a.nginxLogDir, NGINX_APPS_DIR: a.nginxAppsDir, NGINX_PATRONI_SERVERS: nginxServers, SUPABASE_UPSTREAM: a.supabaseUpstream },
       "nginx/nginx.conf.tmpl",
     ),
     secret: false,

@@ -4,6 +4,7 @@ import { haproxyBackends, type BackendServer } from "./haproxy";
 import { allSpecs, procSpecs } from "./native";
 import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
 import { runningPid } from "./procs";
+import { stackHttpAddress } from "./stack-files";
 
 export interface StackStatus {
   stack: string;
@@ -30,7 +31,7 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
     endpoints: {
       readWrite: `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
       readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
-      api: `http://${cfg.api.address}:${cfg.api.port}`,
+      api: `http://${stackHttpAddress(cfg)}:${cfg.api.port}`,
     },
   };
 }

@@ -3,10 +3,11 @@
  * postgres OS user's ids, directories it must own, and the UTC stamp that
  * names a backup folder.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, statfsSync } from "node:fs";
+import { existsSync, statfsSync } from "node:fs";
 import type { Config } from "../config";
 import { run, type Cmd, type RunOptions } from "../exec";
 import { pgOwner } from "../native";
+import { ensureDirNoFollow } from "../safe-fs";
 
 /** Long work reports through this; entry scripts turn it into log lines or a progress bar. */
 export type BackupProgress = (step: string, message: string, fraction?: number) => void;
@@ -14,14 +15,12 @@ export const quiet: BackupProgress = () => {};
 
 export { pgOwner };
 
-/** A directory the postgres OS user owns (pgBackRest repo, scratch instances). */
+/**
+ * A directory the postgres OS user owns (pgBackRest repo, scratch instances).
+ * postgres controls what is inside its folders: a symlink there is refused, never followed.
+ */
 export function ensurePgDir(cfg: Config, dir: string, mode = 0o750): boolean {
-  const created = !existsSync(dir);
-  mkdirSync(dir, { recursive: true, mode });
-  chmodSync(dir, mode);
-  const ids = pgOwner(cfg);
-  if (ids) chownSync(dir, ids.uid, ids.gid);
-  return created;
+  return ensureDirNoFollow(dir, mode, pgOwner(cfg));
 }
 
 /** Run as the postgres OS user from a directory it can enter (tools like psql complain about /root). */

@@ -14,7 +14,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
 import { ensurePgDir, pgBin, pgOwner, runAsPg } from "./common";
-import { chownSync } from "node:fs";
+import { writeFileNoFollow } from "../safe-fs";
 
 export interface Scratch {
   name: string;
@@ -62,9 +62,8 @@ export async function initScratch(cfg: Config, s: Scratch): Promise<void> {
   prepareScratchDirs(cfg, s);
   // initdb reads the superuser's password from a file: 0600, the postgres user's, gone right after.
   const pwfile = join(s.dir, "initdb.pw");
-  writeFileSync(pwfile, cfg.secrets.POSTGRES_PASSWORD + "\n", { mode: 0o600 });
-  const ids = pgOwner(cfg);
-  if (ids) chownSync(pwfile, ids.uid, ids.gid);
+  // The scratch dir is postgres's: never write through a symlink planted there.
+  writeFileNoFollow(pwfile, cfg.secrets.POSTGRES_PASSWORD + "\n", { mode: 0o600, owner: pgOwner(cfg) });
   try {
     await runAsPg(cfg, [pgBin(cfg, "initdb"), "-D", s.dataDir, "-U", "postgres", "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], { timeoutMs: 120_000 });
   } finally {
@@ -103,13 +102,12 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
   const ids = pgOwner(cfg);
   for (const [f, body] of [["postgresql.conf", conf], ["pg_hba.conf", hba], ["pg_ident.conf", ""]] as const) {
     const p = join(s.dataDir, f);
-    writeFileSync(p, `# written by scripts/lib/backup/scratch.ts\n${body}\n`, { mode: 0o600 });
-    if (ids) chownSync(p, ids.uid, ids.gid);
+    writeFileNoFollow(p, `# written by scripts/lib/backup/scratch.ts\n${body}\n`, { mode: 0o600, owner: ids });
   }
 }
 
 export async function startScratch(cfg: Config, s: Scratch, timeoutSec = 600): Promise<void> {
-  mkdirSync(s.socketDir, { recursive: true });
+  ensurePgDir(cfg, s.socketDir, 0o700);
   const r = await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-l", s.logFile, "-w", "-t", String(timeoutSec), "start"], { nothrow: true, timeoutMs: (timeoutSec + 30) * 1000 });
   if (r.code !== 0) {
     throw new ToolkitError("SCRATCH_START_FAILED", `scratch instance ${s.name} did not start`, `see ${s.logFile}`, tail(safeRead(s.logFile), 12));

@@ -13,6 +13,7 @@ import { run } from "../exec";
 import { readTemplate, renderTemplate } from "../render";
 import { ENVIRONMENTS, databaseFor, type ClientSettings, type EnvName } from "./settings";
 import { allHostnames, hostnameFor } from "./tls";
+import { stackHttpAddress } from "../stack-files";
 
 export interface SiteFile {
   /** file name inside the nginx include dir */
@@ -48,7 +49,7 @@ export function renderSites(rootDir: string, s: ClientSettings, paths: SitePaths
         TLS_KEY: paths.tlsKey,
         DATABASE: databaseFor(env),
         APP_UPSTREAM: appUpstream(s, env),
-        SUPABASE_UPSTREAM: `${s.api.address}:${s.api.port}`,
+        SUPABASE_UPSTREAM: `${stackHttpAddress(s)}:${s.api.port}`,
       },
       "nginx/client-site.conf.tmpl",
     ),

@@ -281,7 +281,7 @@ async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<void> {
       await sleep(opts.holdMs);
       marks.restoreAt = Date.now();
       undoPendingFault();
-      const back = await waitUntil(30_000, async () => (await Promise.all(victims.map((m) => etcdHealthy(m)))).every(Boolean));
+      const back = await waitUntil(30_000, async () => (await Promise.all(victims.map((m) => etcdHealthy(cfg, m)))).every(Boolean));
       progress(back ? `restored ${victims.map((m) => m.etcdName).join(", ")}` : "etcd members did not come back in 30 s");
       return;
     }

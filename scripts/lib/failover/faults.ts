@@ -5,6 +5,7 @@
  * both process trees are walked. We only ever signal pids whose command line
  * names this member's own dir or this cluster.
  */
+import { etcdFetch } from "../etcd-client";
 import { readdirSync, readFileSync } from "node:fs";
 import type { Config, Member } from "../config";
 import { ToolkitError } from "../errors";
@@ -88,7 +89,7 @@ export function requirePids(what: string, pids: (number | undefined)[]): number[
 export async function etcdLeader(cfg: Config): Promise<Member | undefined> {
   for (const m of cfg.members) {
     try {
-      const r = await fetch(`http://${m.address}:${m.etcdClientPort}/v2/stats/self`, { signal: AbortSignal.timeout(1000) });
+      const r = await etcdFetch(cfg, m, "/v2/stats/self", { signal: AbortSignal.timeout(1000) });
       const body = (await r.json()) as { state?: string };
       if (body.state === "StateLeader") return m;
     } catch {}

@@ -21,6 +21,7 @@ import { ensureJwtSettings, ensureSupabaseRoles, MAINTENANCE_DB_ROLES, restrictC
 import { withAppsLock } from "./lock";
 import { nginxTestCmd, planApp, renderAppNginx, requestProblems, sql, supabaseSetupSql, appEnvFile, type AppRequest, NAME_RULE } from "./plan";
 import { scramMatches, scramVerifier } from "./scram";
+import { stackHttpAddress } from "../stack-files";
 
 export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry";
 
@@ -158,7 +159,7 @@ export async function waitNginxRoute(cfg: Config, domain: string, name: string, 
   for (;;) {
     let served = false;
     try {
-      const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" }, signal: AbortSignal.timeout(1000), redirect: "manual" });
+      const res = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" }, signal: AbortSignal.timeout(1000), redirect: "manual" });
       await res.arrayBuffer();
       served = res.headers.get("x-pgplatform-app") === name;
     } catch {}

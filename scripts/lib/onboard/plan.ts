@@ -9,6 +9,7 @@ import { APP_NAME_RE, type AppEntry } from "../apps";
 import { dbUrl, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
 import { renderTemplate } from "../render";
 import { SUPABASE_RESERVED_ROLES } from "../supabase-db";
+import { stackHttpAddress } from "../stack-files";
 
 /** The seeds' port plan; any other app gets the next free port from FIRST_FREE_PORT in steps of PORT_STEP. */
 export const PORT_PLAN: Readonly<Record<string, number>> = { hyperarchy: 9100, bookwriter: 9200, research_ai: 9300 };
@@ -155,7 +156,7 @@ export function supabaseSetupSql(db: string, owner: string): string[] {
 
 // --- files ---
 
-export const supabaseUrl = (cfg: Config) => `http://${cfg.api.address}:${cfg.api.port}`;
+export const supabaseUrl = (cfg: Config) => `http://${stackHttpAddress(cfg)}:${cfg.api.port}`;
 
 /** The app's env file: what a developer needs, nothing more. Mode 0600 (holds the password). */
 export function appEnvFile(cfg: Config, app: AppEntry, password: string): string {
@@ -177,7 +178,7 @@ export const appUpstream = (app: AppEntry) => `127.0.0.1:${app.port}`;
 export function renderAppNginx(cfg: Config, template: string, app: AppEntry): string {
   return renderTemplate(
     template,
-    { STACK: cfg.stack, APP_NAME: app.name, APP_DOMAIN: app.domain, APP_PORT: app.port, APP_UPSTREAM: appUpstream(app), API_ADDRESS: cfg.api.address, API_PORT: cfg.api.port },
+    { STACK: cfg.stack, APP_NAME: app.name, APP_DOMAIN: app.domain, APP_PORT: app.port, APP_UPSTREAM: appUpstream(app), API_ADDRESS: cfg.api.address, NGINX_HTTP_ADDRESS: stackHttpAddress(cfg), API_PORT: cfg.api.port },
     "nginx/app.conf.tmpl",
   );
 }
