@@ -68,6 +68,10 @@ deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@serve
 	@# CLIENT/HOST/DOMAIN/ACCESS/PROFILE count only when given on the command line: zsh exports HOST, for one.
 	$(BUN) scripts/deploy-client.ts $(if $(filter command line,$(origin CLIENT)),--client $(CLIENT),) $(if $(filter command line,$(origin HOST)),--host $(HOST),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter command line,$(origin PROFILE)),--profile $(PROFILE),) $(if $(filter command line,$(origin ADMIN_EMAIL)),--admin-email $(ADMIN_EMAIL),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(ROLLBACK)),--rollback,) $(if $(ROTATE),--rotate $(ROTATE),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
 
+.PHONY: rotate-jwt
+rotate-jwt: deps ## Replace one environment's JWT secret and re-issue its API keys (old keys refused): DB=<database> [YES=1]
+	$(BUN) scripts/rotate-jwt.ts $(if $(filter command line,$(origin DB)),$(DB),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+
 .PHONY: clean
 clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
 	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)

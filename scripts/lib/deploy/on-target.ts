@@ -184,15 +184,15 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
     }
 
     // PostgREST/GoTrue run only in the docker runtime: natively we verify the signature and claims
-    // with JWT_SECRET, and that the database (auth.jwt(), realtime) holds the same secret.
+    // with JWT_SECRET, and that the database does not hold it (every login role could read it there).
     if (rw.ok) {
       const problems: string[] = [];
       for (const k of JWT_KEYS) {
         const v = await verifyApiKey(secrets[k], secrets.JWT_SECRET, JWT_ROLE[k]);
         if (!v.ok) problems.push(`${k}: ${v.problem}`);
       }
-      if (rw.jwt !== secrets.JWT_SECRET) problems.push(`${db}: app.settings.jwt_secret differs from JWT_SECRET`);
-      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY verify (HS256, role, iss, exp) against JWT_SECRET, which ${db} also holds (PostgREST not running natively: signature and claims checked)` });
+      if (rw.jwt) problems.push(`${db}: holds app.settings.jwt_secret, readable by every login role`);
+      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY verify (HS256, role, iss, exp) against JWT_SECRET, which ${db} does not hold (PostgREST not running natively: signature and claims checked)` });
     }
   }
   return out;
