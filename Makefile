@@ -13,6 +13,11 @@ TEST_STACK ?= test
 # Integration tests wait for failovers and restores; bun's default per-test timeout is 5 s.
 TEST_TIMEOUT_MS ?= 600000
 TEST_LOG := .state/test-results.log
+# Attack files (tests/integration/attack-*.test.ts) run after every other flow, and the Postgres-log
+# password grep last of all, so it reads the logs of the whole run.
+LOG_GREP_FILE := tests/integration/attack-password-log.test.ts
+ATTACK_FILES = $(filter-out $(LOG_GREP_FILE),$(sort $(wildcard tests/integration/attack-*.test.ts))) $(wildcard $(LOG_GREP_FILE))
+INTEGRATION_FILES = $(filter-out $(ATTACK_FILES),$(sort $(wildcard tests/integration/*.test.ts))) $(ATTACK_FILES)
 
 .PHONY: help
 help: ## List the targets
@@ -122,13 +127,21 @@ test-integration: deps ## Start the test stack, run tests/integration against it
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null
 	@rc=0; failed=""; \
 	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts || { rc=1; failed="dev-up"; STACK=$(TEST_STACK) $(BUN) scripts/logs.ts --lines 40 || true; }; \
-	for f in $(if $(FILES),$(FILES),tests/integration/*.test.ts); do \
+	for f in $(if $(FILES),$(FILES),$(INTEGRATION_FILES)); do \
 	  [ "$$failed" != "dev-up" ] || break; \
 	  STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts --json --no-install >/dev/null || { echo "test stack could not be healed before $$f"; rc=1; failed="$$failed heal:$$f"; break; }; \
 	  STACK=$(TEST_STACK) $(BUN) test --timeout $(TEST_TIMEOUT_MS) $$f || { rc=1; failed="$$failed $$f"; }; \
 	done; \
 	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes || true; \
 	if [ $$rc -eq 0 ]; then echo "integration: all files passed"; else echo "integration: FAILED:$$failed"; fi; \
+	exit $$rc
+
+.PHONY: test-security
+test-security: deps ## Every attack (tests/integration/attack-*.test.ts) against the test stack; prints `N attacks tried, 0 succeeded`
+	@mkdir -p .state && : > .state/test-security.log
+	@rc=0; \
+	$(MAKE) test-integration FILES="$(ATTACK_FILES)" 2>&1 | tee -a .state/test-security.log || rc=1; \
+	$(BUN) scripts/test-summary.ts .state/test-security.log --attacks || rc=1; \
 	exit $$rc
 
 .PHONY: test-failover

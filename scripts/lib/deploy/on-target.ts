@@ -19,6 +19,7 @@ import { JWT_KEYS, JWT_ROLE, verifyApiKey, type ClientSecrets } from "./client-s
 import { targetPaths } from "./bundle";
 import { ENVIRONMENTS, databaseFor, roleFor, type ClientSettings, type EnvName } from "./settings";
 import { ensureBootstrapCert } from "./tls";
+import { scramVerifier } from "../onboard/scram";
 
 const SERVICE_ROLES = ["authenticator", "supabase_auth_admin", "supabase_storage_admin"];
 const dbPassword = (secrets: ClientSecrets, env: EnvName) => secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets];
@@ -34,7 +35,7 @@ export async function ensureEnvironmentRoles(cfg: Config, secrets: ClientSecrets
       const pw = dbPassword(secrets, env);
       const exists = (await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [role])).rowCount === 1;
       if (!exists) {
-        await c.query(`CREATE ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(pw)}`);
+        await c.query(`CREATE ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(scramVerifier(pw))}`); // never the password: a failed statement is logged
         changes.push(`role ${role}`);
       }
       const owner = (await c.query("SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1", [db])).rows[0]?.o;
@@ -63,7 +64,7 @@ export async function ensureEnvironmentRoles(cfg: Config, secrets: ClientSecrets
         const probe = await connect(cfg, { user: role, password: pw, database: db }).catch((e: Error) => e);
         if (probe instanceof Error) {
           if (!/password authentication failed/.test(probe.message)) throw probe;
-          await c.query(`ALTER ROLE ${quoteIdent(role)} PASSWORD ${quoteLiteral(pw)}`);
+          await c.query(`ALTER ROLE ${quoteIdent(role)} PASSWORD ${quoteLiteral(scramVerifier(pw))}`);
           changes.push(`password of ${role} updated`);
         } else await probe.end().catch(() => {});
       }
