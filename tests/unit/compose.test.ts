@@ -57,6 +57,21 @@ describe("compose/dev.yml against the Compose specification schema", () => {
     const s = decodeJwt((await composeEnv(short, "/x")).SUPABASE_SERVICE_KEY!);
     expect(s.exp! - s.iat!).toBe(30 * 24 * 3600);
   });
+  test.each([
+    ["0", 'envs/dev.env: API_KEY_TTL_DAYS: must be at least 1 day (got "0")'],
+    ["1826", 'envs/dev.env: API_KEY_TTL_DAYS: must be at most 1825 days (5 years) (got "1826")'],
+    ["1.5", 'envs/dev.env: API_KEY_TTL_DAYS: must be a whole number of days (got "1.5")'],
+    ["a year", 'envs/dev.env: API_KEY_TTL_DAYS: must be a number of days (got "a year")'],
+  ])("API_KEY_TTL_DAYS=%s is refused with the key, the value and the fix", (v, msg) => {
+    const text = readFileSync(`${root}/envs/dev.env`, "utf8").replace("API_KEY_TTL_DAYS=365", `API_KEY_TTL_DAYS=${v}`);
+    let err: unknown;
+    try {
+      parseConfig(text, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+    } catch (e) {
+      err = e;
+    }
+    expect({ what: (err as Error).message, fix: (err as { fix?: string }).fix }).toEqual({ what: msg, fix: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365" });
+  });
 });
 
 describe("interpolate (Compose's rules)", () => {
