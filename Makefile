@@ -13,6 +13,11 @@ TEST_STACK ?= test
 # Integration tests wait for failovers and restores; bun's default per-test timeout is 5 s.
 TEST_TIMEOUT_MS ?= 600000
 TEST_LOG := .state/test-results.log
+# Attack files (tests/integration/attack-*.test.ts) run after every other flow, and the Postgres-log
+# password grep last of all, so it reads the logs of the whole run.
+LOG_GREP_FILE := tests/integration/attack-password-log.test.ts
+ATTACK_FILES = $(filter-out $(LOG_GREP_FILE),$(sort $(wildcard tests/integration/attack-*.test.ts))) $(wildcard $(LOG_GREP_FILE))
+INTEGRATION_FILES = $(filter-out $(ATTACK_FILES),$(sort $(wildcard tests/integration/*.test.ts))) $(ATTACK_FILES)
 
 .PHONY: help
 help: ## List the targets
@@ -69,6 +74,10 @@ deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@serve
 	@# CLIENT/HOST/DOMAIN/ACCESS/PROFILE count only when given on the command line: zsh exports HOST, for one.
 	$(BUN) scripts/deploy-client.ts $(if $(filter command line,$(origin CLIENT)),--client $(CLIENT),) $(if $(filter command line,$(origin HOST)),--host $(HOST),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter command line,$(origin PROFILE)),--profile $(PROFILE),) $(if $(filter command line,$(origin ADMIN_EMAIL)),--admin-email $(ADMIN_EMAIL),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(ROLLBACK)),--rollback,) $(if $(ROTATE),--rotate $(ROTATE),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
 
+.PHONY: rotate-jwt
+rotate-jwt: deps ## Replace one environment's JWT secret and re-issue its API keys (old keys refused): DB=<database> [YES=1]
+	$(BUN) scripts/rotate-jwt.ts $(if $(filter command line,$(origin DB)),$(DB),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+
 .PHONY: clean
 clean: deps ## Stop the stack and delete its data and state (asks; YES=1 to skip)
 	$(BUN) scripts/clean.ts $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
@@ -119,13 +128,21 @@ test-integration: deps ## Start the test stack, run tests/integration against it
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null
 	@rc=0; failed=""; \
 	STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts || { rc=1; failed="dev-up"; STACK=$(TEST_STACK) $(BUN) scripts/logs.ts --lines 40 || true; }; \
-	for f in $(if $(FILES),$(FILES),tests/integration/*.test.ts); do \
+	for f in $(if $(FILES),$(FILES),$(INTEGRATION_FILES)); do \
 	  [ "$$failed" != "dev-up" ] || break; \
 	  STACK=$(TEST_STACK) $(BUN) scripts/dev-up.ts --json --no-install >/dev/null || { echo "test stack could not be healed before $$f"; rc=1; failed="$$failed heal:$$f"; break; }; \
 	  STACK=$(TEST_STACK) $(BUN) test --timeout $(TEST_TIMEOUT_MS) $$f || { rc=1; failed="$$failed $$f"; }; \
 	done; \
 	STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes || true; \
 	if [ $$rc -eq 0 ]; then echo "integration: all files passed"; else echo "integration: FAILED:$$failed"; fi; \
+	exit $$rc
+
+.PHONY: test-security
+test-security: deps ## Every attack (tests/integration/attack-*.test.ts) against the test stack; prints `N attacks tried, 0 succeeded`
+	@mkdir -p .state && : > .state/test-security.log
+	@rc=0; \
+	$(MAKE) test-integration FILES="$(ATTACK_FILES)" 2>&1 | tee -a .state/test-security.log || rc=1; \
+	$(BUN) scripts/test-summary.ts .state/test-security.log --attacks || rc=1; \
 	exit $$rc
 
 .PHONY: test-failover

@@ -24,7 +24,7 @@ await runMain(async () => {
   let cfg = loadConfig();
   const runtime = await pickRuntime(cfg);
   if (runtime === "native" && !flags.noInstall) await ensureOsPackages({ quiet: !!flags.json });
-  const { created } = ensureSecrets(cfg.secretsFile);
+  const { created } = ensureSecrets(cfg.secretsFile, cfg.databases); // one JWT secret per environment database
   cfg = loadConfig(cfg.stack); // with secrets
   if (!flags.json) intro(`dev-up: stack ${cfg.stack} (${runtime})`);
   if (created.length && !flags.json) note(`generated ${created.length} secrets into ${cfg.secretsFile.replace(cfg.rootDir + "/", "")} (mode 0600)`);

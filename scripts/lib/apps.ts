@@ -10,6 +10,7 @@ import { z } from "zod";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { writeIfChanged } from "./render";
+import { appDatabase, appNameProblem, domainProblem, portProblem } from "./onboard/plan";
 
 export const APP_NAME_RE = /^[a-z][a-z0-9_]{1,30}$/;
 
@@ -20,10 +21,10 @@ export const AppEntry = z.object({
   port: z.number().int().min(1024).max(65535),
   domain: z.string().min(1),
   supabase: z.boolean().default(false),
-  created: z.string(),
+  created: z.string().regex(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, "must be a UTC time like 2026-11-21T21:45:00Z"),
 });
 export type AppEntry = z.infer<typeof AppEntry>;
-const Registry = z.object({ apps: z.array(AppEntry).default([]) });
+const Registry = z.object({ apps: z.array(z.unknown()).default([]) });
 
 export function registryPath(cfg: Config): string {
   return join(cfg.rootDir, "envs", cfg.stack === "dev" ? "apps.yaml" : `apps.${cfg.stack}.yaml`);
@@ -55,12 +56,52 @@ export function loadApps(cfg: Config): AppEntry[] {
   } catch (e) {
     throw new ToolkitError("BAD_REGISTRY", `${rel}: not valid YAML: ${(e as Error).message}`, "fix the file by hand or restore it from git");
   }
-  const r = Registry.safeParse(raw);
-  if (!r.success) {
-    const i = r.error.issues[0]!;
-    throw new ToolkitError("BAD_REGISTRY", `${rel}: ${i.path.join(".")}: ${i.message}`, "fix the entry by hand or restore the file from git");
+  return validateApps(cfg, rel, raw);
+}
+
+/**
+ * Every field of every entry, checked on every load with the rules new-app
+ * applies when it writes one: the registry is a hand-editable file, and its
+ * values reach nginx (domain), SQL (database, role) and the port plan. The
+ * error names the file, the app, the key, the value and the fix.
+ */
+export function validateApps(cfg: Config, rel: string, raw: unknown): AppEntry[] {
+  const fix = `fix the entry in ${rel} by hand (the rules new-app applies) or restore the file from git`;
+  const bad = (who: string, key: string, msg: string) => new ToolkitError("BAD_REGISTRY", `${rel}: ${who}: ${key}: ${msg}`, fix);
+  const top = Registry.safeParse(raw);
+  if (!top.success) {
+    const i = top.error.issues[0]!;
+    throw new ToolkitError("BAD_REGISTRY", `${rel}: ${i.path.join(".") || "(top)"}: ${i.message}`, fix);
   }
-  return r.data.apps;
+  const entries = (raw as { apps?: unknown[] }).apps ?? [];
+  const apps: AppEntry[] = [];
+  entries.forEach((e, i) => {
+    const rec = (e ?? {}) as Record<string, unknown>;
+    const who = typeof rec.name === "string" ? `app ${JSON.stringify(rec.name)}` : `apps[${i}]`;
+    const r = AppEntry.strict().safeParse(e);
+    if (!r.success) {
+      const issue = r.error.issues[0]!;
+      const key = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : String(issue.path[0] ?? "(entry)");
+      const got = issue.code === "unrecognized_keys" ? "" : ` (got ${JSON.stringify(rec[key])})`;
+      throw bad(who, key, `${issue.code === "unrecognized_keys" ? "unknown key" : issue.message}${got}`);
+    }
+    apps.push(r.data);
+  });
+  for (const a of apps) {
+    const who = `app ${JSON.stringify(a.name)}`;
+    const np = appNameProblem(a.name, cfg);
+    if (np) throw bad(who, "name", np);
+    if (a.database !== appDatabase(a.name)) throw bad(who, "database", `must be ${appDatabase(a.name)} (got ${JSON.stringify(a.database)})`);
+    if (a.role !== a.name) throw bad(who, "role", `must be ${a.name} (got ${JSON.stringify(a.role)})`);
+    const dp = domainProblem(a.domain);
+    if (dp) throw bad(who, "domain", dp);
+    const pp = portProblem(a.port, a.name, apps, cfg);
+    if (pp) throw bad(who, "port", pp);
+    if (apps.filter((b) => b.name === a.name).length > 1) throw bad(who, "name", `${a.name} is listed twice`);
+    const clash = apps.find((b) => b.domain === a.domain && b.name !== a.name);
+    if (clash) throw bad(who, "domain", `hostname ${a.domain} is also used by app ${clash.name}`);
+  }
+  return apps;
 }
 
 export function saveApps(cfg: Config, apps: AppEntry[]): void {

@@ -8,7 +8,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { z } from "zod";
 import { ToolkitError } from "./errors";
-import { SECRET_KEYS, type Secrets } from "./secrets";
+import { readSecrets, type Secrets } from "./secrets";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -69,6 +69,7 @@ export const SETTINGS = {
   BACKUP_ALERT_COMMAND: { schema: z.string(), hint: "command run (no shell; split on spaces) with the failure on stdin, e.g. /usr/local/bin/notify-ops", default: "" },
   BACKUP_SCHEDULE: { schema: z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), hint: "cron schedule for make backup-cron, e.g. 15 2 * * *", default: "15 2 * * *" },
   BACKUP_ARCHIVE_TIMEOUT: { schema: seconds(0), hint: "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60", default: "60" },
+  API_KEY_TTL_DAYS: { schema: z.coerce.number({ message: "must be a number of days" }).int("must be a whole number of days").min(1, "must be at least 1 day").max(1825, "must be at most 1825 days (5 years)"), hint: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365", default: "365" },
   BACKUP_SCRATCH_ADDRESS: { schema: z.union([z.literal(""), ipv4]), hint: "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21", default: "" },
 } as const satisfies Record<string, Setting>;
 
@@ -129,6 +130,8 @@ export interface Config {
   /** The OS user the Postgres side runs as: `postgres` when we are root, else ourselves. */
   pgOsUser: string | undefined;
   secrets: Secrets;
+  /** Lifetime of the API keys signed for the Supabase services (API_KEY_TTL_DAYS). */
+  apiKeyTtlDays: number;
   backup: BackupSettings;
 }
 
@@ -283,6 +286,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     secretsFile: join(rootDir, "envs", `.secrets.${opts.stack}.env`),
     pgOsUser: root ? "postgres" : undefined,
     secrets: (opts.secrets ?? {}) as Secrets,
+    apiKeyTtlDays: v.API_KEY_TTL_DAYS as number,
     backup: {
       dir: (v.BACKUP_DIR as string) ? resolve(rootDir, v.BACKUP_DIR as string) : join(stateDir, "backups"),
       pgbackrestHome: join(memberRoot, "pgbackrest"),
@@ -345,11 +349,7 @@ export function loadConfig(stack = stackName(), rootDir = ROOT_DIR): Config {
     throw new ToolkitError("NO_ENV_FILE", `${rel} does not exist`, `create it from envs/dev.env, or pick an existing stack with STACK=<name>`);
   }
   const cfg = parseConfig(readFileSync(path, "utf8"), { file: rel, stack, rootDir });
-  if (existsSync(cfg.secretsFile)) {
-    const raw = parseDotenv(readFileSync(cfg.secretsFile));
-    const secrets: Partial<Secrets> = {};
-    for (const k of SECRET_KEYS) if (raw[k]) secrets[k] = raw[k];
-    cfg.secrets = secrets as Secrets;
-  }
+  // Loading registers every value for redaction: no script depends on having called ensureSecrets.
+  if (existsSync(cfg.secretsFile)) cfg.secrets = readSecrets(cfg.secretsFile) as Secrets;
   return cfg;
 }

@@ -11,15 +11,16 @@ import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { writeFileNoFollow } from "./safe-fs";
 import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
 import { validateComposeFile } from "./compose-schema";
-import { signApiKey } from "./jwt";
+import { apiKeyLifetimeS, signApiKey } from "./jwt";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
-import { SECRET_KEYS } from "./secrets";
+import { jwtSecretFor, SECRET_KEYS } from "./secrets";
 
 export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
 
 /** The values compose/dev.yml interpolates: ports, the main database, secrets and signed API keys. */
 export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Promise<Record<string, string>> {
+  const jwt = jwtSecretFor(cfg, cfg.databases[0]!);
   return {
     RENDERED_DIR: dir,
     HAPROXY_RW_PORT: String(cfg.haproxy.rwPort),
@@ -28,8 +29,10 @@ export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Pro
     API_PORT: String(cfg.api.port),
     MAIN_DB: cfg.databases[0]!,
     ...Object.fromEntries(SECRET_KEYS.map((k) => [k, cfg.secrets[k]])),
-    SUPABASE_ANON_KEY: await signApiKey(cfg.secrets.JWT_SECRET, "anon"),
-    SUPABASE_SERVICE_KEY: await signApiKey(cfg.secrets.JWT_SECRET, "service_role"),
+    // The services serve MAIN_DB only, so they get that environment's secret and no other.
+    JWT_SECRET: jwt,
+    SUPABASE_ANON_KEY: await signApiKey(jwt, "anon", undefined, apiKeyLifetimeS(cfg.apiKeyTtlDays)),
+    SUPABASE_SERVICE_KEY: await signApiKey(jwt, "service_role", undefined, apiKeyLifetimeS(cfg.apiKeyTtlDays)),
   };
 }
 

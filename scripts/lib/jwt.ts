@@ -7,8 +7,14 @@
 import { SignJWT, decodeJwt, jwtVerify } from "jose";
 
 export const JWT_ISSUER = "supabase";
-/** Supabase's generate-keys.sh signs the API keys for 5 years. */
-export const JWT_LIFETIME_S = 5 * 365 * 24 * 3600;
+/**
+ * Supabase's generate-keys.sh signs the API keys for 5 years; a leaked key
+ * would stay good that long. Ours default to one year (API_KEY_TTL_DAYS,
+ * validated 1-1825 days) and are re-issued whenever the secret rotates.
+ */
+export const DEFAULT_API_KEY_TTL_DAYS = 365;
+export const apiKeyLifetimeS = (days: number) => days * 24 * 3600;
+export const JWT_LIFETIME_S = apiKeyLifetimeS(DEFAULT_API_KEY_TTL_DAYS);
 
 const secretKey = (secret: string) => new TextEncoder().encode(secret);
 

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import type pg from "pg";
 import type { Config } from "./config";
 import { quoteIdent, quoteLiteral } from "./pg";
+import { scramVerifier } from "./onboard/scram";
 
 export const SUPABASE_RESERVED_ROLES = [
   "anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin", "supabase_storage_admin",
@@ -20,10 +21,29 @@ export const SUPABASE_RESERVED_ROLES = [
 export const isSupabaseReservedRole = (name: string): boolean =>
   SUPABASE_RESERVED_ROLES.includes(name) || /^(supabase_|pgsodium_|pg_|cli_login_)/.test(name);
 
-const LOGIN_ROLES = [
-  { name: "authenticator", secret: "AUTHENTICATOR_PASSWORD", extra: "NOINHERIT" },
-  { name: "supabase_auth_admin", secret: "SUPABASE_AUTH_ADMIN_PASSWORD", extra: "NOINHERIT CREATEROLE" },
-  { name: "supabase_storage_admin", secret: "SUPABASE_STORAGE_ADMIN_PASSWORD", extra: "NOINHERIT CREATEROLE" },
+/**
+ * The login roles Supabase's services use, each with the least it needs.
+ * None is CREATEROLE: with it (Postgres 15) a role may grant itself any
+ * non-superuser role, pg_execute_server_program included, and run a shell as
+ * postgres. What the services' own migrations need instead:
+ * - supabase_auth_admin: GoTrue's migrations only create and alter objects in
+ *   its own schema and grant on them (supabase/auth@bc32168e13fd,
+ *   migrations/*.up.sql; e.g. 20240612123726_enable_rls_update_grants.up.sql);
+ *   no role statements at all. search_path auth, as supabase/postgres sets it
+ *   (supabase/postgres@7db7e1a9e34b, migrations/db/init-scripts/00000000000001-auth-schema.sql).
+ * - supabase_storage_admin: storage's migrations create the API roles and grant
+ *   them to authenticator only when storage.install_roles is not 'false'
+ *   (supabase/storage@4fa61fba9371, migrations/tenant/0002-storage-schema.sql);
+ *   we create those roles and grants here, so it is 'false'. It switches to the
+ *   request's role through authenticator (supabase/postgres@7db7e1a9e34b,
+ *   migrations/db/migrations/20231013070755_grant_authenticator_to_supabase_storage_admin.sql).
+ * - authenticator: PostgREST's SET ROLE into anon, authenticated, service_role.
+ */
+const LEAST = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
+export const SERVICE_LOGIN_ROLES = [
+  { name: "authenticator", secret: "AUTHENTICATOR_PASSWORD", memberOf: ["anon", "authenticated", "service_role"], settings: {} },
+  { name: "supabase_auth_admin", secret: "SUPABASE_AUTH_ADMIN_PASSWORD", memberOf: [], settings: { search_path: "auth" } },
+  { name: "supabase_storage_admin", secret: "SUPABASE_STORAGE_ADMIN_PASSWORD", memberOf: ["authenticator"], settings: { search_path: "storage", "storage.install_roles": "false" } },
 ] as const;
 
 export async function ensureSupabaseRoles(cfg: Config, client: pg.Client): Promise<string[]> {
@@ -31,38 +51,79 @@ export async function ensureSupabaseRoles(cfg: Config, client: pg.Client): Promi
   const before = new Set((await client.query("SELECT rolname FROM pg_roles")).rows.map((r) => r.rolname as string));
   await client.query(readFileSync(`${cfg.rootDir}/supabase/roles.sql`, "utf8"));
   for (const r of ["anon", "authenticated", "service_role"]) if (!before.has(r)) changes.push(`role ${r}`);
-  for (const r of LOGIN_ROLES) {
-    if (before.has(r.name)) continue;
-    await client.query(`CREATE ROLE ${quoteIdent(r.name)} LOGIN ${r.extra} PASSWORD ${quoteLiteral(cfg.secrets[r.secret])}`);
-    changes.push(`role ${r.name}`);
-  }
-  // authenticator switches into the API roles (PostgREST's SET ROLE).
-  const members = await client.query(
-    `SELECT r.rolname FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member WHERE u.rolname = 'authenticator'`,
-  );
-  const granted = new Set(members.rows.map((x) => x.rolname as string));
-  for (const r of ["anon", "authenticated", "service_role"]) {
-    if (!granted.has(r)) {
-      await client.query(`GRANT ${quoteIdent(r)} TO authenticator`);
-      changes.push(`grant ${r} to authenticator`);
+  for (const r of SERVICE_LOGIN_ROLES) {
+    if (!before.has(r.name)) {
+      // A SCRAM verifier, never the password: a failed statement lands in the server log.
+      await client.query(`CREATE ROLE ${quoteIdent(r.name)} LOGIN NOINHERIT ${LEAST} PASSWORD ${quoteLiteral(scramVerifier(cfg.secrets[r.secret]))}`);
+      changes.push(`role ${r.name}`);
+    }
+    // Roles made by an earlier version (CREATEROLE) or edited by hand are brought back to the least.
+    const a = (await client.query("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolinherit FROM pg_roles WHERE rolname = $1", [r.name])).rows[0];
+    if (a.rolsuper || a.rolcreatedb || a.rolcreaterole || a.rolreplication || a.rolbypassrls || a.rolinherit) {
+      await client.query(`ALTER ROLE ${quoteIdent(r.name)} NOINHERIT ${LEAST}`);
+      changes.push(`role ${r.name}: NOINHERIT ${LEAST}`);
+    }
+    const granted = (await client.query(
+      "SELECT r.rolname FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member WHERE u.rolname = $1",
+      [r.name],
+    )).rows.map((x) => x.rolname as string);
+    for (const m of r.memberOf as readonly string[]) {
+      if (granted.includes(m)) continue;
+      await client.query(`GRANT ${quoteIdent(m)} TO ${quoteIdent(r.name)}`);
+      changes.push(`grant ${m} to ${r.name}`);
+    }
+    // Any other membership (pg_execute_server_program, ...) was not given by us: take it back.
+    for (const m of granted.filter((g) => !(r.memberOf as readonly string[]).includes(g))) {
+      await client.query(`REVOKE ${quoteIdent(m)} FROM ${quoteIdent(r.name)}`);
+      changes.push(`revoke ${m} from ${r.name}`);
+    }
+    const have = new Map(
+      (await client.query("SELECT unnest(setconfig) AS kv FROM pg_db_role_setting WHERE setdatabase = 0 AND setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)", [r.name])).rows
+        .map((x) => { const kv = x.kv as string; const i = kv.indexOf("="); return [kv.slice(0, i), kv.slice(i + 1)] as const; }),
+    );
+    for (const [k, v] of Object.entries(r.settings as Record<string, string>)) {
+      if (have.get(k) === v) continue;
+      await client.query(`ALTER ROLE ${quoteIdent(r.name)} SET ${quoteIdent(k)} TO ${quoteLiteral(v)}`);
+      changes.push(`role ${r.name}: ${k} = ${v}`);
     }
   }
   return changes;
 }
 
-/** JWT settings read by Supabase's SQL helpers (auth.jwt(), realtime). */
-export async function ensureJwtSettings(cfg: Config, client: pg.Client, database: string): Promise<string[]> {
-  const want: Record<string, string> = { "app.settings.jwt_secret": cfg.secrets.JWT_SECRET, "app.settings.jwt_exp": "3600" };
-  const res = await client.query(
-    `SELECT unnest(s.setconfig) AS kv FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0`,
+/**
+ * The JWT secret is never stored in the database: pg_db_role_setting is a
+ * shared catalog every login role can read, so a database-level
+ * app.settings.jwt_secret handed every app the key to forge service_role
+ * tokens. No service needs it there: GoTrue, PostgREST, storage and realtime
+ * read it from their environment (PostgREST exposes it per request with
+ * PGRST_APP_SETTINGS_JWT_SECRET where SQL wants it); the migrations of
+ * supabase/auth@bc32168e13fd, supabase/storage@4fa61fba9371 and
+ * supabase/realtime@833cf36c3a36 never read app.settings.jwt_secret.
+ * This removes one left by an earlier version (any database, any role) and
+ * keeps the non-secret jwt_exp.
+ */
+export const JWT_SECRET_SETTING = "app.settings.jwt_secret";
+
+export async function ensureJwtSettings(_cfg: Config, client: pg.Client, database: string): Promise<string[]> {
+  const changes: string[] = [];
+  const stored = await client.query(
+    `SELECT s.setdatabase = 0 AS all_dbs, d.datname, r.rolname FROM pg_db_role_setting s
+       LEFT JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
+      WHERE EXISTS (SELECT 1 FROM unnest(s.setconfig) kv WHERE kv LIKE $1 || '=%')`,
+    [JWT_SECRET_SETTING],
+  );
+  for (const row of stored.rows) {
+    const scope = row.rolname ? `ALTER ROLE ${quoteIdent(row.rolname)}${row.all_dbs ? "" : ` IN DATABASE ${quoteIdent(row.datname)}`}` : `ALTER DATABASE ${quoteIdent(row.datname)}`;
+    await client.query(`${scope} RESET ${quoteIdent(JWT_SECRET_SETTING)}`);
+    changes.push(`${row.datname ?? "all databases"}${row.rolname ? ` (role ${row.rolname})` : ""}: ${JWT_SECRET_SETTING} removed (readable by every login role)`);
+  }
+  const exp = await client.query(
+    `SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0 AND 'app.settings.jwt_exp=3600' = ANY(s.setconfig)`,
     [database],
   );
-  const have = new Map(res.rows.map((r) => { const kv = r.kv as string; const i = kv.indexOf("="); return [kv.slice(0, i), kv.slice(i + 1)] as const; }));
-  const changes: string[] = [];
-  for (const [k, v] of Object.entries(want)) {
-    if (have.get(k) === v) continue;
-    await client.query(`ALTER DATABASE ${quoteIdent(database)} SET ${quoteIdent(k)} TO ${quoteLiteral(v)}`);
-    changes.push(`${database}: ${k}`);
+  if (exp.rowCount === 0) {
+    await client.query(`ALTER DATABASE ${quoteIdent(database)} SET "app.settings.jwt_exp" TO '3600'`);
+    changes.push(`${database}: app.settings.jwt_exp`);
   }
   return changes;
 }

@@ -3,11 +3,13 @@ import { readFileSync } from "node:fs";
 import { parseConfig } from "../../scripts/lib/config";
 import { composeEnv } from "../../scripts/lib/docker";
 import { interpolate, validateCompose } from "../../scripts/lib/compose-schema";
-import { SECRET_KEYS } from "../../scripts/lib/secrets";
-import { verifyApiKey } from "../../scripts/lib/jwt";
+import { SECRET_KEYS, jwtSecretKey } from "../../scripts/lib/secrets";
+import { JWT_ISSUER, verifyApiKey } from "../../scripts/lib/jwt";
+import { decodeJwt } from "jose";
 
 const root = `${import.meta.dir}/../..`;
-const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]));
+const ENV_DBS = ["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"];
+const secrets = Object.fromEntries([...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]));
 const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
 const devYml = readFileSync(`${root}/compose/dev.yml`, "utf8");
 
@@ -30,11 +32,45 @@ describe("compose/dev.yml against the Compose specification schema", () => {
     const { API_PORT, ...noPort } = env;
     expect(validateCompose(devYml, noPort)).toContain("variable ${API_PORT} is not set");
   });
-  test("the API keys are HS256 JWTs signed with the stack's secret", async () => {
+  test("the services get the dev environment's own JWT secret; its keys do not verify against staging's or production's", async () => {
+    expect(cfg.databases).toEqual(ENV_DBS);
     const env = await composeEnv(cfg, "/x");
-    expect(await verifyApiKey(env.SUPABASE_ANON_KEY!, secrets.JWT_SECRET!, "anon")).toMatchObject({ ok: true, role: "anon", iss: "supabase" });
-    expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, secrets.JWT_SECRET!, "service_role")).toMatchObject({ ok: true, role: "service_role" });
-    expect(await verifyApiKey(env.SUPABASE_ANON_KEY!, "another-secret-another-secret-xx", "anon")).toMatchObject({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+    const dev = secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV!;
+    expect(env.JWT_SECRET).toBe(dev);
+    expect(await verifyApiKey(env.SUPABASE_ANON_KEY!, dev, "anon")).toMatchObject({ ok: true, role: "anon", iss: "supabase" });
+    expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, dev, "service_role")).toMatchObject({ ok: true, role: "service_role" });
+    for (const other of [secrets.JWT_SECRET_ORCHESTRATOR_AI_STAGING!, secrets.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION!]) {
+      expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, other, "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+    }
+    // The rendered compose file itself carries the dev secret into every service that verifies keys, and no other.
+    const rendered = interpolate(devYml, env, []);
+    expect(rendered).toContain(`GOTRUE_JWT_SECRET: ${dev}`);
+    expect(rendered).toContain(`PGRST_JWT_SECRET: ${dev}`);
+    for (const db of ["orchestrator_ai_staging", "orchestrator_ai_production"]) expect(rendered).not.toContain(secrets[jwtSecretKey(db)]!);
+  });
+  test("API keys last API_KEY_TTL_DAYS (default 365 days), not Supabase's five years", async () => {
+    const env = await composeEnv(cfg, "/x");
+    const c = decodeJwt(env.SUPABASE_ANON_KEY!);
+    expect(cfg.apiKeyTtlDays).toBe(365);
+    expect({ role: c.role, iss: c.iss, ttl: c.exp! - c.iat! }).toEqual({ role: "anon", iss: JWT_ISSUER, ttl: 365 * 24 * 3600 });
+    const short = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8").replace("API_KEY_TTL_DAYS=365", "API_KEY_TTL_DAYS=30"), { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+    const s = decodeJwt((await composeEnv(short, "/x")).SUPABASE_SERVICE_KEY!);
+    expect(s.exp! - s.iat!).toBe(30 * 24 * 3600);
+  });
+  test.each([
+    ["0", 'envs/dev.env: API_KEY_TTL_DAYS: must be at least 1 day (got "0")'],
+    ["1826", 'envs/dev.env: API_KEY_TTL_DAYS: must be at most 1825 days (5 years) (got "1826")'],
+    ["1.5", 'envs/dev.env: API_KEY_TTL_DAYS: must be a whole number of days (got "1.5")'],
+    ["a year", 'envs/dev.env: API_KEY_TTL_DAYS: must be a number of days (got "a year")'],
+  ])("API_KEY_TTL_DAYS=%s is refused with the key, the value and the fix", (v, msg) => {
+    const text = readFileSync(`${root}/envs/dev.env`, "utf8").replace("API_KEY_TTL_DAYS=365", `API_KEY_TTL_DAYS=${v}`);
+    let err: unknown;
+    try {
+      parseConfig(text, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+    } catch (e) {
+      err = e;
+    }
+    expect({ what: (err as Error).message, fix: (err as { fix?: string }).fix }).toEqual({ what: msg, fix: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365" });
   });
 });
 

@@ -28,10 +28,19 @@ describe("API keys: HS256 JWTs signed with JWT_SECRET", () => {
     expect((await verifyApiKey(token, SECRET + "x", "service_role", NOW)).problem).toBe("signature does not verify against JWT_SECRET");
     expect((await verifyApiKey(token, SECRET, "anon", NOW)).problem).toContain('role claim is "service_role"');
     expect((await verifyApiKey(token, SECRET, "service_role", NOW + JWT_LIFETIME_S + 1)).ok).toBe(false);
-    const [h, p] = token.split(".");
+    const [h, p, sig] = token.split(".");
+    // The token we tamper with is exactly what we think it is: HS256 header, the service_role claims.
+    expect(JSON.parse(Buffer.from(h!, "base64url").toString())).toEqual({ alg: "HS256", typ: "JWT" });
+    expect(JSON.parse(Buffer.from(p!, "base64url").toString())).toEqual({ role: "service_role", iss: "supabase", iat: NOW, exp: NOW + JWT_LIFETIME_S });
+    expect(await verifyApiKey(token, SECRET, "service_role", NOW)).toEqual({ ok: true, role: "service_role", iss: "supabase", exp: NOW + JWT_LIFETIME_S });
     const none = `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${p}.`;
-    expect((await verifyApiKey(none, SECRET, "service_role", NOW)).ok).toBe(false);
-    expect(h).toBeTruthy();
+    expect(await verifyApiKey(none, SECRET, "service_role", NOW)).toEqual({ ok: false, problem: '"alg" (Algorithm) Header Parameter value not allowed' });
+    // Same claims and signature under another algorithm's header: refused too.
+    const hs512 = `${Buffer.from(JSON.stringify({ alg: "HS512", typ: "JWT" })).toString("base64url")}.${p}.${sig}`;
+    expect(await verifyApiKey(hs512, SECRET, "service_role", NOW)).toEqual({ ok: false, problem: '"alg" (Algorithm) Header Parameter value not allowed' });
+    // A payload edited to another role keeps the old signature, which no longer verifies.
+    const anonPayload = Buffer.from(JSON.stringify({ role: "anon", iss: "supabase", iat: NOW, exp: NOW + JWT_LIFETIME_S })).toString("base64url");
+    expect(await verifyApiKey(`${h}.${anonPayload}.${sig}`, SECRET, "anon", NOW)).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
   });
 });
 

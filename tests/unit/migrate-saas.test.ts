@@ -11,6 +11,7 @@ import { compareMigration } from "../../scripts/lib/migrate/verify";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { redact } from "../../scripts/lib/redact";
 import { isSupabaseReservedRole } from "../../scripts/lib/supabase-db";
+import { scramMatches } from "../../scripts/lib/onboard/scram";
 
 const role = (name: string, extra: Partial<RoleRow> = {}): RoleRow => ({
   name, login: false, inherit: true, createdb: false, createrole: false, bypassrls: false, superuser: false, replication: false, connlimit: -1, validUntil: null, ...extra,
@@ -124,7 +125,11 @@ describe("roles", () => {
   });
 
   test("CREATE ROLE quotes names and passwords; NOLOGIN roles get no password", () => {
-    expect(createRoleSql(role("Report Bot", { login: true, connlimit: 5 }), "p'w")).toBe(`CREATE ROLE "Report Bot" LOGIN INHERIT CONNECTION LIMIT 5 PASSWORD 'p''w';`);
+    const sql = createRoleSql(role("Report Bot", { login: true, connlimit: 5 }), "p'w");
+    // The server gets a SCRAM verifier of the password, never the password itself.
+    const m = /^CREATE ROLE "Report Bot" LOGIN INHERIT CONNECTION LIMIT 5 PASSWORD '(SCRAM-SHA-256\$4096:[^']+)';$/.exec(sql);
+    expect(m && scramMatches("p'w", m[1]!)).toBe(true);
+    expect(sql).not.toContain("p''w");
     expect(createRoleSql(role("reader", { inherit: false, bypassrls: true }), "ignored")).toBe(`CREATE ROLE "reader" NOLOGIN NOINHERIT BYPASSRLS;`);
   });
 

@@ -198,7 +198,7 @@ describe("registry and lock (temp folder)", () => {
       saveApps(c, [entry("bookwriter", 9200)]);
       expect(loadApps(c)).toEqual([entry("bookwriter", 9200)]);
       writeFileSync(registryPath(c), "apps:\n  - name: BAD\n");
-      expect(() => loadApps(c)).toThrow(/apps\.0\./);
+      expect(() => loadApps(c)).toThrow(`envs/apps.demo.yaml: app "BAD": name: Invalid`);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -16,6 +16,7 @@ import { SECRET_KEYS, generateSecret } from "../secrets";
 
 export const CLIENT_SECRET_KEYS = [
   ...SECRET_KEYS,
+  "JWT_SECRET", // the client's services' secret (the stack's own are per database: secrets.ts)
   "ANON_KEY",
   "SERVICE_ROLE_KEY",
   "DB_PASSWORD_DEV",

@@ -19,6 +19,7 @@ import { JWT_KEYS, JWT_ROLE, verifyApiKey, type ClientSecrets } from "./client-s
 import { targetPaths } from "./bundle";
 import { ENVIRONMENTS, databaseFor, roleFor, type ClientSettings, type EnvName } from "./settings";
 import { ensureBootstrapCert } from "./tls";
+import { scramVerifier } from "../onboard/scram";
 
 const SERVICE_ROLES = ["authenticator", "supabase_auth_admin", "supabase_storage_admin"];
 const dbPassword = (secrets: ClientSecrets, env: EnvName) => secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets];
@@ -34,7 +35,7 @@ export async function ensureEnvironmentRoles(cfg: Config, secrets: ClientSecrets
       const pw = dbPassword(secrets, env);
       const exists = (await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [role])).rowCount === 1;
       if (!exists) {
-        await c.query(`CREATE ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(pw)}`);
+        await c.query(`CREATE ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(scramVerifier(pw))}`); // never the password: a failed statement is logged
         changes.push(`role ${role}`);
       }
       const owner = (await c.query("SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1", [db])).rows[0]?.o;
@@ -63,7 +64,7 @@ export async function ensureEnvironmentRoles(cfg: Config, secrets: ClientSecrets
         const probe = await connect(cfg, { user: role, password: pw, database: db }).catch((e: Error) => e);
         if (probe instanceof Error) {
           if (!/password authentication failed/.test(probe.message)) throw probe;
-          await c.query(`ALTER ROLE ${quoteIdent(role)} PASSWORD ${quoteLiteral(pw)}`);
+          await c.query(`ALTER ROLE ${quoteIdent(role)} PASSWORD ${quoteLiteral(scramVerifier(pw))}`);
           changes.push(`password of ${role} updated`);
         } else await probe.end().catch(() => {});
       }
@@ -184,15 +185,15 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
     }
 
     // PostgREST/GoTrue run only in the docker runtime: natively we verify the signature and claims
-    // with JWT_SECRET, and that the database (auth.jwt(), realtime) holds the same secret.
+    // with JWT_SECRET, and that the database does not hold it (every login role could read it there).
     if (rw.ok) {
       const problems: string[] = [];
       for (const k of JWT_KEYS) {
         const v = await verifyApiKey(secrets[k], secrets.JWT_SECRET, JWT_ROLE[k]);
         if (!v.ok) problems.push(`${k}: ${v.problem}`);
       }
-      if (rw.jwt !== secrets.JWT_SECRET) problems.push(`${db}: app.settings.jwt_secret differs from JWT_SECRET`);
-      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY verify (HS256, role, iss, exp) against JWT_SECRET, which ${db} also holds (PostgREST not running natively: signature and claims checked)` });
+      if (rw.jwt) problems.push(`${db}: holds app.settings.jwt_secret, readable by every login role`);
+      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY verify (HS256, role, iss, exp) against JWT_SECRET, which ${db} does not hold (PostgREST not running natively: signature and claims checked)` });
     }
   }
   return out;

@@ -6,6 +6,7 @@
  * session_replication_role = replica), adapted to a target without GoTrue.
  */
 import { isSupabaseReservedRole } from "../supabase-db";
+import { scramVerifier } from "../onboard/scram";
 
 /**
  * Schemas Supabase (or its extensions) creates and maintains. Their contents
@@ -106,7 +107,8 @@ export function createRoleSql(r: RoleRow, password?: string): string {
   if (r.bypassrls) parts.push("BYPASSRLS");
   if (r.connlimit >= 0) parts.push(`CONNECTION LIMIT ${r.connlimit}`);
   if (r.validUntil) parts.push(`VALID UNTIL ${quoteLiteral(r.validUntil)}`);
-  if (r.login && password) parts.push(`PASSWORD ${quoteLiteral(password)}`);
+  // A SCRAM verifier, never the password: a failed restore logs the statement on the server.
+  if (r.login && password) parts.push(`PASSWORD ${quoteLiteral(scramVerifier(password))}`);
   return parts.join(" ") + ";";
 }
 
