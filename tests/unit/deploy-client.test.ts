@@ -172,7 +172,7 @@ describe("commands as data", () => {
     expect(remoteCommand(["env", "-C", "/opt/x y", "A=it's", "ls"])).toBe(`env -C '/opt/x y' 'A=it'\\''s' ls`);
     // Host keys pinned in the client's own file (no global/personal known_hosts), unknown or changed keys refused,
     // nothing forwarded to the customer's server.
-    const pinned = "-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/c/acme/known_hosts -o GlobalKnownHostsFile=/dev/null -o ForwardAgent=no -o ForwardX11=no -o ConnectTimeout=10 -o ServerAliveInterval=15";
+    const pinned = "-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/c/acme/known_hosts -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o ForwardAgent=no -o ForwardX11=no -o ConnectTimeout=10 -o ServerAliveInterval=15";
     const withFile = { ...s, sshKnownHosts: "/c/acme/known_hosts" };
     expect(sshCommand(withFile, ["uname", "-sm"]).join(" ")).toBe(`ssh ${pinned} -o IdentitiesOnly=yes -i /keys/id -p 2222 ops@acme-server -- uname -sm`);
     expect(scpCommand(withFile, "/tmp/a.tar", "/opt/b.tar").join(" ")).toBe(`scp -q ${pinned} -o IdentitiesOnly=yes -i /keys/id -P 2222 /tmp/a.tar ops@acme-server:/opt/b.tar`);

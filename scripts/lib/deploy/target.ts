@@ -60,6 +60,7 @@ export function sshOptions(s: Pick<ClientSettings, "name" | "sshPort" | "sshIden
     "-o", `StrictHostKeyChecking=${trustNewHost ? "accept-new" : "yes"}`,
     "-o", `UserKnownHostsFile=${knownHostsFile(s)}`,
     "-o", "GlobalKnownHostsFile=/dev/null",
+    "-o", "HashKnownHosts=no", // the pinned file is committed and reviewed: names in clear
     "-o", "ForwardAgent=no",
     "-o", "ForwardX11=no",
     "-o", "ConnectTimeout=10",
