@@ -70,9 +70,9 @@ migrate-saas: deps ## Move a Supabase cloud project here, verified: SOURCE_ENV=<
 	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(SOURCE_ENV),--env-file $(SOURCE_ENV),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(if $(filter 1 true yes,$(ACCEPT_LEFT_OUT)),--accept-left-out,) $(ARGS)
 
 .PHONY: deploy-client
-deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@server DOMAIN=acme.internal ACCESS=internal|public [ADMIN_EMAIL=..] [PROFILE=16|32|64] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY] [YES=1]
+deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@server DOMAIN=acme.internal ACCESS=internal|public [ADMIN_EMAIL=..] [PROFILE=16|32|64] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY] [YES=1] [TRUST_NEW_HOST=1]
 	@# CLIENT/HOST/DOMAIN/ACCESS/PROFILE count only when given on the command line: zsh exports HOST, for one.
-	$(BUN) scripts/deploy-client.ts $(if $(filter command line,$(origin CLIENT)),--client $(CLIENT),) $(if $(filter command line,$(origin HOST)),--host $(HOST),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter command line,$(origin PROFILE)),--profile $(PROFILE),) $(if $(filter command line,$(origin ADMIN_EMAIL)),--admin-email $(ADMIN_EMAIL),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(ROLLBACK)),--rollback,) $(if $(ROTATE),--rotate $(ROTATE),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+	$(BUN) scripts/deploy-client.ts $(if $(filter command line,$(origin CLIENT)),--client $(CLIENT),) $(if $(filter command line,$(origin HOST)),--host $(HOST),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter command line,$(origin PROFILE)),--profile $(PROFILE),) $(if $(filter command line,$(origin ADMIN_EMAIL)),--admin-email $(ADMIN_EMAIL),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(ROLLBACK)),--rollback,) $(if $(ROTATE),--rotate $(ROTATE),) $(if $(filter 1 true yes,$(YES)),--yes,) $(if $(filter 1 true yes,$(TRUST_NEW_HOST)),--trust-new-host,) $(ARGS)
 
 .PHONY: rotate-jwt
 rotate-jwt: deps ## Replace one environment's JWT secret and re-issue its API keys (old keys refused): DB=<database> [YES=1]
@@ -123,6 +123,10 @@ test-unit: deps ## Unit tests only (no cluster)
 	$(BUN) test --timeout 30000 tests/unit
 
 # Each file starts on a healthy cluster: dev-up is a no-op when it is, a repair when a file left it hurt.
+.PHONY: golden
+golden: deps ## Rewrite the unit tests' golden files from the current code (tests never write them); review the diff, commit
+	$(BUN) tests/update-golden.ts
+
 .PHONY: test-integration
 test-integration: deps ## Start the test stack, run tests/integration against it file by file, tear it down
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null

@@ -18,20 +18,22 @@ import { openTarget } from "./lib/deploy/target";
 import { intro, isInteractive, logLine, note, outro, table } from "./lib/ui";
 
 const USAGE = `usage: make deploy-client [CLIENT=acme] [HOST=ops@server|local] [DOMAIN=acme.internal] [ACCESS=internal|public]
-                         [PROFILE=16|32|64] [YES=1] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY[,KEY]]
+                         [PROFILE=16|32|64] [YES=1] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY[,KEY]] [TRUST_NEW_HOST=1]
        bun scripts/deploy-client.ts [--client acme] [--host ...] [--domain ...] [--access ...] [--profile ...]
-                                    [--admin-email ...] [--yes] [--plan] [--rollback] [--rotate KEY] [--json]
+                                    [--admin-email ...] [--yes] [--plan] [--rollback] [--rotate KEY] [--trust-new-host] [--json]
 
 Creates or updates the customer bundle in clients/<CLIENT>/ (client.env committed; .secrets.env and
 .tls/ generated, 0600, gitignored), renders and validates the release (stack env, compose files,
 nginx -t), runs the preflight on the target, uploads a new release, brings the platform up with the
 native runtime (or docker where an engine answers), health-checks every environment and rolls back
 to the previous release on failure. PLAN=1 stops after the preflight and changes nothing on the
-target. Re-deploying the same bundle changes nothing. Without a terminal, missing answers are errors.`;
+target. Re-deploying the same bundle changes nothing. Without a terminal, missing answers are errors.
+The target's ssh host key is pinned in clients/<CLIENT>/known_hosts: an unknown host is refused
+unless TRUST_NEW_HOST=1 (first contact: the key is recorded and reported), a changed key always is.`;
 
 const SPEC = {
   client: "string", host: "string", domain: "string", access: "string", profile: "string", adminEmail: "string",
-  yes: "boolean", plan: "boolean", rollback: "boolean", rotate: "string", json: "boolean", onTarget: "boolean",
+  yes: "boolean", plan: "boolean", rollback: "boolean", rotate: "string", json: "boolean", onTarget: "boolean", trustNewHost: "boolean",
 } as const;
 
 function ask<T>(value: T | undefined, flag: string, question: () => Promise<T | symbol>): Promise<T> {
@@ -44,12 +46,15 @@ function ask<T>(value: T | undefined, flag: string, question: () => Promise<T | 
 }
 
 /** The size profile from the target's memory (new clients without PROFILE). */
-async function detectProfile(s: ClientSettings): Promise<"16" | "32" | "64"> {
-  const t = openTarget(s);
+async function detectProfile(s: ClientSettings, trustNewHost: boolean, json: boolean): Promise<"16" | "32" | "64"> {
+  const t = openTarget(s, { trustNewHost });
   try {
+    // An ssh failure is reported here with ssh's own error line (host key, auth, refused, ...).
+    const { recorded } = await t.connect();
+    if (recorded && !json) note(recorded, "ssh host key");
     const r = await t.exec(["cat", "/proc/meminfo"], { nothrow: true, timeoutMs: 30_000 });
     const kb = Number(r.stdout.match(/^MemTotal:\s+(\d+)/m)?.[1] ?? 0);
-    if (!kb) throw new ToolkitError("NO_PROFILE", `cannot read the memory of ${t.label} to pick a size profile`, "pass PROFILE=16|32|64, or check that ssh works: ssh " + s.host);
+    if (!kb) throw new ToolkitError("NO_PROFILE", `cannot read the memory of ${t.label} to pick a size profile: ${(r.stderr || r.stdout).trim().split("\n").pop() || `cat /proc/meminfo exited ${r.code}`}`, "pass PROFILE=16|32|64");
     return profileForMemory(kb);
   } finally {
     await t.close();
@@ -73,7 +78,7 @@ async function settingsFor(name: string, flags: ReturnType<typeof parseFlags<typ
   const values = newClientValues(name, { host, domain, access, profile: flags.profile ?? "16", adminEmail });
   // Validate what we have before reaching out to the target.
   let s = parseClientSettings(Object.entries(values).map(([k, v]) => `${k}=${v}`).join("\n"), file);
-  if (!flags.profile) values.PROFILE = await detectProfile(s);
+  if (!flags.profile) values.PROFILE = await detectProfile(s, flags.trustNewHost || envFlag("TRUST_NEW_HOST"), Boolean(flags.json));
   writeClientEnv(name, values);
   s = loadClientSettings(name);
   return { s, created: true, updated: true };
@@ -105,6 +110,7 @@ await runMain(async () => {
   const plan = flags.plan || envFlag("PLAN");
   const rollback = flags.rollback || envFlag("ROLLBACK");
   const yes = flags.yes || envFlag("YES");
+  const trustNewHost = flags.trustNewHost || envFlag("TRUST_NEW_HOST");
   const name = checkClientName(await ask<string>(flags.client, "client", () => p.text({ message: "Client name?", placeholder: "acme", validate: (v) => (CLIENT_NAME_RE.test(v ?? "") ? undefined : "2-21 lowercase letters/digits") })));
   const progress = flags.json ? () => {} : (step: string, msg: string) => logLine(`${step.padEnd(9)} ${msg}`);
 
@@ -116,7 +122,7 @@ await runMain(async () => {
       if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing changed");
     }
     if (!flags.json) intro(`deploy-client: rollback ${name} on ${s.host}`);
-    const r = await rollbackClient(s, progress);
+    const r = await rollbackClient(s, progress, { trustNewHost });
     if (flags.json) return void console.log(JSON.stringify(r, null, 2));
     outro(`rolled back: release ${r.from} -> ${r.to} (${(r.ms / 1000).toFixed(1)} s)`);
     return;
@@ -133,7 +139,7 @@ await runMain(async () => {
     if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing changed");
   }
 
-  const r = await deployClient(s, { rotate, progress, planOnly: plan });
+  const r = await deployClient(s, { rotate, progress, planOnly: plan, trustNewHost });
   if ("release" in r) {
     const d = r as DeployResult;
     if (flags.json) return void console.log(JSON.stringify(d, null, 2));

@@ -111,7 +111,7 @@ function startSshd() {
 function writeClient() {
   mkdirSync(join(clientsDir, NAME), { recursive: true });
   writeFileSync(join(clientsDir, NAME, "client.env"), [
-    `CLIENT_NAME=${NAME}`, `HOST=root@${SSH_ADDR}`, `SSH_PORT=${SSH_PORT}`, `SSH_IDENTITY=${key}`, `SSH_KNOWN_HOSTS=${join(tmp, "known_hosts")}`,
+    `CLIENT_NAME=${NAME}`, `HOST=root@${SSH_ADDR}`, `SSH_PORT=${SSH_PORT}`, `SSH_IDENTITY=${key}`,
     `DOMAIN=${NAME}.internal`, "ACCESS=internal", "PROFILE=16", "PG_SHARED_BUFFERS=128MB",
     `REMOTE_DIR=${REMOTE_DIR}`, "KEEP_RELEASES=3", "RUNTIME=native",
     "MEMBER_ADDRESSES=127.0.7.11,127.0.7.12,127.0.7.13", `HAPROXY_ADDRESS=${SSH_ADDR}`, "HAPROXY_RW_PORT=9012", "HAPROXY_RO_PORT=9013", "HAPROXY_STATS_PORT=9014",
@@ -168,7 +168,11 @@ afterAll(async () => {
 
 describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
   test("PLAN=1: bundle validated, preflight table passes, nothing changed on the target", () => {
-    const j = json(deployScript(["--plan", "--json"]), "deploy-client --plan");
+    // First contact: the host key is recorded in the client's own known_hosts only because we ask (TRUST_NEW_HOST).
+    const j = json(deployScript(["--plan", "--json", "--trust-new-host"]), "deploy-client --plan --trust-new-host");
+    const hostKey = readFileSync(join(tmp, "sshd", "host_ed25519.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
+    expect(readFileSync(join(clientsDir, NAME, "known_hosts"), "utf8")).toContain(`[${SSH_ADDR}]:${SSH_PORT} ${hostKey}`);
+    expect(j.hostKeyRecorded).toStartWith(`recorded the host key of [${SSH_ADDR}]:${SSH_PORT} (ED25519 SHA256:`);
     expect(j.preflight.target).toBe(`root@${SSH_ADDR}:${SSH_PORT}`);
     expect(j.preflight.blockers).toBe(0);
     expect(j.preflight.rows.map((x: any) => x.check)).toEqual(["reach", "architecture", "os", "user", "runtime", "memory", "disk", "ports", "addresses", "clock"]);

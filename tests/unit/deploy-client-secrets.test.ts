@@ -1,13 +1,15 @@
 /** deploy-client secrets: generated API keys (HS256 JWTs), rotation, and the gate's table of bad secrets. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { SignJWT, decodeJwt, decodeProtectedHeader } from "jose";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { redact } from "../../scripts/lib/redact";
 import { CLIENT_SECRET_KEYS, JWT_LIFETIME_S, ensureClientSecrets, signApiKey, verifyApiKey, type ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
 import { PUBLISHED_JWT_SECRETS, enforceGate, gateProblems } from "../../scripts/lib/deploy/gate";
+import { planRelease } from "../../scripts/lib/deploy/deploy";
+import { parseClientSettings } from "../../scripts/lib/deploy/settings";
 
 const tmp = mkdtempSync(join(tmpdir(), "pgp-secrets-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -141,13 +143,41 @@ describe("the secret gate (staging and production)", () => {
     });
   }
 
-  test("the table has at least 10 bad secrets", () => expect(table.length).toBeGreaterThanOrEqual(10));
-
   test("strong generated secrets pass; dev's own database password is not gated", async () => {
     const s = await base();
     expect(await gateProblems(s)).toEqual([]);
     s.DB_PASSWORD_DEV = "dev";
     expect(await gateProblems(s, ["staging", "production"])).toEqual([]);
     expect((await gateProblems(s, ["dev"])).map((p) => p.key)).toEqual(["DB_PASSWORD_DEV"]);
+  });
+});
+
+describe("the gate where a release is planned (planRelease, called by PLAN=1 and every deploy)", () => {
+  const ROOT = resolve(import.meta.dir, "../..");
+  const name = "gatecall";
+  const settings = parseClientSettings(
+    `CLIENT_NAME=${name}\nHOST=local\nDOMAIN=gatecall.internal\nACCESS=internal\nPROFILE=16\nREMOTE_DIR=/opt/pgplatform/${name}\n` +
+      "MEMBER_ADDRESSES=127.0.0.11,127.0.0.12,127.0.0.13\nHAPROXY_ADDRESS=127.0.0.1\nAPI_ADDRESS=127.0.0.1\n",
+    "clients/gatecall/client.env",
+  );
+  const base = join(tmp, "clients");
+  const file = join(base, name, ".secrets.env");
+  // planRelease stages a release here when the gate is skipped: never leave that behind
+  afterAll(() => rmSync(join(ROOT, ".state", "clients", name), { recursive: true, force: true }));
+
+  test("a secrets file with a demo value is refused with the gate's code before any TLS or release is made", async () => {
+    const good = (await ensureClientSecrets(file)).secrets;
+    // The operator's file carries Supabase's published JWT secret and a changeme superuser password (values the redactor then masks everywhere: keep them unique).
+    const weak: ClientSecrets = { ...good, JWT_SECRET: PUBLISHED_JWT_SECRETS[0]!, POSTGRES_PASSWORD: "changeme-changeme-123" };
+    writeFileSync(file, CLIENT_SECRET_KEYS.map((k) => `${k}=${weak[k]}`).join("\n") + "\n", { mode: 0o600 });
+    const err = await planRelease(settings, { clientsBase: base, sourceDir: ROOT }).then(() => undefined, (e) => e);
+    expect(err).toBeInstanceOf(ToolkitError);
+    expect((err as ToolkitError).code).toBe("INSECURE_SECRET");
+    expect((err as ToolkitError).message).toStartWith("staging and production refuse to deploy: POSTGRES_PASSWORD is a placeholder or default value; JWT_SECRET is a published default (Supabase's self-hosting example); ANON_KEY is signed with a published JWT secret; SERVICE_ROLE_KEY is signed with a published JWT secret");
+    expect((err as ToolkitError).fix).toContain(file);
+    expect(existsSync(join(base, name, ".tls"))).toBe(false);
+    expect(existsSync(join(ROOT, ".state", "clients", name))).toBe(false);
+    // the weak values were kept for the operator to fix, not silently replaced
+    expect(readFileSync(file, "utf8")).toContain("POSTGRES_PASSWORD=changeme-changeme-123\n");
   });
 });

@@ -1,13 +1,13 @@
 /** deploy-client TLS and nginx: a real private CA (openssl) and the real `nginx -t` on every rendered site. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { run } from "../../scripts/lib/exec";
 import { nginxTest, renderSites, wrapperConfig } from "../../scripts/lib/deploy/nginx";
 import { parseClientSettings } from "../../scripts/lib/deploy/settings";
-import { certSans, certbotCommand, ensureBootstrapCert, ensureInternalTls, sanExtension } from "../../scripts/lib/deploy/tls";
+import { caNameConstraints, certSans, certbotCommand, ensureBootstrapCert, ensureInternalTls, sanExtension, tlsPaths } from "../../scripts/lib/deploy/tls";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const tmp = mkdtempSync(join(tmpdir(), "pgp-tls-"));
@@ -30,23 +30,69 @@ describe("ACCESS=internal: private CA", () => {
 
   test("a CA and a server certificate for every environment's hostname and the listen address", async () => {
     const r = await ensureInternalTls(dir, internal);
-    expect(r.created.length).toBe(2);
+    expect(r.created).toEqual(["private CA", "certificate for dev.acme.internal, staging.acme.internal, acme.internal, 127.0.7.1"]);
     expect(await certSans(r.paths.cert)).toEqual(["DNS:acme.internal", "DNS:dev.acme.internal", "DNS:staging.acme.internal", "IP:127.0.7.1"]);
     expect((await run(["openssl", "verify", "-CAfile", r.paths.caCert, r.paths.cert], { nothrow: true })).code).toBe(0);
     expect(statSync(r.paths.caKey).mode & 0o777).toBe(0o600);
     expect(statSync(r.paths.key).mode & 0o777).toBe(0o600);
   });
 
-  test("re-running keeps both (idempotent); a new hostname re-issues only the certificate", async () => {
+  test("re-running keeps both (idempotent); a new domain re-issues the CA (its constraints name the domain) and the certificate", async () => {
     const cert = readFileSync(join(dir, "server.crt"), "utf8");
     const ca = readFileSync(join(dir, "ca.crt"), "utf8");
     expect((await ensureInternalTls(dir, internal)).created).toEqual([]);
     expect(readFileSync(join(dir, "server.crt"), "utf8")).toBe(cert);
+    expect(readFileSync(join(dir, "ca.crt"), "utf8")).toBe(ca);
     const moved = parseClientSettings(base.replace("acme.internal", "acme.lan") + "ACCESS=internal\n", "acme");
     const r = await ensureInternalTls(dir, moved);
-    expect(r.created).toEqual(["certificate for dev.acme.lan, staging.acme.lan, acme.lan, 127.0.7.1"]);
-    expect(readFileSync(join(dir, "ca.crt"), "utf8")).toBe(ca);
+    expect(r.created).toEqual([
+      "private CA re-issued, constrained to DNS:acme.lan, IP:127.0.7.1/255.255.255.255 (install the new ca.crt)",
+      "certificate for dev.acme.lan, staging.acme.lan, acme.lan, 127.0.7.1",
+    ]);
+    expect(await caNameConstraints(join(dir, "ca.crt"))).toEqual({ critical: true, permitted: ["DNS:acme.lan", "IP:127.0.7.1/255.255.255.255"] });
     await ensureInternalTls(dir, internal);
+  });
+
+  /** A leaf for `san` signed by the client's CA key (what anyone holding ca.key could mint), verified by openssl against ca.crt. */
+  async function mintAndVerify(san: string) {
+    const p = tlsPaths(dir);
+    const d = mkdtempSync(join(tmp, "leaf-"));
+    writeFileSync(join(d, "ext"), `basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`);
+    const cn = san.startsWith("DNS:") ? san.slice(4) : "acme.internal"; // openssl also checks a host-like CN against the constraints
+    await run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(d, "key"), "-out", join(d, "csr"), "-subj", `/CN=${cn}`]);
+    await run(["openssl", "x509", "-req", "-in", join(d, "csr"), "-CA", p.caCert, "-CAkey", p.caKey, "-CAcreateserial", "-out", join(d, "crt"), "-days", "30", "-sha256", "-extfile", join(d, "ext")]);
+    const v = await run(["openssl", "verify", "-CAfile", p.caCert, join(d, "crt")], { nothrow: true });
+    return { code: v.code, out: (v.stdout + v.stderr).trim() };
+  }
+
+  test("the CA is name-constrained (critical) to the client's domain and address", async () => {
+    expect(await caNameConstraints(join(dir, "ca.crt"))).toEqual({ critical: true, permitted: ["DNS:acme.internal", "IP:127.0.7.1/255.255.255.255"] });
+    // the client's names (and subdomains) verify
+    for (const san of ["DNS:acme.internal", "DNS:api.staging.acme.internal", "IP:127.0.7.1"]) expect(await mintAndVerify(san)).toMatchObject({ code: 0 });
+  });
+
+  test("a certificate the client's CA signs for any other name fails verification (name constraints)", async () => {
+    for (const san of ["DNS:www.example.com", "DNS:evilacme.internal", "DNS:acme.internal.example.com", "IP:10.0.0.1"]) {
+      const v = await mintAndVerify(san);
+      expect(v.code, san).toBe(2);
+      expect(v.out, san).toContain("error 47 at 0 depth lookup: permitted subtree violation");
+    }
+  });
+
+  test("a CA made before name constraints is re-issued with them (and the certificate with it)", async () => {
+    const old = join(tmp, "old-ca");
+    const p = tlsPaths(old);
+    await ensureInternalTls(old, internal);
+    // the CA an older toolkit made: no nameConstraints
+    await run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p.caKey, "-out", p.caCert, "-days", "3650", "-subj", "/O=pgplatform/CN=acme private CA", "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    expect(await caNameConstraints(p.caCert)).toEqual({ critical: false, permitted: [] });
+    const r = await ensureInternalTls(old, internal);
+    expect(r.created).toEqual([
+      "private CA re-issued, constrained to DNS:acme.internal, IP:127.0.7.1/255.255.255.255 (install the new ca.crt)",
+      "certificate for dev.acme.internal, staging.acme.internal, acme.internal, 127.0.7.1",
+    ]);
+    expect(await caNameConstraints(p.caCert)).toEqual({ critical: true, permitted: ["DNS:acme.internal", "IP:127.0.7.1/255.255.255.255"] });
+    expect((await run(["openssl", "verify", "-CAfile", p.caCert, p.cert], { nothrow: true })).code).toBe(0);
   });
 
   test("every rendered environment site passes the real nginx -t with the generated certificate", async () => {
@@ -78,7 +124,7 @@ describe("ACCESS=internal: private CA", () => {
 describe("ACCESS=public: certbot webroot", () => {
   test("the ACME server and the TLS sites (on a bootstrap certificate) pass nginx -t", async () => {
     const live = join(tmp, "le", "live", "acme.internal");
-    expect(await ensureBootstrapCert(live, "acme.internal")).toHaveLength(1);
+    expect(await ensureBootstrapCert(live, "acme.internal")).toEqual(["bootstrap certificate for acme.internal (replaced by certbot)"]);
     expect(await ensureBootstrapCert(live, "acme.internal")).toEqual([]); // kept; certbot replaces it
     const sites = renderSites(ROOT, pub, { tlsCert: join(live, "fullchain.pem"), tlsKey: join(live, "privkey.pem"), webroot: join(tmp, "webroot") });
     const acme = sites.find((s) => s.name === "client-acme-acme.conf")!;

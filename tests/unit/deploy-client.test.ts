@@ -1,43 +1,21 @@
 /** deploy-client, pure parts: bundle rendering (golden files, secrets masked), settings, profile, compose, digest, commands. */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import YAML from "yaml";
 import { validateCompose } from "../../scripts/lib/compose-schema";
 import { ToolkitError } from "../../scripts/lib/errors";
-import { CLIENT_SECRET_KEYS, type ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
+import type { ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
 import { releaseDigest, renderBundleFiles, renderEnvFile } from "../../scripts/lib/deploy/bundle";
 import { releasesToPrune } from "../../scripts/lib/deploy/deploy";
 import { neededPorts, parseListeners, portConflicts } from "../../scripts/lib/deploy/preflight";
 import { SIZE_PROFILES, parseClientSettings, profileForMemory, renderClientEnv, stackConfig, type ClientSettings } from "../../scripts/lib/deploy/settings";
-import { remoteCommand, scpCommand, sshCommand } from "../../scripts/lib/deploy/target";
+import { hostPattern, remoteCommand, scpCommand, sshCommand, sshErrorLine, sshFailure } from "../../scripts/lib/deploy/target";
+import { ACME_ENV, GOLDEN_ROOT, acme, deployClientGoldens, fixedSecrets, readGolden } from "../golden";
 
 const ROOT = resolve(import.meta.dir, "../..");
-const GOLDEN = join(import.meta.dir, "golden", "deploy-client");
-
-export const ACME_ENV = `CLIENT_NAME=acme
-HOST=ops@acme-server
-DOMAIN=acme.internal
-ACCESS=internal
-PROFILE=32
-REMOTE_DIR=/opt/pgplatform/acme
-MEMBER_ADDRESSES=127.0.0.11,127.0.0.12,127.0.0.13
-HAPROXY_ADDRESS=127.0.0.1
-API_ADDRESS=127.0.0.1
-`;
-export const acme = (extra = "") => parseClientSettings(ACME_ENV + extra, "clients/acme/client.env");
-
-/** Deterministic stand-ins: unique, long, and recognisable when masked. */
-export const fixedSecrets = (): ClientSecrets =>
-  Object.fromEntries(CLIENT_SECRET_KEYS.map((k, i) => [k, `fixed-${k.toLowerCase()}-${"x".repeat(20)}${i}`])) as ClientSecrets;
-
-const mask = (text: string, secrets: ClientSecrets) => {
-  let out = text;
-  // longest first, so a secret inside another never leaves a partial value behind
-  for (const [k, v] of Object.entries(secrets).sort((a, b) => b[1].length - a[1].length)) out = out.split(v).join(`<${k}>`);
-  return out;
-};
+const GOLDEN = join(GOLDEN_ROOT, deployClientGoldens.dir);
 
 describe("bundle rendering (golden files, secrets masked)", () => {
   const secrets = fixedSecrets();
@@ -52,19 +30,24 @@ describe("bundle rendering (golden files, secrets masked)", () => {
     for (const f of files) expect(f.mode).toBe(/secrets|\/env\//.test(f.path) ? 0o600 : 0o644);
   });
 
-  for (const f of renderBundleFiles(ROOT, acme(), fixedSecrets())) {
-    test(`golden: ${f.path}`, () => {
-      const golden = join(GOLDEN, f.path.replaceAll("/", "__"));
-      const masked = mask(f.content, secrets);
-      if (process.env.UPDATE_GOLDEN === "1" || !existsSync(golden)) {
-        mkdirSync(GOLDEN, { recursive: true });
-        writeFileSync(golden, masked);
-      }
-      expect(masked).toBe(readFileSync(golden, "utf8"));
+  // Compared only: a missing golden fails (`make golden` is the one writer, see tests/golden.ts).
+  for (const f of deployClientGoldens.files()) {
+    test(`golden: ${f.name}`, () => {
+      const golden = readGolden(deployClientGoldens.dir, f.name);
+      expect(f.content).toBe(golden);
       // nothing secret survives masking in a golden file
-      for (const v of Object.values(secrets)) expect(readFileSync(golden, "utf8")).not.toContain(v);
+      for (const v of Object.values(secrets)) expect(golden).not.toContain(v);
     });
   }
+
+  test("a missing golden fails, naming the update command, and is not written by the test", () => {
+    expect(() => readGolden(deployClientGoldens.dir, "client__no-such-file.env")).toThrow(
+      "missing golden file tests/unit/golden/deploy-client/client__no-such-file.env: a test never writes goldens; review the output and run `make golden`, then commit the file",
+    );
+    expect(existsSync(join(GOLDEN, "client__no-such-file.env"))).toBe(false);
+    // every produced file has its committed golden (none is created on the fly)
+    expect(readdirSync(GOLDEN).sort()).toEqual(deployClientGoldens.files().map((f) => f.name).sort());
+  });
 
   test("every golden file is still produced (no stale goldens)", () => {
     const produced = new Set(files.map((f) => f.path.replaceAll("/", "__")));
@@ -133,7 +116,8 @@ describe("client settings", () => {
     for (const f of ["clients/example/.secrets.env", "clients/acme/.tls/ca.key"]) {
       expect(Bun.spawnSync(["git", "check-ignore", "-q", f], { cwd: ROOT }).exitCode).toBe(0);
     }
-    expect(Bun.spawnSync(["git", "check-ignore", "-q", "clients/example/client.env"], { cwd: ROOT }).exitCode).toBe(1);
+    // client.env and the pinned ssh host keys (public) are committed
+    for (const f of ["clients/example/client.env", "clients/example/known_hosts"]) expect(Bun.spawnSync(["git", "check-ignore", "-q", f], { cwd: ROOT }).exitCode).toBe(1);
   });
 });
 
@@ -186,12 +170,33 @@ describe("commands as data", () => {
   const s: ClientSettings = acme("SSH_PORT=2222\nSSH_IDENTITY=/keys/id\n");
   test("ssh quotes every remote argument", () => {
     expect(remoteCommand(["env", "-C", "/opt/x y", "A=it's", "ls"])).toBe(`env -C '/opt/x y' 'A=it'\\''s' ls`);
-    expect(sshCommand(s, ["uname", "-sm"]).join(" ")).toBe(
-      "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=10 -o ServerAliveInterval=15 -o IdentitiesOnly=yes -i /keys/id -p 2222 ops@acme-server -- uname -sm",
-    );
-    expect(scpCommand(s, "/tmp/a.tar", "/opt/b.tar").join(" ")).toBe(
-      "scp -q -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=10 -o ServerAliveInterval=15 -o IdentitiesOnly=yes -i /keys/id -P 2222 /tmp/a.tar ops@acme-server:/opt/b.tar",
-    );
+    // Host keys pinned in the client's own file (no global/personal known_hosts), unknown or changed keys refused,
+    // nothing forwarded to the customer's server.
+    const pinned = "-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/c/acme/known_hosts -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o ForwardAgent=no -o ForwardX11=no -o ConnectTimeout=10 -o ServerAliveInterval=15";
+    const withFile = { ...s, sshKnownHosts: "/c/acme/known_hosts" };
+    expect(sshCommand(withFile, ["uname", "-sm"]).join(" ")).toBe(`ssh ${pinned} -o IdentitiesOnly=yes -i /keys/id -p 2222 ops@acme-server -- uname -sm`);
+    expect(scpCommand(withFile, "/tmp/a.tar", "/opt/b.tar").join(" ")).toBe(`scp -q ${pinned} -o IdentitiesOnly=yes -i /keys/id -P 2222 /tmp/a.tar ops@acme-server:/opt/b.tar`);
+    // SSH_KNOWN_HOSTS empty: the bundle's own clients/<name>/known_hosts
+    expect(sshCommand(s, ["true"])).toContain(`UserKnownHostsFile=${join(process.env.CLIENTS_DIR ?? join(ROOT, "clients"), "acme", "known_hosts")}`);
+    expect(hostPattern(s)).toBe("[acme-server]:2222");
+    expect(hostPattern(acme())).toBe("acme-server");
+  });
+
+  test("an ssh failure is ssh's own line with the fix for its kind", () => {
+    const s = acme("SSH_PORT=2222\nSSH_KNOWN_HOSTS=/c/acme/known_hosts\n");
+    const cases: [string, string, string, RegExp][] = [
+      ["ops@acme-server: Permission denied (publickey).\r\n", "SSH_FAILED", "ssh to ops@acme-server:2222 failed: ops@acme-server: Permission denied (publickey).", /ssh-copy-id -p 2222 ops@acme-server/],
+      ["ssh: connect to host acme-server port 2222: Connection refused\r\n", "SSH_FAILED", "ssh to ops@acme-server:2222 failed: ssh: connect to host acme-server port 2222: Connection refused", /start sshd on the server, or fix HOST\/SSH_PORT in clients\/acme\/client.env/],
+      ["ssh: Could not resolve hostname acme-server: Name or service not known\r\n", "SSH_FAILED", "ssh to ops@acme-server:2222 failed: ssh: Could not resolve hostname acme-server: Name or service not known", /fix HOST in clients\/acme\/client.env/],
+      ["No ED25519 host key is known for [acme-server]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\n", "HOST_KEY_UNKNOWN", "ssh to ops@acme-server:2222: no host key is pinned for [acme-server]:2222 in /c/acme/known_hosts; refusing a first-seen key without being asked; nothing was changed.", /TRUST_NEW_HOST=1/],
+      ["@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\nHost key for [acme-server]:2222 has changed and you have requested strict checking.\r\nHost key verification failed.\r\n", "HOST_KEY_CHANGED", "ssh to ops@acme-server:2222: the host key differs from the one pinned for [acme-server]:2222 in /c/acme/known_hosts: another machine may be answering (a man in the middle), or the server was reinstalled; nothing was changed.", /ssh-keygen -R '\[acme-server\]:2222' -f \/c\/acme\/known_hosts/],
+    ];
+    for (const [stderr, code, message, fix] of cases) {
+      const e = sshFailure(s, stderr);
+      expect({ code: e.code, message: e.message }).toEqual({ code, message });
+      expect(e.fix).toMatch(fix);
+    }
+    expect(sshErrorLine("Warning: Permanently added '[h]:22' (ED25519) to the list of known hosts.\r\nConnection closed by 127.0.0.1 port 22\r\n")).toBe("Connection closed by 127.0.0.1 port 22");
   });
 });
 

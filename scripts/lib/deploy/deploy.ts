@@ -5,7 +5,7 @@
  * previous release when anything after the switch fails, ROLLBACK=1 by hand,
  * and pruning to the last N releases. Returns data; never prints or exits.
  */
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT_DIR } from "../config";
 import { ToolkitError } from "../errors";
@@ -40,9 +40,26 @@ export interface DeployOptions {
   clientsBase?: string;
   rotate?: string[];
   progress?: Progress;
+  /** first contact with the target over ssh: record its host key (TRUST_NEW_HOST=1) */
+  trustNewHost?: boolean;
 }
 
 const stageRoot = (name: string) => join(ROOT_DIR, ".state", "clients", name);
+
+/** The local stage (a release with every secret, its tarball): 0700, so nothing in it is readable by others. */
+function ensureStageRoot(name: string): string {
+  const dir = stageRoot(name);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return dir;
+}
+
+/** An empty file only we can read, made before its first byte is written (tar then writes into it). */
+function privateFile(path: string): string {
+  rmSync(path, { force: true });
+  writeFileSync(path, "", { mode: 0o600, flag: "wx" });
+  return path;
+}
 
 /** Render and validate a release locally. Touches only the bundle's secrets/TLS (created once) and the local stage dir. */
 export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): Promise<{ plan: PlanResult; secrets: ClientSecrets; bundle: BundleFile[] }> {
@@ -66,7 +83,7 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
   const digest = releaseDigest(src, bundle, toolkit);
   const validations = await validateBundle(src, s, bundle, tls);
   progress("validate", validations.map((v) => v.check).join(", "));
-  const stageDir = join(stageRoot(s.name), "release");
+  const stageDir = join(ensureStageRoot(s.name), "release");
   writeRelease(stageDir, src, bundle, toolkit, digest);
   return {
     plan: {
@@ -141,9 +158,21 @@ async function switchCurrent(t: Target, s: ClientSettings, n: number) {
   await t.exec(["mv", "-T", `${l.current}.new`, l.current]);
 }
 
+/**
+ * The deploy's folders on the target. incoming/ receives tarballs that hold
+ * every secret and the TLS key: it is 0700 before the first byte arrives
+ * (and one left 0755 by an older toolkit is tightened); the tarballs are 0600.
+ */
+export async function prepareRemoteDirs(t: Target, s: ClientSettings): Promise<void> {
+  const l = remoteLayout(s);
+  await t.exec(["mkdir", "-p", l.releases, l.cache]);
+  await t.exec(["mkdir", "-p", "-m", "0700", l.incoming]);
+  await t.exec(["chmod", "0700", l.incoming]);
+}
+
 async function withLock<T>(t: Target, s: ClientSettings, fn: () => Promise<T>): Promise<T> {
   const l = remoteLayout(s);
-  await t.exec(["mkdir", "-p", l.releases, l.cache, l.incoming]);
+  await prepareRemoteDirs(t, s);
   const got = await t.exec(["mkdir", l.lock], { nothrow: true });
   if (got.code !== 0) throw new ToolkitError("DEPLOY_LOCKED", `another deploy of ${s.name} holds ${l.lock} on ${t.label}`, `wait for it; if none is running, remove the lock: ssh ${s.host} rmdir ${l.lock}`);
   try {
@@ -163,11 +192,12 @@ async function ensureNodeModules(t: Target, s: ClientSettings, src: string, prog
   if (!existsSync(tarball)) {
     mkdirSync(join(ROOT_DIR, ".state", "clients"), { recursive: true });
     // The contents of the real directory (node_modules may be a symlink in a checkout).
-    await run(["tar", "-C", realpathSync(join(src, "node_modules")), "-cf", `${tarball}.tmp`, "."], { timeoutMs: 600_000 });
+    await run(["tar", "-C", realpathSync(join(src, "node_modules")), "-cf", privateFile(`${tarball}.tmp`), "."], { timeoutMs: 600_000 });
     renameSync(`${tarball}.tmp`, tarball);
   }
   progress("upload", `node_modules (${key}) to ${t.label}`);
   const remoteTar = `${l.incoming}/node_modules-${key}.tar`;
+  await t.exec(["rm", "-f", remoteTar]); // a leftover keeps its old mode when written over
   await t.put(tarball, remoteTar);
   await t.exec(["rm", "-rf", `${dir}.tmp`]);
   await t.exec(["mkdir", "-p", `${dir}.tmp`]);
@@ -178,12 +208,14 @@ async function ensureNodeModules(t: Target, s: ClientSettings, src: string, prog
   return dir;
 }
 
-async function uploadRelease(t: Target, s: ClientSettings, plan: PlanResult, n: number, src: string, progress: Progress) {
+/** Upload release n (the toolkit and the bundle with its secrets) into releases/n via incoming/ (see prepareRemoteDirs). */
+export async function uploadRelease(t: Target, s: ClientSettings, plan: PlanResult, n: number, src: string, progress: Progress) {
   const l = remoteLayout(s);
   const nm = await ensureNodeModules(t, s, src, progress);
-  const tarball = join(stageRoot(s.name), `release-${plan.digest}.tar`);
+  const tarball = privateFile(join(ensureStageRoot(s.name), `release-${plan.digest}.tar`));
   await run(["tar", "-C", plan.stageDir, "-cf", tarball, "."], { timeoutMs: 300_000 });
   const remoteTar = `${l.incoming}/release-${plan.digest}.tar`;
+  await t.exec(["rm", "-f", remoteTar]); // a leftover keeps its old mode when written over
   await t.put(tarball, remoteTar);
   const dir = `${l.releases}/${n}`;
   await t.exec(["mkdir", "-m", "0700", dir]);
@@ -199,6 +231,8 @@ export interface DeployResult {
   target: string;
   plan: PlanResult;
   preflight: PreflightReport;
+  /** set when this run pinned a first-seen host key (TRUST_NEW_HOST) */
+  hostKeyRecorded?: string;
   release: number;
   previous?: number;
   /** false: the same bundle was already live and nothing on the target changed */
@@ -210,16 +244,19 @@ export interface DeployResult {
   ms: number;
 }
 
-export async function deployClient(s: ClientSettings, opts: DeployOptions & { planOnly?: boolean } = {}): Promise<{ plan: PlanResult; preflight: PreflightReport } | DeployResult> {
+export async function deployClient(s: ClientSettings, opts: DeployOptions & { planOnly?: boolean } = {}): Promise<{ plan: PlanResult; preflight: PreflightReport; hostKeyRecorded?: string } | DeployResult> {
   const t0 = Date.now();
   const progress = opts.progress ?? (() => {});
   const src = opts.sourceDir ?? ROOT_DIR;
-  const { plan } = await planRelease(s, opts);
-  const t = openTarget(s);
+  const t = openTarget(s, { trustNewHost: opts.trustNewHost });
   try {
+    // The target first: an unknown or changed host key (or any ssh failure) stops us before anything is made.
+    const { recorded: hostKeyRecorded } = await t.connect();
+    if (hostKeyRecorded) progress("ssh", hostKeyRecorded);
+    const { plan } = await planRelease(s, opts);
     const pre = await preflight(t, s);
     progress("preflight", `${pre.rows.length} checks, ${pre.blockers} blocker(s)`);
-    if (opts.planOnly) return { plan, preflight: pre };
+    if (opts.planOnly) return { plan, preflight: pre, hostKeyRecorded };
     if (pre.blockers) throw preflightError(pre);
     if (pre.runtime === "docker") {
       // The environments' compose files are rendered and validated, but bringing them up and
@@ -256,7 +293,7 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
       }
       const pruned = await prune(t, s, release);
       const changed = newRelease || Boolean(res.up && (res.up.started.length || res.up.restarted.length || res.up.changes.length)) || Boolean(res.apply?.changes.length);
-      return { client: s.name, target: t.label, plan, preflight: pre, release, previous: newRelease ? cur : undefined, changed, newRelease, up: res.up, apply: res.apply, pruned, ms: Date.now() - t0 };
+      return { client: s.name, target: t.label, plan, preflight: pre, hostKeyRecorded, release, previous: newRelease ? cur : undefined, changed, newRelease, up: res.up, apply: res.apply, pruned, ms: Date.now() - t0 };
     });
   } finally {
     await t.close();
@@ -287,10 +324,12 @@ export interface RollbackResult {
 }
 
 /** ROLLBACK=1: point `current` at the newest healthy release before it and bring that up. */
-export async function rollbackClient(s: ClientSettings, progress: Progress = () => {}): Promise<RollbackResult> {
+export async function rollbackClient(s: ClientSettings, progress: Progress = () => {}, opts: { trustNewHost?: boolean } = {}): Promise<RollbackResult> {
   const t0 = Date.now();
-  const t = openTarget(s);
+  const t = openTarget(s, opts);
   try {
+    const { recorded } = await t.connect();
+    if (recorded) progress("ssh", recorded);
     return await withLock(t, s, async () => {
       const cur = await currentRelease(t, s);
       if (cur === undefined) throw new ToolkitError("NOT_DEPLOYED", `${s.name} has no current release on ${t.label}`, `deploy first: make deploy-client CLIENT=${s.name}`);

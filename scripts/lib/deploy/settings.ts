@@ -34,7 +34,7 @@ export const CLIENT_SETTINGS = {
   HOST: { schema: z.string().regex(/^(local|([a-z_][a-z0-9_.-]*@)?[A-Za-z0-9.-]+)$/, "must be local or [user@]host"), hint: "ssh destination, e.g. HOST=ops@acme-server, or HOST=local" },
   SSH_PORT: { schema: port, hint: "e.g. 22", default: "22" },
   SSH_IDENTITY: { schema: z.string(), hint: "private key file; empty: ssh's default", default: "" },
-  SSH_KNOWN_HOSTS: { schema: z.string(), hint: "known_hosts file; empty: ~/.ssh/known_hosts", default: "" },
+  SSH_KNOWN_HOSTS: { schema: z.string(), hint: "the client's pinned host keys; empty: clients/<name>/known_hosts (first contact: TRUST_NEW_HOST=1)", default: "" },
   DOMAIN: { schema: hostname, hint: "the customer's domain, e.g. DOMAIN=acme.internal" },
   ACCESS: { schema: z.enum(["internal", "public"], { message: "must be internal or public" }), hint: "internal: private CA; public: Let's Encrypt (certbot webroot)" },
   ADMIN_EMAIL: { schema: z.string().regex(/^$|^[^@\s]+@[^@\s]+$/, "must be an e-mail address"), hint: "Let's Encrypt account e-mail (ACCESS=public)", default: "" },
@@ -84,6 +84,8 @@ export const clientDir = (name: string, base = clientsDir()) => join(base, name)
 export const clientEnvFile = (name: string, base = clientsDir()) => join(clientDir(name, base), "client.env");
 export const clientSecretsFile = (name: string, base = clientsDir()) => join(clientDir(name, base), ".secrets.env");
 export const clientTlsDir = (name: string, base = clientsDir()) => join(clientDir(name, base), ".tls");
+/** The client's pinned ssh host keys (public; committed with client.env). */
+export const clientKnownHostsFile = (name: string, base = clientsDir()) => join(clientDir(name, base), "known_hosts");
 export const clientStack = (name: string) => `client-${name}`;
 
 export function checkClientName(name: string): string {
@@ -142,6 +144,7 @@ export function loadClientSettings(name: string, base = clientsDir()): ClientSet
   if (!existsSync(file)) throw new ToolkitError("NO_CLIENT", `client ${name} has no bundle (${file} does not exist)`, `create it: make deploy-client CLIENT=${name} HOST=... DOMAIN=... ACCESS=internal PLAN=1`);
   const s = parseClientSettings(readFileSync(file, "utf8"), file.replace(ROOT_DIR + "/", ""));
   if (s.name !== name) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: CLIENT_NAME: is ${s.name}, but the folder is ${name}`, `set CLIENT_NAME=${name}`);
+  if (!s.sshKnownHosts) s.sshKnownHosts = clientKnownHostsFile(name, base);
   return s;
 }
 

@@ -2,7 +2,11 @@
  * TLS for the environments. ACCESS=internal: a private CA (kept in
  * clients/<name>/.tls, key 0600) signs one server certificate whose SANs are
  * the environments' hostnames and the listen address; the customer installs
- * ca.crt once. ACCESS=public: Let's Encrypt through certbot's webroot flow;
+ * ca.crt once. The CA is name-constrained (X.509 nameConstraints, critical):
+ * it can only vouch for the client's domain and its subdomains and the
+ * client's listen address, so a certificate it signs for any other name
+ * (www.example.com, a bank) fails verification wherever ca.crt is trusted.
+ * ACCESS=public: Let's Encrypt through certbot's webroot flow;
  * until certbot has run, nginx starts on a self-signed bootstrap certificate
  * at the same path (nginx refuses to start without one).
  * openssl commands are built as argument arrays by small pure functions.
@@ -39,13 +43,36 @@ export const tlsPaths = (dir: string): TlsPaths => ({
   ext: join(dir, "server.ext"),
 });
 
-export const caCommand = (p: TlsPaths, client: string): string[] => [
+/** What the private CA may sign: the domain (and, by RFC 5280, every subdomain) and each address as a /32. Sorted, as openssl prints them. */
+export function permittedNames(s: Pick<ClientSettings, "domain" | "api">): string[] {
+  return [`DNS:${s.domain}`, ...[s.api.address].map((ip) => `IP:${ip}/255.255.255.255`)].sort();
+}
+
+export const nameConstraintsExt = (permitted: string[]) => `nameConstraints=critical,${permitted.map((n) => `permitted;${n}`).join(",")}`;
+
+export const caCommand = (p: TlsPaths, client: string, permitted: string[]): string[] => [
   "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
   "-keyout", p.caKey, "-out", p.caCert, "-days", String(CA_DAYS),
   "-subj", `/O=pgplatform/CN=${client} private CA`,
   "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
   "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  "-addext", nameConstraintsExt(permitted),
 ];
+
+/** A CA's permitted name constraints (sorted; empty: none), and whether the extension is critical, via openssl. */
+export async function caNameConstraints(caCert: string): Promise<{ critical: boolean; permitted: string[] }> {
+  const r = await run(["openssl", "x509", "-in", caCert, "-noout", "-ext", "nameConstraints"], { nothrow: true });
+  const lines = r.code === 0 ? r.stdout.split("\n") : [];
+  const out: string[] = [];
+  let inPermitted = false;
+  for (const l of lines.slice(1)) {
+    const t = l.trim();
+    if (/^Permitted:/.test(t)) inPermitted = true;
+    else if (/^Excluded:/.test(t)) inPermitted = false;
+    else if (inPermitted && t) out.push(t.replace(/^IP:/, "IP:"));
+  }
+  return { critical: /critical/.test(lines[0] ?? ""), permitted: out.sort() };
+}
 
 export const csrCommand = (p: TlsPaths, cn: string): string[] => [
   "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -92,10 +119,15 @@ export async function ensureInternalTls(dir: string, s: Pick<ClientSettings, "na
   chmodSync(dir, 0o700);
   const created: string[] = [];
   const month = 30 * 24 * 3600;
-  if (rotate || !existsSync(p.caKey) || !existsSync(p.caCert) || !(await certValidFor(p.caCert, month))) {
-    await run(caCommand(p, s.name));
+  const permitted = permittedNames(s);
+  const haveCa = existsSync(p.caKey) && existsSync(p.caCert);
+  const constrained = haveCa ? await caNameConstraints(p.caCert) : undefined;
+  const constraintsOk = Boolean(constrained?.critical) && JSON.stringify(constrained?.permitted) === JSON.stringify(permitted);
+  if (rotate || !haveCa || !constraintsOk || !(await certValidFor(p.caCert, month))) {
+    await run(caCommand(p, s.name, permitted));
     chmodSync(p.caKey, 0o600);
-    created.push("private CA");
+    // A CA from before name constraints (or for another domain/address) is replaced: the customer installs the new ca.crt.
+    created.push(haveCa && !constraintsOk ? `private CA re-issued, constrained to ${permitted.join(", ")} (install the new ca.crt)` : "private CA");
   }
   const hostnames = allHostnames(s);
   const ext = sanExtension(hostnames, [s.api.address]);
