@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
 import { dirname } from "node:path";
-import { asUserCmd, type Cmd } from "./exec";
+import { asUserCmd, resolveCmd, type Cmd } from "./exec";
 
 export interface ProcSpec {
   /** component name: etcd1, pg1, haproxy, nginx */
@@ -62,7 +62,7 @@ export function startProc(spec: ProcSpec): number {
   mkdirSync(dirname(spec.pidFile), { recursive: true });
   mkdirSync(dirname(spec.logFile), { recursive: true });
   const fd = openSync(spec.logFile, "a");
-  const full = asUserCmd(spec.cmd, spec.asUser);
+  const full = asUserCmd(resolveCmd(spec.cmd), spec.asUser);
   const child = spawn(full[0]!, full.slice(1), {
     detached: true, // its own session: our Ctrl-C or exit does not take the cluster down
     stdio: ["ignore", fd, fd],
