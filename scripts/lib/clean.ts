@@ -21,7 +21,7 @@ export interface CleanPlan {
 }
 
 export function planClean(cfg: Config, opts: { purgeSecrets?: boolean; extraDirs?: string[] } = {}): CleanPlan {
-  const dirs = [cfg.stateDir, cfg.memberRoot, ...(opts.extraDirs ?? [])].filter((d, i, a) => existsSync(d) && a.indexOf(d) === i);
+  const dirs = [cfg.stateDir, cfg.memberRoot, cfg.runtimeDir, ...(opts.extraDirs ?? [])].filter((d, i, a) => existsSync(d) && a.indexOf(d) === i);
   const apps = loadAppsQuietly(cfg);
   const envDir = join(cfg.rootDir, "envs");
   const appEnvFiles = new Set(apps.map((a) => appEnvPath(cfg, a.name)).filter((p) => existsSync(p)));

@@ -9,6 +9,7 @@ import { parse as parseDotenv } from "dotenv";
 import { z } from "zod";
 import { ToolkitError } from "./errors";
 import { SECRET_KEYS, type Secrets } from "./secrets";
+import { runtimeDirFor } from "./rundir";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -90,9 +91,10 @@ export interface Member {
   etcdName: string;
   etcdClientPort: number;
   etcdPeerPort: number;
-  /** Member runtime dir (patroni.yml, data, sockets): owned by the postgres OS user. */
+  /** Member runtime dir (patroni.yml, data): owned by the postgres OS user. */
   dir: string;
   dataDir: string;
+  /** Its Unix socket dir: under the short runtime dir (never the checkout: sun_path is 107 bytes). */
   socketDir: string;
 }
 
@@ -122,6 +124,8 @@ export interface Config {
   runtime: "auto" | "native" | "docker";
   stateDir: string; // .state/<stack>
   memberRoot: string;
+  /** Short folder for every Unix socket of the stack (scripts/lib/rundir.ts). */
+  runtimeDir: string;
   logsDir: string;
   reportsDir: string;
   renderedDir: string;
@@ -241,6 +245,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
   const stateDir = join(isAbsolute(stateBase) ? stateBase : join(rootDir, stateBase), opts.stack);
   const root = opts.isRoot ?? (process.getuid?.() === 0);
   const memberRoot = (v.MEMBER_ROOT as string) || defaultMemberRoot(stateDir, opts.stack, root, rootDir);
+  const runtimeDir = runtimeDirFor(opts.stack, root);
   const addresses = v.MEMBER_ADDRESSES as string[];
   const members: Member[] = addresses.map((address, i) => {
     const name = `pg${i + 1}`;
@@ -256,7 +261,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       etcdPeerPort: v.ETCD_PEER_PORT as number,
       dir,
       dataDir: join(dir, "data"),
-      socketDir: join(dir, "run"),
+      socketDir: join(runtimeDir, name),
     };
   });
   const clusterName = v.CLUSTER_NAME as string;
@@ -277,6 +282,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     runtime: v.RUNTIME as Config["runtime"],
     stateDir,
     memberRoot,
+    runtimeDir,
     logsDir: join(stateDir, "logs"),
     reportsDir: join(stateDir, "reports"),
     renderedDir: join(stateDir, "rendered"),

@@ -16,6 +16,7 @@ import { portFree, portHolder } from "./ports";
 import { cmdlineOf, runningPid, startProc, stopProc, tailFile, type ProcSpec } from "./procs";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
+import { ensureSocketDir } from "./rundir";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -150,11 +151,8 @@ export function writeStackFiles(cfg: Config): Set<string> {
     if (f.member) {
       const m = cfg.members.find((x) => x.name === f.member)!;
       mkdirSync(m.dir, { recursive: true, mode: 0o700 });
-      mkdirSync(m.socketDir, { recursive: true, mode: 0o700 });
-      if (ids) {
-        chownSync(m.dir, ids.uid, ids.gid);
-        chownSync(m.socketDir, ids.uid, ids.gid);
-      }
+      ensureSocketDir(cfg.runtimeDir, m.socketDir, ids, Boolean(cfg.pgOsUser), m.pgPort);
+      if (ids) chownSync(m.dir, ids.uid, ids.gid);
       chmodSync(m.dir, 0o700);
       if (writeIfChanged(join(m.dir, "patroni.yml"), f.content, { mode: 0o600, ...(ids ?? {}) })) changed.add(m.name);
     } else {

@@ -27,6 +27,7 @@ interface Addressing {
   /** values that differ inside containers: listeners bind all interfaces on fixed ports */
   overrides: Record<string, string | number>;
   memberDir(m: Member): string;
+  memberSocketDir(m: Member): string;
   etcdDataDir(m: Member): string;
   nginxPrefix: string;
   nginxAppsDir: string;
@@ -42,6 +43,7 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
       // compose publishes these container ports on the host ports from the env file.
       overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
       memberDir: () => "/home/postgres",
+      memberSocketDir: () => "/home/postgres/run",
       etcdDataDir: () => "/etcd-data",
       nginxPrefix: "/var/run/nginx-stack",
       nginxAppsDir: "/etc/nginx/apps",
@@ -53,6 +55,7 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
     etcdHost: (m) => m.address,
     overrides: {},
     memberDir: (m) => m.dir,
+    memberSocketDir: (m) => m.socketDir,
     etcdDataDir: (m) => join(cfg.stateDir, "etcd", m.etcdName),
     nginxPrefix: join(cfg.stateDir, "nginx"),
     nginxAppsDir: join(cfg.stateDir, "nginx", "apps"),
@@ -110,7 +113,7 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
       PATRONI_PORT: m.restPort,
       MEMBER_DIR: dir,
       MEMBER_DATA_DIR: join(dir, "data"),
-      MEMBER_SOCKET_DIR: join(dir, "run"),
+      MEMBER_SOCKET_DIR: a.memberSocketDir(m),
       ETCD_HOSTS: etcdHosts,
     };
     files.push({ path: `${m.name}/patroni.yml`, content: renderTemplate(patroniT, vars, "patroni/patroni.yml.tmpl"), secret: true, member: m.name });

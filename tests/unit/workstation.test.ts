@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,10 @@ import { applyClean, planClean } from "../../scripts/lib/clean";
 import { badInputError, requestIssues } from "../../scripts/lib/onboard/plan";
 import { inputIssues } from "../../scripts/lib/onboard/onboard";
 import type { AppEntry } from "../../scripts/lib/apps";
+import { ensureRuntimeDir, runtimeDirFor, scratchSocketName, socketPathBytes, SUN_PATH_MAX } from "../../scripts/lib/rundir";
+import { scratchFor } from "../../scripts/lib/backup/scratch";
+import { renderStack } from "../../scripts/lib/stack-files";
+import { SECRET_KEYS } from "../../scripts/lib/secrets";
 
 const BUN = process.execPath;
 /** A normal Debian user's login PATH (and cron's is shorter still): no /usr/sbin, no /sbin. */
@@ -227,6 +231,55 @@ describe("new-app: each error carries its own fix", () => {
       expect(await inputIssues(cfg, { name: "notes", port }, [entry("notes", port)])).toEqual([]);
     } finally {
       srv.close();
+    }
+  });
+});
+
+describe("sockets live under a short runtime folder, whatever the checkout's depth", () => {
+  const deep = "/home/a-developer-with-a-long-name/src/github.com/some-organisation/some-project-with-a-long-name/worktrees/feature-branch-name";
+  test("root: /run/pgplatform/<stack>; anyone else: /tmp/pgp-<uid>/<stack>", () => {
+    expect(runtimeDirFor("dev", true)).toBe("/run/pgplatform/dev");
+    expect(runtimeDirFor("dev", false, 1000)).toBe("/tmp/pgp-1000/dev");
+  });
+  test("a checkout 130 characters deep: member and scratch sockets fit in sun_path", () => {
+    expect(deep.length).toBeGreaterThan(120);
+    const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}`]));
+    const cfg = parseConfig(TEST_ENV, { file: "envs/test.env", stack: "a-stack-name-thirty-one-chars-x", rootDir: deep, isRoot: false, secrets });
+    for (const m of cfg.members) {
+      expect(m.socketDir.startsWith(cfg.runtimeDir + "/")).toBe(true);
+      expect(socketPathBytes(m.socketDir, 65535)).toBeLessThanOrEqual(SUN_PATH_MAX);
+    }
+    const s = scratchFor(cfg, "verify-20261130T163652Z-20261130T163652Z");
+    expect(s.dir.startsWith(deep)).toBe(true); // data stays in the checkout
+    expect(s.socketDir).toBe(join(cfg.runtimeDir, scratchSocketName("verify-20261130T163652Z-20261130T163652Z")));
+    expect(socketPathBytes(s.socketDir, 65535)).toBeLessThanOrEqual(SUN_PATH_MAX);
+    // Patroni gets the same folder pgBackRest and the toolkit use
+    const patroni = renderStack({ ...cfg, rootDir: ROOT_DIR }, "native").find((f) => f.path === "pg1/patroni.yml")!.content;
+    expect(patroni).toContain(`unix_socket_directories: '${cfg.members[0]!.socketDir}'`);
+  });
+  test("a runtime folder made by another user, or a symlink, is refused, naming the owner", () => {
+    const base = mkdtempSync(join(tmpdir(), "pgp-rt-"));
+    const asRoot = process.getuid?.() === 0;
+    try {
+      const theirs = join(base, "theirs");
+      mkdirSync(theirs);
+      mkdirSync(join(theirs, "stack"));
+      if (asRoot) {
+        chownSync(theirs, 65534, 65534); // nobody
+        expect(() => ensureRuntimeDir(join(theirs, "stack"), true)).toThrow(`${theirs} is owned by nobody (uid 65534), not root (uid 0): another user could read or replace the sockets in it`);
+      }
+      const link = join(base, "link");
+      symlinkSync(theirs, link);
+      expect(() => ensureRuntimeDir(join(link, "stack"), asRoot)).toThrow(`${link} is a symlink: refusing to put sockets there`);
+      // ours: made with the exact modes, and a loosened one is tightened
+      const ours = join(base, "ours", "stack");
+      ensureRuntimeDir(ours, asRoot);
+      expect(statSync(join(base, "ours")).mode & 0o777).toBe(asRoot ? 0o711 : 0o700);
+      chmodSync(ours, 0o777);
+      ensureRuntimeDir(ours, asRoot);
+      expect(statSync(ours).mode & 0o777).toBe(asRoot ? 0o711 : 0o700);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
     }
   });
 });
