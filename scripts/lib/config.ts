@@ -10,6 +10,7 @@ import { z } from "zod";
 import { ToolkitError } from "./errors";
 import { SECRET_KEYS, type Secrets } from "./secrets";
 import { runtimeDirFor } from "./rundir";
+import { assertStackOwnership } from "./ownership";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -351,6 +352,8 @@ export function loadConfig(stack = stackName(), rootDir = ROOT_DIR): Config {
     throw new ToolkitError("NO_ENV_FILE", `${rel} does not exist`, `create it from envs/dev.env, or pick an existing stack with STACK=<name>`);
   }
   const cfg = parseConfig(readFileSync(path, "utf8"), { file: rel, stack, rootDir });
+  // Before anything acts: a stack (or files) of another user is named, with the repair, not hit with EPERM half-way.
+  assertStackOwnership(cfg);
   if (existsSync(cfg.secretsFile)) {
     const raw = parseDotenv(readFileSync(cfg.secretsFile));
     const secrets: Partial<Secrets> = {};

@@ -23,6 +23,7 @@ import { ensureRuntimeDir, runtimeDirFor, scratchSocketName, socketPathBytes, SU
 import { scratchFor } from "../../scripts/lib/backup/scratch";
 import { renderStack } from "../../scripts/lib/stack-files";
 import { SECRET_KEYS } from "../../scripts/lib/secrets";
+import { assertStackOwnership, misownedPaths, permissionError } from "../../scripts/lib/ownership";
 
 const BUN = process.execPath;
 /** A normal Debian user's login PATH (and cron's is shorter still): no /usr/sbin, no /sbin. */
@@ -280,6 +281,85 @@ describe("sockets live under a short runtime folder, whatever the checkout's dep
       expect(statSync(ours).mode & 0o777).toBe(asRoot ? 0o711 : 0o700);
     } finally {
       rmSync(base, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a stack touched by `sudo make` and plain `make`", () => {
+  const NOBODY = 65534;
+  /** A checkout-like tree: envs, .state/<stack> with logs, members, secrets; every path owned by `uid`. */
+  function tree(stack: string, isRoot: boolean, uid: number) {
+    const root = mkdtempSync(join(tmpdir(), "pgp-own-"));
+    chmodSync(root, 0o755);
+    const cfg = parseConfig(TEST_ENV, { file: `envs/${stack}.env`, stack, rootDir: root, isRoot, secrets: { POSTGRES_PASSWORD: "x" } });
+    for (const d of [join(root, "envs"), join(cfg.stateDir, "logs"), join(cfg.stateDir, "pids"), cfg.members[0]!.dir]) mkdirSync(d, { recursive: true });
+    writeFileSync(join(cfg.stateDir, "logs", "pg1.log"), "x");
+    writeFileSync(cfg.secretsFile, "POSTGRES_PASSWORD=x\n", { mode: 0o600 });
+    spawnSync("chown", ["-R", `${uid}:${uid}`, root]);
+    return { root, cfg };
+  }
+  test("a user's stack with root-owned files: who owns what, and the one chown that repairs it", () => {
+    const { root, cfg } = tree("ut", false, NOBODY);
+    try {
+      expect(() => assertStackOwnership(cfg, NOBODY)).not.toThrow();
+      chownSync(join(cfg.stateDir, "logs", "pg1.log"), 0, 0);
+      chownSync(cfg.secretsFile, 0, 0);
+      let err: any;
+      try {
+        assertStackOwnership(cfg, NOBODY);
+      } catch (e) {
+        err = e;
+      }
+      expect(err?.code).toBe("OWNED_BY_OTHER_USER");
+      expect(err.message).toBe("stack ut has files of another user (a `sudo make …` ran here?): root owns .state/ut/logs/pg1.log, envs/.secrets.ut.env; you are nobody");
+      expect(err.fix).toBe("sudo chown -R nobody: .state/ut envs/.secrets.ut.env");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  test("`sudo make` over a user's stack is refused: run it as that user", () => {
+    const { root, cfg } = tree("ut", true, NOBODY);
+    try {
+      let err: any;
+      try {
+        assertStackOwnership(cfg, 0);
+      } catch (e) {
+        err = e;
+      }
+      expect(err?.code).toBe("OWNED_BY_OTHER_USER");
+      expect(err.message).toStartWith("stack ut belongs to nobody (brought up without sudo), and this command runs as root: nobody owns .state/ut");
+      expect(err.fix).toBe("run it as nobody, without sudo: `make … STACK=ut` (make setup is the only target that needs root, and it asks sudo itself)");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  test("as root, member dirs belong to postgres: that is expected, not reported", () => {
+    const { root, cfg } = tree("ut", true, 0);
+    try {
+      const pg = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim();
+      chownSync(cfg.members[0]!.dir, Number(pg), Number(pg));
+      expect(misownedPaths(cfg, 0)).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+  test("a permission error that reaches an entry point is PERMISSION_DENIED with the owner, never INTERNAL", () => {
+    const stack = "ut-perm";
+    const envFile = join(ROOT_DIR, "envs", `${stack}.env`);
+    writeFileSync(envFile, TEST_ENV);
+    try {
+      // status as nobody: the secrets file of this stack is root's 0600 (a `sudo make` made it)
+      const secrets = join(ROOT_DIR, "envs", `.secrets.${stack}.env`);
+      writeFileSync(secrets, "POSTGRES_PASSWORD=x\n", { mode: 0o600 });
+      const r = spawnSync("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", BUN, "scripts/status.ts"], { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, STACK: stack, HOME: "/tmp" } });
+      rmSync(secrets);
+      expect(r.stderr).not.toContain("INTERNAL");
+      expect(r.stderr).toContain(`error [OWNED_BY_OTHER_USER]: stack ${stack} has files of another user (a \`sudo make …\` ran here?): root owns envs/.secrets.${stack}.env`);
+      expect(r.status).toBe(1);
+      const e = permissionError(Object.assign(new Error("EACCES: permission denied, open '/etc/shadow'"), { code: "EACCES", syscall: "open", path: "/etc/shadow" }))!;
+      expect(e.format()).toContain("error [PERMISSION_DENIED]: open /etc/shadow: permission denied (EACCES); it belongs to root");
+    } finally {
+      rmSync(envFile, { force: true });
     }
   });
 });
