@@ -47,7 +47,7 @@ export const showCmd = (cmd: Cmd) =>
   redact(cmd.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" "));
 
 export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
-  const full = asUserCmd(resolveCmd(cmd), opts.asUser);
+  const full = resolveCmd(asUserCmd(resolveCmd(cmd), opts.asUser)); // setpriv too
   return new Promise((resolve, reject) => {
     const child = spawn(full[0]!, full.slice(1), {
       // Another user may not reach our working dir (a checkout under /root is 0700).
@@ -102,6 +102,8 @@ export const tail = (text: string, lines: number) => text.trimEnd().split("\n").
  * only /usr/bin:/bin. Searched after PATH, so PATH still wins.
  */
 export const SYSTEM_BIN_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+/** PGPLATFORM_SYSTEM_BIN_DIRS (colon-separated; empty: none) replaces that list, e.g. to test a machine without a package. */
+const systemBinDirs = () => (process.env.PGPLATFORM_SYSTEM_BIN_DIRS !== undefined ? process.env.PGPLATFORM_SYSTEM_BIN_DIRS.split(":").filter(Boolean) : SYSTEM_BIN_DIRS);
 
 const isExecutableFile = (p: string) => {
   try {
@@ -119,7 +121,7 @@ const isExecutableFile = (p: string) => {
  */
 export function resolveProgram(bin: string, path = process.env.PATH ?? ""): string | undefined {
   if (bin.includes("/")) return isExecutableFile(bin) ? bin : undefined;
-  const dirs = [...path.split(":").filter((d) => d.startsWith("/")), ...SYSTEM_BIN_DIRS];
+  const dirs = [...path.split(":").filter((d) => d.startsWith("/")), ...systemBinDirs()];
   for (const dir of new Set(dirs)) {
     const p = `${dir}/${bin}`;
     if (isExecutableFile(p)) return p;

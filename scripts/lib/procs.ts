@@ -62,7 +62,7 @@ export function startProc(spec: ProcSpec): number {
   mkdirSync(dirname(spec.pidFile), { recursive: true });
   mkdirSync(dirname(spec.logFile), { recursive: true });
   const fd = openSync(spec.logFile, "a");
-  const full = asUserCmd(resolveCmd(spec.cmd), spec.asUser);
+  const full = resolveCmd(asUserCmd(resolveCmd(spec.cmd), spec.asUser)); // setpriv too
   const child = spawn(full[0]!, full.slice(1), {
     detached: true, // its own session: our Ctrl-C or exit does not take the cluster down
     stdio: ["ignore", fd, fd],
