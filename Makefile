@@ -48,15 +48,17 @@ dev-down: deps ## Stop the stack in a safe order; keeps data
 
 .PHONY: status
 status: deps ## Members, roles, timelines, lag, HAProxy backends (ARGS=--json)
-	$(BUN) scripts/status.ts $(ARGS)
+	@# No echo of the command: `make status ARGS=--json` must print pure JSON.
+	@$(BUN) scripts/status.ts $(ARGS)
 
 .PHONY: logs
 logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=--follow)
 	$(BUN) scripts/logs.ts $(SVC) $(ARGS)
 
 .PHONY: db-url
-db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>]
-	@$(BUN) scripts/db-url.ts
+db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] [PORT=rw|ro]
+	@# PORT counts only when given on the command line: a PORT exported in the shell (dev servers set one) must not pick the route.
+	@$(BUN) scripts/db-url.ts $(if $(filter command line,$(origin PORT)),--port $(PORT),)
 
 .PHONY: new-app
 new-app: deps ## Onboard an app: NAME=<app> [PORT=N] [DOMAIN=host] [SUPABASE=1] [YES=1]; REMOVE=1 drops it (after a backup)

@@ -1,19 +1,15 @@
 #!/usr/bin/env bun
-/** make -s db-url DB=<name> [ROLE=<role>]: a connection URL through the HAProxy read-write port. */
-import { existsSync, readFileSync } from "node:fs";
-import { parse } from "dotenv";
-import { appEnvPath } from "./lib/apps";
+/** make -s db-url DB=<name> [ROLE=<role>] [PORT=rw|ro]: a connection URL through HAProxy. */
 import { loadConfig } from "./lib/config";
+import { connectionUrl } from "./lib/dburl";
 import { runMain, ToolkitError } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
-import { dbUrl } from "./lib/pg";
 
-const USAGE = "usage: make -s db-url DB=<database> [ROLE=<role>] [PORT=rw|ro]\nPrints postgresql://ROLE:PASSWORD@HAPROXY/DB (default role: the cluster superuser).";
-const SERVICE_ROLES: Record<string, "AUTHENTICATOR_PASSWORD" | "SUPABASE_AUTH_ADMIN_PASSWORD" | "SUPABASE_STORAGE_ADMIN_PASSWORD"> = {
-  authenticator: "AUTHENTICATOR_PASSWORD",
-  supabase_auth_admin: "SUPABASE_AUTH_ADMIN_PASSWORD",
-  supabase_storage_admin: "SUPABASE_STORAGE_ADMIN_PASSWORD",
-};
+const USAGE = `usage: make -s db-url DB=<database> [ROLE=<role>] [PORT=rw|ro]
+       bun scripts/db-url.ts --db <database> [--role <role>] [--port rw|ro]
+Prints postgresql://ROLE:PASSWORD@HAPROXY/DB (default role: the cluster superuser; an app's role
+reads its password from the app's env file). PORT=rw (default) reaches the leader, PORT=ro the replicas.
+A database the stack does not know is an error that lists the known ones.`;
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { db: "string", role: "string", port: "string" }, USAGE);
   if (flags.help) return void console.log(USAGE);
@@ -22,19 +18,7 @@ await runMain(async () => {
   if (!db) throw new ToolkitError("MISSING_DB", "DB is required", USAGE);
   if (!cfg.secrets.POSTGRES_PASSWORD) throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
   const role = flags.role ?? process.env.ROLE ?? "postgres";
-  const portKind = flags.port ?? process.env.PORT_KIND ?? "rw";
-  const target = { host: cfg.haproxy.address, port: portKind === "ro" ? cfg.haproxy.roPort : cfg.haproxy.rwPort };
-  let password: string | undefined;
-  if (role === "postgres") password = cfg.secrets.POSTGRES_PASSWORD;
-  else if (SERVICE_ROLES[role]) password = cfg.secrets[SERVICE_ROLES[role]];
-  else {
-    // An app role: its password lives in the app's env file written by new-app.
-    const appEnv = appEnvPath(cfg, role);
-    if (existsSync(appEnv)) {
-      const url = parse(readFileSync(appEnv)).DATABASE_URL;
-      if (url) password = decodeURIComponent(new URL(url).password);
-    }
-  }
-  if (!password) throw new ToolkitError("UNKNOWN_ROLE", `no password known for role ${role}`, "use postgres, authenticator, supabase_auth_admin, supabase_storage_admin, or an app created with scripts/new-app.ts");
-  console.log(dbUrl(cfg, db, role, password, target));
+  // PORT_KIND: the old, undocumented name, still read so existing scripts keep working.
+  const port = flags.port ?? process.env.PORT_KIND ?? "rw";
+  console.log(await connectionUrl(cfg, { db, role, port }));
 });

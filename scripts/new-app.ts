@@ -5,8 +5,8 @@ import { loadApps, registryPath } from "./lib/apps";
 import { loadConfig, type Config } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { envFlag, parseFlags } from "./lib/flags";
-import { onboardApp, type OnboardResult } from "./lib/onboard/onboard";
-import { appNameProblem, defaultDomain, domainProblem, planApp, requestProblems, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
+import { inputIssues, onboardApp, type OnboardResult } from "./lib/onboard/onboard";
+import { appNameProblem, badInputError, defaultDomain, domainProblem, planApp, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
 import { stackHttpAddress } from "./lib/stack-files";
@@ -102,8 +102,8 @@ await runMain(async () => {
 
   const req = { name, port: flags.port, domain: flags.domain, supabase: flags.supabase };
   const apps = loadApps(cfg);
-  const problems = requestProblems(cfg, req, apps);
-  if (problems.length) throw new ToolkitError("BAD_INPUT", problems.join("; "), `app names: ${NAME_RULE}, not a reserved name; nothing was changed`);
+  const problems = await inputIssues(cfg, req, apps);
+  if (problems.length) throw badInputError(problems);
   const exists = apps.some((a) => a.name === name);
   if (ask && !exists) {
     // Ask only what cannot be inferred: the hostname and the Supabase side. The port comes from the plan.

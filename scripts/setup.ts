@@ -4,7 +4,7 @@ import { runMain } from "./lib/errors";
 import { ensureOsPackages, missingPackages } from "./lib/setup";
 import { parseFlags } from "./lib/flags";
 
-const USAGE = "usage: make setup   (bun scripts/setup.ts [--check] [--tests])\n--check: only list what is missing, exit 1 if anything is\n--tests: also what make test needs (openssh-server, openssh-client, openssl, python3)";
+const USAGE = "usage: make setup   (bun scripts/setup.ts [--check] [--tests])\n--check: only list what is missing, exit 1 if anything is\n--tests: also what make test needs (openssh-server, openssh-client, openssl, python3, sudo)";
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { check: "boolean", tests: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);

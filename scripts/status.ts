@@ -3,7 +3,7 @@
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
-import { stackStatus } from "./lib/status";
+import { formatLag, routeCell, stackStatus } from "./lib/status";
 import { table } from "./lib/ui";
 
 const USAGE = "usage: make status [STACK=dev]   (bun scripts/status.ts [--json])\nexit 0 when healthy, 1 when not";
@@ -16,10 +16,10 @@ await runMain(async () => {
     console.log(JSON.stringify(s, null, 2));
     return s.health.ok ? 0 : 1;
   }
-  const hp = (server: string, proxy: string) => s.haproxy?.find((b) => b.server === server && b.proxy === proxy)?.status ?? "-";
-  const rows = [["member", "address", "role", "state", "timeline", "lag", "haproxy rw", "haproxy ro"]];
+  const hp = (server: string, proxy: "postgres_rw" | "postgres_ro", role: string) => routeCell(role, proxy, s.haproxy?.find((b) => b.server === server && b.proxy === proxy)?.status);
+  const rows = [["member", "address", "role", "state", "timeline", "lag (WAL)", "haproxy rw", "haproxy ro"]];
   for (const m of s.members) {
-    rows.push([m.name, m.address, m.role, m.state, String(m.timeline ?? "-"), String(m.lag ?? (m.role === "leader" ? "" : "-")), hp(m.name, "postgres_rw"), hp(m.name, "postgres_ro")]);
+    rows.push([m.name, m.address, m.role, m.state, String(m.timeline ?? "-"), formatLag(m.role, m.lag), hp(m.name, "postgres_rw", m.role), hp(m.name, "postgres_ro", m.role)]);
   }
   console.log(`stack ${s.stack}: ${s.health.ok ? "healthy" : "NOT healthy: " + s.health.problems.join(", ")}`);
   console.log(table(rows));

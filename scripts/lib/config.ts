@@ -9,6 +9,8 @@ import { parse as parseDotenv } from "dotenv";
 import { z } from "zod";
 import { ToolkitError } from "./errors";
 import { readSecrets, type Secrets } from "./secrets";
+import { runtimeDirFor } from "./rundir";
+import { assertStackOwnership } from "./ownership";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -91,9 +93,10 @@ export interface Member {
   etcdName: string;
   etcdClientPort: number;
   etcdPeerPort: number;
-  /** Member runtime dir (patroni.yml, data, sockets): owned by the postgres OS user. */
+  /** Member runtime dir (patroni.yml, data): owned by the postgres OS user. */
   dir: string;
   dataDir: string;
+  /** Its Unix socket dir: under the short runtime dir (never the checkout: sun_path is 107 bytes). */
   socketDir: string;
 }
 
@@ -123,6 +126,8 @@ export interface Config {
   runtime: "auto" | "native" | "docker";
   stateDir: string; // .state/<stack>
   memberRoot: string;
+  /** Short folder for every Unix socket of the stack (scripts/lib/rundir.ts). */
+  runtimeDir: string;
   logsDir: string;
   reportsDir: string;
   renderedDir: string;
@@ -244,6 +249,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
   const stateDir = join(isAbsolute(stateBase) ? stateBase : join(rootDir, stateBase), opts.stack);
   const root = opts.isRoot ?? (process.getuid?.() === 0);
   const memberRoot = (v.MEMBER_ROOT as string) || defaultMemberRoot(stateDir, opts.stack, root, rootDir);
+  const runtimeDir = runtimeDirFor(opts.stack, root);
   const addresses = v.MEMBER_ADDRESSES as string[];
   const members: Member[] = addresses.map((address, i) => {
     const name = `pg${i + 1}`;
@@ -259,7 +265,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       etcdPeerPort: v.ETCD_PEER_PORT as number,
       dir,
       dataDir: join(dir, "data"),
-      socketDir: join(dir, "run"),
+      socketDir: join(runtimeDir, name),
     };
   });
   const clusterName = v.CLUSTER_NAME as string;
@@ -280,6 +286,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     runtime: v.RUNTIME as Config["runtime"],
     stateDir,
     memberRoot,
+    runtimeDir,
     logsDir: join(stateDir, "logs"),
     reportsDir: join(stateDir, "reports"),
     renderedDir: join(stateDir, "rendered"),
@@ -349,6 +356,8 @@ export function loadConfig(stack = stackName(), rootDir = ROOT_DIR): Config {
     throw new ToolkitError("NO_ENV_FILE", `${rel} does not exist`, `create it from envs/dev.env, or pick an existing stack with STACK=<name>`);
   }
   const cfg = parseConfig(readFileSync(path, "utf8"), { file: rel, stack, rootDir });
+  // Before anything acts: a stack (or files) of another user is named, with the repair, not hit with EPERM half-way.
+  assertStackOwnership(cfg);
   // Loading registers every value for redaction: no script depends on having called ensureSecrets.
   if (existsSync(cfg.secretsFile)) cfg.secrets = readSecrets(cfg.secretsFile) as Secrets;
   return cfg;

@@ -45,8 +45,10 @@ export async function runMain(main: () => Promise<number | void>): Promise<never
     const code = await main();
     process.exit(code ?? 0);
   } catch (err) {
-    if (err instanceof ToolkitError) {
-      process.stderr.write(err.format() + "\n");
+    // A permission problem is the user's to fix, not a bug: say who owns what, never INTERNAL.
+    const perm = err instanceof ToolkitError ? undefined : (await import("./ownership")).permissionError(err);
+    if (err instanceof ToolkitError || perm) {
+      process.stderr.write((perm ?? (err as ToolkitError)).format() + "\n");
     } else {
       process.stderr.write(`error [INTERNAL]: ${(err as Error)?.stack ?? String(err)}\n`);
     }

@@ -4,7 +4,7 @@
  * and a failure becomes a ToolkitError carrying the command's stderr.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { accessSync, constants as fsConstants, readFileSync, statSync } from "node:fs";
 import { ToolkitError } from "./errors";
 import { redact } from "./redact";
 
@@ -47,11 +47,11 @@ export const showCmd = (cmd: Cmd) =>
   redact(cmd.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" "));
 
 export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
-  const full = asUserCmd(cmd, opts.asUser);
+  const full = resolveCmd(asUserCmd(resolveCmd(cmd), opts.asUser)); // setpriv too
   return new Promise((resolve, reject) => {
     const child = spawn(full[0]!, full.slice(1), {
       // Another user may not reach our working dir (a checkout under /root is 0700).
-      cwd: opts.cwd ?? (full !== cmd ? "/" : undefined),
+      cwd: opts.cwd ?? (opts.asUser && isRoot() ? "/" : undefined),
       env: { ...process.env, ...opts.env } as NodeJS.ProcessEnv,
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -96,10 +96,45 @@ export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
 
 export const tail = (text: string, lines: number) => text.trimEnd().split("\n").slice(-lines).join("\n");
 
-export async function which(bin: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
+/**
+ * Where Debian's packages install programs that a login PATH may lack: a
+ * normal user's PATH has no /usr/sbin (haproxy, nginx live there), cron's is
+ * only /usr/bin:/bin. Searched after PATH, so PATH still wins.
+ */
+export const SYSTEM_BIN_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+/** PGPLATFORM_SYSTEM_BIN_DIRS (colon-separated; empty: none) replaces that list, e.g. to test a machine without a package. */
+const systemBinDirs = () => (process.env.PGPLATFORM_SYSTEM_BIN_DIRS !== undefined ? process.env.PGPLATFORM_SYSTEM_BIN_DIRS.split(":").filter(Boolean) : SYSTEM_BIN_DIRS);
+
+const isExecutableFile = (p: string) => {
+  try {
+    accessSync(p, fsConstants.X_OK);
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The one lookup for programs: setup decides "missing" with it, and run() and
+ * the process starter run what it finds, so a program that counts as
+ * installed is always one we can start. A name with a slash is taken as is.
+ */
+export function resolveProgram(bin: string, path = process.env.PATH ?? ""): string | undefined {
+  if (bin.includes("/")) return isExecutableFile(bin) ? bin : undefined;
+  const dirs = [...path.split(":").filter((d) => d.startsWith("/")), ...systemBinDirs()];
+  for (const dir of new Set(dirs)) {
     const p = `${dir}/${bin}`;
-    if (await Bun.file(p).exists()) return p;
+    if (isExecutableFile(p)) return p;
   }
   return undefined;
+}
+
+/** The command with its program resolved by resolveProgram (unchanged when not found: spawn then reports ENOENT). */
+export const resolveCmd = (cmd: Cmd): Cmd => {
+  const exe = cmd[0] !== undefined ? resolveProgram(cmd[0]) : undefined;
+  return exe && exe !== cmd[0] ? [exe, ...cmd.slice(1)] : cmd;
+};
+
+export async function which(bin: string): Promise<string | undefined> {
+  return resolveProgram(bin);
 }

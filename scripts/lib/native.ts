@@ -19,6 +19,7 @@ import { etcdFetch } from "./etcd-client";
 import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { ensureDirNoFollow, writeFileNoFollow } from "./safe-fs";
 import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "./stack-files";
+import { ensureSocketDir } from "./rundir";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -196,7 +197,7 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
     if (f.member) {
       const m = cfg.members.find((x) => x.name === f.member)!;
       ensureDirNoFollow(m.dir, 0o700, ids);
-      ensureDirNoFollow(m.socketDir, 0o700, ids);
+      ensureSocketDir(cfg.runtimeDir, m.socketDir, ids, Boolean(cfg.pgOsUser), m.pgPort);
       if (writeIfChanged(join(m.dir, "patroni.yml"), f.content, { mode: 0o600, ...(ids ?? {}) })) changed.add(m.name);
       // Patroni's own copies of the CA and the etcd client pair (the key 0600, postgres's).
       const mine = patroniEtcdTlsFiles(m);

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
 import { dirname } from "node:path";
-import { asUserCmd, type Cmd } from "./exec";
+import { asUserCmd, resolveCmd, type Cmd } from "./exec";
 
 export interface ProcSpec {
   /** component name: etcd1, pg1, haproxy, nginx */
@@ -64,7 +64,7 @@ export function startProc(spec: ProcSpec): number {
   // Logs are root's alone (0600): they carry queries, addresses and paths. A log an older version left 0644 is tightened.
   const fd = openSync(spec.logFile, "a", 0o600);
   fchmodSync(fd, 0o600);
-  const full = asUserCmd(spec.cmd, spec.asUser);
+  const full = resolveCmd(asUserCmd(resolveCmd(spec.cmd), spec.asUser)); // setpriv too
   const child = spawn(full[0]!, full.slice(1), {
     detached: true, // its own session: our Ctrl-C or exit does not take the cluster down
     stdio: ["ignore", fd, fd],

@@ -28,7 +28,8 @@ export const OS_PACKAGES: [probe: string, pkg: string][] = [
 /**
  * What `make test` needs besides the runtime: the deploy-client integration
  * test starts its own sshd on loopback and deploys over ssh/scp; TLS files
- * come from openssl; the PTY driver for the prompt tests is a python3 script.
+ * come from openssl; the PTY driver for the prompt tests is a python3 script;
+ * the normal-user test runs the README as a user with sudo.
  */
 export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["/usr/sbin/sshd", "openssh-server"],
@@ -37,6 +38,8 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["ssh-keygen", "openssh-client"],
   ["openssl", "openssl"],
   ["python3", "python3"],
+  // the normal-user test gives its user passwordless sudo (a sudoers.d file it removes)
+  ["sudo", "sudo"],
 ];
 
 export async function missingPackages(opts: { tests?: boolean } = {}): Promise<string[]> {

@@ -28,6 +28,7 @@ interface Addressing {
   /** values that differ inside containers: listeners bind all interfaces on fixed ports */
   overrides: Record<string, string | number>;
   memberDir(m: Member): string;
+  memberSocketDir(m: Member): string;
   etcdDataDir(m: Member): string;
   /** where etcd finds its certificate, key and the CA (mutual TLS on client and peer URLs) */
   etcdTls(m: Member): { ca: string; cert: string; key: string };
@@ -48,6 +49,7 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
       // compose publishes these container ports on the host ports from the env file.
       overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", NGINX_HTTP_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
       memberDir: () => "/home/postgres",
+      memberSocketDir: () => "/home/postgres/run",
       etcdDataDir: () => "/etcd-data",
       // compose/dev.yml mounts <rendered-docker>/tls/<file> at these paths.
       etcdTls: () => ({ ca: "/etc/etcd/tls/ca.crt", cert: "/etc/etcd/tls/server.crt", key: "/etc/etcd/tls/server.key" }),
@@ -63,6 +65,7 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
     etcdHost: (m) => m.address,
     overrides: {},
     memberDir: (m) => m.dir,
+    memberSocketDir: (m) => m.socketDir,
     etcdDataDir: (m) => join(etcdHome(cfg), m.etcdName),
     etcdTls: (m) => {
       const t = etcdTlsFiles(nativeEtcdTlsDir(cfg));
@@ -144,7 +147,7 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
       PATRONI_PORT: m.restPort,
       MEMBER_DIR: dir,
       MEMBER_DATA_DIR: join(dir, "data"),
-      MEMBER_SOCKET_DIR: join(dir, "run"),
+      MEMBER_SOCKET_DIR: a.memberSocketDir(m),
       ETCD_HOSTS: etcdHosts,
       ETCD_CA_FILE: a.patroniEtcdTls(m).ca,
       ETCD_CLIENT_CERT: a.patroniEtcdTls(m).cert,

@@ -5,6 +5,7 @@ import { allSpecs, procSpecs } from "./native";
 import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
 import { runningPid } from "./procs";
 import { stackHttpAddress } from "./stack-files";
+import { formatBytes } from "./ui";
 
 export interface StackStatus {
   stack: string;
@@ -34,4 +35,25 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
       api: `http://${stackHttpAddress(cfg)}:${cfg.api.port}`,
     },
   };
+}
+
+/** Patroni reports replication lag in bytes of WAL (or "unknown"); the table says so. */
+export function formatLag(role: string, lag: number | string | undefined): string {
+  if (role === "leader") return "";
+  if (typeof lag === "number") return `${formatBytes(lag)}`;
+  return lag === undefined ? "-" : String(lag);
+}
+
+/**
+ * One HAProxy cell: HAProxy marks the read-write backend of every replica DOWN
+ * (its /primary check answers 503) and the read-only backend of the leader DOWN
+ * on purpose. That is routing, not a fault: say "not routed (replica)" then,
+ * and keep DOWN for a member the proxy should route to but cannot.
+ */
+export function routeCell(role: string, proxy: "postgres_rw" | "postgres_ro", status: string | undefined): string {
+  if (!status) return "-";
+  const shouldRoute = proxy === "postgres_rw" ? role === "leader" : role !== "leader" && role !== "-";
+  if (shouldRoute) return status;
+  if (status === "UP") return "UP (unexpected)";
+  return `not routed (${role === "leader" ? "leader" : role === "-" ? "unreachable" : "replica"})`;
 }

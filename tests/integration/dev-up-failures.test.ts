@@ -1,6 +1,7 @@
 /**
  * dev-up's bad-input paths on throwaway stacks (their own addresses inside the
- * test block, 127.0.1.1xx): each is a clear error and leaves nothing running.
+ * running test stack's block, e.g. 127.0.1.1xx for STACK=test): each is a clear
+ * error and leaves nothing running.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
@@ -11,16 +12,19 @@ import { loadConfig, ROOT_DIR } from "../../scripts/lib/config";
 import { allSpecs, procSpecs } from "../../scripts/lib/native";
 import { portFree } from "../../scripts/lib/ports";
 import { runningPid } from "../../scripts/lib/procs";
-import { runScript } from "./stack";
+import { runScript, testConfig } from "./stack";
+
+/** The running test stack's /24 (127.0.1 for STACK=test): throwaway stacks take .100 and up in it, never another stack's block. */
+const BLOCK = testConfig().haproxy.address.split(".").slice(0, 3).join(".");
 
 const made: string[] = [];
 function throwawayStack(name: string, block: number, edit: (env: string) => string = (e) => e): string {
   const stack = `local-it-${name}`;
   const env = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8")
     .replace(/^CLUSTER_NAME=.*$/m, `CLUSTER_NAME=pgplatform-it-${name}`)
-    .replace(/^MEMBER_ADDRESSES=.*$/m, `MEMBER_ADDRESSES=127.0.1.${block + 1},127.0.1.${block + 2},127.0.1.${block + 3}`)
-    .replace(/^HAPROXY_ADDRESS=.*$/m, `HAPROXY_ADDRESS=127.0.1.${block}`)
-    .replace(/^API_ADDRESS=.*$/m, `API_ADDRESS=127.0.1.${block}`);
+    .replace(/^MEMBER_ADDRESSES=.*$/m, `MEMBER_ADDRESSES=${BLOCK}.${block + 1},${BLOCK}.${block + 2},${BLOCK}.${block + 3}`)
+    .replace(/^HAPROXY_ADDRESS=.*$/m, `HAPROXY_ADDRESS=${BLOCK}.${block}`)
+    .replace(/^API_ADDRESS=.*$/m, `API_ADDRESS=${BLOCK}.${block}`);
   writeFileSync(join(ROOT_DIR, `envs/${stack}.env`), edit(env));
   made.push(stack);
   return stack;
@@ -65,7 +69,8 @@ describe("dev-up refuses bad input before anything starts", () => {
 
   test("a missing binary names its Debian package", async () => {
     const stack = throwawayStack("bin", 110);
-    const r = runScript("dev-up.ts", ["--no-install"], { STACK: stack, PATH: "/nonexistent" });
+    // Programs are found on PATH and in the dirs Debian installs them to (/usr/sbin...): empty both.
+    const r = runScript("dev-up.ts", ["--no-install"], { STACK: stack, PATH: "/nonexistent", PGPLATFORM_SYSTEM_BIN_DIRS: "" });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("error [MISSING_BINARY]");
     expect(r.stderr).toContain("haproxy (package haproxy)");

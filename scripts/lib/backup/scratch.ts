@@ -15,6 +15,8 @@ import { ToolkitError } from "../errors";
 import { tail } from "../exec";
 import { ensurePgDir, pgBin, pgOwner, runAsPg } from "./common";
 import { writeFileNoFollow } from "../safe-fs";
+import { chownSync } from "node:fs";
+import { ensureSocketDir, scratchSocketName } from "../rundir";
 
 export interface Scratch {
   name: string;
@@ -31,7 +33,8 @@ export const scratchRoot = (cfg: Config) => join(cfg.memberRoot, "scratch");
 
 export function scratchFor(cfg: Config, name: string, address = ""): Scratch {
   const dir = join(scratchRoot(cfg), name);
-  return { name, dir, dataDir: join(dir, "data"), socketDir: join(dir, "run"), logFile: join(dir, "postgres.log"), port: cfg.members[0]!.pgPort, address };
+  // The socket under the short runtime dir: <checkout>/.state/.../scratch/<name>/run would pass sun_path's 107 bytes.
+  return { name, dir, dataDir: join(dir, "data"), socketDir: join(cfg.runtimeDir, scratchSocketName(name)), logFile: join(dir, "postgres.log"), port: cfg.members[0]!.pgPort, address };
 }
 
 export function listScratch(cfg: Config): Scratch[] {
@@ -55,7 +58,7 @@ export function prepareScratchDirs(cfg: Config, s: Scratch): void {
   if (existsSync(s.dir)) throw new ToolkitError("SCRATCH_EXISTS", `scratch instance ${s.dir} already exists`, "remove it with `bun scripts/restore-pitr.ts --remove` (or delete the folder after stopping it)");
   ensurePgDir(cfg, scratchRoot(cfg), 0o755);
   ensurePgDir(cfg, s.dir, 0o700);
-  ensurePgDir(cfg, s.socketDir, 0o700);
+  ensureSocketDir(cfg.runtimeDir, s.socketDir, pgOwner(cfg), Boolean(cfg.pgOsUser), s.port);
 }
 
 export async function initScratch(cfg: Config, s: Scratch): Promise<void> {
@@ -107,10 +110,18 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
 }
 
 export async function startScratch(cfg: Config, s: Scratch, timeoutSec = 600): Promise<void> {
-  ensurePgDir(cfg, s.socketDir, 0o700);
+  ensureSocketDir(cfg.runtimeDir, s.socketDir, pgOwner(cfg), Boolean(cfg.pgOsUser), s.port);
   const r = await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-l", s.logFile, "-w", "-t", String(timeoutSec), "start"], { nothrow: true, timeoutMs: (timeoutSec + 30) * 1000 });
   if (r.code !== 0) {
-    throw new ToolkitError("SCRATCH_START_FAILED", `scratch instance ${s.name} did not start`, `see ${s.logFile}`, tail(safeRead(s.logFile), 12));
+    // The scratch folder is removed after a failure: keep its log in the stack's logs, and put Postgres' own last lines in the message.
+    const log = safeRead(s.logFile);
+    const kept = join(cfg.logsDir, `scratch-${s.name}.log`);
+    try {
+      mkdirSync(cfg.logsDir, { recursive: true });
+      writeFileSync(kept, log || r.stderr || r.stdout);
+    } catch {}
+    const last = tail(log || r.stderr || r.stdout, 3).split("\n").map((l) => l.trim()).filter(Boolean).join(" | ");
+    throw new ToolkitError("SCRATCH_START_FAILED", `scratch instance ${s.name} did not start: ${last || "(no log)"}`, `see ${kept} (kept)`, tail(log || r.stderr || r.stdout, 12));
   }
 }
 
@@ -134,6 +145,7 @@ export async function removeScratch(cfg: Config, s: Scratch): Promise<void> {
   await stopScratch(cfg, s);
   if (scratchRunning(s)) throw new ToolkitError("SCRATCH_STOP_FAILED", `scratch instance ${s.name} is still running`, `stop it: pg_ctl -D ${s.dataDir} stop -m immediate`);
   rmSync(s.dir, { recursive: true, force: true });
+  rmSync(s.socketDir, { recursive: true, force: true });
 }
 
 export async function scratchClient(cfg: Config, s: Scratch, database = "postgres"): Promise<pg.Client> {

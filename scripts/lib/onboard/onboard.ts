@@ -19,7 +19,8 @@ import { readTemplate, writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
 import { ensureJwtSettings, ensureSupabaseRoles, MAINTENANCE_DB_ROLES, restrictConnect } from "../supabase-db";
 import { withAppsLock } from "./lock";
-import { nginxTestCmd, planApp, renderAppNginx, requestProblems, sql, supabaseSetupSql, appEnvFile, type AppRequest, NAME_RULE } from "./plan";
+import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, supabaseSetupSql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
+import { portFree, portHolder } from "../ports";
 import { scramMatches, scramVerifier } from "./scram";
 import { stackHttpAddress } from "../stack-files";
 
@@ -172,13 +173,13 @@ export async function waitNginxRoute(cfg: Config, domain: string, name: string, 
 export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOptions = {}): Promise<OnboardResult> {
   const t0 = Date.now();
   // Every input rule is checked before the lock, the connection or any change.
-  const early = requestProblems(cfg, req, loadApps(cfg));
-  if (early.length) throw badInput(early);
+  const early = await inputIssues(cfg, req, loadApps(cfg));
+  if (early.length) throw badInputError(early);
   requireSecrets(cfg);
   return withAppsLock(cfg, async () => {
     const apps = loadApps(cfg); // again, under the lock
-    const problems = requestProblems(cfg, req, apps);
-    if (problems.length) throw badInput(problems);
+    const problems = await inputIssues(cfg, req, apps);
+    if (problems.length) throw badInputError(problems);
     const registered = apps.find((a) => a.name === req.name);
     const app = planApp(cfg, req, apps);
     const envPath = appEnvPath(cfg, app.name);
@@ -337,8 +338,18 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
   });
 }
 
-function badInput(problems: string[]): ToolkitError {
-  return new ToolkitError("BAD_INPUT", problems.join("; "), `app names: ${NAME_RULE}, not a reserved name; nothing was changed`);
+/**
+ * Every input problem, each with its own fix, plus a listener already holding
+ * an explicitly asked port of a new app (a registered app's own port is its
+ * own, running app's). Checked before the lock and again under it.
+ */
+export async function inputIssues(cfg: Config, req: AppRequest, apps: AppEntry[]): Promise<RequestIssue[]> {
+  const issues = requestIssues(cfg, req, apps);
+  if (issues.length === 0 && req.port !== undefined && !apps.some((a) => a.name === req.name)) {
+    const host = appUpstream({ port: req.port } as AppEntry).split(":")[0]!;
+    if (!(await portFree(host, req.port))) issues.push(portHeldIssue(req.port, await portHolder(host, req.port)));
+  }
+  return issues;
 }
 
 const rel = (cfg: Config, path: string) => path.replace(cfg.rootDir + "/", "");

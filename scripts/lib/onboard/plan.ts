@@ -10,6 +10,7 @@ import { dbUrl, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
 import { renderTemplate } from "../render";
 import { SUPABASE_RESERVED_ROLES } from "../supabase-db";
 import { stackHttpAddress } from "../stack-files";
+import { ToolkitError } from "../errors";
 
 /** The seeds' port plan; any other app gets the next free port from FIRST_FREE_PORT in steps of PORT_STEP. */
 export const PORT_PLAN: Readonly<Record<string, number>> = { hyperarchy: 9100, bookwriter: 9200, research_ai: 9300 };
@@ -94,30 +95,55 @@ export function planApp(cfg: Config, req: AppRequest, apps: AppEntry[], now = ne
   };
 }
 
-/** Every problem with a request against the current registry, before any change. */
-export function requestProblems(cfg: Config, req: AppRequest, apps: AppEntry[]): string[] {
-  const problems: string[] = [];
+/** One thing wrong with a request, and the fix for exactly that. */
+export interface RequestIssue {
+  problem: string;
+  fix: string;
+}
+
+/** Every problem with a request against the current registry, before any change, each with its own fix. */
+export function requestIssues(cfg: Config, req: AppRequest, apps: AppEntry[]): RequestIssue[] {
+  const issues: RequestIssue[] = [];
   const np = appNameProblem(req.name, cfg);
-  if (np) return [np];
+  if (np) return [{ problem: np, fix: `app names: ${NAME_RULE}, not a reserved name` }];
   if (req.domain !== undefined) {
     const dp = domainProblem(req.domain);
-    if (dp) problems.push(dp);
-  }
-  if (req.port !== undefined) {
-    const pp = portProblem(req.port, req.name, apps, cfg);
-    if (pp) problems.push(pp);
+    if (dp) issues.push({ problem: dp, fix: `pass a hostname like --domain ${defaultDomain(req.name)} (make: DOMAIN=...)` });
   }
   const existing = apps.find((a) => a.name === req.name);
+  if (req.port !== undefined) {
+    const pp = portProblem(req.port, req.name, apps, cfg);
+    const free = nextAppPort(req.name, apps, stackPorts(cfg));
+    if (pp) issues.push({ problem: pp, fix: `pick another port, e.g. --port ${existing?.port ?? free} (make: PORT=...), or leave it out to get the next free one from the plan` });
+  }
   if (existing) {
     // Re-running must not silently move an app: changing its port or host is a remove + create.
-    if (req.port !== undefined && req.port !== existing.port) problems.push(`${req.name} already has port ${existing.port} (asked for ${req.port})`);
-    if (req.domain !== undefined && req.domain !== existing.domain) problems.push(`${req.name} already has hostname ${existing.domain} (asked for ${req.domain})`);
+    const move = `re-run without it to keep the app as it is, or move it: \`bun scripts/new-app.ts ${req.name} --remove\` (takes a final backup) and create it again`;
+    if (req.port !== undefined && req.port !== existing.port) issues.push({ problem: `${req.name} already has port ${existing.port} (asked for ${req.port})`, fix: move });
+    if (req.domain !== undefined && req.domain !== existing.domain) issues.push({ problem: `${req.name} already has hostname ${existing.domain} (asked for ${req.domain})`, fix: move });
   }
   const domain = req.domain ?? existing?.domain ?? defaultDomain(req.name);
   const clash = apps.find((a) => a.domain === domain && a.name !== req.name);
-  if (clash) problems.push(`hostname ${domain} is already used by app ${clash.name}`);
-  return problems;
+  if (clash) issues.push({ problem: `hostname ${domain} is already used by app ${clash.name}`, fix: `give ${req.name} its own hostname with --domain (make: DOMAIN=...), e.g. ${defaultDomain(req.name)}` });
+  return issues;
 }
+
+export const requestProblems = (cfg: Config, req: AppRequest, apps: AppEntry[]): string[] => requestIssues(cfg, req, apps).map((i) => i.problem);
+
+/** The BAD_INPUT error for a request: every problem, and the fix of each (never one generic rule). */
+export function badInputError(issues: RequestIssue[]): ToolkitError {
+  const fixes = [...new Set(issues.map((i) => i.fix))];
+  return new ToolkitError("BAD_INPUT", issues.map((i) => i.problem).join("; "), `${fixes.join("; ")}; nothing was changed`);
+}
+
+/**
+ * A port another program already listens on (TCP, any local address) is refused:
+ * the app could not start there. `holder` names the listener when `ss` can tell.
+ */
+export const portHeldIssue = (port: number, holder: string): RequestIssue => ({
+  problem: `port ${port} is already in use by ${holder}`,
+  fix: "stop that program, or pick another port with --port (make: PORT=...), or leave it out to get the next free one from the plan",
+});
 
 // --- SQL, built as exact strings from checked names (identifiers always quoted) ---
 

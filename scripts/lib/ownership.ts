@@ -1,0 +1,174 @@
+/**
+ * Mixing `sudo make …` and plain `make …` leaves files of one user in the
+ * other's way (root-owned logs and secrets, postgres-owned member dirs, a
+ * root-owned node_modules). Before acting, every entry point checks that the
+ * stack's files belong to the user running it (and, as root, member dirs to
+ * postgres), and names exactly who owns what and the one command that repairs
+ * it. Permission errors that still happen become a clear ToolkitError, never
+ * an INTERNAL one.
+ */
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { Config } from "./config";
+import { ToolkitError } from "./errors";
+import { osUserIds } from "./exec";
+
+export interface Misowned {
+  path: string;
+  uid: number;
+  want: number;
+}
+
+export function userNameOf(uid: number): string {
+  try {
+    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
+    return line ? line.split(":")[0]! : `uid ${uid}`;
+  } catch {
+    return `uid ${uid}`;
+  }
+}
+
+const uidOf = (p: string): number | undefined => {
+  try {
+    return lstatSync(p).uid;
+  } catch {
+    return undefined;
+  }
+};
+
+/** The entry points whose ownership decides: each is chowned whole by the repair command. */
+export function stackRoots(cfg: Config): string[] {
+  const envs = join(cfg.rootDir, "envs");
+  const appFiles = existsSync(envs) ? readdirSync(envs).filter((f) => (cfg.stack === "dev" ? /^\.env\.[a-z][a-z0-9_]+$/.test(f) : f.startsWith(`.env.${cfg.stack}.`))).map((f) => join(envs, f)) : [];
+  const registry = join(envs, cfg.stack === "dev" ? "apps.yaml" : `apps.${cfg.stack}.yaml`);
+  const roots = [cfg.stateDir, cfg.secretsFile, registry, ...appFiles, join(cfg.rootDir, "node_modules")];
+  if (!cfg.memberRoot.startsWith(cfg.stateDir + "/")) roots.splice(1, 0, cfg.memberRoot);
+  return roots.filter((p) => existsSync(p));
+}
+
+/**
+ * Every path of the stack owned by someone other than expected: us, or the
+ * postgres user for member data when we run as root. Member data dirs are
+ * checked at their top only (Postgres owns what is inside), node_modules at
+ * its top and its stamp. Pure apart from lstat; at most `limit` entries.
+ */
+export function misownedPaths(cfg: Config, me = process.getuid?.() ?? 0, limit = 50): Misowned[] {
+  const pgUid = cfg.pgOsUser ? osUserIds(cfg.pgOsUser)?.uid : undefined;
+  // As root the postgres user writes into the stack too (member data, dumps it takes); otherwise everything is ours.
+  const mine = me === 0 && pgUid !== undefined ? [0, pgUid] : [me];
+  const out: Misowned[] = [];
+  const memberTops = new Set([...cfg.members.map((m) => m.dir), join(cfg.memberRoot, "scratch"), join(cfg.memberRoot, "pgbackrest")]);
+  const check = (p: string, allowed: number[]) => {
+    const uid = uidOf(p);
+    if (uid !== undefined && !allowed.includes(uid) && out.length < limit) out.push({ path: p, uid, want: allowed[0]! });
+  };
+  const walk = (dir: string, depth: number) => {
+    check(dir, mine);
+    if (depth === 0 || out.length >= limit) return;
+    let entries: string[];
+    try {
+      entries = readdirSync(dir).sort();
+    } catch {
+      return; // unreadable: its own owner was reported if it is not ours
+    }
+    for (const e of entries) {
+      const p = join(dir, e);
+      if (p === cfg.memberRoot) {
+        memberRootCheck();
+        continue;
+      }
+      let st;
+      try {
+        st = lstatSync(p);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory()) walk(p, depth - 1);
+      else check(p, mine);
+    }
+  };
+  const memberRootCheck = () => {
+    check(cfg.memberRoot, mine);
+    // Postgres' side belongs to postgres when we run as root, to us otherwise.
+    for (const d of memberTops) if (existsSync(d)) check(d, [pgUid ?? me]);
+  };
+  for (const root of stackRoots(cfg)) {
+    if (root === cfg.memberRoot) memberRootCheck();
+    else if (root.endsWith("/node_modules")) {
+      check(root, mine);
+      check(join(root, ".installed"), mine);
+    } else if (statSync(root).isDirectory()) walk(root, 4);
+    else check(root, mine);
+  }
+  return out;
+}
+
+/** Processes of the stack (pid files) that run as another user: we cannot stop or signal them. */
+export function foreignProcesses(cfg: Config, me = process.getuid?.() ?? 0): { pid: number; uid: number; name: string }[] {
+  const dir = join(cfg.stateDir, "pids");
+  if (!existsSync(dir)) return [];
+  const out = [];
+  for (const f of readdirSync(dir)) {
+    try {
+      const pid = Number(readFileSync(join(dir, f), "utf8").trim());
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      const allowed = [me, ...(cfg.pgOsUser ? [osUserIds(cfg.pgOsUser)?.uid] : [])];
+      if (!allowed.includes(uid) && me !== 0) out.push({ pid, uid, name: f.replace(/\.pid$/, "") });
+    } catch {
+      // not running
+    }
+  }
+  return out;
+}
+
+/** Throw OWNED_BY_OTHER_USER when the stack's files (or processes) belong to another user. */
+export function assertStackOwnership(cfg: Config, me = process.getuid?.() ?? 0): void {
+  const bad = misownedPaths(cfg, me);
+  const procs = foreignProcesses(cfg, me);
+  if (bad.length === 0 && procs.length === 0) return;
+  const rel = (p: string) => relative(cfg.rootDir, p) || ".";
+  const meName = userNameOf(me);
+  const stackArg = cfg.stack === "dev" ? "" : ` STACK=${cfg.stack}`;
+  // Grouped by owner, each owner's paths listed (the first few).
+  const byOwner = new Map<number, string[]>();
+  for (const b of bad) byOwner.set(b.uid, [...(byOwner.get(b.uid) ?? []), rel(b.path)]);
+  const owned = [...byOwner].map(([uid, paths]) => `${userNameOf(uid)} owns ${paths.slice(0, 6).join(", ")}${paths.length > 6 ? ` and ${paths.length - 6} more` : ""}`);
+  const running = procs.length ? [`${procs.map((p) => `${p.name} (pid ${p.pid})`).join(", ")} run${procs.length === 1 ? "s" : ""} as ${[...new Set(procs.map((p) => userNameOf(p.uid)))].join(", ")}`] : [];
+  const stateOwner = uidOf(cfg.stateDir);
+  const pgUid = cfg.pgOsUser ? osUserIds(cfg.pgOsUser)?.uid : undefined;
+  if (me === 0 && stateOwner !== undefined && stateOwner !== 0 && stateOwner !== pgUid) {
+    // root over a user's stack: the user's commands must stay the user's.
+    const owner = userNameOf(stateOwner);
+    throw new ToolkitError(
+      "OWNED_BY_OTHER_USER",
+      `stack ${cfg.stack} belongs to ${owner} (brought up without sudo), and this command runs as root: ${[...owned, ...running].join("; ")}`,
+      `run it as ${owner}, without sudo: \`make …${stackArg}\` (make setup is the only target that needs root, and it asks sudo itself)`,
+    );
+  }
+  const tops = [...new Set(bad.map((b) => stackRoots(cfg).find((r) => b.path === r || b.path.startsWith(r + "/")) ?? b.path))].map(rel);
+  const stop = procs.length ? `first \`sudo make dev-down${stackArg}\` (its processes run as another user), then ` : "";
+  throw new ToolkitError(
+    "OWNED_BY_OTHER_USER",
+    `stack ${cfg.stack} has files of another user (a \`sudo make …\` ran here?): ${[...owned, ...running].join("; ")}; you are ${meName}`,
+    `${stop}sudo chown -R ${meName}: ${tops.join(" ")}`,
+  );
+}
+
+/**
+ * EACCES/EPERM that still reach an entry point (a file we did not foresee):
+ * what was refused, who owns it, and the repair, instead of a stack trace.
+ */
+export function permissionError(err: unknown): ToolkitError | undefined {
+  const e = err as NodeJS.ErrnoException;
+  if (!e || (e.code !== "EACCES" && e.code !== "EPERM")) return undefined;
+  const me = userNameOf(process.getuid?.() ?? 0);
+  const path = e.path ?? /'([^']+)'/.exec(e.message)?.[1];
+  if (path) {
+    const uid = uidOf(path) ?? uidOf(join(path, ".."));
+    const owner = uid !== undefined ? userNameOf(uid) : "another user";
+    return new ToolkitError("PERMISSION_DENIED", `${e.syscall ?? "access"} ${path}: permission denied (${e.code}); it belongs to ${owner}, you are ${me}`, owner === "root" || owner !== me ? `sudo chown -R ${me}: ${path}` : `check the modes of ${path} and its parent folders`);
+  }
+  const pid = /kill|pid/i.test(e.message) ? /(\d+)/.exec(e.message)?.[1] : undefined;
+  return new ToolkitError("PERMISSION_DENIED", `${e.syscall ?? "operation"} not permitted (${e.code}): ${e.message}; you are ${me}`, pid ? `process ${pid} belongs to another user: stop it as that user (e.g. \`sudo make dev-down\`)` : "run the command as the user who set up the stack");
+}
