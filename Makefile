@@ -155,6 +155,10 @@ test-security: deps ## Every attack (tests/integration/attack-*.test.ts) against
 test-failover: deps ## Failover drill under write load; exit 1 on a lost write or missed RTO (SCENARIO=kill-primary|all ROUNDS=1 RTO_BUDGET=s)
 	$(BUN) scripts/test-failover.ts $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(RTO_BUDGET),--rto-budget $(RTO_BUDGET),) $(ARGS)
 
+.PHONY: mutation
+mutation: deps ## Mutation run (StrykerJS) over the modules that hold guards; not in CI (minutes) [MODULE=<path part>] [CONCURRENCY=2]
+	$(BUN) scripts/mutation.ts $(if $(MODULE),--module $(MODULE),) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY),) $(ARGS)
+
 .PHONY: typecheck
 typecheck: deps ## TypeScript type check
 	node_modules/.bin/tsc -p .

@@ -73,7 +73,7 @@ async function viaNginx(domain: string): Promise<{ status: number; app: string |
 
 async function cleanup() {
   for (const a of loadApps(cfg).filter((x) => x.name.startsWith(PREFIX))) await removeApp(cfg, a.name).catch(() => {});
-  for (const n of ["book", "other", "pty", "fail", "nginxbad", "rot"]) await removeApp(cfg, PREFIX + n).catch(() => {});
+  for (const n of ["book", "other", "pty", "ctrlc", "fail", "nginxbad", "rot"]) await removeApp(cfg, PREFIX + n).catch(() => {});
   for (const f of existsSync(removedBackupDir(cfg)) ? readdirSync(removedBackupDir(cfg)) : []) if (f.startsWith(PREFIX)) rmSync(join(removedBackupDir(cfg), f), { force: true });
 }
 
@@ -364,10 +364,36 @@ print("\n<<EXIT %d>>" % os.waitstatus_to_exitcode(status))
     await auth.end();
   }, SLOW);
 
-  test("Ctrl-C at a prompt exits 130 and creates nothing", async () => {
-    const out = drive([["App name\\?", "\x03"]], []);
+  test("Ctrl-C at a prompt exits 130 and creates nothing: no database, role, registry entry, env file or nginx block", async () => {
+    // Every answer given, Ctrl-C at the last question: everything needed to create the app is known by then.
+    const name = `${PREFIX}ctrlc`;
+    const objects = async () => {
+      const c = await connect(cfg);
+      try {
+        const dbs = (await c.query("SELECT datname FROM pg_database ORDER BY 1")).rows.map((r) => r.datname as string);
+        const roles = (await c.query("SELECT rolname FROM pg_roles ORDER BY 1")).rows.map((r) => r.rolname as string);
+        return { dbs, roles };
+      } finally {
+        await c.end();
+      }
+    };
+    const registry = () => (existsSync(registryPath(cfg)) ? readFileSync(registryPath(cfg), "utf8") : null);
+    const before = { objects: await objects(), registry: registry() };
+    const out = drive(
+      [
+        ["App name\\?", name + "\r"],
+        ["Hostname for", "\r"],
+        ["Supabase", "n"],
+        [`Create ${name}\\?`, "\x03"],
+      ],
+      [],
+    );
     expect(out).toContain("cancelled: nothing created");
     expect(out).toContain("<<EXIT 130>>");
+    expect(await objects()).toEqual(before.objects);
+    expect(registry()).toBe(before.registry);
+    expect(existsSync(appEnvPath(cfg, name))).toBe(false);
+    expect(existsSync(appNginxPath(cfg, name))).toBe(false);
   }, SLOW);
 
   test("--remove asks, and answering no removes nothing", async () => {

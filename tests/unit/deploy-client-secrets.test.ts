@@ -143,6 +143,13 @@ describe("the secret gate (staging and production)", () => {
     });
   }
 
+  // (This replaced a test that only asserted the table's own size.) Each row above proves something only if
+  // the base it changes passes: at the same clock, with the same environments, nothing may be wrong with it.
+  test("the unchanged base passes the gate, so each row fails only for its own change", async () => {
+    expect(await gateProblems(await base(), ["staging", "production"], NOW)).toEqual([]);
+    await expect(enforceGate(await base(), "clients/acme/.secrets.env")).resolves.toBeUndefined();
+  });
+
   test("strong generated secrets pass; dev's own database password is not gated", async () => {
     const s = await base();
     expect(await gateProblems(s)).toEqual([]);

@@ -13,36 +13,40 @@ const fresh = () => {
 afterAll(() => {
   for (const d of made) rmSync(d, { recursive: true, force: true });
 });
+/** The lock, which must have been taken: no test may skip its checks because acquisition failed. */
+function taken(l: ReturnType<typeof tryPidLock>): { release: () => void } {
+  if (!("release" in l)) throw new Error(`the lock was not taken: held by ${JSON.stringify(l.holder)}`);
+  return l;
+}
 
 describe("tryPidLock", () => {
   test("a held lock excludes a second taker, also inside the same process; release frees it", () => {
     const path = fresh();
-    const a = tryPidLock(path, "first");
-    expect("release" in a).toBe(true);
+    const a = taken(tryPidLock(path, "first"));
     const b = tryPidLock(path, "second");
     expect("holder" in b && b.holder).toMatchObject({ pid: process.pid, what: "first" });
-    if ("release" in a) a.release();
+    a.release();
     expect(existsSync(path)).toBe(false);
-    const c = tryPidLock(path, "third");
-    expect("release" in c).toBe(true);
-    if ("release" in c) c.release();
+    const c = taken(tryPidLock(path, "third"));
+    expect(readHolder(path)).toMatchObject({ pid: process.pid, what: "third" });
+    c.release();
+    expect(existsSync(path)).toBe(false);
   });
 
   test("a lock whose holder died is taken over", () => {
     const path = fresh();
     writeFileSync(path, JSON.stringify({ pid: 999_999_999, what: "ghost", since: "then", token: "t" }));
-    const l = tryPidLock(path, "me");
-    expect("release" in l).toBe(true);
-    expect(readHolder(path)?.what).toBe("me");
-    if ("release" in l) l.release();
+    const l = taken(tryPidLock(path, "me"));
+    expect(readHolder(path)).toMatchObject({ pid: process.pid, what: "me" });
+    l.release();
   });
 
   test("a stale lock naming our own (recycled) pid but another token is taken over", () => {
     const path = fresh();
     writeFileSync(path, JSON.stringify({ pid: process.pid, what: "before a crash", token: "not-ours" }));
-    const l = tryPidLock(path, "me");
-    expect("release" in l).toBe(true);
-    if ("release" in l) l.release();
+    const l = taken(tryPidLock(path, "me"));
+    expect(readHolder(path)).toMatchObject({ pid: process.pid, what: "me" });
+    l.release();
   });
 
   test("a bare pid file counts as held while that pid lives", () => {
@@ -55,10 +59,12 @@ describe("tryPidLock", () => {
 
   test("release never removes a lock someone else took over", () => {
     const path = fresh();
-    const a = tryPidLock(path, "a");
+    // Taken for real first (the old form, `if ("release" in a) a.release()`, passed when it was not).
+    const a = taken(tryPidLock(path, "a"));
+    expect(readHolder(path)).toMatchObject({ pid: process.pid, what: "a" });
     writeFileSync(path, JSON.stringify({ pid: 1, what: "other", token: "theirs" }));
-    if ("release" in a) a.release();
-    expect(readHolder(path)?.what).toBe("other");
+    a.release();
+    expect(readHolder(path)).toEqual({ pid: 1, what: "other", token: "theirs" });
   });
 });
 

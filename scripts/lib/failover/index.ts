@@ -9,7 +9,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tryPidLock } from "../pidlock";
 import type { RunResult, Scenario } from "./analysis";
-import { dropDrillTables, runDrill, waitConverged, type DrillOptions } from "./drill";
+import { dropDrillTables, runDrill, waitConverged, type DrillOptions, type DrillRun } from "./drill";
 import { binSeries, reportHtml, timelineSvg, type DrillReport } from "./report";
 
 export interface DrillSuiteResult {
@@ -36,6 +36,8 @@ export async function failoverDrill(
   rounds: number,
   opts: DrillOptions,
   progress: (scenario: string, message: string) => void,
+  /** each run's raw recording (the load's own write log), e.g. for a test that counts rows itself */
+  onRun?: (run: DrillRun) => void,
 ): Promise<DrillSuiteResult> {
   const release = takeLock(cfg);
   const started = new Date();
@@ -46,7 +48,9 @@ export async function failoverDrill(
     for (let round = 1; round <= rounds; round++) {
       for (const scenario of scenarios) {
         const label = rounds > 1 ? `${scenario} #${round}` : scenario;
-        const { result, recording } = await runDrill(cfg, scenario, round, opts, (m) => progress(label, m));
+        const run = await runDrill(cfg, scenario, round, opts, (m) => progress(label, m));
+        onRun?.(run);
+        const { result, recording } = run;
         const series = binSeries(recording);
         const restoreMs = recording.restoreAt !== undefined ? recording.restoreAt - recording.faultAt : null;
         runs.push({ ...result, series, restoreMs });

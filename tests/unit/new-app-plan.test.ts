@@ -1,0 +1,127 @@
+/**
+ * The onboarding plan's guards that new-app.test.ts leaves open (found by make
+ * mutation): every reserved name, the edges of the hostname and port rules,
+ * which registry entry a request is judged against, and the exact SQL and files.
+ */
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AppEntry } from "../../scripts/lib/apps";
+import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
+import { appEnvFile, appNameProblem, domainProblem, FIRST_FREE_PORT, nextAppPort, planApp, portProblem, renderAppNginx, requestProblems, sql, supabaseSetupSql } from "../../scripts/lib/onboard/plan";
+
+const cfg: Config = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", rootDir: ROOT_DIR, isRoot: false });
+const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({ name, database: `${name}_db`, role: name, port, domain, supabase: false, created: "2026-01-01T00:00:00Z" });
+
+describe("reserved names", () => {
+  test.each(["postgres", "replicator", "rewind_user", "patroni", "admin", "public", "none", "current_role", "current_user", "session_user", "all", "template0", "template1", "samerole", "samegroup", "replication"])(
+    "%p is reserved by Postgres or the platform",
+    (name) => expect(appNameProblem(name, cfg)).toBe(`${name} is reserved by Postgres or the platform`),
+  );
+});
+
+describe("hostname and port edges", () => {
+  // 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 characters: the longest name DNS allows.
+  const longest = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
+  test("253 characters is a hostname, 254 is not", () => {
+    expect(longest.length).toBe(253);
+    expect(domainProblem(longest)).toBeUndefined();
+    expect(domainProblem(longest + "e")).toBe(`"${longest}e" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`);
+  });
+
+  test("ports 1024 and 65535 are allowed, 1023, 65536 and fractions are not", () => {
+    expect(portProblem(1024, "x", [], cfg)).toBeUndefined();
+    expect(portProblem(65535, "x", [], cfg)).toBeUndefined();
+    for (const p of [1023, 65536, 9400.5]) expect(portProblem(p, "x", [], cfg)).toBe(`port ${p} must be a whole number 1024-65535`);
+  });
+
+  test("only an app holding that very port blocks it", () => {
+    expect(portProblem(9500, "new", [entry("a", 9400)], cfg)).toBeUndefined();
+    expect(portProblem(9400, "new", [entry("a", 9400)], cfg)).toBe("port 9400 is already used by app a");
+    expect(portProblem(cfg.haproxy.rwPort, "new", [], cfg)).toBe(`port ${cfg.haproxy.rwPort} is used by the stack itself (see envs/test.env)`);
+  });
+
+  test("when every planned port is taken, the plan says so", () => {
+    const all: number[] = [];
+    for (let p = FIRST_FREE_PORT; p <= 65535; p += 100) all.push(p);
+    expect(() => nextAppPort("x", [], all)).toThrow("no free port left in the plan");
+    expect(nextAppPort("x", [], all.slice(0, -1))).toBe(all.at(-1)!);
+  });
+});
+
+describe("a request is judged against its own registry entry only", () => {
+  const apps = [entry("bookwriter", 9200), entry("notes", 9400, "notes.example.com")];
+
+  test("planning a new app next to others takes nothing from them", () => {
+    expect(planApp(cfg, { name: "diary" }, apps, new Date("2026-11-21T21:00:00.123Z"))).toEqual({
+      name: "diary",
+      database: "diary_db",
+      role: "diary",
+      port: 9500,
+      domain: "diary.localhost",
+      supabase: false,
+      created: "2026-11-21T21:00:00Z",
+    });
+  });
+
+  test("a new app, or an existing one asked for what it has, has no problem", () => {
+    expect(requestProblems(cfg, { name: "diary" }, apps)).toEqual([]);
+    expect(requestProblems(cfg, { name: "diary" }, [])).toEqual([]);
+    expect(requestProblems(cfg, { name: "diary", port: 9600 }, apps)).toEqual([]);
+    expect(requestProblems(cfg, { name: "notes" }, apps)).toEqual([]);
+    expect(requestProblems(cfg, { name: "notes", port: 9400, domain: "notes.example.com" }, apps)).toEqual([]);
+  });
+
+  test("a bad name is the only problem reported; bad hostname and port are each reported", () => {
+    expect(requestProblems(cfg, { name: "Bad Name", port: 1, domain: "a b" }, apps)).toEqual([
+      `"Bad Name" is not a valid app name: lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$)`,
+    ]);
+    expect(requestProblems(cfg, { name: "diary", domain: "a b" }, apps)).toEqual([`"a b" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`]);
+    expect(requestProblems(cfg, { name: "diary", port: 80 }, apps)).toEqual(["port 80 must be a whole number 1024-65535"]);
+    expect(requestProblems(cfg, { name: "diary", port: 9200, domain: "notes.example.com" }, apps)).toEqual([
+      "port 9200 is already used by app bookwriter",
+      "hostname notes.example.com is already used by app notes",
+    ]);
+  });
+});
+
+describe("exact SQL and files", () => {
+  test("a password change", () => {
+    expect(sql.setPassword("bookwriter", "SCRAM-SHA-256$4096:c2FsdA==$a:b")).toBe(`ALTER ROLE "bookwriter" PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b'`);
+  });
+
+  test("Supabase's side of an app database, every statement", () => {
+    expect(supabaseSetupSql("notes_db", "notes")).toEqual([
+      `GRANT CONNECT ON DATABASE "notes_db" TO authenticator, supabase_auth_admin, supabase_storage_admin`,
+      "CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_auth_admin",
+      "CREATE SCHEMA IF NOT EXISTS storage AUTHORIZATION supabase_storage_admin",
+      `CREATE SCHEMA IF NOT EXISTS extensions AUTHORIZATION "notes"`,
+      "GRANT USAGE ON SCHEMA public, extensions TO anon, authenticated, service_role",
+      "GRANT USAGE ON SCHEMA auth, storage TO anon, authenticated, service_role",
+      `GRANT ALL ON SCHEMA public TO "notes"`,
+      `ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role`,
+      `ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role`,
+      `ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role`,
+    ]);
+  });
+
+  test("the env file, whole", () => {
+    const h = cfg.haproxy;
+    expect(appEnvFile(cfg, entry("bookwriter", 9200, "bookwriter.example.com"), "s3cret_pw-x")).toBe(
+      [
+        "# bookwriter on stack test: written by scripts/new-app.ts. Private: mode 0600, gitignored.",
+        "# Re-run `bun scripts/new-app.ts bookwriter --rotate-password` to replace the password.",
+        `DATABASE_URL=postgresql://bookwriter:s3cret_pw-x@${h.address}:${h.rwPort}/bookwriter_db`,
+        `DATABASE_READONLY_URL=postgresql://bookwriter:s3cret_pw-x@${h.address}:${h.roPort}/bookwriter_db`,
+        `SUPABASE_URL=http://${cfg.api.address}:${cfg.api.port}`,
+        "PORT=9200",
+        "APP_DOMAIN=bookwriter.example.com",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("a placeholder the nginx block cannot fill names the template", () => {
+    expect(() => renderAppNginx(cfg, "server_name ${APP_DOMAIN}; ${NOPE}", entry("bookwriter", 9200))).toThrow("nginx/app.conf.tmpl: no value for ${NOPE}");
+  });
+});
