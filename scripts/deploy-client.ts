@@ -45,6 +45,23 @@ function ask<T>(value: T | undefined, flag: string, question: () => Promise<T | 
   });
 }
 
+/**
+ * Run `fn`; if the host key is unknown and a person is at the terminal, show
+ * the offered fingerprint and ask before trusting it (the flag is
+ * TRUST_NEW_HOST=1). The refusal happens before anything changed, so a retry is safe.
+ */
+async function askTrust<T>(trust: boolean, fn: (trust: boolean) => Promise<T>): Promise<T> {
+  try {
+    return await fn(trust);
+  } catch (e) {
+    if (trust || !(e instanceof ToolkitError) || e.code !== "HOST_KEY_UNKNOWN" || !isInteractive()) throw e;
+    note(`${e.message}\n${e.fix ?? ""}`, "unknown ssh host key");
+    const ok = await p.confirm({ message: "Have you confirmed this fingerprint with the customer, and trust it?", initialValue: false });
+    if (p.isCancel(ok) || !ok) throw e;
+    return fn(true);
+  }
+}
+
 /** The size profile from the target's memory (new clients without PROFILE). */
 async function detectProfile(s: ClientSettings, trustNewHost: boolean, json: boolean): Promise<"16" | "32" | "64"> {
   const t = openTarget(s, { trustNewHost });
@@ -78,7 +95,7 @@ async function settingsFor(name: string, flags: ReturnType<typeof parseFlags<typ
   const values = newClientValues(name, { host, domain, access, profile: flags.profile ?? "16", adminEmail });
   // Validate what we have before reaching out to the target.
   let s = parseClientSettings(Object.entries(values).map(([k, v]) => `${k}=${v}`).join("\n"), file);
-  if (!flags.profile) values.PROFILE = await detectProfile(s, flags.trustNewHost || envFlag("TRUST_NEW_HOST"), Boolean(flags.json));
+  if (!flags.profile) values.PROFILE = await askTrust(flags.trustNewHost || envFlag("TRUST_NEW_HOST"), (trust) => detectProfile(s, trust, Boolean(flags.json)));
   writeClientEnv(name, values);
   s = loadClientSettings(name);
   return { s, created: true, updated: true };
@@ -122,7 +139,7 @@ await runMain(async () => {
       if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing changed");
     }
     if (!flags.json) intro(`deploy-client: rollback ${name} on ${s.host}`);
-    const r = await rollbackClient(s, progress, { trustNewHost });
+    const r = await askTrust(trustNewHost, (trust) => rollbackClient(s, progress, { trustNewHost: trust }));
     if (flags.json) return void console.log(JSON.stringify(r, null, 2));
     outro(`rolled back: release ${r.from} -> ${r.to} (${(r.ms / 1000).toFixed(1)} s)`);
     return;
@@ -139,7 +156,7 @@ await runMain(async () => {
     if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing changed");
   }
 
-  const r = await deployClient(s, { rotate, progress, planOnly: plan, trustNewHost });
+  const r = await askTrust(trustNewHost, (trust) => deployClient(s, { rotate, progress, planOnly: plan, trustNewHost: trust }));
   if ("release" in r) {
     const d = r as DeployResult;
     if (flags.json) return void console.log(JSON.stringify(d, null, 2));

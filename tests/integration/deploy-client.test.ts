@@ -199,7 +199,8 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
     await expect(envDb("staging", s.DB_PASSWORD_STAGING!, "orchestrator_ai_production")).rejects.toThrow(/permission denied/);
     await expect(envDb("dev", s.DB_PASSWORD_STAGING!)).rejects.toThrow(/password authentication failed/);
     const ca = readFileSync(join(clientsDir, NAME, ".tls", "ca.crt"), "utf8");
-    const res = await fetch(`https://${SSH_ADDR}:9000/healthz`, { tls: { ca } } as RequestInit);
+    // The certificate names the hostnames (production: the domain); we dial the address with that name.
+    const res = await fetch(`https://${SSH_ADDR}:9000/healthz`, { tls: { ca, serverName: `${NAME}.internal` } } as RequestInit);
     expect(res.status).toBe(200);
     expect(((await res.json()) as { environment: string }).environment).toBe("production");
     expect(res.headers.get("strict-transport-security")).toContain("max-age=");

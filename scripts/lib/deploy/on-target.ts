@@ -18,7 +18,7 @@ import { writeIfChanged } from "../render";
 import { JWT_KEYS, JWT_ROLE, verifyApiKey, type ClientSecrets } from "./client-secrets";
 import { targetPaths } from "./bundle";
 import { ENVIRONMENTS, databaseFor, roleFor, type ClientSettings, type EnvName } from "./settings";
-import { ensureBootstrapCert } from "./tls";
+import { ensureBootstrapCert, hostnameFor } from "./tls";
 import { scramVerifier } from "../onboard/scram";
 
 const SERVICE_ROLES = ["authenticator", "supabase_auth_admin", "supabase_storage_admin"];
@@ -132,12 +132,13 @@ async function tryConnect(cfg: Config, user: string, password: string, database:
   }
 }
 
-async function fetchTls(url: string, ca: string | undefined, timeoutMs: number): Promise<{ status: number; body: string; headers: Headers } | string> {
+/** GET over TLS; with `ca`, the certificate must chain to it and name `serverName` (we dial the address, users the name). */
+async function fetchTls(url: string, ca: string | undefined, timeoutMs: number, serverName?: string): Promise<{ status: number; body: string; headers: Headers } | string> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   for (;;) {
     try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(2000), tls: ca ? { ca } : { rejectUnauthorized: false } } as RequestInit);
+      const r = await fetch(url, { signal: AbortSignal.timeout(2000), tls: ca ? { ca, serverName } : { rejectUnauthorized: false } } as RequestInit);
       return { status: r.status, body: await r.text(), headers: r.headers };
     } catch (e) {
       last = (e as Error).message;
@@ -174,14 +175,14 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
 
     const url = `https://${s.api.address}:${s.ports[env]}/healthz`;
     const ca = s.access === "internal" ? readFileSync(join(releaseDir, "client", "tls", "ca.crt"), "utf8") : undefined;
-    const res = await fetchTls(url, ca, 15_000);
+    const res = await fetchTls(url, ca, 15_000, hostnameFor(s.domain, env));
     if (typeof res === "string") out.push({ check: `${env}: nginx TLS`, ok: false, detail: `${url}: ${res}` });
     else {
       let body: { environment?: string; database?: string } = {};
       try { body = JSON.parse(res.body); } catch { /* reported below */ }
       const hsts = res.headers.get("strict-transport-security");
       const ok = res.status === 200 && body.environment === env && body.database === db && Boolean(hsts) && res.headers.get("x-frame-options") === "DENY";
-      out.push({ check: `${env}: nginx TLS`, ok, detail: `${url} -> ${res.status} ${body.environment ?? "?"}${ca ? ", certificate verified against the client's CA" : ", bootstrap certificate (certbot pending)"}${hsts ? ", HSTS" : ", no HSTS"}` });
+      out.push({ check: `${env}: nginx TLS`, ok, detail: `${url} -> ${res.status} ${body.environment ?? "?"}${ca ? ", certificate for ${hostnameFor(s.domain, env)} verified against the client's CA" : ", bootstrap certificate (certbot pending)"}${hsts ? ", HSTS" : ", no HSTS"}` });
     }
 
     // PostgREST/GoTrue run only in the docker runtime: natively we verify the signature and claims

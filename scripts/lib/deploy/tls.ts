@@ -2,7 +2,8 @@
  * TLS for the environments. ACCESS=internal: a private CA (kept in
  * clients/<name>/.tls, key 0600) signs one server certificate whose SANs are
  * the environments' hostnames and the listen address; the customer installs
- * ca.crt once. The CA is name-constrained (X.509 nameConstraints, critical):
+ * ca.crt once. The certificate names the hostnames (not the address, see
+ * below). The CA is name-constrained (X.509 nameConstraints, critical):
  * it can only vouch for the client's domain and its subdomains and the
  * client's listen address, so a certificate it signs for any other name
  * (www.example.com, a bank) fails verification wherever ca.crt is trusted.
@@ -130,8 +131,11 @@ export async function ensureInternalTls(dir: string, s: Pick<ClientSettings, "na
     created.push(haveCa && !constraintsOk ? `private CA re-issued, constrained to ${permitted.join(", ")} (install the new ca.crt)` : "private CA");
   }
   const hostnames = allHostnames(s);
-  const ext = sanExtension(hostnames, [s.api.address]);
-  const want = [...hostnames.map((h) => `DNS:${h}`), `IP:${s.api.address}`].sort();
+  // Hostnames only: BoringSSL (Bun's TLS, and so our own health check) rejects any certificate with an IP
+  // name under a CA that constrains IPs ("unsupported name constraint type", measured); clients reach the
+  // environments by name (a check that dials the address sets the hostname as the TLS server name).
+  const ext = sanExtension(hostnames, []);
+  const want = hostnames.map((h) => `DNS:${h}`).sort();
   const have = existsSync(p.cert) ? await certSans(p.cert) : [];
   const signedByCa = existsSync(p.cert) && (await run(["openssl", "verify", "-CAfile", p.caCert, p.cert], { nothrow: true })).code === 0;
   if (created.length || !signedByCa || JSON.stringify(have) !== JSON.stringify(want) || !(await certValidFor(p.cert, month))) {
@@ -139,7 +143,7 @@ export async function ensureInternalTls(dir: string, s: Pick<ClientSettings, "na
     await run(csrCommand(p, hostnames[hostnames.length - 1]!));
     await run(signCommand(p));
     chmodSync(p.key, 0o600);
-    created.push(`certificate for ${hostnames.join(", ")}, ${s.api.address}`);
+    created.push(`certificate for ${hostnames.join(", ")}`);
   }
   return { paths: p, created };
 }
