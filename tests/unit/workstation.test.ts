@@ -339,6 +339,10 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       const pg = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim();
       chownSync(cfg.members[0]!.dir, Number(pg), Number(pg));
       expect(misownedPaths(cfg, 0)).toEqual([]);
+      // nginx (as root) makes its temp dirs as its worker user, nobody: root's own stack, not another user's
+      mkdirSync(join(cfg.stateDir, "nginx", "tmp", "client"), { recursive: true });
+      chownSync(join(cfg.stateDir, "nginx", "tmp", "client"), NOBODY, NOBODY);
+      expect(() => assertStackOwnership(cfg, 0)).not.toThrow();
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -360,6 +364,22 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       expect(e.format()).toContain("error [PERMISSION_DENIED]: open /etc/shadow: permission denied (EACCES); it belongs to root");
     } finally {
       rmSync(envFile, { force: true });
+    }
+  });
+});
+
+describe("make deps after a `sudo make` made node_modules", () => {
+  test("a root-owned node_modules is named with the chown that repairs it, before npm's EACCES", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgp-deps-"));
+    try {
+      chmodSync(dir, 0o777);
+      for (const f of ["Makefile", "package.json", "package-lock.json"]) writeFileSync(join(dir, f), readFileSync(join(ROOT_DIR, f)));
+      mkdirSync(join(dir, "node_modules")); // root's, as after `sudo make dev-up`
+      const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "make", "-s", "deps"], { cwd: dir, encoding: "utf8", env: { ...process.env, HOME: "/tmp" } });
+      expect(r.stderr).toContain("error [OWNED_BY_OTHER_USER]: node_modules belongs to root (a sudo make ran here first?), you are nobody\n  fix: sudo chown -R nobody: node_modules");
+      expect(r.status).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
