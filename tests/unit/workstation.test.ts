@@ -317,6 +317,25 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+  test("a stack whose processes run as root (started with sudo): stop it with sudo first, then chown", () => {
+    const { root, cfg } = tree("ut", false, NOBODY);
+    const sleeper = Bun.spawn(["sleep", "60"]); // a process of root's, as after `sudo make dev-up`
+    try {
+      writeFileSync(join(cfg.stateDir, "pids", "haproxy.pid"), `${sleeper.pid}\n`);
+      chownSync(join(cfg.stateDir, "pids", "haproxy.pid"), 0, 0);
+      let err: any;
+      try {
+        assertStackOwnership(cfg, NOBODY);
+      } catch (e) {
+        err = e;
+      }
+      expect(err?.message).toBe(`stack ut has files of another user (a \`sudo make …\` ran here?): root owns .state/ut/pids/haproxy.pid; haproxy (pid ${sleeper.pid}) runs as root; you are nobody`);
+      expect(err.fix).toBe("first `sudo make dev-down STACK=ut` (its processes run as another user), then sudo chown -R nobody: .state/ut");
+    } finally {
+      sleeper.kill();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
   test("`sudo make` over a user's stack is refused: run it as that user", () => {
     const { root, cfg } = tree("ut", true, NOBODY);
     try {
