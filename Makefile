@@ -27,6 +27,8 @@ help: ## List the targets
 # --- setup -----------------------------------------------------------------
 node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm is required (install Node.js 18+ and npm)"; exit 1; }
+	@# A `sudo make` that ran first leaves node_modules to root: name it and the repair instead of npm's EACCES.
+	@if [ -e node_modules ] && [ ! -O node_modules ]; then echo "error [OWNED_BY_OTHER_USER]: node_modules belongs to $$(stat -c %U node_modules) (a sudo make ran here first?), you are $$(id -un)" >&2; echo "  fix: sudo chown -R $$(id -un): node_modules" >&2; exit 1; fi
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

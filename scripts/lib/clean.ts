@@ -21,7 +21,9 @@ export interface CleanPlan {
 }
 
 export function planClean(cfg: Config, opts: { purgeSecrets?: boolean; extraDirs?: string[] } = {}): CleanPlan {
-  const dirs = [cfg.stateDir, cfg.memberRoot, cfg.runtimeDir, ...(opts.extraDirs ?? [])].filter((d, i, a) => existsSync(d) && a.indexOf(d) === i);
+  const all = [cfg.stateDir, cfg.memberRoot, cfg.runtimeDir, ...(opts.extraDirs ?? [])];
+  // A folder inside another one on the list goes with it (members under .state/<stack> by default).
+  const dirs = all.filter((d, i, a) => existsSync(d) && a.indexOf(d) === i && !a.some((o) => d.startsWith(o + "/")));
   const apps = loadAppsQuietly(cfg);
   const envDir = join(cfg.rootDir, "envs");
   const appEnvFiles = new Set(apps.map((a) => appEnvPath(cfg, a.name)).filter((p) => existsSync(p)));

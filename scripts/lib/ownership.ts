@@ -124,7 +124,12 @@ export function foreignProcesses(cfg: Config, me = process.getuid?.() ?? 0): { p
 
 /** Throw OWNED_BY_OTHER_USER when the stack's files (or processes) belong to another user. */
 export function assertStackOwnership(cfg: Config, me = process.getuid?.() ?? 0): void {
-  const bad = misownedPaths(cfg, me);
+  // Root can use anything, and its services write as other users too (nginx's temp dirs as nobody,
+  // dumps as postgres); what root must not do is act on a user's stack (see below).
+  const stateOwner0 = uidOf(cfg.stateDir);
+  const pgUid0 = cfg.pgOsUser ? osUserIds(cfg.pgOsUser)?.uid : undefined;
+  if (me === 0 && (stateOwner0 === undefined || stateOwner0 === 0 || stateOwner0 === pgUid0)) return;
+  const bad = misownedPaths(cfg, me).filter((b) => me !== 0 || b.uid === stateOwner0);
   const procs = foreignProcesses(cfg, me);
   if (bad.length === 0 && procs.length === 0) return;
   const rel = (p: string) => relative(cfg.rootDir, p) || ".";

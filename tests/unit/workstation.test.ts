@@ -317,6 +317,25 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+  test("a stack whose processes run as root (started with sudo): stop it with sudo first, then chown", () => {
+    const { root, cfg } = tree("ut", false, NOBODY);
+    const sleeper = Bun.spawn(["sleep", "60"]); // a process of root's, as after `sudo make dev-up`
+    try {
+      writeFileSync(join(cfg.stateDir, "pids", "haproxy.pid"), `${sleeper.pid}\n`);
+      chownSync(join(cfg.stateDir, "pids", "haproxy.pid"), 0, 0);
+      let err: any;
+      try {
+        assertStackOwnership(cfg, NOBODY);
+      } catch (e) {
+        err = e;
+      }
+      expect(err?.message).toBe(`stack ut has files of another user (a \`sudo make …\` ran here?): root owns .state/ut/pids/haproxy.pid; haproxy (pid ${sleeper.pid}) runs as root; you are nobody`);
+      expect(err.fix).toBe("first `sudo make dev-down STACK=ut` (its processes run as another user), then sudo chown -R nobody: .state/ut");
+    } finally {
+      sleeper.kill();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
   test("`sudo make` over a user's stack is refused: run it as that user", () => {
     const { root, cfg } = tree("ut", true, NOBODY);
     try {
@@ -339,6 +358,10 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       const pg = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim();
       chownSync(cfg.members[0]!.dir, Number(pg), Number(pg));
       expect(misownedPaths(cfg, 0)).toEqual([]);
+      // nginx (as root) makes its temp dirs as its worker user, nobody: root's own stack, not another user's
+      mkdirSync(join(cfg.stateDir, "nginx", "tmp", "client"), { recursive: true });
+      chownSync(join(cfg.stateDir, "nginx", "tmp", "client"), NOBODY, NOBODY);
+      expect(() => assertStackOwnership(cfg, 0)).not.toThrow();
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -360,6 +383,22 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       expect(e.format()).toContain("error [PERMISSION_DENIED]: open /etc/shadow: permission denied (EACCES); it belongs to root");
     } finally {
       rmSync(envFile, { force: true });
+    }
+  });
+});
+
+describe("make deps after a `sudo make` made node_modules", () => {
+  test("a root-owned node_modules is named with the chown that repairs it, before npm's EACCES", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgp-deps-"));
+    try {
+      chmodSync(dir, 0o777);
+      for (const f of ["Makefile", "package.json", "package-lock.json"]) writeFileSync(join(dir, f), readFileSync(join(ROOT_DIR, f)));
+      mkdirSync(join(dir, "node_modules")); // root's, as after `sudo make dev-up`
+      const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "make", "-s", "deps"], { cwd: dir, encoding: "utf8", env: { ...process.env, HOME: "/tmp" } });
+      expect(r.stderr).toContain("error [OWNED_BY_OTHER_USER]: node_modules belongs to root (a sudo make ran here first?), you are nobody\n  fix: sudo chown -R nobody: node_modules");
+      expect(r.status).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
