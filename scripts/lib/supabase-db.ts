@@ -64,16 +64,19 @@ export async function ensureSupabaseRoles(cfg: Config, client: pg.Client): Promi
       changes.push(`role ${r.name}: NOINHERIT ${LEAST}`);
     }
     const granted = (await client.query(
-      "SELECT r.rolname FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member WHERE u.rolname = $1",
+      `SELECT r.rolname, r.rolname LIKE 'pg\\_%' OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication AS powerful
+         FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member WHERE u.rolname = $1`,
       [r.name],
-    )).rows.map((x) => x.rolname as string);
+    )).rows as { rolname: string; powerful: boolean }[];
     for (const m of r.memberOf as readonly string[]) {
-      if (granted.includes(m)) continue;
+      if (granted.some((g) => g.rolname === m)) continue;
       await client.query(`GRANT ${quoteIdent(m)} TO ${quoteIdent(r.name)}`);
       changes.push(`grant ${m} to ${r.name}`);
     }
-    // Any other membership (pg_execute_server_program, ...) was not given by us: take it back.
-    for (const m of granted.filter((g) => !(r.memberOf as readonly string[]).includes(g))) {
+    // A membership in a predefined role (pg_execute_server_program, ...) or in a superuser/CREATEROLE/
+    // CREATEDB/REPLICATION role was not given by us and hands the service that power: take it back.
+    // Other memberships stay (apps grant their own roles to authenticator for PostgREST's SET ROLE).
+    for (const m of granted.filter((g) => g.powerful && !(r.memberOf as readonly string[]).includes(g.rolname)).map((g) => g.rolname)) {
       await client.query(`REVOKE ${quoteIdent(m)} FROM ${quoteIdent(r.name)}`);
       changes.push(`revoke ${m} from ${r.name}`);
     }
