@@ -138,6 +138,7 @@ describe("dev-up repairs a stack set up before the fix", () => {
       await c.query(`ALTER DATABASE ${quoteIdent(dev)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
       await c.query(`ALTER ROLE authenticator IN DATABASE ${quoteIdent(staging)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
       await c.query(`ALTER ROLE authenticator SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
+      await c.query(`ALTER ROLE ALL SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
     });
     const removed = "app.settings.jwt_secret removed (readable by every login role)";
     expect((await ensureDatabases(cfg)).sort()).toEqual(
@@ -151,6 +152,7 @@ describe("dev-up repairs a stack set up before the fix", () => {
         `${dev}: ${removed}`,
         `${staging} (role authenticator): ${removed}`,
         `all databases (role authenticator): ${removed}`,
+        `all databases: ${removed}`,
       ].sort(),
     );
     const left = await asPostgres(async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_db_role_setting s, unnest(s.setconfig) kv WHERE kv LIKE 'app.settings.jwt_secret=%'")).rows[0].n);
