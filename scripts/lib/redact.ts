@@ -18,8 +18,9 @@ const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 export function redact(text: string): string {
   let out = text
-    // scheme://user:password@host: greedy up to the token's last '@', so a password holding '@' is masked whole.
-    .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)(\S+)(@[^@\s]*)/gi, "$1***$3")
+    // scheme://user:password@host: greedy up to the authority's last '@', so a password holding '@' is
+    // masked whole; a '/' ends the authority (an '@' in a path or query is not a password's end).
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)([^\s/]+)(@[^@\s/]*)/gi, "$1***$3")
     // libpq keyword/value: password=secret or password='quoted \' secret'
     .replace(/\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'"]+)/gi, "$1***")
     // environment assignments: PGPASSWORD=..., FOO_PASSWORD=..., also quoted

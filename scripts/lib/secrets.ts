@@ -26,10 +26,11 @@ export const SECRET_KEYS = [
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 /** The fixed keys, plus one JWT_SECRET_<DATABASE> per environment database. */
-export type Secrets = Record<SecretKey, string> & Record<string, string>;
+export type JwtSecretKey = `JWT_SECRET_${string}`;
+export type Secrets = Record<SecretKey, string> & { [k: JwtSecretKey]: string };
 
 /** The secrets-file key holding one environment database's JWT secret. */
-export const jwtSecretKey = (database: string) => `JWT_SECRET_${database.toUpperCase()}`;
+export const jwtSecretKey = (database: string): JwtSecretKey => `JWT_SECRET_${database.toUpperCase()}`;
 const JWT_KEY_RE = /^JWT_SECRET_[A-Z][A-Z0-9_]{1,62}$/;
 
 /** One database's JWT secret, or a clear error when the secrets file has none for it. */
@@ -82,15 +83,16 @@ export function ensureSecrets(file: string, databases: string[] = []): { secrets
   const existing = readSecretsFile(file);
   const created: string[] = [];
   const secrets = {} as Secrets;
+  const all = secrets as Record<string, string>;
   const jwtKeys = [...new Set([...Object.keys(existing).filter((k) => JWT_KEY_RE.test(k)), ...databases.map(jwtSecretKey)])];
   for (const k of [...SECRET_KEYS, ...jwtKeys]) {
     const v = existing[k];
     if (v) {
       const min = JWT_KEY_RE.test(k) ? 32 : 16;
       if (v.length < min) throw new ToolkitError("WEAK_SECRET", `${file}: ${k} is shorter than ${min} characters`, `delete the ${k} line and re-run to generate a strong one`);
-      secrets[k] = v;
+      all[k] = v;
     } else {
-      secrets[k] = generateSecret();
+      all[k] = generateSecret();
       created.push(k);
     }
   }
@@ -118,11 +120,11 @@ export function rotateJwtSecret(file: string, database: string): { key: string; 
 /** Every secret value in a loaded secrets file, registered for redaction (config.ts calls this on load). */
 export function readSecrets(file: string): Partial<Secrets> {
   const raw = parseDotenv(readFileSync(file));
-  const out: Partial<Secrets> = {};
+  const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (!v) continue;
     if ((SECRET_KEYS as readonly string[]).includes(k) || JWT_KEY_RE.test(k)) out[k] = v;
     registerSecret(v);
   }
-  return out;
+  return out as Partial<Secrets>;
 }

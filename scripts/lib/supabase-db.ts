@@ -64,16 +64,19 @@ export async function ensureSupabaseRoles(cfg: Config, client: pg.Client): Promi
       changes.push(`role ${r.name}: NOINHERIT ${LEAST}`);
     }
     const granted = (await client.query(
-      "SELECT r.rolname FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member WHERE u.rolname = $1",
+      `SELECT r.rolname, r.rolname LIKE 'pg\\_%' OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication AS powerful
+         FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member WHERE u.rolname = $1`,
       [r.name],
-    )).rows.map((x) => x.rolname as string);
+    )).rows as { rolname: string; powerful: boolean }[];
     for (const m of r.memberOf as readonly string[]) {
-      if (granted.includes(m)) continue;
+      if (granted.some((g) => g.rolname === m)) continue;
       await client.query(`GRANT ${quoteIdent(m)} TO ${quoteIdent(r.name)}`);
       changes.push(`grant ${m} to ${r.name}`);
     }
-    // Any other membership (pg_execute_server_program, ...) was not given by us: take it back.
-    for (const m of granted.filter((g) => !(r.memberOf as readonly string[]).includes(g))) {
+    // A membership in a predefined role (pg_execute_server_program, ...) or in a superuser/CREATEROLE/
+    // CREATEDB/REPLICATION role was not given by us and hands the service that power: take it back.
+    // Other memberships stay (apps grant their own roles to authenticator for PostgREST's SET ROLE).
+    for (const m of granted.filter((g) => g.powerful && !(r.memberOf as readonly string[]).includes(g.rolname)).map((g) => g.rolname)) {
       await client.query(`REVOKE ${quoteIdent(m)} FROM ${quoteIdent(r.name)}`);
       changes.push(`revoke ${m} from ${r.name}`);
     }
@@ -107,15 +110,17 @@ export const JWT_SECRET_SETTING = "app.settings.jwt_secret";
 export async function ensureJwtSettings(_cfg: Config, client: pg.Client, database: string): Promise<string[]> {
   const changes: string[] = [];
   const stored = await client.query(
-    `SELECT s.setdatabase = 0 AS all_dbs, d.datname, r.rolname FROM pg_db_role_setting s
+    `SELECT s.setdatabase = 0 AS all_dbs, s.setrole = 0 AS all_roles, d.datname, r.rolname FROM pg_db_role_setting s
        LEFT JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
       WHERE EXISTS (SELECT 1 FROM unnest(s.setconfig) kv WHERE kv LIKE $1 || '=%')`,
     [JWT_SECRET_SETTING],
   );
   for (const row of stored.rows) {
-    const scope = row.rolname ? `ALTER ROLE ${quoteIdent(row.rolname)}${row.all_dbs ? "" : ` IN DATABASE ${quoteIdent(row.datname)}`}` : `ALTER DATABASE ${quoteIdent(row.datname)}`;
+    const inDb = row.all_dbs ? "" : ` IN DATABASE ${quoteIdent(row.datname)}`;
+    // setrole 0 is ALTER DATABASE (one database) or ALTER ROLE ALL (every database).
+    const scope = row.all_roles && !row.all_dbs ? `ALTER DATABASE ${quoteIdent(row.datname)}` : `ALTER ROLE ${row.all_roles ? "ALL" : quoteIdent(row.rolname)}${inDb}`;
     await client.query(`${scope} RESET ${quoteIdent(JWT_SECRET_SETTING)}`);
-    changes.push(`${row.datname ?? "all databases"}${row.rolname ? ` (role ${row.rolname})` : ""}: ${JWT_SECRET_SETTING} removed (readable by every login role)`);
+    changes.push(`${row.datname ?? "all databases"}${row.all_roles ? "" : ` (role ${row.rolname})`}: ${JWT_SECRET_SETTING} removed (readable by every login role)`);
   }
   const exp = await client.query(
     `SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = $1 AND s.setrole = 0 AND 'app.settings.jwt_exp=3600' = ANY(s.setconfig)`,

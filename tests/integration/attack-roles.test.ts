@@ -10,6 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";
 import type pg from "pg";
 import { connect, quoteIdent } from "../../scripts/lib/pg";
+import { ensureDatabases } from "../../scripts/lib/native";
 import { SERVICE_LOGIN_ROLES } from "../../scripts/lib/supabase-db";
 import { testConfig } from "./stack";
 
@@ -47,6 +48,8 @@ afterAll(() =>
       await c.query(`ALTER ROLE ${quoteIdent(r.name)} NOSUPERUSER NOCREATEROLE NOCREATEDB`);
     }
     await c.query(`DROP ROLE IF EXISTS ${ATTACKER}`);
+    await c.query("DROP ROLE IF EXISTS pgp_rolesec_custom");
+    await c.query("REVOKE postgres FROM supabase_auth_admin");
     rmSync(MARKER, { force: true });
   }),
 );
@@ -116,5 +119,50 @@ describe("the service roles hold exactly what their services need", () => {
       { member: "authenticator", roles: ["anon", "authenticated", "service_role"] },
       { member: "supabase_storage_admin", roles: ["authenticator"] },
     ]);
+  });
+});
+
+describe("dev-up repairs a stack set up before the fix", () => {
+  test("roles brought back to the least, foreign memberships revoked, stored JWT secrets removed; a re-run changes nothing", async () => {
+    const [dev, staging] = [cfg.databases[0]!, cfg.databases[1]!];
+    await asPostgres(async (c) => {
+      await c.query("ALTER ROLE supabase_auth_admin INHERIT CREATEROLE CREATEDB");
+      await c.query("GRANT pg_read_server_files TO supabase_storage_admin");
+      await c.query("GRANT postgres TO supabase_auth_admin");
+      // An app's own role granted to authenticator (PostgREST switches into it) is the user's choice: kept.
+      await c.query("DROP ROLE IF EXISTS pgp_rolesec_custom");
+      await c.query("CREATE ROLE pgp_rolesec_custom NOLOGIN");
+      await c.query("GRANT pgp_rolesec_custom TO authenticator");
+      await c.query("REVOKE authenticator FROM supabase_storage_admin");
+      await c.query("ALTER ROLE supabase_storage_admin RESET ALL");
+      await c.query(`ALTER DATABASE ${quoteIdent(dev)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
+      await c.query(`ALTER ROLE authenticator IN DATABASE ${quoteIdent(staging)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
+      await c.query(`ALTER ROLE authenticator SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
+      await c.query(`ALTER ROLE ALL SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
+    });
+    const removed = "app.settings.jwt_secret removed (readable by every login role)";
+    expect((await ensureDatabases(cfg)).sort()).toEqual(
+      [
+        "role supabase_auth_admin: NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+        "grant authenticator to supabase_storage_admin",
+        "revoke pg_read_server_files from supabase_storage_admin",
+        "revoke postgres from supabase_auth_admin",
+        "role supabase_storage_admin: search_path = storage",
+        "role supabase_storage_admin: storage.install_roles = false",
+        `${dev}: ${removed}`,
+        `${staging} (role authenticator): ${removed}`,
+        `all databases (role authenticator): ${removed}`,
+        `all databases: ${removed}`,
+      ].sort(),
+    );
+    const left = await asPostgres(async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_db_role_setting s, unnest(s.setconfig) kv WHERE kv LIKE 'app.settings.jwt_secret=%'")).rows[0].n);
+    expect(left).toBe(0);
+    expect(await ensureDatabases(cfg)).toEqual([]);
+    const kept = await asPostgres(async (c) => {
+      const k = (await c.query("SELECT pg_has_role('authenticator', 'pgp_rolesec_custom', 'MEMBER') AS m")).rows[0].m;
+      await c.query("DROP ROLE pgp_rolesec_custom");
+      return k;
+    });
+    expect(kept).toBe(true);
   });
 });

@@ -20,6 +20,7 @@ describe("redact: where a password goes, unregistered", () => {
     ["Authorization: Basic", "Authorization: Basic b3BzOlpxOS11bnJlZ2lzdGVyZWQ= sent", "Authorization: Basic *** sent"],
     ["a password holding '@' in a URL", "postgresql://app:p@ss@w0rd@db.example.com:5432/app", "postgresql://app:***@db.example.com:5432/app"],
     ["a postgres URL", "postgresql://app:hunter2@h:1/db", "postgresql://app:***@h:1/db"],
+    ["an '@' in a URL's query is not a password", "GET http://host:8080/invite?email=a@b.example", "GET http://host:8080/invite?email=a@b.example"],
   ])("%s", (_name, input, want) => {
     expect(redact(input)).toBe(want);
   });

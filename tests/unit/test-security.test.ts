@@ -47,3 +47,13 @@ describe("attack count", () => {
     expect(r.lines.slice(-2)).toEqual(["tests: 4 passed, 0 failed", "3 attacks tried, 0 succeeded"]);
   });
 });
+
+test("make test-integration runs the attack files after every other file, the Postgres-log grep last", () => {
+  const r = spawnSync("make", ["-n", "test-integration"], { cwd: root, encoding: "utf8" });
+  const files = /for f in (.*?); do/.exec(r.stdout)?.[1]?.split(" ") ?? [];
+  const firstAttack = files.findIndex((f) => f.includes("/attack-"));
+  expect(files.length).toBeGreaterThan(4);
+  expect(files.slice(firstAttack).every((f) => f.startsWith("tests/integration/attack-"))).toBe(true);
+  expect(files.slice(0, firstAttack).some((f) => f.includes("/attack-"))).toBe(false);
+  expect(files.at(-1)).toBe("tests/integration/attack-password-log.test.ts");
+});
