@@ -314,7 +314,7 @@ export async function definitions(c: Q, schemas: string[]): Promise<Record<strin
      UNION ALL
      SELECT pg_describe_object('pg_policy'::regclass, p.oid, 0),
             format('%s %s to %s using %s check %s', CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END, p.polcmd,
-                   (SELECT string_agg(CASE WHEN o = 0 THEN 'public' ELSE pg_get_userbyid(o) END, ',' ORDER BY 1) FROM unnest(p.polroles) o),
+                   (SELECT string_agg(g.n, ',' ORDER BY g.n) FROM unnest(p.polroles) o, LATERAL (SELECT CASE WHEN o = 0 THEN 'public' ELSE pg_get_userbyid(o)::text END AS n) g),
                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
        FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM rel)
      UNION ALL
@@ -586,4 +586,22 @@ export async function unqualifiedCalls(c: Q, schemas: string[]): Promise<{ objec
     if (calls.length) out.push({ object: x.object, fn: x.fn, calls });
   }
   return out;
+}
+
+/**
+ * The target database's own settings, which a migration must leave as they
+ * were (the environment's owner, CONNECT confinement, JWT settings, limit,
+ * comment): read before and after, compared by the verification.
+ */
+export async function databaseState(c: Q, database: string): Promise<Record<string, string>> {
+  const r = await c.query(
+    `SELECT pg_get_userbyid(d.datdba) AS owner, d.datconnlimit::text AS connlimit, coalesce(shobj_description(d.oid, 'pg_database'), '') AS comment,
+            coalesce((SELECT string_agg(g.v, ',' ORDER BY g.v) FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a,
+                        LATERAL (SELECT format('%s=%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type) AS v) g), '') AS acl,
+            coalesce((SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0), '') AS settings
+       FROM pg_database d WHERE d.datname = $1`,
+    [database],
+  );
+  const x = r.rows[0] ?? {};
+  return Object.fromEntries(["owner", "acl", "settings", "connlimit", "comment"].map((k) => [`database ${database}: ${k}`, String(x[k] ?? "")]));
 }

@@ -38,7 +38,7 @@ import { connect, quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import {
-  availableExtensions, CHECKSUM_SETTINGS, copyColumns, definitions, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
+  availableExtensions, CHECKSUM_SETTINGS, copyColumns, databaseState, definitions, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
   listExtensions, listMemberships, listPublications, listRoles, listSchemas, listTables, matviewRefreshOrder, objectCounts, policyRoles,
   probeHashMode, publicationMembers, roleFootprint, schemaOwners, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
   unqualifiedCalls, unreadableLargeObjects, unreadableRelations, type ChecksumTarget, type HashColumn, type HashMode, type LeftBehindDependency, type ObjectCounts, type SequenceState,
@@ -483,6 +483,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const custom = new Set(customRoles(ctx.sourceRoles).map((r) => r.name));
       const holders = placeholderSql(ctx.placeholders);
       const footprint = await roleFootprint(s.source, ctx.placeholders, plan.schemas.migrated);
+      const dbBefore = await databaseState(s.target, opts.targetDb);
+      // Login roles this run creates belong to this database: they may connect to it, and to nothing else.
+      const connectFor = ctx.roles.create.filter((r) => r.login).map((r) => r.name);
       const prelude = [
         "\\set ON_ERROR_STOP on",
         "SET client_min_messages = warning;",
@@ -491,6 +494,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         ...holders.create,
         ...ctx.roles.create.map((r) => createRoleSql(r, passwords[r.name])),
         ...membershipSql(await listMemberships(s.source), custom, ctx.willExist),
+        ...connectFor.map((r) => `GRANT CONNECT ON DATABASE ${quoteIdent(opts.targetDb)} TO ${quoteIdent(r)};`),
         ...extensionSql(ctx.extensions),
         // Schemas the target already has (public) keep their entry out of the script; their owner comes from the source.
         ...Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([n, o]) => `ALTER SCHEMA ${quoteIdent(n)} OWNER TO ${quoteIdent(o.owner)};`),
@@ -575,6 +579,14 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const targetPubsNow = await publicationMembers(s.target, plan.schemas.migrated);
       const superuser = (await s.target.query("SELECT current_user AS u")).rows[0].u as string;
       const targetLos = await largeObjects(s.target);
+      // The database itself comes back as it was: owner, CONNECT confinement (plus the roles created above), settings, limit, comment.
+      const dbAfter = await databaseState(s.target, opts.targetDb);
+      const dbWant = { ...dbBefore };
+      const aclKey = `database ${opts.targetDb}: acl`;
+      if (connectFor.length) {
+        dbWant[aclKey] = [...(dbBefore[aclKey] ? dbBefore[aclKey]!.split(",") : []), ...connectFor.map((r) => `${r}=CONNECT`)].sort().join(",");
+        dbAfter[aclKey] = dbAfter[aclKey]!.split(",").sort().join(",");
+      }
       const leftOutCounts: Partial<ObjectCounts> = {};
       for (const o of ctx.leftOutObjects) if (o.kind) leftOutCounts[o.kind] = (leftOutCounts[o.kind] ?? 0) + 1;
       for (const u of ctx.unreadable) {
@@ -582,8 +594,8 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         leftOutCounts[k] = (leftOutCounts[k] ?? 0) + 1;
       }
       const verification = compareMigration(
-        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: sourceDefs, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
-        { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: targetDefs, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
+        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: { ...sourceDefs, ...dbWant }, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
+        { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: { ...targetDefs, ...dbAfter }, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
         { leftOut: new Set(ctx.leftOutObjects.map((o) => o.object)), leftOutCounts },
       );
       progress("verify", verification.ok ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences, ${verification.definitions.length} definitions and object counts match` : `${verification.mismatches.length} mismatches`);
