@@ -43,7 +43,7 @@ export async function listTables(c: Q, schemas: string[]): Promise<TableInfo[]> 
             CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)
                  ELSE pg_total_relation_size(c.oid) END AS bytes
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r','p','m') AND NOT c.relispartition AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
+      WHERE c.relkind IN ('r','p','m') AND NOT c.relispartition AND (c.relkind <> 'm' OR c.relispopulated) AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
       ORDER BY 1, 2`,
     [schemas],
   );

@@ -350,7 +350,11 @@ async function replaceSql(target: pg.Client): Promise<string[]> {
   const ns = await target.query(
     `SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog','information_schema','public') AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'`,
   );
+  const pubs = await target.query("SELECT pubname FROM pg_publication");
   return [
+    // Large objects and publications live outside any schema: dropping the schemas leaves them behind.
+    "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;",
+    ...pubs.rows.map((r) => `DROP PUBLICATION IF EXISTS ${quoteIdent(r.pubname)};`),
     ...ext.rows.map((r) => `DROP EXTENSION IF EXISTS ${quoteIdent(r.extname)} CASCADE;`),
     ...ns.rows.map((r) => `DROP SCHEMA IF EXISTS ${quoteIdent(r.nspname)} CASCADE;`),
     "DROP SCHEMA public CASCADE;",
@@ -460,14 +464,17 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const toc = parseToc((await run([join(bin.dir, "pg_restore"), "-l", "-v", archive], { timeoutMs: 120_000 })).stdout);
       const unknown = toc.filter((e) => e.desc === "?");
       if (unknown.length) throw new ToolkitError("UNKNOWN_ARCHIVE_ENTRY", `the schema archive holds entries of a kind this toolkit does not know: ${unknown.map((e) => e.line).join("; ")}`, "report it; nothing was changed");
-      const targetSchemas = new Set((await s.target.query("SELECT nspname FROM pg_namespace")).rows.map((r) => r.nspname as string));
+      // --replace drops every schema but public (and the system's) in the same transaction, before the restore.
+      const replacing = !!opts.replace && !plan.target.empty;
+      const targetSchemas = new Set((await s.target.query("SELECT nspname FROM pg_namespace")).rows.map((r) => r.nspname as string)
+        .filter((n) => !replacing || n === "public" || n === "pg_catalog" || n === "information_schema" || n.startsWith("pg_")));
       const owners = await schemaOwners(s.source, plan.schemas.migrated);
       const existingSchemaOids = new Set(Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([, o]) => o.oid));
       const leaveOut = new Set(ctx.leftOutObjects.map((o) => `${o.classid}/${o.objid}`));
       const selection = selectToc(toc, {
         // Table data is streamed by us; large-object contents too (pg_restore's BLOBS section commits on its own);
         // extensions are created by extensionSql(); materialized views are refreshed and sequences set from the catalog.
-        skipDescs: new Set(["TABLE DATA", "BLOBS", "BLOB DATA", "SEQUENCE SET", "MATERIALIZED VIEW DATA", "EXTENSION", "DATABASE", "DATABASE PROPERTIES",
+        skipDescs: new Set(["TABLE DATA", "BLOBS", "BLOB DATA", "LARGE OBJECTS", "SEQUENCE SET", "MATERIALIZED VIEW DATA", "EXTENSION", "DATABASE", "DATABASE PROPERTIES",
           "SECURITY LABEL", "EVENT TRIGGER", "SUBSCRIPTION", "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA"]),
         leaveOut: (classid, objid) => leaveOut.has(`${classid}/${objid}`),
         replaced: (classid, objid) => classid === 2615 && existingSchemaOids.has(objid),
@@ -501,7 +508,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         "",
       ].join("\n");
       const matviews = await matviewRefreshOrder(s.source, plan.schemas.migrated);
-      const targetPubs = new Set((await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string));
+      const targetPubs = new Set(replacing ? [] : (await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string));
       const sourceSeq: Record<string, SequenceState> = await sequenceStates(s.source, plan.schemas.migrated);
       const postlude = [
         "SET session_replication_role = DEFAULT;",
