@@ -234,10 +234,12 @@ export interface ObjectCounts {
   indexes: number;
 }
 
-export async function objectCounts(c: Q, schemas: string[]): Promise<ObjectCounts> {
+/** leftOutRels: relations left out on purpose (tables the login cannot read): not counted, nor their indexes, triggers, policies. */
+export async function objectCounts(c: Q, schemas: string[], leftOutRels: number[] = []): Promise<ObjectCounts> {
   const r = await c.query(
     `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)),
-          rel AS (SELECT c.* FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
+          rel AS (SELECT c.* FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.oid <> ALL($2::oid[])
+                    AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = ANY($2::oid[])) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
      SELECT (SELECT count(*) FROM rel WHERE relkind IN ('r','p'))::int AS tables,
             (SELECT count(*) FROM rel WHERE relkind IN ('v','m'))::int AS views,
             (SELECT count(*) FROM rel WHERE relkind = 'S')::int AS sequences,
@@ -246,7 +248,7 @@ export async function objectCounts(c: Q, schemas: string[]): Promise<ObjectCount
             (SELECT count(*) FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid IN (SELECT oid FROM rel))::int AS triggers,
             (SELECT count(*) FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM rel))::int AS policies,
             (SELECT count(*) FROM pg_constraint k WHERE k.contype = 'f' AND k.conrelid IN (SELECT oid FROM rel))::int AS "foreignKeys"`,
-    [schemas],
+    [schemas, leftOutRels],
   );
   return r.rows[0] as ObjectCounts;
 }
@@ -302,10 +304,10 @@ export async function serverVersion(c: Q): Promise<{ num: number; text: string }
  * enum labels in order. Read with CHECKSUM_SETTINGS (search_path =
  * pg_catalog), so names print qualified the same way on both sides.
  */
-export async function definitions(c: Q, schemas: string[]): Promise<Record<string, string>> {
+export async function definitions(c: Q, schemas: string[], leftOutRels: number[] = []): Promise<Record<string, string>> {
   const r = await c.query(
     `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)),
-          rel AS (SELECT c.oid, c.relkind FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
+          rel AS (SELECT c.oid, c.relkind FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.oid <> ALL($2::oid[]) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
      SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0) AS k,
             'prosrc md5 ' || md5(coalesce(p.prosrc, '')) || CASE WHEN p.prokind IN ('f','p') THEN ', definition md5 ' || md5(pg_get_functiondef(p.oid)) ELSE '' END AS v
        FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("p", "pg_proc")}
@@ -333,7 +335,7 @@ export async function definitions(c: Q, schemas: string[]): Promise<Record<strin
        FROM pg_type t WHERE t.typtype = 'e' AND t.typnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("t", "pg_type")}
      UNION ALL
      SELECT 'materialized view ' || rel.oid::regclass::text || ' populated', (SELECT relispopulated::text FROM pg_class WHERE oid = rel.oid) FROM rel WHERE relkind = 'm'`,
-    [schemas],
+    [schemas, leftOutRels],
   );
   const out: Record<string, string> = {};
   for (const x of r.rows) out[x.k] = x.v ?? "";

@@ -573,8 +573,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       timings.data = lap();
       // Verification.
       progress("verify", `checksumming ${plan.tables.length} tables on the target`);
-      const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated);
-      const sourceDefs = await definitions(s.source, plan.schemas.migrated);
+      const unreadableOids = ctx.unreadable.map((u) => u.oid);
+      const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated, unreadableOids);
+      const sourceDefs = await definitions(s.source, plan.schemas.migrated, unreadableOids);
       const sourcePubs = await publicationMembers(s.source, plan.schemas.migrated);
       const loMap = (rows: { oid: number; owner: string; md5: string }[], owner: (r: string) => string) =>
         Object.fromEntries(rows.map((l) => [`large object ${l.oid}`, `md5 ${l.md5} owner ${owner(l.owner)}`]));
@@ -596,10 +597,6 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       }
       const leftOutCounts: Partial<ObjectCounts> = {};
       for (const o of ctx.leftOutObjects) if (o.kind) leftOutCounts[o.kind] = (leftOutCounts[o.kind] ?? 0) + 1;
-      for (const u of ctx.unreadable) {
-        const k = u.kind === "sequence" ? "sequences" : u.kind === "materialized view" ? "views" : "tables";
-        leftOutCounts[k] = (leftOutCounts[k] ?? 0) + 1;
-      }
       const verification = compareMigration(
         { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: { ...sourceDefs, ...dbWant }, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
         { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: { ...targetDefs, ...dbAfter }, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
