@@ -13,7 +13,9 @@
  * target with its exact name and rows, and the migration verifies.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import pg from "pg";
 import { connect, quoteIdent } from "../../scripts/lib/pg";
 import { generateSecret } from "../../scripts/lib/secrets";
@@ -30,6 +32,8 @@ const COLUMN = `(y int); COPY (SELECT 1) TO '${MARKER}'; --`;
 let source: ScratchPg;
 const attackerPw = generateSecret(20);
 registerSecret(attackerPw);
+const OS_ATTACKER = "pgp-migrate-attacker"; // an unprivileged local user, created and removed here
+const ROOT = join(import.meta.dir, "../..");
 
 async function dropOurs() {
   const c = await connect(cfg);
@@ -43,6 +47,9 @@ async function dropOurs() {
 
 beforeAll(async () => {
   rmSync(MARKER, { force: true });
+  spawnSync("userdel", [OS_ATTACKER]);
+  const u = spawnSync("useradd", ["--no-create-home", "--shell", "/usr/sbin/nologin", OS_ATTACKER], { encoding: "utf8" });
+  if (u.status !== 0) throw new Error(`useradd ${OS_ATTACKER}: ${u.stderr}`);
   await dropOurs();
   source = await startScratchPg({ host: scratchAddress(cfg).replace(/\.50$/, ".53"), name: "attack-migrate" });
   await source.psql("postgres", `CREATE ROLE ${quoteIdent(ATTACKER)} LOGIN PASSWORD '${attackerPw}'; GRANT CREATE ON SCHEMA public TO ${quoteIdent(ATTACKER)};`);
@@ -60,6 +67,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   rmSync(MARKER, { force: true });
+  spawnSync("userdel", [OS_ATTACKER]);
   await dropOurs().catch(() => {});
   await source?.stop();
 }, 120_000);
@@ -83,3 +91,39 @@ test("attack: a source table whose quoted name spans lines runs SQL as the targe
     await c.end();
   }
 }, 180_000);
+
+/** Run `make` with these arguments while the unprivileged user reads every process's command line; returns both. */
+async function makeWhileWatched(args: string[], env: Record<string, string>) {
+  const watcher = spawn("runuser", ["-u", OS_ATTACKER, "--", "sh", "-c", "while :; do ps -e -ww -o args=; done"], { stdio: ["ignore", "pipe", "ignore"] });
+  let seen = "";
+  watcher.stdout.on("data", (d) => (seen += d));
+  await Bun.sleep(300);
+  const r = spawnSync("make", ["-s", "migrate-saas", ...args], { cwd: ROOT, env: { ...process.env, STACK: cfg.stack, ...env }, encoding: "utf8", timeout: 300_000 });
+  watcher.kill("SIGTERM");
+  await new Promise((res) => watcher.on("close", res));
+  return { code: r.status, out: (r.stdout ?? "") + (r.stderr ?? ""), seen };
+}
+
+test("attack: a local user reads the cloud password from make's command line", async () => {
+  // The README's old form: the URL on make's command line, in every process list. Refused before anything runs.
+  const url = source.url();
+  const refused = spawnSync("make", ["-s", "migrate-saas", `SOURCE_DB_URL=${url}`, `TARGET_DB=${TARGET}`, "PLAN=1"], { cwd: ROOT, env: { ...process.env, STACK: cfg.stack, SOURCE_TLS_INSECURE: "1" }, encoding: "utf8" });
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toContain("error [SOURCE_URL_ON_COMMAND_LINE]");
+  expect(refused.stderr).toContain("SOURCE_ENV=<file>");
+  // The documented form: a 0600 file. The watcher sees the run (so it could look) but never the password.
+  const dir = mkdtempSync("/tmp/pgp-migrate-env-");
+  const file = join(dir, "source.env");
+  writeFileSync(file, `SOURCE_DB_URL=${url}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  try {
+    const r = await makeWhileWatched([`SOURCE_ENV=${file}`, `TARGET_DB=${TARGET}`, "PLAN=1", "ARGS=--json"], { SOURCE_TLS_INSECURE: "1" });
+    expect(r.out).toContain('"plan"');
+    // (booleans: a failure must not print what the watcher saw of other processes)
+    expect(r.seen.includes(`migrate-saas SOURCE_ENV=${file}`)).toBe(true);
+    expect(r.seen.includes(source.password)).toBe(false);
+    expect(r.seen.includes(encodeURIComponent(source.password))).toBe(false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 300_000);
