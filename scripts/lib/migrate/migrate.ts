@@ -228,6 +228,9 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   for (const u of await unqualifiedCalls(source, schemas.migrated)) {
     blockers.push(`${u.object} calls ${u.fn}, whose body calls ${u.calls.join(", ")} without a schema: pg_dump restores with an empty search_path, so it cannot be created; on the source, qualify the call (e.g. public.${u.calls[0]}(...)) or ALTER FUNCTION ${u.fn} SET search_path = public`);
   }
+  // Kinds pg_restore is told to leave out: say so instead of dropping them silently.
+  const labels = Number((await source.query("SELECT count(*) AS n FROM pg_seclabels WHERE objnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))", [schemas.migrated])).rows[0].n);
+  if (labels) warnings.push(`${labels} security label(s) (e.g. pgsodium column encryption) on migrated objects are not carried: their label providers are Supabase's`);
   if (src.insecureTls) warnings.push(`INSECURE: the source's TLS certificate is NOT verified (--insecure-source-tls, sslmode=${src.sslmode}): use this only for a local or test source`);
   const los = await largeObjects(source);
   const hiddenLos = await unreadableLargeObjects(source);
@@ -364,13 +367,29 @@ async function replaceSql(target: pg.Client): Promise<string[]> {
   ];
 }
 
+/**
+ * One caller at a time on the source's snapshot session: a hash probe runs
+ * inside a savepoint, and a query slipped in between a failed probe and its
+ * ROLLBACK TO would fail on the aborted transaction.
+ */
+const serial = () => {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(fn: () => Promise<T>): Promise<T> => {
+    const r = tail.then(fn);
+    tail = r.catch(() => {});
+    return r;
+  };
+};
+
 /** Source side, in the snapshot transaction: also decides each table's hash mode for the target. */
-async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[], modes: Map<string, HashMode>): Promise<Record<string, TableFingerprint>> {
+async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[], modes: Map<string, HashMode>, exclusive: ReturnType<typeof serial>): Promise<Record<string, TableFingerprint>> {
   const out: Record<string, TableFingerprint> = {};
   for (const t of tables) {
-    const mode = await probeHashMode(c, t);
-    modes.set(tableKey(t), mode);
-    out[tableKey(t)] = await fingerprintTable(c, t, mode);
+    await exclusive(async () => {
+      const mode = await probeHashMode(c, t);
+      modes.set(tableKey(t), mode);
+      out[tableKey(t)] = await fingerprintTable(c, t, mode);
+    });
   }
   return out;
 }
@@ -409,7 +428,7 @@ export function copyStatements(t: { schema: string; name: string; kind: TableInf
   const select = columns.length ? cols : "";
   return {
     out: `COPY (SELECT ${select} FROM ${t.kind === "partitioned" ? "" : "ONLY "}${qn(t)}) TO STDOUT`,
-    into: `COPY ${qn(t)} (${cols}) FROM stdin${t.kind === "table" ? " WITH (FREEZE)" : ""};`,
+    into: `COPY ${qn(t)}${columns.length ? ` (${cols})` : ""} FROM stdin${t.kind === "table" ? " WITH (FREEZE)" : ""};`,
   };
 }
 
@@ -546,6 +565,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       ];
       const los = await largeObjects(s.source);
       const modes = new Map<string, HashMode>();
+      const exclusive = serial();
       const feed = (async () => {
         await ld.write(prelude);
         await ld.write(pre);
@@ -556,7 +576,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         }
         for (const lo of los) {
           for (let off = 0; off < lo.bytes; off += LO_CHUNK) {
-            const r = await s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [lo.oid, off, LO_CHUNK]);
+            const r = await exclusive(() => s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [lo.oid, off, LO_CHUNK]));
             await ld.write(`SELECT pg_catalog.lo_put(${lo.oid}, ${off}, '\\x${r.rows[0].h}'::bytea);\n`);
           }
         }
@@ -566,7 +586,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         }
         return ld.finish(postlude);
       })();
-      const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes)]);
+      const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes, exclusive)]);
       loader = undefined;
       progress("data", `committed: ${formatBytes(piped.bytes)} in ${(piped.ms / 1000).toFixed(1)} s (${formatBytes((piped.bytes / piped.ms) * 1000)}/s)`);
 
