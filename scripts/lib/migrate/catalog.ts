@@ -607,3 +607,22 @@ export async function databaseState(c: Q, database: string): Promise<Record<stri
   const x = r.rows[0] ?? {};
   return Object.fromEntries(["owner", "acl", "settings", "connlimit", "comment"].map((k) => [`database ${database}: ${k}`, String(x[k] ?? "")]));
 }
+
+/**
+ * User functions the load itself runs: generated columns and CHECK/domain
+ * constraints are evaluated by COPY, i.e. as the migrating superuser (index
+ * expressions and materialized-view refreshes run as the table's owner,
+ * PostgreSQL's security-restricted operations). PLAN names them.
+ */
+export async function functionsRunByLoad(c: Q, schemas: string[]): Promise<{ object: string; fn: string }[]> {
+  const r = await c.query(
+    `SELECT DISTINCT pg_describe_object(d.classid, d.objid, 0) AS object, p.oid::regprocedure::text AS fn
+       FROM pg_depend d JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = p.oid
+      WHERE p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)) AND d.deptype = 'n'
+        AND ((d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum WHERE ad.oid = d.objid AND a.attgenerated <> ''))
+          OR (d.classid = 'pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.oid = d.objid AND k.contype = 'c')))
+      ORDER BY 1, 2`,
+    [schemas],
+  );
+  return r.rows;
+}

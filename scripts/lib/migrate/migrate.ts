@@ -38,7 +38,7 @@ import { connect, quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import {
-  availableExtensions, CHECKSUM_SETTINGS, copyColumns, databaseState, definitions, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
+  availableExtensions, CHECKSUM_SETTINGS, copyColumns, databaseState, definitions, functionsRunByLoad, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
   listExtensions, listMemberships, listPublications, listRoles, listSchemas, listTables, matviewRefreshOrder, objectCounts, policyRoles,
   probeHashMode, publicationMembers, roleFootprint, schemaOwners, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
   unqualifiedCalls, unreadableLargeObjects, unreadableRelations, type ChecksumTarget, type HashColumn, type HashMode, type LeftBehindDependency, type ObjectCounts, type SequenceState,
@@ -230,6 +230,8 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   }
   // Kinds pg_restore is told to leave out: say so instead of dropping them silently.
   const labels = Number((await source.query("SELECT count(*) AS n FROM pg_seclabels WHERE objnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))", [schemas.migrated])).rows[0].n);
+  const runByLoad = await functionsRunByLoad(source, schemas.migrated);
+  if (runByLoad.length) warnings.push(`the load runs these functions of the source as the cluster's superuser (generated columns, CHECK constraints): ${runByLoad.map((f) => `${f.fn} (${f.object})`).join("; ")}: check them before migrating a project you do not control`);
   if (labels) warnings.push(`${labels} security label(s) (e.g. pgsodium column encryption) on migrated objects are not carried: their label providers are Supabase's`);
   if (src.insecureTls) warnings.push(`INSECURE: the source's TLS certificate is NOT verified (--insecure-source-tls, sslmode=${src.sslmode}): use this only for a local or test source`);
   const los = await largeObjects(source);
