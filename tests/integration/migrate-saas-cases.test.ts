@@ -38,7 +38,7 @@ const onSource = async <T>(db: string, fn: (c: pg.Client) => Promise<T>, user = 
   const c = new pg.Client({ host: source.host, port: source.port, user, password: password ?? source.password, database: db, ssl: { ca: readFileSync(join(certDir, "ca.crt"), "utf8") } });
   await c.connect();
   try {
-    await c.query("SET TimeZone = 'UTC'");
+    await c.query("SET TimeZone = 'UTC'; SET DateStyle = ISO; SET IntervalStyle = postgres");
     return await fn(c);
   } finally {
     await c.end();
@@ -48,7 +48,7 @@ const onSource = async <T>(db: string, fn: (c: pg.Client) => Promise<T>, user = 
 const onTarget = async <T>(db: string, fn: (c: pg.Client) => Promise<T>): Promise<T> => {
   const c = await connect(cfg, { database: db });
   try {
-    await c.query("SET TimeZone = 'UTC'");
+    await c.query("SET TimeZone = 'UTC'; SET DateStyle = ISO; SET IntervalStyle = postgres");
     return await fn(c);
   } finally {
     await c.end();
@@ -112,6 +112,8 @@ beforeAll(async () => {
   for (const c of ["01-webhook-trigger", "03-hash-partition-enum", "04-function-body-lines", "05-enum-checksum", "06-large-objects", "07-unlogged-table",
     "09-realtime-publication", "11-inheritance", "15-plain-matview"]) await source.psql("cases", join(CASES, `${c}.sql`), { file: true });
   await source.psql("cases", HOSTILE, { file: true });
+  // The source's sessions print dates day-first and intervals SQL-style: the copy must not depend on it.
+  await source.psql("postgres", "ALTER DATABASE cases SET DateStyle = 'SQL, DMY'; ALTER DATABASE cases SET IntervalStyle = 'sql_standard'");
   await source.psql("cases_gen", join(CASES, "08-generated-search-path.sql"), { file: true });
   await source.psql("cases_nonsuper", join(CASES, "10-nonsuperuser-source.sql"), { file: true });
   ownerPw = generateSecret(20);
@@ -213,7 +215,7 @@ describe("migrate-saas: the cases and the hostile fixture, migrated and compared
   test("every table's rows are identical (text of every row, sorted), partitioned and inheritance trees included", async () => {
     const tables = report.verification.tables.map((t: { table: string }) => t.table);
     expect(tables).toEqual(expect.arrayContaining(["public.feelings", "public.usage_events", "public.readings", "public.readings_2024", "public.readings_2025",
-      "public.session_cache", "public.documents", "public.palette", "public.events", "public.tags", "public.sales_by_region", "public.top_region", "public.raw_json", "public.no_columns",
+      "public.session_cache", "public.documents", "public.palette", "public.events", "public.tags", "public.sales_by_region", "public.top_region", "public.raw_json", "public.no_columns", "public.durations",
       'Odd Schema.line\nbreak "quoted" GRANT ALL ON x TO supabase_admin;']));
     for (const t of report.verification.tables as { table: string }[]) {
       const [schema, ...rest] = t.table.split(".");

@@ -563,18 +563,22 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const cols = await copyColumns(s.source, loaded);
       const readCmd = (sql: string) => [
         join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+        // pg_dump's own output settings: dates, intervals and floats in forms every server reads back exactly.
+        "-c", "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0",
         "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`, "-c", sql,
       ];
+      // Both ends speak UTF8 whatever this machine's locale (pg_restore's script set the source's encoding before).
+      const readEnv = { ...env, PGCLIENTENCODING: "UTF8" };
       const los = await largeObjects(s.source);
       const modes = new Map<string, HashMode>();
       const exclusive = serial();
       const feed = (async () => {
         await ld.write(prelude);
         await ld.write(pre);
-        await ld.write("\nSET session_replication_role = replica;\nRESET search_path;\n");
+        await ld.write("\nSET session_replication_role = replica;\nRESET search_path;\nSET client_encoding = 'UTF8';\n");
         for (const t of loaded) {
           const c = copyStatements(t, cols.get(tableKey(t)) ?? []);
-          await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env });
+          await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env: readEnv });
         }
         for (const lo of los) {
           for (let off = 0; off < lo.bytes; off += LO_CHUNK) {
