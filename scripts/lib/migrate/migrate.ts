@@ -563,8 +563,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const cols = await copyColumns(s.source, loaded);
       const readCmd = (sql: string) => [
         join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-        // pg_dump's own output settings: dates, intervals and floats in forms every server reads back exactly.
-        "-c", "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0",
+        // pg_dump's own output settings: dates, intervals and floats in forms every server reads back exactly,
+        // reg* values schema-qualified, and an error rather than rows silently hidden by row-level security.
+        "-c", "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0; SET search_path = ''; SET row_security = off",
         "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`, "-c", sql,
       ];
       // Both ends speak UTF8 whatever this machine's locale (pg_restore's script set the source's encoding before).
