@@ -146,6 +146,8 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
       const r = migrate(["--target-db", FAIL]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("RESTORE_FAILED");
+      // The object psql was on and the server's own error line.
+      expect(r.stderr).toContain("restore into the target failed while creating FK CONSTRAINT public.todos todos_user_id_fkey: ERROR:  insert or update on table \"todos\" violates foreign key constraint \"todos_user_id_fkey\"");
       expect(r.stderr).toContain("target is unchanged");
       await onTarget(FAIL, async (c) => {
         expect(await count(c, "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('auth','storage','billing','extensions')")).toBe(0);

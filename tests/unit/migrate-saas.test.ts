@@ -240,6 +240,7 @@ describe("data: our own COPY per table", () => {
       out: `COPY (SELECT "tier", "id" FROM "public"."usage_events") TO STDOUT`,
       into: `COPY "public"."usage_events" ("tier", "id") FROM stdin;`,
     });
+    expect(copyStatements({ schema: "public", name: "empty", kind: "table" }, []).into).toBe(`COPY "public"."empty" FROM stdin WITH (FREEZE);`);
     expect(copyStatements({ schema: "public", name: "x\nCOPY y FROM stdin;\n\"", kind: "table" }, ["a\nb"]).into).toBe(
       `COPY "public"."x\nCOPY y FROM stdin;\n""" ("a\nb") FROM stdin WITH (FREEZE);`,
     );

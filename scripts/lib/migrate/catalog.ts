@@ -43,7 +43,7 @@ export async function listTables(c: Q, schemas: string[]): Promise<TableInfo[]> 
             CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)
                  ELSE pg_total_relation_size(c.oid) END AS bytes
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r','p','m') AND NOT c.relispartition AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
+      WHERE c.relkind IN ('r','p','m') AND NOT c.relispartition AND (c.relkind <> 'm' OR c.relispopulated) AND n.nspname = ANY($1) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")}
       ORDER BY 1, 2`,
     [schemas],
   );
@@ -234,10 +234,12 @@ export interface ObjectCounts {
   indexes: number;
 }
 
-export async function objectCounts(c: Q, schemas: string[]): Promise<ObjectCounts> {
+/** leftOutRels: relations left out on purpose (tables the login cannot read): not counted, nor their indexes, triggers, policies. */
+export async function objectCounts(c: Q, schemas: string[], leftOutRels: number[] = []): Promise<ObjectCounts> {
   const r = await c.query(
     `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)),
-          rel AS (SELECT c.* FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
+          rel AS (SELECT c.* FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.oid <> ALL($2::oid[])
+                    AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = c.oid AND i.indrelid = ANY($2::oid[])) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
      SELECT (SELECT count(*) FROM rel WHERE relkind IN ('r','p'))::int AS tables,
             (SELECT count(*) FROM rel WHERE relkind IN ('v','m'))::int AS views,
             (SELECT count(*) FROM rel WHERE relkind = 'S')::int AS sequences,
@@ -246,7 +248,7 @@ export async function objectCounts(c: Q, schemas: string[]): Promise<ObjectCount
             (SELECT count(*) FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid IN (SELECT oid FROM rel))::int AS triggers,
             (SELECT count(*) FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM rel))::int AS policies,
             (SELECT count(*) FROM pg_constraint k WHERE k.contype = 'f' AND k.conrelid IN (SELECT oid FROM rel))::int AS "foreignKeys"`,
-    [schemas],
+    [schemas, leftOutRels],
   );
   return r.rows[0] as ObjectCounts;
 }
@@ -302,10 +304,10 @@ export async function serverVersion(c: Q): Promise<{ num: number; text: string }
  * enum labels in order. Read with CHECKSUM_SETTINGS (search_path =
  * pg_catalog), so names print qualified the same way on both sides.
  */
-export async function definitions(c: Q, schemas: string[]): Promise<Record<string, string>> {
+export async function definitions(c: Q, schemas: string[], leftOutRels: number[] = []): Promise<Record<string, string>> {
   const r = await c.query(
     `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)),
-          rel AS (SELECT c.oid, c.relkind FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
+          rel AS (SELECT c.oid, c.relkind FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.oid <> ALL($2::oid[]) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
      SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0) AS k,
             'prosrc md5 ' || md5(coalesce(p.prosrc, '')) || CASE WHEN p.prokind IN ('f','p') THEN ', definition md5 ' || md5(pg_get_functiondef(p.oid)) ELSE '' END AS v
        FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("p", "pg_proc")}
@@ -314,7 +316,7 @@ export async function definitions(c: Q, schemas: string[]): Promise<Record<strin
      UNION ALL
      SELECT pg_describe_object('pg_policy'::regclass, p.oid, 0),
             format('%s %s to %s using %s check %s', CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END, p.polcmd,
-                   (SELECT string_agg(CASE WHEN o = 0 THEN 'public' ELSE pg_get_userbyid(o) END, ',' ORDER BY 1) FROM unnest(p.polroles) o),
+                   (SELECT string_agg(g.n, ',' ORDER BY g.n) FROM unnest(p.polroles) o, LATERAL (SELECT CASE WHEN o = 0 THEN 'public' ELSE pg_get_userbyid(o)::text END AS n) g),
                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
        FROM pg_policy p WHERE p.polrelid IN (SELECT oid FROM rel)
      UNION ALL
@@ -333,7 +335,7 @@ export async function definitions(c: Q, schemas: string[]): Promise<Record<strin
        FROM pg_type t WHERE t.typtype = 'e' AND t.typnamespace IN (SELECT oid FROM ns) AND ${NOT_EXTENSION_MEMBER("t", "pg_type")}
      UNION ALL
      SELECT 'materialized view ' || rel.oid::regclass::text || ' populated', (SELECT relispopulated::text FROM pg_class WHERE oid = rel.oid) FROM rel WHERE relkind = 'm'`,
-    [schemas],
+    [schemas, leftOutRels],
   );
   const out: Record<string, string> = {};
   for (const x of r.rows) out[x.k] = x.v ?? "";
@@ -586,4 +588,41 @@ export async function unqualifiedCalls(c: Q, schemas: string[]): Promise<{ objec
     if (calls.length) out.push({ object: x.object, fn: x.fn, calls });
   }
   return out;
+}
+
+/**
+ * The target database's own settings, which a migration must leave as they
+ * were (the environment's owner, CONNECT confinement, JWT settings, limit,
+ * comment): read before and after, compared by the verification.
+ */
+export async function databaseState(c: Q, database: string): Promise<Record<string, string>> {
+  const r = await c.query(
+    `SELECT pg_get_userbyid(d.datdba) AS owner, d.datconnlimit::text AS connlimit, coalesce(shobj_description(d.oid, 'pg_database'), '') AS comment,
+            coalesce((SELECT string_agg(g.v, ',' ORDER BY g.v) FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a,
+                        LATERAL (SELECT format('%s=%s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type) AS v) g), '') AS acl,
+            coalesce((SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0), '') AS settings
+       FROM pg_database d WHERE d.datname = $1`,
+    [database],
+  );
+  const x = r.rows[0] ?? {};
+  return Object.fromEntries(["owner", "acl", "settings", "connlimit", "comment"].map((k) => [`database ${database}: ${k}`, String(x[k] ?? "")]));
+}
+
+/**
+ * User functions the load itself runs: generated columns and CHECK/domain
+ * constraints are evaluated by COPY, i.e. as the migrating superuser (index
+ * expressions and materialized-view refreshes run as the table's owner,
+ * PostgreSQL's security-restricted operations). PLAN names them.
+ */
+export async function functionsRunByLoad(c: Q, schemas: string[]): Promise<{ object: string; fn: string }[]> {
+  const r = await c.query(
+    `SELECT DISTINCT pg_describe_object(d.classid, d.objid, 0) AS object, p.oid::regprocedure::text AS fn
+       FROM pg_depend d JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND d.refobjid = p.oid
+      WHERE p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)) AND d.deptype = 'n'
+        AND ((d.classid = 'pg_attrdef'::regclass AND EXISTS (SELECT 1 FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum WHERE ad.oid = d.objid AND a.attgenerated <> ''))
+          OR (d.classid = 'pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.oid = d.objid AND k.contype = 'c')))
+      ORDER BY 1, 2`,
+    [schemas],
+  );
+  return r.rows;
 }

@@ -38,7 +38,7 @@ import { connect, quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import {
-  availableExtensions, CHECKSUM_SETTINGS, copyColumns, definitions, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
+  availableExtensions, CHECKSUM_SETTINGS, copyColumns, databaseState, definitions, functionsRunByLoad, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
   listExtensions, listMemberships, listPublications, listRoles, listSchemas, listTables, matviewRefreshOrder, objectCounts, policyRoles,
   probeHashMode, publicationMembers, roleFootprint, schemaOwners, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
   unqualifiedCalls, unreadableLargeObjects, unreadableRelations, type ChecksumTarget, type HashColumn, type HashMode, type LeftBehindDependency, type ObjectCounts, type SequenceState,
@@ -228,6 +228,11 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   for (const u of await unqualifiedCalls(source, schemas.migrated)) {
     blockers.push(`${u.object} calls ${u.fn}, whose body calls ${u.calls.join(", ")} without a schema: pg_dump restores with an empty search_path, so it cannot be created; on the source, qualify the call (e.g. public.${u.calls[0]}(...)) or ALTER FUNCTION ${u.fn} SET search_path = public`);
   }
+  // Kinds pg_restore is told to leave out: say so instead of dropping them silently.
+  const labels = Number((await source.query("SELECT count(*) AS n FROM pg_seclabels WHERE objnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))", [schemas.migrated])).rows[0].n);
+  const runByLoad = await functionsRunByLoad(source, schemas.migrated);
+  if (runByLoad.length) warnings.push(`the load runs these functions of the source as the cluster's superuser (generated columns, CHECK constraints): ${runByLoad.map((f) => `${f.fn} (${f.object})`).join("; ")}: check them before migrating a project you do not control`);
+  if (labels) warnings.push(`${labels} security label(s) (e.g. pgsodium column encryption) on migrated objects are not carried: their label providers are Supabase's`);
   if (src.insecureTls) warnings.push(`INSECURE: the source's TLS certificate is NOT verified (--insecure-source-tls, sslmode=${src.sslmode}): use this only for a local or test source`);
   const los = await largeObjects(source);
   const hiddenLos = await unreadableLargeObjects(source);
@@ -350,7 +355,11 @@ async function replaceSql(target: pg.Client): Promise<string[]> {
   const ns = await target.query(
     `SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog','information_schema','public') AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'`,
   );
+  const pubs = await target.query("SELECT pubname FROM pg_publication");
   return [
+    // Large objects and publications live outside any schema: dropping the schemas leaves them behind.
+    "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;",
+    ...pubs.rows.map((r) => `DROP PUBLICATION IF EXISTS ${quoteIdent(r.pubname)};`),
     ...ext.rows.map((r) => `DROP EXTENSION IF EXISTS ${quoteIdent(r.extname)} CASCADE;`),
     ...ns.rows.map((r) => `DROP SCHEMA IF EXISTS ${quoteIdent(r.nspname)} CASCADE;`),
     "DROP SCHEMA public CASCADE;",
@@ -360,13 +369,29 @@ async function replaceSql(target: pg.Client): Promise<string[]> {
   ];
 }
 
+/**
+ * One caller at a time on the source's snapshot session: a hash probe runs
+ * inside a savepoint, and a query slipped in between a failed probe and its
+ * ROLLBACK TO would fail on the aborted transaction.
+ */
+const serial = () => {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(fn: () => Promise<T>): Promise<T> => {
+    const r = tail.then(fn);
+    tail = r.catch(() => {});
+    return r;
+  };
+};
+
 /** Source side, in the snapshot transaction: also decides each table's hash mode for the target. */
-async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[], modes: Map<string, HashMode>): Promise<Record<string, TableFingerprint>> {
+async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[], modes: Map<string, HashMode>, exclusive: ReturnType<typeof serial>): Promise<Record<string, TableFingerprint>> {
   const out: Record<string, TableFingerprint> = {};
   for (const t of tables) {
-    const mode = await probeHashMode(c, t);
-    modes.set(tableKey(t), mode);
-    out[tableKey(t)] = await fingerprintTable(c, t, mode);
+    await exclusive(async () => {
+      const mode = await probeHashMode(c, t);
+      modes.set(tableKey(t), mode);
+      out[tableKey(t)] = await fingerprintTable(c, t, mode);
+    });
   }
   return out;
 }
@@ -405,7 +430,7 @@ export function copyStatements(t: { schema: string; name: string; kind: TableInf
   const select = columns.length ? cols : "";
   return {
     out: `COPY (SELECT ${select} FROM ${t.kind === "partitioned" ? "" : "ONLY "}${qn(t)}) TO STDOUT`,
-    into: `COPY ${qn(t)} (${cols}) FROM stdin${t.kind === "table" ? " WITH (FREEZE)" : ""};`,
+    into: `COPY ${qn(t)}${columns.length ? ` (${cols})` : ""} FROM stdin${t.kind === "table" ? " WITH (FREEZE)" : ""};`,
   };
 }
 
@@ -460,14 +485,17 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const toc = parseToc((await run([join(bin.dir, "pg_restore"), "-l", "-v", archive], { timeoutMs: 120_000 })).stdout);
       const unknown = toc.filter((e) => e.desc === "?");
       if (unknown.length) throw new ToolkitError("UNKNOWN_ARCHIVE_ENTRY", `the schema archive holds entries of a kind this toolkit does not know: ${unknown.map((e) => e.line).join("; ")}`, "report it; nothing was changed");
-      const targetSchemas = new Set((await s.target.query("SELECT nspname FROM pg_namespace")).rows.map((r) => r.nspname as string));
+      // --replace drops every schema but public (and the system's) in the same transaction, before the restore.
+      const replacing = !!opts.replace && !plan.target.empty;
+      const targetSchemas = new Set((await s.target.query("SELECT nspname FROM pg_namespace")).rows.map((r) => r.nspname as string)
+        .filter((n) => !replacing || n === "public" || n === "pg_catalog" || n === "information_schema" || n.startsWith("pg_")));
       const owners = await schemaOwners(s.source, plan.schemas.migrated);
       const existingSchemaOids = new Set(Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([, o]) => o.oid));
       const leaveOut = new Set(ctx.leftOutObjects.map((o) => `${o.classid}/${o.objid}`));
       const selection = selectToc(toc, {
         // Table data is streamed by us; large-object contents too (pg_restore's BLOBS section commits on its own);
         // extensions are created by extensionSql(); materialized views are refreshed and sequences set from the catalog.
-        skipDescs: new Set(["TABLE DATA", "BLOBS", "BLOB DATA", "SEQUENCE SET", "MATERIALIZED VIEW DATA", "EXTENSION", "DATABASE", "DATABASE PROPERTIES",
+        skipDescs: new Set(["TABLE DATA", "BLOBS", "BLOB DATA", "LARGE OBJECTS", "SEQUENCE SET", "MATERIALIZED VIEW DATA", "EXTENSION", "DATABASE", "DATABASE PROPERTIES",
           "SECURITY LABEL", "EVENT TRIGGER", "SUBSCRIPTION", "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA"]),
         leaveOut: (classid, objid) => leaveOut.has(`${classid}/${objid}`),
         replaced: (classid, objid) => classid === 2615 && existingSchemaOids.has(objid),
@@ -483,6 +511,9 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const custom = new Set(customRoles(ctx.sourceRoles).map((r) => r.name));
       const holders = placeholderSql(ctx.placeholders);
       const footprint = await roleFootprint(s.source, ctx.placeholders, plan.schemas.migrated);
+      const dbBefore = await databaseState(s.target, opts.targetDb);
+      // Login roles this run creates belong to this database: they may connect to it, and to nothing else.
+      const connectFor = ctx.roles.create.filter((r) => r.login).map((r) => r.name);
       const prelude = [
         "\\set ON_ERROR_STOP on",
         "SET client_min_messages = warning;",
@@ -491,13 +522,14 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         ...holders.create,
         ...ctx.roles.create.map((r) => createRoleSql(r, passwords[r.name])),
         ...membershipSql(await listMemberships(s.source), custom, ctx.willExist),
+        ...connectFor.map((r) => `GRANT CONNECT ON DATABASE ${quoteIdent(opts.targetDb)} TO ${quoteIdent(r)};`),
         ...extensionSql(ctx.extensions),
         // Schemas the target already has (public) keep their entry out of the script; their owner comes from the source.
         ...Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([n, o]) => `ALTER SCHEMA ${quoteIdent(n)} OWNER TO ${quoteIdent(o.owner)};`),
         "",
       ].join("\n");
       const matviews = await matviewRefreshOrder(s.source, plan.schemas.migrated);
-      const targetPubs = new Set((await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string));
+      const targetPubs = new Set(replacing ? [] : (await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string));
       const sourceSeq: Record<string, SequenceState> = await sequenceStates(s.source, plan.schemas.migrated);
       const postlude = [
         "SET session_replication_role = DEFAULT;",
@@ -531,21 +563,27 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const cols = await copyColumns(s.source, loaded);
       const readCmd = (sql: string) => [
         join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+        // pg_dump's own output settings: dates, intervals and floats in forms every server reads back exactly,
+        // reg* values schema-qualified, and an error rather than rows silently hidden by row-level security.
+        "-c", "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0; SET search_path = ''; SET row_security = off",
         "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`, "-c", sql,
       ];
+      // Both ends speak UTF8 whatever this machine's locale (pg_restore's script set the source's encoding before).
+      const readEnv = { ...env, PGCLIENTENCODING: "UTF8" };
       const los = await largeObjects(s.source);
       const modes = new Map<string, HashMode>();
+      const exclusive = serial();
       const feed = (async () => {
         await ld.write(prelude);
         await ld.write(pre);
-        await ld.write("\nSET session_replication_role = replica;\nRESET search_path;\n");
+        await ld.write("\nSET session_replication_role = replica;\nRESET search_path;\nSET client_encoding = 'UTF8';\n");
         for (const t of loaded) {
           const c = copyStatements(t, cols.get(tableKey(t)) ?? []);
-          await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env });
+          await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env: readEnv });
         }
         for (const lo of los) {
           for (let off = 0; off < lo.bytes; off += LO_CHUNK) {
-            const r = await s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [lo.oid, off, LO_CHUNK]);
+            const r = await exclusive(() => s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [lo.oid, off, LO_CHUNK]));
             await ld.write(`SELECT pg_catalog.lo_put(${lo.oid}, ${off}, '\\x${r.rows[0].h}'::bytea);\n`);
           }
         }
@@ -555,15 +593,16 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         }
         return ld.finish(postlude);
       })();
-      const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes)]);
+      const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes, exclusive)]);
       loader = undefined;
       progress("data", `committed: ${formatBytes(piped.bytes)} in ${(piped.ms / 1000).toFixed(1)} s (${formatBytes((piped.bytes / piped.ms) * 1000)}/s)`);
 
       timings.data = lap();
       // Verification.
       progress("verify", `checksumming ${plan.tables.length} tables on the target`);
-      const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated);
-      const sourceDefs = await definitions(s.source, plan.schemas.migrated);
+      const unreadableOids = ctx.unreadable.map((u) => u.oid);
+      const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated, unreadableOids);
+      const sourceDefs = await definitions(s.source, plan.schemas.migrated, unreadableOids);
       const sourcePubs = await publicationMembers(s.source, plan.schemas.migrated);
       const loMap = (rows: { oid: number; owner: string; md5: string }[], owner: (r: string) => string) =>
         Object.fromEntries(rows.map((l) => [`large object ${l.oid}`, `md5 ${l.md5} owner ${owner(l.owner)}`]));
@@ -575,15 +614,19 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const targetPubsNow = await publicationMembers(s.target, plan.schemas.migrated);
       const superuser = (await s.target.query("SELECT current_user AS u")).rows[0].u as string;
       const targetLos = await largeObjects(s.target);
+      // The database itself comes back as it was: owner, CONNECT confinement (plus the roles created above), settings, limit, comment.
+      const dbAfter = await databaseState(s.target, opts.targetDb);
+      const dbWant = { ...dbBefore };
+      const aclKey = `database ${opts.targetDb}: acl`;
+      if (connectFor.length) {
+        dbWant[aclKey] = [...(dbBefore[aclKey] ? dbBefore[aclKey]!.split(",") : []), ...connectFor.map((r) => `${r}=CONNECT`)].sort().join(",");
+        dbAfter[aclKey] = dbAfter[aclKey]!.split(",").sort().join(",");
+      }
       const leftOutCounts: Partial<ObjectCounts> = {};
       for (const o of ctx.leftOutObjects) if (o.kind) leftOutCounts[o.kind] = (leftOutCounts[o.kind] ?? 0) + 1;
-      for (const u of ctx.unreadable) {
-        const k = u.kind === "sequence" ? "sequences" : u.kind === "materialized view" ? "views" : "tables";
-        leftOutCounts[k] = (leftOutCounts[k] ?? 0) + 1;
-      }
       const verification = compareMigration(
-        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: sourceDefs, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
-        { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: targetDefs, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
+        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: { ...sourceDefs, ...dbWant }, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
+        { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: { ...targetDefs, ...dbAfter }, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
         { leftOut: new Set(ctx.leftOutObjects.map((o) => o.object)), leftOutCounts },
       );
       progress("verify", verification.ok ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences, ${verification.definitions.length} definitions and object counts match` : `${verification.mismatches.length} mismatches`);

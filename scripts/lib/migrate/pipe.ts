@@ -39,6 +39,28 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
   let bytes = 0;
   let nextReport = PROGRESS_EVERY;
   let table: string | undefined;
+  // What was sent where, by input line, so a failure can name the object psql was on (psql reports `<stdin>:<line>`).
+  let lines = 1;
+  const segments: { from: number; text?: string; table?: string }[] = [];
+  const objectAt = (line: number): string | undefined => {
+    const seg = [...segments].reverse().find((x) => x.from <= line);
+    if (!seg) return undefined;
+    if (seg.table) return `loading the rows of ${seg.table}`;
+    if (!seg.text) return undefined;
+    // pg_restore heads every entry with `-- Name: <name>; Type: <type>; Schema: <schema>; ...` (newlines in names printed as spaces).
+    const upTo = seg.text!.split("\n").slice(0, line - seg.from + 1);
+    for (let i = upTo.length - 1; i >= 0; i--) {
+      const m = upTo[i]!.match(/^-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*?);/);
+      if (m) return `creating ${m[2]} ${m[3] === "-" ? "" : `${m[3]}.`}${m[1]}`;
+    }
+    return undefined;
+  };
+  const countLines = (chunk: string | Buffer) => {
+    let n = 0;
+    if (typeof chunk === "string") { for (let i = chunk.indexOf("\n"); i !== -1; i = chunk.indexOf("\n", i + 1)) n++; }
+    else for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) n++;
+    lines += n;
+  };
   psql.stdout.on("data", (d) => (out += d));
   psql.stderr.on("data", (d) => (out += d));
   psql.stdin.on("error", () => {}); // psql died: its exit code and output tell why
@@ -47,9 +69,11 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
 
   const restoreFailed = (code: number) => {
     const firstError = out.split("\n").find((l) => /ERROR:/.test(l));
+    const at = firstError?.match(/^psql:<stdin>:(\d+): /);
+    const object = at ? objectAt(Number(at[1])) : undefined;
     return new ToolkitError(
       "RESTORE_FAILED",
-      `restore into the target failed${firstError ? `: ${redact(firstError.replace(/^psql:[^:]*:\d+: /, "").trim())}` : ` (psql exit ${code})`}; it ran in one transaction, so the target is unchanged`,
+      `restore into the target failed${object ? ` while ${redact(object)}` : ""}${firstError ? `: ${redact(firstError.replace(/^psql:[^:]*:\d+: /, "").trim())}` : ` (psql exit ${code})`}; it ran in one transaction, so the target is unchanged`,
       "fix the cause named above (on the source or the target) and run again",
       redact(tail(out, 15)),
     );
@@ -58,6 +82,7 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
   const put = (chunk: string | Buffer): Promise<void> => {
     if (exited) return Promise.resolve();
     bytes += chunk.length;
+    countLines(chunk);
     if (bytes >= nextReport) {
       onProgress?.(table, bytes);
       nextReport = bytes + PROGRESS_EVERY;
@@ -80,11 +105,13 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
     bytes: () => bytes,
     async write(text) {
       await stopped();
+      segments.push({ from: lines, text: text.length < 64 * 1024 * 1024 ? text.toString() : undefined });
       await put(text);
     },
     async copy(name, header, source) {
       await stopped();
       table = name;
+      segments.push({ from: lines, table: name });
       onProgress?.(name, bytes);
       await put(header.endsWith("\n") ? header : `${header}\n`);
       const src = spawn(source.cmd[0]!, source.cmd.slice(1), { env: { ...process.env, ...source.env }, stdio: ["ignore", "pipe", "pipe"] });
@@ -122,6 +149,7 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
     },
     async finish(trailer) {
       await stopped();
+      segments.push({ from: lines, text: trailer });
       if (!exited) psql.stdin.end(trailer);
       const code = await done;
       if (code !== 0) throw restoreFailed(code);
