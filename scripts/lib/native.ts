@@ -499,8 +499,8 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
   const leader = view?.members.find((m) => m.role === "leader")?.name;
   const ordered = [...specs.patroni].sort((a, b) => Number(a.name === leader) - Number(b.name === leader));
   for (const s of ordered) await stop(s);
-  // A legacy etcd first: stopping the current spec would drop the pid file they share.
-  for (const s of legacyEtcdSpecs(cfg)) await stop(s);
+  // They share a pid file, and stopping a spec that is not running drops it: stop only the one that runs.
+  for (const s of legacyEtcdSpecs(cfg)) if (runningPid(s)) await stop(s);
   for (const s of specs.etcd) await stop(s);
   return { stopped };
 }
