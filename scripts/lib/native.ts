@@ -207,9 +207,10 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
     } else {
       const component = f.path.split("/")[0]!; // etcd, haproxy, nginx
       const name = component === "etcd" ? f.path.split("/")[1]!.replace(".yml", "") : component;
-      // etcd's config sits in its home (the etcd user reads it); the others stay in the rendered dir.
-      const dest = component === "etcd" ? join(cfg.memberRoot, f.path) : join(cfg.renderedDir, f.path);
-      if (writeIfChanged(dest, f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
+      // etcd's config sits in its home, root's and readable by the etcd group only; the others stay in the rendered dir.
+      if (component === "etcd") {
+        if (writeIfChanged(join(cfg.memberRoot, f.path), f.content, { mode: etcdIds ? 0o640 : 0o600, ...(etcdIds ? { uid: 0, gid: etcdIds.gid } : {}) })) changed.add(name);
+      } else if (writeIfChanged(join(cfg.renderedDir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
     }
   }
   return changed;
