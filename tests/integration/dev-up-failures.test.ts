@@ -1,6 +1,6 @@
 /**
  * dev-up's bad-input paths on throwaway stacks (their own addresses inside the
- * test block, 127.0.1.1xx): each is a clear error and leaves nothing running.
+ * test stack's block, x.y.z.1xx): each is a clear error and leaves nothing running.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
@@ -11,16 +11,18 @@ import { loadConfig, ROOT_DIR } from "../../scripts/lib/config";
 import { allSpecs, procSpecs } from "../../scripts/lib/native";
 import { portFree } from "../../scripts/lib/ports";
 import { runningPid } from "../../scripts/lib/procs";
-import { runScript } from "./stack";
+import { runScript, TEST_STACK } from "./stack";
 
+// Throwaway stacks live in the test stack's own address block (x.y.z.1xx), never another stack's.
+const NET = loadConfig(TEST_STACK).haproxy.address.split(".").slice(0, 3).join(".");
 const made: string[] = [];
 function throwawayStack(name: string, block: number, edit: (env: string) => string = (e) => e): string {
   const stack = `local-it-${name}`;
   const env = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8")
     .replace(/^CLUSTER_NAME=.*$/m, `CLUSTER_NAME=pgplatform-it-${name}`)
-    .replace(/^MEMBER_ADDRESSES=.*$/m, `MEMBER_ADDRESSES=127.0.1.${block + 1},127.0.1.${block + 2},127.0.1.${block + 3}`)
-    .replace(/^HAPROXY_ADDRESS=.*$/m, `HAPROXY_ADDRESS=127.0.1.${block}`)
-    .replace(/^API_ADDRESS=.*$/m, `API_ADDRESS=127.0.1.${block}`);
+    .replace(/^MEMBER_ADDRESSES=.*$/m, `MEMBER_ADDRESSES=${NET}.${block + 1},${NET}.${block + 2},${NET}.${block + 3}`)
+    .replace(/^HAPROXY_ADDRESS=.*$/m, `HAPROXY_ADDRESS=${NET}.${block}`)
+    .replace(/^API_ADDRESS=.*$/m, `API_ADDRESS=${NET}.${block}`);
   writeFileSync(join(ROOT_DIR, `envs/${stack}.env`), edit(env));
   made.push(stack);
   return stack;
