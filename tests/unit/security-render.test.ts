@@ -84,6 +84,10 @@ describe("etcd: mutual TLS on client and peer URLs", () => {
     }
   });
 
+  test("the Patroni image has what https to etcd needs (python3-idna for urllib3)", () => {
+    expect(readFileSync(`${root}/compose/patroni/Dockerfile`, "utf8")).toMatch(/apt-get install -y --no-install-recommends [^\n]*\bpython3-idna\b/);
+  });
+
   test("the stack CA (real openssl): member certificates carry the member's names, verify, and keys are 0600", async () => {
     const files = etcdTlsFiles(join(tmp, "tls"));
     const made = await ensureEtcdTls(cfg, files);
