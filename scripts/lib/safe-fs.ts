@@ -5,9 +5,9 @@
  * follow it to /etc or any root-owned folder. So:
  *  - the last path component is opened with O_NOFOLLOW and changed through
  *    that descriptor (fchown/fchmod), never by name;
- *  - a symlink owned by anyone but root anywhere on the path is refused with an
- *    error naming the path, and so is handing a third user's file or folder to
- *    the intended owner;
+ *  - a symlink anywhere on the path owned by anyone but root, us or the
+ *    checkout's owner is refused with an error naming the path, and so is
+ *    handing a third user's file or folder to the intended owner;
  *  - files are written to a fresh, unguessable temp name (O_CREAT|O_EXCL|O_NOFOLLOW)
  *    and renamed into place (rename replaces a symlink, it never follows it).
  */
@@ -61,8 +61,9 @@ function openNoFollow(path: string, flags: number, what: string): number {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ELOOP" || (code === "ENOTDIR" && lstatSync(path).isSymbolicLink())) {
       // A link root or the operator made (logs -> /var/log/...) is theirs to make; anyone else's is refused.
+      // Only in a folder no one else can write to, so the link cannot be swapped before the open.
       const link = lstatSync(path);
-      if (trustedLinkOwner(link.uid)) return openSync(path, flags);
+      if (trustedLinkOwner(link.uid) && trustedLinkOwner(lstatSync(dirname(path)).uid)) return openSync(path, flags);
       throw unsafe(path, "is a symlink");
     }
     if (code === "ENOTDIR") throw unsafe(path, `is not a ${what}`);
