@@ -25,6 +25,7 @@ await runMain(async () => {
   console.log(table(rows));
   console.log("");
   console.log(table([["process", "pid"], ...s.processes.map((p) => [p.name, p.pid ? String(p.pid) : "stopped"])]));
+  console.log(`etcd (mutual TLS): ${s.etcd.map((e) => `${e.name} ${e.healthy ? "healthy" : "NOT healthy"}`).join(", ")}`);
   console.log(`\nread-write ${s.endpoints.readWrite}   read-only ${s.endpoints.readOnly}   api ${s.endpoints.api}`);
   return s.health.ok ? 0 : 1;
 });

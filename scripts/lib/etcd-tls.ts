@@ -10,6 +10,7 @@
  * member key by `etcd`, Patroni's copy of the client key by `postgres`
  * (0600 each), the CA key and the toolkit's client key by root alone.
  */
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Config, Member } from "./config";
@@ -64,10 +65,19 @@ export const signCmd = (csr: string, ca: string, caKey: string, cert: string, se
   "openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-set_serial", `0x${serial}`, "-days", "825", "-copy_extensions", "copyall", "-out", cert,
 ];
 
-/** The subjectAltName of a certificate as openssl prints it ("IP Address:127.0.0.11, DNS:etcd1, ..."), or "" when unreadable. */
-async function sansOf(cert: string): Promise<string> {
-  const r = await run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert], { nothrow: true, timeoutMs: 10_000 });
-  return r.code === 0 ? r.stdout.split("\n").slice(1).join(" ").trim() : "";
+/** A certificate file parsed, or undefined when it is missing or unreadable. */
+function readCert(path: string): X509Certificate | undefined {
+  try {
+    return new X509Certificate(readFileSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Still good: signed by this CA, the wanted names (as openssl prints them), and not within 30 days of expiry. */
+function certCurrent(path: string, ca: X509Certificate, sans: string): boolean {
+  const c = readCert(path);
+  return !!c && c.verify(ca.publicKey) && (c.subjectAltName ?? "") === sans && Date.parse(c.validTo) - Date.now() > 30 * 86_400_000;
 }
 
 const wantSans = (sans: string[]) => sans.map((s) => s.replace(/^IP:/, "IP Address:")).join(", ");
@@ -86,7 +96,8 @@ export async function ensureEtcdTls(cfg: Config, files: EtcdTlsFiles, owners: Tl
   ensureDirNoFollow(files.dir, 0o711);
   const work = mkdtempSync(join(files.dir, ".new-")); // 0700: keys are born private
   try {
-    const haveCa = existsSync(files.caKey) && (await run(["openssl", "x509", "-noout", "-in", files.ca], { nothrow: true, timeoutMs: 10_000 })).code === 0;
+    // Checks parse the certificates in-process: a no-op dev-up spawns no openssl.
+    const haveCa = existsSync(files.caKey) && readCert(files.ca) !== undefined;
     let newCa = false;
     if (!haveCa) {
       await run(caCmd(join(work, "ca.key"), join(work, "ca.crt"), `pgplatform ${cfg.clusterName} etcd CA`), { timeoutMs: 30_000 });
@@ -96,7 +107,7 @@ export async function ensureEtcdTls(cfg: Config, files: EtcdTlsFiles, owners: Tl
       newCa = true;
     }
     const leaf = async (name: string, pair: TlsPair, sans: string[], owner: Owner | undefined) => {
-      const fresh = newCa || (await sansOf(pair.cert)) !== wantSans(sans) || (await run(["openssl", "verify", "-CAfile", files.ca, pair.cert], { nothrow: true, timeoutMs: 10_000 })).code !== 0;
+      const fresh = newCa || !certCurrent(pair.cert, readCert(files.ca)!, wantSans(sans));
       if (fresh) {
         const k = join(work, `${name}.key`);
         const csr = join(work, `${name}.csr`);

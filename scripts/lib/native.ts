@@ -208,9 +208,10 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
     } else {
       const component = f.path.split("/")[0]!; // etcd, haproxy, nginx
       const name = component === "etcd" ? f.path.split("/")[1]!.replace(".yml", "") : component;
-      // etcd's config sits in its home (the etcd user reads it); the others stay in the rendered dir.
-      const dest = component === "etcd" ? join(cfg.memberRoot, f.path) : join(cfg.renderedDir, f.path);
-      if (writeIfChanged(dest, f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
+      // etcd's config sits in its home, root's and readable by the etcd group only; the others stay in the rendered dir.
+      if (component === "etcd") {
+        if (writeIfChanged(join(cfg.memberRoot, f.path), f.content, { mode: etcdIds ? 0o640 : 0o600, ...(etcdIds ? { uid: 0, gid: etcdIds.gid } : {}) })) changed.add(name);
+      } else if (writeIfChanged(join(cfg.renderedDir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
     }
   }
   return changed;
@@ -500,8 +501,8 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
   const leader = view?.members.find((m) => m.role === "leader")?.name;
   const ordered = [...specs.patroni].sort((a, b) => Number(a.name === leader) - Number(b.name === leader));
   for (const s of ordered) await stop(s);
-  // A legacy etcd first: stopping the current spec would drop the pid file they share.
-  for (const s of legacyEtcdSpecs(cfg)) await stop(s);
+  // They share a pid file, and stopping a spec that is not running drops it: stop only the one that runs.
+  for (const s of legacyEtcdSpecs(cfg)) if (runningPid(s)) await stop(s);
   for (const s of specs.etcd) await stop(s);
   return { stopped };
 }

@@ -5,13 +5,13 @@
  * follow it to /etc or any root-owned folder. So:
  *  - the last path component is opened with O_NOFOLLOW and changed through
  *    that descriptor (fchown/fchmod), never by name;
- *  - a symlink owned by anyone but root anywhere on the path, or a folder owned
- *    by a user other than root or the intended owner, is refused with an error
- *    naming the path;
+ *  - a symlink anywhere on the path owned by anyone but root, us or the
+ *    checkout's owner is refused with an error naming the path, and so is
+ *    handing a third user's file or folder to the intended owner;
  *  - files are written to a fresh, unguessable temp name (O_CREAT|O_EXCL|O_NOFOLLOW)
  *    and renamed into place (rename replaces a symlink, it never follows it).
  */
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, resolve, sep } from "node:path";
 import { ToolkitError } from "./errors";
@@ -33,9 +33,14 @@ function prefixes(path: string): string[] {
 }
 
 /**
- * Refuse a path on which a non-root user planted a symlink. Root-owned symlinks
- * (/var/run -> /run) are fine: only root could have made them.
+ * Who may own a symlink root follows: root (/var/run -> /run), ourselves, and the
+ * owner of the checkout (the operator: they already control the code root runs).
+ * Service users (postgres, etcd) and other local users are not trusted.
  */
+const CHECKOUT_OWNER = statSync(resolve(import.meta.dir, "../..")).uid;
+const trustedLinkOwner = (uid: number) => uid === 0 || uid === (process.getuid?.() ?? 0) || uid === CHECKOUT_OWNER;
+
+/** Refuse a path on which an untrusted user planted a symlink. */
 export function checkNoForeignSymlink(path: string): void {
   for (const p of prefixes(path)) {
     let st;
@@ -45,7 +50,7 @@ export function checkNoForeignSymlink(path: string): void {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw err;
     }
-    if (st.isSymbolicLink() && st.uid !== 0) throw unsafe(p, `is a symlink owned by uid ${st.uid}`);
+    if (st.isSymbolicLink() && !trustedLinkOwner(st.uid)) throw unsafe(p, `is a symlink owned by uid ${st.uid}`);
   }
 }
 
@@ -54,17 +59,26 @@ function openNoFollow(path: string, flags: number, what: string): number {
     return openSync(path, flags | O_NOFOLLOW);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ELOOP" || (code === "ENOTDIR" && lstatSync(path).isSymbolicLink())) throw unsafe(path, "is a symlink");
+    if (code === "ELOOP" || (code === "ENOTDIR" && lstatSync(path).isSymbolicLink())) {
+      // A link root or the operator made (logs -> /var/log/...) is theirs to make; anyone else's is refused.
+      // Only in a folder no one else can write to, so the link cannot be swapped before the open.
+      const link = lstatSync(path);
+      if (trustedLinkOwner(link.uid) && trustedLinkOwner(lstatSync(dirname(path)).uid)) return openSync(path, flags);
+      throw unsafe(path, "is a symlink");
+    }
     if (code === "ENOTDIR") throw unsafe(path, `is not a ${what}`);
     throw err;
   }
 }
 
-/** Apply owner and mode through an open descriptor; refuse an object owned by a third user. */
+/**
+ * Apply owner and mode through an open descriptor. Handing something to `owner` is
+ * refused when a third user owns it (we would give that user's file or folder away).
+ */
 function fixOwnerMode(fd: number, path: string, mode: number | undefined, owner: Owner | undefined): void {
   const st = fstatSync(fd);
   const me = process.getuid?.() ?? 0;
-  if (st.uid !== 0 && st.uid !== me && (!owner || st.uid !== owner.uid)) throw unsafe(path, `is owned by uid ${st.uid}, not root or the intended owner`);
+  if (owner && st.uid !== 0 && st.uid !== me && st.uid !== owner.uid) throw unsafe(path, `is owned by uid ${st.uid}, not root or the intended owner`);
   if (mode !== undefined && (st.mode & 0o7777) !== mode) fchmodSync(fd, mode);
   if (owner && (st.uid !== owner.uid || st.gid !== owner.gid)) fchownSync(fd, owner.uid, owner.gid);
 }

@@ -1,7 +1,7 @@
 /** One snapshot of the stack: processes, Patroni members, HAProxy backends. */
 import type { Config } from "./config";
 import { haproxyBackends, type BackendServer } from "./haproxy";
-import { allSpecs, procSpecs } from "./native";
+import { allSpecs, etcdHealthy, procSpecs } from "./native";
 import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
 import { runningPid } from "./procs";
 import { stackHttpAddress } from "./stack-files";
@@ -13,6 +13,8 @@ export interface StackStatus {
   members: (ClusterMember & { address: string })[];
   health: Health;
   haproxy: BackendServer[] | null;
+  /** each etcd member's /health, asked over mutual TLS with the toolkit's client certificate */
+  etcd: { name: string; healthy: boolean }[];
   endpoints: { readWrite: string; readOnly: string; api: string };
 }
 
@@ -23,12 +25,17 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
     const v = view?.members.find((x) => x.name === m.name);
     return { ...(v ?? { name: m.name, role: "-", state: "unreachable", host: m.address, port: m.pgPort }), address: m.address };
   });
+  const etcd = await Promise.all(cfg.members.map(async (m) => ({ name: m.etcdName, healthy: await etcdHealthy(cfg, m) })));
+  const health = assessCluster(cfg, view);
+  const sick = etcd.filter((e) => !e.healthy).map((e) => e.name);
+  if (sick.length) Object.assign(health, { ok: false, problems: [...health.problems, `etcd not healthy: ${sick.join(", ")}`] });
   return {
     stack: cfg.stack,
     processes,
     members,
-    health: assessCluster(cfg, view),
+    health,
     haproxy: (await haproxyBackends(cfg)) ?? null,
+    etcd,
     endpoints: {
       readWrite: `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
       readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,

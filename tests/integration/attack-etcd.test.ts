@@ -12,7 +12,7 @@ import { etcdFetch } from "../../scripts/lib/etcd-client";
 import { etcdTlsFiles } from "../../scripts/lib/etcd-tls";
 import { patroniEtcdTlsFiles, nativeEtcdTlsDir } from "../../scripts/lib/stack-files";
 import { createAttacker, removeAttacker, runAs, runRoot, type Attempt } from "./attacker-etcdsec";
-import { testConfig, waitClusterHealthy } from "./stack";
+import { runScript, testConfig, waitClusterHealthy } from "./stack";
 
 const cfg = testConfig();
 const ATTACKER = "pgp-etcdsec-attacker";
@@ -101,5 +101,8 @@ describe("etcd refuses everyone without a certificate from the stack's CA", () =
 
   test("the toolkit's certificate is accepted (the refusals above are authentication, not a dead etcd)", async () => {
     expect(await keyValue("leader")).toMatch(/^pg[123]$/);
+    // make status asks every etcd member with the client certificate.
+    const r = runScript("status.ts", ["--json"]);
+    expect(JSON.parse(r.stdout).etcd).toEqual(cfg.members.map((m) => ({ name: m.etcdName, healthy: true })));
   });
 });

@@ -26,6 +26,7 @@ const envText = readFileSync(`${root}/envs/dev.env`, "utf8");
 const load = (text: string, isRoot = true) => parseConfig(text, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot, secrets });
 const cfg = load(envText);
 const tmp = mkdtempSync(join(tmpdir(), "pgp-etcdsec-"));
+const isRoot = process.getuid?.() === 0;
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const file = (kind: "native" | "docker", path: string, c = cfg) => renderStack(c, kind).find((f) => f.path === path)!.content;
@@ -81,6 +82,10 @@ describe("etcd: mutual TLS on client and peer URLs", () => {
       ]);
       expect(c.services[`etcd${i}`].healthcheck.test).toEqual(["CMD", "etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/etcd/tls/ca.crt", "--cert=/etc/etcd/tls/server.crt", "--key=/etc/etcd/tls/server.key", "endpoint", "health"]);
     }
+  });
+
+  test("the Patroni image has what https to etcd needs (python3-idna for urllib3)", () => {
+    expect(readFileSync(`${root}/compose/patroni/Dockerfile`, "utf8")).toMatch(/apt-get install -y --no-install-recommends [^\n]*\bpython3-idna\b/);
   });
 
   test("the stack CA (real openssl): member certificates carry the member's names, verify, and keys are 0600", async () => {
@@ -158,30 +163,42 @@ describe("root never follows a symlink another user planted", () => {
     mkdirSync(owned, { mode: 0o700 });
   };
 
-  test("writeFileNoFollow refuses a symlink at the path and leaves its target alone", () => {
+  // Links made by another user (nobody, 65534): root, ourselves and the checkout's owner are trusted.
+  const plant = (target: string, link: string) => {
+    symlinkSync(target, link);
+    lchownSync(link, 65534, 65534);
+  };
+
+  test.if(isRoot)("writeFileNoFollow refuses a symlink at the path and leaves its target alone", () => {
     fresh();
-    symlinkSync(join(victim, "file"), join(owned, "patroni.yml"));
-    expect(() => writeFileNoFollow(join(owned, "patroni.yml"), "evil\n", { mode: 0o600, owner: { uid: 65534, gid: 65534 } })).toThrow(`${join(owned, "patroni.yml")}: is a symlink; refusing to change it as root`);
+    plant(join(victim, "file"), join(owned, "patroni.yml"));
+    expect(() => writeFileNoFollow(join(owned, "patroni.yml"), "evil\n", { mode: 0o600, owner: { uid: 65534, gid: 65534 } })).toThrow(`${join(owned, "patroni.yml")}: is a symlink owned by uid 65534; refusing to change it as root`);
     const st = statSync(join(victim, "file"));
     expect({ content: readFileSync(join(victim, "file"), "utf8"), mode: st.mode & 0o777, uid: st.uid }).toEqual({ content: "victim\n", mode: 0o644, uid: process.getuid!() });
   });
 
-  test("ensureDirNoFollow refuses a symlinked folder and does not chmod/chown its target", () => {
+  test.if(isRoot)("ensureDirNoFollow refuses a symlinked folder and does not chmod/chown its target", () => {
     fresh();
-    symlinkSync(victim, join(owned, "run"));
-    expect(() => ensureDirNoFollow(join(owned, "run"), 0o700, { uid: 65534, gid: 65534 })).toThrow(`${join(owned, "run")}: is a symlink; refusing to change it as root`);
+    plant(victim, join(owned, "run"));
+    expect(() => ensureDirNoFollow(join(owned, "run"), 0o700, { uid: 65534, gid: 65534 })).toThrow(`${join(owned, "run")}: is a symlink owned by uid 65534; refusing to change it as root`);
     const st = statSync(victim);
     expect({ mode: st.mode & 0o777, uid: st.uid }).toEqual({ mode: 0o755, uid: process.getuid!() });
   });
 
-  test.if(process.getuid?.() === 0)("a symlink owned by another user higher up the path is refused too", () => {
+  test.if(isRoot)("a symlink owned by another user higher up the path is refused too", () => {
     fresh();
     const link = join(owned, "repo");
-    symlinkSync(victim, link);
-    lchownSync(link, 65534, 65534);
+    plant(victim, link);
     expect(() => ensureDirNoFollow(join(link, "sub"), 0o750, { uid: 65534, gid: 65534 })).toThrow(`${link}: is a symlink owned by uid 65534; refusing to change it as root`);
     expect(lstatSync(join(victim)).isDirectory()).toBe(true);
     expect(() => statSync(join(victim, "sub"))).toThrow();
+  });
+
+  test("a symlink root itself made is followed (an operator's logs -> /var/log/...)", () => {
+    fresh();
+    symlinkSync(victim, join(owned, "logs"));
+    expect(ensureDirNoFollow(join(owned, "logs"), 0o700)).toBe(false);
+    expect(statSync(victim).mode & 0o777).toBe(0o700);
   });
 
   test("ordinary writes: created with the mode and owner, unchanged content reports no change", () => {
