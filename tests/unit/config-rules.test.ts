@@ -79,7 +79,7 @@ describe("the Config an env file becomes", () => {
       etcdPeerPort: 2382,
       dir: `/repo/st/rules/members/pg${i + 1}`,
       dataDir: `/repo/st/rules/members/pg${i + 1}/data`,
-      socketDir: `/repo/st/rules/members/pg${i + 1}/run`,
+      socketDir: `/tmp/pgp-${process.getuid!()}/rules/pg${i + 1}`,
     });
     expect(cfg as unknown).toEqual({
       stack: "rules",
@@ -90,6 +90,7 @@ describe("the Config an env file becomes", () => {
       members: [member(0, "10.20.30.41"), member(1, "10.20.30.42"), member(2, "127.100.255.43")],
       haproxy: { address: "10.1.2.3", rwPort: 7012, roPort: 7013, statsPort: 7014, interMs: 1500, fall: 3, rise: 4 },
       api: { address: "10.1.2.4", port: 7010 },
+      apiKeyTtlDays: 365,
       timing: { ttl: 20, loopWait: 2, retryTimeout: 5, maximumLagOnFailover: 99, synchronousMode: true, failsafeMode: false },
       pgHbaCidr: "10.0.0.0/8",
       pgBinDir: "/opt/pg/bin",
@@ -97,6 +98,7 @@ describe("the Config an env file becomes", () => {
       databases: ["app_db", "other_db"],
       runtime: "native",
       stateDir: "/repo/st/rules",
+      runtimeDir: `/tmp/pgp-${process.getuid!()}/rules`,
       memberRoot: "/repo/st/rules/members",
       logsDir: "/repo/st/rules/logs",
       reportsDir: "/repo/st/rules/reports",
