@@ -20,9 +20,15 @@ export const AppEntry = z.object({
   port: z.number().int().min(1024).max(65535),
   domain: z.string().min(1),
   supabase: z.boolean().default(false),
+  /** who may reach the app: private (tailnet), public (tailnet + tunnel) or none (this machine only); see access.ts */
+  // Optional so entries written before it still load and compare equal; absent means private (appAccess).
+  access: z.enum(["private", "public", "none"]).optional(),
   created: z.string(),
 });
 export type AppEntry = z.infer<typeof AppEntry>;
+export const ACCESS_LEVELS = ["private", "public", "none"] as const;
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+export const appAccess = (a: Pick<AppEntry, "access">): AccessLevel => a.access ?? "private";
 const Registry = z.object({ apps: z.array(AppEntry).default([]) });
 
 export function registryPath(cfg: Config): string {

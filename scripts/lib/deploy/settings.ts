@@ -53,6 +53,10 @@ export const CLIENT_SETTINGS = {
   PORT_PRODUCTION: { schema: port, hint: "production environment (seeds: 9000)", default: "9000" },
   PG_SHARED_BUFFERS: { schema: z.string().regex(/^$|^\d+(kB|MB|GB)$/, "must be a size like 1GB"), hint: "empty: from the size profile", default: "" },
   RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto: docker when an engine answers on the target", default: "auto" },
+  // Inside the firewall is the customer's promise: a tunnel or a tailnet only with ALLOW_REMOTE_ACCESS=true.
+  TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "customer servers: none", default: "none" },
+  TAILNET: { schema: z.enum(["tailscale", "none"], { message: "must be tailscale or none" }), hint: "customer servers: none", default: "none" },
+  ALLOW_REMOTE_ACCESS: { schema: z.enum(["true", "false"], { message: "must be true or false" }), hint: "true only when the customer agreed in writing to a tunnel or tailnet", default: "false" },
 } as const satisfies Record<string, { schema: z.ZodTypeAny; hint: string; default?: string }>;
 
 export type ClientKey = keyof typeof CLIENT_SETTINGS;
@@ -75,6 +79,8 @@ export interface ClientSettings {
   ports: Record<EnvName, number>;
   sharedBuffers: string;
   runtime: "auto" | "native" | "docker";
+  /** TUNNEL/TAILNET on the customer's stack: none unless explicitly allowed */
+  remoteAccess?: { tunnel: "cloudflare" | "none"; tailnet: "tailscale" | "none"; allowed: boolean };
   /** the raw key=value pairs (for writing back) */
   raw: Record<string, string>;
 }
@@ -127,6 +133,12 @@ export function parseClientSettings(text: string, file: string): ClientSettings 
     runtime: v.RUNTIME,
     raw: raw as Record<string, string>,
   };
+  for (const k of ["TUNNEL", "TAILNET"] as const) {
+    if (v[k] !== "none" && v.ALLOW_REMOTE_ACCESS !== "true") {
+      throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${k}: customer servers stay inside their firewall (got ${JSON.stringify(v[k])})`, `set ${k}=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing`);
+    }
+  }
+  s.remoteAccess = { tunnel: v.TUNNEL, tailnet: v.TAILNET, allowed: v.ALLOW_REMOTE_ACCESS === "true" };
   if (s.access === "public" && !s.adminEmail) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ADMIN_EMAIL: is required with ACCESS=public`, "Let's Encrypt needs an account e-mail: ADMIN_EMAIL=ops@acme.com");
   // Every listener on the API address needs its own port.
   const seen = new Map<number, string>();
@@ -251,6 +263,9 @@ export function renderStackEnv(s: ClientSettings): string {
     `STATE_DIR=${stateDir}`,
     "MEMBER_ROOT=",
   ];
+  // Written only when allowed and not none, so existing customers' stack files stay byte for byte the same.
+  const ra = s.remoteAccess;
+  if (ra?.allowed && (ra.tunnel !== "none" || ra.tailnet !== "none")) lines.push("ALLOW_REMOTE_ACCESS=true", `TUNNEL=${ra.tunnel}`, `TAILNET=${ra.tailnet}`, `PUBLIC_DOMAIN=${s.domain}`);
   return lines.join("\n") + "\n";
 }
 
