@@ -109,12 +109,8 @@ export function planAccess(cfg: Config, apps: AppEntry[]): AccessPlan {
 }
 
 /** A public hostname cloudflared and nginx both accept: a plain DNS name, no port, no wildcard. */
-export function hostnameProblem(host: string): string | undefined {
-  const p = domainProblem(host);
-  if (p) return p;
-  if (host.split(".").some((l) => l.length > 63)) return `${JSON.stringify(host)} has a label longer than 63 characters`;
-  return undefined;
-}
+// new-app's hostname rule (labels of 1-63 lowercase letters, digits, dashes; 253 characters at most).
+export const hostnameProblem = (host: string): string | undefined => domainProblem(host);
 
 // --- cloudflared ------------------------------------------------------------
 
