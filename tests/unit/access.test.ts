@@ -216,3 +216,34 @@ describe("new-app records the access level", () => {
     expect(planApp(cfg, { name: "bookwriter", access: "none" }, [app("bookwriter", 9200, "public")]).access).toBe("none");
   });
 });
+
+describe("docker runtime: cloudflared under the compose profile `tunnel`", () => {
+  const devYml = readFileSync(`${root}/compose/dev.yml`, "utf8");
+  test("the service: pinned image, profile, rendered config and credentials mounted read-only; dev.yml still validates", async () => {
+    const { composeEnv } = await import("../../scripts/lib/docker");
+    const { validateCompose } = await import("../../scripts/lib/compose-schema");
+    const { SECRET_KEYS } = await import("../../scripts/lib/secrets");
+    const cfg = { ...config(), secrets: Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`])) } as ReturnType<typeof config>;
+    const env = await composeEnv(cfg, "/state/rendered-docker");
+    expect(validateCompose(devYml, env)).toEqual([]);
+    const svc = (YAML.parse(devYml) as { services: Record<string, any> }).services.cloudflared;
+    expect(svc).toEqual({
+      image: "cloudflare/cloudflared:2024.12.2",
+      profiles: ["tunnel"],
+      restart: "unless-stopped",
+      networks: ["stack"],
+      depends_on: ["nginx"],
+      command: ["tunnel", "--config", "/etc/cloudflared/config.yml", "run"],
+      volumes: ["${RENDERED_DIR}/cloudflared/config.yml:/etc/cloudflared/config.yml:ro", "${CLOUDFLARED_CREDENTIALS_FILE}:/etc/cloudflared/credentials.json:ro"],
+    });
+    expect(env.CLOUDFLARED_CREDENTIALS_FILE).toBe("/etc/cloudflared/6ff42ae2-765d-4adf-8112-31c55c1551ef.json");
+    const { CLOUDFLARED_CREDENTIALS_FILE, ...without } = env;
+    expect(validateCompose(devYml, without)).toContain("variable ${CLOUDFLARED_CREDENTIALS_FILE} is not set");
+  });
+  test("its config points at the nginx service and the mounted credentials, and passes cloudflared's rules", () => {
+    const doc = renderCloudflared(config(), APPS, "docker");
+    expect(doc["credentials-file"]).toBe("/etc/cloudflared/credentials.json");
+    expect(doc.ingress.map((r) => r.service)).toEqual(["http://nginx:8081", "http://nginx:8081", "http_status:404"]);
+    expect(cloudflaredProblems(doc)).toEqual([]);
+  });
+});
