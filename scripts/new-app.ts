@@ -123,7 +123,8 @@ await runMain(async () => {
       if (p.isCancel(s)) cancelled("nothing created");
       req.supabase = s as boolean;
     }
-    if (req.access === undefined) {
+    // Only where it changes something: with neither a tailnet nor a tunnel every app is local (private by default).
+    if (req.access === undefined && (cfg.access.tailnet !== "none" || cfg.access.tunnel !== "none")) {
       const publicHint = cfg.access.tunnel === "cloudflare" ? `https://${name.replace(/_/g, "-")}.${cfg.access.publicDomain} through the tunnel` : "needs TUNNEL=cloudflare in the env file";
       const a = await p.select({
         message: `Who may reach ${name}?`,
