@@ -87,7 +87,8 @@ export function planAccess(cfg: Config, apps: AppEntry[]): AccessPlan {
       localUrl: `http://${app.domain}:${cfg.api.port} (nginx ${cfg.api.address})`,
       productionData: holdsProductionData(cfg, app),
     };
-    if (access !== "none" && a.tailnet === "tailscale") view.privateUrl = `http://${tailnetHost(cfg)}:${app.port}`;
+    // Without TAILNET_HOSTNAME the name is only known to tailscale: shown as <server>.
+    if (access !== "none" && a.tailnet === "tailscale") view.privateUrl = `http://${a.tailnetHostname || "<server>"}:${app.port}`;
     if (access === "public") {
       if (a.tunnel !== "cloudflare") warnings.push(`${app.name} is public in the registry but TUNNEL=none in ${cfg.file}: nothing is published`);
       else {
@@ -383,7 +384,7 @@ export async function applyAccess(cfg: Config, opts: ApplyOptions = {}, apps = l
     const commands = [cloudflaredValidateCmd(cloudflaredPath(cfg)), cloudflaredRestartCmd()];
     const installed = Boolean(await lookup("cloudflared"));
     if (installed) for (const c of commands) await run(c, { timeoutMs: 60_000 });
-    tools.push({ tool: "cloudflared", installed, commands, install: installed ? undefined : INSTALL.cloudflared });
+    tools.push({ tool: "cloudflared", installed, commands, install: installed ? undefined : INSTALL.cloudflared.replace("<file>", cloudflaredPath(cfg)) });
   }
   const appliedBefore: number[] = existsSync(serveAppliedPath(cfg)) ? JSON.parse(readFileSync(serveAppliedPath(cfg), "utf8")) : [];
   const wanted = cfg.access.tailnet === "tailscale" ? privateApps(apps).map((a) => a.port) : [];

@@ -8,12 +8,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { applyAccess, tunnelOriginNginxPath } from "../../scripts/lib/access";
-import type { AppEntry } from "../../scripts/lib/apps";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import YAML from "yaml";
+import { applyAccess, cloudflaredPath, servePath, tunnelOriginNginxPath } from "../../scripts/lib/access";
+import { loadApps, type AppEntry } from "../../scripts/lib/apps";
 import type { Config } from "../../scripts/lib/config";
 import { nginxTestCmd } from "../../scripts/lib/onboard/plan";
-import { testConfig } from "./stack";
+import { runScript, TEST_STACK, testConfig } from "./stack";
 
 const base = testConfig();
 const block = Number(base.api.address.split(".")[2]); // 90 for 127.0.90.x: app ports never collide with another stack's
@@ -90,5 +92,52 @@ describe("public app on the tunnel origin, refused elsewhere (real nginx)", () =
     const r = await curl("itpub.example.com", origin.address, origin.port);
     expect(r.status).toBe(0); // connection refused
     expect(r.stderr).toContain("Failed to connect");
+  });
+});
+
+describe("new-app --access public, then --remove: the hostname enters and leaves both configs (real cluster)", () => {
+  // new-app reads the stack's env file, so the tunnel and tailnet are switched on there for this block
+  // only; the file is restored afterwards (also on an early exit).
+  const envFile = join(base.rootDir, "envs", `${TEST_STACK}.env`);
+  const original = readFileSync(envFile, "utf8");
+  const restore = () => writeFileSync(envFile, original);
+  const name = "it_acc_pub";
+  const port = 20000 + block * 10 + 2;
+  beforeAll(() => {
+    process.on("exit", restore);
+    writeFileSync(envFile, original + "\n# it-access (temporary)\nPUBLIC_DOMAIN=example.com\nTUNNEL=cloudflare\nTAILNET=tailscale\nCLOUDFLARE_TUNNEL_ID=it-access-tunnel\n");
+  });
+  afterAll(async () => {
+    runScript("new-app.ts", [name, "--remove", "--yes"]);
+    // access off again for the rest of the suite: the tunnel-origin vhosts and configs are withdrawn
+    runScript("access-apply.ts");
+    restore();
+    process.off("exit", restore);
+    runScript("access-apply.ts");
+  });
+
+  test("created public: in the registry, cloudflared's ingress, the serve config, and served on the tunnel origin", async () => {
+    const r = runScript("new-app.ts", [name, "--yes", "--json", "--access", "public", "--port", String(port)]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).access.tools.map((t: { tool: string; installed: boolean }) => [t.tool, t.installed])).toEqual([["cloudflared", false], ["tailscale", false]]);
+    expect(loadApps(cfg).find((a) => a.name === name)?.access).toBe("public");
+    const ingress = (YAML.parse(readFileSync(cloudflaredPath(cfg), "utf8")) as { ingress: { hostname?: string; service: string }[] }).ingress;
+    expect(ingress.map((x) => x.hostname ?? x.service)).toEqual(["it-acc-pub.example.com", "http_status:404"]);
+    expect(JSON.parse(readFileSync(servePath(cfg), "utf8")).TCP).toEqual({ [String(port)]: { HTTP: true } });
+    const o = await curl("it-acc-pub.example.com", origin.address, origin.port);
+    expect([o.status, o.appHeader]).toEqual([502, name]); // routed to the app, which is not running
+  });
+  test("an app holding production data is refused as public before any change", () => {
+    const r = runScript("new-app.ts", ["it_acc_production", "--yes", "--access", "public"]);
+    expect([r.code, r.stderr.split("\n")[0]]).toEqual([1, "error [PUBLIC_PRODUCTION]: it_acc_production holds production data (database it_acc_production_db) and would be public at https://it-acc-production.example.com"]);
+    expect(loadApps(cfg).map((a) => a.name)).toEqual([name]);
+  });
+  test("--remove withdraws the hostname from both configs and the origin", async () => {
+    const r = runScript("new-app.ts", [name, "--remove", "--yes"]);
+    expect(r.code).toBe(0);
+    expect(readFileSync(cloudflaredPath(cfg), "utf8")).not.toContain("it-acc-pub");
+    expect(JSON.parse(readFileSync(servePath(cfg), "utf8"))).toEqual({ TCP: {}, Web: {} });
+    const o = await curl("it-acc-pub.example.com", origin.address, origin.port);
+    expect([o.status, o.appHeader]).toEqual([404, undefined]);
   });
 });

@@ -177,7 +177,7 @@ describe("access-apply without cloudflared or tailscale installed", () => {
     expect(readFileSync(tunnelOriginNginxPath(cfg), "utf8")).toBe(golden("tunnel-origin.conf"));
     expect(r.nginx).toBe("not rendered yet (loaded at the next dev-up)");
     expect(r.tools.map((t) => [t.tool, t.installed, t.install])).toEqual([
-      ["cloudflared", false, INSTALL.cloudflared],
+      ["cloudflared", false, INSTALL.cloudflared.replace("<file>", cloudflaredPath(cfg))],
       ["tailscale", false, INSTALL.tailscale],
     ]);
     expect(r.tools[0]!.commands).toEqual([["cloudflared", "tunnel", "--config", cloudflaredPath(cfg), "ingress", "validate"], ["systemctl", "restart", "cloudflared"]]);
