@@ -7,7 +7,7 @@ import YAML from "yaml";
 import { applyAccess, cloudflaredProblems, cloudflaredYaml, planAccess, renderCloudflared, renderServe, renderTunnelNginx, serveCommands, serveOffCmd, tunnelOriginNginxPath, cloudflaredPath, servePath, INSTALL, type CloudflaredConfig } from "../../scripts/lib/access";
 import type { AppEntry } from "../../scripts/lib/apps";
 import { parseConfig } from "../../scripts/lib/config";
-import { parseClientSettings } from "../../scripts/lib/deploy/settings";
+import { parseClientSettings, renderStackEnv, stackConfig } from "../../scripts/lib/deploy/settings";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { planApp } from "../../scripts/lib/onboard/plan";
 
@@ -204,7 +204,15 @@ describe("customer stacks stay inside their firewall", () => {
   test("client.env refuses them too", () => {
     const clientEnv = readFileSync(join(GOLDEN, "..", "deploy-client", "client__client.env"), "utf8");
     expect(() => parseClientSettings(clientEnv + "TAILNET=tailscale\n", "clients/acme/client.env")).toThrow('clients/acme/client.env: TAILNET: customer servers stay inside their firewall (got "tailscale")');
-    expect(parseClientSettings(clientEnv + "TAILNET=tailscale\nALLOW_REMOTE_ACCESS=true\n", "clients/acme/client.env").remoteAccess).toEqual({ tunnel: "none", tailnet: "tailscale", allowed: true });
+    expect(parseClientSettings(clientEnv + "TAILNET=tailscale\nALLOW_REMOTE_ACCESS=true\n", "clients/acme/client.env").remoteAccess).toEqual({ tunnel: "none", tailnet: "tailscale", allowed: true, tunnelId: "" });
+  });
+  test("allowed: the generated stack env carries them and loads; not allowed: it stays byte for byte as before", () => {
+    const clientEnv = readFileSync(join(GOLDEN, "..", "deploy-client", "client__client.env"), "utf8");
+    expect(() => parseClientSettings(clientEnv + "TUNNEL=cloudflare\nALLOW_REMOTE_ACCESS=true\n", "clients/acme/client.env")).toThrow("clients/acme/client.env: CLOUDFLARE_TUNNEL_ID: is required with TUNNEL=cloudflare");
+    const s = parseClientSettings(clientEnv + "TUNNEL=cloudflare\nCLOUDFLARE_TUNNEL_ID=t-acme\nALLOW_REMOTE_ACCESS=true\n", "clients/acme/client.env");
+    expect(renderStackEnv(s).split("\n").slice(-6)).toEqual(["MEMBER_ROOT=", "ALLOW_REMOTE_ACCESS=true", "TUNNEL=cloudflare", "TAILNET=none", `PUBLIC_DOMAIN=${s.domain}`, "CLOUDFLARE_TUNNEL_ID=t-acme", ""].slice(-6));
+    expect(stackConfig(s, root).access).toMatchObject({ tunnel: "cloudflare", tunnelId: "t-acme", publicDomain: s.domain, allowRemote: true });
+    expect(renderStackEnv(parseClientSettings(clientEnv, "clients/acme/client.env"))).toBe(readFileSync(join(GOLDEN, "..", "deploy-client", "envs__client-acme.env"), "utf8"));
   });
 });
 
