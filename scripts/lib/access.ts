@@ -28,6 +28,7 @@ import { appAccess, loadApps, type AccessLevel, type AppEntry } from "./apps";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { run, which } from "./exec";
+import { withAppsLock } from "./onboard/lock";
 import { appUpstream, domainProblem } from "./onboard/plan";
 import { readTemplate, renderTemplate, writeIfChanged } from "./render";
 
@@ -335,7 +336,13 @@ export interface ApplyOptions {
  * production data becoming public unless allowed. A missing cloudflared or
  * tailscale is reported with what to install; nothing else is touched for it.
  */
-export async function applyAccess(cfg: Config, opts: ApplyOptions = {}, apps = loadApps(cfg)): Promise<ApplyResult> {
+export async function applyAccess(cfg: Config, opts: ApplyOptions = {}, apps?: AppEntry[]): Promise<ApplyResult> {
+  if (apps) return applyFor(cfg, opts, apps);
+  // Under new-app's lock: a concurrent onboarding must not be rendered out of the configs by a stale read.
+  return withAppsLock(cfg, () => applyFor(cfg, opts, loadApps(cfg)));
+}
+
+async function applyFor(cfg: Config, opts: ApplyOptions, apps: AppEntry[]): Promise<ApplyResult> {
   const plan = planAccess(cfg, apps);
   if (plan.problems.length) throw new ToolkitError("BAD_ACCESS", plan.problems.join("; "), `fix ${registryRel(cfg)} or PUBLIC_DOMAIN in ${cfg.file}; nothing was changed`);
   const prod = plan.apps.filter((v) => v.publicUrl && v.productionData);
