@@ -63,9 +63,17 @@ db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] 
 	@$(BUN) scripts/db-url.ts $(if $(filter command line,$(origin PORT)),--port $(PORT),)
 
 .PHONY: new-app
-new-app: deps ## Onboard an app: NAME=<app> [PORT=N] [DOMAIN=host] [SUPABASE=1] [YES=1]; REMOVE=1 drops it (after a backup)
+new-app: deps ## Onboard an app: NAME=<app> [PORT=N] [DOMAIN=host] [SUPABASE=1] [ACCESS=private|public|none] [YES=1]; REMOVE=1 drops it (after a backup)
 	@# NAME/PORT/DOMAIN count only when given on the command line: a PORT exported in the shell must not pick the app's port.
-	$(BUN) scripts/new-app.ts $(if $(filter command line,$(origin NAME)),$(NAME),) $(if $(filter command line,$(origin PORT)),--port $(PORT),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter 1 true yes,$(SUPABASE)),--supabase,) $(if $(filter 1 true yes,$(REMOVE)),--remove,) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+	$(BUN) scripts/new-app.ts $(if $(filter command line,$(origin NAME)),$(NAME),) $(if $(filter command line,$(origin PORT)),--port $(PORT),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter 1 true yes,$(SUPABASE)),--supabase,) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter 1 true yes,$(REMOVE)),--remove,) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)
+
+.PHONY: access-plan
+access-plan: deps ## Who can reach which app: private (tailnet) and public (tunnel) URLs from the registry (ARGS=--json)
+	@$(BUN) scripts/access-plan.ts $(ARGS)
+
+.PHONY: access-apply
+access-apply: deps ## Write the cloudflared, tailscale serve and tunnel-origin nginx configs; reload what is installed [ALLOW_PUBLIC_PRODUCTION=1]
+	$(BUN) scripts/access-apply.ts $(if $(filter 1 true yes,$(ALLOW_PUBLIC_PRODUCTION)),--allow-public-production,) $(ARGS)
 
 .PHONY: migrate-saas
 migrate-saas: deps ## Move a Supabase cloud project here, verified: SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1]

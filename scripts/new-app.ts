@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 /** make new-app NAME=<app>: onboard an internal app (database, role, env file, nginx block, registry), or --remove it. */
 import * as p from "@clack/prompts";
-import { loadApps, registryPath } from "./lib/apps";
+import { applyAccess, planAccess } from "./lib/access";
+import { ACCESS_LEVELS, loadApps, registryPath, type AccessLevel } from "./lib/apps";
 import { loadConfig, type Config } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { envFlag, parseFlags } from "./lib/flags";
@@ -11,10 +12,10 @@ import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./l
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
 import { stackHttpAddress } from "./lib/stack-files";
 
-const USAGE = `usage: bun scripts/new-app.ts [<name>] [--port N] [--domain HOST] [--supabase] [--yes] [--json]
+const USAGE = `usage: bun scripts/new-app.ts [<name>] [--port N] [--domain HOST] [--supabase] [--access private|public|none] [--yes] [--json]
        bun scripts/new-app.ts <name> --rotate-password
        bun scripts/new-app.ts <name> --remove [--yes]
-       make new-app NAME=<name> [PORT=N] [DOMAIN=host] [SUPABASE=1] [YES=1] [REMOVE=1] [STACK=dev]
+       make new-app NAME=<name> [PORT=N] [DOMAIN=host] [SUPABASE=1] [ACCESS=private|public|none] [YES=1] [REMOVE=1] [STACK=dev]
 
 Onboards an internal app onto the running cluster of STACK (default dev):
   database <name>_db owned by a new LOGIN role <name> (scram-sha-256), CONNECT
@@ -27,6 +28,9 @@ Onboards an internal app onto the running cluster of STACK (default dev):
   --port N           the app's port (default: next free in the plan)
   --domain HOST      hostname nginx routes to the app (default: <name>.localhost)
   --supabase         also set up Supabase's database side in the new database
+  --access LEVEL     private (default: the team over the tailnet), public (also
+                     https://<name>.<PUBLIC_DOMAIN> through the tunnel) or none
+                     (this machine only); see \`make access-plan\`
   --rotate-password  give an existing app's role a new password (rewrites its env file)
   --remove           take a final backup (pg_dump -Fc, verified), then drop the app
   --yes              do not ask; without a terminal a missing answer is an error
@@ -77,12 +81,15 @@ const cancelled = (what: string): never => {
 await runMain(async () => {
   const flags = parseFlags(
     process.argv.slice(2),
-    { name: "string", port: "number", domain: "string", supabase: "boolean", yes: "boolean", remove: "boolean", rotatePassword: "boolean", json: "boolean" },
+    { name: "string", port: "number", domain: "string", supabase: "boolean", access: "string", yes: "boolean", remove: "boolean", rotatePassword: "boolean", json: "boolean" },
     HELP_HINT,
   );
   if (flags.help) return void console.log(USAGE);
   if (flags._.length > 1) throw new ToolkitError("BAD_FLAG", `one app name at a time (got ${flags._.join(", ")})`, HELP_HINT);
-  if (flags.remove && (flags.port !== undefined || flags.domain !== undefined || flags.supabase || flags.rotatePassword)) {
+  if (flags.access !== undefined && !(ACCESS_LEVELS as readonly string[]).includes(flags.access)) {
+    throw new ToolkitError("BAD_FLAG", `--access must be private, public or none (got ${JSON.stringify(flags.access)})`, HELP_HINT);
+  }
+  if (flags.remove && (flags.port !== undefined || flags.domain !== undefined || flags.supabase || flags.rotatePassword || flags.access !== undefined)) {
     throw new ToolkitError("BAD_FLAG", "--remove takes no other options than --yes and --json", "usage: bun scripts/new-app.ts <name> --remove [--yes]");
   }
   const cfg = loadConfig();
@@ -100,7 +107,7 @@ await runMain(async () => {
 
   if (flags.remove) return removeFlow(cfg, name, { ask, yes, json: Boolean(flags.json) });
 
-  const req = { name, port: flags.port, domain: flags.domain, supabase: flags.supabase };
+  const req = { name, port: flags.port, domain: flags.domain, supabase: flags.supabase, access: flags.access as AccessLevel | undefined };
   const apps = loadApps(cfg);
   const problems = await inputIssues(cfg, req, apps);
   if (problems.length) throw badInputError(problems);
@@ -117,13 +124,37 @@ await runMain(async () => {
       if (p.isCancel(s)) cancelled("nothing created");
       req.supabase = s as boolean;
     }
+    // Only where it changes something: with neither a tailnet nor a tunnel every app is local (private by default).
+    if (req.access === undefined && (cfg.access.tailnet !== "none" || cfg.access.tunnel !== "none")) {
+      const publicHint = cfg.access.tunnel === "cloudflare" ? `https://${name.replace(/_/g, "-")}.${cfg.access.publicDomain} through the tunnel` : "needs TUNNEL=cloudflare in the env file";
+      const a = await p.select({
+        message: `Who may reach ${name}?`,
+        initialValue: "private",
+        options: [
+          { value: "private", label: "private", hint: "the team, over the tailnet" },
+          { value: "public", label: "public", hint: publicHint },
+          { value: "none", label: "none", hint: "this machine only" },
+        ],
+      });
+      if (p.isCancel(a)) cancelled("nothing created");
+      req.access = a as AccessLevel;
+    }
     const plan = planApp(cfg, req, apps);
     note(
-      [`database  ${plan.database} (owner ${plan.role})`, `port      ${plan.port}`, `hostname  ${plan.domain}`, `supabase  ${plan.supabase ? "yes" : "no"}`].join("\n"),
+      [`database  ${plan.database} (owner ${plan.role})`, `port      ${plan.port}`, `hostname  ${plan.domain}`, `supabase  ${plan.supabase ? "yes" : "no"}`, `access    ${plan.access ?? "private"}`].join("\n"),
       `${name} on stack ${cfg.stack}`,
     );
     const ok = await p.confirm({ message: `Create ${name}?`, initialValue: true });
     if (p.isCancel(ok) || !ok) cancelled("nothing created");
+  }
+
+  // Access is checked before anything changes: a bad public hostname or production data going public.
+  const next = [...apps.filter((a) => a.name !== name), planApp(cfg, req, apps)];
+  const accessPlan = planAccess(cfg, next);
+  const mine = accessPlan.apps.find((v) => v.name === name)!;
+  if (accessPlan.problems.length) throw new ToolkitError("BAD_ACCESS", accessPlan.problems.join("; "), "nothing was changed");
+  if (mine.publicUrl && mine.productionData) {
+    throw new ToolkitError("PUBLIC_PRODUCTION", `${name} holds production data (database ${mine.database}) and would be public at ${mine.publicUrl}`, "use --access private; nothing was changed");
   }
 
   const spin = flags.json ? undefined : progressReporter();
@@ -135,15 +166,18 @@ await runMain(async () => {
     spin?.fail(`${name}: failed`);
     throw e;
   }
-  if (flags.json) return void console.log(JSON.stringify(result, null, 2));
-  const nothing = result.changes.length === 0;
+  // The app's hostname goes into (or out of) the tunnel and tailnet configs; checked above.
+  const access = await applyAccess(cfg, { allowPublicProduction: true });
+  if (flags.json) return void console.log(JSON.stringify({ ...result, access }, null, 2));
+  const nothing = result.changes.length === 0 && access.changed.length === 0;
   spin?.stop(nothing ? `${name} already exists: nothing to change` : `${name} ready in ${(result.ms / 1000).toFixed(2)} s`);
-  note(summary(cfg, result), nothing ? `${name} (unchanged)` : `${name} created`);
+  note(summary(cfg, result, access), nothing ? `${name} (unchanged)` : `${name} created`);
   outro(nothing ? "nothing to do" : `next: start ${name} on port ${result.app.port}`);
 });
 
-function summary(cfg: Config, r: OnboardResult): string {
+function summary(cfg: Config, r: OnboardResult, access: Awaited<ReturnType<typeof applyAccess>>): string {
   const a = r.app;
+  const v = access.plan.apps.find((x) => x.name === a.name);
   const rel = (path: string) => path.replace(cfg.rootDir + "/", "");
   const stackArg = cfg.stack === "dev" ? "" : ` STACK=${cfg.stack}`;
   const lines = [
@@ -153,7 +187,10 @@ function summary(cfg: Config, r: OnboardResult): string {
     `env file   ${rel(r.envFile)} (0600): DATABASE_URL, DATABASE_READONLY_URL, SUPABASE_URL, PORT`,
     `supabase   ${a.supabase ? `yes (${supabaseUrl(cfg)})` : "no (re-run with --supabase to add it)"}`,
     `registry   ${rel(registryPath(cfg))} (included in \`make backup\`)`,
+    `access     ${v?.access ?? "private"}: private ${v?.privateUrl ?? "-"}, public ${v?.publicUrl ?? "-"} (make access-plan)`,
   ];
+  if (access.changed.length) lines.push(...access.changed.map((f) => `           + ${f}`));
+  for (const t of access.tools.filter((x) => !x.installed)) lines.push(`           ${t.tool} not installed: configs written, not applied (make access-apply says what to install)`);
   if (r.changes.length) lines.push("", "created:", ...r.changes.map((c) => `  + ${c}`));
   else lines.push("", "already in place:", ...r.unchanged.map((c) => `  = ${c}`));
   lines.push(
@@ -189,12 +226,14 @@ async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boo
     spin?.fail(`${name}: removal failed`);
     throw e;
   }
+  // Withdraw the app's hostname from the tunnel and tailnet configs.
+  const access = await applyAccess(cfg, { allowPublicProduction: true });
   if (o.json) {
-    console.log(JSON.stringify(r, null, 2));
+    console.log(JSON.stringify({ ...r, access }, null, 2));
     return 0;
   }
   spin?.stop(`${name} removed in ${(r.ms / 1000).toFixed(2)} s`);
-  const lines = r.removed.map((x) => `  - ${x}`);
+  const lines = [...r.removed, ...access.changed.map((f) => `${f} (${name} withdrawn)`), ...access.removed].map((x) => `  - ${x}`);
   if (r.backup) lines.unshift(`final backup  ${r.backup.path.replace(cfg.rootDir + "/", "")} (${r.backup.bytes} bytes, ${r.backup.entries} entries, verified with pg_restore --list)`, "");
   if (r.backup) {
     lines.push(

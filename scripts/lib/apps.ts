@@ -21,9 +21,15 @@ export const AppEntry = z.object({
   port: z.number().int().min(1024).max(65535),
   domain: z.string().min(1),
   supabase: z.boolean().default(false),
+  /** who may reach the app: private (tailnet), public (tailnet + tunnel) or none (this machine only); see access.ts */
+  // Optional so entries written before it still load and compare equal; absent means private (appAccess).
+  access: z.enum(["private", "public", "none"]).optional(),
   created: z.string().regex(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, "must be a UTC time like 2026-11-21T21:45:00Z"),
 });
 export type AppEntry = z.infer<typeof AppEntry>;
+export const ACCESS_LEVELS = ["private", "public", "none"] as const;
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+export const appAccess = (a: Pick<AppEntry, "access">): AccessLevel => a.access ?? "private";
 const Registry = z.object({ apps: z.array(z.unknown()).default([]) });
 
 export function registryPath(cfg: Config): string {

@@ -73,6 +73,15 @@ export const SETTINGS = {
   BACKUP_ARCHIVE_TIMEOUT: { schema: seconds(0), hint: "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60", default: "60" },
   API_KEY_TTL_DAYS: { schema: z.coerce.number({ message: "must be a number of days" }).int("must be a whole number of days").min(1, "must be at least 1 day").max(1825, "must be at most 1825 days (5 years)"), hint: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365", default: "365" },
   BACKUP_SCRATCH_ADDRESS: { schema: z.union([z.literal(""), ipv4]), hint: "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21", default: "" },
+  // Access per app (scripts/lib/access.ts, `make access-plan`): defaults keep older env files loading and change nothing.
+  PUBLIC_DOMAIN: { schema: z.string().regex(/^$|^(?=.{1,200}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "must be a DNS name like example.com, or empty"), hint: "public apps get https://<app>.<PUBLIC_DOMAIN> through the tunnel, e.g. example.com", default: "" },
+  TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "cloudflare: public apps through a Cloudflare Tunnel; none: nothing public", default: "none" },
+  TAILNET: { schema: z.enum(["tailscale", "none"], { message: "must be tailscale or none" }), hint: "tailscale: private apps on the tailnet with `tailscale serve`; none: loopback only", default: "none" },
+  TAILNET_HOSTNAME: { schema: z.string().regex(/^$|^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, "must be a hostname like server.tail1234.ts.net, or empty"), hint: "this server's MagicDNS name; empty: ${TS_CERT_DOMAIN} (filled in by tailscale)", default: "" },
+  CLOUDFLARE_TUNNEL_ID: { schema: z.string().regex(/^$|^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be the tunnel's UUID or name"), hint: "from `cloudflared tunnel create <name>`", default: "" },
+  CLOUDFLARE_CREDENTIALS_FILE: { schema: z.string().regex(/^$|^\/\S+\.json$/, "must be an absolute path to the tunnel's .json credentials"), hint: "empty: /etc/cloudflared/<CLOUDFLARE_TUNNEL_ID>.json", default: "" },
+  TUNNEL_ORIGIN_PORT: { schema: z.union([z.literal(""), port]), hint: "nginx's loopback listener the tunnel forwards to; empty: API_PORT + 5", default: "" },
+  ALLOW_REMOTE_ACCESS: { schema: bool, hint: "customer stacks (client-*) refuse TUNNEL/TAILNET unless true", default: "false" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -138,6 +147,21 @@ export interface Config {
   /** Lifetime of the API keys signed for the Supabase services (API_KEY_TTL_DAYS). */
   apiKeyTtlDays: number;
   backup: BackupSettings;
+  access: AccessSettings;
+}
+
+/** Private and public access per app (scripts/lib/access.ts). */
+export interface AccessSettings {
+  publicDomain: string;
+  tunnel: "cloudflare" | "none";
+  tailnet: "tailscale" | "none";
+  tailnetHostname: string;
+  tunnelId: string;
+  credentialsFile: string;
+  /** nginx's tunnel-origin listener: always loopback, never a public address */
+  originAddress: string;
+  originPort: number;
+  allowRemote: boolean;
 }
 
 export interface BackupSettings {
@@ -309,7 +333,37 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       archiveTimeout: v.BACKUP_ARCHIVE_TIMEOUT as number,
       scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
     },
+    access: accessSettings(file, opts.stack, v),
   };
+}
+
+function accessSettings(file: string, stack: string, v: Record<string, unknown>): AccessSettings {
+  const api = { address: v.API_ADDRESS as string, port: v.API_PORT as number };
+  const a: AccessSettings = {
+    publicDomain: v.PUBLIC_DOMAIN as string,
+    tunnel: v.TUNNEL as AccessSettings["tunnel"],
+    tailnet: v.TAILNET as AccessSettings["tailnet"],
+    tailnetHostname: v.TAILNET_HOSTNAME as string,
+    tunnelId: v.CLOUDFLARE_TUNNEL_ID as string,
+    credentialsFile: (v.CLOUDFLARE_CREDENTIALS_FILE as string) || `/etc/cloudflared/${(v.CLOUDFLARE_TUNNEL_ID as string) || "<tunnel-id>"}.json`,
+    // The tunnel reaches nginx on loopback only: on a host whose API address is public, 127.0.0.1.
+    originAddress: api.address.startsWith("127.") ? api.address : "127.0.0.1",
+    originPort: (v.TUNNEL_ORIGIN_PORT as number | "") || api.port + 5,
+    allowRemote: v.ALLOW_REMOTE_ACCESS as boolean,
+  };
+  if (a.tunnel === "cloudflare") {
+    if (!a.publicDomain) throw new ConfigError(file, "PUBLIC_DOMAIN", "is required with TUNNEL=cloudflare", "set PUBLIC_DOMAIN=example.com (public apps get <app>.example.com), or TUNNEL=none");
+    if (!a.tunnelId) throw new ConfigError(file, "CLOUDFLARE_TUNNEL_ID", "is required with TUNNEL=cloudflare", "create the tunnel with `cloudflared tunnel create <name>` and set its UUID here");
+  }
+  // Customer servers stay inside their firewall: remote access is an explicit, written decision.
+  if (stack.startsWith("client-") && !a.allowRemote) {
+    if (a.tunnel !== "none") throw new ConfigError(file, "TUNNEL", `customer stacks stay inside the firewall (got ${JSON.stringify(a.tunnel)})`, "set TUNNEL=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing");
+    if (a.tailnet !== "none") throw new ConfigError(file, "TAILNET", `customer stacks stay inside the firewall (got ${JSON.stringify(a.tailnet)})`, "set TAILNET=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing");
+  }
+  const taken: [string, number][] = [["API_PORT", api.port], ["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT as number], ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT as number], ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT as number]];
+  const clash = taken.find(([, p]) => p === a.originPort);
+  if (clash) throw new ConfigError(file, "TUNNEL_ORIGIN_PORT", `port ${a.originPort} is also used by ${clash[0]}`, "set TUNNEL_ORIGIN_PORT to a free port");
+  return a;
 }
 
 /** Listeners that share an address must not share a port: name the second key that repeats one. */

@@ -12,6 +12,8 @@ import { writeFileNoFollow } from "./safe-fs";
 import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
 import { validateComposeFile } from "./compose-schema";
 import { apiKeyLifetimeS, signApiKey } from "./jwt";
+import { cloudflaredYaml, renderCloudflared } from "./access";
+import { loadApps } from "./apps";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
@@ -27,6 +29,8 @@ export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Pro
     HAPROXY_RO_PORT: String(cfg.haproxy.roPort),
     HAPROXY_STATS_PORT: String(cfg.haproxy.statsPort),
     API_PORT: String(cfg.api.port),
+    // the cloudflared service (profile tunnel); compose interpolates it even when the profile is off
+    CLOUDFLARED_CREDENTIALS_FILE: cfg.access.credentialsFile,
     MAIN_DB: cfg.databases[0]!,
     ...Object.fromEntries(SECRET_KEYS.map((k) => [k, cfg.secrets[k]])),
     // The services serve MAIN_DB only, so they get that environment's secret and no other.
@@ -55,6 +59,7 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
+  if (cfg.access.tunnel === "cloudflare") writeIfChanged(join(dir, "cloudflared", "config.yml"), cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")));
   // compose reads ports, the database name and secrets from one env file (0600).
   const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");
   writeIfChanged(join(dir, "compose.env"), env + "\n", { mode: 0o600 });

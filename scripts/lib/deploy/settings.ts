@@ -53,6 +53,11 @@ export const CLIENT_SETTINGS = {
   PORT_PRODUCTION: { schema: port, hint: "production environment (seeds: 9000)", default: "9000" },
   PG_SHARED_BUFFERS: { schema: z.string().regex(/^$|^\d+(kB|MB|GB)$/, "must be a size like 1GB"), hint: "empty: from the size profile", default: "" },
   RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto: docker when an engine answers on the target", default: "auto" },
+  // Inside the firewall is the customer's promise: a tunnel or a tailnet only with ALLOW_REMOTE_ACCESS=true.
+  TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "customer servers: none", default: "none" },
+  TAILNET: { schema: z.enum(["tailscale", "none"], { message: "must be tailscale or none" }), hint: "customer servers: none", default: "none" },
+  ALLOW_REMOTE_ACCESS: { schema: z.enum(["true", "false"], { message: "must be true or false" }), hint: "true only when the customer agreed in writing to a tunnel or tailnet", default: "false" },
+  CLOUDFLARE_TUNNEL_ID: { schema: z.string().regex(/^$|^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be the tunnel's UUID or name"), hint: "with TUNNEL=cloudflare: from `cloudflared tunnel create <name>`", default: "" },
 } as const satisfies Record<string, { schema: z.ZodTypeAny; hint: string; default?: string }>;
 
 export type ClientKey = keyof typeof CLIENT_SETTINGS;
@@ -75,6 +80,8 @@ export interface ClientSettings {
   ports: Record<EnvName, number>;
   sharedBuffers: string;
   runtime: "auto" | "native" | "docker";
+  /** TUNNEL/TAILNET on the customer's stack: none unless explicitly allowed */
+  remoteAccess?: { tunnel: "cloudflare" | "none"; tailnet: "tailscale" | "none"; allowed: boolean; tunnelId: string };
   /** the raw key=value pairs (for writing back) */
   raw: Record<string, string>;
 }
@@ -129,6 +136,13 @@ export function parseClientSettings(text: string, file: string): ClientSettings 
     runtime: v.RUNTIME,
     raw: raw as Record<string, string>,
   };
+  for (const k of ["TUNNEL", "TAILNET"] as const) {
+    if (v[k] !== "none" && v.ALLOW_REMOTE_ACCESS !== "true") {
+      throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${k}: customer servers stay inside their firewall (got ${JSON.stringify(v[k])})`, `set ${k}=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing`);
+    }
+  }
+  if (v.TUNNEL === "cloudflare" && !v.CLOUDFLARE_TUNNEL_ID) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: CLOUDFLARE_TUNNEL_ID: is required with TUNNEL=cloudflare`, "create the tunnel with `cloudflared tunnel create <name>` and set its UUID here");
+  s.remoteAccess = { tunnel: v.TUNNEL, tailnet: v.TAILNET, allowed: v.ALLOW_REMOTE_ACCESS === "true", tunnelId: v.CLOUDFLARE_TUNNEL_ID };
   if (s.access === "public" && !s.adminEmail) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ADMIN_EMAIL: is required with ACCESS=public`, "Let's Encrypt needs an account e-mail: ADMIN_EMAIL=ops@acme.com");
   // Every listener on the API address needs its own port.
   const seen = new Map<number, string>();
@@ -254,6 +268,9 @@ export function renderStackEnv(s: ClientSettings): string {
     `STATE_DIR=${stateDir}`,
     "MEMBER_ROOT=",
   ];
+  // Written only when allowed and not none, so existing customers' stack files stay byte for byte the same.
+  const ra = s.remoteAccess;
+  if (ra?.allowed && (ra.tunnel !== "none" || ra.tailnet !== "none")) lines.push("ALLOW_REMOTE_ACCESS=true", `TUNNEL=${ra.tunnel}`, `TAILNET=${ra.tailnet}`, `PUBLIC_DOMAIN=${s.domain}`, `CLOUDFLARE_TUNNEL_ID=${ra.tunnelId}`);
   return lines.join("\n") + "\n";
 }
 

@@ -5,7 +5,7 @@
  * cluster.
  */
 import type { Config } from "../config";
-import { APP_NAME_RE, type AppEntry } from "../apps";
+import { APP_NAME_RE, type AccessLevel, type AppEntry } from "../apps";
 import { dbUrl, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
 import { renderTemplate } from "../render";
 import { SUPABASE_RESERVED_ROLES } from "../supabase-db";
@@ -79,6 +79,8 @@ export interface AppRequest {
   port?: number;
   domain?: string;
   supabase?: boolean;
+  /** private (default), public or none: scripts/lib/access.ts */
+  access?: AccessLevel;
 }
 
 /** The full entry an app gets: what was asked, the rest inferred. Throws nothing; call the *Problem checks first. */
@@ -91,6 +93,8 @@ export function planApp(cfg: Config, req: AppRequest, apps: AppEntry[], now = ne
     port: req.port ?? existing?.port ?? nextAppPort(req.name, apps, stackPorts(cfg)),
     domain: req.domain ?? existing?.domain ?? defaultDomain(req.name),
     supabase: Boolean(req.supabase || existing?.supabase),
+    // Written only when chosen, so entries without it (private) stay as they were.
+    ...((req.access ?? existing?.access) ? { access: req.access ?? existing?.access } : {}),
     created: existing?.created ?? now.toISOString().replace(/\.\d{3}Z$/, "Z"),
   };
 }

@@ -1,0 +1,410 @@
+/**
+ * Who can reach which app, generated from the app registry: privately over
+ * the tailnet (`tailscale serve`), publicly through a Cloudflare Tunnel, or
+ * only on this machine. Pure renderers return data (the cloudflared config,
+ * the serve config, the commands as argv arrays, the nginx vhosts); one
+ * function writes them and reloads what is installed.
+ *
+ * Upstream references (the rules the validator mirrors):
+ * - cloudflared's configuration file (tunnel, credentials-file, ingress; the
+ *   last rule must be a catch-all such as `service: http_status:404`):
+ *   https://developers.cloudflare.com/cloudflare-one/connections/connect-apps/configuration/ingress
+ * - origin parameters (httpHostHeader, connectTimeout, ...):
+ *   https://developers.cloudflare.com/tunnel/reference/origin-parameters/
+ * - cloudflared's own ingress validation (ingress/ingress.go): no port in a
+ *   hostname, at most one `*` and only as the leading label (`*.example.com`),
+ *   the last rule matches everything, and no earlier rule does.
+ * - `tailscale serve` (`--bg`, `--http=<port>`, `off`):
+ *   https://tailscale.com/docs/reference/tailscale-cli/serve ; the JSON is
+ *   ipn.ServeConfig (tailscale/tailscale ipn/serve.go: TCP port -> {HTTP},
+ *   Web "host:port" -> Handlers "/" -> {Proxy}), the shape `tailscale serve
+ *   status --json` prints and the container's TS_SERVE_CONFIG reads.
+ */
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import YAML from "yaml";
+import { z } from "zod";
+import { appAccess, loadApps, type AccessLevel, type AppEntry } from "./apps";
+import type { Config } from "./config";
+import { ToolkitError } from "./errors";
+import { run, which } from "./exec";
+import { withAppsLock } from "./onboard/lock";
+import { appUpstream, domainProblem } from "./onboard/plan";
+import { readTemplate, renderTemplate, writeIfChanged } from "./render";
+
+// --- who reaches what -------------------------------------------------------
+
+export interface AppAccessView {
+  name: string;
+  access: AccessLevel;
+  port: number;
+  database: string;
+  /** nginx on this machine, always */
+  localUrl: string;
+  /** over the tailnet (TAILNET=tailscale, access private or public) */
+  privateUrl?: string;
+  /** through the tunnel (TUNNEL=cloudflare, access public) */
+  publicUrl?: string;
+  publicHostname?: string;
+  productionData: boolean;
+}
+
+export interface AccessPlan {
+  stack: string;
+  tunnel: Config["access"]["tunnel"];
+  tailnet: Config["access"]["tailnet"];
+  apps: AppAccessView[];
+  /** shown, never fatal: e.g. an app holding production data that would become public */
+  warnings: string[];
+  /** fatal: bad hostnames, clashes */
+  problems: string[];
+}
+
+/** One subdomain per public app: bookwriter -> bookwriter.<PUBLIC_DOMAIN> (underscores are not valid in hostnames). */
+export const publicHostname = (cfg: Pick<Config, "access">, app: Pick<AppEntry, "name">) => `${app.name.replace(/_/g, "-")}.${cfg.access.publicDomain}`;
+
+/** The tailnet name in URLs; tailscale fills ${TS_CERT_DOMAIN} in with the node's MagicDNS name. */
+export const tailnetHost = (cfg: Pick<Config, "access">) => cfg.access.tailnetHostname || "${TS_CERT_DOMAIN}";
+
+/**
+ * An app holds production data when its database, or the stack itself, is
+ * named for production (orders_production, shop_prod_db, stack prod-eu).
+ */
+export function holdsProductionData(cfg: Pick<Config, "stack">, app: Pick<AppEntry, "database">): boolean {
+  return /(^|_)prod(uction)?(_|$)/.test(app.database) || /(^|-)prod(uction)?(-|$)/.test(cfg.stack);
+}
+
+export function planAccess(cfg: Config, apps: AppEntry[]): AccessPlan {
+  const a = cfg.access;
+  const warnings: string[] = [];
+  const problems: string[] = [];
+  const views = apps.map((app): AppAccessView => {
+    const access = appAccess(app);
+    const view: AppAccessView = {
+      name: app.name,
+      access,
+      port: app.port,
+      database: app.database,
+      localUrl: `http://${app.domain}:${cfg.api.port} (nginx ${cfg.api.address})`,
+      productionData: holdsProductionData(cfg, app),
+    };
+    // Without TAILNET_HOSTNAME the name is only known to tailscale: shown as <server>.
+    if (access !== "none" && a.tailnet === "tailscale") view.privateUrl = `http://${a.tailnetHostname || "<server>"}:${app.port}`;
+    if (access === "public") {
+      if (a.tunnel !== "cloudflare") warnings.push(`${app.name} is public in the registry but TUNNEL=none in ${cfg.file}: nothing is published`);
+      else {
+        const host = publicHostname(cfg, app);
+        const hp = hostnameProblem(host);
+        if (hp) problems.push(`${app.name}: public hostname ${hp}`);
+        const clash = apps.find((o) => o.domain === host);
+        if (clash) problems.push(`${app.name}: public hostname ${host} is also ${clash.name}'s nginx hostname (a name answers either on the tunnel or locally, never both)`);
+        view.publicHostname = host;
+        view.publicUrl = `https://${host}`;
+        if (view.productionData) {
+          warnings.push(`${app.name} holds production data (database ${app.database}${/prod/.test(cfg.stack) ? `, stack ${cfg.stack}` : ""}) and would be public at ${view.publicUrl}`);
+        }
+      }
+    }
+    return view;
+  });
+  return { stack: cfg.stack, tunnel: a.tunnel, tailnet: a.tailnet, apps: views, warnings, problems };
+}
+
+/** A public hostname cloudflared and nginx both accept: a plain DNS name, no port, no wildcard. */
+// new-app's hostname rule (labels of 1-63 lowercase letters, digits, dashes; 253 characters at most).
+export const hostnameProblem = (host: string): string | undefined => domainProblem(host);
+
+// --- cloudflared ------------------------------------------------------------
+
+/** The origin parameters we set (cloudflared's documented names). */
+const OriginRequest = z
+  .object({
+    // documented origin parameters; anything else is refused, so a typo cannot pass silently
+    connectTimeout: z.string().regex(/^\d+(ms|s|m)$/).optional(),
+    tlsTimeout: z.string().regex(/^\d+(ms|s|m)$/).optional(),
+    tcpKeepAlive: z.string().regex(/^\d+(ms|s|m)$/).optional(),
+    noHappyEyeballs: z.boolean().optional(),
+    keepAliveConnections: z.number().int().min(0).optional(),
+    keepAliveTimeout: z.string().regex(/^\d+(ms|s|m)$/).optional(),
+    httpHostHeader: z.string().min(1).optional(),
+    originServerName: z.string().optional(),
+    matchSNItoHost: z.boolean().optional(),
+    caPool: z.string().optional(),
+    noTLSVerify: z.boolean().optional(),
+    disableChunkedEncoding: z.boolean().optional(),
+    http2Origin: z.boolean().optional(),
+    proxyType: z.string().optional(),
+  })
+  .strict();
+
+const IngressRule = z
+  .object({
+    hostname: z.string().optional(),
+    path: z.string().optional(),
+    service: z.string().regex(/^(https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?\/?|http_status:[1-5]\d\d|hello_world)$/, "must be http(s)://host:port or http_status:<code>"),
+    originRequest: OriginRequest.optional(),
+  })
+  .strict();
+
+const CloudflaredConfigSchema = z
+  .object({
+    tunnel: z.string().min(1, "must name the tunnel (UUID or name)"),
+    "credentials-file": z.string().regex(/^\/\S+\.json$/, "must be an absolute path to a .json file"),
+    originRequest: OriginRequest.optional(),
+    ingress: z.array(IngressRule).min(1, "needs at least the catch-all rule"),
+  })
+  .strict();
+
+export type CloudflaredConfig = z.infer<typeof CloudflaredConfigSchema>;
+export type CloudflaredIngressRule = z.infer<typeof IngressRule>;
+
+const isCatchAll = (r: CloudflaredIngressRule) => (r.hostname === undefined || r.hostname === "" || r.hostname === "*") && !r.path;
+
+/**
+ * Every way a cloudflared config breaks cloudflared's documented rules, as
+ * messages naming the rule: keys, ingress order, hostnames. Empty: valid.
+ */
+export function cloudflaredProblems(doc: unknown): string[] {
+  const r = CloudflaredConfigSchema.safeParse(doc);
+  if (!r.success) return r.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`);
+  const problems: string[] = [];
+  const rules = r.data.ingress;
+  rules.forEach((rule, i) => {
+    const where = `ingress[${i}]`;
+    const h = rule.hostname ?? "";
+    if (/:\d+$/.test(h)) problems.push(`${where}: hostname ${JSON.stringify(h)}: a hostname cannot contain a port`);
+    const star = h.lastIndexOf("*");
+    if (h.split("*").length > 2 || (star > 0) || (star === 0 && h !== "*" && !h.startsWith("*."))) {
+      problems.push(`${where}: hostname ${JSON.stringify(h)}: at most one wildcard, only as the leading label, e.g. *.example.com`);
+    }
+    const last = i === rules.length - 1;
+    if (last && !isCatchAll(rule)) problems.push(`${where}: the last rule must match everything (no hostname, no path), e.g. service: http_status:404`);
+    if (!last && isCatchAll(rule)) problems.push(`${where}: matches every hostname, so the rules after it would never be used: the catch-all must be last`);
+  });
+  const seen = new Set<string>();
+  for (const rule of rules) {
+    if (!rule.hostname || rule.path) continue;
+    if (seen.has(rule.hostname)) problems.push(`ingress: hostname ${rule.hostname} appears twice (only the first would ever match)`);
+    seen.add(rule.hostname);
+  }
+  return problems;
+}
+
+/** The tunnel's origin: nginx's loopback listener (native) or the nginx service (docker). */
+export const tunnelOrigin = (cfg: Config, runtime: "native" | "docker" = "native") =>
+  runtime === "docker" ? `http://nginx:${DOCKER_ORIGIN_PORT}` : `http://${cfg.access.originAddress}:${cfg.access.originPort}`;
+/** Inside compose, nginx's tunnel origin listens on this container port (never published). */
+export const DOCKER_ORIGIN_PORT = 8081;
+export const DOCKER_CREDENTIALS_PATH = "/etc/cloudflared/credentials.json";
+
+/** cloudflared's config: one rule per public app, in registry order, then the 404 catch-all. */
+export function renderCloudflared(cfg: Config, apps: AppEntry[], runtime: "native" | "docker" = "native"): CloudflaredConfig {
+  const origin = tunnelOrigin(cfg, runtime);
+  const rules: CloudflaredIngressRule[] = apps
+    .filter((a) => appAccess(a) === "public")
+    .map((a) => {
+      const hostname = publicHostname(cfg, a);
+      // httpHostHeader pins the Host nginx sees to the public name, whatever the edge or a
+      // websocket upgrade sends; nginx routes on it (server_name), so it must never be the origin's address.
+      return { hostname, service: origin, originRequest: { httpHostHeader: hostname } };
+    });
+  rules.push({ service: "http_status:404" });
+  return {
+    tunnel: cfg.access.tunnelId,
+    "credentials-file": runtime === "docker" ? DOCKER_CREDENTIALS_PATH : cfg.access.credentialsFile,
+    originRequest: { connectTimeout: "10s" },
+    ingress: rules,
+  };
+}
+
+export function cloudflaredYaml(cfg: Config, doc: CloudflaredConfig): string {
+  return `# cloudflared for stack ${cfg.stack}: written by \`make access-apply\` from ${registryRel(cfg)}; edit the registry, not this file.\n` + YAML.stringify(doc);
+}
+
+// --- tailscale serve ---------------------------------------------------------
+
+/** ipn.ServeConfig: what `tailscale serve status --json` prints. */
+export interface ServeConfig {
+  TCP: Record<string, { HTTP: true }>;
+  Web: Record<string, { Handlers: Record<string, { Proxy: string }> }>;
+}
+
+const privateApps = (apps: AppEntry[]) => apps.filter((a) => appAccess(a) !== "none");
+
+/** Private (and public) apps on the tailnet at http://<server>:<app port>, proxied to the app on loopback. */
+export function renderServe(cfg: Config, apps: AppEntry[]): ServeConfig {
+  const out: ServeConfig = { TCP: {}, Web: {} };
+  for (const a of [...privateApps(apps)].sort((x, y) => x.port - y.port)) {
+    out.TCP[String(a.port)] = { HTTP: true };
+    out.Web[`${tailnetHost(cfg)}:${a.port}`] = { Handlers: { "/": { Proxy: `http://${appUpstream(a)}` } } };
+  }
+  return out;
+}
+
+/** The same, as the commands that set it up (argv arrays). */
+export const serveOnCmd = (a: Pick<AppEntry, "port">) => ["tailscale", "serve", "--bg", `--http=${a.port}`, `http://${appUpstream(a as AppEntry)}`];
+export const serveOffCmd = (port: number) => ["tailscale", "serve", `--http=${port}`, "off"];
+export const serveCommands = (apps: AppEntry[]) => [...privateApps(apps)].sort((x, y) => x.port - y.port).map(serveOnCmd);
+
+export const cloudflaredValidateCmd = (file: string) => ["cloudflared", "tunnel", "--config", file, "ingress", "validate"];
+/** The service unit installed once with `cloudflared --config <file> service install` reads our file. */
+export const cloudflaredRestartCmd = () => ["systemctl", "restart", "cloudflared"];
+
+// --- nginx -------------------------------------------------------------------
+
+export const tunnelOriginNginxPath = (cfg: Config) => join(cfg.stateDir, "nginx", "apps", "tunnel-origin.conf");
+
+/** The tunnel origin's vhosts: a 404 default, and per public app its server plus a 421 on the stack's own listener. */
+export function renderTunnelNginx(cfg: Config, apps: AppEntry[], templates = { origin: readTemplate(cfg.rootDir, "access/tunnel-origin.conf.tmpl"), app: readTemplate(cfg.rootDir, "access/tunnel-app.conf.tmpl") }): string {
+  const base = { STACK: cfg.stack, ORIGIN_ADDRESS: cfg.access.originAddress, ORIGIN_PORT: cfg.access.originPort, API_ADDRESS: cfg.api.address, API_PORT: cfg.api.port };
+  const servers = apps
+    .filter((a) => appAccess(a) === "public")
+    .map((a) => renderTemplate(templates.app, { ...base, APP_NAME: a.name, PUBLIC_HOSTNAME: publicHostname(cfg, a), APP_UPSTREAM: appUpstream(a) }, "access/tunnel-app.conf.tmpl"))
+    .join("");
+  return renderTemplate(templates.origin, { ...base, PUBLIC_APP_SERVERS: servers }, "access/tunnel-origin.conf.tmpl");
+}
+
+// --- files and apply ---------------------------------------------------------
+
+export const accessDir = (cfg: Config) => join(cfg.stateDir, "access");
+export const cloudflaredPath = (cfg: Config) => join(accessDir(cfg), "cloudflared.yml");
+export const servePath = (cfg: Config) => join(accessDir(cfg), "tailscale-serve.json");
+/** Ports this toolkit turned on with `tailscale serve`, so a removed app's port is turned off (and nobody else's). */
+const serveAppliedPath = (cfg: Config) => join(accessDir(cfg), "tailscale-applied.json");
+
+export interface AccessFile {
+  path: string;
+  /** undefined: the file must not exist (that access is off) */
+  content: string | undefined;
+}
+
+/** Every file access-apply owns, with its content for this registry. */
+export function accessFiles(cfg: Config, apps: AppEntry[]): AccessFile[] {
+  const cf = cfg.access.tunnel === "cloudflare";
+  const ts = cfg.access.tailnet === "tailscale";
+  let cloudflared: string | undefined;
+  if (cf) {
+    const doc = renderCloudflared(cfg, apps);
+    const problems = cloudflaredProblems(doc);
+    if (problems.length) throw new ToolkitError("BAD_ACCESS", `the cloudflared config for stack ${cfg.stack} breaks cloudflared's rules: ${problems.join("; ")}`, `fix the registry (${registryRel(cfg)}) or PUBLIC_DOMAIN in ${cfg.file}`);
+    cloudflared = cloudflaredYaml(cfg, doc);
+  }
+  return [
+    { path: tunnelOriginNginxPath(cfg), content: cf ? renderTunnelNginx(cfg, apps) : undefined },
+    { path: cloudflaredPath(cfg), content: cloudflared },
+    { path: servePath(cfg), content: ts ? JSON.stringify(renderServe(cfg, apps), null, 2) + "\n" : undefined },
+  ];
+}
+
+export interface ToolReport {
+  tool: "cloudflared" | "tailscale";
+  installed: boolean;
+  /** commands run (installed) or that would run */
+  commands: string[][];
+  /** what to install, when it is not */
+  install?: string;
+}
+
+export interface ApplyResult {
+  plan: AccessPlan;
+  changed: string[];
+  removed: string[];
+  unchanged: string[];
+  nginx: "reloaded" | "checked (nginx not running)" | "unchanged" | "not rendered yet (loaded at the next dev-up)";
+  tools: ToolReport[];
+}
+
+export const INSTALL = {
+  cloudflared:
+    "cloudflared is not installed: install Cloudflare's package (Debian/Ubuntu: add the repository from https://pkg.cloudflare.com/index.html, then `apt-get install cloudflared`), run `cloudflared tunnel login` and `cloudflared tunnel create <name>`, then `cloudflared --config <file> service install` once; re-run `make access-apply`",
+  tailscale:
+    "tailscale is not installed: install Tailscale's package (Debian/Ubuntu: `curl -fsSL https://tailscale.com/install.sh | sh`, or the repository at https://pkgs.tailscale.com/stable/), run `tailscale up`, then re-run `make access-apply`",
+};
+
+export interface ApplyOptions {
+  /** an app holding production data may become public (otherwise refused) */
+  allowPublicProduction?: boolean;
+  /** where the tools are looked up; tests pass a fake PATH lookup */
+  which?: (bin: string) => Promise<string | undefined>;
+  /** nginx -t and reload; onboard's applyNginx by default */
+  applyNginx?: (cfg: Config) => Promise<{ running: boolean }>;
+}
+
+/**
+ * Write the access files for the registry and make what is installed use
+ * them. Refuses (changing nothing) on a bad hostname, and on an app holding
+ * production data becoming public unless allowed. A missing cloudflared or
+ * tailscale is reported with what to install; nothing else is touched for it.
+ */
+export async function applyAccess(cfg: Config, opts: ApplyOptions = {}, apps?: AppEntry[]): Promise<ApplyResult> {
+  if (apps) return applyFor(cfg, opts, apps);
+  // Under new-app's lock: a concurrent onboarding must not be rendered out of the configs by a stale read.
+  return withAppsLock(cfg, () => applyFor(cfg, opts, loadApps(cfg)));
+}
+
+async function applyFor(cfg: Config, opts: ApplyOptions, apps: AppEntry[]): Promise<ApplyResult> {
+  const plan = planAccess(cfg, apps);
+  if (plan.problems.length) throw new ToolkitError("BAD_ACCESS", plan.problems.join("; "), `fix ${registryRel(cfg)} or PUBLIC_DOMAIN in ${cfg.file}; nothing was changed`);
+  const prod = plan.apps.filter((v) => v.publicUrl && v.productionData);
+  if (prod.length && !opts.allowPublicProduction) {
+    throw new ToolkitError("PUBLIC_PRODUCTION", `${prod.map((v) => `${v.name} (database ${v.database})`).join(", ")} would be public at ${prod.map((v) => v.publicUrl).join(", ")} while holding production data`, "set the app's access to private in the registry, or re-run with --allow-public-production if that is intended; nothing was changed");
+  }
+  const files = accessFiles(cfg, apps);
+  const changed: string[] = [];
+  const removed: string[] = [];
+  const unchanged: string[] = [];
+  const rel = (p: string) => p.replace(cfg.rootDir + "/", "");
+  const olds = new Map(files.map((f) => [f.path, existsSync(f.path) ? readFileSync(f.path, "utf8") : undefined]));
+  for (const f of files) {
+    if (f.content === undefined) {
+      if (olds.get(f.path) !== undefined) {
+        rmSync(f.path, { force: true });
+        removed.push(rel(f.path));
+      }
+    } else if (writeIfChanged(f.path, f.content, { mode: 0o644 })) changed.push(rel(f.path));
+    else unchanged.push(rel(f.path));
+  }
+
+  // nginx first: the tunnel must never point at an origin nginx has not loaded.
+  let nginx: ApplyResult["nginx"] = "unchanged";
+  const nginxPath = tunnelOriginNginxPath(cfg);
+  const nginxTouched = changed.includes(rel(nginxPath)) || removed.includes(rel(nginxPath));
+  if (nginxTouched) {
+    if (!existsSync(join(cfg.renderedDir, "nginx", "nginx.conf"))) nginx = "not rendered yet (loaded at the next dev-up)";
+    else {
+      const apply = opts.applyNginx ?? (await import("./onboard/onboard")).applyNginx;
+      try {
+        nginx = (await apply(cfg)).running ? "reloaded" : "checked (nginx not running)";
+      } catch (e) {
+        // never leave a file that breaks nginx -t
+        const old = olds.get(nginxPath);
+        if (old === undefined) rmSync(nginxPath, { force: true });
+        else writeIfChanged(nginxPath, old, { mode: 0o644 });
+        throw e;
+      }
+    }
+  }
+
+  const lookup = opts.which ?? which;
+  const tools: ToolReport[] = [];
+  if (cfg.access.tunnel === "cloudflare") {
+    const commands = [cloudflaredValidateCmd(cloudflaredPath(cfg)), cloudflaredRestartCmd()];
+    const installed = Boolean(await lookup("cloudflared"));
+    if (installed) for (const c of commands) await run(c, { timeoutMs: 60_000 });
+    tools.push({ tool: "cloudflared", installed, commands, install: installed ? undefined : INSTALL.cloudflared.replace("<file>", cloudflaredPath(cfg)) });
+  }
+  const appliedBefore: number[] = existsSync(serveAppliedPath(cfg)) ? JSON.parse(readFileSync(serveAppliedPath(cfg), "utf8")) : [];
+  const wanted = cfg.access.tailnet === "tailscale" ? privateApps(apps).map((a) => a.port) : [];
+  if (cfg.access.tailnet === "tailscale" || appliedBefore.length) {
+    const commands = [...appliedBefore.filter((p) => !wanted.includes(p)).map(serveOffCmd), ...(cfg.access.tailnet === "tailscale" ? serveCommands(apps) : [])];
+    const installed = Boolean(await lookup("tailscale"));
+    if (installed) {
+      for (const c of commands) await run(c, { timeoutMs: 60_000 });
+      writeIfChanged(serveAppliedPath(cfg), JSON.stringify(wanted) + "\n");
+    }
+    tools.push({ tool: "tailscale", installed, commands, install: installed ? undefined : INSTALL.tailscale });
+  }
+  return { plan, changed, removed, unchanged, nginx, tools };
+}
+
+const registryRel = (cfg: Config) => (cfg.stack === "dev" ? "envs/apps.yaml" : `envs/apps.${cfg.stack}.yaml`);
