@@ -230,8 +230,10 @@ describe("docker runtime: cloudflared under the compose profile `tunnel`", () =>
   test("the service: pinned image, profile, rendered config and credentials mounted read-only; dev.yml still validates", async () => {
     const { composeEnv } = await import("../../scripts/lib/docker");
     const { validateCompose } = await import("../../scripts/lib/compose-schema");
-    const { SECRET_KEYS } = await import("../../scripts/lib/secrets");
-    const cfg = { ...config(), secrets: Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`])) } as ReturnType<typeof config>;
+    const { SECRET_KEYS, jwtSecretKey } = await import("../../scripts/lib/secrets");
+    const base = config();
+    const keys = [...SECRET_KEYS, ...base.databases.map(jwtSecretKey)];
+    const cfg = { ...base, secrets: Object.fromEntries(keys.map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`])) } as ReturnType<typeof config>;
     const env = await composeEnv(cfg, "/state/rendered-docker");
     expect(validateCompose(devYml, env)).toEqual([]);
     const svc = (YAML.parse(devYml) as { services: Record<string, any> }).services.cloudflared;
