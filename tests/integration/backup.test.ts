@@ -230,5 +230,13 @@ describe("backup and restore on a real cluster", () => {
     expect(mine.length).toBeGreaterThanOrEqual(1);
     expect(mine.every((b: any) => b.good)).toBe(true);
     expect(j.physical.backups.length).toBeGreaterThanOrEqual(1);
+    // The window restore-pitr AT= can reach, as times (not WAL segment names).
+    const stops = j.physical.backups.map((b: any) => b.stop * 1000);
+    expect(j.physical.pitr.from).toBe(new Date(Math.min(...stops)).toISOString());
+    expect(j.physical.pitr.toSource).toBe("last archived WAL");
+    expect(Date.parse(j.physical.pitr.to)).toBeGreaterThanOrEqual(Math.max(...stops));
+    const text = runScript("backup-list.ts");
+    expect(text.stdout).toMatch(/restore-pitr AT= reaches \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \.\. \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \(last archived WAL\)/);
+    expect(text.stdout).not.toMatch(/[0-9A-F]{24}\.\.[0-9A-F]{24}/);
   });
 });

@@ -9,7 +9,7 @@ import { compareTables, tableChecksumSql } from "../../scripts/lib/checksum";
 import { cronDFile, cronLine, mergeCrontab, cronTag } from "../../scripts/lib/backup/cron";
 import { chooseSource } from "../../scripts/lib/backup/logical";
 import { compareCounts, compareFiles } from "../../scripts/lib/backup/manifest";
-import { archiveCommand, chooseBackupType, renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
+import { archiveCommand, chooseBackupType, pitrWindow, renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
 import { parsePitrTarget } from "../../scripts/lib/backup/pitr";
 import { isoWeekKey, planRetention, type RetentionItem } from "../../scripts/lib/backup/retention";
 import { retargetDatabaseSql } from "../../scripts/lib/backup/restore";
@@ -269,5 +269,16 @@ describe("content checksums and database properties (pure parts)", () => {
       "Command was: CREATE TABLE public.articles (",
     ]);
     expect(serverErrorLines("something odd\nlast line\n")).toEqual(["something odd", "last line"]);
+  });
+});
+
+describe("backup-list", () => {
+  test("the PITR window is a time range: end of the oldest backup .. last archived WAL (or the newest backup's end)", () => {
+    const b = (start: number, stop: number) => ({ label: "x", type: "full" as const, start, stop, size: 0, repoSize: 0, walStart: "000000010000000000000003", walStop: "000000010000000000000004" });
+    const info = { backups: [b(1_795_000_000, 1_795_000_060), b(1_795_086_400, 1_795_086_430)] };
+    expect(pitrWindow(info, new Date("2026-11-19T12:00:00Z"))).toEqual({ from: "2026-11-18T11:07:40.000Z", to: "2026-11-19T12:00:00.000Z", toSource: "last archived WAL" });
+    expect(pitrWindow(info)).toEqual({ from: "2026-11-18T11:07:40.000Z", to: "2026-11-19T11:07:10.000Z", toSource: "newest backup" });
+    expect(pitrWindow(info, new Date("2026-11-18T00:00:00Z")).toSource).toBe("newest backup"); // an archiver older than the newest backup proves nothing
+    expect(pitrWindow({ backups: [] })).toEqual({});
   });
 });
