@@ -265,6 +265,8 @@ describe("backup and restore of hostile inputs", () => {
     const r = runScript("restore-pitr.ts", ["--at", at, "--keep", "--json"]);
     expect(r.code).toBe(0);
     const res = jsonOf(r.stdout);
+    // A physical restore cannot carry unlogged rows: named, not silently empty.
+    expect(res.unloggedEmpty).toEqual([`${DB}: ${S}.session_cache`]);
     const target = { host: res.scratch.address, port: res.scratch.port };
     try {
       const c = await connect(cfg, { target, database: "postgres" });

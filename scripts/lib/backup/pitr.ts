@@ -12,6 +12,7 @@ import { ToolkitError } from "../errors";
 import { tail } from "../exec";
 import { portFree } from "../ports";
 import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from "./common";
+import { unloggedTables } from "./logical";
 import { runPgbackrest, stanzaInfo } from "./pgbackrest";
 import { listScratch, prepareScratchDirs, removeScratch, scratchClient, scratchFor, scratchRunning, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
@@ -39,6 +40,8 @@ export interface PitrResult {
   lastTransaction?: string;
   timeline?: number;
   databases: { name: string; bytes: number }[];
+  /** unlogged tables come back EMPTY from a physical restore (their data is never in WAL): named here */
+  unloggedEmpty: string[];
   scratch: { name: string; dir: string; address: string; port: number; kept: boolean };
   ms: number;
 }
@@ -114,6 +117,16 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     } finally {
       await c.end().catch(() => {});
     }
+    const unloggedEmpty: string[] = [];
+    for (const d of databases) {
+      const dc = await scratchClient(cfg, s, d.name).catch(() => undefined);
+      if (!dc) continue;
+      try {
+        for (const t of await unloggedTables(dc)) unloggedEmpty.push(`${d.name}: ${t}`);
+      } finally {
+        await dc.end().catch(() => {});
+      }
+    }
     kept = Boolean(opts.keep);
     return {
       target: opts.at,
@@ -122,6 +135,7 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
       lastTransaction: /last completed transaction was at log time ([^\n]+)/.exec(log)?.[1]?.trim(),
       timeline,
       databases,
+      unloggedEmpty,
       scratch: { name: s.name, dir: s.dir, address: s.address, port: s.port, kept },
       ms: Date.now() - t0,
     };
