@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
+import { withClient } from "../pg";
 import { portFree } from "../ports";
 import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from "./common";
 import { unloggedTables } from "./logical";
@@ -67,6 +68,10 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     const first = info.backups[0];
     throw new ToolkitError("NO_BACKUP_BEFORE", `no physical backup finished before ${opts.at}${first ? ` (the oldest finished ${new Date(first.stop * 1000).toISOString()})` : ""}`, "pick a later time, or take one now with `make backup` (PITR reaches back to the oldest kept backup)");
   }
+  // Recovery to a time stops at the first commit after it; on a quiet cluster there may be none yet,
+  // and recovery then ends "before the configured recovery target was reached". One empty
+  // transaction with an xid writes a commit record stamped now, after AT.
+  await withClient(cfg, {}, (c) => c.query("SELECT pg_current_xact_id()"));
   // Everything written up to now must be in the archive, or recovery stops short of AT.
   progress("archive", "switching WAL and waiting for it to be archived");
   await runPgbackrest(cfg, ["--archive-timeout=120", "check"], { timeoutMs: 180_000 });
