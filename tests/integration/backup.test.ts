@@ -86,7 +86,9 @@ describe("backup and restore on a real cluster", () => {
     expect((await sql("SELECT current_setting('app.settings.jwt_exp', true) AS v"))[0].v).toBe("3600");
   }, 120_000);
 
-  test("restore refuses an unknown backup id and an unknown database, changing nothing", () => {
+  test("restore refuses an unknown backup id and an unknown database, changing nothing", async () => {
+    const databases = async () => (await sql("SELECT oid::int, datname FROM pg_database ORDER BY 2", [], "postgres")).map((r) => `${r.oid} ${r.datname}`);
+    const before = { dbs: await databases(), rows: await checksum() };
     const a = runScript("restore.ts", ["--db", DB, "--from", "20000101T000000Z", "--yes"]);
     expect(a.code).toBe(1);
     expect(a.stderr).toContain("UNKNOWN_BACKUP");
@@ -96,7 +98,9 @@ describe("backup and restore on a real cluster", () => {
     const c = runScript("restore.ts", ["--db", DB, "--from", id]); // no --yes, no TTY
     expect(c.code).toBe(1);
     expect(c.stderr).toContain("NEEDS_CONFIRMATION");
-  });
+    // Nothing changed: the same databases (same OIDs: none replaced) and the same rows.
+    expect({ dbs: await databases(), rows: await checksum() }).toEqual(before);
+  }, 60_000);
 
   test("a flipped byte in a backup file fails verification and names the file", () => {
     const dir = join(cfg.backup.dir, id);
