@@ -40,6 +40,7 @@ await runMain(async () => {
   const lines = [
     `restored     ${r.from} from backup ${r.backup} as ${r.database}`,
     `checked      ${r.tables} tables, ${r.rows} rows, their content and the database's owner/ACL/settings match the manifest`,
+    `access       CONNECT for ${r.canConnect.join(", ") || "nobody but superusers"}${r.canConnect.includes("PUBLIC") ? "" : " (not PUBLIC)"}`,
     r.previousKeptAs ? `previous     kept as ${r.previousKeptAs} (connections disabled; DROP DATABASE it when satisfied)` : `previous     none (${r.database} did not exist)`,
     `took         ${(r.ms / 1000).toFixed(1)} s`,
   ];

@@ -232,6 +232,7 @@ describe("backup and restore of hostile inputs", () => {
     const r = runScript("restore.ts", ["--db", DB, "--from", id, "--to", COPY, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
+    expect(jsonOf(r.stdout).canConnect.sort()).toEqual([APP, "authenticator", "postgres", "supabase_auth_admin", "supabase_storage_admin"].sort());
     await expectSameAsSource(COPY);
   }, 180_000);
 

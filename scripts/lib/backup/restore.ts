@@ -38,6 +38,8 @@ export interface RestoreResult {
   from: string;
   replaced: boolean;
   previousKeptAs?: string;
+  /** who may connect to the restored database (checked against the backup's record): roles, or PUBLIC */
+  canConnect: string[];
   tables: number;
   rows: number;
   ms: number;
@@ -142,7 +144,10 @@ async function stepOrFail(c: pg.Client, tmp: string, what: string, fn: () => Pro
   } catch (e) {
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
     const pe = e as { message: string; detail?: string; hint?: string };
-    throw new ToolkitError("RESTORE_FAILED", `${what} ${tmp} failed: ${pe.message}`, "nothing was replaced", [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined);
+    const fix = /role .* does not exist/.test(pe.message)
+      ? "nothing was replaced; the backup's owner, ACL or settings name a role this cluster does not have: create it (its definition is in the backup's globals.sql), then restore again"
+      : "nothing was replaced";
+    throw new ToolkitError("RESTORE_FAILED", `${what} ${tmp} failed: ${pe.message}`, fix, [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined);
   }
 }
 
@@ -194,9 +199,11 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     const t = await connect(cfg, { database: tmp });
     let counts: TableCount[];
     let problems: string[];
+    let canConnect: string[] = [];
     try {
       const got = await restoredState(t, tmp);
       counts = got.tables;
+      canConnect = (got.properties?.acl ?? []).filter((a) => a.privilege === "CONNECT").map((a) => a.grantee);
       problems = restoreProblems(entry, got);
     } finally {
       await t.end().catch(() => {});
@@ -230,6 +237,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       from: opts.db,
       replaced,
       previousKeptAs,
+      canConnect,
       tables: counts.length,
       rows: counts.filter((x) => x.kind !== "partition").reduce((a, x) => a + x.rows, 0),
       ms: Date.now() - t0,
