@@ -122,7 +122,7 @@ async function props(database: string) {
       `SELECT pg_get_userbyid(d.datdba) AS owner, (SELECT array_agg(a ORDER BY a) FROM unnest(d.datacl::text[]) a) AS acl, d.datconnlimit AS connlimit,
               shobj_description(d.oid, 'pg_database') AS comment,
               (SELECT array_agg(s ORDER BY s) FROM pg_db_role_setting r, unnest(r.setconfig) s WHERE r.setdatabase = d.oid AND r.setrole = 0) AS settings,
-              (SELECT array_agg(r.setrole::regrole::text || ':' || array_to_string(r.setconfig, ',') ORDER BY 1) FROM pg_db_role_setting r WHERE r.setdatabase = d.oid AND r.setrole <> 0) AS role_settings
+              (SELECT array_agg(r.setrole::regrole::text || ':' || (SELECT string_agg(x, ',' ORDER BY x) FROM unnest(r.setconfig) x) ORDER BY 1) FROM pg_db_role_setting r WHERE r.setdatabase = d.oid AND r.setrole <> 0) AS role_settings
        FROM pg_database d WHERE d.datname = $1`,
       [database],
       "postgres",
@@ -154,6 +154,8 @@ beforeAll(async () => {
   await sql(`ALTER DATABASE ${quoteIdent(DB)} CONNECTION LIMIT 42`, [], "postgres");
   await sql(`COMMENT ON DATABASE ${quoteIdent(DB)} IS ${quoteLiteral("bookwriter's data\nline two; GRANT CONNECT ON DATABASE x TO PUBLIC;")}`, [], "postgres");
   await sql(`ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET statement_timeout = '7s'`, [], "postgres");
+  // A setting that would switch the restoring session's own role if replayed naively.
+  await sql(`ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET role = ${quoteIdent(APP)}`, [], "postgres");
   await sql(`ALTER DATABASE ${quoteIdent(DB)} SET search_path = "$user", public, ${QS}`, [], "postgres");
   const c = await connect(cfg, { database: DB });
   try {
@@ -201,7 +203,7 @@ describe("backup and restore of hostile inputs", () => {
     expect(sourceProps.acl).toContain(`"${APP}"=c*/postgres`);
     expect(sourceProps.acl.some((a: string) => a.startsWith("=") && a.includes("c"))).toBe(false); // PUBLIC cannot connect
     expect(sourceProps.connlimit).toBe(42);
-    expect(sourceProps.role_settings).toEqual([`"${APP}":statement_timeout=7s`]);
+    expect(sourceProps.role_settings).toEqual([`"${APP}":role=${APP},statement_timeout=7s`]);
   });
 
   test("backup: verified by restore with content checksums; every table listed, the unlogged one dumped from the primary", async () => {
