@@ -56,6 +56,9 @@ describe("backup and restore on a real cluster", () => {
     await sql(`INSERT INTO ${quoteIdent(TABLE)} (id, v) SELECT g, md5(g::text) FROM generate_series(1, 3000) g`);
     const before = await checksum();
     expect(before.n).toBe(3000);
+    const access = async () => (await sql("SELECT (SELECT array_agg(a ORDER BY a) FROM unnest(datacl::text[]) a) AS acl, datconnlimit FROM pg_database WHERE datname = $1", [DB], "postgres"))[0];
+    const accessBefore = await access();
+    expect(accessBefore.acl.some((a: string) => /^=[^/]*c/.test(a))).toBe(false); // PUBLIC has no CONNECT
 
     const r = backup();
     expect(r.code).toBe(0);
@@ -82,6 +85,7 @@ describe("backup and restore on a real cluster", () => {
     const out = jsonOf(res.stdout);
     expect(out.previousKeptAs).toMatch(new RegExp(`^${DB}_pre_restore_`));
     expect(await checksum()).toEqual(before);
+    expect(await access()).toEqual(accessBefore); // the access rules came back with the data
     // Database-level settings (Supabase's JWT settings) come back too.
     expect((await sql("SELECT current_setting('app.settings.jwt_exp', true) AS v"))[0].v).toBe("3600");
   }, 120_000);

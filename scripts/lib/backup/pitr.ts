@@ -125,7 +125,10 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     const unloggedEmpty: string[] = [];
     for (const d of databases) {
       const dc = await scratchClient(cfg, s, d.name).catch(() => undefined);
-      if (!dc) continue;
+      if (!dc) {
+        unloggedEmpty.push(`${d.name}: not checked (the database refuses connections)`);
+        continue;
+      }
       try {
         for (const t of await unloggedTables(dc)) unloggedEmpty.push(`${d.name}: ${t}`);
       } finally {
