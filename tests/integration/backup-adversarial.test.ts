@@ -90,6 +90,11 @@ CREATE UNLOGGED TABLE session_cache (key text PRIMARY KEY, value jsonb);
 INSERT INTO session_cache SELECT 'k' || g, jsonb_build_object('n', g) FROM generate_series(1, 30) g;
 -- A matview, populated.
 CREATE MATERIALIZED VIEW mood_totals AS SELECT m, count(*) AS n, sum(units) AS units FROM mood_log GROUP BY m;
+-- No columns at all (rows still count), and names that collide with the checksum query's own words.
+CREATE TABLE "no columns" ();
+INSERT INTO "no columns" DEFAULT VALUES; INSERT INTO "no columns" DEFAULT VALUES; INSERT INTO "no columns" DEFAULT VALUES;
+CREATE TABLE x (x int, "ROW" text, "count" bigint);
+INSERT INTO x VALUES (1, ')::text', NULL), (2, NULL, 3);
 -- Large objects referenced by a table.
 CREATE TABLE documents (id int PRIMARY KEY, content oid);
 INSERT INTO documents SELECT g, lo_from_bytea(0, convert_to(repeat('page ' || g || ' ✓ ', 50), 'UTF8')) FROM generate_series(1, 8) g;
@@ -104,7 +109,8 @@ async function contents(database: string): Promise<Record<string, string>> {
     const tables = (await c.query("SELECT c.relname, c.relkind::text AS k FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition ORDER BY 1", [QS])).rows;
     const out: Record<string, string> = {};
     for (const t of tables) {
-      const r = await c.query(`SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]')::text AS j FROM ${t.k === "p" ? "" : "ONLY"} ${QS}.${quoteIdent(t.relname)} x`);
+      // The alias must not be a column name (table "x" has a column x): to_jsonb(x) would take the column.
+      const r = await c.query(`SELECT coalesce(jsonb_agg(to_jsonb(whole_row) ORDER BY to_jsonb(whole_row)::text), '[]')::text AS j FROM ${t.k === "p" ? "" : "ONLY"} ${QS}.${quoteIdent(t.relname)} whole_row`);
       out[t.relname] = r.rows[0].j;
     }
     out["large objects"] = (await c.query(`SELECT jsonb_agg(jsonb_build_array(d.id, convert_from(lo_get(d.content), 'UTF8')) ORDER BY d.id)::text AS j FROM ${QS}.documents d`)).rows[0].j;
@@ -199,6 +205,8 @@ describe("backup and restore of hostile inputs", () => {
     const agg = (await sql(`SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]')::text AS j FROM (SELECT m, count(*) AS n, sum(units) AS units FROM ${QS}.mood_log GROUP BY m) x`))[0].j;
     expect(JSON.parse(source["mood_totals"]!).map((r: any) => [r.m, r.n])).toEqual([["it's bad", 50], ["meh", 50], ["ok", 50], ["ünïcode ✓", 50]]);
     expect(source["mood_totals"]).toBe(agg);
+    expect(source["no columns"]).toBe("[{}, {}, {}]");
+    expect(JSON.parse(source["x"]!)).toEqual([{ x: 1, ROW: ")::text", count: null }, { x: 2, ROW: null, count: 3 }]);
     expect(JSON.parse(source["large objects"]!)[7]).toEqual([8, "page 8 ✓ ".repeat(50)]);
     expect(sourceProps.acl).toContain(`"${APP}"=c*/postgres`);
     expect(sourceProps.acl.some((a: string) => a.startsWith("=") && a.includes("c"))).toBe(false); // PUBLIC cannot connect
@@ -225,6 +233,8 @@ describe("backup and restore of hostile inputs", () => {
     expect(t("readings")).toMatchObject({ rows: 2, kind: "table" }); // ONLY the parent
     expect(t("readings_2024")).toMatchObject({ rows: 40 });
     expect(t("mood_totals")).toMatchObject({ rows: 4, kind: "matview" });
+    expect(t("no columns")).toMatchObject({ rows: 3 });
+    expect(t("x")).toMatchObject({ rows: 2 });
     expect(entry.largeObjects.count).toBe(8);
     expect(entry.tables.every((x: any) => /^-?\d+$/.test(x.checksum))).toBe(true);
     expect(entry.properties.connLimit).toBe(42);
