@@ -205,6 +205,11 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       counts = got.tables;
       canConnect = (got.properties?.acl ?? []).filter((a) => a.privilege === "CONNECT").map((a) => a.grantee);
       problems = restoreProblems(entry, got);
+    } catch (e) {
+      // Nothing half-made is left behind when the check itself fails.
+      await t.end().catch(() => {});
+      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+      throw e;
     } finally {
       await t.end().catch(() => {});
     }
