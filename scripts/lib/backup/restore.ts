@@ -196,7 +196,11 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     }
 
     progress("check", "row counts, checksums and database properties against the manifest");
-    const t = await connect(cfg, { database: tmp });
+    const dropTmp = () => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+    const t = await connect(cfg, { database: tmp }).catch(async (e) => {
+      await dropTmp();
+      throw e;
+    });
     let counts: TableCount[];
     let problems: string[];
     let canConnect: string[] = [];
@@ -208,7 +212,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     } catch (e) {
       // Nothing half-made is left behind when the check itself fails.
       await t.end().catch(() => {});
-      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+      await dropTmp();
       throw e;
     } finally {
       await t.end().catch(() => {});
