@@ -3,10 +3,10 @@
  * bench-backup: on >= 1 GB generated into a registered database of the
  * running stack, in the same run and from the same replica:
  *   raw    pg_dump -Fd -j2        vs  the toolkit's logical backup (dump in an exported
- *                                     snapshot + row counts + sha256 manifest)
+ *                                     snapshot + row counts + content checksums + sha256 manifest)
  *   raw    pg_restore -j2         vs  the toolkit's restore (sha256 check, database
  *                                     settings, pg_restore -j2, row-count check, rename)
- * plus verification time (restore into a scratch instance + row counts) and a
+ * plus verification time (restore into a scratch instance + row counts + content checksums) and a
  * pgBackRest full backup. Throughput = database bytes / wall time; target
  * toolkit/raw >= 0.85. Never part of `make test`. Cleans up what it creates.
  */
@@ -98,10 +98,10 @@ await runMain(async () => {
       toolDump.push(ms2);
       made.push(res.manifest.id);
       lastId = res.manifest.id;
-      log(`toolkit backup (dump + row counts + sha256 manifest): ${secs(ms2)} (${mbps(dbBytes, ms2)}), ${res.manifest.files.length} files`);
+      log(`toolkit backup (dump + row counts + content checksums + sha256 manifest): ${secs(ms2)} (${mbps(dbBytes, ms2)}), ${res.manifest.files.length} files`);
     }
 
-    // 3. Verification, reported apart: restore into a scratch instance + row counts + sha256.
+    // 3. Verification, reported apart: restore into a scratch instance + row counts + content checksums + sha256.
     const [v, verifyMs] = await timed(() => verifyBackup(cfg, backupPath(cfg, lastId), { physical: false, jobs: 2 }, quiet));
     if (!v.ok) throw new ToolkitError("BENCH_VERIFY_FAILED", v.problems.join("; "));
     log(`verification: ${secs(verifyMs)}`);
@@ -115,7 +115,7 @@ await runMain(async () => {
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(RAW_DB)} WITH (FORCE)`);
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(TOOL_DB)} WITH (FORCE)`);
     const [, toolRestore] = await timed(() => restoreDatabase(cfg, { db, from: lastId, to: TOOL_DB, confirmed: true, jobs: 2 }, quiet));
-    log(`toolkit restore (sha256 + settings + pg_restore + row counts + rename): ${secs(toolRestore)} (${mbps(dbBytes, toolRestore)})`);
+    log(`toolkit restore (sha256 + settings + pg_restore + row counts + content checksums + rename): ${secs(toolRestore)} (${mbps(dbBytes, toolRestore)})`);
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(TOOL_DB)} WITH (FORCE)`);
 
     // 5. pgBackRest full backup of the whole cluster.
@@ -130,7 +130,7 @@ await runMain(async () => {
     ];
     console.log(`\nbench-backup: ${fmtBytes(dbBytes)} database, ${rounds} round(s), best of rounds, target toolkit/raw >= 0.85`);
     for (const r of rows) console.log(`  ${r[0]!.padEnd(8)} ${r[1]!.padEnd(22)} ${r[2]!.padEnd(22)} ${r[3]}`);
-    console.log(`  verification (scratch restore + row counts + sha256): ${secs(verifyMs)}`);
+    console.log(`  verification (scratch restore + row counts + content checksums + sha256): ${secs(verifyMs)}`);
     console.log(`  pgBackRest full backup: ${secs(physMs)} (${fmtBytes(phys.size)}, ${phys.fromStandby ? "from a standby" : "from the primary"})`);
   } finally {
     for (const id of made) rmSync(backupPath(cfg, id), { recursive: true, force: true });

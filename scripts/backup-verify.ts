@@ -30,5 +30,5 @@ await runMain(async () => {
     return { id: m.id, ...res };
   });
   if (flags.json) return void console.log(JSON.stringify(v, null, 2));
-  note([`backup       ${v.id}`, `result       good: files, restore, row counts, content checksums, database properties${v.checks.pgbackrest ? ", pgbackrest verify" : ""} all check out`, `took         ${(v.ms / 1000).toFixed(1)} s`].join("\n"), "backup-verify");
+  note([`backup       ${v.id}`, `result       good: files, restore, row counts${v.checks.checksums ? ", content checksums" : ""}${v.checks.databaseProperties ? ", database properties" : ""}${v.checks.pgbackrest ? ", pgbackrest verify" : ""} all check out${v.checks.checksums ? "" : " (this backup predates content checksums)"}`, `took         ${(v.ms / 1000).toFixed(1)} s`].join("\n"), "backup-verify");
 });

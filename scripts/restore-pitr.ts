@@ -37,6 +37,7 @@ await runMain(async () => {
     `stopped at   ${r.stoppedAt ? `first transaction after the target (${r.stoppedAt})` : "end of the target (no later transaction in the archive)"}`,
     `last commit  ${r.lastTransaction ?? "?"}`,
     `databases    ${r.databases.map((d) => `${d.name} (${fmtBytes(d.bytes)})`).join(", ") || "none"}`,
+    ...(r.unloggedEmpty.length ? [`NOT INCLUDED ${r.unloggedEmpty.join(", ")}: unlogged, so empty after a point-in-time restore (their rows are in the logical backups: \`make restore\`)`] : []),
     r.scratch.kept
       ? `instance     KEPT at ${r.scratch.address}:${r.scratch.port} (data ${r.scratch.dir}); remove with \`bun scripts/restore-pitr.ts --remove\``
       : `instance     stopped and removed (KEEP=1 keeps it)`,

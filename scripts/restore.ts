@@ -12,8 +12,10 @@ const USAGE = `usage: make restore DB=<database> [FROM=<backup id>] [TO=<new nam
 
 Restores one database from a logical backup (default: the newest verified
 one) into the live cluster. The backup's sha256 sums are checked first; the
-data goes into a temporary database, its row counts are compared with the
-manifest, and only then is it renamed into place. A database it replaces is
+data goes into a temporary database made with the original's owner, ACL,
+settings, connection limit and comment; its row counts, content checksums,
+large objects and properties are compared with the manifest, and only then
+is it renamed into place. A database it replaces is
 kept as <name>_pre_restore_<stamp> (connections disabled), never dropped.
 Replacing an existing database asks first (or YES=1 / --yes).`;
 
@@ -37,7 +39,8 @@ await runMain(async () => {
   if (flags.json) return void console.log(JSON.stringify(r, null, 2));
   const lines = [
     `restored     ${r.from} from backup ${r.backup} as ${r.database}`,
-    `checked      ${r.tables} tables, ${r.rows} rows match the manifest`,
+    `checked      ${r.tables} tables, ${r.rows} rows, their content and the database's owner/ACL/settings match the manifest`,
+    `access       CONNECT for ${r.canConnect.join(", ") || "nobody but superusers"}${r.canConnect.includes("PUBLIC") ? "" : " (not PUBLIC)"}`,
     r.previousKeptAs ? `previous     kept as ${r.previousKeptAs} (connections disabled; DROP DATABASE it when satisfied)` : `previous     none (${r.database} did not exist)`,
     `took         ${(r.ms / 1000).toFixed(1)} s`,
   ];

@@ -90,6 +90,11 @@ CREATE UNLOGGED TABLE session_cache (key text PRIMARY KEY, value jsonb);
 INSERT INTO session_cache SELECT 'k' || g, jsonb_build_object('n', g) FROM generate_series(1, 30) g;
 -- A matview, populated.
 CREATE MATERIALIZED VIEW mood_totals AS SELECT m, count(*) AS n, sum(units) AS units FROM mood_log GROUP BY m;
+-- No columns at all (rows still count), and names that collide with the checksum query's own words.
+CREATE TABLE "no columns" ();
+INSERT INTO "no columns" DEFAULT VALUES; INSERT INTO "no columns" DEFAULT VALUES; INSERT INTO "no columns" DEFAULT VALUES;
+CREATE TABLE x (x int, "ROW" text, "count" bigint);
+INSERT INTO x VALUES (1, ')::text', NULL), (2, NULL, 3);
 -- Large objects referenced by a table.
 CREATE TABLE documents (id int PRIMARY KEY, content oid);
 INSERT INTO documents SELECT g, lo_from_bytea(0, convert_to(repeat('page ' || g || ' ✓ ', 50), 'UTF8')) FROM generate_series(1, 8) g;
@@ -104,7 +109,8 @@ async function contents(database: string): Promise<Record<string, string>> {
     const tables = (await c.query("SELECT c.relname, c.relkind::text AS k FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition ORDER BY 1", [QS])).rows;
     const out: Record<string, string> = {};
     for (const t of tables) {
-      const r = await c.query(`SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]')::text AS j FROM ${t.k === "p" ? "" : "ONLY"} ${QS}.${quoteIdent(t.relname)} x`);
+      // The alias must not be a column name (table "x" has a column x): to_jsonb(x) would take the column.
+      const r = await c.query(`SELECT coalesce(jsonb_agg(to_jsonb(whole_row) ORDER BY to_jsonb(whole_row)::text), '[]')::text AS j FROM ${t.k === "p" ? "" : "ONLY"} ${QS}.${quoteIdent(t.relname)} whole_row`);
       out[t.relname] = r.rows[0].j;
     }
     out["large objects"] = (await c.query(`SELECT jsonb_agg(jsonb_build_array(d.id, convert_from(lo_get(d.content), 'UTF8')) ORDER BY d.id)::text AS j FROM ${QS}.documents d`)).rows[0].j;
@@ -122,7 +128,7 @@ async function props(database: string) {
       `SELECT pg_get_userbyid(d.datdba) AS owner, (SELECT array_agg(a ORDER BY a) FROM unnest(d.datacl::text[]) a) AS acl, d.datconnlimit AS connlimit,
               shobj_description(d.oid, 'pg_database') AS comment,
               (SELECT array_agg(s ORDER BY s) FROM pg_db_role_setting r, unnest(r.setconfig) s WHERE r.setdatabase = d.oid AND r.setrole = 0) AS settings,
-              (SELECT array_agg(r.setrole::regrole::text || ':' || array_to_string(r.setconfig, ',') ORDER BY 1) FROM pg_db_role_setting r WHERE r.setdatabase = d.oid AND r.setrole <> 0) AS role_settings
+              (SELECT array_agg(r.setrole::regrole::text || ':' || (SELECT string_agg(x, ',' ORDER BY x) FROM unnest(r.setconfig) x) ORDER BY 1) FROM pg_db_role_setting r WHERE r.setdatabase = d.oid AND r.setrole <> 0) AS role_settings
        FROM pg_database d WHERE d.datname = $1`,
       [database],
       "postgres",
@@ -154,6 +160,8 @@ beforeAll(async () => {
   await sql(`ALTER DATABASE ${quoteIdent(DB)} CONNECTION LIMIT 42`, [], "postgres");
   await sql(`COMMENT ON DATABASE ${quoteIdent(DB)} IS ${quoteLiteral("bookwriter's data\nline two; GRANT CONNECT ON DATABASE x TO PUBLIC;")}`, [], "postgres");
   await sql(`ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET statement_timeout = '7s'`, [], "postgres");
+  // A setting that would switch the restoring session's own role if replayed naively.
+  await sql(`ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET role = ${quoteIdent(APP)}`, [], "postgres");
   await sql(`ALTER DATABASE ${quoteIdent(DB)} SET search_path = "$user", public, ${QS}`, [], "postgres");
   const c = await connect(cfg, { database: DB });
   try {
@@ -197,11 +205,13 @@ describe("backup and restore of hostile inputs", () => {
     const agg = (await sql(`SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]')::text AS j FROM (SELECT m, count(*) AS n, sum(units) AS units FROM ${QS}.mood_log GROUP BY m) x`))[0].j;
     expect(JSON.parse(source["mood_totals"]!).map((r: any) => [r.m, r.n])).toEqual([["it's bad", 50], ["meh", 50], ["ok", 50], ["ünïcode ✓", 50]]);
     expect(source["mood_totals"]).toBe(agg);
+    expect(source["no columns"]).toBe("[{}, {}, {}]");
+    expect(JSON.parse(source["x"]!)).toEqual([{ x: 1, ROW: ")::text", count: null }, { x: 2, ROW: null, count: 3 }]);
     expect(JSON.parse(source["large objects"]!)[7]).toEqual([8, "page 8 ✓ ".repeat(50)]);
     expect(sourceProps.acl).toContain(`"${APP}"=c*/postgres`);
     expect(sourceProps.acl.some((a: string) => a.startsWith("=") && a.includes("c"))).toBe(false); // PUBLIC cannot connect
     expect(sourceProps.connlimit).toBe(42);
-    expect(sourceProps.role_settings).toEqual([`"${APP}":statement_timeout=7s`]);
+    expect(sourceProps.role_settings).toEqual([`"${APP}":role=${APP},statement_timeout=7s`]);
   });
 
   test("backup: verified by restore with content checksums; every table listed, the unlogged one dumped from the primary", async () => {
@@ -223,6 +233,8 @@ describe("backup and restore of hostile inputs", () => {
     expect(t("readings")).toMatchObject({ rows: 2, kind: "table" }); // ONLY the parent
     expect(t("readings_2024")).toMatchObject({ rows: 40 });
     expect(t("mood_totals")).toMatchObject({ rows: 4, kind: "matview" });
+    expect(t("no columns")).toMatchObject({ rows: 3 });
+    expect(t("x")).toMatchObject({ rows: 2 });
     expect(entry.largeObjects.count).toBe(8);
     expect(entry.tables.every((x: any) => /^-?\d+$/.test(x.checksum))).toBe(true);
     expect(entry.properties.connLimit).toBe(42);
@@ -232,6 +244,7 @@ describe("backup and restore of hostile inputs", () => {
     const r = runScript("restore.ts", ["--db", DB, "--from", id, "--to", COPY, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
+    expect(jsonOf(r.stdout).canConnect.sort()).toEqual([APP, "authenticator", "postgres", "supabase_auth_admin", "supabase_storage_admin"].sort());
     await expectSameAsSource(COPY);
   }, 180_000);
 
@@ -263,8 +276,13 @@ describe("backup and restore of hostile inputs", () => {
     const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0].at as string;
     await Bun.sleep(1100);
     const r = runScript("restore-pitr.ts", ["--at", at, "--keep", "--json"]);
+    expect(r.stderr).not.toContain("error [");
     expect(r.code).toBe(0);
     const res = jsonOf(r.stdout);
+    // A physical restore cannot carry unlogged rows: named, not silently empty.
+    const kept = (await sql("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${DB}\\_pre\\_restore\\_%`], "postgres")).map((d) => `${d.datname}: not checked (the database refuses connections)`);
+    expect(kept.length).toBe(1); // the database the in-place restore replaced: connections disabled
+    expect(res.unloggedEmpty).toEqual([`${COPY}: ${S}.session_cache`, `${DB}: ${S}.session_cache`, ...kept]);
     const target = { host: res.scratch.address, port: res.scratch.port };
     try {
       const c = await connect(cfg, { target, database: "postgres" });

@@ -56,6 +56,9 @@ describe("backup and restore on a real cluster", () => {
     await sql(`INSERT INTO ${quoteIdent(TABLE)} (id, v) SELECT g, md5(g::text) FROM generate_series(1, 3000) g`);
     const before = await checksum();
     expect(before.n).toBe(3000);
+    const access = async () => (await sql("SELECT (SELECT array_agg(a ORDER BY a) FROM unnest(datacl::text[]) a) AS acl, datconnlimit FROM pg_database WHERE datname = $1", [DB], "postgres"))[0];
+    const accessBefore = await access();
+    expect(accessBefore.acl.some((a: string) => /^=[^/]*c/.test(a))).toBe(false); // PUBLIC has no CONNECT
 
     const r = backup();
     expect(r.code).toBe(0);
@@ -82,11 +85,14 @@ describe("backup and restore on a real cluster", () => {
     const out = jsonOf(res.stdout);
     expect(out.previousKeptAs).toMatch(new RegExp(`^${DB}_pre_restore_`));
     expect(await checksum()).toEqual(before);
+    expect(await access()).toEqual(accessBefore); // the access rules came back with the data
     // Database-level settings (Supabase's JWT settings) come back too.
     expect((await sql("SELECT current_setting('app.settings.jwt_exp', true) AS v"))[0].v).toBe("3600");
   }, 120_000);
 
-  test("restore refuses an unknown backup id and an unknown database, changing nothing", () => {
+  test("restore refuses an unknown backup id and an unknown database, changing nothing", async () => {
+    const databases = async () => (await sql("SELECT oid::int, datname FROM pg_database ORDER BY 2", [], "postgres")).map((r) => `${r.oid} ${r.datname}`);
+    const before = { dbs: await databases(), rows: await checksum() };
     const a = runScript("restore.ts", ["--db", DB, "--from", "20000101T000000Z", "--yes"]);
     expect(a.code).toBe(1);
     expect(a.stderr).toContain("UNKNOWN_BACKUP");
@@ -96,7 +102,9 @@ describe("backup and restore on a real cluster", () => {
     const c = runScript("restore.ts", ["--db", DB, "--from", id]); // no --yes, no TTY
     expect(c.code).toBe(1);
     expect(c.stderr).toContain("NEEDS_CONFIRMATION");
-  });
+    // Nothing changed: the same databases (same OIDs: none replaced) and the same rows.
+    expect({ dbs: await databases(), rows: await checksum() }).toEqual(before);
+  }, 60_000);
 
   test("a flipped byte in a backup file fails verification and names the file", () => {
     const dir = join(cfg.backup.dir, id);
@@ -230,5 +238,13 @@ describe("backup and restore on a real cluster", () => {
     expect(mine.length).toBeGreaterThanOrEqual(1);
     expect(mine.every((b: any) => b.good)).toBe(true);
     expect(j.physical.backups.length).toBeGreaterThanOrEqual(1);
+    // The window restore-pitr AT= can reach, as times (not WAL segment names).
+    const stops = j.physical.backups.map((b: any) => b.stop * 1000);
+    expect(j.physical.pitr.from).toBe(new Date(Math.min(...stops)).toISOString());
+    expect(j.physical.pitr.toSource).toBe("last archived WAL");
+    expect(Date.parse(j.physical.pitr.to)).toBeGreaterThanOrEqual(Math.max(...stops));
+    const text = runScript("backup-list.ts");
+    expect(text.stdout).toMatch(/restore-pitr AT= reaches \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \.\. \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \(last archived WAL\)/);
+    expect(text.stdout).not.toMatch(/[0-9A-F]{24}\.\.[0-9A-F]{24}/);
   });
 });

@@ -9,7 +9,7 @@ import { compareTables, tableChecksumSql } from "../../scripts/lib/checksum";
 import { cronDFile, cronLine, mergeCrontab, cronTag } from "../../scripts/lib/backup/cron";
 import { chooseSource } from "../../scripts/lib/backup/logical";
 import { compareCounts, compareFiles } from "../../scripts/lib/backup/manifest";
-import { archiveCommand, chooseBackupType, renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
+import { archiveCommand, chooseBackupType, pitrWindow, renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
 import { parsePitrTarget } from "../../scripts/lib/backup/pitr";
 import { isoWeekKey, planRetention, type RetentionItem } from "../../scripts/lib/backup/retention";
 import { retargetDatabaseSql } from "../../scripts/lib/backup/restore";
@@ -29,7 +29,7 @@ describe("retention", () => {
       at("2026-11-05T02:00:00Z"), // week 45
       at("2026-10-29T02:00:00Z"), // week 44: beyond 2 weeks
     ];
-    const plan = planRetention(items, { daily: 2, weekly: 2 });
+    const plan = planRetention(items, { daily: 2, weekly: 2 }, new Date("2026-11-22T12:00:00Z"));
     expect(plan.keep.map((k) => k.id)).toEqual(["2026-11-21T02:00:00Z", "2026-11-20T14:00:00Z", "2026-11-12T02:00:00Z"]);
     expect(plan.delete).toEqual(["2026-11-20T02:00:00Z", "2026-11-19T02:00:00Z", "2026-11-05T02:00:00Z", "2026-10-29T02:00:00Z"]);
     expect(plan.keep[0]!.reasons).toContain("newest good backup");
@@ -37,9 +37,23 @@ describe("retention", () => {
 
   test("never deletes the newest good backup, even when newer ones failed", () => {
     const items = [at("2026-11-21T02:00:00Z", false), at("2026-11-20T02:00:00Z", false), at("2026-11-01T02:00:00Z", true), at("2026-10-01T02:00:00Z", false)];
-    const plan = planRetention(items, { daily: 1, weekly: 0 });
+    const plan = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-22T12:00:00Z"));
     expect(plan.keep.map((k) => k.id)).toEqual(["2026-11-21T02:00:00Z", "2026-11-20T02:00:00Z", "2026-11-01T02:00:00Z"]);
     expect(plan.delete).toEqual(["2026-10-01T02:00:00Z"]);
+  });
+
+  test("a same-day safety backup survives the next run: every good backup is kept for 24 h, then the daily rule applies", () => {
+    const items = [at("2026-11-21T02:15:00Z"), at("2026-11-21T01:00:00Z"), at("2026-11-20T02:15:00Z")];
+    // The nightly run at 02:15 right after a 01:00 safety backup: both of today's are kept.
+    const next = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-21T02:20:00Z"));
+    expect(next.delete).toEqual(["2026-11-20T02:15:00Z"]);
+    expect(next.keep.find((k) => k.id === "2026-11-21T01:00:00Z")!.reasons).toEqual(["younger than 24 h"]);
+    // A day later the safety backup is not the newest of its day any more: it goes.
+    const later = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-22T02:20:00Z"));
+    expect(later.delete).toEqual(["2026-11-21T01:00:00Z", "2026-11-20T02:15:00Z"]);
+    // Not verified: the 24 h grace is for good backups only.
+    const bad = planRetention([at("2026-11-21T02:15:00Z"), at("2026-11-21T01:00:00Z", false)], { daily: 1, weekly: 0 }, new Date("2026-11-21T02:20:00Z"));
+    expect(bad.delete).toEqual(["2026-11-21T01:00:00Z"]);
   });
 
   test("with no good backup nothing is deleted", () => {
@@ -255,5 +269,16 @@ describe("content checksums and database properties (pure parts)", () => {
       "Command was: CREATE TABLE public.articles (",
     ]);
     expect(serverErrorLines("something odd\nlast line\n")).toEqual(["something odd", "last line"]);
+  });
+});
+
+describe("backup-list", () => {
+  test("the PITR window is a time range: end of the oldest backup .. last archived WAL (or the newest backup's end)", () => {
+    const b = (start: number, stop: number) => ({ label: "x", type: "full" as const, start, stop, size: 0, repoSize: 0, walStart: "000000010000000000000003", walStop: "000000010000000000000004" });
+    const info = { backups: [b(1_795_000_000, 1_795_000_060), b(1_795_086_400, 1_795_086_430)] };
+    expect(pitrWindow(info, new Date("2026-11-19T12:00:00Z"))).toEqual({ from: "2026-11-18T11:07:40.000Z", to: "2026-11-19T12:00:00.000Z", toSource: "last archived WAL" });
+    expect(pitrWindow(info)).toEqual({ from: "2026-11-18T11:07:40.000Z", to: "2026-11-19T11:07:10.000Z", toSource: "newest backup" });
+    expect(pitrWindow(info, new Date("2026-11-18T00:00:00Z")).toSource).toBe("newest backup"); // an archiver older than the newest backup proves nothing
+    expect(pitrWindow({ backups: [] })).toEqual({});
   });
 });

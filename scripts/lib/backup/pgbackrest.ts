@@ -260,3 +260,21 @@ export async function verifyRepo(cfg: Config): Promise<RepoVerifyResult> {
   const ok = r.code === 0 && !/status: error|ERROR:|invalid|missing/i.test(output.replace(/missing: 0/g, ""));
   return { ok, ms: Date.now() - t0, output };
 }
+
+export interface PitrWindow {
+  /** the earliest AT restore-pitr can reach: the end of the oldest kept backup */
+  from?: string;
+  /** the latest: the last WAL segment the archive received (the leader's pg_stat_archiver), else the newest backup's end */
+  to?: string;
+  toSource?: "last archived WAL" | "newest backup";
+}
+
+/** Pure: the times `make restore-pitr AT=` can reach, from what the repository holds. */
+export function pitrWindow(info: Pick<StanzaInfo, "backups">, lastArchivedAt?: Date): PitrWindow {
+  if (!info.backups.length) return {};
+  const iso = (s: number) => new Date(s * 1000).toISOString();
+  const oldest = Math.min(...info.backups.map((b) => b.stop));
+  const newest = Math.max(...info.backups.map((b) => b.stop));
+  if (lastArchivedAt && lastArchivedAt.getTime() >= newest * 1000) return { from: iso(oldest), to: lastArchivedAt.toISOString(), toSource: "last archived WAL" };
+  return { from: iso(oldest), to: iso(newest), toSource: "newest backup" };
+}

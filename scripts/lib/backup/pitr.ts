@@ -10,8 +10,10 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
+import { withClient } from "../pg";
 import { portFree } from "../ports";
 import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from "./common";
+import { unloggedTables } from "./logical";
 import { runPgbackrest, stanzaInfo } from "./pgbackrest";
 import { listScratch, prepareScratchDirs, removeScratch, scratchClient, scratchFor, scratchRunning, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
@@ -39,6 +41,8 @@ export interface PitrResult {
   lastTransaction?: string;
   timeline?: number;
   databases: { name: string; bytes: number }[];
+  /** unlogged tables come back EMPTY from a physical restore (their data is never in WAL): named here */
+  unloggedEmpty: string[];
   scratch: { name: string; dir: string; address: string; port: number; kept: boolean };
   ms: number;
 }
@@ -64,6 +68,10 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     const first = info.backups[0];
     throw new ToolkitError("NO_BACKUP_BEFORE", `no physical backup finished before ${opts.at}${first ? ` (the oldest finished ${new Date(first.stop * 1000).toISOString()})` : ""}`, "pick a later time, or take one now with `make backup` (PITR reaches back to the oldest kept backup)");
   }
+  // Recovery to a time stops at the first commit after it; on a quiet cluster there may be none yet,
+  // and recovery then ends "before the configured recovery target was reached". One empty
+  // transaction with an xid writes a commit record stamped now, after AT.
+  await withClient(cfg, {}, (c) => c.query("SELECT pg_current_xact_id()"));
   // Everything written up to now must be in the archive, or recovery stops short of AT.
   progress("archive", "switching WAL and waiting for it to be archived");
   await runPgbackrest(cfg, ["--archive-timeout=120", "check"], { timeoutMs: 180_000 });
@@ -114,6 +122,19 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     } finally {
       await c.end().catch(() => {});
     }
+    const unloggedEmpty: string[] = [];
+    for (const d of databases) {
+      const dc = await scratchClient(cfg, s, d.name).catch(() => undefined);
+      if (!dc) {
+        unloggedEmpty.push(`${d.name}: not checked (the database refuses connections)`);
+        continue;
+      }
+      try {
+        for (const t of await unloggedTables(dc)) unloggedEmpty.push(`${d.name}: ${t}`);
+      } finally {
+        await dc.end().catch(() => {});
+      }
+    }
     kept = Boolean(opts.keep);
     return {
       target: opts.at,
@@ -122,6 +143,7 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
       lastTransaction: /last completed transaction was at log time ([^\n]+)/.exec(log)?.[1]?.trim(),
       timeline,
       databases,
+      unloggedEmpty,
       scratch: { name: s.name, dir: s.dir, address: s.address, port: s.port, kept },
       ms: Date.now() - t0,
     };

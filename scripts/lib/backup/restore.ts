@@ -38,6 +38,8 @@ export interface RestoreResult {
   from: string;
   replaced: boolean;
   previousKeptAs?: string;
+  /** who may connect to the restored database (checked against the backup's record): roles, or PUBLIC */
+  canConnect: string[];
   tables: number;
   rows: number;
   ms: number;
@@ -142,7 +144,10 @@ async function stepOrFail(c: pg.Client, tmp: string, what: string, fn: () => Pro
   } catch (e) {
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
     const pe = e as { message: string; detail?: string; hint?: string };
-    throw new ToolkitError("RESTORE_FAILED", `${what} ${tmp} failed: ${pe.message}`, "nothing was replaced", [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined);
+    const fix = /role .* does not exist/.test(pe.message)
+      ? "nothing was replaced; the backup's owner, ACL or settings name a role this cluster does not have: create it (its definition is in the backup's globals.sql), then restore again"
+      : "nothing was replaced";
+    throw new ToolkitError("RESTORE_FAILED", `${what} ${tmp} failed: ${pe.message}`, fix, [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined);
   }
 }
 
@@ -191,13 +196,24 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     }
 
     progress("check", "row counts, checksums and database properties against the manifest");
-    const t = await connect(cfg, { database: tmp });
+    const dropTmp = () => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
+    const t = await connect(cfg, { database: tmp }).catch(async (e) => {
+      await dropTmp();
+      throw e;
+    });
     let counts: TableCount[];
     let problems: string[];
+    let canConnect: string[] = [];
     try {
       const got = await restoredState(t, tmp);
       counts = got.tables;
+      canConnect = (got.properties?.acl ?? []).filter((a) => a.privilege === "CONNECT").map((a) => a.grantee);
       problems = restoreProblems(entry, got);
+    } catch (e) {
+      // Nothing half-made is left behind when the check itself fails.
+      await t.end().catch(() => {});
+      await dropTmp();
+      throw e;
     } finally {
       await t.end().catch(() => {});
     }
@@ -230,6 +246,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       from: opts.db,
       replaced,
       previousKeptAs,
+      canConnect,
       tables: counts.length,
       rows: counts.filter((x) => x.kind !== "partition").reduce((a, x) => a + x.rows, 0),
       ms: Date.now() - t0,

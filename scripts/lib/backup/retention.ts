@@ -1,6 +1,8 @@
 /**
- * Retention of logical backups: keep the newest good backup of each of the
- * last N days that have one and of each of the last M ISO weeks; never delete
+ * Retention of logical backups: keep every good backup for at least 24 hours
+ * (a safety backup taken before a change survives the next run, even a run
+ * the same day); beyond that, the newest good backup of each of the last N
+ * days that have one and of each of the last M ISO weeks; never delete
  * the newest verified-good backup. Backups that failed or were never verified
  * are kept while they are newer than the newest good one (evidence for the
  * operator) and deleted once a good backup supersedes them. Physical backups
@@ -40,8 +42,11 @@ export function isoWeekKey(d: Date): string {
   return `${t.getUTCFullYear()}-W${String(week).padStart(2, "0")}`;
 }
 
-/** Pure: which backups to keep (and why) and which to delete. */
-export function planRetention(items: RetentionItem[], policy: RetentionPolicy): RetentionPlan {
+/** A good backup younger than this is never deleted, whatever newer backups exist. */
+export const KEEP_EVERY_GOOD_MS = 24 * 3_600_000;
+
+/** Pure: which backups to keep (and why) and which to delete, as of `now`. */
+export function planRetention(items: RetentionItem[], policy: RetentionPolicy, now = new Date()): RetentionPlan {
   const newestFirst = [...items].sort((a, b) => b.time.getTime() - a.time.getTime());
   const good = newestFirst.filter((i) => i.good);
   const reasons = new Map<string, string[]>();
@@ -58,6 +63,7 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
       why(i.id, `${label} ${k}`);
     }
   };
+  for (const i of good) if (now.getTime() - i.time.getTime() < KEEP_EVERY_GOOD_MS) why(i.id, "younger than 24 h");
   pick(policy.daily, dayKey, "daily");
   pick(policy.weekly, isoWeekKey, "weekly");
   for (const i of newestFirst) {
@@ -75,8 +81,8 @@ export function retentionItems(cfg: Config): RetentionItem[] {
 }
 
 /** Delete what the plan says; the caller holds the backup lock. */
-export function applyRetention(cfg: Config): RetentionPlan {
-  const plan = planRetention(retentionItems(cfg), { daily: cfg.backup.retentionDaily, weekly: cfg.backup.retentionWeekly });
+export function applyRetention(cfg: Config, now = new Date()): RetentionPlan {
+  const plan = planRetention(retentionItems(cfg), { daily: cfg.backup.retentionDaily, weekly: cfg.backup.retentionWeekly }, now);
   for (const id of plan.delete) rmSync(backupPath(cfg, id), { recursive: true, force: true });
   return plan;
 }
