@@ -106,6 +106,7 @@ const rowsOf = (pre: PreflightReport) => table([["check", "status", "detail"], .
 function printPlan(plan: PlanResult, pre: PreflightReport) {
   note(plan.validations.map((v) => `${v.check.padEnd(18)} ${v.detail}`).join("\n"), `bundle ${plan.client} (release digest ${plan.digest})`);
   if (plan.certbot) note(plan.certbot.join(" "), "certbot (run on the target once DNS points at it)");
+  if (plan.secretsMigrated) note(plan.secretsMigrated, "secrets migrated: the old API keys stop verifying with the next deploy");
   note(rowsOf(pre), `preflight on ${pre.target}`);
 }
 
@@ -163,6 +164,7 @@ await runMain(async () => {
     note(rowsOf(d.preflight), `preflight on ${d.preflight.target}`);
     note(table([["check", "ok", "detail"], ...(d.apply?.health ?? []).map((h) => [h.check, h.ok ? "ok" : "FAIL", h.detail])]), "health");
     for (const w of d.apply?.warnings ?? []) note(w, "warning");
+    if (d.plan.secretsMigrated) note(d.plan.secretsMigrated, "secrets migrated: the old API keys no longer verify");
     outro(d.changed ? `release ${d.release} live on ${d.target}${d.previous ? ` (previous ${d.previous})` : ""} in ${(d.ms / 1000).toFixed(1)} s` : `release ${d.release} already live: nothing changed (${(d.ms / 1000).toFixed(1)} s)`);
     return;
   }

@@ -5,6 +5,7 @@
  * Never touches the dev or test stacks; tears everything down in afterAll.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { parse as parseDotenv } from "dotenv";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -189,6 +190,13 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
     const checks = j.apply.health.map((h: any) => h.check);
     for (const env of ["dev", "staging", "production"]) for (const c of ["database", "isolation", "nginx TLS", "signed key"]) expect(checks).toContain(`${env}: ${c}`);
     expect(j.apply.health.every((h: any) => h.ok)).toBe(true);
+    // Each environment's keys verify against its own secret on the target, the others' are refused there (issue 11, item 4).
+    expect(j.apply.health.find((h: any) => h.check === "production: signed key").detail).toBe(
+      "ANON_KEY and SERVICE_ROLE_KEY of production.env verify (HS256, role, iss, exp) against its own JWT_SECRET (JWT_SECRET_PRODUCTION), dev's and staging's service keys are refused, and orchestrator_ai_production does not hold it (PostgREST not running natively: signature and claims checked)",
+    );
+    const deployedJwt = (env: string) => parseDotenv(readFileSync(`${REMOTE_DIR}/current/client/env/${env}.env`)).JWT_SECRET;
+    expect(["dev", "staging", "production"].map(deployedJwt)).toEqual([secrets().JWT_SECRET_DEV, secrets().JWT_SECRET_STAGING, secrets().JWT_SECRET_PRODUCTION]);
+    expect(new Set(["dev", "staging", "production"].map(deployedJwt)).size).toBe(3);
     expect(readFileSync(`${REMOTE_DIR}/current/client/digest`, "utf8").trim()).toBe(j.plan.digest);
     for (const v of Object.values(secrets())) expect(r.out).not.toContain(v!);
   }, 300_000);

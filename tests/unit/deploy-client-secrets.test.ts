@@ -53,10 +53,13 @@ describe("generated secrets", () => {
     const r = await ensureClientSecrets(file);
     expect(r.created.sort()).toEqual([...CLIENT_SECRET_KEYS].sort());
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(r.secrets.JWT_SECRET.length).toBeGreaterThanOrEqual(32);
-    expect((await verifyApiKey(r.secrets.ANON_KEY, r.secrets.JWT_SECRET, "anon")).ok).toBe(true);
-    expect((await verifyApiKey(r.secrets.SERVICE_ROLE_KEY, r.secrets.JWT_SECRET, "service_role")).ok).toBe(true);
-    expect(r.secrets.ANON_KEY).not.toBe(r.secrets.SERVICE_ROLE_KEY);
+    for (const e of ["DEV", "STAGING", "PRODUCTION"] as const) {
+      expect(r.secrets[`JWT_SECRET_${e}`].length).toBeGreaterThanOrEqual(32);
+      expect((await verifyApiKey(r.secrets[`ANON_KEY_${e}`], r.secrets[`JWT_SECRET_${e}`], "anon")).ok).toBe(true);
+      expect((await verifyApiKey(r.secrets[`SERVICE_ROLE_KEY_${e}`], r.secrets[`JWT_SECRET_${e}`], "service_role")).ok).toBe(true);
+      expect(r.secrets[`ANON_KEY_${e}`]).not.toBe(r.secrets[`SERVICE_ROLE_KEY_${e}`]);
+    }
+    expect(new Set([r.secrets.JWT_SECRET_DEV, r.secrets.JWT_SECRET_STAGING, r.secrets.JWT_SECRET_PRODUCTION]).size).toBe(3);
     expect(await gateProblems(r.secrets)).toEqual([]);
     // registered for redaction
     expect(redact(`x ${r.secrets.DB_PASSWORD_PRODUCTION} y`)).toBe("x *** y");
@@ -70,15 +73,55 @@ describe("generated secrets", () => {
     expect(readFileSync(file, "utf8")).toBe(before);
   });
 
-  test("ROTATE=JWT_SECRET re-signs both API keys and leaves the rest", async () => {
+  test("ROTATE=JWT_SECRET_PRODUCTION re-signs production's two API keys only; every other line stays byte-identical", async () => {
+    const beforeText = readFileSync(file, "utf8");
     const before = (await ensureClientSecrets(file)).secrets;
-    const r = await ensureClientSecrets(file, ["JWT_SECRET"]);
-    expect(r.rotated.sort()).toEqual(["ANON_KEY", "JWT_SECRET", "SERVICE_ROLE_KEY"]);
-    expect(r.secrets.JWT_SECRET).not.toBe(before.JWT_SECRET);
-    expect((await verifyApiKey(r.secrets.ANON_KEY, r.secrets.JWT_SECRET, "anon")).ok).toBe(true);
-    expect((await verifyApiKey(before.ANON_KEY, r.secrets.JWT_SECRET, "anon")).ok).toBe(false);
-    expect(r.secrets.POSTGRES_PASSWORD).toBe(before.POSTGRES_PASSWORD);
-    expect(r.secrets.DB_PASSWORD_DEV).toBe(before.DB_PASSWORD_DEV);
+    const r = await ensureClientSecrets(file, ["JWT_SECRET_PRODUCTION"]);
+    expect(r.rotated.sort()).toEqual(["ANON_KEY_PRODUCTION", "JWT_SECRET_PRODUCTION", "SERVICE_ROLE_KEY_PRODUCTION"]);
+    expect(r.created).toEqual([]);
+    expect(r.secrets.JWT_SECRET_PRODUCTION).not.toBe(before.JWT_SECRET_PRODUCTION);
+    expect(await verifyApiKey(r.secrets.ANON_KEY_PRODUCTION, r.secrets.JWT_SECRET_PRODUCTION, "anon")).toMatchObject({ ok: true, role: "anon" });
+    expect(await verifyApiKey(r.secrets.SERVICE_ROLE_KEY_PRODUCTION, r.secrets.JWT_SECRET_PRODUCTION, "service_role")).toMatchObject({ ok: true, role: "service_role" });
+    expect(await verifyApiKey(before.SERVICE_ROLE_KEY_PRODUCTION, r.secrets.JWT_SECRET_PRODUCTION, "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+    // The file differs in exactly production's three lines.
+    const changed = (t: string) => t.split("\n");
+    const a = changed(beforeText), b = changed(readFileSync(file, "utf8"));
+    expect(a.length).toBe(b.length);
+    expect(a.filter((line, i) => line !== b[i]).map((l) => l.split("=")[0])).toEqual(["JWT_SECRET_PRODUCTION", "ANON_KEY_PRODUCTION", "SERVICE_ROLE_KEY_PRODUCTION"]);
+  });
+
+  test("ROTATE=ANON_KEY_STAGING re-signs that key alone (same secret, new iat)", async () => {
+    const before = (await ensureClientSecrets(file)).secrets;
+    const r = await ensureClientSecrets(file, ["ANON_KEY_STAGING"], NOW + 100);
+    expect(r.rotated).toEqual(["ANON_KEY_STAGING"]);
+    expect(decodeJwt(r.secrets.ANON_KEY_STAGING).iat).toBe(NOW + 100);
+    expect({ ...r.secrets, ANON_KEY_STAGING: "" }).toEqual({ ...before, ANON_KEY_STAGING: "" });
+    expect(await verifyApiKey(r.secrets.ANON_KEY_STAGING, before.JWT_SECRET_STAGING, "anon", NOW + 101)).toMatchObject({ ok: true });
+  });
+
+  test("ROTATE=JWT_SECRET (the old shared name) is refused, naming the per-environment keys", async () => {
+    const before = readFileSync(file, "utf8");
+    const e = await ensureClientSecrets(file, ["JWT_SECRET"]).then(() => undefined, (x) => x);
+    expect(e).toMatchObject({ code: "BAD_ROTATE", message: "ROTATE=JWT_SECRET: each environment has its own JWT_SECRET now", fix: "name the environment: ROTATE=JWT_SECRET_DEV or ROTATE=JWT_SECRET_STAGING or ROTATE=JWT_SECRET_PRODUCTION" });
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+
+  test("the API keys are stored, not re-signed: a later run (another clock) keeps them and their iat byte for byte", async () => {
+    const before = readFileSync(file, "utf8");
+    const r = await ensureClientSecrets(file, [], NOW + 86_400);
+    expect(r).toMatchObject({ created: [], rotated: [] });
+    expect(r.migrated).toBeUndefined();
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+
+  test("a deleted JWT_SECRET_DEV line is regenerated and re-signs dev's keys (the old ones would no longer verify), nothing else", async () => {
+    const before = (await ensureClientSecrets(file)).secrets;
+    writeFileSync(file, readFileSync(file, "utf8").replace(/^JWT_SECRET_DEV=.*\n/m, ""), { mode: 0o600 });
+    const r = await ensureClientSecrets(file);
+    expect(r.created).toEqual(["JWT_SECRET_DEV"]);
+    expect(r.rotated.sort()).toEqual(["ANON_KEY_DEV", "SERVICE_ROLE_KEY_DEV"]);
+    expect(await verifyApiKey(r.secrets.SERVICE_ROLE_KEY_DEV, r.secrets.JWT_SECRET_DEV, "service_role")).toMatchObject({ ok: true });
+    expect({ ...r.secrets, JWT_SECRET_DEV: "", ANON_KEY_DEV: "", SERVICE_ROLE_KEY_DEV: "" }).toEqual({ ...before, JWT_SECRET_DEV: "", ANON_KEY_DEV: "", SERVICE_ROLE_KEY_DEV: "" });
   });
 
   test("unknown and unsupported rotations are refused before anything changes", async () => {
@@ -101,9 +144,13 @@ describe("the secret gate (staging and production)", () => {
 
   // [what, mutate, offending key, reason]
   const table: [string, (s: ClientSecrets) => Promise<void> | void, string, RegExp][] = [
-    ["Supabase's published JWT secret", (s) => { s.JWT_SECRET = PUBLISHED_JWT_SECRETS[0]!; }, "JWT_SECRET", /published default/],
-    ["the CLI's local JWT secret", (s) => { s.JWT_SECRET = PUBLISHED_JWT_SECRETS[1]!; }, "JWT_SECRET", /published default/],
-    ["a short JWT secret", (s) => { s.JWT_SECRET = "Ab3dE6gH9jK2mN5pQ8"; }, "JWT_SECRET", /too short .* at least 32/],
+    ["Supabase's published JWT secret", (s) => { s.JWT_SECRET_PRODUCTION = PUBLISHED_JWT_SECRETS[0]!; }, "JWT_SECRET_PRODUCTION", /published default/],
+    ["the CLI's local JWT secret", (s) => { s.JWT_SECRET_STAGING = PUBLISHED_JWT_SECRETS[1]!; }, "JWT_SECRET_STAGING", /published default/],
+    ["a short JWT secret", (s) => { s.JWT_SECRET_PRODUCTION = "Ab3dE6gH9jK2mN5pQ8"; }, "JWT_SECRET_PRODUCTION", /too short .* at least 32/],
+    ["production's JWT secret equal to dev's", (s) => { s.JWT_SECRET_PRODUCTION = s.JWT_SECRET_DEV; }, "JWT_SECRET_PRODUCTION", /^is identical to JWT_SECRET_DEV \(a key signed for dev would verify in production\)$/],
+    ["staging's JWT secret equal to production's", (s) => { s.JWT_SECRET_STAGING = s.JWT_SECRET_PRODUCTION; }, "JWT_SECRET_STAGING", /^is identical to JWT_SECRET_PRODUCTION /],
+    ["production's service key signed with staging's secret", async (s) => { s.SERVICE_ROLE_KEY_PRODUCTION = await signApiKey(s.JWT_SECRET_STAGING, "service_role"); }, "SERVICE_ROLE_KEY_PRODUCTION", /^signature does not verify against JWT_SECRET_PRODUCTION$/],
+    ["staging's anon key copied from dev", (s) => { s.ANON_KEY_STAGING = s.ANON_KEY_DEV; }, "ANON_KEY_STAGING", /^signature does not verify against JWT_SECRET_STAGING$/],
     ["postgres as the superuser password", (s) => { s.POSTGRES_PASSWORD = "postgres"; }, "POSTGRES_PASSWORD", /placeholder or default/],
     ["password as a database password", (s) => { s.DB_PASSWORD_PRODUCTION = "password"; }, "DB_PASSWORD_PRODUCTION", /placeholder or default/],
     ["the example's dashboard password", (s) => { s.DASHBOARD_PASSWORD = "this_password_is_insecure_and_should_be_updated"; }, "DASHBOARD_PASSWORD", /published default/],
@@ -115,13 +162,13 @@ describe("the secret gate (staging and production)", () => {
     ["one character repeated", (s) => { s.REWIND_PASSWORD = "aaaaaaaaaaaaaaaaaaaaaaaa"; }, "REWIND_PASSWORD", /placeholder|variety/],
     ["low variety", (s) => { s.PATRONI_API_PASSWORD = "abababababababababab12"; }, "PATRONI_API_PASSWORD", /variety/],
     ["an empty value", (s) => { s.AUTHENTICATOR_PASSWORD = ""; }, "AUTHENTICATOR_PASSWORD", /is empty/],
-    ["Supabase's demo anon key", (s) => { s.ANON_KEY = DEMO_ANON; }, "ANON_KEY", /published default/],
-    ["Supabase's demo service key", (s) => { s.SERVICE_ROLE_KEY = DEMO_SERVICE; }, "SERVICE_ROLE_KEY", /published default/],
-    ["identical anon and service keys", (s) => { s.SERVICE_ROLE_KEY = s.ANON_KEY; }, "SERVICE_ROLE_KEY", /identical to ANON_KEY/],
-    ["an anon key signed with another secret", async (s) => { s.ANON_KEY = await signApiKey(otherSecret, "anon"); }, "ANON_KEY", /signature does not verify/],
-    ["a service key with the anon role", async (s) => { s.SERVICE_ROLE_KEY = await signApiKey(s.JWT_SECRET, "anon", NOW - 12345); }, "SERVICE_ROLE_KEY", /role claim is "anon"/],
-    ["an expired anon key", async (s) => { s.ANON_KEY = await signApiKey(s.JWT_SECRET, "anon", NOW - 7200 - JWT_LIFETIME_S); }, "ANON_KEY", /exp/],
-    ["a demo issuer", async (s) => { s.ANON_KEY = await new SignJWT({ role: "anon" }).setProtectedHeader({ alg: "HS256" }).setIssuer("supabase-demo").setIssuedAt().setExpirationTime("1y").sign(new TextEncoder().encode(s.JWT_SECRET)); }, "ANON_KEY", /demo key/],
+    ["Supabase's demo anon key", (s) => { s.ANON_KEY_PRODUCTION = DEMO_ANON; }, "ANON_KEY_PRODUCTION", /published default/],
+    ["Supabase's demo service key", (s) => { s.SERVICE_ROLE_KEY_STAGING = DEMO_SERVICE; }, "SERVICE_ROLE_KEY_STAGING", /published default/],
+    ["identical anon and service keys", (s) => { s.SERVICE_ROLE_KEY_PRODUCTION = s.ANON_KEY_PRODUCTION; }, "SERVICE_ROLE_KEY_PRODUCTION", /identical to ANON_KEY_PRODUCTION/],
+    ["an anon key signed with another secret", async (s) => { s.ANON_KEY_PRODUCTION = await signApiKey(otherSecret, "anon"); }, "ANON_KEY_PRODUCTION", /signature does not verify against JWT_SECRET_PRODUCTION/],
+    ["a service key with the anon role", async (s) => { s.SERVICE_ROLE_KEY_PRODUCTION = await signApiKey(s.JWT_SECRET_PRODUCTION, "anon", NOW - 12345); }, "SERVICE_ROLE_KEY_PRODUCTION", /role claim is "anon"/],
+    ["an expired anon key", async (s) => { s.ANON_KEY_STAGING = await signApiKey(s.JWT_SECRET_STAGING, "anon", NOW - 7200 - JWT_LIFETIME_S); }, "ANON_KEY_STAGING", /exp/],
+    ["a demo issuer", async (s) => { s.ANON_KEY_PRODUCTION = await new SignJWT({ role: "anon" }).setProtectedHeader({ alg: "HS256" }).setIssuer("supabase-demo").setIssuedAt().setExpirationTime("1y").sign(new TextEncoder().encode(s.JWT_SECRET_PRODUCTION)); }, "ANON_KEY_PRODUCTION", /demo key/],
     ["staging and production sharing a database password", (s) => { s.DB_PASSWORD_PRODUCTION = s.DB_PASSWORD_STAGING; }, "DB_PASSWORD_PRODUCTION", /identical to DB_PASSWORD_STAGING/],
   ];
 
@@ -175,12 +222,12 @@ describe("the gate where a release is planned (planRelease, called by PLAN=1 and
   test("a secrets file with a demo value is refused with the gate's code before any TLS or release is made", async () => {
     const good = (await ensureClientSecrets(file)).secrets;
     // The operator's file carries Supabase's published JWT secret and a changeme superuser password (values the redactor then masks everywhere: keep them unique).
-    const weak: ClientSecrets = { ...good, JWT_SECRET: PUBLISHED_JWT_SECRETS[0]!, POSTGRES_PASSWORD: "changeme-changeme-123" };
+    const weak: ClientSecrets = { ...good, JWT_SECRET_PRODUCTION: PUBLISHED_JWT_SECRETS[0]!, POSTGRES_PASSWORD: "changeme-changeme-123" };
     writeFileSync(file, CLIENT_SECRET_KEYS.map((k) => `${k}=${weak[k]}`).join("\n") + "\n", { mode: 0o600 });
     const err = await planRelease(settings, { clientsBase: base, sourceDir: ROOT }).then(() => undefined, (e) => e);
     expect(err).toBeInstanceOf(ToolkitError);
     expect((err as ToolkitError).code).toBe("INSECURE_SECRET");
-    expect((err as ToolkitError).message).toStartWith("staging and production refuse to deploy: POSTGRES_PASSWORD is a placeholder or default value; JWT_SECRET is a published default (Supabase's self-hosting example); ANON_KEY is signed with a published JWT secret; SERVICE_ROLE_KEY is signed with a published JWT secret");
+    expect((err as ToolkitError).message).toStartWith("staging and production refuse to deploy: POSTGRES_PASSWORD is a placeholder or default value; JWT_SECRET_PRODUCTION is a published default (Supabase's self-hosting example); ANON_KEY_PRODUCTION is signed with a published JWT secret; SERVICE_ROLE_KEY_PRODUCTION is signed with a published JWT secret");
     expect((err as ToolkitError).fix).toContain(file);
     expect(existsSync(join(base, name, ".tls"))).toBe(false);
     expect(existsSync(join(ROOT, ".state", "clients", name))).toBe(false);

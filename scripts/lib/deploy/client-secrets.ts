@@ -1,8 +1,9 @@
 /**
  * A customer's secrets: the stack's own (scripts/lib/secrets.ts SECRET_KEYS:
- * Postgres, replication, Patroni, HAProxy, Supabase login roles, JWT secret)
+ * Postgres, replication, Patroni, HAProxy, Supabase login roles)
  * plus what the environments need: one database password per environment,
- * the Supabase API keys (HS256 JWTs signed with JWT_SECRET), dashboard and
+ * one JWT secret per environment and its Supabase API keys (HS256 JWTs
+ * signed with it: JWT_SECRET_<ENV>, ANON_KEY_<ENV>, SERVICE_ROLE_KEY_<ENV>), dashboard and
  * monitoring passwords. Generated once into clients/<name>/.secrets.env
  * (0600), never printed, regenerated only on ROTATE=<key> — and a rotation
  * re-derives everything that depends on the rotated value.
@@ -14,11 +15,24 @@ import { ToolkitError } from "../errors";
 import { registerSecret } from "../redact";
 import { SECRET_KEYS, generateSecret } from "../secrets";
 
+/** The client's environments (settings.ts ENVIRONMENTS: dev, staging, production), in key-name form. */
+const ENVS = ["DEV", "STAGING", "PRODUCTION"] as const;
+type EnvUpper = (typeof ENVS)[number];
+
+/**
+ * One JWT secret per environment, and that environment's API keys signed with
+ * it: a key issued to dev (whose secret every dev app holds) must not verify
+ * in production. Named <KEY>_<ENV> like DB_PASSWORD_<ENV>; the environment's
+ * env file carries them under Supabase's own names (JWT_SECRET, ANON_KEY,
+ * SERVICE_ROLE_KEY), its own only.
+ */
+export const jwtSecretOf = (env: string) => `JWT_SECRET_${env.toUpperCase()}` as `JWT_SECRET_${EnvUpper}`;
+export const anonKeyOf = (env: string) => `ANON_KEY_${env.toUpperCase()}` as `ANON_KEY_${EnvUpper}`;
+export const serviceKeyOf = (env: string) => `SERVICE_ROLE_KEY_${env.toUpperCase()}` as `SERVICE_ROLE_KEY_${EnvUpper}`;
+
 export const CLIENT_SECRET_KEYS = [
   ...SECRET_KEYS,
-  "JWT_SECRET", // the client's services' secret (the stack's own are per database: secrets.ts)
-  "ANON_KEY",
-  "SERVICE_ROLE_KEY",
+  ...ENVS.flatMap((e) => [jwtSecretOf(e), anonKeyOf(e), serviceKeyOf(e)]),
   "DB_PASSWORD_DEV",
   "DB_PASSWORD_STAGING",
   "DB_PASSWORD_PRODUCTION",
@@ -28,16 +42,28 @@ export const CLIENT_SECRET_KEYS = [
 export type ClientSecretKey = (typeof CLIENT_SECRET_KEYS)[number];
 export type ClientSecrets = Record<ClientSecretKey, string>;
 
-/** Keys derived from JWT_SECRET: they are re-signed when it rotates. */
-export const JWT_KEYS = ["ANON_KEY", "SERVICE_ROLE_KEY"] as const;
-export const JWT_ROLE: Record<(typeof JWT_KEYS)[number], string> = { ANON_KEY: "anon", SERVICE_ROLE_KEY: "service_role" };
+/** The environments' JWT secrets. */
+export const JWT_SECRET_KEYS = ENVS.map(jwtSecretOf);
+/** The API keys (signed JWTs), each with its environment's secret and its role: re-signed when that secret rotates. */
+export const JWT_KEYS = ENVS.flatMap((e) => [anonKeyOf(e), serviceKeyOf(e)]);
+export type ApiKeyName = (typeof JWT_KEYS)[number];
+export const API_KEY: Record<ApiKeyName, { env: string; role: "anon" | "service_role"; secret: ClientSecretKey }> = Object.fromEntries(
+  ENVS.flatMap((e) => [
+    [anonKeyOf(e), { env: e.toLowerCase(), role: "anon", secret: jwtSecretOf(e) }],
+    [serviceKeyOf(e), { env: e.toLowerCase(), role: "service_role", secret: jwtSecretOf(e) }],
+  ]),
+) as any;
+export const JWT_ROLE: Record<ApiKeyName, string> = Object.fromEntries(JWT_KEYS.map((k) => [k, API_KEY[k].role])) as any;
+
+/** The single set an older toolkit shared between dev, staging and production (migrated on the next deploy). */
+export const LEGACY_JWT_KEYS = ["JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"] as const;
 
 /**
  * Keys a rotation can update everywhere they are used today. The cluster-internal
  * passwords are also held by Patroni's running config and replication
  * connections; rotating them needs a coordinated restart this tool does not do yet.
  */
-export const ROTATABLE: ClientSecretKey[] = ["JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "DB_PASSWORD_DEV", "DB_PASSWORD_STAGING", "DB_PASSWORD_PRODUCTION", "DASHBOARD_PASSWORD", "MONITORING_PASSWORD", "HAPROXY_STATS_PASSWORD"];
+export const ROTATABLE: ClientSecretKey[] = [...JWT_SECRET_KEYS, ...JWT_KEYS, "DB_PASSWORD_DEV", "DB_PASSWORD_STAGING", "DB_PASSWORD_PRODUCTION", "DASHBOARD_PASSWORD", "MONITORING_PASSWORD", "HAPROXY_STATS_PASSWORD"];
 
 import { signApiKey } from "../jwt";
 export { decodeClaims, JWT_ISSUER, JWT_LIFETIME_S, signApiKey, verifyApiKey, type KeyCheck } from "../jwt";
@@ -54,59 +80,92 @@ function writeSecretsFile(file: string, secrets: ClientSecrets) {
 }
 
 export function readClientSecrets(file: string): Partial<ClientSecrets> {
-  if (!existsSync(file)) return {};
-  if (statSync(file).mode & 0o077) chmodSync(file, 0o600);
-  const raw = parseDotenv(readFileSync(file));
   const out: Partial<ClientSecrets> = {};
+  const raw = readRaw(file);
   for (const k of CLIENT_SECRET_KEYS) if (raw[k]) out[k] = raw[k];
   return out;
+}
+
+function readRaw(file: string): Record<string, string> {
+  if (!existsSync(file)) return {};
+  if (statSync(file).mode & 0o077) chmodSync(file, 0o600);
+  return parseDotenv(readFileSync(file));
 }
 
 export interface EnsureResult {
   secrets: ClientSecrets;
   created: ClientSecretKey[];
   rotated: ClientSecretKey[];
+  /** set when this run replaced an older bundle's shared JWT_SECRET/ANON_KEY/SERVICE_ROLE_KEY: what happened and what to do */
+  migrated?: string;
+}
+
+/** Why ROTATE=<key> is refused, or undefined. */
+function rotateProblem(r: string): ToolkitError | undefined {
+  if ((LEGACY_JWT_KEYS as readonly string[]).includes(r)) {
+    return new ToolkitError("BAD_ROTATE", `ROTATE=${r}: each environment has its own ${r} now`, `name the environment: ROTATE=${ENVS.map((e) => `${r}_${e}`).join(" or ROTATE=")}`);
+  }
+  if (!(CLIENT_SECRET_KEYS as readonly string[]).includes(r)) return new ToolkitError("BAD_ROTATE", `ROTATE=${r}: no such secret`, `one of: ${ROTATABLE.join(", ")}`);
+  if (!ROTATABLE.includes(r as ClientSecretKey)) {
+    return new ToolkitError("ROTATE_UNSUPPORTED", `ROTATE=${r}: rotating ${r} is not supported yet`, `it is held by Patroni's running config and replication; rotatable: ${ROTATABLE.join(", ")}`);
+  }
+  return undefined;
 }
 
 /**
  * Fill in missing secrets; rotate the named keys. Existing values are never
- * changed otherwise (a weak one is for the gate to refuse, not for us to replace).
+ * changed otherwise (a weak one is for the gate to refuse, not for us to
+ * replace), and the API keys are stored signed: a re-run keeps them byte for
+ * byte (same iat), so an unchanged bundle deploys as an unchanged release.
+ * A new or rotated JWT_SECRET_<ENV> re-signs that environment's keys only.
+ * A file from before per-environment secrets (one JWT_SECRET for all three)
+ * is migrated: new secrets and keys for every environment, the shared ones
+ * dropped (they were known to every environment's apps).
  */
 export async function ensureClientSecrets(file: string, rotate: string[] = [], now = Math.floor(Date.now() / 1000)): Promise<EnsureResult> {
   for (const r of rotate) {
-    if (!(CLIENT_SECRET_KEYS as readonly string[]).includes(r)) {
-      throw new ToolkitError("BAD_ROTATE", `ROTATE=${r}: no such secret`, `one of: ${ROTATABLE.join(", ")}`);
-    }
-    if (!ROTATABLE.includes(r as ClientSecretKey)) {
-      throw new ToolkitError("ROTATE_UNSUPPORTED", `ROTATE=${r}: rotating ${r} is not supported yet`, `it is held by Patroni's running config and replication; rotatable: ${ROTATABLE.join(", ")}`);
-    }
+    const e = rotateProblem(r);
+    if (e) throw e;
   }
+  const raw = readRaw(file);
+  const legacy = LEGACY_JWT_KEYS.filter((k) => raw[k] !== undefined);
   const existing = readClientSecrets(file);
   const secrets = {} as ClientSecrets;
   const created: ClientSecretKey[] = [];
   const rotated = new Set<ClientSecretKey>();
+  const fresh = new Set<ClientSecretKey>(); // generated or rotated by this run
   for (const k of CLIENT_SECRET_KEYS) {
-    if (JWT_KEYS.includes(k as any)) continue;
+    if ((JWT_KEYS as readonly string[]).includes(k)) continue;
     if (rotate.includes(k)) {
       secrets[k] = generateSecret();
       rotated.add(k);
+      fresh.add(k);
     } else if (existing[k]) secrets[k] = existing[k]!;
     else {
       secrets[k] = generateSecret();
       created.push(k);
+      fresh.add(k);
     }
   }
   for (const k of JWT_KEYS) {
-    // The API keys are derived from JWT_SECRET: a new secret re-signs both.
-    const resign = rotate.includes(k) || rotated.has("JWT_SECRET");
+    // Derived from the environment's secret: a new secret re-signs its two keys (and no other environment's).
+    const resign = rotate.includes(k) || fresh.has(API_KEY[k].secret);
     if (existing[k] && !resign) secrets[k] = existing[k]!;
     else {
-      secrets[k] = await signApiKey(secrets.JWT_SECRET, JWT_ROLE[k], now);
+      secrets[k] = await signApiKey(secrets[API_KEY[k].secret], API_KEY[k].role, now);
       if (!existing[k]) created.push(k);
       else rotated.add(k);
     }
   }
-  if (created.length || rotated.size) writeSecretsFile(file, secrets);
+  let migrated: string | undefined;
+  if (legacy.length) {
+    migrated =
+      `${file}: the ${legacy.join(", ")} shared by dev, staging and production (a key any dev app could sign was good in production) ` +
+      `were replaced by one set per environment (${JWT_SECRET_KEYS.join(", ")}, each with its own ANON_KEY_<ENV> and SERVICE_ROLE_KEY_<ENV>). ` +
+      `The old ANON_KEY and SERVICE_ROLE_KEY stop verifying everywhere once this release is live: ` +
+      `give each environment's apps and clients its new keys (client/env/<env>.env on the target).`;
+  }
+  if (created.length || rotated.size || legacy.length) writeSecretsFile(file, secrets);
   for (const k of CLIENT_SECRET_KEYS) registerSecret(secrets[k]);
-  return { secrets, created, rotated: [...rotated] };
+  return { secrets, created, rotated: [...rotated], ...(migrated ? { migrated } : {}) };
 }

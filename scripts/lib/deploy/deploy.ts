@@ -30,6 +30,8 @@ export interface PlanResult {
   validations: Validation[];
   secretsCreated: string[];
   secretsRotated: string[];
+  /** an older bundle's shared JWT secret replaced by one per environment: what changed and what to do */
+  secretsMigrated?: string;
   tlsCreated: string[];
   certbot?: string[];
 }
@@ -69,6 +71,7 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
   const sec = await ensureClientSecrets(clientSecretsFile(s.name, base), opts.rotate ?? []);
   // The bundle always carries staging and production: the gate applies to every client bundle.
   await enforceGate(sec.secrets, clientSecretsFile(s.name, base));
+  if (sec.migrated) progress("secrets", `migrated: ${sec.migrated}`);
   progress("secrets", `${sec.created.length ? `generated ${sec.created.length}` : "kept"}${sec.rotated.length ? `, rotated ${sec.rotated.join(", ")}` : ""}; gate passed`);
   let tls: TlsPaths | undefined;
   let tlsCreated: string[] = [];
@@ -94,6 +97,7 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
       validations,
       secretsCreated: sec.created,
       secretsRotated: sec.rotated,
+      ...(sec.migrated ? { secretsMigrated: sec.migrated } : {}),
       tlsCreated,
       certbot: s.access === "public" ? certbotCommand(s, `${remoteLayout(s).stateDir}/acme-webroot`, `${remoteLayout(s).stateDir}/letsencrypt`) : undefined,
     },

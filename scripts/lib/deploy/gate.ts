@@ -1,12 +1,16 @@
 /**
  * The secret gate: staging and production refuse to deploy with a default or
  * published secret, a placeholder, a short or low-entropy value, identical
- * anon and service keys, or API keys that do not verify against JWT_SECRET.
+ * anon and service keys, a JWT secret shared with another environment, or
+ * API keys that do not verify against their own environment's JWT_SECRET_<ENV>.
  * Every problem names the offending key. Pure (no I/O).
  */
 import { ToolkitError } from "../errors";
-import { CLIENT_SECRET_KEYS, JWT_KEYS, JWT_ROLE, decodeClaims, verifyApiKey, type ClientSecretKey, type ClientSecrets } from "./client-secrets";
-import { GATED_ENVIRONMENTS, type EnvName } from "./settings";
+import {
+  API_KEY, CLIENT_SECRET_KEYS, JWT_KEYS, JWT_SECRET_KEYS, anonKeyOf, decodeClaims, jwtSecretOf, serviceKeyOf, verifyApiKey,
+  type ApiKeyName, type ClientSecretKey, type ClientSecrets,
+} from "./client-secrets";
+import { ENVIRONMENTS, GATED_ENVIRONMENTS, type EnvName } from "./settings";
 
 /** Supabase's published self-hosting demo values (docker/.env.example and the CLI's local defaults). */
 export const PUBLISHED_JWT_SECRETS = [
@@ -38,8 +42,9 @@ const PUBLISHED_SIGNATURES = new Set([
 const PLACEHOLDER_WORDS = /^(postgres|password|passw0rd|secret|changeme|change-me|change_me|admin|root|test|default|example|placeholder|todo|tbd|xxx+|123456\d*|qwerty|letmein|supabase|null|none)$/i;
 const PLACEHOLDER_SHAPES = [/^<.*>$/, /^\$\{.*\}$/, /^your[-_ ]/i, /changeme|change[-_]me/i, /(^|[-_])(here|placeholder)([-_]|$)/i, /secure[-_]random[-_]password/i, /^(production|local|secure)[-_](anon|service|jwt|grafana)/i, /insecure/i, /^(.)\1+$/];
 
-export const MIN_LENGTH: Partial<Record<ClientSecretKey, number>> = { JWT_SECRET: 32 };
+export const MIN_LENGTH: Partial<Record<ClientSecretKey, number>> = Object.fromEntries(JWT_SECRET_KEYS.map((k) => [k, 32]));
 export const DEFAULT_MIN_LENGTH = 16;
+const isApiKey = (k: string): k is ApiKeyName => (JWT_KEYS as readonly string[]).includes(k);
 
 export interface GateProblem {
   key: string;
@@ -51,49 +56,55 @@ export function valueProblem(key: string, value: string | undefined): string | u
   if (!value) return "is empty";
   if (PUBLISHED_VALUES.has(value)) return "is a published default (Supabase's self-hosting example)";
   if (PLACEHOLDER_WORDS.test(value) || PLACEHOLDER_SHAPES.some((r) => r.test(value))) return "is a placeholder or default value";
-  if ((JWT_KEYS as readonly string[]).includes(key)) return undefined; // JWTs are checked by signature and claims
+  if (isApiKey(key)) return undefined; // JWTs are checked by signature and claims
   const min = MIN_LENGTH[key as ClientSecretKey] ?? DEFAULT_MIN_LENGTH;
   if (value.length < min) return `is too short (${value.length} characters, need at least ${min})`;
   if (new Set(value).size < 8) return "has too little variety (fewer than 8 distinct characters)";
   return undefined;
 }
 
-/** Which secrets an environment uses: the shared ones and its own database password. */
+/** Which secrets an environment uses: the shared ones, its own database password, JWT secret and API keys. */
 export function keysFor(env: EnvName): ClientSecretKey[] {
-  const own = `DB_PASSWORD_${env.toUpperCase()}`;
-  return CLIENT_SECRET_KEYS.filter((k) => !k.startsWith("DB_PASSWORD_") || k === own);
+  const own = [`DB_PASSWORD_${env.toUpperCase()}`, jwtSecretOf(env), anonKeyOf(env), serviceKeyOf(env)];
+  return CLIENT_SECRET_KEYS.filter((k) => !/^(DB_PASSWORD|JWT_SECRET|ANON_KEY|SERVICE_ROLE_KEY)_/.test(k) || own.includes(k));
 }
 
 export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvName[] = GATED_ENVIRONMENTS, now = Math.floor(Date.now() / 1000)): Promise<GateProblem[]> {
   const problems: GateProblem[] = [];
+  const has = (k: string) => problems.some((p) => p.key === k);
   const keys = [...new Set(envs.flatMap(keysFor))];
   for (const k of keys) {
     const p = valueProblem(k, secrets[k]);
     if (p) problems.push({ key: k, reason: p });
   }
-  const identical = Boolean(secrets.ANON_KEY && secrets.ANON_KEY === secrets.SERVICE_ROLE_KEY);
-  if (identical) problems.push({ key: "SERVICE_ROLE_KEY", reason: "is identical to ANON_KEY (the service key would be public)" });
-  const jwt = secrets.JWT_SECRET;
-  if (jwt && PUBLISHED_JWT_SECRETS.includes(jwt) === false) {
-    for (const k of JWT_KEYS) {
-      const token = secrets[k];
-      if (!token || problems.some((p) => p.key === k)) continue;
-      const sig = token.split(".")[2] ?? "";
-      if (PUBLISHED_SIGNATURES.has(sig)) { problems.push({ key: k, reason: "is a published default (Supabase's demo key)" }); continue; }
-      if (decodeClaims(token)?.iss === "supabase-demo") { problems.push({ key: k, reason: "is a demo key (iss supabase-demo)" }); continue; }
-      const check = await verifyApiKey(token, jwt, JWT_ROLE[k], now);
-      if (!check.ok) problems.push({ key: k, reason: check.problem ?? "does not verify" });
-      else if ((check.exp ?? 0) <= now) problems.push({ key: k, reason: "has expired" });
+  for (const env of envs) {
+    const anon = anonKeyOf(env), service = serviceKeyOf(env), jwtKey = jwtSecretOf(env);
+    if (secrets[anon] && secrets[anon] === secrets[service]) problems.push({ key: service, reason: `is identical to ${anon} (the service key would be public)` });
+    // Another environment's secret (dev's is in every dev app's env file) must not sign this one's keys.
+    const jwt = secrets[jwtKey];
+    const twin = ENVIRONMENTS.find((o) => o !== env && jwt && secrets[jwtSecretOf(o)] === jwt);
+    if (twin && !has(jwtKey)) problems.push({ key: jwtKey, reason: `is identical to ${jwtSecretOf(twin)} (a key signed for ${twin} would verify in ${env})` });
+    if (jwt && !PUBLISHED_JWT_SECRETS.includes(jwt)) {
+      for (const k of [anon, service]) {
+        const token = secrets[k];
+        if (!token || has(k)) continue;
+        const sig = token.split(".")[2] ?? "";
+        if (PUBLISHED_SIGNATURES.has(sig)) { problems.push({ key: k, reason: "is a published default (Supabase's demo key)" }); continue; }
+        if (decodeClaims(token)?.iss === "supabase-demo") { problems.push({ key: k, reason: "is a demo key (iss supabase-demo)" }); continue; }
+        const check = await verifyApiKey(token, jwt, API_KEY[k].role, now);
+        if (!check.ok) problems.push({ key: k, reason: (check.problem ?? "does not verify").replace(/against JWT_SECRET$/, `against ${jwtKey}`) });
+        else if ((check.exp ?? 0) <= now) problems.push({ key: k, reason: "has expired" });
+      }
+    } else if (jwt) {
+      for (const k of [anon, service]) if (secrets[k] && !has(k)) problems.push({ key: k, reason: "is signed with a published JWT secret" });
     }
-  } else if (jwt) {
-    for (const k of JWT_KEYS) if (secrets[k] && !problems.some((p) => p.key === k)) problems.push({ key: k, reason: "is signed with a published JWT secret" });
   }
   // The same value under two names: rotating one would silently leave the other behind.
   const seen = new Map<string, string>();
   for (const k of keys) {
     const v = secrets[k];
-    if (!v || (JWT_KEYS as readonly string[]).includes(k)) continue;
-    if (seen.has(v) && !problems.some((p) => p.key === k)) problems.push({ key: k, reason: `is identical to ${seen.get(v)}` });
+    if (!v || isApiKey(k)) continue;
+    if (seen.has(v) && !has(k)) problems.push({ key: k, reason: `is identical to ${seen.get(v)}` });
     else seen.set(v, k);
   }
   return problems;

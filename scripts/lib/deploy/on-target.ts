@@ -15,7 +15,8 @@ import { connect, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
 import { procSpecs } from "../native";
 import { runningPid } from "../procs";
 import { writeIfChanged } from "../render";
-import { JWT_KEYS, JWT_ROLE, verifyApiKey, type ClientSecrets } from "./client-secrets";
+import { parse as parseDotenv } from "dotenv";
+import { jwtSecretOf, verifyApiKey, type ClientSecrets, type KeyCheck } from "./client-secrets";
 import { targetPaths } from "./bundle";
 import { ENVIRONMENTS, databaseFor, roleFor, type ClientSettings, type EnvName } from "./settings";
 import { ensureBootstrapCert, hostnameFor } from "./tls";
@@ -185,19 +186,50 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
       out.push({ check: `${env}: nginx TLS`, ok, detail: `${url} -> ${res.status} ${body.environment ?? "?"}${ca ? ", certificate for ${hostnameFor(s.domain, env)} verified against the client's CA" : ", bootstrap certificate (certbot pending)"}${hsts ? ", HSTS" : ", no HSTS"}` });
     }
 
-    // PostgREST/GoTrue run only in the docker runtime: natively we verify the signature and claims
-    // with JWT_SECRET, and that the database does not hold it (every login role could read it there).
+    // PostgREST/GoTrue run only in the docker runtime: natively we verify, with the environment's own env file
+    // as its services read it, the signature and claims of its keys, that no other environment's key verifies
+    // there, and that the database does not hold the secret (every login role could read it there).
     if (rw.ok) {
-      const problems: string[] = [];
-      for (const k of JWT_KEYS) {
-        const v = await verifyApiKey(secrets[k], secrets.JWT_SECRET, JWT_ROLE[k]);
-        if (!v.ok) problems.push(`${k}: ${v.problem}`);
-      }
+      const problems = await environmentKeyProblems(releaseDir, env);
       if (rw.jwt) problems.push(`${db}: holds app.settings.jwt_secret, readable by every login role`);
-      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY verify (HS256, role, iss, exp) against JWT_SECRET, which ${db} does not hold (PostgREST not running natively: signature and claims checked)` });
+      const others = ENVIRONMENTS.filter((e) => e !== env);
+      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY of ${env}.env verify (HS256, role, iss, exp) against its own JWT_SECRET (${jwtSecretOf(env)}), ${others.join("'s and ")}'s service keys are refused, and ${db} does not hold it (PostgREST not running natively: signature and claims checked)` });
     }
   }
   return out;
+}
+
+/** One environment's env file in a release (client/env/<env>.env): what its app and services read. */
+export function releaseEnv(releaseDir: string, env: EnvName): Record<string, string> {
+  return parseDotenv(readFileSync(join(releaseDir, "client", "env", `${env}.env`)));
+}
+
+/**
+ * The environment's verifier on the target: does `token` verify (HS256, role,
+ * iss, exp) against the JWT_SECRET its own env file holds? A key signed with
+ * another environment's secret is refused with the signature error.
+ */
+export async function verifyEnvironmentKey(releaseDir: string, env: EnvName, token: string, role: string): Promise<KeyCheck> {
+  const secret = releaseEnv(releaseDir, env).JWT_SECRET;
+  if (!secret) return { ok: false, problem: `client/env/${env}.env has no JWT_SECRET` };
+  const r = await verifyApiKey(token, secret, role);
+  return r.problem ? { ...r, problem: r.problem.replace(/against JWT_SECRET$/, `against ${jwtSecretOf(env)}`) } : r;
+}
+
+/** What is wrong with an environment's keys as deployed (empty: nothing). */
+export async function environmentKeyProblems(releaseDir: string, env: EnvName): Promise<string[]> {
+  const problems: string[] = [];
+  const own = releaseEnv(releaseDir, env);
+  for (const [k, role] of [["ANON_KEY", "anon"], ["SERVICE_ROLE_KEY", "service_role"]] as const) {
+    const v = await verifyEnvironmentKey(releaseDir, env, own[k] ?? "", role);
+    if (!v.ok) problems.push(`${env}.env ${k}: ${v.problem}`);
+  }
+  for (const other of ENVIRONMENTS.filter((e) => e !== env)) {
+    const theirs = releaseEnv(releaseDir, other);
+    if (theirs.JWT_SECRET === own.JWT_SECRET) problems.push(`${env}.env and ${other}.env hold the same JWT_SECRET`);
+    else if ((await verifyEnvironmentKey(releaseDir, env, theirs.SERVICE_ROLE_KEY ?? "", "service_role")).ok) problems.push(`${other}'s SERVICE_ROLE_KEY verifies in ${env}`);
+  }
+  return problems;
 }
 
 export interface ApplyResult {
