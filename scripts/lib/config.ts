@@ -70,6 +70,13 @@ export const SETTINGS = {
   BACKUP_SCHEDULE: { schema: z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), hint: "cron schedule for make backup-cron, e.g. 15 2 * * *", default: "15 2 * * *" },
   BACKUP_ARCHIVE_TIMEOUT: { schema: seconds(0), hint: "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60", default: "60" },
   BACKUP_SCRATCH_ADDRESS: { schema: z.union([z.literal(""), ipv4]), hint: "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21", default: "" },
+  // Pooling (pgbouncer on HAPROXY_ADDRESS, in front of HAProxy's read-write port): defaults so older env files keep loading.
+  POOL_PORT: { schema: port, hint: "pgbouncer's port on HAPROXY_ADDRESS (port plan: 6015)", default: "6015" },
+  POOL_MAX_CLIENT_CONN: { schema: z.coerce.number().int().min(10, "must be at least 10").max(100000, "must be at most 100000"), hint: "client connections pgbouncer accepts, e.g. 1000", default: "1000" },
+  POOL_DEFAULT_POOL_SIZE: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "server connections per database and user, e.g. 20", default: "20" },
+  POOL_RESERVE_POOL_SIZE: { schema: z.coerce.number().int().min(0, "must be 0 or more"), hint: "extra server connections a waiting pool may borrow, e.g. 5", default: "5" },
+  POOL_MAX_DB_CONNECTIONS: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "server connections per database, all users together, e.g. 50", default: "50" },
+  POOL_PAUSE_TIMEOUT: { schema: seconds(1), hint: "seconds a PAUSE may wait for in-flight transactions before a switchover aborts, e.g. 10", default: "10" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -80,6 +87,41 @@ interface Setting {
 }
 
 type Key = keyof typeof SETTINGS;
+
+/** max_connections in patroni/patroni.yml.tmpl (a unit test keeps the two equal). */
+export const PG_MAX_CONNECTIONS = 200;
+/** Connections kept outside the pooler: superuser_reserved_connections (3), Patroni, replication, pg_rewind, backups, direct URLs. */
+export const PG_CONNECTIONS_OUTSIDE_POOL = 20;
+
+export interface PoolSettings {
+  address: string;
+  port: number;
+  maxClientConn: number;
+  defaultPoolSize: number;
+  reservePoolSize: number;
+  maxDbConnections: number;
+  pauseTimeoutS: number;
+}
+
+/**
+ * Pool sizes the cluster can serve: one database's pools (all users) are capped at
+ * max_db_connections, and the environment ladder's databases together must fit in
+ * max_connections less what stays outside the pooler.
+ */
+export function poolProblem(p: Pick<PoolSettings, "defaultPoolSize" | "reservePoolSize" | "maxDbConnections">, databases: number, maxConnections = PG_MAX_CONNECTIONS): { key: string; message: string; fix: string } | undefined {
+  const budget = maxConnections - PG_CONNECTIONS_OUTSIDE_POOL;
+  if (p.defaultPoolSize + p.reservePoolSize > p.maxDbConnections) {
+    return { key: "POOL_DEFAULT_POOL_SIZE", message: `POOL_DEFAULT_POOL_SIZE + POOL_RESERVE_POOL_SIZE (${p.defaultPoolSize} + ${p.reservePoolSize}) exceeds POOL_MAX_DB_CONNECTIONS (${p.maxDbConnections})`, fix: "lower the pool sizes or raise POOL_MAX_DB_CONNECTIONS" };
+  }
+  if (p.maxDbConnections * databases > budget) {
+    return {
+      key: "POOL_MAX_DB_CONNECTIONS",
+      message: `${databases} databases x POOL_MAX_DB_CONNECTIONS ${p.maxDbConnections} = ${p.maxDbConnections * databases} server connections exceed max_connections ${maxConnections} less ${PG_CONNECTIONS_OUTSIDE_POOL} kept outside the pooler (${budget})`,
+      fix: `lower POOL_MAX_DB_CONNECTIONS to at most ${Math.floor(budget / databases)}`,
+    };
+  }
+  return undefined;
+}
 
 export interface Member {
   name: string; // pg1..pg3
@@ -130,6 +172,7 @@ export interface Config {
   pgOsUser: string | undefined;
   secrets: Secrets;
   backup: BackupSettings;
+  pool: PoolSettings;
 }
 
 export interface BackupSettings {
@@ -236,6 +279,19 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
   uniquePorts(file, [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort]], "give each HAProxy listener its own port");
   uniquePorts(file, [["PG_PORT", v.PG_PORT as number], ["PATRONI_PORT", v.PATRONI_PORT as number], ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT as number], ["ETCD_PEER_PORT", v.ETCD_PEER_PORT as number]], "each member service needs its own port");
 
+  const pool: PoolSettings = {
+    address: hp.address,
+    port: v.POOL_PORT as number,
+    maxClientConn: v.POOL_MAX_CLIENT_CONN as number,
+    defaultPoolSize: v.POOL_DEFAULT_POOL_SIZE as number,
+    reservePoolSize: v.POOL_RESERVE_POOL_SIZE as number,
+    maxDbConnections: v.POOL_MAX_DB_CONNECTIONS as number,
+    pauseTimeoutS: v.POOL_PAUSE_TIMEOUT as number,
+  };
+  uniquePorts(file, [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort], ["POOL_PORT", pool.port]], "give pgbouncer its own port on HAPROXY_ADDRESS");
+  const pp = poolProblem(pool, (v.DATABASES as string[]).length);
+  if (pp) throw new ConfigError(file, pp.key, pp.message, pp.fix);
+
   const rootDir = opts.rootDir ?? ROOT_DIR;
   const stateBase = v.STATE_DIR as string;
   const stateDir = join(isAbsolute(stateBase) ? stateBase : join(rootDir, stateBase), opts.stack);
@@ -298,6 +354,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       archiveTimeout: v.BACKUP_ARCHIVE_TIMEOUT as number,
       scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
     },
+    pool,
   };
 }
 

@@ -19,6 +19,7 @@ export const SECRET_KEYS = [
   "SUPABASE_AUTH_ADMIN_PASSWORD",
   "SUPABASE_STORAGE_ADMIN_PASSWORD",
   "JWT_SECRET",
+  "POOL_ADMIN_PASSWORD", // pgbouncer's admin console (PAUSE/RESUME/RELOAD/SHOW); not a Postgres role
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 export type Secrets = Record<SecretKey, string>;
