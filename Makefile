@@ -50,7 +50,7 @@ logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=
 	$(BUN) scripts/logs.ts $(SVC) $(ARGS)
 
 .PHONY: db-url
-db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>]
+db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] [POOL=1: through pgbouncer]
 	@$(BUN) scripts/db-url.ts
 
 .PHONY: new-app

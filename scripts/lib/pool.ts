@@ -145,8 +145,7 @@ export async function poolUsage(cfg: Config): Promise<PoolUsage[]> {
 }
 
 /** Write pgbouncer.ini and the auth_file (0600, owned by the user pgbouncer runs as); true when either changed. */
-export async function writePoolFiles(cfg: Config, admin: pg.Client): Promise<boolean> {
-  const apps = loadApps(cfg);
+export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<AppEntry, "database" | "role">[] = loadApps(cfg)): Promise<boolean> {
   const ids = cfg.pgOsUser ? osUserIds(cfg.pgOsUser) : undefined;
   const own = { mode: 0o600, ...(ids ?? {}) };
   mkdirSync(poolDir(cfg), { recursive: true, mode: 0o700 });
@@ -162,8 +161,8 @@ export async function writePoolFiles(cfg: Config, admin: pg.Client): Promise<boo
 }
 
 /** After the registry or a password changed: re-render, and RELOAD a running pgbouncer. */
-export async function syncPool(cfg: Config, admin: pg.Client, spec: Pick<ProcSpec, "pidFile" | "marker">): Promise<"reloaded" | "unchanged" | "not running"> {
-  const changed = await writePoolFiles(cfg, admin);
+export async function syncPool(cfg: Config, admin: pg.Client, spec: Pick<ProcSpec, "pidFile" | "marker">, apps?: Pick<AppEntry, "database" | "role">[]): Promise<"reloaded" | "unchanged" | "not running"> {
+  const changed = await writePoolFiles(cfg, admin, apps);
   if (!runningPid(spec)) return "not running";
   if (!changed) return "unchanged";
   await reloadPool(cfg);

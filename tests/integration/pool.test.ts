@@ -1,0 +1,157 @@
+/**
+ * pgbouncer on the shared test stack: the pooled DATABASE_URL works and is
+ * confined like the direct one, what prepared statements do through
+ * transaction pooling, and switchovers inside PAUSE/RESUME. Apps here are
+ * named it_pool_* and removed at the end; the cluster is left healthy.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import pg from "pg";
+import { appEnvPath, loadApps } from "../../scripts/lib/apps";
+import { onboardApp } from "../../scripts/lib/onboard/onboard";
+import { removeApp } from "../../scripts/lib/onboard/remove";
+import { dbUrl, poolTarget } from "../../scripts/lib/pg";
+import { poolIniPath, poolUsage } from "../../scripts/lib/pool";
+import { portFree } from "../../scripts/lib/ports";
+import { testConfig, waitClusterHealthy } from "./stack";
+
+const cfg = testConfig();
+const PREFIX = "it_pool_";
+const A = `${PREFIX}a`;
+const B = `${PREFIX}b`;
+const SLOW = 120_000;
+
+const envVar = (app: string, key: string) => readFileSync(appEnvPath(cfg, app), "utf8").match(new RegExp(`^${key}=(.*)$`, "m"))![1]!;
+
+async function freePort(from: number): Promise<number> {
+  for (let p = from; p < from + 500; p++) if ((await portFree("127.0.0.1", p)) && !loadApps(cfg).some((a) => a.port === p)) return p;
+  throw new Error("no free port");
+}
+
+async function client(url: string, database?: string): Promise<pg.Client> {
+  const u = new URL(url);
+  if (database) u.pathname = `/${database}`;
+  const c = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 5000 });
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
+async function tryConnect(url: string, database?: string): Promise<string> {
+  let c: pg.Client | undefined;
+  try {
+    c = await client(url, database);
+    const r = await c.query("SELECT current_user || '@' || current_database() AS who");
+    return r.rows[0].who;
+  } catch (e) {
+    return `refused: ${(e as Error).message}`;
+  } finally {
+    await c?.end().catch(() => {});
+  }
+}
+
+async function cleanup() {
+  for (const a of loadApps(cfg).filter((x) => x.name.startsWith(PREFIX))) await removeApp(cfg, a.name).catch(() => {});
+}
+
+beforeAll(async () => {
+  await waitClusterHealthy(cfg);
+  await cleanup();
+  await onboardApp(cfg, { name: A, port: await freePort(29500) });
+  await onboardApp(cfg, { name: B, port: await freePort(29501) });
+}, SLOW);
+
+afterAll(async () => {
+  await cleanup();
+  await waitClusterHealthy(cfg);
+}, SLOW);
+
+describe("pooled DATABASE_URL", () => {
+  test("new-app writes a pooled DATABASE_URL (pgbouncer) and a DIRECT_URL (HAProxy read-write), same role and password", () => {
+    const pooled = new URL(envVar(A, "DATABASE_URL"));
+    const direct = new URL(envVar(A, "DIRECT_URL"));
+    expect(`${pooled.hostname}:${pooled.port}${pooled.pathname}`).toBe(`${cfg.pool.address}:${cfg.pool.port}/${A}_db`);
+    expect(`${direct.hostname}:${direct.port}${direct.pathname}`).toBe(`${cfg.haproxy.address}:${cfg.haproxy.rwPort}/${A}_db`);
+    expect(pooled.username).toBe(A);
+    expect(pooled.password).toBe(direct.password);
+  });
+
+  test("works through the pooler, to the leader, and the pool shows up per database", async () => {
+    const c = await client(envVar(A, "DATABASE_URL"));
+    const r = await c.query("SELECT current_user || '@' || current_database() AS who, pg_is_in_recovery() AS rec");
+    await c.end();
+    expect(r.rows[0]).toEqual({ who: `${A}@${A}_db`, rec: false });
+    const usage = await poolUsage(cfg);
+    expect(usage.map((u) => `${u.database}/${u.user}`)).toContain(`${A}_db/${A}`);
+  });
+
+  test("confined like the direct URL: refused on another app's database, the ladder and postgres", async () => {
+    const a = envVar(A, "DATABASE_URL");
+    const aDirect = envVar(A, "DIRECT_URL");
+    expect(await tryConnect(a, `${B}_db`)).toBe(`refused: permission denied for database "${B}_db"`);
+    expect(await tryConnect(aDirect, `${B}_db`)).toBe(`refused: permission denied for database "${B}_db"`);
+    expect(await tryConnect(a, "orchestrator_ai_dev")).toBe(`refused: permission denied for database "orchestrator_ai_dev"`);
+    expect(await tryConnect(envVar(B, "DATABASE_URL"), `${A}_db`)).toBe(`refused: permission denied for database "${A}_db"`);
+    // postgres has no pool at all: the pooler refuses before any server login.
+    expect(await tryConnect(a, "postgres")).toBe(`refused: no such database: postgres`);
+    const wrong = new URL(a);
+    wrong.password = "not-the-password-0123456789";
+    // pgbouncer checks the password itself, against the verifier: its own message, not the server's.
+    expect(await tryConnect(wrong.toString())).toBe("refused: SASL authentication failed");
+  });
+
+  test("a removed app's pool is gone (new-app --remove re-renders and RELOADs)", async () => {
+    const name = `${PREFIX}gone`;
+    await onboardApp(cfg, { name, port: await freePort(29520) });
+    const url = envVar(name, "DATABASE_URL");
+    expect(await tryConnect(url)).toBe(`${name}@${name}_db`);
+    await removeApp(cfg, name);
+    // Its role's verifier left the auth_file, and the database its pool.
+    expect(await tryConnect(url)).toBe("refused: SASL authentication failed");
+    expect(await tryConnect(dbUrl(cfg, "postgres", "postgres", cfg.secrets.POSTGRES_PASSWORD, poolTarget(cfg)), `${name}_db`)).toBe(`refused: no such database: ${name}_db`);
+    expect(readFileSync(poolIniPath(cfg), "utf8")).not.toContain(name);
+  }, SLOW);
+});
+
+describe("prepared statements through transaction pooling (pgbouncer 1.18)", () => {
+  test("unnamed statements (node-postgres' parameterised queries) work across transactions and server connections", async () => {
+    const url = envVar(A, "DATABASE_URL");
+    const c1 = await client(url);
+    const c2 = await client(url);
+    try {
+      const out: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        // c2 holds a server connection in an open transaction, so c1 is moved to another one.
+        await c2.query("BEGIN");
+        await c2.query("SELECT $1::int AS n", [i]);
+        out.push((await c1.query("SELECT $1::int + 100 AS n", [i])).rows[0].n);
+        await c2.query("COMMIT");
+        out.push((await c1.query("SELECT $1::int + 200 AS n", [i])).rows[0].n);
+      }
+      expect(out).toEqual([100, 200, 101, 201, 102, 202, 103, 203, 104, 204]);
+    } finally {
+      await c1.end();
+      await c2.end();
+    }
+  });
+
+  test("a named statement is prepared on one server connection only: reused on another, it fails", async () => {
+    const url = envVar(A, "DATABASE_URL");
+    const c1 = await client(url);
+    const c2 = await client(url);
+    try {
+      const q = { name: "pool_probe", text: "SELECT $1::int AS n", values: [1] };
+      expect((await c1.query(q)).rows[0].n).toBe(1); // parsed on server connection S1, which goes back to the pool
+      await c2.query("BEGIN");
+      await c2.query("SELECT 1"); // c2 now holds S1
+      // node-postgres remembers it prepared pool_probe and sends only Bind/Execute; this server connection never saw it.
+      const err = await c1.query({ ...q, values: [2] }).catch((e) => e);
+      expect(err.message).toBe('prepared statement "pool_probe" does not exist');
+      expect(err.code).toBe("26000");
+      await c2.query("COMMIT");
+    } finally {
+      await c1.end();
+      await c2.end();
+    }
+  });
+});
