@@ -131,6 +131,15 @@ test-integration: deps ## Start the test stack, run tests/integration against it
 test-failover: deps ## Failover drill under write load; exit 1 on a lost write or missed RTO (SCENARIO=kill-primary|all ROUNDS=1 RTO_BUDGET=s)
 	$(BUN) scripts/test-failover.ts $(if $(SCENARIO),--scenario $(SCENARIO),) $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(RTO_BUDGET),--rto-budget $(RTO_BUDGET),) $(ARGS)
 
+.PHONY: switchover
+switchover: deps ## Planned switchover with clients held in pgbouncer (PAUSE/RESUME): [TO=pg2]; 0 failed statements
+	$(BUN) scripts/switchover.ts $(if $(filter command line,$(origin TO)),--to $(TO),) $(ARGS)
+
+.PHONY: restart-member
+restart-member: deps ## Restart one member (the leader is switched away first, inside PAUSE/RESUME): MEMBER=pg1
+	@test -n "$(MEMBER)" || { echo "error [MISSING_MEMBER]: MEMBER is required, e.g. make restart-member MEMBER=pg1"; exit 1; }
+	$(BUN) scripts/switchover.ts --restart-member $(MEMBER) $(ARGS)
+
 .PHONY: typecheck
 typecheck: deps ## TypeScript type check
 	node_modules/.bin/tsc -p .

@@ -11,7 +11,9 @@ import { appEnvPath, loadApps } from "../../scripts/lib/apps";
 import { onboardApp } from "../../scripts/lib/onboard/onboard";
 import { removeApp } from "../../scripts/lib/onboard/remove";
 import { dbUrl, poolTarget } from "../../scripts/lib/pg";
-import { poolIniPath, poolUsage } from "../../scripts/lib/pool";
+import { planSwitchover, runMaintenance } from "../../scripts/lib/maintenance";
+import { clusterView } from "../../scripts/lib/patroni";
+import { poolAdmin, poolIniPath, poolUsage } from "../../scripts/lib/pool";
 import { portFree } from "../../scripts/lib/ports";
 import { testConfig, waitClusterHealthy } from "./stack";
 
@@ -154,4 +156,103 @@ describe("prepared statements through transaction pooling (pgbouncer 1.18)", () 
       await c2.end();
     }
   });
+});
+
+/** RESUME on the admin console: pgbouncer's own answer says whether it was paused. */
+async function pausedState(): Promise<string> {
+  const a = await poolAdmin(cfg);
+  try {
+    const r = await a.query("RESUME").then(() => "was paused", (e) => (e as Error).message);
+    return r;
+  } finally {
+    await a.end().catch(() => {});
+  }
+}
+
+describe("switchover inside PAUSE/RESUME", () => {
+  test("under a concurrent writer through the pooler: 0 failed statements, every acknowledged row kept, new leader", async () => {
+    const url = envVar(A, "DATABASE_URL");
+    const setup = await client(url);
+    await setup.query("CREATE TABLE IF NOT EXISTS sw_writes (id int PRIMARY KEY, at timestamptz DEFAULT now())");
+    await setup.query("TRUNCATE sw_writes");
+    await setup.end();
+    const w = await client(url);
+    let stop = false;
+    let next = 0;
+    const acked: number[] = [];
+    const failed: string[] = [];
+    let longestMs = 0;
+    const writer = (async () => {
+      while (!stop) {
+        const id = ++next;
+        const t = Date.now();
+        try {
+          await w.query("INSERT INTO sw_writes (id) VALUES ($1)", [id]);
+          acked.push(id);
+        } catch (e) {
+          failed.push(`${id}: ${(e as Error).message}`);
+        }
+        longestMs = Math.max(longestMs, Date.now() - t);
+        await Bun.sleep(10);
+      }
+    })();
+    await Bun.sleep(500);
+    const view = await clusterView(cfg);
+    const plan = planSwitchover(view!);
+    const r = await runMaintenance(cfg, plan);
+    await Bun.sleep(500);
+    stop = true;
+    await writer;
+    await w.end();
+    expect(failed).toEqual([]);
+    expect(r.steps.map((s) => s.step)).toEqual(["preflight", "pause", "switchover", "wait-route", "resume"]);
+    const after = await clusterView(cfg);
+    expect(after!.members.find((m) => m.role === "leader")!.name).toBe(plan.candidate!);
+    const c = await client(envVar(A, "DIRECT_URL"));
+    const kept = (await c.query("SELECT id FROM sw_writes ORDER BY id")).rows.map((x) => x.id);
+    await c.end();
+    expect(kept).toEqual(acked);
+    expect(acked.length).toBeGreaterThan(20);
+    console.log(`switchover under a writer: ${acked.length} writes, 0 failed, longest statement ${longestMs} ms, paused ${r.pausedMs} ms`);
+    await waitClusterHealthy(cfg);
+  }, SLOW);
+
+  test("a failure between PAUSE and RESUME leaves the pooler resumed and names the step", async () => {
+    await waitClusterHealthy(cfg);
+    const view = await clusterView(cfg);
+    const plan = planSwitchover(view!);
+    const err = await runMaintenance(cfg, plan, { beforeStep: (s) => { if (s === "switchover") throw new Error("injected at switchover"); } }).catch((e) => e);
+    expect(err.message).toBe("switchover: step switchover failed: injected at switchover; pgbouncer resumed");
+    expect(await pausedState()).toBe("pooler is not paused/suspended");
+    // Clients are served at once, by the same leader (nothing was switched).
+    const c = await client(envVar(A, "DATABASE_URL"));
+    const t = Date.now();
+    await c.query("SELECT 1");
+    await c.end();
+    expect(Date.now() - t).toBeLessThan(1000);
+    expect((await clusterView(cfg))!.members.find((m) => m.role === "leader")!.name).toBe(plan.leader);
+  }, SLOW);
+
+  test("a PAUSE blocked by a long transaction times out, names its pid and query start, and resumes", async () => {
+    await waitClusterHealthy(cfg);
+    const blocker = await client(envVar(A, "DATABASE_URL"));
+    await blocker.query("BEGIN");
+    const who = (await blocker.query("SELECT pg_backend_pid() AS pid, query_start::text AS qs FROM pg_stat_activity WHERE pid = pg_backend_pid()")).rows[0];
+    try {
+      const plan = planSwitchover((await clusterView(cfg))!);
+      const t = Date.now();
+      const err = await runMaintenance(cfg, plan, { pauseTimeoutS: 2 }).catch((e) => e);
+      expect(Date.now() - t).toBeLessThan(10_000);
+      expect(err.code).toBe("PAUSE_TIMEOUT");
+      expect(err.message).toStartWith("switchover: step pause failed: in-flight transactions did not finish within 2 s (POOL_PAUSE_TIMEOUT): blocked by ");
+      expect(err.message).toContain(`pid ${who.pid} (${A}@${A}_db, idle in transaction, transaction since `);
+      expect(err.message).toContain(`query since ${who.qs})`);
+      expect(err.message).toEndWith("; pgbouncer resumed");
+      expect(await pausedState()).toBe("pooler is not paused/suspended");
+      expect((await clusterView(cfg))!.members.find((m) => m.role === "leader")!.name).toBe(plan.leader);
+    } finally {
+      await blocker.query("ROLLBACK").catch(() => {});
+      await blocker.end().catch(() => {});
+    }
+  }, SLOW);
 });

@@ -6,6 +6,7 @@ import { pooledRoles, renderPoolIni, renderUserlist } from "../../scripts/lib/po
 import { SECRET_KEYS } from "../../scripts/lib/secrets";
 import { OS_PACKAGES } from "../../scripts/lib/setup";
 import { NATIVE_BINARIES, procSpecs } from "../../scripts/lib/native";
+import { planRestart, planSwitchover } from "../../scripts/lib/maintenance";
 
 const root = `${import.meta.dir}/../..`;
 const golden = (name: string) => readFileSync(`${import.meta.dir}/golden/pool/${name}`, "utf8");
@@ -91,5 +92,35 @@ describe("pool settings in the config loader", () => {
   test("max_connections in the Patroni template is the one the loader checks against", () => {
     const t = readFileSync(`${root}/patroni/patroni.yml.tmpl`, "utf8");
     expect(t).toContain(`max_connections: ${PG_MAX_CONNECTIONS}\n`);
+  });
+});
+
+describe("switchover and restart-member: the steps as data", () => {
+  const view = (states: Record<string, [role: string, state: string]>) => ({
+    members: Object.entries(states).map(([name, [role, state]]) => ({ name, role, state, host: name, port: 5432 })),
+  });
+  const healthy = view({ pg1: ["leader", "running"], pg2: ["sync_standby", "streaming"], pg3: ["replica", "streaming"] });
+  test("switchover: PAUSE -> Patroni switchover -> wait for HAProxy's route -> RESUME, to the sync standby by default", () => {
+    expect(planSwitchover(healthy)).toEqual({ op: "switchover", leader: "pg1", candidate: "pg2", steps: ["preflight", "pause", "switchover", "wait-route", "resume"] });
+    expect(planSwitchover(healthy, "pg3").candidate).toBe("pg3");
+  });
+  test("restart-member: a replica restarts in place, outside any PAUSE", () => {
+    expect(planRestart(healthy, "pg3")).toEqual({ op: "restart-member", leader: "pg1", member: "pg3", steps: ["preflight", "restart", "wait-member"] });
+  });
+  test("restart-member of the leader: switched away inside PAUSE/RESUME first, restarted once it rejoined", () => {
+    expect(planRestart(healthy, "pg1")).toEqual({
+      op: "restart-member",
+      leader: "pg1",
+      member: "pg1",
+      candidate: "pg2",
+      steps: ["preflight", "pause", "switchover", "wait-route", "resume", "wait-member", "restart", "wait-member"],
+    });
+  });
+  test("bad targets are refused before any step, naming the value and the choices", () => {
+    expect(() => planSwitchover(healthy, "pg1")).toThrow("TO=pg1 is already the leader");
+    expect(() => planSwitchover(healthy, "pg9")).toThrow("TO=pg9 is not a member (members: pg1, pg2, pg3)");
+    expect(() => planSwitchover(view({ pg1: ["leader", "running"], pg2: ["replica", "stopped"], pg3: ["sync_standby", "streaming"] }), "pg2")).toThrow("TO=pg2 is not running (state stopped)");
+    expect(() => planRestart(healthy, "pg4")).toThrow("MEMBER=pg4 is not a member (members: pg1, pg2, pg3)");
+    expect(() => planSwitchover(view({ pg1: ["replica", "running"], pg2: ["replica", "streaming"], pg3: ["replica", "streaming"] }))).toThrow("the cluster has 0 leaders");
   });
 });
