@@ -124,25 +124,30 @@ export interface PoolUsage {
   paused: boolean;
 }
 
-/** SHOW POOLS + SHOW DATABASES: clients and server connections per pool. */
-export async function poolUsage(cfg: Config): Promise<PoolUsage[]> {
+/** SHOW DATABASES + SHOW POOLS: every configured database, and clients and server connections per pool (database and user). */
+export async function poolSnapshot(cfg: Config): Promise<{ databases: string[]; pools: PoolUsage[] }> {
   return withPoolAdmin(cfg, async (c) => {
-    const dbs = (await c.query("SHOW DATABASES")).rows;
+    const dbs = (await c.query("SHOW DATABASES")).rows.filter((d) => d.name !== "pgbouncer");
     const paused = new Map(dbs.map((d) => [d.name as string, Number(d.paused) === 1]));
     const pools = (await c.query("SHOW POOLS")).rows.filter((p) => p.database !== "pgbouncer");
-    return pools.map((p) => ({
-      database: p.database,
-      user: p.user,
-      clientsActive: Number(p.cl_active),
-      clientsWaiting: Number(p.cl_waiting),
-      serversActive: Number(p.sv_active),
-      serversIdle: Number(p.sv_idle),
-      serversUsed: Number(p.sv_used),
-      maxWaitS: Number(p.maxwait),
-      paused: paused.get(p.database) ?? false,
-    }));
+    return {
+      databases: dbs.map((d) => d.name as string),
+      pools: pools.map((p) => ({
+        database: p.database,
+        user: p.user,
+        clientsActive: Number(p.cl_active),
+        clientsWaiting: Number(p.cl_waiting),
+        serversActive: Number(p.sv_active),
+        serversIdle: Number(p.sv_idle),
+        serversUsed: Number(p.sv_used),
+        maxWaitS: Number(p.maxwait),
+        paused: paused.get(p.database) ?? false,
+      })),
+    };
   });
 }
+
+export const poolUsage = async (cfg: Config): Promise<PoolUsage[]> => (await poolSnapshot(cfg)).pools;
 
 /** Write pgbouncer.ini and the auth_file (0600, owned by the user pgbouncer runs as); true when either changed. */
 export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<AppEntry, "database" | "role">[] = loadApps(cfg)): Promise<boolean> {

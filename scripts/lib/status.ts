@@ -4,6 +4,7 @@ import { haproxyBackends, type BackendServer } from "./haproxy";
 import { allSpecs, procSpecs } from "./native";
 import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
 import { runningPid } from "./procs";
+import { poolSnapshot, type PoolUsage } from "./pool";
 
 export interface StackStatus {
   stack: string;
@@ -11,7 +12,32 @@ export interface StackStatus {
   members: (ClusterMember & { address: string })[];
   health: Health;
   haproxy: BackendServer[] | null;
-  endpoints: { readWrite: string; readOnly: string; api: string };
+  /** pgbouncer's pools, summed per database; null (and the stack unhealthy) when it does not answer */
+  pool: PoolDatabase[] | null;
+  endpoints: { readWrite: string; readOnly: string; api: string; pooled: string };
+}
+
+export interface PoolDatabase {
+  database: string;
+  clientsActive: number;
+  clientsWaiting: number;
+  /** server connections: active + idle + used (all users of the database) */
+  servers: number;
+  maxWaitS: number;
+}
+
+/** One row per configured database (zeros until used); SHOW POOLS' rows (per database and user) summed into it. */
+export function poolByDatabase(databases: string[], rows: PoolUsage[]): PoolDatabase[] {
+  const out = new Map<string, PoolDatabase>(databases.map((database) => [database, { database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 }]));
+  for (const r of rows) {
+    const d = out.get(r.database) ?? { database: r.database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 };
+    d.clientsActive += r.clientsActive;
+    d.clientsWaiting += r.clientsWaiting;
+    d.servers += r.serversActive + r.serversIdle + r.serversUsed;
+    d.maxWaitS = Math.max(d.maxWaitS, r.maxWaitS);
+    out.set(r.database, d);
+  }
+  return [...out.values()];
 }
 
 export async function stackStatus(cfg: Config): Promise<StackStatus> {
@@ -21,13 +47,24 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
     const v = view?.members.find((x) => x.name === m.name);
     return { ...(v ?? { name: m.name, role: "-", state: "unreachable", host: m.address, port: m.pgPort }), address: m.address };
   });
+  const health = assessCluster(cfg, view);
+  let pool: PoolDatabase[] | null = null;
+  try {
+    const snap = await poolSnapshot(cfg);
+    pool = poolByDatabase(snap.databases, snap.pools);
+  } catch (e) {
+    health.ok = false;
+    health.problems.push(`pgbouncer down (${(e as Error).message})`);
+  }
   return {
     stack: cfg.stack,
     processes,
     members,
-    health: assessCluster(cfg, view),
+    health,
     haproxy: (await haproxyBackends(cfg)) ?? null,
+    pool,
     endpoints: {
+      pooled: `${cfg.pool.address}:${cfg.pool.port}`,
       readWrite: `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
       readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
       api: `http://${cfg.api.address}:${cfg.api.port}`,

@@ -11,11 +11,15 @@ import { appEnvPath, loadApps } from "../../scripts/lib/apps";
 import { onboardApp } from "../../scripts/lib/onboard/onboard";
 import { removeApp } from "../../scripts/lib/onboard/remove";
 import { dbUrl, poolTarget } from "../../scripts/lib/pg";
+
 import { planSwitchover, runMaintenance } from "../../scripts/lib/maintenance";
 import { clusterView } from "../../scripts/lib/patroni";
-import { poolAdmin, poolIniPath, poolUsage } from "../../scripts/lib/pool";
+import { procSpecs } from "../../scripts/lib/native";
+import { connect } from "../../scripts/lib/pg";
+import { ensurePool, poolAdmin, poolIniPath, poolUsage } from "../../scripts/lib/pool";
+import { startProc, stopProc } from "../../scripts/lib/procs";
 import { portFree } from "../../scripts/lib/ports";
-import { testConfig, waitClusterHealthy } from "./stack";
+import { runScript, testConfig, waitClusterHealthy } from "./stack";
 
 const cfg = testConfig();
 const PREFIX = "it_pool_";
@@ -254,5 +258,38 @@ describe("switchover inside PAUSE/RESUME", () => {
       await blocker.query("ROLLBACK").catch(() => {});
       await blocker.end().catch(() => {});
     }
+  }, SLOW);
+});
+
+describe("make status", () => {
+  test("shows pool usage per database, and a pooler that is down makes the stack unhealthy, named", async () => {
+    const c = await client(envVar(A, "DATABASE_URL"));
+    await c.query("SELECT 1");
+    const up = runScript("status.ts", ["--json"]);
+    await c.end();
+    expect(up.code).toBe(0);
+    const s = JSON.parse(up.stdout);
+    // pgbouncer lists its databases sorted by name.
+    expect(s.pool.map((p: { database: string }) => p.database)).toEqual([...cfg.databases, ...loadApps(cfg).map((a) => a.database)].sort());
+    const mine = s.pool.find((p: { database: string }) => p.database === `${A}_db`);
+    expect(mine.clientsActive).toBeGreaterThanOrEqual(1);
+    expect(mine.servers).toBeGreaterThanOrEqual(1);
+    expect(s.processes.find((p: { name: string }) => p.name === "pgbouncer").pid).toBeGreaterThan(0);
+
+    const spec = procSpecs(cfg).pool;
+    await stopProc(spec, 10_000);
+    try {
+      const down = runScript("status.ts", ["--json"]);
+      expect(down.code).toBe(1);
+      const d = JSON.parse(down.stdout);
+      expect(d.pool).toBe(null);
+      expect(d.health.ok).toBe(false);
+      expect(d.health.problems.join("; ")).toContain(`pgbouncer down (pgbouncer at ${cfg.pool.address}:${cfg.pool.port} does not answer: connect ECONNREFUSED`);
+      expect(runScript("status.ts").stdout).toContain("NOT healthy: pgbouncer down");
+    } finally {
+      const admin = await connect(cfg);
+      await ensurePool(cfg, admin, spec, (sp) => void startProc(sp)).finally(() => admin.end());
+    }
+    expect(runScript("status.ts", ["--json"]).code).toBe(0);
   }, SLOW);
 });

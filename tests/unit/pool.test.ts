@@ -7,6 +7,7 @@ import { SECRET_KEYS } from "../../scripts/lib/secrets";
 import { OS_PACKAGES } from "../../scripts/lib/setup";
 import { NATIVE_BINARIES, procSpecs } from "../../scripts/lib/native";
 import { planRestart, planSwitchover } from "../../scripts/lib/maintenance";
+import { poolByDatabase } from "../../scripts/lib/status";
 
 const root = `${import.meta.dir}/../..`;
 const golden = (name: string) => readFileSync(`${import.meta.dir}/golden/pool/${name}`, "utf8");
@@ -122,5 +123,15 @@ describe("switchover and restart-member: the steps as data", () => {
     expect(() => planSwitchover(view({ pg1: ["leader", "running"], pg2: ["replica", "stopped"], pg3: ["sync_standby", "streaming"] }), "pg2")).toThrow("TO=pg2 is not running (state stopped)");
     expect(() => planRestart(healthy, "pg4")).toThrow("MEMBER=pg4 is not a member (members: pg1, pg2, pg3)");
     expect(() => planSwitchover(view({ pg1: ["replica", "running"], pg2: ["replica", "streaming"], pg3: ["replica", "streaming"] }))).toThrow("the cluster has 0 leaders");
+  });
+});
+
+describe("status: pool usage per database", () => {
+  const row = (database: string, user: string, n: number[]) => ({ database, user, clientsActive: n[0]!, clientsWaiting: n[1]!, serversActive: n[2]!, serversIdle: n[3]!, serversUsed: n[4]!, maxWaitS: n[5]!, paused: false });
+  test("one row per configured database, zeros until used, users summed", () => {
+    expect(poolByDatabase(["orchestrator_ai_dev", "hyperarchy_db"], [row("hyperarchy_db", "hyperarchy", [3, 1, 2, 1, 0, 4]), row("hyperarchy_db", "postgres", [1, 0, 0, 1, 1, 0])])).toEqual([
+      { database: "orchestrator_ai_dev", clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 },
+      { database: "hyperarchy_db", clientsActive: 4, clientsWaiting: 1, servers: 5, maxWaitS: 4 },
+    ]);
   });
 });
