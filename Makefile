@@ -153,6 +153,10 @@ bench-backup: deps ## Backup/restore throughput vs raw pg_dump/pg_restore on >= 
 bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the stack
 	$(BUN) bench/dev-up.ts
 
+.PHONY: bench-pool
+bench-pool: deps ## pgbouncer vs HAProxy directly: throughput, a switchover under pgbench (failed, stall), idle clients (STACK must be up)
+	$(BUN) bench/pool.ts $(ARGS)
+
 .PHONY: bench-failover
 bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and Patroni's own promotion time (STACK must be up)
 	$(BUN) bench/failover.ts $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)
