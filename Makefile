@@ -58,7 +58,7 @@ logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=
 	$(BUN) scripts/logs.ts $(SVC) $(ARGS)
 
 .PHONY: db-url
-db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] [PORT=rw|ro]
+db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] [PORT=rw|ro] [POOL=1: through pgbouncer]
 	@# PORT counts only when given on the command line: a PORT exported in the shell (dev servers set one) must not pick the route.
 	@$(BUN) scripts/db-url.ts $(if $(filter command line,$(origin PORT)),--port $(PORT),)
 
@@ -169,6 +169,15 @@ test-failover: deps ## Failover drill under write load; exit 1 on a lost write o
 mutation: deps ## Mutation run (StrykerJS) over the modules that hold guards; not in CI (minutes) [MODULE=<path part>] [CONCURRENCY=2]
 	$(BUN) scripts/mutation.ts $(if $(MODULE),--module $(MODULE),) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY),) $(ARGS)
 
+.PHONY: switchover
+switchover: deps ## Planned switchover with clients held in pgbouncer (PAUSE/RESUME): [TO=pg2]; 0 failed statements
+	$(BUN) scripts/switchover.ts $(if $(filter command line,$(origin TO)),--to $(TO),) $(ARGS)
+
+.PHONY: restart-member
+restart-member: deps ## Restart one member (the leader is switched away first, inside PAUSE/RESUME): MEMBER=pg1
+	@test -n "$(MEMBER)" || { echo "error [MISSING_MEMBER]: MEMBER is required, e.g. make restart-member MEMBER=pg1"; exit 1; }
+	$(BUN) scripts/switchover.ts --restart-member $(MEMBER) $(ARGS)
+
 .PHONY: typecheck
 typecheck: deps ## TypeScript type check
 	node_modules/.bin/tsc -p .
@@ -181,6 +190,10 @@ bench-backup: deps ## Backup/restore throughput vs raw pg_dump/pg_restore on >= 
 .PHONY: bench-dev-up
 bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the stack
 	$(BUN) bench/dev-up.ts
+
+.PHONY: bench-pool
+bench-pool: deps ## pgbouncer vs HAProxy directly: throughput, a switchover under pgbench (failed, stall), idle clients (STACK must be up)
+	$(BUN) bench/pool.ts $(ARGS)
 
 .PHONY: bench-failover
 bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and Patroni's own promotion time (STACK must be up)

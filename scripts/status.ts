@@ -25,7 +25,11 @@ await runMain(async () => {
   console.log(table(rows));
   console.log("");
   console.log(table([["process", "pid"], ...s.processes.map((p) => [p.name, p.pid ? String(p.pid) : "stopped"])]));
+  if (s.pool) {
+    console.log("");
+    console.log(table([["pool (pgbouncer)", "clients active", "waiting", "server conns", "max wait s"], ...s.pool.map((p) => [p.database, String(p.clientsActive), String(p.clientsWaiting), String(p.servers), String(p.maxWaitS)])]));
+  }
   console.log(`etcd (mutual TLS): ${s.etcd.map((e) => `${e.name} ${e.healthy ? "healthy" : "NOT healthy"}`).join(", ")}`);
-  console.log(`\nread-write ${s.endpoints.readWrite}   read-only ${s.endpoints.readOnly}   api ${s.endpoints.api}`);
+  console.log(`\nread-write ${s.endpoints.readWrite}   pooled ${s.endpoints.pooled}   read-only ${s.endpoints.readOnly}   api ${s.endpoints.api}`);
   return s.health.ok ? 0 : 1;
 });

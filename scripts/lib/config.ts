@@ -80,8 +80,15 @@ export const SETTINGS = {
   TAILNET_HOSTNAME: { schema: z.string().regex(/^$|^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, "must be a hostname like server.tail1234.ts.net, or empty"), hint: "this server's MagicDNS name; empty: ${TS_CERT_DOMAIN} (filled in by tailscale)", default: "" },
   CLOUDFLARE_TUNNEL_ID: { schema: z.string().regex(/^$|^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be the tunnel's UUID or name"), hint: "from `cloudflared tunnel create <name>`", default: "" },
   CLOUDFLARE_CREDENTIALS_FILE: { schema: z.string().regex(/^$|^\/\S+\.json$/, "must be an absolute path to the tunnel's .json credentials"), hint: "empty: /etc/cloudflared/<CLOUDFLARE_TUNNEL_ID>.json", default: "" },
-  TUNNEL_ORIGIN_PORT: { schema: z.union([z.literal(""), port]), hint: "nginx's loopback listener the tunnel forwards to; empty: API_PORT + 5", default: "" },
+  TUNNEL_ORIGIN_PORT: { schema: z.union([z.literal(""), port]), hint: "nginx's loopback listener the tunnel forwards to; empty: API_PORT + 6 (API_PORT + 5 is the pooler's in the port plan)", default: "" },
   ALLOW_REMOTE_ACCESS: { schema: bool, hint: "customer stacks (client-*) refuse TUNNEL/TAILNET unless true", default: "false" },
+  // Pooling (pgbouncer on HAPROXY_ADDRESS, in front of HAProxy's read-write port): defaults so older env files keep loading.
+  POOL_PORT: { schema: port, hint: "pgbouncer's port on HAPROXY_ADDRESS (port plan: 6015)", default: "6015" },
+  POOL_MAX_CLIENT_CONN: { schema: z.coerce.number().int().min(10, "must be at least 10").max(100000, "must be at most 100000"), hint: "client connections pgbouncer accepts, e.g. 1000", default: "1000" },
+  POOL_DEFAULT_POOL_SIZE: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "server connections per database and user, e.g. 20", default: "20" },
+  POOL_RESERVE_POOL_SIZE: { schema: z.coerce.number().int().min(0, "must be 0 or more"), hint: "extra server connections a waiting pool may borrow, e.g. 5", default: "5" },
+  POOL_MAX_DB_CONNECTIONS: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "server connections per database, all users together, e.g. 50", default: "50" },
+  POOL_PAUSE_TIMEOUT: { schema: seconds(1), hint: "seconds a PAUSE may wait for in-flight transactions before a switchover aborts, e.g. 10", default: "10" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -92,6 +99,41 @@ interface Setting {
 }
 
 type Key = keyof typeof SETTINGS;
+
+/** max_connections in patroni/patroni.yml.tmpl (a unit test keeps the two equal). */
+export const PG_MAX_CONNECTIONS = 200;
+/** Connections kept outside the pooler: superuser_reserved_connections (3), Patroni, replication, pg_rewind, backups, direct URLs. */
+export const PG_CONNECTIONS_OUTSIDE_POOL = 20;
+
+export interface PoolSettings {
+  address: string;
+  port: number;
+  maxClientConn: number;
+  defaultPoolSize: number;
+  reservePoolSize: number;
+  maxDbConnections: number;
+  pauseTimeoutS: number;
+}
+
+/**
+ * Pool sizes the cluster can serve: one database's pools (all users) are capped at
+ * max_db_connections, and the environment ladder's databases together must fit in
+ * max_connections less what stays outside the pooler.
+ */
+export function poolProblem(p: Pick<PoolSettings, "defaultPoolSize" | "reservePoolSize" | "maxDbConnections">, databases: number, maxConnections = PG_MAX_CONNECTIONS): { key: string; message: string; fix: string } | undefined {
+  const budget = maxConnections - PG_CONNECTIONS_OUTSIDE_POOL;
+  if (p.defaultPoolSize + p.reservePoolSize > p.maxDbConnections) {
+    return { key: "POOL_DEFAULT_POOL_SIZE", message: `POOL_DEFAULT_POOL_SIZE + POOL_RESERVE_POOL_SIZE (${p.defaultPoolSize} + ${p.reservePoolSize}) exceeds POOL_MAX_DB_CONNECTIONS (${p.maxDbConnections})`, fix: "lower the pool sizes or raise POOL_MAX_DB_CONNECTIONS" };
+  }
+  if (p.maxDbConnections * databases > budget) {
+    return {
+      key: "POOL_MAX_DB_CONNECTIONS",
+      message: `${databases} databases x POOL_MAX_DB_CONNECTIONS ${p.maxDbConnections} = ${p.maxDbConnections * databases} server connections exceed max_connections ${maxConnections} less ${PG_CONNECTIONS_OUTSIDE_POOL} kept outside the pooler (${budget})`,
+      fix: `lower POOL_MAX_DB_CONNECTIONS to at most ${Math.floor(budget / databases)}`,
+    };
+  }
+  return undefined;
+}
 
 export interface Member {
   name: string; // pg1..pg3
@@ -147,6 +189,7 @@ export interface Config {
   /** Lifetime of the API keys signed for the Supabase services (API_KEY_TTL_DAYS). */
   apiKeyTtlDays: number;
   backup: BackupSettings;
+  pool: PoolSettings;
   access: AccessSettings;
 }
 
@@ -268,6 +311,19 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
   uniquePorts(file, [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort]], "give each HAProxy listener its own port");
   uniquePorts(file, [["PG_PORT", v.PG_PORT as number], ["PATRONI_PORT", v.PATRONI_PORT as number], ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT as number], ["ETCD_PEER_PORT", v.ETCD_PEER_PORT as number]], "each member service needs its own port");
 
+  const pool: PoolSettings = {
+    address: hp.address,
+    port: v.POOL_PORT as number,
+    maxClientConn: v.POOL_MAX_CLIENT_CONN as number,
+    defaultPoolSize: v.POOL_DEFAULT_POOL_SIZE as number,
+    reservePoolSize: v.POOL_RESERVE_POOL_SIZE as number,
+    maxDbConnections: v.POOL_MAX_DB_CONNECTIONS as number,
+    pauseTimeoutS: v.POOL_PAUSE_TIMEOUT as number,
+  };
+  uniquePorts(file, [["HAPROXY_RW_PORT", hp.rwPort], ["HAPROXY_RO_PORT", hp.roPort], ["HAPROXY_STATS_PORT", hp.statsPort], ["POOL_PORT", pool.port]], "give pgbouncer its own port on HAPROXY_ADDRESS");
+  const pp = poolProblem(pool, (v.DATABASES as string[]).length);
+  if (pp) throw new ConfigError(file, pp.key, pp.message, pp.fix);
+
   const rootDir = opts.rootDir ?? ROOT_DIR;
   const stateBase = v.STATE_DIR as string;
   const stateDir = join(isAbsolute(stateBase) ? stateBase : join(rootDir, stateBase), opts.stack);
@@ -334,6 +390,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
     },
     access: accessSettings(file, opts.stack, v),
+    pool,
   };
 }
 
@@ -348,7 +405,7 @@ function accessSettings(file: string, stack: string, v: Record<string, unknown>)
     credentialsFile: (v.CLOUDFLARE_CREDENTIALS_FILE as string) || `/etc/cloudflared/${(v.CLOUDFLARE_TUNNEL_ID as string) || "<tunnel-id>"}.json`,
     // The tunnel reaches nginx on loopback only: on a host whose API address is public, 127.0.0.1.
     originAddress: api.address.startsWith("127.") ? api.address : "127.0.0.1",
-    originPort: (v.TUNNEL_ORIGIN_PORT as number | "") || api.port + 5,
+    originPort: (v.TUNNEL_ORIGIN_PORT as number | "") || api.port + 6,
     allowRemote: v.ALLOW_REMOTE_ACCESS as boolean,
   };
   if (a.tunnel === "cloudflare") {
@@ -360,7 +417,7 @@ function accessSettings(file: string, stack: string, v: Record<string, unknown>)
     if (a.tunnel !== "none") throw new ConfigError(file, "TUNNEL", `customer stacks stay inside the firewall (got ${JSON.stringify(a.tunnel)})`, "set TUNNEL=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing");
     if (a.tailnet !== "none") throw new ConfigError(file, "TAILNET", `customer stacks stay inside the firewall (got ${JSON.stringify(a.tailnet)})`, "set TAILNET=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing");
   }
-  const taken: [string, number][] = [["API_PORT", api.port], ["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT as number], ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT as number], ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT as number]];
+  const taken: [string, number][] = [["API_PORT", api.port], ["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT as number], ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT as number], ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT as number], ["POOL_PORT", v.POOL_PORT as number]];
   const clash = taken.find(([, p]) => p === a.originPort);
   if (clash) throw new ConfigError(file, "TUNNEL_ORIGIN_PORT", `port ${a.originPort} is also used by ${clash[0]}`, "set TUNNEL_ORIGIN_PORT to a free port");
   return a;

@@ -8,7 +8,7 @@ import { parse } from "dotenv";
 import { appEnvPath, registeredDatabases } from "./apps";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
-import { connect, dbUrl, roTarget, rwTarget, type Target } from "./pg";
+import { connect, dbUrl, poolTarget, roTarget, rwTarget, type Target } from "./pg";
 
 const SERVICE_ROLES: Record<string, "AUTHENTICATOR_PASSWORD" | "SUPABASE_AUTH_ADMIN_PASSWORD" | "SUPABASE_STORAGE_ADMIN_PASSWORD"> = {
   authenticator: "AUTHENTICATOR_PASSWORD",
@@ -66,8 +66,9 @@ export function rolePassword(cfg: Config, role: string): string {
   return password;
 }
 
-export async function connectionUrl(cfg: Config, o: { db: string; role: string; port: string }): Promise<string> {
-  const target = portTarget(cfg, o.port);
+export async function connectionUrl(cfg: Config, o: { db: string; role: string; port: string; pool?: boolean }): Promise<string> {
+  if (o.pool && o.port === "ro") throw new ToolkitError("BAD_INPUT", "POOL=1 and PORT=ro together: pgbouncer pools the read-write port only", "drop one of them");
+  const target = o.pool ? poolTarget(cfg) : portTarget(cfg, o.port);
   const password = rolePassword(cfg, o.role);
   await requireKnownDatabase(cfg, o.db);
   return dbUrl(cfg, o.db, o.role, password, target);

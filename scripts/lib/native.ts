@@ -11,7 +11,8 @@ import { ToolkitError } from "./errors";
 import { osUserIds, run, which } from "./exec";
 import { assessCluster, clusterView, isRunning, restGet, restSend, type Health } from "./patroni";
 import { haproxyBackends } from "./haproxy";
-import { connect, roTarget, rwTarget } from "./pg";
+import { connect, roTarget, rwTarget, withClient } from "./pg";
+import { ensurePool, poolIniPath } from "./pool";
 import { portFree, portHolder } from "./ports";
 import { cmdlineOf, runningPid, startProc, stopProc, tailFile, type ProcSpec } from "./procs";
 import { writeIfChanged } from "./render";
@@ -28,6 +29,7 @@ export interface Specs {
   patroni: ProcSpec[];
   haproxy: ProcSpec;
   nginx: ProcSpec;
+  pool: ProcSpec;
 }
 
 const pidFile = (cfg: Config, name: string) => join(cfg.stateDir, "pids", `${name}.pid`);
@@ -80,6 +82,8 @@ export function procSpecs(cfg: Config): Specs {
       pidFile: pidFile(cfg, "nginx"),
       logFile: logFile(cfg, "nginx"),
     },
+    // pgbouncer refuses to run as root: it runs as the postgres OS user, like the members.
+    pool: { name: "pgbouncer", cmd: ["pgbouncer", poolIniPath(cfg)], marker: poolIniPath(cfg), pidFile: pidFile(cfg, "pgbouncer"), logFile: logFile(cfg, "pgbouncer"), asUser: cfg.pgOsUser },
   };
 }
 
@@ -96,7 +100,7 @@ export function refuseLegacyEtcd(cfg: Config): void {
   }
 }
 
-export const allSpecs = (s: Specs) => [...s.etcd, ...s.patroni, s.haproxy, s.nginx];
+export const allSpecs = (s: Specs) => [...s.etcd, ...s.patroni, s.haproxy, s.nginx, s.pool];
 
 /** Binaries the native runtime needs, each with the Debian package that ships it. */
 export const NATIVE_BINARIES: [bin: string, pkg: string][] = [
@@ -107,6 +111,7 @@ export const NATIVE_BINARIES: [bin: string, pkg: string][] = [
   ["nginx", "nginx"],
   ["pgbackrest", "pgbackrest"],
   ["openssl", "openssl"],
+  ["pgbouncer", "pgbouncer"],
 ];
 
 export async function checkBinaries(cfg: Config): Promise<void> {
@@ -130,6 +135,7 @@ function listeners(cfg: Config, s: Specs): { spec: ProcSpec; address: string; po
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.roPort, what: "HAProxy read-only" });
   out.push({ spec: s.haproxy, address: cfg.haproxy.address, port: cfg.haproxy.statsPort, what: "HAProxy stats" });
   out.push({ spec: s.nginx, address: stackHttpAddress(cfg), port: cfg.api.port, what: "nginx API" });
+  out.push({ spec: s.pool, address: cfg.pool.address, port: cfg.pool.port, what: "pgbouncer" });
   return out;
 }
 
@@ -387,6 +393,11 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     changes.push(...(await (await import("./backup/pgbackrest")).ensureBackupRepo(cfg)));
     progress("pgbackrest", `stanza ${cfg.backup.stanza}, WAL archived to ${cfg.backup.repoDir}`);
 
+    // 8. pgbouncer, once the roles it copies verifiers of exist.
+    component = "pgbouncer";
+    const poolState = await withClient(cfg, {}, (c) => ensurePool(cfg, c, specs.pool, startOne));
+    progress("pgbouncer", `${poolState}: ${cfg.pool.address}:${cfg.pool.port} -> HAProxy read-write (transaction pooling)`);
+
     const health = assessCluster(cfg, await clusterView(cfg));
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };
   } catch (err) {
@@ -496,6 +507,7 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
     }
   };
   await stop(specs.nginx);
+  await stop(specs.pool);
   await stop(specs.haproxy);
   const view = await clusterView(cfg);
   const leader = view?.members.find((m) => m.role === "leader")?.name;

@@ -6,6 +6,8 @@ export type Target = { host: string; port: number };
 
 export const rwTarget = (cfg: Config): Target => ({ host: cfg.haproxy.address, port: cfg.haproxy.rwPort });
 export const roTarget = (cfg: Config): Target => ({ host: cfg.haproxy.address, port: cfg.haproxy.roPort });
+/** pgbouncer (transaction pooling) in front of the read-write port. */
+export const poolTarget = (cfg: Config): Target => ({ host: cfg.pool.address, port: cfg.pool.port });
 export const memberTarget = (m: Member): Target => ({ host: m.address, port: m.pgPort });
 
 export function quoteIdent(name: string): string {

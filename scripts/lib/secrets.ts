@@ -23,6 +23,7 @@ export const SECRET_KEYS = [
   "AUTHENTICATOR_PASSWORD", // Supabase roles
   "SUPABASE_AUTH_ADMIN_PASSWORD",
   "SUPABASE_STORAGE_ADMIN_PASSWORD",
+  "POOL_ADMIN_PASSWORD", // pgbouncer's admin console (PAUSE/RESUME/RELOAD/SHOW); not a Postgres role
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 /** The fixed keys, plus one JWT_SECRET_<DATABASE> per environment database. */

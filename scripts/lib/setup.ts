@@ -17,6 +17,7 @@ export const OS_PACKAGES: [probe: string, pkg: string][] = [
   ["haproxy", "haproxy"],
   ["nginx", "nginx"],
   ["pgbackrest", "pgbackrest"],
+  ["pgbouncer", "pgbouncer"],
   ["setpriv", "util-linux"],
   ["ss", "iproute2"],
   // etcd's mutual TLS: the stack's CA and certificates (scripts/lib/etcd-tls.ts).
@@ -77,6 +78,23 @@ export async function ensureOsPackages(opts: { quiet?: boolean; tests?: boolean 
   await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], { env, timeoutMs: 1_200_000 });
   const still = await missingPackages(opts);
   if (still.length) throw new ToolkitError("MISSING_PACKAGES", `apt-get ran but still missing: ${still.join(" ")}`, "check /var/log/apt/term.log");
+  await disableDebianServices(prefix, missing);
   if (!opts.quiet) logLine(`setup: installed ${list}`);
   return missing;
+}
+
+/**
+ * Debian packages whose own service would start a second, unconfigured copy
+ * next to the one the toolkit runs: the toolkit starts pgbouncer itself (one per
+ * stack, its own config), so the package's pgbouncer.service is stopped and
+ * disabled right after apt installs it. Only where systemd runs (not in CI
+ * containers, where policy-rc.d already keeps it from starting).
+ */
+export const DEBIAN_SERVICES_TO_DISABLE = ["pgbouncer"];
+
+async function disableDebianServices(prefix: string[], installed: string[]): Promise<void> {
+  if (!existsSync("/run/systemd/system") || !(await which("systemctl"))) return;
+  for (const svc of DEBIAN_SERVICES_TO_DISABLE.filter((p) => installed.includes(p))) {
+    await run([...prefix, "systemctl", "disable", "--now", `${svc}.service`], { nothrow: true, timeoutMs: 60_000 });
+  }
 }

@@ -6,6 +6,7 @@ import { assessCluster, clusterView, type ClusterMember, type Health } from "./p
 import { runningPid } from "./procs";
 import { stackHttpAddress } from "./stack-files";
 import { formatBytes } from "./ui";
+import { poolSnapshot, type PoolUsage } from "./pool";
 
 export interface StackStatus {
   stack: string;
@@ -15,7 +16,32 @@ export interface StackStatus {
   haproxy: BackendServer[] | null;
   /** each etcd member's /health, asked over mutual TLS with the toolkit's client certificate */
   etcd: { name: string; healthy: boolean }[];
-  endpoints: { readWrite: string; readOnly: string; api: string };
+  /** pgbouncer's pools, summed per database; null (and the stack unhealthy) when it does not answer */
+  pool: PoolDatabase[] | null;
+  endpoints: { readWrite: string; readOnly: string; api: string; pooled: string };
+}
+
+export interface PoolDatabase {
+  database: string;
+  clientsActive: number;
+  clientsWaiting: number;
+  /** server connections: active + idle + used (all users of the database) */
+  servers: number;
+  maxWaitS: number;
+}
+
+/** One row per configured database (zeros until used); SHOW POOLS' rows (per database and user) summed into it. */
+export function poolByDatabase(databases: string[], rows: PoolUsage[]): PoolDatabase[] {
+  const out = new Map<string, PoolDatabase>(databases.map((database) => [database, { database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 }]));
+  for (const r of rows) {
+    const d = out.get(r.database) ?? { database: r.database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 };
+    d.clientsActive += r.clientsActive;
+    d.clientsWaiting += r.clientsWaiting;
+    d.servers += r.serversActive + r.serversIdle + r.serversUsed;
+    d.maxWaitS = Math.max(d.maxWaitS, r.maxWaitS);
+    out.set(r.database, d);
+  }
+  return [...out.values()];
 }
 
 export async function stackStatus(cfg: Config): Promise<StackStatus> {
@@ -29,6 +55,14 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
   const health = assessCluster(cfg, view);
   const sick = etcd.filter((e) => !e.healthy).map((e) => e.name);
   if (sick.length) Object.assign(health, { ok: false, problems: [...health.problems, `etcd not healthy: ${sick.join(", ")}`] });
+  let pool: PoolDatabase[] | null = null;
+  try {
+    const snap = await poolSnapshot(cfg);
+    pool = poolByDatabase(snap.databases, snap.pools);
+  } catch (e) {
+    health.ok = false;
+    health.problems.push(`pgbouncer down (${(e as Error).message})`);
+  }
   return {
     stack: cfg.stack,
     processes,
@@ -36,7 +70,9 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
     health,
     haproxy: (await haproxyBackends(cfg)) ?? null,
     etcd,
+    pool,
     endpoints: {
+      pooled: `${cfg.pool.address}:${cfg.pool.port}`,
       readWrite: `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
       readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
       api: `http://${stackHttpAddress(cfg)}:${cfg.api.port}`,

@@ -64,7 +64,7 @@ async function tryConnect(url: string, database?: string): Promise<string> {
   }
 }
 
-const envUrl = (name: string) => readFileSync(appEnvPath(cfg, name), "utf8").match(/^DATABASE_URL=(.*)$/m)![1]!;
+const envUrl = (name: string, key = "DATABASE_URL") => readFileSync(appEnvPath(cfg, name), "utf8").match(new RegExp(`^${key}=(.*)$`, "m"))![1]!;
 
 async function viaNginx(domain: string): Promise<{ status: number; app: string | null; body: string }> {
   const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" } });
@@ -122,7 +122,9 @@ describe("new-app: onboarding on a real cluster", () => {
     const url = envUrl(book);
     expect(await tryConnect(url)).toBe(`${book}@${book}_db`);
     expect(await tryConnect(url, `${other}_db`)).toMatch(/refused: permission denied for database/);
-    expect(await tryConnect(url, "postgres")).toMatch(/refused: permission denied for database "postgres"/);
+    // DATABASE_URL goes through pgbouncer, which has no pool for postgres; the direct URL reaches the server's refusal.
+    expect(await tryConnect(url, "postgres")).toBe("refused: no such database: postgres");
+    expect(await tryConnect(envUrl(book, "DIRECT_URL"), "postgres")).toMatch(/refused: permission denied for database "postgres"/);
     expect(await tryConnect(envUrl(other), `${book}_db`)).toMatch(/refused: permission denied for database/);
     // It owns its database: it can create tables there.
     const c = new pg.Client({ connectionString: url });
@@ -173,13 +175,17 @@ describe("new-app: onboarding on a real cluster", () => {
 
   test("--rotate-password: the old password stops working, the new one works", async () => {
     const oldUrl = envUrl(book);
+    const oldDirect = envUrl(book, "DIRECT_URL");
     const r = runScript("new-app.ts", [book, "--rotate-password", "--yes", "--json"]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).changes).toContain(`new password for role ${book}`);
     const newUrl = envUrl(book);
     expect(newUrl).not.toBe(oldUrl);
-    expect(await tryConnect(oldUrl)).toMatch(/refused: password authentication failed/);
+    // The pooler got the new verifier too (re-copied and RELOADed): the old password fails on both paths.
+    expect(await tryConnect(oldUrl)).toBe("refused: SASL authentication failed");
+    expect(await tryConnect(oldDirect)).toMatch(/refused: password authentication failed/);
     expect(await tryConnect(newUrl)).toBe(`${book}@${book}_db`);
+    expect(await tryConnect(envUrl(book, "DIRECT_URL"))).toBe(`${book}@${book}_db`);
   }, SLOW);
 
   const BAD_NAMES = ["Bookwriter", "book writer", "'; DROP DATABASE postgres; --", 'x"y', "a", "1app", "book-writer", "postgres", "template1", "anon", "authenticator", "pg_read_all_data", "orchestrator_ai_dev", "x".repeat(40)];
@@ -218,7 +224,7 @@ describe("new-app: onboarding on a real cluster", () => {
     expect(runScript("new-app.ts", ["--help"]).stdout).toContain("--remove");
   }, SLOW);
 
-  const STEPS: Step[] = ["role", "database", "privileges", "supabase", "env-file", "nginx", "registry"];
+  const STEPS: Step[] = ["role", "database", "privileges", "supabase", "env-file", "nginx", "registry", "pool"];
   test.each(STEPS)("a failure injected before step %p leaves nothing behind", async (at) => {
     const name = `${PREFIX}fail`;
     const registry = readFileSync(registryPath(cfg), "utf8");

@@ -156,9 +156,10 @@ describe("SCRAM verifiers", () => {
 
 describe("files", () => {
   const app = entry("bookwriter", 9200, "bookwriter.example.com");
-  test("env file: URLs through HAProxy, Supabase URL, port", () => {
+  test("env file: pooled DATABASE_URL (pgbouncer), DIRECT_URL and read-only URL through HAProxy, Supabase URL, port", () => {
     const text = appEnvFile(cfg, app, "s3cret_pw-x");
-    expect(text).toContain(`DATABASE_URL=postgresql://bookwriter:s3cret_pw-x@${cfg.haproxy.address}:${cfg.haproxy.rwPort}/bookwriter_db\n`);
+    expect(text).toContain(`\nDATABASE_URL=postgresql://bookwriter:s3cret_pw-x@127.0.1.1:16015/bookwriter_db\n`);
+    expect(text).toContain(`\nDIRECT_URL=postgresql://bookwriter:s3cret_pw-x@127.0.1.1:16012/bookwriter_db\n`);
     expect(text).toContain(`DATABASE_READONLY_URL=postgresql://bookwriter:s3cret_pw-x@${cfg.haproxy.address}:${cfg.haproxy.roPort}/bookwriter_db\n`);
     expect(text).toContain(`SUPABASE_URL=http://${cfg.api.address}:${cfg.api.port}\n`);
     expect(text).toContain("PORT=9200\n");

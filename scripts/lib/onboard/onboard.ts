@@ -12,6 +12,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { procSpecs } from "../native";
+import { syncPool } from "../pool";
 import { connect, quoteIdent } from "../pg";
 import { alive, runningPid } from "../procs";
 import { registerSecret } from "../redact";
@@ -24,7 +25,7 @@ import { portFree, portHolder } from "../ports";
 import { scramMatches, scramVerifier } from "./scram";
 import { stackHttpAddress } from "../stack-files";
 
-export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry";
+export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry" | "pool";
 
 export interface OnboardOptions {
   rotatePassword?: boolean;
@@ -311,6 +312,14 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
         undo.push({ what: rel(cfg, registryPath(cfg)), run: () => restoreFile(registryPath(cfg), oldRegistry, 0o644) });
         changes.push(`${rel(cfg, registryPath(cfg))}: ${registered ? "updated" : "added"} ${app.name}`);
       } else unchanged.push(`registry entry ${app.name}`);
+
+      // 8. pgbouncer: a pool for the app's database and its role's verifier, then RELOAD (if it runs).
+      await enter("pool");
+      undo.push({ what: "pgbouncer pools", run: async () => void (await syncPool(cfg, admin, procSpecs(cfg).pool, apps)) });
+      const pool = await syncPool(cfg, admin, procSpecs(cfg).pool, next);
+      if (pool === "reloaded") changes.push(`pgbouncer: pool ${app.database} (reloaded)`);
+      else unchanged.push(`pgbouncer pool ${app.database}${pool === "not running" ? " (pgbouncer not running; written for its next start)" : ""}`);
+      progress("pool", `${cfg.pool.address}:${cfg.pool.port}/${app.database}`);
 
       return { app, created: !registered && !state.roleExists, changes, unchanged, envFile: envPath, nginxConf: nginxPath, nginxServing, ms: Date.now() - t0 };
     } catch (err) {

@@ -6,7 +6,7 @@
  */
 import type { Config } from "../config";
 import { APP_NAME_RE, type AccessLevel, type AppEntry } from "../apps";
-import { dbUrl, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
+import { dbUrl, poolTarget, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
 import { renderTemplate } from "../render";
 import { SUPABASE_RESERVED_ROLES } from "../supabase-db";
 import { stackHttpAddress } from "../stack-files";
@@ -193,7 +193,11 @@ export function appEnvFile(cfg: Config, app: AppEntry, password: string): string
   return [
     `# ${app.name} on stack ${cfg.stack}: written by scripts/new-app.ts. Private: mode 0600, gitignored.`,
     `# Re-run \`bun scripts/new-app.ts ${app.name} --rotate-password\` to replace the password.`,
-    `DATABASE_URL=${dbUrl(cfg, app.database, app.role, password, rwTarget(cfg))}`,
+    "# DATABASE_URL goes through pgbouncer (transaction pooling: no session state between transactions,",
+    "# see the README on prepared statements); DIRECT_URL goes to the leader through HAProxy, for",
+    "# migrations and session-level work (Prisma's directUrl, LISTEN, advisory locks, SET).",
+    `DATABASE_URL=${dbUrl(cfg, app.database, app.role, password, poolTarget(cfg))}`,
+    `DIRECT_URL=${dbUrl(cfg, app.database, app.role, password, rwTarget(cfg))}`,
     `DATABASE_READONLY_URL=${dbUrl(cfg, app.database, app.role, password, roTarget(cfg))}`,
     `SUPABASE_URL=${supabaseUrl(cfg)}`,
     `PORT=${app.port}`,

@@ -10,6 +10,8 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { procSpecs } from "../native";
+import { withClient } from "../pg";
+import { syncPool } from "../pool";
 import { runningPid } from "../procs";
 import { withAppsLock } from "./lock";
 import { applyNginx, connectAdmin, inspectApp, requireSecrets, waitNginxRoute, readIfExists } from "./onboard";
@@ -144,6 +146,9 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
       saveApps(cfg, loadApps(cfg).filter((a) => a.name !== name));
       removed.push(`${rel(cfg, registryPath(cfg))} entry`);
     }
+    // pgbouncer forgets the app's pool and its role's verifier.
+    const pool = await withClient(cfg, {}, (c) => syncPool(cfg, c, procSpecs(cfg).pool));
+    if (pool === "reloaded") removed.push(`pgbouncer pool ${plan.database}`);
     return { plan, backup, removed, ms: Date.now() - t0 };
   });
 }
