@@ -50,10 +50,10 @@ describe("rendered from a registry of three apps (goldens)", () => {
   test("tunnel-origin nginx vhosts", () => {
     expect(renderTunnelNginx(cfg, APPS)).toBe(golden("tunnel-origin.conf"));
   });
-  test("the origin is nginx's loopback listener, API_PORT + 5 by default", () => {
+  test("the origin is nginx's loopback listener, API_PORT + 6 by default (+ 5 is the pooler's)", () => {
     expect(cfg.access.originAddress).toBe("127.0.1.1");
-    expect(cfg.access.originPort).toBe(16015);
-    expect(renderCloudflared(cfg, APPS).ingress[0]!.service).toBe("http://127.0.1.1:16015");
+    expect(cfg.access.originPort).toBe(16016);
+    expect(renderCloudflared(cfg, APPS).ingress[0]!.service).toBe("http://127.0.1.1:16016");
   });
 });
 

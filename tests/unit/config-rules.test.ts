@@ -91,11 +91,12 @@ describe("the Config an env file becomes", () => {
       haproxy: { address: "10.1.2.3", rwPort: 7012, roPort: 7013, statsPort: 7014, interMs: 1500, fall: 3, rise: 4 },
       api: { address: "10.1.2.4", port: 7010 },
       apiKeyTtlDays: 365,
+      pool: { address: "10.1.2.3", defaultPoolSize: 20, maxClientConn: 1000, maxDbConnections: 50, pauseTimeoutS: 10, port: 6015, reservePoolSize: 5 },
       access: {
         allowRemote: false,
         credentialsFile: "/etc/cloudflared/<tunnel-id>.json",
         originAddress: "127.0.0.1",
-        originPort: 7015,
+        originPort: 7016,
         publicDomain: "",
         tailnet: "none",
         tailnetHostname: "",

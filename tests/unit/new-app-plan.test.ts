@@ -111,7 +111,11 @@ describe("exact SQL and files", () => {
       [
         "# bookwriter on stack test: written by scripts/new-app.ts. Private: mode 0600, gitignored.",
         "# Re-run `bun scripts/new-app.ts bookwriter --rotate-password` to replace the password.",
-        `DATABASE_URL=postgresql://bookwriter:s3cret_pw-x@${h.address}:${h.rwPort}/bookwriter_db`,
+        "# DATABASE_URL goes through pgbouncer (transaction pooling: no session state between transactions,",
+        "# see the README on prepared statements); DIRECT_URL goes to the leader through HAProxy, for",
+        "# migrations and session-level work (Prisma's directUrl, LISTEN, advisory locks, SET).",
+        `DATABASE_URL=postgresql://bookwriter:s3cret_pw-x@${cfg.pool.address}:${cfg.pool.port}/bookwriter_db`,
+        `DIRECT_URL=postgresql://bookwriter:s3cret_pw-x@${h.address}:${h.rwPort}/bookwriter_db`,
         `DATABASE_READONLY_URL=postgresql://bookwriter:s3cret_pw-x@${h.address}:${h.roPort}/bookwriter_db`,
         `SUPABASE_URL=http://${cfg.api.address}:${cfg.api.port}`,
         "PORT=9200",
