@@ -7,7 +7,7 @@ import YAML from "yaml";
 import { validateCompose } from "../../scripts/lib/compose-schema";
 import { ToolkitError } from "../../scripts/lib/errors";
 import type { ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
-import { releaseDigest, renderBundleFiles, renderEnvFile } from "../../scripts/lib/deploy/bundle";
+import { releaseDigest, renderBundleFiles, renderEnvFile, TOOLKIT_PATHS } from "../../scripts/lib/deploy/bundle";
 import { releasesToPrune } from "../../scripts/lib/deploy/deploy";
 import { neededPorts, parseListeners, portConflicts } from "../../scripts/lib/deploy/preflight";
 import { SIZE_PROFILES, parseClientSettings, profileForMemory, renderClientEnv, stackConfig, type ClientSettings } from "../../scripts/lib/deploy/settings";
@@ -235,5 +235,20 @@ describe("releases", () => {
     // after a rollback the live release may be old: it stays
     expect(releasesToPrune([1, 2, 3, 4, 5], 2, 1)).toEqual([2, 3]);
     expect(releasesToPrune([1, 2], 5, 2)).toEqual([]);
+  });
+});
+
+describe("the release ships what the target renders", () => {
+  // A first deploy once died on the target with ENOENT for pgbouncer/pgbouncer.ini.tmpl: a new template
+  // folder was rendered by dev-up but not shipped. Every top-level folder holding a template must ship.
+  test("every top-level folder with a *.tmpl file is in TOOLKIT_PATHS", () => {
+    const root = resolve(import.meta.dir, "../..");
+    const folders = readdirSync(root, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && !d.name.startsWith(".") && d.name !== "node_modules" && d.name !== "tests")
+      .filter((d) => readdirSync(join(root, d.name), { recursive: true }).some((f) => String(f).endsWith(".tmpl")))
+      .map((d) => d.name)
+      .sort();
+    expect(folders.length).toBeGreaterThan(4);
+    expect(folders.filter((f) => !TOOLKIT_PATHS.includes(f))).toEqual([]);
   });
 });

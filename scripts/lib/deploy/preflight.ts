@@ -24,7 +24,7 @@ export interface PreflightReport {
 }
 
 /** The component names our stack's listeners run as (ss shows the process name). */
-const OUR_PROCESSES = ["etcd", "patroni", "postgres", "haproxy", "nginx"];
+const OUR_PROCESSES = ["etcd", "patroni", "postgres", "haproxy", "nginx", "pgbouncer"];
 const ARCH: Record<string, string> = { x64: "x86_64", arm64: "aarch64" };
 
 export interface Listener { address: string; port: number; process: string }
@@ -102,7 +102,7 @@ export async function preflight(t: Target, s: ClientSettings, now = () => Date.n
 
   const docker = await probe(["docker", "info", "--format", "{{.ServerVersion}}"]);
   const compose = docker.code === 0 ? await probe(["docker", "compose", "version", "--short"]) : undefined;
-  const bins = ["etcd", "etcdctl", "patroni", "haproxy", "nginx", "setpriv", "ss", "tar"];
+  const bins = ["etcd", "etcdctl", "patroni", "haproxy", "nginx", "pgbouncer", "openssl", "setpriv", "ss", "tar"];
   const which = await probe(["which", ...bins]);
   const found = new Set(which.stdout.split("\n").map((l) => l.trim().split("/").pop()).filter(Boolean));
   const pgBin = await probe(["test", "-x", "/usr/lib/postgresql/15/bin/postgres"]);
