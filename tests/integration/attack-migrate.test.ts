@@ -34,12 +34,65 @@ const attackerPw = generateSecret(20);
 registerSecret(attackerPw);
 const OS_ATTACKER = "pgp-migrate-attacker"; // an unprivileged local user, created and removed here
 const ROOT = join(import.meta.dir, "../..");
+// Code of the source that the load would run (issue 11, item 5, "load as a non-superuser"): a function that, run as
+// the target's superuser, makes a superuser role and a file through a shell (neither undone by any rollback).
+const CODE_TARGET = "it_attack_migrate_code";
+const INERT_TARGET = "it_attack_migrate_inert";
+const PWNED = "pgp_migrate2_pwned";
+const CODE_MARKER = "/tmp/pgp-migrate2-marker";
+// (An IMMUTABLE function runs its statements read-only; the VOLATILE one it calls does not.)
+const PWN_FN = `CREATE FUNCTION public.pwn_v(t text) RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
+BEGIN
+  EXECUTE 'RESET ROLE';
+  PERFORM 1 FROM pg_catalog.pg_roles WHERE rolname = '${PWNED}';
+  IF NOT FOUND THEN EXECUTE 'CREATE ROLE ${PWNED} SUPERUSER'; END IF;
+  BEGIN -- touch reads no input: the file is made, then COPY reports a broken pipe
+    EXECUTE $c$COPY (SELECT 1) TO PROGRAM 'touch ${CODE_MARKER}'$c$;
+  EXCEPTION WHEN others THEN NULL;
+  END;
+  RETURN t;
+END $f$;
+CREATE FUNCTION public.pwn(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN public.pwn_v(t); END $f$;`;
+// Each object runs the payload when rows are loaded or indexes built over them.
+const CODE_SOURCE = `${PWN_FN}
+CREATE TABLE public.gen (id int PRIMARY KEY, t text, g text GENERATED ALWAYS AS (public.pwn(t)) STORED);
+CREATE TABLE public.chk (id int PRIMARY KEY, t text CHECK (public.pwn(t) IS NOT NULL));
+-- built-in functions only: a server file written as the superuser
+SELECT lo_from_bytea(4242, 'x'::bytea);
+CREATE TABLE public.chk_builtin (id int PRIMARY KEY, t text CHECK (lo_export(4242, '${CODE_MARKER}') = 1));
+CREATE DOMAIN public.pwn_d AS text CHECK (public.pwn(VALUE) IS NOT NULL);
+CREATE TABLE public.dom (id int PRIMARY KEY, t public.pwn_d);
+-- a parsed SQL body (trusted only when everything it calls is): this one writes a server file
+CREATE FUNCTION public.sneaky(t text) RETURNS text LANGUAGE sql IMMUTABLE RETURN t || lo_export(4242, '${CODE_MARKER}')::text;
+CREATE TABLE public.gen_sql (id int PRIMARY KEY, t text, g text GENERATED ALWAYS AS (public.sneaky(t)) STORED);
+INSERT INTO public.gen_sql (id, t) VALUES (1, 'a');
+CREATE TABLE public.idx (id int PRIMARY KEY, t text);
+CREATE INDEX idx_pwn ON public.idx (public.pwn(t));
+INSERT INTO public.gen (id, t) VALUES (1, 'a');
+INSERT INTO public.chk VALUES (1, 'a');
+INSERT INTO public.chk_builtin VALUES (1, 'a');
+INSERT INTO public.dom VALUES (1, 'a');
+INSERT INTO public.idx VALUES (1, 'a');
+DROP ROLE IF EXISTS ${PWNED};`;
+// Code the load never runs: a column DEFAULT (every column is copied) and a trigger, even ENABLE ALWAYS
+// (pg_dump creates triggers after the data); and a generated column through a parsed SQL body (trusted).
+const INERT_SOURCE = `${PWN_FN}
+CREATE FUNCTION public.pwn_trg() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.pwn('x'); RETURN NEW; END $f$;
+CREATE FUNCTION public.shout(t text) RETURNS text LANGUAGE sql IMMUTABLE RETURN upper(t) || '!';
+CREATE TABLE public.inert (id int PRIMARY KEY, d text DEFAULT public.pwn('d'), t text, loud text GENERATED ALWAYS AS (public.shout(t)) STORED);
+CREATE TRIGGER inert_pwn BEFORE INSERT ON public.inert FOR EACH ROW EXECUTE FUNCTION public.pwn_trg();
+ALTER TABLE public.inert ENABLE ALWAYS TRIGGER inert_pwn;
+ALTER TABLE public.inert DISABLE TRIGGER inert_pwn;
+INSERT INTO public.inert (id, d, t) VALUES (1, 'kept', 'hi'), (2, 'also', 'yo');
+ALTER TABLE public.inert ENABLE ALWAYS TRIGGER inert_pwn;
+DROP ROLE IF EXISTS ${PWNED};`;
 
 async function dropOurs() {
   const c = await connect(cfg);
   try {
-    await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(TARGET)} WITH (FORCE)`);
+    for (const db of [TARGET, CODE_TARGET, INERT_TARGET]) await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
     await c.query(`DROP ROLE IF EXISTS ${quoteIdent(ATTACKER)}`);
+    await c.query(`DROP ROLE IF EXISTS ${quoteIdent(PWNED)}`);
   } finally {
     await c.end();
   }
@@ -47,6 +100,7 @@ async function dropOurs() {
 
 beforeAll(async () => {
   rmSync(MARKER, { force: true });
+  rmSync(CODE_MARKER, { force: true });
   spawnSync("userdel", [OS_ATTACKER]);
   const u = spawnSync("useradd", ["--no-create-home", "--shell", "/usr/sbin/nologin", OS_ATTACKER], { encoding: "utf8" });
   if (u.status !== 0) throw new Error(`useradd ${OS_ATTACKER}: ${u.stderr}`);
@@ -60,13 +114,19 @@ beforeAll(async () => {
   await c.query(`CREATE TABLE public.${quoteIdent(TABLE)} (${quoteIdent(COLUMN)} text)`);
   await c.query(`INSERT INTO public.${quoteIdent(TABLE)} VALUES ('row one'), ('row two')`);
   await c.end();
+  for (const [db, sql] of [["pwn_code", CODE_SOURCE], ["pwn_inert", INERT_SOURCE]] as const) {
+    await source.psql("postgres", `CREATE DATABASE ${db}`);
+    await source.psql(db, sql);
+  }
+  rmSync(CODE_MARKER, { force: true }); // the source ran its own payload on itself while the rows went in
   const t = await connect(cfg);
-  await t.query(`CREATE DATABASE ${quoteIdent(TARGET)}`);
+  for (const db of [TARGET, CODE_TARGET, INERT_TARGET]) await t.query(`CREATE DATABASE ${quoteIdent(db)}`);
   await t.end();
 }, 120_000);
 
 afterAll(async () => {
   rmSync(MARKER, { force: true });
+  rmSync(CODE_MARKER, { force: true });
   spawnSync("userdel", [OS_ATTACKER]);
   await dropOurs().catch(() => {});
   await source?.stop();
@@ -127,3 +187,55 @@ test("attack: a local user reads the cloud password from make's command line", a
     rmSync(dir, { recursive: true, force: true });
   }
 }, 300_000);
+
+async function pwned() {
+  const c = await connect(cfg);
+  try {
+    return { role: (await c.query("SELECT rolname FROM pg_roles WHERE rolname = $1", [PWNED])).rows.length > 0, marker: existsSync(CODE_MARKER) };
+  } finally {
+    await c.end();
+  }
+}
+
+test("attack: source code in generated columns, CHECK and domain constraints and index expressions runs as the target's superuser", async () => {
+  const r = runScript("migrate-saas.ts", ["--target-db", CODE_TARGET], { SOURCE_DB_URL: source.url("pwn_code"), SOURCE_TLS_INSECURE: "1", ACCEPT_LEFT_OUT: "1" });
+  expect(await pwned()).toEqual({ role: false, marker: false });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain("error [MIGRATE_BLOCKED]: cannot migrate: 6 blocker(s)");
+  const fix = "; read that code on the source, then pass --trust-source-code (TRUST_SOURCE_CODE=1) to run it";
+  const opaque = "public.pwn(text) is written in plpgsql (opaque: it can run any statement)";
+  for (const line of [
+    `table public.gen_sql would run public.sneaky(text) as the target's superuser during the load: public.sneaky(text) calls lo_export(oid,text) runs SQL or writes files${fix}`,
+    `table public.gen would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+    `table public.chk would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+    `table public.chk_builtin would run lo_export(oid,text) as the target's superuser during the load: lo_export(oid,text) runs SQL or writes files${fix}`,
+    `type public.pwn_d would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+    `index public.idx_pwn would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+  ]) expect(r.stderr).toContain(line);
+  // Refused before the target was touched.
+  const c = await connect(cfg, { database: CODE_TARGET });
+  try {
+    expect((await c.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).rows[0].n).toBe(0);
+  } finally {
+    await c.end();
+  }
+}, 180_000);
+
+test("attack: a column DEFAULT and an ENABLE ALWAYS trigger calling source code fire while the rows are loaded", async () => {
+  const r = runScript("migrate-saas.ts", ["--target-db", INERT_TARGET, "--json"], { SOURCE_DB_URL: source.url("pwn_inert"), SOURCE_TLS_INSECURE: "1" });
+  expect(await pwned()).toEqual({ role: false, marker: false });
+  if (r.code !== 0) console.error(r.out);
+  expect(r.code).toBe(0);
+  const report = JSON.parse(r.stdout);
+  expect(report.ok).toBe(true);
+  expect(report.plan.sourceCode).toEqual([]);
+  const c = await connect(cfg, { database: INERT_TARGET });
+  try {
+    // The rows as on the source (not the DEFAULT, not touched by the trigger), the trigger as it was: ENABLE ALWAYS.
+    expect((await c.query("SELECT id, d, t, loud FROM public.inert ORDER BY id")).rows).toEqual([{ id: 1, d: "kept", t: "hi", loud: "HI!" }, { id: 2, d: "also", t: "yo", loud: "YO!" }]);
+    expect((await c.query("SELECT tgenabled FROM pg_trigger WHERE tgname = 'inert_pwn'")).rows).toEqual([{ tgenabled: "A" }]);
+    expect((await c.query("SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'public.inert'::regclass AND adnum = 2")).rows).toEqual([{ d: "pwn('d'::text)" }]);
+  } finally {
+    await c.end();
+  }
+}, 180_000);
