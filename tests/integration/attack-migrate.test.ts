@@ -43,7 +43,7 @@ const CODE_MARKER = "/tmp/pgp-migrate2-marker";
 // (An IMMUTABLE function runs its statements read-only; the VOLATILE one it calls does not.)
 const PWN_FN = `CREATE FUNCTION public.pwn_v(t text) RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
 BEGIN
-  EXECUTE 'RESET ROLE';
+  BEGIN EXECUTE 'RESET ROLE'; EXCEPTION WHEN others THEN NULL; END; -- refused inside REFRESH and index builds (security-restricted)
   PERFORM 1 FROM pg_catalog.pg_roles WHERE rolname = '${PWNED}';
   IF NOT FOUND THEN EXECUTE 'CREATE ROLE ${PWNED} SUPERUSER'; END IF;
   BEGIN -- touch reads no input: the file is made, then COPY reports a broken pipe
@@ -68,6 +68,16 @@ CREATE TABLE public.gen_sql (id int PRIMARY KEY, t text, g text GENERATED ALWAYS
 INSERT INTO public.gen_sql (id, t) VALUES (1, 'a');
 CREATE TABLE public.idx (id int PRIMARY KEY, t text);
 CREATE INDEX idx_pwn ON public.idx (public.pwn(t));
+-- a view that a materialized view reads (REFRESH runs it), a range type's subtype_diff (a GiST build runs it)
+CREATE VIEW public.v_pwn AS SELECT public.pwn_v('v') AS x;
+CREATE MATERIALIZED VIEW public.mv_pwn AS SELECT x FROM public.v_pwn;
+CREATE FUNCTION public.diff(a float8, b float8) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN public.pwn_v('r')::int * 0 + a - b; END $f$;
+CREATE TYPE public.frange AS RANGE (subtype = float8, subtype_diff = public.diff);
+CREATE TABLE public.rng (id int PRIMARY KEY, r public.frange);
+CREATE INDEX rng_r ON public.rng USING gist (r);
+INSERT INTO public.rng SELECT g, public.frange(g, g + 1) FROM generate_series(1, 20) g;
+-- an alias of a built-in C function, without its privilege check's REVOKE: any app could read the server's files
+CREATE FUNCTION public.read_any(text) RETURNS text LANGUAGE internal STRICT AS 'pg_read_file_all';
 INSERT INTO public.gen (id, t) VALUES (1, 'a');
 INSERT INTO public.chk VALUES (1, 'a');
 INSERT INTO public.chk_builtin VALUES (1, 'a');
@@ -197,14 +207,17 @@ async function pwned() {
   }
 }
 
-test("attack: source code in generated columns, CHECK and domain constraints and index expressions runs as the target's superuser", async () => {
+test("attack: source code in generated columns, CHECK and domain constraints, index expressions, materialized views and range types runs as the target's superuser; an untrusted-language function is restored by it", async () => {
   const r = runScript("migrate-saas.ts", ["--target-db", CODE_TARGET], { SOURCE_DB_URL: source.url("pwn_code"), SOURCE_TLS_INSECURE: "1", ACCEPT_LEFT_OUT: "1" });
   expect(await pwned()).toEqual({ role: false, marker: false });
   expect(r.code).toBe(1);
-  expect(r.stderr).toContain("error [MIGRATE_BLOCKED]: cannot migrate: 6 blocker(s)");
+  expect(r.stderr).toContain("error [MIGRATE_BLOCKED]: cannot migrate: 9 blocker(s)");
   const fix = "; read that code on the source, then pass --trust-source-code (TRUST_SOURCE_CODE=1) to run it";
   const opaque = "public.pwn(text) is written in plpgsql (opaque: it can run any statement)";
   for (const line of [
+    `view public.v_pwn would run public.pwn_v(text) as the target's superuser during the load: public.pwn_v(text) is written in plpgsql (opaque: it can run any statement)${fix}`,
+    `type public.frange would run public.diff(double precision,double precision) as the target's superuser during the load: public.diff(double precision,double precision) is written in plpgsql (opaque: it can run any statement)${fix}`,
+    `function public.read_any(text): it is written in internal, an untrusted language: restored by the superuser, it would run code of the source's choosing on the server${fix}`,
     `table public.gen_sql would run public.sneaky(text) as the target's superuser during the load: public.sneaky(text) calls lo_export(oid,text) runs SQL or writes files${fix}`,
     `table public.gen would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
     `table public.chk would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,

@@ -628,6 +628,8 @@ export interface SourceCodeRun {
   runs: string;
   /** why it is not trusted */
   why: string;
+  /** a function the restore itself would create as the superuser (an untrusted language), whether or not the load calls it */
+  restored?: boolean;
 }
 
 /**
@@ -639,7 +641,8 @@ export interface SourceCodeRun {
  *   - domain CHECK constraints: evaluated by COPY for columns of the domain
  *   - index expressions, predicates, operator classes: by CREATE INDEX (post-data)
  *   - foreign-key and exclusion operators: by ADD CONSTRAINT (post-data)
- *   - materialized view queries: by REFRESH
+ *   - materialized view queries (and of the views they read): by REFRESH
+ *   - a range type's subtype_diff: by a GiST index build
  * Column DEFAULTs never run (every column is copied) and triggers are created
  * after the data (pg_dump's post-data), so neither fires during the load.
  * Trusted: immutable or stable functions of pg_catalog (except those that run
@@ -667,7 +670,15 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
        UNION ALL
        SELECT 'pg_class'::regclass, p.partrelid, p.partexprs::text FROM pg_partitioned_table p
        UNION ALL
-       SELECT 'pg_class'::regclass, w.ev_class, w.ev_action::text FROM pg_rewrite w JOIN pg_class x ON x.oid = w.ev_class AND x.relkind = 'm')
+       -- a materialized view's query and the queries of the views it reads, however deep (REFRESH runs them all)
+       SELECT 'pg_class'::regclass, w.ev_class, w.ev_action::text FROM pg_rewrite w
+        WHERE w.ev_class IN (WITH RECURSIVE m(rel) AS (
+                               SELECT oid FROM pg_class WHERE relkind = 'm'
+                               UNION
+                               SELECT v.oid FROM m JOIN pg_rewrite mw ON mw.ev_class = m.rel
+                                 JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = mw.oid AND d.refclassid = 'pg_class'::regclass
+                                 JOIN pg_class v ON v.oid = d.refobjid AND v.relkind = 'v')
+                             SELECT rel FROM m))
      SELECT r.classid::oid::int AS classid, r.objid::int AS objid, pg_describe_object(r.classid, r.objid, 0) AS object, r.tree
        FROM r
       WHERE r.tree <> ''
@@ -693,24 +704,29 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
        UNION
        SELECT 'pg_class'::regclass, d.objid, d.refclassid, d.refobjid, d.objid
          FROM pg_depend d JOIN pg_class x ON x.oid = d.objid AND x.relkind IN ('i', 'I', 'p')
-        WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'n')
+        WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'n'
+       UNION
+       -- a range type's subtype_diff runs while a GiST index over it is built
+       SELECT 'pg_type'::regclass, g.rngtypid, 'pg_proc'::regclass, g.rngsubdiff, NULL::oid
+         FROM pg_range g WHERE g.rngsubdiff <> 0 AND (SELECT typnamespace FROM pg_type WHERE oid = g.rngtypid) IN ${migratedNs})
      SELECT r.classid::oid::int AS classid, r.objid::int AS objid, pg_describe_object(r.classid, r.objid, 0) AS object,
             r.refclassid::regclass::text AS refcat, r.refobjid::int AS refobjid
        FROM r
       WHERE r.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass, 'pg_opclass'::regclass, 'pg_opfamily'::regclass)
         AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = r.classid AND e.objid = r.objid AND e.deptype = 'e')
-        AND (SELECT relnamespace FROM pg_class WHERE oid = r.rel) IN ${migratedNs}
+        AND (r.classid = 'pg_type'::regclass OR (SELECT relnamespace FROM pg_class WHERE oid = r.rel) IN ${migratedNs})
       ORDER BY 3`,
     [schemas],
   )).rows);
-  const procs = new Map<number, { sig: string; ns: string; ext: boolean; vol: string; lang: string; trustedLang: boolean; atomic: boolean; secdef: boolean; config: boolean; name: string; migrated: boolean }>();
+  const procs = new Map<number, { sig: string; ns: string; ext: boolean; vol: string; lang: string; trustedLang: boolean; atomic: boolean; secdef: boolean; config: boolean; name: string; migrated: boolean; auto: boolean }>();
   for (const p of (await c.query(
     `SELECT p.oid::int AS oid, p.oid::regprocedure::text AS sig, n.nspname AS ns, p.proname AS name, p.provolatile AS vol, l.lanname AS lang, l.lanpltrusted AS trusted,
             p.prosqlbody IS NOT NULL AS atomic, p.prosecdef AS secdef, p.proconfig IS NOT NULL AS config, n.nspname = ANY($1) AS migrated,
-            EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e') AS ext
+            EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e') AS ext,
+            EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'i') AS auto
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang`,
     [schemas],
-  )).rows) procs.set(p.oid, { sig: p.sig, ns: p.ns, ext: p.ext, vol: p.vol, lang: p.lang, trustedLang: p.trusted, atomic: p.atomic, secdef: p.secdef, config: p.config, name: p.name, migrated: p.migrated });
+  )).rows) procs.set(p.oid, { sig: p.sig, ns: p.ns, ext: p.ext, vol: p.vol, lang: p.lang, trustedLang: p.trusted, atomic: p.atomic, secdef: p.secdef, config: p.config, name: p.name, migrated: p.migrated, auto: p.auto });
   const oprcode = new Map<number, { code: number; name: string }>();
   for (const o of (await c.query("SELECT oid::int AS oid, oprcode::oid::int AS code, oid::regoperator::text AS name FROM pg_operator")).rows) oprcode.set(o.oid, { code: o.code, name: o.name });
   const opclass = new Map<number, { name: string; builtin: boolean }>();
@@ -782,8 +798,9 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
   }
   // Functions in untrusted languages, whether or not the load calls them.
   for (const [oid, p] of procs) {
-    if (p.migrated && !p.ext && !p.trustedLang && !out.some((o) => o.classid === 1255 && o.objid === oid)) {
-      out.push({ classid: 1255, objid: oid, object: `function ${p.sig}`, runs: p.sig, why: `${p.sig} is written in ${p.lang}, an untrusted language: restored by the superuser, it would run code of the source's choosing on the server` });
+    // (a range type's constructors are made by CREATE TYPE itself, not restored: deptype i)
+    if (p.migrated && !p.ext && !p.auto && !p.trustedLang && !out.some((o) => o.classid === 1255 && o.objid === oid)) {
+      out.push({ classid: 1255, objid: oid, object: `function ${p.sig}`, runs: p.sig, why: `it is written in ${p.lang}, an untrusted language: restored by the superuser, it would run code of the source's choosing on the server`, restored: true });
     }
   }
   return out;

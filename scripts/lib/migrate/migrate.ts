@@ -237,7 +237,7 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   // Code of the source the load would run as the target's superuser: named up front, refused unless the operator trusts it.
   const sourceCode = await sourceCodeRunByLoad(source, schemas.migrated);
   for (const x of sourceCode) {
-    const line = `${x.object} would run ${x.runs} as the target's superuser during the load: ${x.why}`;
+    const line = x.restored ? `${x.object}: ${x.why}` : `${x.object} would run ${x.runs} as the target's superuser during the load: ${x.why}`;
     if (opts.trustSourceCode) warnings.push(`trusted (--trust-source-code): ${line}`);
     else blockers.push(`${line}; read that code on the source, then pass --trust-source-code (TRUST_SOURCE_CODE=1) to run it, or change it on the source (an IMMUTABLE SQL function with a parsed body, BEGIN ATOMIC or RETURN, calling only built-in functions, is trusted)`);
   }
