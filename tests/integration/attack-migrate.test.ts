@@ -39,6 +39,8 @@ const ROOT = join(import.meta.dir, "../..");
 const CODE_TARGET = "it_attack_migrate_code";
 const INERT_TARGET = "it_attack_migrate_inert";
 const PWNED = "pgp_migrate2_pwned";
+const GRANT_TARGET = "it_attack_migrate_grant";
+const APP = "pgp_migrate2_app";
 const CODE_MARKER = "/tmp/pgp-migrate2-marker";
 // (An IMMUTABLE function runs its statements read-only; the VOLATILE one it calls does not.)
 const PWN_FN = `CREATE FUNCTION public.pwn_v(t text) RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
@@ -100,9 +102,9 @@ DROP ROLE IF EXISTS ${PWNED};`;
 async function dropOurs() {
   const c = await connect(cfg);
   try {
-    for (const db of [TARGET, CODE_TARGET, INERT_TARGET]) await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
-    await c.query(`DROP ROLE IF EXISTS ${quoteIdent(ATTACKER)}`);
-    await c.query(`DROP ROLE IF EXISTS ${quoteIdent(PWNED)}`);
+    // Databases first: a migrated login holds CONNECT on its database.
+    for (const db of [TARGET, CODE_TARGET, INERT_TARGET, GRANT_TARGET]) await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
+    for (const r of [ATTACKER, PWNED, APP]) await c.query(`DROP ROLE IF EXISTS ${quoteIdent(r)}`);
   } finally {
     await c.end();
   }
@@ -252,3 +254,40 @@ test("attack: a column DEFAULT and an ENABLE ALWAYS trigger calling source code 
     await c.end();
   }
 }, 180_000);
+
+test("attack: a source role that is a member of postgres or pg_execute_server_program, or has CREATEROLE, keeps that on the cluster", async () => {
+  // On Supabase (PostgreSQL 15) the postgres login holds ADMIN on itself and can run GRANT postgres TO <role>: there postgres
+  // is no superuser, on the cluster it is. The migrated login's password goes to the app.
+  await source.psql("postgres", `CREATE ROLE ${APP} LOGIN CREATEROLE; GRANT postgres TO ${APP}; GRANT pg_execute_server_program TO ${APP};`);
+  const t = await connect(cfg);
+  await t.query(`CREATE DATABASE ${quoteIdent(GRANT_TARGET)}`);
+  await t.end();
+  try {
+    const env = { SOURCE_DB_URL: source.url("pwn_inert"), SOURCE_TLS_INSECURE: "1" };
+    const refused = runScript("migrate-saas.ts", ["--target-db", GRANT_TARGET], env);
+    expect(refused.code).toBe(1);
+    const fix = "; grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it";
+    for (const line of [
+      `role ${APP} has CREATEROLE on the source: on the cluster it could grant itself pg_execute_server_program (a shell as postgres)${fix}`,
+      `role ${APP} is a member of pg_execute_server_program on the source, and pg_execute_server_program runs programs or reads and writes files on the server${fix}`,
+      `role ${APP} is a member of postgres on the source, and postgres is a superuser on the cluster${fix}`,
+    ]) expect(refused.stderr).toContain(line);
+    const before = await connect(cfg);
+    expect((await before.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1", [APP])).rows[0].n).toBe(0);
+    await before.end();
+    // Accepted: the role arrives without them, and the migration verifies.
+    const r = runScript("migrate-saas.ts", ["--target-db", GRANT_TARGET, "--json"], { ...env, ACCEPT_LEFT_OUT: "1" });
+    if (r.code !== 0) console.error(r.out);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).ok).toBe(true);
+    const c = await connect(cfg);
+    try {
+      expect((await c.query("SELECT rolcreaterole, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1", [APP])).rows).toEqual([{ rolcreaterole: false, rolsuper: false, rolcanlogin: true }]);
+      expect((await c.query("SELECT roleid::regrole::text AS r FROM pg_auth_members WHERE member = $1::regrole", [APP])).rows).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  } finally {
+    await source.psql("postgres", `DROP ROLE ${APP};`);
+  }
+}, 300_000);

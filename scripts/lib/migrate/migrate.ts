@@ -47,7 +47,7 @@ import {
 import { startLoader } from "./pipe";
 import {
   createRoleSql, customRoles, dumpPattern, EXCLUDED_TABLE_DATA, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles,
-  publicationSql, selectSchemas,
+  publicationSql, privilegedGrants, selectSchemas, type Membership,
 } from "./select";
 import { connectSource, parseSourceUrl, protectSource, sourceEnv, sourceError, type SourceConn } from "./source";
 import { parseToc, selectToc, tocListFile } from "./toc";
@@ -201,12 +201,20 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   const schemas = selectSchemas(await listSchemas(source));
   const allTables = await listTables(source, schemas.migrated);
 
-  const targetRoleNames = new Set((await listRoles(target)).map((r) => r.name));
+  const targetRoles = await listRoles(target);
+  const targetRoleNames = new Set(targetRoles.map((r) => r.name));
   const sourceRoles = await listRoles(source);
   const roles = planRoles(sourceRoles, targetRoleNames);
   const willExist = new Set([...targetRoleNames, ...roles.create.map((r) => r.name)]);
   const missingPolicyRoles = (await policyRoles(source, schemas.migrated)).filter((r) => !willExist.has(r) && r !== "public");
   if (missingPolicyRoles.length) blockers.push(`policies are granted to roles the target does not have: ${missingPolicyRoles.join(", ")} (create them on the cluster first)`);
+
+  // What the source's roles would be handed beyond their database: refused, or left out when accepted.
+  const privileged = privilegedGrants(await listMemberships(source), roles.create, targetRoles);
+  for (const g of privileged) {
+    if (opts.acceptLeftOut) warnings.push(`left out (accepted): ${g.grant ? `GRANT ${g.grant.role} TO ${g.grant.member}` : `CREATEROLE of ${g.role}`}: ${g.reason}`);
+    else blockers.push(`${g.reason}; grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it`);
+  }
 
   const extensions = planExtensions(await listExtensions(source), await availableExtensions(target));
   if (extensions.blocked.length) blockers.push(`extensions the cluster cannot provide: ${extensions.blocked.join(", ")} (install their packages on every member)`);
@@ -290,10 +298,13 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   };
   if (opts.storage) warnings.push("--storage is not implemented yet: storage files are not copied");
   const placeholders = sourceRoles.map((r) => r.name).filter((r) => !willExist.has(r) && !r.startsWith("pg_"));
-  return { plan, ctx: { bin, roles, extensions, willExist, sourceRoles, placeholders, unreadable, leftOutObjects: [...needsLeftBehind, ...needsUnreadable], publications } };
+  if (opts.acceptLeftOut) for (const r of roles.create) if (privileged.some((g) => g.role === r.name)) r.createrole = false;
+  return { plan, ctx: { bin, roles, extensions, privilegedGrants: privileged.flatMap((g) => (g.grant ? [g.grant] : [])), willExist, sourceRoles, placeholders, unreadable, leftOutObjects: [...needsLeftBehind, ...needsUnreadable], publications } };
 }
 
 interface PlanContext {
+  /** memberships left out: they would hand a migrated role superuser or server access */
+  privilegedGrants: Membership[];
   bin: { dir: string; major: number } | undefined;
   roles: ReturnType<typeof planRoles>;
   extensions: ReturnType<typeof planExtensions>;
@@ -531,7 +542,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         ...(opts.replace && !plan.target.empty ? await replaceSql(s.target) : []),
         ...holders.create,
         ...ctx.roles.create.map((r) => createRoleSql(r, passwords[r.name])),
-        ...membershipSql(await listMemberships(s.source), custom, ctx.willExist),
+        ...membershipSql(await listMemberships(s.source), custom, ctx.willExist, ctx.privilegedGrants),
         ...connectFor.map((r) => `GRANT CONNECT ON DATABASE ${quoteIdent(opts.targetDb)} TO ${quoteIdent(r)};`),
         ...extensionSql(ctx.extensions),
         // Schemas the target already has (public) keep their entry out of the script; their owner comes from the source.
