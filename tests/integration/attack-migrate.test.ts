@@ -91,7 +91,10 @@ DROP ROLE IF EXISTS ${PWNED};`;
 const INERT_SOURCE = `${PWN_FN}
 CREATE FUNCTION public.pwn_trg() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.pwn('x'); RETURN NEW; END $f$;
 CREATE FUNCTION public.shout(t text) RETURNS text LANGUAGE sql IMMUTABLE RETURN upper(t) || '!';
-CREATE TABLE public.inert (id int PRIMARY KEY, d text DEFAULT public.pwn('d'), t text, loud text GENERATED ALWAYS AS (public.shout(t)) STORED);
+-- an extension's function (the cluster's own package code), even in public, is trusted in a CHECK
+CREATE EXTENSION pgcrypto WITH SCHEMA public;
+CREATE TABLE public.inert (id int PRIMARY KEY, d text DEFAULT public.pwn('d'), t text CHECK (length(public.digest(t, 'sha256')) = 32),
+  loud text GENERATED ALWAYS AS (public.shout(t)) STORED);
 CREATE TRIGGER inert_pwn BEFORE INSERT ON public.inert FOR EACH ROW EXECUTE FUNCTION public.pwn_trg();
 ALTER TABLE public.inert ENABLE ALWAYS TRIGGER inert_pwn;
 ALTER TABLE public.inert DISABLE TRIGGER inert_pwn;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { checksumSql } from "../../scripts/lib/migrate/catalog";
+import { checksumSql, treeCalls } from "../../scripts/lib/migrate/catalog";
 import { copyStatements } from "../../scripts/lib/migrate/migrate";
 import {
   createRoleSql, customRoles, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles, privilegedGrants, publicationSql, selectSchemas,
@@ -337,5 +337,15 @@ describe("privileged grants", () => {
     // Left out, they are not granted; the others are.
     expect(membershipSql(edges, new Set(["app", "boss", "helper"]), new Set(["postgres", "pg_execute_server_program", "supabase_auth_admin", "authenticated", "app", "boss", "helper"]), [edges[0]!, edges[1]!, edges[2]!]))
       .toEqual([`GRANT "authenticated" TO "app";`, `GRANT "helper" TO "app";`, `GRANT "app" TO "postgres";`]);
+  });
+});
+
+describe("code in stored expressions", () => {
+  test("function calls, operators (row comparisons too), aggregates and sort operators are read from a pg_node_tree; unset opfuncid is skipped", () => {
+    const tree = "({FUNCEXPR :funcid 16390 :funcresulttype 25 :args ({OPEXPR :opno 98 :opfuncid 0 :opresulttype 16}) :location 5} {ROWCOMPARE :rctype 1 :opnos (o 664 666) :opfamilies (o 1994 1994)} {AGGREF :aggfnoid 2108 :aggtype 20} {SORTGROUPCLAUSE :tleSortGroupRef 1 :eqop 96 :sortop 97 :nulls_first false})";
+    expect(treeCalls(tree)).toEqual([
+      { cat: "pg_proc", oid: 16390 }, { cat: "pg_operator", oid: 98 }, { cat: "pg_proc", oid: 2108 }, { cat: "pg_operator", oid: 96 }, { cat: "pg_operator", oid: 97 },
+      { cat: "pg_operator", oid: 664 }, { cat: "pg_operator", oid: 666 },
+    ]);
   });
 });

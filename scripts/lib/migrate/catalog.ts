@@ -619,6 +619,16 @@ export const SQL_RUNNING_BUILTINS = new Set([
   "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "set_config", "lo_export", "lo_import",
 ]);
 
+/** Functions and operators a stored expression (pg_node_tree text) calls: function calls, aggregates, window functions, operators (incl. row comparisons), sort/group operators. */
+export function treeCalls(tree: string): { cat: "pg_proc" | "pg_operator"; oid: number }[] {
+  const out: { cat: "pg_proc" | "pg_operator"; oid: number }[] = [];
+  for (const m of tree.matchAll(/:(funcid|opfuncid|aggfnoid|winfnoid|opno|sortop|eqop) (\d+)/g)) {
+    if (m[2] !== "0") out.push({ cat: m[1] === "opno" || m[1] === "sortop" || m[1] === "eqop" ? "pg_operator" : "pg_proc", oid: Number(m[2]) });
+  }
+  for (const m of tree.matchAll(/:opnos \(o ([\d ]+)\)/g)) for (const o of m[1]!.trim().split(/\s+/)) out.push({ cat: "pg_operator", oid: Number(o) });
+  return out;
+}
+
 export interface SourceCodeRun {
   classid: number;
   objid: number;
@@ -690,10 +700,7 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
   )).rows as { classid: number; objid: number; object: string; tree: string }[];
   const roots: { classid: number; objid: number; object: string; refcat: string; refobjid: number }[] = [];
   for (const t of trees) {
-    for (const m of t.tree.matchAll(/:(funcid|opfuncid|aggfnoid|winfnoid|opno|sortop|eqop) (\d+)/g)) {
-      if (m[2] === "0") continue;
-      roots.push({ classid: t.classid, objid: t.objid, object: t.object, refcat: m[1] === "opno" || m[1] === "sortop" || m[1] === "eqop" ? "pg_operator" : "pg_proc", refobjid: Number(m[2]) });
-    }
+    for (const r of treeCalls(t.tree)) roots.push({ classid: t.classid, objid: t.objid, object: t.object, refcat: r.cat, refobjid: r.oid });
   }
   // Operators of foreign keys and exclusion constraints, operator classes of indexes and partition keys: the source's own ones are in pg_depend.
   roots.push(...(await c.query(
@@ -741,9 +748,7 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
     `SELECT p.oid::int AS fn, p.prosqlbody::text AS tree FROM pg_proc p WHERE p.prosqlbody IS NOT NULL AND p.pronamespace IN ${migratedNs}`,
     [schemas],
   )).rows) {
-    const refs = [...String(f.tree).matchAll(/:(funcid|opfuncid|aggfnoid|winfnoid|opno|sortop|eqop) (\d+)/g)].filter((m) => m[2] !== "0")
-      .map((m) => ({ cat: m[1] === "opno" || m[1] === "sortop" || m[1] === "eqop" ? "pg_operator" : "pg_proc", oid: Number(m[2]) }));
-    calls.set(f.fn, refs);
+    calls.set(f.fn, treeCalls(String(f.tree)));
   }
 
   // Why a function is not trusted, or undefined when it is (following what a parsed SQL body calls).
@@ -755,7 +760,8 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
     if (seen.has(oid)) return undefined; // recursion: judged by the rest of the cycle
     seen.add(oid);
     let why: string | undefined;
-    if (p.ns === "pg_catalog" || (p.ext && !p.migrated)) {
+    // an extension's functions come from the cluster's own packages (CREATE EXTENSION runs there), whichever schema holds them
+    if (p.ns === "pg_catalog" || p.ext) {
       if (SQL_RUNNING_BUILTINS.has(p.name)) why = `${p.sig} runs SQL or writes files`;
       else if (p.vol === "v" && p.ns === "pg_catalog") why = `${p.sig} is volatile`;
       else if (p.vol === "v") why = `${p.sig} is volatile`;
