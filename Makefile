@@ -76,10 +76,10 @@ access-apply: deps ## Write the cloudflared, tailscale serve and tunnel-origin n
 	$(BUN) scripts/access-apply.ts $(if $(filter 1 true yes,$(ALLOW_PUBLIC_PRODUCTION)),--allow-public-production,) $(ARGS)
 
 .PHONY: migrate-saas
-migrate-saas: deps ## Move a Supabase cloud project here, verified: SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1]
+migrate-saas: deps ## Move a Supabase cloud project here, verified: SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1] [TRUST_SOURCE_CODE=1]
 	@# A URL on make's command line is in every process list (make's argv) before we run: refuse it and say how instead.
 	@$(if $(filter command line,$(origin SOURCE_DB_URL)),echo "error [SOURCE_URL_ON_COMMAND_LINE]: SOURCE_DB_URL on make's command line shows the password in the process list" >&2; echo "  fix: put SOURCE_DB_URL=... in a file; chmod 600 it; run make migrate-saas SOURCE_ENV=<file> (in a terminal you can leave it out: you are asked with hidden input); change the password if others share this machine" >&2; exit 1,true)
-	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(SOURCE_ENV),--env-file $(SOURCE_ENV),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(if $(filter 1 true yes,$(ACCEPT_LEFT_OUT)),--accept-left-out,) $(ARGS)
+	$(BUN) scripts/migrate-saas.ts $(if $(TARGET_DB),--target-db $(TARGET_DB),) $(if $(SOURCE_ENV),--env-file $(SOURCE_ENV),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(REPLACE)),--replace,) $(if $(filter 1 true yes,$(ACCEPT_LEFT_OUT)),--accept-left-out,) $(if $(filter 1 true yes,$(TRUST_SOURCE_CODE)),--trust-source-code,) $(ARGS)
 
 .PHONY: deploy-client
 deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@server DOMAIN=acme.internal ACCESS=internal|public [ADMIN_EMAIL=..] [PROFILE=16|32|64] [PLAN=1] [ROLLBACK=1] [ROTATE=KEY] [YES=1] [TRUST_NEW_HOST=1]

@@ -11,9 +11,10 @@ import { formatBytes } from "./lib/migrate/verify";
 import { ensureSecrets } from "./lib/secrets";
 import { intro, isInteractive, note, outro, progressReporter, table } from "./lib/ui";
 
-const USAGE = `usage: make migrate-saas SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1]
+const USAGE = `usage: make migrate-saas SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1] [TRUST_SOURCE_CODE=1]
        make migrate-saas TARGET_DB=<db>          (in a terminal: asks for the URL, hidden)
        bun scripts/migrate-saas.ts --target-db <db> [--plan] [--replace] [--json] [--env-file <file>] [--accept-left-out]
+                                   [--trust-source-code]
                                    [--source-ca <file>] [--insecure-source-tls] [--storage]
 
 Moves a Supabase project (custom roles, schema incl. RLS policies and triggers
@@ -32,6 +33,10 @@ count and checksum, the sequences and the object counts, source vs target.
   --accept-left-out  migrate without what PLAN lists as left out (objects that need a
                   schema left behind, tables the source login cannot read); the report
                   names each (env ACCEPT_LEFT_OUT=1). Without it they are blockers.
+  --trust-source-code  run the source's own code that the load evaluates as the target's
+                  superuser (functions of generated columns, CHECK and domain constraints,
+                  indexes, materialized views; functions in untrusted languages); PLAN
+                  names each (env TRUST_SOURCE_CODE=1). Without it they are blockers.
   --target-db     an existing, empty database of the cluster (env TARGET_DB)
   --plan          dry run: what would move, sizes, blockers; changes nothing (env PLAN=1)
   --replace       target not empty: back it up (pg_dump -Fc into
@@ -104,7 +109,7 @@ function verificationTable(r: MigrationReport): string {
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), {
     targetDb: "string", plan: "boolean", replace: "boolean", yes: "boolean", json: "boolean", envFile: "string", storage: "boolean",
-    acceptLeftOut: "boolean", sourceCa: "string", insecureSourceTls: "boolean",
+    acceptLeftOut: "boolean", trustSourceCode: "boolean", sourceCa: "string", insecureSourceTls: "boolean",
   }, USAGE);
   if (flags.help) return void console.log(USAGE);
   if (flags.storage) {
@@ -123,6 +128,7 @@ await runMain(async () => {
   const opts = {
     sourceUrl: url, targetDb: db, plan: flags.plan || envFlag("PLAN"), replace: flags.replace || envFlag("REPLACE"), storage: flags.storage,
     acceptLeftOut: flags.acceptLeftOut || envFlag("ACCEPT_LEFT_OUT"),
+    trustSourceCode: flags.trustSourceCode || envFlag("TRUST_SOURCE_CODE"),
     insecureTls: flags.insecureSourceTls || envFlag("SOURCE_TLS_INSECURE"),
     caFile: flags.sourceCa ?? (process.env.SOURCE_SSLROOTCERT || undefined),
   };

@@ -34,12 +34,80 @@ const attackerPw = generateSecret(20);
 registerSecret(attackerPw);
 const OS_ATTACKER = "pgp-migrate-attacker"; // an unprivileged local user, created and removed here
 const ROOT = join(import.meta.dir, "../..");
+// Code of the source that the load would run (issue 11, item 5, "load as a non-superuser"): a function that, run as
+// the target's superuser, makes a superuser role and a file through a shell (neither undone by any rollback).
+const CODE_TARGET = "it_attack_migrate_code";
+const INERT_TARGET = "it_attack_migrate_inert";
+const PWNED = "pgp_migrate2_pwned";
+const GRANT_TARGET = "it_attack_migrate_grant";
+const APP = "pgp_migrate2_app";
+const CODE_MARKER = "/tmp/pgp-migrate2-marker";
+// (An IMMUTABLE function runs its statements read-only; the VOLATILE one it calls does not.)
+const PWN_FN = `CREATE FUNCTION public.pwn_v(t text) RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
+BEGIN
+  BEGIN EXECUTE 'RESET ROLE'; EXCEPTION WHEN others THEN NULL; END; -- refused inside REFRESH and index builds (security-restricted)
+  PERFORM 1 FROM pg_catalog.pg_roles WHERE rolname = '${PWNED}';
+  IF NOT FOUND THEN EXECUTE 'CREATE ROLE ${PWNED} SUPERUSER'; END IF;
+  BEGIN -- touch reads no input: the file is made, then COPY reports a broken pipe
+    EXECUTE $c$COPY (SELECT 1) TO PROGRAM 'touch ${CODE_MARKER}'$c$;
+  EXCEPTION WHEN others THEN NULL;
+  END;
+  RETURN t;
+END $f$;
+CREATE FUNCTION public.pwn(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN public.pwn_v(t); END $f$;`;
+// Each object runs the payload when rows are loaded or indexes built over them.
+const CODE_SOURCE = `${PWN_FN}
+CREATE TABLE public.gen (id int PRIMARY KEY, t text, g text GENERATED ALWAYS AS (public.pwn(t)) STORED);
+CREATE TABLE public.chk (id int PRIMARY KEY, t text CHECK (public.pwn(t) IS NOT NULL));
+-- built-in functions only: a server file written as the superuser
+SELECT lo_from_bytea(4242, 'x'::bytea);
+CREATE TABLE public.chk_builtin (id int PRIMARY KEY, t text CHECK (lo_export(4242, '${CODE_MARKER}') = 1));
+CREATE DOMAIN public.pwn_d AS text CHECK (public.pwn(VALUE) IS NOT NULL);
+CREATE TABLE public.dom (id int PRIMARY KEY, t public.pwn_d);
+-- a parsed SQL body (trusted only when everything it calls is): this one writes a server file
+CREATE FUNCTION public.sneaky(t text) RETURNS text LANGUAGE sql IMMUTABLE RETURN t || lo_export(4242, '${CODE_MARKER}')::text;
+CREATE TABLE public.gen_sql (id int PRIMARY KEY, t text, g text GENERATED ALWAYS AS (public.sneaky(t)) STORED);
+INSERT INTO public.gen_sql (id, t) VALUES (1, 'a');
+CREATE TABLE public.idx (id int PRIMARY KEY, t text);
+CREATE INDEX idx_pwn ON public.idx (public.pwn(t));
+-- a view that a materialized view reads (REFRESH runs it), a range type's subtype_diff (a GiST build runs it)
+CREATE VIEW public.v_pwn AS SELECT public.pwn_v('v') AS x;
+CREATE MATERIALIZED VIEW public.mv_pwn AS SELECT x FROM public.v_pwn;
+CREATE FUNCTION public.diff(a float8, b float8) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN RETURN public.pwn_v('r')::int * 0 + a - b; END $f$;
+CREATE TYPE public.frange AS RANGE (subtype = float8, subtype_diff = public.diff);
+CREATE TABLE public.rng (id int PRIMARY KEY, r public.frange);
+CREATE INDEX rng_r ON public.rng USING gist (r);
+INSERT INTO public.rng SELECT g, public.frange(g, g + 1) FROM generate_series(1, 20) g;
+-- an alias of a built-in C function, without its privilege check's REVOKE: any app could read the server's files
+CREATE FUNCTION public.read_any(text) RETURNS text LANGUAGE internal STRICT AS 'pg_read_file_all';
+INSERT INTO public.gen (id, t) VALUES (1, 'a');
+INSERT INTO public.chk VALUES (1, 'a');
+INSERT INTO public.chk_builtin VALUES (1, 'a');
+INSERT INTO public.dom VALUES (1, 'a');
+INSERT INTO public.idx VALUES (1, 'a');
+DROP ROLE IF EXISTS ${PWNED};`;
+// Code the load never runs: a column DEFAULT (every column is copied) and a trigger, even ENABLE ALWAYS
+// (pg_dump creates triggers after the data); and a generated column through a parsed SQL body (trusted).
+const INERT_SOURCE = `${PWN_FN}
+CREATE FUNCTION public.pwn_trg() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.pwn('x'); RETURN NEW; END $f$;
+CREATE FUNCTION public.shout(t text) RETURNS text LANGUAGE sql IMMUTABLE RETURN upper(t) || '!';
+-- an extension's function (the cluster's own package code), even in public, is trusted in a CHECK
+CREATE EXTENSION pgcrypto WITH SCHEMA public;
+CREATE TABLE public.inert (id int PRIMARY KEY, d text DEFAULT public.pwn('d'), t text CHECK (length(public.digest(t, 'sha256')) = 32),
+  loud text GENERATED ALWAYS AS (public.shout(t)) STORED);
+CREATE TRIGGER inert_pwn BEFORE INSERT ON public.inert FOR EACH ROW EXECUTE FUNCTION public.pwn_trg();
+ALTER TABLE public.inert ENABLE ALWAYS TRIGGER inert_pwn;
+ALTER TABLE public.inert DISABLE TRIGGER inert_pwn;
+INSERT INTO public.inert (id, d, t) VALUES (1, 'kept', 'hi'), (2, 'also', 'yo');
+ALTER TABLE public.inert ENABLE ALWAYS TRIGGER inert_pwn;
+DROP ROLE IF EXISTS ${PWNED};`;
 
 async function dropOurs() {
   const c = await connect(cfg);
   try {
-    await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(TARGET)} WITH (FORCE)`);
-    await c.query(`DROP ROLE IF EXISTS ${quoteIdent(ATTACKER)}`);
+    // Databases first: a migrated login holds CONNECT on its database.
+    for (const db of [TARGET, CODE_TARGET, INERT_TARGET, GRANT_TARGET]) await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
+    for (const r of [ATTACKER, PWNED, APP]) await c.query(`DROP ROLE IF EXISTS ${quoteIdent(r)}`);
   } finally {
     await c.end();
   }
@@ -47,6 +115,7 @@ async function dropOurs() {
 
 beforeAll(async () => {
   rmSync(MARKER, { force: true });
+  rmSync(CODE_MARKER, { force: true });
   spawnSync("userdel", [OS_ATTACKER]);
   const u = spawnSync("useradd", ["--no-create-home", "--shell", "/usr/sbin/nologin", OS_ATTACKER], { encoding: "utf8" });
   if (u.status !== 0) throw new Error(`useradd ${OS_ATTACKER}: ${u.stderr}`);
@@ -60,13 +129,19 @@ beforeAll(async () => {
   await c.query(`CREATE TABLE public.${quoteIdent(TABLE)} (${quoteIdent(COLUMN)} text)`);
   await c.query(`INSERT INTO public.${quoteIdent(TABLE)} VALUES ('row one'), ('row two')`);
   await c.end();
+  for (const [db, sql] of [["pwn_code", CODE_SOURCE], ["pwn_inert", INERT_SOURCE]] as const) {
+    await source.psql("postgres", `CREATE DATABASE ${db}`);
+    await source.psql(db, sql);
+  }
+  rmSync(CODE_MARKER, { force: true }); // the source ran its own payload on itself while the rows went in
   const t = await connect(cfg);
-  await t.query(`CREATE DATABASE ${quoteIdent(TARGET)}`);
+  for (const db of [TARGET, CODE_TARGET, INERT_TARGET]) await t.query(`CREATE DATABASE ${quoteIdent(db)}`);
   await t.end();
 }, 120_000);
 
 afterAll(async () => {
   rmSync(MARKER, { force: true });
+  rmSync(CODE_MARKER, { force: true });
   spawnSync("userdel", [OS_ATTACKER]);
   await dropOurs().catch(() => {});
   await source?.stop();
@@ -125,5 +200,97 @@ test("attack: a local user reads the cloud password from make's command line", a
     expect(r.seen.includes(encodeURIComponent(source.password))).toBe(false);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}, 300_000);
+
+async function pwned() {
+  const c = await connect(cfg);
+  try {
+    return { role: (await c.query("SELECT rolname FROM pg_roles WHERE rolname = $1", [PWNED])).rows.length > 0, marker: existsSync(CODE_MARKER) };
+  } finally {
+    await c.end();
+  }
+}
+
+test("attack: source code in generated columns, CHECK and domain constraints, index expressions, materialized views and range types runs as the target's superuser; an untrusted-language function is restored by it", async () => {
+  const r = runScript("migrate-saas.ts", ["--target-db", CODE_TARGET], { SOURCE_DB_URL: source.url("pwn_code"), SOURCE_TLS_INSECURE: "1", ACCEPT_LEFT_OUT: "1" });
+  expect(await pwned()).toEqual({ role: false, marker: false });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain("error [MIGRATE_BLOCKED]: cannot migrate: 9 blocker(s)");
+  const fix = "; read that code on the source, then pass --trust-source-code (TRUST_SOURCE_CODE=1) to run it";
+  const opaque = "public.pwn(text) is written in plpgsql (opaque: it can run any statement)";
+  for (const line of [
+    `view public.v_pwn would run public.pwn_v(text) as the target's superuser during the load: public.pwn_v(text) is written in plpgsql (opaque: it can run any statement)${fix}`,
+    `type public.frange would run public.diff(double precision,double precision) as the target's superuser during the load: public.diff(double precision,double precision) is written in plpgsql (opaque: it can run any statement)${fix}`,
+    `function public.read_any(text): it is written in internal, an untrusted language: restored by the superuser, it would run code of the source's choosing on the server${fix}`,
+    `table public.gen_sql would run public.sneaky(text) as the target's superuser during the load: public.sneaky(text) calls lo_export(oid,text) runs SQL or writes files${fix}`,
+    `table public.gen would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+    `table public.chk would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+    `table public.chk_builtin would run lo_export(oid,text) as the target's superuser during the load: lo_export(oid,text) runs SQL or writes files${fix}`,
+    `type public.pwn_d would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+    `index public.idx_pwn would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
+  ]) expect(r.stderr).toContain(line);
+  // Refused before the target was touched.
+  const c = await connect(cfg, { database: CODE_TARGET });
+  try {
+    expect((await c.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).rows[0].n).toBe(0);
+  } finally {
+    await c.end();
+  }
+}, 180_000);
+
+test("attack: a column DEFAULT and an ENABLE ALWAYS trigger calling source code fire while the rows are loaded", async () => {
+  const r = runScript("migrate-saas.ts", ["--target-db", INERT_TARGET, "--json"], { SOURCE_DB_URL: source.url("pwn_inert"), SOURCE_TLS_INSECURE: "1" });
+  expect(await pwned()).toEqual({ role: false, marker: false });
+  if (r.code !== 0) console.error(r.out);
+  expect(r.code).toBe(0);
+  const report = JSON.parse(r.stdout);
+  expect(report.ok).toBe(true);
+  expect(report.plan.sourceCode).toEqual([]);
+  const c = await connect(cfg, { database: INERT_TARGET });
+  try {
+    // The rows as on the source (not the DEFAULT, not touched by the trigger), the trigger as it was: ENABLE ALWAYS.
+    expect((await c.query("SELECT id, d, t, loud FROM public.inert ORDER BY id")).rows).toEqual([{ id: 1, d: "kept", t: "hi", loud: "HI!" }, { id: 2, d: "also", t: "yo", loud: "YO!" }]);
+    expect((await c.query("SELECT tgenabled FROM pg_trigger WHERE tgname = 'inert_pwn'")).rows).toEqual([{ tgenabled: "A" }]);
+    expect((await c.query("SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'public.inert'::regclass AND adnum = 2")).rows).toEqual([{ d: "pwn('d'::text)" }]);
+  } finally {
+    await c.end();
+  }
+}, 180_000);
+
+test("attack: a source role that is a member of postgres or pg_execute_server_program, or has CREATEROLE, keeps that on the cluster", async () => {
+  // On Supabase (PostgreSQL 15) the postgres login holds ADMIN on itself and can run GRANT postgres TO <role>: there postgres
+  // is no superuser, on the cluster it is. The migrated login's password goes to the app.
+  await source.psql("postgres", `CREATE ROLE ${APP} LOGIN CREATEROLE; GRANT postgres TO ${APP}; GRANT pg_execute_server_program TO ${APP};`);
+  const t = await connect(cfg);
+  await t.query(`CREATE DATABASE ${quoteIdent(GRANT_TARGET)}`);
+  await t.end();
+  try {
+    const env = { SOURCE_DB_URL: source.url("pwn_inert"), SOURCE_TLS_INSECURE: "1" };
+    const refused = runScript("migrate-saas.ts", ["--target-db", GRANT_TARGET], env);
+    expect(refused.code).toBe(1);
+    const fix = "; grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it";
+    for (const line of [
+      `role ${APP} has CREATEROLE on the source: on the cluster it could grant itself pg_execute_server_program (a shell as postgres)${fix}`,
+      `role ${APP} is a member of pg_execute_server_program on the source, and pg_execute_server_program runs programs or reads and writes files on the server${fix}`,
+      `role ${APP} is a member of postgres on the source, and postgres is a superuser on the cluster${fix}`,
+    ]) expect(refused.stderr).toContain(line);
+    const before = await connect(cfg);
+    expect((await before.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1", [APP])).rows[0].n).toBe(0);
+    await before.end();
+    // Accepted: the role arrives without them, and the migration verifies.
+    const r = runScript("migrate-saas.ts", ["--target-db", GRANT_TARGET, "--json"], { ...env, ACCEPT_LEFT_OUT: "1" });
+    if (r.code !== 0) console.error(r.out);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).ok).toBe(true);
+    const c = await connect(cfg);
+    try {
+      expect((await c.query("SELECT rolcreaterole, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1", [APP])).rows).toEqual([{ rolcreaterole: false, rolsuper: false, rolcanlogin: true }]);
+      expect((await c.query("SELECT roleid::regrole::text AS r FROM pg_auth_members WHERE member = $1::regrole", [APP])).rows).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  } finally {
+    await source.psql("postgres", `DROP ROLE ${APP};`);
   }
 }, 300_000);

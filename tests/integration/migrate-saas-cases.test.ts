@@ -22,6 +22,9 @@ import { scratchAddress, startScratchPg, type ScratchPg } from "./scratch-pg";
 const cfg = testConfig();
 const CASES = join(import.meta.dir, "../fixtures/cases");
 const HOSTILE = join(import.meta.dir, "../fixtures/migrate-hostile.sql");
+// The hostile fixture's generated column public.tags.norm calls public.norm(), a SQL function with a text body.
+const NORM_CODE = { object: "table public.tags", runs: "public.norm(text)", why: "public.norm(text) is a SQL function whose body is text (opaque: it can run any statement)" };
+const NORM_LINE = `${NORM_CODE.object} would run ${NORM_CODE.runs} as the target's superuser during the load: ${NORM_CODE.why}`;
 const HOST = scratchAddress(cfg).replace(/\.50$/, ".52");
 const T_MAIN = "it_mig_cases";
 const T_GEN = "it_mig_gen";
@@ -174,8 +177,13 @@ describe("migrate-saas: what cannot be carried is refused up front", () => {
     const { plan } = JSON.parse(p.stdout);
     expect(plan.sourceTls).toStartWith("verified (sslmode=verify-full");
     expect(plan.leftOut).toEqual([{ object: "trigger notify-fulfilment on table public.orders", reason: "needs function supabase_functions.http_request(), which is not migrated" }]);
+    // The fixture's generated column calls a SQL function whose body is text: code the load runs as the superuser, named too.
+    expect(plan.sourceCode).toEqual([NORM_CODE]);
     expect(plan.blockers).toEqual([
+      // case 10's login, shaped like Supabase's postgres: CREATEROLE, which here would reach pg_execute_server_program
+      "role project_owner has CREATEROLE on the source: on the cluster it could grant itself pg_execute_server_program (a shell as postgres); grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it",
       "trigger notify-fulfilment on table public.orders: needs function supabase_functions.http_request(), which is not migrated; make it migratable on the source, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it",
+      `${NORM_LINE}; read that code on the source, then pass --trust-source-code (TRUST_SOURCE_CODE=1) to run it, or change it on the source (an IMMUTABLE SQL function with a parsed body, BEGIN ATOMIC or RETURN, calling only built-in functions, is trusted)`,
     ]);
     const r = migrate(["--target-db", T_MAIN], env);
     expect(r.code).toBe(1);
@@ -201,11 +209,15 @@ describe("migrate-saas: the cases and the hostile fixture, migrated and compared
 
   test("the migration runs over verified TLS and verifies (left-out trigger accepted)", async () => {
     datBefore = await onTarget("postgres", async (c) => (await c.query("SELECT datacl::text, datconnlimit FROM pg_database WHERE datname = $1", [T_MAIN])).rows[0]);
-    const r = migrate(["--target-db", T_MAIN, "--json"], { SOURCE_ENV: envFile("main", mainUrl()), ACCEPT_LEFT_OUT: "1" });
+    const r = migrate(["--target-db", T_MAIN, "--json"], { SOURCE_ENV: envFile("main", mainUrl()), ACCEPT_LEFT_OUT: "1", TRUST_SOURCE_CODE: "1" });
     if (r.code !== 0) console.error(r.out);
     expect(r.code).toBe(0);
     report = JSON.parse(r.stdout);
     expect(report.ok).toBe(true);
+    expect(report.plan.sourceCode).toEqual([NORM_CODE]);
+    expect(report.plan.warnings).toContain(`trusted (--trust-source-code): ${NORM_LINE}`);
+    expect(await onTarget("postgres", async (c) => (await c.query("SELECT rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'project_owner'")).rows))
+      .toEqual([{ rolcreaterole: false, rolcreatedb: true, rolbypassrls: true }]);
     expect(report.verification.mismatches).toEqual([]);
     expect(report.plan.sourceTls).toStartWith("verified");
     expect(report.reassigned).toEqual(expect.arrayContaining([{ role: "supabase_admin", owned: 2, grants: 0 }, { role: "dashboard_user", owned: 0, grants: 1 }]));

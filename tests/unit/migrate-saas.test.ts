@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { checksumSql } from "../../scripts/lib/migrate/catalog";
+import { checksumSql, treeCalls } from "../../scripts/lib/migrate/catalog";
 import { copyStatements } from "../../scripts/lib/migrate/migrate";
 import {
-  createRoleSql, customRoles, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles, publicationSql, selectSchemas,
+  createRoleSql, customRoles, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles, privilegedGrants, publicationSql, selectSchemas,
   type RoleRow,
 } from "../../scripts/lib/migrate/select";
 import { parseSourceUrl, protectSource, sourceEnv, sourceError, sslOption, SYSTEM_CA_BUNDLE } from "../../scripts/lib/migrate/source";
@@ -313,5 +313,39 @@ describe("--storage", () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toContain("error [STORAGE_COPY_UNSUPPORTED]");
     expect(r.stderr.toString()).toContain("fix: run without --storage");
+  });
+});
+
+describe("privileged grants", () => {
+  test("membership in a cluster superuser, a CREATEROLE role or a server-access role, and CREATEROLE itself, are named; the rest is not", () => {
+    const custom = [role("app"), role("boss", { createrole: true }), role("helper")];
+    const target = [role("postgres", { superuser: true }), role("supabase_auth_admin", { createrole: true }), role("authenticated")];
+    const edges = [
+      { role: "postgres", member: "app", admin: false },
+      { role: "pg_execute_server_program", member: "helper", admin: false },
+      { role: "supabase_auth_admin", member: "helper", admin: false },
+      { role: "authenticated", member: "app", admin: false },
+      { role: "helper", member: "app", admin: false },
+      { role: "app", member: "postgres", admin: false },
+    ];
+    expect(privilegedGrants(edges, custom, target)).toEqual([
+      { role: "boss", reason: "role boss has CREATEROLE on the source: on the cluster it could grant itself pg_execute_server_program (a shell as postgres)" },
+      { grant: edges[0], reason: "role app is a member of postgres on the source, and postgres is a superuser on the cluster" },
+      { grant: edges[1], reason: "role helper is a member of pg_execute_server_program on the source, and pg_execute_server_program runs programs or reads and writes files on the server" },
+      { grant: edges[2], reason: "role helper is a member of supabase_auth_admin on the source, and supabase_auth_admin has CREATEROLE on the cluster" },
+    ]);
+    // Left out, they are not granted; the others are.
+    expect(membershipSql(edges, new Set(["app", "boss", "helper"]), new Set(["postgres", "pg_execute_server_program", "supabase_auth_admin", "authenticated", "app", "boss", "helper"]), [edges[0]!, edges[1]!, edges[2]!]))
+      .toEqual([`GRANT "authenticated" TO "app";`, `GRANT "helper" TO "app";`, `GRANT "app" TO "postgres";`]);
+  });
+});
+
+describe("code in stored expressions", () => {
+  test("function calls, operators (row comparisons too), aggregates and sort operators are read from a pg_node_tree; unset opfuncid is skipped", () => {
+    const tree = "({FUNCEXPR :funcid 16390 :funcresulttype 25 :args ({OPEXPR :opno 98 :opfuncid 0 :opresulttype 16}) :location 5} {ROWCOMPARE :rctype 1 :opnos (o 664 666) :opfamilies (o 1994 1994)} {AGGREF :aggfnoid 2108 :aggtype 20} {SORTGROUPCLAUSE :tleSortGroupRef 1 :eqop 96 :sortop 97 :nulls_first false})";
+    expect(treeCalls(tree)).toEqual([
+      { cat: "pg_proc", oid: 16390 }, { cat: "pg_operator", oid: 98 }, { cat: "pg_proc", oid: 2108 }, { cat: "pg_operator", oid: 96 }, { cat: "pg_operator", oid: 97 },
+      { cat: "pg_operator", oid: 664 }, { cat: "pg_operator", oid: 666 },
+    ]);
   });
 });

@@ -38,7 +38,7 @@ import { connect, quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import {
-  availableExtensions, CHECKSUM_SETTINGS, copyColumns, databaseState, definitions, functionsRunByLoad, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
+  availableExtensions, CHECKSUM_SETTINGS, copyColumns, databaseState, definitions, sourceCodeRunByLoad, dependentsOf, fingerprintTable, hashColumns, largeObjects, leftBehindDependencies,
   listExtensions, listMemberships, listPublications, listRoles, listSchemas, listTables, matviewRefreshOrder, objectCounts, policyRoles,
   probeHashMode, publicationMembers, roleFootprint, schemaOwners, sequenceStates, serverVersion, storageSummary, tableKey, targetContents,
   unqualifiedCalls, unreadableLargeObjects, unreadableRelations, type ChecksumTarget, type HashColumn, type HashMode, type LeftBehindDependency, type ObjectCounts, type SequenceState,
@@ -47,7 +47,7 @@ import {
 import { startLoader } from "./pipe";
 import {
   createRoleSql, customRoles, dumpPattern, EXCLUDED_TABLE_DATA, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles,
-  publicationSql, selectSchemas,
+  publicationSql, privilegedGrants, selectSchemas, type Membership,
 } from "./select";
 import { connectSource, parseSourceUrl, protectSource, sourceEnv, sourceError, type SourceConn } from "./source";
 import { parseToc, selectToc, tocListFile } from "./toc";
@@ -68,6 +68,8 @@ export interface MigrateOptions {
   insecureTls?: boolean;
   /** CA file for verifying the source's certificate */
   caFile?: string;
+  /** run the source's own code (functions of generated columns, CHECK and domain constraints, indexes, matviews) as the target's superuser */
+  trustSourceCode?: boolean;
 }
 
 /** Something PLAN found that cannot be carried: the run refuses unless --accept-left-out, then leaves it out and reports it. */
@@ -90,6 +92,8 @@ export interface MigrationPlan {
   publications: string[];
   /** objects and tables that cannot be carried (blockers unless --accept-left-out) */
   leftOut: LeftOut[];
+  /** source code the load would run as the target's superuser (blockers unless --trust-source-code) */
+  sourceCode: { object: string; runs: string; why: string }[];
   /** how the source connection is protected */
   sourceTls: string;
   disk: { path: string; freeBytes: number; needBytes: number };
@@ -197,12 +201,20 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   const schemas = selectSchemas(await listSchemas(source));
   const allTables = await listTables(source, schemas.migrated);
 
-  const targetRoleNames = new Set((await listRoles(target)).map((r) => r.name));
+  const targetRoles = await listRoles(target);
+  const targetRoleNames = new Set(targetRoles.map((r) => r.name));
   const sourceRoles = await listRoles(source);
   const roles = planRoles(sourceRoles, targetRoleNames);
   const willExist = new Set([...targetRoleNames, ...roles.create.map((r) => r.name)]);
   const missingPolicyRoles = (await policyRoles(source, schemas.migrated)).filter((r) => !willExist.has(r) && r !== "public");
   if (missingPolicyRoles.length) blockers.push(`policies are granted to roles the target does not have: ${missingPolicyRoles.join(", ")} (create them on the cluster first)`);
+
+  // What the source's roles would be handed beyond their database: refused, or left out when accepted.
+  const privileged = privilegedGrants(await listMemberships(source), roles.create, targetRoles);
+  for (const g of privileged) {
+    if (opts.acceptLeftOut) warnings.push(`left out (accepted): ${g.grant ? `GRANT ${g.grant.role} TO ${g.grant.member}` : `CREATEROLE of ${g.role}`}: ${g.reason}`);
+    else blockers.push(`${g.reason}; grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it`);
+  }
 
   const extensions = planExtensions(await listExtensions(source), await availableExtensions(target));
   if (extensions.blocked.length) blockers.push(`extensions the cluster cannot provide: ${extensions.blocked.join(", ")} (install their packages on every member)`);
@@ -230,8 +242,13 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   }
   // Kinds pg_restore is told to leave out: say so instead of dropping them silently.
   const labels = Number((await source.query("SELECT count(*) AS n FROM pg_seclabels WHERE objnamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))", [schemas.migrated])).rows[0].n);
-  const runByLoad = await functionsRunByLoad(source, schemas.migrated);
-  if (runByLoad.length) warnings.push(`the load runs these functions of the source as the cluster's superuser (generated columns, CHECK constraints): ${runByLoad.map((f) => `${f.fn} (${f.object})`).join("; ")}: check them before migrating a project you do not control`);
+  // Code of the source the load would run as the target's superuser: named up front, refused unless the operator trusts it.
+  const sourceCode = await sourceCodeRunByLoad(source, schemas.migrated);
+  for (const x of sourceCode) {
+    const line = x.restored ? `${x.object}: ${x.why}` : `${x.object} would run ${x.runs} as the target's superuser during the load: ${x.why}`;
+    if (opts.trustSourceCode) warnings.push(`trusted (--trust-source-code): ${line}`);
+    else blockers.push(`${line}; read that code on the source, then pass --trust-source-code (TRUST_SOURCE_CODE=1) to run it, or change it on the source (an IMMUTABLE SQL function with a parsed body, BEGIN ATOMIC or RETURN, calling only built-in functions, is trusted)`);
+  }
   if (labels) warnings.push(`${labels} security label(s) (e.g. pgsodium column encryption) on migrated objects are not carried: their label providers are Supabase's`);
   if (src.insecureTls) warnings.push(`INSECURE: the source's TLS certificate is NOT verified (--insecure-source-tls, sslmode=${src.sslmode}): use this only for a local or test source`);
   const los = await largeObjects(source);
@@ -273,6 +290,7 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
     largeObjects: { count: los.length, bytes: los.reduce((a, l) => a + l.bytes, 0) },
     publications: publications.map((p) => `${p.name}: ${p.allTables ? "all tables" : [...p.tables, ...p.schemas.map((x) => `tables in schema ${x}`)].join(", ")}`),
     leftOut,
+    sourceCode: sourceCode.map(({ object, runs, why }) => ({ object, runs, why })),
     sourceTls: src.insecureTls ? `NOT VERIFIED (sslmode=${src.sslmode}, --insecure-source-tls)` : `verified (sslmode=${src.sslmode}, CA ${src.sslrootcert})`,
     disk: { path: diskPath, freeBytes, needBytes },
     blockers,
@@ -280,10 +298,13 @@ async function buildPlan(cfg: Config, s: Session, opts: MigrateOptions): Promise
   };
   if (opts.storage) warnings.push("--storage is not implemented yet: storage files are not copied");
   const placeholders = sourceRoles.map((r) => r.name).filter((r) => !willExist.has(r) && !r.startsWith("pg_"));
-  return { plan, ctx: { bin, roles, extensions, willExist, sourceRoles, placeholders, unreadable, leftOutObjects: [...needsLeftBehind, ...needsUnreadable], publications } };
+  if (opts.acceptLeftOut) for (const r of roles.create) if (privileged.some((g) => g.role === r.name)) r.createrole = false;
+  return { plan, ctx: { bin, roles, extensions, privilegedGrants: privileged.flatMap((g) => (g.grant ? [g.grant] : [])), willExist, sourceRoles, placeholders, unreadable, leftOutObjects: [...needsLeftBehind, ...needsUnreadable], publications } };
 }
 
 interface PlanContext {
+  /** memberships left out: they would hand a migrated role superuser or server access */
+  privilegedGrants: Membership[];
   bin: { dir: string; major: number } | undefined;
   roles: ReturnType<typeof planRoles>;
   extensions: ReturnType<typeof planExtensions>;
@@ -521,7 +542,7 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         ...(opts.replace && !plan.target.empty ? await replaceSql(s.target) : []),
         ...holders.create,
         ...ctx.roles.create.map((r) => createRoleSql(r, passwords[r.name])),
-        ...membershipSql(await listMemberships(s.source), custom, ctx.willExist),
+        ...membershipSql(await listMemberships(s.source), custom, ctx.willExist, ctx.privilegedGrants),
         ...connectFor.map((r) => `GRANT CONNECT ON DATABASE ${quoteIdent(opts.targetDb)} TO ${quoteIdent(r)};`),
         ...extensionSql(ctx.extensions),
         // Schemas the target already has (public) keep their entry out of the script; their owner comes from the source.

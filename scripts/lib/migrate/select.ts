@@ -119,10 +119,37 @@ export interface Membership {
 }
 
 /** Memberships that touch a custom role and whose both ends will exist on the target. */
-export function membershipSql(edges: Membership[], custom: Set<string>, willExist: Set<string>): string[] {
+export function membershipSql(edges: Membership[], custom: Set<string>, willExist: Set<string>, skip: Membership[] = []): string[] {
   return edges
     .filter((e) => (custom.has(e.role) || custom.has(e.member)) && willExist.has(e.role) && willExist.has(e.member))
+    .filter((e) => !skip.some((x) => x.role === e.role && x.member === e.member))
     .map((e) => `GRANT ${quoteIdent(e.role)} TO ${quoteIdent(e.member)}${e.admin ? " WITH ADMIN OPTION" : ""};`);
+}
+
+/** Predefined roles that reach outside the database: a member runs programs or reads and writes files on the server as postgres. */
+export const SERVER_ACCESS_ROLES = ["pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"];
+
+/**
+ * What the source's roles would be handed on the cluster beyond their own
+ * database: membership in a role that is a superuser or CREATEROLE here (a
+ * source can hold `GRANT postgres TO app`: on Supabase postgres is no
+ * superuser, here it is), in a server-access predefined role, or the
+ * CREATEROLE attribute itself (on PostgreSQL 15 a CREATEROLE role can grant
+ * itself pg_execute_server_program). Blockers; left out with --accept-left-out.
+ */
+export function privilegedGrants(edges: Membership[], custom: RoleRow[], target: RoleRow[]): { grant?: Membership; role?: string; reason: string }[] {
+  const names = new Set(custom.map((r) => r.name));
+  const here = new Map(target.map((r) => [r.name, r]));
+  const out: { grant?: Membership; role?: string; reason: string }[] = [];
+  for (const r of custom) if (r.createrole) out.push({ role: r.name, reason: `role ${r.name} has CREATEROLE on the source: on the cluster it could grant itself ${SERVER_ACCESS_ROLES[0]} (a shell as postgres)` });
+  for (const e of edges) {
+    if (!names.has(e.member) || names.has(e.role)) continue;
+    const t = here.get(e.role);
+    const why = SERVER_ACCESS_ROLES.includes(e.role) ? "runs programs or reads and writes files on the server"
+      : t?.superuser ? "is a superuser on the cluster" : t?.createrole ? "has CREATEROLE on the cluster" : undefined;
+    if (why) out.push({ grant: e, reason: `role ${e.member} is a member of ${e.role} on the source, and ${e.role} ${why}` });
+  }
+  return out;
 }
 
 export interface ExtensionRow {
