@@ -82,6 +82,13 @@ export const SETTINGS = {
   CLOUDFLARE_CREDENTIALS_FILE: { schema: z.string().regex(/^$|^\/\S+\.json$/, "must be an absolute path to the tunnel's .json credentials"), hint: "empty: /etc/cloudflared/<CLOUDFLARE_TUNNEL_ID>.json", default: "" },
   TUNNEL_ORIGIN_PORT: { schema: z.union([z.literal(""), port]), hint: "nginx's loopback listener the tunnel forwards to; empty: API_PORT + 5", default: "" },
   ALLOW_REMOTE_ACCESS: { schema: bool, hint: "customer stacks (client-*) refuse TUNNEL/TAILNET unless true", default: "false" },
+  // Monitoring (scripts/lib/monitoring.ts): Prometheus, Alertmanager and exporters on HAPROXY_ADDRESS.
+  MONITORING: { schema: bool, hint: "true: dev-up also runs Prometheus, Alertmanager, postgres_exporter and node_exporter", default: "false" },
+  PROMETHEUS_PORT: { schema: port, hint: "Prometheus on HAPROXY_ADDRESS, e.g. 9090", default: "9090" },
+  ALERTMANAGER_PORT: { schema: port, hint: "Alertmanager on HAPROXY_ADDRESS, e.g. 9093", default: "9093" },
+  NODE_EXPORTER_PORT: { schema: port, hint: "node_exporter on HAPROXY_ADDRESS, e.g. 9100", default: "9100" },
+  POSTGRES_EXPORTER_PORT: { schema: port, hint: "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", default: "9187" },
+  MONITORING_INTERVAL: { schema: seconds(1), hint: "seconds between scrapes and rule evaluations, e.g. 15", default: "15" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -148,6 +155,18 @@ export interface Config {
   apiKeyTtlDays: number;
   backup: BackupSettings;
   access: AccessSettings;
+  monitoring: MonitoringSettings;
+}
+
+/** Prometheus, Alertmanager and the exporters (scripts/lib/monitoring.ts); they listen on `address` only. */
+export interface MonitoringSettings {
+  enabled: boolean;
+  address: string;
+  prometheusPort: number;
+  alertmanagerPort: number;
+  nodeExporterPort: number;
+  postgresExporterPort: number;
+  intervalSeconds: number;
 }
 
 /** Private and public access per app (scripts/lib/access.ts). */
@@ -334,6 +353,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
     },
     access: accessSettings(file, opts.stack, v),
+    monitoring: monitoringSettings(file, v),
   };
 }
 
@@ -364,6 +384,23 @@ function accessSettings(file: string, stack: string, v: Record<string, unknown>)
   const clash = taken.find(([, p]) => p === a.originPort);
   if (clash) throw new ConfigError(file, "TUNNEL_ORIGIN_PORT", `port ${a.originPort} is also used by ${clash[0]}`, "set TUNNEL_ORIGIN_PORT to a free port");
   return a;
+}
+
+function monitoringSettings(file: string, v: Record<string, unknown>): MonitoringSettings {
+  const m: MonitoringSettings = {
+    enabled: v.MONITORING as boolean,
+    address: v.HAPROXY_ADDRESS as string,
+    prometheusPort: v.PROMETHEUS_PORT as number,
+    alertmanagerPort: v.ALERTMANAGER_PORT as number,
+    nodeExporterPort: v.NODE_EXPORTER_PORT as number,
+    postgresExporterPort: v.POSTGRES_EXPORTER_PORT as number,
+    intervalSeconds: v.MONITORING_INTERVAL as number,
+  };
+  // They share HAPROXY_ADDRESS with HAProxy (and nginx when API_ADDRESS is the same).
+  const onAddress: [string, number][] = [["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT as number], ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT as number], ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT as number]];
+  if (v.API_ADDRESS === v.HAPROXY_ADDRESS) onAddress.push(["API_PORT", v.API_PORT as number]);
+  if (m.enabled) uniquePorts(file, [...onAddress, ["PROMETHEUS_PORT", m.prometheusPort], ["ALERTMANAGER_PORT", m.alertmanagerPort], ["NODE_EXPORTER_PORT", m.nodeExporterPort], ["POSTGRES_EXPORTER_PORT", m.postgresExporterPort]], "give each monitoring listener its own port");
+  return m;
 }
 
 /** Listeners that share an address must not share a port: name the second key that repeats one. */

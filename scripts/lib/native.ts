@@ -20,6 +20,7 @@ import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { ensureDirNoFollow, writeFileNoFollow } from "./safe-fs";
 import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "./stack-files";
 import { ensureSocketDir } from "./rundir";
+import { checkMonitoringPorts, monitoringDown, monitoringUp } from "./monitoring";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -291,6 +292,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
   const specs = procSpecs(cfg);
   refuseLegacyEtcd(cfg);
   await checkPorts(cfg, specs);
+  await checkMonitoringPorts(cfg);
   const changedFiles = await writeStackFiles(cfg);
   const started: ProcSpec[] = [];
   const restarted: string[] = [];
@@ -386,6 +388,13 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     component = "pgbackrest";
     changes.push(...(await (await import("./backup/pgbackrest")).ensureBackupRepo(cfg)));
     progress("pgbackrest", `stanza ${cfg.backup.stanza}, WAL archived to ${cfg.backup.repoDir}`);
+
+    // 8. Monitoring (MONITORING=true): scripts/lib/monitoring.ts.
+    if (cfg.monitoring.enabled) {
+      component = "monitoring";
+      changes.push(...(await monitoringUp(cfg, startOne, restarted)));
+      progress("monitoring", `Prometheus http://${cfg.monitoring.address}:${cfg.monitoring.prometheusPort}/, Alertmanager http://${cfg.monitoring.address}:${cfg.monitoring.alertmanagerPort}/`);
+    }
 
     const health = assessCluster(cfg, await clusterView(cfg));
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };
@@ -495,6 +504,7 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
       progress(s.name, "stopped");
     }
   };
+  await monitoringDown(cfg, stop);
   await stop(specs.nginx);
   await stop(specs.haproxy);
   const view = await clusterView(cfg);
