@@ -149,7 +149,9 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
   const pid = (n: string) => join(cfg.stateDir, "pids", `${n}.pid`);
   const log = (n: string) => join(cfg.logsDir, `${n}.log`);
   const listen = (port: number) => `--web.listen-address=${mon.address}:${port}`;
-  const pgUris = cfg.members.map((m) => `${m.address}:${m.pgPort}/postgres?sslmode=disable`).join(",");
+  // Through HAProxy's read-write port: always the primary, where WAL is archived and writes connect.
+  // (postgres_exporter 0.11 takes one URI here; replicas' connections are not watched.)
+  const pgUri = `${cfg.haproxy.address}:${cfg.haproxy.rwPort}/postgres?sslmode=disable`;
   return [
     { name: "node-exporter", cmd: ["prometheus-node-exporter", listen(mon.nodeExporterPort), `--collector.textfile.directory=${f.textfile}`], marker: f.textfile, pidFile: pid("node-exporter"), logFile: log("node-exporter"), asUser },
     {
@@ -160,7 +162,7 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
       logFile: log("postgres-exporter"),
       asUser,
       // The password is read from a file: never in argv or the environment.
-      env: { DATA_SOURCE_URI: pgUris, DATA_SOURCE_USER: MONITOR_ROLE, DATA_SOURCE_PASS_FILE: f.postgresPassword },
+      env: { DATA_SOURCE_URI: pgUri, DATA_SOURCE_USER: MONITOR_ROLE, DATA_SOURCE_PASS_FILE: f.postgresPassword },
     },
     {
       name: "alertmanager",

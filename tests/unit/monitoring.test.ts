@@ -162,7 +162,7 @@ describe("prometheus.yml and alertmanager.yml", () => {
     ]);
     // the exporter's password comes from a file, never argv or the environment
     const pe = monitoringSpecs(cfg).find((s) => s.name === "postgres-exporter")!;
-    expect(pe.env).toEqual({ DATA_SOURCE_URI: "127.0.1.11:5432/postgres?sslmode=disable,127.0.1.12:5432/postgres?sslmode=disable,127.0.1.13:5432/postgres?sslmode=disable", DATA_SOURCE_USER: "pgplatform_monitor", DATA_SOURCE_PASS_FILE: files.postgresPassword });
+    expect(pe.env).toEqual({ DATA_SOURCE_URI: "127.0.1.1:16012/postgres?sslmode=disable", DATA_SOURCE_USER: "pgplatform_monitor", DATA_SOURCE_PASS_FILE: files.postgresPassword });
   });
 
   test("a monitoring port that collides with HAProxy's on the same address is refused", () => {
