@@ -26,6 +26,7 @@ await runMain(async () => {
   console.log("");
   console.log(table([["process", "pid"], ...s.processes.map((p) => [p.name, p.pid ? String(p.pid) : "stopped"])]));
   console.log(`etcd (mutual TLS): ${s.etcd.map((e) => `${e.name} ${e.healthy ? "healthy" : "NOT healthy"}`).join(", ")}`);
+  if (cfg.monitoring.enabled) console.log(s.alerts === null ? "alerts: Prometheus does not answer (make logs SVC=prometheus)" : `alerts firing: ${s.alerts.length ? s.alerts.join("; ") : "none"}  (make alerts)`);
   console.log(`\nread-write ${s.endpoints.readWrite}   read-only ${s.endpoints.readOnly}   api ${s.endpoints.api}`);
   return s.health.ok ? 0 : 1;
 });

@@ -6,6 +6,7 @@ import { assessCluster, clusterView, type ClusterMember, type Health } from "./p
 import { runningPid } from "./procs";
 import { stackHttpAddress } from "./stack-files";
 import { formatBytes } from "./ui";
+import { firingAlerts } from "./monitoring";
 
 export interface StackStatus {
   stack: string;
@@ -16,6 +17,8 @@ export interface StackStatus {
   /** each etcd member's /health, asked over mutual TLS with the toolkit's client certificate */
   etcd: { name: string; healthy: boolean }[];
   endpoints: { readWrite: string; readOnly: string; api: string };
+  /** firing alerts from Prometheus (MONITORING=true); null when monitoring is off or does not answer */
+  alerts: string[] | null;
 }
 
 export async function stackStatus(cfg: Config): Promise<StackStatus> {
@@ -41,6 +44,7 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
       readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
       api: `http://${stackHttpAddress(cfg)}:${cfg.api.port}`,
     },
+    alerts: await firingAlerts(cfg),
   };
 }
 

@@ -202,3 +202,39 @@ describe("the toolkit's textfile", () => {
     }
   });
 });
+
+describe("make alerts and setup", () => {
+  test("ruleStates: one row per alert rule, instances with their distinguishing labels", async () => {
+    const { ruleStates } = await import("../../scripts/lib/monitoring");
+    const body = {
+      data: {
+        groups: [
+          {
+            name: "pgplatform-cluster",
+            rules: [
+              { type: "alerting", name: "PatroniMemberDown", state: "firing", annotations: { runbook: "r1" }, alerts: [{ state: "firing", labels: { alertname: "PatroniMemberDown", severity: "warning", cluster: "c", job: "patroni", instance: "127.0.1.12:8008", member: "pg2" }, activeAt: "2026-01-01T00:00:00Z" }] },
+              { type: "recording", name: "x", state: "ok" },
+              { type: "alerting", name: "PatroniNoLeader", state: "inactive", annotations: { runbook: "r2" }, alerts: [] },
+            ],
+          },
+        ],
+      },
+    };
+    expect(ruleStates(body)).toEqual([
+      { group: "pgplatform-cluster", alert: "PatroniMemberDown", state: "firing", active: [{ state: "firing", labels: { member: "pg2" }, since: "2026-01-01T00:00:00Z" }], runbook: "r1" },
+      { group: "pgplatform-cluster", alert: "PatroniNoLeader", state: "inactive", active: [], runbook: "r2" },
+    ]);
+  });
+
+  test("Debian's own monitoring services are stopped and disabled after apt installs them", async () => {
+    const { serviceStopCommands } = await import("../../scripts/lib/setup");
+    expect(serviceStopCommands(["patroni", "prometheus", "prometheus-node-exporter"], true)).toEqual([["systemctl", "disable", "--now", "prometheus", "prometheus-node-exporter"]]);
+    expect(serviceStopCommands(["prometheus-alertmanager"], false, () => true)).toEqual([["/etc/init.d/prometheus-alertmanager", "stop"], ["update-rc.d", "prometheus-alertmanager", "disable"]]);
+    expect(serviceStopCommands(["haproxy"], true)).toEqual([]);
+  });
+
+  test("MONITORING=true makes setup want the four Debian packages", async () => {
+    const { MONITORING_PACKAGES } = await import("../../scripts/lib/setup");
+    expect([...new Set(MONITORING_PACKAGES.map(([, p]) => p))]).toEqual(["prometheus", "prometheus-alertmanager", "prometheus-postgres-exporter", "prometheus-node-exporter"]);
+  });
+});
