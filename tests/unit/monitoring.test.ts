@@ -238,3 +238,15 @@ describe("make alerts and setup", () => {
     expect([...new Set(MONITORING_PACKAGES.map(([, p]) => p))]).toEqual(["prometheus", "prometheus-alertmanager", "prometheus-postgres-exporter", "prometheus-node-exporter"]);
   });
 });
+
+describe("haproxy.cfg: checks and exporter", async () => {
+  const { renderStack } = await import("../../scripts/lib/stack-files");
+  const h = renderStack(cfg, "native").find((f) => f.path === "haproxy/haproxy.cfg")!.content;
+  test("health checks ask with OPTIONS (Patroni answers in one write: no reset traceback)", () => {
+    expect(h.split("\n").filter((l) => l.includes("http-check send")).map((l) => l.trim())).toEqual(["http-check send meth OPTIONS uri /primary", "http-check send meth OPTIONS uri /replica"]);
+  });
+  test("/metrics is HAProxy's exporter, behind the stats password", () => {
+    expect(h).toContain(`userlist stats_users\n    user admin insecure-password ${secrets.HAPROXY_STATS_PASSWORD}\n`);
+    expect(h).toContain("    http-request auth realm metrics if { path /metrics } !{ http_auth(stats_users) }\n    http-request use-service prometheus-exporter if { path /metrics }\n");
+  });
+});
