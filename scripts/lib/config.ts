@@ -399,7 +399,7 @@ function monitoringSettings(file: string, v: Record<string, unknown>): Monitorin
   // They share HAPROXY_ADDRESS with HAProxy (and nginx when API_ADDRESS is the same).
   const onAddress: [string, number][] = [["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT as number], ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT as number], ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT as number]];
   if (v.API_ADDRESS === v.HAPROXY_ADDRESS) onAddress.push(["API_PORT", v.API_PORT as number]);
-  if (m.enabled) uniquePorts(file, [...onAddress, ["PROMETHEUS_PORT", m.prometheusPort], ["ALERTMANAGER_PORT", m.alertmanagerPort], ["NODE_EXPORTER_PORT", m.nodeExporterPort], ["POSTGRES_EXPORTER_PORT", m.postgresExporterPort]], "give each monitoring listener its own port");
+  if (m.enabled) uniquePorts(file, [...onAddress, ["PROMETHEUS_PORT", m.prometheusPort], ["ALERTMANAGER_PORT", m.alertmanagerPort], ["NODE_EXPORTER_PORT", m.nodeExporterPort], ["POSTGRES_EXPORTER_PORT", m.postgresExporterPort], ...((v.BACKUP_ALERT_COMMAND as string) ? [["ALERTMANAGER_PORT+1 (the alert relay for BACKUP_ALERT_COMMAND)", m.alertmanagerPort + 1] as [string, number]] : [])], "give each monitoring listener its own port");
   return m;
 }
 

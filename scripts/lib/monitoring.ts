@@ -40,6 +40,7 @@ export function monitoringFiles(cfg: Config) {
     etcdKey: join(home, "etcd-client.key"),
     haproxyPassword: join(home, "haproxy-stats.pass"),
     postgresPassword: join(home, "postgres.pass"),
+    relayToken: join(home, "relay.token"),
     prometheusData: join(home, "prometheus-data"),
     alertmanagerData: join(home, "alertmanager-data"),
     textfile: textfileDir(cfg),
@@ -131,14 +132,33 @@ export function renderMonitoring(cfg: Config, dataMounts: string[], files = moni
     "monitoring/alerts.yml.tmpl",
   );
   const timings = alertTimings(mon.intervalSeconds);
-  const receivers: string[] = [];
-  if (cfg.backup.alertUrl) receivers.push(`    webhook_configs:\n      - url: ${JSON.stringify(cfg.backup.alertUrl)}\n        send_resolved: true`);
+  const hooks: string[] = [];
+  if (cfg.backup.alertUrl) hooks.push(`      - url: ${JSON.stringify(cfg.backup.alertUrl)}\n        send_resolved: true`);
+  // BACKUP_ALERT_COMMAND: Alertmanager cannot run a command; the toolkit's relay (scripts/alert-relay.ts) does, for a caller with the token.
+  if (cfg.backup.alertCommand) hooks.push(`      - url: "http://${mon.address}:${relayPort(cfg)}/alert"\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials_file: ${files.relayToken}`);
+  const receivers = hooks.length ? [`    webhook_configs:\n${hooks.join("\n")}`] : [];
   const alertmanager = renderTemplate(
     t("monitoring/alertmanager.yml.tmpl"),
     { ...common, GROUP_WAIT: timings.groupWait, GROUP_INTERVAL: timings.groupInterval, REPEAT_INTERVAL: timings.repeatInterval, RECEIVER_CONFIGS: receivers.join("\n") || "    # no BACKUP_ALERT_URL: alerts stay in Alertmanager's API (make alerts)" },
     "monitoring/alertmanager.yml.tmpl",
   );
   return { prometheus, rules, alertmanager };
+}
+
+/** The relay that runs BACKUP_ALERT_COMMAND for Alertmanager: beside Alertmanager (whose gossip port is off). */
+export const relayPort = (cfg: Config) => cfg.monitoring.alertmanagerPort + 1;
+
+/** The relay's process: only when BACKUP_ALERT_COMMAND is set. */
+export function relaySpec(cfg: Config): ProcSpec {
+  return {
+    name: "alert-relay",
+    cmd: [process.execPath, join(cfg.rootDir, "scripts", "alert-relay.ts"), "--stack", cfg.stack],
+    // the trailing NUL of the command line reads as a space: stack "a" never matches stack "ab"
+    marker: `alert-relay.ts --stack ${cfg.stack} `,
+    pidFile: join(cfg.stateDir, "pids", "alert-relay.pid"),
+    logFile: join(cfg.logsDir, "alert-relay.log"),
+    cwd: cfg.rootDir,
+  };
 }
 
 /** The processes, in start order. */
@@ -180,6 +200,7 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
       logFile: log("prometheus"),
       asUser,
     },
+    ...(cfg.backup.alertCommand ? [relaySpec(cfg)] : []),
   ];
 }
 
@@ -191,6 +212,7 @@ export function monitoringListeners(cfg: Config): { name: string; address: strin
     { name: "postgres-exporter", address: m.address, port: m.postgresExporterPort },
     { name: "alertmanager", address: m.address, port: m.alertmanagerPort },
     { name: "prometheus", address: m.address, port: m.prometheusPort },
+    ...(cfg.backup.alertCommand ? [{ name: "alert-relay", address: m.address, port: relayPort(cfg) }] : []),
   ];
 }
 
@@ -230,6 +252,7 @@ export async function writeMonitoringFiles(cfg: Config): Promise<Set<string>> {
   if (tlsChanged) changed.add("prometheus");
   if (writeFileNoFollow(f.haproxyPassword, cfg.secrets.HAPROXY_STATS_PASSWORD, { mode: 0o600, owner })) changed.add("prometheus");
   if (!existsSync(f.postgresPassword)) writeFileNoFollow(f.postgresPassword, randomBytes(24).toString("base64url"), { mode: 0o600, owner });
+  if (!existsSync(f.relayToken)) writeFileNoFollow(f.relayToken, randomBytes(24).toString("base64url"), { mode: 0o600, owner });
   writeTlsExpiryTextfile(cfg);
   return changed;
 }
@@ -438,6 +461,7 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
     "postgres-exporter": `http://${mon.address}:${mon.postgresExporterPort}/metrics`,
     alertmanager: `http://${mon.address}:${mon.alertmanagerPort}/-/ready`,
     prometheus: `http://${mon.address}:${mon.prometheusPort}/-/ready`,
+    "alert-relay": `http://${mon.address}:${relayPort(cfg)}/healthz`,
   };
   for (const spec of monitoringSpecs(cfg)) {
     const pid = runningPid(spec);
@@ -462,9 +486,58 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
   return changes;
 }
 
-/** Stop every monitoring process that runs (whatever MONITORING says now: it may just have been turned off). */
+/** Stop every monitoring process that runs (whatever MONITORING or BACKUP_ALERT_COMMAND say now). */
 export async function monitoringDown(cfg: Config, stop: (s: ProcSpec) => Promise<void>): Promise<void> {
-  for (const s of [...monitoringSpecs(cfg)].reverse()) await stop(s);
+  const specs = monitoringSpecs(cfg);
+  if (!specs.some((s) => s.name === "alert-relay")) specs.push(relaySpec(cfg));
+  for (const s of [...specs].reverse()) await stop(s);
+}
+
+// --- the relay: Alertmanager's webhook -> BACKUP_ALERT_COMMAND ---------------------
+
+interface AmWebhook {
+  status: string;
+  alerts: { status: string; labels: Record<string, string>; annotations?: Record<string, string>; startsAt?: string }[];
+}
+
+/** Pure: the message the command gets on stdin, one paragraph per alert. */
+export function relayMessage(stack: string, body: AmWebhook): string {
+  const lines = [`pgplatform alerts ${body.status.toUpperCase()} (stack ${stack}):`];
+  for (const a of body.alerts) {
+    const where = Object.entries(a.labels).filter(([k]) => !["alertname", "severity", "job", "instance"].includes(k)).map(([k, v]) => `${k}=${v}`).join(" ");
+    lines.push(`- [${a.status}] ${a.labels.alertname ?? "?"} (${a.labels.severity ?? "-"}) ${where}`.trimEnd());
+    if (a.annotations?.summary) lines.push(`  ${a.annotations.summary}`);
+    if (a.annotations?.runbook) lines.push(`  runbook: ${a.annotations.runbook}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * The relay's request handler: POST /alert with the bearer token runs the command
+ * (argv split on spaces, no shell) with the message on stdin; anything else is refused.
+ */
+export function relayHandler(stack: string, token: string, command: string, log: (line: string) => void = () => {}) {
+  const { timingSafeEqual } = require("node:crypto") as typeof import("node:crypto");
+  const want = Buffer.from(`Bearer ${token}`);
+  return async (req: Request): Promise<Response> => {
+    const path = new URL(req.url).pathname;
+    if (req.method === "GET" && path === "/healthz") return new Response("ok\n");
+    if (req.method !== "POST" || path !== "/alert") return new Response("not found\n", { status: 404 });
+    const got = Buffer.from(req.headers.get("authorization") ?? "");
+    if (got.length !== want.length || !timingSafeEqual(got, want)) return new Response("unauthorized\n", { status: 401 });
+    let body: AmWebhook;
+    try {
+      body = (await req.json()) as AmWebhook;
+      if (!Array.isArray(body.alerts)) throw new Error("no alerts");
+    } catch {
+      return new Response("bad request\n", { status: 400 });
+    }
+    const { alertArgv } = await import("./backup/alert");
+    const argv = alertArgv(command);
+    const r = await run(argv, { input: relayMessage(stack, body), nothrow: true, timeoutMs: 60_000, env: { ALERT_STATUS: body.status, ALERT_STACK: stack } });
+    log(`${body.status} ${body.alerts.map((a) => a.labels.alertname).join(",")}: ${argv[0]} exit ${r.code}`);
+    return new Response(r.code === 0 ? "ok\n" : "command failed\n", { status: r.code === 0 ? 200 : 502 });
+  };
 }
 
 // --- make alerts / make status ------------------------------------------------

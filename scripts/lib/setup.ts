@@ -40,6 +40,9 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["python3", "python3"],
   // the normal-user test gives its user passwordless sudo (a sudoers.d file it removes)
   ["sudo", "sudo"],
+  // tests/unit/monitoring.test.ts: promtool test rules / check config, amtool check-config
+  ["promtool", "prometheus"],
+  ["amtool", "prometheus-alertmanager"],
 ];
 
 /** MONITORING=true (scripts/lib/monitoring.ts): Prometheus, Alertmanager and two exporters, run by dev-up. */

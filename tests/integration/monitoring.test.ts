@@ -84,6 +84,23 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     }
   }, 180_000);
 
+  test("a verified-backup marker older than 26 h makes BackupStale match (pending) on the real textfile", async () => {
+    const { recordVerification, textfileDir } = await import("../../scripts/lib/monitoring");
+    const { existsSync, readFileSync, writeFileSync, rmSync } = await import("node:fs");
+    const path = `${textfileDir(cfg)}/pgplatform_verify.prom`;
+    const saved = existsSync(path) ? readFileSync(path, "utf8") : undefined;
+    try {
+      recordVerification(cfg, true, Math.floor(Date.now() / 1000) - 27 * 3600);
+      const seen = await until("BackupStale pending", 60_000, async () => (await promAlerts()).find((a) => a.labels.alertname === "BackupStale"));
+      console.log(`BackupStale ${seen.value.state} after ${(seen.ms / 1000).toFixed(1)} s (it fires after 5 min)`);
+      expect(["pending", "firing"]).toContain(seen.value.state);
+    } finally {
+      if (saved !== undefined) writeFileSync(path, saved);
+      else rmSync(path, { force: true });
+    }
+    await until("BackupStale gone", 60_000, async () => ((await promAlerts()).some((a) => a.labels.alertname === "BackupStale") ? undefined : true));
+  }, 180_000);
+
   test("a stopped replica fires PatroniMemberDown within 60 s (Alertmanager API and webhook); it resolves after the restart", async () => {
     const hook = webhook();
     if (!hook) console.log(`note: BACKUP_ALERT_URL (${cfg.backup.alertUrl || "empty"}) is not http://${mon.address}:<port>/...: webhook delivery not checked`);

@@ -250,3 +250,47 @@ describe("haproxy.cfg: checks and exporter", async () => {
     expect(h).toContain("    http-request auth realm metrics if { path /metrics } !{ http_auth(stats_users) }\n    http-request use-service prometheus-exporter if { path /metrics }\n");
   });
 });
+
+describe("BACKUP_ALERT_COMMAND through the alert relay", () => {
+  const withCmd = load(testEnv + "\nMONITORING=true\nBACKUP_ALERT_COMMAND=/usr/local/bin/notify-ops --urgent\n");
+
+  test("Alertmanager posts to the relay with the token file; the relay is a listener on the stack's address", () => {
+    const a = YAML.parse(renderMonitoring(withCmd, ["/"]).alertmanager);
+    expect(a.receivers).toEqual([{ name: "operator", webhook_configs: [{ url: "http://127.0.1.1:9094/alert", send_resolved: true, http_config: { authorization: { credentials_file: monitoringFiles(withCmd).relayToken } } }] }]);
+    expect(monitoringListeners(withCmd).at(-1)).toEqual({ name: "alert-relay", address: "127.0.1.1", port: 9094 });
+    expect(monitoringSpecs(withCmd).at(-1)!.marker).toBe("alert-relay.ts --stack test ");
+    expect(monitoringSpecs(cfg).map((s) => s.name)).not.toContain("alert-relay");
+  });
+
+  test.skipIf(!amtool)("amtool accepts the config with both webhook and relay", async () => {
+    const dir = scratch();
+    try {
+      const both = load(testEnv + "\nMONITORING=true\nBACKUP_ALERT_URL=https://ops.example.com/x\nBACKUP_ALERT_COMMAND=/bin/true\n");
+      const f = { ...monitoringFiles(both), relayToken: join(dir, "relay.token") };
+      writeFileSync(f.relayToken, "t\n");
+      writeFileSync(join(dir, "am.yml"), renderMonitoring(both, ["/"], f).alertmanager);
+      const ac = await run([amtool!, "check-config", join(dir, "am.yml")], { nothrow: true });
+      expect(ac.stdout + ac.stderr).toContain("SUCCESS");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the relay runs the command with the message on stdin, only for the token", async () => {
+    const { relayHandler } = await import("../../scripts/lib/monitoring");
+    const dir = scratch();
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: relayHandler("test", "s3cret-token", `tee ${join(dir, "got.txt")}`) });
+    try {
+      const url = `http://127.0.0.1:${server.port}/alert`;
+      const body = JSON.stringify({ status: "firing", alerts: [{ status: "firing", labels: { alertname: "PatroniMemberDown", severity: "warning", member: "pg2", job: "patroni", instance: "x" }, annotations: { summary: "Member pg2 is down", runbook: "First: make status" } }] });
+      expect((await fetch(url, { method: "POST", body })).status).toBe(401);
+      expect((await fetch(url, { method: "POST", body, headers: { Authorization: "Bearer wrong-token!" } })).status).toBe(401);
+      const ok = await fetch(url, { method: "POST", body, headers: { Authorization: "Bearer s3cret-token" } });
+      expect(ok.status).toBe(200);
+      expect(readFileSync(join(dir, "got.txt"), "utf8")).toBe("pgplatform alerts FIRING (stack test):\n- [firing] PatroniMemberDown (warning) member=pg2\n  Member pg2 is down\n  runbook: First: make status\n");
+    } finally {
+      server.stop(true);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
