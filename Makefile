@@ -53,6 +53,10 @@ status: deps ## Members, roles, timelines, lag, HAProxy backends (ARGS=--json)
 	@# No echo of the command: `make status ARGS=--json` must print pure JSON.
 	@$(BUN) scripts/status.ts $(ARGS)
 
+.PHONY: alerts
+alerts: deps ## Alert rules and their state from the stack's Prometheus (MONITORING=true; ARGS=--json)
+	@$(BUN) scripts/alerts.ts $(ARGS)
+
 .PHONY: logs
 logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=--follow)
 	$(BUN) scripts/logs.ts $(SVC) $(ARGS)

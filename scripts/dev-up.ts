@@ -23,7 +23,7 @@ await runMain(async () => {
   if (flags.help) return void console.log(USAGE);
   let cfg = loadConfig();
   const runtime = await pickRuntime(cfg);
-  if (runtime === "native" && !flags.noInstall) await ensureOsPackages({ quiet: !!flags.json });
+  if (runtime === "native" && !flags.noInstall) await ensureOsPackages({ quiet: !!flags.json, monitoring: cfg.monitoring.enabled });
   const { created } = ensureSecrets(cfg.secretsFile, cfg.databases); // one JWT secret per environment database
   cfg = loadConfig(cfg.stack); // with secrets
   if (!flags.json) intro(`dev-up: stack ${cfg.stack} (${runtime})`);

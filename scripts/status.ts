@@ -30,6 +30,7 @@ await runMain(async () => {
     console.log(table([["pool (pgbouncer)", "clients active", "waiting", "server conns", "max wait s"], ...s.pool.map((p) => [p.database, String(p.clientsActive), String(p.clientsWaiting), String(p.servers), String(p.maxWaitS)])]));
   }
   console.log(`etcd (mutual TLS): ${s.etcd.map((e) => `${e.name} ${e.healthy ? "healthy" : "NOT healthy"}`).join(", ")}`);
+  if (cfg.monitoring.enabled) console.log(s.alerts === null ? "alerts: Prometheus does not answer (make logs SVC=prometheus)" : `alerts firing: ${s.alerts.length ? s.alerts.join("; ") : "none"}  (make alerts)`);
   console.log(`\nread-write ${s.endpoints.readWrite}   pooled ${s.endpoints.pooled}   read-only ${s.endpoints.readOnly}   api ${s.endpoints.api}`);
   return s.health.ok ? 0 : 1;
 });

@@ -89,6 +89,13 @@ export const SETTINGS = {
   POOL_RESERVE_POOL_SIZE: { schema: z.coerce.number().int().min(0, "must be 0 or more"), hint: "extra server connections a waiting pool may borrow, e.g. 5", default: "5" },
   POOL_MAX_DB_CONNECTIONS: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "server connections per database, all users together, e.g. 50", default: "50" },
   POOL_PAUSE_TIMEOUT: { schema: seconds(1), hint: "seconds a PAUSE may wait for in-flight transactions before a switchover aborts, e.g. 10", default: "10" },
+  // Monitoring (scripts/lib/monitoring.ts): Prometheus, Alertmanager and exporters on HAPROXY_ADDRESS.
+  MONITORING: { schema: bool, hint: "true: dev-up also runs Prometheus, Alertmanager, postgres_exporter and node_exporter", default: "false" },
+  PROMETHEUS_PORT: { schema: port, hint: "Prometheus on HAPROXY_ADDRESS, e.g. 9090", default: "9090" },
+  ALERTMANAGER_PORT: { schema: port, hint: "Alertmanager on HAPROXY_ADDRESS, e.g. 9093", default: "9093" },
+  NODE_EXPORTER_PORT: { schema: port, hint: "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is hyperarchy's in the app port plan)", default: "9110" },
+  POSTGRES_EXPORTER_PORT: { schema: port, hint: "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", default: "9187" },
+  MONITORING_INTERVAL: { schema: seconds(1), hint: "seconds between scrapes and rule evaluations, e.g. 15", default: "15" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -191,6 +198,18 @@ export interface Config {
   backup: BackupSettings;
   pool: PoolSettings;
   access: AccessSettings;
+  monitoring: MonitoringSettings;
+}
+
+/** Prometheus, Alertmanager and the exporters (scripts/lib/monitoring.ts); they listen on `address` only. */
+export interface MonitoringSettings {
+  enabled: boolean;
+  address: string;
+  prometheusPort: number;
+  alertmanagerPort: number;
+  nodeExporterPort: number;
+  postgresExporterPort: number;
+  intervalSeconds: number;
 }
 
 /** Private and public access per app (scripts/lib/access.ts). */
@@ -391,6 +410,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     },
     access: accessSettings(file, opts.stack, v),
     pool,
+    monitoring: monitoringSettings(file, v),
   };
 }
 
@@ -421,6 +441,23 @@ function accessSettings(file: string, stack: string, v: Record<string, unknown>)
   const clash = taken.find(([, p]) => p === a.originPort);
   if (clash) throw new ConfigError(file, "TUNNEL_ORIGIN_PORT", `port ${a.originPort} is also used by ${clash[0]}`, "set TUNNEL_ORIGIN_PORT to a free port");
   return a;
+}
+
+function monitoringSettings(file: string, v: Record<string, unknown>): MonitoringSettings {
+  const m: MonitoringSettings = {
+    enabled: v.MONITORING as boolean,
+    address: v.HAPROXY_ADDRESS as string,
+    prometheusPort: v.PROMETHEUS_PORT as number,
+    alertmanagerPort: v.ALERTMANAGER_PORT as number,
+    nodeExporterPort: v.NODE_EXPORTER_PORT as number,
+    postgresExporterPort: v.POSTGRES_EXPORTER_PORT as number,
+    intervalSeconds: v.MONITORING_INTERVAL as number,
+  };
+  // They share HAPROXY_ADDRESS with HAProxy (and nginx when API_ADDRESS is the same).
+  const onAddress: [string, number][] = [["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT as number], ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT as number], ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT as number]];
+  if (v.API_ADDRESS === v.HAPROXY_ADDRESS) onAddress.push(["API_PORT", v.API_PORT as number]);
+  if (m.enabled) uniquePorts(file, [...onAddress, ["PROMETHEUS_PORT", m.prometheusPort], ["ALERTMANAGER_PORT", m.alertmanagerPort], ["NODE_EXPORTER_PORT", m.nodeExporterPort], ["POSTGRES_EXPORTER_PORT", m.postgresExporterPort], ...((v.BACKUP_ALERT_COMMAND as string) ? [["ALERTMANAGER_PORT+1 (the alert relay for BACKUP_ALERT_COMMAND)", m.alertmanagerPort + 1] as [string, number]] : [])], "give each monitoring listener its own port");
+  return m;
 }
 
 /** Listeners that share an address must not share a port: name the second key that repeats one. */

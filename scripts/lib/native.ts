@@ -21,6 +21,7 @@ import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { ensureDirNoFollow, writeFileNoFollow } from "./safe-fs";
 import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "./stack-files";
 import { ensureSocketDir } from "./rundir";
+import { checkMonitoringPorts, monitoringDown, monitoringUp } from "./monitoring";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -297,6 +298,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
   const specs = procSpecs(cfg);
   refuseLegacyEtcd(cfg);
   await checkPorts(cfg, specs);
+  await checkMonitoringPorts(cfg);
   const changedFiles = await writeStackFiles(cfg);
   const started: ProcSpec[] = [];
   const restarted: string[] = [];
@@ -397,6 +399,13 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     component = "pgbouncer";
     const poolState = await withClient(cfg, {}, (c) => ensurePool(cfg, c, specs.pool, startOne));
     progress("pgbouncer", `${poolState}: ${cfg.pool.address}:${cfg.pool.port} -> HAProxy read-write (transaction pooling)`);
+
+    // 9. Monitoring (MONITORING=true): scripts/lib/monitoring.ts.
+    if (cfg.monitoring.enabled) {
+      component = "monitoring";
+      changes.push(...(await monitoringUp(cfg, startOne, restarted)));
+      progress("monitoring", `Prometheus http://${cfg.monitoring.address}:${cfg.monitoring.prometheusPort}/, Alertmanager http://${cfg.monitoring.address}:${cfg.monitoring.alertmanagerPort}/`);
+    }
 
     const health = assessCluster(cfg, await clusterView(cfg));
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };
@@ -506,6 +515,7 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
       progress(s.name, "stopped");
     }
   };
+  await monitoringDown(cfg, stop);
   await stop(specs.nginx);
   await stop(specs.pool);
   await stop(specs.haproxy);

@@ -41,11 +41,43 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["python3", "python3"],
   // the normal-user test gives its user passwordless sudo (a sudoers.d file it removes)
   ["sudo", "sudo"],
+  // tests/unit/monitoring.test.ts: promtool test rules / check config, amtool check-config
+  ["promtool", "prometheus"],
+  ["amtool", "prometheus-alertmanager"],
 ];
 
-export async function missingPackages(opts: { tests?: boolean } = {}): Promise<string[]> {
+/** MONITORING=true (scripts/lib/monitoring.ts): Prometheus, Alertmanager and two exporters, run by dev-up. */
+export const MONITORING_PACKAGES: [probe: string, pkg: string][] = [
+  ["prometheus", "prometheus"],
+  ["promtool", "prometheus"],
+  ["prometheus-alertmanager", "prometheus-alertmanager"],
+  ["amtool", "prometheus-alertmanager"],
+  ["prometheus-postgres-exporter", "prometheus-postgres-exporter"],
+  ["prometheus-node-exporter", "prometheus-node-exporter"],
+];
+
+/**
+ * Debian starts (and enables) a service for each monitoring package, listening on every
+ * address with its own config: the toolkit runs its own, on the stack's address. Stop and
+ * disable Debian's: with systemd, or with the init scripts where there is none.
+ */
+export function serviceStopCommands(pkgs: string[], systemd: boolean, initScriptExists: (name: string) => boolean = (n) => existsSync(`/etc/init.d/${n}`)): string[][] {
+  const units = [...new Set(pkgs)].filter((p) => MONITORING_PACKAGES.some(([, pkg]) => pkg === p));
+  if (units.length === 0) return [];
+  if (systemd) return [["systemctl", "disable", "--now", ...units]];
+  return units.filter(initScriptExists).flatMap((u) => [[`/etc/init.d/${u}`, "stop"], ["update-rc.d", u, "disable"]]);
+}
+
+export interface PackageOptions {
+  tests?: boolean;
+  monitoring?: boolean;
+}
+
+const wanted = (opts: PackageOptions) => [...OS_PACKAGES, ...(opts.tests ? TEST_PACKAGES : []), ...(opts.monitoring ? MONITORING_PACKAGES : [])];
+
+export async function missingPackages(opts: PackageOptions = {}): Promise<string[]> {
   const missing: string[] = [];
-  for (const [probe, pkg] of opts.tests ? [...OS_PACKAGES, ...TEST_PACKAGES] : OS_PACKAGES) {
+  for (const [probe, pkg] of wanted(opts)) {
     if (missing.includes(pkg)) continue;
     const found = probe.startsWith("/") ? existsSync(probe) : Boolean(await which(probe));
     if (!found) missing.push(pkg);
@@ -59,7 +91,7 @@ export function isDebianLike(osRelease = existsSync("/etc/os-release") ? readFil
   return ["debian", "ubuntu"].includes(id) || /\b(debian|ubuntu)\b/.test(like);
 }
 
-export async function ensureOsPackages(opts: { quiet?: boolean; tests?: boolean } = {}): Promise<string[]> {
+export async function ensureOsPackages(opts: PackageOptions & { quiet?: boolean } = {}): Promise<string[]> {
   const missing = await missingPackages(opts);
   if (missing.length === 0) return [];
   const list = missing.join(" ");
@@ -76,6 +108,8 @@ export async function ensureOsPackages(opts: { quiet?: boolean; tests?: boolean 
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   await run([...prefix, "apt-get", "update", "-qq"], { env, timeoutMs: 600_000 });
   await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], { env, timeoutMs: 1_200_000 });
+  // Debian's monitoring services would listen on every address: ours run on the stack's only.
+  for (const cmd of serviceStopCommands(missing, existsSync("/run/systemd/system"))) await run([...prefix, ...cmd], { nothrow: true, timeoutMs: 60_000 });
   const still = await missingPackages(opts);
   if (still.length) throw new ToolkitError("MISSING_PACKAGES", `apt-get ran but still missing: ${still.join(" ")}`, "check /var/log/apt/term.log");
   await disableDebianServices(prefix, missing);

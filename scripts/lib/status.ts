@@ -7,6 +7,7 @@ import { runningPid } from "./procs";
 import { stackHttpAddress } from "./stack-files";
 import { formatBytes } from "./ui";
 import { poolSnapshot, type PoolUsage } from "./pool";
+import { firingAlerts } from "./monitoring";
 
 export interface StackStatus {
   stack: string;
@@ -19,6 +20,8 @@ export interface StackStatus {
   /** pgbouncer's pools, summed per database; null (and the stack unhealthy) when it does not answer */
   pool: PoolDatabase[] | null;
   endpoints: { readWrite: string; readOnly: string; api: string; pooled: string };
+  /** firing alerts from Prometheus (MONITORING=true); null when monitoring is off or does not answer */
+  alerts: string[] | null;
 }
 
 export interface PoolDatabase {
@@ -77,6 +80,7 @@ export async function stackStatus(cfg: Config): Promise<StackStatus> {
       readOnly: `${cfg.haproxy.address}:${cfg.haproxy.roPort}`,
       api: `http://${stackHttpAddress(cfg)}:${cfg.api.port}`,
     },
+    alerts: await firingAlerts(cfg),
   };
 }
 

@@ -4,6 +4,7 @@
  * retention. Any failure marks the backup folder failed and is rethrown: the
  * entry script exits non-zero and fires the alert.
  */
+import { recordBackup } from "../monitoring";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import type { BackupProgress } from "./common";
@@ -62,6 +63,9 @@ export async function runBackup(cfg: Config, opts: BackupOptions, progress: Back
       if (retention.delete.length) progress("retention", `deleted ${retention.delete.join(", ")}`);
     }
     ms.total = Date.now() - t0;
+    const done = readManifest(dir);
+    // node_exporter's textfile (MONITORING=true): last success and size (the dump files).
+    recordBackup(cfg, done.files.reduce((n, f) => n + f.size, 0));
     return { id: manifest.id, dir, manifest: readManifest(dir), physical, verification, retention, ms };
   } catch (e) {
     markFailed(dir, e);

@@ -7,6 +7,7 @@
  * manifest, and `pgbackrest verify` of
  * the physical repository.
  */
+import { recordVerification } from "../monitoring";
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
@@ -67,6 +68,8 @@ export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions
   fresh.verification = v;
   fresh.status = v.ok ? "verified" : "failed";
   writeManifest(dir, fresh);
+  // node_exporter's textfile (MONITORING=true): BackupVerificationFailed / BackupStale read it.
+  recordVerification(cfg, v.ok);
   return v;
 }
 

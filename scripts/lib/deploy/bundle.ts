@@ -31,7 +31,7 @@ export interface BundleFile {
 
 /** What of the toolkit a release carries (node_modules travels separately, once per lockfile). */
 // Every top-level folder of templates the stack renders must ship (tests/unit/deploy-client.test.ts checks).
-export const TOOLKIT_PATHS = ["Makefile", "package.json", "package-lock.json", "bunfig.toml", "tsconfig.json", "scripts", "patroni", "etcd", "haproxy", "nginx", "pgbouncer", "access", "supabase", "compose"];
+export const TOOLKIT_PATHS = ["Makefile", "package.json", "package-lock.json", "bunfig.toml", "tsconfig.json", "scripts", "patroni", "etcd", "haproxy", "nginx", "pgbouncer", "access", "monitoring", "supabase", "compose"];
 
 /** The remote paths nginx and the environments use on the target (stable across releases). */
 export function targetPaths(s: ClientSettings): SitePaths & { tlsDir: string; letsencrypt: string } {

@@ -3,6 +3,7 @@
  * other on the same cluster (each starts from, and must return to, a healthy
  * cluster), then write the JSON report, the SVG timelines and an HTML page.
  */
+import { recordDrill } from "../monitoring";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config";
@@ -55,6 +56,8 @@ export async function failoverDrill(
         const restoreMs = recording.restoreAt !== undefined ? recording.restoreAt - recording.faultAt : null;
         runs.push({ ...result, series, restoreMs });
         svgs.push({ name: `${scenario}-r${round}`, svg: timelineSvg(result, series, { restoreMs }) });
+        // node_exporter's textfile (MONITORING=true): the last drill's RTO for Prometheus.
+        if (result.passed && result.metrics.rtoMs !== null) recordDrill(cfg, result.metrics.rtoMs / 1000);
         progress(label, result.passed ? `PASS: RTO ${((result.metrics.rtoMs ?? 0) / 1000).toFixed(1)} s, 0 writes lost` : `FAIL: ${result.failures.join("; ")}`);
       }
     }

@@ -1,0 +1,138 @@
+/**
+ * Monitoring on a live stack (MONITORING=true): nothing fires on a healthy
+ * stack; stopping a replica fires PatroniMemberDown, visible in Alertmanager's
+ * API and delivered to the webhook BACKUP_ALERT_URL names, and it resolves
+ * after the restart. The test stack keeps MONITORING=false (CI time), so this
+ * file is skipped there with the reason printed; run it on a stack with
+ * MONITORING=true, a short MONITORING_INTERVAL (2) and
+ * BACKUP_ALERT_URL=http://<HAPROXY_ADDRESS>:18099/alerts, e.g.:
+ *   STACK=local-monitor bun scripts/dev-up.ts
+ *   STACK=local-monitor bun test --timeout 600000 tests/integration/monitoring.test.ts
+ */
+import { describe, expect, test } from "bun:test";
+import { isRunning, clusterView } from "../../scripts/lib/patroni";
+import { procSpecs, stopComponent } from "../../scripts/lib/native";
+import { startProc, runningPid } from "../../scripts/lib/procs";
+import { monitoringListeners, monitoringSpecs } from "../../scripts/lib/monitoring";
+import { run } from "../../scripts/lib/exec";
+import { testConfig, waitClusterHealthy } from "./stack";
+
+const cfg = testConfig();
+const mon = cfg.monitoring;
+const enabled = mon.enabled;
+if (!enabled) console.log(`SKIP monitoring integration: MONITORING=false in ${cfg.file} (run it on a stack with MONITORING=true, see the head of this file)`);
+
+const prom = `http://${mon.address}:${mon.prometheusPort}`;
+const am = `http://${mon.address}:${mon.alertmanagerPort}`;
+
+interface PromAlert { labels: Record<string, string>; state: string }
+interface AmAlert { labels: Record<string, string>; status: { state: string } }
+interface Hook { status: string; alerts: { status: string; labels: Record<string, string> }[] }
+
+const promAlerts = async () => ((await (await fetch(`${prom}/api/v1/alerts`)).json()) as { data: { alerts: PromAlert[] } }).data.alerts;
+const amAlerts = async () => (await (await fetch(`${am}/api/v2/alerts?active=true&silenced=false&inhibited=false`)).json()) as AmAlert[];
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return { value: v, ms: Date.now() - t0 };
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await Bun.sleep(500);
+  }
+}
+
+/** The webhook: listens where BACKUP_ALERT_URL points when that is this stack's loopback address. */
+function webhook() {
+  const url = cfg.backup.alertUrl ? new URL(cfg.backup.alertUrl) : undefined;
+  if (!url || url.hostname !== mon.address || url.protocol !== "http:") return undefined;
+  const received: Hook[] = [];
+  const server = Bun.serve({
+    hostname: url.hostname,
+    port: Number(url.port),
+    async fetch(req) {
+      received.push((await req.json()) as Hook);
+      return new Response("ok");
+    },
+  });
+  return { received, stop: () => server.stop(true) };
+}
+
+describe.skipIf(!enabled)("monitoring on a live stack", () => {
+  test("every monitoring listener is on the stack's address, nowhere else", async () => {
+    const ss = await run(["ss", "-Hltnp"]);
+    for (const spec of monitoringSpecs(cfg)) {
+      const pid = runningPid(spec);
+      expect({ spec: spec.name, running: Boolean(pid) }).toEqual({ spec: spec.name, running: true });
+      const bound = ss.stdout.split("\n").filter((l) => l.includes(`pid=${pid},`)).map((l) => l.trim().split(/\s+/)[3]);
+      const want = monitoringListeners(cfg).find((l) => l.name === spec.name)!;
+      expect({ spec: spec.name, bound }).toEqual({ spec: spec.name, bound: [`${want.address}:${want.port}`] });
+    }
+  });
+
+  test("every target is scraped, and nothing fires on a healthy stack for 60 s", async () => {
+    await waitClusterHealthy(cfg);
+    const targets = await until("all targets up", 60_000, async () => {
+      const t = ((await (await fetch(`${prom}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: { job: string }; health: string }[] } }).data.activeTargets;
+      return t.length === 9 && t.every((x) => x.health === "up") ? t : undefined;
+    });
+    expect(targets.value.map((t) => t.labels.job).sort()).toEqual(["etcd", "etcd", "etcd", "haproxy", "node", "patroni", "patroni", "patroni", "postgres"]);
+    const t0 = Date.now();
+    while (Date.now() - t0 < 60_000) {
+      expect((await promAlerts()).filter((a) => a.state === "firing")).toEqual([]);
+      await Bun.sleep(5000);
+    }
+  }, 180_000);
+
+  test("a verified-backup marker older than 26 h makes BackupStale match (pending) on the real textfile", async () => {
+    const { recordVerification, textfileDir } = await import("../../scripts/lib/monitoring");
+    const { existsSync, readFileSync, writeFileSync, rmSync } = await import("node:fs");
+    const path = `${textfileDir(cfg)}/pgplatform_verify.prom`;
+    const saved = existsSync(path) ? readFileSync(path, "utf8") : undefined;
+    try {
+      recordVerification(cfg, true, Math.floor(Date.now() / 1000) - 27 * 3600);
+      const seen = await until("BackupStale pending", 60_000, async () => (await promAlerts()).find((a) => a.labels.alertname === "BackupStale"));
+      console.log(`BackupStale ${seen.value.state} after ${(seen.ms / 1000).toFixed(1)} s (it fires after 5 min)`);
+      expect(["pending", "firing"]).toContain(seen.value.state);
+    } finally {
+      if (saved !== undefined) writeFileSync(path, saved);
+      else rmSync(path, { force: true });
+    }
+    await until("BackupStale gone", 60_000, async () => ((await promAlerts()).some((a) => a.labels.alertname === "BackupStale") ? undefined : true));
+  }, 180_000);
+
+  test("a stopped replica fires PatroniMemberDown within 60 s (Alertmanager API and webhook); it resolves after the restart", async () => {
+    const hook = webhook();
+    if (!hook) console.log(`note: BACKUP_ALERT_URL (${cfg.backup.alertUrl || "empty"}) is not http://${mon.address}:<port>/...: webhook delivery not checked`);
+    try {
+      const view = await clusterView(cfg);
+      const replica = view!.members.find((m) => m.role !== "leader" && isRunning(m))!.name;
+      const spec = procSpecs(cfg).patroni.find((s) => s.name === replica)!;
+      await stopComponent(cfg, spec, 30_000);
+      const fired = await until("PatroniMemberDown in Alertmanager", 60_000, async () => {
+        const a = (await amAlerts()).find((x) => x.labels.alertname === "PatroniMemberDown" && x.labels.member === replica);
+        return a ?? undefined;
+      });
+      console.log(`PatroniMemberDown for ${replica} in Alertmanager after ${(fired.ms / 1000).toFixed(1)} s`);
+      expect(fired.value.labels).toMatchObject({ alertname: "PatroniMemberDown", member: replica, severity: "warning", cluster: cfg.clusterName, job: "patroni" });
+      if (hook) {
+        const got = await until("webhook delivery", 60_000 - fired.ms, async () => hook.received.find((h) => h.status === "firing" && h.alerts.some((a) => a.labels.alertname === "PatroniMemberDown" && a.labels.member === replica)));
+        console.log(`webhook received it ${(got.ms / 1000).toFixed(1)} s later`);
+      }
+      startProc(spec);
+      await waitClusterHealthy(cfg);
+      const gone = await until("PatroniMemberDown resolved in Alertmanager", 60_000, async () => ((await amAlerts()).some((x) => x.labels.alertname === "PatroniMemberDown") ? undefined : true));
+      console.log(`resolved in Alertmanager ${(gone.ms / 1000).toFixed(1)} s after the member was healthy again`);
+      if (hook) {
+        // Resolved notifications go out at the next group_interval (20 x MONITORING_INTERVAL, at most 5 min).
+        const r = await until("resolved webhook", 120_000, async () => hook.received.find((h) => h.status === "resolved" && h.alerts.some((a) => a.labels.alertname === "PatroniMemberDown" && a.labels.member === replica)));
+        console.log(`webhook received the resolution ${(r.ms / 1000).toFixed(1)} s later`);
+      }
+    } finally {
+      hook?.stop();
+      // leave the cluster whole for the next file
+      for (const s of procSpecs(cfg).patroni) if (!runningPid(s)) startProc(s);
+      await waitClusterHealthy(cfg);
+    }
+  }, 400_000);
+});
