@@ -109,7 +109,7 @@ describe("prometheus.yml and alertmanager.yml", () => {
     expect(job("etcd").static_configs.map((s: { targets: string[] }) => s.targets[0])).toEqual(["127.0.1.11:2379", "127.0.1.12:2379", "127.0.1.13:2379"]);
     expect(job("haproxy")).toEqual({ job_name: "haproxy", basic_auth: { username: "admin", password_file: files.haproxyPassword }, static_configs: [{ targets: ["127.0.1.1:16014"] }] });
     expect(job("postgres").static_configs).toEqual([{ targets: ["127.0.1.1:9187"] }]);
-    expect(job("node").static_configs).toEqual([{ targets: ["127.0.1.1:9100"] }]);
+    expect(job("node").static_configs).toEqual([{ targets: ["127.0.1.1:9110"] }]);
     expect(p.alerting.alertmanagers[0].static_configs[0].targets).toEqual(["127.0.1.1:9093"]);
     expect(p.rule_files).toEqual([files.rules]);
     expect(p.global).toEqual({ scrape_interval: "15s", evaluation_interval: "15s", scrape_timeout: "10s", external_labels: { cluster: "pgplatform-test" } });
@@ -154,7 +154,7 @@ describe("prometheus.yml and alertmanager.yml", () => {
     for (const l of monitoringListeners(cfg)) expect(l.address).toBe("127.0.1.1");
     const flags = monitoringSpecs(cfg).flatMap((s) => s.cmd.filter((a) => a.startsWith("--web.listen-address=") || a.startsWith("--cluster.listen-address=")));
     expect(flags).toEqual([
-      "--web.listen-address=127.0.1.1:9100",
+      "--web.listen-address=127.0.1.1:9110",
       "--web.listen-address=127.0.1.1:9187",
       "--web.listen-address=127.0.1.1:9093",
       "--cluster.listen-address=",
