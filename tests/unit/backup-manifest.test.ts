@@ -174,7 +174,7 @@ describe("which backup a restore uses", () => {
     const none = caught(() => findBackup(cfg, undefined));
     expect([none.code, none.message, none.fix]).toEqual(["NO_GOOD_BACKUP", `no verified backup in ${cfg.backup.dir}`, "run `make backup` (or pass FROM=<id> to use an unverified one)"]);
     expect(caught(() => findBackup(cfg, undefined, "app_db")).message).toBe(`no verified backup of app_db in ${cfg.backup.dir}`);
-    backup("20261120T020000Z", false, ["app_db"]);
+    backup("20261120T020000Z", false, ["other_db", "app_db"]);
     backup("20261121T020000Z", true, ["other_db"]);
     const onlyFailed = caught(() => findBackup(cfg, undefined, "app_db"));
     expect([onlyFailed.code, onlyFailed.message]).toEqual(["NO_GOOD_BACKUP", `no verified backup of app_db in ${cfg.backup.dir}`]);
