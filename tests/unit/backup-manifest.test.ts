@@ -23,7 +23,7 @@ import {
   writeManifest,
   type Manifest,
 } from "../../scripts/lib/backup/manifest";
-import { applyRetention, planRetention, retentionItems } from "../../scripts/lib/backup/retention";
+import { applyRetention, isoWeekKey, planRetention, retentionItems } from "../../scripts/lib/backup/retention";
 
 const base = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", isRoot: false });
 const ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -231,6 +231,10 @@ describe("retention on disk", () => {
 });
 
 describe("retention plan", () => {
+  test("ISO week numbers below 10 have two digits", () => {
+    expect(isoWeekKey(new Date("2026-01-05T12:00:00Z"))).toBe("2026-W02");
+  });
+
   const item = (id: string, iso: string, good = true) => ({ id, time: new Date(iso), good });
 
   test("exact reasons; input order does not matter and is left alone; a failed backup as old as the newest good one goes", () => {
