@@ -53,7 +53,8 @@ await runMain(async () => {
           mutate: [spec.file],
           testRunner: "command",
           // Stryker runs this line through a shell in its sandbox copy of the repo; the paths come from modules.json (no spaces).
-          commandRunner: { command: [bun, "test", ...tests].join(" ") },
+          // --bail: the first failing test kills the mutant; the timeout covers the files that restore real dumps.
+          commandRunner: { command: [bun, "test", "--bail", "--timeout", "180000", ...tests].join(" ") },
           coverageAnalysis: "off",
           concurrency: flags.concurrency ?? 2,
           reporters: ["json", "progress-append-only"],
