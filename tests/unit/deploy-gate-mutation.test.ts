@@ -149,6 +149,20 @@ describe("overlapping checks: each key named once, for its first problem", () =>
     ]);
   });
 
+  test("a problem with one key does not spare the others their checks", async () => {
+    expect(
+      await problemsOf(async (s) => {
+        s.DASHBOARD_PASSWORD = "changeme";
+        s.ANON_KEY = await signApiKey("Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMm", "anon", NOW);
+        s.DB_PASSWORD_PRODUCTION = s.DB_PASSWORD_STAGING;
+      }),
+    ).toEqual([
+      { key: "DASHBOARD_PASSWORD", reason: "is a placeholder or default value" },
+      { key: "ANON_KEY", reason: "signature does not verify against JWT_SECRET" },
+      { key: "DB_PASSWORD_PRODUCTION", reason: "is identical to DB_PASSWORD_STAGING" },
+    ]);
+  });
+
   test("an expiring key signed by the right secret passes until it expires", async () => {
     expect(await problemsOf(async (s) => void (s.ANON_KEY = await signApiKey(s.JWT_SECRET, "anon", NOW - 100)))).toEqual([]);
   });
@@ -173,5 +187,7 @@ describe("enforceGate", () => {
       "production refuse to deploy: REWIND_PASSWORD is empty; DASHBOARD_PASSWORD is a placeholder or default value",
       "delete the offending line(s) from clients/acme/.secrets.env and re-run to generate strong values, or ROTATE=<key>",
     ]);
+    // By default both gated environments, named in the message.
+    await expect(enforceGate(s, "x.env")).rejects.toThrow(/^staging and production refuse to deploy: /);
   });
 });
