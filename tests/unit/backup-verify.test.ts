@@ -17,9 +17,14 @@ import { countRows } from "../../scripts/lib/backup/logical";
 import { hashFiles, readManifest, writeManifest, type Manifest } from "../../scripts/lib/backup/manifest";
 import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, scratchRoot, startScratch, writeScratchConf, type Scratch } from "../../scripts/lib/backup/scratch";
 import { verifyBackup } from "../../scripts/lib/backup/verify";
+import { sweep, sweepStale, VERIFY_PREFIX } from "../scratch-sweep";
 
 const SLOW = 180_000;
-const root = mkdtempSync(join(tmpdir(), "pgp-verify-"));
+// A run that was killed left its folder and maybe a running instance: clean those first.
+sweepStale();
+const root = mkdtempSync(join(tmpdir(), VERIFY_PREFIX));
+writeFileSync(join(root, "owner.pid"), String(process.pid));
+process.on("exit", () => sweep(root)); // also when --bail ends the run before afterAll
 chmodSync(root, 0o755); // the postgres OS user walks into its scratch folders below
 const envText = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8").replace(/^MEMBER_ROOT=.*$/m, `MEMBER_ROOT=${join(root, "members")}`);
 const cfg: Config = parseConfig(envText, { file: "envs/test.env", stack: "unit-verify", rootDir: root });
@@ -65,7 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (source) await removeScratch(cfg, source).catch(() => {});
-  rmSync(root, { recursive: true, force: true });
+  sweep(root);
 });
 
 let n = 0;
