@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { run } from "../../scripts/lib/exec";
-import { ensurePgDir, pgBin } from "../../scripts/lib/backup/common";
+import { ensurePgDir, freeBytes, pgBin } from "../../scripts/lib/backup/common";
 import { countRows } from "../../scripts/lib/backup/logical";
 import { hashFiles, readManifest, writeManifest, type Manifest } from "../../scripts/lib/backup/manifest";
 import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, scratchRoot, startScratch, writeScratchConf, type Scratch } from "../../scripts/lib/backup/scratch";
-import { verifyBackup } from "../../scripts/lib/backup/verify";
+import { restoreGlobals, verifyBackup } from "../../scripts/lib/backup/verify";
 import { sweep, sweepStale, VERIFY_PREFIX } from "../scratch-sweep";
 
 const SLOW = 180_000;
@@ -114,6 +114,30 @@ describe("verification without a restore (the files are already wrong)", () => {
     expect(v.problems).toEqual(["manifest lists no files", ...readManifest(pristine).files.map((f) => `${f.path}: not in the manifest`)]);
   });
 
+  test("a backup folder holding nothing but a manifest that lists nothing fails the file check; nothing is restored", async () => {
+    const dir = join(root, `b${n++}`);
+    mkdirSync(dir);
+    writeManifest(dir, { ...readManifest(pristine), globals: undefined, databases: [], files: [] });
+    const { v, steps } = await verify(dir);
+    expect([v.ok, v.checks, v.problems]).toEqual([false, { files: false }, ["manifest lists no files"]]);
+    expect(steps).toEqual(["verify: sha256 of 0 files"]);
+  });
+
+  test("room is judged as 1.2 x the databases' size: 10 % short of it is NO_SPACE", async () => {
+    const free = freeBytes(cfg.memberRoot);
+    const size = Math.ceil((free * 1.1 - 64 * 1024 * 1024) / 1.2);
+    const dir = await backupCopy((d, m) => writeManifest(d, { ...m, databases: m.databases.map((db) => ({ ...db, sizeBytes: size })) }));
+    await expect(verifyBackup(cfg, dir, { physical: false, jobs: 1 }, () => {})).rejects.toMatchObject({ code: "NO_SPACE" });
+  });
+
+  test("roles that cannot be restored because the instance is not there: RESTORE_GLOBALS_FAILED with psql's own words", async () => {
+    const gone = scratchFor(cfg, "never-started");
+    const e = await restoreGlobals(cfg, gone, join(pristine, "globals.sql")).then(() => undefined, (x) => x);
+    expect(e).toBeInstanceOf(ToolkitError);
+    expect([(e as ToolkitError).code, (e as ToolkitError).message]).toEqual(["RESTORE_GLOBALS_FAILED", `restoring roles from ${join(pristine, "globals.sql")} failed`]);
+    expect((e as ToolkitError).detail).toMatch(/psql: error: connection to server on socket/);
+  });
+
   test("not enough room to restore: NO_SPACE before any scratch instance exists", async () => {
     const dir = await backupCopy((d, m) => writeManifest(d, { ...m, databases: m.databases.map((db) => ({ ...db, sizeBytes: 1e18 })) }));
     const e = await verifyBackup(cfg, dir, { physical: false, jobs: 1 }, () => {}).then(() => undefined, (x) => x);
@@ -135,6 +159,9 @@ describe("verification by restore", () => {
     expect(steps[1]).toMatch(/^verify: scratch instance verify-20261121T020000Z-\d{8}T\d{6}Z$/);
     expect(steps.slice(2)).toEqual(["verify: restoring app_db (7.6 MB)"]);
     expect(readdirSync(scratchRoot(cfg))).toEqual([]);
+    expect(v.ms).toBeGreaterThan(0);
+    expect(v.ms).toBeLessThan(SLOW);
+    expect(Math.abs(Date.parse(v.at) - Date.now())).toBeLessThan(60_000);
   }, SLOW);
 
   test("a row count edited in the manifest: the restore's own count disagrees, naming database, table and both numbers", async () => {
@@ -172,9 +199,21 @@ describe("verification by restore", () => {
 
   test("with the physical check: pgbackrest verify of a repository that does not exist fails and says so", async () => {
     const dir = await backupCopy((d, m) => writeManifest(d, { ...m, files: m.files.slice(0, 0) }));
-    const { v } = await verify(dir, true);
+    const { v, steps } = await verify(dir, true);
     expect(v.ok).toBe(false);
     expect(v.checks.pgbackrest).toBe(false);
     expect(v.problems.at(-1)).toMatch(/^pgbackrest verify: \S/);
+    expect(steps.at(-1)).toBe("verify: pgbackrest verify");
+  }, SLOW);
+
+  test("a backup whose manifest names no roles file: the roles are not restored, so the dump's owner is missing", async () => {
+    const dir = await backupCopy(async (d, m) => {
+      rmSync(join(d, "globals.sql"));
+      await rehash(d, { ...m, globals: undefined });
+    });
+    const { v } = await verify(dir);
+    expect(v.checks).toEqual({ files: true, restore: true, rowCounts: false });
+    expect(v.problems).toHaveLength(1);
+    expect(v.problems[0]).toMatch(/^app_db: pg_restore failed: .*role "pgp_verify_owner" does not exist/);
   }, SLOW);
 });
