@@ -207,6 +207,7 @@ describe("file hashes", () => {
       { path: "db/b.dat", size: 3, sha256: ABC_SHA256 },
     ]);
     expect(await hashFiles(root, ["db/b.dat"])).toEqual([{ path: "db/b.dat", size: 3, sha256: ABC_SHA256 }]);
+    expect((await hashFiles(root, ["db/b.dat", "a.sql"])).map((f) => f.path)).toEqual(["a.sql", "db/b.dat"]);
     await expect(sha256File(join(root, "missing"))).rejects.toThrow(/ENOENT/);
   });
 });

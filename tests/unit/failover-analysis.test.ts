@@ -170,6 +170,8 @@ describe("HAProxy's route", () => {
       sample(F + 500, { rwUp: ["pg2"] }),
     ];
     expect(routedAt(s, F, "pg2")).toBe(F + 500);
+    // After a disturbance, the old leader alone UP is not "routed" either.
+    expect(routedAt([sample(F + 100, { rwUp: [] }), sample(F + 200, { rwUp: ["pg1"] }), sample(F + 300, { rwUp: ["pg2"] })], F, "pg2")).toBe(F + 300);
   });
 });
 
