@@ -13,6 +13,7 @@ import { ROOT_DIR } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
 import { explainedKey, parseEquivalents, scoreModule, type StrykerReport } from "./lib/mutation";
+import { sweepStale } from "../tests/scratch-sweep";
 
 const USAGE = `usage: make mutation [MODULE=<path substring>] [CONCURRENCY=2]
        bun scripts/mutation.ts [--module <substring>] [--concurrency N] [--json]
@@ -23,6 +24,8 @@ unit tests against every mutant. Reports land in .state/mutation/.`;
 interface ModuleSpec {
   file: string;
   tests: string[];
+  /** Stryker's timeout on top of 1.5 x the dry run; a timed-out mutant counts as killed, so keep it generous where runs are slow */
+  timeoutMS?: number;
 }
 
 await runMain(async () => {
@@ -53,7 +56,8 @@ await runMain(async () => {
           mutate: [spec.file],
           testRunner: "command",
           // Stryker runs this line through a shell in its sandbox copy of the repo; the paths come from modules.json (no spaces).
-          commandRunner: { command: [bun, "test", ...tests].join(" ") },
+          // --bail: the first failing test kills the mutant; the timeout covers the files that restore real dumps.
+          commandRunner: { command: [bun, "test", "--bail", "--timeout", "180000", ...tests].join(" ") },
           coverageAnalysis: "off",
           concurrency: flags.concurrency ?? 2,
           reporters: ["json", "progress-append-only"],
@@ -61,7 +65,7 @@ await runMain(async () => {
           tempDirName: ".state/mutation/tmp",
           ignorePatterns: [".state", ".ci", "bench"],
           cleanTempDir: "always",
-          timeoutMS: 10_000,
+          timeoutMS: spec.timeoutMS ?? 10_000,
           logLevel: "warn",
         },
         null,
@@ -73,6 +77,8 @@ await runMain(async () => {
     // node runs Stryker (its supported engine); the mutants' tests run under bun. Output goes straight to the terminal: runs take minutes.
     const p = Bun.spawn(["node", stryker, "run", relative(ROOT_DIR, conf)], { cwd: ROOT_DIR, stdio: ["ignore", "inherit", "inherit"] });
     if ((await p.exited) !== 0) throw new ToolkitError("STRYKER_FAILED", `stryker failed on ${spec.file} (exit ${p.exitCode})`, `read its output above; the dry run must pass: ${bun} test ${tests.join(" ")}`);
+    // Mutants that were killed mid-restore (timeout, --bail) can leave a scratch Postgres behind.
+    sweepStale();
     const s = scoreModule(JSON.parse(readFileSync(report, "utf8")) as StrykerReport, spec.file, equivalents);
     rows.push({ ...s, seconds: Math.round((Date.now() - t) / 1000) });
   }

@@ -23,7 +23,7 @@ import {
   writeManifest,
   type Manifest,
 } from "../../scripts/lib/backup/manifest";
-import { applyRetention, planRetention, retentionItems } from "../../scripts/lib/backup/retention";
+import { applyRetention, isoWeekKey, planRetention, retentionItems } from "../../scripts/lib/backup/retention";
 
 const base = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", isRoot: false });
 const ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -174,7 +174,7 @@ describe("which backup a restore uses", () => {
     const none = caught(() => findBackup(cfg, undefined));
     expect([none.code, none.message, none.fix]).toEqual(["NO_GOOD_BACKUP", `no verified backup in ${cfg.backup.dir}`, "run `make backup` (or pass FROM=<id> to use an unverified one)"]);
     expect(caught(() => findBackup(cfg, undefined, "app_db")).message).toBe(`no verified backup of app_db in ${cfg.backup.dir}`);
-    backup("20261120T020000Z", false, ["app_db"]);
+    backup("20261120T020000Z", false, ["other_db", "app_db"]);
     backup("20261121T020000Z", true, ["other_db"]);
     const onlyFailed = caught(() => findBackup(cfg, undefined, "app_db"));
     expect([onlyFailed.code, onlyFailed.message]).toEqual(["NO_GOOD_BACKUP", `no verified backup of app_db in ${cfg.backup.dir}`]);
@@ -207,6 +207,7 @@ describe("file hashes", () => {
       { path: "db/b.dat", size: 3, sha256: ABC_SHA256 },
     ]);
     expect(await hashFiles(root, ["db/b.dat"])).toEqual([{ path: "db/b.dat", size: 3, sha256: ABC_SHA256 }]);
+    expect((await hashFiles(root, ["db/b.dat", "a.sql"])).map((f) => f.path)).toEqual(["a.sql", "db/b.dat"]);
     await expect(sha256File(join(root, "missing"))).rejects.toThrow(/ENOENT/);
   });
 });
@@ -231,6 +232,10 @@ describe("retention on disk", () => {
 });
 
 describe("retention plan", () => {
+  test("ISO week numbers below 10 have two digits", () => {
+    expect(isoWeekKey(new Date("2026-01-05T12:00:00Z"))).toBe("2026-W02");
+  });
+
   const item = (id: string, iso: string, good = true) => ({ id, time: new Date(iso), good });
 
   test("exact reasons; input order does not matter and is left alone; a failed backup as old as the newest good one goes", () => {

@@ -219,6 +219,8 @@ describe("member dirs when we are root", () => {
     chmodSync(t, 0o755);
     chmodSync(join(t, "home"), 0o700);
     expect(defaultMemberRoot(join(repo, ".state/x"), "x", true, repo)).toBe("/var/lib/pgplatform/x");
+    // Not root: Postgres runs as ourselves, who can reach our own checkout.
+    expect(defaultMemberRoot(join(repo, ".state/x"), "x", false, repo)).toBe(join(repo, ".state/x/members"));
   });
 
   test("only the checkout's ancestors decide for a state dir inside it, however private the state dir is", () => {
