@@ -54,9 +54,21 @@ export async function countRows(c: pg.Client): Promise<TableCount[]> {
   return checksumTables(c);
 }
 
-/** Unlogged tables of the connected database (a replica's dump holds no rows for them). */
+/**
+ * Unlogged relations of the connected database a replica's dump cannot hold:
+ * tables (no rows on a replica) and sequences (a replica reads an unlogged
+ * sequence as freshly created, so its dump would restore it at 1 and the
+ * next insert would reuse ids).
+ */
 export async function unloggedTables(c: pg.Client): Promise<string[]> {
-  return (await listTables(c)).filter((t) => t.unlogged).map((t) => `${t.schema}.${t.table}`);
+  const tables = (await listTables(c)).filter((t) => t.unlogged).map((t) => `${t.schema}.${t.table}`);
+  const seqs = (
+    await c.query(`SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind = 'S' AND c.relpersistence = 'u'
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+                   ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"`)
+  ).rows.map((r) => `${r.name} (sequence)`);
+  return [...tables, ...seqs];
 }
 
 export interface LogicalOptions {
@@ -200,7 +212,7 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
       if (source.inRecovery) {
         const unlogged = await withUnlogged(db);
         if (unlogged.length) {
-          note = `unlogged table(s) ${unlogged.join(", ")}: a replica cannot dump them, dumped from the primary`;
+          note = `unlogged table(s)/sequence(s) ${unlogged.join(", ")}: a replica cannot dump them, dumped from the primary`;
           progress("dump", `${db}: ${note}`);
         }
       }
