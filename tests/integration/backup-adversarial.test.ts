@@ -406,11 +406,13 @@ describe("backup and restore of hostile inputs", () => {
   }, 240_000);
 });
 
-describe("what a replica's dump cannot hold", () => {
+describe("more hostile databases: what a replica cannot dump, a read-only archive", () => {
   const SEQDB = "orchestrator_ai_staging";
   const SEQCOPY = "it_adv_seq";
+  const ROCOPY = "it_adv_readonly";
   afterAll(async () => {
-    await sql("DROP TABLE IF EXISTS it_adv_orders; DROP SEQUENCE IF EXISTS it_adv_order_ids", [], SEQDB).catch(() => {});
+    await sql(`ALTER DATABASE ${SEQDB} RESET default_transaction_read_only`, [], "postgres").catch(() => {});
+    await sql("DROP TABLE IF EXISTS it_adv_orders, it_adv_archive; DROP SEQUENCE IF EXISTS it_adv_order_ids", [], SEQDB).catch(() => {});
   });
 
   test("an UNLOGGED sequence (no unlogged table beside it) keeps its value through backup and restore", async () => {
@@ -436,5 +438,30 @@ describe("what a replica's dump cannot hold", () => {
     expect((await sql("INSERT INTO it_adv_orders (item) VALUES ('next') RETURNING id::text AS id", [], SEQCOPY))[0].id).toBe("778");
     // And the manifest says why this database came from the primary.
     expect(rep.manifest.databases[0].note).toContain("public.it_adv_order_ids");
+  }, 300_000);
+
+  test("a read-only database (ALTER DATABASE ... SET default_transaction_read_only = on) backs up verified and restores, still read-only", async () => {
+    // An archive database set read-only: pg_restore loads under the database's settings, so every
+    // backup of it failed verification ("cannot execute CREATE ... in a read-only transaction") and
+    // no restore of it could ever succeed.
+    await sql("CREATE TABLE it_adv_archive (id int PRIMARY KEY, v text); INSERT INTO it_adv_archive SELECT g, 'v' || g FROM generate_series(1, 25) g", [], SEQDB);
+    await sql(`ALTER DATABASE ${SEQDB} SET default_transaction_read_only = on`, [], "postgres");
+    try {
+      const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+      const bid = /"id": "([^"]+)"/.exec(b.stdout)?.[1] ?? /backup (\d{8}T\d{6}Z(?:-\d+)?)/.exec(b.stderr)?.[1];
+      if (bid) created.push(bid);
+      expect(b.stderr).not.toContain("read-only transaction");
+      expect(b.code).toBe(0);
+      const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid!, "--to", ROCOPY, "--json"]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect((await sql("SELECT string_agg(id || ':' || v, ',' ORDER BY id) AS j FROM it_adv_archive", [], ROCOPY))[0].j).toBe(Array.from({ length: 25 }, (_, i) => `${i + 1}:v${i + 1}`).join(","));
+      const want = (await props(SEQDB)).settings;
+      expect(want).toContain("default_transaction_read_only=on");
+      expect((await props(ROCOPY)).settings).toEqual(want);
+      expect((await sql("SHOW default_transaction_read_only", [], ROCOPY))[0].default_transaction_read_only).toBe("on");
+    } finally {
+      await sql(`ALTER DATABASE ${SEQDB} RESET default_transaction_read_only`, [], "postgres");
+    }
   }, 300_000);
 });

@@ -23,6 +23,15 @@ export function ensurePgDir(cfg: Config, dir: string, mode = 0o750): boolean {
   return ensureDirNoFollow(dir, mode, pgOwner(cfg));
 }
 
+/**
+ * libpq options for the sessions that LOAD a dump (pg_restore, globals): a
+ * database or role set `default_transaction_read_only = on` (an archive) is
+ * restored as it is, but its load must be able to write. Startup options
+ * outrank ALTER DATABASE / ALTER ROLE settings; the setting itself is
+ * carried and applies to every later session.
+ */
+export const LOAD_PGOPTIONS = { PGOPTIONS: "-c default_transaction_read_only=off" };
+
 /** Run as the postgres OS user from a directory it can enter (tools like psql complain about /root). */
 export function runAsPg(cfg: Config, cmd: Cmd, opts: RunOptions = {}) {
   return run(cmd, { cwd: "/", ...opts, asUser: cfg.pgOsUser, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...opts.env } });

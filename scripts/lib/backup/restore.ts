@@ -14,7 +14,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { connect, quoteIdent, rwTarget } from "../pg";
-import { backupStamp, pgBin, serverErrorLines, type BackupProgress } from "./common";
+import { backupStamp, LOAD_PGOPTIONS, pgBin, serverErrorLines, type BackupProgress } from "./common";
 import { countRows } from "./logical";
 import type { TableCount } from "./manifest";
 import { backupPath, compareCounts, compareFiles, compareLargeObjects, findBackup, hashFiles, type Manifest } from "./manifest";
@@ -159,7 +159,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
   await checkDumpFiles(m, dir, opts.db);
 
   const tmp = clip(target, "_restoring");
-  const env = { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" };
+  const env = { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", ...LOAD_PGOPTIONS };
   const rw = rwTarget(cfg);
   const conn = ["-h", rw.host, "-p", String(rw.port), "-U", "postgres", "--no-password"];
   const c = await connect(cfg);

@@ -13,7 +13,7 @@ import pg from "pg";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
-import { ensurePgDir, pgBin, pgOwner, runAsPg } from "./common";
+import { ensurePgDir, LOAD_PGOPTIONS, pgBin, pgOwner, runAsPg } from "./common";
 import { writeFileNoFollow } from "../safe-fs";
 import { chownSync } from "node:fs";
 import { ensureSocketDir, scratchSocketName } from "../rundir";
@@ -159,4 +159,4 @@ export async function scratchClient(cfg: Config, s: Scratch, database = "postgre
 export const scratchConnArgs = (s: Scratch) => ["-h", s.socketDir, "-p", String(s.port), "-U", "postgres", "--no-password"];
 
 /** The password for tools run against a scratch instance (the cluster superuser's), as libpq reads it. */
-export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD });
+export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...LOAD_PGOPTIONS });
