@@ -115,7 +115,7 @@ interface Dumped {
 }
 
 async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: string, jobs: number, expectBytes: number, progress: BackupProgress): Promise<Dumped> {
-  const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
+  const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     // Counting runs beside pg_dump: one process per scan leaves the CPUs to the dump's workers.
@@ -185,7 +185,7 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
   }
 
   async function withUnlogged(db: string): Promise<string[]> {
-    const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
+    const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
     try {
       return await unloggedTables(c);
     } finally {

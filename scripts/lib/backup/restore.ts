@@ -191,7 +191,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     }
 
     progress("check", "row counts, checksums and database properties against the manifest");
-    const t = await connect(cfg, { database: tmp });
+    const t = await connect(cfg, { database: tmp, catalogOnly: true });
     let counts: TableCount[];
     let problems: string[];
     try {

@@ -13,6 +13,7 @@ import pg from "pg";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
+import { CATALOG_ONLY_OPTIONS } from "../pg";
 import { ensurePgDir, LOAD_PGOPTIONS, pgBin, pgOwner, runAsPg } from "./common";
 import { writeFileNoFollow } from "../safe-fs";
 import { chownSync } from "node:fs";
@@ -149,7 +150,7 @@ export async function removeScratch(cfg: Config, s: Scratch): Promise<void> {
 }
 
 export async function scratchClient(cfg: Config, s: Scratch, database = "postgres"): Promise<pg.Client> {
-  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", password: cfg.secrets.POSTGRES_PASSWORD, database, application_name: "pgplatform-scratch" });
+  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", password: cfg.secrets.POSTGRES_PASSWORD, database, application_name: "pgplatform-scratch", options: CATALOG_ONLY_OPTIONS });
   c.on("error", () => {});
   await c.connect();
   return c;
