@@ -102,5 +102,16 @@ describe("an app's role against the toolkit's superuser sessions in its database
     );
     expect(x).toEqual({ settings: ["search_path=public, pg_catalog"], functions: 4, rows: Array.from({ length: 10 }, (_, i) => `v${i + 1}`).join(",") });
   }, 300_000);
-});
 
+  test("attack: the app shadows count(*) (final function) before pg_catalog; new-app --supabase on it runs none of it", async () => {
+    rmSync(MARKER, { force: true });
+    await asApp(`CREATE FUNCTION public.cnt_final(bigint) RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN ${TRAP_BODY} RETURN $1; END $f$;
+                 CREATE FUNCTION public.cnt_step(bigint) RETURNS bigint LANGUAGE sql AS $f$ SELECT $1 + 1 $f$;
+                 CREATE AGGREGATE public.count(*) (SFUNC = public.cnt_step, STYPE = bigint, INITCOND = '0', FINALFUNC = public.cnt_final)`);
+    const r = runScript("new-app.ts", [APP, "--supabase", "--yes"]);
+    expect(existsSync(MARKER) ? readFileSync(MARKER, "utf8") : "no program ran").toBe("no program ran");
+    expect(await appIsSuperuser()).toBe(false);
+    expect(r.code).toBe(0);
+    expect((await superuser("SELECT string_agg(nspname, ',' ORDER BY nspname) AS s FROM pg_catalog.pg_namespace WHERE nspname IN ('auth', 'storage', 'extensions')", [], DB))[0].s).toBe("auth,extensions,storage");
+  }, 300_000);
+});

@@ -64,10 +64,14 @@ export function requireSecrets(cfg: Config): void {
   for (const v of Object.values(cfg.secrets)) registerSecret(v);
 }
 
-/** A superuser connection through HAProxy's read-write port, or a clear error when the cluster is down. */
+/**
+ * A superuser connection through HAProxy's read-write port, or a clear error when the cluster is down.
+ * In an app's database (which the app owns, with its public schema and its search_path setting)
+ * names resolve in pg_catalog only, so nothing the app created runs as the superuser.
+ */
 export async function connectAdmin(cfg: Config, database = "postgres"): Promise<pg.Client> {
   try {
-    return await connect(cfg, { database, timeoutMs: 3000 });
+    return await connect(cfg, { database, timeoutMs: 3000, catalogOnly: database !== "postgres" });
   } catch (e) {
     throw new ToolkitError(
       "CLUSTER_DOWN",
