@@ -13,7 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { connect, quoteIdent, quoteLiteral } from "../../scripts/lib/pg";
@@ -463,5 +463,26 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
     } finally {
       await sql(`ALTER DATABASE ${SEQDB} RESET default_transaction_read_only`, [], "postgres");
     }
+  }, 300_000);
+
+  test("restore never drops a database it did not make: an existing <TO>_restoring is refused, named, and left intact", async () => {
+    // restore builds <target>_restoring and, to clean up after an interrupted run, dropped any
+    // database of that name WITH (FORCE), without asking: here a team's own "it_adv_victim_restoring".
+    await sql("CREATE DATABASE it_adv_victim_restoring", [], "postgres");
+    await sql("CREATE TABLE precious AS SELECT 42 AS answer", [], "it_adv_victim_restoring");
+    const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+    expect(b.code).toBe(0);
+    const bid = jsonOf(b.stdout).id;
+    created.push(bid);
+    const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", "it_adv_victim"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("error [RESTORE_NAME_TAKEN]: database it_adv_victim_restoring exists and was not left by a restore");
+    expect((await sql("SELECT answer FROM precious", [], "it_adv_victim_restoring"))[0].answer).toBe(42);
+    expect(await sql("SELECT datname FROM pg_database WHERE datname = 'it_adv_victim'", [], "postgres")).toEqual([]);
+    // A restore that completes leaves no record of its temporary database behind.
+    const again = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", "it_adv_other"]);
+    expect(again.code).toBe(0);
+    expect(existsSync(join(cfg.stateDir, "restoring"))).toBe(true);
+    expect(readdirSync(join(cfg.stateDir, "restoring"))).toEqual([]);
   }, 300_000);
 });

@@ -6,7 +6,7 @@
  * disabled) rather than dropped, so a wrong restore is one rename away from
  * undone.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type pg from "pg";
@@ -82,6 +82,33 @@ async function databaseSql(cfg: Config, dumpDir: string, from: string, to: strin
 }
 
 const clip = (name: string, suffix: string) => name.slice(0, 63 - suffix.length) + suffix;
+
+/**
+ * A restore records the OID of the temporary database it creates, so that a
+ * later run drops only a leftover of its own, never a database someone else
+ * made under that name.
+ */
+const tmpMarker = (cfg: Config, tmp: string) => join(cfg.stateDir, "restoring", `${tmp}.oid`);
+const dbOid = async (c: pg.Client, name: string): Promise<string | undefined> => (await c.query("SELECT oid::text AS oid FROM pg_database WHERE datname = $1", [name])).rows[0]?.oid;
+
+async function markTmp(cfg: Config, c: pg.Client, tmp: string): Promise<void> {
+  mkdirSync(join(cfg.stateDir, "restoring"), { recursive: true, mode: 0o700 });
+  writeFileSync(tmpMarker(cfg, tmp), `${await dbOid(c, tmp)}\n`, { mode: 0o600 });
+}
+
+/** Drop a temporary database left by an interrupted restore; refuse, naming it, when no restore made it. */
+async function dropLeftoverTmp(cfg: Config, c: pg.Client, tmp: string, target: string): Promise<void> {
+  const oid = await dbOid(c, tmp);
+  if (oid === undefined) return;
+  let recorded = "";
+  try {
+    recorded = readFileSync(tmpMarker(cfg, tmp), "utf8").trim();
+  } catch {}
+  if (recorded !== oid) {
+    throw new ToolkitError("RESTORE_NAME_TAKEN", `database ${tmp} exists and was not left by a restore: restoring ${target} builds it under that name first`, `rename or drop ${tmp} yourself, or restore with another TO=<name>; nothing was changed`);
+  }
+  await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`);
+}
 
 export async function databaseExists(c: pg.Client, name: string): Promise<boolean> {
   return (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount === 1;
@@ -168,7 +195,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     if (replaced && !opts.confirmed) {
       throw new ToolkitError("NEEDS_CONFIRMATION", `database ${target} exists: restoring replaces it (the current one is kept, renamed)`, "re-run with YES=1 (make) or --yes, or restore next to it with TO=<new name>");
     }
-    if (await databaseExists(c, tmp)) await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`); // left by an interrupted restore
+    await dropLeftoverTmp(cfg, c, tmp, target);
 
     progress("restore", `creating ${tmp} with ${opts.db}'s settings`);
     if (entry.properties?.create) {
@@ -183,6 +210,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
         throw new ToolkitError("RESTORE_FAILED", `creating ${tmp} with ${opts.db}'s settings failed`, "nothing was replaced; the server's error is above", serverErrorLines(made.stderr).join("\n"));
       }
     }
+    await markTmp(cfg, c, tmp);
     progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
     const r = await run([pgBin(cfg, "pg_restore"), ...conn, "-d", tmp, "--exit-on-error", "-j", String(opts.jobs ?? cfg.backup.jobs), join(dir, entry.dir)], { env, nothrow: true, timeoutMs: 12 * 3_600_000 });
     if (r.code !== 0) {
@@ -235,6 +263,8 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       ms: Date.now() - t0,
     };
   } finally {
+    // The temporary database is gone (renamed into place or dropped after a failure): so is its record.
+    if (!(await databaseExists(c, tmp).catch(() => true))) rmSync(tmpMarker(cfg, tmp), { force: true });
     await c.end().catch(() => {});
   }
 }
