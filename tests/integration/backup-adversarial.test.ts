@@ -485,4 +485,20 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
     expect(existsSync(join(cfg.stateDir, "restoring"))).toBe(true);
     expect(readdirSync(join(cfg.stateDir, "restoring"))).toEqual([]);
   }, 300_000);
+
+  test("restore refuses the cluster's own databases as a target: TO=template1 / TO=postgres change nothing", async () => {
+    // TO=template1 YES=1 swapped an app's database in as template1 (every later CREATE DATABASE
+    // copied the app's objects); TO=postgres failed mid-swap with an INTERNAL error and left a copy behind.
+    const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+    expect(b.code).toBe(0);
+    const bid = jsonOf(b.stdout).id;
+    created.push(bid);
+    const before = await sql("SELECT datname, datallowconn, datistemplate FROM pg_database ORDER BY 1", [], "postgres");
+    for (const to of ["template1", "postgres", "template0"]) {
+      const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", to, "--yes"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`error [BAD_NAME]: TO="${to}" is one of the cluster's own databases (postgres, template0, template1): a restore never replaces it`);
+    }
+    expect(await sql("SELECT datname, datallowconn, datistemplate FROM pg_database ORDER BY 1", [], "postgres")).toEqual(before);
+  }, 300_000);
 });

@@ -43,8 +43,14 @@ export interface RestoreResult {
   ms: number;
 }
 
+/** The cluster's own databases: Patroni and the toolkit connect to postgres; CREATE DATABASE copies template1. */
+export const CLUSTER_DATABASES = ["postgres", "template0", "template1"];
+
 export function checkDbName(name: string, flag: string): void {
   if (!DB_NAME_RE.test(name)) throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is not a valid database name`, "use lowercase letters, digits and underscores, starting with a letter");
+  if (CLUSTER_DATABASES.includes(name)) {
+    throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is one of the cluster's own databases (${CLUSTER_DATABASES.join(", ")}): a restore never replaces it`, "restore an app or environment database (DB=<name>), or beside it with TO=<new name>; nothing was changed");
+  }
 }
 
 /** How pg_dump writes a database name (it quotes only when it must). */
