@@ -6,6 +6,9 @@
  * operator) and deleted once a good backup supersedes them. Physical backups
  * follow pgBackRest's own retention (repo1-retention-full/diff), applied by
  * pgBackRest after each backup.
+ *
+ * The policy applies per database: `backup --db a` keeps today's backup of b,
+ * and a backup is deleted only when no database it holds still needs it.
  */
 import { rmSync } from "node:fs";
 import type { Config } from "../config";
@@ -16,6 +19,8 @@ export interface RetentionItem {
   id: string;
   time: Date;
   good: boolean;
+  /** the databases it holds; absent or empty: it counts for every database */
+  databases?: string[];
 }
 
 export interface RetentionPolicy {
@@ -40,8 +45,25 @@ export function isoWeekKey(d: Date): string {
   return `${t.getUTCFullYear()}-W${String(week).padStart(2, "0")}`;
 }
 
-/** Pure: which backups to keep (and why) and which to delete. */
+/** Pure: which backups to keep (and why) and which to delete, database by database. */
 export function planRetention(items: RetentionItem[], policy: RetentionPolicy): RetentionPlan {
+  const dbsOf = (i: RetentionItem) => (i.databases?.length ? i.databases : []);
+  const names = [...new Set(items.flatMap(dbsOf))];
+  if (names.length <= 1) return planGroup(items, policy);
+  const newestFirst = [...items].sort((a, b) => b.time.getTime() - a.time.getTime());
+  const reasons = new Map<string, string[]>();
+  for (const db of names.sort()) {
+    const group = items.filter((i) => dbsOf(i).length === 0 || dbsOf(i).includes(db));
+    for (const k of planGroup(group, policy).keep) reasons.set(k.id, [...(reasons.get(k.id) ?? []), ...k.reasons.map((r) => `${db}: ${r}`)]);
+  }
+  return {
+    keep: newestFirst.filter((i) => reasons.has(i.id)).map((i) => ({ id: i.id, reasons: reasons.get(i.id)! })),
+    delete: newestFirst.filter((i) => !reasons.has(i.id)).map((i) => i.id),
+  };
+}
+
+/** Pure: the policy over backups that all count for the same database(s). */
+function planGroup(items: RetentionItem[], policy: RetentionPolicy): RetentionPlan {
   const newestFirst = [...items].sort((a, b) => b.time.getTime() - a.time.getTime());
   const good = newestFirst.filter((i) => i.good);
   const reasons = new Map<string, string[]>();
@@ -71,7 +93,7 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
 }
 
 export function retentionItems(cfg: Config): RetentionItem[] {
-  return listBackups(cfg).map((m) => ({ id: m.id, time: stampToDate(m.id) ?? new Date(0), good: isGood(m) }));
+  return listBackups(cfg).map((m) => ({ id: m.id, time: stampToDate(m.id) ?? new Date(0), good: isGood(m), databases: (m.databases ?? []).map((d) => d.name) }));
 }
 
 /** Delete what the plan says; the caller holds the backup lock. */
