@@ -67,6 +67,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await superuser(`ALTER ROLE ${quoteIdent(APP)} NOSUPERUSER`).catch(() => {});
   await superuser(`DROP DATABASE IF EXISTS ${quoteIdent(COPY)} WITH (FORCE)`).catch(() => {});
+  await superuser(`DROP DATABASE IF EXISTS ${quoteIdent(`${COPY}2`)} WITH (FORCE)`).catch(() => {});
   runScript("new-app.ts", [APP, "--remove", "--yes"]);
   await superuser(`DROP DATABASE IF EXISTS ${quoteIdent(DB)} WITH (FORCE)`).catch(() => {});
   await superuser(`DROP ROLE IF EXISTS ${quoteIdent(APP)}`).catch(() => {});
@@ -113,5 +114,40 @@ describe("an app's role against the toolkit's superuser sessions in its database
     expect(await appIsSuperuser()).toBe(false);
     expect(r.code).toBe(0);
     expect((await superuser("SELECT string_agg(nspname, ',' ORDER BY nspname) AS s FROM pg_catalog.pg_namespace WHERE nspname IN ('auth', 'storage', 'extensions')", [], DB))[0].s).toBe("auth,extensions,storage");
+  }, 300_000);
+
+  test("attack: the app sets its database's statement_timeout to 1ms; the nightly backup (its database and another) still verifies", async () => {
+    // One app's setting made the whole backup run die (error [INTERNAL]: canceling statement due to
+    // statement timeout): no database got a backup that night.
+    await asApp(`CREATE TABLE public.big AS SELECT g FROM generate_series(1, 200000) g`);
+    await asApp(`ALTER DATABASE ${quoteIdent(DB)} SET statement_timeout = '1ms'`);
+    try {
+      const b = runScript("backup.ts", ["--db", `${cfg.databases[0]},${DB}`, "--logical-only", "--json"]);
+      const id = /"id": "([^"]+)"/.exec(b.stdout)?.[1] ?? /backup (\d{8}T\d{6}Z(?:-\d+)?)/.exec(b.stderr)?.[1];
+      if (id) created.push(id);
+      expect(b.stderr).toBe("");
+      expect(b.code).toBe(0);
+      const m = JSON.parse(b.stdout.slice(b.stdout.indexOf("{")));
+      expect(m.manifest.databases.map((d: any) => d.name)).toEqual([cfg.databases[0], DB]);
+      expect(m.manifest.databases[1].tables.find((t: any) => t.table === "big").rows).toBe(200000);
+      // And it restores, the setting carried as it was.
+      const r = runScript("restore.ts", ["--db", DB, "--from", id!, "--to", `${COPY}2`, "--json"]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const settings = async (database: string) => {
+        const c = await connect(cfg, { database, catalogOnly: true });
+        try {
+          const n = (await c.query("SELECT count(*)::int AS n FROM public.big")).rows[0].n;
+          return { n, settings: [...(await c.query("SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND setrole = 0")).rows[0].setconfig].sort() };
+        } finally {
+          await c.end();
+        }
+      };
+      const want = await settings(DB);
+      expect(want.settings).toContain("statement_timeout=1ms");
+      expect(await settings(`${COPY}2`)).toEqual({ n: 200000, settings: want.settings });
+    } finally {
+      await asApp(`ALTER DATABASE ${quoteIdent(DB)} RESET statement_timeout`);
+    }
   }, 300_000);
 });

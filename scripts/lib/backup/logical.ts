@@ -13,7 +13,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { clusterView, isRunning, type ClusterMember } from "../patroni";
 import { connect, memberTarget, quoteIdent } from "../pg";
-import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
+import { backupStamp, DUMP_PGOPTIONS, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
 import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
 import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
@@ -42,7 +42,7 @@ export async function pickSource(cfg: Config, preferPrimary = false): Promise<So
   return { member, role: chosen.role, inRecovery: chosen.role !== "leader" };
 }
 
-const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" });
+const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", ...DUMP_PGOPTIONS });
 const connArgs = (m: Member) => ["-h", m.address, "-p", String(m.pgPort), "-U", "postgres", "--no-password"];
 
 /**
