@@ -150,4 +150,33 @@ describe("an app's role against the toolkit's superuser sessions in its database
       await asApp(`ALTER DATABASE ${quoteIdent(DB)} RESET statement_timeout`);
     }
   }, 300_000);
+
+  test("attack: the app closes its own database to connections (from template1); it cannot, and the nightly backup still runs", async () => {
+    // From template1 (open to every role by default) the owner ran ALTER DATABASE <own> ALLOW_CONNECTIONS
+    // false: the next backup died for every database (error [INTERNAL]: database ... is not currently accepting connections).
+    const attempt = async () => {
+      try {
+        const c = await connect(cfg, { user: APP, password: appPassword, database: "template1" });
+        try {
+          await c.query(`ALTER DATABASE ${quoteIdent(DB)} ALLOW_CONNECTIONS false`);
+          return "succeeded";
+        } finally {
+          await c.end().catch(() => {});
+        }
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    try {
+      expect(await attempt()).toBe(`permission denied for database "template1"`);
+      expect((await superuser("SELECT datallowconn FROM pg_database WHERE datname = $1", [DB]))[0].datallowconn).toBe(true);
+      const b = runScript("backup.ts", ["--db", `${cfg.databases[0]},${DB}`, "--logical-only"]);
+      const id = /backup +(\d{8}T\d{6}Z(?:-\d+)?)/.exec(b.stdout)?.[1];
+      if (id) created.push(id);
+      expect(b.stderr).toBe("");
+      expect(b.code).toBe(0);
+    } finally {
+      await superuser(`ALTER DATABASE ${quoteIdent(DB)} ALLOW_CONNECTIONS true`);
+    }
+  }, 300_000);
 });

@@ -365,7 +365,10 @@ const rel = (cfg: Config, path: string) => path.replace(cfg.rootDir + "/", "");
  */
 export async function closeMaintenanceDatabase(admin: pg.Client): Promise<string | undefined> {
   // dev-up does this too; kept here so a cluster set up before that still gets it on first onboarding.
-  return restrictConnect(admin, "postgres", MAINTENANCE_DB_ROLES);
+  const maintenance = await restrictConnect(admin, "postgres", MAINTENANCE_DB_ROLES);
+  // template1 as well: from it an app's role could close its own database to every connection (backups included).
+  const template = await restrictConnect(admin, "template1", []);
+  return [maintenance, template].filter(Boolean).join("; ") || undefined;
 }
 
 /** Supabase's side in one app database, in one transaction; reports what it added and how to take it back. */
