@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
+import { connect } from "../pg";
 import { portFree } from "../ports";
 import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from "./common";
 import { runPgbackrest, stanzaInfo } from "./pgbackrest";
@@ -63,6 +64,15 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
   if (before.length === 0) {
     const first = info.backups[0];
     throw new ToolkitError("NO_BACKUP_BEFORE", `no physical backup finished before ${opts.at}${first ? ` (the oldest finished ${new Date(first.stop * 1000).toISOString()})` : ""}`, "pick a later time, or take one now with `make backup` (PITR reaches back to the oldest kept backup)");
+  }
+  // Recovery to a time stops at the first commit after it; on a cluster idle since AT there is none and
+  // Postgres ends with "recovery ended before configured recovery target was reached". One empty
+  // transaction with an XID writes a commit record stamped now (> AT), so the target is always reached.
+  const w = await connect(cfg);
+  try {
+    await w.query("SELECT pg_catalog.txid_current()");
+  } finally {
+    await w.end().catch(() => {});
   }
   // Everything written up to now must be in the archive, or recovery stops short of AT.
   progress("archive", "switching WAL and waiting for it to be archived");
