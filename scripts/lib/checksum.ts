@@ -53,7 +53,7 @@ export const PINNED_OUTPUT: [string, string][] = [
 
 /** Pin the output settings for this session (or, with local, this transaction). */
 export async function pinOutput(c: pg.Client, local = false): Promise<void> {
-  for (const [k, v] of PINNED_OUTPUT) await c.query("SELECT set_config($1, $2, $3)", [k, v, local]);
+  for (const [k, v] of PINNED_OUTPUT) await c.query("SELECT pg_catalog.set_config($1, $2, $3)", [k, v, local]);
 }
 
 /** Every table whose rows a dump carries, with its kind, root and column names (sorted). */

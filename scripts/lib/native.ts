@@ -478,6 +478,10 @@ export async function ensureDatabases(cfg: Config): Promise<string[]> {
     }
     const maintenance = await restrictConnect(c, "postgres", MAINTENANCE_DB_ROLES);
     if (maintenance) changes.push(maintenance);
+    // template1 too: no role needs it, and from it an app's role could ALTER its own database
+    // (ALLOW_CONNECTIONS false), which no session inside that database may do, and stop every backup.
+    const template = await restrictConnect(c, "template1", []);
+    if (template) changes.push(template);
   } finally {
     await c.end().catch(() => {});
   }

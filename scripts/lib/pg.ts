@@ -23,7 +23,19 @@ export function dbUrl(cfg: Config, database: string, user = "postgres", password
   return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${target.host}:${target.port}/${encodeURIComponent(database)}`;
 }
 
-export async function connect(cfg: Config, opts: { database?: string; target?: Target; user?: string; password?: string; timeoutMs?: number } = {}): Promise<pg.Client> {
+/**
+ * libpq startup options for a superuser session in a database someone else
+ * owns (an app owns its database and its public schema): names resolve in
+ * pg_catalog only, so no function or operator the owner created, nor an
+ * `ALTER DATABASE ... SET search_path` it chose, runs as the superuser; and
+ * the owner's `ALTER DATABASE ... SET statement_timeout` (or idle-in-
+ * transaction / lock timeouts) cannot cancel the toolkit's work there (a
+ * backup of every database died of one app's 1 ms timeout). Startup options
+ * outrank the database's settings.
+ */
+export const CATALOG_ONLY_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=0";
+
+export async function connect(cfg: Config, opts: { database?: string; target?: Target; user?: string; password?: string; timeoutMs?: number; catalogOnly?: boolean } = {}): Promise<pg.Client> {
   const t = opts.target ?? rwTarget(cfg);
   const client = new pg.Client({
     host: t.host,
@@ -33,6 +45,7 @@ export async function connect(cfg: Config, opts: { database?: string; target?: T
     database: opts.database ?? "postgres",
     connectionTimeoutMillis: opts.timeoutMs ?? 5000,
     application_name: "pgplatform",
+    ...(opts.catalogOnly ? { options: CATALOG_ONLY_OPTIONS } : {}),
   });
   client.on("error", () => {}); // a dropped connection surfaces on the next query instead of crashing us
   await client.connect();

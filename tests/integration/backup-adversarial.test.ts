@@ -13,7 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { connect, quoteIdent, quoteLiteral } from "../../scripts/lib/pg";
@@ -422,4 +422,101 @@ describe("backup and restore of hostile inputs", () => {
     expect(r.stderr).toContain("Command was: CREATE TABLE public.articles");
     expect(await sql("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_adv\\_fail%'", [], "postgres")).toEqual([]);
   }, 240_000);
+});
+
+describe("more hostile databases: what a replica cannot dump, a read-only archive", () => {
+  const SEQDB = "orchestrator_ai_staging";
+  const SEQCOPY = "it_adv_seq";
+  const ROCOPY = "it_adv_readonly";
+  afterAll(async () => {
+    await sql(`ALTER DATABASE ${SEQDB} RESET default_transaction_read_only`, [], "postgres").catch(() => {});
+    await sql("DROP TABLE IF EXISTS it_adv_orders, it_adv_archive; DROP SEQUENCE IF EXISTS it_adv_order_ids", [], SEQDB).catch(() => {});
+  });
+
+  test("an UNLOGGED sequence (no unlogged table beside it) keeps its value through backup and restore", async () => {
+    // On a replica an unlogged sequence reads as freshly created (1, not called): a replica's dump
+    // restored it at 1, so the next insert collided with existing ids, while the backup said verified.
+    await sql(
+      `CREATE UNLOGGED SEQUENCE it_adv_order_ids;
+       CREATE TABLE it_adv_orders (id bigint PRIMARY KEY DEFAULT nextval('it_adv_order_ids'), item text);
+       INSERT INTO it_adv_orders (item) SELECT 'item ' || g FROM generate_series(1, 777) g;`,
+      [],
+      SEQDB,
+    );
+    const want = (await sql("SELECT last_value::text AS v, is_called FROM it_adv_order_ids", [], SEQDB))[0];
+    expect(want).toEqual({ v: "777", is_called: true });
+    const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+    expect(b.code).toBe(0);
+    const rep = jsonOf(b.stdout);
+    created.push(rep.id);
+    const r = runScript("restore.ts", ["--db", SEQDB, "--from", rep.id, "--to", SEQCOPY, "--json"]);
+    expect(r.code).toBe(0);
+    expect((await sql("SELECT last_value::text AS v, is_called FROM it_adv_order_ids", [], SEQCOPY))[0]).toEqual(want);
+    // The app's next insert works in the restored database.
+    expect((await sql("INSERT INTO it_adv_orders (item) VALUES ('next') RETURNING id::text AS id", [], SEQCOPY))[0].id).toBe("778");
+    // And the manifest says why this database came from the primary.
+    expect(rep.manifest.databases[0].note).toContain("public.it_adv_order_ids");
+  }, 300_000);
+
+  test("a read-only database (ALTER DATABASE ... SET default_transaction_read_only = on) backs up verified and restores, still read-only", async () => {
+    // An archive database set read-only: pg_restore loads under the database's settings, so every
+    // backup of it failed verification ("cannot execute CREATE ... in a read-only transaction") and
+    // no restore of it could ever succeed.
+    await sql("CREATE TABLE it_adv_archive (id int PRIMARY KEY, v text); INSERT INTO it_adv_archive SELECT g, 'v' || g FROM generate_series(1, 25) g", [], SEQDB);
+    await sql(`ALTER DATABASE ${SEQDB} SET default_transaction_read_only = on`, [], "postgres");
+    try {
+      const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+      const bid = /"id": "([^"]+)"/.exec(b.stdout)?.[1] ?? /backup (\d{8}T\d{6}Z(?:-\d+)?)/.exec(b.stderr)?.[1];
+      if (bid) created.push(bid);
+      expect(b.stderr).not.toContain("read-only transaction");
+      expect(b.code).toBe(0);
+      const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid!, "--to", ROCOPY, "--json"]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect((await sql("SELECT string_agg(id || ':' || v, ',' ORDER BY id) AS j FROM it_adv_archive", [], ROCOPY))[0].j).toBe(Array.from({ length: 25 }, (_, i) => `${i + 1}:v${i + 1}`).join(","));
+      const want = (await props(SEQDB)).settings;
+      expect(want).toContain("default_transaction_read_only=on");
+      expect((await props(ROCOPY)).settings).toEqual(want);
+      expect((await sql("SHOW default_transaction_read_only", [], ROCOPY))[0].default_transaction_read_only).toBe("on");
+    } finally {
+      await sql(`ALTER DATABASE ${SEQDB} RESET default_transaction_read_only`, [], "postgres");
+    }
+  }, 300_000);
+
+  test("restore never drops a database it did not make: an existing <TO>_restoring is refused, named, and left intact", async () => {
+    // restore builds <target>_restoring and, to clean up after an interrupted run, dropped any
+    // database of that name WITH (FORCE), without asking: here a team's own "it_adv_victim_restoring".
+    await sql("CREATE DATABASE it_adv_victim_restoring", [], "postgres");
+    await sql("CREATE TABLE precious AS SELECT 42 AS answer", [], "it_adv_victim_restoring");
+    const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+    expect(b.code).toBe(0);
+    const bid = jsonOf(b.stdout).id;
+    created.push(bid);
+    const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", "it_adv_victim"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("error [RESTORE_NAME_TAKEN]: database it_adv_victim_restoring exists and was not left by a restore");
+    expect((await sql("SELECT answer FROM precious", [], "it_adv_victim_restoring"))[0].answer).toBe(42);
+    expect(await sql("SELECT datname FROM pg_database WHERE datname = 'it_adv_victim'", [], "postgres")).toEqual([]);
+    // A restore that completes leaves no record of its temporary database behind.
+    const again = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", "it_adv_other"]);
+    expect(again.code).toBe(0);
+    expect(existsSync(join(cfg.stateDir, "restoring"))).toBe(true);
+    expect(readdirSync(join(cfg.stateDir, "restoring"))).toEqual([]);
+  }, 300_000);
+
+  test("restore refuses the cluster's own databases as a target: TO=template1 / TO=postgres change nothing", async () => {
+    // TO=template1 YES=1 swapped an app's database in as template1 (every later CREATE DATABASE
+    // copied the app's objects); TO=postgres failed mid-swap with an INTERNAL error and left a copy behind.
+    const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
+    expect(b.code).toBe(0);
+    const bid = jsonOf(b.stdout).id;
+    created.push(bid);
+    const before = await sql("SELECT datname, datallowconn, datistemplate FROM pg_database ORDER BY 1", [], "postgres");
+    for (const to of ["template1", "postgres", "template0"]) {
+      const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", to, "--yes"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`error [BAD_NAME]: TO="${to}" is one of the cluster's own databases (postgres, template0, template1): a restore never replaces it`);
+    }
+    expect(await sql("SELECT datname, datallowconn, datistemplate FROM pg_database ORDER BY 1", [], "postgres")).toEqual(before);
+  }, 300_000);
 });

@@ -61,6 +61,25 @@ describe("retention", () => {
     expect(plan.delete).toEqual([]);
   });
 
+  // `make backup ARGS='--db orchestrator_ai_dev'` deleted the only backup of brk2_db, taken minutes
+  // before: the newest good backup of the day was kept whatever databases it held.
+  test("retention is per database: a backup of one database never supersedes another database's backup", () => {
+    const of = (iso: string, databases: string[], good = true): RetentionItem => ({ id: iso, time: new Date(iso), good, databases });
+    const items = [
+      of("2026-11-21T10:05:00Z", ["orchestrator_ai_dev"]),
+      of("2026-11-21T10:00:00Z", ["brk2_db"]),
+      of("2026-11-21T09:00:00Z", ["brk2_db", "orchestrator_ai_dev"]), // both have newer ones today: deleted
+      of("2026-11-21T08:00:00Z", ["other_db"], false), // failed, and other_db has no good backup: evidence, kept
+    ];
+    const plan = planRetention(items, { daily: 1, weekly: 1 });
+    expect(plan.keep).toEqual([
+      { id: "2026-11-21T10:05:00Z", reasons: ["orchestrator_ai_dev: newest good backup", "orchestrator_ai_dev: daily 2026-11-21", "orchestrator_ai_dev: weekly 2026-W47"] },
+      { id: "2026-11-21T10:00:00Z", reasons: ["brk2_db: newest good backup", "brk2_db: daily 2026-11-21", "brk2_db: weekly 2026-W47"] },
+      { id: "2026-11-21T08:00:00Z", reasons: ["other_db: not verified, newer than the newest good backup"] },
+    ]);
+    expect(plan.delete).toEqual(["2026-11-21T09:00:00Z"]);
+  });
+
   test("ISO weeks start on Monday and belong to the year of their Thursday", () => {
     expect(isoWeekKey(new Date("2026-11-23T00:00:00Z"))).toBe("2026-W48"); // Monday
     expect(isoWeekKey(new Date("2026-11-22T23:59:00Z"))).toBe("2026-W47"); // Sunday

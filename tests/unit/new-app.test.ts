@@ -62,6 +62,12 @@ describe("hostnames", () => {
   test.each(["", "Book.example.com", "a b", "a;b", "evil.com; }", "-a.com", "a-.com", "a..b", "a_b.com", "x".repeat(64) + ".com", "host:80"])("rejects %p", (d) => {
     expect(domainProblem(d)).toContain("not a valid hostname");
   });
+  // An address (or "localhost") as an app's server_name takes the stack's own plain-HTTP server:
+  // `new-app x --domain 127.0.120.1` sent /healthz and /cluster to the app, and every later dev-up
+  // failed with "nginx /healthz: not ready after 15 s".
+  test.each(["127.0.0.1", "127.0.120.1", "10.1.2.3", "localhost", "1.2"])("rejects the address or machine name %p", (d) => {
+    expect(domainProblem(d)).toBe(`${JSON.stringify(d)} is an address or the machine's own name, not an app's hostname: the stack's own server answers to it (/healthz, /cluster); use a name such as app.localhost`);
+  });
   test("default hostname turns underscores into dashes", () => {
     expect(defaultDomain("research_ai")).toBe("research-ai.localhost");
     expect(domainProblem(defaultDomain("research_ai"))).toBeUndefined();

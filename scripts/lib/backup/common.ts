@@ -23,6 +23,19 @@ export function ensurePgDir(cfg: Config, dir: string, mode = 0o750): boolean {
   return ensureDirNoFollow(dir, mode, pgOwner(cfg));
 }
 
+/**
+ * libpq options for the sessions that LOAD a dump (pg_restore, globals): a
+ * database or role set `default_transaction_read_only = on` (an archive) is
+ * restored as it is, but its load must be able to write; an app's
+ * `ALTER DATABASE ... SET statement_timeout = '1ms'` must not cancel it.
+ * Startup options outrank ALTER DATABASE / ALTER ROLE settings; the settings
+ * themselves are carried and apply to every later session.
+ */
+const NO_TIMEOUTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=0";
+export const LOAD_PGOPTIONS = { PGOPTIONS: `-c default_transaction_read_only=off ${NO_TIMEOUTS}` };
+/** For pg_dump: its first queries run before it sets its own timeouts, under the database's. */
+export const DUMP_PGOPTIONS = { PGOPTIONS: NO_TIMEOUTS };
+
 /** Run as the postgres OS user from a directory it can enter (tools like psql complain about /root). */
 export function runAsPg(cfg: Config, cmd: Cmd, opts: RunOptions = {}) {
   return run(cmd, { cwd: "/", ...opts, asUser: cfg.pgOsUser, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...opts.env } });

@@ -13,7 +13,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { clusterView, isRunning, type ClusterMember } from "../patroni";
 import { connect, memberTarget, quoteIdent } from "../pg";
-import { backupStamp, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
+import { backupStamp, DUMP_PGOPTIONS, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
 import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
 import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
@@ -42,7 +42,7 @@ export async function pickSource(cfg: Config, preferPrimary = false): Promise<So
   return { member, role: chosen.role, inRecovery: chosen.role !== "leader" };
 }
 
-const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" });
+const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", ...DUMP_PGOPTIONS });
 const connArgs = (m: Member) => ["-h", m.address, "-p", String(m.pgPort), "-U", "postgres", "--no-password"];
 
 /**
@@ -54,9 +54,21 @@ export async function countRows(c: pg.Client): Promise<TableCount[]> {
   return checksumTables(c);
 }
 
-/** Unlogged tables of the connected database (a replica's dump holds no rows for them). */
+/**
+ * Unlogged relations of the connected database a replica's dump cannot hold:
+ * tables (no rows on a replica) and sequences (a replica reads an unlogged
+ * sequence as freshly created, so its dump would restore it at 1 and the
+ * next insert would reuse ids).
+ */
 export async function unloggedTables(c: pg.Client): Promise<string[]> {
-  return (await listTables(c)).filter((t) => t.unlogged).map((t) => `${t.schema}.${t.table}`);
+  const tables = (await listTables(c)).filter((t) => t.unlogged).map((t) => `${t.schema}.${t.table}`);
+  const seqs = (
+    await c.query(`SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind = 'S' AND c.relpersistence = 'u'
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+                   ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"`)
+  ).rows.map((r) => `${r.name} (sequence)`);
+  return [...tables, ...seqs];
 }
 
 export interface LogicalOptions {
@@ -103,7 +115,7 @@ interface Dumped {
 }
 
 async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: string, jobs: number, expectBytes: number, progress: BackupProgress): Promise<Dumped> {
-  const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
+  const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     // Counting runs beside pg_dump: one process per scan leaves the CPUs to the dump's workers.
@@ -173,7 +185,7 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
   }
 
   async function withUnlogged(db: string): Promise<string[]> {
-    const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000 });
+    const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
     try {
       return await unloggedTables(c);
     } finally {
@@ -200,7 +212,7 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
       if (source.inRecovery) {
         const unlogged = await withUnlogged(db);
         if (unlogged.length) {
-          note = `unlogged table(s) ${unlogged.join(", ")}: a replica cannot dump them, dumped from the primary`;
+          note = `unlogged table(s)/sequence(s) ${unlogged.join(", ")}: a replica cannot dump them, dumped from the primary`;
           progress("dump", `${db}: ${note}`);
         }
       }

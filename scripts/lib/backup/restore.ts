@@ -6,7 +6,7 @@
  * disabled) rather than dropped, so a wrong restore is one rename away from
  * undone.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type pg from "pg";
@@ -14,7 +14,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { connect, quoteIdent, rwTarget } from "../pg";
-import { backupStamp, pgBin, serverErrorLines, type BackupProgress } from "./common";
+import { backupStamp, LOAD_PGOPTIONS, pgBin, serverErrorLines, type BackupProgress } from "./common";
 import { countRows } from "./logical";
 import type { TableCount } from "./manifest";
 import { backupPath, compareCounts, compareFiles, compareLargeObjects, findBackup, hashFiles, type Manifest } from "./manifest";
@@ -45,8 +45,14 @@ export interface RestoreResult {
   ms: number;
 }
 
+/** The cluster's own databases: Patroni and the toolkit connect to postgres; CREATE DATABASE copies template1. */
+export const CLUSTER_DATABASES = ["postgres", "template0", "template1"];
+
 export function checkDbName(name: string, flag: string): void {
   if (!DB_NAME_RE.test(name)) throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is not a valid database name`, "use lowercase letters, digits and underscores, starting with a letter");
+  if (CLUSTER_DATABASES.includes(name)) {
+    throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is one of the cluster's own databases (${CLUSTER_DATABASES.join(", ")}): a restore never replaces it`, "restore an app or environment database (DB=<name>), or beside it with TO=<new name>; nothing was changed");
+  }
 }
 
 /** How pg_dump writes a database name (it quotes only when it must). */
@@ -84,6 +90,33 @@ async function databaseSql(cfg: Config, dumpDir: string, from: string, to: strin
 }
 
 const clip = (name: string, suffix: string) => name.slice(0, 63 - suffix.length) + suffix;
+
+/**
+ * A restore records the OID of the temporary database it creates, so that a
+ * later run drops only a leftover of its own, never a database someone else
+ * made under that name.
+ */
+const tmpMarker = (cfg: Config, tmp: string) => join(cfg.stateDir, "restoring", `${tmp}.oid`);
+const dbOid = async (c: pg.Client, name: string): Promise<string | undefined> => (await c.query("SELECT oid::text AS oid FROM pg_database WHERE datname = $1", [name])).rows[0]?.oid;
+
+async function markTmp(cfg: Config, c: pg.Client, tmp: string): Promise<void> {
+  mkdirSync(join(cfg.stateDir, "restoring"), { recursive: true, mode: 0o700 });
+  writeFileSync(tmpMarker(cfg, tmp), `${await dbOid(c, tmp)}\n`, { mode: 0o600 });
+}
+
+/** Drop a temporary database left by an interrupted restore; refuse, naming it, when no restore made it. */
+async function dropLeftoverTmp(cfg: Config, c: pg.Client, tmp: string, target: string): Promise<void> {
+  const oid = await dbOid(c, tmp);
+  if (oid === undefined) return;
+  let recorded = "";
+  try {
+    recorded = readFileSync(tmpMarker(cfg, tmp), "utf8").trim();
+  } catch {}
+  if (recorded !== oid) {
+    throw new ToolkitError("RESTORE_NAME_TAKEN", `database ${tmp} exists and was not left by a restore: restoring ${target} builds it under that name first`, `rename or drop ${tmp} yourself, or restore with another TO=<name>; nothing was changed`);
+  }
+  await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`);
+}
 
 export async function databaseExists(c: pg.Client, name: string): Promise<boolean> {
   return (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [name])).rowCount === 1;
@@ -164,7 +197,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
   await checkDumpFiles(m, dir, opts.db);
 
   const tmp = clip(target, "_restoring");
-  const env = { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" };
+  const env = { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", ...LOAD_PGOPTIONS };
   const rw = rwTarget(cfg);
   const conn = ["-h", rw.host, "-p", String(rw.port), "-U", "postgres", "--no-password"];
   const c = await connect(cfg);
@@ -173,7 +206,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     if (replaced && !opts.confirmed) {
       throw new ToolkitError("NEEDS_CONFIRMATION", `database ${target} exists: restoring replaces it (the current one is kept, renamed)`, "re-run with YES=1 (make) or --yes, or restore next to it with TO=<new name>");
     }
-    if (await databaseExists(c, tmp)) await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`); // left by an interrupted restore
+    await dropLeftoverTmp(cfg, c, tmp, target);
 
     progress("restore", `creating ${tmp} with ${opts.db}'s settings`);
     if (entry.properties?.create) {
@@ -188,6 +221,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
         throw new ToolkitError("RESTORE_FAILED", `creating ${tmp} with ${opts.db}'s settings failed`, "nothing was replaced; the server's error is above", serverErrorLines(made.stderr).join("\n"));
       }
     }
+    await markTmp(cfg, c, tmp);
     progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
     const r = await run([pgBin(cfg, "pg_restore"), ...conn, "-d", tmp, "--exit-on-error", "-j", String(opts.jobs ?? cfg.backup.jobs), join(dir, entry.dir)], { env, nothrow: true, timeoutMs: 12 * 3_600_000 });
     if (r.code !== 0) {
@@ -197,7 +231,7 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
 
     progress("check", "row counts, checksums and database properties against the manifest");
     const dropTmp = () => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-    const t = await connect(cfg, { database: tmp }).catch(async (e) => {
+    const t = await connect(cfg, { database: tmp, catalogOnly: true }).catch(async (e) => {
       await dropTmp();
       throw e;
     });
@@ -252,6 +286,8 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       ms: Date.now() - t0,
     };
   } finally {
+    // The temporary database is gone (renamed into place or dropped after a failure): so is its record.
+    if (!(await databaseExists(c, tmp).catch(() => true))) rmSync(tmpMarker(cfg, tmp), { force: true });
     await c.end().catch(() => {});
   }
 }

@@ -8,6 +8,9 @@
  * operator) and deleted once a good backup supersedes them. Physical backups
  * follow pgBackRest's own retention (repo1-retention-full/diff), applied by
  * pgBackRest after each backup.
+ *
+ * The policy applies per database: `backup --db a` keeps today's backup of b,
+ * and a backup is deleted only when no database it holds still needs it.
  */
 import { rmSync } from "node:fs";
 import type { Config } from "../config";
@@ -18,6 +21,8 @@ export interface RetentionItem {
   id: string;
   time: Date;
   good: boolean;
+  /** the databases it holds; absent or empty: it counts for every database */
+  databases?: string[];
 }
 
 export interface RetentionPolicy {
@@ -45,8 +50,25 @@ export function isoWeekKey(d: Date): string {
 /** A good backup younger than this is never deleted, whatever newer backups exist. */
 export const KEEP_EVERY_GOOD_MS = 24 * 3_600_000;
 
-/** Pure: which backups to keep (and why) and which to delete, as of `now`. */
+/** Pure: which backups to keep (and why) and which to delete, database by database. */
 export function planRetention(items: RetentionItem[], policy: RetentionPolicy, now = new Date()): RetentionPlan {
+  const dbsOf = (i: RetentionItem) => (i.databases?.length ? i.databases : []);
+  const names = [...new Set(items.flatMap(dbsOf))];
+  if (names.length <= 1) return planGroup(items, policy, now);
+  const newestFirst = [...items].sort((a, b) => b.time.getTime() - a.time.getTime());
+  const reasons = new Map<string, string[]>();
+  for (const db of names.sort()) {
+    const group = items.filter((i) => dbsOf(i).length === 0 || dbsOf(i).includes(db));
+    for (const k of planGroup(group, policy, now).keep) reasons.set(k.id, [...(reasons.get(k.id) ?? []), ...k.reasons.map((r) => `${db}: ${r}`)]);
+  }
+  return {
+    keep: newestFirst.filter((i) => reasons.has(i.id)).map((i) => ({ id: i.id, reasons: reasons.get(i.id)! })),
+    delete: newestFirst.filter((i) => !reasons.has(i.id)).map((i) => i.id),
+  };
+}
+
+/** Pure: the policy over backups that all count for the same database(s). */
+function planGroup(items: RetentionItem[], policy: RetentionPolicy, now: Date): RetentionPlan {
   const newestFirst = [...items].sort((a, b) => b.time.getTime() - a.time.getTime());
   const good = newestFirst.filter((i) => i.good);
   const reasons = new Map<string, string[]>();
@@ -77,7 +99,7 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy, n
 }
 
 export function retentionItems(cfg: Config): RetentionItem[] {
-  return listBackups(cfg).map((m) => ({ id: m.id, time: stampToDate(m.id) ?? new Date(0), good: isGood(m) }));
+  return listBackups(cfg).map((m) => ({ id: m.id, time: stampToDate(m.id) ?? new Date(0), good: isGood(m), databases: (m.databases ?? []).map((d) => d.name) }));
 }
 
 /** Delete what the plan says; the caller holds the backup lock. */

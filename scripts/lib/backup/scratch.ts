@@ -13,7 +13,8 @@ import pg from "pg";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
-import { ensurePgDir, pgBin, pgOwner, runAsPg } from "./common";
+import { CATALOG_ONLY_OPTIONS } from "../pg";
+import { ensurePgDir, LOAD_PGOPTIONS, pgBin, pgOwner, runAsPg } from "./common";
 import { writeFileNoFollow } from "../safe-fs";
 import { chownSync } from "node:fs";
 import { ensureSocketDir, scratchSocketName } from "../rundir";
@@ -149,7 +150,7 @@ export async function removeScratch(cfg: Config, s: Scratch): Promise<void> {
 }
 
 export async function scratchClient(cfg: Config, s: Scratch, database = "postgres"): Promise<pg.Client> {
-  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", password: cfg.secrets.POSTGRES_PASSWORD, database, application_name: "pgplatform-scratch" });
+  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", password: cfg.secrets.POSTGRES_PASSWORD, database, application_name: "pgplatform-scratch", options: CATALOG_ONLY_OPTIONS });
   c.on("error", () => {});
   await c.connect();
   return c;
@@ -159,4 +160,4 @@ export async function scratchClient(cfg: Config, s: Scratch, database = "postgre
 export const scratchConnArgs = (s: Scratch) => ["-h", s.socketDir, "-p", String(s.port), "-U", "postgres", "--no-password"];
 
 /** The password for tools run against a scratch instance (the cluster superuser's), as libpq reads it. */
-export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD });
+export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...LOAD_PGOPTIONS });

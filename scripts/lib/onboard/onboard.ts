@@ -65,10 +65,14 @@ export function requireSecrets(cfg: Config): void {
   for (const v of Object.values(cfg.secrets)) registerSecret(v);
 }
 
-/** A superuser connection through HAProxy's read-write port, or a clear error when the cluster is down. */
+/**
+ * A superuser connection through HAProxy's read-write port, or a clear error when the cluster is down.
+ * In an app's database (which the app owns, with its public schema and its search_path setting)
+ * names resolve in pg_catalog only, so nothing the app created runs as the superuser.
+ */
 export async function connectAdmin(cfg: Config, database = "postgres"): Promise<pg.Client> {
   try {
-    return await connect(cfg, { database, timeoutMs: 3000 });
+    return await connect(cfg, { database, timeoutMs: 3000, catalogOnly: database !== "postgres" });
   } catch (e) {
     throw new ToolkitError(
       "CLUSTER_DOWN",
@@ -370,7 +374,10 @@ const rel = (cfg: Config, path: string) => path.replace(cfg.rootDir + "/", "");
  */
 export async function closeMaintenanceDatabase(admin: pg.Client): Promise<string | undefined> {
   // dev-up does this too; kept here so a cluster set up before that still gets it on first onboarding.
-  return restrictConnect(admin, "postgres", MAINTENANCE_DB_ROLES);
+  const maintenance = await restrictConnect(admin, "postgres", MAINTENANCE_DB_ROLES);
+  // template1 as well: from it an app's role could close its own database to every connection (backups included).
+  const template = await restrictConnect(admin, "template1", []);
+  return [maintenance, template].filter(Boolean).join("; ") || undefined;
 }
 
 /** Supabase's side in one app database, in one transaction; reports what it added and how to take it back. */

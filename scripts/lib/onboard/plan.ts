@@ -45,6 +45,11 @@ export function domainProblem(domain: string): string | undefined {
   if (domain.length > 253 || !HOSTNAME_RE.test(domain)) {
     return `${JSON.stringify(domain)} is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`;
   }
+  // A numeric last label is an address (no top-level domain is all digits); nginx would give the app the
+  // stack's own plain-HTTP server (reached by address: /healthz, /cluster, dev-up's readiness check).
+  if (domain === "localhost" || /(^|\.)[0-9]+$/.test(domain)) {
+    return `${JSON.stringify(domain)} is an address or the machine's own name, not an app's hostname: the stack's own server answers to it (/healthz, /cluster); use a name such as app.localhost`;
+  }
   return undefined;
 }
 
