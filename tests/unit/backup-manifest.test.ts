@@ -219,10 +219,10 @@ describe("retention on disk", () => {
     backup("20261120T020000Z", true);
     backup("20261121T020000Z", false);
     expect(retentionItems(cfg)).toEqual([
-      { id: "20261118T020000Z", time: new Date("2026-11-18T02:00:00Z"), good: true },
-      { id: "20261119T020000Z", time: new Date("2026-11-19T02:00:00Z"), good: false },
-      { id: "20261120T020000Z", time: new Date("2026-11-20T02:00:00Z"), good: true },
-      { id: "20261121T020000Z", time: new Date("2026-11-21T02:00:00Z"), good: false },
+      { id: "20261118T020000Z", time: new Date("2026-11-18T02:00:00Z"), good: true, databases: ["app_db"] },
+      { id: "20261119T020000Z", time: new Date("2026-11-19T02:00:00Z"), good: false, databases: ["app_db"] },
+      { id: "20261120T020000Z", time: new Date("2026-11-20T02:00:00Z"), good: true, databases: ["app_db"] },
+      { id: "20261121T020000Z", time: new Date("2026-11-21T02:00:00Z"), good: false, databases: ["app_db"] },
     ]);
     const plan = applyRetention(cfg);
     expect(plan.delete).toEqual(["20261119T020000Z", "20261118T020000Z"]);
