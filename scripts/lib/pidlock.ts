@@ -43,7 +43,7 @@ function stillHeld(h: LockHolder): boolean {
 /** Take the lock now, or report who holds it. Never waits. */
 export function tryPidLock(path: string, what: string): { release: () => void } | { holder: LockHolder } {
   mkdirSync(dirname(path), { recursive: true });
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 10; attempt++) {
     const token = randomUUID();
     // Written whole to a private file first, then linked into place: link() fails with EEXIST
     // when the lock exists, and no reader can ever see a half-written (empty) lock and call it stale.
@@ -63,11 +63,15 @@ export function tryPidLock(path: string, what: string): { release: () => void } 
       rmSync(tmp, { force: true });
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const holder = readHolder(path);
-      if (holder && stillHeld(holder)) return { holder };
+      // Gone between link() and the read: its holder just released it. Try again; never remove
+      // anything on an empty read (two empty reads compare equal, and the lock a third taker made
+      // in between would be deleted: two holders at once).
+      if (!holder) continue;
+      if (stillHeld(holder)) return { holder };
       // Stale: its holder died without cleaning up. Remove it only if it is still that stale lock
       // (another taker may have replaced it a moment ago).
       const now = readHolder(path);
-      if (now?.pid === holder?.pid && now?.token === holder?.token) rmSync(path, { force: true });
+      if (now && now.pid === holder.pid && now.token === holder.token) rmSync(path, { force: true });
     }
   }
   throw new ToolkitError("LOCKED", `could not take ${path}`, `delete ${path} if nothing is running`);
