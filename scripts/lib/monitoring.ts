@@ -15,6 +15,7 @@ import { existsSync, readFileSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
+import { MONITORING_PACKAGES } from "./setup";
 import { osUserIds, run } from "./exec";
 import { readTemplate, renderTemplate, writeIfChanged } from "./render";
 import { ensureDirNoFollow, writeFileNoFollow, type Owner } from "./safe-fs";
@@ -58,15 +59,6 @@ export function monitoringOwner(cfg: Config): Owner | undefined {
   return ids;
 }
 
-/** Binaries MONITORING=true needs, with their Debian packages. */
-export const MONITORING_BINARIES: [bin: string, pkg: string][] = [
-  ["prometheus", "prometheus"],
-  ["promtool", "prometheus"],
-  ["prometheus-alertmanager", "prometheus-alertmanager"],
-  ["amtool", "prometheus-alertmanager"],
-  ["prometheus-postgres-exporter", "prometheus-postgres-exporter"],
-  ["prometheus-node-exporter", "prometheus-node-exporter"],
-];
 
 const dur = (s: number) => (s % 60 === 0 ? `${s / 60}m` : `${s}s`);
 
@@ -420,7 +412,7 @@ export function writeTlsExpiryTextfile(cfg: Config): string | undefined {
 export async function checkMonitoringBinaries(): Promise<void> {
   const { which } = await import("./exec");
   const missing: string[] = [];
-  for (const [bin, pkg] of MONITORING_BINARIES) if (!(await which(bin))) missing.push(`${bin} (package ${pkg})`);
+  for (const [bin, pkg] of MONITORING_PACKAGES) if (!(await which(bin))) missing.push(`${bin} (package ${pkg})`);
   if (missing.length) throw new ToolkitError("MISSING_BINARY", `MONITORING=true needs: ${missing.join(", ")}`, "run `make setup` (it installs them with apt when the stack says MONITORING=true), or set MONITORING=false");
 }
 

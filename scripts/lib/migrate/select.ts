@@ -7,6 +7,7 @@
  */
 import { isSupabaseReservedRole } from "../supabase-db";
 import { scramVerifier } from "../onboard/scram";
+import type { PublicationRow } from "./catalog";
 
 /**
  * Schemas Supabase (or its extensions) creates and maintains. Their contents
@@ -200,19 +201,8 @@ export function placeholderSql(roles: string[]): { create: string[]; release: st
   };
 }
 
-export interface PublicationSpec {
-  name: string;
-  owner: string;
-  allTables: boolean;
-  insert: boolean;
-  update: boolean;
-  delete: boolean;
-  truncate: boolean;
-  viaRoot: boolean;
-  /** `ONLY "s"."t" [(cols)] [WHERE (...)]`, quoted by the source server */
-  tables: string[];
-  schemas: string[];
-}
+/** A publication as the source catalog lists it (listPublications in catalog.ts). */
+export type PublicationSpec = PublicationRow;
 
 /**
  * Publication membership (Realtime's supabase_realtime): pg_dump leaves
