@@ -122,7 +122,8 @@ describe("dev-up: a real 3-member cluster", () => {
     expect(down.out).toContain("data kept");
     expect(runScript("status.ts", ["--json"]).code).toBe(1);
     const up = runScript("dev-up.ts", ["--json"]);
-    expect(up.code).toBe(0);
+    // A CI log shows only the failure: carry dev-up's own words (component, reason, log lines) in it.
+    if (up.code !== 0) throw new Error(`dev-up after dev-down exited ${up.code}: ${up.out.trim().split("\n").slice(-15).join(" | ")}`);
     const c2 = await connect(cfg, { database: "orchestrator_ai_production" });
     expect((await c2.query("SELECT count(*)::int AS n FROM it_keep WHERE v = 42")).rows[0].n).toBeGreaterThanOrEqual(1);
     await c2.end();
