@@ -186,16 +186,23 @@ export async function ensurePool(cfg: Config, admin: pg.Client, spec: ProcSpec, 
   mkdirSync(dirname(spec.logFile), { recursive: true });
   closeSync(openSync(spec.logFile, "a", 0o600));
   chmodSync(spec.logFile, 0o600);
-  startOne(spec);
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    try {
-      await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")), 1000);
-      return "started";
-    } catch (e) {
-      if (!runningPid(spec)) throw new ToolkitError("POOL_DIED", "pgbouncer exited during start-up", `see ${spec.logFile}`);
-      if (Date.now() > deadline) throw e;
-      await Bun.sleep(200);
+  // Two clean-clone test runs in five saw pgbouncer exit at start-up without a word in its log, and
+  // a start a moment later succeed; the cause is not found yet. So a first silent exit gets one more
+  // start (and says so); a second exit is the error.
+  for (let attempt = 1; ; attempt++) {
+    startOne(spec);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")), 1000);
+        return attempt === 1 ? "started" : "started on the second try (the first exited at once; see its log)";
+      } catch (e) {
+        if (!runningPid(spec)) break;
+        if (Date.now() > deadline) throw e;
+        await Bun.sleep(200);
+      }
     }
+    if (attempt >= 2) throw new ToolkitError("POOL_DIED", "pgbouncer exited during start-up, twice", `see ${spec.logFile}`);
+    await Bun.sleep(500);
   }
 }
