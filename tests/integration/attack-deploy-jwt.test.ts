@@ -20,7 +20,7 @@ import { planRelease, prepareRemoteDirs, uploadRelease } from "../../scripts/lib
 import { signApiKey } from "../../scripts/lib/deploy/client-secrets";
 import { loadClientSettings, remoteLayout } from "../../scripts/lib/deploy/settings";
 import { openTarget, type Target } from "../../scripts/lib/deploy/target";
-import { asUser, keygen, makeUser, startSshd, type Sshd } from "./sshd";
+import { asUser, keygen, makeUser, startSshd, writeTestClientEnv, type Sshd } from "./sshd";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BUN = realpathSync(join(ROOT, "node_modules", ".bin", "bun"));
@@ -65,12 +65,7 @@ beforeAll(async () => {
   rmSync(REMOTE_DIR, { recursive: true, force: true });
   keygen(key);
   sshd = await startSshd(tmp, ADDR, PORT, `${key}.pub`);
-  mkdirSync(join(clientsDir, NAME), { recursive: true });
-  writeFileSync(join(clientsDir, NAME, "client.env"), [
-    `CLIENT_NAME=${NAME}`, `HOST=root@${ADDR}`, `SSH_PORT=${PORT}`, `SSH_IDENTITY=${key}`,
-    `DOMAIN=${NAME}.internal`, "ACCESS=internal", "PROFILE=16", `REMOTE_DIR=${REMOTE_DIR}`, "RUNTIME=native",
-    "MEMBER_ADDRESSES=127.0.7.31,127.0.7.32,127.0.7.33", `HAPROXY_ADDRESS=${ADDR}`, `API_ADDRESS=${ADDR}`,
-  ].join("\n") + "\n");
+  writeTestClientEnv(clientsDir, { name: NAME, addr: ADDR, port: PORT, key, remoteDir: REMOTE_DIR, members: "127.0.7.31,127.0.7.32,127.0.7.33" });
   // A bundle made before per-environment secrets: one JWT_SECRET, ANON_KEY, SERVICE_ROLE_KEY for all three.
   oldService = await signApiKey(OLD_SECRET, "service_role");
   writeFileSync(join(clientsDir, NAME, ".secrets.env"), `JWT_SECRET=${OLD_SECRET}\nANON_KEY=${await signApiKey(OLD_SECRET, "anon")}\nSERVICE_ROLE_KEY=${oldService}\n`, { mode: 0o600 });

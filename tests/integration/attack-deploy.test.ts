@@ -13,7 +13,7 @@ import { ToolkitError } from "../../scripts/lib/errors";
 import { deployClient, planRelease, prepareRemoteDirs, uploadRelease } from "../../scripts/lib/deploy/deploy";
 import { loadClientSettings, remoteLayout } from "../../scripts/lib/deploy/settings";
 import { openTarget, type Target } from "../../scripts/lib/deploy/target";
-import { asUser, keygen, makeUser, startSshd, type Sshd } from "./sshd";
+import { asUser, keygen, makeUser, startSshd, writeTestClientEnv, type Sshd } from "./sshd";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const NAME = "at7";
@@ -40,12 +40,7 @@ beforeAll(async () => {
   rmSync(REMOTE_DIR, { recursive: true, force: true });
   keygen(key);
   sshd = await startSshd(tmp, ADDR, PORT, `${key}.pub`);
-  mkdirSync(join(clientsDir, NAME), { recursive: true });
-  writeFileSync(join(clientsDir, NAME, "client.env"), [
-    `CLIENT_NAME=${NAME}`, `HOST=root@${ADDR}`, `SSH_PORT=${PORT}`, `SSH_IDENTITY=${key}`,
-    `DOMAIN=${NAME}.internal`, "ACCESS=internal", "PROFILE=16", `REMOTE_DIR=${REMOTE_DIR}`, "RUNTIME=native",
-    "MEMBER_ADDRESSES=127.0.7.21,127.0.7.22,127.0.7.23", `HAPROXY_ADDRESS=${ADDR}`, `API_ADDRESS=${ADDR}`,
-  ].join("\n") + "\n");
+  writeTestClientEnv(clientsDir, { name: NAME, addr: ADDR, port: PORT, key, remoteDir: REMOTE_DIR, members: "127.0.7.21,127.0.7.22,127.0.7.23" });
   removeUser = await makeUser(ATTACKER);
 }, 60_000);
 

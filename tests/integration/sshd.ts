@@ -90,3 +90,13 @@ export function asUser(user: string, argv: string[]) {
   const r = spawnSync("runuser", ["-u", user, "--", ...argv], { encoding: "utf8", cwd: "/" });
   return { code: r.status ?? -1, out: ((r.stdout ?? "") + (r.stderr ?? "")).trim() };
 }
+
+/** A throwaway client's client.env for a deploy to this machine's own sshd (internal access, native runtime). */
+export function writeTestClientEnv(clientsDir: string, o: { name: string; addr: string; port: number; key: string; remoteDir: string; members: string }): void {
+  mkdirSync(join(clientsDir, o.name), { recursive: true });
+  writeFileSync(join(clientsDir, o.name, "client.env"), [
+    `CLIENT_NAME=${o.name}`, `HOST=root@${o.addr}`, `SSH_PORT=${o.port}`, `SSH_IDENTITY=${o.key}`,
+    `DOMAIN=${o.name}.internal`, "ACCESS=internal", "PROFILE=16", `REMOTE_DIR=${o.remoteDir}`, "RUNTIME=native",
+    `MEMBER_ADDRESSES=${o.members}`, `HAPROXY_ADDRESS=${o.addr}`, `API_ADDRESS=${o.addr}`,
+  ].join("\n") + "\n");
+}
