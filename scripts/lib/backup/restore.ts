@@ -15,6 +15,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { connect, quoteIdent, rwTarget } from "../pg";
 import { backupStamp, LOAD_PGOPTIONS, pgBin, serverErrorLines, type BackupProgress } from "./common";
+import { loadArchive } from "./load";
 import { countRows } from "./logical";
 import type { TableCount } from "./manifest";
 import { backupPath, compareCounts, compareFiles, compareLargeObjects, findBackup, hashFiles, type Manifest } from "./manifest";
@@ -223,10 +224,16 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     }
     await markTmp(cfg, c, tmp);
     progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
-    const r = await run([pgBin(cfg, "pg_restore"), ...conn, "-d", tmp, "--exit-on-error", "-j", String(opts.jobs ?? cfg.backup.jobs), join(dir, entry.dir)], { env, nothrow: true, timeoutMs: 12 * 3_600_000 });
-    if (r.code !== 0) {
+    // Each table's rows load as its owner, never as the superuser (load.ts).
+    const loadTarget = { host: rw.host, port: rw.port, superPassword: cfg.secrets.POSTGRES_PASSWORD, superClient: (database: string) => connect(cfg, { database, catalogOnly: true }) };
+    try {
+      await loadArchive(cfg, loadTarget, join(dir, entry.dir), tmp, { jobs: opts.jobs ?? cfg.backup.jobs });
+    } catch (e) {
       await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-      throw new ToolkitError("RESTORE_FAILED", `pg_restore of ${opts.db} from ${m.id} failed`, "nothing was replaced; the server's error and the object are above", serverErrorLines(r.stderr).join("\n"));
+      if (e instanceof ToolkitError && ["LOAD_FAILED", "LOAD_OWNER_UNKNOWN"].includes(e.code)) {
+        throw new ToolkitError("RESTORE_FAILED", `pg_restore of ${opts.db} from ${m.id} failed: ${e.message}`, e.fix, e.detail);
+      }
+      throw e;
     }
 
     progress("check", "row counts, checksums and database properties against the manifest");

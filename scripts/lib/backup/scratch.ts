@@ -10,6 +10,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import type { LoadTarget } from "./load";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
@@ -161,3 +162,11 @@ export const scratchConnArgs = (s: Scratch) => ["-h", s.socketDir, "-p", String(
 
 /** The password for tools run against a scratch instance (the cluster superuser's), as libpq reads it. */
 export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...LOAD_PGOPTIONS });
+
+/** Where loadArchive (load.ts) connects to load a dump into a scratch instance. */
+export const scratchLoadTarget = (cfg: Config, s: Scratch): LoadTarget => ({
+  host: s.socketDir,
+  port: s.port,
+  superPassword: cfg.secrets.POSTGRES_PASSWORD,
+  superClient: (database) => scratchClient(cfg, s, database),
+});

@@ -18,7 +18,8 @@ import { compareCounts, compareFiles, compareLargeObjects, hashFiles, readManife
 import { checksumLargeObjects, pinOutput } from "../checksum";
 import { compareDatabaseProps, readDatabaseProps } from "./dbprops";
 import { verifyRepo } from "./pgbackrest";
-import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, startScratch, writeScratchConf, type Scratch } from "./scratch";
+import { loadArchive } from "./load";
+import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, scratchLoadTarget, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
 /** Roles from globals.sql into a fresh instance; the bootstrap superuser already exists there. */
 export async function restoreGlobals(cfg: Config, s: Scratch, file: string): Promise<void> {
@@ -99,10 +100,12 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
     if (m.globals) await restoreGlobals(cfg, s, join(dir, m.globals));
     for (const db of m.databases) {
       progress("verify", `restoring ${db.name} (${fmtBytes(db.sizeBytes)})`);
-      // --create restores the database with its own settings (owner, ACL, ALTER DATABASE ... SET).
-      const r = await run([pgBin(cfg, "pg_restore"), ...scratchConnArgs(s), "-d", "postgres", "--create", "--exit-on-error", "-j", String(jobs), join(dir, db.dir)], { nothrow: true, timeoutMs: 12 * 3_600_000, env: scratchEnv(cfg) });
-      if (r.code !== 0) {
-        problems.push(`${db.name}: pg_restore failed: ${serverErrorLines(r.stderr).join(" | ")}`);
+      // --create restores the database with its own settings; each table's rows load as its owner (load.ts).
+      try {
+        await loadArchive(cfg, scratchLoadTarget(cfg, s), join(dir, db.dir), db.name, { create: true, jobs });
+      } catch (e) {
+        if (!(e instanceof ToolkitError) || !["LOAD_FAILED", "LOAD_OWNER_UNKNOWN"].includes(e.code)) throw e;
+        problems.push(`${db.name}: ${e.message}: ${(e.detail ?? "").split("\n").join(" | ")}`);
         continue;
       }
       const c = await scratchClient(cfg, s, db.name);
