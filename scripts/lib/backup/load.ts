@@ -95,9 +95,13 @@ export function planData(entries: TocEntry[], tables: { label: string; owner: st
   return { byOwner, asSuperuser };
 }
 
-class LoadFailed extends ToolkitError {
-  constructor(step: string, stderr: string) {
-    super("LOAD_FAILED", `pg_restore (${step}) failed`, "nothing was replaced; the server's error and the object are above", serverErrorLines(stderr).join("\n"));
+/** A pg_restore step failed; `detail` holds the server's own lines (serverErrorLines). */
+export class LoadFailed extends ToolkitError {
+  constructor(
+    readonly step: string,
+    stderr: string,
+  ) {
+    super("LOAD_FAILED", `pg_restore failed loading ${step}`, "nothing was replaced; the server's error and the object are above", serverErrorLines(stderr).join("\n"));
   }
 }
 
@@ -125,7 +129,9 @@ const TABLES_SQL = `
  * Throws LOAD_FAILED with the server's error lines, LOAD_OWNER_UNKNOWN.
  */
 export async function loadArchive(cfg: Config, t: LoadTarget, archive: string, database: string, opts: { create?: boolean; jobs: number }): Promise<void> {
-  const toc = parseToc((await run([pgBin(cfg, "pg_restore"), "-l", archive], { timeoutMs: 120_000 })).stdout);
+  const listed = await run([pgBin(cfg, "pg_restore"), "-l", archive], { timeoutMs: 120_000, nothrow: true });
+  if (listed.code !== 0) throw new LoadFailed("its table of contents", listed.stderr);
+  const toc = parseToc(listed.stdout);
   const su = "postgres";
   const jobs = ["-j", String(opts.jobs)];
   await pgRestore(cfg, t, su, t.superPassword, "schema", [...(opts.create ? ["-d", "postgres", "--create"] : ["-d", database]), "--section=pre-data"], archive);

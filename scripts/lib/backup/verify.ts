@@ -18,7 +18,7 @@ import { compareCounts, compareFiles, compareLargeObjects, hashFiles, readManife
 import { checksumLargeObjects, pinOutput } from "../checksum";
 import { compareDatabaseProps, readDatabaseProps } from "./dbprops";
 import { verifyRepo } from "./pgbackrest";
-import { loadArchive } from "./load";
+import { LoadFailed, loadArchive } from "./load";
 import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, scratchLoadTarget, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
 /** Roles from globals.sql into a fresh instance; the bootstrap superuser already exists there. */
@@ -104,8 +104,9 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
       try {
         await loadArchive(cfg, scratchLoadTarget(cfg, s), join(dir, db.dir), db.name, { create: true, jobs });
       } catch (e) {
-        if (!(e instanceof ToolkitError) || !["LOAD_FAILED", "LOAD_OWNER_UNKNOWN"].includes(e.code)) throw e;
-        problems.push(`${db.name}: ${e.message}: ${(e.detail ?? "").split("\n").join(" | ")}`);
+        if (e instanceof LoadFailed) problems.push(`${db.name}: pg_restore failed: ${(e.detail ?? "").split("\n").join(" | ")} (loading ${e.step})`);
+        else if (e instanceof ToolkitError && e.code === "LOAD_OWNER_UNKNOWN") problems.push(`${db.name}: ${e.message}`);
+        else throw e;
         continue;
       }
       const c = await scratchClient(cfg, s, db.name);
