@@ -66,6 +66,7 @@ export const SETTINGS = {
   BACKUP_RETENTION_DAILY: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "daily backups to keep, e.g. 7", default: "7" },
   BACKUP_RETENTION_WEEKLY: { schema: z.coerce.number().int().min(0, "must be 0 or more"), hint: "weekly backups to keep, e.g. 4", default: "4" },
   BACKUP_FULL_EVERY_DAYS: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "physical full backup at most this many days apart (differential otherwise), e.g. 7", default: "7" },
+  BACKUP_LOCK_WAIT_SECONDS: { schema: z.coerce.number().int().min(1, "must be at least 1").max(86400, "must be at most 86400"), hint: "seconds pg_dump waits for a table an app holds locked (ACCESS EXCLUSIVE) before the backup fails naming the holder, e.g. 300", default: "300" },
   BACKUP_JOBS: { schema: z.coerce.number().int().min(1, "must be at least 1").max(64, "must be at most 64"), hint: "parallel jobs for pg_dump/pg_restore/pgBackRest, e.g. 2", default: "2" },
   BACKUP_ALERT_URL: { schema: z.string().regex(/^(https?:\/\/\S+)?$/, "must be an http(s) URL or empty"), hint: "webhook POSTed a JSON body when a backup fails", default: "" },
   BACKUP_ALERT_COMMAND: { schema: z.string(), hint: "command run (no shell; split on spaces) with the failure on stdin, e.g. /usr/local/bin/notify-ops", default: "" },
@@ -237,6 +238,8 @@ export interface BackupSettings {
   retentionWeekly: number;
   fullEveryDays: number;
   jobs: number;
+  /** seconds pg_dump (and the row count beside it) wait for a lock before failing with BACKUP_LOCKED */
+  lockWaitSeconds: number;
   alertUrl: string;
   alertCommand: string;
   schedule: string;
@@ -402,6 +405,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       retentionWeekly: v.BACKUP_RETENTION_WEEKLY as number,
       fullEveryDays: v.BACKUP_FULL_EVERY_DAYS as number,
       jobs: v.BACKUP_JOBS as number,
+      lockWaitSeconds: v.BACKUP_LOCK_WAIT_SECONDS as number,
       alertUrl: v.BACKUP_ALERT_URL as string,
       alertCommand: v.BACKUP_ALERT_COMMAND as string,
       schedule: v.BACKUP_SCHEDULE as string,

@@ -17,6 +17,7 @@ import { backupStamp, DUMP_PGOPTIONS, fmtBytes, freeBytes, pgBin, spaceProblem, 
 import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
 import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
+import { isLockTimeout, lockedError, lockHolders } from "./lockwait";
 
 export interface Source {
   member: Member;
@@ -118,19 +119,24 @@ async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: str
   const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    // A table an app holds ACCESS EXCLUSIVE stops the count as it stops pg_dump: both bounded (lockwait.ts).
+    await c.query(`SET LOCAL lock_timeout = ${cfg.backup.lockWaitSeconds * 1000}`);
     // Counting runs beside pg_dump: one process per scan leaves the CPUs to the dump's workers.
     await c.query("SET LOCAL max_parallel_workers_per_gather = 0");
     await pinOutput(c, true);
     const snap = (await c.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
     const wal = (await c.query(source.inRecovery ? "SELECT pg_last_wal_replay_lsn()::text AS l" : "SELECT pg_current_wal_lsn()::text AS l")).rows[0].l as string;
-    const cmd = [pgBin(cfg, "pg_dump"), ...connArgs(source.member), "-d", db, "-Fd", "-j", String(jobs), `--snapshot=${snap}`, "-f", outDir];
+    const cmd = [pgBin(cfg, "pg_dump"), ...connArgs(source.member), "-d", db, "-Fd", "-j", String(jobs), `--snapshot=${snap}`, `--lock-wait-timeout=${cfg.backup.lockWaitSeconds * 1000}`, "-f", outDir];
     // A compressed dump is roughly 0.4x the database: good enough for a progress bar.
     const ticker = setInterval(() => {
       const n = dirBytes(outDir);
       progress("dump", `${db}: ${fmtBytes(n)} written`, Math.min(0.99, n / Math.max(1, expectBytes * 0.4)));
     }, 2000);
     try {
-      const [, tables] = await Promise.all([run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }), countRows(c)]);
+      const [, tables] = await Promise.all([run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }), countRows(c)]).catch(async (e) => {
+        if (!isLockTimeout(e)) throw e;
+        throw lockedError(db, cfg.backup.lockWaitSeconds, await lockHolders(cfg, db).catch(() => []));
+      });
       const largeObjects = await checksumLargeObjects(c);
       const properties = await readDatabaseProps(c, db);
       return { tables, wal, properties, largeObjects };
