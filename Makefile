@@ -39,6 +39,10 @@ deps: node_modules/.installed ## Install the JS dependencies (bun itself comes f
 setup: deps ## Install the OS packages (apt, as root on Debian/Ubuntu) or say what to install
 	$(BUN) scripts/setup.ts
 
+.PHONY: images-local
+images-local: deps ## Build the docker runtime's cluster images from Debian's packages with podman (as root): [ONLY=patroni,etcd] [REBUILD=1] [MIRROR=url]
+	$(BUN) scripts/images-local.ts $(ARGS)
+
 # --- the stack -------------------------------------------------------------
 .PHONY: dev-up
 dev-up: deps ## Bring the whole stack up (installs what it needs); safe to re-run

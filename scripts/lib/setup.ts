@@ -44,6 +44,10 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   // tests/unit/monitoring.test.ts: promtool test rules / check config, amtool check-config
   ["promtool", "prometheus"],
   ["amtool", "prometheus-alertmanager"],
+  // tests/integration/images-local.test.ts: make images-local (rootful podman with runc, a debootstrapped base)
+  ["podman", "podman"],
+  ["runc", "runc"],
+  ["debootstrap", "debootstrap"],
 ];
 
 /** MONITORING=true (scripts/lib/monitoring.ts): Prometheus, Alertmanager and two exporters, run by dev-up. */
