@@ -11,6 +11,7 @@ import { ToolkitError } from "./errors";
 import { readSecrets, type Secrets } from "./secrets";
 import { runtimeDirFor } from "./rundir";
 import { assertStackOwnership } from "./ownership";
+import { dockerSettings, IMAGE_RE, type DockerSettings } from "./compose-settings";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -96,6 +97,25 @@ export const SETTINGS = {
   NODE_EXPORTER_PORT: { schema: port, hint: "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is hyperarchy's in the app port plan)", default: "9110" },
   POSTGRES_EXPORTER_PORT: { schema: port, hint: "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", default: "9187" },
   MONITORING_INTERVAL: { schema: seconds(1), hint: "seconds between scrapes and rule evaluations, e.g. 15", default: "15" },
+  // Docker runtime (scripts/lib/compose-settings.ts): GoTrue's site URL and SMTP, and image overrides (empty: the compose file's pinned upstream image).
+  SUPABASE_SITE_URL: { schema: z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, "must be an http(s) URL"), hint: "where GoTrue's e-mail links send users back to (the main app), e.g. http://127.0.0.1:6100", default: "http://127.0.0.1:6100" },
+  SMTP_HOST: { schema: z.string().regex(/^$|^[A-Za-z0-9.-]+$/, "must be a host name or empty"), hint: "mail server GoTrue sends through; empty: no mail, sign-ups confirmed at once", default: "" },
+  SMTP_PORT: { schema: port, hint: "e.g. 587", default: "587" },
+  SMTP_USER: { schema: z.string(), hint: "SMTP login (its password: SMTP_PASS in envs/.secrets.<stack>.env)", default: "" },
+  SMTP_ADMIN_EMAIL: { schema: z.string().regex(/^[^\s@]+@[^\s@]+$/, "must be an e-mail address"), hint: "sender address of GoTrue's mail, e.g. admin@example.com", default: "admin@example.com" },
+  SMTP_SENDER_NAME: { schema: z.string(), hint: "sender name of GoTrue's mail", default: "pgplatform" },
+  IMAGE_ETCD: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_PATRONI: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_HAPROXY: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_GOTRUE: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_POSTGREST: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_REALTIME: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_STORAGE: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_POSTGRES_META: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_STUDIO: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_KONG: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_NGINX: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
+  IMAGE_CLOUDFLARED: { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -199,6 +219,7 @@ export interface Config {
   pool: PoolSettings;
   access: AccessSettings;
   monitoring: MonitoringSettings;
+  docker: DockerSettings;
 }
 
 /** Prometheus, Alertmanager and the exporters (scripts/lib/monitoring.ts); they listen on `address` only. */
@@ -411,6 +432,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     access: accessSettings(file, opts.stack, v),
     pool,
     monitoring: monitoringSettings(file, v),
+    docker: dockerSettings(v),
   };
 }
 
