@@ -16,6 +16,7 @@ import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { run, which } from "./exec";
 import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
+import { ensureDockerStanza } from "./compose-pgbackrest";
 
 export interface ComposeFlavour {
   kind: "v1" | "v2";
@@ -69,7 +70,7 @@ export function v1NotReady(psText: string): string[] {
   for (const line of psText.split("\n")) {
     if (!line.trim() || /^\s*Name\s+Command/.test(line) || /^-+$/.test(line.trim())) continue;
     const name = line.trim().split(/\s+/)[0]!;
-    const state = /\s(Up( \([^)]*\))?|Exit \d+|Restarting|Paused|Created)\b/.exec(line)?.[0]?.trim() ?? "unknown";
+    const state = /\s(Up( \([^)]*\))?|Exit \d+|Restarting|Paused|Created)(?=\s|$)/.exec(line)?.[0]?.trim() ?? "unknown";
     if (state === "Up" || state === "Up (healthy)") continue;
     out.push(`${name}: ${state}`);
   }
@@ -108,15 +109,28 @@ async function waitRoutes(cfg: Config, timeoutMs: number): Promise<void> {
   throw new ToolkitError("CLUSTER_UNHEALTHY", problems.join("; "), "run `docker compose logs pg1 pg2 pg3 haproxy`");
 }
 
-/** cluster -> databases and roles -> clients; returns dev-up's result. */
+export type Stage = { stage: "cluster"; services: string[] } | { stage: "prepare" } | { stage: "clients"; services: "rest" };
+
+/** The start-up order: the cluster, then the databases and login roles (ensureDatabases) and the pgBackRest stanza, then every other service. */
+export const startPlan = (cfg: Config): Stage[] => [{ stage: "cluster", services: clusterServices(cfg) }, { stage: "prepare" }, { stage: "clients", services: "rest" }];
+
+/** Runs startPlan; returns dev-up's result. */
 export async function composeUpInOrder(cfg: Config, envFile: string, progress: Progress, t0 = Date.now()): Promise<UpResult> {
   const f = await detectCompose();
-  progress("compose", `${f.argv.join(" ")} ${f.version}: cluster (${clusterServices(cfg).join(", ")})`);
-  await upStage(cfg, f, envFile, clusterServices(cfg), 600_000);
-  await waitRoutes(cfg, 180_000);
-  progress("compose", "databases and login roles");
-  const changes = await ensureDatabases(cfg);
-  progress("compose", "Supabase services, gateway and nginx");
-  await upStage(cfg, f, envFile, [], 600_000);
+  const changes: string[] = [];
+  for (const s of startPlan(cfg)) {
+    if (s.stage === "cluster") {
+      progress("compose", `${f.argv.join(" ")} ${f.version}: cluster (${s.services.join(", ")})`);
+      await upStage(cfg, f, envFile, s.services, 600_000);
+      await waitRoutes(cfg, 180_000);
+    } else if (s.stage === "prepare") {
+      progress("compose", "databases and login roles");
+      changes.push(...(await ensureDatabases(cfg)));
+      changes.push(await ensureDockerStanza(cfg, (...a) => composeArgv(cfg, f, envFile, ...a)));
+    } else {
+      progress("compose", "Supabase services, gateway and nginx");
+      await upStage(cfg, f, envFile, [], 600_000);
+    }
+  }
   return { started: ["compose"], restarted: [], changes, health: { ok: true, running: cfg.members.length, problems: [] }, ms: Date.now() - t0 };
 }

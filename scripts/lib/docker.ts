@@ -12,6 +12,7 @@ import { writeFileNoFollow } from "./safe-fs";
 import type { Progress, UpResult } from "./native";
 import { composeUpInOrder } from "./compose-up";
 import { dockerSettingsEnv } from "./compose-settings";
+import { dockerPgbackrestConf, dockerPgbackrestFile } from "./compose-pgbackrest";
 import { validateComposeFile } from "./compose-schema";
 import { apiKeyLifetimeS, signApiKey } from "./jwt";
 import { cloudflaredYaml, renderCloudflared } from "./access";
@@ -62,6 +63,7 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
+  writeIfChanged(dockerPgbackrestFile(dir), dockerPgbackrestConf(cfg));
   if (cfg.access.tunnel === "cloudflare") writeIfChanged(join(dir, "cloudflared", "config.yml"), cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")));
   // compose reads ports, the database name and secrets from one env file (0600).
   const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");

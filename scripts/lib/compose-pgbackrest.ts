@@ -1,0 +1,42 @@
+/**
+ * WAL archiving in the docker runtime. Patroni's archive_command is the same
+ * on every runtime: `pgbackrest --config="$PWD/../../pgbackrest/pgbackrest.conf"`,
+ * run inside the data dir. In a member container the data dir is
+ * /home/postgres/data, so the config must be /home/pgbackrest/pgbackrest.conf:
+ * compose/dev.yml mounts the shared `pgbackrest` volume (repository, logs,
+ * locks) at /home/pgbackrest and this module's rendered config over it; the
+ * image creates /home/pgbackrest owned by postgres. The stanza is created on
+ * the leader once the cluster answers (archive-push fails until it exists).
+ */
+import { join } from "node:path";
+import type { Config } from "./config";
+import { ToolkitError } from "./errors";
+import { run } from "./exec";
+import { renderPgbackrestConf } from "./backup/pgbackrest";
+
+/** Paths inside a member container (compose/patroni/Dockerfile creates them). */
+export const CONTAINER = { home: "/home/pgbackrest", repo: "/home/pgbackrest/repo", dataDir: "/home/postgres/data", socketDir: "/home/postgres/run", pgPort: 5432 };
+
+/** The member's own data dir is its only pg1: each container sees only its own. */
+export function dockerPgbackrestConf(cfg: Config): string {
+  const member = { ...cfg.members[0]!, dataDir: CONTAINER.dataDir, socketDir: CONTAINER.socketDir, pgPort: CONTAINER.pgPort };
+  return renderPgbackrestConf({ ...cfg, members: [member], backup: { ...cfg.backup, repoDir: CONTAINER.repo, pgbackrestHome: CONTAINER.home } });
+}
+
+export const dockerPgbackrestFile = (dir: string) => join(dir, "pgbackrest", "pgbackrest.conf");
+
+/**
+ * `<compose> exec -T -e PGPASSWORD <member> pgbackrest ... stanza-create`: the superuser's password
+ * reaches the container through the environment (never argv). Only the primary can create it, so the
+ * members are tried in turn; the last failure is reported with pgBackRest's own words.
+ */
+export async function ensureDockerStanza(cfg: Config, compose: (...args: string[]) => string[]): Promise<string> {
+  let last = "";
+  for (const m of cfg.members) {
+    const argv = compose("exec", "-T", "-e", "PGPASSWORD", m.name, "pgbackrest", `--config=${CONTAINER.home}/pgbackrest.conf`, `--stanza=${cfg.backup.stanza}`, "stanza-create");
+    const r = await run(argv, { nothrow: true, timeoutMs: 120_000, env: { ...process.env, PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD } as Record<string, string> });
+    if (r.code === 0) return `pgBackRest stanza ${cfg.backup.stanza} (on ${m.name})`;
+    last = (r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ");
+  }
+  throw new ToolkitError("STANZA_FAILED", `pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ${last}`, "run `docker compose logs pg1 pg2 pg3`; WAL archiving waits for the stanza");
+}
