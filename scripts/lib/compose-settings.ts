@@ -7,7 +7,9 @@
  * the pinned default stays visible in the file a customer runs by hand, and a stack points at
  * locally built images (e.g. `make images-local`) by setting IMAGE_<NAME> in its env file.
  */
+import { createHmac } from "node:crypto";
 import type { Config } from "./config";
+import { registerSecret } from "./redact";
 
 /** The image variables the compose files read, in the order they appear. */
 export const IMAGE_KEYS = [
@@ -45,7 +47,11 @@ export function dockerSettings(v: Record<string, unknown>): DockerSettings {
  */
 export function dockerSettingsEnv(cfg: Config): Record<string, string> {
   const d = cfg.docker;
+  // Realtime's Phoenix SECRET_KEY_BASE (64+ bytes): derived from the superuser's password, so no second secret to keep.
+  const keyBase = createHmac("sha512", cfg.secrets.POSTGRES_PASSWORD ?? "").update("realtime SECRET_KEY_BASE").digest("hex");
+  registerSecret(keyBase);
   return {
+    REALTIME_SECRET_KEY_BASE: keyBase,
     ...d.images,
     SITE_URL: d.siteUrl,
     SMTP_HOST: d.smtp.host,
