@@ -55,6 +55,20 @@ describe("item 1: Patroni containers become healthy", () => {
     const probed = /https?:\/\/([^/'"]+)/.exec(text)?.[1]?.replace("'+socket.gethostname()+'", dev.services.pg1!.hostname!);
     expect(probed).toBe(restListen);
   });
+  test("the healthcheck command (run here with python3) passes only while Patroni's /health answers 200", async () => {
+    let status = 503;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("{}", { status }) });
+    try {
+      const local = hc.slice(1).map((a) => a.replace(`http://${restListen}/`, `http://127.0.0.1:${server.port}/`));
+      expect(local.join(" ")).toContain(`127.0.0.1:${server.port}/health`);
+      const down = (await run(local, { nothrow: true })).code;
+      status = 200;
+      const up = (await run(local, { nothrow: true })).code;
+      expect({ down, up }).toEqual({ down: 1, up: 0 });
+    } finally {
+      server.stop(true);
+    }
+  });
   test("each member's data volume is mounted where the image created it, owned by postgres", () => {
     const dockerfile = readFileSync(`${root}/compose/patroni/Dockerfile`, "utf8");
     const made = [...dockerfile.matchAll(/mkdir -p ([^&\\]+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/));
@@ -130,6 +144,11 @@ describe("item 4: start-up order (cluster -> databases and roles -> clients), co
     for (const c of F.DATABASE_CLIENTS) expect(first).not.toContain(c);
     // nothing in the first stage depends on a later service (compose would start it early)
     for (const s of first) for (const d of Object.keys(dev.services[s]!.depends_on ?? {})) expect(first).toContain(Array.isArray(dev.services[s]!.depends_on) ? (dev.services[s]!.depends_on as string[])[Number(d)]! : d);
+  });
+  test("dev-up's docker runtime starts through that plan, not one `up --wait` of every service", () => {
+    const docker = readFileSync(`${root}/scripts/lib/docker.ts`, "utf8");
+    expect(docker).toContain("composeUpInOrder(");
+    expect(docker).not.toMatch(/"up", "-d", "--wait"/);
   });
   test("v1 gets no --wait; its ps table decides readiness", () => {
     const v1 = parseComposeVersion("v1", "1.29.2\n")!;
