@@ -5,7 +5,8 @@
  * names from settings (issue 13 items 5-9, issue 21).
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
 import { composeEnv } from "../../scripts/lib/docker";
@@ -13,7 +14,9 @@ import { IMAGE_KEYS } from "../../scripts/lib/compose-settings";
 import { renderSites } from "../../scripts/lib/deploy/nginx";
 import { dockerPgbackrestConf } from "../../scripts/lib/compose-pgbackrest";
 import * as F from "./compose-facts";
-import { cfg, clients, config, dev, devEnv, devYml, envOf, render, rendered, RENDERED, root } from "./compose-render";
+import { cfg, clients, config, dev, devEnvText, devYml, envOf, render, rendered, RENDERED, root } from "./compose-render";
+import { ensureSecrets, readSecrets } from "../../scripts/lib/secrets";
+import { parseConfig } from "../../scripts/lib/config";
 import { acme } from "../golden";
 
 /** The user and database each service logs in as (from its URL or DB_* settings). */
@@ -141,6 +144,24 @@ describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
     const e2 = envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!);
     expect({ site: e2.GOTRUE_SITE_URL, host: e2.GOTRUE_SMTP_HOST, port: String(e2.GOTRUE_SMTP_PORT), autoconfirm: e2.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ site: "https://app.example.com", host: "mail.example.com", port: "2525", autoconfirm: "false" });
     expect(e.GOTRUE_SITE_URL).toBe("http://127.0.0.1:6100");
+  });
+});
+
+describe("item 9: SMTP_PASS lives in the stack's secrets file", () => {
+  test("ensureSecrets keeps it (never generates it), and it reaches GoTrue", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgp-compose-secrets-"));
+    try {
+      const file = join(dir, ".secrets.dev.env");
+      writeFileSync(file, "SMTP_PASS=smtp-password-0123456789\n", { mode: 0o600 });
+      const { secrets, created } = ensureSecrets(file, ["orchestrator_ai_dev"]);
+      expect(created).not.toContain("SMTP_PASS");
+      expect(readFileSync(file, "utf8")).toContain("\nSMTP_PASS=smtp-password-0123456789\n");
+      expect(readSecrets(file)).toMatchObject({ SMTP_PASS: "smtp-password-0123456789" });
+      const c2 = parseConfig(devEnvText, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets: { ...secrets } });
+      expect(envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!).GOTRUE_SMTP_PASS).toBe("smtp-password-0123456789");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
