@@ -12,7 +12,7 @@ import YAML from "yaml";
 import { composeEnv } from "../../scripts/lib/docker";
 import { IMAGE_KEYS } from "../../scripts/lib/compose-settings";
 import { renderSites } from "../../scripts/lib/deploy/nginx";
-import { dockerPgbackrestConf } from "../../scripts/lib/compose-pgbackrest";
+import { dockerPgbackrestConf, ensureDockerStanza } from "../../scripts/lib/compose-pgbackrest";
 import * as F from "./compose-facts";
 import { cfg, clients, config, dev, devEnvText, devYml, envOf, render, rendered, RENDERED, root } from "./compose-render";
 import { ensureSecrets, readSecrets } from "../../scripts/lib/secrets";
@@ -126,6 +126,22 @@ describe("item 8: client deploys route the API to services that answer; WAL arch
       expect({ m, mounted: targets.some((t) => resolved === t || resolved.startsWith(t + "/")) }).toEqual({ m, mounted: true });
     }
     expect(dockerPgbackrestConf(cfg)).toMatch(new RegExp(`\\[${cfg.clusterName}\\]\\n(#.*\\n)*pg1-path=${data}\\n`));
+  });
+});
+
+describe("item 8: the pgBackRest stanza is created on the leader under docker", () => {
+  // A stand-in for `<compose> exec -T -e PGPASSWORD <member> pgbackrest ... stanza-create` (sh, a real program):
+  // pg1 answers like a replica; the password must arrive through the environment, never argv.
+  const pw = cfg.secrets.POSTGRES_PASSWORD;
+  const fake = (failAll: boolean) => (...a: string[]) => ["sh", "-c", `case "$5" in pg1${failAll ? "|pg2|pg3" : ""}) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac; [ "$PGPASSWORD" = "$0" ] || exit 9`, pw, ...a];
+  test("tried member by member; the first that can (the primary) creates it", async () => {
+    let argv: string[] = [];
+    const r = await ensureDockerStanza(cfg, (...a) => ((argv = fake(false)(...a)), argv));
+    expect(r).toBe(`pgBackRest stanza ${cfg.backup.stanza} (on pg2)`);
+    expect(argv.slice(4)).toEqual(["exec", "-T", "-e", "PGPASSWORD", "pg2", "pgbackrest", "--config=/home/pgbackrest/pgbackrest.conf", `--stanza=${cfg.backup.stanza}`, "stanza-create"]);
+  });
+  test("no member can: STANZA_FAILED with pgBackRest's own words", async () => {
+    await expect(ensureDockerStanza(cfg, fake(true))).rejects.toThrow(`pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ERROR: [056]: unable to find primary cluster - cannot proceed`);
   });
 });
 
