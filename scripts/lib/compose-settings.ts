@@ -10,6 +10,7 @@
 import { createHmac } from "node:crypto";
 import type { Config } from "./config";
 import { registerSecret } from "./redact";
+import { stackHttpAddress } from "./stack-files";
 
 /** The image variables the compose files read, in the order they appear. */
 export const IMAGE_KEYS = [
@@ -51,6 +52,9 @@ export function dockerSettingsEnv(cfg: Config): Record<string, string> {
   const keyBase = createHmac("sha512", cfg.secrets.POSTGRES_PASSWORD ?? "").update("realtime SECRET_KEY_BASE").digest("hex");
   registerSecret(keyBase);
   return {
+    // where compose publishes HAProxy and nginx: the stack's addresses, as natively (nginx: loopback only)
+    HAPROXY_ADDRESS: cfg.haproxy.address,
+    API_HTTP_ADDRESS: stackHttpAddress(cfg),
     REALTIME_SECRET_KEY_BASE: keyBase,
     ...d.images,
     SITE_URL: d.siteUrl,

@@ -163,6 +163,18 @@ describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
   });
 });
 
+describe("ports are published on the stack's own addresses (dev-up probes HAProxy there)", () => {
+  test("HAPROXY_ADDRESS and the loopback API address of the env file", async () => {
+    const text = devEnvText.replace("\nHAPROXY_ADDRESS=127.0.0.1\n", "\nHAPROXY_ADDRESS=127.0.25.1\n").replace("\nAPI_ADDRESS=127.0.0.1\n", "\nAPI_ADDRESS=127.0.25.1\n");
+    const c2 = parseConfig(text, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets: cfg.secrets });
+    expect(c2.haproxy.address).toBe("127.0.25.1");
+    const d2 = render(devYml, await composeEnv(c2, RENDERED));
+    expect(d2.services.haproxy!.ports).toEqual([`127.0.25.1:${c2.haproxy.rwPort}:5000`, `127.0.25.1:${c2.haproxy.roPort}:5001`, `127.0.25.1:${c2.haproxy.statsPort}:7000`]);
+    expect(d2.services.nginx!.ports).toEqual([`127.0.25.1:${c2.api.port}:8080`]);
+    expect(envOf(d2.services.auth!).API_EXTERNAL_URL).toBe(`http://127.0.25.1:${c2.api.port}`);
+  });
+});
+
 describe("item 9: SMTP_PASS lives in the stack's secrets file", () => {
   test("ensureSecrets keeps it (never generates it), and it reaches GoTrue", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pgp-compose-secrets-"));
