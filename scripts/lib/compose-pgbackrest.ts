@@ -25,16 +25,20 @@ export function dockerPgbackrestConf(cfg: Config): string {
 
 export const dockerPgbackrestFile = (dir: string) => join(dir, "pgbackrest", "pgbackrest.conf");
 
+/** Inside the container (sh: dash in the Debian image): the superuser's password arrives on stdin, never in argv. */
+export const STANZA_SNIPPET = 'IFS= read -r PGPASSWORD && export PGPASSWORD && exec pgbackrest "$@"';
+
 /**
- * `<compose> exec -T -e PGPASSWORD <member> pgbackrest ... stanza-create`: the superuser's password
- * reaches the container through the environment (never argv). Only the primary can create it, so the
- * members are tried in turn; the last failure is reported with pgBackRest's own words.
+ * `<compose> exec -T <member> sh -c <snippet> pgbackrest ... stanza-create`, the password on stdin
+ * (compose v1's `exec -e NAME` does not take a value from our environment; stdin works in v1 and v2).
+ * Only the primary can create the stanza, so the members are tried in turn; the last failure is
+ * reported with pgBackRest's own words.
  */
 export async function ensureDockerStanza(cfg: Config, compose: (...args: string[]) => string[]): Promise<string> {
   let last = "";
   for (const m of cfg.members) {
-    const argv = compose("exec", "-T", "-e", "PGPASSWORD", m.name, "pgbackrest", `--config=${CONTAINER.home}/pgbackrest.conf`, `--stanza=${cfg.backup.stanza}`, "stanza-create");
-    const r = await run(argv, { nothrow: true, timeoutMs: 120_000, env: { ...process.env, PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD } as Record<string, string> });
+    const argv = compose("exec", "-T", m.name, "sh", "-c", STANZA_SNIPPET, "pgbackrest", `--config=${CONTAINER.home}/pgbackrest.conf`, `--stanza=${cfg.backup.stanza}`, "stanza-create");
+    const r = await run(argv, { nothrow: true, timeoutMs: 120_000, input: `${cfg.secrets.POSTGRES_PASSWORD}\n` });
     if (r.code === 0) return `pgBackRest stanza ${cfg.backup.stanza} (on ${m.name})`;
     last = (r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ");
   }

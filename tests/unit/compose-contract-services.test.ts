@@ -4,7 +4,7 @@
  * Studio and postgres-meta, the client deploys' routes, WAL archiving, GoTrue's mailer, and image
  * names from settings (issue 13 items 5-9, issue 21).
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import YAML from "yaml";
 import { composeEnv } from "../../scripts/lib/docker";
 import { IMAGE_KEYS } from "../../scripts/lib/compose-settings";
 import { renderSites } from "../../scripts/lib/deploy/nginx";
-import { dockerPgbackrestConf, ensureDockerStanza } from "../../scripts/lib/compose-pgbackrest";
+import { dockerPgbackrestConf, ensureDockerStanza, STANZA_SNIPPET } from "../../scripts/lib/compose-pgbackrest";
 import * as F from "./compose-facts";
 import { cfg, clients, config, dev, devEnvText, devYml, envOf, render, rendered, RENDERED, root } from "./compose-render";
 import { ensureSecrets, readSecrets } from "../../scripts/lib/secrets";
@@ -130,36 +130,23 @@ describe("item 8: client deploys route the API to services that answer; WAL arch
 });
 
 describe("item 8: the pgBackRest stanza is created on the leader under docker", () => {
-  // A stand-in for `<compose> exec -T -e PGPASSWORD <member> pgbackrest ... stanza-create` (sh, a real program):
-  // pg1 answers like a replica; the password must arrive through the environment, never argv.
+  // `<compose> exec -T <member>` is replaced by running the same snippet under the real dash, with a stand-in
+  // pgbackrest on PATH that answers like a replica on pg1 and checks the password it was given (stdin, not argv).
   const pw = cfg.secrets.POSTGRES_PASSWORD;
-  const fake = (failAll: boolean) => (...a: string[]) => ["sh", "-c", `case "$5" in pg1${failAll ? "|pg2|pg3" : ""}) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac; [ "$PGPASSWORD" = "$0" ] || exit 9`, pw, ...a];
+  const bin = mkdtempSync(join(tmpdir(), "pgp-compose-stanza-"));
+  writeFileSync(join(bin, "pgbackrest"), `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\necho "$@" > "${bin}/args-$MEMBER"\n`, { mode: 0o755 });
+  const fake = (fail: string) => (...a: string[]) => {
+    expect(a.slice(0, 4)).toEqual(["exec", "-T", a[2]!, "sh"]);
+    return ["env", `MEMBER=${a[2]}`, `FAIL=${fail}`, `PATH=${bin}:${process.env.PATH}`, "dash", ...a.slice(4)];
+  };
+  afterAll(() => rmSync(bin, { recursive: true, force: true }));
   test("tried member by member; the first that can (the primary) creates it", async () => {
-    let argv: string[] = [];
-    const r = await ensureDockerStanza(cfg, (...a) => ((argv = fake(false)(...a)), argv));
-    expect(r).toBe(`pgBackRest stanza ${cfg.backup.stanza} (on pg2)`);
-    expect(argv.slice(4)).toEqual(["exec", "-T", "-e", "PGPASSWORD", "pg2", "pgbackrest", "--config=/home/pgbackrest/pgbackrest.conf", `--stanza=${cfg.backup.stanza}`, "stanza-create"]);
+    expect(await ensureDockerStanza(cfg, fake("pg1"))).toBe(`pgBackRest stanza ${cfg.backup.stanza} (on pg2)`);
+    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(`--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n`);
+    expect(STANZA_SNIPPET).not.toContain(pw);
   });
   test("no member can: STANZA_FAILED with pgBackRest's own words", async () => {
-    await expect(ensureDockerStanza(cfg, fake(true))).rejects.toThrow(`pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ERROR: [056]: unable to find primary cluster - cannot proceed`);
-  });
-});
-
-describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
-  const e = envOf(dev.services.auth!);
-  test("mailer URL paths point under /auth/v1 (GoTrue's default /verify is not routed)", () => {
-    for (const k of F.GOTRUE_MAILER_PATHS) expect({ k, v: e[k] }).toEqual({ k, v: F.GOTRUE_VERIFY_PATH });
-    for (const c of clients) for (const k of F.GOTRUE_MAILER_PATHS) expect({ env: c.env, k, v: envOf(c.doc.services.auth!)[k] }).toEqual({ env: c.env, k, v: F.GOTRUE_VERIFY_PATH });
-  });
-  test("SMTP settings are passed (from settings; no host: sign-ups confirmed at once)", () => {
-    for (const k of F.GOTRUE_SMTP) expect(Object.keys(e)).toContain(k);
-    expect({ host: e.GOTRUE_SMTP_HOST, autoconfirm: e.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ host: "", autoconfirm: "true" });
-  });
-  test("the site URL and SMTP host come from the stack's settings", async () => {
-    const c2 = config("\nSUPABASE_SITE_URL=https://app.example.com\nSMTP_HOST=mail.example.com\nSMTP_PORT=2525\n");
-    const e2 = envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!);
-    expect({ site: e2.GOTRUE_SITE_URL, host: e2.GOTRUE_SMTP_HOST, port: String(e2.GOTRUE_SMTP_PORT), autoconfirm: e2.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ site: "https://app.example.com", host: "mail.example.com", port: "2525", autoconfirm: "false" });
-    expect(e.GOTRUE_SITE_URL).toBe("http://127.0.0.1:6100");
+    await expect(ensureDockerStanza(cfg, fake("pg1 pg2 pg3"))).rejects.toThrow(`pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ERROR: [056]: unable to find primary cluster - cannot proceed`);
   });
 });
 
