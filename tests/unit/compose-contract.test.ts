@@ -38,6 +38,16 @@ describe("required variables per service (0 missing)", () => {
   }
 });
 
+describe("healthchecks probe each service's own health endpoint (exec form, no shell)", () => {
+  for (const [svc, url] of Object.entries(F.HEALTH_URLS)) {
+    test(svc, () => {
+      const t = dev.services[svc]!.healthcheck!.test as string[];
+      expect(t[0]).toBe("CMD");
+      expect(t.join(" ")).toContain(url);
+    });
+  }
+});
+
 describe("item 1: Patroni containers become healthy", () => {
   const restListen = (YAML.parse(rendered("pg1/patroni.yml")) as { restapi: { listen: string } }).restapi.listen;
   const hc = dev.services.pg1!.healthcheck!.test as string[];

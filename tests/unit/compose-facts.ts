@@ -113,3 +113,11 @@ export const COMPOSE_V1_CONDITIONS = ["service_started", "service_healthy"];
 
 /** Services that log in to the database (a DB URL or DB_* settings): they must start after the databases and roles exist. */
 export const DATABASE_CLIENTS = ["auth", "rest", "realtime", "storage", "meta"];
+
+/** Health endpoints (supabase/supabase docker/docker-compose.yml@00069a4c6fe3 healthchecks; Patroni 3.0.2 REST API /health). */
+export const HEALTH_URLS: Record<string, string> = {
+  auth: ":9999/health",
+  storage: ":5000/status",
+  pg1: "pg1:8008/health",
+  nginx: ":8080/healthz",
+};
