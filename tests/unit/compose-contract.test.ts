@@ -97,6 +97,15 @@ describe("item 1: Patroni containers become healthy", () => {
   });
 });
 
+describe("every named volume is writable by the user its image runs as (IMAGE_FS)", () => {
+  test("root images (etcd, storage) or a directory our Dockerfile creates for postgres (Patroni)", () => {
+    const kind = (svc: string) => svc.replace(/\d+$/, "").replace(/^pg$/, "patroni");
+    const withVolumes = Object.entries(dev.services).filter(([, s]) => (s.volumes ?? []).some((v) => !v.startsWith("/") && !v.startsWith(".")));
+    expect(withVolumes.map(([n]) => n).sort()).toEqual(["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "storage"]);
+    for (const [name] of withVolumes) expect({ name, user: F.IMAGE_FS[kind(name)]?.user }).toEqual({ name, user: kind(name) === "patroni" ? "postgres" : "root" });
+  });
+});
+
 describe("item 2: nginx's temp directories exist", () => {
   const conf = rendered("nginx/nginx.conf");
   const tmp = [...conf.matchAll(/_temp_path (\S+);/g)].map((m) => m[1]!);
