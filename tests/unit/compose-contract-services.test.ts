@@ -150,6 +150,24 @@ describe("item 8: the pgBackRest stanza is created on the leader under docker", 
   });
 });
 
+describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
+  const e = envOf(dev.services.auth!);
+  test("mailer URL paths point under /auth/v1 (GoTrue's default /verify is not routed)", () => {
+    for (const k of F.GOTRUE_MAILER_PATHS) expect({ k, v: e[k] }).toEqual({ k, v: F.GOTRUE_VERIFY_PATH });
+    for (const c of clients) for (const k of F.GOTRUE_MAILER_PATHS) expect({ env: c.env, k, v: envOf(c.doc.services.auth!)[k] }).toEqual({ env: c.env, k, v: F.GOTRUE_VERIFY_PATH });
+  });
+  test("SMTP settings are passed (from settings; no host: sign-ups confirmed at once)", () => {
+    for (const k of F.GOTRUE_SMTP) expect(Object.keys(e)).toContain(k);
+    expect({ host: e.GOTRUE_SMTP_HOST, autoconfirm: e.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ host: "", autoconfirm: "true" });
+  });
+  test("the site URL and SMTP host come from the stack's settings", async () => {
+    const c2 = config("\nSUPABASE_SITE_URL=https://app.example.com\nSMTP_HOST=mail.example.com\nSMTP_PORT=2525\n");
+    const e2 = envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!);
+    expect({ site: e2.GOTRUE_SITE_URL, host: e2.GOTRUE_SMTP_HOST, port: String(e2.GOTRUE_SMTP_PORT), autoconfirm: e2.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ site: "https://app.example.com", host: "mail.example.com", port: "2525", autoconfirm: "false" });
+    expect(e.GOTRUE_SITE_URL).toBe("http://127.0.0.1:6100");
+  });
+});
+
 describe("ports are published on the stack's own addresses (dev-up probes HAProxy there)", () => {
   test("HAPROXY_ADDRESS and the loopback API address of the env file", async () => {
     const text = devEnvText.replace("\nHAPROXY_ADDRESS=127.0.0.1\n", "\nHAPROXY_ADDRESS=127.0.25.1\n").replace("\nAPI_ADDRESS=127.0.0.1\n", "\nAPI_ADDRESS=127.0.25.1\n");
