@@ -11,6 +11,7 @@ import { ToolkitError } from "./errors";
 import { readSecrets, type Secrets } from "./secrets";
 import { runtimeDirFor } from "./rundir";
 import { assertStackOwnership } from "./ownership";
+import { dockerSettings, IMAGE_RE, type DockerSettings } from "./compose-settings";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -31,6 +32,9 @@ const list = (item: z.ZodType<string, string>) =>
   z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean)).pipe(z.array(item));
 
 /** Every key an env file may hold, with its rule, a hint for the fix, and (for optional keys) a default. */
+/** IMAGE_<NAME> (scripts/lib/compose-settings.ts IMAGE_KEYS): empty, or an image reference. */
+const image = { schema: z.string().regex(IMAGE_RE, "must be an image reference like registry/name:tag"), hint: "empty: the pinned image in compose/*.yml", default: "" };
+
 export const SETTINGS = {
   CLUSTER_NAME: { schema: z.string().regex(/^[a-z][a-z0-9-]{1,40}$/, "must be lowercase letters, digits and dashes"), hint: "e.g. CLUSTER_NAME=pgplatform-dev" },
   MEMBER_ADDRESSES: { schema: list(ipv4).refine((a) => a.length === 3, "must list exactly 3 addresses").refine((a) => new Set(a).size === a.length, "addresses must differ"), hint: "three loopback or host addresses, e.g. 127.0.0.11,127.0.0.12,127.0.0.13" },
@@ -97,6 +101,25 @@ export const SETTINGS = {
   NODE_EXPORTER_PORT: { schema: port, hint: "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is hyperarchy's in the app port plan)", default: "9110" },
   POSTGRES_EXPORTER_PORT: { schema: port, hint: "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", default: "9187" },
   MONITORING_INTERVAL: { schema: seconds(1), hint: "seconds between scrapes and rule evaluations, e.g. 15", default: "15" },
+  // Docker runtime (scripts/lib/compose-settings.ts): GoTrue's site URL and SMTP, and image overrides (`image`: empty keeps the compose file's pinned upstream image).
+  SUPABASE_SITE_URL: { schema: z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, "must be an http(s) URL"), hint: "where GoTrue's e-mail links send users back to (the main app), e.g. http://127.0.0.1:6100", default: "http://127.0.0.1:6100" },
+  SMTP_HOST: { schema: z.string().regex(/^$|^[A-Za-z0-9.-]+$/, "must be a host name or empty"), hint: "mail server GoTrue sends through; empty: no mail, sign-ups confirmed at once", default: "" },
+  SMTP_PORT: { schema: port, hint: "e.g. 587", default: "587" },
+  SMTP_USER: { schema: z.string(), hint: "SMTP login (its password: SMTP_PASS in envs/.secrets.<stack>.env)", default: "" },
+  SMTP_ADMIN_EMAIL: { schema: z.string().regex(/^[^\s@]+@[^\s@]+$/, "must be an e-mail address"), hint: "sender address of GoTrue's mail, e.g. admin@example.com", default: "admin@example.com" },
+  SMTP_SENDER_NAME: { schema: z.string(), hint: "sender name of GoTrue's mail", default: "pgplatform" },
+  IMAGE_ETCD: image,
+  IMAGE_PATRONI: image,
+  IMAGE_HAPROXY: image,
+  IMAGE_GOTRUE: image,
+  IMAGE_POSTGREST: image,
+  IMAGE_REALTIME: image,
+  IMAGE_STORAGE: image,
+  IMAGE_POSTGRES_META: image,
+  IMAGE_STUDIO: image,
+  IMAGE_KONG: image,
+  IMAGE_NGINX: image,
+  IMAGE_CLOUDFLARED: image,
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -200,6 +223,7 @@ export interface Config {
   pool: PoolSettings;
   access: AccessSettings;
   monitoring: MonitoringSettings;
+  docker: DockerSettings;
 }
 
 /** Prometheus, Alertmanager and the exporters (scripts/lib/monitoring.ts); they listen on `address` only. */
@@ -415,6 +439,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     access: accessSettings(file, opts.stack, v),
     pool,
     monitoring: monitoringSettings(file, v),
+    docker: dockerSettings(v),
   };
 }
 

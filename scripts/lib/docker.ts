@@ -6,10 +6,13 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
-import { isRoot, run } from "./exec";
+import { isRoot } from "./exec";
 import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { writeFileNoFollow } from "./safe-fs";
-import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
+import type { Progress, UpResult } from "./native";
+import { composeUpInOrder } from "./compose-up";
+import { dockerSettingsEnv } from "./compose-settings";
+import { dockerPgbackrestConf, dockerPgbackrestFile } from "./compose-pgbackrest";
 import { validateComposeFile } from "./compose-schema";
 import { apiKeyLifetimeS, signApiKey } from "./jwt";
 import { cloudflaredYaml, renderCloudflared } from "./access";
@@ -37,6 +40,7 @@ export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Pro
     JWT_SECRET: jwt,
     SUPABASE_ANON_KEY: await signApiKey(jwt, "anon", undefined, apiKeyLifetimeS(cfg.apiKeyTtlDays)),
     SUPABASE_SERVICE_KEY: await signApiKey(jwt, "service_role", undefined, apiKeyLifetimeS(cfg.apiKeyTtlDays)),
+    ...dockerSettingsEnv(cfg),
   };
 }
 
@@ -59,6 +63,7 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
+  writeIfChanged(dockerPgbackrestFile(dir), dockerPgbackrestConf(cfg));
   if (cfg.access.tunnel === "cloudflare") writeIfChanged(join(dir, "cloudflared", "config.yml"), cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")));
   // compose reads ports, the database name and secrets from one env file (0600).
   const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");
@@ -75,14 +80,5 @@ export const composeCmd = (cfg: Config, ...args: string[]) => [
 export async function dockerUp(cfg: Config, progress: Progress): Promise<UpResult> {
   const t0 = Date.now();
   await writeDockerFiles(cfg);
-  progress("compose", "docker compose up -d --wait");
-  const r = await run(composeCmd(cfg, "up", "-d", "--wait"), { nothrow: true, timeoutMs: 600_000 });
-  if (r.code !== 0) throw new ToolkitError("UP_FAILED", "docker compose up failed", "run `docker compose logs` for the failing service", r.stderr);
-  // Containers being up proves little: the cluster is healthy only when HAProxy routes both ways.
-  const rw = await probeRoute(cfg, "rw");
-  const ro = await probeRoute(cfg, "ro");
-  const problems = [...(rw && !rw.inRecovery ? [] : ["read-write port does not reach a primary"]), ...(ro && ro.inRecovery ? [] : ["read-only port does not reach a replica"])];
-  if (problems.length) throw new ToolkitError("CLUSTER_UNHEALTHY", problems.join("; "), "run `docker compose logs pg1 pg2 pg3 haproxy`");
-  const changes = await ensureDatabases(cfg);
-  return { started: ["compose"], restarted: [], changes, health: { ok: true, running: cfg.members.length, problems: [] }, ms: Date.now() - t0 };
+  return composeUpInOrder(cfg, join(dockerRenderedDir(cfg), "compose.env"), progress, t0);
 }

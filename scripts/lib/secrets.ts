@@ -26,6 +26,8 @@ export const SECRET_KEYS = [
   "POOL_ADMIN_PASSWORD", // pgbouncer's admin console (PAUSE/RESUME/RELOAD/SHOW); not a Postgres role
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
+/** Secrets the operator may add (never generated, kept when present): GoTrue's SMTP password (scripts/lib/compose-settings.ts). */
+export const OPTIONAL_SECRET_KEYS = ["SMTP_PASS"] as const;
 /** The fixed keys, plus one JWT_SECRET_<DATABASE> per environment database. */
 export type JwtSecretKey = `JWT_SECRET_${string}`;
 export type Secrets = Record<SecretKey, string> & { [k: JwtSecretKey]: string };
@@ -97,6 +99,7 @@ export function ensureSecrets(file: string, databases: string[] = []): { secrets
       created.push(k);
     }
   }
+  for (const k of OPTIONAL_SECRET_KEYS) if (existing[k]) all[k] = existing[k];
   if (created.length) writeSecretFile(file, renderSecrets(secrets));
   for (const v of Object.values(secrets)) registerSecret(v);
   return { secrets, created };
@@ -124,7 +127,7 @@ export function readSecrets(file: string): Partial<Secrets> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (!v) continue;
-    if ((SECRET_KEYS as readonly string[]).includes(k) || JWT_KEY_RE.test(k)) out[k] = v;
+    if ((SECRET_KEYS as readonly string[]).includes(k) || (OPTIONAL_SECRET_KEYS as readonly string[]).includes(k) || JWT_KEY_RE.test(k)) out[k] = v;
     registerSecret(v);
   }
   return out as Partial<Secrets>;

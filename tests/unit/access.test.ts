@@ -238,7 +238,7 @@ describe("docker runtime: cloudflared under the compose profile `tunnel`", () =>
     expect(validateCompose(devYml, env)).toEqual([]);
     const svc = (YAML.parse(devYml) as { services: Record<string, any> }).services.cloudflared;
     expect(svc).toEqual({
-      image: "cloudflare/cloudflared:2024.12.2",
+      image: "${IMAGE_CLOUDFLARED:-cloudflare/cloudflared:2024.12.2}",
       profiles: ["tunnel"],
       restart: "unless-stopped",
       networks: ["stack"],

@@ -79,6 +79,7 @@ describe("etcd: mutual TLS on client and peer URLs", () => {
       expect(c.services[`pg${i}`].volumes).toEqual([
         `\${RENDERED_DIR}/pg${i}/patroni.yml:/etc/patroni/patroni.yml:ro`, "${RENDERED_DIR}/tls/ca.crt:/etc/patroni/tls/ca.crt:ro",
         "${RENDERED_DIR}/tls/client.crt:/etc/patroni/tls/client.crt:ro", "${RENDERED_DIR}/tls/patroni-client.key:/etc/patroni/tls/client.key:ro", `pg${i}:/home/postgres/data`,
+        "pgbackrest:/home/pgbackrest", "${RENDERED_DIR}/pgbackrest/pgbackrest.conf:/home/pgbackrest/pgbackrest.conf:ro",
       ]);
       expect(c.services[`etcd${i}`].healthcheck.test).toEqual(["CMD", "etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/etcd/tls/ca.crt", "--cert=/etc/etcd/tls/server.crt", "--key=/etc/etcd/tls/server.key", "endpoint", "health"]);
     }

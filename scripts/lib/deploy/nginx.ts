@@ -13,7 +13,7 @@ import { run } from "../exec";
 import { readTemplate, renderTemplate } from "../render";
 import { ENVIRONMENTS, databaseFor, type ClientSettings, type EnvName } from "./settings";
 import { allHostnames, hostnameFor } from "./tls";
-import { stackHttpAddress } from "../stack-files";
+import { clientApiLocations } from "./client-api";
 
 export interface SiteFile {
   /** file name inside the nginx include dir */
@@ -49,7 +49,7 @@ export function renderSites(rootDir: string, s: ClientSettings, paths: SitePaths
         TLS_KEY: paths.tlsKey,
         DATABASE: databaseFor(env),
         APP_UPSTREAM: appUpstream(s, env),
-        SUPABASE_UPSTREAM: `${stackHttpAddress(s)}:${s.api.port}`,
+        SUPABASE_LOCATIONS: clientApiLocations(s, env),
       },
       "nginx/client-site.conf.tmpl",
     ),

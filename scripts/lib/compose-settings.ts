@@ -1,0 +1,69 @@
+/**
+ * The docker runtime's settings (envs/<stack>.env): image overrides and the
+ * Supabase auth service's site URL and SMTP. They reach compose/dev.yml as
+ * variables of the compose env file (scripts/lib/docker.ts composeEnv).
+ *
+ * Images: every `image:` in compose/*.yml reads `${IMAGE_<NAME>:-<pinned upstream image>}`, so
+ * the pinned default stays visible in the file a customer runs by hand, and a stack points at
+ * locally built images (e.g. `make images-local`) by setting IMAGE_<NAME> in its env file.
+ */
+import { createHmac } from "node:crypto";
+import type { Config } from "./config";
+import { registerSecret } from "./redact";
+import { stackHttpAddress } from "./stack-files";
+
+/** The image variables the compose files read, in the order they appear. */
+export const IMAGE_KEYS = [
+  "IMAGE_ETCD", "IMAGE_PATRONI", "IMAGE_HAPROXY", "IMAGE_GOTRUE", "IMAGE_POSTGREST", "IMAGE_REALTIME",
+  "IMAGE_STORAGE", "IMAGE_POSTGRES_META", "IMAGE_STUDIO", "IMAGE_KONG", "IMAGE_NGINX", "IMAGE_CLOUDFLARED",
+] as const;
+export type ImageKey = (typeof IMAGE_KEYS)[number];
+
+/** An image reference: [registry[:port]/]name[:tag][@sha256:...], lower-case name. */
+export const IMAGE_RE = /^$|^([a-z0-9.-]+(:\d+)?\/)?[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+
+export interface DockerSettings {
+  /** only the images the env file sets (empty keys keep the compose file's pinned default) */
+  images: Partial<Record<ImageKey, string>>;
+  /** GoTrue's GOTRUE_SITE_URL: where its e-mail links send users back to (the main app) */
+  siteUrl: string;
+  smtp: { host: string; port: number; user: string; adminEmail: string; senderName: string };
+}
+
+/** Built from the validated values of the SUPABASE_SITE_URL / SMTP_* / IMAGE_* block in config.ts. */
+export function dockerSettings(v: Record<string, unknown>): DockerSettings {
+  const images: Partial<Record<ImageKey, string>> = {};
+  for (const k of IMAGE_KEYS) if (v[k]) images[k] = v[k] as string;
+  return {
+    images,
+    siteUrl: v.SUPABASE_SITE_URL as string,
+    smtp: { host: v.SMTP_HOST as string, port: v.SMTP_PORT as number, user: v.SMTP_USER as string, adminEmail: v.SMTP_ADMIN_EMAIL as string, senderName: v.SMTP_SENDER_NAME as string },
+  };
+}
+
+/**
+ * The compose variables these settings give. Without an SMTP host GoTrue cannot send mail, so
+ * sign-ups are confirmed at once (MAILER_AUTOCONFIRM); with one, users confirm by e-mail.
+ * SMTP_PASS is a secret: it comes from the stack's secrets file (envs/.secrets.<stack>.env) when set there.
+ */
+export function dockerSettingsEnv(cfg: Config): Record<string, string> {
+  const d = cfg.docker;
+  // Realtime's Phoenix SECRET_KEY_BASE (64+ bytes): derived from the superuser's password, so no second secret to keep.
+  const keyBase = createHmac("sha512", cfg.secrets.POSTGRES_PASSWORD ?? "").update("realtime SECRET_KEY_BASE").digest("hex");
+  registerSecret(keyBase);
+  return {
+    // where compose publishes HAProxy and nginx: the stack's addresses, as natively (nginx: loopback only)
+    HAPROXY_ADDRESS: cfg.haproxy.address,
+    API_HTTP_ADDRESS: stackHttpAddress(cfg),
+    REALTIME_SECRET_KEY_BASE: keyBase,
+    ...d.images,
+    SITE_URL: d.siteUrl,
+    SMTP_HOST: d.smtp.host,
+    SMTP_PORT: String(d.smtp.port),
+    SMTP_USER: d.smtp.user,
+    SMTP_PASS: (cfg.secrets as Record<string, string | undefined>).SMTP_PASS ?? "",
+    SMTP_ADMIN_EMAIL: d.smtp.adminEmail,
+    SMTP_SENDER_NAME: d.smtp.senderName,
+    MAILER_AUTOCONFIRM: d.smtp.host ? "false" : "true",
+  };
+}
