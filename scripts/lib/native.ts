@@ -373,6 +373,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
 
     // 5. nginx.
     component = "nginx";
+    if ((await import("./supabase/routes")).writeSupabaseRoutes(cfg)) changedFiles.add("nginx");
     await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", specs.nginx.marker], { timeoutMs: 10_000 });
     await ensureFrontend(specs.nginx, changedFiles.has("nginx"), startOne, restarted);
     await waitFor("nginx /healthz", 15_000, async () => {
@@ -485,6 +486,7 @@ export async function ensureDatabases(cfg: Config): Promise<string[]> {
   } finally {
     await c.end().catch(() => {});
   }
+  changes.push(...(await (await import("./supabase/environments")).prepareSupabaseStack(cfg)));
   return changes;
 }
 
