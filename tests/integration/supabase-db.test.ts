@@ -16,7 +16,7 @@ import { restGet } from "../../scripts/lib/patroni";
 import { connect } from "../../scripts/lib/pg";
 import { jwtSecretFor } from "../../scripts/lib/secrets";
 import { envFilePath, prepareSupabaseStack } from "../../scripts/lib/supabase/environments";
-import { testConfig } from "./stack";
+import { runScript, testConfig } from "./stack";
 
 const cfg = testConfig();
 const [DEV, STAGING] = cfg.databases as [string, string, string];
@@ -193,5 +193,30 @@ describe("the main app's env files, one per environment", () => {
     expect(await prepareSupabaseStack(cfg)).toEqual([]);
     expect(readFileSync(envFilePath(cfg, DEV), "utf8")).toBe(before);
     expect(statSync(envFilePath(cfg, DEV)).mtimeMs).toBe(mtime);
+  });
+});
+
+describe("make keys", () => {
+  test("ENV=staging prints staging's URL and anon key, names the file of the service key and never prints it", () => {
+    const v = parseDotenv(readFileSync(envFilePath(cfg, STAGING)));
+    const rel = envFilePath(cfg, STAGING).replace(cfg.rootDir + "/", "");
+    const r = runScript("keys.ts", ["--env", "staging"]);
+    expect({ code: r.code, stdout: r.stdout }).toEqual({
+      code: 0,
+      stdout: [
+        `environment       staging (database ${STAGING})`,
+        `SUPABASE_URL      ${v.SUPABASE_URL}`,
+        `SUPABASE_ANON_KEY ${v.SUPABASE_ANON_KEY}`,
+        `service_role key  not printed (it bypasses row-level security): SUPABASE_SERVICE_ROLE_KEY in ${rel} (mode 0600)`,
+        "",
+      ].join("\n"),
+    });
+    expect(r.out).not.toContain(v.SUPABASE_SERVICE_ROLE_KEY!);
+  });
+
+  test("an environment the stack does not have is named, with the ones it has", () => {
+    const r = runScript("keys.ts", ["--env", "qa"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ENV="qa" is not an environment of this stack (dev, staging, production)');
   });
 });

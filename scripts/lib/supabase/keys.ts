@@ -6,6 +6,7 @@
  * key near its end gets a fresh one.
  */
 import type { Config } from "../config";
+import { ToolkitError } from "../errors";
 import { apiKeyLifetimeS, signApiKey, verifyApiKey } from "../jwt";
 import { jwtSecretFor } from "../secrets";
 
@@ -29,4 +30,14 @@ export async function apiKeysFor(cfg: Config, database: string, existing: Partia
     anon: (await keep(existing.anon, secret, "anon", now)) ? existing.anon! : await signApiKey(secret, "anon", now, life),
     serviceRole: (await keep(existing.serviceRole, secret, "service_role", now)) ? existing.serviceRole! : await signApiKey(secret, "service_role", now, life),
   };
+}
+
+/** The ladder database an ENV= names: its environment (dev, staging, production) or the database itself. */
+export function environmentDatabase(cfg: Pick<Config, "databases" | "file">, env: string, envNameOf: (db: string) => string | undefined): string {
+  const db = cfg.databases.find((d) => envNameOf(d) === env || d === env);
+  if (!db) {
+    const known = cfg.databases.map((d) => envNameOf(d) ?? d).join(", ");
+    throw new ToolkitError("UNKNOWN_ENV", `ENV=${JSON.stringify(env)} is not an environment of this stack (${known})`, `pick one of ${known}; the ladder is DATABASES in ${cfg.file}`);
+  }
+  return db;
 }
