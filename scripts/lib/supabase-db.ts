@@ -9,6 +9,8 @@ import type pg from "pg";
 import type { Config } from "./config";
 import { quoteIdent, quoteLiteral } from "./pg";
 import { scramVerifier } from "./onboard/scram";
+import type { SecretKey } from "./secrets";
+import { MEMBERSHIPS, ROLE_SETTINGS } from "./supabase/requirements";
 
 export const SUPABASE_RESERVED_ROLES = [
   "anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin", "supabase_storage_admin",
@@ -40,10 +42,14 @@ export const isSupabaseReservedRole = (name: string): boolean =>
  * - authenticator: PostgREST's SET ROLE into anon, authenticated, service_role.
  */
 const LEAST = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
+// Memberships and role settings come from the facts table (scripts/lib/supabase/requirements.ts, cited upstream).
+const memberOf = (role: string): readonly string[] => MEMBERSHIPS.filter((m) => m.member === role).map((m) => m.of);
+const settingsOf = (role: string): Readonly<Record<string, string>> => Object.fromEntries(ROLE_SETTINGS.filter((f) => f.role === role).map((f) => [f.setting, f.value]));
+const serviceRole = <S extends SecretKey>(name: string, secret: S) => ({ name, secret, memberOf: memberOf(name), settings: settingsOf(name) });
 export const SERVICE_LOGIN_ROLES = [
-  { name: "authenticator", secret: "AUTHENTICATOR_PASSWORD", memberOf: ["anon", "authenticated", "service_role"], settings: {} },
-  { name: "supabase_auth_admin", secret: "SUPABASE_AUTH_ADMIN_PASSWORD", memberOf: [], settings: { search_path: "auth" } },
-  { name: "supabase_storage_admin", secret: "SUPABASE_STORAGE_ADMIN_PASSWORD", memberOf: ["authenticator"], settings: { search_path: "storage", "storage.install_roles": "false" } },
+  serviceRole("authenticator", "AUTHENTICATOR_PASSWORD"),
+  serviceRole("supabase_auth_admin", "SUPABASE_AUTH_ADMIN_PASSWORD"),
+  serviceRole("supabase_storage_admin", "SUPABASE_STORAGE_ADMIN_PASSWORD"),
 ] as const;
 
 export async function ensureSupabaseRoles(cfg: Config, client: pg.Client): Promise<string[]> {
