@@ -12,7 +12,8 @@ import { readFileSync, statSync } from "node:fs";
 import { parse as parseDotenv } from "dotenv";
 import type pg from "pg";
 import { verifyApiKey } from "../../scripts/lib/jwt";
-import { restGet } from "../../scripts/lib/patroni";
+import { clusterView, restGet, restSend } from "../../scripts/lib/patroni";
+import { restartPending } from "../../scripts/lib/dcs-params";
 import { connect } from "../../scripts/lib/pg";
 import { jwtSecretFor } from "../../scripts/lib/secrets";
 import { envFilePath, prepareSupabaseStack } from "../../scripts/lib/supabase/environments";
@@ -219,4 +220,29 @@ describe("make keys", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('ENV="qa" is not an environment of this stack (dev, staging, production)');
   });
+});
+
+describe("a cluster bootstrapped with wal_level replica (before this version)", () => {
+  test("gets logical through the DCS, and its members restart one at a time, replicas first, the leader last", async () => {
+    // Make it the older cluster: replica in the DCS, applied.
+    const res = await restSend(cfg, cfg.members[0]!, "PATCH", "/config", { postgresql: { parameters: { wal_level: "replica" } } });
+    expect(res.status).toBe(200);
+    await restartPending(cfg, "test set-up: wal_level replica");
+    const leader = (await clusterView(cfg))!.members.find((m) => m.role === "leader")!.name;
+    const changes = await prepareSupabaseStack(cfg);
+    expect(changes[0]).toBe("DCS Supabase settings: wal_level = logical");
+    const restarted = /^restarted (.*) \(wal_level logical\)$/.exec(changes[1] ?? "")?.[1]?.split(", ");
+    expect(restarted?.length).toBe(3);
+    expect(restarted?.at(-1)).toBe(leader);
+    expect(changes.slice(2)).toEqual([]);
+    for (const m of cfg.members) {
+      const c = await connect(cfg, { target: { host: m.address, port: m.pgPort } });
+      try {
+        expect({ member: m.name, wal_level: (await c.query("SHOW wal_level")).rows[0].wal_level }).toEqual({ member: m.name, wal_level: "logical" });
+      } finally {
+        await c.end().catch(() => {});
+      }
+    }
+    expect(await prepareSupabaseStack(cfg)).toEqual([]);
+  }, 300_000);
 });
