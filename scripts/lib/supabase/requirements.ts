@@ -138,11 +138,19 @@ export const PUBLICATION = "supabase_realtime";
  */
 export const SERVER_SETTINGS: Readonly<Record<string, string>> = { wal_level: "logical" };
 
-/** Per service: which of the facts above it depends on (for the compose contract test's report). */
+/**
+ * Per service: the role it connects as, the schemas it needs, and the
+ * environment values that must agree with the facts above (for the compose
+ * contract test). An env value of undefined means "must be unset".
+ */
 export const SERVICE_NEEDS = {
-  gotrue: { connectsAs: "supabase_auth_admin", schemas: ["auth"], settings: [] as string[] },
-  postgrest: { connectsAs: "authenticator", schemas: ["public", "storage", "graphql_public"], settings: [] as string[] },
-  storage: { connectsAs: "supabase_storage_admin", schemas: ["storage"], settings: [] as string[] },
-  realtime: { connectsAs: SUPERUSER, schemas: ["_realtime"], settings: ["wal_level"], publication: PUBLICATION },
-  meta: { connectsAs: SUPERUSER, schemas: [] as string[], settings: [] as string[] },
+  // GOTRUE_DB_NAMESPACE defaults to "auth" (supabase/auth@a6164519c2f8 internal/conf/configuration.go: DB_NAMESPACE default auth).
+  gotrue: { connectsAs: "supabase_auth_admin", schemas: ["auth"], settings: [] as string[], env: { GOTRUE_DB_NAMESPACE: ["auth", undefined] } },
+  // Every schema in PGRST_DB_SCHEMAS must exist (PostgREST >= 12 answers PGRST002 otherwise).
+  postgrest: { connectsAs: "authenticator", schemas: ["public", "storage", "graphql_public"], settings: [] as string[], env: { PGRST_DB_ANON_ROLE: ["anon"] } },
+  // DB_INSTALL_ROLES 'true' makes migration 0002 CREATE ROLE, which supabase_storage_admin (NOCREATEROLE) may not
+  // (supabase/storage@c8f93e5164ba src/config.ts: dbInstallRoles = DB_INSTALL_ROLES === 'true'; it overrides the role setting).
+  storage: { connectsAs: "supabase_storage_admin", schemas: ["storage"], settings: [] as string[], env: { DB_INSTALL_ROLES: ["false", undefined] } },
+  realtime: { connectsAs: SUPERUSER, schemas: ["_realtime"], settings: ["wal_level"], publication: PUBLICATION, env: { DB_AFTER_CONNECT_QUERY: ["SET search_path TO _realtime"] } },
+  meta: { connectsAs: SUPERUSER, schemas: [] as string[], settings: [] as string[], env: {} },
 } as const;
