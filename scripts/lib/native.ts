@@ -345,6 +345,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     // 3. DCS settings: bootstrap.dcs only applies at bootstrap, so later edits to the env file are PATCHed in.
     const dcs = await syncDcsTiming(cfg);
     if (dcs) changes.push(dcs);
+    changes.push(...(await (await import("./supabase/environments")).ensureSupabaseServerSettings(cfg)));
 
     // 4. HAProxy, restarted only when its config changed.
     component = "haproxy";
@@ -486,7 +487,7 @@ export async function ensureDatabases(cfg: Config): Promise<string[]> {
   } finally {
     await c.end().catch(() => {});
   }
-  changes.push(...(await (await import("./supabase/environments")).prepareSupabaseStack(cfg)));
+  changes.push(...(await (await import("./supabase/environments")).ensureEnvironments(cfg)));
   return changes;
 }
 

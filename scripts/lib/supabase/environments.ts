@@ -138,10 +138,15 @@ export async function ensureEnvironments(cfg: Config): Promise<string[]> {
 }
 
 /**
- * dev-up's hook: the server settings Supabase needs (wal_level = logical, in the
- * DCS, members restarted replicas first when it changed), then the ladder.
+ * The server settings Supabase needs (wal_level = logical) in Patroni's DCS;
+ * members restart one at a time, replicas first, when it changed. Native
+ * dev-up calls it once Patroni is healthy and before any client front door
+ * starts; bootstrap.dcs already carries it, so a new cluster never restarts.
  */
+export const ensureSupabaseServerSettings = (cfg: Config): Promise<string[]> =>
+  ensureDcsParameters(cfg, SERVER_SETTINGS, Object.keys(SERVER_SETTINGS), "Supabase settings");
+
+/** Both, in dev-up's order (tests and scripts that want the whole preparation). */
 export async function prepareSupabaseStack(cfg: Config): Promise<string[]> {
-  const changes = await ensureDcsParameters(cfg, SERVER_SETTINGS, Object.keys(SERVER_SETTINGS), "Supabase settings");
-  return [...changes, ...(await ensureEnvironments(cfg))];
+  return [...(await ensureSupabaseServerSettings(cfg)), ...(await ensureEnvironments(cfg))];
 }
