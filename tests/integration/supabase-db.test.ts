@@ -197,6 +197,14 @@ describe("the main app's env files, one per environment", () => {
   });
 });
 
+describe("make db-url for an environment's own role", () => {
+  test("prints the env file's DIRECT_URL (the password from that file)", () => {
+    const v = parseDotenv(readFileSync(envFilePath(cfg, STAGING)));
+    const r = runScript("db-url.ts", ["--db", STAGING, "--role", STAGING]);
+    expect({ code: r.code, stdout: r.stdout.trim() }).toEqual({ code: 0, stdout: v.DIRECT_URL! });
+  });
+});
+
 describe("make keys", () => {
   test("ENV=staging prints staging's URL and anon key, names the file of the service key and never prints it", () => {
     const v = parseDotenv(readFileSync(envFilePath(cfg, STAGING)));
