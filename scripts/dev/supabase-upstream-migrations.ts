@@ -20,7 +20,7 @@ import { loadConfig } from "../lib/config";
 import { runMain, ToolkitError } from "../lib/errors";
 import { parseFlags } from "../lib/flags";
 import { connect, quoteIdent } from "../lib/pg";
-import { ensureSupabaseRoles } from "../lib/supabase-db";
+import { ensureSupabaseRoles } from "../lib/supabase/roles";
 import { ensureClusterFacts, ensureDatabaseFacts } from "../lib/supabase/prepare";
 import { applyAuthMigrations, applyStorageMigrations, type MigrationOutcome } from "../lib/supabase/upstream-check";
 

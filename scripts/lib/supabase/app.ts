@@ -10,7 +10,7 @@ import type { AppEntry } from "../apps";
 import type { Config } from "../config";
 import { connect, quoteIdent } from "../pg";
 import { ensureSecrets } from "../secrets";
-import { ensureJwtSettings, ensureSupabaseRoles } from "../supabase-db";
+import { ensureJwtSettings, ensureSupabaseRoles } from "./roles";
 import { readEnvFile } from "./environments";
 import { apiKeysFor } from "./keys";
 import { ensureClusterFacts, ensureDatabaseFacts } from "./prepare";
