@@ -31,6 +31,16 @@ async function q<T = Record<string, unknown>>(sql: string, params: unknown[] = [
   }
 }
 
+/** SHOW wal_level on one member, straight to its Postgres (not through HAProxy). */
+async function walLevelOn(m: (typeof cfg.members)[number]) {
+  const c = await connect(cfg, { target: { host: m.address, port: m.pgPort } });
+  try {
+    return { member: m.name, wal_level: (await c.query("SHOW wal_level")).rows[0].wal_level as string };
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
 const schemaAcl = (owner: string, o: string) => `{${owner}=UC/${owner},anon=U/${o},authenticated=U/${o},service_role=U/${o}}`;
 
 describe("every environment database is prepared for Supabase", () => {
@@ -105,12 +115,7 @@ describe("every environment database is prepared for Supabase", () => {
     const conf = await restGet(cfg.members[0]!, "/config");
     expect(conf?.body?.postgresql?.parameters?.wal_level).toBe("logical");
     for (const m of cfg.members) {
-      const c = await connect(cfg, { target: { host: m.address, port: m.pgPort } });
-      try {
-        expect({ member: m.name, wal_level: (await c.query("SHOW wal_level")).rows[0].wal_level }).toEqual({ member: m.name, wal_level: "logical" });
-      } finally {
-        await c.end().catch(() => {});
-      }
+      expect(await walLevelOn(m)).toEqual({ member: m.name, wal_level: "logical" });
       expect({ member: m.name, pending: Boolean((await restGet(m, "/patroni"))?.body?.pending_restart) }).toEqual({ member: m.name, pending: false });
     }
   });
@@ -244,12 +249,7 @@ describe("a cluster bootstrapped with wal_level replica (before this version)", 
     expect(restarted?.at(-1)).toBe(leader);
     expect(changes.slice(2)).toEqual([]);
     for (const m of cfg.members) {
-      const c = await connect(cfg, { target: { host: m.address, port: m.pgPort } });
-      try {
-        expect({ member: m.name, wal_level: (await c.query("SHOW wal_level")).rows[0].wal_level }).toEqual({ member: m.name, wal_level: "logical" });
-      } finally {
-        await c.end().catch(() => {});
-      }
+      expect(await walLevelOn(m)).toEqual({ member: m.name, wal_level: "logical" });
     }
     expect(await prepareSupabaseStack(cfg)).toEqual([]);
   }, 300_000);
