@@ -94,6 +94,10 @@ deploy-client: deps ## Stamp out a customer's server: CLIENT=acme HOST=ops@serve
 	@# CLIENT/HOST/DOMAIN/ACCESS/PROFILE count only when given on the command line: zsh exports HOST, for one.
 	$(BUN) scripts/deploy-client.ts $(if $(filter command line,$(origin CLIENT)),--client $(CLIENT),) $(if $(filter command line,$(origin HOST)),--host $(HOST),) $(if $(filter command line,$(origin DOMAIN)),--domain $(DOMAIN),) $(if $(filter command line,$(origin ACCESS)),--access $(ACCESS),) $(if $(filter command line,$(origin PROFILE)),--profile $(PROFILE),) $(if $(filter command line,$(origin ADMIN_EMAIL)),--admin-email $(ADMIN_EMAIL),) $(if $(filter 1 true yes,$(PLAN)),--plan,) $(if $(filter 1 true yes,$(ROLLBACK)),--rollback,) $(if $(ROTATE),--rotate $(ROTATE),) $(if $(filter 1 true yes,$(YES)),--yes,) $(if $(filter 1 true yes,$(TRUST_NEW_HOST)),--trust-new-host,) $(ARGS)
 
+.PHONY: keys
+keys: deps ## An environment's SUPABASE_URL and anon key, and where its service key is (never printed): [ENV=dev|staging|production]
+	$(BUN) scripts/keys.ts $(if $(filter command line,$(origin ENV)),--env $(ENV),) $(ARGS)
+
 .PHONY: rotate-jwt
 rotate-jwt: deps ## Replace one environment's JWT secret and re-issue its API keys (old keys refused): DB=<database> [YES=1]
 	$(BUN) scripts/rotate-jwt.ts $(if $(filter command line,$(origin DB)),$(DB),) $(if $(filter 1 true yes,$(YES)),--yes,) $(ARGS)

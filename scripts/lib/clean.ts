@@ -8,6 +8,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { appEnvPath, loadApps, registryPath, saveApps } from "./apps";
 import type { Config } from "./config";
+import { envFilePath } from "./supabase/environments";
 
 export interface CleanPlan {
   /** state dir, member root, socket dir: deleted whole */
@@ -31,6 +32,8 @@ export function planClean(cfg: Config, opts: { purgeSecrets?: boolean; extraDirs
   if (cfg.stack !== "dev" && existsSync(envDir)) {
     for (const f of readdirSync(envDir)) if (f.startsWith(`.env.${cfg.stack}.`)) appEnvFiles.add(join(envDir, f));
   }
+  // The environments' env files (scripts/lib/supabase/environments.ts): their roles go with the data too.
+  for (const p of cfg.databases.map((db) => envFilePath(cfg, db))) if (existsSync(p)) appEnvFiles.add(p);
   const reg = registryPath(cfg);
   const registry = existsSync(reg) && (cfg.stack !== "dev" || apps.length > 0)
     ? { path: reg, action: cfg.stack === "dev" ? ("empty" as const) : ("delete" as const), apps: apps.map((a) => a.name) }

@@ -8,6 +8,7 @@ import { parse } from "dotenv";
 import { appEnvPath, registeredDatabases } from "./apps";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
+import { envFilePath, readEnvFile } from "./supabase/environments";
 import { connect, dbUrl, poolTarget, roTarget, rwTarget, type Target } from "./pg";
 
 const SERVICE_ROLES: Record<string, "AUTHENTICATOR_PASSWORD" | "SUPABASE_AUTH_ADMIN_PASSWORD" | "SUPABASE_STORAGE_ADMIN_PASSWORD"> = {
@@ -55,6 +56,7 @@ export function rolePassword(cfg: Config, role: string): string {
   let password: string | undefined;
   if (role === "postgres") password = cfg.secrets.POSTGRES_PASSWORD;
   else if (SERVICE_ROLES[role]) password = cfg.secrets[SERVICE_ROLES[role]];
+  else if (cfg.databases.includes(role)) password = readEnvFile(envFilePath(cfg, role)).password; // an environment's own role
   else {
     const appEnv = appEnvPath(cfg, role);
     if (existsSync(appEnv)) {
@@ -62,7 +64,7 @@ export function rolePassword(cfg: Config, role: string): string {
       if (url) password = decodeURIComponent(new URL(url).password);
     }
   }
-  if (!password) throw new ToolkitError("UNKNOWN_ROLE", `no password known for role ${role}`, "use postgres, authenticator, supabase_auth_admin, supabase_storage_admin, or an app created with `make new-app`");
+  if (!password) throw new ToolkitError("UNKNOWN_ROLE", `no password known for role ${role}`, "use postgres, authenticator, supabase_auth_admin, supabase_storage_admin, an environment's role (its database's name; run `make dev-up` if its env file is missing), or an app created with `make new-app`");
   return password;
 }
 

@@ -345,6 +345,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     // 3. DCS settings: bootstrap.dcs only applies at bootstrap, so later edits to the env file are PATCHed in.
     const dcs = await syncDcsTiming(cfg);
     if (dcs) changes.push(dcs);
+    changes.push(...(await (await import("./supabase/environments")).ensureSupabaseServerSettings(cfg)));
 
     // 4. HAProxy, restarted only when its config changed.
     component = "haproxy";
@@ -373,6 +374,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
 
     // 5. nginx.
     component = "nginx";
+    if ((await import("./supabase/routes")).writeSupabaseRoutes(cfg)) changedFiles.add("nginx");
     await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", specs.nginx.marker], { timeoutMs: 10_000 });
     await ensureFrontend(specs.nginx, changedFiles.has("nginx"), startOne, restarted);
     await waitFor("nginx /healthz", 15_000, async () => {
@@ -485,6 +487,7 @@ export async function ensureDatabases(cfg: Config): Promise<string[]> {
   } finally {
     await c.end().catch(() => {});
   }
+  changes.push(...(await (await import("./supabase/environments")).ensureEnvironments(cfg)));
   return changes;
 }
 

@@ -35,7 +35,7 @@ export const poolUserlistPath = (cfg: Pick<Config, "memberRoot">) => join(poolDi
 export const pooledDatabases = (cfg: Pick<Config, "databases">, apps: Pick<AppEntry, "database">[]) => [...cfg.databases, ...apps.map((a) => a.database)];
 
 /** The roles whose verifiers go into the auth_file. */
-export const pooledRoles = (apps: Pick<AppEntry, "role">[]) => [...POOL_PLATFORM_ROLES, ...apps.map((a) => a.role)];
+export const pooledRoles = (apps: Pick<AppEntry, "role">[], environmentRoles: string[] = []) => [...POOL_PLATFORM_ROLES, ...environmentRoles, ...apps.map((a) => a.role)];
 
 /** pgbouncer.ini: a pure function of the config and the registry. */
 export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl")): string {
@@ -159,7 +159,7 @@ export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<A
   const old = existsSync(poolUserlistPath(cfg)) ? readFileSync(poolUserlistPath(cfg), "utf8") : "";
   const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
   const salt = oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
-  const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps), salt));
+  const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases /* each environment's role is named after its database (supabase/environments.ts) */), salt));
   const a = writeIfChanged(poolUserlistPath(cfg), users, own);
   const b = writeIfChanged(poolIniPath(cfg), renderPoolIni(cfg, apps), own);
   return a || b;

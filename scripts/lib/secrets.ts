@@ -5,7 +5,7 @@
  *
  * JWT secrets are one per environment database (JWT_SECRET_<DATABASE>): a key
  * signed for orchestrator_ai_dev must not verify against production's secret.
- * They are never stored in the database (see supabase-db.ts): only the
+ * They are never stored in the database (see supabase/roles.ts): only the
  * services that verify keys get them, from this file.
  */
 import { randomBytes } from "node:crypto";

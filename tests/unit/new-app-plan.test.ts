@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AppEntry } from "../../scripts/lib/apps";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
-import { appEnvFile, appNameProblem, domainProblem, FIRST_FREE_PORT, nextAppPort, planApp, portProblem, renderAppNginx, requestProblems, sql, supabaseSetupSql } from "../../scripts/lib/onboard/plan";
+import { appEnvFile, appNameProblem, domainProblem, FIRST_FREE_PORT, nextAppPort, planApp, portProblem, renderAppNginx, requestProblems, sql } from "../../scripts/lib/onboard/plan";
 
 const cfg: Config = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", rootDir: ROOT_DIR, isRoot: false });
 const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({ name, database: `${name}_db`, role: name, port, domain, supabase: false, created: "2026-01-01T00:00:00Z" });
@@ -88,21 +88,6 @@ describe("a request is judged against its own registry entry only", () => {
 describe("exact SQL and files", () => {
   test("a password change", () => {
     expect(sql.setPassword("bookwriter", "SCRAM-SHA-256$4096:c2FsdA==$a:b")).toBe(`ALTER ROLE "bookwriter" PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b'`);
-  });
-
-  test("Supabase's side of an app database, every statement", () => {
-    expect(supabaseSetupSql("notes_db", "notes")).toEqual([
-      `GRANT CONNECT ON DATABASE "notes_db" TO authenticator, supabase_auth_admin, supabase_storage_admin`,
-      "CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_auth_admin",
-      "CREATE SCHEMA IF NOT EXISTS storage AUTHORIZATION supabase_storage_admin",
-      `CREATE SCHEMA IF NOT EXISTS extensions AUTHORIZATION "notes"`,
-      "GRANT USAGE ON SCHEMA public, extensions TO anon, authenticated, service_role",
-      "GRANT USAGE ON SCHEMA auth, storage TO anon, authenticated, service_role",
-      `GRANT ALL ON SCHEMA public TO "notes"`,
-      `ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role`,
-      `ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role`,
-      `ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role`,
-    ]);
   });
 
   test("the env file, whole", () => {

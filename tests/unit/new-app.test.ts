@@ -7,7 +7,7 @@ import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { withAppsLock, appsLockPath } from "../../scripts/lib/onboard/lock";
 import {
   appEnvFile, appNameProblem, defaultDomain, domainProblem, nextAppPort, nginxTestCmd, pgDumpCmd, pgRestoreListCmd,
-  planApp, portProblem, renderAppNginx, requestProblems, sql, supabaseSetupSql, utcStamp,
+  planApp, portProblem, renderAppNginx, requestProblems, sql, utcStamp,
 } from "../../scripts/lib/onboard/plan";
 import { scramMatches, scramVerifier } from "../../scripts/lib/onboard/scram";
 
@@ -133,12 +133,6 @@ describe("SQL is built from checked names, identifiers quoted", () => {
     expect(sql.revokePublic("bookwriter_db")).toBe(`REVOKE ALL ON DATABASE "bookwriter_db" FROM PUBLIC`);
     expect(sql.dropDatabase("bookwriter_db")).toBe(`DROP DATABASE IF EXISTS "bookwriter_db" WITH (FORCE)`);
     expect(sql.dropRole("bookwriter")).toBe(`DROP ROLE IF EXISTS "bookwriter"`);
-  });
-  test("Supabase side only touches the app's database and the API roles", () => {
-    const stmts = supabaseSetupSql("notes_db", "notes");
-    expect(stmts[0]).toBe(`GRANT CONNECT ON DATABASE "notes_db" TO authenticator, supabase_auth_admin, supabase_storage_admin`);
-    expect(stmts.join("\n")).toContain(`ALTER DEFAULT PRIVILEGES FOR ROLE "notes" IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role`);
-    expect(stmts.join("\n")).not.toMatch(/DATABASE "(?!notes_db)/);
   });
 });
 

@@ -185,6 +185,20 @@ describe("clean leaves nothing that refers to what it deleted", () => {
       rmSync(root, { recursive: true });
     }
   });
+  test("the environments' env files of the stack go too (their roles go with the data); another stack's stay", () => {
+    const root = mkdtempSync(join(tmpdir(), "pgp-clean-"));
+    const cfg = cfgAt("ut", root);
+    for (const d of ["app.ut", "app.other"]) mkdirSync(join(root, "envs", d), { recursive: true });
+    for (const f of ["app.ut/.env.dev", "app.ut/.env.staging", "app.other/.env.dev"]) writeFileSync(join(root, "envs", f), "X=1\n");
+    try {
+      const plan = planClean(cfg);
+      expect(plan.appEnvFiles).toEqual([join(root, "envs", "app.ut", ".env.dev"), join(root, "envs", "app.ut", ".env.staging")]);
+      applyClean(cfg, plan);
+      expect(["app.ut/.env.dev", "app.ut/.env.staging", "app.other/.env.dev"].filter((f) => existsSync(join(root, "envs", f)))).toEqual(["app.other/.env.dev"]);
+    } finally {
+      rmSync(root, { recursive: true });
+    }
+  });
   test("the dev stack's committed registry is emptied, its apps' env files deleted", () => {
     const root = mkdtempSync(join(tmpdir(), "pgp-clean-"));
     const envs = join(root, "envs");

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import type { Cmd, RunOptions } from "../exec";
-import { clusterView, isRunning, restGet, restSend } from "../patroni";
+import { clusterView, isRunning } from "../patroni";
+import { ensureDcsParameters } from "../dcs-params";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
 import { ensurePgDir, freeBytes, pgOwner, runAsPg, spaceProblem } from "./common";
 import { withClient } from "../pg";
@@ -80,50 +81,7 @@ export function writePgbackrestFiles(cfg: Config): string[] {
  * in, and archive_mode needs a restart: replicas first, the leader last.
  */
 export async function ensureArchiving(cfg: Config): Promise<string[]> {
-  const want = archiveParameters(cfg);
-  let current: Record<string, unknown> | undefined;
-  let via = cfg.members[0]!;
-  for (const m of cfg.members) {
-    const r = await restGet(m, "/config");
-    if (r?.status === 200) {
-      current = r.body?.postgresql?.parameters ?? {};
-      via = m;
-      break;
-    }
-  }
-  if (!current) throw new ToolkitError("NO_PATRONI", "no Patroni member answers GET /config", "run `make status`; start the stack with `make dev-up`");
-  const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => String(current![k] ?? "") !== String(v)));
-  if (Object.keys(diff).length === 0) return [];
-  const res = await restSend(cfg, via, "PATCH", "/config", { postgresql: { parameters: diff } });
-  if (res.status !== 200) throw new ToolkitError("DCS_PATCH_FAILED", `PATCH /config answered ${res.status}: ${res.text}`, "check `make logs SVC=pg1`");
-  const changes = [`DCS archive settings: ${Object.keys(diff).join(", ")}`];
-  if ("archive_mode" in diff) changes.push(...(await restartPending(cfg)));
-  return changes;
-}
-
-/** Restart members whose settings need it (archive_mode), replicas before the leader, one at a time. */
-async function restartPending(cfg: Config): Promise<string[]> {
-  const { waitHealthy } = await import("../native");
-  const view = await clusterView(cfg);
-  const order = [...(view?.members ?? [])].sort((a, b) => Number(a.role === "leader") - Number(b.role === "leader"));
-  const restarted: string[] = [];
-  for (const cm of order) {
-    const m = cfg.members.find((x) => x.name === cm.name);
-    if (!m) continue;
-    // Patroni notices the new parameters on its next loop; wait for the flag rather than guess.
-    let pending = false;
-    for (let i = 0; i < 40 && !pending; i++) {
-      const r = await restGet(m, "/patroni");
-      pending = Boolean(r?.body?.pending_restart);
-      if (!pending) await Bun.sleep(250);
-    }
-    if (!pending) continue;
-    const res = await restSend(cfg, m, "POST", "/restart", { restart_pending: true }, 120_000);
-    if (res.status !== 200) throw new ToolkitError("RESTART_FAILED", `restart of ${m.name} for archive_mode answered ${res.status}: ${res.text}`, `see \`make logs SVC=${m.name}\``);
-    restarted.push(m.name);
-    await waitHealthy(cfg, 90_000);
-  }
-  return restarted.length ? [`restarted ${restarted.join(", ")} (archive_mode on)`] : [];
+  return ensureDcsParameters(cfg, archiveParameters(cfg), ["archive_mode"], "archive settings");
 }
 
 export interface PgbackrestBackupInfo {

@@ -18,9 +18,11 @@ import { alive, runningPid } from "../procs";
 import { registerSecret } from "../redact";
 import { readTemplate, writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
-import { ensureJwtSettings, ensureSupabaseRoles, MAINTENANCE_DB_ROLES, restrictConnect } from "../supabase-db";
+import { MAINTENANCE_DB_ROLES, restrictConnect } from "../supabase-db";
+import { appSupabaseEnvLines, ensureAppSupabase } from "../supabase/app";
+import { supabaseUrlFor, writeSupabaseRoutes } from "../supabase/routes";
 import { withAppsLock } from "./lock";
-import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, supabaseSetupSql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
+import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
 import { portFree, portHolder } from "../ports";
 import { scramMatches, scramVerifier } from "./scram";
 import { stackHttpAddress } from "../stack-files";
@@ -273,13 +275,14 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
           changes.push(...done.changes);
           if (state.dbOwner !== null) undo.push({ what: `Supabase schemas in ${app.database}`, run: done.undo });
         } else unchanged.push(`Supabase side of ${app.database}`);
-        progress("supabase", `schemas auth, storage, extensions; grants for anon, authenticated, service_role`);
+        progress("supabase", "schemas auth, storage, extensions, graphql_public, _realtime; grants, default privileges, publication");
       }
 
       // 5. The env file with DATABASE_URL (0600).
       await enter("env-file");
       const oldEnv = readIfExists(envPath);
-      if (writeIfChanged(envPath, appEnvFile(cfg, app, password!), { mode: 0o600 })) {
+      const supabaseLines = app.supabase ? await appSupabaseEnvLines(cfg, app, envPath) : undefined;
+      if (writeIfChanged(envPath, appEnvFile(cfg, app, password!, supabaseLines), { mode: 0o600 })) {
         undo.push({ what: rel(cfg, envPath), run: () => restoreFile(envPath, oldEnv, 0o600) });
         changes.push(`${rel(cfg, envPath)} (mode 0600)`);
       } else unchanged.push(rel(cfg, envPath));
@@ -316,6 +319,12 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
         undo.push({ what: rel(cfg, registryPath(cfg)), run: () => restoreFile(registryPath(cfg), oldRegistry, 0o644) });
         changes.push(`${rel(cfg, registryPath(cfg))}: ${registered ? "updated" : "added"} ${app.name}`);
       } else unchanged.push(`registry entry ${app.name}`);
+      // Its own API under /<database>/ (scripts/lib/supabase/routes.ts), once the registry lists it.
+      if (writeSupabaseRoutes(cfg, next)) {
+        undo.push({ what: "Supabase routes", run: async () => void (writeSupabaseRoutes(cfg, apps), await applyNginx(cfg).catch(() => {})) });
+        await applyNginx(cfg);
+        changes.push(`nginx: ${supabaseUrlFor(cfg, app.database)}`);
+      }
 
       // 8. pgbouncer: a pool for the app's database and its role's verifier, then RELOAD (if it runs).
       await enter("pool");
@@ -378,35 +387,4 @@ export async function closeMaintenanceDatabase(admin: pg.Client): Promise<string
   // template1 as well: from it an app's role could close its own database to every connection (backups included).
   const template = await restrictConnect(admin, "template1", []);
   return [maintenance, template].filter(Boolean).join("; ") || undefined;
-}
-
-/** Supabase's side in one app database, in one transaction; reports what it added and how to take it back. */
-async function ensureAppSupabase(cfg: Config, admin: pg.Client, app: AppEntry): Promise<{ changes: string[]; undo: () => Promise<void> }> {
-  const changes = await ensureSupabaseRoles(cfg, admin);
-  const c = await connectAdmin(cfg, app.database);
-  try {
-    const has = (await c.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname IN ('auth', 'storage', 'extensions')")).rows[0].n === 3;
-    if (!has) {
-      await c.query("BEGIN");
-      for (const stmt of supabaseSetupSql(app.database, app.role)) await c.query(stmt);
-      await c.query("COMMIT");
-      changes.push(`${app.database}: Supabase schemas auth, storage, extensions and API grants`);
-    }
-  } catch (e) {
-    await c.query("ROLLBACK").catch(() => {});
-    throw e;
-  } finally {
-    await c.end().catch(() => {});
-  }
-  changes.push(...(await ensureJwtSettings(cfg, admin, app.database)));
-  const undo = async () => {
-    const u = await connectAdmin(cfg, app.database);
-    try {
-      await u.query("DROP SCHEMA IF EXISTS auth, storage, extensions");
-      await u.query(`REVOKE CONNECT ON DATABASE ${quoteIdent(app.database)} FROM authenticator, supabase_auth_admin, supabase_storage_admin`);
-    } finally {
-      await u.end().catch(() => {});
-    }
-  };
-  return { changes, undo };
 }

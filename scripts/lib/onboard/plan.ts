@@ -166,35 +166,12 @@ export const sql = {
   dropRole: (role: string) => `DROP ROLE IF EXISTS ${quoteIdent(role)}`,
 };
 
-/**
- * Supabase's database side inside one app database: the schemas its services
- * own and the grants PostgREST needs for anon / authenticated / service_role.
- * Idempotent; run while connected to the app's database.
- */
-export function supabaseSetupSql(db: string, owner: string): string[] {
-  const d = quoteIdent(db);
-  const o = quoteIdent(owner);
-  return [
-    `GRANT CONNECT ON DATABASE ${d} TO authenticator, supabase_auth_admin, supabase_storage_admin`,
-    `CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION supabase_auth_admin`,
-    `CREATE SCHEMA IF NOT EXISTS storage AUTHORIZATION supabase_storage_admin`,
-    `CREATE SCHEMA IF NOT EXISTS extensions AUTHORIZATION ${o}`,
-    `GRANT USAGE ON SCHEMA public, extensions TO anon, authenticated, service_role`,
-    `GRANT USAGE ON SCHEMA auth, storage TO anon, authenticated, service_role`,
-    `GRANT ALL ON SCHEMA public TO ${o}`,
-    // Tables the app creates later are reachable through the API roles, as on Supabase's cloud (RLS decides rows).
-    `ALTER DEFAULT PRIVILEGES FOR ROLE ${o} IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role`,
-    `ALTER DEFAULT PRIVILEGES FOR ROLE ${o} IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role`,
-    `ALTER DEFAULT PRIVILEGES FOR ROLE ${o} IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role`,
-  ];
-}
-
 // --- files ---
 
 export const supabaseUrl = (cfg: Config) => `http://${stackHttpAddress(cfg)}:${cfg.api.port}`;
 
 /** The app's env file: what a developer needs, nothing more. Mode 0600 (holds the password). */
-export function appEnvFile(cfg: Config, app: AppEntry, password: string): string {
+export function appEnvFile(cfg: Config, app: AppEntry, password: string, supabaseLines = [`SUPABASE_URL=${supabaseUrl(cfg)}`]): string {
   return [
     `# ${app.name} on stack ${cfg.stack}: written by scripts/new-app.ts. Private: mode 0600, gitignored.`,
     `# Re-run \`bun scripts/new-app.ts ${app.name} --rotate-password\` to replace the password.`,
@@ -204,7 +181,7 @@ export function appEnvFile(cfg: Config, app: AppEntry, password: string): string
     `DATABASE_URL=${dbUrl(cfg, app.database, app.role, password, poolTarget(cfg))}`,
     `DIRECT_URL=${dbUrl(cfg, app.database, app.role, password, rwTarget(cfg))}`,
     `DATABASE_READONLY_URL=${dbUrl(cfg, app.database, app.role, password, roTarget(cfg))}`,
-    `SUPABASE_URL=${supabaseUrl(cfg)}`,
+    ...supabaseLines,
     `PORT=${app.port}`,
     `APP_DOMAIN=${app.domain}`,
     "",

@@ -146,6 +146,7 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
       saveApps(cfg, loadApps(cfg).filter((a) => a.name !== name));
       removed.push(`${rel(cfg, registryPath(cfg))} entry`);
     }
+    if ((await import("../supabase/routes")).writeSupabaseRoutes(cfg)) (await applyNginx(cfg), removed.push(`Supabase routes of ${name}`));
     // pgbouncer forgets the app's pool and its role's verifier.
     const pool = await withClient(cfg, {}, (c) => syncPool(cfg, c, procSpecs(cfg).pool));
     if (pool === "reloaded") removed.push(`pgbouncer pool ${plan.database}`);
