@@ -13,6 +13,7 @@ import { clusterView, isRunning, restGet, restSend } from "../patroni";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
 import { ensurePgDir, freeBytes, pgOwner, runAsPg, spaceProblem } from "./common";
 import { withClient } from "../pg";
+import { waitHealthy } from "../cluster-ops";
 
 export const pgbackrestConfigPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "pgbackrest.conf");
 
@@ -103,7 +104,6 @@ export async function ensureArchiving(cfg: Config): Promise<string[]> {
 
 /** Restart members whose settings need it (archive_mode), replicas before the leader, one at a time. */
 async function restartPending(cfg: Config): Promise<string[]> {
-  const { waitHealthy } = await import("../native");
   const view = await clusterView(cfg);
   const order = [...(view?.members ?? [])].sort((a, b) => Number(a.role === "leader") - Number(b.role === "leader"));
   const restarted: string[] = [];

@@ -12,7 +12,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { assessCluster, clusterView } from "../patroni";
 import { connect, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
-import { procSpecs } from "../native";
+import { procSpecs } from "../native/specs";
 import { runningPid } from "../procs";
 import { writeIfChanged } from "../render";
 import { parse as parseDotenv } from "dotenv";

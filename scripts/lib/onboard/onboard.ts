@@ -11,7 +11,7 @@ import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEnt
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { procSpecs } from "../native";
+import { procSpecs } from "../native/specs";
 import { syncPool } from "../pool";
 import { connect, quoteIdent } from "../pg";
 import { alive, runningPid } from "../procs";

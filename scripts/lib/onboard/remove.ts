@@ -9,7 +9,7 @@ import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps } from "../a
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { procSpecs } from "../native";
+import { procSpecs } from "../native/specs";
 import { withClient } from "../pg";
 import { syncPool } from "../pool";
 import { runningPid } from "../procs";
