@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import type pg from "pg";
 import type { Config } from "./config";
 import { quoteIdent, quoteLiteral } from "./pg";
-import { scramVerifier } from "./onboard/scram";
+import { scramVerifier } from "./scram";
 
 export const SUPABASE_RESERVED_ROLES = [
   "anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin", "supabase_storage_admin",

@@ -22,7 +22,7 @@ import { ensureJwtSettings, ensureSupabaseRoles, MAINTENANCE_DB_ROLES, restrictC
 import { withAppsLock } from "./lock";
 import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, supabaseSetupSql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
 import { portFree, portHolder } from "../ports";
-import { scramMatches, scramVerifier } from "./scram";
+import { scramMatches, scramVerifier } from "../scram";
 import { stackHttpAddress } from "../stack-files";
 
 export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry" | "pool";
