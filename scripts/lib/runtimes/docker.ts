@@ -38,8 +38,8 @@ export class DockerRuntime implements Runtime {
     return Promise.reject(unsupported(this.name, "the process list", this.composeHint("ps")));
   }
 
-  pids(): Promise<ComponentPids> {
-    return Promise.reject(unsupported(this.name, "process ids", this.composeHint("top")));
+  pids(component: string): Promise<ComponentPids> {
+    return Promise.reject(unsupported(this.name, `the process ids of ${component}`, this.composeHint(`top ${component}`)));
   }
 
   start(component: string): Promise<void> {

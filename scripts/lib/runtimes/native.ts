@@ -56,12 +56,16 @@ export class NativeRuntime implements Runtime {
 
   /** Not async: the process is started before this returns, so an exit handler can use it. */
   start(component: string): Promise<void> {
-    const spec = this.spec(component);
-    if (!runningPid(spec)) startProc(spec);
-    return Promise.resolve();
+    try {
+      const spec = this.spec(component);
+      if (!runningPid(spec)) startProc(spec);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  stop(component: string, graceMs: number): Promise<boolean> {
+  async stop(component: string, graceMs: number): Promise<boolean> {
     return stopComponent(this.cfg, this.spec(component), graceMs);
   }
 
