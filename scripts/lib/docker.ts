@@ -1,6 +1,7 @@
 /**
- * The docker runtime: compose/dev.yml runs the same rendered templates inside
- * pinned images. Only used when an engine answers (RUNTIME=auto) or is forced.
+ * The docker runtime's compose side: compose/dev.yml runs the same rendered
+ * templates inside pinned images. Reached through scripts/lib/runtimes/docker.ts
+ * when RUNTIME resolves to docker (forced, or auto where the native runtime cannot run).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
