@@ -13,7 +13,7 @@
  * for cycles (it is erased: no load order depends on it).
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { ROOT_DIR } from "../../scripts/lib/config";
 
@@ -193,5 +193,33 @@ describe(`no module under scripts/ over ${MAX_LINES} lines`, () => {
 
   test("each allow-listed module still exceeds the limit (drop it from the list once split)", () => {
     expect([...OVERSIZE_ALLOWED].filter((f) => !existsSync(join(ROOT_DIR, f)) || lineCount(f) <= MAX_LINES)).toEqual([]);
+  });
+});
+
+describe("the README's layout table", () => {
+  const readme = readFileSync(join(ROOT_DIR, "README.md"), "utf8");
+  const start = readme.indexOf("| folder | what lives there |");
+  const rows = readme
+    .slice(start, readme.indexOf("\n\n", start))
+    .split("\n")
+    .slice(2)
+    .map((r) => r.split("|").map((c) => c.trim()));
+  const ticked = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].flatMap((m) => m[1]!.split(/\s+/));
+  const named = rows.flatMap((r) => ticked(r[1]!));
+  const dirs = (d: string) => readdirSync(join(ROOT_DIR, d), { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith(".") && e.name !== "node_modules").map((e) => e.name);
+
+  test("names every top-level folder", () => {
+    const top = new Set(named.map((n) => n.split("/")[0]!));
+    expect(dirs(".").filter((d) => !top.has(d))).toEqual([]);
+  });
+
+  test("names every folder under scripts/lib, in its own row or in the operations row", () => {
+    const ops = rows.find((r) => r[1] === "`scripts/lib/<operation>/`")!;
+    const listed = new Set([...named.filter((n) => n.startsWith("scripts/lib/")).map((n) => n.replace(/^scripts\/lib\/|\/$/g, "")), ...ticked(ops[2]!).map((n) => n.replace(/\/$/, ""))]);
+    expect(dirs("scripts/lib").filter((d) => !listed.has(d))).toEqual([]);
+  });
+
+  test("every folder it names exists", () => {
+    expect(named.filter((n) => !n.includes("<") && !n.includes("*") && !existsSync(join(ROOT_DIR, n)))).toEqual([]);
   });
 });
