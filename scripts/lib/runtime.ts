@@ -118,14 +118,20 @@ export async function dockerEngineAnswers(): Promise<boolean> {
 }
 
 /**
- * RUNTIME (the environment, else the env file): native or docker as given;
- * auto is native wherever the native runtime can run, docker only where it
- * cannot and an engine answers, else native (whose up then names what is missing).
+ * The rule RUNTIME follows, on this machine and on a deploy target (scripts/lib/deploy/preflight.ts):
+ * native or docker as given; auto is native wherever the native runtime can run, docker only where
+ * it cannot and an engine answers, else native (whose up then names what is missing).
  */
+export function resolveRuntime(want: RuntimeName | "auto", nativeRuns: boolean, engineAnswers: boolean): RuntimeName {
+  if (want !== "auto") return want;
+  return nativeRuns || !engineAnswers ? "native" : "docker";
+}
+
+/** RUNTIME from the environment, else the env file, resolved here (the engine is asked only when native cannot run). */
 export async function pickRuntime(cfg: Config): Promise<RuntimeName> {
   const forced = process.env.RUNTIME;
   const want = forced === "native" || forced === "docker" || forced === "auto" ? forced : cfg.runtime;
   if (want !== "auto") return want;
-  if (await nativeCanRun()) return "native";
-  return (await dockerEngineAnswers()) ? "docker" : "native";
+  const nativeRuns = await nativeCanRun();
+  return resolveRuntime(want, nativeRuns, !nativeRuns && (await dockerEngineAnswers()));
 }

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR } from "../../scripts/lib/config";
 import { ToolkitError } from "../../scripts/lib/errors";
-import { dockerEngineAnswers, nativeCanRun, pickRuntime, VERBS, type Verb } from "../../scripts/lib/runtime";
+import { dockerEngineAnswers, nativeCanRun, pickRuntime, resolveRuntime, VERBS, type Verb } from "../../scripts/lib/runtime";
 import { DockerRuntime, dockerExecCmd } from "../../scripts/lib/runtimes/docker";
 import { openRuntime } from "../../scripts/lib/runtimes/index";
 import { logSources, memberRunOptions, NativeRuntime } from "../../scripts/lib/runtimes/native";
@@ -57,6 +57,26 @@ describe("RUNTIME resolution", () => {
       expect(await nativeCanRun()).toBe(true); // this machine has the packages (or root and apt)
       expect(await pickRuntime({ ...cfg, runtime: "auto" })).toBe("native");
     });
+  });
+
+  test("the rule, here and on a deploy target: auto is docker only where native cannot run and an engine answers", () => {
+    const table = (["auto", "native", "docker"] as const).flatMap((want) =>
+      [true, false].flatMap((nativeRuns) => [true, false].map((engine) => `${want} native=${nativeRuns} engine=${engine}: ${resolveRuntime(want, nativeRuns, engine)}`)),
+    );
+    expect(table).toEqual([
+      "auto native=true engine=true: native",
+      "auto native=true engine=false: native",
+      "auto native=false engine=true: docker",
+      "auto native=false engine=false: native",
+      "native native=true engine=true: native",
+      "native native=true engine=false: native",
+      "native native=false engine=true: native",
+      "native native=false engine=false: native",
+      "docker native=true engine=true: docker",
+      "docker native=true engine=false: docker",
+      "docker native=false engine=true: docker",
+      "docker native=false engine=false: docker",
+    ]);
   });
 
   test("native and docker, from the environment or the env file, are taken as given", async () => {
