@@ -10,7 +10,8 @@ import { loadConfig } from "../scripts/lib/config";
 import { runMain, ToolkitError } from "../scripts/lib/errors";
 import { parseFlags } from "../scripts/lib/flags";
 import { defaultBudgetMs, median, parseScenarios, type Scenario } from "../scripts/lib/failover/analysis";
-import { defaultDrillOptions } from "../scripts/lib/failover/drill";
+import { defaultDrillOptions } from "../scripts/lib/failover/options";
+import { openRuntime } from "../scripts/lib/runtimes/index";
 import { failoverDrill } from "../scripts/lib/failover/index";
 import { ensureSecrets } from "../scripts/lib/secrets";
 import { logLine, table } from "../scripts/lib/ui";
@@ -29,7 +30,7 @@ await runMain(async () => {
   const rounds = flags.rounds ?? 5;
   const opts = defaultDrillOptions(cfg);
   logLine(`bench-failover: ${scenarios.join(", ")} x ${rounds} on stack ${cfg.stack} (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
-  const res = await failoverDrill(cfg, scenarios, rounds, opts, (s, m) => logLine(`${s.padEnd(18)} ${m}`));
+  const res = await failoverDrill(cfg, await openRuntime(cfg, "test-failover"), scenarios, rounds, opts, (s, m) => logLine(`${s.padEnd(18)} ${m}`));
   const s1 = (ms: number | null) => (ms === null ? "-" : (ms / 1000).toFixed(1));
   const rows = [["scenario", "rounds", "passed", "median RTO s", "min-max s", "Patroni promote s", "RTO / promote", "budget s", "goal s", "lost writes"]];
   for (const sc of scenarios) {

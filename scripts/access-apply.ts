@@ -3,6 +3,7 @@
 import { applyAccess } from "./lib/access";
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { note } from "./lib/ui";
 
@@ -22,6 +23,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { json: "boolean", allowPublicProduction: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  await openRuntime(cfg, "access-apply");
   const r = await applyAccess(cfg, { allowPublicProduction: Boolean(flags.allowPublicProduction) });
   if (flags.json) return void console.log(JSON.stringify(r, null, 2));
   const lines = [

@@ -2,6 +2,7 @@
 /** make alerts: every alert rule and its state (inactive, pending, firing) from the stack's Prometheus. */
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { fetchRuleStates } from "./lib/monitoring";
 import { table } from "./lib/ui";
@@ -11,6 +12,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  await openRuntime(cfg, "alerts");
   const rules = await fetchRuleStates(cfg);
   const firing = rules.some((r) => r.state === "firing");
   if (flags.json) {

@@ -2,6 +2,7 @@
 /** make backup-cron [INSTALL=1]: print (and install) the crontab line for the nightly backup. */
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { cronLine, installCron } from "./lib/backup/cron";
 import { logLine } from "./lib/ui";
@@ -18,6 +19,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { install: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  await openRuntime(cfg, "backup-cron");
   // The bun running us now: cron's PATH will not find one under node_modules.
   const line = cronLine(cfg, process.execPath);
   console.log(line);

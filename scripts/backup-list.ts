@@ -2,6 +2,7 @@
 /** make backup-list: logical backups with their status, and pgBackRest's physical backups. */
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { fmtBytes } from "./lib/backup/common";
 import { isGood, listBackups } from "./lib/backup/manifest";
@@ -20,6 +21,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  await openRuntime(cfg, "backup-list");
   const logical = listBackups(cfg).map((m) => ({
     id: m.id,
     status: m.status,

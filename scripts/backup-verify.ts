@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /** make backup-verify [FROM=<id>]: restore a backup (default: the newest) into a scratch instance and compare. */
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
 import { backupPath, findBackup, listBackups } from "./lib/backup/manifest";
@@ -20,6 +21,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { noPhysical: "boolean", json: "boolean", alertUrl: "string", alertCommand: "string" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadBackupConfig();
+  await openRuntime(cfg, "backup-verify");
   const want = flags._[0] ?? (process.env.FROM || undefined);
   const v = await withBackupCommand(cfg, "backup-verify", { alert: { url: flags.alertUrl, command: flags.alertCommand }, silent: flags.json }, async ({ progress }) => {
     // Default: the newest backup, verified or not (re-checking an old good one proves it still is).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /** make backup: what cron runs nightly. Logical + physical backup, verified by restore, then retention. */
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { fmtBytes } from "./lib/backup/common";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
@@ -25,6 +26,7 @@ await runMain(async () => {
   if (flags.help) return void console.log(USAGE);
   if (flags.type && !["full", "diff"].includes(flags.type)) throw new ToolkitError("BAD_FLAG", `--type must be full or diff (got ${flags.type})`, USAGE);
   const cfg = loadBackupConfig();
+  await openRuntime(cfg, "backup");
   const databases = flags.db?.split(",").map((s) => s.trim()).filter(Boolean);
   const report = await withBackupCommand(cfg, "backup", { alert: { url: flags.alertUrl, command: flags.alertCommand }, silent: flags.json }, ({ progress }) =>
     runBackup(cfg, { databases, verify: !flags.noVerify, physical: !flags.logicalOnly, physicalType: flags.type as "full" | "diff" | undefined }, progress),

@@ -5,7 +5,7 @@ import { applyClean, describeClean, planClean, planIsEmpty } from "./lib/clean";
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { envFlag, parseFlags } from "./lib/flags";
-import { nativeDown } from "./lib/native";
+import { openRuntime } from "./lib/runtimes/index";
 import { isInteractive, logLine } from "./lib/ui";
 
 const USAGE = `usage: make clean [STACK=dev] [YES=1]   (bun scripts/clean.ts [--yes] [--purge-secrets])
@@ -18,6 +18,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { yes: "boolean", purgeSecrets: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  const rt = await openRuntime(cfg, "clean");
   const opts = { purgeSecrets: Boolean(flags.purgeSecrets) };
   const plan = planClean(cfg, opts);
   if (planIsEmpty(plan)) return void logLine(`stack ${cfg.stack}: nothing to clean`);
@@ -28,7 +29,7 @@ await runMain(async () => {
     const ok = await p.confirm({ message: `Delete ALL data of stack ${cfg.stack}?`, initialValue: false });
     if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing deleted");
   }
-  await nativeDown(cfg, (c, m) => logLine(`${c}: ${m}`));
+  await rt.down((c, m) => logLine(`${c}: ${m}`));
   const done = applyClean(cfg, plan, opts);
   logLine(`deleted ${done.map((d) => d.replace(cfg.rootDir + "/", "")).join(", ")}`);
   for (const k of plan.kept) logLine(`kept ${k.path.replace(cfg.rootDir + "/", "")}: ${k.why}`);

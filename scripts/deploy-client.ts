@@ -25,7 +25,7 @@ const USAGE = `usage: make deploy-client [CLIENT=acme] [HOST=ops@server|local] [
 Creates or updates the customer bundle in clients/<CLIENT>/ (client.env committed; .secrets.env and
 .tls/ generated, 0600, gitignored), renders and validates the release (stack env, compose files,
 nginx -t), runs the preflight on the target, uploads a new release, brings the platform up with the
-native runtime (or docker where an engine answers), health-checks every environment and rolls back
+native runtime (docker only where its packages are missing and an engine answers), health-checks every environment and rolls back
 to the previous release on failure. PLAN=1 stops after the preflight and changes nothing on the
 target. Re-deploying the same bundle changes nothing. Without a terminal, missing answers are errors.
 The target's ssh host key is pinned in clients/<CLIENT>/known_hosts: an unknown host is refused

@@ -3,10 +3,7 @@
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
-import { nativeDown } from "./lib/native";
-import { composeCmd } from "./lib/docker";
-import { run } from "./lib/exec";
-import { pickRuntime } from "./lib/runtime";
+import { openRuntime } from "./lib/runtimes/index";
 import { logLine } from "./lib/ui";
 
 const USAGE = "usage: make dev-down [STACK=dev]\nStops nginx, HAProxy, Patroni replicas, the leader, then etcd. Keeps all data.";
@@ -14,10 +11,8 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), {}, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
-  if ((await pickRuntime(cfg)) === "docker") {
-    await run(composeCmd(cfg, "stop"), { timeoutMs: 300_000 });
-    return void logLine("docker stack stopped (data kept)");
-  }
-  const { stopped } = await nativeDown(cfg, (c, m) => logLine(`${c}: ${m}`));
+  const rt = await openRuntime(cfg, "dev-down");
+  const { stopped } = await rt.down((c, m) => logLine(`${c}: ${m}`));
+  if (rt.name === "docker") return void logLine("docker stack stopped (data kept)");
   logLine(stopped.length ? `stopped ${stopped.length} processes; data kept in ${cfg.memberRoot}` : "nothing was running");
 });

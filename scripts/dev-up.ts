@@ -3,10 +3,8 @@
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
-import { nativeUp } from "./lib/native";
-import { pickRuntime } from "./lib/runtime";
+import { openRuntime, runtimeFor } from "./lib/runtimes/index";
 import { ensureSecrets } from "./lib/secrets";
-import { dockerUp } from "./lib/docker";
 import { intro, note, outro, progressReporter } from "./lib/ui";
 import { ensureOsPackages } from "./lib/setup";
 import { stackHttpAddress } from "./lib/stack-files";
@@ -22,16 +20,18 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { json: "boolean", noInstall: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   let cfg = loadConfig();
-  const runtime = await pickRuntime(cfg);
+  const rt = await openRuntime(cfg, "dev-up");
+  const runtime = rt.name;
   if (runtime === "native" && !flags.noInstall) await ensureOsPackages({ quiet: !!flags.json, monitoring: cfg.monitoring.enabled });
   const { created } = ensureSecrets(cfg.secretsFile, cfg.databases); // one JWT secret per environment database
   cfg = loadConfig(cfg.stack); // with secrets
+  const withSecrets = runtimeFor(cfg, runtime);
   if (!flags.json) intro(`dev-up: stack ${cfg.stack} (${runtime})`);
   if (created.length && !flags.json) note(`generated ${created.length} secrets into ${cfg.secretsFile.replace(cfg.rootDir + "/", "")} (mode 0600)`);
   const progress = progressReporter();
   if (!flags.json) progress.start("starting");
   const quiet = () => {};
-  const result = runtime === "docker" ? await dockerUp(cfg, flags.json ? quiet : progress.step) : await nativeUp(cfg, flags.json ? quiet : progress.step);
+  const result = await withSecrets.up(flags.json ? quiet : progress.step);
   if (flags.json) {
     console.log(JSON.stringify({ stack: cfg.stack, runtime, ...result }, null, 2));
     return;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bun
 /** make logs [SVC=pg1]: the last lines of each component's log (or one), --follow to keep reading. */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { tailFile } from "./lib/procs";
 import { redact } from "./lib/redact";
@@ -14,19 +15,19 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { lines: "number", follow: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  const sources = (await openRuntime(cfg, "logs")).logs();
   if (existsSync(cfg.secretsFile)) ensureSecrets(cfg.secretsFile); // registers secrets for redaction
   const svc = flags._[0] || process.env.SVC || "";
-  const all = existsSync(cfg.logsDir) ? readdirSync(cfg.logsDir).filter((f) => f.endsWith(".log")).map((f) => f.slice(0, -4)).sort() : [];
-  const pick = svc ? all.filter((n) => n === svc) : all;
-  if (svc && pick.length === 0) throw new ToolkitError("NO_SUCH_LOG", `no log for ${svc}`, `known: ${all.join(", ") || "(none: start the stack with make dev-up)"}`);
+  const pick = svc ? sources.filter((l) => l.name === svc) : sources;
+  if (svc && pick.length === 0) throw new ToolkitError("NO_SUCH_LOG", `no log for ${svc}`, `known: ${sources.map((l) => l.name).join(", ") || "(none: start the stack with make dev-up)"}`);
   if (flags.follow) {
-    const child = spawn("tail", ["-F", ...pick.map((n) => `${cfg.logsDir}/${n}.log`)], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn("tail", ["-F", ...pick.map((l) => l.path)], { stdio: ["ignore", "pipe", "inherit"] });
     child.stdout.on("data", (d) => process.stdout.write(redact(String(d))));
     await new Promise((r) => child.on("close", r));
     return;
   }
-  for (const n of pick) {
-    console.log(`==> ${n} (${cfg.logsDir}/${n}.log)`);
-    console.log(redact(tailFile(`${cfg.logsDir}/${n}.log`, flags.lines ?? Number(process.env.LINES ?? 30))));
+  for (const l of pick) {
+    console.log(`==> ${l.name} (${l.path})`);
+    console.log(redact(tailFile(l.path, flags.lines ?? Number(process.env.LINES ?? 30))));
   }
 });

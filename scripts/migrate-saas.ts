@@ -5,6 +5,7 @@ import * as p from "@clack/prompts";
 import { parse as parseDotenv } from "dotenv";
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { migrateSaas, planMigration, type MigrationPlan, type MigrationReport } from "./lib/migrate/migrate";
 import { formatBytes } from "./lib/migrate/verify";
@@ -121,6 +122,7 @@ await runMain(async () => {
     );
   }
   let cfg = loadConfig();
+  await openRuntime(cfg, "migrate-saas");
   ensureSecrets(cfg.secretsFile); // registers the cluster's secrets for redaction
   cfg = loadConfig(cfg.stack);
   const url = await sourceUrl(flags.envFile ?? (process.env.SOURCE_ENV || undefined));

@@ -5,6 +5,7 @@ import { applyAccess, planAccess } from "./lib/access";
 import { ACCESS_LEVELS, loadApps, registryPath, type AccessLevel } from "./lib/apps";
 import { loadConfig, type Config } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { inputIssues, onboardApp, type OnboardResult } from "./lib/onboard/onboard";
 import { appNameProblem, badInputError, defaultDomain, domainProblem, planApp, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
@@ -93,6 +94,7 @@ await runMain(async () => {
     throw new ToolkitError("BAD_FLAG", "--remove takes no other options than --yes and --json", "usage: bun scripts/new-app.ts <name> --remove [--yes]");
   }
   const cfg = loadConfig();
+  await openRuntime(cfg, "new-app");
   const yes = Boolean(flags.yes || envFlag("YES"));
   const ask = isInteractive() && !flags.json && !yes;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /** make restore-pitr AT='<time with offset>' [KEEP=1]: point-in-time restore into a new scratch instance. */
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { fmtBytes } from "./lib/backup/common";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
@@ -22,6 +23,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { at: "string", keep: "boolean", remove: "boolean", json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadBackupConfig();
+  await openRuntime(cfg, "restore-pitr");
   if (flags.remove) {
     const gone = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: true }, () => removeKeptPitr(cfg));
     return void logLine(gone.length ? `removed ${gone.join(", ")}` : "no kept scratch instances");

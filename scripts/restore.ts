@@ -2,6 +2,7 @@
 /** make restore DB=<name> [FROM=<backup id>] [TO=<new name>]: a logical backup back into the live cluster. */
 import * as p from "@clack/prompts";
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
 import { restoreDatabase, targetExists } from "./lib/backup/restore";
@@ -27,6 +28,7 @@ await runMain(async () => {
   const to = flags.to ?? (process.env.TO || undefined);
   if (!db) throw new ToolkitError("MISSING_DB", "which database? DB=<name> (make) or --db <name>", USAGE);
   const cfg = loadBackupConfig();
+  await openRuntime(cfg, "restore");
   let confirmed = Boolean(flags.yes || envFlag("YES"));
   const target = to ?? db;
   if (!confirmed && (await targetExists(cfg, target))) {

@@ -3,6 +3,7 @@
 import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
+import { openRuntime } from "./lib/runtimes/index";
 import { formatLag, routeCell, stackStatus } from "./lib/status";
 import { table } from "./lib/ui";
 
@@ -11,7 +12,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
-  const s = await stackStatus(cfg);
+  const s = await stackStatus(cfg, await openRuntime(cfg, "status"));
   if (flags.json) {
     console.log(JSON.stringify(s, null, 2));
     return s.health.ok ? 0 : 1;

@@ -6,6 +6,7 @@
  */
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
+import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { planRestart, planSwitchover, runMaintenance } from "./lib/maintenance";
 import { clusterView } from "./lib/patroni";
@@ -25,6 +26,7 @@ await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { to: "string", restartMember: "string", pauseTimeout: "number", json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
+  await openRuntime(cfg, flags.restartMember !== undefined ? "restart-member" : "switchover");
   if (!cfg.secrets.PATRONI_API_PASSWORD) throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
   const view = await clusterView(cfg);
   if (!view) throw new ToolkitError("CLUSTER_DOWN", "no Patroni member answers on its REST API", `start the stack with \`make dev-up STACK=${cfg.stack}\``);

@@ -4,11 +4,12 @@ import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
 import { defaultBudgetMs, parseScenarios, SCENARIOS } from "./lib/failover/analysis";
-import { convergence, defaultDrillOptions, undoPendingFault } from "./lib/failover/drill";
+import { undoPendingFault } from "./lib/failover/deal";
+import { convergence } from "./lib/failover/monitor";
+import { defaultDrillOptions } from "./lib/failover/options";
 import { failoverDrill } from "./lib/failover/index";
 import { resultRows, summaryRows } from "./lib/failover/report";
-import { nativeUp } from "./lib/native";
-import { pickRuntime } from "./lib/runtime";
+import { openRuntime, runtimeFor } from "./lib/runtimes/index";
 import { ensureSecrets } from "./lib/secrets";
 import { logLine, table } from "./lib/ui";
 
@@ -59,11 +60,11 @@ await runMain(async () => {
   if (flags.writers !== undefined && !Number.isInteger(flags.writers)) throw new ToolkitError("BAD_FLAG", `--writers must be a whole number (got ${flags.writers})`);
 
   let cfg = loadConfig();
-  if ((await pickRuntime(cfg)) !== "native") {
-    throw new ToolkitError("NATIVE_ONLY", "the failover drill signals the member processes directly, so it runs against the native runtime", "run with RUNTIME=native");
-  }
+  // The drill signals the member processes directly: only the native runtime carries it out.
+  const native = await openRuntime(cfg, "test-failover");
   ensureSecrets(cfg.secretsFile); // registers secrets for redaction
   cfg = loadConfig(cfg.stack);
+  const rt = runtimeFor(cfg, native.name);
   if (flags.candidate && !cfg.members.some((m) => m.name === flags.candidate)) {
     throw new ToolkitError("BAD_CANDIDATE", `no member named ${flags.candidate}`, `pick one of ${cfg.members.map((m) => m.name).join(", ")}`);
   }
@@ -88,14 +89,14 @@ await runMain(async () => {
   process.on("exit", undoPendingFault);
   process.on("SIGTERM", () => process.exit(143));
 
-  const now = await convergence(cfg);
+  const now = await convergence(cfg, rt);
   if (!now.ok) {
     if (flags.noUp) throw new ToolkitError("CLUSTER_UNHEALTHY", `stack ${cfg.stack} is not healthy: ${now.problems.join(", ")}`, "run `make dev-up` (or drop --no-up)");
     say(`stack ${cfg.stack} is not healthy (${now.problems.join(", ")}): bringing it up`);
-    await nativeUp(cfg, (c, m) => say(`  ${c} ${m}`));
+    await rt.up((c, m) => say(`  ${c} ${m}`));
   }
   say(`failover drill on stack ${cfg.stack}: ${scenarios.join(", ")} x ${rounds}; RTO budget ${opts.budgetMs !== undefined ? (opts.budgetMs / 1000).toFixed(1) : scenarios.map((s) => (defaultBudgetMs(cfg, s) / 1000).toFixed(0)).filter((v, i, a) => a.indexOf(v) === i).join("/")} s (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
-  const res = await failoverDrill(cfg, scenarios, rounds, opts, (s, m) => say(`${s.padEnd(18)} ${m}`));
+  const res = await failoverDrill(cfg, rt, scenarios, rounds, opts, (s, m) => say(`${s.padEnd(18)} ${m}`));
   if (flags.json) {
     const { results, ...rest } = res.report;
     console.log(JSON.stringify({ ...rest, results: results.map(({ series, ...r }) => r), files: res.files }, null, 2));

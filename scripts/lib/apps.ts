@@ -10,9 +10,9 @@ import { z } from "zod";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { writeIfChanged } from "./render";
-import { appDatabase, appNameProblem, domainProblem, portProblem } from "./onboard/plan";
+import { APP_NAME_RE, appDatabase, appNameProblem, domainProblem, portProblem } from "./app-rules";
 
-export const APP_NAME_RE = /^[a-z][a-z0-9_]{1,30}$/;
+export { APP_NAME_RE };
 
 export const AppEntry = z.object({
   name: z.string().regex(APP_NAME_RE),

@@ -15,7 +15,8 @@ import { join } from "node:path";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { run, which } from "./exec";
-import { ensureDatabases, probeRoute, type Progress, type UpResult } from "./native";
+import { ensureDatabases, probeRoute } from "./cluster-ops";
+import type { Progress, UpResult } from "./runtime";
 import { ensureDockerStanza } from "./compose-pgbackrest";
 
 export interface ComposeFlavour {
@@ -115,7 +116,7 @@ export type Stage = { stage: "cluster"; services: string[] } | { stage: "prepare
 export const startPlan = (cfg: Config): Stage[] => [{ stage: "cluster", services: clusterServices(cfg) }, { stage: "prepare" }, { stage: "clients", services: "rest" }];
 
 /** Runs startPlan; returns dev-up's result. */
-export async function composeUpInOrder(cfg: Config, envFile: string, progress: Progress, t0 = Date.now()): Promise<UpResult> {
+export async function composeUpInOrder(cfg: Config, envFile: string, progress: Progress, t0 = Date.now(), prepare: (cfg: Config) => Promise<string[]> = async () => []): Promise<UpResult> {
   const f = await detectCompose();
   const changes: string[] = [];
   for (const s of startPlan(cfg)) {
@@ -126,6 +127,8 @@ export async function composeUpInOrder(cfg: Config, envFile: string, progress: P
     } else if (s.stage === "prepare") {
       progress("compose", "databases and login roles");
       changes.push(...(await ensureDatabases(cfg)));
+      // Supabase's database side (scripts/lib/supabase/), before any of its services starts.
+      changes.push(...(await prepare(cfg)));
       changes.push(await ensureDockerStanza(cfg, (...a) => composeArgv(cfg, f, envFile, ...a)));
     } else {
       progress("compose", "Supabase services, gateway and nginx");

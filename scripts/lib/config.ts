@@ -61,7 +61,7 @@ export const SETTINGS = {
   PG_BIN_DIR: { schema: z.string().min(1), hint: "e.g. /usr/lib/postgresql/15/bin" },
   PG_SHARED_BUFFERS: { schema: z.string().regex(/^\d+(kB|MB|GB)$/, "must be a size like 128MB"), hint: "e.g. 128MB" },
   DATABASES: { schema: list(z.string().regex(NAME_RE, "database names must match ^[a-z][a-z0-9_]{1,30}$")).refine((a) => a.length > 0, "must list at least one database"), hint: "comma-separated, e.g. orchestrator_ai_dev,orchestrator_ai_staging" },
-  RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto picks docker when an engine answers" },
+  RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto is native where its packages are present or apt can install them, else docker when an engine answers" },
   STATE_DIR: { schema: z.string().min(1), hint: "folder for rendered files, data, logs, e.g. .state" },
   MEMBER_ROOT: { schema: z.string(), hint: "leave empty to derive; where member data dirs live", default: "" },
   // Backups (scripts/lib/backup): every key has a default so older env files keep loading.

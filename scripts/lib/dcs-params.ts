@@ -8,6 +8,7 @@
  */
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
+import { waitHealthy } from "./cluster-ops";
 import { clusterView, restGet, restSend } from "./patroni";
 
 export type DcsParameters = Record<string, string | number>;
@@ -46,7 +47,6 @@ export const restartOrder = <T extends { role: string }>(members: T[]): T[] => [
 
 /** Restart members whose settings need it, replicas before the leader, one at a time. */
 export async function restartPending(cfg: Config, why: string): Promise<string[]> {
-  const { waitHealthy } = await import("./native");
   const view = await clusterView(cfg);
   const restarted: string[] = [];
   for (const cm of restartOrder(view?.members ?? [])) {

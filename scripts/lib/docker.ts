@@ -1,6 +1,7 @@
 /**
- * The docker runtime: compose/dev.yml runs the same rendered templates inside
- * pinned images. Only used when an engine answers (RUNTIME=auto) or is forced.
+ * The docker runtime's compose side: compose/dev.yml runs the same rendered
+ * templates inside pinned images. Reached through scripts/lib/runtimes/docker.ts
+ * when RUNTIME resolves to docker (forced, or auto where the native runtime cannot run).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -9,7 +10,7 @@ import { ToolkitError } from "./errors";
 import { isRoot } from "./exec";
 import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { writeFileNoFollow } from "./safe-fs";
-import type { Progress, UpResult } from "./native";
+import type { Progress, UpResult } from "./runtime";
 import { composeUpInOrder } from "./compose-up";
 import { dockerSettingsEnv } from "./compose-settings";
 import { dockerPgbackrestConf, dockerPgbackrestFile } from "./compose-pgbackrest";
@@ -77,8 +78,8 @@ export const composeCmd = (cfg: Config, ...args: string[]) => [
   "docker", "compose", "-p", cfg.clusterName, "-f", join(cfg.rootDir, "compose", "dev.yml"), "--env-file", join(dockerRenderedDir(cfg), "compose.env"), ...args,
 ];
 
-export async function dockerUp(cfg: Config, progress: Progress): Promise<UpResult> {
+export async function dockerUp(cfg: Config, progress: Progress, prepare?: (cfg: Config) => Promise<string[]>): Promise<UpResult> {
   const t0 = Date.now();
   await writeDockerFiles(cfg);
-  return composeUpInOrder(cfg, join(dockerRenderedDir(cfg), "compose.env"), progress, t0);
+  return composeUpInOrder(cfg, join(dockerRenderedDir(cfg), "compose.env"), progress, t0, prepare);
 }

@@ -9,7 +9,7 @@
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { haproxyBackends } from "./haproxy";
-import { probeRoute } from "./native";
+import { probeRoute } from "./cluster-ops";
 import { assessCluster, clusterView, isRunning, restSend, type ClusterView } from "./patroni";
 import { connect } from "./pg";
 import { pooledDatabases, poolAdmin, withPoolAdmin } from "./pool";

@@ -254,7 +254,7 @@ export const monitorPassword = (cfg: Config) => readFileSync(monitoringFiles(cfg
 /** The exporter's login role: pg_monitor, CONNECT on postgres, its password (as a SCRAM verifier) kept in step with postgres.pass. */
 export async function ensureMonitorRole(cfg: Config): Promise<string[]> {
   const { connect, quoteIdent, quoteLiteral } = await import("./pg");
-  const { scramVerifier } = await import("./onboard/scram");
+  const { scramVerifier } = await import("./scram");
   const changes: string[] = [];
   const c = await connect(cfg);
   try {

@@ -10,8 +10,11 @@
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { Config } from "./config";
-import { ToolkitError } from "./errors";
+import { permissionError, ToolkitError, uidOf, userNameOf } from "./errors";
 import { osUserIds } from "./exec";
+
+/** They live in errors.ts (runMain turns an EACCES into PERMISSION_DENIED with them); here for the checks below and their tests. */
+export { permissionError, userNameOf };
 
 export interface Misowned {
   path: string;
@@ -19,22 +22,6 @@ export interface Misowned {
   want: number;
 }
 
-export function userNameOf(uid: number): string {
-  try {
-    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
-    return line ? line.split(":")[0]! : `uid ${uid}`;
-  } catch {
-    return `uid ${uid}`;
-  }
-}
-
-const uidOf = (p: string): number | undefined => {
-  try {
-    return lstatSync(p).uid;
-  } catch {
-    return undefined;
-  }
-};
 
 /** The entry points whose ownership decides: each is chowned whole by the repair command. */
 export function stackRoots(cfg: Config): string[] {
@@ -158,22 +145,4 @@ export function assertStackOwnership(cfg: Config, me = process.getuid?.() ?? 0):
     `stack ${cfg.stack} has files of another user (a \`sudo make …\` ran here?): ${[...owned, ...running].join("; ")}; you are ${meName}`,
     `${stop}sudo chown -R ${meName}: ${tops.join(" ")}`,
   );
-}
-
-/**
- * EACCES/EPERM that still reach an entry point (a file we did not foresee):
- * what was refused, who owns it, and the repair, instead of a stack trace.
- */
-export function permissionError(err: unknown): ToolkitError | undefined {
-  const e = err as NodeJS.ErrnoException;
-  if (!e || (e.code !== "EACCES" && e.code !== "EPERM")) return undefined;
-  const me = userNameOf(process.getuid?.() ?? 0);
-  const path = e.path ?? /'([^']+)'/.exec(e.message)?.[1];
-  if (path) {
-    const uid = uidOf(path) ?? uidOf(join(path, ".."));
-    const owner = uid !== undefined ? userNameOf(uid) : "another user";
-    return new ToolkitError("PERMISSION_DENIED", `${e.syscall ?? "access"} ${path}: permission denied (${e.code}); it belongs to ${owner}, you are ${me}`, owner === "root" || owner !== me ? `sudo chown -R ${me}: ${path}` : `check the modes of ${path} and its parent folders`);
-  }
-  const pid = /kill|pid/i.test(e.message) ? /(\d+)/.exec(e.message)?.[1] : undefined;
-  return new ToolkitError("PERMISSION_DENIED", `${e.syscall ?? "operation"} not permitted (${e.code}): ${e.message}; you are ${me}`, pid ? `process ${pid} belongs to another user: stop it as that user (e.g. \`sudo make dev-down\`)` : "run the command as the user who set up the stack");
 }

@@ -19,7 +19,7 @@ import { ToolkitError } from "./errors";
 import { osUserIds } from "./exec";
 import { runningPid, type ProcSpec } from "./procs";
 import { readTemplate, renderTemplate, writeIfChanged } from "./render";
-import { scramMatches, scramVerifier } from "./onboard/scram";
+import { scramMatches, scramVerifier } from "./scram";
 import { ENVIRONMENT_DB_ROLES } from "./supabase-db";
 
 export const POOL_ADMIN_USER = "pgbouncer_admin";

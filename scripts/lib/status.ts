@@ -1,9 +1,9 @@
 /** One snapshot of the stack: processes, Patroni members, HAProxy backends. */
 import type { Config } from "./config";
 import { haproxyBackends, type BackendServer } from "./haproxy";
-import { allSpecs, etcdHealthy, procSpecs } from "./native";
+import { etcdHealthy } from "./cluster-ops";
 import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
-import { runningPid } from "./procs";
+import type { Runtime } from "./runtime";
 import { stackHttpAddress } from "./stack-files";
 import { formatBytes } from "./ui";
 import { poolSnapshot, type PoolUsage } from "./pool";
@@ -47,8 +47,9 @@ export function poolByDatabase(databases: string[], rows: PoolUsage[]): PoolData
   return [...out.values()];
 }
 
-export async function stackStatus(cfg: Config): Promise<StackStatus> {
-  const processes = allSpecs(procSpecs(cfg)).map((s) => ({ name: s.name, pid: runningPid(s) ?? null }));
+/** The runtime's processes, and what the network shows of the cluster (Patroni, etcd, HAProxy, pgbouncer). */
+export async function stackStatus(cfg: Config, rt: Runtime): Promise<StackStatus> {
+  const processes = await rt.status();
   const view = await clusterView(cfg);
   const members = cfg.members.map((m) => {
     const v = view?.members.find((x) => x.name === m.name);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { osUserIds } from "../../scripts/lib/exec";
-import { etcdConfigPath, postmasterPid, procSpecs } from "../../scripts/lib/native";
+import { etcdConfigPath, postmasterPid, procSpecs } from "../../scripts/lib/native/specs";
 import { runningPid } from "../../scripts/lib/procs";
 import { etcdHome } from "../../scripts/lib/stack-files";
 import { createAttacker, removeAttacker, runAs, runRoot } from "./attacker-etcdsec";

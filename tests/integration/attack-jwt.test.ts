@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, quoteIdent, quoteLiteral } from "../../scripts/lib/pg";
 import { signApiKey, verifyApiKey } from "../../scripts/lib/jwt";
-import { scramVerifier } from "../../scripts/lib/onboard/scram";
+import { scramVerifier } from "../../scripts/lib/scram";
 import { generateSecret, jwtSecretFor, jwtSecretKey } from "../../scripts/lib/secrets";
 import { JWT_SECRET_SETTING } from "../../scripts/lib/supabase-db";
 import { testConfig } from "./stack";

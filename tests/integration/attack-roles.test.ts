@@ -10,7 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";
 import type pg from "pg";
 import { connect, quoteIdent } from "../../scripts/lib/pg";
-import { ensureDatabases } from "../../scripts/lib/native";
+import { ensureDatabases } from "../../scripts/lib/cluster-ops";
 import { SERVICE_LOGIN_ROLES } from "../../scripts/lib/supabase-db";
 import { testConfig } from "./stack";
 

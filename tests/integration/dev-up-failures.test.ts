@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, ROOT_DIR } from "../../scripts/lib/config";
-import { allSpecs, procSpecs } from "../../scripts/lib/native";
+import { allSpecs, procSpecs } from "../../scripts/lib/native/specs";
 import { portFree } from "../../scripts/lib/ports";
 import { runningPid } from "../../scripts/lib/procs";
 import { runScript, testConfig } from "./stack";

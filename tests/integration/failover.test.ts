@@ -10,7 +10,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import type { Scenario } from "../../scripts/lib/failover/analysis";
-import { defaultDrillOptions, dropDrillTables, type DrillRun } from "../../scripts/lib/failover/drill";
+import { dropDrillTables, type DrillRun } from "../../scripts/lib/failover/drill";
+import { defaultDrillOptions } from "../../scripts/lib/failover/options";
+import { NativeRuntime } from "../../scripts/lib/runtimes/native";
 import { failoverDrill } from "../../scripts/lib/failover/index";
 import { DRILL_SCHEMA, tableRef } from "../../scripts/lib/failover/load";
 import { assessCluster, clusterView } from "../../scripts/lib/patroni";
@@ -53,7 +55,7 @@ async function rowsOnLeader(scenario: Scenario): Promise<{ leader: string; ids: 
 async function drillAndCount(scenario: Scenario) {
   const runs: DrillRun[] = [];
   const log: string[] = [];
-  const suite = await failoverDrill(cfg, [scenario], 1, { ...defaultDrillOptions(cfg), budgetMs: BUDGET_MS, keepData: true }, (_, m) => log.push(m), (r) => runs.push(r));
+  const suite = await failoverDrill(cfg, new NativeRuntime(cfg), [scenario], 1, { ...defaultDrillOptions(cfg), budgetMs: BUDGET_MS, keepData: true }, (_, m) => log.push(m), (r) => runs.push(r));
   if (!suite.passed) console.error(log.join("\n"));
   const acked = runs[0]!.recording.writes.filter((w) => w.ok).map((w) => w.id);
   const { ids } = await rowsOnLeader(scenario);

@@ -8,7 +8,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { statSync, readFileSync } from "node:fs";
-import { logFile } from "../../scripts/lib/native";
+import { logFile } from "../../scripts/lib/native/specs";
 import { testConfig, waitClusterHealthy } from "./stack";
 
 const cfg = testConfig();

@@ -11,7 +11,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { isRunning, clusterView } from "../../scripts/lib/patroni";
-import { procSpecs, stopComponent } from "../../scripts/lib/native";
+import { procSpecs, stopComponent } from "../../scripts/lib/native/specs";
 import { startProc, runningPid } from "../../scripts/lib/procs";
 import { monitoringListeners, monitoringSpecs } from "../../scripts/lib/monitoring";
 import { run } from "../../scripts/lib/exec";

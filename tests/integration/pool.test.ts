@@ -14,7 +14,7 @@ import { dbUrl, poolTarget } from "../../scripts/lib/pg";
 
 import { planSwitchover, runMaintenance } from "../../scripts/lib/maintenance";
 import { clusterView } from "../../scripts/lib/patroni";
-import { procSpecs } from "../../scripts/lib/native";
+import { procSpecs } from "../../scripts/lib/native/specs";
 import { connect } from "../../scripts/lib/pg";
 import { ensurePool, poolAdmin, poolIniPath, poolUsage } from "../../scripts/lib/pool";
 import { startProc, stopProc } from "../../scripts/lib/procs";

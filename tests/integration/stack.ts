@@ -6,7 +6,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { loadConfig, type Config } from "../../scripts/lib/config";
-import { waitHealthy } from "../../scripts/lib/native";
+import { waitHealthy } from "../../scripts/lib/cluster-ops";
 import { ensureSecrets } from "../../scripts/lib/secrets";
 
 export const TEST_STACK = process.env.STACK ?? "test";

@@ -11,7 +11,7 @@ import { compareMigration } from "../../scripts/lib/migrate/verify";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { redact } from "../../scripts/lib/redact";
 import { isSupabaseReservedRole } from "../../scripts/lib/supabase-db";
-import { scramMatches } from "../../scripts/lib/onboard/scram";
+import { scramMatches } from "../../scripts/lib/scram";
 
 const role = (name: string, extra: Partial<RoleRow> = {}): RoleRow => ({
   name, login: false, inherit: true, createdb: false, createrole: false, bypassrls: false, superuser: false, replication: false, connlimit: -1, validUntil: null, ...extra,

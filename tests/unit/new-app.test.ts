@@ -9,7 +9,7 @@ import {
   appEnvFile, appNameProblem, defaultDomain, domainProblem, nextAppPort, nginxTestCmd, pgDumpCmd, pgRestoreListCmd,
   planApp, portProblem, renderAppNginx, requestProblems, sql, utcStamp,
 } from "../../scripts/lib/onboard/plan";
-import { scramMatches, scramVerifier } from "../../scripts/lib/onboard/scram";
+import { scramMatches, scramVerifier } from "../../scripts/lib/scram";
 
 const cfgFor = (stack: string, rootDir = ROOT_DIR): Config => {
   const c = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack, rootDir, isRoot: false });

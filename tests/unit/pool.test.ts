@@ -5,7 +5,7 @@ import { ToolkitError } from "../../scripts/lib/errors";
 import { pooledRoles, renderPoolIni, renderUserlist } from "../../scripts/lib/pool";
 import { SECRET_KEYS } from "../../scripts/lib/secrets";
 import { OS_PACKAGES } from "../../scripts/lib/setup";
-import { NATIVE_BINARIES, procSpecs } from "../../scripts/lib/native";
+import { NATIVE_BINARIES, procSpecs } from "../../scripts/lib/native/specs";
 import { planRestart, planSwitchover } from "../../scripts/lib/maintenance";
 import { poolByDatabase } from "../../scripts/lib/status";
 

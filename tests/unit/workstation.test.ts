@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { resolveProgram, run } from "../../scripts/lib/exec";
-import { checkBinaries } from "../../scripts/lib/native";
+import { checkBinaries } from "../../scripts/lib/native/specs";
 import { missingPackages } from "../../scripts/lib/setup";
 import { formatLag, routeCell } from "../../scripts/lib/status";
 import { knownDatabases, portTarget, requireKnownDatabase } from "../../scripts/lib/dburl";

@@ -6,7 +6,7 @@
 import { existsSync, statfsSync } from "node:fs";
 import type { Config } from "../config";
 import { run, type Cmd, type RunOptions } from "../exec";
-import { pgOwner } from "../native";
+import { pgOwner } from "../os-user";
 import { ensureDirNoFollow } from "../safe-fs";
 
 /** Long work reports through this; entry scripts turn it into log lines or a progress bar. */

@@ -33,7 +33,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { parseToc, type TocEntry } from "../migrate/toc";
-import { scramVerifier } from "../onboard/scram";
+import { scramVerifier } from "../scram";
 import { quoteIdent } from "../pg";
 import { LOAD_PGOPTIONS, pgBin, serverErrorLines } from "./common";
 

@@ -6,6 +6,7 @@
  * loader, Compose schema with the environment's variables, real nginx -t).
  */
 import { createHash } from "node:crypto";
+import { envPorts } from "./client-api";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -44,11 +45,6 @@ export function targetPaths(s: ClientSettings): SitePaths & { tlsDir: string; le
   const live = join(l.stateDir, "letsencrypt", "live", s.domain);
   return { tlsDir: live, tlsCert: join(live, "fullchain.pem"), tlsKey: join(live, "privkey.pem"), webroot: join(l.stateDir, "acme-webroot"), letsencrypt: join(l.stateDir, "letsencrypt") };
 }
-
-export const envPorts = (s: ClientSettings, env: EnvName) => {
-  const p = s.ports[env];
-  return { APP_PORT: p + 1, REST_PORT: p + 10, AUTH_PORT: p + 11, META_PORT: p + 12, STUDIO_PORT: p + 13, GRAFANA_PORT: p + 20, OLLAMA_PORT: p + 30 };
-};
 
 export const publicUrl = (s: ClientSettings, env: EnvName) => `https://${hostnameFor(s.domain, env)}:${s.ports[env]}`;
 
@@ -235,3 +231,5 @@ export async function validateBundle(rootDir: string, s: ClientSettings, bundle:
 }
 
 export const relativeTo = (root: string, p: string) => relative(root, p) || ".";
+
+export { envPorts };

@@ -7,8 +7,13 @@
  * which runs no compose services) answers 503 with a reason. Before, all four
  * went to the stack's own nginx, whose gateway is natively a placeholder (502).
  */
-import { envPorts } from "./bundle";
 import type { ClientSettings, EnvName } from "./settings";
+
+/** An environment's ports, from its base port in client.env (the port plan: app +1, PostgREST +10, GoTrue +11, ...). */
+export const envPorts = (s: ClientSettings, env: EnvName) => {
+  const p = s.ports[env];
+  return { APP_PORT: p + 1, REST_PORT: p + 10, AUTH_PORT: p + 11, META_PORT: p + 12, STUDIO_PORT: p + 13, GRAFANA_PORT: p + 20, OLLAMA_PORT: p + 30 };
+};
 
 const proxy = (path: string, upstream: string) => [
   `    location ${path} {`,

@@ -12,7 +12,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { assessCluster, clusterView } from "../patroni";
 import { connect, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
-import { procSpecs } from "../native";
+import { procSpecs } from "../native/specs";
 import { runningPid } from "../procs";
 import { writeIfChanged } from "../render";
 import { parse as parseDotenv } from "dotenv";
@@ -20,7 +20,7 @@ import { jwtSecretOf, verifyApiKey, type ClientSecrets, type KeyCheck } from "./
 import { targetPaths } from "./bundle";
 import { ENVIRONMENTS, databaseFor, roleFor, type ClientSettings, type EnvName } from "./settings";
 import { ensureBootstrapCert, hostnameFor } from "./tls";
-import { scramVerifier } from "../onboard/scram";
+import { scramVerifier } from "../scram";
 
 const SERVICE_ROLES = ["authenticator", "supabase_auth_admin", "supabase_storage_admin"];
 const dbPassword = (secrets: ClientSecrets, env: EnvName) => secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets];

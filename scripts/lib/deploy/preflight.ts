@@ -3,6 +3,7 @@
  * engine + compose, or the native packages), free ports, disk, memory, clock.
  * Returns a table of pass / warn / fail rows; a `fail` is a blocker.
  */
+import { resolveRuntime } from "../runtime";
 import type { Target } from "./target";
 import { profileForMemory, remoteLayout, type ClientSettings } from "./settings";
 
@@ -108,7 +109,7 @@ export async function preflight(t: Target, s: ClientSettings, now = () => Date.n
   const pgBin = await probe(["test", "-x", "/usr/lib/postgresql/15/bin/postgres"]);
   const missing = bins.filter((b) => !found.has(b)).concat(pgBin.code === 0 ? [] : ["postgresql-15"]);
   const dockerOk = docker.code === 0 && compose?.code === 0;
-  if (s.runtime !== "native" && dockerOk) {
+  if (dockerOk && resolveRuntime(s.runtime, missing.length === 0, dockerOk) === "docker") {
     rep.runtime = "docker";
     rows.push({ check: "runtime", status: "pass", detail: `docker ${docker.stdout.trim()} + compose ${compose!.stdout.trim()}` });
   } else if (missing.length === 0) {

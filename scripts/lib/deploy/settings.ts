@@ -52,7 +52,7 @@ export const CLIENT_SETTINGS = {
   PORT_STAGING: { schema: port, hint: "staging environment (seeds: 7100)", default: "7100" },
   PORT_PRODUCTION: { schema: port, hint: "production environment (seeds: 9000)", default: "9000" },
   PG_SHARED_BUFFERS: { schema: z.string().regex(/^$|^\d+(kB|MB|GB)$/, "must be a size like 1GB"), hint: "empty: from the size profile", default: "" },
-  RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto: docker when an engine answers on the target", default: "auto" },
+  RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto: native where the target has its packages, else docker when an engine answers there", default: "auto" },
   // Inside the firewall is the customer's promise: a tunnel or a tailnet only with ALLOW_REMOTE_ACCESS=true.
   TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "customer servers: none", default: "none" },
   TAILNET: { schema: z.enum(["tailscale", "none"], { message: "must be tailscale or none" }), hint: "customer servers: none", default: "none" },

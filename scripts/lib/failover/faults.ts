@@ -9,8 +9,8 @@ import { etcdFetch } from "../etcd-client";
 import { readdirSync, readFileSync } from "node:fs";
 import type { Config, Member } from "../config";
 import { ToolkitError } from "../errors";
-import { postmasterPid, procSpecs } from "../native";
-import { cmdlineOf, runningPid } from "../procs";
+import { cmdlineOf } from "../procs";
+import type { Runtime } from "../runtime";
 
 export type Signal = "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM";
 
@@ -49,10 +49,14 @@ export interface MemberProcs {
   all: number[];
 }
 
-export function memberProcs(cfg: Config, m: Member): MemberProcs {
-  const spec = procSpecs(cfg).patroni[m.index]!;
-  const patroni = runningPid(spec);
-  const postmaster = postmasterPid(m);
+/** The member's Patroni and postmaster from the runtime, and their process trees (memberTree). */
+export async function memberProcs(cfg: Config, rt: Runtime, m: Member): Promise<MemberProcs> {
+  const { main, postmaster } = await rt.pids(m.name);
+  return memberTree(cfg, m, { patroni: main, postmaster });
+}
+
+/** Every process under the member's Patroni and postmaster (synchronous: an undo in an exit handler re-walks it). */
+export function memberTree(cfg: Config, m: Member, { patroni, postmaster }: { patroni?: number; postmaster?: number }): MemberProcs {
   const pids = new Set<number>();
   for (const leaderPid of [patroni, postmaster]) {
     if (!leaderPid) continue;

@@ -9,8 +9,11 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tryPidLock } from "../pidlock";
-import type { RunResult, Scenario } from "./analysis";
-import { dropDrillTables, runDrill, waitConverged, type DrillOptions, type DrillRun } from "./drill";
+import type { Runtime } from "../runtime";
+import { summarize, type RunResult, type Scenario } from "./analysis";
+import { dropDrillTables, runDrill, type DrillRun } from "./drill";
+import { waitConverged } from "./monitor";
+import type { DrillOptions } from "./options";
 import { binSeries, reportHtml, timelineSvg, type DrillReport } from "./report";
 
 export interface DrillSuiteResult {
@@ -33,6 +36,7 @@ const stamp = (d: Date) => d.toISOString().replace(/[:.]/g, "-").replace(/Z$/, "
 
 export async function failoverDrill(
   cfg: Config,
+  rt: Runtime,
   scenarios: Scenario[],
   rounds: number,
   opts: DrillOptions,
@@ -45,11 +49,11 @@ export async function failoverDrill(
   const runs: DrillReport["results"] = [];
   const svgs: { name: string; svg: string }[] = [];
   try {
-    if (!opts.keepData && (await waitConverged(cfg, 60_000)).ok) await dropDrillTables(cfg);
+    if (!opts.keepData && (await waitConverged(cfg, rt, 60_000)).ok) await dropDrillTables(cfg);
     for (let round = 1; round <= rounds; round++) {
       for (const scenario of scenarios) {
         const label = rounds > 1 ? `${scenario} #${round}` : scenario;
-        const run = await runDrill(cfg, scenario, round, opts, (m) => progress(label, m));
+        const run = await runDrill(cfg, rt, scenario, round, opts, (m) => progress(label, m));
         onRun?.(run);
         const { result, recording } = run;
         const series = binSeries(recording);
@@ -65,7 +69,6 @@ export async function failoverDrill(
     release();
   }
   const results: RunResult[] = runs;
-  const { summarize } = await import("./analysis");
   const report: DrillReport = {
     stack: cfg.stack,
     startedAt: started.toISOString(),

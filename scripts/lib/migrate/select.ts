@@ -6,7 +6,7 @@
  * session_replication_role = replica), adapted to a target without GoTrue.
  */
 import { isSupabaseReservedRole } from "../supabase-db";
-import { scramVerifier } from "../onboard/scram";
+import { scramVerifier } from "../scram";
 import type { PublicationRow } from "./catalog";
 
 /**

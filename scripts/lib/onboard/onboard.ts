@@ -11,7 +11,7 @@ import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEnt
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { procSpecs } from "../native";
+import { procSpecs } from "../native/specs";
 import { syncPool } from "../pool";
 import { connect, quoteIdent } from "../pg";
 import { alive, runningPid } from "../procs";
@@ -24,7 +24,7 @@ import { supabaseUrlFor, writeSupabaseRoutes } from "../supabase/routes";
 import { withAppsLock } from "./lock";
 import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
 import { portFree, portHolder } from "../ports";
-import { scramMatches, scramVerifier } from "./scram";
+import { scramMatches, scramVerifier } from "../scram";
 import { stackHttpAddress } from "../stack-files";
 
 export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry" | "pool";

@@ -3,13 +3,14 @@
  * --list), then the database and role, the env file, the nginx block and the
  * registry entry. If the backup cannot be made or read, nothing is dropped.
  */
+import { writeSupabaseRoutes } from "../supabase/routes";
 import { chmodSync, closeSync, mkdirSync, openSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps } from "../apps";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { procSpecs } from "../native";
+import { procSpecs } from "../native/specs";
 import { withClient } from "../pg";
 import { syncPool } from "../pool";
 import { runningPid } from "../procs";
@@ -146,7 +147,7 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
       saveApps(cfg, loadApps(cfg).filter((a) => a.name !== name));
       removed.push(`${rel(cfg, registryPath(cfg))} entry`);
     }
-    if ((await import("../supabase/routes")).writeSupabaseRoutes(cfg)) (await applyNginx(cfg), removed.push(`Supabase routes of ${name}`));
+    if (writeSupabaseRoutes(cfg)) (await applyNginx(cfg), removed.push(`Supabase routes of ${name}`));
     // pgbouncer forgets the app's pool and its role's verifier.
     const pool = await withClient(cfg, {}, (c) => syncPool(cfg, c, procSpecs(cfg).pool));
     if (pool === "reloaded") removed.push(`pgbouncer pool ${plan.database}`);

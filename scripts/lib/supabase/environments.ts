@@ -22,7 +22,7 @@ import { connect, dbUrl, poolTarget, quoteIdent, quoteLiteral, rwTarget } from "
 import { registerSecret } from "../redact";
 import { writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
-import { scramMatches, scramVerifier } from "../onboard/scram";
+import { scramMatches, scramVerifier } from "../scram";
 import { apiKeysFor, type ApiKeys } from "./keys";
 import { ensureDcsParameters } from "../dcs-params";
 import { ensureClusterFacts, ensureDatabaseFacts } from "./prepare";

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import type pg from "pg";
 import type { Config } from "../config";
 import { quoteIdent, quoteLiteral } from "../pg";
-import { scramVerifier } from "../onboard/scram";
+import { scramVerifier } from "../scram";
 import type { SecretKey } from "../secrets";
 import { MEMBERSHIPS, ROLE_SETTINGS } from "./requirements";
 

@@ -1,0 +1,57 @@
+/**
+ * The docker runtime behind the Runtime contract: scripts/lib/docker.ts
+ * (compose/dev.yml) as it was, for dev-up and dev-down. Only HAProxy's and
+ * nginx's ports leave the containers, so the verbs that reach members'
+ * REST API, data dirs, processes or log files are refused.
+ */
+import { ensureEnvironments } from "../supabase/environments";
+import type { Config } from "../config";
+import { composeCmd, dockerUp } from "../docker";
+import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
+import { unsupported, type ComponentPids, type DownResult, type LogSource, type ProcessState, type Progress, type Runtime, type UpResult, type Verb } from "../runtime";
+
+/** `docker compose exec` in a member's container, argv as an array. */
+export const dockerExecCmd = (cfg: Config, member: string, argv: Cmd) => composeCmd(cfg, "exec", "-T", member, ...argv);
+
+export class DockerRuntime implements Runtime {
+  readonly name = "docker" as const;
+  readonly verbs: readonly Verb[] = ["dev-up", "dev-down"];
+  constructor(private readonly cfg: Config) {}
+
+  up(progress: Progress): Promise<UpResult> {
+    return dockerUp(this.cfg, progress, ensureEnvironments);
+  }
+
+  async down(): Promise<DownResult> {
+    await run(composeCmd(this.cfg, "stop"), { timeoutMs: 300_000 });
+    return { stopped: ["compose"] };
+  }
+
+  exec(member: string, argv: Cmd, opts: RunOptions = {}): Promise<RunResult> {
+    return run(dockerExecCmd(this.cfg, member, argv), opts);
+  }
+
+  private composeHint(args: string): string {
+    return `use \`${composeCmd(this.cfg, ...args.split(" ")).join(" ")}\`, or run the stack with RUNTIME=native`;
+  }
+
+  status(): Promise<ProcessState[]> {
+    return Promise.reject(unsupported(this.name, "the process list", this.composeHint("ps")));
+  }
+
+  pids(component: string): Promise<ComponentPids> {
+    return Promise.reject(unsupported(this.name, `the process ids of ${component}`, this.composeHint(`top ${component}`)));
+  }
+
+  start(component: string): Promise<void> {
+    return Promise.reject(unsupported(this.name, `starting ${component} alone`, this.composeHint(`start ${component}`)));
+  }
+
+  stop(component: string): Promise<boolean> {
+    return Promise.reject(unsupported(this.name, `stopping ${component} alone`, this.composeHint(`stop ${component}`)));
+  }
+
+  logs(): LogSource[] {
+    throw unsupported(this.name, "make logs", this.composeHint("logs"));
+  }
+}
