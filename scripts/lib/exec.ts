@@ -8,12 +8,22 @@
  */
 import { spawn as spawnChild, type ChildProcess, type SpawnOptions, type StdioOptions } from "node:child_process";
 import { accessSync, constants as fsConstants, readFileSync, statSync } from "node:fs";
-import { $ as zx$, within, type Options as ZxOptions, type ProcessOutput, type ProcessPromise } from "zx";
+import type { Options as ZxOptions, ProcessOutput, ProcessPromise } from "zx/core";
 import { ToolkitError } from "./errors";
 import { redact } from "./redact";
 
-export { within };
 export type { ProcessOutput, ProcessPromise };
+
+/*
+ * zx is loaded on first use, not at import: loading it costs a process 0.1-0.3 s
+ * (measured under Bun 1.4.5), and most entry points import this module but
+ * many runs start no program at all.
+ */
+let zxCore: typeof import("zx/core") | undefined;
+const zx = () => (zxCore ??= require("zx/core") as typeof import("zx/core"));
+
+/** zx's `within`: options set on `$` inside `callback` (e.g. `$.cwd = dir`) hold only there. */
+export const within = <R>(callback: () => R): R => zx().within(callback);
 
 export type Cmd = readonly string[];
 
@@ -119,8 +129,8 @@ type ArgvShell = {
 } & Partial<ZxOptions>;
 
 function argvShell(first: TemplateStringsArray | Partial<ZxOptions>, ...args: unknown[]): ProcessPromise | Template {
-  if (Array.isArray(first)) return zx$(ARGV_OPTIONS)(first as TemplateStringsArray, ...args) as ProcessPromise;
-  return (pieces, ...rest) => zx$({ ...ARGV_OPTIONS, ...(first as Partial<ZxOptions>) })(pieces, ...rest) as ProcessPromise;
+  if (Array.isArray(first)) return zx().$(ARGV_OPTIONS)(first as TemplateStringsArray, ...args) as ProcessPromise;
+  return (pieces, ...rest) => zx().$({ ...ARGV_OPTIONS, ...(first as Partial<ZxOptions>) })(pieces, ...rest) as ProcessPromise;
 }
 
 /**
@@ -129,8 +139,8 @@ function argvShell(first: TemplateStringsArray | Partial<ZxOptions>, ...args: un
  * No shell ever runs.
  */
 export const $ = new Proxy(argvShell, {
-  get: (target, key) => (key in target ? Reflect.get(target, key) : Reflect.get(zx$, key)),
-  set: (_target, key, value) => Reflect.set(zx$, key, value),
+  get: (target, key) => (key in target ? Reflect.get(target, key) : Reflect.get(zx().$, key)),
+  set: (_target, key, value) => Reflect.set(zx().$, key, value),
 }) as ArgvShell;
 
 const DEFAULT_TIMEOUT_MS = 120_000;

@@ -48,6 +48,11 @@ describe("run(): argv, never a shell", () => {
     expect((await run(["cat"], { input: "line 1\nline 2\n" })).stdout).toBe("line 1\nline 2\n");
     expect((await run(["cat"])).stdout).toBe("");
   });
+  test("a child that exits before reading its input is no crash (EPIPE), through run() and $", async () => {
+    const big = "x".repeat(4 * 1024 * 1024);
+    expect(await run(["true"], { input: big })).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect((await $({ input: big, nothrow: true })`sh -c ${"exit 3"}`).exitCode).toBe(3);
+  });
   test("env and cwd", async () => {
     expect((await run(["sh", "-c", 'printf "%s %s" "$PGP_ZX_VAR" "$(pwd)"'], { env: { PGP_ZX_VAR: "v 1" }, cwd: tmp })).stdout).toBe(`v 1 ${tmp}`);
   });
