@@ -12,7 +12,8 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { backupStamp, fmtBytes, freeBytes, pgBin, serverErrorLines, spaceProblem, type BackupProgress } from "./common";
+import { formatBytes } from "../ui";
+import { backupStamp, freeBytes, pgBin, serverErrorLines, spaceProblem, type BackupProgress } from "./common";
 import { countRows } from "./logical";
 import { compareCounts, compareFiles, compareLargeObjects, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
 import { checksumLargeObjects, pinOutput } from "../checksum";
@@ -98,7 +99,7 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
     await startScratch(cfg, s, 120);
     if (m.globals) await restoreGlobals(cfg, s, join(dir, m.globals));
     for (const db of m.databases) {
-      progress("verify", `restoring ${db.name} (${fmtBytes(db.sizeBytes)})`);
+      progress("verify", `restoring ${db.name} (${formatBytes(db.sizeBytes)})`);
       // --create restores the database with its own settings (owner, ACL, ALTER DATABASE ... SET).
       const r = await run([pgBin(cfg, "pg_restore"), ...scratchConnArgs(s), "-d", "postgres", "--create", "--exit-on-error", "-j", String(jobs), join(dir, db.dir)], { nothrow: true, timeoutMs: 12 * 3_600_000, env: scratchEnv(cfg) });
       if (r.code !== 0) {
