@@ -72,7 +72,10 @@ const backupConfig = (o: StackOption) => {
   return cfg;
 };
 
-/** `make backup`: logical + pgBackRest backup, verified by restore, then retention (locked, logged, alerting on failure). */
+/**
+ * `make backup`: logical + pgBackRest backup, verified by restore, then
+ * retention (locked, logged, alerting on failure).
+ */
 export async function backup(o: StackOption & BackupOptions & { alertUrl?: string; progress?: BackupProgress } = {}) {
   const cfg = backupConfig(o);
   return withBackupCommand(cfg, "backup", { alert: { url: o.alertUrl }, silent: true }, ({ progress }) =>
@@ -83,7 +86,10 @@ export async function backup(o: StackOption & BackupOptions & { alertUrl?: strin
   );
 }
 
-/** `make restore`: DB from a backup (newest unless `from`), into `to` or in place; replacing a live database needs `confirmed: true`. */
+/**
+ * `make restore`: DB from a backup (newest unless `from`), into `to` or in
+ * place; replacing a live database needs `confirmed: true`.
+ */
 export async function restore(o: StackOption & RestoreOptions) {
   const cfg = backupConfig(o);
   return withBackupCommand(cfg, "restore", { alert: false, silent: true }, ({ progress }) => restoreDatabase(cfg, o, progress));

@@ -222,7 +222,10 @@ export const tail = (text: string, lines: number) => text.trimEnd().split("\n").
  * only /usr/bin:/bin. Searched after PATH, so PATH still wins.
  */
 export const SYSTEM_BIN_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-/** PGPLATFORM_SYSTEM_BIN_DIRS (colon-separated; empty: none) replaces that list, e.g. to test a machine without a package. */
+/**
+ * PGPLATFORM_SYSTEM_BIN_DIRS (colon-separated; empty: none) replaces that list,
+ * e.g. to test a machine without a package.
+ */
 const systemBinDirs = () => (process.env.PGPLATFORM_SYSTEM_BIN_DIRS !== undefined ? process.env.PGPLATFORM_SYSTEM_BIN_DIRS.split(":").filter(Boolean) : SYSTEM_BIN_DIRS);
 
 const isExecutableFile = (p: string) => {

@@ -14,7 +14,10 @@ const secretValues = new Set<string>();
 const ROOT = resolve(import.meta.dir, "../..");
 let stackLoaded: string | undefined;
 
-/** Register every value of the current stack's secrets file (once per stack name; a missing or unreadable file is skipped). */
+/**
+ * Register every value of the current stack's secrets file (once per stack
+ * name; a missing or unreadable file is skipped).
+ */
 export function registerStackSecrets(stack = process.env.STACK ?? "dev", rootDir = ROOT): void {
   const key = `${rootDir}\0${stack}`;
   if (stackLoaded === key || !/^[a-z][a-z0-9-]{0,30}$/.test(stack)) return;

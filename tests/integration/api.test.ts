@@ -1,11 +1,14 @@
-/** A script of your own on the API (examples/nightly.ts): its cheap part against the test stack agrees with `make status --json`. */
+/**
+ * A script of your own on the API (examples/nightly.ts): its cheap part
+ * against the test stack agrees with `make status --json`.
+ */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { status } from "../../scripts/api";
 import { BUN, runScript, TEST_STACK } from "./stack";
 
-test("examples/nightly.ts --status-only prints the stack, its health, leader and read-write endpoint as status.ts --json does", async () => {
+test("nightly.ts --status-only: stack, health, leader, read-write endpoint as status --json says", async () => {
   const viaScript = JSON.parse(runScript("status.ts", ["--json"]).stdout);
   const r = spawnSync(BUN, ["examples/nightly.ts", "--status-only"], { cwd: join(import.meta.dir, "../.."), env: { ...process.env, STACK: TEST_STACK }, encoding: "utf8", timeout: 120_000 });
   expect(r.stderr).toBe("");

@@ -1,4 +1,7 @@
-/** What scripts/ imports at run time must be a dependency: `npm ci --omit=dev` (a customer's server) has no devDependencies. */
+/**
+ * What scripts/ imports at run time must be a dependency: `npm ci --omit=dev`
+ * (a customer's server) has no devDependencies.
+ */
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";

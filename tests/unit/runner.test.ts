@@ -1,4 +1,7 @@
-/** The process runner (scripts/lib/exec.ts, on zx): argv only, typed errors, redaction, and the one place that spawns. */
+/**
+ * The process runner (scripts/lib/exec.ts, on zx): argv only, typed errors,
+ * redaction, and the one place that spawns.
+ */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
