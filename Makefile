@@ -6,6 +6,7 @@ MAKEFLAGS += --no-print-directory
 
 # bun comes from npm (node_modules/.bin/bun) unless one is on PATH.
 BUN ?= $(shell command -v bun 2>/dev/null || echo node_modules/.bin/bun)
+BIOME := node_modules/.bin/biome
 STACK ?= dev
 export STACK
 # Integration tests run against their own stack (envs/test.env): a running dev stack is never touched.
@@ -132,8 +133,17 @@ backup-cron: deps ## Print the crontab line for the nightly backup; INSTALL=1 in
 	@$(BUN) scripts/backup-cron.ts $(ARGS)
 
 # --- tests -----------------------------------------------------------------
+.PHONY: lint
+lint: deps ## Format and lint check (Biome, biome.json): writes nothing, fails on a finding; runs first in make test
+	$(BIOME) check .
+
+.PHONY: format
+format: deps ## Rewrite every file to the formatter's layout (Biome); review git diff, commit
+	$(BIOME) format --write .
+
 .PHONY: test
-test: deps ## Unit tests, then integration tests against a real native test cluster
+test: deps ## Lint, unit tests, then integration tests against a real native test cluster
+	$(BIOME) check .
 	$(BUN) scripts/setup.ts --tests
 	@mkdir -p .state && : > $(TEST_LOG)
 	@rc=0; \

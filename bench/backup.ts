@@ -16,7 +16,8 @@ import { loadConfig } from "../scripts/lib/config";
 import { runMain, ToolkitError } from "../scripts/lib/errors";
 import { run } from "../scripts/lib/exec";
 import { parseFlags } from "../scripts/lib/flags";
-import { fmtBytes, pgBin, quiet } from "../scripts/lib/backup/common";
+import { pgBin, quiet } from "../scripts/lib/backup/common";
+import { formatBytes } from "../scripts/lib/ui";
 import { logicalBackup, pickSource } from "../scripts/lib/backup/logical";
 import { backupPath } from "../scripts/lib/backup/manifest";
 import { physicalBackup } from "../scripts/lib/backup/pgbackrest";
@@ -79,9 +80,9 @@ await runMain(async () => {
       await Bun.sleep(500);
     }
     const dbBytes = Number((await c.query("SELECT pg_database_size($1)::bigint AS b", [db])).rows[0].b);
-    if (dbBytes < 1024 ** 3 * gb * 0.95) throw new ToolkitError("BENCH_TOO_SMALL", `${db} is only ${fmtBytes(dbBytes)}`, "raise --gb");
+    if (dbBytes < 1024 ** 3 * gb * 0.95) throw new ToolkitError("BENCH_TOO_SMALL", `${db} is only ${formatBytes(dbBytes)}`, "raise --gb");
     const source = await pickSource(cfg);
-    log(`data: ${db} = ${fmtBytes(dbBytes)}; dumping from ${source.member.name} (${source.role}); jobs 2`);
+    log(`data: ${db} = ${formatBytes(dbBytes)}; dumping from ${source.member.name} (${source.role}); jobs 2`);
     const src = ["-h", source.member.address, "-p", String(source.member.pgPort), "-U", "postgres", "--no-password"];
 
     // 2. Dumps, alternating raw and toolkit so neither gets a warmer cache.
@@ -120,7 +121,7 @@ await runMain(async () => {
 
     // 5. pgBackRest full backup of the whole cluster.
     const [phys, physMs] = await timed(() => physicalBackup(cfg, { type: "full" }));
-    log(`pgBackRest full backup: ${secs(physMs)} (${fmtBytes(phys.size)} cluster, ${fmtBytes(phys.repoSize)} in repo; ${phys.note})`);
+    log(`pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)} cluster, ${formatBytes(phys.repoSize)} in repo; ${phys.note})`);
 
     const best = (xs: number[]) => Math.min(...xs);
     const rows = [
@@ -128,10 +129,10 @@ await runMain(async () => {
       ["backup", `${secs(best(rawDump))} ${mbps(dbBytes, best(rawDump))}`, `${secs(best(toolDump))} ${mbps(dbBytes, best(toolDump))}`, (best(rawDump) / best(toolDump)).toFixed(2)],
       ["restore", `${secs(rawRestore)} ${mbps(dbBytes, rawRestore)}`, `${secs(toolRestore)} ${mbps(dbBytes, toolRestore)}`, (rawRestore / toolRestore).toFixed(2)],
     ];
-    console.log(`\nbench-backup: ${fmtBytes(dbBytes)} database, ${rounds} round(s), best of rounds, target toolkit/raw >= 0.85`);
+    console.log(`\nbench-backup: ${formatBytes(dbBytes)} database, ${rounds} round(s), best of rounds, target toolkit/raw >= 0.85`);
     for (const r of rows) console.log(`  ${r[0]!.padEnd(8)} ${r[1]!.padEnd(22)} ${r[2]!.padEnd(22)} ${r[3]}`);
     console.log(`  verification (scratch restore + row counts + content checksums + sha256): ${secs(verifyMs)}`);
-    console.log(`  pgBackRest full backup: ${secs(physMs)} (${fmtBytes(phys.size)}, ${phys.fromStandby ? "from a standby" : "from the primary"})`);
+    console.log(`  pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)}, ${phys.fromStandby ? "from a standby" : "from the primary"})`);
   } finally {
     for (const id of made) rmSync(backupPath(cfg, id), { recursive: true, force: true });
     rmSync(work, { recursive: true, force: true });

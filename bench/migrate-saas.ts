@@ -16,7 +16,7 @@ import { loadConfig } from "../scripts/lib/config";
 import { runMain } from "../scripts/lib/errors";
 import { run } from "../scripts/lib/exec";
 import { parseFlags } from "../scripts/lib/flags";
-import { formatBytes } from "../scripts/lib/migrate/verify";
+import { formatBytes } from "../scripts/lib/ui";
 import { connect, quoteIdent, rwTarget } from "../scripts/lib/pg";
 import { ensureSecrets } from "../scripts/lib/secrets";
 import { scratchAddress, startScratchPg, type ScratchPg } from "../tests/integration/scratch-pg";

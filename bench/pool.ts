@@ -69,7 +69,7 @@ function readLogs(dir: string): { p95Ms: number | null; longestStallMs: number |
   return { p95Ms: lat[Math.floor(lat.length * 0.95)]!, longestStallMs: gap };
 }
 
-async function pgbench(cfg: Config, t: Target, password: string, args: string[], during?: () => Promise<void>): Promise<PgbenchResult> {
+async function pgbench(_cfg: Config, t: Target, password: string, args: string[], during?: () => Promise<void>): Promise<PgbenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "pgp-bench-pool-"));
   const t0 = Date.now();
   try {

@@ -4,11 +4,10 @@ import { loadConfig } from "./lib/config";
 import { runMain } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
-import { fmtBytes } from "./lib/backup/common";
 import { isGood, listBackups } from "./lib/backup/manifest";
 import { pitrWindow, stanzaInfo } from "./lib/backup/pgbackrest";
 import { withClient } from "./lib/pg";
-import { note, table } from "./lib/ui";
+import { formatBytes, note, table } from "./lib/ui";
 
 const USAGE = `usage: make backup-list [ARGS=--json]
        bun scripts/backup-list.ts [--json]
@@ -41,11 +40,11 @@ await runMain(async () => {
   const pitr = pitrWindow(physical, lastArchived ?? undefined);
   if (flags.json) return void console.log(JSON.stringify({ stack: cfg.stack, dir: cfg.backup.dir, logical, physical: { ...physical, pitr } }, null, 2));
   const rows = [["id", "status", "size", "source", "databases", "physical"]];
-  for (const b of logical) rows.push([b.id, b.good ? "good" : b.status, fmtBytes(b.bytes), b.source ?? "-", b.databases.join(","), b.physical ?? "-"]);
+  for (const b of logical) rows.push([b.id, b.good ? "good" : b.status, formatBytes(b.bytes), b.source ?? "-", b.databases.join(","), b.physical ?? "-"]);
   note(logical.length ? table(rows) : `no logical backups in ${cfg.backup.dir}`, `logical backups (${cfg.backup.dir})`);
   const utc = (d: Date) => d.toISOString().replace("T", " ").slice(0, 19);
   const prow = [["label", "type", "started (UTC)", "restorable from (UTC)", "size", "repo"]];
-  for (const b of physical.backups) prow.push([b.label, b.type, utc(new Date(b.start * 1000)), utc(new Date(b.stop * 1000)), fmtBytes(b.size), fmtBytes(b.repoSize)]);
+  for (const b of physical.backups) prow.push([b.label, b.type, utc(new Date(b.start * 1000)), utc(new Date(b.stop * 1000)), formatBytes(b.size), formatBytes(b.repoSize)]);
   const archive = pitr.from ? `\nrestore-pitr AT= reaches ${utc(new Date(pitr.from))}+00 .. ${utc(new Date(pitr.to!))}+00 (${pitr.toSource})` : "";
   note(physical.backups.length ? table(prow) + archive : `no physical backups (${physical.status.message})`, `pgBackRest (stanza ${cfg.backup.stanza})`);
 });

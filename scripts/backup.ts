@@ -3,11 +3,10 @@
 import { runMain, ToolkitError } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
-import { fmtBytes } from "./lib/backup/common";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
 import { runBackup } from "./lib/backup/run";
 import { backupLogPath } from "./lib/backup/log";
-import { logLine, note } from "./lib/ui";
+import { formatBytes, logLine, note } from "./lib/ui";
 
 const USAGE = `usage: make backup [STACK=dev] [ARGS=...]
        bun scripts/backup.ts [--db a,b] [--no-verify] [--logical-only] [--type full|diff]
@@ -39,9 +38,9 @@ await runMain(async () => {
     `folder       ${report.dir}`,
     `source       ${m.source?.member} (${m.source?.role}), WAL ${m.walPosition}`,
     `databases    ${m.databases.map((d) => `${d.name} (${d.tables.length} tables)`).join(", ")}`,
-    `logical      ${fmtBytes(dumpBytes)} in ${m.files.length} files, ${(report.ms.dump / 1000).toFixed(1)} s`,
+    `logical      ${formatBytes(dumpBytes)} in ${m.files.length} files, ${(report.ms.dump / 1000).toFixed(1)} s`,
   ];
-  if (report.physical) lines.push(`physical     ${report.physical.type} ${report.physical.label}, ${fmtBytes(report.physical.repoSize)} in repo, ${(report.ms.physical / 1000).toFixed(1)} s; ${report.physical.note}`);
+  if (report.physical) lines.push(`physical     ${report.physical.type} ${report.physical.label}, ${formatBytes(report.physical.repoSize)} in repo, ${(report.ms.physical / 1000).toFixed(1)} s; ${report.physical.note}`);
   lines.push(report.verification ? `verified     ${report.verification.ok ? "yes" : "NO"} (restore + row counts + content checksums + database properties + sha256${report.physical ? " + pgbackrest verify" : ""}), ${(report.ms.verify / 1000).toFixed(1)} s` : "verified     no (--no-verify: not marked good)");
   if (report.retention) lines.push(`retention    kept ${report.retention.keep.length}, deleted ${report.retention.delete.length ? report.retention.delete.join(", ") : "none"}`);
   lines.push(`log          ${backupLogPath(cfg)}`);

@@ -7,10 +7,11 @@ import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
-import { migrateSaas, planMigration, type MigrationPlan, type MigrationReport } from "./lib/migrate/migrate";
-import { formatBytes } from "./lib/migrate/verify";
+import { migrateSaas } from "./lib/migrate/migrate";
+import { planMigration } from "./lib/migrate/plan";
+import type { MigrationPlan, MigrationReport } from "./lib/migrate/types";
 import { ensureSecrets } from "./lib/secrets";
-import { intro, isInteractive, note, outro, progressReporter, table } from "./lib/ui";
+import { formatBytes, intro, isInteractive, note, outro, progressReporter, table } from "./lib/ui";
 
 const USAGE = `usage: make migrate-saas SOURCE_ENV=<0600 file with SOURCE_DB_URL=...> TARGET_DB=<db> [PLAN=1] [REPLACE=1] [ACCEPT_LEFT_OUT=1] [TRUST_SOURCE_CODE=1]
        make migrate-saas TARGET_DB=<db>          (in a terminal: asks for the URL, hidden)

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { ROOT_DIR } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
+import { start } from "./lib/exec";
 import { parseFlags } from "./lib/flags";
 import { explainedKey, parseEquivalents, scoreModule, type StrykerReport } from "./lib/mutation";
 import { sweepStale } from "../tests/scratch-sweep";
@@ -75,8 +76,8 @@ await runMain(async () => {
     const t = Date.now();
     console.log(`mutation: ${spec.file} (${tests.join(" ")})`);
     // node runs Stryker (its supported engine); the mutants' tests run under bun. Output goes straight to the terminal: runs take minutes.
-    const p = Bun.spawn(["node", stryker, "run", relative(ROOT_DIR, conf)], { cwd: ROOT_DIR, stdio: ["ignore", "inherit", "inherit"] });
-    if ((await p.exited) !== 0) throw new ToolkitError("STRYKER_FAILED", `stryker failed on ${spec.file} (exit ${p.exitCode})`, `read its output above; the dry run must pass: ${bun} test ${tests.join(" ")}`);
+    const code = (await start(["node", stryker, "run", relative(ROOT_DIR, conf)], { cwd: ROOT_DIR, stdio: ["ignore", "inherit", "inherit"] })).exitCode;
+    if (code !== 0) throw new ToolkitError("STRYKER_FAILED", `stryker failed on ${spec.file} (exit ${code})`, `read its output above; the dry run must pass: ${bun} test ${tests.join(" ")}`);
     // Mutants that were killed mid-restore (timeout, --bail) can leave a scratch Postgres behind.
     sweepStale();
     const s = scoreModule(JSON.parse(readFileSync(report, "utf8")) as StrykerReport, spec.file, equivalents);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bun
 /** make new-app NAME=<app>: onboard an internal app (database, role, env file, nginx block, registry), or --remove it. */
 import * as p from "@clack/prompts";
-import { applyAccess, planAccess } from "./lib/access";
+import { applyAccess } from "./lib/access";
 import { ACCESS_LEVELS, loadApps, registryPath, type AccessLevel } from "./lib/apps";
 import { loadConfig, type Config } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
+import { checkNewAppAccess } from "./lib/onboard/access-check";
 import { inputIssues, onboardApp, type OnboardResult } from "./lib/onboard/onboard";
 import { appNameProblem, badInputError, defaultDomain, domainProblem, planApp, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
@@ -150,14 +151,7 @@ await runMain(async () => {
     if (p.isCancel(ok) || !ok) cancelled("nothing created");
   }
 
-  // Access is checked before anything changes: a bad public hostname or production data going public.
-  const next = [...apps.filter((a) => a.name !== name), planApp(cfg, req, apps)];
-  const accessPlan = planAccess(cfg, next);
-  const mine = accessPlan.apps.find((v) => v.name === name)!;
-  if (accessPlan.problems.length) throw new ToolkitError("BAD_ACCESS", accessPlan.problems.join("; "), "nothing was changed");
-  if (mine.publicUrl && mine.productionData) {
-    throw new ToolkitError("PUBLIC_PRODUCTION", `${name} holds production data (database ${mine.database}) and would be public at ${mine.publicUrl}`, "use --access private; nothing was changed");
-  }
+  checkNewAppAccess(cfg, req, apps);
 
   const spin = flags.json ? undefined : progressReporter();
   spin?.start(`onboarding ${name}`);

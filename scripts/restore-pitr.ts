@@ -3,10 +3,9 @@
 import { runMain, ToolkitError } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
-import { fmtBytes } from "./lib/backup/common";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
 import { removeKeptPitr, restorePitr } from "./lib/backup/pitr";
-import { logLine, note } from "./lib/ui";
+import { formatBytes, logLine, note } from "./lib/ui";
 
 const USAGE = `usage: make restore-pitr AT='2026-11-21 14:05:00+00' [KEEP=1]
        bun scripts/restore-pitr.ts --at '<time with offset>' [--keep] [--json]
@@ -38,7 +37,7 @@ await runMain(async () => {
     `backup set   ${r.backupSet ?? "?"} + archived WAL, timeline ${r.timeline ?? "?"}`,
     `stopped at   ${r.stoppedAt ? `first transaction after the target (${r.stoppedAt})` : "end of the target (no later transaction in the archive)"}`,
     `last commit  ${r.lastTransaction ?? "?"}`,
-    `databases    ${r.databases.map((d) => `${d.name} (${fmtBytes(d.bytes)})`).join(", ") || "none"}`,
+    `databases    ${r.databases.map((d) => `${d.name} (${formatBytes(d.bytes)})`).join(", ") || "none"}`,
     ...(r.unloggedEmpty.length ? [`NOT INCLUDED ${r.unloggedEmpty.join(", ")}: unlogged, so empty after a point-in-time restore (their rows are in the logical backups: \`make restore\`)`] : []),
     r.scratch.kept
       ? `instance     KEPT at ${r.scratch.address}:${r.scratch.port} (data ${r.scratch.dir}); remove with \`bun scripts/restore-pitr.ts --remove\``

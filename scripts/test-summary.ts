@@ -33,6 +33,7 @@ export function summarise(log: string): { passed: number; failed: number; failur
   const steps: string[] = [];
   let block: string[] = [];
   for (const raw of log.split("\n")) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips the terminal's colour codes (ESC [ ... m) from the log
     const line = raw.replace(/\x1b\[[0-9;]*m/g, "");
     const step = line.match(/^integration: FAILED:\s*(.+)$/);
     if (step) steps.push(...step[1]!.trim().split(/\s+/));

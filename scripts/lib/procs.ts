@@ -3,10 +3,9 @@
  * a pid file. We only ever signal a pid whose command line still names the
  * config file we started it with, so a recycled pid is never hit.
  */
-import { spawn } from "node:child_process";
 import { existsSync, fchmodSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from "node:fs";
 import { dirname } from "node:path";
-import { asUserCmd, resolveCmd, type Cmd } from "./exec";
+import { start, type Cmd } from "./exec";
 
 export interface ProcSpec {
   /** component name: etcd1, pg1, haproxy, nginx */
@@ -64,15 +63,15 @@ export function startProc(spec: ProcSpec): number {
   // Logs are root's alone (0600): they carry queries, addresses and paths. A log an older version left 0644 is tightened.
   const fd = openSync(spec.logFile, "a", 0o600);
   fchmodSync(fd, 0o600);
-  const full = resolveCmd(asUserCmd(resolveCmd(spec.cmd), spec.asUser)); // setpriv too
-  const child = spawn(full[0]!, full.slice(1), {
+  const child = start(spec.cmd, {
     detached: true, // its own session: our Ctrl-C or exit does not take the cluster down
     stdio: ["ignore", fd, fd],
+    asUser: spec.asUser,
     cwd: spec.cwd ?? (spec.asUser ? "/" : undefined),
-    env: { ...process.env, ...spec.env } as NodeJS.ProcessEnv,
+    env: spec.env,
   });
   closeSync(fd);
-  child.unref();
+  child.child?.unref();
   if (!child.pid) throw new Error(`could not start ${spec.name}`);
   writeFileSync(spec.pidFile, `${child.pid}\n`);
   // Between fork and exec the child still shows our own command line; until

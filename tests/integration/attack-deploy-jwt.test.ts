@@ -11,14 +11,14 @@
  * Each test passes when the attack fails.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { planRelease, prepareRemoteDirs, uploadRelease } from "../../scripts/lib/deploy/deploy";
 import { signApiKey } from "../../scripts/lib/deploy/client-secrets";
-import { loadClientSettings, remoteLayout } from "../../scripts/lib/deploy/settings";
+import { loadClientSettings } from "../../scripts/lib/deploy/settings";
 import { openTarget, type Target } from "../../scripts/lib/deploy/target";
 import { asUser, keygen, makeUser, startSshd, writeTestClientEnv, type Sshd } from "./sshd";
 

@@ -6,7 +6,7 @@
  * signed with the dev environment's secret against production's.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, quoteIdent, quoteLiteral } from "../../scripts/lib/pg";
+import { connect, quoteLiteral } from "../../scripts/lib/pg";
 import { signApiKey, verifyApiKey } from "../../scripts/lib/jwt";
 import { scramVerifier } from "../../scripts/lib/scram";
 import { generateSecret, jwtSecretFor, jwtSecretKey } from "../../scripts/lib/secrets";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { connect, roTarget, rwTarget } from "../../scripts/lib/pg";
 import { runScript, testConfig, waitClusterHealthy } from "./stack";
 

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { checksumSql, treeCalls } from "../../scripts/lib/migrate/catalog";
-import { copyStatements } from "../../scripts/lib/migrate/migrate";
+import { checksumSql } from "../../scripts/lib/migrate/fingerprint";
+import { treeCalls } from "../../scripts/lib/migrate/source-code";
+import { copyStatements } from "../../scripts/lib/migrate/steps";
 import {
   createRoleSql, customRoles, extensionSql, membershipSql, placeholderSql, planExtensions, planRoles, privilegedGrants, publicationSql, selectSchemas,
   type RoleRow,

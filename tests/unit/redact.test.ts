@@ -53,6 +53,21 @@ describe("redact: registered values", () => {
   });
 });
 
+test("the redactor registers the stack's secrets itself: a process that never loads a config still masks them", () => {
+  const stack = `rz${process.pid}`;
+  const file = join(root, "envs", `.secrets.${stack}.env`);
+  writeFileSync(file, "POSTGRES_PASSWORD=Only1nTheSecretsFile\nJWT_SECRET_X=jwt-Only1nTheSecretsFile-0123456789\n", { mode: 0o600 });
+  try {
+    // A fresh process that imports nothing but the redactor: no loadConfig, no ensureSecrets.
+    const code = `import { redact } from "${root}/scripts/lib/redact"; console.log(redact("pw Only1nTheSecretsFile jwt jwt-Only1nTheSecretsFile-0123456789 kept"));`;
+    const r = spawnSync(process.execPath, ["-e", code], { encoding: "utf8", cwd: root, env: { ...process.env, STACK: stack } });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("pw *** jwt *** kept\n");
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
+
 test("temp files of atomic writes (secrets among them) are gitignored", () => {
   const paths = ["envs/.secrets.dev.env.tmp-12345", "clients/acme/.secrets.env.tmp-9", "envs/apps.yaml.tmp-777"];
   const r = spawnSync("git", ["check-ignore", ...paths], { cwd: root, encoding: "utf8" });

@@ -118,6 +118,8 @@ describe("every verb goes through the runtime", () => {
     const problems = entries.flatMap((e) => {
       const v = opened.get(e)!;
       if (RUNTIME_INDEPENDENT.includes(e)) return v.length ? [`${e}: listed as runtime-independent but opens ${v.join(", ")}`] : [];
+      // scripts/api.ts: the verbs as functions, each opening its own verb's runtime.
+      if (e === "api") return v.join() === "backup,dev-down,dev-up,restart-member,restore,status,switchover" ? [] : [`api opens ${v.join(", ")}`];
       if (e === "switchover") return v.join() === "restart-member,switchover" ? [] : [`switchover opens ${v.join(", ") || "nothing"}`];
       return v.join() === e ? [] : [`${e} opens ${v.join(", ") || "no runtime"}`];
     });

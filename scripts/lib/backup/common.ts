@@ -8,6 +8,7 @@ import type { Config } from "../config";
 import { run, type Cmd, type RunOptions } from "../exec";
 import { pgOwner } from "../os-user";
 import { ensureDirNoFollow } from "../safe-fs";
+import { formatBytes } from "../ui";
 
 /** Long work reports through this; entry scripts turn it into log lines or a progress bar. */
 export type BackupProgress = (step: string, message: string, fraction?: number) => void;
@@ -67,11 +68,8 @@ export function freeBytes(dir: string): number {
 /** Pure: is there room for `need` bytes with `free` available? A message naming both when not. */
 export function spaceProblem(what: string, dir: string, needBytes: number, freeBytesAvail: number): string | undefined {
   if (freeBytesAvail >= needBytes) return undefined;
-  return `${what}: ${dir} has ${fmtBytes(freeBytesAvail)} free, needs about ${fmtBytes(needBytes)}`;
+  return `${what}: ${dir} has ${formatBytes(freeBytesAvail)} free, needs about ${formatBytes(needBytes)}`;
 }
-
-import { formatBytes as fmtBytes } from "../ui";
-export { fmtBytes };
 
 /**
  * Pure: the lines of pg_restore / psql output that say what failed: the TOC

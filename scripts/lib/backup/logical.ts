@@ -12,8 +12,9 @@ import type { Config, Member } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { clusterView, isRunning, type ClusterMember } from "../patroni";
-import { connect, memberTarget, quoteIdent } from "../pg";
-import { backupStamp, DUMP_PGOPTIONS, fmtBytes, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
+import { connect, memberTarget } from "../pg";
+import { formatBytes } from "../ui";
+import { backupStamp, DUMP_PGOPTIONS, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
 import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
 import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
@@ -130,7 +131,7 @@ async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: str
     // A compressed dump is roughly 0.4x the database: good enough for a progress bar.
     const ticker = setInterval(() => {
       const n = dirBytes(outDir);
-      progress("dump", `${db}: ${fmtBytes(n)} written`, Math.min(0.99, n / Math.max(1, expectBytes * 0.4)));
+      progress("dump", `${db}: ${formatBytes(n)} written`, Math.min(0.99, n / Math.max(1, expectBytes * 0.4)));
     }, 2000);
     try {
       const [, tables] = await Promise.all([run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }), countRows(c)]).catch(async (e) => {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { tail } from "../exec";
-import { connect, withClient } from "../pg";
+import { withClient } from "../pg";
 import { portFree } from "../ports";
 import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from "./common";
 import { unloggedTables } from "./logical";

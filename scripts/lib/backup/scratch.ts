@@ -17,7 +17,6 @@ import { tail } from "../exec";
 import { CATALOG_ONLY_OPTIONS } from "../pg";
 import { ensurePgDir, LOAD_PGOPTIONS, pgBin, pgOwner, runAsPg } from "./common";
 import { writeFileNoFollow } from "../safe-fs";
-import { chownSync } from "node:fs";
 import { ensureSocketDir, scratchSocketName } from "../rundir";
 
 export interface Scratch {

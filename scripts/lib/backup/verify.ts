@@ -12,7 +12,8 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { backupStamp, fmtBytes, freeBytes, pgBin, serverErrorLines, spaceProblem, type BackupProgress } from "./common";
+import { formatBytes } from "../ui";
+import { backupStamp, freeBytes, pgBin, serverErrorLines, spaceProblem, type BackupProgress } from "./common";
 import { countRows } from "./logical";
 import { compareCounts, compareFiles, compareLargeObjects, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
 import { checksumLargeObjects, pinOutput } from "../checksum";
@@ -99,7 +100,7 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
     await startScratch(cfg, s, 120);
     if (m.globals) await restoreGlobals(cfg, s, join(dir, m.globals));
     for (const db of m.databases) {
-      progress("verify", `restoring ${db.name} (${fmtBytes(db.sizeBytes)})`);
+      progress("verify", `restoring ${db.name} (${formatBytes(db.sizeBytes)})`);
       // --create restores the database with its own settings; each table's rows load as its owner (load.ts).
       try {
         await loadArchive(cfg, scratchLoadTarget(cfg, s), join(dir, db.dir), db.name, { create: true, jobs });

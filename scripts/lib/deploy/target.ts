@@ -10,12 +10,11 @@
  * says so; a changed key is always refused. Agent and X11 forwarding are off.
  * A connection that fails reports ssh's own error line and what to do.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ToolkitError } from "../errors";
-import { run, type RunOptions, type RunResult } from "../exec";
+import { run, start, type RunOptions, type RunResult } from "../exec";
 import { clientKnownHostsFile, type ClientSettings } from "./settings";
 
 export const shellQuote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
@@ -144,16 +143,16 @@ async function startMaster(s: SshSettings, trustNewHost: boolean): Promise<{ con
   const controlPath = join(dir, "cm");
   if (trustNewHost) mkdirSync(dirname(knownHostsFile(s)), { recursive: true });
   // stderr is ours to read (why it failed); stdin/stdout stay detached so it never holds our pipes open.
-  const child = spawn("ssh", [...sshOptions(s, trustNewHost), "-o", "ControlMaster=yes", "-o", `ControlPath=${controlPath}`, "-N", "-p", String(s.sshPort), s.host], { stdio: ["ignore", "ignore", "pipe"] });
+  const ssh = start(["ssh", ...sshOptions(s, trustNewHost), "-o", "ControlMaster=yes", "-o", `ControlPath=${controlPath}`, "-N", "-p", String(s.sshPort), s.host], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = ssh.child;
   let stderr = "";
-  child.stderr!.on("data", (d) => (stderr += d));
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child?.stderr?.on("data", (d) => (stderr += d));
   const deadline = Date.now() + 20_000;
-  while (!existsSync(controlPath) && child.exitCode === null && Date.now() < deadline) await Bun.sleep(50);
+  while (!existsSync(controlPath) && child?.exitCode === null && Date.now() < deadline) await Bun.sleep(50);
   const stop = async () => {
-    if (child.exitCode === null && child.pid) {
+    if (child?.exitCode === null && child.pid) {
       child.kill("SIGTERM");
-      await exited;
+      await ssh;
     }
     rmSync(dir, { recursive: true, force: true });
   };

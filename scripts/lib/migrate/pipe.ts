@@ -3,7 +3,7 @@
  * pg_restore's scripts (pg_dump-generated, never edited) and table data
  * streamed straight from a `COPY (...) TO STDOUT` on the source, without
  * buffering it (run() in exec.ts collects output in memory, which a
- * multi-gigabyte table cannot afford). Every COPY statement is written by us
+ * multi-gigabyte table cannot afford; start() streams). Every COPY statement is written by us
  * from catalog names (quoted), so no byte of source data or of a source name
  * is ever parsed or rewritten on the way.
  *
@@ -12,9 +12,9 @@
  * fails, psql is killed mid-transaction; if this process dies, psql reads end
  * of input inside the open transaction. Either way the server rolls back.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
 import { ToolkitError } from "../errors";
-import { tail, type Cmd } from "../exec";
+import { start, tail, type Cmd } from "../exec";
 import { redact } from "../redact";
 
 const PROGRESS_EVERY = 64 * 1024 * 1024;
@@ -33,7 +33,8 @@ export interface Loader {
 
 export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onProgress?: (table: string | undefined, bytes: number) => void): Loader {
   const t0 = Date.now();
-  const psql = spawn(load.cmd[0]!, load.cmd.slice(1), { env: { ...process.env, ...load.env }, stdio: ["pipe", "pipe", "pipe"] }) as ChildProcessWithoutNullStreams;
+  const proc = start(load.cmd, { env: load.env });
+  const psql = { stdin: proc.stdin as Writable | undefined, stdout: proc.stdout as Readable | undefined, stderr: proc.stderr as Readable | undefined };
   let out = "";
   let exited = false;
   let bytes = 0;
@@ -61,11 +62,14 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
     else for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) n++;
     lines += n;
   };
-  psql.stdout.on("data", (d) => (out += d));
-  psql.stderr.on("data", (d) => (out += d));
-  psql.stdin.on("error", () => {}); // psql died: its exit code and output tell why
-  psql.on("error", (err) => (out += `\ncannot run ${load.cmd[0]}: ${err.message}`));
-  const done = new Promise<number>((res) => psql.on("close", (code) => { exited = true; res(code ?? -1); }));
+  psql.stdout?.on("data", (d) => (out += d));
+  psql.stderr?.on("data", (d) => (out += d));
+  // psql died: its exit code and output tell why (a stdin write error is swallowed by start()).
+  const done: Promise<number> = Promise.resolve(proc).then((o) => {
+    exited = true;
+    if (o.cause) out += `\ncannot run ${load.cmd[0]}: ${(o.cause as Error).message}`;
+    return o.exitCode ?? -1;
+  });
 
   const restoreFailed = (code: number) => {
     const firstError = out.split("\n").find((l) => /ERROR:/.test(l));
@@ -87,11 +91,11 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
       onProgress?.(table, bytes);
       nextReport = bytes + PROGRESS_EVERY;
     }
-    if (psql.stdin.write(chunk)) return Promise.resolve();
+    if (!psql.stdin || psql.stdin.write(chunk)) return Promise.resolve();
     return new Promise((res) => {
-      const go = () => { psql.stdin.off("drain", go); psql.off("close", go); res(); };
-      psql.stdin.once("drain", go);
-      psql.once("close", go);
+      const go = () => { psql.stdin?.off("drain", go); res(); };
+      psql.stdin?.once("drain", go);
+      void done.then(go);
     });
   };
 
@@ -114,26 +118,24 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
       segments.push({ from: lines, table: name });
       onProgress?.(name, bytes);
       await put(header.endsWith("\n") ? header : `${header}\n`);
-      const src = spawn(source.cmd[0]!, source.cmd.slice(1), { env: { ...process.env, ...source.env }, stdio: ["ignore", "pipe", "pipe"] });
-      let err = "";
+      const src = start(source.cmd, { env: source.env, stdio: ["ignore", "pipe", "pipe"] });
       let rows = 0;
       let last = 0x0a;
-      src.stderr.on("data", (d) => (err += d));
-      src.on("error", (e) => (err += `\ncannot run ${source.cmd[0]}: ${e.message}`));
-      const srcDone = new Promise<number>((res) => src.on("close", (code) => res(code ?? -1)));
-      for await (const chunk of src.stdout as AsyncIterable<Buffer>) {
+      for await (const chunk of (src.stdout ?? []) as AsyncIterable<Buffer>) {
         for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) rows++;
         last = chunk[chunk.length - 1]!;
         if (exited) {
-          src.kill("SIGTERM");
+          src.child?.kill("SIGTERM");
           break;
         }
         await put(chunk);
       }
-      const code = await srcDone;
+      const srcOut = await src;
+      const code = srcOut.exitCode ?? -1;
+      const err = srcOut.stderr + (srcOut.cause ? `\ncannot run ${source.cmd[0]}: ${(srcOut.cause as Error).message}` : "");
       if (code !== 0 && !exited) {
         // Never let psql reach COMMIT with a partial table.
-        psql.kill("SIGKILL");
+        proc.child?.kill("SIGKILL");
         await done;
         throw new ToolkitError(
           "DUMP_FAILED",
@@ -150,13 +152,13 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
     async finish(trailer) {
       await stopped();
       segments.push({ from: lines, text: trailer });
-      if (!exited) psql.stdin.end(trailer);
+      if (!exited) psql.stdin?.end(trailer);
       const code = await done;
       if (code !== 0) throw restoreFailed(code);
       return { bytes, ms: Date.now() - t0, psqlOutput: redact(out) };
     },
     async abort() {
-      if (!exited) psql.kill("SIGKILL");
+      if (!exited) proc.child?.kill("SIGKILL");
       await done;
     },
   };

@@ -7,7 +7,7 @@
  */
 import { isSupabaseReservedRole } from "../supabase-db";
 import { scramVerifier } from "../scram";
-import type { PublicationRow } from "./catalog";
+import type { PublicationRow } from "./definitions";
 
 /**
  * Schemas Supabase (or its extensions) creates and maintains. Their contents

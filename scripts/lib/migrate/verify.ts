@@ -1,5 +1,5 @@
 /** Pure comparison of source and target fingerprints: the verdict of a migration. */
-import type { ObjectCounts, SequenceState, TableFingerprint } from "./catalog";
+import type { ObjectCounts, SequenceState, TableFingerprint } from "./fingerprint";
 
 export interface TableCheck {
   table: string;
@@ -113,4 +113,3 @@ export function compareMigration(
   return { ok: mismatches.length === 0, tables, sequences, objects, definitions, mismatches };
 }
 
-export { formatBytes } from "../ui";
