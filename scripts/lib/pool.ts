@@ -34,8 +34,11 @@ export const poolUserlistPath = (cfg: Pick<Config, "memberRoot">) => join(poolDi
 /** Every database with a pool: the environment ladder, then the apps in registry order. */
 export const pooledDatabases = (cfg: Pick<Config, "databases">, apps: Pick<AppEntry, "database">[]) => [...cfg.databases, ...apps.map((a) => a.database)];
 
-/** The roles whose verifiers go into the auth_file. */
-export const pooledRoles = (apps: Pick<AppEntry, "role">[]) => [...POOL_PLATFORM_ROLES, ...apps.map((a) => a.role)];
+/**
+ * The roles whose verifiers go into the auth_file; a customer stack's environment roles
+ * (`<ladder database>_app`, made by deploy-client) too, when `databases` is given and they exist.
+ */
+export const pooledRoles = (apps: Pick<AppEntry, "role">[], databases: string[] = []) => [...POOL_PLATFORM_ROLES, ...databases.map((d) => `${d}_app`), ...apps.map((a) => a.role)];
 
 /** pgbouncer.ini: a pure function of the config and the registry. */
 export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl")): string {
@@ -159,7 +162,7 @@ export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<A
   const old = existsSync(poolUserlistPath(cfg)) ? readFileSync(poolUserlistPath(cfg), "utf8") : "";
   const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
   const salt = oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
-  const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps), salt));
+  const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases), salt));
   const a = writeIfChanged(poolUserlistPath(cfg), users, own);
   const b = writeIfChanged(poolIniPath(cfg), renderPoolIni(cfg, apps), own);
   return a || b;
