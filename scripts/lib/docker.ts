@@ -17,6 +17,7 @@ import { loadApps } from "./apps";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
+import { dockerPoolUp, writeDockerPoolFiles } from "./pool-docker";
 
 export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
 
@@ -28,6 +29,7 @@ export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Pro
     HAPROXY_RW_PORT: String(cfg.haproxy.rwPort),
     HAPROXY_RO_PORT: String(cfg.haproxy.roPort),
     HAPROXY_STATS_PORT: String(cfg.haproxy.statsPort),
+    POOL_PORT: String(cfg.pool.port),
     API_PORT: String(cfg.api.port),
     // the cloudflared service (profile tunnel); compose interpolates it even when the profile is off
     CLOUDFLARED_CREDENTIALS_FILE: cfg.access.credentialsFile,
@@ -59,6 +61,7 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
+  await writeDockerPoolFiles(cfg, dir);
   if (cfg.access.tunnel === "cloudflare") writeIfChanged(join(dir, "cloudflared", "config.yml"), cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")));
   // compose reads ports, the database name and secrets from one env file (0600).
   const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");
@@ -84,5 +87,6 @@ export async function dockerUp(cfg: Config, progress: Progress): Promise<UpResul
   const problems = [...(rw && !rw.inRecovery ? [] : ["read-write port does not reach a primary"]), ...(ro && ro.inRecovery ? [] : ["read-only port does not reach a replica"])];
   if (problems.length) throw new ToolkitError("CLUSTER_UNHEALTHY", problems.join("; "), "run `docker compose logs pg1 pg2 pg3 haproxy`");
   const changes = await ensureDatabases(cfg);
+  changes.push(...(await dockerPoolUp(cfg, dockerRenderedDir(cfg))));
   return { started: ["compose"], restarted: [], changes, health: { ok: true, running: cfg.members.length, problems: [] }, ms: Date.now() - t0 };
 }

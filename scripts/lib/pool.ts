@@ -40,9 +40,20 @@ export const pooledDatabases = (cfg: Pick<Config, "databases">, apps: Pick<AppEn
  */
 export const pooledRoles = (apps: Pick<AppEntry, "role">[], databases: string[] = []) => [...POOL_PLATFORM_ROLES, ...databases.map((d) => `${d}_app`), ...apps.map((a) => a.role)];
 
+/** Where pgbouncer listens, what it forwards to and where its auth_file is: the native stack's, or a container's. */
+export interface PoolWhere {
+  upstreamHost: string;
+  upstreamPort: number;
+  listenAddr: string;
+  listenPort: number;
+  userlist: string;
+}
+
+export const nativePoolWhere = (cfg: Config): PoolWhere => ({ upstreamHost: cfg.haproxy.address, upstreamPort: cfg.haproxy.rwPort, listenAddr: cfg.pool.address, listenPort: cfg.pool.port, userlist: poolUserlistPath(cfg) });
+
 /** pgbouncer.ini: a pure function of the config and the registry. */
-export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl")): string {
-  const target = `host=${cfg.haproxy.address} port=${cfg.haproxy.rwPort}`;
+export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl"), where = nativePoolWhere(cfg)): string {
+  const target = `host=${where.upstreamHost} port=${where.upstreamPort}`;
   const lines = pooledDatabases(cfg, apps).map((db) => `${db} = ${target} dbname=${db}`);
   return renderTemplate(
     template,
@@ -50,9 +61,9 @@ export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], t
       CLUSTER_NAME: cfg.clusterName,
       STACK: cfg.stack,
       POOL_DATABASES: lines.join("\n"),
-      POOL_ADDRESS: cfg.pool.address,
-      POOL_PORT: cfg.pool.port,
-      POOL_USERLIST: poolUserlistPath(cfg),
+      POOL_ADDRESS: where.listenAddr,
+      POOL_PORT: where.listenPort,
+      POOL_USERLIST: where.userlist,
       POOL_MAX_CLIENT_CONN: cfg.pool.maxClientConn,
       POOL_DEFAULT_POOL_SIZE: cfg.pool.defaultPoolSize,
       POOL_RESERVE_POOL_SIZE: cfg.pool.reservePoolSize,
@@ -152,16 +163,20 @@ export async function poolSnapshot(cfg: Config): Promise<{ databases: string[]; 
 
 export const poolUsage = async (cfg: Config): Promise<PoolUsage[]> => (await poolSnapshot(cfg)).pools;
 
+/** The admin verifier's salt in an existing auth_file while the password is unchanged, so an unchanged stack rewrites nothing. */
+export function keptAdminSalt(cfg: Config, userlist: string): Buffer | undefined {
+  const old = existsSync(userlist) ? readFileSync(userlist, "utf8") : "";
+  const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
+  return oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
+}
+
 /** Write pgbouncer.ini and the auth_file (0600, owned by the user pgbouncer runs as); true when either changed. */
 export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<AppEntry, "database" | "role">[] = loadApps(cfg)): Promise<boolean> {
   const ids = cfg.pgOsUser ? osUserIds(cfg.pgOsUser) : undefined;
   const own = { mode: 0o600, ...(ids ?? {}) };
   mkdirSync(poolDir(cfg), { recursive: true, mode: 0o700 });
   if (ids) chownSync(poolDir(cfg), ids.uid, ids.gid);
-  // Keep the admin verifier's salt while the password is unchanged, so an unchanged stack rewrites nothing.
-  const old = existsSync(poolUserlistPath(cfg)) ? readFileSync(poolUserlistPath(cfg), "utf8") : "";
-  const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
-  const salt = oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
+  const salt = keptAdminSalt(cfg, poolUserlistPath(cfg));
   const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases), salt));
   const a = writeIfChanged(poolUserlistPath(cfg), users, own);
   const b = writeIfChanged(poolIniPath(cfg), renderPoolIni(cfg, apps), own);
