@@ -4,3 +4,4 @@ export * from "./textfile";
 export * from "./up";
 export * from "./relay";
 export * from "./rules";
+export * from "./ui";

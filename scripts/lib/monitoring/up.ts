@@ -13,6 +13,7 @@ import { nativeEtcdTlsDir } from "../stack-files";
 import type { ProcSpec } from "../procs";
 import { MONITOR_ROLE, monitoringFiles, monitoringOsUser, monitoringOwner, relayPort, renderMonitoring } from "./files";
 import { writeTlsExpiryTextfile } from "./textfile";
+import { monitoringUiFiles, monitoringUiPort, monitoringUiUrl, reloadNginx, removeMonitoringUi, UI_USER, writeMonitoringUi } from "./ui";
 
 /** The relay's process: only when BACKUP_ALERT_COMMAND is set. */
 export function relaySpec(cfg: Config): ProcSpec {
@@ -79,6 +80,7 @@ export function monitoringListeners(cfg: Config): { name: string; address: strin
     { name: "alertmanager", address: m.address, port: m.alertmanagerPort },
     { name: "prometheus", address: m.address, port: m.prometheusPort },
     ...(cfg.backup.alertCommand ? [{ name: "alert-relay", address: m.address, port: relayPort(cfg) }] : []),
+    { name: "prometheus-ui (nginx)", address: m.address, port: monitoringUiPort(cfg) },
   ];
 }
 
@@ -168,7 +170,8 @@ export async function checkMonitoringPorts(cfg: Config): Promise<void> {
   const { runningPid } = await import("../procs");
   const specs = monitoringSpecs(cfg);
   for (const l of monitoringListeners(cfg)) {
-    if (runningPid(specs.find((s) => s.name === l.name)!)) continue;
+    const spec = specs.find((s) => s.name === l.name);
+    if (spec ? runningPid(spec) : existsSync(monitoringUiFiles(cfg).conf)) continue; // the UI is nginx's, already serving it
     if (!(await portFree(l.address, l.port))) {
       throw new ToolkitError("PORT_IN_USE", `${l.address}:${l.port} (${l.name}) is already in use by ${await portHolder(l.address, l.port)}`, `stop that process (Debian's own ${l.name} service?), or change the port in ${cfg.file}`);
     }
@@ -220,6 +223,10 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
       await Bun.sleep(250);
     }
   }
+  if (await writeMonitoringUi(cfg)) {
+    await reloadNginx(cfg);
+    changes.push(`Prometheus UI behind nginx: ${monitoringUiUrl(cfg)} (user ${UI_USER}, password in ${monitoringUiFiles(cfg).password})`);
+  }
   return changes;
 }
 
@@ -228,4 +235,5 @@ export async function monitoringDown(cfg: Config, stop: (s: ProcSpec) => Promise
   const specs = monitoringSpecs(cfg);
   if (!specs.some((s) => s.name === "alert-relay")) specs.push(relaySpec(cfg));
   for (const s of [...specs].reverse()) await stop(s);
+  removeMonitoringUi(cfg);
 }
