@@ -61,6 +61,10 @@ alerts: deps ## Alert rules and their state from the stack's Prometheus (MONITOR
 logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=--follow)
 	$(BUN) scripts/logs.ts $(SVC) $(ARGS)
 
+.PHONY: logs-rotate
+logs-rotate: deps ## Rotate (copy, truncate) every stack log bigger than LOG_MAX_SIZE_KB, keeping LOG_KEEP copies (dev-up runs this every 10 s)
+	$(BUN) scripts/logs-rotate.ts $(ARGS)
+
 .PHONY: db-url
 db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] [PORT=rw|ro] [POOL=1: through pgbouncer]
 	@# PORT counts only when given on the command line: a PORT exported in the shell (dev servers set one) must not pick the route.

@@ -96,6 +96,9 @@ export const SETTINGS = {
   NODE_EXPORTER_PORT: { schema: port, hint: "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is hyperarchy's in the app port plan)", default: "9110" },
   POSTGRES_EXPORTER_PORT: { schema: port, hint: "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", default: "9187" },
   MONITORING_INTERVAL: { schema: seconds(1), hint: "seconds between scrapes and rule evaluations, e.g. 15", default: "15" },
+  // Log rotation (scripts/lib/logrotate.ts): every component's log in the stack's log folder is capped.
+  LOG_MAX_SIZE_KB: { schema: z.coerce.number().int().min(64, "must be at least 64").max(1048576, "must be at most 1048576 (1 GB)"), hint: "a component's log is rotated (copy, then truncate) once it is bigger than this, e.g. 10240", default: "10240" },
+  LOG_KEEP: { schema: z.coerce.number().int().min(1, "must be at least 1").max(20, "must be at most 20"), hint: "rotated copies kept per component (<name>.log.1 newest), e.g. 2", default: "2" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -199,6 +202,8 @@ export interface Config {
   pool: PoolSettings;
   access: AccessSettings;
   monitoring: MonitoringSettings;
+  /** Size cap per component log and rotated copies kept (scripts/lib/logrotate.ts). */
+  logs: { maxSizeKb: number; keep: number };
 }
 
 /** Prometheus, Alertmanager and the exporters (scripts/lib/monitoring.ts); they listen on `address` only. */
@@ -411,6 +416,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     access: accessSettings(file, opts.stack, v),
     pool,
     monitoring: monitoringSettings(file, v),
+    logs: { maxSizeKb: v.LOG_MAX_SIZE_KB as number, keep: v.LOG_KEEP as number },
   };
 }
 

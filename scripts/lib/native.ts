@@ -22,6 +22,7 @@ import { ensureDirNoFollow, writeFileNoFollow } from "./safe-fs";
 import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "./stack-files";
 import { ensureSocketDir } from "./rundir";
 import { checkMonitoringPorts, monitoringDown, monitoringUp } from "./monitoring";
+import { logRotatorSpec, logRotatorUp } from "./logrotate";
 
 export type Progress = (component: string, message: string) => void;
 
@@ -407,6 +408,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
       progress("monitoring", `Prometheus http://${cfg.monitoring.address}:${cfg.monitoring.prometheusPort}/, Alertmanager http://${cfg.monitoring.address}:${cfg.monitoring.alertmanagerPort}/`);
     }
 
+    changes.push(...(await logRotatorUp(cfg, startOne))); // 10. every log capped (scripts/lib/logrotate.ts)
     const health = assessCluster(cfg, await clusterView(cfg));
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };
   } catch (err) {
@@ -519,6 +521,7 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
       progress(s.name, "stopped");
     }
   };
+  await stop(logRotatorSpec(cfg));
   await monitoringDown(cfg, stop);
   await stop(specs.nginx);
   await stop(specs.pool);
