@@ -74,9 +74,13 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     await waitClusterHealthy(cfg);
     const targets = await until("all targets up", 60_000, async () => {
       const t = ((await (await fetch(`${prom}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: { job: string }; health: string }[] } }).data.activeTargets;
-      return t.length === 9 && t.every((x) => x.health === "up") ? t : undefined;
+      return t.length === 12 && t.every((x) => x.health === "up") ? t : undefined;
     });
-    expect(targets.value.map((t) => t.labels.job).sort()).toEqual(["etcd", "etcd", "etcd", "haproxy", "node", "patroni", "patroni", "patroni", "postgres"]);
+    expect(targets.value.map((t) => t.labels.job).sort()).toEqual(["etcd", "etcd", "etcd", "haproxy", "node", "patroni", "patroni", "patroni", "pgbouncer", "postgres", "postgres", "postgres"]);
+    // each member's own postgres_exporter, and pgbouncer's pools through its exporter
+    const q = async (expr: string) => ((await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }).data.result;
+    expect((await q("pg_up")).map((r) => [r.metric.member, r.value[1]]).sort()).toEqual([["pg1", "1"], ["pg2", "1"], ["pg3", "1"]]);
+    expect((await q("pgbouncer_up")).map((r) => r.value[1])).toEqual(["1"]);
     const t0 = Date.now();
     while (Date.now() - t0 < 120_000) {
       expect((await promAlerts()).filter((a) => a.state === "firing")).toEqual([]);

@@ -98,6 +98,8 @@ export function renderMonitoring(cfg: Config, dataMounts: string[], files = moni
       SCRAPE_TIMEOUT: dur(Math.min(10, mon.intervalSeconds)),
       RULES_FILE: files.rules,
       PATRONI_TARGETS: cfg.members.map((m) => target(m.address, m.restPort, m.name)).join("\n"),
+      POSTGRES_TARGETS: cfg.members.map((m, i) => target(mon.address, mon.postgresExporterPort + i, m.name)).join("\n"),
+      PGBOUNCER_EXPORTER_PORT: pgbouncerExporterPort(cfg),
       ETCD_TARGETS: cfg.members.map((m) => target(m.address, m.etcdClientPort, m.etcdName)).join("\n"),
       ETCD_CA_FILE: files.etcdCa,
       ETCD_CERT_FILE: files.etcdCert,
@@ -130,6 +132,9 @@ export function renderMonitoring(cfg: Config, dataMounts: string[], files = moni
   );
   return { prometheus, rules, alertmanager };
 }
+
+/** pgbouncer's exporter: 9127 (its usual port) on a dev stack, i.e. POSTGRES_EXPORTER_PORT - 60. */
+export const pgbouncerExporterPort = (cfg: Config) => cfg.monitoring.postgresExporterPort - 60;
 
 /** The relay that runs BACKUP_ALERT_COMMAND for Alertmanager: beside Alertmanager (whose gossip port is off). */
 export const relayPort = (cfg: Config) => cfg.monitoring.alertmanagerPort + 1;

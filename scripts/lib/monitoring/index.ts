@@ -5,3 +5,4 @@ export * from "./up";
 export * from "./relay";
 export * from "./rules";
 export * from "./ui";
+export * from "./pool-metrics";

@@ -11,7 +11,7 @@ import { ensureDirNoFollow, writeFileNoFollow } from "../safe-fs";
 import { etcdTlsFiles } from "../etcd-tls";
 import { nativeEtcdTlsDir } from "../stack-files";
 import type { ProcSpec } from "../procs";
-import { MONITOR_ROLE, monitoringFiles, monitoringOsUser, monitoringOwner, relayPort, renderMonitoring } from "./files";
+import { MONITOR_ROLE, monitoringFiles, monitoringOsUser, monitoringOwner, pgbouncerExporterPort, relayPort, renderMonitoring } from "./files";
 import { writeTlsExpiryTextfile } from "./textfile";
 import { monitoringUiFiles, monitoringUiPort, monitoringUiUrl, reloadNginx, removeMonitoringUi, UI_USER, writeMonitoringUi } from "./ui";
 
@@ -36,20 +36,27 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
   const pid = (n: string) => join(cfg.stateDir, "pids", `${n}.pid`);
   const log = (n: string) => join(cfg.logsDir, `${n}.log`);
   const listen = (port: number) => `--web.listen-address=${mon.address}:${port}`;
-  // Through HAProxy's read-write port: always the primary, where WAL is archived and writes connect.
-  // (postgres_exporter 0.11 takes one URI here; replicas' connections are not watched.)
-  const pgUri = `${cfg.haproxy.address}:${cfg.haproxy.rwPort}/postgres?sslmode=disable`;
   return [
-    { name: "node-exporter", cmd: ["prometheus-node-exporter", listen(mon.nodeExporterPort), `--collector.textfile.directory=${f.textfile}`], marker: f.textfile, pidFile: pid("node-exporter"), logFile: log("node-exporter"), asUser },
-    {
-      name: "postgres-exporter",
-      cmd: ["prometheus-postgres-exporter", listen(mon.postgresExporterPort), "--log.level=warn"],
-      marker: `${mon.address}:${mon.postgresExporterPort}`,
-      pidFile: pid("postgres-exporter"),
-      logFile: log("postgres-exporter"),
+    { name: "node-exporter", cmd: ["prometheus-node-exporter", listen(mon.nodeExporterPort), `--collector.textfile.directory=${f.textfile}`, "--no-collector.systemd"], marker: f.textfile, pidFile: pid("node-exporter"), logFile: log("node-exporter"), asUser },
+    // One per member, on its own member's Postgres (postgres_exporter 0.11 takes one URI each).
+    ...cfg.members.map((m, i) => ({
+      name: `postgres-exporter-${m.name}`,
+      cmd: ["prometheus-postgres-exporter", listen(mon.postgresExporterPort + i), "--log.level=warn"],
+      marker: `${mon.address}:${mon.postgresExporterPort + i}`,
+      pidFile: pid(`postgres-exporter-${m.name}`),
+      logFile: log(`postgres-exporter-${m.name}`),
       asUser,
       // The password is read from a file: never in argv or the environment.
-      env: { DATA_SOURCE_URI: pgUri, DATA_SOURCE_USER: MONITOR_ROLE, DATA_SOURCE_PASS_FILE: f.postgresPassword },
+      env: { DATA_SOURCE_URI: `${m.address}:${m.pgPort}/postgres?sslmode=disable`, DATA_SOURCE_USER: MONITOR_ROLE, DATA_SOURCE_PASS_FILE: f.postgresPassword },
+    })),
+    {
+      name: "pgbouncer-exporter",
+      cmd: [process.execPath, join(cfg.rootDir, "scripts", "pool-exporter.ts"), "--stack", cfg.stack],
+      // the trailing NUL of the command line reads as a space: stack "a" never matches stack "ab"
+      marker: `pool-exporter.ts --stack ${cfg.stack} `,
+      pidFile: pid("pgbouncer-exporter"),
+      logFile: log("pgbouncer-exporter"),
+      cwd: cfg.rootDir,
     },
     {
       name: "alertmanager",
@@ -71,12 +78,22 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
   ];
 }
 
+/** The one postgres_exporter (through HAProxy) of earlier versions: stopped when found. */
+const legacyPostgresExporter = (cfg: Config): ProcSpec => ({
+  name: "postgres-exporter",
+  cmd: ["prometheus-postgres-exporter"],
+  marker: `${cfg.monitoring.address}:${cfg.monitoring.postgresExporterPort}`,
+  pidFile: join(cfg.stateDir, "pids", "postgres-exporter.pid"),
+  logFile: join(cfg.logsDir, "postgres-exporter.log"),
+});
+
 /** The listeners, for the port check and the no-public-listener test. */
 export function monitoringListeners(cfg: Config): { name: string; address: string; port: number }[] {
   const m = cfg.monitoring;
   return [
     { name: "node-exporter", address: m.address, port: m.nodeExporterPort },
-    { name: "postgres-exporter", address: m.address, port: m.postgresExporterPort },
+    ...cfg.members.map((mb, i) => ({ name: `postgres-exporter-${mb.name}`, address: m.address, port: m.postgresExporterPort + i })),
+    { name: "pgbouncer-exporter", address: m.address, port: pgbouncerExporterPort(cfg) },
     { name: "alertmanager", address: m.address, port: m.alertmanagerPort },
     { name: "prometheus", address: m.address, port: m.prometheusPort },
     ...(cfg.backup.alertCommand ? [{ name: "alert-relay", address: m.address, port: relayPort(cfg) }] : []),
@@ -172,6 +189,7 @@ export async function checkMonitoringPorts(cfg: Config): Promise<void> {
   for (const l of monitoringListeners(cfg)) {
     const spec = specs.find((s) => s.name === l.name);
     if (spec ? runningPid(spec) : existsSync(monitoringUiFiles(cfg).conf)) continue; // the UI is nginx's, already serving it
+    if (l.port === cfg.monitoring.postgresExporterPort && runningPid(legacyPostgresExporter(cfg))) continue; // monitoringUp stops it first
     if (!(await portFree(l.address, l.port))) {
       throw new ToolkitError("PORT_IN_USE", `${l.address}:${l.port} (${l.name}) is already in use by ${await portHolder(l.address, l.port)}`, `stop that process (Debian's own ${l.name} service?), or change the port in ${cfg.file}`);
     }
@@ -196,13 +214,11 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
   const changed = await writeMonitoringFiles(cfg);
   const changes = await ensureMonitorRole(cfg);
   const mon = cfg.monitoring;
-  const ready: Record<string, string> = {
-    "node-exporter": `http://${mon.address}:${mon.nodeExporterPort}/metrics`,
-    "postgres-exporter": `http://${mon.address}:${mon.postgresExporterPort}/metrics`,
-    alertmanager: `http://${mon.address}:${mon.alertmanagerPort}/-/ready`,
-    prometheus: `http://${mon.address}:${mon.prometheusPort}/-/ready`,
-    "alert-relay": `http://${mon.address}:${relayPort(cfg)}/healthz`,
-  };
+  // The single exporter of earlier versions (through HAProxy) held the first member's port.
+  await stopProc(legacyPostgresExporter(cfg), 10_000);
+  const listener = new Map(monitoringListeners(cfg).map((l) => [l.name, `http://${l.address}:${l.port}`]));
+  const path = (name: string) => (name === "alertmanager" || name === "prometheus" ? "/-/ready" : name === "alert-relay" ? "/healthz" : "/metrics");
+  const ready = (name: string) => `${listener.get(name)}${path(name)}`;
   for (const spec of monitoringSpecs(cfg)) {
     const pid = runningPid(spec);
     if (!pid) startOne(spec);
@@ -217,9 +233,9 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
   }
   for (const spec of monitoringSpecs(cfg)) {
     const deadline = Date.now() + 60_000;
-    while (!(await httpOk(ready[spec.name]!))) {
+    while (!(await httpOk(ready(spec.name)))) {
       if (!runningPid(spec)) throw new ToolkitError("PROCESS_DIED", `${spec.name} exited during start-up`, `see ${spec.logFile}`);
-      if (Date.now() > deadline) throw new ToolkitError("MONITORING_NOT_READY", `${spec.name}: ${ready[spec.name]} did not answer within 60 s`, `see ${spec.logFile}`);
+      if (Date.now() > deadline) throw new ToolkitError("MONITORING_NOT_READY", `${spec.name}: ${ready(spec.name)} did not answer within 60 s`, `see ${spec.logFile}`);
       await Bun.sleep(250);
     }
   }
@@ -234,6 +250,6 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
 export async function monitoringDown(cfg: Config, stop: (s: ProcSpec) => Promise<void>): Promise<void> {
   const specs = monitoringSpecs(cfg);
   if (!specs.some((s) => s.name === "alert-relay")) specs.push(relaySpec(cfg));
-  for (const s of [...specs].reverse()) await stop(s);
+  for (const s of [...specs, legacyPostgresExporter(cfg)].reverse()) await stop(s);
   removeMonitoringUi(cfg);
 }
