@@ -203,6 +203,10 @@ bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the sta
 bench-pool: deps ## pgbouncer vs HAProxy directly: throughput, a switchover under pgbench (failed, stall), idle clients (STACK must be up)
 	$(BUN) bench/pool.ts $(ARGS)
 
+.PHONY: bench-monitoring
+bench-monitoring: deps ## Monitoring's CPU and memory and the members' log growth on the idle running stack (MONITORING=true)
+	$(BUN) bench/monitoring.ts $(ARGS)
+
 .PHONY: bench-failover
 bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and Patroni's own promotion time (STACK must be up)
 	$(BUN) bench/failover.ts $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)
