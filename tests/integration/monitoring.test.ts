@@ -88,6 +88,20 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     }
   }, 240_000);
 
+  test("a stopped pgbouncer fires PgbouncerDown within 60 s; it goes quiet once pgbouncer is back", async () => {
+    const spec = procSpecs(cfg).pool;
+    const firing = async () => (await promAlerts()).filter((a) => a.labels.alertname === "PgbouncerDown" && a.state === "firing");
+    expect(await firing()).toEqual([]);
+    await stopComponent(cfg, spec, 10_000);
+    try {
+      const f = await until("PgbouncerDown firing", 60_000, async () => ((await firing()).length ? true : undefined));
+      console.log(`PgbouncerDown firing ${(f.ms / 1000).toFixed(1)} s after pgbouncer stopped`);
+    } finally {
+      startProc(spec);
+    }
+    await until("PgbouncerDown quiet", 60_000, async () => ((await promAlerts()).some((a) => a.labels.alertname === "PgbouncerDown") ? undefined : true));
+  }, 180_000);
+
   test("Prometheus's UI behind nginx: refused without the password or with a wrong one, served with it, only on the stack's address", async () => {
     const ui = monitoringUiUrl(cfg);
     const auth = (user: string, pw: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString("base64")}` });

@@ -42,7 +42,7 @@ describe("alert rules (monitoring/alerts.yml.tmpl)", () => {
     for (const g of doc.groups) for (const r of g.rules) if (!byName.has(r.alert)) byName.set(r.alert, r);
     expect([...byName.keys()].sort()).toEqual([
       "BackupNeverVerified", "BackupStale", "BackupVerificationFailed", "DataDiskFull", "EtcdMemberDown", "EtcdQuorumLost", "HaproxyNoWriteServer",
-      "PatroniMemberDown", "PatroniMultipleLeaders", "PatroniNoLeader", "PatroniNoSyncStandby", "PatroniReplicaLagHigh", "PostgresConnectionsHigh",
+      "PatroniMemberDown", "PatroniMultipleLeaders", "PatroniNoLeader", "PatroniNoSyncStandby", "PatroniReplicaLagHigh", "PgbouncerDown", "PostgresConnectionsHigh",
       "TlsCertificateExpiring", "WalArchivingFailing",
     ]);
     expect(byName.get("PatroniReplicaLagHigh")!.expr).toEndWith("> 524288");
@@ -68,7 +68,7 @@ describe("alert rules (monitoring/alerts.yml.tmpl)", () => {
       writeFileSync(join(dir, "alerts.yml"), rules);
       for (const t of TEST_FILES) copyFileSync(join(root, "monitoring", t), join(dir, t));
       const check = await run([promtool!, "check", "rules", join(dir, "alerts.yml")], { nothrow: true });
-      expect(check.stdout + check.stderr).toContain("SUCCESS: 15 rules found");
+      expect(check.stdout + check.stderr).toContain("SUCCESS: 16 rules found");
       expect(check.code).toBe(0);
       const t = await run([promtool!, "test", "rules", ...TEST_FILES], { nothrow: true, cwd: dir });
       expect(t.stdout + t.stderr).toContain("SUCCESS");
