@@ -66,6 +66,10 @@ alerts: deps ## Alert rules and their state from the stack's Prometheus (MONITOR
 logs: deps ## Last lines of each log, or one: SVC=pg1|etcd1|haproxy|nginx (ARGS=--follow)
 	$(BUN) scripts/logs.ts $(SVC) $(ARGS)
 
+.PHONY: logs-rotate
+logs-rotate: deps ## Rotate (copy, truncate) every stack log bigger than LOG_MAX_SIZE_KB, keeping LOG_KEEP copies (dev-up runs this every 10 s)
+	$(BUN) scripts/logs-rotate.ts $(ARGS)
+
 .PHONY: db-url
 db-url: deps ## Print a connection URL through HAProxy: DB=<name> [ROLE=<role>] [PORT=rw|ro] [POOL=1: through pgbouncer]
 	@# PORT counts only when given on the command line: a PORT exported in the shell (dev servers set one) must not pick the route.
@@ -216,6 +220,10 @@ bench-dev-up: deps ## Cold start, warm restart and no-op re-run times of the sta
 .PHONY: bench-pool
 bench-pool: deps ## pgbouncer vs HAProxy directly: throughput, a switchover under pgbench (failed, stall), idle clients (STACK must be up)
 	$(BUN) bench/pool.ts $(ARGS)
+
+.PHONY: bench-monitoring
+bench-monitoring: deps ## Monitoring's CPU and memory and the members' log growth on the idle running stack (MONITORING=true)
+	$(BUN) bench/monitoring.ts $(ARGS)
 
 .PHONY: bench-failover
 bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and Patroni's own promotion time (STACK must be up)

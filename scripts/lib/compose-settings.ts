@@ -15,7 +15,7 @@ import { stackHttpAddress } from "./stack-files";
 /** The image variables the compose files read, in the order they appear. */
 export const IMAGE_KEYS = [
   "IMAGE_ETCD", "IMAGE_PATRONI", "IMAGE_HAPROXY", "IMAGE_GOTRUE", "IMAGE_POSTGREST", "IMAGE_REALTIME",
-  "IMAGE_STORAGE", "IMAGE_POSTGRES_META", "IMAGE_STUDIO", "IMAGE_KONG", "IMAGE_NGINX", "IMAGE_CLOUDFLARED",
+  "IMAGE_STORAGE", "IMAGE_POSTGRES_META", "IMAGE_STUDIO", "IMAGE_KONG", "IMAGE_NGINX", "IMAGE_CLOUDFLARED", "IMAGE_PGBOUNCER",
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 

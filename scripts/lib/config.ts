@@ -120,6 +120,10 @@ export const SETTINGS = {
   IMAGE_KONG: image,
   IMAGE_NGINX: image,
   IMAGE_CLOUDFLARED: image,
+  IMAGE_PGBOUNCER: image,
+  // Log rotation (scripts/lib/logrotate.ts): every component's log in the stack's log folder is capped.
+  LOG_MAX_SIZE_KB: { schema: z.coerce.number().int().min(64, "must be at least 64").max(1048576, "must be at most 1048576 (1 GB)"), hint: "a component's log is rotated (copy, then truncate) once it is bigger than this, e.g. 10240", default: "10240" },
+  LOG_KEEP: { schema: z.coerce.number().int().min(1, "must be at least 1").max(20, "must be at most 20"), hint: "rotated copies kept per component (<name>.log.1 newest), e.g. 2", default: "2" },
 } as const satisfies Record<string, Setting>;
 
 /** A key with a `default` may be left out of an env file (keys added later must have one). */
@@ -224,6 +228,8 @@ export interface Config {
   access: AccessSettings;
   monitoring: MonitoringSettings;
   docker: DockerSettings;
+  /** Size cap per component log and rotated copies kept (scripts/lib/logrotate.ts). */
+  logs: { maxSizeKb: number; keep: number };
 }
 
 /** Prometheus, Alertmanager and the exporters (scripts/lib/monitoring.ts); they listen on `address` only. */
@@ -440,6 +446,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     pool,
     monitoring: monitoringSettings(file, v),
     docker: dockerSettings(v),
+    logs: { maxSizeKb: v.LOG_MAX_SIZE_KB as number, keep: v.LOG_KEEP as number },
   };
 }
 

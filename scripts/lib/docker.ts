@@ -21,6 +21,7 @@ import { loadApps } from "./apps";
 import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
+import { dockerPoolUp, writeDockerPoolFiles } from "./pool-docker";
 
 export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
 
@@ -32,6 +33,7 @@ export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Pro
     HAPROXY_RW_PORT: String(cfg.haproxy.rwPort),
     HAPROXY_RO_PORT: String(cfg.haproxy.roPort),
     HAPROXY_STATS_PORT: String(cfg.haproxy.statsPort),
+    POOL_PORT: String(cfg.pool.port),
     API_PORT: String(cfg.api.port),
     // the cloudflared service (profile tunnel); compose interpolates it even when the profile is off
     CLOUDFLARED_CREDENTIALS_FILE: cfg.access.credentialsFile,
@@ -65,6 +67,7 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
   writeIfChanged(dockerPgbackrestFile(dir), dockerPgbackrestConf(cfg));
+  await writeDockerPoolFiles(cfg, dir);
   if (cfg.access.tunnel === "cloudflare") writeIfChanged(join(dir, "cloudflared", "config.yml"), cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")));
   // compose reads ports, the database name and secrets from one env file (0600).
   const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");
@@ -81,5 +84,8 @@ export const composeCmd = (cfg: Config, ...args: string[]) => [
 export async function dockerUp(cfg: Config, progress: Progress, prepare?: (cfg: Config) => Promise<string[]>): Promise<UpResult> {
   const t0 = Date.now();
   await writeDockerFiles(cfg);
-  return composeUpInOrder(cfg, join(dockerRenderedDir(cfg), "compose.env"), progress, t0, prepare);
+  const up = await composeUpInOrder(cfg, join(dockerRenderedDir(cfg), "compose.env"), progress, t0, prepare);
+  // pgbouncer's auth_file needs the roles' verifiers, which exist only once the databases are prepared.
+  up.changes.push(...(await dockerPoolUp(cfg, dockerRenderedDir(cfg))));
+  return up;
 }

@@ -17,7 +17,7 @@ import { loadApps, type AppEntry } from "./apps";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { osUserIds } from "./exec";
-import { runningPid, type ProcSpec } from "./procs";
+import { runningPid, tailFile, type ProcSpec } from "./procs";
 import { readTemplate, renderTemplate, writeIfChanged } from "./render";
 import { scramMatches, scramVerifier } from "./scram";
 import { ENVIRONMENT_DB_ROLES } from "./supabase-db";
@@ -34,12 +34,31 @@ export const poolUserlistPath = (cfg: Pick<Config, "memberRoot">) => join(poolDi
 /** Every database with a pool: the environment ladder, then the apps in registry order. */
 export const pooledDatabases = (cfg: Pick<Config, "databases">, apps: Pick<AppEntry, "database">[]) => [...cfg.databases, ...apps.map((a) => a.database)];
 
-/** The roles whose verifiers go into the auth_file. */
-export const pooledRoles = (apps: Pick<AppEntry, "role">[], environmentRoles: string[] = []) => [...POOL_PLATFORM_ROLES, ...environmentRoles, ...apps.map((a) => a.role)];
+/**
+ * The roles whose verifiers go into the auth_file; a customer stack's environment roles
+ * (`<ladder database>` on a dev stack, `<ladder database>_app` made by deploy-client) too, when `databases` is given and they exist.
+ */
+export const pooledRoles = (apps: Pick<AppEntry, "role">[], databases: string[] = []) => [
+  ...POOL_PLATFORM_ROLES,
+  // a dev stack's environment role is named after its database (supabase/environments.ts), a customer stack's `<database>_app`
+  ...databases.flatMap((d) => [d, `${d}_app`]),
+  ...apps.map((a) => a.role),
+];
+
+/** Where pgbouncer listens, what it forwards to and where its auth_file is: the native stack's, or a container's. */
+export interface PoolWhere {
+  upstreamHost: string;
+  upstreamPort: number;
+  listenAddr: string;
+  listenPort: number;
+  userlist: string;
+}
+
+export const nativePoolWhere = (cfg: Config): PoolWhere => ({ upstreamHost: cfg.haproxy.address, upstreamPort: cfg.haproxy.rwPort, listenAddr: cfg.pool.address, listenPort: cfg.pool.port, userlist: poolUserlistPath(cfg) });
 
 /** pgbouncer.ini: a pure function of the config and the registry. */
-export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl")): string {
-  const target = `host=${cfg.haproxy.address} port=${cfg.haproxy.rwPort}`;
+export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl"), where = nativePoolWhere(cfg)): string {
+  const target = `host=${where.upstreamHost} port=${where.upstreamPort}`;
   const lines = pooledDatabases(cfg, apps).map((db) => `${db} = ${target} dbname=${db}`);
   return renderTemplate(
     template,
@@ -47,9 +66,9 @@ export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], t
       CLUSTER_NAME: cfg.clusterName,
       STACK: cfg.stack,
       POOL_DATABASES: lines.join("\n"),
-      POOL_ADDRESS: cfg.pool.address,
-      POOL_PORT: cfg.pool.port,
-      POOL_USERLIST: poolUserlistPath(cfg),
+      POOL_ADDRESS: where.listenAddr,
+      POOL_PORT: where.listenPort,
+      POOL_USERLIST: where.userlist,
       POOL_MAX_CLIENT_CONN: cfg.pool.maxClientConn,
       POOL_DEFAULT_POOL_SIZE: cfg.pool.defaultPoolSize,
       POOL_RESERVE_POOL_SIZE: cfg.pool.reservePoolSize,
@@ -149,17 +168,21 @@ export async function poolSnapshot(cfg: Config): Promise<{ databases: string[]; 
 
 export const poolUsage = async (cfg: Config): Promise<PoolUsage[]> => (await poolSnapshot(cfg)).pools;
 
+/** The admin verifier's salt in an existing auth_file while the password is unchanged, so an unchanged stack rewrites nothing. */
+export function keptAdminSalt(cfg: Config, userlist: string): Buffer | undefined {
+  const old = existsSync(userlist) ? readFileSync(userlist, "utf8") : "";
+  const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
+  return oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
+}
+
 /** Write pgbouncer.ini and the auth_file (0600, owned by the user pgbouncer runs as); true when either changed. */
 export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<AppEntry, "database" | "role">[] = loadApps(cfg)): Promise<boolean> {
   const ids = cfg.pgOsUser ? osUserIds(cfg.pgOsUser) : undefined;
   const own = { mode: 0o600, ...(ids ?? {}) };
   mkdirSync(poolDir(cfg), { recursive: true, mode: 0o700 });
   if (ids) chownSync(poolDir(cfg), ids.uid, ids.gid);
-  // Keep the admin verifier's salt while the password is unchanged, so an unchanged stack rewrites nothing.
-  const old = existsSync(poolUserlistPath(cfg)) ? readFileSync(poolUserlistPath(cfg), "utf8") : "";
-  const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
-  const salt = oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
-  const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases /* each environment's role is named after its database (supabase/environments.ts) */), salt));
+  const salt = keptAdminSalt(cfg, poolUserlistPath(cfg));
+  const users = renderUserlist(await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases), salt));
   const a = writeIfChanged(poolUserlistPath(cfg), users, own);
   const b = writeIfChanged(poolIniPath(cfg), renderPoolIni(cfg, apps), own);
   return a || b;
@@ -186,23 +209,19 @@ export async function ensurePool(cfg: Config, admin: pg.Client, spec: ProcSpec, 
   mkdirSync(dirname(spec.logFile), { recursive: true });
   closeSync(openSync(spec.logFile, "a", 0o600));
   chmodSync(spec.logFile, 0o600);
-  // Two clean-clone test runs in five saw pgbouncer exit at start-up without a word in its log, and
-  // a start a moment later succeed; the cause is not found yet. So a first silent exit gets one more
-  // start (and says so); a second exit is the error.
-  for (let attempt = 1; ; attempt++) {
-    startOne(spec);
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      try {
-        await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")), 1000);
-        return attempt === 1 ? "started" : "started on the second try (the first exited at once; see its log)";
-      } catch (e) {
-        if (!runningPid(spec)) break;
-        if (Date.now() > deadline) throw e;
-        await Bun.sleep(200);
-      }
+  // A start-up that "exited without a word" was runningPid() reading the empty command line of
+  // setpriv exec'ing pgbouncer (fixed in procs.ts); the retry that covered it started a second
+  // pgbouncer beside the first. One start; an exit is the error, with the log's last lines.
+  startOne(spec);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")), 1000);
+      return "started";
+    } catch (e) {
+      if (!runningPid(spec)) throw new ToolkitError("POOL_DIED", `pgbouncer exited during start-up: ${tailFile(spec.logFile, 5).replace(/\s*\n\s*/g, " | ")}`, `see ${spec.logFile}`);
+      if (Date.now() > deadline) throw e;
+      await Bun.sleep(200);
     }
-    if (attempt >= 2) throw new ToolkitError("POOL_DIED", "pgbouncer exited during start-up, twice", `see ${spec.logFile}`);
-    await Bun.sleep(500);
   }
 }

@@ -47,7 +47,13 @@ export function runningPid(spec: Pick<ProcSpec, "pidFile" | "marker">): number |
   if (!existsSync(spec.pidFile)) return undefined;
   const pid = Number(readFileSync(spec.pidFile, "utf8").trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const cmdline = cmdlineOf(pid);
+  let cmdline = cmdlineOf(pid);
+  // While a process execs (setpriv -> pgbouncer, postgres, prometheus) its command line reads empty
+  // for a moment; that is not a dead process (dev-up called pgbouncer dead at start-up this way).
+  for (let i = 0; cmdline === "" && i < 50 && !isZombie(pid); i++) {
+    Bun.sleepSync(2);
+    cmdline = cmdlineOf(pid);
+  }
   if (cmdline && cmdline.includes(spec.marker) && !isZombie(pid)) return pid;
   return undefined;
 }

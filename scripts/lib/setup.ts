@@ -50,7 +50,7 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["debootstrap", "debootstrap"],
 ];
 
-/** MONITORING=true (scripts/lib/monitoring.ts): Prometheus, Alertmanager and two exporters, run by dev-up. */
+/** MONITORING=true (scripts/lib/monitoring/): Prometheus, Alertmanager and two exporters, run by dev-up. */
 export const MONITORING_PACKAGES: [probe: string, pkg: string][] = [
   ["prometheus", "prometheus"],
   ["promtool", "prometheus"],

@@ -188,7 +188,7 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
     expect(j.newRelease).toBe(true);
     expect(j.apply.ok).toBe(true);
     const checks = j.apply.health.map((h: any) => h.check);
-    for (const env of ["dev", "staging", "production"]) for (const c of ["database", "isolation", "nginx TLS", "signed key"]) expect(checks).toContain(`${env}: ${c}`);
+    for (const env of ["dev", "staging", "production"]) for (const c of ["database", "pooled", "isolation", "nginx TLS", "signed key"]) expect(checks).toContain(`${env}: ${c}`);
     expect(j.apply.health.every((h: any) => h.ok)).toBe(true);
     // Each environment's keys verify against its own secret on the target, the others' are refused there (issue 11, item 4).
     expect(j.apply.health.find((h: any) => h.check === "production: signed key").detail).toBe(

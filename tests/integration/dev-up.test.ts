@@ -122,14 +122,7 @@ describe("dev-up: a real 3-member cluster", () => {
     expect(down.out).toContain("data kept");
     expect(runScript("status.ts", ["--json"]).code).toBe(1);
     const said = (r: { code: number; out: string }) => `exited ${r.code}: ${r.out.trim().split("\n").slice(-15).join(" | ")}`;
-    let up = runScript("dev-up.ts", ["--json"]);
-    if (up.code !== 0) {
-      // Known flake (README, Known limits): one clean-clone run in five saw this first dev-up after a
-      // dev-down fail, and the next dev-up succeed; the cause is not captured yet. Print its own words
-      // where the CI log keeps them, then try once more, as a user would; a second failure fails the test.
-      console.error(`KNOWN FLAKE: dev-up after dev-down ${said(up)} -- retrying once`);
-      up = runScript("dev-up.ts", ["--json"]);
-    }
+    const up = runScript("dev-up.ts", ["--json"]);
     // A CI log shows only the failure: carry dev-up's own words (component, reason, log lines) in it.
     if (up.code !== 0) throw new Error(`dev-up after dev-down ${said(up)}`);
     const c2 = await connect(cfg, { database: "orchestrator_ai_production" });

@@ -293,3 +293,30 @@ describe("make status", () => {
     expect(runScript("status.ts", ["--json"]).code).toBe(0);
   }, SLOW);
 });
+
+describe("deploy-client's environment roles through the pooler", () => {
+  test("a role <ladder db>_app made after dev-up logs in through pgbouncer once syncClientPool ran, to the primary", async () => {
+    const { syncClientPool, pooledCheck } = await import("../../scripts/lib/pool-client");
+    const { quoteIdent, quoteLiteral } = await import("../../scripts/lib/pg");
+    const { scramVerifier } = await import("../../scripts/lib/scram");
+    const db = cfg.databases[0]!;
+    const role = `${db}_app`;
+    const pw = `it-${Date.now()}-pooled`;
+    const admin = await connect(cfg);
+    try {
+      await admin.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`);
+      await admin.query(`CREATE ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(scramVerifier(pw))}`);
+      await admin.query(`GRANT CONNECT ON DATABASE ${quoteIdent(db)} TO ${quoteIdent(role)}`);
+      // before: pgbouncer's auth_file does not know the role
+      expect((await pooledCheck(cfg, "dev", role, pw, db)).ok).toBe(false);
+      expect(await syncClientPool(cfg)).toEqual(["pgbouncer: environment roles may log in (auth_file re-copied, RELOAD)"]);
+      expect(await pooledCheck(cfg, "dev", role, pw, db)).toEqual({ check: "dev: pooled", ok: true, detail: `${role} -> ${db} through pgbouncer ${cfg.pool.address}:${cfg.pool.port} (primary)` });
+      expect(await syncClientPool(cfg)).toEqual([]); // unchanged: no RELOAD
+    } finally {
+      await admin.query(`REVOKE CONNECT ON DATABASE ${quoteIdent(db)} FROM ${quoteIdent(role)}`).catch(() => {});
+      await admin.query(`DROP ROLE IF EXISTS ${quoteIdent(role)}`).catch(() => {});
+      await admin.end();
+      await syncClientPool(cfg);
+    }
+  }, SLOW);
+});

@@ -113,7 +113,10 @@ const UPWARD_ALLOWED = new Set([
   "scripts/lib/access.ts -> scripts/lib/onboard/lock.ts",
   "scripts/lib/access.ts -> scripts/lib/onboard/plan.ts",
   "scripts/lib/access.ts -> scripts/lib/onboard/onboard.ts",
-  "scripts/lib/monitoring.ts -> scripts/lib/backup/alert.ts",
+  // make status shows the firing alerts (monitoring/ reads Alertmanager); status.ts is core because every runtime's status is built there
+  "scripts/lib/status.ts -> scripts/lib/monitoring/index.ts",
+  // pool-client reloads the native pgbouncer by its process spec (the docker one reloads through the admin console)
+  "scripts/lib/pool-client.ts -> scripts/lib/native/specs.ts",
 ]);
 
 export function upwardImports(g: Map<string, string[]>): string[] {
@@ -130,7 +133,6 @@ export function upwardImports(g: Map<string, string[]>): string[] {
 
 /** Being split by another helper this round: remove each entry once its module is under the limit. */
 const OVERSIZE_ALLOWED = new Set([
-  "scripts/lib/monitoring.ts",
   "scripts/lib/config.ts",
   "scripts/lib/onboard/onboard.ts",
   "scripts/lib/access.ts",

@@ -107,6 +107,8 @@ describe("the Config an env file becomes", () => {
       // left out of the file: the defaults (off, standard ports, 15 s), on HAProxy's address
       monitoring: { enabled: false, address: "10.1.2.3", prometheusPort: 9090, alertmanagerPort: 9093, nodeExporterPort: 9110, postgresExporterPort: 9187, intervalSeconds: 15 },
       docker: { images: {}, siteUrl: "http://127.0.0.1:6100", smtp: { host: "", port: 587, user: "", adminEmail: "admin@example.com", senderName: "pgplatform" } },
+      // left out of the file: every component's log capped at 10 MB, 2 rotated copies
+      logs: { maxSizeKb: 10240, keep: 2 },
       timing: { ttl: 20, loopWait: 2, retryTimeout: 5, maximumLagOnFailover: 99, synchronousMode: true, failsafeMode: false },
       pgHbaCidr: "10.0.0.0/8",
       pgBinDir: "/opt/pg/bin",

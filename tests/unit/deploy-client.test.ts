@@ -54,7 +54,7 @@ describe("bundle rendering (golden files, secrets masked)", () => {
     for (const g of readdirSync(GOLDEN)) expect(produced.has(g)).toBe(true);
   });
 
-  test("environment env files: seed ports, own database, own role, HAProxy URL", () => {
+  test("environment env files: seed ports, own database, own role, pooled DATABASE_URL and HAProxy DIRECT_URL", () => {
     const s = acme();
     const want = { dev: [6100, "orchestrator_ai_dev"], staging: [7100, "orchestrator_ai_staging"], production: [9000, "orchestrator_ai_production"] } as const;
     for (const [env, [port, db]] of Object.entries(want)) {
@@ -62,7 +62,10 @@ describe("bundle rendering (golden files, secrets masked)", () => {
       expect(v.DB_NAME).toBe(db);
       expect(v.PUBLIC_URL).toBe(`https://${env === "production" ? "" : env + "."}acme.internal:${port}`);
       expect(v.APP_PORT).toBe(String(port + 1));
-      expect(v.DATABASE_URL).toBe(`postgresql://${db}_app:${secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets]}@127.0.0.1:9012/${db}`);
+      const pw = secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets];
+      // pooled through the stack's pgbouncer (default POOL_PORT), direct to HAProxy's read-write port
+      expect(v.DATABASE_URL).toBe(`postgresql://${db}_app:${pw}@127.0.0.1:6015/${db}`);
+      expect(v.DIRECT_URL).toBe(`postgresql://${db}_app:${pw}@127.0.0.1:9012/${db}`);
     }
     // dev never gets the superuser password
     expect(parseDotenv(Buffer.from(renderEnvFile(s, secrets, "dev"))).POSTGRES_PASSWORD).toBeUndefined();

@@ -42,7 +42,7 @@ describe("alert rules (monitoring/alerts.yml.tmpl)", () => {
     for (const g of doc.groups) for (const r of g.rules) if (!byName.has(r.alert)) byName.set(r.alert, r);
     expect([...byName.keys()].sort()).toEqual([
       "BackupNeverVerified", "BackupStale", "BackupVerificationFailed", "DataDiskFull", "EtcdMemberDown", "EtcdQuorumLost", "HaproxyNoWriteServer",
-      "PatroniMemberDown", "PatroniMultipleLeaders", "PatroniNoLeader", "PatroniNoSyncStandby", "PatroniReplicaLagHigh", "PostgresConnectionsHigh",
+      "PatroniMemberDown", "PatroniMultipleLeaders", "PatroniNoLeader", "PatroniNoSyncStandby", "PatroniReplicaLagHigh", "PgbouncerDown", "PostgresConnectionsHigh",
       "TlsCertificateExpiring", "WalArchivingFailing",
     ]);
     expect(byName.get("PatroniReplicaLagHigh")!.expr).toEndWith("> 524288");
@@ -68,7 +68,7 @@ describe("alert rules (monitoring/alerts.yml.tmpl)", () => {
       writeFileSync(join(dir, "alerts.yml"), rules);
       for (const t of TEST_FILES) copyFileSync(join(root, "monitoring", t), join(dir, t));
       const check = await run([promtool!, "check", "rules", join(dir, "alerts.yml")], { nothrow: true });
-      expect(check.stdout + check.stderr).toContain("SUCCESS: 15 rules found");
+      expect(check.stdout + check.stderr).toContain("SUCCESS: 16 rules found");
       expect(check.code).toBe(0);
       const t = await run([promtool!, "test", "rules", ...TEST_FILES], { nothrow: true, cwd: dir });
       expect(t.stdout + t.stderr).toContain("SUCCESS");
@@ -95,10 +95,10 @@ describe("prometheus.yml and alertmanager.yml", () => {
   const files = monitoringFiles(cfg);
   const r = renderMonitoring(cfg, ["/"]);
 
-  test("Prometheus scrapes Patroni and etcd (mTLS) on every member, HAProxy, and both exporters", () => {
+  test("Prometheus scrapes Patroni and etcd (mTLS) on every member, HAProxy, postgres_exporter per member, pgbouncer and node_exporter", () => {
     const p = YAML.parse(r.prometheus);
     const job = (name: string) => p.scrape_configs.find((j: { job_name: string }) => j.job_name === name);
-    expect(p.scrape_configs.map((j: { job_name: string }) => j.job_name)).toEqual(["patroni", "etcd", "haproxy", "postgres", "node"]);
+    expect(p.scrape_configs.map((j: { job_name: string }) => j.job_name)).toEqual(["patroni", "etcd", "haproxy", "postgres", "pgbouncer", "node"]);
     expect(job("patroni").static_configs).toEqual([
       { targets: ["127.0.1.11:8008"], labels: { member: "pg1" } },
       { targets: ["127.0.1.12:8008"], labels: { member: "pg2" } },
@@ -108,7 +108,12 @@ describe("prometheus.yml and alertmanager.yml", () => {
     expect(job("etcd").tls_config).toEqual({ ca_file: files.etcdCa, cert_file: files.etcdCert, key_file: files.etcdKey });
     expect(job("etcd").static_configs.map((s: { targets: string[] }) => s.targets[0])).toEqual(["127.0.1.11:2379", "127.0.1.12:2379", "127.0.1.13:2379"]);
     expect(job("haproxy")).toEqual({ job_name: "haproxy", basic_auth: { username: "admin", password_file: files.haproxyPassword }, static_configs: [{ targets: ["127.0.1.1:16014"] }] });
-    expect(job("postgres").static_configs).toEqual([{ targets: ["127.0.1.1:9187"] }]);
+    expect(job("postgres").static_configs).toEqual([
+      { targets: ["127.0.1.1:9187"], labels: { member: "pg1" } },
+      { targets: ["127.0.1.1:9188"], labels: { member: "pg2" } },
+      { targets: ["127.0.1.1:9189"], labels: { member: "pg3" } },
+    ]);
+    expect(job("pgbouncer").static_configs).toEqual([{ targets: ["127.0.1.1:9127"] }]);
     expect(job("node").static_configs).toEqual([{ targets: ["127.0.1.1:9110"] }]);
     expect(p.alerting.alertmanagers[0].static_configs[0].targets).toEqual(["127.0.1.1:9093"]);
     expect(p.rule_files).toEqual([files.rules]);
@@ -156,13 +161,31 @@ describe("prometheus.yml and alertmanager.yml", () => {
     expect(flags).toEqual([
       "--web.listen-address=127.0.1.1:9110",
       "--web.listen-address=127.0.1.1:9187",
+      "--web.listen-address=127.0.1.1:9188",
+      "--web.listen-address=127.0.1.1:9189",
       "--web.listen-address=127.0.1.1:9093",
       "--cluster.listen-address=",
       "--web.listen-address=127.0.1.1:9090",
     ]);
     // the exporter's password comes from a file, never argv or the environment
-    const pe = monitoringSpecs(cfg).find((s) => s.name === "postgres-exporter")!;
-    expect(pe.env).toEqual({ DATA_SOURCE_URI: "127.0.1.1:16012/postgres?sslmode=disable", DATA_SOURCE_USER: "pgplatform_monitor", DATA_SOURCE_PASS_FILE: files.postgresPassword });
+    // one exporter per member, each on its own member's Postgres
+    expect(monitoringSpecs(cfg).filter((s) => s.name.startsWith("postgres-exporter-")).map((s) => [s.name, s.env])).toEqual(
+      ["pg1", "pg2", "pg3"].map((m, i) => [`postgres-exporter-${m}`, { DATA_SOURCE_URI: `127.0.1.1${i + 1}:5432/postgres?sslmode=disable`, DATA_SOURCE_USER: "pgplatform_monitor", DATA_SOURCE_PASS_FILE: files.postgresPassword }]),
+    );
+    const pb = monitoringSpecs(cfg).find((s) => s.name === "pgbouncer-exporter")!;
+    expect([pb.cmd.slice(1), pb.env]).toEqual([[join(root, "scripts", "pool-exporter.ts"), "--stack", "test"], undefined]);
+    expect(monitoringListeners(cfg).map((l) => `${l.name} ${l.address}:${l.port}`)).toEqual([
+      "node-exporter 127.0.1.1:9110",
+      "postgres-exporter-pg1 127.0.1.1:9187",
+      "postgres-exporter-pg2 127.0.1.1:9188",
+      "postgres-exporter-pg3 127.0.1.1:9189",
+      "pgbouncer-exporter 127.0.1.1:9127",
+      "alertmanager 127.0.1.1:9093",
+      "prometheus 127.0.1.1:9090",
+      "prometheus-ui (nginx) 127.0.1.1:9095",
+    ]);
+    // node_exporter's systemd collector logged an error at every scrape (no D-Bus here): off
+    expect(monitoringSpecs(cfg)[0]!.cmd).toContain("--no-collector.systemd");
   });
 
   test("a monitoring port that collides with HAProxy's on the same address is refused", () => {
@@ -257,7 +280,7 @@ describe("BACKUP_ALERT_COMMAND through the alert relay", () => {
   test("Alertmanager posts to the relay with the token file; the relay is a listener on the stack's address", () => {
     const a = YAML.parse(renderMonitoring(withCmd, ["/"]).alertmanager);
     expect(a.receivers).toEqual([{ name: "operator", webhook_configs: [{ url: "http://127.0.1.1:9094/alert", send_resolved: true, http_config: { authorization: { credentials_file: monitoringFiles(withCmd).relayToken } } }] }]);
-    expect(monitoringListeners(withCmd).at(-1)).toEqual({ name: "alert-relay", address: "127.0.1.1", port: 9094 });
+    expect(monitoringListeners(withCmd).find((l) => l.name === "alert-relay")).toEqual({ name: "alert-relay", address: "127.0.1.1", port: 9094 });
     expect(monitoringSpecs(withCmd).at(-1)!.marker).toBe("alert-relay.ts --stack test ");
     expect(monitoringSpecs(cfg).map((s) => s.name)).not.toContain("alert-relay");
   });

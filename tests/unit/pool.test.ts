@@ -65,6 +65,9 @@ describe("auth_file (userlist)", () => {
   test("the roles copied: postgres, the Supabase service roles, every app role (never replicator or rewind_user)", () => {
     expect(pooledRoles(apps)).toEqual(["postgres", "authenticator", "supabase_auth_admin", "supabase_storage_admin", "hyperarchy", "bookwriter"]);
   });
+  test("with the ladder: the environment roles, a dev stack's (named after the database) and a customer stack's (<database>_app, made by deploy-client)", () => {
+    expect(pooledRoles(apps, ["orchestrator_ai_dev", "orchestrator_ai_production"])).toEqual(["postgres", "authenticator", "supabase_auth_admin", "supabase_storage_admin", "orchestrator_ai_dev", "orchestrator_ai_dev_app", "orchestrator_ai_production", "orchestrator_ai_production_app", "hyperarchy", "bookwriter"]);
+  });
 });
 
 describe("pool settings in the config loader", () => {

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { parse as parseDotenv } from "dotenv";
 import { ToolkitError } from "../errors";
+import { CLIENT_POOL_PORT } from "../pool-client";
 import { validateCompose } from "../compose-schema";
 import { SECRET_KEYS, jwtSecretKey } from "../secrets";
 import type { ClientSecrets } from "./client-secrets";
@@ -68,7 +69,9 @@ export function renderEnvFile(s: ClientSettings, secrets: ClientSecrets, env: En
     ["DB_NAME", db],
     ["DB_USER", user],
     ["DB_PASSWORD", pw],
-    ["DATABASE_URL", `postgresql://${user}:${pw}@${s.haproxy.address}:${s.haproxy.rwPort}/${db}`],
+    // Pooled through the stack's pgbouncer (transaction mode); DIRECT_URL for migrations and session-level work.
+    ["DATABASE_URL", `postgresql://${user}:${pw}@${s.haproxy.address}:${CLIENT_POOL_PORT}/${db}`],
+    ["DIRECT_URL", `postgresql://${user}:${pw}@${s.haproxy.address}:${s.haproxy.rwPort}/${db}`],
     ["DATABASE_READ_URL", `postgresql://${user}:${pw}@${s.haproxy.address}:${s.haproxy.roPort}/${db}`],
     ["POSTGRES_HOST", s.haproxy.address],
     ["POSTGRES_PORT", s.haproxy.rwPort],

@@ -19,6 +19,7 @@ import { parse as parseDotenv } from "dotenv";
 import { jwtSecretOf, verifyApiKey, type ClientSecrets, type KeyCheck } from "./client-secrets";
 import { targetPaths } from "./bundle";
 import { ENVIRONMENTS, databaseFor, roleFor, type ClientSettings, type EnvName } from "./settings";
+import { pooledCheck, syncClientPool } from "../pool-client";
 import { ensureBootstrapCert, hostnameFor } from "./tls";
 import { scramVerifier } from "../scram";
 
@@ -166,6 +167,7 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
       ok: rw.ok && rw.db === db && !rw.rec && ro.ok && ro.rec,
       detail: rw.ok && ro.ok ? `${role} -> ${db} through HAProxy: read-write ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (primary), read-only :${cfg.haproxy.roPort} (replica)` : `${!rw.ok ? rw.message : ""} ${!ro.ok ? ro.message : ""}`.trim(),
     });
+    out.push(await pooledCheck(cfg, env, role, pw, db));
     const others = ENVIRONMENTS.filter((e) => e !== env).map(databaseFor);
     const leaks: string[] = [];
     for (const other of others) {
@@ -240,7 +242,7 @@ export interface ApplyResult {
 }
 
 export async function applyOnTarget(cfg: Config, s: ClientSettings, secrets: ClientSecrets, releaseDir: string): Promise<ApplyResult> {
-  const changes = [...(await ensureEnvironmentRoles(cfg, secrets)), ...(await installSites(cfg, s, releaseDir))];
+  const changes = [...(await ensureEnvironmentRoles(cfg, secrets)), ...(await syncClientPool(cfg)), ...(await installSites(cfg, s, releaseDir))];
   const warnings: string[] = [];
   if (s.access === "public") warnings.push(`Let's Encrypt: run certbot on the target once DNS points at it (make deploy-client prints the command); nginx serves a bootstrap certificate until then`);
   const health = await healthChecks(cfg, s, secrets, releaseDir);

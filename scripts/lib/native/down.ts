@@ -1,6 +1,7 @@
 /** The native runtime's down: front doors first, replicas before the leader, etcd last. Data is kept. */
 import type { Config } from "../config";
 import { monitoringDown } from "../monitoring";
+import { logRotatorSpec } from "../logrotate";
 import { clusterView } from "../patroni";
 import { runningPid, type ProcSpec } from "../procs";
 import type { DownResult, Progress } from "../runtime";
@@ -15,6 +16,7 @@ export async function nativeDown(cfg: Config, progress: Progress): Promise<DownR
       progress(s.name, "stopped");
     }
   };
+  await stop(logRotatorSpec(cfg));
   await monitoringDown(cfg, stop);
   await stop(specs.nginx);
   await stop(specs.pool);

@@ -14,6 +14,7 @@ import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { haproxyBackends } from "../haproxy";
 import { checkMonitoringPorts, monitoringUp } from "../monitoring";
+import { logRotatorUp } from "../logrotate";
 import { assessCluster, clusterView, isRunning } from "../patroni";
 import { withClient } from "../pg";
 import { ensurePool } from "../pool";
@@ -142,6 +143,7 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     }
 
     const health = assessCluster(cfg, await clusterView(cfg));
+    changes.push(...(await logRotatorUp(cfg, startOne))); // every log capped (scripts/lib/logrotate.ts)
     return { started: started.map((s) => s.name), restarted, changes, health, ms: Date.now() - t0 };
   } catch (err) {
     // Leave nothing half-started: stop what this run started, newest first.
