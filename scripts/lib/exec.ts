@@ -4,7 +4,7 @@
  * and a failure becomes a ToolkitError carrying the command's stderr.
  */
 import { spawn } from "node:child_process";
-import { accessSync, constants as fsConstants, readFileSync, statSync } from "node:fs";
+import { accessSync, createReadStream, constants as fsConstants, readFileSync, statSync } from "node:fs";
 import { ToolkitError } from "./errors";
 import { redact } from "./redact";
 
@@ -19,6 +19,10 @@ export interface RunOptions {
   nothrow?: boolean;
   /** Run as this OS user (only when we are root); used for the postgres side. */
   asUser?: string;
+  /** Stream this file into stdin (binary, any size) instead of `input`. */
+  inputFile?: string;
+  /** Receive stdout as binary chunks (then `stdout` in the result stays empty). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface RunResult {
@@ -62,7 +66,7 @@ export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
       timedOut = true;
       child.kill("SIGKILL");
     }, opts.timeoutMs ?? 120_000);
-    child.stdout.on("data", (d) => (stdout += d));
+    child.stdout.on("data", (d: Buffer) => (opts.onStdout ? opts.onStdout(d) : (stdout += d)));
     child.stderr.on("data", (d) => (stderr += d));
     child.on("error", (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
@@ -89,7 +93,8 @@ export function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
     });
     // A child that exits before reading its input must not crash us with EPIPE.
     child.stdin.on("error", () => {});
-    if (opts.input !== undefined) child.stdin.end(opts.input);
+    if (opts.inputFile !== undefined) createReadStream(opts.inputFile).on("error", () => child.kill("SIGKILL")).pipe(child.stdin);
+    else if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });
 }

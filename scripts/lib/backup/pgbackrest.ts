@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
-import type { Cmd, RunOptions } from "../exec";
+import type { Cmd, RunOptions, RunResult } from "../exec";
+import { ensureCipherPass, offsiteEnabled, offsiteRepoBlock, writeOffsiteConf } from "./offsite";
 import { clusterView, isRunning, restGet, restSend } from "../patroni";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
 import { ensurePgDir, freeBytes, pgOwner, runAsPg, spaceProblem } from "./common";
@@ -51,6 +52,7 @@ export function renderPgbackrestConf(cfg: Config): string {
       FULL_EVERY_DAYS: cfg.backup.fullEveryDays,
       JOBS: cfg.backup.jobs,
       PG_SECTIONS: pgSections,
+      OFFSITE_REPO: offsiteRepoBlock(cfg),
     },
     "patroni/pgbackrest.conf.tmpl",
   );
@@ -59,7 +61,8 @@ export function renderPgbackrestConf(cfg: Config): string {
 export const pgbackrestCmd = (cfg: Config, ...args: string[]): Cmd => ["pgbackrest", `--config=${pgbackrestConfigPath(cfg)}`, `--stanza=${cfg.backup.stanza}`, ...args];
 
 /** pgBackRest runs as postgres (it reads data dirs and owns the repo) with the superuser password for libpq. */
-export const runPgbackrest = (cfg: Config, args: string[], opts: RunOptions = {}) =>
+export type PgbackrestRunner = (cfg: Config, args: string[], opts?: RunOptions) => Promise<RunResult>;
+export const runPgbackrest: PgbackrestRunner = (cfg, args, opts = {}) =>
   runAsPg(cfg, pgbackrestCmd(cfg, ...args), { timeoutMs: 3_600_000, ...opts });
 
 /** Write the config and the repo's folders (owned by postgres). Returns what changed. */
@@ -70,7 +73,11 @@ export function writePgbackrestFiles(cfg: Config): string[] {
   for (const d of ["log", "lock", "spool"]) ensurePgDir(cfg, join(home, d), 0o750);
   if (ensurePgDir(cfg, cfg.backup.repoDir, 0o750)) changes.push(`pgBackRest repo ${cfg.backup.repoDir}`);
   const ids = pgOwner(cfg);
-  if (writeIfChanged(pgbackrestConfigPath(cfg), renderPgbackrestConf(cfg), { mode: 0o640, ...(ids ?? {}) })) changes.push("pgbackrest.conf");
+  // 0600: with an off-site repository it holds the store's key and the cipher passphrase (see offsite.ts).
+  if (offsiteEnabled(cfg) && ensureCipherPass(cfg).created) changes.push("off-site cipher passphrase generated");
+  const conf = renderPgbackrestConf(cfg);
+  if (writeIfChanged(pgbackrestConfigPath(cfg), conf, { mode: 0o600, ...(ids ?? {}) })) changes.push("pgbackrest.conf");
+  if (offsiteEnabled(cfg) && writeOffsiteConf(cfg, conf)) changes.push("pgbackrest-offsite.conf");
   return changes;
 }
 
@@ -146,8 +153,9 @@ export interface StanzaInfo {
   archiveMax?: string;
 }
 
-export async function stanzaInfo(cfg: Config): Promise<StanzaInfo> {
-  const r = await runPgbackrest(cfg, ["--output=json", "info"], { timeoutMs: 60_000 });
+/** The stanza in repo1 of the runner's config: the local repository, or the off-site one in its own config. */
+export async function stanzaInfo(cfg: Config, runner: PgbackrestRunner = runPgbackrest): Promise<StanzaInfo> {
+  const r = await runner(cfg, ["--output=json", "--repo=1", "info"], { timeoutMs: 60_000 });
   const arr = JSON.parse(r.stdout) as any[];
   const s = arr.find((x) => x.name === cfg.backup.stanza) ?? arr[0];
   const archive = (s?.archive ?? [])[0];
@@ -253,9 +261,9 @@ export interface RepoVerifyResult {
 }
 
 /** `pgbackrest verify`: checksums of every backup file and WAL segment in the repo. */
-export async function verifyRepo(cfg: Config): Promise<RepoVerifyResult> {
+export async function verifyRepo(cfg: Config, runner: PgbackrestRunner = runPgbackrest): Promise<RepoVerifyResult> {
   const t0 = Date.now();
-  const r = await runPgbackrest(cfg, ["--output=text", "--log-level-console=warn", "verify"], { nothrow: true, timeoutMs: 6 * 3_600_000 });
+  const r = await runner(cfg, ["--output=text", "--log-level-console=warn", "--repo=1", "verify"], { nothrow: true, timeoutMs: 6 * 3_600_000 });
   const output = (r.stdout + r.stderr).trim();
   const ok = r.code === 0 && !/status: error|ERROR:|invalid|missing/i.test(output.replace(/missing: 0/g, ""));
   return { ok, ms: Date.now() - t0, output };
