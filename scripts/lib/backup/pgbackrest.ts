@@ -219,12 +219,14 @@ export interface PhysicalResult {
   walStop: string;
 }
 
-export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"; now?: Date } = {}): Promise<PhysicalResult> {
+/** `runner`: runOffsite backs up into the off-site repository instead (offsite.ts). */
+export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"; now?: Date; runner?: PgbackrestRunner } = {}): Promise<PhysicalResult> {
+  const runner = opts.runner ?? runPgbackrest;
   const t0 = Date.now();
   if (!existsSync(pgbackrestConfigPath(cfg))) {
     throw new ToolkitError("NO_PGBACKREST", `${pgbackrestConfigPath(cfg)} does not exist`, "run `make dev-up` (it configures pgBackRest and WAL archiving)");
   }
-  const before = await stanzaInfo(cfg);
+  const before = await stanzaInfo(cfg, runner);
   if (before.status.code === 1 || before.status.code === 3) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
   const type = opts.type ?? chooseBackupType(before.backups, opts.now ?? new Date(), cfg.backup.fullEveryDays);
   // Checked before starting: a full copy compresses to well under the cluster's size; a differential is the changes.
@@ -236,8 +238,8 @@ export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"
   const view = await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
   const args = [`--type=${type}`, `--backup-standby=${standby ? "y" : "n"}`, `--process-max=${cfg.backup.jobs}`, "backup"];
-  await runPgbackrest(cfg, args, { timeoutMs: 6 * 3_600_000 });
-  const after = await stanzaInfo(cfg);
+  await runner(cfg, args, { timeoutMs: 6 * 3_600_000 });
+  const after = await stanzaInfo(cfg, runner);
   const known = new Set(before.backups.map((b) => b.label));
   const b = after.backups.filter((x) => !known.has(x.label)).at(-1) ?? after.backups.at(-1);
   if (!b) throw new ToolkitError("PHYSICAL_BACKUP_MISSING", "pgBackRest reported success but lists no backup", `see ${cfg.backup.pgbackrestHome}/log`);
