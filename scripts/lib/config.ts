@@ -85,6 +85,7 @@ export const SETTINGS = {
   BACKUP_OFFSITE_CIPHER: { schema: z.enum(["aes-256-cbc", "none"], { message: "must be aes-256-cbc or none" }), hint: "encryption of the off-site repository (passphrase generated into the secrets file)", default: "aes-256-cbc" },
   BACKUP_OFFSITE_RETENTION_FULL: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "full backups the off-site repository keeps (may be more than the local one), e.g. 8", default: "8" },
   BACKUP_OFFSITE_RETENTION_DIFF: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "differential backups the off-site repository keeps, e.g. 7", default: "7" },
+  BACKUP_OFFSITE_DRILL_SCHEDULE: { schema: z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), hint: "cron schedule of make backup-drill (restore from off-site into a scratch instance), e.g. 45 3 * * 0", default: "45 3 * * 0" },
   // Access per app (scripts/lib/access.ts, `make access-plan`): defaults keep older env files loading and change nothing.
   PUBLIC_DOMAIN: { schema: z.string().regex(/^$|^(?=.{1,200}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "must be a DNS name like example.com, or empty"), hint: "public apps get https://<app>.<PUBLIC_DOMAIN> through the tunnel, e.g. example.com", default: "" },
   TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "cloudflare: public apps through a Cloudflare Tunnel; none: nothing public", default: "none" },

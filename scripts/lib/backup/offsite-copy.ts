@@ -13,6 +13,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
+import { BACKUP_ID_RE } from "./common";
 import { MANIFEST, sha256File, type Manifest } from "./manifest";
 import { readOffsiteSecrets, runOffsiteRepo } from "./offsite";
 
@@ -146,5 +147,5 @@ export async function fetchLogicalOffsite(cfg: Config, id: string, into: string)
 export async function listLogicalOffsite(cfg: Config): Promise<string[]> {
   const r = await runOffsiteRepo(cfg, ["repo-ls", "--output=json", "logical"], { nothrow: true, timeoutMs: 120_000 });
   if (r.code !== 0) throw new ToolkitError("OFFSITE_LIST_FAILED", "listing the off-site repository failed", "see pgBackRest's error below", pgbackrestError(r.stderr));
-  return Object.entries(JSON.parse(r.stdout || "{}") as Record<string, { type: string }>).filter(([k, v]) => k !== "." && v.type === "path").map(([k]) => k).sort();
+  return Object.entries(JSON.parse(r.stdout || "{}") as Record<string, { type: string }>).filter(([k, v]) => BACKUP_ID_RE.test(k) && v.type === "path").map(([k]) => k).sort();
 }

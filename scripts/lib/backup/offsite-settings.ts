@@ -19,6 +19,8 @@ export interface OffsiteSettings {
   /** full backups kept in the off-site repository (it may keep longer than the local one) */
   retentionFull: number;
   retentionDiff: number;
+  /** cron schedule of `make backup-drill` */
+  drillSchedule: string;
 }
 
 const bad = (file: string, key: string, message: string, fix: string) => new ToolkitError("BAD_CONFIG", `${file}: ${key}: ${message}`, fix);
@@ -35,6 +37,7 @@ export function offsiteSettings(file: string, clusterName: string, v: Record<str
     cipher: v.BACKUP_OFFSITE_CIPHER as "aes-256-cbc" | "none",
     retentionFull: v.BACKUP_OFFSITE_RETENTION_FULL as number,
     retentionDiff: v.BACKUP_OFFSITE_RETENTION_DIFF as number,
+    drillSchedule: v.BACKUP_OFFSITE_DRILL_SCHEDULE as string,
   };
   if (kind === "s3") {
     for (const k of ["BACKUP_OFFSITE_S3_BUCKET", "BACKUP_OFFSITE_S3_REGION", "BACKUP_OFFSITE_S3_ENDPOINT"]) {
