@@ -75,15 +75,17 @@ export async function fetchOffsiteFile(cfg: Config, rel: string, sink?: (c: Buff
   return { sha256: h.digest("hex"), size };
 }
 
-/** Pure: pgBackRest's own ERROR line(s) from its output (what the store answered). */
+/**
+ * Pure: what failed, from pgBackRest's output: its ERROR line, what the store
+ * answered (S3's <Code> and <Message>) and its HINTs; the rest (request dumps) is noise.
+ */
 export function pgbackrestError(out: string): string {
-  const lines = out.split("\n");
-  const i = lines.findIndex((l) => /ERROR: \[\d+\]/.test(l));
-  if (i < 0) return out.trim().split("\n").slice(-5).join("\n");
-  const body = lines.slice(i, i + 30).join("\n");
+  const lines = out.split("\n").map((l) => l.trim());
+  const error = lines.find((l) => /ERROR: \[\d+\]/.test(l));
   const code = /<Code>([^<]+)<\/Code>/.exec(out)?.[1];
   const msg = /<Message>([^<]+)<\/Message>/.exec(out)?.[1];
-  return [lines[i]!.trim(), ...(code ? [`store answered ${code}${msg ? `: ${msg}` : ""}`] : [])].join("\n") || body;
+  const picked = [...(error ? [error.replace(/^.*?(ERROR: )/, "$1")] : []), ...(code ? [`the store answered ${code}${msg ? `: ${msg}` : ""}`] : []), ...lines.filter((l) => /^HINT: /.test(l))];
+  return picked.length ? picked.join("\n") : lines.filter(Boolean).slice(-3).join("\n");
 }
 
 export interface LogicalCopy {

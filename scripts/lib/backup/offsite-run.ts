@@ -95,7 +95,7 @@ export async function backupOffsite(cfg: Config, id: string, dir: string, opts: 
       "OFFSITE_FAILED",
       `the local backup ${id} is made and verified, but the OFF-SITE copy to ${target} FAILED: ${why.split("\n").join("; ")}`,
       `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
-      te ? `${te.message}${te.detail ? `\n${te.detail}` : ""}` : undefined,
+      te ? `${te.message}${te.detail ? `\n${why}` : ""}` : undefined,
     );
   }
 }

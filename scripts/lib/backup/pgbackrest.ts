@@ -156,7 +156,12 @@ export interface StanzaInfo {
 /** The stanza in repo1 of the runner's config: the local repository, or the off-site one in its own config. */
 export async function stanzaInfo(cfg: Config, runner: PgbackrestRunner = runPgbackrest): Promise<StanzaInfo> {
   const r = await runner(cfg, ["--output=json", "--repo=1", "info"], { timeoutMs: 60_000 });
-  const arr = JSON.parse(r.stdout) as any[];
+  let arr: any[];
+  try {
+    arr = JSON.parse(r.stdout);
+  } catch {
+    throw new ToolkitError("PGBACKREST_INFO", "`pgbackrest info` did not print JSON", `see ${cfg.backup.pgbackrestHome}/log`, (r.stdout + r.stderr).slice(0, 2000));
+  }
   const s = arr.find((x) => x.name === cfg.backup.stanza) ?? arr[0];
   const archive = (s?.archive ?? [])[0];
   return {
