@@ -47,8 +47,9 @@ async function sql<T = any>(query: string, params: unknown[] = [], database = DB
   }
 }
 
+/** The store's key and secret in the secrets file; every other line (the generated cipher passphrase) is kept. */
 function setSecret(secret: string) {
-  const lines = secretsBefore.split("\n").filter((l) => l && !l.startsWith("BACKUP_OFFSITE_S3_KEY"));
+  const lines = readFileSync(cfg.secretsFile, "utf8").split("\n").filter((l) => l && !l.startsWith("BACKUP_OFFSITE_S3_KEY"));
   writeFileSync(cfg.secretsFile, [...lines, `BACKUP_OFFSITE_S3_KEY=${S3_KEY}`, `BACKUP_OFFSITE_S3_KEY_SECRET=${secret}`, ""].join("\n"), { mode: 0o600 });
 }
 
@@ -187,6 +188,21 @@ describe("off-site backups to S3-compatible object storage", () => {
     } finally {
       setSecret(SECRET);
       writePgbackrestFiles(loadConfig(TEST_STACK)); // WAL archiving to the store resumes
+    }
+  }, 300_000);
+
+  test("a deleted passphrase line (regenerated) is named as the wrong passphrase, not as a broken store; the local backup is kept", () => {
+    const withPass = readFileSync(cfg.secretsFile, "utf8");
+    writeFileSync(cfg.secretsFile, withPass.split("\n").filter((l) => !l.startsWith("BACKUP_OFFSITE_CIPHER_PASS=")).join("\n"), { mode: 0o600 });
+    try {
+      const r = runScript("backup.ts", ["--logical-only"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("[OFFSITE_FAILED]");
+      expect(r.stderr).toMatch(/exists but its files do not decrypt with BACKUP_OFFSITE_CIPHER_PASS/);
+      made.push(/the local backup (\S+) is made and verified/.exec(r.stderr)![1]!);
+    } finally {
+      writeFileSync(cfg.secretsFile, withPass, { mode: 0o600 });
+      writePgbackrestFiles(loadConfig(TEST_STACK));
     }
   }, 300_000);
 

@@ -56,9 +56,30 @@ export function recordOffsite(cfg: Config, ok: boolean, lastSuccess: number | un
   ]);
 }
 
+/** Pure: pgBackRest could not read its own info files: in an encrypted repository, a wrong passphrase. */
+export const unreadableInfo = (text: string) => /unable to load info file/.test(text) && /FormatError|cipher|decrypt/i.test(text);
+
+/** The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?). */
+export async function offsiteInfo(cfg: Config) {
+  const wrong = () =>
+    new ToolkitError(
+      "OFFSITE_WRONG_PASSPHRASE",
+      `the off-site repository (${offsiteTarget(cfg)}) exists but its files do not decrypt with ${OFFSITE_SECRET_KEYS.cipherPass} from ${cfg.secretsFile}`,
+      `put back the passphrase the repository was created with (from the copy you keep elsewhere); a deleted ${OFFSITE_SECRET_KEYS.cipherPass} line is regenerated, and the new one cannot open the old backups`,
+    );
+  try {
+    const info = await stanzaInfo(cfg, runOffsite);
+    if (unreadableInfo(info.status.message)) throw wrong();
+    return info;
+  } catch (e) {
+    if (e instanceof ToolkitError && e.code === "PGBACKREST_INFO" && unreadableInfo(e.detail ?? "")) throw wrong();
+    throw e;
+  }
+}
+
 /** Create the stanza in the off-site repository when it has none (idempotent). */
 export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
-  const info = await stanzaInfo(cfg, runOffsite);
+  const info = await offsiteInfo(cfg);
   if (info.status.code !== 1 && info.status.code !== 3) return [];
   await runOffsite(cfg, ["stanza-create"], { timeoutMs: 300_000 });
   return [`pgBackRest stanza ${cfg.backup.stanza} created off-site (${offsiteTarget(cfg)})`];
@@ -94,8 +115,8 @@ export async function backupOffsite(cfg: Config, id: string, dir: string, opts: 
     throw new ToolkitError(
       "OFFSITE_FAILED",
       `the local backup ${id} is made and verified, but the OFF-SITE copy to ${target} FAILED: ${why.split("\n").join("; ")}`,
-      `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
-      te ? `${te.message}${te.detail ? `\n${why}` : ""}` : undefined,
+      te?.code === "OFFSITE_WRONG_PASSPHRASE" ? te.fix! : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
+      te?.detail ? `${te.message}\n${why}` : undefined,
     );
   }
 }

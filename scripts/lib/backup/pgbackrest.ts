@@ -165,7 +165,8 @@ export async function stanzaInfo(cfg: Config, runner: PgbackrestRunner = runPgba
   const s = arr.find((x) => x.name === cfg.backup.stanza) ?? arr[0];
   const archive = (s?.archive ?? [])[0];
   return {
-    status: { code: s?.status?.code ?? 1, message: s?.status?.message ?? "missing" },
+    // "other" means the repositories differ: their own messages say why.
+    status: { code: s?.status?.code ?? 1, message: s?.status?.message === "other" && s?.repo?.length ? s.repo.map((x: any) => x.status?.message).join("; ") : (s?.status?.message ?? "missing") },
     archiveMin: archive?.min,
     archiveMax: archive?.max,
     backups: (s?.backup ?? []).map((b: any) => ({
