@@ -180,6 +180,9 @@ describe("off-site backups to S3-compatible object storage", () => {
       expect(r.stderr).toContain("error [OFFSITE_FAILED]: the local backup ");
       expect(r.stderr).toContain("SignatureDoesNotMatch");
       expect(r.stderr).not.toContain("not-the-secret-key");
+      // Neither secret, nor the passphrase, in our logs or pgBackRest's own.
+      const pass = /^BACKUP_OFFSITE_CIPHER_PASS=(.+)$/m.exec(readFileSync(cfg.secretsFile, "utf8"))![1]!;
+      for (const s of ["not-the-secret-key-0123456789abcdef", SECRET, pass]) expect([...grepBytes(cfg.logsDir, s), ...grepBytes(join(cfg.backup.pgbackrestHome, "log"), s)]).toEqual([]);
       const id = /the local backup (\S+) is made and verified/.exec(r.stderr)![1]!;
       made.push(id);
       expect(readManifest(join(cfg.backup.dir, id)).status).toBe("verified");
