@@ -121,11 +121,11 @@ backup-verify: deps ## Restore the newest backup (or FROM=<id>) into a scratch i
 	$(BUN) scripts/backup-verify.ts $(ARGS)
 
 .PHONY: restore
-restore: deps ## Restore DB=<name> [FROM=<backup id>] [TO=<new name>] [YES=1] into the live cluster
+restore: deps ## Restore DB=<name> [FROM=<backup id>] [TO=<new name>] [YES=1] [SOURCE=offsite] into the live cluster
 	$(BUN) scripts/restore.ts $(ARGS)
 
 .PHONY: restore-pitr
-restore-pitr: deps ## Point-in-time restore AT='2026-11-21 14:05:00+00' into a new scratch instance [KEEP=1]
+restore-pitr: deps ## Point-in-time restore AT='2026-11-21 14:05:00+00' into a new scratch instance [KEEP=1] [SOURCE=offsite]
 	$(BUN) scripts/restore-pitr.ts $(ARGS)
 
 .PHONY: backup-list
@@ -135,6 +135,14 @@ backup-list: deps ## Logical and physical backups with their status (ARGS=--json
 .PHONY: backup-cron
 backup-cron: deps ## Print the crontab line for the nightly backup; INSTALL=1 installs it
 	@$(BUN) scripts/backup-cron.ts $(ARGS)
+
+.PHONY: backup-drill
+backup-drill: deps ## Restore from the OFF-SITE copy alone into a scratch instance, timed (BACKUP_OFFSITE)
+	$(BUN) scripts/backup-drill.ts $(ARGS)
+
+.PHONY: backup-drill-cron
+backup-drill-cron: deps ## Print the crontab line for backup-drill; INSTALL=1 installs it
+	@$(BUN) scripts/backup-cron.ts --drill $(ARGS)
 
 # --- tests -----------------------------------------------------------------
 .PHONY: lint

@@ -20,7 +20,9 @@ import { pgBin, quiet } from "../scripts/lib/backup/common";
 import { formatBytes } from "../scripts/lib/ui";
 import { logicalBackup, pickSource } from "../scripts/lib/backup/logical";
 import { backupPath } from "../scripts/lib/backup/manifest";
-import { physicalBackup } from "../scripts/lib/backup/pgbackrest";
+import { physicalBackup, writePgbackrestFiles } from "../scripts/lib/backup/pgbackrest";
+import { offsiteEnabled, runOffsite } from "../scripts/lib/backup/offsite";
+import { ensureOffsiteStanza, offsiteTarget } from "../scripts/lib/backup/offsite-run";
 import { restoreDatabase } from "../scripts/lib/backup/restore";
 import { verifyBackup } from "../scripts/lib/backup/verify";
 import { connect, quoteIdent, rwTarget } from "../scripts/lib/pg";
@@ -123,6 +125,15 @@ await runMain(async () => {
     const [phys, physMs] = await timed(() => physicalBackup(cfg, { type: "full" }));
     log(`pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)} cluster, ${formatBytes(phys.repoSize)} in repo; ${phys.note})`);
 
+    // 6. The same full backup into the off-site repository (BACKUP_OFFSITE), right after: goal >= 0.8x the local one.
+    let off: [Awaited<ReturnType<typeof physicalBackup>>, number] | undefined;
+    if (offsiteEnabled(cfg)) {
+      writePgbackrestFiles(cfg);
+      await ensureOffsiteStanza(cfg);
+      off = await timed(() => physicalBackup(cfg, { type: "full", runner: runOffsite }));
+      log(`pgBackRest full backup OFF-SITE (${offsiteTarget(cfg)}): ${secs(off[1])} (${formatBytes(off[0].repoSize)} in repo)`);
+    }
+
     const best = (xs: number[]) => Math.min(...xs);
     const rows = [
       ["", "raw", "toolkit", "toolkit/raw throughput"],
@@ -133,6 +144,7 @@ await runMain(async () => {
     for (const r of rows) console.log(`  ${r[0]!.padEnd(8)} ${r[1]!.padEnd(22)} ${r[2]!.padEnd(22)} ${r[3]}`);
     console.log(`  verification (scratch restore + row counts + content checksums + sha256): ${secs(verifyMs)}`);
     console.log(`  pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)}, ${phys.fromStandby ? "from a standby" : "from the primary"})`);
+    console.log(off ? `  off-site full backup: ${secs(off[1])} ${mbps(phys.size, off[1])} vs local ${mbps(phys.size, physMs)}: ${(physMs / off[1]).toFixed(2)}x the local throughput (goal >= 0.8)` : "  off-site full backup: BACKUP_OFFSITE=none, not measured");
   } finally {
     for (const id of made) rmSync(backupPath(cfg, id), { recursive: true, force: true });
     rmSync(work, { recursive: true, force: true });

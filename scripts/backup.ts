@@ -5,6 +5,7 @@ import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
 import { runBackup } from "./lib/backup/run";
+import { offsiteLine } from "./lib/backup/offsite-run";
 import { backupLogPath } from "./lib/backup/log";
 import { formatBytes, logLine, note } from "./lib/ui";
 
@@ -30,6 +31,8 @@ await runMain(async () => {
   const report = await withBackupCommand(cfg, "backup", { alert: { url: flags.alertUrl, command: flags.alertCommand }, silent: flags.json }, ({ progress }) =>
     runBackup(cfg, { databases, verify: !flags.noVerify, physical: !flags.logicalOnly, physicalType: flags.type as "full" | "diff" | undefined }, progress),
   );
+  // Loud at every run, on stderr so cron mails it: an encrypted backup without its passphrase is no backup.
+  if (report.offsite?.warning) process.stderr.write(`\n${report.offsite.warning}\n\n`);
   if (flags.json) return void console.log(JSON.stringify(report, null, 2));
   const m = report.manifest;
   const dumpBytes = m.files.reduce((a, f) => a + f.size, 0);
@@ -43,6 +46,7 @@ await runMain(async () => {
   if (report.physical) lines.push(`physical     ${report.physical.type} ${report.physical.label}, ${formatBytes(report.physical.repoSize)} in repo, ${(report.ms.physical / 1000).toFixed(1)} s; ${report.physical.note}`);
   lines.push(report.verification ? `verified     ${report.verification.ok ? "yes" : "NO"} (restore + row counts + content checksums + database properties + sha256${report.physical ? " + pgbackrest verify" : ""}), ${(report.ms.verify / 1000).toFixed(1)} s` : "verified     no (--no-verify: not marked good)");
   if (report.retention) lines.push(`retention    kept ${report.retention.keep.length}, deleted ${report.retention.delete.length ? report.retention.delete.join(", ") : "none"}`);
+  if (report.offsite) lines.push(offsiteLine(report.offsite));
   lines.push(`log          ${backupLogPath(cfg)}`);
   note(lines.join("\n"), "backup");
   logLine(`backup ${m.id} done in ${(report.ms.total / 1000).toFixed(1)} s`);

@@ -5,10 +5,11 @@ import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
 import { removeKeptPitr, restorePitr } from "./lib/backup/pitr";
+import { parseSource, requireOffsite } from "./lib/backup/offsite-restore";
 import { formatBytes, logLine, note } from "./lib/ui";
 
-const USAGE = `usage: make restore-pitr AT='2026-11-21 14:05:00+00' [KEEP=1]
-       bun scripts/restore-pitr.ts --at '<time with offset>' [--keep] [--json]
+const USAGE = `usage: make restore-pitr AT='2026-11-21 14:05:00+00' [KEEP=1] [SOURCE=offsite]
+       bun scripts/restore-pitr.ts --at '<time with offset>' [--keep] [--json] [--source offsite]
        bun scripts/restore-pitr.ts --remove        (stop and delete kept instances)
 
 Restores the cluster as it was at AT into a NEW scratch Postgres instance
@@ -16,10 +17,12 @@ Restores the cluster as it was at AT into a NEW scratch Postgres instance
 BACKUP_SCRATCH_ADDRESS), never over the live cluster: pgBackRest restores the
 newest physical backup before AT and replays archived WAL up to AT. Prints
 what it recovered; the instance is stopped and removed afterwards unless
-KEEP=1, in which case connect with the cluster's postgres password.`;
+KEEP=1, in which case connect with the cluster's postgres password.
+SOURCE=offsite restores from the off-site repository alone (its own
+pgBackRest config, in which the local repository does not exist).`;
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { at: "string", keep: "boolean", remove: "boolean", json: "boolean" }, USAGE);
+  const flags = parseFlags(process.argv.slice(2), { at: "string", keep: "boolean", remove: "boolean", json: "boolean", source: "string" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadBackupConfig();
   await openRuntime(cfg, "restore-pitr");
@@ -30,11 +33,13 @@ await runMain(async () => {
   const at = flags.at ?? (process.env.AT || undefined);
   if (!at) throw new ToolkitError("MISSING_AT", "which point in time? AT='2026-11-21 14:05:00+00' (make) or --at", USAGE);
   const keep = Boolean(flags.keep || envFlag("KEEP"));
-  const r = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: flags.json }, ({ progress }) => restorePitr(cfg, { at, keep }, progress));
+  const source = parseSource(flags.source ?? process.env.SOURCE);
+  if (source === "offsite") requireOffsite(cfg);
+  const r = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: flags.json }, ({ progress }) => restorePitr(cfg, { at, keep, source }, progress));
   if (flags.json) return void console.log(JSON.stringify(r, null, 2));
   const lines = [
     `target       ${r.target}`,
-    `backup set   ${r.backupSet ?? "?"} + archived WAL, timeline ${r.timeline ?? "?"}`,
+    `backup set   ${r.backupSet ?? "?"} + archived WAL${source === "offsite" ? " (OFF-SITE repository only)" : ""}, timeline ${r.timeline ?? "?"}`,
     `stopped at   ${r.stoppedAt ? `first transaction after the target (${r.stoppedAt})` : "end of the target (no later transaction in the archive)"}`,
     `last commit  ${r.lastTransaction ?? "?"}`,
     `databases    ${r.databases.map((d) => `${d.name} (${formatBytes(d.bytes)})`).join(", ") || "none"}`,

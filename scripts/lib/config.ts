@@ -12,6 +12,7 @@ import { readSecrets, type Secrets } from "./secrets";
 import { runtimeDirFor } from "./rundir";
 import { assertStackOwnership } from "./ownership";
 import { dockerSettings, IMAGE_RE, type DockerSettings } from "./compose-settings";
+import { offsiteSettings, type OffsiteSettings } from "./backup/offsite-settings";
 
 export const ROOT_DIR = resolve(import.meta.dir, "../..");
 
@@ -78,6 +79,18 @@ export const SETTINGS = {
   BACKUP_ARCHIVE_TIMEOUT: { schema: seconds(0), hint: "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60", default: "60" },
   API_KEY_TTL_DAYS: { schema: z.coerce.number({ message: "must be a number of days" }).int("must be a whole number of days").min(1, "must be at least 1 day").max(1825, "must be at most 1825 days (5 years)"), hint: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365", default: "365" },
   BACKUP_SCRATCH_ADDRESS: { schema: z.union([z.literal(""), ipv4]), hint: "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21", default: "" },
+  // Off-site backups (scripts/lib/backup/offsite*.ts, issue 17): a second pgBackRest repository. Key, secret and cipher passphrase live in the secrets file.
+  BACKUP_OFFSITE: { schema: z.enum(["s3", "ssh", "none"], { message: "must be s3, ssh or none" }), hint: "s3: an S3-compatible object store; none: local backups only", default: "none" },
+  BACKUP_OFFSITE_PATH: { schema: z.string().regex(/^$|^\/[A-Za-z0-9._\/-]*$/, "must be an absolute path like /pgplatform/prod, or empty"), hint: "the repository's path on the target (S3: the prefix in the bucket); empty: /pgplatform/<CLUSTER_NAME>", default: "" },
+  BACKUP_OFFSITE_S3_BUCKET: { schema: z.string().regex(/^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)"), hint: "e.g. acme-backups", default: "" },
+  BACKUP_OFFSITE_S3_REGION: { schema: z.string().regex(/^$|^[a-z0-9-]{2,32}$/, "must be a region name like eu-central or fsn1"), hint: "e.g. fsn1 (Hetzner) or eu-central-1", default: "" },
+  BACKUP_OFFSITE_S3_ENDPOINT: { schema: z.string().regex(/^$|^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be host or host:port, without https://"), hint: "e.g. fsn1.your-objectstorage.com (TLS always; :port when not 443)", default: "" },
+  BACKUP_OFFSITE_S3_URI_STYLE: { schema: z.enum(["host", "path"], { message: "must be host or path" }), hint: "host: bucket.endpoint (AWS, Hetzner); path: endpoint/bucket (most self-hosted stores)", default: "host" },
+  BACKUP_OFFSITE_S3_CA_FILE: { schema: z.string().regex(/^$|^\/\S+$/, "must be an absolute path or empty"), hint: "PEM CA bundle the endpoint's certificate is verified against; empty: the system store", default: "" },
+  BACKUP_OFFSITE_CIPHER: { schema: z.enum(["aes-256-cbc", "none"], { message: "must be aes-256-cbc or none" }), hint: "encryption of the off-site repository (passphrase generated into the secrets file)", default: "aes-256-cbc" },
+  BACKUP_OFFSITE_RETENTION_FULL: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "full backups the off-site repository keeps (may be more than the local one), e.g. 8", default: "8" },
+  BACKUP_OFFSITE_RETENTION_DIFF: { schema: z.coerce.number().int().min(1, "must be at least 1"), hint: "differential backups the off-site repository keeps, e.g. 7", default: "7" },
+  BACKUP_OFFSITE_DRILL_SCHEDULE: { schema: z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), hint: "cron schedule of make backup-drill (restore from off-site into a scratch instance), e.g. 45 3 * * 0", default: "45 3 * * 0" },
   // Access per app (scripts/lib/access.ts, `make access-plan`): defaults keep older env files loading and change nothing.
   PUBLIC_DOMAIN: { schema: z.string().regex(/^$|^(?=.{1,200}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "must be a DNS name like example.com, or empty"), hint: "public apps get https://<app>.<PUBLIC_DOMAIN> through the tunnel, e.g. example.com", default: "" },
   TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "cloudflare: public apps through a Cloudflare Tunnel; none: nothing public", default: "none" },
@@ -275,6 +288,7 @@ export interface BackupSettings {
   schedule: string;
   archiveTimeout: number;
   scratchAddress: string;
+  offsite: OffsiteSettings;
 }
 
 /** Pure timing rule Patroni 3.0 does not enforce: a leader must be able to renew before its lock expires. */
@@ -441,6 +455,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
       schedule: v.BACKUP_SCHEDULE as string,
       archiveTimeout: v.BACKUP_ARCHIVE_TIMEOUT as number,
       scratchAddress: (v.BACKUP_SCRATCH_ADDRESS as string) || (v.HAPROXY_ADDRESS as string).split(".").slice(0, 3).join(".") + ".21",
+      offsite: offsiteSettings(file, clusterName, v),
     },
     access: accessSettings(file, opts.stack, v),
     pool,

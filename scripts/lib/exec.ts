@@ -7,7 +7,7 @@
  * start() here (tests/unit/runner.test.ts fails on a spawn anywhere else).
  */
 import { spawn as spawnChild, type ChildProcess, type SpawnOptions, type StdioOptions } from "node:child_process";
-import { accessSync, constants as fsConstants, readFileSync, statSync } from "node:fs";
+import { accessSync, createReadStream, constants as fsConstants, readFileSync, statSync } from "node:fs";
 import type { Options as ZxOptions, ProcessOutput, ProcessPromise } from "zx/core";
 import { ToolkitError } from "./errors";
 import { redact } from "./redact";
@@ -36,6 +36,10 @@ export interface RunOptions {
   nothrow?: boolean;
   /** Run as this OS user (only when we are root); used for the postgres side. */
   asUser?: string;
+  /** Stream this file into stdin (binary, any size) instead of `input`. */
+  inputFile?: string;
+  /** Receive stdout as binary chunks (then `stdout` in the result stays empty). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface RunResult {
@@ -143,6 +147,7 @@ export const $ = new Proxy(argvShell, {
   set: (_target, key, value) => Reflect.set(zx().$, key, value),
 }) as ArgvShell;
 
+const dropChunks = () => Object.assign([] as (string | Buffer)[], { push: () => 0 });
 const DEFAULT_TIMEOUT_MS = 120_000;
 
 export async function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
@@ -161,8 +166,12 @@ export async function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
     ...(opts.cwd || (opts.asUser && isRoot()) ? { cwd: opts.cwd ?? "/" } : {}),
     env: { ...process.env, ...opts.env } as NodeJS.ProcessEnv,
     ...(opts.input ? { input: opts.input } : {}),
+    // Binary stdout to the caller, never kept in memory (downloads of any size).
+    ...(opts.onStdout ? { store: { stdout: dropChunks(), stderr: [], stdall: dropChunks() } } : {}),
   } as Partial<ZxOptions>)`${full}`;
-  if (!opts.input) p.stdin?.end();
+  if (opts.onStdout) p.stdout.on("data", (d: Buffer) => opts.onStdout!(d));
+  if (opts.inputFile !== undefined) createReadStream(opts.inputFile).on("error", () => p.kill("SIGKILL")).pipe(p.stdin);
+  else if (!opts.input) p.stdin?.end();
   const out = await p;
   const cause = out.cause as NodeJS.ErrnoException | null;
   if (cause) {
@@ -193,7 +202,6 @@ export interface StartOptions {
   keepStdout?: boolean;
 }
 
-const dropChunks = () => Object.assign([] as (string | Buffer)[], { push: () => 0 });
 
 /**
  * A long-running or streaming process: zx's ProcessPromise (never throws: read

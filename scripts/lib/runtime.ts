@@ -33,7 +33,7 @@ export type RuntimeName = "native" | "docker";
 /** Every make verb that acts on a stack (the runtime-independent ones, e.g. db-url or access-plan, open none). */
 export const VERBS = [
   "dev-up", "dev-down", "status", "clean", "logs",
-  "backup", "backup-list", "backup-verify", "backup-cron", "restore", "restore-pitr",
+  "backup", "backup-list", "backup-verify", "backup-cron", "backup-drill", "restore", "restore-pitr",
   "new-app", "access-apply", "switchover", "restart-member", "test-failover", "alerts", "migrate-saas",
 ] as const;
 export type Verb = (typeof VERBS)[number];

@@ -139,6 +139,7 @@ describe("the Config an env file becomes", () => {
         schedule: "0 3 * * 1",
         archiveTimeout: 0,
         scratchAddress: "10.1.2.21",
+        offsite: { kind: "none", path: "/pgplatform/pgp-rules", s3: { bucket: "", region: "", endpoint: "", port: 443, uriStyle: "host", caFile: "" }, cipher: "aes-256-cbc", retentionFull: 8, retentionDiff: 7, drillSchedule: "45 3 * * 0" },
       },
     });
   });

@@ -13,24 +13,33 @@ import { writeIfChanged } from "../render";
 
 const shq = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
-export const cronTag = (cfg: Config) => `# pgplatform backup ${cfg.stack}`;
+/** What cron runs: the nightly backup, or the off-site restore drill (issue 17). */
+export interface CronJob {
+  name: "backup" | "drill";
+  script: string;
+  schedule: (cfg: Config) => string;
+}
+export const BACKUP_JOB: CronJob = { name: "backup", script: "backup.ts", schedule: (cfg) => cfg.backup.schedule };
+export const DRILL_JOB: CronJob = { name: "drill", script: "backup-drill.ts", schedule: (cfg) => cfg.backup.offsite.drillSchedule };
+
+export const cronTag = (cfg: Config, job = BACKUP_JOB) => `# pgplatform ${job.name} ${cfg.stack}`;
 
 /** Pure: the command cron runs (without the schedule). */
-export function cronCommand(cfg: Config, bunPath: string): string {
-  const log = join(cfg.logsDir, "backup-cron.log");
-  return `cd ${shq(cfg.rootDir)} && STACK=${shq(cfg.stack)} ${shq(bunPath)} ${shq(join(cfg.rootDir, "scripts", "backup.ts"))} >> ${shq(log)} 2>&1`;
+export function cronCommand(cfg: Config, bunPath: string, job = BACKUP_JOB): string {
+  const log = join(cfg.logsDir, `${job.name}-cron.log`);
+  return `cd ${shq(cfg.rootDir)} && STACK=${shq(cfg.stack)} ${shq(bunPath)} ${shq(join(cfg.rootDir, "scripts", job.script))} >> ${shq(log)} 2>&1`;
 }
 
 /** Pure: a user-crontab line (crontab -e format), tagged so re-installs replace it. */
-export const cronLine = (cfg: Config, bunPath: string) => `${cfg.backup.schedule} ${cronCommand(cfg, bunPath)} ${cronTag(cfg)}`;
+export const cronLine = (cfg: Config, bunPath: string, job = BACKUP_JOB) => `${job.schedule(cfg)} ${cronCommand(cfg, bunPath, job)} ${cronTag(cfg, job)}`;
 
 /** Pure: /etc/cron.d file (system format: with a user field). */
-export function cronDFile(cfg: Config, bunPath: string, user: string): string {
+export function cronDFile(cfg: Config, bunPath: string, user: string, job = BACKUP_JOB): string {
   return [
-    `${cronTag(cfg)}: written by scripts/backup-cron.ts (make backup-cron INSTALL=1)`,
+    `${cronTag(cfg, job)}: written by scripts/backup-cron.ts (make ${job.name === "backup" ? "backup-cron" : "backup-drill-cron"} INSTALL=1)`,
     "SHELL=/bin/sh",
     "PATH=/usr/bin:/bin",
-    `${cfg.backup.schedule} ${user} ${cronCommand(cfg, bunPath)}`,
+    `${job.schedule(cfg)} ${user} ${cronCommand(cfg, bunPath, job)}`,
     "",
   ].join("\n");
 }
@@ -46,16 +55,16 @@ export interface CronInstall {
   changed: boolean;
 }
 
-export async function installCron(cfg: Config, bunPath: string): Promise<CronInstall> {
+export async function installCron(cfg: Config, bunPath: string, job = BACKUP_JOB): Promise<CronInstall> {
   const root = process.getuid?.() === 0;
   if (root && existsSync("/etc/cron.d")) {
-    const path = `/etc/cron.d/pgplatform-backup-${cfg.stack}`;
-    return { where: path, changed: writeIfChanged(path, cronDFile(cfg, bunPath, "root"), { mode: 0o644 }) };
+    const path = `/etc/cron.d/pgplatform-${job.name}-${cfg.stack}`;
+    return { where: path, changed: writeIfChanged(path, cronDFile(cfg, bunPath, "root", job), { mode: 0o644 }) };
   }
   if (await which("crontab")) {
     const cur = await run(["crontab", "-l"], { nothrow: true });
     const existing = cur.code === 0 ? cur.stdout : "";
-    const next = mergeCrontab(existing, cronLine(cfg, bunPath), cronTag(cfg));
+    const next = mergeCrontab(existing, cronLine(cfg, bunPath, job), cronTag(cfg, job));
     if (next === existing) return { where: "crontab -l", changed: false };
     await run(["crontab", "-"], { input: next });
     return { where: "crontab -l", changed: true };

@@ -8,7 +8,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
-import type { Cmd, RunOptions } from "../exec";
+import type { Cmd, RunOptions, RunResult } from "../exec";
+import { ensureCipherPass, offsiteEnabled, offsiteRepoBlock, writeOffsiteConf } from "./offsite";
 import { clusterView, isRunning } from "../patroni";
 import { ensureDcsParameters } from "../dcs-params";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
@@ -53,6 +54,7 @@ export function renderPgbackrestConf(cfg: Config): string {
       FULL_EVERY_DAYS: cfg.backup.fullEveryDays,
       JOBS: cfg.backup.jobs,
       PG_SECTIONS: pgSections,
+      OFFSITE_REPO: offsiteRepoBlock(cfg),
     },
     "patroni/pgbackrest.conf.tmpl",
   );
@@ -61,7 +63,8 @@ export function renderPgbackrestConf(cfg: Config): string {
 export const pgbackrestCmd = (cfg: Config, ...args: string[]): Cmd => ["pgbackrest", `--config=${pgbackrestConfigPath(cfg)}`, `--stanza=${cfg.backup.stanza}`, ...args];
 
 /** pgBackRest runs as postgres (it reads data dirs and owns the repo) with the superuser password for libpq. */
-export const runPgbackrest = (cfg: Config, args: string[], opts: RunOptions = {}) =>
+export type PgbackrestRunner = (cfg: Config, args: string[], opts?: RunOptions) => Promise<RunResult>;
+export const runPgbackrest: PgbackrestRunner = (cfg, args, opts = {}) =>
   runAsPg(cfg, pgbackrestCmd(cfg, ...args), { timeoutMs: 3_600_000, ...opts });
 
 /** Write the config and the repo's folders (owned by postgres). Returns what changed. */
@@ -72,7 +75,11 @@ export function writePgbackrestFiles(cfg: Config): string[] {
   for (const d of ["log", "lock", "spool"]) ensurePgDir(cfg, join(home, d), 0o750);
   if (ensurePgDir(cfg, cfg.backup.repoDir, 0o750)) changes.push(`pgBackRest repo ${cfg.backup.repoDir}`);
   const ids = pgOwner(cfg);
-  if (writeIfChanged(pgbackrestConfigPath(cfg), renderPgbackrestConf(cfg), { mode: 0o640, ...(ids ?? {}) })) changes.push("pgbackrest.conf");
+  // 0600: with an off-site repository it holds the store's key and the cipher passphrase (see offsite.ts).
+  if (offsiteEnabled(cfg) && ensureCipherPass(cfg).created) changes.push("off-site cipher passphrase generated");
+  const conf = renderPgbackrestConf(cfg);
+  if (writeIfChanged(pgbackrestConfigPath(cfg), conf, { mode: 0o600, ...(ids ?? {}) })) changes.push("pgbackrest.conf");
+  if (offsiteEnabled(cfg) && writeOffsiteConf(cfg, conf)) changes.push("pgbackrest-offsite.conf");
   return changes;
 }
 
@@ -105,13 +112,20 @@ export interface StanzaInfo {
   archiveMax?: string;
 }
 
-export async function stanzaInfo(cfg: Config): Promise<StanzaInfo> {
-  const r = await runPgbackrest(cfg, ["--output=json", "info"], { timeoutMs: 60_000 });
-  const arr = JSON.parse(r.stdout) as any[];
+/** The stanza in repo1 of the runner's config: the local repository, or the off-site one in its own config. */
+export async function stanzaInfo(cfg: Config, runner: PgbackrestRunner = runPgbackrest): Promise<StanzaInfo> {
+  const r = await runner(cfg, ["--output=json", "--repo=1", "info"], { timeoutMs: 60_000 });
+  let arr: any[];
+  try {
+    arr = JSON.parse(r.stdout);
+  } catch {
+    throw new ToolkitError("PGBACKREST_INFO", "`pgbackrest info` did not print JSON", `see ${cfg.backup.pgbackrestHome}/log`, (r.stdout + r.stderr).slice(0, 2000));
+  }
   const s = arr.find((x) => x.name === cfg.backup.stanza) ?? arr[0];
   const archive = (s?.archive ?? [])[0];
   return {
-    status: { code: s?.status?.code ?? 1, message: s?.status?.message ?? "missing" },
+    // "other" means the repositories differ: their own messages say why.
+    status: { code: s?.status?.code ?? 1, message: s?.status?.message === "other" && s?.repo?.length ? s.repo.map((x: any) => x.status?.message).join("; ") : (s?.status?.message ?? "missing") },
     archiveMin: archive?.min,
     archiveMax: archive?.max,
     backups: (s?.backup ?? []).map((b: any) => ({
@@ -170,12 +184,14 @@ export interface PhysicalResult {
   walStop: string;
 }
 
-export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"; now?: Date } = {}): Promise<PhysicalResult> {
+/** `runner`: runOffsite backs up into the off-site repository instead (offsite.ts). */
+export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"; now?: Date; runner?: PgbackrestRunner } = {}): Promise<PhysicalResult> {
+  const runner = opts.runner ?? runPgbackrest;
   const t0 = Date.now();
   if (!existsSync(pgbackrestConfigPath(cfg))) {
     throw new ToolkitError("NO_PGBACKREST", `${pgbackrestConfigPath(cfg)} does not exist`, "run `make dev-up` (it configures pgBackRest and WAL archiving)");
   }
-  const before = await stanzaInfo(cfg);
+  const before = await stanzaInfo(cfg, runner);
   if (before.status.code === 1 || before.status.code === 3) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
   const type = opts.type ?? chooseBackupType(before.backups, opts.now ?? new Date(), cfg.backup.fullEveryDays);
   // Checked before starting: a full copy compresses to well under the cluster's size; a differential is the changes.
@@ -187,8 +203,8 @@ export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"
   const view = await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
   const args = [`--type=${type}`, `--backup-standby=${standby ? "y" : "n"}`, `--process-max=${cfg.backup.jobs}`, "backup"];
-  await runPgbackrest(cfg, args, { timeoutMs: 6 * 3_600_000 });
-  const after = await stanzaInfo(cfg);
+  await runner(cfg, args, { timeoutMs: 6 * 3_600_000 });
+  const after = await stanzaInfo(cfg, runner);
   const known = new Set(before.backups.map((b) => b.label));
   const b = after.backups.filter((x) => !known.has(x.label)).at(-1) ?? after.backups.at(-1);
   if (!b) throw new ToolkitError("PHYSICAL_BACKUP_MISSING", "pgBackRest reported success but lists no backup", `see ${cfg.backup.pgbackrestHome}/log`);
@@ -212,9 +228,9 @@ export interface RepoVerifyResult {
 }
 
 /** `pgbackrest verify`: checksums of every backup file and WAL segment in the repo. */
-export async function verifyRepo(cfg: Config): Promise<RepoVerifyResult> {
+export async function verifyRepo(cfg: Config, runner: PgbackrestRunner = runPgbackrest): Promise<RepoVerifyResult> {
   const t0 = Date.now();
-  const r = await runPgbackrest(cfg, ["--output=text", "--log-level-console=warn", "verify"], { nothrow: true, timeoutMs: 6 * 3_600_000 });
+  const r = await runner(cfg, ["--output=text", "--log-level-console=warn", "--repo=1", "verify"], { nothrow: true, timeoutMs: 6 * 3_600_000 });
   const output = (r.stdout + r.stderr).trim();
   const ok = r.code === 0 && !/status: error|ERROR:|invalid|missing/i.test(output.replace(/missing: 0/g, ""));
   return { ok, ms: Date.now() - t0, output };

@@ -15,6 +15,7 @@ import { portFree } from "../ports";
 import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from "./common";
 import { unloggedTables } from "./logical";
 import { runPgbackrest, stanzaInfo } from "./pgbackrest";
+import { runOffsite } from "./offsite";
 import { listScratch, prepareScratchDirs, removeScratch, scratchClient, scratchFor, scratchRunning, startScratch, writeScratchConf, type Scratch } from "./scratch";
 
 /** Pure: a timestamp with an explicit offset (a bare time would be read in the server's zone). */
@@ -32,6 +33,8 @@ export function parsePitrTarget(at: string, now = new Date()): Date {
 export interface PitrOptions {
   at: string;
   keep?: boolean;
+  /** offsite: from the off-site repository alone (its own config: the local repository is not even configured) */
+  source?: "local" | "offsite";
 }
 
 export interface PitrResult {
@@ -62,7 +65,8 @@ async function controlSettings(cfg: Config, s: Scratch): Promise<Record<string, 
 export async function restorePitr(cfg: Config, opts: PitrOptions, progress: BackupProgress): Promise<PitrResult> {
   const t0 = Date.now();
   const target = parsePitrTarget(opts.at);
-  const info = await stanzaInfo(cfg);
+  const runner = opts.source === "offsite" ? runOffsite : runPgbackrest;
+  const info = await stanzaInfo(cfg, runner);
   const before = info.backups.filter((b) => b.stop * 1000 <= target.getTime());
   if (before.length === 0) {
     const first = info.backups[0];
@@ -74,7 +78,7 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
   await withClient(cfg, {}, (c) => c.query("SELECT pg_current_xact_id()"));
   // Everything written up to now must be in the archive, or recovery stops short of AT.
   progress("archive", "switching WAL and waiting for it to be archived");
-  await runPgbackrest(cfg, ["--archive-timeout=120", "check"], { timeoutMs: 180_000 });
+  await runner(cfg, ["--archive-timeout=120", "check"], { timeoutMs: 180_000 });
 
   const s = scratchFor(cfg, `pitr-${backupStamp()}`, cfg.backup.scratchAddress);
   if (!(await portFree(s.address, s.port))) {
@@ -85,7 +89,7 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     prepareScratchDirs(cfg, s);
     ensurePgDir(cfg, s.dataDir, 0o700);
     progress("restore", `pgBackRest restore into ${s.dataDir} (target ${opts.at})`);
-    const r = await runPgbackrest(
+    const r = await runner(
       cfg,
       [`--pg1-path=${s.dataDir}`, "--type=time", `--target=${opts.at}`, "--target-action=promote", "--archive-mode=off", `--process-max=${cfg.backup.jobs}`, "--log-level-console=info", "restore"],
       { timeoutMs: 12 * 3_600_000 },

@@ -13,6 +13,7 @@ import { markFailed, readManifest, writeManifest, type Manifest, type Verificati
 import { physicalBackup, type PhysicalResult } from "./pgbackrest";
 import { applyRetention, type RetentionPlan } from "./retention";
 import { verifyBackup } from "./verify";
+import { withOffsite, type OffsiteReport } from "./offsite-run";
 
 export interface BackupOptions {
   databases?: string[];
@@ -32,7 +33,11 @@ export interface BackupReport {
   ms: { dump: number; physical: number; verify: number; total: number };
 }
 
-export async function runBackup(cfg: Config, opts: BackupOptions, progress: BackupProgress): Promise<BackupReport> {
+export async function runBackup(cfg: Config, opts: BackupOptions, progress: BackupProgress): Promise<BackupReport & { offsite?: OffsiteReport }> {
+  return withOffsite(cfg, await runLocalBackup(cfg, opts, progress), opts, progress);
+}
+
+async function runLocalBackup(cfg: Config, opts: BackupOptions, progress: BackupProgress): Promise<BackupReport> {
   const t0 = Date.now();
   const { dir, manifest } = await logicalBackup(cfg, { databases: opts.databases }, progress);
   const ms = { dump: Date.now() - t0, physical: 0, verify: 0, total: 0 };

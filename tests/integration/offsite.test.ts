@@ -1,0 +1,222 @@
+/**
+ * Off-site backups (issue 17) against a real S3-compatible server: started
+ * here (tests/integration/s3-server.ts: @20minutes/s3rver over TLS from a
+ * throwaway CA, AWS Signature V4 checked) on the stack's own address block.
+ * The stack's env file gets the BACKUP_OFFSITE_* keys and its secrets file
+ * the store's key for the duration of this file; both are put back after.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { loadConfig } from "../../scripts/lib/config";
+import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
+import { readManifest } from "../../scripts/lib/backup/manifest";
+import { monitoringHome, textfileDir } from "../../scripts/lib/monitoring";
+import { connect, quoteIdent } from "../../scripts/lib/pg";
+import { BUN, runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
+import { S3_KEY } from "./s3-server";
+
+const ROOT = resolve(import.meta.dir, "../..");
+let cfg = testConfig();
+const BLOCK = cfg.members[0]!.address.split(".").slice(0, 3).join(".");
+const S3_ADDRESS = `${BLOCK}.30`;
+const S3_PORT = 19443;
+const BUCKET = "pgp-offsite-test";
+const SECRET = "offsite-test-secret-0123456789abcdef";
+const DB = "orchestrator_ai_staging";
+const TABLE = `it_offsite_${process.pid}`;
+// A marker no compressor hides: lz4 (the local repository) stores it verbatim, so the grep is proven to see it.
+const MARKER = `OFFSITE-MARKER-${process.pid}-plaintext-row`;
+const envFile = join(ROOT, "envs", `${TEST_STACK}.env`);
+const envBefore = readFileSync(envFile, "utf8");
+const secretsBefore = readFileSync(cfg.secretsFile, "utf8");
+const work = mkdtempSync("/tmp/pgp-offsite-it-");
+const made: string[] = [];
+let server: ChildProcess | undefined;
+let madeTextfileDir = false;
+
+const jsonOf = (out: string) => JSON.parse(out.slice(out.indexOf("{")));
+
+async function sql<T = any>(query: string, params: unknown[] = [], database = DB): Promise<T[]> {
+  const c = await connect(cfg, { database });
+  try {
+    return (await c.query(query, params)).rows as T[];
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** The store's key and secret in the secrets file; every other line (the generated cipher passphrase) is kept. */
+function setSecret(secret: string) {
+  const lines = readFileSync(cfg.secretsFile, "utf8").split("\n").filter((l) => l && !l.startsWith("BACKUP_OFFSITE_S3_KEY"));
+  writeFileSync(cfg.secretsFile, [...lines, `BACKUP_OFFSITE_S3_KEY=${S3_KEY}`, `BACKUP_OFFSITE_S3_KEY_SECRET=${secret}`, ""].join("\n"), { mode: 0o600 });
+}
+
+/** Every file below `dir` whose bytes contain `needle`. */
+function grepBytes(dir: string, needle: string): string[] {
+  const hits: string[] = [];
+  const want = Buffer.from(needle);
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && readFileSync(p).includes(want)) hits.push(p);
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return hits;
+}
+
+beforeAll(async () => {
+  await waitClusterHealthy(cfg);
+  const s3dir = join(work, "s3");
+  mkdirSync(s3dir, { recursive: true });
+  server = spawn(BUN, [join(import.meta.dir, "s3-server.ts"), s3dir, S3_ADDRESS, String(S3_PORT), BUCKET, SECRET], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((ok, fail) => {
+    const t = setTimeout(() => fail(new Error("S3 server did not start in 30 s")), 30_000);
+    server!.stdout!.on("data", (d) => String(d).includes("ready") && (clearTimeout(t), ok()));
+  });
+  // pgBackRest runs as postgres: it must read the CA.
+  for (const p of [work, s3dir, join(s3dir, "tls")]) Bun.spawnSync(["chmod", "755", p]);
+  Bun.spawnSync(["chmod", "644", join(s3dir, "tls", "ca.crt")]);
+  writeFileSync(
+    envFile,
+    envBefore +
+      ["", "BACKUP_OFFSITE=s3", `BACKUP_OFFSITE_S3_BUCKET=${BUCKET}`, "BACKUP_OFFSITE_S3_REGION=us-east-1", `BACKUP_OFFSITE_S3_ENDPOINT=${S3_ADDRESS}:${S3_PORT}`, "BACKUP_OFFSITE_S3_URI_STYLE=path", `BACKUP_OFFSITE_S3_CA_FILE=${join(s3dir, "tls", "ca.crt")}`, "BACKUP_OFFSITE_RETENTION_FULL=3", ""].join("\n"),
+  );
+  setSecret(SECRET);
+  cfg = loadConfig(TEST_STACK);
+  madeTextfileDir = !existsSync(textfileDir(cfg));
+  mkdirSync(textfileDir(cfg), { recursive: true }); // the metric is written where node_exporter would read it
+  await sql(`CREATE TABLE ${quoteIdent(TABLE)} (id int PRIMARY KEY, v text)`);
+  await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (1, $1)`, [MARKER]);
+}, 120_000);
+
+afterAll(async () => {
+  writeFileSync(envFile, envBefore);
+  writeFileSync(cfg.secretsFile, secretsBefore, { mode: 0o600 });
+  cfg = loadConfig(TEST_STACK);
+  writePgbackrestFiles(cfg); // archiving back to the local repository alone
+  rmSync(join(cfg.backup.pgbackrestHome, "pgbackrest-offsite.conf"), { force: true });
+  if (madeTextfileDir) rmSync(monitoringHome(cfg), { recursive: true, force: true });
+  runScript("restore-pitr.ts", ["--remove"]);
+  await sql(`DROP TABLE IF EXISTS ${quoteIdent(TABLE)}`).catch(() => {});
+  await sql(`DROP DATABASE IF EXISTS ${quoteIdent(`${DB}_offsite`)} WITH (FORCE)`, [], "postgres").catch(() => {});
+  for (const id of made) rmSync(join(cfg.backup.dir, id), { recursive: true, force: true });
+  if (server?.pid) process.kill(server.pid);
+  rmSync(work, { recursive: true, force: true });
+  await waitClusterHealthy(cfg);
+}, 120_000);
+
+describe("off-site backups to S3-compatible object storage", () => {
+  test("make backup writes both repositories; the stored objects hold no plaintext of a marker row", () => {
+    const r = runScript("backup.ts", ["--json"]);
+    expect(r.code).toBe(0);
+    const rep = jsonOf(r.stdout);
+    made.push(rep.id);
+    expect(rep.manifest.status).toBe("verified");
+    expect(rep.offsite.target).toBe(`s3://${BUCKET}/pgplatform/${cfg.clusterName} at ${S3_ADDRESS}:${S3_PORT}`);
+    expect(rep.offsite.encrypted).toBe(true);
+    expect(rep.offsite.physical.label).toMatch(/^\d{8}-\d{6}F/);
+    expect(rep.offsite.logical).toMatchObject({ files: rep.manifest.files.length + 1, checked: true });
+    // The loud warning, at every run.
+    expect(r.stderr).toContain("WARNING: the off-site backups are encrypted with BACKUP_OFFSITE_CIPHER_PASS");
+    const prom = readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8");
+    expect(prom).toContain("pgplatform_backup_offsite_last_run_success 1\n");
+
+    // The marker is in the local (lz4, unencrypted) repository's WAL, so the grep can see it...
+    expect(grepBytes(cfg.backup.repoDir, MARKER).length).toBeGreaterThan(0);
+    // ...and in none of the objects on the S3 server (backups, WAL, logical dumps and manifests).
+    const stored = join(work, "s3", "data", BUCKET);
+    expect(readdirSync(join(stored, "pgplatform", cfg.clusterName)).sort()).toEqual(["archive", "backup", "logical"]);
+    expect(grepBytes(stored, MARKER)).toEqual([]);
+    expect(grepBytes(stored, cfg.secrets.POSTGRES_PASSWORD)).toEqual([]);
+  }, 300_000);
+
+  test("PITR from object storage alone (local repository moved aside): rows before AT come back, rows after do not", async () => {
+    await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (2, 'after the backup, before AT')`);
+    await Bun.sleep(1100);
+    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0].at as string;
+    await Bun.sleep(1100);
+    await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (3, 'after AT')`);
+    const aside = `${cfg.backup.repoDir}.aside`;
+    renameSync(cfg.backup.repoDir, aside);
+    let r;
+    try {
+      r = runScript("restore-pitr.ts", ["--at", at, "--keep", "--json"], { SOURCE: "offsite" });
+    } finally {
+      renameSync(aside, cfg.backup.repoDir);
+    }
+    expect(r.code).toBe(0);
+    const res = jsonOf(r.stdout);
+    const c = await connect(cfg, { target: { host: res.scratch.address, port: res.scratch.port }, database: DB });
+    try {
+      expect((await c.query(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`)).rows).toEqual([{ id: 1, v: MARKER }, { id: 2, v: "after the backup, before AT" }]);
+      expect((await c.query("SELECT pg_is_in_recovery() AS r")).rows[0].r).toBe(false);
+    } finally {
+      await c.end();
+    }
+    // pgBackRest's restore_command in the restored instance names the off-site config only.
+    const auto = readFileSync(join(res.scratch.dir, "data", "postgresql.auto.conf"), "utf8");
+    expect(auto).toContain("pgbackrest-offsite.conf");
+    expect(runScript("restore-pitr.ts", ["--remove"]).code).toBe(0);
+  }, 300_000);
+
+  test("make restore SOURCE=offsite: the logical backup from the far copy, checked against its manifest", async () => {
+    const r = runScript("restore.ts", ["--db", DB, "--to", `${DB}_offsite`, "--yes", "--json"], { SOURCE: "offsite" });
+    expect(r.code).toBe(0);
+    const res = jsonOf(r.stdout);
+    expect(res).toMatchObject({ source: "offsite", backup: made[0], database: `${DB}_offsite`, replaced: false });
+    expect(await sql(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`, [], `${DB}_offsite`)).toEqual([{ id: 1, v: MARKER }]);
+  }, 180_000);
+
+  test("a wrong secret key: local backup still made and verified, OFFSITE_FAILED naming the store's answer, alert fired, exit 1, metric 0", () => {
+    setSecret("not-the-secret-key-0123456789abcdef");
+    const alert = join(work, "alert.txt");
+    try {
+      const r = runScript("backup.ts", ["--alert-command", `/usr/bin/tee ${alert}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("error [OFFSITE_FAILED]: the local backup ");
+      expect(r.stderr).toContain("SignatureDoesNotMatch");
+      expect(r.stderr).not.toContain("not-the-secret-key");
+      // Neither secret, nor the passphrase, in our logs or pgBackRest's own.
+      const pass = /^BACKUP_OFFSITE_CIPHER_PASS=(.+)$/m.exec(readFileSync(cfg.secretsFile, "utf8"))![1]!;
+      for (const s of ["not-the-secret-key-0123456789abcdef", SECRET, pass]) expect([...grepBytes(cfg.logsDir, s), ...grepBytes(join(cfg.backup.pgbackrestHome, "log"), s)]).toEqual([]);
+      const id = /the local backup (\S+) is made and verified/.exec(r.stderr)![1]!;
+      made.push(id);
+      expect(readManifest(join(cfg.backup.dir, id)).status).toBe("verified");
+      expect(readFileSync(alert, "utf8")).toMatch(/backup FAILED .*\[OFFSITE_FAILED\] the local backup \S+ is made and verified, but the OFF-SITE copy .* FAILED/);
+      expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8")).toContain("pgplatform_backup_offsite_last_run_success 0\n");
+    } finally {
+      setSecret(SECRET);
+      writePgbackrestFiles(loadConfig(TEST_STACK)); // WAL archiving to the store resumes
+    }
+  }, 300_000);
+
+  test("a deleted passphrase line (regenerated) is named as the wrong passphrase, not as a broken store; the local backup is kept", () => {
+    const withPass = readFileSync(cfg.secretsFile, "utf8");
+    writeFileSync(cfg.secretsFile, withPass.split("\n").filter((l) => !l.startsWith("BACKUP_OFFSITE_CIPHER_PASS=")).join("\n"), { mode: 0o600 });
+    try {
+      const r = runScript("backup.ts", ["--logical-only"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("[OFFSITE_FAILED]");
+      expect(r.stderr).toMatch(/exists but its files do not decrypt with BACKUP_OFFSITE_CIPHER_PASS/);
+      made.push(/the local backup (\S+) is made and verified/.exec(r.stderr)![1]!);
+    } finally {
+      writeFileSync(cfg.secretsFile, withPass, { mode: 0o600 });
+      writePgbackrestFiles(loadConfig(TEST_STACK));
+    }
+  }, 300_000);
+
+  test("make backup-drill restores from the off-site copy into a scratch instance and records its time", () => {
+    const r = runScript("backup-drill.ts", ["--json"]);
+    expect(r.code === 0 ? "" : r.stderr).toBe("");
+    const res = jsonOf(r.stdout);
+    expect(res.pitr.databases.map((d: any) => d.name)).toEqual(expect.arrayContaining(cfg.databases));
+    expect(res.logical.id).toBe(made[0]);
+    const last = readFileSync(join(cfg.reportsDir, "backup-drill.jsonl"), "utf8").trim().split("\n").at(-1)!;
+    expect(JSON.parse(last)).toMatchObject({ ok: true, target: res.at });
+    expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_drill.prom"), "utf8")).toMatch(/pgplatform_backup_drill_duration_seconds \d/);
+  }, 300_000);
+});
