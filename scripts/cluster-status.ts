@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 /** make cluster-status: members, roles, sync standby, VIP holder, etcd, pids of a cluster on three hosts. */
-import { clusterArgs, settingsFor } from "./lib/cluster/cli";
-import { closeAll, openHost } from "./lib/cluster/remote";
-import { clusterStatus } from "./lib/cluster/status";
+import { clusterArgs } from "./lib/cluster/cli";
+import { SERVICES } from "./lib/cluster/commands";
+import { multiHostRuntime } from "./lib/cluster/index";
 import { runMain } from "./lib/errors";
 import { table } from "./lib/ui";
 
@@ -10,21 +10,14 @@ const USAGE = "usage: make cluster-status CLUSTER=crm [ARGS=--json]   (bun scrip
 await runMain(async () => {
   const flags = clusterArgs(process.argv.slice(2), USAGE);
   if (flags.help) return void console.log(USAGE);
-  const { settings: s } = settingsFor(flags);
-  const conns = s.hosts.map((h) => openHost(s, h));
-  try {
-    // A host that cannot be reached is a row of the status, not an error of the command.
-    const reachable = await Promise.all(conns.map((c) => c.target.connect().then(() => c, () => undefined)));
-    const st = await clusterStatus(s, reachable);
-    if (flags.json) console.log(JSON.stringify(st, null, 2));
-    else {
-      console.log(`cluster ${st.cluster} (${st.timing}): ${st.health.ok ? "healthy" : "NOT healthy: " + st.health.problems.join(", ")}`);
-      console.log(table([["member", "host", "role", "state", "timeline", "lag"], ...st.members.map((m) => [m.name, m.host, m.role, m.state, String(m.timeline ?? "-"), String(m.lag ?? "-")])]));
-      console.log("");
-      console.log(table([["host", "address", "ssh", "etcd", "VIP", "pids (etcd patroni haproxy vip-manager)"], ...st.hosts.map((h) => [h.name, h.address, h.reachable ? "ok" : "DOWN", h.etcdHealthy ? "healthy" : "NOT healthy", h.holdsVip ? st.vip : "-", ["etcd", "patroni", "haproxy", "vip-manager"].map((n) => h.pids[n as "etcd"] ?? "-").join(" ")])]));
-    }
-    return st.health.ok ? 0 : 1;
-  } finally {
-    await closeAll(conns);
+  // A host that cannot be reached is a row of the status, not an error of the command.
+  const st = await multiHostRuntime(flags.cluster!).status();
+  if (flags.json) console.log(JSON.stringify(st, null, 2));
+  else {
+    console.log(`cluster ${st.cluster} (${st.timing}): ${st.health.ok ? "healthy" : "NOT healthy: " + st.health.problems.join(", ")}`);
+    console.log(table([["member", "host", "role", "state", "timeline", "lag"], ...st.members.map((m) => [m.name, m.host, m.role, m.state, String(m.timeline ?? "-"), String(m.lag ?? "-")])]));
+    console.log("");
+    console.log(table([["host", "address", "ssh", "etcd", "VIP", "pids (etcd patroni haproxy vip-manager)"], ...st.hosts.map((h) => [h.name, h.address, h.reachable ? "ok" : "DOWN", h.etcdHealthy ? "healthy" : "NOT healthy", h.holdsVip ? st.vip : "-", SERVICES.map((n) => h.pids[n] ?? "-").join(" ")])]));
   }
+  return st.health.ok ? 0 : 1;
 });
