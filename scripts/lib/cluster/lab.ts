@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { ToolkitError } from "../errors";
 import { run, type Cmd } from "../exec";
+import { clusterDir, clusterEnvFile, clusterEnvText } from "./settings";
 
 export const LAB_PREFIX = "pgplab";
 export const LAB_DIR = "/var/lib/pgplab";
@@ -218,3 +219,20 @@ export async function labDown(): Promise<string[]> {
 
 /** Run a command inside a lab namespace (the integration test probes hosts from inside). */
 export const inNs = (ns: string, cmd: Cmd): Cmd => ["ip", "netns", "exec", ns, ...cmd];
+
+/** clusters/lab/cluster.env and known_hosts (the lab's host keys, pinned) so every cluster verb works with CLUSTER=lab. */
+export function writeLabCluster(lab: LabInfo, root?: string): void {
+  mkdirSync(clusterDir("lab", root), { recursive: true });
+  writeFileSync(join(clusterDir("lab", root), "known_hosts"), lab.knownHosts);
+  const values = {
+    CLUSTER_NAME: "lab",
+    HOSTS: lab.hosts.map((h) => `${lab.user}@${h.address}`).join(","),
+    VIP: lab.vip,
+    VIP_PREFIX: "24",
+    VIP_INTERFACE: "eth0",
+    TIMING: "lan",
+    SSH_IDENTITY: lab.identity,
+    HOST_ROOT: LAB_HOST_ROOT_PATTERN,
+  };
+  writeFileSync(clusterEnvFile("lab", root), clusterEnvText(values, "The namespace lab (make cluster-lab writes this file; make cluster-lab-down removes it). Machine-local: gitignored."));
+}
