@@ -1,7 +1,7 @@
 /**
  * Per-host files of a cluster on three hosts, rendered from the same
  * templates as the one-box stack (patroni/, etcd/, haproxy/) plus
- * vip-manager/. Pure: settings + secrets + host in, files out (golden-tested).
+ * patroni/vip-manager.yml.tmpl. Pure: settings + secrets + host in, files out (golden-tested).
  *
  * Every path is under the host's HOST_ROOT: / on a real host (so files sit
  * at /etc/pgplatform/<cluster>/..., /var/lib/pgplatform/<cluster>/...), a
@@ -183,7 +183,7 @@ export function renderHaproxy(rootDir: string, s: ClusterSettings, sec: ClusterS
 export function renderVipManager(rootDir: string, s: ClusterSettings, h: ClusterHost): string {
   const p = hostPaths(s, h);
   return renderTemplate(
-    readTemplate(rootDir, "vip-manager/vip-manager.yml.tmpl"),
+    readTemplate(rootDir, "patroni/vip-manager.yml.tmpl"),
     {
       CLUSTER_NAME: s.name,
       MEMBER_NAME: h.name,
@@ -197,7 +197,7 @@ export function renderVipManager(rootDir: string, s: ClusterSettings, h: Cluster
       ETCD_CLIENT_KEY: p.tls.clientKey,
       VIP_INTERVAL_MS: s.timing.name === "lan" ? 1000 : 2000,
     },
-    "vip-manager/vip-manager.yml.tmpl",
+    "patroni/vip-manager.yml.tmpl",
   );
 }
 
