@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { LAB_HOSTS, inNs, labDown, labUp, linkCommand, writeLabCluster } from "../../scripts/lib/cluster/lab";
+import { LAB_HOSTS, inNs, labDown, labUp, linkCommand, powerOff, powerOn, writeLabCluster } from "../../scripts/lib/cluster/lab";
 import { clusterDir, loadClusterSettings } from "../../scripts/lib/cluster/settings";
 import type { ClusterStatus } from "../../scripts/lib/cluster/status";
 import { isRoot, run } from "../../scripts/lib/exec";
@@ -49,6 +49,32 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
     await Bun.sleep(500);
   }
+}
+
+/** A write load through the VIP, run inside the operator namespace (tests/integration/cluster-load.ts). */
+function startLoad(vip: string, port: number, firstId: number) {
+  const dir = mkdtempSync(join(tmpdir(), "pgp-lab-load-"));
+  const done = run(inNs(OP, [BUN, "tests/integration/cluster-load.ts", vip, String(port), dir, String(firstId)]), { cwd: ROOT, env: { PGPASSWORD: password() }, timeoutMs: 600_000, nothrow: true });
+  const ackedIds = () => (existsSync(join(dir, "acked")) ? readFileSync(join(dir, "acked"), "utf8").split("\n").filter(Boolean).map(Number) : []);
+  return {
+    ackedIds,
+    started: () => until("the load writes", 20_000, async () => (ackedIds().length > 20 ? true : undefined)),
+    stop: async () => {
+      writeFileSync(join(dir, "stop"), "");
+      const summary = JSON.parse((await done).stdout.trim().split("\n").pop() || "{}") as { maxGapMs?: number };
+      const acked = ackedIds();
+      rmSync(dir, { recursive: true, force: true });
+      return { maxGapMs: summary.maxGapMs ?? -1, acked };
+    },
+  };
+}
+
+/** Every acknowledged id must be in the table (read through the VIP). */
+async function lostIds(vip: string, port: number, acked: number[]): Promise<number[]> {
+  const r = await psql(OP, vip, port, "SELECT id FROM lab_load WHERE id > 0", 20);
+  if (r.code !== 0) throw new Error(`reading lab_load: ${r.stderr}`);
+  const stored = new Set(r.stdout.split("\n").filter(Boolean).map(Number));
+  return acked.filter((id) => !stored.has(id));
 }
 
 describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
@@ -93,10 +119,9 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     const old = s.hosts.find((h) => h.name === before.leader)!;
     const oldNs = LAB_HOSTS[old.index - 1]!;
     expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
-    const dir = mkdtempSync(join(tmpdir(), "pgp-lab-load-"));
-    const load = run(inNs(OP, [BUN, "tests/integration/cluster-load.ts", s.vip, String(s.ports.rw), dir]), { cwd: ROOT, env: { PGPASSWORD: password() }, timeoutMs: 600_000, nothrow: true });
+    const load = startLoad(s.vip, s.ports.rw, 1);
     try {
-      await until("the load writes", 20_000, async () => (existsSync(join(dir, "acked")) && readFileSync(join(dir, "acked"), "utf8").split("\n").length > 20 ? true : undefined));
+      await load.started();
       await run(linkCommand(oldNs, false));
       const cut = Date.now();
       // Probe the isolated primary from inside its own namespace: when is the last write it accepts?
@@ -130,15 +155,43 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       figures.rejoinAfterHealMs = String(Date.now() - healed);
       expect(rejoined.leader).toBe(after.leader!);
     } finally {
-      writeFileSync(join(dir, "stop"), "");
+      const { maxGapMs, acked } = await load.stop();
+      figures.partitionWriteGapMs = String(maxGapMs);
+      figures.partitionAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
     }
-    const summary = JSON.parse((await load).stdout.trim().split("\n").pop()!);
-    figures.writeGapMs = String(summary.maxGapMs);
-    const acked = readFileSync(join(dir, "acked"), "utf8").split("\n").filter(Boolean).map(Number);
-    const stored = new Set((await psql(OP, s.vip, s.ports.rw, "SELECT id FROM lab_load WHERE id > 0", 20)).stdout.split("\n").filter(Boolean).map(Number));
-    figures.acked = String(acked.length);
-    expect(acked.length).toBeGreaterThan(50);
-    expect(acked.filter((id) => !stored.has(id))).toEqual([]);
-    rmSync(dir, { recursive: true, force: true });
+  }, 600_000);
+
+  test("kill-host: every process of the leader's host killed at once (power off); a new leader takes the VIP, 0 acknowledged writes lost; a re-deploy brings the host back as a replica", async () => {
+    const s = loadClusterSettings("lab");
+    const before = (await status())!;
+    expect(before.health.ok).toBe(true);
+    const old = s.hosts.find((h) => h.name === before.leader)!;
+    const load = startLoad(s.vip, s.ports.rw, 1_000_000);
+    try {
+      await load.started();
+      const killed = await powerOff(LAB_HOSTS[old.index - 1]!);
+      expect(killed.length).toBeGreaterThan(5); // sshd, etcd, patroni, postgres and its workers, haproxy, vip-manager
+      const cut = Date.now();
+      const after = await until("a new leader holding the VIP", 90_000, async () => {
+        const st = await status();
+        return st?.leader && st.leader !== old.name && st.vipHolder === st.leader ? st : undefined;
+      });
+      figures.killHostNewLeaderWithVipMs = String(Date.now() - cut);
+      await Bun.sleep(3000);
+      await powerOn(LAB_HOSTS[old.index - 1]!);
+      const redeploy = await tool("scripts/cluster-deploy.ts", "--json");
+      if (redeploy.code !== 0) throw new Error(`re-deploy after the host came back failed:\n${redeploy.stderr}`);
+      const r = JSON.parse(redeploy.stdout);
+      expect(r.started.sort()).toEqual(["etcd", "haproxy", "patroni", "vip-manager"].map((x) => `${x}@${old.name}`));
+      expect(r.status.leader).toBe(after.leader);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.killHostWriteGapMs = String(maxGapMs);
+      figures.killHostAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
   }, 600_000);
 });

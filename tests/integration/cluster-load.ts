@@ -2,7 +2,7 @@
 /**
  * Write load for the cluster lab, run INSIDE the operator namespace (the
  * test's own process lives in the root namespace, where the lab's addresses
- * do not exist): `ip netns exec pgplab-op bun tests/integration/cluster-load.ts <host> <port> <dir>`.
+ * do not exist): `ip netns exec pgplab-op bun tests/integration/cluster-load.ts <host> <port> <dir> [first id]`.
  * One row per unique id; an id is appended to <dir>/acked only after its
  * COMMIT was acknowledged. Stops when <dir>/stop exists; then prints a JSON
  * summary (acked, errors, the longest gap between two acknowledged writes).
@@ -12,11 +12,12 @@ import { appendFileSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 
-const [host, port, dir] = process.argv.slice(2);
+const [host, port, dir, firstId] = process.argv.slice(2);
 const acked = join(dir!, "acked");
 writeFileSync(acked, "");
 let client: pg.Client | undefined;
-let id = 0;
+// Each round of a test starts at its own first id: ids stay unique across rounds in one table.
+let id = Number(firstId ?? 1) - 1;
 let errors = 0;
 let last = Date.now();
 let maxGap = 0;

@@ -76,27 +76,30 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 }
 
 /**
- * Bring one service up on every host: start where not running; where its
- * file changed and it runs, restart it (Patroni: reload, no restart needed).
+ * Bring one service up on every host: start where not running (all hosts at
+ * once); where it ran and its file changed, restart it one host at a time
+ * (etcd keeps its quorum, the VIP keeps an HAProxy), waiting for `settled`
+ * after each. Patroni re-reads its file on a reload: no restart.
  */
-async function serviceUp(s: ClusterSettings, conns: HostConn[], name: ServiceName, changed: Record<string, string[]>, log: (m: string) => void, out: { started: string[]; restarted: string[] }) {
-  await Promise.all(
+async function serviceUp(s: ClusterSettings, conns: HostConn[], name: ServiceName, changed: Record<string, string[]>, log: (m: string) => void, out: { started: string[]; restarted: string[] }, settled: () => Promise<void> = async () => {}) {
+  const running = await Promise.all(
     conns.map(async (c) => {
-      const spec = serviceSpec(s, c.host, name);
-      const fileChanged = changed[c.host.ssh]?.includes(spec.config) ?? false;
       const r = await must(c, startCommand(s, c.host, name), `starting ${name}`);
-      const wasRunning = /already running/.test(r.stdout + r.stderr);
-      if (!wasRunning) out.started.push(`${name}@${c.host.name}`);
-      else if (fileChanged) {
-        if (name === "patroni") await must(c, reloadPatroniCommand(s, c.host), "reloading patroni");
-        else {
-          await must(c, stopCommand(s, c.host, name), `stopping ${name}`);
-          await must(c, startCommand(s, c.host, name), `starting ${name}`);
-        }
-        out.restarted.push(`${name}@${c.host.name}`);
-      }
+      const was = /already running/.test(r.stdout + r.stderr);
+      if (!was) out.started.push(`${name}@${c.host.name}`);
+      return was;
     }),
   );
+  for (const [i, c] of conns.entries()) {
+    if (!running[i] || !changed[c.host.ssh]?.includes(serviceSpec(s, c.host, name).config)) continue;
+    if (name === "patroni") await must(c, reloadPatroniCommand(s, c.host), "reloading patroni");
+    else {
+      await must(c, stopCommand(s, c.host, name), `stopping ${name}`);
+      await must(c, startCommand(s, c.host, name), `starting ${name}`);
+      await settled();
+    }
+    out.restarted.push(`${name}@${c.host.name}`);
+  }
   log(`${name}: up on ${conns.map((c) => c.host.name).join(", ")}`);
 }
 
@@ -138,9 +141,10 @@ export async function deployCluster(s: ClusterSettings, conns: HostConn[], log: 
   );
   log(`files: ${Object.values(changed).flat().length} written (${Object.entries(changed).map(([h, f]) => `${h} ${f.length}`).join(", ")})`);
   const out = { started: [] as string[], restarted: [] as string[] };
-  await serviceUp(s, conns, "etcd", changed, log, out);
   const tls = operatorEtcdTls(s);
-  await waitFor("etcd healthy on every host", 60_000, async () => ((await Promise.all(s.hosts.map((h) => etcdHealthy(s, h.address, tls)))).every(Boolean) ? true : undefined), "see `make cluster-status` and the etcd log on each host (/var/log/pgplatform/<cluster>/etcd.log)");
+  const etcdUp = () => waitFor("etcd healthy on every host", 60_000, async () => ((await Promise.all(s.hosts.map((h) => etcdHealthy(s, h.address, tls)))).every(Boolean) ? true : undefined), `see make cluster-status and the etcd log on each host (/var/log/pgplatform/${s.name}/etcd.log)`).then(() => {});
+  await serviceUp(s, conns, "etcd", changed, log, out, etcdUp);
+  await etcdUp();
   await serviceUp(s, conns, "patroni", changed, log, out);
   await serviceUp(s, conns, "haproxy", changed, log, out);
   await serviceUp(s, conns, "vip-manager", changed, log, out);

@@ -130,6 +130,25 @@ export async function killHost(ns: string): Promise<number[]> {
   return pids;
 }
 
+/**
+ * A host loses power: every process of its namespace killed at once and its
+ * link down (a dead machine answers no ARP, also not for a VIP it held).
+ * Returns the pids killed.
+ */
+export async function powerOff(h: LabNode): Promise<number[]> {
+  const pids = await killHost(h.ns);
+  await run(linkCommand(h, false));
+  return pids;
+}
+
+/** Power back on: the interface as at boot (only the host's own address: a VIP does not survive a reboot), link up, sshd. */
+export async function powerOn(h: LabNode): Promise<void> {
+  await run(["ip", "-n", h.ns, "addr", "flush", "dev", "eth0"]);
+  await run(["ip", "-n", h.ns, "addr", "add", `${h.address}/24`, "dev", "eth0"]);
+  await run(linkCommand(h, true));
+  await startSshd(h);
+}
+
 export async function startSshd(h: LabNode): Promise<void> {
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // sshd's privilege-separation dir
   const r = await run(sshdCommand(h), { nothrow: true, timeoutMs: 20_000 });
