@@ -194,4 +194,31 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
     }
   }, 600_000);
+  test("partition-etcd-minority: the sync standby's host cut off; no failover, 0 acknowledged writes lost; healed back to 3 members", async () => {
+    const s = loadClusterSettings("lab");
+    const before = await until("a healthy cluster", 120_000, async () => {
+      const st = await status();
+      return st?.health.ok ? st : undefined;
+    });
+    const victim = s.hosts.find((h) => h.name === before.syncStandby)!;
+    const load = startLoad(s.vip, s.ports.rw, 2_000_000);
+    try {
+      await load.started();
+      await run(linkCommand(LAB_HOSTS[victim.index - 1]!, false));
+      await Bun.sleep(20_000); // two ttl: time enough for a wrong failover to happen
+      const during = (await status())!;
+      expect(during.leader).toBe(before.leader!);
+      expect(during.vipHolder).toBe(before.leader!);
+      await run(linkCommand(LAB_HOSTS[victim.index - 1]!, true));
+      const healed = Date.now();
+      await until("3 members with a sync standby again", 120_000, async () => ((await status())?.health.ok ? true : undefined));
+      figures.minorityRejoinMs = String(Date.now() - healed);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.minorityWriteGapMs = String(maxGapMs);
+      figures.minorityAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 600_000);
 });
