@@ -127,7 +127,7 @@ backup-cron: deps ## Print the crontab line for the nightly backup; INSTALL=1 in
 CLUSTER ?=
 # The namespace lab's cluster is driven from its operator namespace, like an operator's laptop on the hosts' network.
 CLUSTER_RUN = $(if $(filter lab,$(CLUSTER)),ip netns exec pgplab-op ,)$(BUN)
-CLUSTER_ARGS = --cluster $(CLUSTER) $(if $(filter command line,$(origin HOSTS)),--hosts $(HOSTS),) $(if $(filter command line,$(origin VIP)),--vip $(VIP),) $(if $(filter 1 true yes,$(TRUST_NEW_HOST)),--trust-new-host,)
+CLUSTER_ARGS = $(if $(CLUSTER),--cluster $(CLUSTER),) $(if $(filter command line,$(origin HOSTS)),--hosts $(HOSTS),) $(if $(filter command line,$(origin VIP)),--vip $(VIP),) $(if $(filter 1 true yes,$(TRUST_NEW_HOST)),--trust-new-host,)
 
 .PHONY: cluster-lab
 cluster-lab: deps ## Build the namespace lab (3 hosts with sshd + an operator namespace) and clusters/lab/cluster.env (root)
@@ -147,7 +147,7 @@ cluster-deploy: deps ## Install/configure every host over SSH, bring the cluster
 
 .PHONY: cluster-status
 cluster-status: deps ## Members, roles, sync standby, VIP holder, etcd of a cluster: CLUSTER=crm [ARGS=--json]
-	@$(CLUSTER_RUN) scripts/cluster-status.ts --cluster $(CLUSTER) $(ARGS)
+	@$(CLUSTER_RUN) scripts/cluster-status.ts $(if $(CLUSTER),--cluster $(CLUSTER),) $(ARGS)
 
 # --- tests -----------------------------------------------------------------
 .PHONY: test
