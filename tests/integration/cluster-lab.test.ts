@@ -113,25 +113,28 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     for (const h of s.hosts) expect(readFileSync(`/var/lib/pgplab/h${h.index}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
   }, 60_000);
 
-  test("partition-leader: the old primary refuses writes within ttl + loop_wait, a new leader takes the VIP, 0 acknowledged writes lost, the old leader rejoins", async () => {
+  test("partition-leader: the old primary refuses writes within ttl + loop_wait, never two hosts accept a write in one probe round, a new leader takes the VIP, 0 acknowledged writes lost, the old leader rejoins", async () => {
     const s = loadClusterSettings("lab");
     const before = (await status())!;
     const old = s.hosts.find((h) => h.name === before.leader)!;
     const oldNs = LAB_HOSTS[old.index - 1]!;
     expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_probe (round int)")).code).toBe(0);
     const load = startLoad(s.vip, s.ports.rw, 1);
     try {
       await load.started();
       await run(linkCommand(oldNs, false));
       const cut = Date.now();
-      // Probe the isolated primary from inside its own namespace: when is the last write it accepts?
+      // Probe every host's Postgres directly, each from inside its own namespace, with a write:
+      // when does the isolated old primary accept its last one, and do two hosts ever accept in one round?
       let lastAccepted = -1;
-      const probes: boolean[] = [];
+      const rounds: string[][] = [];
       const probing = (async () => {
         for (let n = 1; Date.now() - cut < 20_000; n++) {
-          const r = await psql(oldNs.ns, old.address, s.ports.pg, `INSERT INTO lab_load (id) VALUES (${-n})`, 2);
-          probes.push(r.code === 0);
-          if (r.code === 0) lastAccepted = Date.now() - cut;
+          const res = await Promise.all(s.hosts.map((h) => psql(LAB_HOSTS[h.index - 1]!.ns, h.address, s.ports.pg, `INSERT INTO lab_probe (round) VALUES (${n})`, 2)));
+          const accepted = s.hosts.filter((_, i) => res[i]!.code === 0).map((h) => h.name);
+          rounds.push(accepted);
+          if (accepted.includes(old.name)) lastAccepted = Date.now() - cut;
           await Bun.sleep(300);
         }
       })();
@@ -143,7 +146,9 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       await probing;
       figures.oldPrimaryLastAcceptedMs = String(lastAccepted);
       expect(lastAccepted).toBeLessThan((s.timing.ttl + s.timing.loopWait) * 1000);
-      expect(probes.slice(-5)).toEqual([false, false, false, false, false]);
+      expect(rounds.slice(-5).map((r) => r.includes(old.name))).toEqual([false, false, false, false, false]);
+      expect(rounds.filter((r) => r.length > 1)).toEqual([]);
+      figures.probeRounds = String(rounds.length);
       await Bun.sleep(3000); // writes resume through the moved VIP
       await run(linkCommand(oldNs, true));
       const healed = Date.now();
