@@ -145,6 +145,10 @@ cluster-plan: deps ## Read-only preflight of every host: CLUSTER=crm [HOSTS=ops@
 cluster-deploy: deps ## Install/configure every host over SSH, bring the cluster up, verify: CLUSTER=crm
 	$(CLUSTER_RUN) scripts/cluster-deploy.ts $(CLUSTER_ARGS) $(ARGS)
 
+.PHONY: cluster-switchover
+cluster-switchover: deps ## Hand the leader role to another member (default: the sync standby); the VIP follows: CLUSTER=crm [TO=crm2]
+	$(CLUSTER_RUN) scripts/cluster-switchover.ts $(CLUSTER_ARGS) $(if $(filter command line,$(origin TO)),--to $(TO),) $(ARGS)
+
 .PHONY: cluster-status
 cluster-status: deps ## Members, roles, sync standby, VIP holder, etcd of a cluster: CLUSTER=crm [ARGS=--json]
 	@$(CLUSTER_RUN) scripts/cluster-status.ts $(if $(CLUSTER),--cluster $(CLUSTER),) $(ARGS)

@@ -3,6 +3,7 @@ import { crm } from "../golden-cluster";
 import { changedFiles } from "../../scripts/lib/cluster/deploy";
 import { neighbourMac, planError, planProblems, sameMachine, vipNeighbourCommand, type HostFacts } from "../../scripts/lib/cluster/plan";
 import { clusterWords } from "../../scripts/lib/cluster/remote";
+import { pickCandidate, switchoverCommand } from "../../scripts/lib/cluster/switchover";
 import { clusterProblems, type HostState, type MemberState } from "../../scripts/lib/cluster/status";
 import { ToolkitError } from "../../scripts/lib/errors";
 
@@ -90,5 +91,20 @@ describe("cluster-status: health rules", () => {
       "VIP 10.0.0.50 on 2 hosts: crm2, crm3",
       "VIP 10.0.0.50 not on the leader's host (crm1)",
     ]);
+  });
+});
+
+describe("cluster-switchover", () => {
+  const st = { leader: "crm1", syncStandby: "crm2", members: [{ name: "crm1", host: "", role: "leader", state: "running" }, { name: "crm2", host: "", role: "sync_standby", state: "streaming" }, { name: "crm3", host: "", role: "replica", state: "stopped" }] };
+  test("patronictl on the leader's host as postgres, leader and candidate named, no prompt", () => {
+    expect(switchoverCommand(s, s.hosts[0]!, "crm2").join(" ")).toBe("sudo -n -u postgres patronictl -c /etc/pgplatform/crm/patroni.yml switchover crm --leader crm1 --candidate crm2 --force");
+  });
+  test("the candidate: the sync standby by default, TO when it is a running replica", () => {
+    expect(pickCandidate(s, st)).toBe("crm2");
+    expect(pickCandidate(s, st, "crm2")).toBe("crm2");
+    expect(() => pickCandidate(s, st, "crm9")).toThrow("TO=crm9: cluster crm has no member crm9");
+    expect(() => pickCandidate(s, st, "crm1")).toThrow("crm1 already leads cluster crm");
+    expect(() => pickCandidate(s, st, "crm3")).toThrow("crm3 is not a running replica (stopped)");
+    expect(() => pickCandidate(s, { ...st, syncStandby: undefined })).toThrow("cluster crm has no sync standby to hand over to");
   });
 });

@@ -9,7 +9,7 @@ import { parseFlags } from "../flags";
 import { closeAll, connectAll, type HostConn } from "./remote";
 import { clusterDir, clusterEnvFile, clusterEnvText, loadClusterSettings, type ClusterSettings } from "./settings";
 
-export const CLUSTER_FLAGS = { cluster: "string", hosts: "string", vip: "string", trustNewHost: "boolean", json: "boolean" } as const;
+export const CLUSTER_FLAGS = { cluster: "string", hosts: "string", vip: "string", to: "string", trustNewHost: "boolean", json: "boolean" } as const;
 
 export function clusterArgs(argv: string[], usage: string) {
   const flags = parseFlags(argv, CLUSTER_FLAGS, usage);
