@@ -105,6 +105,8 @@ describe("cluster-switchover", () => {
     expect(() => pickCandidate(s, st, "crm9")).toThrow("TO=crm9: cluster crm has no member crm9");
     expect(() => pickCandidate(s, st, "crm1")).toThrow("crm1 already leads cluster crm");
     expect(() => pickCandidate(s, st, "crm3")).toThrow("crm3 is not a running replica (stopped)");
+    const running3 = { ...st, members: st.members.map((m) => (m.name === "crm3" ? { ...m, state: "streaming" } : m)) };
+    expect(() => pickCandidate(s, running3, "crm3")).toThrow("crm3 is not the sync standby (crm2): in synchronous mode Patroni hands over only to the sync standby, which holds every acknowledged commit");
     expect(() => pickCandidate(s, { ...st, syncStandby: undefined })).toThrow("cluster crm has no sync standby to hand over to");
   });
 });

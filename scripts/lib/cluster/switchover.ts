@@ -25,6 +25,8 @@ export function pickCandidate(s: ClusterSettings, st: Pick<ClusterStatus, "leade
     if (to === st.leader) throw new ToolkitError("ALREADY_LEADER", `${to} already leads cluster ${s.name}`, "nothing to do; name another member, or leave TO out (the sync standby)");
     const m = st.members.find((x) => x.name === to);
     if (!m || !["running", "streaming"].includes(m.state)) throw new ToolkitError("CANDIDATE_NOT_RUNNING", `${to} is not a running replica (${m?.state ?? "absent"})`, `run make cluster-status CLUSTER=${s.name}`);
+    // synchronous_mode is always on here: Patroni answers 412 for any other candidate (and patronictl exits 0).
+    if (to !== st.syncStandby) throw new ToolkitError("CANDIDATE_NOT_SYNC", `${to} is not the sync standby (${st.syncStandby ?? "none"}): in synchronous mode Patroni hands over only to the sync standby, which holds every acknowledged commit`, `leave TO out, or run the switchover twice (first to ${st.syncStandby ?? "the sync standby"}; ${to} may become sync standby after)`);
     return to;
   }
   if (!st.syncStandby) throw new ToolkitError("NO_SYNC_STANDBY", `cluster ${s.name} has no sync standby to hand over to`, `name one with TO=<member>, or wait for make cluster-status CLUSTER=${s.name} to be healthy`);
@@ -38,7 +40,9 @@ export async function switchover(s: ClusterSettings, conns: HostConn[], to?: str
   const leaderConn = conns.find((c) => c.host.name === before.leader)!;
   const t0 = Date.now();
   const r = await leaderConn.exec(switchoverCommand(s, leaderConn.host, candidate), { nothrow: true, timeoutMs: 120_000 });
-  if (r.code !== 0) throw new ToolkitError("SWITCHOVER_FAILED", `patronictl switchover ${before.leader} -> ${candidate} failed (exit ${r.code})`, `see Patroni's log on ${leaderConn.host.ssh} (/var/log/pgplatform/${s.name}/patroni.log under its HOST_ROOT)`, (r.stderr || r.stdout).trim().split("\n").slice(-6).join("\n"));
+  // patronictl prints "Switchover failed, details: ..." and still exits 0.
+  const refused = (r.stdout + r.stderr).split("\n").find((l) => /Switchover failed/i.test(l));
+  if (r.code !== 0 || refused) throw new ToolkitError("SWITCHOVER_FAILED", `patronictl switchover ${before.leader} -> ${candidate} failed: ${refused?.trim() ?? `exit ${r.code}`}`, `see Patroni's log on ${leaderConn.host.ssh} (/var/log/pgplatform/${s.name}/patroni.log under its HOST_ROOT)`, (r.stderr || r.stdout).trim().split("\n").slice(-6).join("\n"));
   for (const deadline = Date.now() + 90_000; ; ) {
     const st = await clusterStatus(s, conns);
     if (st.leader === candidate && st.vipHolder === candidate && st.health.ok) return { from: before.leader, to: candidate, ms: Date.now() - t0 };
