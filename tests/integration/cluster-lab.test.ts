@@ -113,6 +113,25 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     for (const h of s.hosts) expect(readFileSync(`/var/lib/pgplab/h${h.index}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
   }, 60_000);
 
+  test("cluster-switchover under a write load: the sync standby leads with the VIP, 0 acknowledged writes lost", async () => {
+    const s = loadClusterSettings("lab");
+    const before = (await status())!;
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
+    const load = startLoad(s.vip, s.ports.rw, 3_000_000);
+    try {
+      await load.started();
+      const r = await tool("scripts/cluster-switchover.ts", "--json");
+      if (r.code !== 0) throw new Error(`switchover failed:\n${r.stderr}`);
+      expect(JSON.parse(r.stdout)).toMatchObject({ from: before.leader, to: before.syncStandby });
+      figures.switchoverSettledMs = String(JSON.parse(r.stdout).ms);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.switchoverWriteGapMs = String(maxGapMs);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 300_000);
+
   test("partition-leader: the old primary refuses writes within ttl + loop_wait, never two hosts accept a write in one probe round, a new leader takes the VIP, 0 acknowledged writes lost, the old leader rejoins", async () => {
     const s = loadClusterSettings("lab");
     const before = (await status())!;
