@@ -144,6 +144,36 @@ backup-drill: deps ## Restore from the OFF-SITE copy alone into a scratch instan
 backup-drill-cron: deps ## Print the crontab line for backup-drill; INSTALL=1 installs it
 	@$(BUN) scripts/backup-cron.ts --drill $(ARGS)
 
+# --- a production cluster on three hosts (clusters/<CLUSTER>/cluster.env) ----
+CLUSTER ?=
+# The namespace lab's cluster is driven from its operator namespace, like an operator's laptop on the hosts' network.
+CLUSTER_RUN = $(if $(filter lab,$(CLUSTER)),ip netns exec pgplab-op ,)$(BUN)
+CLUSTER_ARGS = $(if $(CLUSTER),--cluster $(CLUSTER),) $(if $(filter command line,$(origin HOSTS)),--hosts $(HOSTS),) $(if $(filter command line,$(origin VIP)),--vip $(VIP),) $(if $(filter 1 true yes,$(TRUST_NEW_HOST)),--trust-new-host,)
+
+.PHONY: cluster-lab
+cluster-lab: deps ## Build the namespace lab (3 hosts with sshd + an operator namespace) and clusters/lab/cluster.env (root)
+	$(BUN) scripts/cluster-lab.ts $(ARGS)
+
+.PHONY: cluster-lab-down
+cluster-lab-down: deps ## Remove the namespace lab and everything of it (found by prefix pgplab)
+	$(BUN) scripts/cluster-lab-down.ts $(ARGS)
+
+.PHONY: cluster-plan
+cluster-plan: deps ## Read-only preflight of every host: CLUSTER=crm [HOSTS=ops@10.0.0.1,... VIP=10.0.0.50] [TRUST_NEW_HOST=1]
+	$(CLUSTER_RUN) scripts/cluster-plan.ts $(CLUSTER_ARGS) $(ARGS)
+
+.PHONY: cluster-deploy
+cluster-deploy: deps ## Install/configure every host over SSH, bring the cluster up, verify: CLUSTER=crm
+	$(CLUSTER_RUN) scripts/cluster-deploy.ts $(CLUSTER_ARGS) $(ARGS)
+
+.PHONY: cluster-switchover
+cluster-switchover: deps ## Hand the leader role to another member (default: the sync standby); the VIP follows: CLUSTER=crm [TO=crm2]
+	$(CLUSTER_RUN) scripts/cluster-switchover.ts $(CLUSTER_ARGS) $(if $(filter command line,$(origin TO)),--to $(TO),) $(ARGS)
+
+.PHONY: cluster-status
+cluster-status: deps ## Members, roles, sync standby, VIP holder, etcd of a cluster: CLUSTER=crm [ARGS=--json]
+	@$(CLUSTER_RUN) scripts/cluster-status.ts $(if $(CLUSTER),--cluster $(CLUSTER),) $(ARGS)
+
 # --- tests -----------------------------------------------------------------
 .PHONY: lint
 lint: deps ## Format and lint check (Biome, biome.json): writes nothing, fails on a finding; runs first in make test

@@ -10,6 +10,7 @@ import { join, relative, resolve } from "node:path";
 import { CLIENT_SECRET_KEYS, type ClientSecrets } from "../scripts/lib/deploy/client-secrets";
 import { renderBundleFiles } from "../scripts/lib/deploy/bundle";
 import { parseClientSettings } from "../scripts/lib/deploy/settings";
+import { clusterGoldens } from "./golden-cluster";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const GOLDEN_ROOT = join(import.meta.dir, "unit", "golden");
@@ -68,4 +69,4 @@ export const deployClientGoldens: GoldenSet = {
   },
 };
 
-export const GOLDEN_SETS: GoldenSet[] = [deployClientGoldens];
+export const GOLDEN_SETS: GoldenSet[] = [deployClientGoldens, clusterGoldens];

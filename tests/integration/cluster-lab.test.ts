@@ -1,0 +1,248 @@
+/**
+ * The production cluster on three hosts, proven on the namespace lab: three
+ * hosts with their own sshd and an operator namespace (scripts/lib/cluster/lab.ts),
+ * deployed over real SSH from the operator namespace, then partition-leader
+ * under a write load through the VIP. Runs only as root where `ip netns`
+ * works; elsewhere it is skipped with the reason printed. The lab is always
+ * torn down (afterAll), also after a failure.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { LAB_HOSTS, inNs, labDown, labUp, linkCommand, powerOff, powerOn, writeLabCluster } from "../../scripts/lib/cluster/lab";
+import { clusterDir, loadClusterSettings } from "../../scripts/lib/cluster/settings";
+import type { ClusterStatus } from "../../scripts/lib/cluster/status";
+import { isRoot, run } from "../../scripts/lib/exec";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const BUN = process.execPath;
+const OP = "pgplab-op";
+
+async function labPossible(): Promise<string | undefined> {
+  if (!isRoot()) return "needs root (ip netns, sshd, useradd)";
+  const r = await run(["ip", "netns", "list"], { nothrow: true }).catch(() => undefined);
+  if (!r || r.code !== 0) return `\`ip netns\` does not work here: ${r?.stderr.trim() ?? "no ip command"}`;
+  return undefined;
+}
+const skipReason = await labPossible();
+if (skipReason) console.log(`cluster-lab.test.ts skipped: ${skipReason}`);
+
+const tool = (script: string, ...args: string[]) => run(inNs(OP, [BUN, script, "--cluster", "lab", ...args]), { cwd: ROOT, nothrow: true, timeoutMs: 400_000 });
+async function status(): Promise<ClusterStatus | undefined> {
+  const r = await tool("scripts/cluster-status.ts", "--json");
+  try {
+    return JSON.parse(r.stdout) as ClusterStatus;
+  } catch {
+    return undefined;
+  }
+}
+const password = () => readFileSync(join(clusterDir("lab"), ".secrets.env"), "utf8").match(/^POSTGRES_PASSWORD=(.*)$/m)![1]!.replace(/^["']|["']$/g, "");
+const psql = (ns: string, host: string, port: number, sql: string, timeoutS = 5) =>
+  run(inNs(ns, ["timeout", String(timeoutS), "psql", `host=${host} port=${port} user=postgres dbname=postgres connect_timeout=2`, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]), { env: { PGPASSWORD: password() }, nothrow: true, timeoutMs: (timeoutS + 5) * 1000 });
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await Bun.sleep(500);
+  }
+}
+
+/** A write load through the VIP, run inside the operator namespace (tests/integration/cluster-load.ts). */
+function startLoad(vip: string, port: number, firstId: number) {
+  const dir = mkdtempSync(join(tmpdir(), "pgp-lab-load-"));
+  const done = run(inNs(OP, [BUN, "tests/integration/cluster-load.ts", vip, String(port), dir, String(firstId)]), { cwd: ROOT, env: { PGPASSWORD: password() }, timeoutMs: 600_000, nothrow: true });
+  const ackedIds = () => (existsSync(join(dir, "acked")) ? readFileSync(join(dir, "acked"), "utf8").split("\n").filter(Boolean).map(Number) : []);
+  return {
+    ackedIds,
+    started: () => until("the load writes", 20_000, async () => (ackedIds().length > 20 ? true : undefined)),
+    stop: async () => {
+      writeFileSync(join(dir, "stop"), "");
+      const summary = JSON.parse((await done).stdout.trim().split("\n").pop() || "{}") as { maxGapMs?: number };
+      const acked = ackedIds();
+      rmSync(dir, { recursive: true, force: true });
+      return { maxGapMs: summary.maxGapMs ?? -1, acked };
+    },
+  };
+}
+
+/** Every acknowledged id must be in the table (read through the VIP). */
+async function lostIds(vip: string, port: number, acked: number[]): Promise<number[]> {
+  const r = await psql(OP, vip, port, "SELECT id FROM lab_load WHERE id > 0", 20);
+  if (r.code !== 0) throw new Error(`reading lab_load: ${r.stderr}`);
+  const stored = new Set(r.stdout.split("\n").filter(Boolean).map(Number));
+  return acked.filter((id) => !stored.has(id));
+}
+
+describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
+  const figures: Record<string, string> = {};
+  beforeAll(async () => {
+    writeLabCluster(await labUp());
+  }, 120_000);
+  afterAll(async () => {
+    await labDown();
+    rmSync(clusterDir("lab"), { recursive: true, force: true });
+    console.log(`cluster lab figures: ${JSON.stringify(figures)}`);
+  }, 120_000);
+
+  test("plan, deploy over SSH from the operator namespace, a no-op re-deploy", async () => {
+    const plan = await tool("scripts/cluster-plan.ts", "--json");
+    expect(plan.code).toBe(0);
+    figures.planMs = String(JSON.parse(plan.stdout).totalMs);
+    const first = await tool("scripts/cluster-deploy.ts", "--json");
+    if (first.code !== 0) throw new Error(`deploy failed:\n${first.stderr}`);
+    const r1 = JSON.parse(first.stdout);
+    figures.firstDeployMs = String(r1.ms);
+    expect(r1.started.sort()).toEqual(["etcd", "haproxy", "patroni", "vip-manager"].flatMap((s) => ["lab1", "lab2", "lab3"].map((m) => `${s}@${m}`)).sort());
+    const again = await tool("scripts/cluster-deploy.ts", "--json");
+    expect(again.code).toBe(0);
+    const r2 = JSON.parse(again.stdout);
+    figures.noopDeployMs = String(r2.ms);
+    expect({ started: r2.started, restarted: r2.restarted, written: Object.values(r2.changedFiles).flat() }).toEqual({ started: [], restarted: [], written: [] });
+  }, 600_000);
+
+  test("3 members, a sync standby, the VIP on the leader's host; each host's files under its own root", async () => {
+    const st = (await status())!;
+    expect(st.health).toEqual({ ok: true, problems: [] });
+    expect(st.members.map((m) => m.role).sort()).toEqual(["leader", "replica", "sync_standby"]);
+    expect(st.vipHolder).toBe(st.leader!);
+    const s = loadClusterSettings("lab");
+    for (const h of s.hosts) expect(readFileSync(`/var/lib/pgplab/h${h.index}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
+  }, 60_000);
+
+  test("cluster-switchover under a write load: the sync standby leads with the VIP, 0 acknowledged writes lost", async () => {
+    const s = loadClusterSettings("lab");
+    const before = (await status())!;
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
+    const load = startLoad(s.vip, s.ports.rw, 3_000_000);
+    try {
+      await load.started();
+      const r = await tool("scripts/cluster-switchover.ts", "--json");
+      if (r.code !== 0) throw new Error(`switchover failed:\n${r.stderr}`);
+      expect(JSON.parse(r.stdout)).toMatchObject({ from: before.leader, to: before.syncStandby });
+      figures.switchoverSettledMs = String(JSON.parse(r.stdout).ms);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.switchoverWriteGapMs = String(maxGapMs);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 300_000);
+
+  test("partition-leader: the old primary refuses writes within ttl + loop_wait, never two hosts accept a write in one probe round, a new leader takes the VIP, 0 acknowledged writes lost, the old leader rejoins", async () => {
+    const s = loadClusterSettings("lab");
+    const before = (await status())!;
+    const old = s.hosts.find((h) => h.name === before.leader)!;
+    const oldNs = LAB_HOSTS[old.index - 1]!;
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_probe (round int)")).code).toBe(0);
+    const load = startLoad(s.vip, s.ports.rw, 1);
+    try {
+      await load.started();
+      await run(linkCommand(oldNs, false));
+      const cut = Date.now();
+      // Probe every host's Postgres directly, each from inside its own namespace, with a write:
+      // when does the isolated old primary accept its last one, and do two hosts ever accept in one round?
+      let lastAccepted = -1;
+      const rounds: string[][] = [];
+      const probing = (async () => {
+        for (let n = 1; Date.now() - cut < 20_000; n++) {
+          const res = await Promise.all(s.hosts.map((h) => psql(LAB_HOSTS[h.index - 1]!.ns, h.address, s.ports.pg, `INSERT INTO lab_probe (round) VALUES (${n})`, 2)));
+          const accepted = s.hosts.filter((_, i) => res[i]!.code === 0).map((h) => h.name);
+          rounds.push(accepted);
+          if (accepted.includes(old.name)) lastAccepted = Date.now() - cut;
+          await Bun.sleep(300);
+        }
+      })();
+      const after = await until("a new leader holding the VIP", 60_000, async () => {
+        const st = await status();
+        return st?.leader && st.leader !== old.name && st.vipHolder === st.leader ? st : undefined;
+      });
+      figures.newLeaderWithVipMs = String(Date.now() - cut);
+      await probing;
+      figures.oldPrimaryLastAcceptedMs = String(lastAccepted);
+      expect(lastAccepted).toBeLessThan((s.timing.ttl + s.timing.loopWait) * 1000);
+      expect(rounds.slice(-5).map((r) => r.includes(old.name))).toEqual([false, false, false, false, false]);
+      expect(rounds.filter((r) => r.length > 1)).toEqual([]);
+      figures.probeRounds = String(rounds.length);
+      await Bun.sleep(3000); // writes resume through the moved VIP
+      await run(linkCommand(oldNs, true));
+      const healed = Date.now();
+      const rejoined = await until("the old leader back as a replica on the new timeline", 120_000, async () => {
+        const st = await status();
+        const m = st?.members.find((x) => x.name === old.name);
+        return st?.health.ok && m && m.role !== "leader" && (m.timeline ?? 0) > (before.members.find((x) => x.name === old.name)?.timeline ?? 0) ? st : undefined;
+      });
+      figures.rejoinAfterHealMs = String(Date.now() - healed);
+      expect(rejoined.leader).toBe(after.leader!);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.partitionWriteGapMs = String(maxGapMs);
+      figures.partitionAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 600_000);
+
+  test("kill-host: every process of the leader's host killed at once (power off); a new leader takes the VIP, 0 acknowledged writes lost; a re-deploy brings the host back as a replica", async () => {
+    const s = loadClusterSettings("lab");
+    const before = (await status())!;
+    expect(before.health.ok).toBe(true);
+    const old = s.hosts.find((h) => h.name === before.leader)!;
+    const load = startLoad(s.vip, s.ports.rw, 1_000_000);
+    try {
+      await load.started();
+      const killed = await powerOff(LAB_HOSTS[old.index - 1]!);
+      expect(killed.length).toBeGreaterThan(5); // sshd, etcd, patroni, postgres and its workers, haproxy, vip-manager
+      const cut = Date.now();
+      const after = await until("a new leader holding the VIP", 90_000, async () => {
+        const st = await status();
+        return st?.leader && st.leader !== old.name && st.vipHolder === st.leader ? st : undefined;
+      });
+      figures.killHostNewLeaderWithVipMs = String(Date.now() - cut);
+      await Bun.sleep(3000);
+      await powerOn(LAB_HOSTS[old.index - 1]!);
+      const redeploy = await tool("scripts/cluster-deploy.ts", "--json");
+      if (redeploy.code !== 0) throw new Error(`re-deploy after the host came back failed:\n${redeploy.stderr}`);
+      const r = JSON.parse(redeploy.stdout);
+      expect(r.started.sort()).toEqual(["etcd", "haproxy", "patroni", "vip-manager"].map((x) => `${x}@${old.name}`));
+      expect(r.status.leader).toBe(after.leader);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.killHostWriteGapMs = String(maxGapMs);
+      figures.killHostAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 600_000);
+  test("partition-etcd-minority: the sync standby's host cut off; no failover, 0 acknowledged writes lost; healed back to 3 members", async () => {
+    const s = loadClusterSettings("lab");
+    const before = await until("a healthy cluster", 120_000, async () => {
+      const st = await status();
+      return st?.health.ok ? st : undefined;
+    });
+    const victim = s.hosts.find((h) => h.name === before.syncStandby)!;
+    const load = startLoad(s.vip, s.ports.rw, 2_000_000);
+    try {
+      await load.started();
+      await run(linkCommand(LAB_HOSTS[victim.index - 1]!, false));
+      await Bun.sleep(20_000); // two ttl: time enough for a wrong failover to happen
+      const during = (await status())!;
+      expect(during.leader).toBe(before.leader!);
+      expect(during.vipHolder).toBe(before.leader!);
+      await run(linkCommand(LAB_HOSTS[victim.index - 1]!, true));
+      const healed = Date.now();
+      await until("3 members with a sync standby again", 120_000, async () => ((await status())?.health.ok ? true : undefined));
+      figures.minorityRejoinMs = String(Date.now() - healed);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.minorityWriteGapMs = String(maxGapMs);
+      figures.minorityAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 600_000);
+});

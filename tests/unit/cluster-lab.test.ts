@@ -1,0 +1,54 @@
+import { describe, expect, test } from "bun:test";
+import { LAB_HOSTS, LAB_OPERATOR, labNamespaces, linkCommand, networkCommands, sshdConfig, userCommands } from "../../scripts/lib/cluster/lab";
+
+describe("namespace lab: commands as data", () => {
+  test("the switch's bridge and each node's link live inside namespaces only", () => {
+    expect(networkCommands([LAB_HOSTS[0]!]).map((c) => c.join(" "))).toEqual([
+      "ip netns add pgplab-sw",
+      "ip -n pgplab-sw link set lo up",
+      "ip -n pgplab-sw link add pgplab-br type bridge",
+      "ip -n pgplab-sw link set pgplab-br up",
+      "ip netns add pgplab-h1",
+      "ip -n pgplab-h1 link set lo up",
+      "ip -n pgplab-sw link add pgplab-h1-p type veth peer name eth0 netns pgplab-h1",
+      "ip -n pgplab-sw link set pgplab-h1-p master pgplab-br up",
+      "ip -n pgplab-h1 addr add 10.231.0.11/24 dev eth0",
+      "ip -n pgplab-h1 link set eth0 up",
+    ]);
+    // No command touches the root namespace: every link/addr command names a namespace.
+    for (const c of networkCommands()) expect(c[1] === "netns" || c[1] === "-n").toBe(true);
+  });
+
+  test("hosts .11-.13, operator .5, every name with the lab prefix and within IFNAMSIZ", () => {
+    expect([...LAB_HOSTS, LAB_OPERATOR].map((n) => `${n.ns} ${n.address} ${n.port}`)).toEqual([
+      "pgplab-h1 10.231.0.11 pgplab-h1-p",
+      "pgplab-h2 10.231.0.12 pgplab-h2-p",
+      "pgplab-h3 10.231.0.13 pgplab-h3-p",
+      "pgplab-op 10.231.0.5 pgplab-op-p",
+    ]);
+    for (const n of [...LAB_HOSTS, LAB_OPERATOR]) expect(n.port.length).toBeLessThanOrEqual(15);
+  });
+
+  test("a partition is the host's switch port taken down", () => {
+    expect(linkCommand(LAB_HOSTS[1]!, false).join(" ")).toBe("ip -n pgplab-sw link set pgplab-h2-p down");
+    expect(linkCommand(LAB_HOSTS[1]!, true).join(" ")).toBe("ip -n pgplab-sw link set pgplab-h2-p up");
+  });
+
+  test("each sshd listens only on its host's address, key-only, for the lab user", () => {
+    const c = sshdConfig(LAB_HOSTS[2]!);
+    expect(c).toContain("ListenAddress 10.231.0.13\n");
+    expect(c).toContain("HostKey /var/lib/pgplab/h3/ssh/ssh_host_ed25519_key\n");
+    expect(c).toContain("PidFile /var/lib/pgplab/h3/ssh/sshd.pid\n");
+    expect(c).toContain("AllowUsers pgp-lab-ops\n");
+    expect(c).toContain("PasswordAuthentication no\n");
+    expect(c).toContain("PermitRootLogin no\n");
+  });
+
+  test("the lab user has no password but is not locked (sshd refuses a `!` account)", () => {
+    expect(userCommands()[0]!.join(" ")).toBe("useradd --create-home --home-dir /var/lib/pgplab/home --shell /bin/bash --password * pgp-lab-ops");
+  });
+
+  test("leftovers are found by prefix and nothing else", () => {
+    expect(labNamespaces("pgplab-h1 (id: 3)\nother-ns\npgplab-sw\npgplabx\n")).toEqual(["pgplab-h1", "pgplab-sw"]);
+  });
+});
