@@ -145,7 +145,7 @@ export function levenshtein(a: string, b: string): number {
 
 /** The table as a markdown list of keys (envs/README.md and the like are checked against it by a unit test). */
 export function settingsDoc<S extends Shape>(table: SettingsTable<S>): string {
-  const cell = (s: string) => s.replaceAll("|", "\\|");
+  const cell = (s: string) => s.replaceAll("|", "\\|").replaceAll("<", "\\<");
   const rows = Object.entries(table.keys).map(([key, schema]) => {
     const m = keyMeta(schema);
     const dflt = m.default === undefined ? "required" : m.default === "" ? "(empty)" : `\`${m.default}\``;

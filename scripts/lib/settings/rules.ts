@@ -16,7 +16,7 @@ export const CLUSTER_NAME_RE = /^[a-z][a-z0-9-]{1,40}$/;
 /** A customer's name: clients/<name>, stack client-<name>. */
 export const CLIENT_NAME_RE = /^[a-z][a-z0-9]{1,20}$/;
 /** A multi-host cluster's name: clusters/<name>. */
-export const CLUSTERS_NAME_RE = /^[a-z][a-z0-9-]{1,30}$/;
+export const CLUSTERS_NAME_RE = /^[a-z][a-z0-9]{1,20}$/;
 /** An ssh destination: [user@]host (user names as useradd accepts them). */
 export const SSH_DEST_RE = /^([a-z_][a-z0-9_.-]*@)?[A-Za-z0-9.-]+$/;
 
