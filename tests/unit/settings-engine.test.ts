@@ -64,11 +64,17 @@ describe("checkSettings", () => {
     expect(r).toEqual({ values: { NAME: "abc", PORT_A: 5000, PORT_B: 6000, FLAG: true }, raw: { NAME: "abc", FLAG: "true", PORT_B: "6000" } });
   });
 
+  test("a table without cross-key rules", () => {
+    const plain = defineSettings({ code: "C", doc: "d", keys: { A: setting(z.string(), "a") } });
+    expect(plain.rules).toEqual([]);
+    expect(checkSettings(plain, { A: "x" }, "f")).toEqual({ A: "x" });
+  });
+
   test("a schema instance declared for two keys is a programming error", () => {
     const s = z.string();
     setting(s, "one");
     expect(() => setting(s, "two")).toThrow('settings: a schema instance is declared twice (hint "two"); build each key\'s schema afresh');
-    expect(keyMeta(s)).toEqual({ hint: "one" });
+    expect(keyMeta(s)).toEqual({ hint: "one", default: undefined });
     expect(keyMeta(z.string())).toEqual({ hint: "" });
   });
 });

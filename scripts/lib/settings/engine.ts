@@ -26,7 +26,7 @@ const META = z.registry<KeyMeta>();
 export function setting<S extends z.ZodType>(schema: S, hint: string, dflt?: string): S {
   if (META.has(schema)) throw new Error(`settings: a schema instance is declared twice (hint ${JSON.stringify(hint)}); build each key's schema afresh`);
   const plain: z.ZodType = schema;
-  META.add(plain, dflt === undefined ? { hint } : { hint, default: dflt });
+  META.add(plain, { hint, default: dflt });
   return schema;
 }
 
