@@ -35,6 +35,7 @@ describe("value rules", () => {
   };
   test.each([
     ["PG_BIN_DIR", ["/usr/lib/postgresql/15/bin", ""], ["ok", "must not be empty"]],
+    ["STATE_DIR", ["st", ""], ["ok", "must not be empty"]],
     ["PG_SHARED_BUFFERS", ["128MB", "1GB", "512kB", "x128MB", "128MBx", "128"], ["ok", "ok", "ok", "must be a size like 128MB", "must be a size like 128MB", "must be a size like 128MB"]],
     ["BACKUP_JOBS", ["64", "65", "0"], ["ok", "must be at most 64", "must be at least 1"]],
     ["POOL_MAX_CLIENT_CONN", ["100000", "100001", "9"], ["ok", "must be at most 100000", "must be at least 10"]],
