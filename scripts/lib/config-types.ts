@@ -53,6 +53,8 @@ export interface Config {
   pgBinDir: string;
   sharedBuffers: string;
   databases: string[];
+  /** APP_PORT_PLAN: internal apps' planned ports (scripts/lib/onboard/plan.ts) */
+  appPortPlan: Readonly<Record<string, number>>;
   runtime: "auto" | "native" | "docker";
   stateDir: string; // .state/<stack>
   memberRoot: string;

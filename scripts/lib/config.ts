@@ -77,6 +77,7 @@ export function parseConfig(text: string, opts: ParseOptions): Config {
     pgBinDir: v.PG_BIN_DIR,
     sharedBuffers: v.PG_SHARED_BUFFERS,
     databases: v.DATABASES,
+    appPortPlan: v.APP_PORT_PLAN,
     runtime: v.RUNTIME,
     stateDir,
     memberRoot,

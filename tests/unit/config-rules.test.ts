@@ -110,6 +110,7 @@ describe("the Config an env file becomes", () => {
       pgBinDir: "/opt/pg/bin",
       sharedBuffers: "256MB",
       databases: ["app_db", "other_db"],
+      appPortPlan: {},
       runtime: "native",
       stateDir: "/repo/st/rules",
       runtimeDir: `/tmp/pgp-${process.getuid!()}/rules`,

@@ -36,6 +36,7 @@ describe("value rules", () => {
   test.each([
     ["PG_BIN_DIR", ["/usr/lib/postgresql/15/bin", ""], ["ok", "must not be empty"]],
     ["STATE_DIR", ["st", ""], ["ok", "must not be empty"]],
+    ["APP_PORT_PLAN", ["", "notes:9500", "Notes:9500", "notes", "notes:95000x"], ["ok", "ok", ...Array(3).fill("each entry must be app:port, e.g. hyperarchy:9100")]],
     ["PG_SHARED_BUFFERS", ["128MB", "1GB", "512kB", "x128MB", "128MBx", "128"], ["ok", "ok", "ok", "must be a size like 128MB", "must be a size like 128MB", "must be a size like 128MB"]],
     ["BACKUP_JOBS", ["64", "65", "0"], ["ok", "must be at most 64", "must be at least 1"]],
     ["POOL_MAX_CLIENT_CONN", ["100000", "100001", "9"], ["ok", "must be at most 100000", "must be at least 10"]],
@@ -66,6 +67,22 @@ describe("pool sizes", () => {
       "POOL_DEFAULT_POOL_SIZE: POOL_DEFAULT_POOL_SIZE + POOL_RESERVE_POOL_SIZE (46 + 5) exceeds POOL_MAX_DB_CONNECTIONS (50)",
       "lower the pool sizes or raise POOL_MAX_DB_CONNECTIONS",
     ]);
+  });
+});
+
+describe("pgbouncer's port", () => {
+  test("is not one of HAProxy's on the same address", () => {
+    expect(refusal({ POOL_PORT: "6013" })).toEqual(["POOL_PORT", "POOL_PORT: port 6013 is also used by HAPROXY_RO_PORT", "give pgbouncer its own port on HAPROXY_ADDRESS"]);
+  });
+});
+
+describe("the app port plan", () => {
+  test("app:port pairs become a map; empty is no plan", () => {
+    const plan = (v: string) => {
+      const r = load({ APP_PORT_PLAN: v });
+      return Array.isArray(r) ? r : r.appPortPlan;
+    };
+    expect([plan(""), plan("notes:9500, crm_x:9600")]).toEqual([{}, { notes: 9500, crm_x: 9600 }]);
   });
 });
 

@@ -4,7 +4,7 @@
  * (a unit test keeps the two equal).
  */
 import { z } from "zod";
-import { defineSettings, portClash, setting, type Problem, type Values } from "./engine";
+import { defineSettings, keyedPorts, portClash, setting, type Problem, type Values } from "./engine";
 import { bool, CLIENT_NAME_RE, dnsName, ipv4, memberAddresses, oneOf, port, SSH_DEST_RE, tunnelId, whole } from "./rules";
 
 const KEYS = {
@@ -57,16 +57,7 @@ const RULES: ((v: ClientValues) => Problem | undefined)[] = [
       ? { key: "ADMIN_EMAIL", message: "is required with ACCESS=public", fix: "Let's Encrypt needs an account e-mail: ADMIN_EMAIL=ops@acme.com" }
       : undefined,
   // Every listener on the API address needs its own port.
-  (v) =>
-    portClash(
-      [
-        ["API_PORT", v.API_PORT],
-        ["PORT_DEV", v.PORT_DEV],
-        ["PORT_STAGING", v.PORT_STAGING],
-        ["PORT_PRODUCTION", v.PORT_PRODUCTION],
-      ],
-      "give each environment its own port",
-    ),
+  (v) => portClash(keyedPorts(v, ["API_PORT", "PORT_DEV", "PORT_STAGING", "PORT_PRODUCTION"]), "give each environment its own port"),
 ];
 
 export const CLIENT_SETTINGS = defineSettings({ code: "BAD_CLIENT_CONFIG", doc: "clients/README.md", keys: KEYS, rules: RULES });

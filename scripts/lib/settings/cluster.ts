@@ -8,7 +8,7 @@
  */
 import { parse as parseDotenv } from "dotenv";
 import { z } from "zod";
-import { checkSettings, defineSettings, portClash, setting, type Problem, type Values } from "./engine";
+import { checkSettings, defineSettings, keyedPorts, portClash, setting, type Problem, type Values } from "./engine";
 import { CLUSTERS_NAME_RE, ipv4, list, oneOf, port, whole } from "./rules";
 
 /**
@@ -88,15 +88,7 @@ const RULES: ((v: ClusterValues) => Problem | undefined)[] = [
   },
   (v) =>
     portClash(
-      [
-        ["PG_PORT", v.PG_PORT],
-        ["PATRONI_PORT", v.PATRONI_PORT],
-        ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT],
-        ["ETCD_PEER_PORT", v.ETCD_PEER_PORT],
-        ["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT],
-        ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT],
-        ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT],
-      ],
+      keyedPorts(v, ["PG_PORT", "PATRONI_PORT", "ETCD_CLIENT_PORT", "ETCD_PEER_PORT", "HAPROXY_RW_PORT", "HAPROXY_RO_PORT", "HAPROXY_STATS_PORT"]),
       "give each listener a port of its own",
     ),
 ];

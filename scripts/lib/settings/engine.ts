@@ -115,6 +115,9 @@ export function portClash(ports: [key: string, port: number][], fix: string): Pr
   return undefined;
 }
 
+/** [key, port] pairs of the given keys, in order, for portClash. */
+export const keyedPorts = <K extends string>(v: Record<K, number>, keys: readonly K[]): [string, number][] => keys.map((k) => [k, v[k]]);
+
 /** The nearest known key within 3 edits (the first listed on a tie), for "did you mean". */
 export function closestKey(key: string, known: string[]): string | undefined {
   let best: [string, number] | undefined;

@@ -4,7 +4,7 @@
  * loading. envs/README.md is this table (a unit test keeps the two equal).
  */
 import { z } from "zod";
-import { defineSettings, portClash, setting, type Problem, type Values } from "./engine";
+import { defineSettings, keyedPorts, portClash, setting, type Problem, type Values } from "./engine";
 import { bool, cidr, CLUSTER_NAME_RE, DB_NAME_RE, dnsName, ipv4, list, memberAddresses, oneOf, port, seconds, tunnelId, whole } from "./rules";
 
 const KEYS = {
@@ -83,6 +83,14 @@ const KEYS = {
   NODE_EXPORTER_PORT: setting(port(), "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is the first internal app's in the app port plan)", "9110"),
   POSTGRES_EXPORTER_PORT: setting(port(), "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", "9187"),
   MONITORING_INTERVAL: setting(seconds(1), "seconds between scrapes and rule evaluations, e.g. 15", "15"),
+  // Onboarding (scripts/lib/onboard/plan.ts): the operator's own apps, kept out of library code.
+  APP_PORT_PLAN: setting(
+    list(z.string().regex(/^[a-z][a-z0-9_]{1,30}:\d{1,5}$/, "each entry must be app:port, e.g. hyperarchy:9100")).transform((a) =>
+      Object.fromEntries(a.map((e) => [e.slice(0, e.indexOf(":")), Number(e.slice(e.indexOf(":") + 1))])),
+    ),
+    "internal apps' planned ports (app:port, comma-separated); an app not listed gets the next free port from 9400 in steps of 100",
+    "",
+  ),
 };
 
 export type EnvValues = Values<typeof KEYS>;
@@ -126,11 +134,7 @@ export function poolProblem(p: { defaultPoolSize: number; reservePoolSize: numbe
 /** nginx's tunnel-origin listener: TUNNEL_ORIGIN_PORT, else API_PORT + 6. */
 export const originPort = (v: EnvValues): number => v.TUNNEL_ORIGIN_PORT || v.API_PORT + 6;
 
-const haproxyPorts = (v: EnvValues): [string, number][] => [
-  ["HAPROXY_RW_PORT", v.HAPROXY_RW_PORT],
-  ["HAPROXY_RO_PORT", v.HAPROXY_RO_PORT],
-  ["HAPROXY_STATS_PORT", v.HAPROXY_STATS_PORT],
-];
+const haproxyPorts = (v: EnvValues) => keyedPorts(v, ["HAPROXY_RW_PORT", "HAPROXY_RO_PORT", "HAPROXY_STATS_PORT"]);
 
 /** Rules across keys, checked in this order after every key passed its own. */
 const RULES: ((v: EnvValues) => Problem | undefined)[] = [
@@ -139,16 +143,7 @@ const RULES: ((v: EnvValues) => Problem | undefined)[] = [
     return message ? { key: "PATRONI_TTL", message, fix: "raise PATRONI_TTL or lower PATRONI_LOOP_WAIT / PATRONI_RETRY_TIMEOUT" } : undefined;
   },
   (v) => portClash(haproxyPorts(v), "give each HAProxy listener its own port"),
-  (v) =>
-    portClash(
-      [
-        ["PG_PORT", v.PG_PORT],
-        ["PATRONI_PORT", v.PATRONI_PORT],
-        ["ETCD_CLIENT_PORT", v.ETCD_CLIENT_PORT],
-        ["ETCD_PEER_PORT", v.ETCD_PEER_PORT],
-      ],
-      "each member service needs its own port",
-    ),
+  (v) => portClash(keyedPorts(v, ["PG_PORT", "PATRONI_PORT", "ETCD_CLIENT_PORT", "ETCD_PEER_PORT"]), "each member service needs its own port"),
   (v) => portClash([...haproxyPorts(v), ["POOL_PORT", v.POOL_PORT]], "give pgbouncer its own port on HAPROXY_ADDRESS"),
   (v) =>
     poolProblem({ defaultPoolSize: v.POOL_DEFAULT_POOL_SIZE, reservePoolSize: v.POOL_RESERVE_POOL_SIZE, maxDbConnections: v.POOL_MAX_DB_CONNECTIONS }, v.DATABASES.length),
@@ -168,12 +163,7 @@ const RULES: ((v: EnvValues) => Problem | undefined)[] = [
     // They share HAPROXY_ADDRESS with HAProxy (and nginx when API_ADDRESS is the same).
     const api: [string, number][] = v.API_ADDRESS === v.HAPROXY_ADDRESS ? [["API_PORT", v.API_PORT]] : [];
     const relay: [string, number][] = v.BACKUP_ALERT_COMMAND ? [["ALERTMANAGER_PORT+1 (the alert relay for BACKUP_ALERT_COMMAND)", v.ALERTMANAGER_PORT + 1]] : [];
-    const own: [string, number][] = [
-      ["PROMETHEUS_PORT", v.PROMETHEUS_PORT],
-      ["ALERTMANAGER_PORT", v.ALERTMANAGER_PORT],
-      ["NODE_EXPORTER_PORT", v.NODE_EXPORTER_PORT],
-      ["POSTGRES_EXPORTER_PORT", v.POSTGRES_EXPORTER_PORT],
-    ];
+    const own = keyedPorts(v, ["PROMETHEUS_PORT", "ALERTMANAGER_PORT", "NODE_EXPORTER_PORT", "POSTGRES_EXPORTER_PORT"]);
     return portClash([...haproxyPorts(v), ...api, ...own, ...relay], "give each monitoring listener its own port");
   },
 ];
