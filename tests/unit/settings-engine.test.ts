@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { checkSettings, closestKey, defineSettings, keyMeta, levenshtein, parseSettings, portClash, setting, settingsDoc, SettingsError } from "../../scripts/lib/settings/engine";
-import { bool, cidr, dnsName, ipv4, list, memberAddresses, oneOf, port, seconds, whole } from "../../scripts/lib/settings/rules";
+import { bool, cidr, CLIENT_NAME_RE, CLUSTER_NAME_RE, CLUSTERS_NAME_RE, dnsName, ipv4, list, memberAddresses, oneOf, port, seconds, SSH_DEST_RE, tunnelId, whole } from "../../scripts/lib/settings/rules";
 
 const T = defineSettings({
   code: "BAD_T",
@@ -155,5 +155,19 @@ describe("shared validators", () => {
       "each part of an IPv4 address must be 0-255",
     ]);
     expect([msg(dnsName("x.y"), "a.b"), msg(dnsName("x.y"), ""), msg(dnsName("x.y", true), ""), msg(dnsName("x.y", true), "nodot")]).toEqual(["ok", "must be a DNS name like x.y", "ok", "must be a DNS name like x.y, or empty"]);
+  });
+  test("names, ssh destinations, CIDR prefixes, DNS names and tunnel ids: anchored at both ends", () => {
+    const names: [RegExp, string[], string[]][] = [
+      [CLUSTER_NAME_RE, ["pgplatform-dev", "ab"], ["ab!", "1ab", "a", "Ab"]],
+      [CLIENT_NAME_RE, ["acme", "a1"], ["ab!", "1ab", "a-b"]],
+      [CLUSTERS_NAME_RE, ["crm", "c2"], ["ab!", "1ab", "a-b"]],
+      [SSH_DEST_RE, ["ops@host", "host", "h", "a@b", "ops.x-1@h-1.example", "_svc@10.0.0.1"], ["@host", "host x", "x y@host", "Ops@host", "ops@ho st", "ops@host!"]],
+    ];
+    for (const [re, good, bad] of names) expect([good.map((v) => re.test(v)), bad.map((v) => re.test(v))]).toEqual([good.map(() => true), bad.map(() => false)]);
+    expect(["10.0.0.1/32", "x10.0.0.0/8", "10.0.0.0/8x"].map((v) => msg(cidr(), v))).toEqual(["ok", "must be an IPv4 CIDR like 127.0.0.0/8", "must be an IPv4 CIDR like 127.0.0.0/8"]);
+    const label = "a".repeat(49);
+    const long = [label, label, label, label, "com"].join("."); // 203 characters, each label valid
+    expect(["a.b.c", "-a.b", "a.b-", long, long.slice(3)].map((v) => msg(dnsName("x.y"), v))).toEqual(["ok", "must be a DNS name like x.y", "must be a DNS name like x.y", "must be a DNS name like x.y", "ok"]);
+    expect(["", "t-acme", "T_1", "-t", "t!", "a".repeat(64), "a".repeat(65)].map((v) => msg(tunnelId(), v))).toEqual(["ok", "ok", "ok", ...Array(2).fill("must be the tunnel's UUID or name"), "ok", "must be the tunnel's UUID or name"]);
   });
 });
