@@ -122,3 +122,91 @@ describe("clusters/<name>/cluster.env", () => {
     expect(bad(BASE.replace("crm", "Crm"))[1]).toBe(`${F}: CLUSTER_NAME: must be 2-21 lowercase letters/digits, starting with a letter (got "Crm")`);
   });
 });
+
+describe("client.env: each rule's edge, with its exact message", () => {
+  const ACME = "CLIENT_NAME=acme\nHOST=local\nDOMAIN=acme.internal\nACCESS=internal\nPROFILE=16\nREMOTE_DIR=/opt/pgplatform/acme\nMEMBER_ADDRESSES=127.0.0.11,127.0.0.12,127.0.0.13\nHAPROXY_ADDRESS=127.0.0.1\nAPI_ADDRESS=127.0.0.1\n";
+  const F = "clients/acme/client.env";
+  const withKeys = (over: Record<string, string>) =>
+    ACME.split("\n")
+      .filter((l) => !Object.keys(over).some((k) => l.startsWith(`${k}=`)))
+      .concat(Object.entries(over).map(([k, v]) => `${k}=${v}`))
+      .join("\n");
+  const refusal = (over: Record<string, string>) => {
+    try {
+      parseClientSettings(withKeys(over), F);
+      return "ok";
+    } catch (e) {
+      if (!(e instanceof ToolkitError)) throw e;
+      return [e.message.replace(`${F}: `, "").replace(/ \(got .*\)$/, ""), e.fix];
+    }
+  };
+  const at = (key: string, value: string) => {
+    const r = refusal({ [key]: value });
+    return r === "ok" ? "ok" : String(r[0]).replace(`${key}: `, "");
+  };
+  test.each([
+    ["CLIENT_NAME", ["acme", "Acme"], ["ok", "must be 2-21 lowercase letters/digits, starting with a letter"]],
+    ["HOST", ["local", "ops@acme-server", "a b", "localx y"], ["ok", "ok", "must be local or [user@]host", "must be local or [user@]host"]],
+    ["DOMAIN", ["acme.internal", "nodot"], ["ok", "must be a DNS name like acme.internal"]],
+    ["ACCESS", ["internal", "open"], ["ok", "must be internal or public"]],
+    ["ADMIN_EMAIL", ["", "ops@acme.com", "x", "a@b@c", "a b@c", "@a@b", "a@b@"], ["ok", "ok", ...Array(5).fill("must be an e-mail address")]],
+    ["PROFILE", ["64", "48"], ["ok", "must be 16, 32 or 64 (GB)"]],
+    ["REMOTE_DIR", ["/opt/x", "rel/dir", "x/opt", "/opt/a b"], ["ok", ...Array(3).fill("must be an absolute path")]],
+    ["KEEP_RELEASES", ["2", "50", "1", "51"], ["ok", "ok", "must keep at least 2 (one to roll back to)", "must be at most 50"]],
+    ["PG_SHARED_BUFFERS", ["", "1GB", "12MB", "x1GB", "1GBx", "GB"], ["ok", "ok", "ok", ...Array(3).fill("must be a size like 1GB")]],
+    ["RUNTIME", ["native", "podman"], ["ok", "must be auto, native or docker"]],
+    ["TUNNEL", ["none", "x"], ["ok", "must be cloudflare or none"]],
+    ["TAILNET", ["none", "x"], ["ok", "must be tailscale or none"]],
+  ] as [string, string[], string[]][])("%s", (key, values, want) => {
+    expect(values.map((v) => at(key, v))).toEqual(want);
+  });
+
+  test("rules across keys: firewall, tunnel id, admin e-mail, one port per listener", () => {
+    const inside = (k: string) => `set ${k}=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing`;
+    expect(refusal({ TAILNET: "tailscale" })).toEqual(["TAILNET: customer servers stay inside their firewall", inside("TAILNET")]);
+    expect(refusal({ TUNNEL: "cloudflare", TAILNET: "tailscale", CLOUDFLARE_TUNNEL_ID: "t" })).toEqual(["TUNNEL: customer servers stay inside their firewall", inside("TUNNEL")]);
+    expect(refusal({ TUNNEL: "cloudflare", ALLOW_REMOTE_ACCESS: "true" })).toEqual(["CLOUDFLARE_TUNNEL_ID: is required with TUNNEL=cloudflare", "create the tunnel with `cloudflared tunnel create <name>` and set its UUID here"]);
+    expect(refusal({ TUNNEL: "cloudflare", TAILNET: "tailscale", ALLOW_REMOTE_ACCESS: "true", CLOUDFLARE_TUNNEL_ID: "t" })).toBe("ok");
+    expect(refusal({ ACCESS: "public" })).toEqual(["ADMIN_EMAIL: is required with ACCESS=public", "Let's Encrypt needs an account e-mail: ADMIN_EMAIL=ops@acme.com"]);
+    expect(refusal({ ACCESS: "public", ADMIN_EMAIL: "ops@acme.com" })).toBe("ok");
+    const fix = "give each environment its own port";
+    expect(refusal({ PORT_DEV: "9010" })).toEqual(["PORT_DEV: port 9010 is also used by API_PORT", fix]);
+    expect(refusal({ PORT_STAGING: "6100" })).toEqual(["PORT_STAGING: port 6100 is also used by PORT_DEV", fix]);
+    expect(refusal({ PORT_PRODUCTION: "7100" })).toEqual(["PORT_PRODUCTION: port 7100 is also used by PORT_STAGING", fix]);
+  });
+});
+
+describe("cluster.env: each rule's edge, with its exact message", () => {
+  const F = "clusters/crm/cluster.env";
+  const BASE = "CLUSTER_NAME=crm\nHOSTS=ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.3\nVIP=10.0.0.50\n";
+  const at = (key: string, value: string) => {
+    try {
+      parseClusterSettings(BASE.split("\n").filter((l) => !l.startsWith(`${key}=`)).join("\n") + `\n${key}=${value}\n`, F);
+      return "ok";
+    } catch (e) {
+      if (!(e instanceof ToolkitError)) throw e;
+      return e.message.replace(`${F}: ${key}: `, "").replace(/ \(got .*\)$/, "");
+    }
+  };
+  test.each([
+    ["HOSTS", ["Ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.3", "ops@10.0.0.1x,ops@10.0.0.2,ops@10.0.0.3"], ["each host must be user@address", "each host must be user@address"]],
+    ["VIP_PREFIX", ["8", "32", "7", "33"], ["ok", "clusters/crm/cluster.env: VIP: 10.0.0.50 is not in the network of host 10.0.0.1 (/32): the floating address must be reachable on every host's link", "must be 8-32", "must be 8-32"]],
+    ["VIP_INTERFACE", ["ens10", "eth0!", "!eth0", "a".repeat(16)], ["ok", ...Array(3).fill("must be a network interface name")]],
+    ["HOST_ROOT", ["/var/lib/h%i", "rel", "x/abs", "/a b"], ["ok", ...Array(3).fill("must be an absolute path (%i: the host's number)")]],
+    ["PG_SHARED_BUFFERS", ["2GB", "x1GB", "1GBx"], ["ok", "must be a size like 1GB", "must be a size like 1GB"]],
+    ["PG_BIN_DIR", ["/usr/lib/postgresql/15/bin", "usr/lib"], ["ok", "must be an absolute path"]],
+  ] as [string, string[], string[]][])("%s", (key, values, want) => {
+    expect(values.map((v) => at(key, v))).toEqual(want);
+  });
+
+  test("every listener's port is its own; an unknown key far from all names points to the page", () => {
+    for (const [key, port, owner] of [["PATRONI_PORT", "5432", "PG_PORT"], ["ETCD_CLIENT_PORT", "8008", "PATRONI_PORT"], ["ETCD_PEER_PORT", "2379", "ETCD_CLIENT_PORT"], ["HAPROXY_RW_PORT", "2380", "ETCD_PEER_PORT"], ["HAPROXY_STATS_PORT", "5001", "HAPROXY_RO_PORT"]]) {
+      expect(at(key!, port!)).toBe(`port ${port} is also used by ${owner}`);
+    }
+    expect(caught(() => parseClusterSettings(BASE + "ZZZZZZZZZZ=1\n", F)).fix).toBe("remove it; known keys are listed in clusters/README.md");
+  });
+
+  test("network arithmetic across an octet boundary", () => {
+    expect([sameNetwork("10.0.0.250", "10.0.1.5", 23), sameNetwork("10.0.0.250", "10.0.2.5", 23)]).toEqual([true, false]);
+  });
+});
