@@ -207,6 +207,6 @@ describe("cluster.env: each rule's edge, with its exact message", () => {
   });
 
   test("network arithmetic across an octet boundary", () => {
-    expect([sameNetwork("10.0.0.250", "10.0.1.5", 23), sameNetwork("10.0.0.250", "10.0.2.5", 23)]).toEqual([true, false]);
+    expect([sameNetwork("10.0.0.250", "10.0.1.5", 23), sameNetwork("10.0.0.250", "10.0.2.5", 23), sameNetwork("10.0.0.0", "10.0.0.1", 24)]).toEqual([true, false, true]);
   });
 });
