@@ -203,6 +203,10 @@ test-unit: deps ## Unit tests only (no cluster)
 golden: deps ## Rewrite the unit tests' golden files from the current code (tests never write them); review the diff, commit
 	$(BUN) tests/update-golden.ts
 
+.PHONY: settings-docs
+settings-docs: deps ## Rewrite envs/README.md, clients/README.md, clusters/README.md from the settings tables
+	$(BUN) scripts/settings-docs.ts
+
 .PHONY: test-integration
 test-integration: deps ## Start the test stack, run tests/integration against it file by file, tear it down
 	@STACK=$(TEST_STACK) $(BUN) scripts/clean.ts --yes >/dev/null

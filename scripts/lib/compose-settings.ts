@@ -9,6 +9,7 @@
  */
 import { createHmac } from "node:crypto";
 import type { Config } from "./config";
+import type { EnvValues } from "./settings/env";
 import { registerSecret } from "./redact";
 import { stackHttpAddress } from "./stack-files";
 
@@ -19,8 +20,7 @@ export const IMAGE_KEYS = [
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 
-/** An image reference: [registry[:port]/]name[:tag][@sha256:...], lower-case name. */
-export const IMAGE_RE = /^$|^([a-z0-9.-]+(:\d+)?\/)?[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+export { IMAGE_RE } from "./settings/rules";
 
 export interface DockerSettings {
   /** only the images the env file sets (empty keys keep the compose file's pinned default) */
@@ -31,13 +31,13 @@ export interface DockerSettings {
 }
 
 /** Built from the validated values of the SUPABASE_SITE_URL / SMTP_* / IMAGE_* block in config.ts. */
-export function dockerSettings(v: Record<string, unknown>): DockerSettings {
+export function dockerSettings(v: EnvValues): DockerSettings {
   const images: Partial<Record<ImageKey, string>> = {};
-  for (const k of IMAGE_KEYS) if (v[k]) images[k] = v[k] as string;
+  for (const k of IMAGE_KEYS) if (v[k]) images[k] = v[k];
   return {
     images,
-    siteUrl: v.SUPABASE_SITE_URL as string,
-    smtp: { host: v.SMTP_HOST as string, port: v.SMTP_PORT as number, user: v.SMTP_USER as string, adminEmail: v.SMTP_ADMIN_EMAIL as string, senderName: v.SMTP_SENDER_NAME as string },
+    siteUrl: v.SUPABASE_SITE_URL,
+    smtp: { host: v.SMTP_HOST, port: v.SMTP_PORT, user: v.SMTP_USER, adminEmail: v.SMTP_ADMIN_EMAIL, senderName: v.SMTP_SENDER_NAME },
   };
 }
 

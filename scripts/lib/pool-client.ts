@@ -6,13 +6,14 @@
  * pgbouncer's auth_file and it is RELOADed once they exist.
  */
 import type { Config } from "./config";
-import { SETTINGS } from "./config";
+import { keyMeta } from "./settings/engine";
+import { ENV_SETTINGS } from "./settings/env";
 import { poolTarget, withClient } from "./pg";
 import { syncPool } from "./pool";
 import { procSpecs } from "./native/specs";
 
 /** The port the client's DATABASE_URL (pooled) points at: the loader's default POOL_PORT. */
-export const CLIENT_POOL_PORT = Number(SETTINGS.POOL_PORT.default);
+export const CLIENT_POOL_PORT = Number(keyMeta(ENV_SETTINGS.keys.POOL_PORT).default);
 
 /** After ensureEnvironmentRoles: the environment roles may log in through the pooler. */
 export async function syncClientPool(cfg: Config): Promise<string[]> {

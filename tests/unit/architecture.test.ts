@@ -64,6 +64,8 @@ export function layerOf(file: string): Layer {
   if (parts.length === 2 || parts[1] !== "lib") return "entry";
   // scripts/lib/supabase/: the database facts every runtime applies (core itself imports them); it imports only core.
   if (parts[2] === "supabase") return "core";
+  // scripts/lib/settings/: the settings engine and its tables, which config.ts (core) loads; it imports only core.
+  if (parts[2] === "settings") return "core";
   return parts.length === 3 ? "core" : "area";
 }
 const RANK: Record<Layer, number> = { entry: 0, area: 1, core: 2 };
@@ -131,12 +133,8 @@ export function upwardImports(g: Map<string, string[]>): string[] {
   return out.sort();
 }
 
-/** Being split by another helper this round: remove each entry once its module is under the limit. */
-const OVERSIZE_ALLOWED = new Set([
-  "scripts/lib/config.ts",
-  "scripts/lib/onboard/onboard.ts",
-  "scripts/lib/access.ts",
-  "scripts/lib/deploy/deploy.ts",
+/** Modules allowed over the limit while they are being split (none today): an entry must go once its module is under it. */
+const OVERSIZE_ALLOWED = new Set<string>([
 ]);
 const MAX_LINES = 350;
 const lineCount = (f: string) => readFileSync(join(ROOT_DIR, f), "utf8").replace(/\n$/, "").split("\n").length;

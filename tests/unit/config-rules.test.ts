@@ -114,6 +114,7 @@ describe("the Config an env file becomes", () => {
       pgBinDir: "/opt/pg/bin",
       sharedBuffers: "256MB",
       databases: ["app_db", "other_db"],
+      appPortPlan: {},
       runtime: "native",
       stateDir: "/repo/st/rules",
       runtimeDir: `/tmp/pgp-${process.getuid!()}/rules`,
@@ -196,6 +197,32 @@ describe("each rule's edge, with its exact message", () => {
     expect(fixFor("PG_PORTXYZ")).toBe("did you mean PG_PORT?");
     expect(fixFor("PG_PORTWXYZ")).toBe("remove it; known keys are listed in envs/README.md");
     expect(configError(text() + "\nPG_PORTWXYZ=1").message).toBe("envs/rules.env: PG_PORTWXYZ: unknown setting");
+  });
+});
+
+describe("customer stacks stay inside the firewall", () => {
+  const remote = { TUNNEL: "cloudflare", PUBLIC_DOMAIN: "acme.example", CLOUDFLARE_TUNNEL_ID: "t-acme" };
+  const onStack = (stack: string, over: Record<string, string>) => {
+    try {
+      return parseConfig(text(over), { ...opts, stack });
+    } catch (e) {
+      if (e instanceof ConfigError) return [e.code, e.key, e.message, e.fix];
+      throw e;
+    }
+  };
+  test("a client-* stack refuses a tunnel or a tailnet unless ALLOW_REMOTE_ACCESS=true", () => {
+    expect(onStack("client-acme", remote)).toEqual(["BAD_CONFIG", "TUNNEL", 'envs/rules.env: TUNNEL: customer stacks stay inside the firewall (got "cloudflare")', "set TUNNEL=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing"]);
+    expect(onStack("client-acme", { TAILNET: "tailscale" })).toEqual(["BAD_CONFIG", "TAILNET", 'envs/rules.env: TAILNET: customer stacks stay inside the firewall (got "tailscale")', "set TAILNET=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing"]);
+    const allowed = onStack("client-acme", { ...remote, TAILNET: "tailscale", ALLOW_REMOTE_ACCESS: "true" });
+    expect(Array.isArray(allowed) ? allowed : [allowed.access.tunnel, allowed.access.tailnet, allowed.access.allowRemote]).toEqual(["cloudflare", "tailscale", true]);
+    const own = onStack("acme-client-x", { ...remote, TAILNET: "tailscale" });
+    expect(Array.isArray(own) ? own : [own.access.tunnel, own.access.tailnet, own.access.allowRemote]).toEqual(["cloudflare", "tailscale", false]);
+    const none = onStack("client-acme", {});
+    expect(Array.isArray(none) ? none : none.access.tunnel).toBe("none");
+  });
+  test("the tunnel's origin is the API address when it is loopback, else 127.0.0.1", () => {
+    expect(parseConfig(text({ API_ADDRESS: "127.0.0.5" }), opts).access.originAddress).toBe("127.0.0.5");
+    expect(parseConfig(text({ API_ADDRESS: "10.127.0.5" }), opts).access.originAddress).toBe("127.0.0.1");
   });
 });
 

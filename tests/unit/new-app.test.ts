@@ -75,22 +75,30 @@ describe("hostnames", () => {
 });
 
 describe("port plan", () => {
+  // The operator's plan lives in the stack's settings (APP_PORT_PLAN in envs/dev.env), not in library code.
+  const PLAN = parseConfig(readFileSync(`${import.meta.dir}/../../envs/dev.env`, "utf8"), { file: "envs/dev.env", stack: "dev", rootDir: "/repo", isRoot: false }).appPortPlan;
+  test("the dev stack's plan: the seeds' ports", () => {
+    expect(PLAN).toEqual({ hyperarchy: 9100, bookwriter: 9200, research_ai: 9300 });
+  });
+  test("without a plan, every app gets the next free port", () => {
+    expect(nextAppPort("hyperarchy", [])).toBe(9400);
+  });
   test("seed apps get their planned ports", () => {
-    expect(nextAppPort("hyperarchy", [])).toBe(9100);
-    expect(nextAppPort("bookwriter", [])).toBe(9200);
-    expect(nextAppPort("research_ai", [])).toBe(9300);
+    expect(nextAppPort("hyperarchy", [], [], PLAN)).toBe(9100);
+    expect(nextAppPort("bookwriter", [], [], PLAN)).toBe(9200);
+    expect(nextAppPort("research_ai", [], [], PLAN)).toBe(9300);
   });
   test("other apps get the next free port from 9400 in steps of 100, never a seed's", () => {
-    expect(nextAppPort("notes", [])).toBe(9400);
-    expect(nextAppPort("notes", [entry("a", 9400), entry("b", 9500)])).toBe(9600);
-    expect(nextAppPort("notes", [entry("hyperarchy", 9100)])).toBe(9400);
-    expect(nextAppPort("notes", [entry("a", 9400)], [9500])).toBe(9600);
+    expect(nextAppPort("notes", [], [], PLAN)).toBe(9400);
+    expect(nextAppPort("notes", [entry("a", 9400), entry("b", 9500)], [], PLAN)).toBe(9600);
+    expect(nextAppPort("notes", [entry("hyperarchy", 9100)], [], PLAN)).toBe(9400);
+    expect(nextAppPort("notes", [entry("a", 9400)], [9500], PLAN)).toBe(9600);
   });
   test("a seed whose port is taken moves to the next free one", () => {
-    expect(nextAppPort("bookwriter", [entry("other", 9200)])).toBe(9400);
+    expect(nextAppPort("bookwriter", [entry("other", 9200)], [], PLAN)).toBe(9400);
   });
   test("an app's own entry does not block its port", () => {
-    expect(nextAppPort("bookwriter", [entry("bookwriter", 9200)])).toBe(9200);
+    expect(nextAppPort("bookwriter", [entry("bookwriter", 9200)], [], PLAN)).toBe(9200);
   });
   test("port problems", () => {
     expect(portProblem(80, "x", [], cfg)).toContain("1024-65535");

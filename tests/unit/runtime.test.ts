@@ -105,7 +105,7 @@ describe("every verb goes through the runtime", () => {
   });
 
   /** Entry scripts that act on no stack's runtime: plans, URLs, a remote target, the toolkit's own tools. */
-  const RUNTIME_INDEPENDENT = ["access-plan", "alert-relay", "db-url", "deploy-client", "images-local", "keys", "cluster-deploy", "cluster-lab", "cluster-lab-down", "cluster-plan", "cluster-status", "cluster-switchover", "logs-rotate", "pool-exporter", "mutation", "rotate-jwt", "setup", "test-summary"];
+  const RUNTIME_INDEPENDENT = ["access-plan", "alert-relay", "db-url", "deploy-client", "images-local", "keys", "settings-docs", "cluster-deploy", "cluster-lab", "cluster-lab-down", "cluster-plan", "cluster-status", "cluster-switchover", "logs-rotate", "pool-exporter", "mutation", "rotate-jwt", "setup", "test-summary"];
 
   test("every entry script opens the runtime for its own verb, or acts on no runtime", () => {
     const entries = [...new Bun.Glob("*.ts").scanSync(join(ROOT_DIR, "scripts"))].map((f) => f.slice(0, -3)).sort();

@@ -5,22 +5,23 @@
  * previous release when anything after the switch fails, ROLLBACK=1 by hand,
  * and pruning to the last N releases. Returns data; never prints or exits.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT_DIR } from "../config";
 import { ToolkitError } from "../errors";
-import { run } from "../exec";
 import { redact } from "../redact";
 import { ensureClientSecrets, type ClientSecrets } from "./client-secrets";
 import { enforceGate } from "./gate";
-import { nodeModulesKey, releaseDigest, renderBundleFiles, toolkitFiles, validateBundle, writeRelease, type BundleFile, type Validation } from "./bundle";
+import { releaseDigest, renderBundleFiles, toolkitFiles, validateBundle, writeRelease, type BundleFile, type Validation } from "./bundle";
 import { preflight, type PreflightReport } from "./preflight";
 import { clientSecretsFile, clientStack, clientTlsDir, clientsDir, remoteLayout, type ClientSettings } from "./settings";
 import { openTarget, type Target } from "./target";
 import type { ApplyResult } from "./on-target";
 import { certbotCommand, ensureInternalTls, type TlsPaths } from "./tls";
+import { currentRelease, ensureStageRoot, listReleases, prune, switchCurrent, uploadRelease, withLock, type Progress } from "./releases";
 
-export type Progress = (step: string, message: string) => void;
+export { prepareRemoteDirs, releasesToPrune, uploadRelease, type Progress } from "./releases";
+
 
 export interface PlanResult {
   client: string;
@@ -44,23 +45,6 @@ export interface DeployOptions {
   progress?: Progress;
   /** first contact with the target over ssh: record its host key (TRUST_NEW_HOST=1) */
   trustNewHost?: boolean;
-}
-
-const stageRoot = (name: string) => join(ROOT_DIR, ".state", "clients", name);
-
-/** The local stage (a release with every secret, its tarball): 0700, so nothing in it is readable by others. */
-function ensureStageRoot(name: string): string {
-  const dir = stageRoot(name);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-  return dir;
-}
-
-/** An empty file only we can read, made before its first byte is written (tar then writes into it). */
-function privateFile(path: string): string {
-  rmSync(path, { force: true });
-  writeFileSync(path, "", { mode: 0o600, flag: "wx" });
-  return path;
 }
 
 /** Render and validate a release locally. Touches only the bundle's secrets/TLS (created once) and the local stage dir. */
@@ -144,92 +128,6 @@ async function upAndCheck(t: Target, s: ClientSettings, progress: Progress): Pro
   return out;
 }
 
-async function listReleases(t: Target, s: ClientSettings): Promise<number[]> {
-  const r = await t.exec(["ls", "-1", remoteLayout(s).releases], { nothrow: true });
-  return r.stdout.split("\n").map((x) => x.trim()).filter((x) => /^\d+$/.test(x)).map(Number).sort((a, b) => a - b);
-}
-
-async function currentRelease(t: Target, s: ClientSettings): Promise<number | undefined> {
-  const r = await t.exec(["readlink", remoteLayout(s).current], { nothrow: true });
-  const n = r.stdout.trim().split("/").pop();
-  return r.code === 0 && n && /^\d+$/.test(n) ? Number(n) : undefined;
-}
-
-/** Point `current` at a release atomically (a symlink renamed over the old one). */
-async function switchCurrent(t: Target, s: ClientSettings, n: number) {
-  const l = remoteLayout(s);
-  await t.exec(["ln", "-sfn", `releases/${n}`, `${l.current}.new`]);
-  await t.exec(["mv", "-T", `${l.current}.new`, l.current]);
-}
-
-/**
- * The deploy's folders on the target. incoming/ receives tarballs that hold
- * every secret and the TLS key: it is 0700 before the first byte arrives
- * (and one left 0755 by an older toolkit is tightened); the tarballs are 0600.
- */
-export async function prepareRemoteDirs(t: Target, s: ClientSettings): Promise<void> {
-  const l = remoteLayout(s);
-  await t.exec(["mkdir", "-p", l.releases, l.cache]);
-  await t.exec(["mkdir", "-p", "-m", "0700", l.incoming]);
-  await t.exec(["chmod", "0700", l.incoming]);
-}
-
-async function withLock<T>(t: Target, s: ClientSettings, fn: () => Promise<T>): Promise<T> {
-  const l = remoteLayout(s);
-  await prepareRemoteDirs(t, s);
-  const got = await t.exec(["mkdir", l.lock], { nothrow: true });
-  if (got.code !== 0) throw new ToolkitError("DEPLOY_LOCKED", `another deploy of ${s.name} holds ${l.lock} on ${t.label}`, `wait for it; if none is running, remove the lock: ssh ${s.host} rmdir ${l.lock}`);
-  try {
-    return await fn();
-  } finally {
-    await t.exec(["rmdir", l.lock], { nothrow: true });
-  }
-}
-
-/** node_modules travels once per lockfile: a cached tarball here, extracted once there, hard-linked into each release. */
-async function ensureNodeModules(t: Target, s: ClientSettings, src: string, progress: Progress): Promise<string> {
-  const key = nodeModulesKey(src);
-  const l = remoteLayout(s);
-  const dir = `${l.cache}/node_modules-${key}`;
-  if ((await t.exec(["test", "-f", `${dir}/.complete`], { nothrow: true })).code === 0) return dir;
-  const tarball = join(ROOT_DIR, ".state", "clients", `node_modules-${key}.tar`);
-  if (!existsSync(tarball)) {
-    mkdirSync(join(ROOT_DIR, ".state", "clients"), { recursive: true });
-    // The contents of the real directory (node_modules may be a symlink in a checkout).
-    await run(["tar", "-C", realpathSync(join(src, "node_modules")), "-cf", privateFile(`${tarball}.tmp`), "."], { timeoutMs: 600_000 });
-    renameSync(`${tarball}.tmp`, tarball);
-  }
-  progress("upload", `node_modules (${key}) to ${t.label}`);
-  const remoteTar = `${l.incoming}/node_modules-${key}.tar`;
-  await t.exec(["rm", "-f", remoteTar]); // a leftover keeps its old mode when written over
-  await t.put(tarball, remoteTar);
-  await t.exec(["rm", "-rf", `${dir}.tmp`]);
-  await t.exec(["mkdir", "-p", `${dir}.tmp`]);
-  await t.exec(["tar", "-C", `${dir}.tmp`, "-xf", remoteTar], { timeoutMs: 600_000 });
-  await t.exec(["touch", `${dir}.tmp/.complete`]);
-  await t.exec(["mv", "-T", `${dir}.tmp`, dir]);
-  await t.exec(["rm", "-f", remoteTar]);
-  return dir;
-}
-
-/** Upload release n (the toolkit and the bundle with its secrets) into releases/n via incoming/ (see prepareRemoteDirs). */
-export async function uploadRelease(t: Target, s: ClientSettings, plan: PlanResult, n: number, src: string, progress: Progress) {
-  const l = remoteLayout(s);
-  const nm = await ensureNodeModules(t, s, src, progress);
-  const tarball = privateFile(join(ensureStageRoot(s.name), `release-${plan.digest}.tar`));
-  await run(["tar", "-C", plan.stageDir, "-cf", tarball, "."], { timeoutMs: 300_000 });
-  const remoteTar = `${l.incoming}/release-${plan.digest}.tar`;
-  await t.exec(["rm", "-f", remoteTar]); // a leftover keeps its old mode when written over
-  await t.put(tarball, remoteTar);
-  const dir = `${l.releases}/${n}`;
-  await t.exec(["mkdir", "-m", "0700", dir]);
-  await t.exec(["tar", "-C", dir, "-xf", remoteTar]);
-  await t.exec(["cp", "-al", nm, `${dir}/node_modules`]);
-  await t.exec(["rm", "-f", remoteTar]);
-  await run(["rm", "-f", tarball]);
-  progress("upload", `release ${n} (${plan.digest}) on ${t.label}`);
-}
-
 export interface DeployResult {
   client: string;
   target: string;
@@ -302,20 +200,6 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
   } finally {
     await t.close();
   }
-}
-
-/** Which releases to delete: all but the newest `keep`, never the live one. Pure. */
-export function releasesToPrune(all: number[], keep: number, live: number): number[] {
-  const sorted = [...all].sort((a, b) => a - b);
-  const kept = new Set([...sorted.slice(-keep), live]);
-  return sorted.filter((n) => !kept.has(n));
-}
-
-/** Keep the newest KEEP_RELEASES releases (and always the live one). */
-async function prune(t: Target, s: ClientSettings, live: number): Promise<number[]> {
-  const drop = releasesToPrune(await listReleases(t, s), s.keepReleases, live);
-  for (const n of drop) await t.exec(["rm", "-rf", `${remoteLayout(s).releases}/${n}`]);
-  return drop;
 }
 
 export interface RollbackResult {

@@ -7,11 +7,12 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse as parseDotenv } from "dotenv";
-import { z } from "zod";
 import { ROOT_DIR, parseConfig, type Config } from "../config";
 import { ToolkitError } from "../errors";
 import { writeIfChanged } from "../render";
+import { CLIENT_SETTINGS, type ClientKey } from "../settings/client";
+import { keyMeta, parseSettings } from "../settings/engine";
+import { CLIENT_NAME_RE } from "../settings/rules";
 
 /** The environment ladder of the customer's main app (seeds: dev 6100, staging 7100, production 9000). */
 export const ENVIRONMENTS = ["dev", "staging", "production"] as const;
@@ -23,44 +24,8 @@ export const databaseFor = (env: EnvName) => `orchestrator_ai_${env}`;
 /** Each environment's own login role: it may connect to its own database only. */
 export const roleFor = (env: EnvName) => `orchestrator_ai_${env}_app`;
 
-export const CLIENT_NAME_RE = /^[a-z][a-z0-9]{1,20}$/;
-const ipv4 = z.string().regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "must be an IPv4 address");
-const port = z.coerce.number({ message: "must be a number" }).int("must be a whole number").min(1, "must be 1-65535").max(65535, "must be 1-65535");
-const hostname = z.string().regex(/^(?=.{1,200}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "must be a DNS name like acme.internal");
-
-/** Every key client.env may hold, its rule, a hint, and a default where one is sensible. */
-export const CLIENT_SETTINGS = {
-  CLIENT_NAME: { schema: z.string().regex(CLIENT_NAME_RE, "must be 2-21 lowercase letters/digits, starting with a letter"), hint: "e.g. CLIENT_NAME=acme" },
-  HOST: { schema: z.string().regex(/^(local|([a-z_][a-z0-9_.-]*@)?[A-Za-z0-9.-]+)$/, "must be local or [user@]host"), hint: "ssh destination, e.g. HOST=ops@acme-server, or HOST=local" },
-  SSH_PORT: { schema: port, hint: "e.g. 22", default: "22" },
-  SSH_IDENTITY: { schema: z.string(), hint: "private key file; empty: ssh's default", default: "" },
-  SSH_KNOWN_HOSTS: { schema: z.string(), hint: "the client's pinned host keys; empty: clients/<name>/known_hosts (first contact: TRUST_NEW_HOST=1)", default: "" },
-  DOMAIN: { schema: hostname, hint: "the customer's domain, e.g. DOMAIN=acme.internal" },
-  ACCESS: { schema: z.enum(["internal", "public"], { message: "must be internal or public" }), hint: "internal: private CA; public: Let's Encrypt (certbot webroot)" },
-  ADMIN_EMAIL: { schema: z.string().regex(/^$|^[^@\s]+@[^@\s]+$/, "must be an e-mail address"), hint: "Let's Encrypt account e-mail (ACCESS=public)", default: "" },
-  PROFILE: { schema: z.enum(["16", "32", "64"], { message: "must be 16, 32 or 64 (GB)" }), hint: "size profile; detected from the target's memory when first created" },
-  REMOTE_DIR: { schema: z.string().regex(/^\/[A-Za-z0-9._/-]+$/, "must be an absolute path"), hint: "where releases live on the target, e.g. /opt/pgplatform/acme" },
-  KEEP_RELEASES: { schema: z.coerce.number().int().min(2, "must keep at least 2 (one to roll back to)").max(50), hint: "e.g. 5", default: "5" },
-  MEMBER_ADDRESSES: { schema: z.string().min(1), hint: "three member addresses on the target, e.g. 127.0.0.11,127.0.0.12,127.0.0.13" },
-  HAPROXY_ADDRESS: { schema: ipv4, hint: "where HAProxy listens on the target" },
-  HAPROXY_RW_PORT: { schema: port, hint: "read-write Postgres port", default: "9012" },
-  HAPROXY_RO_PORT: { schema: port, hint: "read-only Postgres port", default: "9013" },
-  HAPROXY_STATS_PORT: { schema: port, hint: "HAProxy stats", default: "9014" },
-  API_ADDRESS: { schema: ipv4, hint: "where the stack's nginx (and the environments' TLS entries) listen" },
-  API_PORT: { schema: port, hint: "Supabase API port (seeds: 9010)", default: "9010" },
-  PORT_DEV: { schema: port, hint: "dev environment (seeds: 6100)", default: "6100" },
-  PORT_STAGING: { schema: port, hint: "staging environment (seeds: 7100)", default: "7100" },
-  PORT_PRODUCTION: { schema: port, hint: "production environment (seeds: 9000)", default: "9000" },
-  PG_SHARED_BUFFERS: { schema: z.string().regex(/^$|^\d+(kB|MB|GB)$/, "must be a size like 1GB"), hint: "empty: from the size profile", default: "" },
-  RUNTIME: { schema: z.enum(["auto", "native", "docker"], { message: "must be auto, native or docker" }), hint: "auto: native where the target has its packages, else docker when an engine answers there", default: "auto" },
-  // Inside the firewall is the customer's promise: a tunnel or a tailnet only with ALLOW_REMOTE_ACCESS=true.
-  TUNNEL: { schema: z.enum(["cloudflare", "none"], { message: "must be cloudflare or none" }), hint: "customer servers: none", default: "none" },
-  TAILNET: { schema: z.enum(["tailscale", "none"], { message: "must be tailscale or none" }), hint: "customer servers: none", default: "none" },
-  ALLOW_REMOTE_ACCESS: { schema: z.enum(["true", "false"], { message: "must be true or false" }), hint: "true only when the customer agreed in writing to a tunnel or tailnet", default: "false" },
-  CLOUDFLARE_TUNNEL_ID: { schema: z.string().regex(/^$|^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "must be the tunnel's UUID or name"), hint: "with TUNNEL=cloudflare: from `cloudflared tunnel create <name>`", default: "" },
-} as const satisfies Record<string, { schema: z.ZodTypeAny; hint: string; default?: string }>;
-
-export type ClientKey = keyof typeof CLIENT_SETTINGS;
+export { CLIENT_NAME_RE } from "../settings/rules";
+export { CLIENT_SETTINGS, type ClientKey } from "../settings/client";
 
 export interface ClientSettings {
   name: string;
@@ -104,19 +69,8 @@ export function checkClientName(name: string): string {
 
 /** Validate client.env text; `file` names it in errors. Pure. */
 export function parseClientSettings(text: string, file: string): ClientSettings {
-  const raw = parseDotenv(Buffer.from(text));
-  for (const key of Object.keys(raw)) {
-    if (!(key in CLIENT_SETTINGS)) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${key}: unknown setting`, `remove it; known keys: ${Object.keys(CLIENT_SETTINGS).join(", ")}`);
-  }
-  const v: Record<string, any> = {};
-  for (const [key, spec] of Object.entries(CLIENT_SETTINGS) as [ClientKey, (typeof CLIENT_SETTINGS)[ClientKey]][]) {
-    const value = raw[key] ?? (spec as { default?: string }).default;
-    if (value === undefined) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${key}: is missing`, `add a line ${key}=... (${spec.hint})`);
-    const r = spec.schema.safeParse(value);
-    if (!r.success) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${key}: ${r.error.issues[0]?.message ?? "is invalid"} (got ${JSON.stringify(value)})`, spec.hint);
-    v[key] = r.data;
-  }
-  const s: ClientSettings = {
+  const { values: v, raw } = parseSettings(CLIENT_SETTINGS, text, file);
+  return {
     name: v.CLIENT_NAME,
     host: v.HOST,
     sshPort: v.SSH_PORT,
@@ -128,29 +82,15 @@ export function parseClientSettings(text: string, file: string): ClientSettings 
     profile: v.PROFILE,
     remoteDir: v.REMOTE_DIR.replace(/\/+$/, ""),
     keepReleases: v.KEEP_RELEASES,
-    memberAddresses: String(v.MEMBER_ADDRESSES).split(",").map((x) => x.trim()).filter(Boolean),
+    memberAddresses: v.MEMBER_ADDRESSES,
     haproxy: { address: v.HAPROXY_ADDRESS, rwPort: v.HAPROXY_RW_PORT, roPort: v.HAPROXY_RO_PORT, statsPort: v.HAPROXY_STATS_PORT },
     api: { address: v.API_ADDRESS, port: v.API_PORT },
     ports: { dev: v.PORT_DEV, staging: v.PORT_STAGING, production: v.PORT_PRODUCTION },
     sharedBuffers: v.PG_SHARED_BUFFERS,
     runtime: v.RUNTIME,
-    raw: raw as Record<string, string>,
+    remoteAccess: { tunnel: v.TUNNEL, tailnet: v.TAILNET, allowed: v.ALLOW_REMOTE_ACCESS, tunnelId: v.CLOUDFLARE_TUNNEL_ID },
+    raw,
   };
-  for (const k of ["TUNNEL", "TAILNET"] as const) {
-    if (v[k] !== "none" && v.ALLOW_REMOTE_ACCESS !== "true") {
-      throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${k}: customer servers stay inside their firewall (got ${JSON.stringify(v[k])})`, `set ${k}=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing`);
-    }
-  }
-  if (v.TUNNEL === "cloudflare" && !v.CLOUDFLARE_TUNNEL_ID) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: CLOUDFLARE_TUNNEL_ID: is required with TUNNEL=cloudflare`, "create the tunnel with `cloudflared tunnel create <name>` and set its UUID here");
-  s.remoteAccess = { tunnel: v.TUNNEL, tailnet: v.TAILNET, allowed: v.ALLOW_REMOTE_ACCESS === "true", tunnelId: v.CLOUDFLARE_TUNNEL_ID };
-  if (s.access === "public" && !s.adminEmail) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ADMIN_EMAIL: is required with ACCESS=public`, "Let's Encrypt needs an account e-mail: ADMIN_EMAIL=ops@acme.com");
-  // Every listener on the API address needs its own port.
-  const seen = new Map<number, string>();
-  for (const [k, p] of [["API_PORT", s.api.port], ["PORT_DEV", s.ports.dev], ["PORT_STAGING", s.ports.staging], ["PORT_PRODUCTION", s.ports.production]] as const) {
-    if (seen.has(p)) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: ${k}: port ${p} is also used by ${seen.get(p)}`, "give each environment its own port");
-    seen.set(p, k);
-  }
-  return s;
 }
 
 export function loadClientSettings(name: string, base = clientsDir()): ClientSettings {
@@ -196,7 +136,7 @@ export function renderClientEnv(values: Record<string, string>): string {
   ];
   for (const [comment, keys] of SECTIONS) {
     out.push("", `# ${comment}`);
-    for (const k of keys) out.push(`${k}=${values[k] ?? (CLIENT_SETTINGS[k] as { default?: string }).default ?? ""}`);
+    for (const k of keys) out.push(`${k}=${values[k] ?? keyMeta(CLIENT_SETTINGS.keys[k]).default ?? ""}`);
   }
   return out.join("\n") + "\n";
 }

@@ -4,8 +4,7 @@
  * first looks at what exists, so a re-run changes nothing; each change pushes
  * its undo, so a failure anywhere leaves the stack as it was.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { parse as parseDotenv } from "dotenv";
+import { existsSync } from "node:fs";
 import type pg from "pg";
 import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEntry } from "../apps";
 import type { Config } from "../config";
@@ -14,7 +13,7 @@ import { run } from "../exec";
 import { procSpecs } from "../native/specs";
 import { syncPool } from "../pool";
 import { connect, quoteIdent } from "../pg";
-import { alive, runningPid } from "../procs";
+import { runningPid } from "../procs";
 import { registerSecret } from "../redact";
 import { readTemplate, writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
@@ -22,10 +21,14 @@ import { MAINTENANCE_DB_ROLES, restrictConnect } from "../supabase-db";
 import { appSupabaseEnvLines, ensureAppSupabase } from "../supabase/app";
 import { supabaseUrlFor, writeSupabaseRoutes } from "../supabase/routes";
 import { withAppsLock } from "./lock";
-import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
+import { connectAdmin, inspectApp, readEnvPassword, readIfExists, requireSecrets, restoreFile } from "./admin";
+import { applyNginx, waitNginxRoute } from "./nginx-apply";
+
+export { connectAdmin, inspectApp, readEnvPassword, readIfExists, requireSecrets, restoreFile, type AppState } from "./admin";
+export { applyNginx, waitNginxRoute } from "./nginx-apply";
 import { portFree, portHolder } from "../ports";
+import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
 import { scramMatches, scramVerifier } from "../scram";
-import { stackHttpAddress } from "../stack-files";
 
 export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry" | "pool";
 
@@ -56,125 +59,6 @@ export interface OnboardResult {
 interface Undo {
   what: string;
   run: () => Promise<void> | void;
-}
-
-/** Roles the platform connects to the maintenance database with (pg_rewind and Patroni's rewind checks). */
-
-export function requireSecrets(cfg: Config): void {
-  if (!cfg.secrets.POSTGRES_PASSWORD) {
-    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile.replace(cfg.rootDir + "/", "")} does not exist yet: the stack ${cfg.stack} has never been brought up`, `run \`make dev-up STACK=${cfg.stack}\` first`);
-  }
-  for (const v of Object.values(cfg.secrets)) registerSecret(v);
-}
-
-/**
- * A superuser connection through HAProxy's read-write port, or a clear error when the cluster is down.
- * In an app's database (which the app owns, with its public schema and its search_path setting)
- * names resolve in pg_catalog only, so nothing the app created runs as the superuser.
- */
-export async function connectAdmin(cfg: Config, database = "postgres"): Promise<pg.Client> {
-  try {
-    return await connect(cfg, { database, timeoutMs: 3000, catalogOnly: database !== "postgres" });
-  } catch (e) {
-    throw new ToolkitError(
-      "CLUSTER_DOWN",
-      `cannot reach Postgres through HAProxy at ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (stack ${cfg.stack}): ${(e as Error).message}`,
-      `start the stack with \`make dev-up STACK=${cfg.stack}\`, then check \`make status STACK=${cfg.stack}\``,
-    );
-  }
-}
-
-export interface AppState {
-  roleExists: boolean;
-  verifier: string | null;
-  dbOwner: string | null;
-  publicCanConnect: boolean | null;
-  supabaseSchema: boolean | null;
-}
-
-export async function inspectApp(admin: pg.Client, role: string, database: string): Promise<AppState> {
-  const r = await admin.query(
-    `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS role_exists,
-            (SELECT rolpassword FROM pg_authid WHERE rolname = $1) AS verifier,
-            (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $2) AS db_owner,
-            (SELECT has_database_privilege('public', oid, 'CONNECT') FROM pg_database WHERE datname = $2) AS public_connect`,
-    [role, database],
-  );
-  const row = r.rows[0];
-  return { roleExists: row.role_exists, verifier: row.verifier, dbOwner: row.db_owner, publicCanConnect: row.public_connect, supabaseSchema: null };
-}
-
-/** The password in an app's env file, if the file is there. */
-export function readEnvPassword(path: string): string | undefined {
-  if (!existsSync(path)) return undefined;
-  const url = parseDotenv(readFileSync(path)).DATABASE_URL;
-  if (!url) return undefined;
-  try {
-    return decodeURIComponent(new URL(url).password) || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export const readIfExists = (path: string) => (existsSync(path) ? readFileSync(path, "utf8") : undefined);
-
-/** Restore a file to what it was (undefined: it did not exist). */
-export function restoreFile(path: string, old: string | undefined, mode: number): void {
-  if (old === undefined) rmSync(path, { force: true });
-  else writeIfChanged(path, old, { mode });
-}
-
-/** Check the candidate nginx config and make the running nginx load it. */
-export async function applyNginx(cfg: Config): Promise<{ running: boolean }> {
-  const t = await run(nginxTestCmd(cfg), { nothrow: true, timeoutMs: 10_000 });
-  if (t.code !== 0) {
-    throw new ToolkitError("NGINX_INVALID", "nginx -t rejected the configuration", `fix the file it names (app blocks live in ${cfg.stateDir}/nginx/apps)`, t.stderr || t.stdout);
-  }
-  const pid = runningPid(procSpecs(cfg).nginx);
-  if (!pid) return { running: false };
-  // nginx re-reads its config and starts new workers; the old ones keep accepting
-  // until they are told to stop, so the reload is done only when every worker
-  // that existed before the signal has exited.
-  const before = childPids(pid);
-  process.kill(pid, "SIGHUP");
-  const deadline = Date.now() + 10_000;
-  while (before.some(alive) && Date.now() < deadline) await Bun.sleep(20);
-  if (before.some(alive)) {
-    throw new ToolkitError("NGINX_RELOAD_SLOW", "nginx did not replace its workers within 10 s", `see ${cfg.stateDir}/nginx/error.log`);
-  }
-  return { running: true };
-}
-
-/** Direct children of a process (nginx's workers), from /proc. */
-function childPids(parent: number): number[] {
-  const kids: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      // the field after the parenthesised command name: state, then ppid
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent) kids.push(Number(d));
-    } catch {}
-  }
-  return kids;
-}
-
-/** Wait until nginx answers for `domain` as app `name` (present=true) or no longer does (present=false). */
-// Each probe is a new connection (Connection: close): a pooled keep-alive connection may still be
-// served by an old worker finishing gracefully after the reload, and would show the old routes.
-export async function waitNginxRoute(cfg: Config, domain: string, name: string, present: boolean, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let served = false;
-    try {
-      const res = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" }, signal: AbortSignal.timeout(1000), redirect: "manual" });
-      await res.arrayBuffer();
-      served = res.headers.get("x-pgplatform-app") === name;
-    } catch {}
-    if (served === present) return true;
-    if (Date.now() > deadline) return false;
-    await Bun.sleep(25);
-  }
 }
 
 export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOptions = {}): Promise<OnboardResult> {

@@ -15,17 +15,16 @@ import { ToolkitError } from "../errors";
 /** The name, hostname and port rules live in scripts/lib/app-rules.ts (the registry validates with them too). */
 export { appDatabase, appNameProblem, defaultDomain, domainProblem, NAME_RULE, portProblem, stackPorts };
 
-/** The seeds' port plan; any other app gets the next free port from FIRST_FREE_PORT in steps of PORT_STEP. */
-export const PORT_PLAN: Readonly<Record<string, number>> = { hyperarchy: 9100, bookwriter: 9200, research_ai: 9300 };
+/** An app in the stack's APP_PORT_PLAN gets its planned port; any other the next free one from FIRST_FREE_PORT in steps of PORT_STEP. */
 export const FIRST_FREE_PORT = 9400;
 export const PORT_STEP = 100;
 
 /** The port plan: a seed app gets its planned port, any other the next free one (9400, 9500, ...). */
-export function nextAppPort(name: string, apps: AppEntry[], reserved: number[] = []): number {
+export function nextAppPort(name: string, apps: AppEntry[], reserved: number[] = [], plan: Readonly<Record<string, number>> = {}): number {
   const used = new Set([...apps.filter((a) => a.name !== name).map((a) => a.port), ...reserved]);
-  const planned = PORT_PLAN[name];
+  const planned = plan[name];
   if (planned !== undefined && !used.has(planned)) return planned;
-  const seedPorts = new Set(Object.values(PORT_PLAN));
+  const seedPorts = new Set(Object.values(plan));
   for (let p = FIRST_FREE_PORT; p <= 65535; p += PORT_STEP) if (!used.has(p) && !seedPorts.has(p)) return p;
   throw new Error("no free port left in the plan");
 }
@@ -46,7 +45,7 @@ export function planApp(cfg: Config, req: AppRequest, apps: AppEntry[], now = ne
     name: req.name,
     database: existing?.database ?? appDatabase(req.name),
     role: existing?.role ?? req.name,
-    port: req.port ?? existing?.port ?? nextAppPort(req.name, apps, stackPorts(cfg)),
+    port: req.port ?? existing?.port ?? nextAppPort(req.name, apps, stackPorts(cfg), cfg.appPortPlan),
     domain: req.domain ?? existing?.domain ?? defaultDomain(req.name),
     supabase: Boolean(req.supabase || existing?.supabase),
     // Written only when chosen, so entries without it (private) stay as they were.
@@ -73,7 +72,7 @@ export function requestIssues(cfg: Config, req: AppRequest, apps: AppEntry[]): R
   const existing = apps.find((a) => a.name === req.name);
   if (req.port !== undefined) {
     const pp = portProblem(req.port, req.name, apps, cfg);
-    const free = nextAppPort(req.name, apps, stackPorts(cfg));
+    const free = nextAppPort(req.name, apps, stackPorts(cfg), cfg.appPortPlan);
     if (pp) issues.push({ problem: pp, fix: `pick another port, e.g. --port ${existing?.port ?? free} (make: PORT=...), or leave it out to get the next free one from the plan` });
   }
   if (existing) {

@@ -15,7 +15,8 @@ import { withClient } from "../pg";
 import { syncPool } from "../pool";
 import { runningPid } from "../procs";
 import { withAppsLock } from "./lock";
-import { applyNginx, connectAdmin, inspectApp, requireSecrets, waitNginxRoute, readIfExists } from "./onboard";
+import { connectAdmin, inspectApp, readIfExists, requireSecrets } from "./admin";
+import { applyNginx, waitNginxRoute } from "./nginx-apply";
 import { appDatabase, appNameProblem, NAME_RULE, pgDumpCmd, pgRestoreListCmd, sql, utcStamp } from "./plan";
 
 export interface RemovalPlan {
