@@ -28,7 +28,8 @@ import { verifyBackup } from "../scripts/lib/backup/verify";
 import { connect, quoteIdent, rwTarget } from "../scripts/lib/pg";
 import { ensureSecrets } from "../scripts/lib/secrets";
 
-const USAGE = "usage: make bench-backup [STACK=<stack, must be up>] [ARGS='--gb 1 --rounds 1']\n       bun bench/backup.ts [--gb 1] [--rounds 1] [--keep-data]";
+const USAGE =
+  "usage: make bench-backup [STACK=<stack, must be up>] [ARGS='--gb 1 --rounds 1']\n       bun bench/backup.ts [--gb 1] [--rounds 1] [--keep-data]";
 const SCHEMA = "bench_backup";
 const RAW_DB = "bench_restore_raw";
 const TOOL_DB = "bench_restore_tool";
@@ -62,12 +63,18 @@ await runMain(async () => {
     const target = gb * 1024 ** 3 * 1.02;
     const size = async () => Number((await c.query("SELECT pg_database_size($1)::bigint AS b", [db])).rows[0].b);
     await c.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
-    await c.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.events (id bigint PRIMARY KEY, at timestamptz NOT NULL, user_id int NOT NULL, kind text NOT NULL, payload text NOT NULL)`);
-    await c.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.users AS SELECT g AS id, 'user ' || g AS name, md5(g::text) || '@example.com' AS email FROM generate_series(1, 100000) g`);
-    if ((await size()) < target) log(`generating ~${gb} GB in ${db}.${SCHEMA} (through HAProxy, replicated to both standbys)`);
+    await c.query(
+      `CREATE TABLE IF NOT EXISTS ${SCHEMA}.events (id bigint PRIMARY KEY, at timestamptz NOT NULL, user_id int NOT NULL, kind text NOT NULL, payload text NOT NULL)`,
+    );
+    await c.query(
+      `CREATE TABLE IF NOT EXISTS ${SCHEMA}.users AS SELECT g AS id, 'user ' || g AS name, md5(g::text) || '@example.com' AS email FROM generate_series(1, 100000) g`,
+    );
+    if ((await size()) < target)
+      log(`generating ~${gb} GB in ${db}.${SCHEMA} (through HAProxy, replicated to both standbys)`);
     const chunk = 500_000;
     while ((await size()) < target) {
-      const lo = Number((await c.query(`SELECT coalesce(max(id), 0)::bigint AS m FROM ${SCHEMA}.events`)).rows[0].m) + 1;
+      const lo =
+        Number((await c.query(`SELECT coalesce(max(id), 0)::bigint AS m FROM ${SCHEMA}.events`)).rows[0].m) + 1;
       await c.query(`SET synchronous_commit = off`);
       await c.query(
         `INSERT INTO ${SCHEMA}.events SELECT g, timestamptz '2025-01-01' + g * interval '1 second', g % 100000, (ARRAY['view','click','buy','login'])[1 + g % 4], md5(g::text) || md5((g * 7)::text) FROM generate_series(${lo}, ${lo + chunk - 1}) g`,
@@ -77,12 +84,15 @@ await runMain(async () => {
     // Replicas must have it all before we dump from one.
     const lsn = (await c.query("SELECT pg_current_wal_lsn()::text AS l")).rows[0].l;
     for (let i = 0; i < 600; i++) {
-      const lag = (await c.query("SELECT count(*)::int AS n FROM pg_stat_replication WHERE replay_lsn < $1::pg_lsn", [lsn])).rows[0].n;
+      const lag = (
+        await c.query("SELECT count(*)::int AS n FROM pg_stat_replication WHERE replay_lsn < $1::pg_lsn", [lsn])
+      ).rows[0].n;
       if (lag === 0) break;
       await Bun.sleep(500);
     }
     const dbBytes = Number((await c.query("SELECT pg_database_size($1)::bigint AS b", [db])).rows[0].b);
-    if (dbBytes < 1024 ** 3 * gb * 0.95) throw new ToolkitError("BENCH_TOO_SMALL", `${db} is only ${formatBytes(dbBytes)}`, "raise --gb");
+    if (dbBytes < 1024 ** 3 * gb * 0.95)
+      throw new ToolkitError("BENCH_TOO_SMALL", `${db} is only ${formatBytes(dbBytes)}`, "raise --gb");
     const source = await pickSource(cfg);
     log(`data: ${db} = ${formatBytes(dbBytes)}; dumping from ${source.member.name} (${source.role}); jobs 2`);
     const src = ["-h", source.member.address, "-p", String(source.member.pgPort), "-U", "postgres", "--no-password"];
@@ -93,7 +103,9 @@ await runMain(async () => {
     let lastId = "";
     for (let r = 0; r < rounds; r++) {
       const out = join(work, `raw-${r}`);
-      const [, ms] = await timed(() => run([pgBin(cfg, "pg_dump"), ...src, "-d", db, "-Fd", "-j", "2", "-f", out], { env, timeoutMs: 3_600_000 }));
+      const [, ms] = await timed(() =>
+        run([pgBin(cfg, "pg_dump"), ...src, "-d", db, "-Fd", "-j", "2", "-f", out], { env, timeoutMs: 3_600_000 }),
+      );
       rawDump.push(ms);
       log(`raw pg_dump -Fd -j2: ${secs(ms)} (${mbps(dbBytes, ms)})`);
       if (r < rounds - 1) rmSync(out, { recursive: true, force: true });
@@ -101,11 +113,15 @@ await runMain(async () => {
       toolDump.push(ms2);
       made.push(res.manifest.id);
       lastId = res.manifest.id;
-      log(`toolkit backup (dump + row counts + content checksums + sha256 manifest): ${secs(ms2)} (${mbps(dbBytes, ms2)}), ${res.manifest.files.length} files`);
+      log(
+        `toolkit backup (dump + row counts + content checksums + sha256 manifest): ${secs(ms2)} (${mbps(dbBytes, ms2)}), ${res.manifest.files.length} files`,
+      );
     }
 
     // 3. Verification, reported apart: restore into a scratch instance + row counts + content checksums + sha256.
-    const [v, verifyMs] = await timed(() => verifyBackup(cfg, backupPath(cfg, lastId), { physical: false, jobs: 2 }, quiet));
+    const [v, verifyMs] = await timed(() =>
+      verifyBackup(cfg, backupPath(cfg, lastId), { physical: false, jobs: 2 }, quiet),
+    );
     if (!v.ok) throw new ToolkitError("BENCH_VERIFY_FAILED", v.problems.join("; "));
     log(`verification: ${secs(verifyMs)}`);
 
@@ -113,17 +129,42 @@ await runMain(async () => {
     const rawDir = join(work, `raw-${rounds - 1}`);
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(RAW_DB)} WITH (FORCE)`);
     await c.query(`CREATE DATABASE ${quoteIdent(RAW_DB)}`);
-    const [, rawRestore] = await timed(() => run([pgBin(cfg, "pg_restore"), "-h", rw.host, "-p", String(rw.port), "-U", "postgres", "--no-password", "-d", RAW_DB, "-j", "2", rawDir], { env, timeoutMs: 3_600_000 }));
+    const [, rawRestore] = await timed(() =>
+      run(
+        [
+          pgBin(cfg, "pg_restore"),
+          "-h",
+          rw.host,
+          "-p",
+          String(rw.port),
+          "-U",
+          "postgres",
+          "--no-password",
+          "-d",
+          RAW_DB,
+          "-j",
+          "2",
+          rawDir,
+        ],
+        { env, timeoutMs: 3_600_000 },
+      ),
+    );
     log(`raw pg_restore -j2: ${secs(rawRestore)} (${mbps(dbBytes, rawRestore)})`);
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(RAW_DB)} WITH (FORCE)`);
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(TOOL_DB)} WITH (FORCE)`);
-    const [, toolRestore] = await timed(() => restoreDatabase(cfg, { db, from: lastId, to: TOOL_DB, confirmed: true, jobs: 2 }, quiet));
-    log(`toolkit restore (sha256 + settings + pg_restore + row counts + content checksums + rename): ${secs(toolRestore)} (${mbps(dbBytes, toolRestore)})`);
+    const [, toolRestore] = await timed(() =>
+      restoreDatabase(cfg, { db, from: lastId, to: TOOL_DB, confirmed: true, jobs: 2 }, quiet),
+    );
+    log(
+      `toolkit restore (sha256 + settings + pg_restore + row counts + content checksums + rename): ${secs(toolRestore)} (${mbps(dbBytes, toolRestore)})`,
+    );
     await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(TOOL_DB)} WITH (FORCE)`);
 
     // 5. pgBackRest full backup of the whole cluster.
     const [phys, physMs] = await timed(() => physicalBackup(cfg, { type: "full" }));
-    log(`pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)} cluster, ${formatBytes(phys.repoSize)} in repo; ${phys.note})`);
+    log(
+      `pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)} cluster, ${formatBytes(phys.repoSize)} in repo; ${phys.note})`,
+    );
 
     // 6. The same full backup into the off-site repository (BACKUP_OFFSITE), right after: goal >= 0.8x the local one.
     let off: [Awaited<ReturnType<typeof physicalBackup>>, number] | undefined;
@@ -131,20 +172,40 @@ await runMain(async () => {
       writePgbackrestFiles(cfg);
       await ensureOffsiteStanza(cfg);
       off = await timed(() => physicalBackup(cfg, { type: "full", runner: runOffsite }));
-      log(`pgBackRest full backup OFF-SITE (${offsiteTarget(cfg)}): ${secs(off[1])} (${formatBytes(off[0].repoSize)} in repo)`);
+      log(
+        `pgBackRest full backup OFF-SITE (${offsiteTarget(cfg)}): ${secs(off[1])} (${formatBytes(off[0].repoSize)} in repo)`,
+      );
     }
 
     const best = (xs: number[]) => Math.min(...xs);
     const rows = [
       ["", "raw", "toolkit", "toolkit/raw throughput"],
-      ["backup", `${secs(best(rawDump))} ${mbps(dbBytes, best(rawDump))}`, `${secs(best(toolDump))} ${mbps(dbBytes, best(toolDump))}`, (best(rawDump) / best(toolDump)).toFixed(2)],
-      ["restore", `${secs(rawRestore)} ${mbps(dbBytes, rawRestore)}`, `${secs(toolRestore)} ${mbps(dbBytes, toolRestore)}`, (rawRestore / toolRestore).toFixed(2)],
+      [
+        "backup",
+        `${secs(best(rawDump))} ${mbps(dbBytes, best(rawDump))}`,
+        `${secs(best(toolDump))} ${mbps(dbBytes, best(toolDump))}`,
+        (best(rawDump) / best(toolDump)).toFixed(2),
+      ],
+      [
+        "restore",
+        `${secs(rawRestore)} ${mbps(dbBytes, rawRestore)}`,
+        `${secs(toolRestore)} ${mbps(dbBytes, toolRestore)}`,
+        (rawRestore / toolRestore).toFixed(2),
+      ],
     ];
-    console.log(`\nbench-backup: ${formatBytes(dbBytes)} database, ${rounds} round(s), best of rounds, target toolkit/raw >= 0.85`);
+    console.log(
+      `\nbench-backup: ${formatBytes(dbBytes)} database, ${rounds} round(s), best of rounds, target toolkit/raw >= 0.85`,
+    );
     for (const r of rows) console.log(`  ${r[0]!.padEnd(8)} ${r[1]!.padEnd(22)} ${r[2]!.padEnd(22)} ${r[3]}`);
     console.log(`  verification (scratch restore + row counts + content checksums + sha256): ${secs(verifyMs)}`);
-    console.log(`  pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)}, ${phys.fromStandby ? "from a standby" : "from the primary"})`);
-    console.log(off ? `  off-site full backup: ${secs(off[1])} ${mbps(phys.size, off[1])} vs local ${mbps(phys.size, physMs)}: ${(physMs / off[1]).toFixed(2)}x the local throughput (goal >= 0.8)` : "  off-site full backup: BACKUP_OFFSITE=none, not measured");
+    console.log(
+      `  pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)}, ${phys.fromStandby ? "from a standby" : "from the primary"})`,
+    );
+    console.log(
+      off
+        ? `  off-site full backup: ${secs(off[1])} ${mbps(phys.size, off[1])} vs local ${mbps(phys.size, physMs)}: ${(physMs / off[1]).toFixed(2)}x the local throughput (goal >= 0.8)`
+        : "  off-site full backup: BACKUP_OFFSITE=none, not measured",
+    );
   } finally {
     for (const id of made) rmSync(backupPath(cfg, id), { recursive: true, force: true });
     rmSync(work, { recursive: true, force: true });

@@ -20,19 +20,41 @@ import { logLine, table } from "../scripts/lib/ui";
 const GOALS: Partial<Record<Scenario, number>> = { "kill-primary": 12, switchover: 3, "crash-postgres": 6 };
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { rounds: "number", scenario: "string" }, "usage: make bench-failover [ROUNDS=5] [SCENARIO=kill-primary,switchover,crash-postgres]");
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { rounds: "number", scenario: "string" },
+    "usage: make bench-failover [ROUNDS=5] [SCENARIO=kill-primary,switchover,crash-postgres]",
+  );
   if (flags.help) return void console.log("usage: make bench-failover [ROUNDS=5] [SCENARIO=...] (STACK must be up)");
   const scenarios = parseScenarios(flags.scenario ?? "kill-primary,switchover,crash-postgres");
-  if (!Array.isArray(scenarios)) throw new ToolkitError("BAD_SCENARIO", `unknown scenario ${scenarios.unknown.join(", ")}`);
+  if (!Array.isArray(scenarios))
+    throw new ToolkitError("BAD_SCENARIO", `unknown scenario ${scenarios.unknown.join(", ")}`);
   let cfg = loadConfig();
   ensureSecrets(cfg.secretsFile);
   cfg = loadConfig(cfg.stack);
   const rounds = flags.rounds ?? 5;
   const opts = defaultDrillOptions(cfg);
-  logLine(`bench-failover: ${scenarios.join(", ")} x ${rounds} on stack ${cfg.stack} (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
-  const res = await failoverDrill(cfg, await openRuntime(cfg, "test-failover"), scenarios, rounds, opts, (s, m) => logLine(`${s.padEnd(18)} ${m}`));
+  logLine(
+    `bench-failover: ${scenarios.join(", ")} x ${rounds} on stack ${cfg.stack} (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`,
+  );
+  const res = await failoverDrill(cfg, await openRuntime(cfg, "test-failover"), scenarios, rounds, opts, (s, m) =>
+    logLine(`${s.padEnd(18)} ${m}`),
+  );
   const s1 = (ms: number | null) => (ms === null ? "-" : (ms / 1000).toFixed(1));
-  const rows = [["scenario", "rounds", "passed", "median RTO s", "min-max s", "Patroni promote s", "RTO / promote", "budget s", "goal s", "lost writes"]];
+  const rows = [
+    [
+      "scenario",
+      "rounds",
+      "passed",
+      "median RTO s",
+      "min-max s",
+      "Patroni promote s",
+      "RTO / promote",
+      "budget s",
+      "goal s",
+      "lost writes",
+    ],
+  ];
   for (const sc of scenarios) {
     const rs = res.report.results.filter((r) => r.scenario === sc);
     const rto = rs.map((r) => r.metrics.rtoMs).filter((x): x is number => x !== null);
@@ -48,14 +70,20 @@ await runMain(async () => {
       s1(mPromo),
       mRto !== null && mPromo ? `${(mRto / mPromo).toFixed(2)}x` : "-",
       s1(defaultBudgetMs(cfg, sc)),
-      GOALS[sc] !== undefined ? `<= ${GOALS[sc]}${mRto !== null ? (mRto <= GOALS[sc]! * 1000 ? " met" : " MISSED") : ""}` : "-",
+      GOALS[sc] !== undefined
+        ? `<= ${GOALS[sc]}${mRto !== null ? (mRto <= GOALS[sc]! * 1000 ? " met" : " MISSED") : ""}`
+        : "-",
       String(rs.reduce((n, r) => n + r.metrics.lost.length, 0)),
     ]);
   }
   console.log("");
   console.log(table(rows));
-  console.log(`\nRTO: longest stretch without an acknowledged write after the fault, as a client sees it through HAProxy.`);
-  console.log(`Patroni promote: fault -> the promotion timestamp in Patroni's /history (the raw tool's own view; "-" when the timeline did not change).`);
+  console.log(
+    `\nRTO: longest stretch without an acknowledged write after the fault, as a client sees it through HAProxy.`,
+  );
+  console.log(
+    `Patroni promote: fault -> the promotion timestamp in Patroni's /history (the raw tool's own view; "-" when the timeline did not change).`,
+  );
   console.log(`report ${res.files.json.replace(cfg.rootDir + "/", "")}`);
   return res.passed ? 0 : 1;
 });

@@ -21,7 +21,8 @@ import { connect, quoteIdent, rwTarget } from "../scripts/lib/pg";
 import { ensureSecrets } from "../scripts/lib/secrets";
 import { scratchAddress, startScratchPg, type ScratchPg } from "../tests/integration/scratch-pg";
 
-const USAGE = "usage: make bench-migrate-saas [GB=1] [STACK=<stack, must be up>]\n       bun bench/migrate-saas.ts [--gb 1] [--rounds 1]";
+const USAGE =
+  "usage: make bench-migrate-saas [GB=1] [STACK=<stack, must be up>]\n       bun bench/migrate-saas.ts [--gb 1] [--rounds 1]";
 const RAW_DB = "bench_migrate_raw";
 const TOOL_DB = "bench_migrate_tool";
 const CUSTOM_ROLES = ["app_readonly", "billing_owner", "Report Bot"];
@@ -88,8 +89,17 @@ await runMain(async () => {
   try {
     log(`stack ${cfg.stack}: starting a scratch source on ${scratchAddress(cfg)}:5433`);
     source = await startScratchPg({
-      host: scratchAddress(cfg), port: 5433, name: "bench-migrate",
-      settings: { shared_buffers: "'512MB'", max_wal_size: "'8GB'", fsync: "off", full_page_writes: "off", wal_level: "minimal", max_wal_senders: "0" },
+      host: scratchAddress(cfg),
+      port: 5433,
+      name: "bench-migrate",
+      settings: {
+        shared_buffers: "'512MB'",
+        max_wal_size: "'8GB'",
+        fsync: "off",
+        full_page_writes: "off",
+        wal_level: "minimal",
+        max_wal_senders: "0",
+      },
     });
     await source.psql("postgres", join(import.meta.dir, "../tests/fixtures/supabase-source.sql"), { file: true });
     const g0 = Date.now();
@@ -102,7 +112,9 @@ await runMain(async () => {
     );
     await srcClient.end();
     const bytes = Number(size.rows[0].b);
-    log(`generated in ${((Date.now() - g0) / 1000).toFixed(0)} s: ${formatBytes(bytes)} in the migrated schemas (tables + indexes; heap ${formatBytes(Number(size.rows[0].heap))})`);
+    log(
+      `generated in ${((Date.now() - g0) / 1000).toFixed(0)} s: ${formatBytes(bytes)} in the migrated schemas (tables + indexes; heap ${formatBytes(Number(size.rows[0].heap))})`,
+    );
     if (bytes < gb * 1024 ** 3 * 0.95) log(`warning: less than ${gb} GB generated`);
 
     const results: { raw: number; tool: number; report: any }[] = [];
@@ -111,7 +123,9 @@ await runMain(async () => {
       await recreateDbs(cfg, true);
       // Raw: extensions prepared outside the timing (a raw -n dump does not carry them); the tool does this inside its time.
       const pre = await connect(cfg, { database: RAW_DB });
-      await pre.query("CREATE SCHEMA extensions; CREATE EXTENSION pgcrypto WITH SCHEMA extensions; CREATE EXTENSION citext WITH SCHEMA extensions; CREATE EXTENSION \"uuid-ossp\" WITH SCHEMA extensions;");
+      await pre.query(
+        'CREATE SCHEMA extensions; CREATE EXTENSION pgcrypto WITH SCHEMA extensions; CREATE EXTENSION citext WITH SCHEMA extensions; CREATE EXTENSION "uuid-ossp" WITH SCHEMA extensions;',
+      );
       await pre.end();
       // Same starting line for both: a fresh checkpoint (the cluster checkpoints every ~1 GB of WAL).
       const checkpoint = async () => {
@@ -126,12 +140,49 @@ await runMain(async () => {
         const t = rwTarget(cfg);
         const r0 = Date.now();
         const [dumpRes, loadRes] = await Promise.all([
-          run([join(bin, "pg_dump"), "--no-owner", "--no-privileges", ...SCHEMAS.flatMap((s) => ["-n", s]), "-h", source!.host, "-p", String(source!.port), "-U", "postgres", "-d", "postgres", "-f", fifo], { env: { PGPASSWORD: source!.password }, timeoutMs: 3_600_000, nothrow: true }),
-          run([join(bin, "psql"), "-X", "-q", "-h", t.host, "-p", String(t.port), "-U", "postgres", "-d", RAW_DB, "-f", fifo], { env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD }, timeoutMs: 3_600_000, nothrow: true }),
+          run(
+            [
+              join(bin, "pg_dump"),
+              "--no-owner",
+              "--no-privileges",
+              ...SCHEMAS.flatMap((s) => ["-n", s]),
+              "-h",
+              source!.host,
+              "-p",
+              String(source!.port),
+              "-U",
+              "postgres",
+              "-d",
+              "postgres",
+              "-f",
+              fifo,
+            ],
+            { env: { PGPASSWORD: source!.password }, timeoutMs: 3_600_000, nothrow: true },
+          ),
+          run(
+            [
+              join(bin, "psql"),
+              "-X",
+              "-q",
+              "-h",
+              t.host,
+              "-p",
+              String(t.port),
+              "-U",
+              "postgres",
+              "-d",
+              RAW_DB,
+              "-f",
+              fifo,
+            ],
+            { env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD }, timeoutMs: 3_600_000, nothrow: true },
+          ),
         ]);
         const raw = (Date.now() - r0) / 1000;
         const rawErrors = loadRes.stderr.split("\n").filter((l) => /ERROR/.test(l));
-        log(`round ${i + 1} raw pg_dump | psql: ${raw.toFixed(1)} s, ${formatBytes(bytes / raw)}/s (pg_dump exit ${dumpRes.code}, psql errors ${rawErrors.length}${rawErrors.length ? `: ${rawErrors[0]}` : ""})`);
+        log(
+          `round ${i + 1} raw pg_dump | psql: ${raw.toFixed(1)} s, ${formatBytes(bytes / raw)}/s (pg_dump exit ${dumpRes.code}, psql errors ${rawErrors.length}${rawErrors.length ? `: ${rawErrors[0]}` : ""})`,
+        );
         return raw;
       };
       const runTool = async () => {
@@ -145,9 +196,12 @@ await runMain(async () => {
           timeout: 3_600_000,
         });
         const tool = (Date.now() - m0) / 1000;
-        if (r.status !== 0) throw new Error(`migrate-saas failed (exit ${r.status}):\n${(r.stderr ?? "").slice(-3000)}`);
+        if (r.status !== 0)
+          throw new Error(`migrate-saas failed (exit ${r.status}):\n${(r.stderr ?? "").slice(-3000)}`);
         const report = JSON.parse(r.stdout);
-        log(`round ${i + 1} make migrate-saas: ${tool.toFixed(1)} s, ${formatBytes(bytes / tool)}/s, verified ${report.ok} (${report.verification.tables.length} tables); phases ${JSON.stringify(report.timings)}`);
+        log(
+          `round ${i + 1} make migrate-saas: ${tool.toFixed(1)} s, ${formatBytes(bytes / tool)}/s, verified ${report.ok} (${report.verification.tables.length} tables); phases ${JSON.stringify(report.timings)}`,
+        );
         return { tool, report };
       };
       // Alternate the order so neither side always runs second (after the other's WAL and checkpoints).

@@ -55,21 +55,38 @@ function usage(pids: number[]): { ticks: number; rssKb: number } {
   return { ticks, rssKb };
 }
 
-const pidsOf = (specs: ProcSpec[]) => specs.map((s) => runningPid(s)).filter((p): p is number => p !== undefined).flatMap(tree);
+const pidsOf = (specs: ProcSpec[]) =>
+  specs
+    .map((s) => runningPid(s))
+    .filter((p): p is number => p !== undefined)
+    .flatMap(tree);
 
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { seconds: "number" }, USAGE);
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
-  if (!cfg.monitoring.enabled) throw new ToolkitError("MONITORING_OFF", `MONITORING=false in ${cfg.file}`, "set MONITORING=true and run `make dev-up`");
+  if (!cfg.monitoring.enabled)
+    throw new ToolkitError(
+      "MONITORING_OFF",
+      `MONITORING=false in ${cfg.file}`,
+      "set MONITORING=true and run `make dev-up`",
+    );
   const seconds = flags.seconds ?? 60;
   const mon = monitoringSpecs(cfg);
   const stack = allSpecs(procSpecs(cfg));
   const down = mon.filter((s) => !runningPid(s)).map((s) => s.name);
   if (down.length) throw new ToolkitError("MONITORING_DOWN", `not running: ${down.join(", ")}`, "run `make dev-up`");
   const monLogs = new Set([...mon, logRotatorSpec(cfg)].map((s) => s.logFile));
-  const logs = () => new Map(readdirSync(cfg.logsDir).filter((f) => f.endsWith(".log")).map((f) => join(cfg.logsDir, f)).map((f) => [f, statSync(f).size]));
-  logLine(`bench-monitoring on stack ${cfg.stack}: ${seconds} s, scrape interval ${cfg.monitoring.intervalSeconds} s, ${navigator.hardwareConcurrency} cores`);
+  const logs = () =>
+    new Map(
+      readdirSync(cfg.logsDir)
+        .filter((f) => f.endsWith(".log"))
+        .map((f) => join(cfg.logsDir, f))
+        .map((f) => [f, statSync(f).size]),
+    );
+  logLine(
+    `bench-monitoring on stack ${cfg.stack}: ${seconds} s, scrape interval ${cfg.monitoring.intervalSeconds} s, ${navigator.hardwareConcurrency} cores`,
+  );
   const m0 = usage(pidsOf(mon));
   const s0 = usage(pidsOf(stack));
   const l0 = logs();
@@ -82,7 +99,10 @@ await runMain(async () => {
   const s1 = usage(pidsOf(stack));
   const l1 = logs();
   // A log rotated meanwhile (LOG_MAX_SIZE_KB) shrank: count what it had grown to before.
-  const grown = (member: boolean) => [...l1].filter(([f]) => monLogs.has(f) !== member).reduce((n, [f, size]) => n + (size >= (l0.get(f) ?? 0) ? size - (l0.get(f) ?? 0) : size), 0);
+  const grown = (member: boolean) =>
+    [...l1]
+      .filter(([f]) => monLogs.has(f) !== member)
+      .reduce((n, [f, size]) => n + (size >= (l0.get(f) ?? 0) ? size - (l0.get(f) ?? 0) : size), 0);
   const perMin = (bytes: number) => bytes / 1024 / (seconds / 60);
   const cpu = (a: { ticks: number }, b: { ticks: number }) => ((b.ticks - a.ticks) / TICK / seconds) * 100;
   const monCpu = cpu(m0, m1);
@@ -91,13 +111,36 @@ await runMain(async () => {
   const memberLogs = perMin(grown(true));
   console.log(
     table([
-        ["measured", "monitoring", "the stack itself", "ratio", "goal"],
-        ["CPU, % of one core", monCpu.toFixed(2), stackCpu.toFixed(2), (monCpu / stackCpu).toFixed(2), `<= 5 %: ${monCpu <= 5 ? "met" : "MISSED"}`],
-        ["resident MB (peak of 5 s samples)", monRss.toFixed(0), (s1.rssKb / 1024).toFixed(0), (monRss / (s1.rssKb / 1024)).toFixed(2), `<= 300 MB: ${monRss <= 300 ? "met" : "MISSED"}`],
-        ["member log growth, KB/min (whole stack)", "-", memberLogs.toFixed(1), "-", `<= 50 KB/min: ${memberLogs <= 50 ? "met" : "MISSED"}`],
-        ["monitoring's own logs, KB/min", perMin(grown(false)).toFixed(1), "-", "-", "-"],
-      ]),
+      ["measured", "monitoring", "the stack itself", "ratio", "goal"],
+      [
+        "CPU, % of one core",
+        monCpu.toFixed(2),
+        stackCpu.toFixed(2),
+        (monCpu / stackCpu).toFixed(2),
+        `<= 5 %: ${monCpu <= 5 ? "met" : "MISSED"}`,
+      ],
+      [
+        "resident MB (peak of 5 s samples)",
+        monRss.toFixed(0),
+        (s1.rssKb / 1024).toFixed(0),
+        (monRss / (s1.rssKb / 1024)).toFixed(2),
+        `<= 300 MB: ${monRss <= 300 ? "met" : "MISSED"}`,
+      ],
+      [
+        "member log growth, KB/min (whole stack)",
+        "-",
+        memberLogs.toFixed(1),
+        "-",
+        `<= 50 KB/min: ${memberLogs <= 50 ? "met" : "MISSED"}`,
+      ],
+      ["monitoring's own logs, KB/min", perMin(grown(false)).toFixed(1), "-", "-", "-"],
+    ]),
   );
-  const per = [...l1].filter(([f]) => !monLogs.has(f)).map(([f, size]) => `${f.slice(cfg.logsDir.length + 1)} ${perMin(size >= (l0.get(f) ?? 0) ? size - (l0.get(f) ?? 0) : size).toFixed(1)}`);
+  const per = [...l1]
+    .filter(([f]) => !monLogs.has(f))
+    .map(
+      ([f, size]) =>
+        `${f.slice(cfg.logsDir.length + 1)} ${perMin(size >= (l0.get(f) ?? 0) ? size - (l0.get(f) ?? 0) : size).toFixed(1)}`,
+    );
   console.log(`member logs, KB/min each: ${per.join(", ")}`);
 });

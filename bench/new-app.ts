@@ -29,9 +29,14 @@ const fmt = (ms: number) => `${ms.toFixed(0)} ms`;
 
 function timedScript(args: string[]): { ms: number; json: any } {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, ["scripts/new-app.ts", ...args], { cwd: ROOT, env: process.env, encoding: "utf8" });
+  const r = spawnSync(process.execPath, ["scripts/new-app.ts", ...args], {
+    cwd: ROOT,
+    env: process.env,
+    encoding: "utf8",
+  });
   const ms = performance.now() - t0;
-  if (r.status !== 0) throw new ToolkitError("BENCH_FAILED", `new-app ${args.join(" ")} exited ${r.status}`, undefined, r.stderr);
+  if (r.status !== 0)
+    throw new ToolkitError("BENCH_FAILED", `new-app ${args.join(" ")} exited ${r.status}`, undefined, r.stderr);
   return { ms, json: JSON.parse(r.stdout) };
 }
 
@@ -44,7 +49,25 @@ await runMain(async () => {
   cfg = loadConfig(cfg.stack);
   const psqlEnv = { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "5" };
   const psql = (...statements: string[]) =>
-    run([`${cfg.pgBinDir}/psql`, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", cfg.haproxy.address, "-p", String(cfg.haproxy.rwPort), "-U", "postgres", "-d", "postgres", ...statements.flatMap((s) => ["-c", s])], { env: psqlEnv });
+    run(
+      [
+        `${cfg.pgBinDir}/psql`,
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        cfg.haproxy.address,
+        "-p",
+        String(cfg.haproxy.rwPort),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        ...statements.flatMap((s) => ["-c", s]),
+      ],
+      { env: psqlEnv },
+    );
 
   const create: number[] = [];
   const inProcess: number[] = [];
@@ -69,7 +92,11 @@ await runMain(async () => {
     const rawName = `bench_raw_${i}`;
     await psql(`DROP DATABASE IF EXISTS ${rawName}_db`, `DROP ROLE IF EXISTS ${rawName}`);
     const t0 = performance.now();
-    await psql(`CREATE ROLE ${rawName} LOGIN PASSWORD 'bench-password-not-secret'`, `CREATE DATABASE ${rawName}_db OWNER ${rawName}`, `REVOKE ALL ON DATABASE ${rawName}_db FROM PUBLIC`);
+    await psql(
+      `CREATE ROLE ${rawName} LOGIN PASSWORD 'bench-password-not-secret'`,
+      `CREATE DATABASE ${rawName}_db OWNER ${rawName}`,
+      `REVOKE ALL ON DATABASE ${rawName}_db FROM PUBLIC`,
+    );
     raw.push(performance.now() - t0);
     await psql(`DROP DATABASE IF EXISTS ${rawName}_db`, `DROP ROLE IF EXISTS ${rawName}`);
   }
@@ -87,5 +114,7 @@ await runMain(async () => {
   );
   const ratio = median(create) / median(raw);
   const target = median(create) <= 2000;
-  console.log(`\nratio new-app / raw psql: ${ratio.toFixed(1)}x   target <= 2 s end to end: ${target ? "met" : "MISSED"} (${fmt(median(create))})`);
+  console.log(
+    `\nratio new-app / raw psql: ${ratio.toFixed(1)}x   target <= 2 s end to end: ${target ? "met" : "MISSED"} (${fmt(median(create))})`,
+  );
 });

@@ -69,11 +69,22 @@ function readLogs(dir: string): { p95Ms: number | null; longestStallMs: number |
   return { p95Ms: lat[Math.floor(lat.length * 0.95)]!, longestStallMs: gap };
 }
 
-async function pgbench(_cfg: Config, t: Target, password: string, args: string[], during?: () => Promise<void>): Promise<PgbenchResult> {
+async function pgbench(
+  _cfg: Config,
+  t: Target,
+  password: string,
+  args: string[],
+  during?: () => Promise<void>,
+): Promise<PgbenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "pgp-bench-pool-"));
   const t0 = Date.now();
   try {
-    const p = run(pgbenchCmd(t, `${APP}_db`, APP, ["-l", ...args]), { cwd: dir, env: { PGPASSWORD: password }, nothrow: true, timeoutMs: 900_000 });
+    const p = run(pgbenchCmd(t, `${APP}_db`, APP, ["-l", ...args]), {
+      cwd: dir,
+      env: { PGPASSWORD: password },
+      nothrow: true,
+      timeoutMs: 900_000,
+    });
     if (during) await during();
     const r = await p;
     const out = r.stdout + r.stderr;
@@ -82,7 +93,8 @@ async function pgbench(_cfg: Config, t: Target, password: string, args: string[]
     // pgbench 15: "client 3 script 0 aborted in command 5 query 0: FATAL: ..."
     const abortedClients = (out.match(/client \d+ (script \d+ )?aborted/g) ?? []).length;
     const failedLine = out.match(/number of failed transactions: .*/)?.[0] ?? "";
-    if (!transactions && !abortedClients) throw new ToolkitError("PGBENCH_FAILED", `pgbench (${t.label}) processed nothing`, undefined, out.slice(-2000));
+    if (!transactions && !abortedClients)
+      throw new ToolkitError("PGBENCH_FAILED", `pgbench (${t.label}) processed nothing`, undefined, out.slice(-2000));
     return { tps, transactions, abortedClients, failedLine, ms: Date.now() - t0, ...readLogs(dir) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -90,7 +102,19 @@ async function pgbench(_cfg: Config, t: Target, password: string, args: string[]
 }
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { clients: "number", seconds: "number", switchClients: "number", switchSeconds: "number", scale: "number", idle: "number", keep: "boolean" }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    {
+      clients: "number",
+      seconds: "number",
+      switchClients: "number",
+      switchSeconds: "number",
+      scale: "number",
+      idle: "number",
+      keep: "boolean",
+    },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
   let cfg = loadConfig();
   ensureSecrets(cfg.secretsFile);
@@ -102,7 +126,9 @@ await runMain(async () => {
   const scale = flags.scale ?? 10;
   const idle = flags.idle ?? 1000;
   const cores = navigator.hardwareConcurrency;
-  logLine(`bench-pool on stack ${cfg.stack}: ${cores} cores; pgbench ${clients} clients x ${seconds} s, switchover under ${switchClients} clients x ${switchSeconds} s, scale ${scale}`);
+  logLine(
+    `bench-pool on stack ${cfg.stack}: ${cores} cores; pgbench ${clients} clients x ${seconds} s, switchover under ${switchClients} clients x ${switchSeconds} s, scale ${scale}`,
+  );
 
   if (!findApp(cfg, APP)) await onboardApp(cfg, { name: APP, port: 29990 });
   const env = readFileSync(appEnvPath(cfg, APP), "utf8");
@@ -111,15 +137,29 @@ await runMain(async () => {
   const direct: Target = { label: "direct", host: cfg.haproxy.address, port: cfg.haproxy.rwPort };
   try {
     logLine(`pgbench -i -s ${scale} (direct)`);
-    await run(pgbenchCmd(direct, `${APP}_db`, APP, ["-i", "-q", "-s", String(scale)]).filter((a) => a !== "-n"), { env: { PGPASSWORD: password }, timeoutMs: 900_000 });
+    await run(
+      pgbenchCmd(direct, `${APP}_db`, APP, ["-i", "-q", "-s", String(scale)]).filter((a) => a !== "-n"),
+      { env: { PGPASSWORD: password }, timeoutMs: 900_000 },
+    );
 
     // 1. Throughput, side by side.
     const thr: [string, PgbenchResult, PgbenchResult][] = [];
-    for (const [mode, extra] of [["select-only", ["-S"]], ["tpcb-like", []]] as const) {
+    for (const [mode, extra] of [
+      ["select-only", ["-S"]],
+      ["tpcb-like", []],
+    ] as const) {
       const res: Record<string, PgbenchResult> = {};
       for (const t of [direct, pooled]) {
         logLine(`${mode} ${t.label}: pgbench -c ${clients} -j 2 -T ${seconds}`);
-        res[t.label] = await pgbench(cfg, t, password, [...extra, "-c", String(clients), "-j", "2", "-T", String(seconds)]);
+        res[t.label] = await pgbench(cfg, t, password, [
+          ...extra,
+          "-c",
+          String(clients),
+          "-j",
+          "2",
+          "-T",
+          String(seconds),
+        ]);
       }
       thr.push([mode, res.pooled!, res.direct!]);
     }
@@ -129,12 +169,20 @@ await runMain(async () => {
     for (const t of [pooled, direct]) {
       let pausedMs = 0;
       logLine(`switchover under pgbench ${t.label}: -c ${switchClients} -j 2 -T ${switchSeconds}`);
-      const r = await pgbench(cfg, t, password, ["-c", String(switchClients), "-j", "2", "-T", String(switchSeconds)], async () => {
-        await Bun.sleep(Math.min(10_000, (switchSeconds * 1000) / 3));
-        const m = await runMaintenance(cfg, planSwitchover((await clusterView(cfg))!), { healthWaitMs: 60_000 });
-        pausedMs = m.pausedMs;
-        logLine(`  switchover ${m.plan.leader} -> ${m.plan.candidate} in ${(m.ms / 1000).toFixed(1)} s (pooler paused ${(m.pausedMs / 1000).toFixed(1)} s)`);
-      });
+      const r = await pgbench(
+        cfg,
+        t,
+        password,
+        ["-c", String(switchClients), "-j", "2", "-T", String(switchSeconds)],
+        async () => {
+          await Bun.sleep(Math.min(10_000, (switchSeconds * 1000) / 3));
+          const m = await runMaintenance(cfg, planSwitchover((await clusterView(cfg))!), { healthWaitMs: 60_000 });
+          pausedMs = m.pausedMs;
+          logLine(
+            `  switchover ${m.plan.leader} -> ${m.plan.candidate} in ${(m.ms / 1000).toFixed(1)} s (pooler paused ${(m.pausedMs / 1000).toFixed(1)} s)`,
+          );
+        },
+      );
       sw.push([t, r, pausedMs]);
     }
 
@@ -146,7 +194,13 @@ await runMain(async () => {
       for (let i = 0; i < idle; i += 50) {
         const batch = await Promise.all(
           Array.from({ length: Math.min(50, idle - i) }, async () => {
-            const c = new pg.Client({ host: pooled.host, port: pooled.port, user: APP, password, database: `${APP}_db` });
+            const c = new pg.Client({
+              host: pooled.host,
+              port: pooled.port,
+              user: APP,
+              password,
+              database: `${APP}_db`,
+            });
             c.on("error", () => {});
             await c.connect();
             await c.query("SELECT 1");
@@ -163,30 +217,66 @@ await runMain(async () => {
 
     const f1 = (x: number | null) => (x === null ? "-" : x.toFixed(1));
     console.log("");
-    console.log(table([
-      ["throughput", "pooled TPS", "direct TPS", "pooled/direct", "pooled p95 ms", "direct p95 ms", "goal"],
-      ...thr.map(([mode, p, d]) => [mode, f1(p.tps), f1(d.tps), d.tps ? `${(p.tps / d.tps).toFixed(2)}x` : "-", f1(p.p95Ms), f1(d.p95Ms), `>= 0.9x, p95 < 100 ms: ${p.tps >= 0.9 * d.tps && (p.p95Ms ?? 1e9) < 100 ? "met" : "MISSED"}`]),
-    ]));
-    console.log("");
-    console.log(table([
-      ["switchover under pgbench", "ran s", "transactions", "aborted clients (failed)", "pgbench failed line", "longest stall s", "pooler paused s", "goal"],
-      ...sw.map(([t, r, paused]) => [
-        t.label,
-        `${(r.ms / 1000).toFixed(0)} of ${switchSeconds}`,
-        String(r.transactions),
-        `${r.abortedClients}/${switchClients}`,
-        r.failedLine.replace("number of failed transactions: ", "") || "-",
-        r.longestStallMs === null ? "-" : (r.longestStallMs / 1000).toFixed(2),
-        t.label === "pooled" ? (paused / 1000).toFixed(1) : "-",
-        t.label === "pooled" ? `0 failed, stall <= 3 s: ${r.abortedClients === 0 && (r.longestStallMs ?? 1e9) <= 3000 ? "met" : "MISSED"}` : "(shown for comparison)",
+    console.log(
+      table([
+        ["throughput", "pooled TPS", "direct TPS", "pooled/direct", "pooled p95 ms", "direct p95 ms", "goal"],
+        ...thr.map(([mode, p, d]) => [
+          mode,
+          f1(p.tps),
+          f1(d.tps),
+          d.tps ? `${(p.tps / d.tps).toFixed(2)}x` : "-",
+          f1(p.p95Ms),
+          f1(d.p95Ms),
+          `>= 0.9x, p95 < 100 ms: ${p.tps >= 0.9 * d.tps && (p.p95Ms ?? 1e9) < 100 ? "met" : "MISSED"}`,
+        ]),
       ]),
-    ]));
+    );
     console.log("");
-    console.log(table([["idle clients held by the pooler", "server connections", "goal"], [String(held.length), String(servers), `<= 20: ${servers >= 0 && servers <= 20 ? "met" : "MISSED"}`]]));
-    console.log(`\npooled: ${pooled.host}:${pooled.port} (pgbouncer, transaction mode, default_pool_size ${cfg.pool.defaultPoolSize}); direct: ${direct.host}:${direct.port} (HAProxy read-write).`);
-    console.log(`A direct client whose connection is cut by the switchover is aborted by pgbench (counted as failed); the longest stall is the longest gap between two completed transactions (pgbench -l), so a run whose clients all aborted shows only the gaps before that.`);
-    if (cores <= 2) console.log(`Measured on ${cores} shared cores: pgbench, pgbouncer, HAProxy and three Postgres compete for them, so the ratios mean more than the absolute figures.`);
+    console.log(
+      table([
+        [
+          "switchover under pgbench",
+          "ran s",
+          "transactions",
+          "aborted clients (failed)",
+          "pgbench failed line",
+          "longest stall s",
+          "pooler paused s",
+          "goal",
+        ],
+        ...sw.map(([t, r, paused]) => [
+          t.label,
+          `${(r.ms / 1000).toFixed(0)} of ${switchSeconds}`,
+          String(r.transactions),
+          `${r.abortedClients}/${switchClients}`,
+          r.failedLine.replace("number of failed transactions: ", "") || "-",
+          r.longestStallMs === null ? "-" : (r.longestStallMs / 1000).toFixed(2),
+          t.label === "pooled" ? (paused / 1000).toFixed(1) : "-",
+          t.label === "pooled"
+            ? `0 failed, stall <= 3 s: ${r.abortedClients === 0 && (r.longestStallMs ?? 1e9) <= 3000 ? "met" : "MISSED"}`
+            : "(shown for comparison)",
+        ]),
+      ]),
+    );
+    console.log("");
+    console.log(
+      table([
+        ["idle clients held by the pooler", "server connections", "goal"],
+        [String(held.length), String(servers), `<= 20: ${servers >= 0 && servers <= 20 ? "met" : "MISSED"}`],
+      ]),
+    );
+    console.log(
+      `\npooled: ${pooled.host}:${pooled.port} (pgbouncer, transaction mode, default_pool_size ${cfg.pool.defaultPoolSize}); direct: ${direct.host}:${direct.port} (HAProxy read-write).`,
+    );
+    console.log(
+      `A direct client whose connection is cut by the switchover is aborted by pgbench (counted as failed); the longest stall is the longest gap between two completed transactions (pgbench -l), so a run whose clients all aborted shows only the gaps before that.`,
+    );
+    if (cores <= 2)
+      console.log(
+        `Measured on ${cores} shared cores: pgbench, pgbouncer, HAProxy and three Postgres compete for them, so the ratios mean more than the absolute figures.`,
+      );
   } finally {
-    if (!flags.keep) await removeApp(cfg, APP).catch((e) => logLine(`could not remove ${APP}: ${(e as Error).message}`));
+    if (!flags.keep)
+      await removeApp(cfg, APP).catch((e) => logLine(`could not remove ${APP}: ${(e as Error).message}`));
   }
 });

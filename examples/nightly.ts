@@ -28,6 +28,7 @@ try {
   console.log(JSON.stringify({ stack: s.stack, leader, backup: report.id, status: report.manifest.status, freeBytes }));
 } catch (err) {
   // Errors carry what failed and what to do next, like the make targets print them.
-  if (err instanceof ToolkitError) console.error(`nightly: [${err.code}] ${err.message}${err.fix ? `\n  fix: ${err.fix}` : ""}`);
+  if (err instanceof ToolkitError)
+    console.error(`nightly: [${err.code}] ${err.message}${err.fix ? `\n  fix: ${err.fix}` : ""}`);
   throw err;
 }

@@ -25,7 +25,10 @@ await runMain(async () => {
   const plan = planAccess(cfg, apps);
   if (flags.json) {
     const cloudflared = cfg.access.tunnel === "cloudflare" ? renderCloudflared(cfg, apps) : undefined;
-    const serve = cfg.access.tailnet === "tailscale" ? { config: renderServe(cfg, apps), commands: serveCommands(apps) } : undefined;
+    const serve =
+      cfg.access.tailnet === "tailscale"
+        ? { config: renderServe(cfg, apps), commands: serveCommands(apps) }
+        : undefined;
     console.log(JSON.stringify({ ...plan, cloudflared, serve }, null, 2));
     return plan.problems.length ? 1 : 0;
   }

@@ -17,10 +17,21 @@ await runMain(async () => {
   if (flags.help) return void console.log(USAGE);
   if (!flags.stack) throw new ToolkitError("USAGE", "--stack is required", USAGE);
   const cfg = loadConfig(flags.stack);
-  if (!cfg.backup.alertCommand) throw new ToolkitError("NO_ALERT_COMMAND", `BACKUP_ALERT_COMMAND is empty in ${cfg.file}`, "set it, or leave the relay off (dev-up starts it only when it is set)");
+  if (!cfg.backup.alertCommand)
+    throw new ToolkitError(
+      "NO_ALERT_COMMAND",
+      `BACKUP_ALERT_COMMAND is empty in ${cfg.file}`,
+      "set it, or leave the relay off (dev-up starts it only when it is set)",
+    );
   const token = readFileSync(monitoringFiles(cfg).relayToken, "utf8").trim();
   const log = (l: string) => console.log(`${new Date().toISOString()} ${l}`);
-  Bun.serve({ hostname: cfg.monitoring.address, port: relayPort(cfg), fetch: relayHandler(cfg.stack, token, cfg.backup.alertCommand, log) });
-  log(`alert relay on http://${cfg.monitoring.address}:${relayPort(cfg)}/alert -> ${cfg.backup.alertCommand.split(/\s+/)[0]}`);
+  Bun.serve({
+    hostname: cfg.monitoring.address,
+    port: relayPort(cfg),
+    fetch: relayHandler(cfg.stack, token, cfg.backup.alertCommand, log),
+  });
+  log(
+    `alert relay on http://${cfg.monitoring.address}:${relayPort(cfg)}/alert -> ${cfg.backup.alertCommand.split(/\s+/)[0]}`,
+  );
   await new Promise(() => {});
 });

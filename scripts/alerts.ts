@@ -7,7 +7,8 @@ import { parseFlags } from "./lib/flags";
 import { fetchRuleStates } from "./lib/monitoring";
 import { table } from "./lib/ui";
 
-const USAGE = "usage: make alerts [STACK=dev]   (bun scripts/alerts.ts [--json])\nevery alert rule (monitoring/alerts.yml.tmpl) and its state; exit 1 when one fires";
+const USAGE =
+  "usage: make alerts [STACK=dev]   (bun scripts/alerts.ts [--json])\nevery alert rule (monitoring/alerts.yml.tmpl) and its state; exit 1 when one fires";
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
@@ -22,7 +23,15 @@ await runMain(async () => {
   const rows = [["alert", "state", "where", "since"]];
   for (const r of rules) {
     if (r.active.length === 0) rows.push([r.alert, r.state, "", ""]);
-    for (const a of r.active) rows.push([r.alert, a.state, Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(" "), a.since.replace(/\.\d+Z$/, "Z")]);
+    for (const a of r.active)
+      rows.push([
+        r.alert,
+        a.state,
+        Object.entries(a.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" "),
+        a.since.replace(/\.\d+Z$/, "Z"),
+      ]);
   }
   console.log(table(rows));
   for (const r of rules.filter((x) => x.state === "firing")) console.log(`\n${r.alert}: ${r.runbook}`);

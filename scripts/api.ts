@@ -45,7 +45,8 @@ const silent = () => {};
 export async function devUp(o: StackOption & { install?: boolean; progress?: Progress } = {}) {
   let cfg = config(o);
   const runtime = (await openRuntime(cfg, "dev-up")).name;
-  if (runtime === "native" && o.install !== false) await ensureOsPackages({ quiet: true, monitoring: cfg.monitoring.enabled });
+  if (runtime === "native" && o.install !== false)
+    await ensureOsPackages({ quiet: true, monitoring: cfg.monitoring.enabled });
   ensureSecrets(cfg.secretsFile, cfg.databases);
   cfg = loadConfig(cfg.stack); // with its secrets
   const up = await runtimeFor(cfg, runtime).up(o.progress ?? silent);
@@ -67,7 +68,12 @@ export async function status(o: StackOption = {}) {
 
 const backupConfig = (o: StackOption) => {
   const cfg = config(o);
-  if (!cfg.secrets?.POSTGRES_PASSWORD) throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} has no POSTGRES_PASSWORD`, "bring the stack up first: `make dev-up`");
+  if (!cfg.secrets?.POSTGRES_PASSWORD)
+    throw new ToolkitError(
+      "NO_SECRETS",
+      `${cfg.secretsFile} has no POSTGRES_PASSWORD`,
+      "bring the stack up first: `make dev-up`",
+    );
   return cfg;
 };
 
@@ -79,10 +85,14 @@ export async function backup(o: StackOption & BackupOptions & { alertUrl?: strin
   const cfg = backupConfig(o);
   await openRuntime(cfg, "backup");
   return withBackupCommand(cfg, "backup", { alert: { url: o.alertUrl }, silent: true }, ({ progress }) =>
-    runBackup(cfg, { databases: o.databases, verify: o.verify ?? true, physical: o.physical ?? true, physicalType: o.physicalType }, (s, m, f) => {
-      progress(s, m, f);
-      o.progress?.(s, m, f);
-    }),
+    runBackup(
+      cfg,
+      { databases: o.databases, verify: o.verify ?? true, physical: o.physical ?? true, physicalType: o.physicalType },
+      (s, m, f) => {
+        progress(s, m, f);
+        o.progress?.(s, m, f);
+      },
+    ),
   );
 }
 
@@ -93,7 +103,9 @@ export async function backup(o: StackOption & BackupOptions & { alertUrl?: strin
 export async function restore(o: StackOption & RestoreOptions) {
   const cfg = backupConfig(o);
   await openRuntime(cfg, "restore");
-  return withBackupCommand(cfg, "restore", { alert: false, silent: true }, ({ progress }) => restoreDatabase(cfg, o, progress));
+  return withBackupCommand(cfg, "restore", { alert: false, silent: true }, ({ progress }) =>
+    restoreDatabase(cfg, o, progress),
+  );
 }
 
 /** `make switchover [TO=…]`: planned leader change with clients held in pgbouncer. */
@@ -101,7 +113,12 @@ export async function switchover(o: StackOption & { to?: string; restartMember?:
   const cfg = config(o);
   await openRuntime(cfg, o.restartMember !== undefined ? "restart-member" : "switchover");
   const view = await clusterView(cfg);
-  if (!view) throw new ToolkitError("CLUSTER_DOWN", "no Patroni member answers on its REST API", `start the stack with \`make dev-up STACK=${cfg.stack}\``);
+  if (!view)
+    throw new ToolkitError(
+      "CLUSTER_DOWN",
+      "no Patroni member answers on its REST API",
+      `start the stack with \`make dev-up STACK=${cfg.stack}\``,
+    );
   const plan = o.restartMember !== undefined ? planRestart(view, o.restartMember) : planSwitchover(view, o.to);
   return runMaintenance(cfg, plan, { signal: o.signal });
 }

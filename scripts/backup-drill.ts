@@ -24,7 +24,9 @@ await runMain(async () => {
   if (flags.help) return void console.log(USAGE);
   const cfg = loadBackupConfig();
   await openRuntime(cfg, "backup-drill");
-  const r = await withBackupCommand(cfg, "backup-drill", { silent: flags.json }, ({ progress }) => runDrill(cfg, progress));
+  const r = await withBackupCommand(cfg, "backup-drill", { silent: flags.json }, ({ progress }) =>
+    runDrill(cfg, progress),
+  );
   if (flags.json) return void console.log(JSON.stringify(r, null, 2));
   note(
     [

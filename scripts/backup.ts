@@ -22,14 +22,43 @@ a lock refuses overlapping runs, lines go to <state>/logs/backup.log, and any
 failure exits 1 and fires BACKUP_ALERT_URL / BACKUP_ALERT_COMMAND.`;
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { db: "string", noVerify: "boolean", logicalOnly: "boolean", type: "string", alertUrl: "string", alertCommand: "string", json: "boolean" }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    {
+      db: "string",
+      noVerify: "boolean",
+      logicalOnly: "boolean",
+      type: "string",
+      alertUrl: "string",
+      alertCommand: "string",
+      json: "boolean",
+    },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
-  if (flags.type && !["full", "diff"].includes(flags.type)) throw new ToolkitError("BAD_FLAG", `--type must be full or diff (got ${flags.type})`, USAGE);
+  if (flags.type && !["full", "diff"].includes(flags.type))
+    throw new ToolkitError("BAD_FLAG", `--type must be full or diff (got ${flags.type})`, USAGE);
   const cfg = loadBackupConfig();
   await openRuntime(cfg, "backup");
-  const databases = flags.db?.split(",").map((s) => s.trim()).filter(Boolean);
-  const report = await withBackupCommand(cfg, "backup", { alert: { url: flags.alertUrl, command: flags.alertCommand }, silent: flags.json }, ({ progress }) =>
-    runBackup(cfg, { databases, verify: !flags.noVerify, physical: !flags.logicalOnly, physicalType: flags.type as "full" | "diff" | undefined }, progress),
+  const databases = flags.db
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const report = await withBackupCommand(
+    cfg,
+    "backup",
+    { alert: { url: flags.alertUrl, command: flags.alertCommand }, silent: flags.json },
+    ({ progress }) =>
+      runBackup(
+        cfg,
+        {
+          databases,
+          verify: !flags.noVerify,
+          physical: !flags.logicalOnly,
+          physicalType: flags.type as "full" | "diff" | undefined,
+        },
+        progress,
+      ),
   );
   // Loud at every run, on stderr so cron mails it: an encrypted backup without its passphrase is no backup.
   if (report.offsite?.warning) process.stderr.write(`\n${report.offsite.warning}\n\n`);
@@ -43,9 +72,19 @@ await runMain(async () => {
     `databases    ${m.databases.map((d) => `${d.name} (${d.tables.length} tables)`).join(", ")}`,
     `logical      ${formatBytes(dumpBytes)} in ${m.files.length} files, ${(report.ms.dump / 1000).toFixed(1)} s`,
   ];
-  if (report.physical) lines.push(`physical     ${report.physical.type} ${report.physical.label}, ${formatBytes(report.physical.repoSize)} in repo, ${(report.ms.physical / 1000).toFixed(1)} s; ${report.physical.note}`);
-  lines.push(report.verification ? `verified     ${report.verification.ok ? "yes" : "NO"} (restore + row counts + content checksums + database properties + sha256${report.physical ? " + pgbackrest verify" : ""}), ${(report.ms.verify / 1000).toFixed(1)} s` : "verified     no (--no-verify: not marked good)");
-  if (report.retention) lines.push(`retention    kept ${report.retention.keep.length}, deleted ${report.retention.delete.length ? report.retention.delete.join(", ") : "none"}`);
+  if (report.physical)
+    lines.push(
+      `physical     ${report.physical.type} ${report.physical.label}, ${formatBytes(report.physical.repoSize)} in repo, ${(report.ms.physical / 1000).toFixed(1)} s; ${report.physical.note}`,
+    );
+  lines.push(
+    report.verification
+      ? `verified     ${report.verification.ok ? "yes" : "NO"} (restore + row counts + content checksums + database properties + sha256${report.physical ? " + pgbackrest verify" : ""}), ${(report.ms.verify / 1000).toFixed(1)} s`
+      : "verified     no (--no-verify: not marked good)",
+  );
+  if (report.retention)
+    lines.push(
+      `retention    kept ${report.retention.keep.length}, deleted ${report.retention.delete.length ? report.retention.delete.join(", ") : "none"}`,
+    );
   if (report.offsite) lines.push(offsiteLine(report.offsite));
   lines.push(`log          ${backupLogPath(cfg)}`);
   note(lines.join("\n"), "backup");

@@ -24,7 +24,12 @@ await runMain(async () => {
   if (planIsEmpty(plan)) return void logLine(`stack ${cfg.stack}: nothing to clean`);
   const lines = describeClean(cfg, plan, opts);
   if (!(flags.yes || envFlag("YES"))) {
-    if (!isInteractive()) throw new ToolkitError("NEEDS_CONFIRMATION", `make clean deletes all data of stack ${cfg.stack}:\n  ${lines.join("\n  ")}`, "re-run with YES=1 (make) or --yes (script)");
+    if (!isInteractive())
+      throw new ToolkitError(
+        "NEEDS_CONFIRMATION",
+        `make clean deletes all data of stack ${cfg.stack}:\n  ${lines.join("\n  ")}`,
+        "re-run with YES=1 (make) or --yes (script)",
+      );
     p.note(lines.join("\n"), `clean stack ${cfg.stack}`);
     const ok = await p.confirm({ message: `Delete ALL data of stack ${cfg.stack}?`, initialValue: false });
     if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing deleted");

@@ -18,6 +18,9 @@ await runMain(async () => {
     return deployCluster(s, conns, flags.json ? () => {} : logLine);
   });
   if (flags.json) return void console.log(JSON.stringify(r, null, 2));
-  const what = r.started.length || r.restarted.length ? `started ${r.started.join(", ") || "nothing"}; restarted ${r.restarted.join(", ") || "nothing"}` : "no change";
+  const what =
+    r.started.length || r.restarted.length
+      ? `started ${r.started.join(", ") || "nothing"}; restarted ${r.restarted.join(", ") || "nothing"}`
+      : "no change";
   logLine(`cluster ${s.name} deployed in ${(r.ms / 1000).toFixed(1)} s: ${what}`);
 });

@@ -23,9 +23,24 @@ await runMain(async () => {
   const ms = Date.now() - started;
   if (flags.json) console.log(JSON.stringify({ ...report, totalMs: ms }, null, 2));
   else {
-    console.log(table([["host", "arch", "sudo", "cluster", "VIP here", "missing packages"], ...report.hosts.map((h) => [h.host, h.arch, h.sudo ? "yes" : "NO", h.memberOf ?? "-", h.holdsVip ? "yes" : "no", h.missingPackages.join(" ") || "-"])]));
+    console.log(
+      table([
+        ["host", "arch", "sudo", "cluster", "VIP here", "missing packages"],
+        ...report.hosts.map((h) => [
+          h.host,
+          h.arch,
+          h.sudo ? "yes" : "NO",
+          h.memberOf ?? "-",
+          h.holdsVip ? "yes" : "no",
+          h.missingPackages.join(" ") || "-",
+        ]),
+      ]),
+    );
   }
   const err = planError(report);
   if (err) throw err;
-  if (!flags.json) logLine(`plan for ${s.name}: ready to deploy (${(ms / 1000).toFixed(1)} s); next: make cluster-deploy CLUSTER=${s.name}`);
+  if (!flags.json)
+    logLine(
+      `plan for ${s.name}: ready to deploy (${(ms / 1000).toFixed(1)} s); next: make cluster-deploy CLUSTER=${s.name}`,
+    );
 });

@@ -12,12 +12,17 @@ reads its password from the app's env file). PORT=rw (default) reaches the leade
 POOL=1 goes through pgbouncer (transaction pooling; read-write only).
 A database the stack does not know is an error that lists the known ones.`;
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { db: "string", role: "string", port: "string", pool: "boolean" }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { db: "string", role: "string", port: "string", pool: "boolean" },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
   const db = flags.db ?? process.env.DB;
   if (!db) throw new ToolkitError("MISSING_DB", "DB is required", USAGE);
-  if (!cfg.secrets.POSTGRES_PASSWORD) throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
+  if (!cfg.secrets.POSTGRES_PASSWORD)
+    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
   const role = flags.role ?? process.env.ROLE ?? "postgres";
   // PORT_KIND: the old, undocumented name, still read so existing scripts keep working.
   const port = flags.port ?? process.env.PORT_KIND ?? "rw";

@@ -22,12 +22,14 @@ await runMain(async () => {
   let cfg = loadConfig();
   const rt = await openRuntime(cfg, "dev-up");
   const runtime = rt.name;
-  if (runtime === "native" && !flags.noInstall) await ensureOsPackages({ quiet: !!flags.json, monitoring: cfg.monitoring.enabled });
+  if (runtime === "native" && !flags.noInstall)
+    await ensureOsPackages({ quiet: !!flags.json, monitoring: cfg.monitoring.enabled });
   const { created } = ensureSecrets(cfg.secretsFile, cfg.databases); // one JWT secret per environment database
   cfg = loadConfig(cfg.stack); // with secrets
   const withSecrets = runtimeFor(cfg, runtime);
   if (!flags.json) intro(`dev-up: stack ${cfg.stack} (${runtime})`);
-  if (created.length && !flags.json) note(`generated ${created.length} secrets into ${cfg.secretsFile.replace(cfg.rootDir + "/", "")} (mode 0600)`);
+  if (created.length && !flags.json)
+    note(`generated ${created.length} secrets into ${cfg.secretsFile.replace(cfg.rootDir + "/", "")} (mode 0600)`);
   const progress = progressReporter();
   if (!flags.json) progress.start("starting");
   const quiet = () => {};

@@ -12,14 +12,28 @@ on a debootstrapped Debian bookworm base, then checks each keeps its upstream im
 Point a stack at them with the IMAGE_* settings (see README, "Docker runtime").`;
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { only: "string", rebuild: "boolean", mirror: "string", json: "boolean" }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { only: "string", rebuild: "boolean", mirror: "string", json: "boolean" },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
-  const names = (flags.only ?? process.env.ONLY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const names = (flags.only ?? process.env.ONLY ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const rebuild = Boolean(flags.rebuild) || ["1", "true", "yes"].includes(process.env.REBUILD ?? "");
   const mirror = flags.mirror ?? (process.env.MIRROR || undefined);
   const t0 = Date.now();
-  const built = await buildLocalImages((image, message) => console.error(`[${image}] ${message}`), { names, rebuild, mirror });
+  const built = await buildLocalImages((image, message) => console.error(`[${image}] ${message}`), {
+    names,
+    rebuild,
+    mirror,
+  });
   if (flags.json) return void console.log(JSON.stringify({ images: built, ms: Date.now() - t0 }, null, 2));
-  for (const b of built) console.log(`${b.built ? "built" : "kept "}  ${b.ref.padEnd(40)} ${(b.ms / 1000).toFixed(1).padStart(6)} s  (for ${b.replaces})`);
+  for (const b of built)
+    console.log(
+      `${b.built ? "built" : "kept "}  ${b.ref.padEnd(40)} ${(b.ms / 1000).toFixed(1).padStart(6)} s  (for ${b.replaces})`,
+    );
   console.log(`images ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });

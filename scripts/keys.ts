@@ -23,11 +23,23 @@ await runMain(async () => {
   const database = environmentDatabase(cfg, flags.env ?? process.env.ENV ?? "dev", envNameOf);
   const path = envFilePath(cfg, database);
   const rel = path.replace(cfg.rootDir + "/", "");
-  if (!existsSync(path)) throw new ToolkitError("NO_ENV_FILE", `${rel} does not exist yet`, `run \`make dev-up${cfg.stack === "dev" ? "" : ` STACK=${cfg.stack}`}\` (it writes one env file per environment)`);
+  if (!existsSync(path))
+    throw new ToolkitError(
+      "NO_ENV_FILE",
+      `${rel} does not exist yet`,
+      `run \`make dev-up${cfg.stack === "dev" ? "" : ` STACK=${cfg.stack}`}\` (it writes one env file per environment)`,
+    );
   const v = parseDotenv(readFileSync(path));
-  if (!v.SUPABASE_ANON_KEY) throw new ToolkitError("NO_ANON_KEY", `${rel} has no SUPABASE_ANON_KEY`, "delete the file and re-run `make dev-up` to write it again");
+  if (!v.SUPABASE_ANON_KEY)
+    throw new ToolkitError(
+      "NO_ANON_KEY",
+      `${rel} has no SUPABASE_ANON_KEY`,
+      "delete the file and re-run `make dev-up` to write it again",
+    );
   console.log(`environment       ${envNameOf(database) ?? database} (database ${database})`);
   console.log(`SUPABASE_URL      ${v.SUPABASE_URL}`);
   console.log(`SUPABASE_ANON_KEY ${v.SUPABASE_ANON_KEY}`);
-  console.log(`service_role key  not printed (it bypasses row-level security): SUPABASE_SERVICE_ROLE_KEY in ${rel} (mode 0600)`);
+  console.log(
+    `service_role key  not printed (it bypasses row-level security): SUPABASE_SERVICE_ROLE_KEY in ${rel} (mode 0600)`,
+  );
 });

@@ -51,18 +51,41 @@ Exit status: 0 migrated and verified; 1 error, blocker or any mismatch; 130 Ctrl
 
 async function sourceUrl(envFile?: string): Promise<string> {
   if (envFile) {
-    if (!existsSync(envFile)) throw new ToolkitError("NO_ENV_FILE", `${envFile} does not exist`, "pass a file holding a line SOURCE_DB_URL=postgresql://...");
+    if (!existsSync(envFile))
+      throw new ToolkitError(
+        "NO_ENV_FILE",
+        `${envFile} does not exist`,
+        "pass a file holding a line SOURCE_DB_URL=postgresql://...",
+      );
     const mode = statSync(envFile).mode & 0o777;
-    if (mode & 0o077) throw new ToolkitError("ENV_FILE_OPEN", `${envFile} holds a password but is readable by others (mode ${mode.toString(8).padStart(4, "0")})`, `chmod 600 ${envFile}`);
+    if (mode & 0o077)
+      throw new ToolkitError(
+        "ENV_FILE_OPEN",
+        `${envFile} holds a password but is readable by others (mode ${mode.toString(8).padStart(4, "0")})`,
+        `chmod 600 ${envFile}`,
+      );
     const v = parseDotenv(readFileSync(envFile)).SOURCE_DB_URL;
-    if (!v) throw new ToolkitError("MISSING_SOURCE_URL", `${envFile} has no SOURCE_DB_URL line`, "add SOURCE_DB_URL=postgresql://... to it");
+    if (!v)
+      throw new ToolkitError(
+        "MISSING_SOURCE_URL",
+        `${envFile} has no SOURCE_DB_URL line`,
+        "add SOURCE_DB_URL=postgresql://... to it",
+      );
     return v;
   }
   if (process.env.SOURCE_DB_URL) return process.env.SOURCE_DB_URL;
   if (!isInteractive()) {
-    throw new ToolkitError("MISSING_SOURCE_URL", "SOURCE_DB_URL is required without a terminal", "write SOURCE_DB_URL=postgresql://... into a file, chmod 600 it, and pass SOURCE_ENV=<file> (make) or --env-file <file>");
+    throw new ToolkitError(
+      "MISSING_SOURCE_URL",
+      "SOURCE_DB_URL is required without a terminal",
+      "write SOURCE_DB_URL=postgresql://... into a file, chmod 600 it, and pass SOURCE_ENV=<file> (make) or --env-file <file>",
+    );
   }
-  const v = await p.password({ message: "Source database URL (Supabase: Project → Connect → Session pooler)", mask: "*", validate: (x) => (x && /^postgres(ql)?:\/\//.test(x) ? undefined : "must start with postgresql://") });
+  const v = await p.password({
+    message: "Source database URL (Supabase: Project → Connect → Session pooler)",
+    mask: "*",
+    validate: (x) => (x && /^postgres(ql)?:\/\//.test(x) ? undefined : "must start with postgresql://"),
+  });
   if (p.isCancel(v)) throw new ToolkitError("CANCELLED", "cancelled", undefined);
   return v;
 }
@@ -70,7 +93,12 @@ async function sourceUrl(envFile?: string): Promise<string> {
 async function targetDb(flag: string | undefined, databases: string[]): Promise<string> {
   const v = flag ?? process.env.TARGET_DB;
   if (v) return v;
-  if (!isInteractive()) throw new ToolkitError("MISSING_TARGET_DB", "TARGET_DB is required without a terminal", `pass TARGET_DB=<db> (one of ${databases.join(", ")})`);
+  if (!isInteractive())
+    throw new ToolkitError(
+      "MISSING_TARGET_DB",
+      "TARGET_DB is required without a terminal",
+      `pass TARGET_DB=<db> (one of ${databases.join(", ")})`,
+    );
   const pick = await p.select({ message: "Target database", options: databases.map((d) => ({ value: d, label: d })) });
   if (p.isCancel(pick)) throw new ToolkitError("CANCELLED", "cancelled", undefined);
   return pick as string;
@@ -100,19 +128,40 @@ function planLines(plan: MigrationPlan): string {
 function verificationTable(r: MigrationReport): string {
   const rows = [["table", "source rows", "target rows", "checksum", ""]];
   for (const t of r.verification.tables) {
-    rows.push([t.table, String(t.sourceRows), String(t.targetRows ?? "-"), t.targetChecksum === t.sourceChecksum ? "match" : "DIFFERS", t.ok ? "ok" : "MISMATCH"]);
+    rows.push([
+      t.table,
+      String(t.sourceRows),
+      String(t.targetRows ?? "-"),
+      t.targetChecksum === t.sourceChecksum ? "match" : "DIFFERS",
+      t.ok ? "ok" : "MISMATCH",
+    ]);
   }
-  const objs = r.verification.objects.map((o) => `${o.object} ${o.source}/${o.target}${o.ok ? "" : " MISMATCH"}`).join(", ");
+  const objs = r.verification.objects
+    .map((o) => `${o.object} ${o.source}/${o.target}${o.ok ? "" : " MISMATCH"}`)
+    .join(", ");
   const seqs = r.verification.sequences.filter((s) => !s.ok).length;
   const defs = r.verification.definitions.filter((d) => !d.ok).length;
   return `${table(rows)}\n\nsequences: ${r.verification.sequences.length - seqs}/${r.verification.sequences.length} match\ndefinitions, publications, large objects: ${r.verification.definitions.length - defs}/${r.verification.definitions.length} match\nobjects (source/target): ${objs}`;
 }
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), {
-    targetDb: "string", plan: "boolean", replace: "boolean", yes: "boolean", json: "boolean", envFile: "string", storage: "boolean",
-    acceptLeftOut: "boolean", trustSourceCode: "boolean", sourceCa: "string", insecureSourceTls: "boolean",
-  }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    {
+      targetDb: "string",
+      plan: "boolean",
+      replace: "boolean",
+      yes: "boolean",
+      json: "boolean",
+      envFile: "string",
+      storage: "boolean",
+      acceptLeftOut: "boolean",
+      trustSourceCode: "boolean",
+      sourceCa: "string",
+      insecureSourceTls: "boolean",
+    },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
   if (flags.storage) {
     // Refuse rather than half-do it: nobody should believe their files moved.
@@ -129,13 +178,20 @@ await runMain(async () => {
   const url = await sourceUrl(flags.envFile ?? (process.env.SOURCE_ENV || undefined));
   const db = await targetDb(flags.targetDb, cfg.databases);
   const opts = {
-    sourceUrl: url, targetDb: db, plan: flags.plan || envFlag("PLAN"), replace: flags.replace || envFlag("REPLACE"), storage: flags.storage,
+    sourceUrl: url,
+    targetDb: db,
+    plan: flags.plan || envFlag("PLAN"),
+    replace: flags.replace || envFlag("REPLACE"),
+    storage: flags.storage,
     acceptLeftOut: flags.acceptLeftOut || envFlag("ACCEPT_LEFT_OUT"),
     trustSourceCode: flags.trustSourceCode || envFlag("TRUST_SOURCE_CODE"),
     insecureTls: flags.insecureSourceTls || envFlag("SOURCE_TLS_INSECURE"),
     caFile: flags.sourceCa ?? (process.env.SOURCE_SSLROOTCERT || undefined),
   };
-  if (opts.insecureTls) console.error("WARNING: --insecure-source-tls: the source's TLS certificate is NOT verified (the password and data can be read or changed on the way). Use this only for a local or test source.");
+  if (opts.insecureTls)
+    console.error(
+      "WARNING: --insecure-source-tls: the source's TLS certificate is NOT verified (the password and data can be read or changed on the way). Use this only for a local or test source.",
+    );
   if (envFlag("YES")) flags.yes = true;
 
   if (opts.plan) {
@@ -146,8 +202,12 @@ await runMain(async () => {
   }
 
   if (opts.replace && isInteractive() && !flags.yes && !flags.json) {
-    const ok = await p.confirm({ message: `Replace everything in ${db}? (a backup is taken first)`, initialValue: false });
-    if (p.isCancel(ok) || !ok) throw new ToolkitError("CANCELLED", "not replacing: nothing changed", "pass --yes to skip this question");
+    const ok = await p.confirm({
+      message: `Replace everything in ${db}? (a backup is taken first)`,
+      initialValue: false,
+    });
+    if (p.isCancel(ok) || !ok)
+      throw new ToolkitError("CANCELLED", "not replacing: nothing changed", "pass --yes to skip this question");
   }
   if (!flags.json) intro(`migrate-saas: into ${db} (stack ${cfg.stack})`);
   const progress = progressReporter();
@@ -165,7 +225,10 @@ await runMain(async () => {
   }
   if (report.alreadyMigrated) {
     progress.stop("nothing to do");
-    note(`${db} already holds a verified migration from ${report.plan.source.url} (${report.alreadyMigrated.at}).\nreport: ${report.alreadyMigrated.reportFile}\nTo migrate again from scratch: REPLACE=1 (backs the target up first).`, "already migrated");
+    note(
+      `${db} already holds a verified migration from ${report.plan.source.url} (${report.alreadyMigrated.at}).\nreport: ${report.alreadyMigrated.reportFile}\nTo migrate again from scratch: REPLACE=1 (backs the target up first).`,
+      "already migrated",
+    );
     outro("nothing changed");
     return 0;
   }
@@ -174,11 +237,21 @@ await runMain(async () => {
   note(verificationTable(report), report.ok ? "verification: every table matches" : "verification FAILED");
   const extra = [`report       ${report.reportFile}`];
   if (report.backup) extra.push(`backup       ${report.backup}`);
-  if (report.rolePasswordsFile) extra.push(`passwords    new passwords for ${report.rolePasswords.join(", ")} in ${report.rolePasswordsFile} (0600)`);
-  for (const r of report.reassigned) extra.push(`reassigned   ${r.role} (not on this cluster): ${r.owned} objects now owned by the migrating superuser, ${r.grants} grants dropped`);
+  if (report.rolePasswordsFile)
+    extra.push(
+      `passwords    new passwords for ${report.rolePasswords.join(", ")} in ${report.rolePasswordsFile} (0600)`,
+    );
+  for (const r of report.reassigned)
+    extra.push(
+      `reassigned   ${r.role} (not on this cluster): ${r.owned} objects now owned by the migrating superuser, ${r.grants} grants dropped`,
+    );
   for (const l of report.plan.leftOut) extra.push(`LEFT OUT     ${l.object}: ${l.reason}`);
   for (const m of report.verification.mismatches) extra.push(`MISMATCH     ${m}`);
   note(extra.join("\n"), "files");
-  outro(report.ok ? `migrated and verified: ${report.verification.tables.length} tables` : `migration finished with ${report.verification.mismatches.length} mismatches`);
+  outro(
+    report.ok
+      ? `migrated and verified: ${report.verification.tables.length} tables`
+      : `migration finished with ${report.verification.mismatches.length} mismatches`,
+  );
   return report.ok ? 0 : 1;
 });

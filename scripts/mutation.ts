@@ -32,10 +32,15 @@ interface ModuleSpec {
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { module: "string", concurrency: "number", json: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);
-  const specs = (JSON.parse(readFileSync(join(ROOT_DIR, "mutation/modules.json"), "utf8")) as { modules: ModuleSpec[] }).modules.filter(
-    (m) => !flags.module || m.file.includes(flags.module),
-  );
-  if (!specs.length) throw new ToolkitError("NO_MODULE", `no module in mutation/modules.json matches ${JSON.stringify(flags.module)}`, "pass MODULE=<part of a path listed there>");
+  const specs = (
+    JSON.parse(readFileSync(join(ROOT_DIR, "mutation/modules.json"), "utf8")) as { modules: ModuleSpec[] }
+  ).modules.filter((m) => !flags.module || m.file.includes(flags.module));
+  if (!specs.length)
+    throw new ToolkitError(
+      "NO_MODULE",
+      `no module in mutation/modules.json matches ${JSON.stringify(flags.module)}`,
+      "pass MODULE=<part of a path listed there>",
+    );
   const outDir = join(ROOT_DIR, ".state/mutation");
   mkdirSync(outDir, { recursive: true });
   const equivalents = parseEquivalents(readFileSync(join(ROOT_DIR, "mutation/equivalent.md"), "utf8"));
@@ -46,8 +51,16 @@ await runMain(async () => {
   const t0 = Date.now();
   for (const spec of specs) {
     const tests = spec.tests.filter((t) => existsSync(join(ROOT_DIR, t)));
-    if (!tests.length) throw new ToolkitError("NO_TESTS", `none of the tests listed for ${spec.file} in mutation/modules.json exists (${spec.tests.join(", ")})`, "fix the list: with no file, `bun test` would run the whole suite per mutant");
-    const name = spec.file.replace(/^scripts\/lib\//, "").replace(/\.ts$/, "").replace(/\//g, "-");
+    if (!tests.length)
+      throw new ToolkitError(
+        "NO_TESTS",
+        `none of the tests listed for ${spec.file} in mutation/modules.json exists (${spec.tests.join(", ")})`,
+        "fix the list: with no file, `bun test` would run the whole suite per mutant",
+      );
+    const name = spec.file
+      .replace(/^scripts\/lib\//, "")
+      .replace(/\.ts$/, "")
+      .replace(/\//g, "-");
     const report = join(outDir, `${name}.json`);
     const conf = join(outDir, `${name}.stryker.json`);
     writeFileSync(
@@ -76,8 +89,18 @@ await runMain(async () => {
     const t = Date.now();
     console.log(`mutation: ${spec.file} (${tests.join(" ")})`);
     // node runs Stryker (its supported engine); the mutants' tests run under bun. Output goes straight to the terminal: runs take minutes.
-    const code = (await start(["node", stryker, "run", relative(ROOT_DIR, conf)], { cwd: ROOT_DIR, stdio: ["ignore", "inherit", "inherit"] })).exitCode;
-    if (code !== 0) throw new ToolkitError("STRYKER_FAILED", `stryker failed on ${spec.file} (exit ${code})`, `read its output above; the dry run must pass: ${bun} test ${tests.join(" ")}`);
+    const code = (
+      await start(["node", stryker, "run", relative(ROOT_DIR, conf)], {
+        cwd: ROOT_DIR,
+        stdio: ["ignore", "inherit", "inherit"],
+      })
+    ).exitCode;
+    if (code !== 0)
+      throw new ToolkitError(
+        "STRYKER_FAILED",
+        `stryker failed on ${spec.file} (exit ${code})`,
+        `read its output above; the dry run must pass: ${bun} test ${tests.join(" ")}`,
+      );
     // Mutants that were killed mid-restore (timeout, --bail) can leave a scratch Postgres behind.
     sweepStale();
     const s = scoreModule(JSON.parse(readFileSync(report, "utf8")) as StrykerReport, spec.file, equivalents);
@@ -85,10 +108,14 @@ await runMain(async () => {
   }
   const totalSeconds = Math.round((Date.now() - t0) / 1000);
   if (flags.json) return void console.log(JSON.stringify({ modules: rows, totalSeconds }, null, 2));
-  console.log("\n| module | mutants | killed | survived | equivalent (explained) | score | score, equivalents excluded | time |");
+  console.log(
+    "\n| module | mutants | killed | survived | equivalent (explained) | score | score, equivalents excluded | time |",
+  );
   console.log("|---|---|---|---|---|---|---|---|");
   for (const r of rows)
-    console.log(`| ${r.file} | ${r.total} | ${r.killed} | ${r.survived} | ${r.explained} | ${r.score.toFixed(1)} % | ${r.adjustedScore.toFixed(1)} % | ${r.seconds} s |`);
+    console.log(
+      `| ${r.file} | ${r.total} | ${r.killed} | ${r.survived} | ${r.explained} | ${r.score.toFixed(1)} % | ${r.adjustedScore.toFixed(1)} % | ${r.seconds} s |`,
+    );
   console.log(`\ntotal ${totalSeconds} s`);
   const unexplained = rows.flatMap((r) => r.unexplained);
   if (unexplained.length) {

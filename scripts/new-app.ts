@@ -9,7 +9,16 @@ import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { checkNewAppAccess } from "./lib/onboard/access-check";
 import { inputIssues, onboardApp, type OnboardResult } from "./lib/onboard/onboard";
-import { appNameProblem, badInputError, defaultDomain, domainProblem, planApp, supabaseUrl, appUpstream, NAME_RULE } from "./lib/onboard/plan";
+import {
+  appNameProblem,
+  badInputError,
+  defaultDomain,
+  domainProblem,
+  planApp,
+  supabaseUrl,
+  appUpstream,
+  NAME_RULE,
+} from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
 import { stackHttpAddress } from "./lib/stack-files";
@@ -57,7 +66,9 @@ async function undoableOnInterrupt<T>(work: (signal: AbortSignal) => Promise<T>)
       process.stderr.write("\ninterrupted again: exiting now (check with --remove or a re-run)\n");
       process.exit(130);
     }
-    process.stderr.write("\ninterrupted: stopping at the next step and undoing this run's changes (Ctrl-C again to exit now)\n");
+    process.stderr.write(
+      "\ninterrupted: stopping at the next step and undoing this run's changes (Ctrl-C again to exit now)\n",
+    );
     ac.abort();
   };
   process.on("SIGINT", onInterrupt);
@@ -83,16 +94,42 @@ const cancelled = (what: string): never => {
 await runMain(async () => {
   const flags = parseFlags(
     process.argv.slice(2),
-    { name: "string", port: "number", domain: "string", supabase: "boolean", access: "string", yes: "boolean", remove: "boolean", rotatePassword: "boolean", json: "boolean" },
+    {
+      name: "string",
+      port: "number",
+      domain: "string",
+      supabase: "boolean",
+      access: "string",
+      yes: "boolean",
+      remove: "boolean",
+      rotatePassword: "boolean",
+      json: "boolean",
+    },
     HELP_HINT,
   );
   if (flags.help) return void console.log(USAGE);
-  if (flags._.length > 1) throw new ToolkitError("BAD_FLAG", `one app name at a time (got ${flags._.join(", ")})`, HELP_HINT);
+  if (flags._.length > 1)
+    throw new ToolkitError("BAD_FLAG", `one app name at a time (got ${flags._.join(", ")})`, HELP_HINT);
   if (flags.access !== undefined && !(ACCESS_LEVELS as readonly string[]).includes(flags.access)) {
-    throw new ToolkitError("BAD_FLAG", `--access must be private, public or none (got ${JSON.stringify(flags.access)})`, HELP_HINT);
+    throw new ToolkitError(
+      "BAD_FLAG",
+      `--access must be private, public or none (got ${JSON.stringify(flags.access)})`,
+      HELP_HINT,
+    );
   }
-  if (flags.remove && (flags.port !== undefined || flags.domain !== undefined || flags.supabase || flags.rotatePassword || flags.access !== undefined)) {
-    throw new ToolkitError("BAD_FLAG", "--remove takes no other options than --yes and --json", "usage: bun scripts/new-app.ts <name> --remove [--yes]");
+  if (
+    flags.remove &&
+    (flags.port !== undefined ||
+      flags.domain !== undefined ||
+      flags.supabase ||
+      flags.rotatePassword ||
+      flags.access !== undefined)
+  ) {
+    throw new ToolkitError(
+      "BAD_FLAG",
+      "--remove takes no other options than --yes and --json",
+      "usage: bun scripts/new-app.ts <name> --remove [--yes]",
+    );
   }
   const cfg = loadConfig();
   await openRuntime(cfg, "new-app");
@@ -101,16 +138,31 @@ await runMain(async () => {
 
   let name = flags._[0] ?? flags.name;
   if (!name) {
-    if (!ask) throw new ToolkitError("MISSING_NAME", "the app name is required (no terminal to ask in, or --yes/--json given)", "pass it: `bun scripts/new-app.ts <name>` or `make new-app NAME=<name>`");
+    if (!ask)
+      throw new ToolkitError(
+        "MISSING_NAME",
+        "the app name is required (no terminal to ask in, or --yes/--json given)",
+        "pass it: `bun scripts/new-app.ts <name>` or `make new-app NAME=<name>`",
+      );
     intro(`new-app: stack ${cfg.stack}`);
-    const answer = await p.text({ message: "App name?", placeholder: "bookwriter", validate: (v) => appNameProblem(v ?? "", cfg) });
+    const answer = await p.text({
+      message: "App name?",
+      placeholder: "bookwriter",
+      validate: (v) => appNameProblem(v ?? "", cfg),
+    });
     if (p.isCancel(answer)) cancelled("nothing created");
     name = answer as string;
   } else if (ask) intro(`new-app: stack ${cfg.stack}`);
 
   if (flags.remove) return removeFlow(cfg, name, { ask, yes, json: Boolean(flags.json) });
 
-  const req = { name, port: flags.port, domain: flags.domain, supabase: flags.supabase, access: flags.access as AccessLevel | undefined };
+  const req = {
+    name,
+    port: flags.port,
+    domain: flags.domain,
+    supabase: flags.supabase,
+    access: flags.access as AccessLevel | undefined,
+  };
   const apps = loadApps(cfg);
   const problems = await inputIssues(cfg, req, apps);
   if (problems.length) throw badInputError(problems);
@@ -118,18 +170,29 @@ await runMain(async () => {
   if (ask && !exists) {
     // Ask only what cannot be inferred: the hostname and the Supabase side. The port comes from the plan.
     if (req.domain === undefined) {
-      const d = await p.text({ message: `Hostname for ${name}?`, placeholder: defaultDomain(name), defaultValue: defaultDomain(name), validate: (v) => (v ? domainProblem(v) : undefined) });
+      const d = await p.text({
+        message: `Hostname for ${name}?`,
+        placeholder: defaultDomain(name),
+        defaultValue: defaultDomain(name),
+        validate: (v) => (v ? domainProblem(v) : undefined),
+      });
       if (p.isCancel(d)) cancelled("nothing created");
       req.domain = d as string;
     }
     if (req.supabase === undefined) {
-      const s = await p.confirm({ message: "Also set up Supabase's database side (schemas, grants for anon/authenticated/service_role)?", initialValue: false });
+      const s = await p.confirm({
+        message: "Also set up Supabase's database side (schemas, grants for anon/authenticated/service_role)?",
+        initialValue: false,
+      });
       if (p.isCancel(s)) cancelled("nothing created");
       req.supabase = s as boolean;
     }
     // Only where it changes something: with neither a tailnet nor a tunnel every app is local (private by default).
     if (req.access === undefined && (cfg.access.tailnet !== "none" || cfg.access.tunnel !== "none")) {
-      const publicHint = cfg.access.tunnel === "cloudflare" ? `https://${name.replace(/_/g, "-")}.${cfg.access.publicDomain} through the tunnel` : "needs TUNNEL=cloudflare in the env file";
+      const publicHint =
+        cfg.access.tunnel === "cloudflare"
+          ? `https://${name.replace(/_/g, "-")}.${cfg.access.publicDomain} through the tunnel`
+          : "needs TUNNEL=cloudflare in the env file";
       const a = await p.select({
         message: `Who may reach ${name}?`,
         initialValue: "private",
@@ -144,7 +207,13 @@ await runMain(async () => {
     }
     const plan = planApp(cfg, req, apps);
     note(
-      [`database  ${plan.database} (owner ${plan.role})`, `port      ${plan.port}`, `hostname  ${plan.domain}`, `supabase  ${plan.supabase ? "yes" : "no"}`, `access    ${plan.access ?? "private"}`].join("\n"),
+      [
+        `database  ${plan.database} (owner ${plan.role})`,
+        `port      ${plan.port}`,
+        `hostname  ${plan.domain}`,
+        `supabase  ${plan.supabase ? "yes" : "no"}`,
+        `access    ${plan.access ?? "private"}`,
+      ].join("\n"),
       `${name} on stack ${cfg.stack}`,
     );
     const ok = await p.confirm({ message: `Create ${name}?`, initialValue: true });
@@ -157,7 +226,13 @@ await runMain(async () => {
   spin?.start(`onboarding ${name}`);
   let result: OnboardResult;
   try {
-    result = await undoableOnInterrupt((signal) => onboardApp(cfg, req, { rotatePassword: flags.rotatePassword, signal, progress: spin ? (s, m) => spin.step(s, m) : undefined }));
+    result = await undoableOnInterrupt((signal) =>
+      onboardApp(cfg, req, {
+        rotatePassword: flags.rotatePassword,
+        signal,
+        progress: spin ? (s, m) => spin.step(s, m) : undefined,
+      }),
+    );
   } catch (e) {
     spin?.fail(`${name}: failed`);
     throw e;
@@ -166,7 +241,9 @@ await runMain(async () => {
   const access = await applyAccess(cfg, { allowPublicProduction: true });
   if (flags.json) return void console.log(JSON.stringify({ ...result, access }, null, 2));
   const nothing = result.changes.length === 0 && access.changed.length === 0;
-  spin?.stop(nothing ? `${name} already exists: nothing to change` : `${name} ready in ${(result.ms / 1000).toFixed(2)} s`);
+  spin?.stop(
+    nothing ? `${name} already exists: nothing to change` : `${name} ready in ${(result.ms / 1000).toFixed(2)} s`,
+  );
   note(summary(cfg, result, access), nothing ? `${name} (unchanged)` : `${name} created`);
   outro(nothing ? "nothing to do" : `next: start ${name} on port ${result.app.port}`);
 });
@@ -186,7 +263,10 @@ function summary(cfg: Config, r: OnboardResult, access: Awaited<ReturnType<typeo
     `access     ${v?.access ?? "private"}: private ${v?.privateUrl ?? "-"}, public ${v?.publicUrl ?? "-"} (make access-plan)`,
   ];
   if (access.changed.length) lines.push(...access.changed.map((f) => `           + ${f}`));
-  for (const t of access.tools.filter((x) => !x.installed)) lines.push(`           ${t.tool} not installed: configs written, not applied (make access-apply says what to install)`);
+  for (const t of access.tools.filter((x) => !x.installed))
+    lines.push(
+      `           ${t.tool} not installed: configs written, not applied (make access-apply says what to install)`,
+    );
   if (r.changes.length) lines.push("", "created:", ...r.changes.map((c) => `  + ${c}`));
   else lines.push("", "already in place:", ...r.unchanged.map((c) => `  = ${c}`));
   lines.push(
@@ -200,7 +280,11 @@ function summary(cfg: Config, r: OnboardResult, access: Awaited<ReturnType<typeo
   return lines.join("\n");
 }
 
-async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boolean; json: boolean }): Promise<number> {
+async function removeFlow(
+  cfg: Config,
+  name: string,
+  o: { ask: boolean; yes: boolean; json: boolean },
+): Promise<number> {
   const plan = await planRemoval(cfg, name);
   if (plan.nothing) {
     if (o.json) console.log(JSON.stringify({ plan, removed: [] }, null, 2));
@@ -208,16 +292,26 @@ async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boo
     return 0;
   }
   if (!o.yes) {
-    if (!o.ask) throw new ToolkitError("NEEDS_CONFIRMATION", `--remove drops ${describe(plan)}`, "re-run with --yes (script) or YES=1 (make); a final backup is taken first");
+    if (!o.ask)
+      throw new ToolkitError(
+        "NEEDS_CONFIRMATION",
+        `--remove drops ${describe(plan)}`,
+        "re-run with --yes (script) or YES=1 (make); a final backup is taken first",
+      );
     note(describe(plan, "\n"), `remove ${name} from stack ${cfg.stack}`);
-    const ok = await p.confirm({ message: `Drop ${name}? A final backup (pg_dump -Fc) is taken first.`, initialValue: false });
+    const ok = await p.confirm({
+      message: `Drop ${name}? A final backup (pg_dump -Fc) is taken first.`,
+      initialValue: false,
+    });
     if (p.isCancel(ok) || !ok) cancelled("nothing removed");
   }
   const spin = o.json ? undefined : progressReporter();
   spin?.start(`removing ${name}`);
   let r: RemoveResult;
   try {
-    r = await undoableOnInterrupt((signal) => removeApp(cfg, name, { signal, progress: spin ? (s, m) => spin.step(s, m) : undefined }));
+    r = await undoableOnInterrupt((signal) =>
+      removeApp(cfg, name, { signal, progress: spin ? (s, m) => spin.step(s, m) : undefined }),
+    );
   } catch (e) {
     spin?.fail(`${name}: removal failed`);
     throw e;
@@ -229,8 +323,14 @@ async function removeFlow(cfg: Config, name: string, o: { ask: boolean; yes: boo
     return 0;
   }
   spin?.stop(`${name} removed in ${(r.ms / 1000).toFixed(2)} s`);
-  const lines = [...r.removed, ...access.changed.map((f) => `${f} (${name} withdrawn)`), ...access.removed].map((x) => `  - ${x}`);
-  if (r.backup) lines.unshift(`final backup  ${r.backup.path.replace(cfg.rootDir + "/", "")} (${r.backup.bytes} bytes, ${r.backup.entries} entries, verified with pg_restore --list)`, "");
+  const lines = [...r.removed, ...access.changed.map((f) => `${f} (${name} withdrawn)`), ...access.removed].map(
+    (x) => `  - ${x}`,
+  );
+  if (r.backup)
+    lines.unshift(
+      `final backup  ${r.backup.path.replace(cfg.rootDir + "/", "")} (${r.backup.bytes} bytes, ${r.backup.entries} entries, verified with pg_restore --list)`,
+      "",
+    );
   if (r.backup) {
     lines.push(
       "",

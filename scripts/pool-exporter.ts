@@ -23,6 +23,8 @@ await runMain(async () => {
       return new Response(await scrapePool(cfg), { headers: { "content-type": "text/plain; version=0.0.4" } });
     },
   });
-  console.log(`${new Date().toISOString()} pgbouncer exporter on http://${cfg.monitoring.address}:${pgbouncerExporterPort(cfg)}/metrics`);
+  console.log(
+    `${new Date().toISOString()} pgbouncer exporter on http://${cfg.monitoring.address}:${pgbouncerExporterPort(cfg)}/metrics`,
+  );
   await new Promise(() => {});
 });

@@ -22,20 +22,29 @@ SOURCE=offsite restores from the off-site repository alone (its own
 pgBackRest config, in which the local repository does not exist).`;
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { at: "string", keep: "boolean", remove: "boolean", json: "boolean", source: "string" }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { at: "string", keep: "boolean", remove: "boolean", json: "boolean", source: "string" },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
   const cfg = loadBackupConfig();
   await openRuntime(cfg, "restore-pitr");
   if (flags.remove) {
-    const gone = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: true }, () => removeKeptPitr(cfg));
+    const gone = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: true }, () =>
+      removeKeptPitr(cfg),
+    );
     return void logLine(gone.length ? `removed ${gone.join(", ")}` : "no kept scratch instances");
   }
   const at = flags.at ?? (process.env.AT || undefined);
-  if (!at) throw new ToolkitError("MISSING_AT", "which point in time? AT='2026-11-21 14:05:00+00' (make) or --at", USAGE);
+  if (!at)
+    throw new ToolkitError("MISSING_AT", "which point in time? AT='2026-11-21 14:05:00+00' (make) or --at", USAGE);
   const keep = Boolean(flags.keep || envFlag("KEEP"));
   const source = parseSource(flags.source ?? process.env.SOURCE);
   if (source === "offsite") requireOffsite(cfg);
-  const r = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: flags.json }, ({ progress }) => restorePitr(cfg, { at, keep, source }, progress));
+  const r = await withBackupCommand(cfg, "restore-pitr", { alert: false, silent: flags.json }, ({ progress }) =>
+    restorePitr(cfg, { at, keep, source }, progress),
+  );
   if (flags.json) return void console.log(JSON.stringify(r, null, 2));
   const lines = [
     `target       ${r.target}`,
@@ -43,7 +52,11 @@ await runMain(async () => {
     `stopped at   ${r.stoppedAt ? `first transaction after the target (${r.stoppedAt})` : "end of the target (no later transaction in the archive)"}`,
     `last commit  ${r.lastTransaction ?? "?"}`,
     `databases    ${r.databases.map((d) => `${d.name} (${formatBytes(d.bytes)})`).join(", ") || "none"}`,
-    ...(r.unloggedEmpty.length ? [`NOT INCLUDED ${r.unloggedEmpty.join(", ")}: unlogged, so empty after a point-in-time restore (their rows are in the logical backups: \`make restore\`)`] : []),
+    ...(r.unloggedEmpty.length
+      ? [
+          `NOT INCLUDED ${r.unloggedEmpty.join(", ")}: unlogged, so empty after a point-in-time restore (their rows are in the logical backups: \`make restore\`)`,
+        ]
+      : []),
     r.scratch.kept
       ? `instance     KEPT at ${r.scratch.address}:${r.scratch.port} (data ${r.scratch.dir}); remove with \`bun scripts/restore-pitr.ts --remove\``
       : `instance     stopped and removed (KEEP=1 keeps it)`,

@@ -23,13 +23,23 @@ restart-member: a replica restarts in place; the leader is first switched away a
 On any failure pgbouncer is resumed and the error names the step.`;
 
 await runMain(async () => {
-  const flags = parseFlags(process.argv.slice(2), { to: "string", restartMember: "string", pauseTimeout: "number", json: "boolean" }, USAGE);
+  const flags = parseFlags(
+    process.argv.slice(2),
+    { to: "string", restartMember: "string", pauseTimeout: "number", json: "boolean" },
+    USAGE,
+  );
   if (flags.help) return void console.log(USAGE);
   const cfg = loadConfig();
   await openRuntime(cfg, flags.restartMember !== undefined ? "restart-member" : "switchover");
-  if (!cfg.secrets.PATRONI_API_PASSWORD) throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
+  if (!cfg.secrets.PATRONI_API_PASSWORD)
+    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
   const view = await clusterView(cfg);
-  if (!view) throw new ToolkitError("CLUSTER_DOWN", "no Patroni member answers on its REST API", `start the stack with \`make dev-up STACK=${cfg.stack}\``);
+  if (!view)
+    throw new ToolkitError(
+      "CLUSTER_DOWN",
+      "no Patroni member answers on its REST API",
+      `start the stack with \`make dev-up STACK=${cfg.stack}\``,
+    );
   const member = flags.restartMember;
   const to = flags.to ?? (process.env.TO || undefined);
   const plan = member !== undefined ? planRestart(view, member) : planSwitchover(view, to);
@@ -41,7 +51,14 @@ await runMain(async () => {
     process.stderr.write("\ninterrupted: stopping at the next step (pgbouncer will be resumed)\n");
     ac.abort();
   });
-  const r = await runMaintenance(cfg, plan, { signal: ac.signal, pauseTimeoutS: flags.pauseTimeout, progress: flags.json ? undefined : (s, m) => logLine(`${s.padEnd(11)} ${m}`) });
+  const r = await runMaintenance(cfg, plan, {
+    signal: ac.signal,
+    pauseTimeoutS: flags.pauseTimeout,
+    progress: flags.json ? undefined : (s, m) => logLine(`${s.padEnd(11)} ${m}`),
+  });
   if (flags.json) console.log(JSON.stringify(r, null, 2));
-  else logLine(`${plan.op} done in ${(r.ms / 1000).toFixed(1)} s; clients waited in the pooler for ${(r.pausedMs / 1000).toFixed(1)} s`);
+  else
+    logLine(
+      `${plan.op} done in ${(r.ms / 1000).toFixed(1)} s; clients waited in the pooler for ${(r.pausedMs / 1000).toFixed(1)} s`,
+    );
 });

@@ -38,26 +38,53 @@ Reports: <state>/reports/failover-<time>.json, .html and one .svg per scenario r
 await runMain(async () => {
   const flags = parseFlags(
     process.argv.slice(2),
-    { scenario: "string", rounds: "number", rtoBudget: "number", candidate: "string", writers: "number", rate: "number", hang: "number", hold: "number", keepData: "boolean", noUp: "boolean", json: "boolean" },
+    {
+      scenario: "string",
+      rounds: "number",
+      rtoBudget: "number",
+      candidate: "string",
+      writers: "number",
+      rate: "number",
+      hang: "number",
+      hold: "number",
+      keepData: "boolean",
+      noUp: "boolean",
+      json: "boolean",
+    },
     "run `bun scripts/test-failover.ts --help` for the flags",
   );
   if (flags.help) return void console.log(USAGE);
   const scenarios = parseScenarios(flags.scenario ?? process.env.SCENARIO);
   if (!Array.isArray(scenarios)) {
-    throw new ToolkitError("BAD_SCENARIO", `unknown scenario ${scenarios.unknown.join(", ")}`, `use one of ${SCENARIOS.join(", ")}, a comma list, or all`);
+    throw new ToolkitError(
+      "BAD_SCENARIO",
+      `unknown scenario ${scenarios.unknown.join(", ")}`,
+      `use one of ${SCENARIOS.join(", ")}, a comma list, or all`,
+    );
   }
   const rounds = flags.rounds ?? Number(process.env.ROUNDS || 1);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) throw new ToolkitError("BAD_FLAG", `--rounds must be a whole number 1-100 (got ${rounds})`, "e.g. ROUNDS=5 (make) or --rounds 5");
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100)
+    throw new ToolkitError(
+      "BAD_FLAG",
+      `--rounds must be a whole number 1-100 (got ${rounds})`,
+      "e.g. ROUNDS=5 (make) or --rounds 5",
+    );
   const positive = (name: string, v: number | undefined, max: number) => {
-    if (v !== undefined && !(v > 0 && v <= max)) throw new ToolkitError("BAD_FLAG", `--${name} must be above 0 and at most ${max} (got ${v})`);
+    if (v !== undefined && !(v > 0 && v <= max))
+      throw new ToolkitError("BAD_FLAG", `--${name} must be above 0 and at most ${max} (got ${v})`);
     return v;
   };
-  const budgetS = positive("rto-budget", flags.rtoBudget ?? (process.env.RTO_BUDGET ? Number(process.env.RTO_BUDGET) : undefined), 3600);
+  const budgetS = positive(
+    "rto-budget",
+    flags.rtoBudget ?? (process.env.RTO_BUDGET ? Number(process.env.RTO_BUDGET) : undefined),
+    3600,
+  );
   positive("writers", flags.writers, 64);
   positive("rate", flags.rate, 2000);
   positive("hang", flags.hang, 600);
   positive("hold", flags.hold, 600);
-  if (flags.writers !== undefined && !Number.isInteger(flags.writers)) throw new ToolkitError("BAD_FLAG", `--writers must be a whole number (got ${flags.writers})`);
+  if (flags.writers !== undefined && !Number.isInteger(flags.writers))
+    throw new ToolkitError("BAD_FLAG", `--writers must be a whole number (got ${flags.writers})`);
 
   let cfg = loadConfig();
   // The drill signals the member processes directly: only the native runtime carries it out.
@@ -66,13 +93,21 @@ await runMain(async () => {
   cfg = loadConfig(cfg.stack);
   const rt = runtimeFor(cfg, native.name);
   if (flags.candidate && !cfg.members.some((m) => m.name === flags.candidate)) {
-    throw new ToolkitError("BAD_CANDIDATE", `no member named ${flags.candidate}`, `pick one of ${cfg.members.map((m) => m.name).join(", ")}`);
+    throw new ToolkitError(
+      "BAD_CANDIDATE",
+      `no member named ${flags.candidate}`,
+      `pick one of ${cfg.members.map((m) => m.name).join(", ")}`,
+    );
   }
   const defaults = defaultDrillOptions(cfg);
   const ttlMs = cfg.timing.ttl * 1000;
   const hangMs = flags.hang !== undefined ? flags.hang * 1000 : defaults.hangMs;
   if (scenarios.includes("hang-primary") && hangMs <= ttlMs) {
-    throw new ToolkitError("BAD_FLAG", `--hang must exceed the leader ttl (${cfg.timing.ttl} s), or the lock never expires`, `e.g. --hang ${cfg.timing.ttl + 5}`);
+    throw new ToolkitError(
+      "BAD_FLAG",
+      `--hang must exceed the leader ttl (${cfg.timing.ttl} s), or the lock never expires`,
+      `e.g. --hang ${cfg.timing.ttl + 5}`,
+    );
   }
   const opts = {
     ...defaults,
@@ -91,11 +126,25 @@ await runMain(async () => {
 
   const now = await convergence(cfg, rt);
   if (!now.ok) {
-    if (flags.noUp) throw new ToolkitError("CLUSTER_UNHEALTHY", `stack ${cfg.stack} is not healthy: ${now.problems.join(", ")}`, "run `make dev-up` (or drop --no-up)");
+    if (flags.noUp)
+      throw new ToolkitError(
+        "CLUSTER_UNHEALTHY",
+        `stack ${cfg.stack} is not healthy: ${now.problems.join(", ")}`,
+        "run `make dev-up` (or drop --no-up)",
+      );
     say(`stack ${cfg.stack} is not healthy (${now.problems.join(", ")}): bringing it up`);
     await rt.up((c, m) => say(`  ${c} ${m}`));
   }
-  say(`failover drill on stack ${cfg.stack}: ${scenarios.join(", ")} x ${rounds}; RTO budget ${opts.budgetMs !== undefined ? (opts.budgetMs / 1000).toFixed(1) : scenarios.map((s) => (defaultBudgetMs(cfg, s) / 1000).toFixed(0)).filter((v, i, a) => a.indexOf(v) === i).join("/")} s (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`);
+  say(
+    `failover drill on stack ${cfg.stack}: ${scenarios.join(", ")} x ${rounds}; RTO budget ${
+      opts.budgetMs !== undefined
+        ? (opts.budgetMs / 1000).toFixed(1)
+        : scenarios
+            .map((s) => (defaultBudgetMs(cfg, s) / 1000).toFixed(0))
+            .filter((v, i, a) => a.indexOf(v) === i)
+            .join("/")
+    } s (ttl ${cfg.timing.ttl}, loop_wait ${cfg.timing.loopWait}, retry_timeout ${cfg.timing.retryTimeout})`,
+  );
   const res = await failoverDrill(cfg, rt, scenarios, rounds, opts, (s, m) => say(`${s.padEnd(18)} ${m}`));
   if (flags.json) {
     const { results, ...rest } = res.report;
@@ -108,7 +157,8 @@ await runMain(async () => {
     console.log("");
     console.log(table(summaryRows(res.report.results)));
   }
-  for (const r of res.report.results.filter((x) => !x.passed)) console.log(`\nFAIL ${r.scenario} round ${r.round}:\n  - ${r.failures.join("\n  - ")}`);
+  for (const r of res.report.results.filter((x) => !x.passed))
+    console.log(`\nFAIL ${r.scenario} round ${r.round}:\n  - ${r.failures.join("\n  - ")}`);
   const rel = (f: string) => f.replace(cfg.rootDir + "/", "");
   console.log(`\nreport ${rel(res.files.json)}\npicture ${rel(res.files.html)} (+ ${res.files.svgs.length} svg)`);
   console.log(res.passed ? "failover drill passed" : "failover drill FAILED");

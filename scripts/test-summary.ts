@@ -23,7 +23,13 @@ const REASON = /^(error|Expected|Received|\s*at <anonymous> \(|[A-Za-z]*Error:|T
 const ATTACK = /(?:^|> )attack: /;
 
 /** Parse bun test output: pass/fail counts, each failure's reason lines, and the attacks tried / that succeeded. Pure. */
-export function summarise(log: string): { passed: number; failed: number; failures: Failure[]; steps: string[]; attacks: { tried: number; succeeded: string[] } } {
+export function summarise(log: string): {
+  passed: number;
+  failed: number;
+  failures: Failure[];
+  steps: string[];
+  attacks: { tried: number; succeeded: string[] };
+} {
   const attacksTried = new Set<string>();
   const attacksSucceeded: string[] = [];
   let passed = 0;
@@ -59,7 +65,14 @@ export function summarise(log: string): { passed: number; failed: number; failur
         if (!attacksSucceeded.includes(test)) attacksSucceeded.push(test);
       }
       // bun repeats a failure in its end-of-file recap; keep one.
-      if (!failures.some((f) => f.test === test)) failures.push({ test, why: block.filter((l) => REASON.test(l)).map((l) => l.trim()).slice(0, 6) });
+      if (!failures.some((f) => f.test === test))
+        failures.push({
+          test,
+          why: block
+            .filter((l) => REASON.test(l))
+            .map((l) => l.trim())
+            .slice(0, 6),
+        });
       block = [];
       continue;
     }
@@ -73,7 +86,8 @@ if (import.meta.main) {
     const flags = parseFlags(process.argv.slice(2), { maxLines: "number", attacks: "boolean" }, USAGE);
     if (flags.help) return void console.log(USAGE);
     const file = flags._[0];
-    if (!file || !existsSync(file)) throw new ToolkitError("NO_TEST_LOG", `no test log at ${file ?? "(none given)"}`, "run make test first");
+    if (!file || !existsSync(file))
+      throw new ToolkitError("NO_TEST_LOG", `no test log at ${file ?? "(none given)"}`, "run make test first");
     const max = flags.maxLines ?? 40;
     const s = summarise(readFileSync(file, "utf8"));
     const attackLine = `${s.attacks.tried} attacks tried, ${s.attacks.succeeded.length} succeeded`;
@@ -86,7 +100,8 @@ if (import.meta.main) {
     if (s.failures.length) {
       const out = ["failed tests (details above):"];
       for (const f of s.failures) out.push(`  ✗ ${f.test}`, ...f.why.map((w) => `      ${w.slice(0, 300)}`));
-      const shown = out.length > max ? [...out.slice(0, max - 1), `  … ${out.length - max + 1} more lines in ${file}`] : out;
+      const shown =
+        out.length > max ? [...out.slice(0, max - 1), `  … ${out.length - max + 1} more lines in ${file}`] : out;
       console.log(shown.join("\n"));
     }
     if (s.steps.length) console.log(`failed steps: ${s.steps.join(" ")}`);

@@ -31,7 +31,9 @@ export interface GoldenSet {
 export function readGolden(set: string, name: string): string {
   const path = join(GOLDEN_ROOT, set, name);
   if (!existsSync(path)) {
-    throw new Error(`missing golden file ${relative(ROOT, path)}: a test never writes goldens; review the output and run \`${UPDATE_COMMAND}\`, then commit the file`);
+    throw new Error(
+      `missing golden file ${relative(ROOT, path)}: a test never writes goldens; review the output and run \`${UPDATE_COMMAND}\`, then commit the file`,
+    );
   }
   return readFileSync(path, "utf8");
 }
@@ -52,12 +54,15 @@ export const acme = (extra = "") => parseClientSettings(ACME_ENV + extra, "clien
 
 /** Deterministic stand-ins: unique, long, and recognisable when masked. */
 export const fixedSecrets = (): ClientSecrets =>
-  Object.fromEntries(CLIENT_SECRET_KEYS.map((k, i) => [k, `fixed-${k.toLowerCase()}-${"x".repeat(20)}${i}`])) as ClientSecrets;
+  Object.fromEntries(
+    CLIENT_SECRET_KEYS.map((k, i) => [k, `fixed-${k.toLowerCase()}-${"x".repeat(20)}${i}`]),
+  ) as ClientSecrets;
 
 export const maskSecrets = (text: string, secrets: ClientSecrets) => {
   let out = text;
   // longest first, so a secret inside another never leaves a partial value behind
-  for (const [k, v] of Object.entries(secrets).sort((a, b) => b[1].length - a[1].length)) out = out.split(v).join(`<${k}>`);
+  for (const [k, v] of Object.entries(secrets).sort((a, b) => b[1].length - a[1].length))
+    out = out.split(v).join(`<${k}>`);
   return out;
 };
 
@@ -65,7 +70,10 @@ export const deployClientGoldens: GoldenSet = {
   dir: "deploy-client",
   files: () => {
     const secrets = fixedSecrets();
-    return renderBundleFiles(ROOT, acme(), secrets).map((f) => ({ name: f.path.replaceAll("/", "__"), content: maskSecrets(f.content, secrets) }));
+    return renderBundleFiles(ROOT, acme(), secrets).map((f) => ({
+      name: f.path.replaceAll("/", "__"),
+      content: maskSecrets(f.content, secrets),
+    }));
   },
 };
 

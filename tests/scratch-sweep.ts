@@ -14,7 +14,9 @@ export const VERIFY_PREFIX = "pgp-verify-";
 export function sweep(dir: string): void {
   const walk = (d: string): string[] => {
     try {
-      return readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.name === "postmaster.pid" ? [join(d, e.name)] : []));
+      return readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(join(d, e.name)) : e.name === "postmaster.pid" ? [join(d, e.name)] : [],
+      );
     } catch {
       return [];
     }
@@ -33,7 +35,9 @@ export function sweep(dir: string): void {
 /** Sweep the folders whose owning test process is no longer alive; returns how many. */
 export function sweepStale(): number {
   let n = 0;
-  for (const d of readdirSync(tmpdir()).filter((x) => x.startsWith(VERIFY_PREFIX)).map((x) => join(tmpdir(), x))) {
+  for (const d of readdirSync(tmpdir())
+    .filter((x) => x.startsWith(VERIFY_PREFIX))
+    .map((x) => join(tmpdir(), x))) {
     const owner = Number(existsSync(join(d, "owner.pid")) ? readFileSync(join(d, "owner.pid"), "utf8") : "0");
     let alive = false;
     try {

@@ -29,4 +29,8 @@ for (const set of GOLDEN_SETS) {
     changed++;
   }
 }
-console.log(changed ? `${changed} golden file(s) changed: review git diff tests/unit/golden and commit` : "golden files up to date");
+console.log(
+  changed
+    ? `${changed} golden file(s) changed: review git diff tests/unit/golden and commit`
+    : "golden files up to date",
+);

@@ -24,13 +24,19 @@ import { ensureSupabaseRoles } from "../lib/supabase/roles";
 import { ensureClusterFacts, ensureDatabaseFacts } from "../lib/supabase/prepare";
 import { applyAuthMigrations, applyStorageMigrations, type MigrationOutcome } from "../lib/supabase/upstream-check";
 
-const USAGE = "usage: STACK=<stack> bun scripts/dev/supabase-upstream-migrations.ts --auth <supabase/auth checkout> --storage <supabase/storage checkout> [--db <database>]";
+const USAGE =
+  "usage: STACK=<stack> bun scripts/dev/supabase-upstream-migrations.ts --auth <supabase/auth checkout> --storage <supabase/storage checkout> [--db <database>]";
 const SCRATCH = "supabase_upstream_check";
 
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { auth: "string", storage: "string", db: "string" }, USAGE);
   if (flags.help) return void console.log(USAGE);
-  if (!flags.auth || !flags.storage) throw new ToolkitError("MISSING_CHECKOUT", "--auth and --storage (exported upstream checkouts) are required", USAGE);
+  if (!flags.auth || !flags.storage)
+    throw new ToolkitError(
+      "MISSING_CHECKOUT",
+      "--auth and --storage (exported upstream checkouts) are required",
+      USAGE,
+    );
   const cfg = loadConfig();
   const database = flags.db ?? SCRATCH;
   const admin = await connect(cfg);
@@ -45,16 +51,27 @@ await runMain(async () => {
       const db = await connect(cfg, { database, catalogOnly: true });
       await ensureDatabaseFacts(db, target).finally(() => db.end());
     }
-    const auth = await connect(cfg, { database, user: "supabase_auth_admin", password: cfg.secrets.SUPABASE_AUTH_ADMIN_PASSWORD });
+    const auth = await connect(cfg, {
+      database,
+      user: "supabase_auth_admin",
+      password: cfg.secrets.SUPABASE_AUTH_ADMIN_PASSWORD,
+    });
     results.push(...(await applyAuthMigrations(auth, flags.auth).finally(() => auth.end())));
-    const storage = await connect(cfg, { database, user: "supabase_storage_admin", password: cfg.secrets.SUPABASE_STORAGE_ADMIN_PASSWORD });
+    const storage = await connect(cfg, {
+      database,
+      user: "supabase_storage_admin",
+      password: cfg.secrets.SUPABASE_STORAGE_ADMIN_PASSWORD,
+    });
     results.push(...(await applyStorageMigrations(storage, flags.storage).finally(() => storage.end())));
   } finally {
     if (!flags.db) await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(SCRATCH)} WITH (FORCE)`).catch(() => {});
     await admin.end().catch(() => {});
   }
-  for (const r of results) console.log(`${r.service.padEnd(8)} ${r.ok ? "ok    " : "FAILED"} ${r.file}${r.error ? `: ${r.error}` : ""}`);
+  for (const r of results)
+    console.log(`${r.service.padEnd(8)} ${r.ok ? "ok    " : "FAILED"} ${r.file}${r.error ? `: ${r.error}` : ""}`);
   const failed = results.filter((r) => !r.ok);
-  console.log(`${database}: ${results.length - failed.length}/${results.length} applied${failed.length ? `, failed: ${failed.map((f) => `${f.service}/${f.file}`).join(", ")}` : ""}`);
+  console.log(
+    `${database}: ${results.length - failed.length}/${results.length} applied${failed.length ? `, failed: ${failed.map((f) => `${f.service}/${f.file}`).join(", ")}` : ""}`,
+  );
   if (failed.length) process.exitCode = 1;
 });

@@ -61,7 +61,8 @@ export interface AccessPlan {
 }
 
 /** One subdomain per public app: bookwriter -> bookwriter.<PUBLIC_DOMAIN> (underscores are not valid in hostnames). */
-export const publicHostname = (cfg: Pick<Config, "access">, app: Pick<AppEntry, "name">) => `${app.name.replace(/_/g, "-")}.${cfg.access.publicDomain}`;
+export const publicHostname = (cfg: Pick<Config, "access">, app: Pick<AppEntry, "name">) =>
+  `${app.name.replace(/_/g, "-")}.${cfg.access.publicDomain}`;
 
 /** The tailnet name in URLs; tailscale fills ${TS_CERT_DOMAIN} in with the node's MagicDNS name. */
 export const tailnetHost = (cfg: Pick<Config, "access">) => cfg.access.tailnetHostname || "${TS_CERT_DOMAIN}";
@@ -89,19 +90,26 @@ export function planAccess(cfg: Config, apps: AppEntry[]): AccessPlan {
       productionData: holdsProductionData(cfg, app),
     };
     // Without TAILNET_HOSTNAME the name is only known to tailscale: shown as <server>.
-    if (access !== "none" && a.tailnet === "tailscale") view.privateUrl = `http://${a.tailnetHostname || "<server>"}:${app.port}`;
+    if (access !== "none" && a.tailnet === "tailscale")
+      view.privateUrl = `http://${a.tailnetHostname || "<server>"}:${app.port}`;
     if (access === "public") {
-      if (a.tunnel !== "cloudflare") warnings.push(`${app.name} is public in the registry but TUNNEL=none in ${cfg.file}: nothing is published`);
+      if (a.tunnel !== "cloudflare")
+        warnings.push(`${app.name} is public in the registry but TUNNEL=none in ${cfg.file}: nothing is published`);
       else {
         const host = publicHostname(cfg, app);
         const hp = hostnameProblem(host);
         if (hp) problems.push(`${app.name}: public hostname ${hp}`);
         const clash = apps.find((o) => o.domain === host);
-        if (clash) problems.push(`${app.name}: public hostname ${host} is also ${clash.name}'s nginx hostname (a name answers either on the tunnel or locally, never both)`);
+        if (clash)
+          problems.push(
+            `${app.name}: public hostname ${host} is also ${clash.name}'s nginx hostname (a name answers either on the tunnel or locally, never both)`,
+          );
         view.publicHostname = host;
         view.publicUrl = `https://${host}`;
         if (view.productionData) {
-          warnings.push(`${app.name} holds production data (database ${app.database}${/prod/.test(cfg.stack) ? `, stack ${cfg.stack}` : ""}) and would be public at ${view.publicUrl}`);
+          warnings.push(
+            `${app.name} holds production data (database ${app.database}${/prod/.test(cfg.stack) ? `, stack ${cfg.stack}` : ""}) and would be public at ${view.publicUrl}`,
+          );
         }
       }
     }
@@ -120,13 +128,19 @@ export { cloudflaredProblems, type CloudflaredConfig, type CloudflaredIngressRul
 
 /** The tunnel's origin: nginx's loopback listener (native) or the nginx service (docker). */
 export const tunnelOrigin = (cfg: Config, runtime: "native" | "docker" = "native") =>
-  runtime === "docker" ? `http://nginx:${DOCKER_ORIGIN_PORT}` : `http://${cfg.access.originAddress}:${cfg.access.originPort}`;
+  runtime === "docker"
+    ? `http://nginx:${DOCKER_ORIGIN_PORT}`
+    : `http://${cfg.access.originAddress}:${cfg.access.originPort}`;
 /** Inside compose, nginx's tunnel origin listens on this container port (never published). */
 export const DOCKER_ORIGIN_PORT = 8081;
 export const DOCKER_CREDENTIALS_PATH = "/etc/cloudflared/credentials.json";
 
 /** cloudflared's config: one rule per public app, in registry order, then the 404 catch-all. */
-export function renderCloudflared(cfg: Config, apps: AppEntry[], runtime: "native" | "docker" = "native"): CloudflaredConfig {
+export function renderCloudflared(
+  cfg: Config,
+  apps: AppEntry[],
+  runtime: "native" | "docker" = "native",
+): CloudflaredConfig {
   const origin = tunnelOrigin(cfg, runtime);
   const rules: CloudflaredIngressRule[] = apps
     .filter((a) => appAccess(a) === "public")
@@ -146,7 +160,10 @@ export function renderCloudflared(cfg: Config, apps: AppEntry[], runtime: "nativ
 }
 
 export function cloudflaredYaml(cfg: Config, doc: CloudflaredConfig): string {
-  return `# cloudflared for stack ${cfg.stack}: written by \`make access-apply\` from ${registryRel(cfg)}; edit the registry, not this file.\n` + YAML.stringify(doc);
+  return (
+    `# cloudflared for stack ${cfg.stack}: written by \`make access-apply\` from ${registryRel(cfg)}; edit the registry, not this file.\n` +
+    YAML.stringify(doc)
+  );
 }
 
 // --- tailscale serve ---------------------------------------------------------
@@ -170,11 +187,25 @@ export function renderServe(cfg: Config, apps: AppEntry[]): ServeConfig {
 }
 
 /** The same, as the commands that set it up (argv arrays). */
-export const serveOnCmd = (a: Pick<AppEntry, "port">) => ["tailscale", "serve", "--bg", `--http=${a.port}`, `http://${appUpstream(a as AppEntry)}`];
+export const serveOnCmd = (a: Pick<AppEntry, "port">) => [
+  "tailscale",
+  "serve",
+  "--bg",
+  `--http=${a.port}`,
+  `http://${appUpstream(a as AppEntry)}`,
+];
 export const serveOffCmd = (port: number) => ["tailscale", "serve", `--http=${port}`, "off"];
-export const serveCommands = (apps: AppEntry[]) => [...privateApps(apps)].sort((x, y) => x.port - y.port).map(serveOnCmd);
+export const serveCommands = (apps: AppEntry[]) =>
+  [...privateApps(apps)].sort((x, y) => x.port - y.port).map(serveOnCmd);
 
-export const cloudflaredValidateCmd = (file: string) => ["cloudflared", "tunnel", "--config", file, "ingress", "validate"];
+export const cloudflaredValidateCmd = (file: string) => [
+  "cloudflared",
+  "tunnel",
+  "--config",
+  file,
+  "ingress",
+  "validate",
+];
 /** The service unit installed once with `cloudflared --config <file> service install` reads our file. */
 export const cloudflaredRestartCmd = () => ["systemctl", "restart", "cloudflared"];
 
@@ -183,11 +214,30 @@ export const cloudflaredRestartCmd = () => ["systemctl", "restart", "cloudflared
 export const tunnelOriginNginxPath = (cfg: Config) => join(cfg.stateDir, "nginx", "apps", "tunnel-origin.conf");
 
 /** The tunnel origin's vhosts: a 404 default, and per public app its server plus a 421 on the stack's own listener. */
-export function renderTunnelNginx(cfg: Config, apps: AppEntry[], templates = { origin: readTemplate(cfg.rootDir, "access/tunnel-origin.conf.tmpl"), app: readTemplate(cfg.rootDir, "access/tunnel-app.conf.tmpl") }): string {
-  const base = { STACK: cfg.stack, ORIGIN_ADDRESS: cfg.access.originAddress, ORIGIN_PORT: cfg.access.originPort, API_ADDRESS: cfg.api.address, API_PORT: cfg.api.port };
+export function renderTunnelNginx(
+  cfg: Config,
+  apps: AppEntry[],
+  templates = {
+    origin: readTemplate(cfg.rootDir, "access/tunnel-origin.conf.tmpl"),
+    app: readTemplate(cfg.rootDir, "access/tunnel-app.conf.tmpl"),
+  },
+): string {
+  const base = {
+    STACK: cfg.stack,
+    ORIGIN_ADDRESS: cfg.access.originAddress,
+    ORIGIN_PORT: cfg.access.originPort,
+    API_ADDRESS: cfg.api.address,
+    API_PORT: cfg.api.port,
+  };
   const servers = apps
     .filter((a) => appAccess(a) === "public")
-    .map((a) => renderTemplate(templates.app, { ...base, APP_NAME: a.name, PUBLIC_HOSTNAME: publicHostname(cfg, a), APP_UPSTREAM: appUpstream(a) }, "access/tunnel-app.conf.tmpl"))
+    .map((a) =>
+      renderTemplate(
+        templates.app,
+        { ...base, APP_NAME: a.name, PUBLIC_HOSTNAME: publicHostname(cfg, a), APP_UPSTREAM: appUpstream(a) },
+        "access/tunnel-app.conf.tmpl",
+      ),
+    )
     .join("");
   return renderTemplate(templates.origin, { ...base, PUBLIC_APP_SERVERS: servers }, "access/tunnel-origin.conf.tmpl");
 }
@@ -214,7 +264,12 @@ export function accessFiles(cfg: Config, apps: AppEntry[]): AccessFile[] {
   if (cf) {
     const doc = renderCloudflared(cfg, apps);
     const problems = cloudflaredProblems(doc);
-    if (problems.length) throw new ToolkitError("BAD_ACCESS", `the cloudflared config for stack ${cfg.stack} breaks cloudflared's rules: ${problems.join("; ")}`, `fix the registry (${registryRel(cfg)}) or PUBLIC_DOMAIN in ${cfg.file}`);
+    if (problems.length)
+      throw new ToolkitError(
+        "BAD_ACCESS",
+        `the cloudflared config for stack ${cfg.stack} breaks cloudflared's rules: ${problems.join("; ")}`,
+        `fix the registry (${registryRel(cfg)}) or PUBLIC_DOMAIN in ${cfg.file}`,
+      );
     cloudflared = cloudflaredYaml(cfg, doc);
   }
   return [
@@ -272,10 +327,19 @@ export async function applyAccess(cfg: Config, opts: ApplyOptions = {}, apps?: A
 
 async function applyFor(cfg: Config, opts: ApplyOptions, apps: AppEntry[]): Promise<ApplyResult> {
   const plan = planAccess(cfg, apps);
-  if (plan.problems.length) throw new ToolkitError("BAD_ACCESS", plan.problems.join("; "), `fix ${registryRel(cfg)} or PUBLIC_DOMAIN in ${cfg.file}; nothing was changed`);
+  if (plan.problems.length)
+    throw new ToolkitError(
+      "BAD_ACCESS",
+      plan.problems.join("; "),
+      `fix ${registryRel(cfg)} or PUBLIC_DOMAIN in ${cfg.file}; nothing was changed`,
+    );
   const prod = plan.apps.filter((v) => v.publicUrl && v.productionData);
   if (prod.length && !opts.allowPublicProduction) {
-    throw new ToolkitError("PUBLIC_PRODUCTION", `${prod.map((v) => `${v.name} (database ${v.database})`).join(", ")} would be public at ${prod.map((v) => v.publicUrl).join(", ")} while holding production data`, "set the app's access to private in the registry, or re-run with --allow-public-production if that is intended; nothing was changed");
+    throw new ToolkitError(
+      "PUBLIC_PRODUCTION",
+      `${prod.map((v) => `${v.name} (database ${v.database})`).join(", ")} would be public at ${prod.map((v) => v.publicUrl).join(", ")} while holding production data`,
+      "set the app's access to private in the registry, or re-run with --allow-public-production if that is intended; nothing was changed",
+    );
   }
   const files = accessFiles(cfg, apps);
   const changed: string[] = [];
@@ -298,7 +362,8 @@ async function applyFor(cfg: Config, opts: ApplyOptions, apps: AppEntry[]): Prom
   const nginxPath = tunnelOriginNginxPath(cfg);
   const nginxTouched = changed.includes(rel(nginxPath)) || removed.includes(rel(nginxPath));
   if (nginxTouched) {
-    if (!existsSync(join(cfg.renderedDir, "nginx", "nginx.conf"))) nginx = "not rendered yet (loaded at the next dev-up)";
+    if (!existsSync(join(cfg.renderedDir, "nginx", "nginx.conf")))
+      nginx = "not rendered yet (loaded at the next dev-up)";
     else {
       const apply = opts.applyNginx ?? (await import("./onboard/onboard")).applyNginx;
       try {
@@ -319,12 +384,22 @@ async function applyFor(cfg: Config, opts: ApplyOptions, apps: AppEntry[]): Prom
     const commands = [cloudflaredValidateCmd(cloudflaredPath(cfg)), cloudflaredRestartCmd()];
     const installed = Boolean(await lookup("cloudflared"));
     if (installed) for (const c of commands) await run(c, { timeoutMs: 60_000 });
-    tools.push({ tool: "cloudflared", installed, commands, install: installed ? undefined : INSTALL.cloudflared.replace("<file>", cloudflaredPath(cfg)) });
+    tools.push({
+      tool: "cloudflared",
+      installed,
+      commands,
+      install: installed ? undefined : INSTALL.cloudflared.replace("<file>", cloudflaredPath(cfg)),
+    });
   }
-  const appliedBefore: number[] = existsSync(serveAppliedPath(cfg)) ? JSON.parse(readFileSync(serveAppliedPath(cfg), "utf8")) : [];
+  const appliedBefore: number[] = existsSync(serveAppliedPath(cfg))
+    ? JSON.parse(readFileSync(serveAppliedPath(cfg), "utf8"))
+    : [];
   const wanted = cfg.access.tailnet === "tailscale" ? privateApps(apps).map((a) => a.port) : [];
   if (cfg.access.tailnet === "tailscale" || appliedBefore.length) {
-    const commands = [...appliedBefore.filter((p) => !wanted.includes(p)).map(serveOffCmd), ...(cfg.access.tailnet === "tailscale" ? serveCommands(apps) : [])];
+    const commands = [
+      ...appliedBefore.filter((p) => !wanted.includes(p)).map(serveOffCmd),
+      ...(cfg.access.tailnet === "tailscale" ? serveCommands(apps) : []),
+    ];
     const installed = Boolean(await lookup("tailscale"));
     if (installed) {
       for (const c of commands) await run(c, { timeoutMs: 60_000 });

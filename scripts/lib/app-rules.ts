@@ -12,18 +12,33 @@ export const APP_NAME_RE = /^[a-z][a-z0-9_]{1,30}$/;
 /** Roles the platform itself runs on (Patroni's users and Postgres' own). */
 const PLATFORM_ROLES = ["postgres", "replicator", "rewind_user", "patroni", "admin"];
 /** Words Postgres reserves as role specifiers, or that mean something special in pg_hba.conf. */
-const POSTGRES_RESERVED = ["public", "none", "current_role", "current_user", "session_user", "all", "template0", "template1", "samerole", "samegroup", "replication"];
+const POSTGRES_RESERVED = [
+  "public",
+  "none",
+  "current_role",
+  "current_user",
+  "session_user",
+  "all",
+  "template0",
+  "template1",
+  "samerole",
+  "samegroup",
+  "replication",
+];
 
-export const NAME_RULE = "lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$)";
+export const NAME_RULE =
+  "lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$)";
 
 /** Why `name` cannot be an app name, or undefined when it can. */
 export function appNameProblem(name: string, cfg: Pick<Config, "databases">): string | undefined {
   if (!APP_NAME_RE.test(name)) return `${JSON.stringify(name)} is not a valid app name: ${NAME_RULE}`;
   if (name.startsWith("pg_")) return `${name} is reserved: role names starting with pg_ belong to Postgres`;
-  if (PLATFORM_ROLES.includes(name) || POSTGRES_RESERVED.includes(name)) return `${name} is reserved by Postgres or the platform`;
+  if (PLATFORM_ROLES.includes(name) || POSTGRES_RESERVED.includes(name))
+    return `${name} is reserved by Postgres or the platform`;
   if (SUPABASE_RESERVED_ROLES.includes(name)) return `${name} is reserved: it is one of Supabase's roles`;
   const db = appDatabase(name);
-  if (cfg.databases.includes(name) || cfg.databases.includes(db)) return `${name} is reserved: it is an environment database (DATABASES in the env file)`;
+  if (cfg.databases.includes(name) || cfg.databases.includes(db))
+    return `${name} is reserved: it is an environment database (DATABASES in the env file)`;
   return undefined;
 }
 
@@ -50,7 +65,16 @@ export const defaultDomain = (name: string) => `${name.replace(/_/g, "-")}.local
 /** Ports the stack itself listens on; an app must not take one. */
 export function stackPorts(cfg: Config): number[] {
   const m = cfg.members[0]!;
-  return [cfg.haproxy.rwPort, cfg.haproxy.roPort, cfg.haproxy.statsPort, cfg.api.port, m.pgPort, m.restPort, m.etcdClientPort, m.etcdPeerPort];
+  return [
+    cfg.haproxy.rwPort,
+    cfg.haproxy.roPort,
+    cfg.haproxy.statsPort,
+    cfg.api.port,
+    m.pgPort,
+    m.restPort,
+    m.etcdClientPort,
+    m.etcdPeerPort,
+  ];
 }
 
 export function portProblem(port: number, name: string, apps: AppEntry[], cfg: Config): string | undefined {

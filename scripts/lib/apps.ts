@@ -60,7 +60,11 @@ export function loadApps(cfg: Config): AppEntry[] {
   try {
     raw = YAML.parse(readFileSync(path, "utf8")) ?? {};
   } catch (e) {
-    throw new ToolkitError("BAD_REGISTRY", `${rel}: not valid YAML: ${(e as Error).message}`, "fix the file by hand or restore it from git");
+    throw new ToolkitError(
+      "BAD_REGISTRY",
+      `${rel}: not valid YAML: ${(e as Error).message}`,
+      "fix the file by hand or restore it from git",
+    );
   }
   return validateApps(cfg, rel, raw);
 }
@@ -73,7 +77,8 @@ export function loadApps(cfg: Config): AppEntry[] {
  */
 export function validateApps(cfg: Config, rel: string, raw: unknown): AppEntry[] {
   const fix = `fix the entry in ${rel} by hand (the rules new-app applies) or restore the file from git`;
-  const bad = (who: string, key: string, msg: string) => new ToolkitError("BAD_REGISTRY", `${rel}: ${who}: ${key}: ${msg}`, fix);
+  const bad = (who: string, key: string, msg: string) =>
+    new ToolkitError("BAD_REGISTRY", `${rel}: ${who}: ${key}: ${msg}`, fix);
   const top = Registry.safeParse(raw);
   if (!top.success) {
     const i = top.error.issues[0]!;
@@ -97,7 +102,8 @@ export function validateApps(cfg: Config, rel: string, raw: unknown): AppEntry[]
     const who = `app ${JSON.stringify(a.name)}`;
     const np = appNameProblem(a.name, cfg);
     if (np) throw bad(who, "name", np);
-    if (a.database !== appDatabase(a.name)) throw bad(who, "database", `must be ${appDatabase(a.name)} (got ${JSON.stringify(a.database)})`);
+    if (a.database !== appDatabase(a.name))
+      throw bad(who, "database", `must be ${appDatabase(a.name)} (got ${JSON.stringify(a.database)})`);
     if (a.role !== a.name) throw bad(who, "role", `must be ${a.name} (got ${JSON.stringify(a.role)})`);
     const dp = domainProblem(a.domain);
     if (dp) throw bad(who, "domain", dp);

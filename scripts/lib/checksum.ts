@@ -79,7 +79,16 @@ export interface ListedTable {
 }
 
 export async function listTables(c: pg.Client): Promise<ListedTable[]> {
-  const rows = (await c.query(TABLE_LIST_SQL)).rows as { schema: string; table: string; relkind: string; persistence: string; is_partition: boolean; populated: boolean; root: string | null; columns: string[] }[];
+  const rows = (await c.query(TABLE_LIST_SQL)).rows as {
+    schema: string;
+    table: string;
+    relkind: string;
+    persistence: string;
+    is_partition: boolean;
+    populated: boolean;
+    root: string | null;
+    columns: string[];
+  }[];
   return rows.map((r) => ({
     schema: r.schema,
     table: r.table,
@@ -106,7 +115,14 @@ export function tableChecksumSql(t: Pick<ListedTable, "schema" | "table" | "kind
 export async function checksumTables(c: pg.Client, opts: { skipUnlogged?: boolean } = {}): Promise<TableChecksum[]> {
   const out: TableChecksum[] = [];
   for (const t of await listTables(c)) {
-    const base: TableChecksum = { schema: t.schema, table: t.table, rows: 0, kind: t.kind, ...(t.root ? { partitionOf: t.root } : {}), ...(t.unlogged ? { unlogged: true } : {}) };
+    const base: TableChecksum = {
+      schema: t.schema,
+      table: t.table,
+      rows: 0,
+      kind: t.kind,
+      ...(t.root ? { partitionOf: t.root } : {}),
+      ...(t.unlogged ? { unlogged: true } : {}),
+    };
     if (t.kind === "matview" && !t.populated) {
       out.push({ ...base, checksum: "unpopulated" });
       continue;
@@ -138,7 +154,12 @@ export async function checksumLargeObjects(c: pg.Client): Promise<LargeObjectsCh
 }
 
 /** Pure: every difference between expected and actual tables, naming the table. Partitions are compared through their root. */
-export function compareTables(db: string, expected: TableChecksum[], actual: TableChecksum[], opts: { extra?: boolean } = {}): string[] {
+export function compareTables(
+  db: string,
+  expected: TableChecksum[],
+  actual: TableChecksum[],
+  opts: { extra?: boolean } = {},
+): string[] {
   const problems: string[] = [];
   const key = (t: TableChecksum) => `${t.schema}.${t.table}`;
   const have = new Map(actual.map((t) => [key(t), t]));
@@ -150,8 +171,12 @@ export function compareTables(db: string, expected: TableChecksum[], actual: Tab
       continue;
     }
     if (!a) problems.push(`${db}: table ${key(e)} missing after restore`);
-    else if (a.rows !== e.rows) problems.push(`${db}: table ${key(e)} has ${a.rows} rows after restore, manifest says ${e.rows}`);
-    else if (e.checksum !== undefined && a.checksum !== e.checksum) problems.push(`${db}: table ${key(e)}: same row count (${e.rows}) but the content differs (checksum ${a.checksum ?? "none"}, manifest says ${e.checksum})`);
+    else if (a.rows !== e.rows)
+      problems.push(`${db}: table ${key(e)} has ${a.rows} rows after restore, manifest says ${e.rows}`);
+    else if (e.checksum !== undefined && a.checksum !== e.checksum)
+      problems.push(
+        `${db}: table ${key(e)}: same row count (${e.rows}) but the content differs (checksum ${a.checksum ?? "none"}, manifest says ${e.checksum})`,
+      );
   }
   if (opts.extra) for (const k of have.keys()) problems.push(`${db}: table ${k} after restore is not in the manifest`);
   return problems;

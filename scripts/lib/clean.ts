@@ -35,11 +35,20 @@ export function planClean(cfg: Config, opts: { purgeSecrets?: boolean; extraDirs
   // The environments' env files (scripts/lib/supabase/environments.ts): their roles go with the data too.
   for (const p of cfg.databases.map((db) => envFilePath(cfg, db))) if (existsSync(p)) appEnvFiles.add(p);
   const reg = registryPath(cfg);
-  const registry = existsSync(reg) && (cfg.stack !== "dev" || apps.length > 0)
-    ? { path: reg, action: cfg.stack === "dev" ? ("empty" as const) : ("delete" as const), apps: apps.map((a) => a.name) }
-    : undefined;
+  const registry =
+    existsSync(reg) && (cfg.stack !== "dev" || apps.length > 0)
+      ? {
+          path: reg,
+          action: cfg.stack === "dev" ? ("empty" as const) : ("delete" as const),
+          apps: apps.map((a) => a.name),
+        }
+      : undefined;
   const kept: CleanPlan["kept"] = [];
-  if (existsSync(cfg.secretsFile) && !opts.purgeSecrets) kept.push({ path: cfg.secretsFile, why: "the stack's generated passwords, reused by the next dev-up (--purge-secrets deletes it)" });
+  if (existsSync(cfg.secretsFile) && !opts.purgeSecrets)
+    kept.push({
+      path: cfg.secretsFile,
+      why: "the stack's generated passwords, reused by the next dev-up (--purge-secrets deletes it)",
+    });
   if (existsSync(cfg.file)) kept.push({ path: join(cfg.rootDir, cfg.file), why: "the stack's settings" });
   return { dirs, appEnvFiles: [...appEnvFiles].sort(), registry, kept };
 }
@@ -86,8 +95,12 @@ export function describeClean(cfg: Config, plan: CleanPlan, opts: { purgeSecrets
   const rel = (p: string) => p.replace(cfg.rootDir + "/", "");
   const lines = plan.dirs.map((d) => `delete ${rel(d)} (data, logs, backups, rendered files)`);
   for (const f of plan.appEnvFiles) lines.push(`delete ${rel(f)} (an app's DATABASE_URL; its role goes with the data)`);
-  if (plan.registry) lines.push(`${plan.registry.action} ${rel(plan.registry.path)} (app registry${plan.registry.apps.length ? `: ${plan.registry.apps.join(", ")}` : ""}; their databases go with the data)`);
-  if (opts.purgeSecrets && existsSync(cfg.secretsFile)) lines.push(`delete ${rel(cfg.secretsFile)} (generated passwords)`);
+  if (plan.registry)
+    lines.push(
+      `${plan.registry.action} ${rel(plan.registry.path)} (app registry${plan.registry.apps.length ? `: ${plan.registry.apps.join(", ")}` : ""}; their databases go with the data)`,
+    );
+  if (opts.purgeSecrets && existsSync(cfg.secretsFile))
+    lines.push(`delete ${rel(cfg.secretsFile)} (generated passwords)`);
   for (const k of plan.kept) lines.push(`keep   ${rel(k.path)} (${k.why})`);
   return lines;
 }

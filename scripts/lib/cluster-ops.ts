@@ -9,7 +9,13 @@ import { etcdFetch } from "./etcd-client";
 import { assessCluster, clusterView, restGet, restSend, type Health } from "./patroni";
 import { connect, quoteIdent, roTarget, rwTarget } from "./pg";
 import { runningPid, type ProcSpec } from "./procs";
-import { ensureJwtSettings, ensureSupabaseRoles, ENVIRONMENT_DB_ROLES, MAINTENANCE_DB_ROLES, restrictConnect } from "./supabase-db";
+import {
+  ensureJwtSettings,
+  ensureSupabaseRoles,
+  ENVIRONMENT_DB_ROLES,
+  MAINTENANCE_DB_ROLES,
+  restrictConnect,
+} from "./supabase-db";
 
 /** Poll `probe` every 250 ms until it answers; a plain Error naming `what` after the timeout. */
 export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -32,7 +38,10 @@ export async function etcdHealthy(cfg: Config, m: Member): Promise<boolean> {
 }
 
 /** Which member the HAProxy port routes to, and whether it is in recovery. */
-export async function probeRoute(cfg: Config, port: "rw" | "ro"): Promise<{ addr: string; inRecovery: boolean } | undefined> {
+export async function probeRoute(
+  cfg: Config,
+  port: "rw" | "ro",
+): Promise<{ addr: string; inRecovery: boolean } | undefined> {
   try {
     const c = await connect(cfg, { target: port === "rw" ? rwTarget(cfg) : roTarget(cfg), timeoutMs: 1500 });
     try {
@@ -68,7 +77,11 @@ export async function waitHealthy(cfg: Config, timeoutMs: number, watch: ProcSpe
     });
   } catch (err) {
     if (err instanceof ToolkitError) throw err;
-    throw new ToolkitError("CLUSTER_UNHEALTHY", `Patroni cluster not healthy after ${timeoutMs / 1000} s: ${(last?.problems ?? ["no answer"]).join(", ")}`, "see `make logs SVC=pg1` (and pg2, pg3) and `make status`");
+    throw new ToolkitError(
+      "CLUSTER_UNHEALTHY",
+      `Patroni cluster not healthy after ${timeoutMs / 1000} s: ${(last?.problems ?? ["no answer"]).join(", ")}`,
+      "see `make logs SVC=pg1` (and pg2, pg3) and `make status`",
+    );
   }
 }
 
@@ -90,7 +103,8 @@ export async function syncDcsTiming(cfg: Config): Promise<string | undefined> {
     const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => r.body[k] !== v));
     if (Object.keys(diff).length === 0) return undefined;
     const res = await restSend(cfg, m, "PATCH", "/config", diff);
-    if (res.status !== 200) throw new ToolkitError("DCS_PATCH_FAILED", `PATCH /config answered ${res.status}: ${res.text}`);
+    if (res.status !== 200)
+      throw new ToolkitError("DCS_PATCH_FAILED", `PATCH /config answered ${res.status}: ${res.text}`);
     return `DCS settings updated: ${Object.keys(diff).join(", ")}`;
   }
   return undefined;

@@ -15,12 +15,27 @@ import { run } from "./exec";
 import { renderPgbackrestConf } from "./backup/pgbackrest";
 
 /** Paths inside a member container (compose/patroni/Dockerfile creates them). */
-export const CONTAINER = { home: "/home/pgbackrest", repo: "/home/pgbackrest/repo", dataDir: "/home/postgres/data", socketDir: "/home/postgres/run", pgPort: 5432 };
+export const CONTAINER = {
+  home: "/home/pgbackrest",
+  repo: "/home/pgbackrest/repo",
+  dataDir: "/home/postgres/data",
+  socketDir: "/home/postgres/run",
+  pgPort: 5432,
+};
 
 /** The member's own data dir is its only pg1: each container sees only its own. */
 export function dockerPgbackrestConf(cfg: Config): string {
-  const member = { ...cfg.members[0]!, dataDir: CONTAINER.dataDir, socketDir: CONTAINER.socketDir, pgPort: CONTAINER.pgPort };
-  return renderPgbackrestConf({ ...cfg, members: [member], backup: { ...cfg.backup, repoDir: CONTAINER.repo, pgbackrestHome: CONTAINER.home } });
+  const member = {
+    ...cfg.members[0]!,
+    dataDir: CONTAINER.dataDir,
+    socketDir: CONTAINER.socketDir,
+    pgPort: CONTAINER.pgPort,
+  };
+  return renderPgbackrestConf({
+    ...cfg,
+    members: [member],
+    backup: { ...cfg.backup, repoDir: CONTAINER.repo, pgbackrestHome: CONTAINER.home },
+  });
 }
 
 export const dockerPgbackrestFile = (dir: string) => join(dir, "pgbackrest", "pgbackrest.conf");
@@ -37,10 +52,25 @@ export const STANZA_SNIPPET = 'IFS= read -r PGPASSWORD && export PGPASSWORD && e
 export async function ensureDockerStanza(cfg: Config, compose: (...args: string[]) => string[]): Promise<string> {
   let last = "";
   for (const m of cfg.members) {
-    const argv = compose("exec", "-T", m.name, "sh", "-c", STANZA_SNIPPET, "pgbackrest", `--config=${CONTAINER.home}/pgbackrest.conf`, `--stanza=${cfg.backup.stanza}`, "stanza-create");
+    const argv = compose(
+      "exec",
+      "-T",
+      m.name,
+      "sh",
+      "-c",
+      STANZA_SNIPPET,
+      "pgbackrest",
+      `--config=${CONTAINER.home}/pgbackrest.conf`,
+      `--stanza=${cfg.backup.stanza}`,
+      "stanza-create",
+    );
     const r = await run(argv, { nothrow: true, timeoutMs: 120_000, input: `${cfg.secrets.POSTGRES_PASSWORD}\n` });
     if (r.code === 0) return `pgBackRest stanza ${cfg.backup.stanza} (on ${m.name})`;
     last = (r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ");
   }
-  throw new ToolkitError("STANZA_FAILED", `pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ${last}`, "run `docker compose logs pg1 pg2 pg3`; WAL archiving waits for the stanza");
+  throw new ToolkitError(
+    "STANZA_FAILED",
+    `pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ${last}`,
+    "run `docker compose logs pg1 pg2 pg3`; WAL archiving waits for the stanza",
+  );
 }

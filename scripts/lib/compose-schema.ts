@@ -41,15 +41,18 @@ function dropIds(node: any): void {
  * An unset variable without a default is reported, not silently emptied.
  */
 export function interpolate(text: string, env: Record<string, string | undefined>, unset: string[] = []): string {
-  return text.replace(/\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g, (all, _x, braced, op, arg, bare) => {
-    if (all === "$$") return "$";
-    const name = braced ?? bare;
-    const value = env[name];
-    if (op === ":-") return value ? value : arg;
-    if (op === "-") return value ?? arg;
-    if (value === undefined) unset.push(name);
-    return value ?? "";
-  });
+  return text.replace(
+    /\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g,
+    (all, _x, braced, op, arg, bare) => {
+      if (all === "$$") return "$";
+      const name = braced ?? bare;
+      const value = env[name];
+      if (op === ":-") return value ? value : arg;
+      if (op === "-") return value ?? arg;
+      if (value === undefined) unset.push(name);
+      return value ?? "";
+    },
+  );
 }
 
 /** Returns a list of problems (empty when valid), each naming the path in the file. */
@@ -66,7 +69,13 @@ export function validateCompose(text: string, env: Record<string, string | undef
   }
   const v = validator();
   if (v(doc)) return problems;
-  return problems.concat((v.errors ?? []).map((e) => `${e.instancePath || "/"}: ${e.message}${e.params && "additionalProperty" in e.params ? ` (${(e.params as any).additionalProperty})` : ""}`));
+  return problems.concat(
+    (v.errors ?? []).map(
+      (e) =>
+        `${e.instancePath || "/"}: ${e.message}${e.params && "additionalProperty" in e.params ? ` (${(e.params as any).additionalProperty})` : ""}`,
+    ),
+  );
 }
 
-export const validateComposeFile = (path: string, env: Record<string, string | undefined> = {}) => validateCompose(readFileSync(path, "utf8"), env);
+export const validateComposeFile = (path: string, env: Record<string, string | undefined> = {}) =>
+  validateCompose(readFileSync(path, "utf8"), env);

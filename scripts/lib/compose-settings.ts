@@ -15,8 +15,19 @@ import { stackHttpAddress } from "./stack-files";
 
 /** The image variables the compose files read, in the order they appear. */
 export const IMAGE_KEYS = [
-  "IMAGE_ETCD", "IMAGE_PATRONI", "IMAGE_HAPROXY", "IMAGE_GOTRUE", "IMAGE_POSTGREST", "IMAGE_REALTIME",
-  "IMAGE_STORAGE", "IMAGE_POSTGRES_META", "IMAGE_STUDIO", "IMAGE_KONG", "IMAGE_NGINX", "IMAGE_CLOUDFLARED", "IMAGE_PGBOUNCER",
+  "IMAGE_ETCD",
+  "IMAGE_PATRONI",
+  "IMAGE_HAPROXY",
+  "IMAGE_GOTRUE",
+  "IMAGE_POSTGREST",
+  "IMAGE_REALTIME",
+  "IMAGE_STORAGE",
+  "IMAGE_POSTGRES_META",
+  "IMAGE_STUDIO",
+  "IMAGE_KONG",
+  "IMAGE_NGINX",
+  "IMAGE_CLOUDFLARED",
+  "IMAGE_PGBOUNCER",
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 
@@ -37,7 +48,13 @@ export function dockerSettings(v: EnvValues): DockerSettings {
   return {
     images,
     siteUrl: v.SUPABASE_SITE_URL,
-    smtp: { host: v.SMTP_HOST, port: v.SMTP_PORT, user: v.SMTP_USER, adminEmail: v.SMTP_ADMIN_EMAIL, senderName: v.SMTP_SENDER_NAME },
+    smtp: {
+      host: v.SMTP_HOST,
+      port: v.SMTP_PORT,
+      user: v.SMTP_USER,
+      adminEmail: v.SMTP_ADMIN_EMAIL,
+      senderName: v.SMTP_SENDER_NAME,
+    },
   };
 }
 
@@ -49,7 +66,9 @@ export function dockerSettings(v: EnvValues): DockerSettings {
 export function dockerSettingsEnv(cfg: Config): Record<string, string> {
   const d = cfg.docker;
   // Realtime's Phoenix SECRET_KEY_BASE (64+ bytes): derived from the superuser's password, so no second secret to keep.
-  const keyBase = createHmac("sha512", cfg.secrets.POSTGRES_PASSWORD ?? "").update("realtime SECRET_KEY_BASE").digest("hex");
+  const keyBase = createHmac("sha512", cfg.secrets.POSTGRES_PASSWORD ?? "")
+    .update("realtime SECRET_KEY_BASE")
+    .digest("hex");
   registerSecret(keyBase);
   return {
     // where compose publishes HAProxy and nginx: the stack's addresses, as natively (nginx: loopback only)

@@ -32,7 +32,11 @@ export function parseComposeVersion(kind: "v1" | "v2", out: string): ComposeFlav
   if (!m) return undefined;
   const major = Number(m[1]);
   if (kind === "v2" && major < 2) return undefined;
-  return { kind: major >= 2 ? "v2" : "v1", argv: kind === "v2" ? ["docker", "compose"] : ["docker-compose"], version: `${m[1]}.${m[2]}.${m[3]}` };
+  return {
+    kind: major >= 2 ? "v2" : "v1",
+    argv: kind === "v2" ? ["docker", "compose"] : ["docker-compose"],
+    version: `${m[1]}.${m[2]}.${m[3]}`,
+  };
 }
 
 /** v2 when the docker CLI has the compose plugin, else Debian's docker-compose; neither is an error naming both. */
@@ -47,20 +51,40 @@ export async function detectCompose(): Promise<ComposeFlavour> {
     const f = r.code === 0 ? parseComposeVersion("v1", r.stdout) : undefined;
     if (f) return f;
   }
-  throw new ToolkitError("NO_COMPOSE", "neither `docker compose` (v2) nor `docker-compose` (v1) answers", "install Docker's compose plugin, or on Debian `apt-get install docker-compose`");
+  throw new ToolkitError(
+    "NO_COMPOSE",
+    "neither `docker compose` (v2) nor `docker-compose` (v1) answers",
+    "install Docker's compose plugin, or on Debian `apt-get install docker-compose`",
+  );
 }
 
 export const composeFile = (cfg: Config) => join(cfg.rootDir, "compose", "dev.yml");
 
 export const composeArgv = (cfg: Config, f: ComposeFlavour, envFile: string, ...args: string[]) => [
-  ...f.argv, "-p", cfg.clusterName, "-f", composeFile(cfg), "--env-file", envFile, ...args,
+  ...f.argv,
+  "-p",
+  cfg.clusterName,
+  "-f",
+  composeFile(cfg),
+  "--env-file",
+  envFile,
+  ...args,
 ];
 
 /** Stage 1: etcd, the Patroni members and HAProxy (compose/dev.yml's service names). */
-export const clusterServices = (cfg: Config) => [...cfg.members.map((m) => m.etcdName), ...cfg.members.map((m) => m.name), "haproxy"];
+export const clusterServices = (cfg: Config) => [
+  ...cfg.members.map((m) => m.etcdName),
+  ...cfg.members.map((m) => m.name),
+  "haproxy",
+];
 
 /** `up -d` for a stage; v2 waits for the stage's healthchecks itself. */
-export const upArgs = (f: ComposeFlavour, services: string[]) => ["up", "-d", ...(f.kind === "v2" ? ["--wait"] : []), ...services];
+export const upArgs = (f: ComposeFlavour, services: string[]) => [
+  "up",
+  "-d",
+  ...(f.kind === "v2" ? ["--wait"] : []),
+  ...services,
+];
 
 /**
  * From v1's `docker-compose ps` table, the containers not ready yet: "(health: starting)",
@@ -78,7 +102,13 @@ export function v1NotReady(psText: string): string[] {
   return out;
 }
 
-async function waitV1(cfg: Config, f: ComposeFlavour, envFile: string, services: string[], timeoutMs: number): Promise<void> {
+async function waitV1(
+  cfg: Config,
+  f: ComposeFlavour,
+  envFile: string,
+  services: string[],
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: string[] = [];
   while (Date.now() < deadline) {
@@ -87,12 +117,28 @@ async function waitV1(cfg: Config, f: ComposeFlavour, envFile: string, services:
     if (!last.length) return;
     await Bun.sleep(2000);
   }
-  throw new ToolkitError("UP_FAILED", `not healthy after ${timeoutMs / 1000} s: ${last.join("; ")}`, `run \`docker-compose -p ${cfg.clusterName} logs\` for the failing service`);
+  throw new ToolkitError(
+    "UP_FAILED",
+    `not healthy after ${timeoutMs / 1000} s: ${last.join("; ")}`,
+    `run \`docker-compose -p ${cfg.clusterName} logs\` for the failing service`,
+  );
 }
 
-async function upStage(cfg: Config, f: ComposeFlavour, envFile: string, services: string[], timeoutMs: number): Promise<void> {
+async function upStage(
+  cfg: Config,
+  f: ComposeFlavour,
+  envFile: string,
+  services: string[],
+  timeoutMs: number,
+): Promise<void> {
   const r = await run(composeArgv(cfg, f, envFile, ...upArgs(f, services)), { nothrow: true, timeoutMs });
-  if (r.code !== 0) throw new ToolkitError("UP_FAILED", `${f.argv.join(" ")} up failed (${services.join(", ") || "all services"})`, `run \`${f.argv.join(" ")} -p ${cfg.clusterName} logs\` for the failing service`, r.stderr);
+  if (r.code !== 0)
+    throw new ToolkitError(
+      "UP_FAILED",
+      `${f.argv.join(" ")} up failed (${services.join(", ") || "all services"})`,
+      `run \`${f.argv.join(" ")} -p ${cfg.clusterName} logs\` for the failing service`,
+      r.stderr,
+    );
   if (f.kind === "v1") await waitV1(cfg, f, envFile, services, timeoutMs);
 }
 
@@ -103,20 +149,36 @@ async function waitRoutes(cfg: Config, timeoutMs: number): Promise<void> {
   while (Date.now() < deadline) {
     const rw = await probeRoute(cfg, "rw");
     const ro = await probeRoute(cfg, "ro");
-    problems = [...(rw && !rw.inRecovery ? [] : ["read-write port does not reach a primary"]), ...(ro && ro.inRecovery ? [] : ["read-only port does not reach a replica"])];
+    problems = [
+      ...(rw && !rw.inRecovery ? [] : ["read-write port does not reach a primary"]),
+      ...(ro && ro.inRecovery ? [] : ["read-only port does not reach a replica"]),
+    ];
     if (!problems.length) return;
     await Bun.sleep(1000);
   }
   throw new ToolkitError("CLUSTER_UNHEALTHY", problems.join("; "), "run `docker compose logs pg1 pg2 pg3 haproxy`");
 }
 
-export type Stage = { stage: "cluster"; services: string[] } | { stage: "prepare" } | { stage: "clients"; services: "rest" };
+export type Stage =
+  | { stage: "cluster"; services: string[] }
+  | { stage: "prepare" }
+  | { stage: "clients"; services: "rest" };
 
 /** The start-up order: the cluster, then the databases and login roles (ensureDatabases) and the pgBackRest stanza, then every other service. */
-export const startPlan = (cfg: Config): Stage[] => [{ stage: "cluster", services: clusterServices(cfg) }, { stage: "prepare" }, { stage: "clients", services: "rest" }];
+export const startPlan = (cfg: Config): Stage[] => [
+  { stage: "cluster", services: clusterServices(cfg) },
+  { stage: "prepare" },
+  { stage: "clients", services: "rest" },
+];
 
 /** Runs startPlan; returns dev-up's result. */
-export async function composeUpInOrder(cfg: Config, envFile: string, progress: Progress, t0 = Date.now(), prepare: (cfg: Config) => Promise<string[]> = async () => []): Promise<UpResult> {
+export async function composeUpInOrder(
+  cfg: Config,
+  envFile: string,
+  progress: Progress,
+  t0 = Date.now(),
+  prepare: (cfg: Config) => Promise<string[]> = async () => [],
+): Promise<UpResult> {
   const f = await detectCompose();
   const changes: string[] = [];
   for (const s of startPlan(cfg)) {
@@ -135,5 +197,11 @@ export async function composeUpInOrder(cfg: Config, envFile: string, progress: P
       await upStage(cfg, f, envFile, [], 600_000);
     }
   }
-  return { started: ["compose"], restarted: [], changes, health: { ok: true, running: cfg.members.length, problems: [] }, ms: Date.now() - t0 };
+  return {
+    started: ["compose"],
+    restarted: [],
+    changes,
+    health: { ok: true, running: cfg.members.length, problems: [] },
+    ms: Date.now() - t0,
+  };
 }

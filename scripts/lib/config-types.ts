@@ -48,7 +48,15 @@ export interface Config {
   clusterName: string;
   namespace: string;
   members: Member[];
-  haproxy: { address: string; rwPort: number; roPort: number; statsPort: number; interMs: number; fall: number; rise: number };
+  haproxy: {
+    address: string;
+    rwPort: number;
+    roPort: number;
+    statsPort: number;
+    interMs: number;
+    fall: number;
+    rise: number;
+  };
   api: { address: string; port: number };
   timing: Timing;
   pgHbaCidr: string;

@@ -138,7 +138,13 @@ function accessSettings(file: string, stack: string, v: EnvValues): AccessSettin
   if (stack.startsWith("client-") && !v.ALLOW_REMOTE_ACCESS) {
     for (const key of ["TUNNEL", "TAILNET"] as const) {
       if (v[key] !== "none") {
-        throw new SettingsError("BAD_CONFIG", file, key, `customer stacks stay inside the firewall (got ${JSON.stringify(v[key])})`, `set ${key}=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing`);
+        throw new SettingsError(
+          "BAD_CONFIG",
+          file,
+          key,
+          `customer stacks stay inside the firewall (got ${JSON.stringify(v[key])})`,
+          `set ${key}=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing`,
+        );
       }
     }
   }
@@ -148,7 +154,8 @@ function accessSettings(file: string, stack: string, v: EnvValues): AccessSettin
     tailnet: v.TAILNET,
     tailnetHostname: v.TAILNET_HOSTNAME,
     tunnelId: v.CLOUDFLARE_TUNNEL_ID,
-    credentialsFile: v.CLOUDFLARE_CREDENTIALS_FILE || `/etc/cloudflared/${v.CLOUDFLARE_TUNNEL_ID || "<tunnel-id>"}.json`,
+    credentialsFile:
+      v.CLOUDFLARE_CREDENTIALS_FILE || `/etc/cloudflared/${v.CLOUDFLARE_TUNNEL_ID || "<tunnel-id>"}.json`,
     // The tunnel reaches nginx on loopback only: on a host whose API address is public, 127.0.0.1.
     originAddress: v.API_ADDRESS.startsWith("127.") ? v.API_ADDRESS : "127.0.0.1",
     originPort: originPort(v),
@@ -178,7 +185,11 @@ export function defaultMemberRoot(stateDir: string, stack: string, root: boolean
 export function stackName(): string {
   const s = process.env.STACK ?? "dev";
   if (!/^[a-z][a-z0-9-]{0,30}$/.test(s)) {
-    throw new ToolkitError("BAD_STACK", `STACK=${JSON.stringify(s)} is not a valid stack name`, "use lowercase letters, digits and dashes, e.g. STACK=dev");
+    throw new ToolkitError(
+      "BAD_STACK",
+      `STACK=${JSON.stringify(s)} is not a valid stack name`,
+      "use lowercase letters, digits and dashes, e.g. STACK=dev",
+    );
   }
   return s;
 }
@@ -188,7 +199,11 @@ export function loadConfig(stack = stackName(), rootDir = ROOT_DIR): Config {
   const rel = `envs/${stack}.env`;
   const path = join(rootDir, rel);
   if (!existsSync(path)) {
-    throw new ToolkitError("NO_ENV_FILE", `${rel} does not exist`, `create it from envs/dev.env, or pick an existing stack with STACK=<name>`);
+    throw new ToolkitError(
+      "NO_ENV_FILE",
+      `${rel} does not exist`,
+      `create it from envs/dev.env, or pick an existing stack with STACK=<name>`,
+    );
   }
   const cfg = parseConfig(readFileSync(path, "utf8"), { file: rel, stack, rootDir });
   // Before anything acts: a stack (or files) of another user is named, with the repair, not hit with EPERM half-way.

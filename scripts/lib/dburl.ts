@@ -11,7 +11,10 @@ import { ToolkitError } from "./errors";
 import { envFilePath, readEnvFile } from "./supabase/environments";
 import { connect, dbUrl, poolTarget, roTarget, rwTarget, type Target } from "./pg";
 
-const SERVICE_ROLES: Record<string, "AUTHENTICATOR_PASSWORD" | "SUPABASE_AUTH_ADMIN_PASSWORD" | "SUPABASE_STORAGE_ADMIN_PASSWORD"> = {
+const SERVICE_ROLES: Record<
+  string,
+  "AUTHENTICATOR_PASSWORD" | "SUPABASE_AUTH_ADMIN_PASSWORD" | "SUPABASE_STORAGE_ADMIN_PASSWORD"
+> = {
   authenticator: "AUTHENTICATOR_PASSWORD",
   supabase_auth_admin: "SUPABASE_AUTH_ADMIN_PASSWORD",
   supabase_storage_admin: "SUPABASE_STORAGE_ADMIN_PASSWORD",
@@ -21,7 +24,11 @@ const SERVICE_ROLES: Record<string, "AUTHENTICATOR_PASSWORD" | "SUPABASE_AUTH_AD
 export function portTarget(cfg: Config, kind: string): Target {
   if (kind === "rw") return rwTarget(cfg);
   if (kind === "ro") return roTarget(cfg);
-  throw new ToolkitError("BAD_PORT", `PORT=${JSON.stringify(kind)} is not a route: use rw (read-write, the leader, ${cfg.haproxy.rwPort}) or ro (read-only, the replicas, ${cfg.haproxy.roPort})`, "e.g. make -s db-url DB=<database> PORT=ro");
+  throw new ToolkitError(
+    "BAD_PORT",
+    `PORT=${JSON.stringify(kind)} is not a route: use rw (read-write, the leader, ${cfg.haproxy.rwPort}) or ro (read-only, the replicas, ${cfg.haproxy.roPort})`,
+    "e.g. make -s db-url DB=<database> PORT=ro",
+  );
 }
 
 /** Databases the stack knows without asking the cluster: the ladder, postgres, and registered apps. */
@@ -35,7 +42,9 @@ export async function requireKnownDatabase(cfg: Config, db: string): Promise<voi
   try {
     const c = await connect(cfg, { timeoutMs: 3000 });
     try {
-      onCluster = (await c.query("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")).rows.map((r) => r.datname as string);
+      onCluster = (await c.query("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")).rows.map(
+        (r) => r.datname as string,
+      );
     } finally {
       await c.end().catch(() => {});
     }
@@ -56,7 +65,8 @@ export function rolePassword(cfg: Config, role: string): string {
   let password: string | undefined;
   if (role === "postgres") password = cfg.secrets.POSTGRES_PASSWORD;
   else if (SERVICE_ROLES[role]) password = cfg.secrets[SERVICE_ROLES[role]];
-  else if (cfg.databases.includes(role)) password = readEnvFile(envFilePath(cfg, role)).password; // an environment's own role
+  else if (cfg.databases.includes(role))
+    password = readEnvFile(envFilePath(cfg, role)).password; // an environment's own role
   else {
     const appEnv = appEnvPath(cfg, role);
     if (existsSync(appEnv)) {
@@ -64,12 +74,25 @@ export function rolePassword(cfg: Config, role: string): string {
       if (url) password = decodeURIComponent(new URL(url).password);
     }
   }
-  if (!password) throw new ToolkitError("UNKNOWN_ROLE", `no password known for role ${role}`, "use postgres, authenticator, supabase_auth_admin, supabase_storage_admin, an environment's role (its database's name; run `make dev-up` if its env file is missing), or an app created with `make new-app`");
+  if (!password)
+    throw new ToolkitError(
+      "UNKNOWN_ROLE",
+      `no password known for role ${role}`,
+      "use postgres, authenticator, supabase_auth_admin, supabase_storage_admin, an environment's role (its database's name; run `make dev-up` if its env file is missing), or an app created with `make new-app`",
+    );
   return password;
 }
 
-export async function connectionUrl(cfg: Config, o: { db: string; role: string; port: string; pool?: boolean }): Promise<string> {
-  if (o.pool && o.port === "ro") throw new ToolkitError("BAD_INPUT", "POOL=1 and PORT=ro together: pgbouncer pools the read-write port only", "drop one of them");
+export async function connectionUrl(
+  cfg: Config,
+  o: { db: string; role: string; port: string; pool?: boolean },
+): Promise<string> {
+  if (o.pool && o.port === "ro")
+    throw new ToolkitError(
+      "BAD_INPUT",
+      "POOL=1 and PORT=ro together: pgbouncer pools the read-write port only",
+      "drop one of them",
+    );
   const target = o.pool ? poolTarget(cfg) : portTarget(cfg, o.port);
   const password = rolePassword(cfg, o.role);
   await requireKnownDatabase(cfg, o.db);

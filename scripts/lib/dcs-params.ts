@@ -18,32 +18,53 @@ export const parameterDiff = (current: Record<string, unknown>, want: DcsParamet
   Object.fromEntries(Object.entries(want).filter(([k, v]) => String(current[k] ?? "") !== String(v)));
 
 /** postgresql.parameters from the first member that answers GET /config. */
-export async function readDcsParameters(cfg: Config): Promise<{ current: Record<string, unknown>; via: Config["members"][number] }> {
+export async function readDcsParameters(
+  cfg: Config,
+): Promise<{ current: Record<string, unknown>; via: Config["members"][number] }> {
   for (const m of cfg.members) {
     const r = await restGet(m, "/config");
     if (r?.status === 200) return { current: r.body?.postgresql?.parameters ?? {}, via: m };
   }
-  throw new ToolkitError("NO_PATRONI", "no Patroni member answers GET /config", "run `make status`; start the stack with `make dev-up`");
+  throw new ToolkitError(
+    "NO_PATRONI",
+    "no Patroni member answers GET /config",
+    "run `make status`; start the stack with `make dev-up`",
+  );
 }
 
 /**
  * PATCH the parameters of `want` that differ; when one of `restartFor` changed, restart the
  * members that need it. Returns what changed (empty on a re-run).
  */
-export async function ensureDcsParameters(cfg: Config, want: DcsParameters, restartFor: string[], what: string): Promise<string[]> {
+export async function ensureDcsParameters(
+  cfg: Config,
+  want: DcsParameters,
+  restartFor: string[],
+  what: string,
+): Promise<string[]> {
   const { current, via } = await readDcsParameters(cfg);
   const diff = parameterDiff(current, want);
   if (Object.keys(diff).length === 0) return [];
   const res = await restSend(cfg, via, "PATCH", "/config", { postgresql: { parameters: diff } });
-  if (res.status !== 200) throw new ToolkitError("DCS_PATCH_FAILED", `PATCH /config answered ${res.status}: ${res.text}`, "check `make logs SVC=pg1`");
-  const changes = [`DCS ${what}: ${Object.entries(diff).map(([k, v]) => (restartFor.includes(k) ? `${k} = ${v}` : k)).join(", ")}`];
+  if (res.status !== 200)
+    throw new ToolkitError(
+      "DCS_PATCH_FAILED",
+      `PATCH /config answered ${res.status}: ${res.text}`,
+      "check `make logs SVC=pg1`",
+    );
+  const changes = [
+    `DCS ${what}: ${Object.entries(diff)
+      .map(([k, v]) => (restartFor.includes(k) ? `${k} = ${v}` : k))
+      .join(", ")}`,
+  ];
   const needs = Object.keys(diff).filter((k) => restartFor.includes(k));
   if (needs.length) changes.push(...(await restartPending(cfg, needs.map((k) => `${k} ${diff[k]}`).join(", "))));
   return changes;
 }
 
 /** The restart order: replicas (any order Patroni lists them in) before the leader. */
-export const restartOrder = <T extends { role: string }>(members: T[]): T[] => [...members].sort((a, b) => Number(a.role === "leader") - Number(b.role === "leader"));
+export const restartOrder = <T extends { role: string }>(members: T[]): T[] =>
+  [...members].sort((a, b) => Number(a.role === "leader") - Number(b.role === "leader"));
 
 /** Restart members whose settings need it, replicas before the leader, one at a time. */
 export async function restartPending(cfg: Config, why: string): Promise<string[]> {
@@ -61,7 +82,12 @@ export async function restartPending(cfg: Config, why: string): Promise<string[]
     }
     if (!pending) continue;
     const res = await restSend(cfg, m, "POST", "/restart", { restart_pending: true }, 120_000);
-    if (res.status !== 200) throw new ToolkitError("RESTART_FAILED", `restart of ${m.name} for ${why} answered ${res.status}: ${res.text}`, `see \`make logs SVC=${m.name}\``);
+    if (res.status !== 200)
+      throw new ToolkitError(
+        "RESTART_FAILED",
+        `restart of ${m.name} for ${why} answered ${res.status}: ${res.text}`,
+        `see \`make logs SVC=${m.name}\``,
+      );
     restarted.push(m.name);
     await waitHealthy(cfg, 90_000);
   }

@@ -58,30 +58,57 @@ export const IMAGE_POSTGRES_IDS = { uid: 999, gid: 999 };
 export async function writeDockerTls(cfg: Config, dir = dockerRenderedDir(cfg)): Promise<string[]> {
   const files = etcdTlsFiles(join(dir, "tls"));
   const made = await ensureEtcdTls(cfg, files);
-  writeFileNoFollow(join(files.dir, "patroni-client.key"), readFileSync(files.client.key), { mode: 0o600, owner: isRoot() ? IMAGE_POSTGRES_IDS : undefined });
+  writeFileNoFollow(join(files.dir, "patroni-client.key"), readFileSync(files.client.key), {
+    mode: 0o600,
+    owner: isRoot() ? IMAGE_POSTGRES_IDS : undefined,
+  });
   return made;
 }
 
 export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   await writeDockerTls(cfg, dir);
-  for (const f of renderStack(cfg, "docker")) writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
+  for (const f of renderStack(cfg, "docker"))
+    writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
   writeIfChanged(dockerPgbackrestFile(dir), dockerPgbackrestConf(cfg));
   await writeDockerPoolFiles(cfg, dir);
-  if (cfg.access.tunnel === "cloudflare") writeIfChanged(join(dir, "cloudflared", "config.yml"), cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")));
+  if (cfg.access.tunnel === "cloudflare")
+    writeIfChanged(
+      join(dir, "cloudflared", "config.yml"),
+      cloudflaredYaml(cfg, renderCloudflared(cfg, loadApps(cfg), "docker")),
+    );
   // compose reads ports, the database name and secrets from one env file (0600).
-  const env = Object.entries(await composeEnv(cfg, dir)).map(([k, v]) => `${k}=${v}`).join("\n");
+  const env = Object.entries(await composeEnv(cfg, dir))
+    .map(([k, v]) => `${k}=${v}`)
+    .join("\n");
   writeIfChanged(join(dir, "compose.env"), env + "\n", { mode: 0o600 });
   const problems = validateComposeFile(join(cfg.rootDir, "compose", "dev.yml"), await composeEnv(cfg, dir));
-  if (problems.length) throw new ToolkitError("BAD_COMPOSE", `compose/dev.yml: ${problems[0]}`, "fix the compose file (checked against the Compose spec schema)");
+  if (problems.length)
+    throw new ToolkitError(
+      "BAD_COMPOSE",
+      `compose/dev.yml: ${problems[0]}`,
+      "fix the compose file (checked against the Compose spec schema)",
+    );
   return dir;
 }
 
 export const composeCmd = (cfg: Config, ...args: string[]) => [
-  "docker", "compose", "-p", cfg.clusterName, "-f", join(cfg.rootDir, "compose", "dev.yml"), "--env-file", join(dockerRenderedDir(cfg), "compose.env"), ...args,
+  "docker",
+  "compose",
+  "-p",
+  cfg.clusterName,
+  "-f",
+  join(cfg.rootDir, "compose", "dev.yml"),
+  "--env-file",
+  join(dockerRenderedDir(cfg), "compose.env"),
+  ...args,
 ];
 
-export async function dockerUp(cfg: Config, progress: Progress, prepare?: (cfg: Config) => Promise<string[]>): Promise<UpResult> {
+export async function dockerUp(
+  cfg: Config,
+  progress: Progress,
+  prepare?: (cfg: Config) => Promise<string[]>,
+): Promise<UpResult> {
   const t0 = Date.now();
   await writeDockerFiles(cfg);
   const up = await composeUpInOrder(cfg, join(dockerRenderedDir(cfg), "compose.env"), progress, t0, prepare);

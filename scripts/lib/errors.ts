@@ -19,7 +19,13 @@ export class ToolkitError extends Error {
 
   format(): string {
     const lines = [`error [${this.code}]: ${this.message}`];
-    if (this.detail) lines.push(...this.detail.trimEnd().split("\n").map((l) => `  | ${l}`));
+    if (this.detail)
+      lines.push(
+        ...this.detail
+          .trimEnd()
+          .split("\n")
+          .map((l) => `  | ${l}`),
+      );
     if (this.fix) lines.push(`  fix: ${this.fix}`);
     return lines.join("\n");
   }
@@ -61,7 +67,9 @@ export async function runMain(main: () => Promise<number | void>): Promise<never
 
 export function userNameOf(uid: number): string {
   try {
-    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.split(":")[2] === String(uid));
     return line ? line.split(":")[0]! : `uid ${uid}`;
   } catch {
     return `uid ${uid}`;
@@ -88,8 +96,20 @@ export function permissionError(err: unknown): ToolkitError | undefined {
   if (path) {
     const uid = uidOf(path) ?? uidOf(join(path, ".."));
     const owner = uid !== undefined ? userNameOf(uid) : "another user";
-    return new ToolkitError("PERMISSION_DENIED", `${e.syscall ?? "access"} ${path}: permission denied (${e.code}); it belongs to ${owner}, you are ${me}`, owner === "root" || owner !== me ? `sudo chown -R ${me}: ${path}` : `check the modes of ${path} and its parent folders`);
+    return new ToolkitError(
+      "PERMISSION_DENIED",
+      `${e.syscall ?? "access"} ${path}: permission denied (${e.code}); it belongs to ${owner}, you are ${me}`,
+      owner === "root" || owner !== me
+        ? `sudo chown -R ${me}: ${path}`
+        : `check the modes of ${path} and its parent folders`,
+    );
   }
   const pid = /kill|pid/i.test(e.message) ? /(\d+)/.exec(e.message)?.[1] : undefined;
-  return new ToolkitError("PERMISSION_DENIED", `${e.syscall ?? "operation"} not permitted (${e.code}): ${e.message}; you are ${me}`, pid ? `process ${pid} belongs to another user: stop it as that user (e.g. \`sudo make dev-down\`)` : "run the command as the user who set up the stack");
+  return new ToolkitError(
+    "PERMISSION_DENIED",
+    `${e.syscall ?? "operation"} not permitted (${e.code}): ${e.message}; you are ${me}`,
+    pid
+      ? `process ${pid} belongs to another user: stop it as that user (e.g. \`sudo make dev-down\`)`
+      : "run the command as the user who set up the stack",
+  );
 }

@@ -20,7 +20,11 @@ function tlsFor(cfg: Config) {
     try {
       tls = etcdFetchTls(etcdTlsFiles(dir));
     } catch (err) {
-      throw new ToolkitError("NO_ETCD_CERT", `cannot read the toolkit's etcd client certificate in ${dir}: ${(err as Error).message}`, "run `make dev-up` (it creates the stack's CA and certificates) as the user that owns the stack (root)");
+      throw new ToolkitError(
+        "NO_ETCD_CERT",
+        `cannot read the toolkit's etcd client certificate in ${dir}: ${(err as Error).message}`,
+        "run `make dev-up` (it creates the stack's CA and certificates) as the user that owns the stack (root)",
+      );
     }
     cache.set(dir, tls);
   }

@@ -49,20 +49,64 @@ export const memberSans = (m: Member) => [`IP:${m.address}`, `DNS:${m.etcdName}`
 const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
 export const caCmd = (key: string, cert: string, cn: string): Cmd => [
-  "openssl", "req", "-x509", "-new", ...EC, "-keyout", key, "-out", cert, "-days", "3650", "-subj", `/CN=${cn}`,
-  "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  "openssl",
+  "req",
+  "-x509",
+  "-new",
+  ...EC,
+  "-keyout",
+  key,
+  "-out",
+  cert,
+  "-days",
+  "3650",
+  "-subj",
+  `/CN=${cn}`,
+  "-addext",
+  "basicConstraints=critical,CA:TRUE,pathlen:0",
+  "-addext",
+  "keyUsage=critical,keyCertSign,cRLSign",
 ];
 
 export const csrCmd = (key: string, csr: string, cn: string, sans: string[]): Cmd => [
-  "openssl", "req", "-new", ...EC, "-keyout", key, "-out", csr, "-subj", `/CN=${cn}`,
+  "openssl",
+  "req",
+  "-new",
+  ...EC,
+  "-keyout",
+  key,
+  "-out",
+  csr,
+  "-subj",
+  `/CN=${cn}`,
   ...(sans.length ? ["-addext", `subjectAltName=${sans.join(",")}`] : []),
-  "-addext", "basicConstraints=critical,CA:FALSE", "-addext", "keyUsage=critical,digitalSignature",
+  "-addext",
+  "basicConstraints=critical,CA:FALSE",
+  "-addext",
+  "keyUsage=critical,digitalSignature",
   // Peers dial each other with the same certificate they serve with: both uses.
-  "-addext", "extendedKeyUsage=serverAuth,clientAuth",
+  "-addext",
+  "extendedKeyUsage=serverAuth,clientAuth",
 ];
 
 export const signCmd = (csr: string, ca: string, caKey: string, cert: string, serial: string): Cmd => [
-  "openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-set_serial", `0x${serial}`, "-days", "825", "-copy_extensions", "copyall", "-out", cert,
+  "openssl",
+  "x509",
+  "-req",
+  "-in",
+  csr,
+  "-CA",
+  ca,
+  "-CAkey",
+  caKey,
+  "-set_serial",
+  `0x${serial}`,
+  "-days",
+  "825",
+  "-copy_extensions",
+  "copyall",
+  "-out",
+  cert,
 ];
 
 /** A certificate file parsed, or undefined when it is missing or unreadable. */
@@ -77,7 +121,12 @@ function readCert(path: string): X509Certificate | undefined {
 /** Still good: signed by this CA, the wanted names (as openssl prints them), and not within 30 days of expiry. */
 function certCurrent(path: string, ca: X509Certificate, sans: string): boolean {
   const c = readCert(path);
-  return !!c && c.verify(ca.publicKey) && (c.subjectAltName ?? "") === sans && Date.parse(c.validTo) - Date.now() > 30 * 86_400_000;
+  return (
+    !!c &&
+    c.verify(ca.publicKey) &&
+    (c.subjectAltName ?? "") === sans &&
+    Date.parse(c.validTo) - Date.now() > 30 * 86_400_000
+  );
 }
 
 const wantSans = (sans: string[]) => sans.map((s) => s.replace(/^IP:/, "IP Address:")).join(", ");
@@ -100,7 +149,9 @@ export async function ensureEtcdTls(cfg: Config, files: EtcdTlsFiles, owners: Tl
     const haveCa = existsSync(files.caKey) && readCert(files.ca) !== undefined;
     let newCa = false;
     if (!haveCa) {
-      await run(caCmd(join(work, "ca.key"), join(work, "ca.crt"), `pgplatform ${cfg.clusterName} etcd CA`), { timeoutMs: 30_000 });
+      await run(caCmd(join(work, "ca.key"), join(work, "ca.crt"), `pgplatform ${cfg.clusterName} etcd CA`), {
+        timeoutMs: 30_000,
+      });
       writeFileNoFollow(files.caKey, readFileSync(join(work, "ca.key")), { mode: 0o600 });
       writeFileNoFollow(files.ca, readFileSync(join(work, "ca.crt")), { mode: 0o644 });
       made.push("etcd CA");
@@ -129,9 +180,17 @@ export async function ensureEtcdTls(cfg: Config, files: EtcdTlsFiles, owners: Tl
   return made;
 }
 
-const randomSerial = () => [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("").replace(/^[89a-f]/, "1");
+const randomSerial = () =>
+  [...crypto.getRandomValues(new Uint8Array(16))]
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("")
+    .replace(/^[89a-f]/, "1");
 
 /** Options for Bun's fetch: the CA to verify etcd by and the client certificate to present. */
 export function etcdFetchTls(files: EtcdTlsFiles): { ca: string; cert: string; key: string } {
-  return { ca: readFileSync(files.ca, "utf8"), cert: readFileSync(files.client.cert, "utf8"), key: readFileSync(files.client.key, "utf8") };
+  return {
+    ca: readFileSync(files.ca, "utf8"),
+    cert: readFileSync(files.client.cert, "utf8"),
+    key: readFileSync(files.client.key, "utf8"),
+  };
 }

@@ -134,7 +134,8 @@ type ArgvShell = {
 
 function argvShell(first: TemplateStringsArray | Partial<ZxOptions>, ...args: unknown[]): ProcessPromise | Template {
   if (Array.isArray(first)) return zx().$(ARGV_OPTIONS)(first as TemplateStringsArray, ...args) as ProcessPromise;
-  return (pieces, ...rest) => zx().$({ ...ARGV_OPTIONS, ...(first as Partial<ZxOptions>) })(pieces, ...rest) as ProcessPromise;
+  return (pieces, ...rest) =>
+    zx().$({ ...ARGV_OPTIONS, ...(first as Partial<ZxOptions>) })(pieces, ...rest) as ProcessPromise;
 }
 
 /**
@@ -170,7 +171,10 @@ export async function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
     ...(opts.onStdout ? { store: { stdout: dropChunks(), stderr: [], stdall: dropChunks() } } : {}),
   } as Partial<ZxOptions>)`${full}`;
   if (opts.onStdout) p.stdout.on("data", (d: Buffer) => opts.onStdout!(d));
-  if (opts.inputFile !== undefined) createReadStream(opts.inputFile).on("error", () => p.kill("SIGKILL")).pipe(p.stdin);
+  if (opts.inputFile !== undefined)
+    createReadStream(opts.inputFile)
+      .on("error", () => p.kill("SIGKILL"))
+      .pipe(p.stdin);
   else if (!opts.input) p.stdin?.end();
   const out = await p;
   const cause = out.cause as NodeJS.ErrnoException | null;
@@ -185,7 +189,12 @@ export async function run(cmd: Cmd, opts: RunOptions = {}): Promise<RunResult> {
   if (timedOut) throw new ToolkitError("TIMEOUT", `timed out after ${timeoutMs} ms: ${showCmd(cmd)}`);
   const res = { code: out.exitCode ?? -1, stdout: out.stdout, stderr: out.stderr };
   if (res.code !== 0 && !opts.nothrow) {
-    throw new ToolkitError("COMMAND_FAILED", `exit ${res.code}: ${showCmd(cmd)}`, undefined, redact(tail(res.stderr || res.stdout, 15)));
+    throw new ToolkitError(
+      "COMMAND_FAILED",
+      `exit ${res.code}: ${showCmd(cmd)}`,
+      undefined,
+      redact(tail(res.stderr || res.stdout, 15)),
+    );
   }
   return res;
 }
@@ -201,7 +210,6 @@ export interface StartOptions {
   /** keep stdout in memory for the result (default: streamed only, so a multi-gigabyte stream costs no memory) */
   keepStdout?: boolean;
 }
-
 
 /**
  * A long-running or streaming process: zx's ProcessPromise (never throws: read
@@ -234,7 +242,10 @@ export const SYSTEM_BIN_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin"
  * PGPLATFORM_SYSTEM_BIN_DIRS (colon-separated; empty: none) replaces that list,
  * e.g. to test a machine without a package.
  */
-const systemBinDirs = () => (process.env.PGPLATFORM_SYSTEM_BIN_DIRS !== undefined ? process.env.PGPLATFORM_SYSTEM_BIN_DIRS.split(":").filter(Boolean) : SYSTEM_BIN_DIRS);
+const systemBinDirs = () =>
+  process.env.PGPLATFORM_SYSTEM_BIN_DIRS !== undefined
+    ? process.env.PGPLATFORM_SYSTEM_BIN_DIRS.split(":").filter(Boolean)
+    : SYSTEM_BIN_DIRS;
 
 const isExecutableFile = (p: string) => {
   try {

@@ -14,18 +14,28 @@ export function parseFlags<S extends FlagSpec>(argv: string[], spec: S, usage?: 
   const all: FlagSpec = { help: "boolean", ...spec };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "-h") { out.help = true; continue; }
-    if (!arg.startsWith("--")) { (out._ as string[]).push(arg); continue; }
+    if (arg === "-h") {
+      out.help = true;
+      continue;
+    }
+    if (!arg.startsWith("--")) {
+      (out._ as string[]).push(arg);
+      continue;
+    }
     const eq = arg.indexOf("=");
     const name = (eq > 0 ? arg.slice(2, eq) : arg.slice(2)).replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     const type = all[name];
     if (!type) throw new ToolkitError("BAD_FLAG", `unknown flag ${arg}`, usage ?? "run with --help to list the flags");
-    if (type === "boolean") { out[name] = eq > 0 ? arg.slice(eq + 1) !== "false" : true; continue; }
+    if (type === "boolean") {
+      out[name] = eq > 0 ? arg.slice(eq + 1) !== "false" : true;
+      continue;
+    }
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined) throw new ToolkitError("BAD_FLAG", `${arg} needs a value`, usage);
     if (type === "number") {
       const n = Number(value);
-      if (!Number.isFinite(n)) throw new ToolkitError("BAD_FLAG", `${arg} must be a number (got ${JSON.stringify(value)})`, usage);
+      if (!Number.isFinite(n))
+        throw new ToolkitError("BAD_FLAG", `${arg} must be a number (got ${JSON.stringify(value)})`, usage);
       out[name] = n;
     } else out[name] = value;
   }

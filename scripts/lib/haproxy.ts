@@ -10,7 +10,9 @@ export interface BackendServer {
 export async function haproxyBackends(cfg: Config): Promise<BackendServer[] | undefined> {
   try {
     const res = await fetch(`http://${cfg.haproxy.address}:${cfg.haproxy.statsPort}/;csv`, {
-      headers: { Authorization: "Basic " + Buffer.from(`admin:${cfg.secrets.HAPROXY_STATS_PASSWORD}`).toString("base64") },
+      headers: {
+        Authorization: "Basic " + Buffer.from(`admin:${cfg.secrets.HAPROXY_STATS_PASSWORD}`).toString("base64"),
+      },
       signal: AbortSignal.timeout(1500),
     });
     if (!res.ok) return undefined;
@@ -27,6 +29,9 @@ export function parseStatsCsv(csv: string): BackendServer[] {
   return lines
     .slice(1)
     .map((l) => l.split(","))
-    .filter((f) => f[col("svname")] !== "FRONTEND" && f[col("svname")] !== "BACKEND" && f[col("pxname")]?.startsWith("postgres_"))
+    .filter(
+      (f) =>
+        f[col("svname")] !== "FRONTEND" && f[col("svname")] !== "BACKEND" && f[col("pxname")]?.startsWith("postgres_"),
+    )
     .map((f) => ({ proxy: f[col("pxname")]!, server: f[col("svname")]!, status: f[col("status")]! }));
 }

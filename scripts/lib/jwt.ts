@@ -18,7 +18,12 @@ export const JWT_LIFETIME_S = apiKeyLifetimeS(DEFAULT_API_KEY_TTL_DAYS);
 
 const secretKey = (secret: string) => new TextEncoder().encode(secret);
 
-export async function signApiKey(secret: string, role: string, iat = Math.floor(Date.now() / 1000), lifetimeS = JWT_LIFETIME_S): Promise<string> {
+export async function signApiKey(
+  secret: string,
+  role: string,
+  iat = Math.floor(Date.now() / 1000),
+  lifetimeS = JWT_LIFETIME_S,
+): Promise<string> {
   return new SignJWT({ role })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setIssuer(JWT_ISSUER)
@@ -36,12 +41,22 @@ export interface KeyCheck {
 }
 
 /** Does `token` verify against `secret` (HS256 only) and carry the expected role, issuer and a future expiry? */
-export async function verifyApiKey(token: string, secret: string, role: string, now = Math.floor(Date.now() / 1000)): Promise<KeyCheck> {
+export async function verifyApiKey(
+  token: string,
+  secret: string,
+  role: string,
+  now = Math.floor(Date.now() / 1000),
+): Promise<KeyCheck> {
   try {
-    const { payload } = await jwtVerify(token, secretKey(secret), { algorithms: ["HS256"], currentDate: new Date(now * 1000) });
+    const { payload } = await jwtVerify(token, secretKey(secret), {
+      algorithms: ["HS256"],
+      currentDate: new Date(now * 1000),
+    });
     const out: KeyCheck = { ok: true, role: payload.role as string, iss: payload.iss, exp: payload.exp };
-    if (payload.role !== role) return { ...out, ok: false, problem: `role claim is ${JSON.stringify(payload.role)}, expected ${role}` };
-    if (payload.iss !== JWT_ISSUER) return { ...out, ok: false, problem: `iss claim is ${JSON.stringify(payload.iss)}, expected ${JWT_ISSUER}` };
+    if (payload.role !== role)
+      return { ...out, ok: false, problem: `role claim is ${JSON.stringify(payload.role)}, expected ${role}` };
+    if (payload.iss !== JWT_ISSUER)
+      return { ...out, ok: false, problem: `iss claim is ${JSON.stringify(payload.iss)}, expected ${JWT_ISSUER}` };
     if (typeof payload.exp !== "number") return { ...out, ok: false, problem: "has no exp claim" };
     if (typeof payload.iat !== "number") return { ...out, ok: false, problem: "has no iat claim" };
     return out;
@@ -58,4 +73,3 @@ export const decodeClaims = (token: string) => {
     return undefined;
   }
 };
-

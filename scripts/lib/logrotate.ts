@@ -25,7 +25,12 @@ export const ROTATE_CHECK_SECONDS = 10;
 
 /** The live logs: <logs dir>/*.log (rotated copies are <name>.log.<n>). */
 export const stackLogs = (cfg: Pick<Config, "logsDir">): string[] =>
-  existsSync(cfg.logsDir) ? readdirSync(cfg.logsDir).filter((f) => f.endsWith(".log")).sort().map((f) => join(cfg.logsDir, f)) : [];
+  existsSync(cfg.logsDir)
+    ? readdirSync(cfg.logsDir)
+        .filter((f) => f.endsWith(".log"))
+        .sort()
+        .map((f) => join(cfg.logsDir, f))
+    : [];
 
 /**
  * One file: when bigger than maxBytes, shift <file>.1 .. <file>.<keep-1> up by one (the oldest
@@ -73,5 +78,7 @@ export async function logRotatorUp(cfg: Config, startOne: (s: ProcSpec) => void)
   if (runningPid(spec)) return [];
   rotateStackLogs(cfg);
   startOne(spec);
-  return [`log-rotator: every log in ${cfg.logsDir} capped at ${cfg.logs.maxSizeKb} KB, ${cfg.logs.keep} rotated copies kept`];
+  return [
+    `log-rotator: every log in ${cfg.logsDir} capped at ${cfg.logs.maxSizeKb} KB, ${cfg.logs.keep} rotated copies kept`,
+  ];
 }

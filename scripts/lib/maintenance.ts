@@ -32,7 +32,12 @@ const SWITCH: MaintStep[] = ["pause", "switchover", "wait-route", "resume"];
 
 function leaderOf(view: ClusterView): string {
   const leaders = view.members.filter((m) => m.role === "leader");
-  if (leaders.length !== 1) throw new ToolkitError("NO_LEADER", `the cluster has ${leaders.length} leaders`, "wait for it to settle; see `make status`");
+  if (leaders.length !== 1)
+    throw new ToolkitError(
+      "NO_LEADER",
+      `the cluster has ${leaders.length} leaders`,
+      "wait for it to settle; see `make status`",
+    );
   return leaders[0]!.name;
 }
 
@@ -40,10 +45,21 @@ function leaderOf(view: ClusterView): string {
 function pickCandidate(view: ClusterView, leader: string, to?: string): string {
   const names = view.members.map((m) => m.name);
   if (to !== undefined) {
-    if (!names.includes(to)) throw new ToolkitError("BAD_INPUT", `TO=${to} is not a member (members: ${names.join(", ")})`, `pick one of ${names.filter((n) => n !== leader).join(", ")}`);
-    if (to === leader) throw new ToolkitError("BAD_INPUT", `TO=${to} is already the leader`, `pick one of ${names.filter((n) => n !== leader).join(", ")}`);
+    if (!names.includes(to))
+      throw new ToolkitError(
+        "BAD_INPUT",
+        `TO=${to} is not a member (members: ${names.join(", ")})`,
+        `pick one of ${names.filter((n) => n !== leader).join(", ")}`,
+      );
+    if (to === leader)
+      throw new ToolkitError(
+        "BAD_INPUT",
+        `TO=${to} is already the leader`,
+        `pick one of ${names.filter((n) => n !== leader).join(", ")}`,
+      );
     const m = view.members.find((x) => x.name === to)!;
-    if (!isRunning(m)) throw new ToolkitError("BAD_INPUT", `TO=${to} is not running (state ${m.state})`, "see `make status`");
+    if (!isRunning(m))
+      throw new ToolkitError("BAD_INPUT", `TO=${to} is not running (state ${m.state})`, "see `make status`");
     return to;
   }
   const sync = view.members.find((m) => m.role === "sync_standby" && isRunning(m));
@@ -65,9 +81,21 @@ export function planSwitchover(view: ClusterView, to?: string): MaintPlan {
 export function planRestart(view: ClusterView, member: string): MaintPlan {
   const leader = leaderOf(view);
   const names = view.members.map((m) => m.name);
-  if (!names.includes(member)) throw new ToolkitError("BAD_INPUT", `MEMBER=${member} is not a member (members: ${names.join(", ")})`, `pick one of ${names.join(", ")}`);
-  if (member !== leader) return { op: "restart-member", leader, member, steps: ["preflight", "restart", "wait-member"] };
-  return { op: "restart-member", leader, member, candidate: pickCandidate(view, leader), steps: ["preflight", ...SWITCH, "wait-member", "restart", "wait-member"] };
+  if (!names.includes(member))
+    throw new ToolkitError(
+      "BAD_INPUT",
+      `MEMBER=${member} is not a member (members: ${names.join(", ")})`,
+      `pick one of ${names.join(", ")}`,
+    );
+  if (member !== leader)
+    return { op: "restart-member", leader, member, steps: ["preflight", "restart", "wait-member"] };
+  return {
+    op: "restart-member",
+    leader,
+    member,
+    candidate: pickCandidate(view, leader),
+    steps: ["preflight", ...SWITCH, "wait-member", "restart", "wait-member"],
+  };
 }
 
 export interface BlockingSession {
@@ -112,7 +140,14 @@ export async function blockingSessions(cfg: Config, since: Date): Promise<Blocki
         ORDER BY xact_start`,
       [pooledDatabases(cfg, loadApps(cfg)), since.toISOString()],
     );
-    return r.rows.map((x) => ({ pid: x.pid, user: x.usename, database: x.datname, state: x.state, xactStart: x.xact_start, queryStart: x.query_start }));
+    return r.rows.map((x) => ({
+      pid: x.pid,
+      user: x.usename,
+      database: x.datname,
+      state: x.state,
+      xactStart: x.xact_start,
+      queryStart: x.query_start,
+    }));
   } finally {
     await c.end().catch(() => {});
   }
@@ -161,10 +196,19 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
             await Bun.sleep(250);
             h = assessCluster(cfg, await clusterView(cfg));
           }
-          if (!h.ok) throw new ToolkitError("CLUSTER_UNHEALTHY", `cluster not healthy: ${h.problems.join(", ")}`, "see `make status`; a planned switchover needs 3 running members");
-          if (h.leader !== plan.leader) throw new ToolkitError("LEADER_CHANGED", `the leader is now ${h.leader}, not ${plan.leader}`, "re-run");
+          if (!h.ok)
+            throw new ToolkitError(
+              "CLUSTER_UNHEALTHY",
+              `cluster not healthy: ${h.problems.join(", ")}`,
+              "see `make status`; a planned switchover needs 3 running members",
+            );
+          if (h.leader !== plan.leader)
+            throw new ToolkitError("LEADER_CHANGED", `the leader is now ${h.leader}, not ${plan.leader}`, "re-run");
           if (plan.steps.includes("pause")) await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")));
-          progress(s, `leader ${plan.leader}${plan.candidate ? `, candidate ${plan.candidate}` : ""}${plan.member ? `, restart ${plan.member}` : ""}`);
+          progress(
+            s,
+            `leader ${plan.leader}${plan.candidate ? `, candidate ${plan.candidate}` : ""}${plan.member ? `, restart ${plan.member}` : ""}`,
+          );
           break;
         }
         case "pause": {
@@ -178,9 +222,18 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
             if (r === "timeout") {
               const blockers = await blockingSessions(cfg, since).catch(() => []);
               const who = blockers.length
-                ? blockers.map((b) => `pid ${b.pid} (${b.user}@${b.database}, ${b.state}, transaction since ${b.xactStart}, query since ${b.queryStart})`).join("; ")
+                ? blockers
+                    .map(
+                      (b) =>
+                        `pid ${b.pid} (${b.user}@${b.database}, ${b.state}, transaction since ${b.xactStart}, query since ${b.queryStart})`,
+                    )
+                    .join("; ")
                 : "no session found in pg_stat_activity";
-              throw new ToolkitError("PAUSE_TIMEOUT", `in-flight transactions did not finish within ${pauseTimeoutS} s (POOL_PAUSE_TIMEOUT): blocked by ${who}`, "end or wait for that transaction (pg_terminate_backend(pid) if it is stuck), then re-run");
+              throw new ToolkitError(
+                "PAUSE_TIMEOUT",
+                `in-flight transactions did not finish within ${pauseTimeoutS} s (POOL_PAUSE_TIMEOUT): blocked by ${who}`,
+                "end or wait for that transaction (pg_terminate_backend(pid) if it is stuck), then re-run",
+              );
             }
           } finally {
             await admin.end().catch(() => {});
@@ -189,8 +242,20 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
           break;
         }
         case "switchover": {
-          const res = await restSend(cfg, member(plan.leader), "POST", "/switchover", { leader: plan.leader, candidate: plan.candidate }, 60_000);
-          if (res.status !== 200) throw new ToolkitError("SWITCHOVER_REFUSED", `Patroni refused the switchover ${plan.leader} -> ${plan.candidate}: ${res.status} ${res.text.trim()}`, "the candidate must be a running replica (the sync standby in synchronous mode); see `make status`");
+          const res = await restSend(
+            cfg,
+            member(plan.leader),
+            "POST",
+            "/switchover",
+            { leader: plan.leader, candidate: plan.candidate },
+            60_000,
+          );
+          if (res.status !== 200)
+            throw new ToolkitError(
+              "SWITCHOVER_REFUSED",
+              `Patroni refused the switchover ${plan.leader} -> ${plan.candidate}: ${res.status} ${res.text.trim()}`,
+              "the candidate must be a running replica (the sync standby in synchronous mode); see `make status`",
+            );
           progress(s, `${plan.leader} -> ${plan.candidate}: ${res.text.trim().slice(0, 80)}`);
           break;
         }
@@ -204,7 +269,12 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
               const r = await probeRoute(cfg, "rw");
               if (r && r.addr === want.address && !r.inRecovery) break;
             }
-            if (Date.now() > deadline) throw new ToolkitError("ROUTE_TIMEOUT", `HAProxy did not route read-write to ${want.name} within ${routeTimeoutMs / 1000} s (read-write UP: ${up.join(", ") || "none"})`, "see `make status` and `make logs SVC=haproxy`");
+            if (Date.now() > deadline)
+              throw new ToolkitError(
+                "ROUTE_TIMEOUT",
+                `HAProxy did not route read-write to ${want.name} within ${routeTimeoutMs / 1000} s (read-write UP: ${up.join(", ") || "none"})`,
+                "see `make status` and `make logs SVC=haproxy`",
+              );
             await Bun.sleep(100);
           }
           progress(s, `HAProxy read-write -> ${want.name} (${want.address}), primary`);
@@ -219,7 +289,12 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
         }
         case "restart": {
           const res = await restSend(cfg, member(plan.member!), "POST", "/restart", {}, 120_000);
-          if (res.status !== 200) throw new ToolkitError("RESTART_REFUSED", `Patroni refused to restart ${plan.member}: ${res.status} ${res.text.trim()}`, "see `make logs SVC=" + plan.member + "`");
+          if (res.status !== 200)
+            throw new ToolkitError(
+              "RESTART_REFUSED",
+              `Patroni refused to restart ${plan.member}: ${res.status} ${res.text.trim()}`,
+              "see `make logs SVC=" + plan.member + "`",
+            );
           progress(s, `${plan.member}: ${res.text.trim().slice(0, 80)}`);
           break;
         }
@@ -228,7 +303,12 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
           for (;;) {
             const h = assessCluster(cfg, await clusterView(cfg));
             if (h.ok) break;
-            if (Date.now() > deadline) throw new ToolkitError("MEMBER_NOT_BACK", `${plan.member} not back after 90 s: ${h.problems.join(", ")}`, `see \`make logs SVC=${plan.member}\``);
+            if (Date.now() > deadline)
+              throw new ToolkitError(
+                "MEMBER_NOT_BACK",
+                `${plan.member} not back after 90 s: ${h.problems.join(", ")}`,
+                `see \`make logs SVC=${plan.member}\``,
+              );
             await Bun.sleep(250);
           }
           progress(s, `cluster healthy (${plan.member} running)`);

@@ -4,7 +4,15 @@
  * in mutation/equivalent.md. Pure, so it is unit-tested.
  */
 
-export type MutantStatus = "Killed" | "Survived" | "NoCoverage" | "Timeout" | "CompileError" | "RuntimeError" | "Ignored" | "Pending";
+export type MutantStatus =
+  | "Killed"
+  | "Survived"
+  | "NoCoverage"
+  | "Timeout"
+  | "CompileError"
+  | "RuntimeError"
+  | "Ignored"
+  | "Pending";
 
 export interface ReportMutant {
   id: string;
@@ -41,7 +49,8 @@ export interface ModuleScore {
 }
 
 /** The key a line of mutation/equivalent.md starts with: file:line:column Mutator. */
-export const explainedKey = (s: Pick<Survivor, "file" | "line" | "column" | "mutator">) => `${s.file}:${s.line}:${s.column} ${s.mutator}`;
+export const explainedKey = (s: Pick<Survivor, "file" | "line" | "column" | "mutator">) =>
+  `${s.file}:${s.line}:${s.column} ${s.mutator}`;
 
 /** Lines like "- scripts/lib/x.ts:12:5 ConditionalExpression `a > b` → `true`: why" (anything after the key is prose). */
 export function parseEquivalents(markdown: string): Set<string> {
@@ -55,12 +64,19 @@ export function parseEquivalents(markdown: string): Set<string> {
 
 export function scoreModule(report: StrykerReport, file: string, equivalents: Set<string>): ModuleScore {
   const entry = Object.entries(report.files).find(([p]) => p === file || p.endsWith(`/${file}`))?.[1];
-  if (!entry) throw new Error(`the report has no file ${file} (it has ${Object.keys(report.files).join(", ") || "none"})`);
+  if (!entry)
+    throw new Error(`the report has no file ${file} (it has ${Object.keys(report.files).join(", ") || "none"})`);
   const counted = entry.mutants.filter((m) => ["Killed", "Timeout", "Survived", "NoCoverage"].includes(m.status));
   const killed = counted.filter((m) => m.status === "Killed" || m.status === "Timeout").length;
   const survivors: Survivor[] = counted
     .filter((m) => m.status === "Survived" || m.status === "NoCoverage")
-    .map((m) => ({ file, line: m.location.start.line, column: m.location.start.column, mutator: m.mutatorName, replacement: m.replacement ?? "" }))
+    .map((m) => ({
+      file,
+      line: m.location.start.line,
+      column: m.location.start.column,
+      mutator: m.mutatorName,
+      replacement: m.replacement ?? "",
+    }))
     .sort((a, b) => a.line - b.line || a.column - b.column);
   const unexplained = survivors.filter((s) => !equivalents.has(explainedKey(s)));
   const explained = survivors.length - unexplained.length;

@@ -15,7 +15,12 @@ export function etcdOwner(cfg: Config): { uid: number; gid: number } | undefined
   const user = etcdOsUser(cfg);
   if (!user) return undefined;
   const ids = osUserIds(user);
-  if (!ids) throw new ToolkitError("NO_ETCD_USER", `OS user ${user} does not exist`, "install etcd-server (its package creates the user) with `make setup`");
+  if (!ids)
+    throw new ToolkitError(
+      "NO_ETCD_USER",
+      `OS user ${user} does not exist`,
+      "install etcd-server (its package creates the user) with `make setup`",
+    );
   return ids;
 }
 
@@ -23,6 +28,11 @@ export function etcdOwner(cfg: Config): { uid: number; gid: number } | undefined
 export function pgOwner(cfg: Config): { uid: number; gid: number } | undefined {
   if (!cfg.pgOsUser) return undefined;
   const ids = osUserIds(cfg.pgOsUser);
-  if (!ids) throw new ToolkitError("NO_POSTGRES_USER", `OS user ${cfg.pgOsUser} does not exist`, "install postgresql-15 (it creates the user) with `make setup`");
+  if (!ids)
+    throw new ToolkitError(
+      "NO_POSTGRES_USER",
+      `OS user ${cfg.pgOsUser} does not exist`,
+      "install postgresql-15 (it creates the user) with `make setup`",
+    );
   return ids;
 }

@@ -22,11 +22,14 @@ export interface Misowned {
   want: number;
 }
 
-
 /** The entry points whose ownership decides: each is chowned whole by the repair command. */
 export function stackRoots(cfg: Config): string[] {
   const envs = join(cfg.rootDir, "envs");
-  const appFiles = existsSync(envs) ? readdirSync(envs).filter((f) => (cfg.stack === "dev" ? /^\.env\.[a-z][a-z0-9_]+$/.test(f) : f.startsWith(`.env.${cfg.stack}.`))).map((f) => join(envs, f)) : [];
+  const appFiles = existsSync(envs)
+    ? readdirSync(envs)
+        .filter((f) => (cfg.stack === "dev" ? /^\.env\.[a-z][a-z0-9_]+$/.test(f) : f.startsWith(`.env.${cfg.stack}.`)))
+        .map((f) => join(envs, f))
+    : [];
   const registry = join(envs, cfg.stack === "dev" ? "apps.yaml" : `apps.${cfg.stack}.yaml`);
   const roots = [cfg.stateDir, cfg.secretsFile, registry, ...appFiles, join(cfg.rootDir, "node_modules")];
   if (!cfg.memberRoot.startsWith(cfg.stateDir + "/")) roots.splice(1, 0, cfg.memberRoot);
@@ -44,10 +47,15 @@ export function misownedPaths(cfg: Config, me = process.getuid?.() ?? 0, limit =
   // As root the postgres user writes into the stack too (member data, dumps it takes); otherwise everything is ours.
   const mine = me === 0 && pgUid !== undefined ? [0, pgUid] : [me];
   const out: Misowned[] = [];
-  const memberTops = new Set([...cfg.members.map((m) => m.dir), join(cfg.memberRoot, "scratch"), join(cfg.memberRoot, "pgbackrest")]);
+  const memberTops = new Set([
+    ...cfg.members.map((m) => m.dir),
+    join(cfg.memberRoot, "scratch"),
+    join(cfg.memberRoot, "pgbackrest"),
+  ]);
   const check = (p: string, allowed: number[]) => {
     const uid = uidOf(p);
-    if (uid !== undefined && !allowed.includes(uid) && out.length < limit) out.push({ path: p, uid, want: allowed[0]! });
+    if (uid !== undefined && !allowed.includes(uid) && out.length < limit)
+      out.push({ path: p, uid, want: allowed[0]! });
   };
   const walk = (dir: string, depth: number) => {
     check(dir, mine);
@@ -91,7 +99,10 @@ export function misownedPaths(cfg: Config, me = process.getuid?.() ?? 0, limit =
 }
 
 /** Processes of the stack (pid files) that run as another user: we cannot stop or signal them. */
-export function foreignProcesses(cfg: Config, me = process.getuid?.() ?? 0): { pid: number; uid: number; name: string }[] {
+export function foreignProcesses(
+  cfg: Config,
+  me = process.getuid?.() ?? 0,
+): { pid: number; uid: number; name: string }[] {
   const dir = join(cfg.stateDir, "pids");
   if (!existsSync(dir)) return [];
   const out = [];
@@ -125,8 +136,15 @@ export function assertStackOwnership(cfg: Config, me = process.getuid?.() ?? 0):
   // Grouped by owner, each owner's paths listed (the first few).
   const byOwner = new Map<number, string[]>();
   for (const b of bad) byOwner.set(b.uid, [...(byOwner.get(b.uid) ?? []), rel(b.path)]);
-  const owned = [...byOwner].map(([uid, paths]) => `${userNameOf(uid)} owns ${paths.slice(0, 6).join(", ")}${paths.length > 6 ? ` and ${paths.length - 6} more` : ""}`);
-  const running = procs.length ? [`${procs.map((p) => `${p.name} (pid ${p.pid})`).join(", ")} run${procs.length === 1 ? "s" : ""} as ${[...new Set(procs.map((p) => userNameOf(p.uid)))].join(", ")}`] : [];
+  const owned = [...byOwner].map(
+    ([uid, paths]) =>
+      `${userNameOf(uid)} owns ${paths.slice(0, 6).join(", ")}${paths.length > 6 ? ` and ${paths.length - 6} more` : ""}`,
+  );
+  const running = procs.length
+    ? [
+        `${procs.map((p) => `${p.name} (pid ${p.pid})`).join(", ")} run${procs.length === 1 ? "s" : ""} as ${[...new Set(procs.map((p) => userNameOf(p.uid)))].join(", ")}`,
+      ]
+    : [];
   const stateOwner = uidOf(cfg.stateDir);
   const pgUid = cfg.pgOsUser ? osUserIds(cfg.pgOsUser)?.uid : undefined;
   if (me === 0 && stateOwner !== undefined && stateOwner !== 0 && stateOwner !== pgUid) {
@@ -138,7 +156,9 @@ export function assertStackOwnership(cfg: Config, me = process.getuid?.() ?? 0):
       `run it as ${owner}, without sudo: \`make …${stackArg}\` (make setup is the only target that needs root, and it asks sudo itself)`,
     );
   }
-  const tops = [...new Set(bad.map((b) => stackRoots(cfg).find((r) => b.path === r || b.path.startsWith(r + "/")) ?? b.path))].map(rel);
+  const tops = [
+    ...new Set(bad.map((b) => stackRoots(cfg).find((r) => b.path === r || b.path.startsWith(r + "/")) ?? b.path)),
+  ].map(rel);
   const stop = procs.length ? `first \`sudo make dev-down${stackArg}\` (its processes run as another user), then ` : "";
   throw new ToolkitError(
     "OWNED_BY_OTHER_USER",

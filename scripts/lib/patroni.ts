@@ -23,7 +23,11 @@ export interface ClusterView {
 
 export const restUrl = (m: Member, path: string) => `http://${m.address}:${m.restPort}${path}`;
 
-export async function restGet(m: Member, path: string, timeoutMs = 1500): Promise<{ status: number; body: any } | undefined> {
+export async function restGet(
+  m: Member,
+  path: string,
+  timeoutMs = 1500,
+): Promise<{ status: number; body: any } | undefined> {
   try {
     const res = await fetch(restUrl(m, path), { signal: AbortSignal.timeout(timeoutMs) });
     const text = await res.text();
@@ -41,7 +45,14 @@ export function authHeader(cfg: Config): Record<string, string> {
   return { Authorization: "Basic " + Buffer.from(`patroni:${cfg.secrets.PATRONI_API_PASSWORD}`).toString("base64") };
 }
 
-export async function restSend(cfg: Config, m: Member, method: "POST" | "PATCH" | "DELETE", path: string, body?: unknown, timeoutMs = 30_000) {
+export async function restSend(
+  cfg: Config,
+  m: Member,
+  method: "POST" | "PATCH" | "DELETE",
+  path: string,
+  body?: unknown,
+  timeoutMs = 30_000,
+) {
   const res = await fetch(restUrl(m, path), {
     method,
     headers: { "Content-Type": "application/json", ...authHeader(cfg) },

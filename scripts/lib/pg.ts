@@ -19,7 +19,13 @@ export function quoteLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-export function dbUrl(cfg: Config, database: string, user = "postgres", password = cfg.secrets.POSTGRES_PASSWORD, target = rwTarget(cfg)): string {
+export function dbUrl(
+  cfg: Config,
+  database: string,
+  user = "postgres",
+  password = cfg.secrets.POSTGRES_PASSWORD,
+  target = rwTarget(cfg),
+): string {
   return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${target.host}:${target.port}/${encodeURIComponent(database)}`;
 }
 
@@ -33,9 +39,20 @@ export function dbUrl(cfg: Config, database: string, user = "postgres", password
  * backup of every database died of one app's 1 ms timeout). Startup options
  * outrank the database's settings.
  */
-export const CATALOG_ONLY_OPTIONS = "-c search_path=pg_catalog -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=0";
+export const CATALOG_ONLY_OPTIONS =
+  "-c search_path=pg_catalog -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=0";
 
-export async function connect(cfg: Config, opts: { database?: string; target?: Target; user?: string; password?: string; timeoutMs?: number; catalogOnly?: boolean } = {}): Promise<pg.Client> {
+export async function connect(
+  cfg: Config,
+  opts: {
+    database?: string;
+    target?: Target;
+    user?: string;
+    password?: string;
+    timeoutMs?: number;
+    catalogOnly?: boolean;
+  } = {},
+): Promise<pg.Client> {
   const t = opts.target ?? rwTarget(cfg);
   const client = new pg.Client({
     host: t.host,
@@ -52,7 +69,11 @@ export async function connect(cfg: Config, opts: { database?: string; target?: T
   return client;
 }
 
-export async function withClient<T>(cfg: Config, opts: Parameters<typeof connect>[1], fn: (c: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  cfg: Config,
+  opts: Parameters<typeof connect>[1],
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
   const c = await connect(cfg, opts);
   try {
     return await fn(c);

@@ -48,7 +48,11 @@ export function tryPidLock(path: string, what: string): { release: () => void } 
     // Written whole to a private file first, then linked into place: link() fails with EEXIST
     // when the lock exists, and no reader can ever see a half-written (empty) lock and call it stale.
     const tmp = `${path}.${process.pid}.${token}`;
-    writeFileSync(tmp, JSON.stringify({ pid: process.pid, what, since: new Date().toISOString(), token } satisfies LockHolder) + "\n", { mode: 0o600 });
+    writeFileSync(
+      tmp,
+      JSON.stringify({ pid: process.pid, what, since: new Date().toISOString(), token } satisfies LockHolder) + "\n",
+      { mode: 0o600 },
+    );
     try {
       linkSync(tmp, path);
       heldTokens.add(token);

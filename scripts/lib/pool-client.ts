@@ -22,13 +22,29 @@ export async function syncClientPool(cfg: Config): Promise<string[]> {
 }
 
 /** Health: the environment's role reaches its database through the pooler, on the primary. */
-export async function pooledCheck(cfg: Config, env: string, role: string, password: string, database: string): Promise<{ check: string; ok: boolean; detail: string }> {
+export async function pooledCheck(
+  cfg: Config,
+  env: string,
+  role: string,
+  password: string,
+  database: string,
+): Promise<{ check: string; ok: boolean; detail: string }> {
   const check = `${env}: pooled`;
   try {
-    const r = await withClient(cfg, { user: role, password, database, target: poolTarget(cfg), timeoutMs: 5000 }, (c) => c.query("SELECT current_database() AS db, pg_is_in_recovery() AS rec"));
+    const r = await withClient(cfg, { user: role, password, database, target: poolTarget(cfg), timeoutMs: 5000 }, (c) =>
+      c.query("SELECT current_database() AS db, pg_is_in_recovery() AS rec"),
+    );
     const ok = r.rows[0].db === database && r.rows[0].rec === false;
-    return { check, ok, detail: `${role} -> ${r.rows[0].db} through pgbouncer ${cfg.pool.address}:${cfg.pool.port}${r.rows[0].rec ? " (landed on a replica)" : " (primary)"}` };
+    return {
+      check,
+      ok,
+      detail: `${role} -> ${r.rows[0].db} through pgbouncer ${cfg.pool.address}:${cfg.pool.port}${r.rows[0].rec ? " (landed on a replica)" : " (primary)"}`,
+    };
   } catch (e) {
-    return { check, ok: false, detail: `${role} -> ${database} through pgbouncer ${cfg.pool.address}:${cfg.pool.port}: ${(e as Error).message}` };
+    return {
+      check,
+      ok: false,
+      detail: `${role} -> ${database} through pgbouncer ${cfg.pool.address}:${cfg.pool.port}: ${(e as Error).message}`,
+    };
   }
 }

@@ -12,7 +12,16 @@ import { loadApps } from "./apps";
 import type { Config } from "./config";
 import { isRoot } from "./exec";
 import { withClient } from "./pg";
-import { keptAdminSalt, POOL_ADMIN_USER, pooledRoles, reloadPool, renderPoolIni, renderUserlist, userlistEntries, type PoolWhere } from "./pool";
+import {
+  keptAdminSalt,
+  POOL_ADMIN_USER,
+  pooledRoles,
+  reloadPool,
+  renderPoolIni,
+  renderUserlist,
+  userlistEntries,
+  type PoolWhere,
+} from "./pool";
 import { scramVerifier } from "./scram";
 import { writeIfChanged } from "./render";
 import { ensureDirNoFollow } from "./safe-fs";
@@ -21,7 +30,13 @@ import { ensureDirNoFollow } from "./safe-fs";
 export const IMAGE_POOL_IDS = { uid: 990, gid: 990 };
 export const CONTAINER_POOL_PORT = 6432;
 
-export const dockerPoolWhere: PoolWhere = { upstreamHost: "haproxy", upstreamPort: 5000, listenAddr: "0.0.0.0", listenPort: CONTAINER_POOL_PORT, userlist: "/etc/pgbouncer/userlist.txt" };
+export const dockerPoolWhere: PoolWhere = {
+  upstreamHost: "haproxy",
+  upstreamPort: 5000,
+  listenAddr: "0.0.0.0",
+  listenPort: CONTAINER_POOL_PORT,
+  userlist: "/etc/pgbouncer/userlist.txt",
+};
 
 /** Write <rendered-docker>/pgbouncer/{pgbouncer.ini,userlist.txt}; without a cluster connection, the admin entry only. True when either changed. */
 export async function writeDockerPoolFiles(cfg: Config, dir: string, admin?: pg.Client): Promise<boolean> {
@@ -32,9 +47,16 @@ export async function writeDockerPoolFiles(cfg: Config, dir: string, admin?: pg.
   const userlist = join(poolDir, "userlist.txt");
   const salt = keptAdminSalt(cfg, userlist);
   // Without the cluster an existing auth_file (with the roles' verifiers) is kept as it is.
-  const entries = admin ? await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases), salt) : existsSync(userlist) ? undefined : [{ role: POOL_ADMIN_USER, verifier: scramVerifier(cfg.secrets.POOL_ADMIN_PASSWORD) }];
+  const entries = admin
+    ? await userlistEntries(cfg, admin, pooledRoles(apps, cfg.databases), salt)
+    : existsSync(userlist)
+      ? undefined
+      : [{ role: POOL_ADMIN_USER, verifier: scramVerifier(cfg.secrets.POOL_ADMIN_PASSWORD) }];
   const a = entries ? writeIfChanged(userlist, renderUserlist(entries), { mode: 0o600, ...(owner ?? {}) }) : false;
-  const b = writeIfChanged(join(poolDir, "pgbouncer.ini"), renderPoolIni(cfg, apps, undefined, dockerPoolWhere), { mode: 0o644, ...(owner ?? {}) });
+  const b = writeIfChanged(join(poolDir, "pgbouncer.ini"), renderPoolIni(cfg, apps, undefined, dockerPoolWhere), {
+    mode: 0o644,
+    ...(owner ?? {}),
+  });
   return a || b;
 }
 

@@ -32,7 +32,10 @@ export const poolIniPath = (cfg: Pick<Config, "memberRoot">) => join(poolDir(cfg
 export const poolUserlistPath = (cfg: Pick<Config, "memberRoot">) => join(poolDir(cfg), "userlist.txt");
 
 /** Every database with a pool: the environment ladder, then the apps in registry order. */
-export const pooledDatabases = (cfg: Pick<Config, "databases">, apps: Pick<AppEntry, "database">[]) => [...cfg.databases, ...apps.map((a) => a.database)];
+export const pooledDatabases = (cfg: Pick<Config, "databases">, apps: Pick<AppEntry, "database">[]) => [
+  ...cfg.databases,
+  ...apps.map((a) => a.database),
+];
 
 /**
  * The roles whose verifiers go into the auth_file; a customer stack's environment roles
@@ -54,10 +57,21 @@ export interface PoolWhere {
   userlist: string;
 }
 
-export const nativePoolWhere = (cfg: Config): PoolWhere => ({ upstreamHost: cfg.haproxy.address, upstreamPort: cfg.haproxy.rwPort, listenAddr: cfg.pool.address, listenPort: cfg.pool.port, userlist: poolUserlistPath(cfg) });
+export const nativePoolWhere = (cfg: Config): PoolWhere => ({
+  upstreamHost: cfg.haproxy.address,
+  upstreamPort: cfg.haproxy.rwPort,
+  listenAddr: cfg.pool.address,
+  listenPort: cfg.pool.port,
+  userlist: poolUserlistPath(cfg),
+});
 
 /** pgbouncer.ini: a pure function of the config and the registry. */
-export function renderPoolIni(cfg: Config, apps: Pick<AppEntry, "database">[], template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl"), where = nativePoolWhere(cfg)): string {
+export function renderPoolIni(
+  cfg: Config,
+  apps: Pick<AppEntry, "database">[],
+  template = readTemplate(cfg.rootDir, "pgbouncer/pgbouncer.ini.tmpl"),
+  where = nativePoolWhere(cfg),
+): string {
   const target = `host=${where.upstreamHost} port=${where.upstreamPort}`;
   const lines = pooledDatabases(cfg, apps).map((db) => `${db} = ${target} dbname=${db}`);
   return renderTemplate(
@@ -85,15 +99,30 @@ const quoteUserlist = (s: string) => `"${s.replace(/"/g, '""')}"`;
  * verifiers are accepted: a plain or md5 entry would be a password on disk.
  */
 export function renderUserlist(entries: { role: string; verifier: string }[]): string {
-  const bad = entries.find((e) => !/^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/.test(e.verifier));
-  if (bad) throw new ToolkitError("POOL_NOT_SCRAM", `role ${bad.role} has no SCRAM-SHA-256 verifier`, `set its password again with password_encryption = scram-sha-256 (\`ALTER ROLE ${bad.role} PASSWORD ...\`)`);
+  const bad = entries.find(
+    (e) => !/^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/.test(e.verifier),
+  );
+  if (bad)
+    throw new ToolkitError(
+      "POOL_NOT_SCRAM",
+      `role ${bad.role} has no SCRAM-SHA-256 verifier`,
+      `set its password again with password_encryption = scram-sha-256 (\`ALTER ROLE ${bad.role} PASSWORD ...\`)`,
+    );
   const sorted = [...entries].sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
   return sorted.map((e) => `${quoteUserlist(e.role)} ${quoteUserlist(e.verifier)}`).join("\n") + "\n";
 }
 
 /** The auth_file's entries: the server's own verifiers for `roles` (those that exist), plus the admin user. */
-export async function userlistEntries(cfg: Config, admin: pg.Client, roles: string[], adminSalt?: Buffer): Promise<{ role: string; verifier: string }[]> {
-  const r = await admin.query("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY($1::text[]) AND rolcanlogin AND rolpassword IS NOT NULL", [roles]);
+export async function userlistEntries(
+  cfg: Config,
+  admin: pg.Client,
+  roles: string[],
+  adminSalt?: Buffer,
+): Promise<{ role: string; verifier: string }[]> {
+  const r = await admin.query(
+    "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY($1::text[]) AND rolcanlogin AND rolpassword IS NOT NULL",
+    [roles],
+  );
   const entries = r.rows.map((x) => ({ role: x.rolname as string, verifier: x.rolpassword as string }));
   entries.push({ role: POOL_ADMIN_USER, verifier: scramVerifier(cfg.secrets.POOL_ADMIN_PASSWORD, adminSalt) });
   return entries;
@@ -119,7 +148,11 @@ export async function withPoolAdmin<T>(cfg: Config, fn: (c: pg.Client) => Promis
   try {
     c = await poolAdmin(cfg, timeoutMs);
   } catch (e) {
-    throw new ToolkitError("POOL_DOWN", `pgbouncer at ${cfg.pool.address}:${cfg.pool.port} does not answer: ${(e as Error).message}`, `start it with \`make dev-up STACK=${cfg.stack}\`; its log: \`make logs SVC=pgbouncer\``);
+    throw new ToolkitError(
+      "POOL_DOWN",
+      `pgbouncer at ${cfg.pool.address}:${cfg.pool.port} does not answer: ${(e as Error).message}`,
+      `start it with \`make dev-up STACK=${cfg.stack}\`; its log: \`make logs SVC=pgbouncer\``,
+    );
   }
   try {
     return await fn(c);
@@ -172,11 +205,17 @@ export const poolUsage = async (cfg: Config): Promise<PoolUsage[]> => (await poo
 export function keptAdminSalt(cfg: Config, userlist: string): Buffer | undefined {
   const old = existsSync(userlist) ? readFileSync(userlist, "utf8") : "";
   const oldAdmin = old.match(new RegExp(`^"${POOL_ADMIN_USER}" "([^"]+)"$`, "m"))?.[1];
-  return oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin) ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64") : undefined;
+  return oldAdmin && scramMatches(cfg.secrets.POOL_ADMIN_PASSWORD, oldAdmin)
+    ? Buffer.from(oldAdmin.split("$")[1]!.split(":")[1]!, "base64")
+    : undefined;
 }
 
 /** Write pgbouncer.ini and the auth_file (0600, owned by the user pgbouncer runs as); true when either changed. */
-export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<AppEntry, "database" | "role">[] = loadApps(cfg)): Promise<boolean> {
+export async function writePoolFiles(
+  cfg: Config,
+  admin: pg.Client,
+  apps: Pick<AppEntry, "database" | "role">[] = loadApps(cfg),
+): Promise<boolean> {
   const ids = cfg.pgOsUser ? osUserIds(cfg.pgOsUser) : undefined;
   const own = { mode: 0o600, ...(ids ?? {}) };
   mkdirSync(poolDir(cfg), { recursive: true, mode: 0o700 });
@@ -189,7 +228,12 @@ export async function writePoolFiles(cfg: Config, admin: pg.Client, apps: Pick<A
 }
 
 /** After the registry or a password changed: re-render, and RELOAD a running pgbouncer. */
-export async function syncPool(cfg: Config, admin: pg.Client, spec: Pick<ProcSpec, "pidFile" | "marker">, apps?: Pick<AppEntry, "database" | "role">[]): Promise<"reloaded" | "unchanged" | "not running"> {
+export async function syncPool(
+  cfg: Config,
+  admin: pg.Client,
+  spec: Pick<ProcSpec, "pidFile" | "marker">,
+  apps?: Pick<AppEntry, "database" | "role">[],
+): Promise<"reloaded" | "unchanged" | "not running"> {
   const changed = await writePoolFiles(cfg, admin, apps);
   if (!runningPid(spec)) return "not running";
   if (!changed) return "unchanged";
@@ -198,7 +242,12 @@ export async function syncPool(cfg: Config, admin: pg.Client, spec: Pick<ProcSpe
 }
 
 /** dev-up: files, then start pgbouncer (or RELOAD it when its files changed) and wait for its admin console. */
-export async function ensurePool(cfg: Config, admin: pg.Client, spec: ProcSpec, startOne: (s: ProcSpec) => void): Promise<string> {
+export async function ensurePool(
+  cfg: Config,
+  admin: pg.Client,
+  spec: ProcSpec,
+  startOne: (s: ProcSpec) => void,
+): Promise<string> {
   const changed = await writePoolFiles(cfg, admin);
   if (runningPid(spec)) {
     if (!changed) return "running";
@@ -219,7 +268,12 @@ export async function ensurePool(cfg: Config, admin: pg.Client, spec: ProcSpec, 
       await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")), 1000);
       return "started";
     } catch (e) {
-      if (!runningPid(spec)) throw new ToolkitError("POOL_DIED", `pgbouncer exited during start-up: ${tailFile(spec.logFile, 5).replace(/\s*\n\s*/g, " | ")}`, `see ${spec.logFile}`);
+      if (!runningPid(spec))
+        throw new ToolkitError(
+          "POOL_DIED",
+          `pgbouncer exited during start-up: ${tailFile(spec.logFile, 5).replace(/\s*\n\s*/g, " | ")}`,
+          `see ${spec.logFile}`,
+        );
       if (Date.now() > deadline) throw e;
       await Bun.sleep(200);
     }

@@ -12,7 +12,9 @@ export function portFree(address: string, port: number): Promise<boolean> {
 
 export async function portHolder(address: string, port: number): Promise<string> {
   const r = await run(["ss", "-ltnpH", `sport = :${port}`], { nothrow: true, timeoutMs: 5000 });
-  const line = r.stdout.split("\n").find((l) => l.includes(`${address}:${port}`) || l.includes(`*:${port}`) || l.includes(`0.0.0.0:${port}`));
+  const line = r.stdout
+    .split("\n")
+    .find((l) => l.includes(`${address}:${port}`) || l.includes(`*:${port}`) || l.includes(`0.0.0.0:${port}`));
   const m = line?.match(/users:\(\("([^"]+)",pid=(\d+)/);
   return m ? `${m[1]} (pid ${m[2]})` : "another process";
 }

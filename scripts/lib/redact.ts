@@ -23,7 +23,8 @@ export function registerStackSecrets(stack = process.env.STACK ?? "dev", rootDir
   if (stackLoaded === key || !/^[a-z][a-z0-9-]{0,30}$/.test(stack)) return;
   stackLoaded = key;
   try {
-    for (const v of Object.values(parseDotenv(readFileSync(join(rootDir, "envs", `.secrets.${stack}.env`))))) registerSecret(v);
+    for (const v of Object.values(parseDotenv(readFileSync(join(rootDir, "envs", `.secrets.${stack}.env`)))))
+      registerSecret(v);
   } catch {
     // no secrets yet (a fresh stack) or not ours to read: the patterns below still mask what sits where a password goes
   }

@@ -14,10 +14,18 @@ export function placeholders(template: string): string[] {
   return [...new Set([...template.matchAll(PLACEHOLDER)].map((m) => m[1]!))];
 }
 
-export function renderTemplate(template: string, vars: Record<string, string | number | boolean | undefined>, name = "template"): string {
+export function renderTemplate(
+  template: string,
+  vars: Record<string, string | number | boolean | undefined>,
+  name = "template",
+): string {
   const missing = placeholders(template).filter((k) => vars[k] === undefined || vars[k] === null);
   if (missing.length) {
-    throw new ToolkitError("TEMPLATE_UNSET", `${name}: no value for ${missing.map((m) => "${" + m + "}").join(", ")}`, "add the value to the render variables (scripts/lib/stack-files.ts) or remove the placeholder");
+    throw new ToolkitError(
+      "TEMPLATE_UNSET",
+      `${name}: no value for ${missing.map((m) => "${" + m + "}").join(", ")}`,
+      "add the value to the render variables (scripts/lib/stack-files.ts) or remove the placeholder",
+    );
   }
   return template.replace(PLACEHOLDER, (_, k: string) => String(vars[k]));
 }

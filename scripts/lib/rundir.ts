@@ -38,7 +38,9 @@ export const SUN_PATH_MAX = 107;
 
 const userName = (uid: number): string => {
   try {
-    const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.split(":")[2] === String(uid));
     return line ? `${line.split(":")[0]} (uid ${uid})` : `uid ${uid}`;
   } catch {
     return `uid ${uid}`;
@@ -50,7 +52,12 @@ const userName = (uid: number): string => {
  * a directory, not a symlink, owned by `owner`, mode exactly `mode`. A folder
  * we own with a looser mode is tightened; anything else is refused.
  */
-export function ensureSafeDir(dir: string, mode: number, owner: { uid: number; gid: number } | undefined, asRoot: boolean): void {
+export function ensureSafeDir(
+  dir: string,
+  mode: number,
+  owner: { uid: number; gid: number } | undefined,
+  asRoot: boolean,
+): void {
   const me = process.getuid?.() ?? 0;
   const want = owner?.uid ?? me;
   try {
@@ -63,7 +70,11 @@ export function ensureSafeDir(dir: string, mode: number, owner: { uid: number; g
   const st = lstatSync(dir);
   const fix = `if you did not make it, find out who did; then remove it (\`sudo rm -rf ${dir}\`) and re-run`;
   if (st.isSymbolicLink() || !st.isDirectory()) {
-    throw new ToolkitError("UNSAFE_RUNTIME_DIR", `${dir} is ${st.isSymbolicLink() ? "a symlink" : "not a directory"}: refusing to put sockets there`, fix);
+    throw new ToolkitError(
+      "UNSAFE_RUNTIME_DIR",
+      `${dir} is ${st.isSymbolicLink() ? "a symlink" : "not a directory"}: refusing to put sockets there`,
+      fix,
+    );
   }
   if (st.uid !== want) {
     // root may take over a folder it made for postgres in an earlier layout; anyone else's is refused.
@@ -90,9 +101,19 @@ export function ensureRuntimeDir(runtimeDir: string, asRoot: boolean): string {
 }
 
 /** A socket dir for a process run as `owner` (postgres as root, else ourselves): 0700, checked. */
-export function ensureSocketDir(runtimeDir: string, dir: string, owner: { uid: number; gid: number } | undefined, asRoot: boolean, port: number): void {
+export function ensureSocketDir(
+  runtimeDir: string,
+  dir: string,
+  owner: { uid: number; gid: number } | undefined,
+  asRoot: boolean,
+  port: number,
+): void {
   if (socketPathBytes(dir, port) > SUN_PATH_MAX) {
-    throw new ToolkitError("SOCKET_PATH_TOO_LONG", `${dir}: a Unix socket path there would be ${socketPathBytes(dir, port)} bytes (limit ${SUN_PATH_MAX})`, "use a shorter stack name");
+    throw new ToolkitError(
+      "SOCKET_PATH_TOO_LONG",
+      `${dir}: a Unix socket path there would be ${socketPathBytes(dir, port)} bytes (limit ${SUN_PATH_MAX})`,
+      "use a shorter stack name",
+    );
   }
   ensureRuntimeDir(runtimeDir, asRoot);
   ensureSafeDir(dir, 0o700, owner, asRoot);

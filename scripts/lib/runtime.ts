@@ -32,9 +32,25 @@ export type RuntimeName = "native" | "docker";
 
 /** Every make verb that acts on a stack (the runtime-independent ones, e.g. db-url or access-plan, open none). */
 export const VERBS = [
-  "dev-up", "dev-down", "status", "clean", "logs",
-  "backup", "backup-list", "backup-verify", "backup-cron", "backup-drill", "restore", "restore-pitr",
-  "new-app", "access-apply", "switchover", "restart-member", "test-failover", "alerts", "migrate-saas",
+  "dev-up",
+  "dev-down",
+  "status",
+  "clean",
+  "logs",
+  "backup",
+  "backup-list",
+  "backup-verify",
+  "backup-cron",
+  "backup-drill",
+  "restore",
+  "restore-pitr",
+  "new-app",
+  "access-apply",
+  "switchover",
+  "restart-member",
+  "test-failover",
+  "alerts",
+  "migrate-saas",
 ] as const;
 export type Verb = (typeof VERBS)[number];
 
@@ -113,7 +129,9 @@ export async function nativeCanRun(): Promise<boolean> {
 
 export async function dockerEngineAnswers(): Promise<boolean> {
   if (!(await which("docker"))) return false;
-  const r = await run(["docker", "info", "--format", "{{.ServerVersion}}"], { nothrow: true, timeoutMs: 5000 }).catch(() => undefined);
+  const r = await run(["docker", "info", "--format", "{{.ServerVersion}}"], { nothrow: true, timeoutMs: 5000 }).catch(
+    () => undefined,
+  );
   return Boolean(r && r.code === 0 && r.stdout.trim());
 }
 

@@ -11,7 +11,21 @@
  *  - files are written to a fresh, unguessable temp name (O_CREAT|O_EXCL|O_NOFOLLOW)
  *    and renamed into place (rename replaces a symlink, it never follows it).
  */
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, resolve, sep } from "node:path";
 import { ToolkitError } from "./errors";
@@ -24,7 +38,11 @@ export interface Owner {
 }
 
 const unsafe = (path: string, why: string) =>
-  new ToolkitError("UNSAFE_PATH", `${path}: ${why}; refusing to change it as root`, `remove ${path} (someone other than root put it there) and re-run`);
+  new ToolkitError(
+    "UNSAFE_PATH",
+    `${path}: ${why}; refusing to change it as root`,
+    `remove ${path} (someone other than root put it there) and re-run`,
+  );
 
 /** Every existing prefix of `path`, shortest first. */
 function prefixes(path: string): string[] {
@@ -78,7 +96,8 @@ function openNoFollow(path: string, flags: number, what: string): number {
 function fixOwnerMode(fd: number, path: string, mode: number | undefined, owner: Owner | undefined): void {
   const st = fstatSync(fd);
   const me = process.getuid?.() ?? 0;
-  if (owner && st.uid !== 0 && st.uid !== me && st.uid !== owner.uid) throw unsafe(path, `is owned by uid ${st.uid}, not root or the intended owner`);
+  if (owner && st.uid !== 0 && st.uid !== me && st.uid !== owner.uid)
+    throw unsafe(path, `is owned by uid ${st.uid}, not root or the intended owner`);
   if (mode !== undefined && (st.mode & 0o7777) !== mode) fchmodSync(fd, mode);
   if (owner && (st.uid !== owner.uid || st.gid !== owner.gid)) fchownSync(fd, owner.uid, owner.gid);
 }
@@ -119,7 +138,11 @@ export function ensureDirNoFollow(path: string, mode: number, owner?: Owner): bo
  * owner through descriptors. A symlink at `path` (or a foreign one on its way)
  * is refused, never followed. Returns whether the content changed.
  */
-export function writeFileNoFollow(path: string, content: string | Uint8Array, opts: { mode?: number; owner?: Owner } = {}): boolean {
+export function writeFileNoFollow(
+  path: string,
+  content: string | Uint8Array,
+  opts: { mode?: number; owner?: Owner } = {},
+): boolean {
   checkNoForeignSymlink(path);
   // Without a mode, an existing file keeps its own and a new one gets 0644.
   let mode = opts.mode ?? 0o644;

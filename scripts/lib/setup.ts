@@ -65,11 +65,18 @@ export const MONITORING_PACKAGES: [probe: string, pkg: string][] = [
  * address with its own config: the toolkit runs its own, on the stack's address. Stop and
  * disable Debian's: with systemd, or with the init scripts where there is none.
  */
-export function serviceStopCommands(pkgs: string[], systemd: boolean, initScriptExists: (name: string) => boolean = (n) => existsSync(`/etc/init.d/${n}`)): string[][] {
+export function serviceStopCommands(
+  pkgs: string[],
+  systemd: boolean,
+  initScriptExists: (name: string) => boolean = (n) => existsSync(`/etc/init.d/${n}`),
+): string[][] {
   const units = [...new Set(pkgs)].filter((p) => MONITORING_PACKAGES.some(([, pkg]) => pkg === p));
   if (units.length === 0) return [];
   if (systemd) return [["systemctl", "disable", "--now", ...units]];
-  return units.filter(initScriptExists).flatMap((u) => [[`/etc/init.d/${u}`, "stop"], ["update-rc.d", u, "disable"]]);
+  return units.filter(initScriptExists).flatMap((u) => [
+    [`/etc/init.d/${u}`, "stop"],
+    ["update-rc.d", u, "disable"],
+  ]);
 }
 
 export interface PackageOptions {
@@ -77,7 +84,11 @@ export interface PackageOptions {
   monitoring?: boolean;
 }
 
-const wanted = (opts: PackageOptions) => [...OS_PACKAGES, ...(opts.tests ? TEST_PACKAGES : []), ...(opts.monitoring ? MONITORING_PACKAGES : [])];
+const wanted = (opts: PackageOptions) => [
+  ...OS_PACKAGES,
+  ...(opts.tests ? TEST_PACKAGES : []),
+  ...(opts.monitoring ? MONITORING_PACKAGES : []),
+];
 
 export async function missingPackages(opts: PackageOptions = {}): Promise<string[]> {
   const missing: string[] = [];
@@ -89,7 +100,9 @@ export async function missingPackages(opts: PackageOptions = {}): Promise<string
   return missing;
 }
 
-export function isDebianLike(osRelease = existsSync("/etc/os-release") ? readFileSync("/etc/os-release", "utf8") : ""): boolean {
+export function isDebianLike(
+  osRelease = existsSync("/etc/os-release") ? readFileSync("/etc/os-release", "utf8") : "",
+): boolean {
   const id = osRelease.match(/^ID=(.*)$/m)?.[1]?.replace(/"/g, "") ?? "";
   const like = osRelease.match(/^ID_LIKE=(.*)$/m)?.[1]?.replace(/"/g, "") ?? "";
   return ["debian", "ubuntu"].includes(id) || /\b(debian|ubuntu)\b/.test(like);
@@ -100,22 +113,40 @@ export async function ensureOsPackages(opts: PackageOptions & { quiet?: boolean 
   if (missing.length === 0) return [];
   const list = missing.join(" ");
   if (!isDebianLike() || !(await which("apt-get"))) {
-    throw new ToolkitError("MISSING_PACKAGES", `missing OS packages: ${list}`, `install them with your package manager (Debian/Ubuntu names: ${list}), or use RUNTIME=docker with a Docker engine`);
+    throw new ToolkitError(
+      "MISSING_PACKAGES",
+      `missing OS packages: ${list}`,
+      `install them with your package manager (Debian/Ubuntu names: ${list}), or use RUNTIME=docker with a Docker engine`,
+    );
   }
   let prefix: string[] = [];
   if (!isRoot()) {
     const sudo = (await which("sudo")) && (await run(["sudo", "-n", "true"], { nothrow: true })).code === 0;
-    if (!sudo) throw new ToolkitError("MISSING_PACKAGES", `missing OS packages: ${list}`, `run as root, or: sudo apt-get install -y ${list}`);
+    if (!sudo)
+      throw new ToolkitError(
+        "MISSING_PACKAGES",
+        `missing OS packages: ${list}`,
+        `run as root, or: sudo apt-get install -y ${list}`,
+      );
     prefix = ["sudo", "-n"];
   }
   if (!opts.quiet) logLine(`setup: installing ${list} with apt-get`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   await run([...prefix, "apt-get", "update", "-qq"], { env, timeoutMs: 600_000 });
-  await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], { env, timeoutMs: 1_200_000 });
+  await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], {
+    env,
+    timeoutMs: 1_200_000,
+  });
   // Debian's monitoring services would listen on every address: ours run on the stack's only.
-  for (const cmd of serviceStopCommands(missing, existsSync("/run/systemd/system"))) await run([...prefix, ...cmd], { nothrow: true, timeoutMs: 60_000 });
+  for (const cmd of serviceStopCommands(missing, existsSync("/run/systemd/system")))
+    await run([...prefix, ...cmd], { nothrow: true, timeoutMs: 60_000 });
   const still = await missingPackages(opts);
-  if (still.length) throw new ToolkitError("MISSING_PACKAGES", `apt-get ran but still missing: ${still.join(" ")}`, "check /var/log/apt/term.log");
+  if (still.length)
+    throw new ToolkitError(
+      "MISSING_PACKAGES",
+      `apt-get ran but still missing: ${still.join(" ")}`,
+      "check /var/log/apt/term.log",
+    );
   await disableDebianServices(prefix, missing);
   if (!opts.quiet) logLine(`setup: installed ${list}`);
   return missing;

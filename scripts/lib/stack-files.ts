@@ -47,13 +47,30 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
       memberHost: (m) => m.name,
       etcdHost: (m) => m.etcdName,
       // compose publishes these container ports on the host ports from the env file.
-      overrides: { HAPROXY_ADDRESS: "0.0.0.0", HAPROXY_RW_PORT: 5000, HAPROXY_RO_PORT: 5001, HAPROXY_STATS_PORT: 7000, API_ADDRESS: "0.0.0.0", NGINX_HTTP_ADDRESS: "0.0.0.0", API_PORT: 8080, PG_HBA_CIDR: DOCKER_SUBNET },
+      overrides: {
+        HAPROXY_ADDRESS: "0.0.0.0",
+        HAPROXY_RW_PORT: 5000,
+        HAPROXY_RO_PORT: 5001,
+        HAPROXY_STATS_PORT: 7000,
+        API_ADDRESS: "0.0.0.0",
+        NGINX_HTTP_ADDRESS: "0.0.0.0",
+        API_PORT: 8080,
+        PG_HBA_CIDR: DOCKER_SUBNET,
+      },
       memberDir: () => "/home/postgres",
       memberSocketDir: () => "/home/postgres/run",
       etcdDataDir: () => "/etcd-data",
       // compose/dev.yml mounts <rendered-docker>/tls/<file> at these paths.
-      etcdTls: () => ({ ca: "/etc/etcd/tls/ca.crt", cert: "/etc/etcd/tls/server.crt", key: "/etc/etcd/tls/server.key" }),
-      patroniEtcdTls: () => ({ ca: "/etc/patroni/tls/ca.crt", cert: "/etc/patroni/tls/client.crt", key: "/etc/patroni/tls/client.key" }),
+      etcdTls: () => ({
+        ca: "/etc/etcd/tls/ca.crt",
+        cert: "/etc/etcd/tls/server.crt",
+        key: "/etc/etcd/tls/server.key",
+      }),
+      patroniEtcdTls: () => ({
+        ca: "/etc/patroni/tls/ca.crt",
+        cert: "/etc/patroni/tls/client.crt",
+        key: "/etc/patroni/tls/client.key",
+      }),
       nginxPrefix: "/var/run/nginx-stack",
       nginxLogDir: "/var/run/nginx-stack",
       nginxAppsDir: "/etc/nginx/apps",
@@ -88,14 +105,19 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
 export const etcdHome = (cfg: Config) => join(cfg.memberRoot, "etcd");
 export const nativeEtcdTlsDir = (cfg: Config) => join(etcdHome(cfg), "tls");
 /** Patroni's copies of the CA and the etcd client pair, in its member dir (the postgres user's, 0600 key). */
-export const patroniEtcdTlsFiles = (m: Member) => ({ ca: join(m.dir, "etcd-ca.crt"), cert: join(m.dir, "etcd-client.crt"), key: join(m.dir, "etcd-client.key") });
+export const patroniEtcdTlsFiles = (m: Member) => ({
+  ca: join(m.dir, "etcd-ca.crt"),
+  cert: join(m.dir, "etcd-client.crt"),
+  key: join(m.dir, "etcd-client.key"),
+});
 
 /**
  * Where the stack's plain-HTTP nginx listens: API_ADDRESS when it is a loopback
  * address, else 127.0.0.1. It serves the cluster topology without a password,
  * and on a customer's server API_ADDRESS is the public one the TLS sites use.
  */
-export const stackHttpAddress = (cfg: { api: { address: string } }) => (/^127\./.test(cfg.api.address) ? cfg.api.address : "127.0.0.1");
+export const stackHttpAddress = (cfg: { api: { address: string } }) =>
+  /^127\./.test(cfg.api.address) ? cfg.api.address : "127.0.0.1";
 
 export function commonVars(cfg: Config) {
   const t = cfg.timing;
@@ -153,12 +175,29 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
       ETCD_CLIENT_CERT: a.patroniEtcdTls(m).cert,
       ETCD_CLIENT_KEY: a.patroniEtcdTls(m).key,
     };
-    files.push({ path: `${m.name}/patroni.yml`, content: renderTemplate(patroniT, vars, "patroni/patroni.yml.tmpl"), secret: true, member: m.name });
+    files.push({
+      path: `${m.name}/patroni.yml`,
+      content: renderTemplate(patroniT, vars, "patroni/patroni.yml.tmpl"),
+      secret: true,
+      member: m.name,
+    });
     files.push({
       path: `etcd/${m.etcdName}.yml`,
       content: renderTemplate(
         etcdT,
-        { ...common, ETCD_NAME: m.etcdName, ETCD_DATA_DIR: a.etcdDataDir(m), MEMBER_ADDRESS: a.etcdHost(m), ETCD_LISTEN_ADDRESS: kind === "docker" ? "0.0.0.0" : a.etcdHost(m), ETCD_CLIENT_PORT: m.etcdClientPort, ETCD_PEER_PORT: m.etcdPeerPort, ETCD_INITIAL_CLUSTER: initialCluster, ETCD_CA_FILE: a.etcdTls(m).ca, ETCD_CERT_FILE: a.etcdTls(m).cert, ETCD_KEY_FILE: a.etcdTls(m).key },
+        {
+          ...common,
+          ETCD_NAME: m.etcdName,
+          ETCD_DATA_DIR: a.etcdDataDir(m),
+          MEMBER_ADDRESS: a.etcdHost(m),
+          ETCD_LISTEN_ADDRESS: kind === "docker" ? "0.0.0.0" : a.etcdHost(m),
+          ETCD_CLIENT_PORT: m.etcdClientPort,
+          ETCD_PEER_PORT: m.etcdPeerPort,
+          ETCD_INITIAL_CLUSTER: initialCluster,
+          ETCD_CA_FILE: a.etcdTls(m).ca,
+          ETCD_CERT_FILE: a.etcdTls(m).cert,
+          ETCD_KEY_FILE: a.etcdTls(m).key,
+        },
         "etcd/etcd.yml.tmpl",
       ),
       secret: false,
@@ -170,15 +209,35 @@ export function renderStack(cfg: Config, kind: RuntimeKind): RenderedFile[] {
     .join("\n");
   // Natively HAProxy is started by root (it reads its 0600 config) and drops to Debian's `haproxy`
   // user at once; the haproxy image already runs as that user, where setuid would fail.
-  const runAs = kind === "native" && cfg.pgOsUser ? "    user haproxy\n    group haproxy" : "    # runs as the image's haproxy user";
-  files.push({ path: "haproxy/haproxy.cfg", content: renderTemplate(tmpl("haproxy/haproxy.cfg.tmpl"), { ...common, HAPROXY_SERVERS: servers, HAPROXY_RUN_AS: runAs }, "haproxy/haproxy.cfg.tmpl"), secret: true });
+  const runAs =
+    kind === "native" && cfg.pgOsUser
+      ? "    user haproxy\n    group haproxy"
+      : "    # runs as the image's haproxy user";
+  files.push({
+    path: "haproxy/haproxy.cfg",
+    content: renderTemplate(
+      tmpl("haproxy/haproxy.cfg.tmpl"),
+      { ...common, HAPROXY_SERVERS: servers, HAPROXY_RUN_AS: runAs },
+      "haproxy/haproxy.cfg.tmpl",
+    ),
+    secret: true,
+  });
 
-  const nginxServers = cfg.members.map((m) => `        server ${a.memberHost(m)}:${m.restPort} max_fails=1 fail_timeout=2s;`).join("\n");
+  const nginxServers = cfg.members
+    .map((m) => `        server ${a.memberHost(m)}:${m.restPort} max_fails=1 fail_timeout=2s;`)
+    .join("\n");
   files.push({
     path: "nginx/nginx.conf",
     content: renderTemplate(
       tmpl("nginx/nginx.conf.tmpl"),
-      { ...common, NGINX_PREFIX: a.nginxPrefix, NGINX_LOG_DIR: a.nginxLogDir, NGINX_APPS_DIR: a.nginxAppsDir, NGINX_PATRONI_SERVERS: nginxServers, SUPABASE_UPSTREAM: a.supabaseUpstream },
+      {
+        ...common,
+        NGINX_PREFIX: a.nginxPrefix,
+        NGINX_LOG_DIR: a.nginxLogDir,
+        NGINX_APPS_DIR: a.nginxAppsDir,
+        NGINX_PATRONI_SERVERS: nginxServers,
+        SUPABASE_UPSTREAM: a.supabaseUpstream,
+      },
       "nginx/nginx.conf.tmpl",
     ),
     secret: false,

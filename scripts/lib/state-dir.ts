@@ -11,5 +11,7 @@ import { parseConfig, ROOT_DIR, stackName } from "./config";
 export function localStateBase(rootDir = ROOT_DIR, stack = stackName()): string {
   const rel = `envs/${stack}.env`;
   if (!existsSync(join(rootDir, rel))) return join(rootDir, ".state");
-  return dirname(parseConfig(readFileSync(join(rootDir, rel), "utf8"), { file: rel, stack, rootDir, isRoot: false }).stateDir);
+  return dirname(
+    parseConfig(readFileSync(join(rootDir, rel), "utf8"), { file: rel, stack, rootDir, isRoot: false }).stateDir,
+  );
 }

@@ -35,9 +35,17 @@ export interface PoolDatabase {
 
 /** One row per configured database (zeros until used); SHOW POOLS' rows (per database and user) summed into it. */
 export function poolByDatabase(databases: string[], rows: PoolUsage[]): PoolDatabase[] {
-  const out = new Map<string, PoolDatabase>(databases.map((database) => [database, { database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 }]));
+  const out = new Map<string, PoolDatabase>(
+    databases.map((database) => [database, { database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 }]),
+  );
   for (const r of rows) {
-    const d = out.get(r.database) ?? { database: r.database, clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 };
+    const d = out.get(r.database) ?? {
+      database: r.database,
+      clientsActive: 0,
+      clientsWaiting: 0,
+      servers: 0,
+      maxWaitS: 0,
+    };
     d.clientsActive += r.clientsActive;
     d.clientsWaiting += r.clientsWaiting;
     d.servers += r.serversActive + r.serversIdle + r.serversUsed;
@@ -53,12 +61,18 @@ export async function stackStatus(cfg: Config, rt: Runtime): Promise<StackStatus
   const view = await clusterView(cfg);
   const members = cfg.members.map((m) => {
     const v = view?.members.find((x) => x.name === m.name);
-    return { ...(v ?? { name: m.name, role: "-", state: "unreachable", host: m.address, port: m.pgPort }), address: m.address };
+    return {
+      ...(v ?? { name: m.name, role: "-", state: "unreachable", host: m.address, port: m.pgPort }),
+      address: m.address,
+    };
   });
-  const etcd = await Promise.all(cfg.members.map(async (m) => ({ name: m.etcdName, healthy: await etcdHealthy(cfg, m) })));
+  const etcd = await Promise.all(
+    cfg.members.map(async (m) => ({ name: m.etcdName, healthy: await etcdHealthy(cfg, m) })),
+  );
   const health = assessCluster(cfg, view);
   const sick = etcd.filter((e) => !e.healthy).map((e) => e.name);
-  if (sick.length) Object.assign(health, { ok: false, problems: [...health.problems, `etcd not healthy: ${sick.join(", ")}`] });
+  if (sick.length)
+    Object.assign(health, { ok: false, problems: [...health.problems, `etcd not healthy: ${sick.join(", ")}`] });
   let pool: PoolDatabase[] | null = null;
   try {
     const snap = await poolSnapshot(cfg);

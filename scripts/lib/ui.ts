@@ -37,7 +37,10 @@ export function progressReporter() {
   let spinning = false;
   return {
     start(msg: string) {
-      if (spin) { spin.start(msg); spinning = true; } else logLine(msg);
+      if (spin) {
+        spin.start(msg);
+        spinning = true;
+      } else logLine(msg);
     },
     step: (component: string, message: string) => {
       const line = redact(`${component.padEnd(9)} ${message}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -48,17 +51,30 @@ export function progressReporter() {
       } else logLine(line);
     },
     stop(msg: string) {
-      if (spin && spinning) { spin.stop(redact(msg)); spinning = false; } else logLine(msg);
+      if (spin && spinning) {
+        spin.stop(redact(msg));
+        spinning = false;
+      } else logLine(msg);
     },
     fail(msg: string) {
-      if (spin && spinning) { spin.error(redact(msg)); spinning = false; }
+      if (spin && spinning) {
+        spin.error(redact(msg));
+        spinning = false;
+      }
     },
   };
 }
 
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => (c ?? "").padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (c ?? "").padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /** 1536 -> "1.5 kB": sizes in progress lines and reports (backup, migrate-saas). */

@@ -19,9 +19,27 @@ import { runScript, TEST_STACK, testConfig } from "./stack";
 
 const base = testConfig();
 const block = Number(base.api.address.split(".")[2]); // 90 for 127.0.90.x: app ports never collide with another stack's
-const cfg: Config = { ...base, access: { ...base.access, tunnel: "cloudflare", publicDomain: "example.com", tunnelId: "it-access-tunnel", credentialsFile: "/etc/cloudflared/it-access-tunnel.json" } };
+const cfg: Config = {
+  ...base,
+  access: {
+    ...base.access,
+    tunnel: "cloudflare",
+    publicDomain: "example.com",
+    tunnelId: "it-access-tunnel",
+    credentialsFile: "/etc/cloudflared/it-access-tunnel.json",
+  },
+};
 const origin = { address: cfg.access.originAddress, port: cfg.access.originPort };
-const app = (name: string, port: number, access: AppEntry["access"]): AppEntry => ({ name, database: `${name}_db`, role: name, port, domain: `${name}.localhost`, supabase: false, access, created: "2026-11-30T00:00:00Z" });
+const app = (name: string, port: number, access: AppEntry["access"]): AppEntry => ({
+  name,
+  database: `${name}_db`,
+  role: name,
+  port,
+  domain: `${name}.localhost`,
+  supabase: false,
+  access,
+  created: "2026-11-30T00:00:00Z",
+});
 const publicApp = app("itpub", 20000 + block * 10, "public");
 const privateApp = app("itpriv", 20000 + block * 10 + 1, "private");
 const noLookup = async () => undefined; // cloudflared and tailscale are not installed here; never run them
@@ -33,7 +51,22 @@ let server: ReturnType<typeof Bun.serve> | undefined;
  * Asynchronous: the app answers from this very process, so the event loop must keep running.
  */
 async function curl(host: string, address: string, port: number) {
-  const p = Bun.spawn(["curl", "-sS", "--max-time", "5", "-D", "-", "-o", "/dev/null", "--resolve", `${host}:${port}:${address}`, `http://${host}:${port}/`], { stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawn(
+    [
+      "curl",
+      "-sS",
+      "--max-time",
+      "5",
+      "-D",
+      "-",
+      "-o",
+      "/dev/null",
+      "--resolve",
+      `${host}:${port}:${address}`,
+      `http://${host}:${port}/`,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
   const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   await p.exited;
   const status = Number(/^HTTP\/1\.1 (\d{3})/m.exec(stdout)?.[1] ?? 0);
@@ -45,7 +78,11 @@ async function curl(host: string, address: string, port: number) {
 describe("public app on the tunnel origin, refused elsewhere (real nginx)", () => {
   beforeAll(async () => {
     // The app itself: answers with the Host header nginx passed on.
-    server = Bun.serve({ hostname: "127.0.0.1", port: publicApp.port, fetch: (req) => new Response("ok", { headers: { "x-seen-host": req.headers.get("host") ?? "-" } }) });
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: publicApp.port,
+      fetch: (req) => new Response("ok", { headers: { "x-seen-host": req.headers.get("host") ?? "-" } }),
+    });
     const r = await applyAccess(cfg, { which: noLookup }, [publicApp, privateApp]);
     expect(r.nginx).toBe("reloaded");
   });
@@ -74,8 +111,12 @@ describe("public app on the tunnel origin, refused elsewhere (real nginx)", () =
     const t = spawnSync(nginxTestCmd(cfg)[0]!, nginxTestCmd(cfg).slice(1), { encoding: "utf8" });
     expect([t.status, t.stderr.trim()]).toEqual([0, ""]);
     // every listen in the tunnel vhosts is a loopback address
-    const listens = [...readFileSync(tunnelOriginNginxPath(cfg), "utf8").matchAll(/^\s*listen (\S+?)(?: default_server)?;/gm)].map((m) => m[1]!);
-    expect(new Set(listens)).toEqual(new Set([`${origin.address}:${origin.port}`, `${cfg.api.address}:${cfg.api.port}`]));
+    const listens = [
+      ...readFileSync(tunnelOriginNginxPath(cfg), "utf8").matchAll(/^\s*listen (\S+?)(?: default_server)?;/gm),
+    ].map((m) => m[1]!);
+    expect(new Set(listens)).toEqual(
+      new Set([`${origin.address}:${origin.port}`, `${cfg.api.address}:${cfg.api.port}`]),
+    );
     for (const l of listens) expect(l.startsWith("127.")).toBe(true);
   });
   test("removing the app from the registry withdraws its hostname: 404 on the origin", async () => {
@@ -105,7 +146,11 @@ describe("new-app --access public, then --remove: the hostname enters and leaves
   const port = 20000 + block * 10 + 2;
   beforeAll(() => {
     process.on("exit", restore);
-    writeFileSync(envFile, original + "\n# it-access (temporary)\nPUBLIC_DOMAIN=example.com\nTUNNEL=cloudflare\nTAILNET=tailscale\nCLOUDFLARE_TUNNEL_ID=it-access-tunnel\n");
+    writeFileSync(
+      envFile,
+      original +
+        "\n# it-access (temporary)\nPUBLIC_DOMAIN=example.com\nTUNNEL=cloudflare\nTAILNET=tailscale\nCLOUDFLARE_TUNNEL_ID=it-access-tunnel\n",
+    );
   });
   afterAll(async () => {
     runScript("new-app.ts", [name, "--remove", "--yes"]);
@@ -119,9 +164,16 @@ describe("new-app --access public, then --remove: the hostname enters and leaves
   test("created public: in the registry, cloudflared's ingress, the serve config, and served on the tunnel origin", async () => {
     const r = runScript("new-app.ts", [name, "--yes", "--json", "--access", "public", "--port", String(port)]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).access.tools.map((t: { tool: string; installed: boolean }) => [t.tool, t.installed])).toEqual([["cloudflared", false], ["tailscale", false]]);
+    expect(
+      JSON.parse(r.stdout).access.tools.map((t: { tool: string; installed: boolean }) => [t.tool, t.installed]),
+    ).toEqual([
+      ["cloudflared", false],
+      ["tailscale", false],
+    ]);
     expect(loadApps(cfg).find((a) => a.name === name)?.access).toBe("public");
-    const ingress = (YAML.parse(readFileSync(cloudflaredPath(cfg), "utf8")) as { ingress: { hostname?: string; service: string }[] }).ingress;
+    const ingress = (
+      YAML.parse(readFileSync(cloudflaredPath(cfg), "utf8")) as { ingress: { hostname?: string; service: string }[] }
+    ).ingress;
     expect(ingress.map((x) => x.hostname ?? x.service)).toEqual(["it-acc-pub.example.com", "http_status:404"]);
     expect(JSON.parse(readFileSync(servePath(cfg), "utf8")).TCP).toEqual({ [String(port)]: { HTTP: true } });
     const o = await curl("it-acc-pub.example.com", origin.address, origin.port);
@@ -129,7 +181,10 @@ describe("new-app --access public, then --remove: the hostname enters and leaves
   });
   test("an app holding production data is refused as public before any change", () => {
     const r = runScript("new-app.ts", ["it_acc_production", "--yes", "--access", "public"]);
-    expect([r.code, r.stderr.split("\n")[0]]).toEqual([1, "error [PUBLIC_PRODUCTION]: it_acc_production holds production data (database it_acc_production_db) and would be public at https://it-acc-production.example.com"]);
+    expect([r.code, r.stderr.split("\n")[0]]).toEqual([
+      1,
+      "error [PUBLIC_PRODUCTION]: it_acc_production holds production data (database it_acc_production_db) and would be public at https://it-acc-production.example.com",
+    ]);
     expect(loadApps(cfg).map((a) => a.name)).toEqual([name]);
   });
   test("--remove withdraws the hostname from both configs and the origin", async () => {

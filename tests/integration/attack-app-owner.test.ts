@@ -54,12 +54,22 @@ beforeAll(async () => {
   const r = runScript("new-app.ts", [APP, "--yes"]);
   expect(r.code).toBe(0);
   const envFile = join(cfg.rootDir, "envs", cfg.stack === "dev" ? `.env.${APP}` : `.env.${cfg.stack}.${APP}`);
-  appPassword = decodeURIComponent(/^DATABASE_URL=postgresql:\/\/[^:]+:([^@]+)@/m.exec(readFileSync(envFile, "utf8"))![1]!);
-  await superuser(`CREATE TABLE public.t (id int PRIMARY KEY, v text); INSERT INTO public.t SELECT g, 'v' || g FROM generate_series(1, 10) g; ALTER TABLE public.t OWNER TO ${quoteIdent(APP)}`, [], DB);
+  appPassword = decodeURIComponent(
+    /^DATABASE_URL=postgresql:\/\/[^:]+:([^@]+)@/m.exec(readFileSync(envFile, "utf8"))![1]!,
+  );
+  await superuser(
+    `CREATE TABLE public.t (id int PRIMARY KEY, v text); INSERT INTO public.t SELECT g, 'v' || g FROM generate_series(1, 10) g; ALTER TABLE public.t OWNER TO ${quoteIdent(APP)}`,
+    [],
+    DB,
+  );
   // The app puts its own schema before pg_catalog and shadows functions the toolkit calls.
   await asApp(`ALTER DATABASE ${quoteIdent(DB)} SET search_path = public, pg_catalog`);
-  await asApp(`CREATE FUNCTION public.set_config(text, text, boolean) RETURNS text LANGUAGE plpgsql AS $f$ BEGIN ${TRAP_BODY} RETURN pg_catalog.set_config($1, $2, $3); END $f$`);
-  await asApp(`CREATE FUNCTION public.hashtextextended(text, integer) RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN ${TRAP_BODY} RETURN pg_catalog.hashtextextended($1, $2); END $f$`);
+  await asApp(
+    `CREATE FUNCTION public.set_config(text, text, boolean) RETURNS text LANGUAGE plpgsql AS $f$ BEGIN ${TRAP_BODY} RETURN pg_catalog.set_config($1, $2, $3); END $f$`,
+  );
+  await asApp(
+    `CREATE FUNCTION public.hashtextextended(text, integer) RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN ${TRAP_BODY} RETURN pg_catalog.hashtextextended($1, $2); END $f$`,
+  );
   await asApp(`CREATE FUNCTION public.array_agg_sfunc(text[], text) RETURNS text[] LANGUAGE plpgsql AS $f$ BEGIN ${TRAP_BODY} RETURN pg_catalog.array_append($1, $2); END $f$;
                CREATE AGGREGATE public.array_agg(text) (SFUNC = public.array_agg_sfunc, STYPE = text[])`);
 }, 120_000);
@@ -75,7 +85,8 @@ afterAll(async () => {
   rmSync(MARKER, { force: true });
 });
 
-const appIsSuperuser = async () => (await superuser("SELECT rolsuper FROM pg_roles WHERE rolname = $1", [APP]))[0].rolsuper as boolean;
+const appIsSuperuser = async () =>
+  (await superuser("SELECT rolsuper FROM pg_roles WHERE rolname = $1", [APP]))[0].rolsuper as boolean;
 
 describe("an app's role against the toolkit's superuser sessions in its database", () => {
   test("attack: the app shadows set_config/array_agg/hashtextextended before pg_catalog; backup + verification run none of it", async () => {
@@ -101,7 +112,11 @@ describe("an app's role against the toolkit's superuser sessions in its database
       [],
       COPY,
     );
-    expect(x).toEqual({ settings: ["search_path=public, pg_catalog"], functions: 4, rows: Array.from({ length: 10 }, (_, i) => `v${i + 1}`).join(",") });
+    expect(x).toEqual({
+      settings: ["search_path=public, pg_catalog"],
+      functions: 4,
+      rows: Array.from({ length: 10 }, (_, i) => `v${i + 1}`).join(","),
+    });
   }, 300_000);
 
   test("attack: the app shadows count(*) (final function) before pg_catalog; new-app --supabase on it runs none of it", async () => {
@@ -113,7 +128,15 @@ describe("an app's role against the toolkit's superuser sessions in its database
     expect(existsSync(MARKER) ? readFileSync(MARKER, "utf8") : "no program ran").toBe("no program ran");
     expect(await appIsSuperuser()).toBe(false);
     expect(r.code).toBe(0);
-    expect((await superuser("SELECT string_agg(nspname, ',' ORDER BY nspname) AS s FROM pg_catalog.pg_namespace WHERE nspname IN ('auth', 'storage', 'extensions')", [], DB))[0].s).toBe("auth,extensions,storage");
+    expect(
+      (
+        await superuser(
+          "SELECT string_agg(nspname, ',' ORDER BY nspname) AS s FROM pg_catalog.pg_namespace WHERE nspname IN ('auth', 'storage', 'extensions')",
+          [],
+          DB,
+        )
+      )[0].s,
+    ).toBe("auth,extensions,storage");
   }, 300_000);
 
   test("attack: the app sets its database's statement_timeout to 1ms; the nightly backup (its database and another) still verifies", async () => {
@@ -138,7 +161,16 @@ describe("an app's role against the toolkit's superuser sessions in its database
         const c = await connect(cfg, { database, catalogOnly: true });
         try {
           const n = (await c.query("SELECT count(*)::int AS n FROM public.big")).rows[0].n;
-          return { n, settings: [...(await c.query("SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND setrole = 0")).rows[0].setconfig].sort() };
+          return {
+            n,
+            settings: [
+              ...(
+                await c.query(
+                  "SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND setrole = 0",
+                )
+              ).rows[0].setconfig,
+            ].sort(),
+          };
         } finally {
           await c.end();
         }
@@ -169,7 +201,9 @@ describe("an app's role against the toolkit's superuser sessions in its database
     };
     try {
       expect(await attempt()).toBe(`permission denied for database "template1"`);
-      expect((await superuser("SELECT datallowconn FROM pg_database WHERE datname = $1", [DB]))[0].datallowconn).toBe(true);
+      expect((await superuser("SELECT datallowconn FROM pg_database WHERE datname = $1", [DB]))[0].datallowconn).toBe(
+        true,
+      );
       const b = runScript("backup.ts", ["--db", `${cfg.databases[0]},${DB}`, "--logical-only"]);
       const id = /backup +(\d{8}T\d{6}Z(?:-\d+)?)/.exec(b.stdout)?.[1];
       if (id) created.push(id);

@@ -47,7 +47,10 @@ async function verifyOnTarget(env: string, role: string, token: string) {
   const code = `const { verifyEnvironmentKey } = await import(${JSON.stringify(`${RELEASE}/scripts/lib/deploy/on-target.ts`)});
 const [env, role] = process.argv.slice(-2);
 console.log(JSON.stringify(await verifyEnvironmentKey(${JSON.stringify(RELEASE)}, env, (await Bun.stdin.text()).trim(), role)));`;
-  const r = await t!.exec(["env", "-C", RELEASE, "node_modules/.bin/bun", "-e", code, env, role], { input: token, nothrow: true });
+  const r = await t!.exec(["env", "-C", RELEASE, "node_modules/.bin/bun", "-e", code, env, role], {
+    input: token,
+    nothrow: true,
+  });
   if (r.code !== 0) throw new Error(`verifier on the target failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!);
 }
@@ -65,10 +68,21 @@ beforeAll(async () => {
   rmSync(REMOTE_DIR, { recursive: true, force: true });
   keygen(key);
   sshd = await startSshd(tmp, ADDR, PORT, `${key}.pub`);
-  writeTestClientEnv(clientsDir, { name: NAME, addr: ADDR, port: PORT, key, remoteDir: REMOTE_DIR, members: "127.0.7.31,127.0.7.32,127.0.7.33" });
+  writeTestClientEnv(clientsDir, {
+    name: NAME,
+    addr: ADDR,
+    port: PORT,
+    key,
+    remoteDir: REMOTE_DIR,
+    members: "127.0.7.31,127.0.7.32,127.0.7.33",
+  });
   // A bundle made before per-environment secrets: one JWT_SECRET, ANON_KEY, SERVICE_ROLE_KEY for all three.
   oldService = await signApiKey(OLD_SECRET, "service_role");
-  writeFileSync(join(clientsDir, NAME, ".secrets.env"), `JWT_SECRET=${OLD_SECRET}\nANON_KEY=${await signApiKey(OLD_SECRET, "anon")}\nSERVICE_ROLE_KEY=${oldService}\n`, { mode: 0o600 });
+  writeFileSync(
+    join(clientsDir, NAME, ".secrets.env"),
+    `JWT_SECRET=${OLD_SECRET}\nANON_KEY=${await signApiKey(OLD_SECRET, "anon")}\nSERVICE_ROLE_KEY=${oldService}\n`,
+    { mode: 0o600 },
+  );
   removeUser = await makeUser(ATTACKER);
 
   // The deploy, for real, up to the release on the target (no cluster: the keys are checked from the deployed files).
@@ -101,30 +115,59 @@ afterAll(async () => {
 describe("deploy-client: each environment verifies only its own keys (issue 11, item 4)", () => {
   test("attack: the dev app signs a service_role key with dev's JWT secret; production's and staging's verifiers on the target refuse it", async () => {
     // The dev app cannot read production's env file on the target...
-    expect(asUser(ATTACKER, ["cat", `${RELEASE}/client/env/production.env`])).toEqual({ code: 1, out: `cat: ${RELEASE}/client/env/production.env: Permission denied` });
+    expect(asUser(ATTACKER, ["cat", `${RELEASE}/client/env/production.env`])).toEqual({
+      code: 1,
+      out: `cat: ${RELEASE}/client/env/production.env: Permission denied`,
+    });
     // ...but holds its own, with dev's secret, and mints a service_role key with it.
     const forged = asUser(ATTACKER, [BUN, join(home, "forge.cjs"), join(home, "dev.env")]);
     expect(forged.code).toBe(0);
     const token = forged.out.trim();
-    expect(JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString())).toMatchObject({ role: "service_role", iss: "supabase" });
+    expect(JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString())).toMatchObject({
+      role: "service_role",
+      iss: "supabase",
+    });
     // The key is genuine for dev (so a refusal below is the separation of secrets, not a malformed key)...
-    expect(await verifyOnTarget("dev", "service_role", token)).toMatchObject({ ok: true, role: "service_role", iss: "supabase" });
+    expect(await verifyOnTarget("dev", "service_role", token)).toMatchObject({
+      ok: true,
+      role: "service_role",
+      iss: "supabase",
+    });
     // ...and refused by production and staging, by signature.
-    expect(await verifyOnTarget("production", "service_role", token)).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET_PRODUCTION" });
-    expect(await verifyOnTarget("staging", "service_role", token)).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET_STAGING" });
+    expect(await verifyOnTarget("production", "service_role", token)).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET_PRODUCTION",
+    });
+    expect(await verifyOnTarget("staging", "service_role", token)).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET_STAGING",
+    });
     // The deployed dev key itself (the one in the dev app's file) is refused in production too; production's own verifies.
     const dev = parseDotenv(readFileSync(`${RELEASE}/client/env/dev.env`));
     const prod = parseDotenv(readFileSync(`${RELEASE}/client/env/production.env`));
-    expect(await verifyOnTarget("production", "service_role", dev.SERVICE_ROLE_KEY!)).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET_PRODUCTION" });
-    expect(await verifyOnTarget("production", "service_role", prod.SERVICE_ROLE_KEY!)).toMatchObject({ ok: true, role: "service_role" });
+    expect(await verifyOnTarget("production", "service_role", dev.SERVICE_ROLE_KEY!)).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET_PRODUCTION",
+    });
+    expect(await verifyOnTarget("production", "service_role", prod.SERVICE_ROLE_KEY!)).toMatchObject({
+      ok: true,
+      role: "service_role",
+    });
     expect(dev.JWT_SECRET).not.toBe(prod.JWT_SECRET);
   }, 120_000);
 
   test("attack: the service_role key of the old shared secret (before the migration) is refused by every environment on the target", async () => {
-    expect(migrated).toStartWith(`${join(clientsDir, NAME, ".secrets.env")}: the JWT_SECRET, ANON_KEY, SERVICE_ROLE_KEY shared by dev, staging and production`);
-    expect(migrated).toContain("The old ANON_KEY and SERVICE_ROLE_KEY stop verifying everywhere once this release is live");
+    expect(migrated).toStartWith(
+      `${join(clientsDir, NAME, ".secrets.env")}: the JWT_SECRET, ANON_KEY, SERVICE_ROLE_KEY shared by dev, staging and production`,
+    );
+    expect(migrated).toContain(
+      "The old ANON_KEY and SERVICE_ROLE_KEY stop verifying everywhere once this release is live",
+    );
     for (const env of ["dev", "staging", "production"]) {
-      expect(await verifyOnTarget(env, "service_role", oldService)).toEqual({ ok: false, problem: `signature does not verify against JWT_SECRET_${env.toUpperCase()}` });
+      expect(await verifyOnTarget(env, "service_role", oldService)).toEqual({
+        ok: false,
+        problem: `signature does not verify against JWT_SECRET_${env.toUpperCase()}`,
+      });
       expect(readFileSync(`${RELEASE}/client/env/${env}.env`, "utf8")).not.toContain(OLD_SECRET);
     }
   }, 120_000);

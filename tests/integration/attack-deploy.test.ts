@@ -31,8 +31,12 @@ let removeUser = () => {};
 const mode = (p: string) => (statSync(p).mode & 0o777).toString(8).padStart(4, "0");
 const settings = () => loadClientSettings(NAME, clientsDir);
 const failure = async (p: Promise<unknown>) => {
-  const e = await p.then(() => undefined, (x) => x);
-  if (!(e instanceof ToolkitError)) throw new Error(`expected a ToolkitError, got ${e === undefined ? "success" : String(e)}`);
+  const e = await p.then(
+    () => undefined,
+    (x) => x,
+  );
+  if (!(e instanceof ToolkitError))
+    throw new Error(`expected a ToolkitError, got ${e === undefined ? "success" : String(e)}`);
   return e;
 };
 
@@ -40,7 +44,14 @@ beforeAll(async () => {
   rmSync(REMOTE_DIR, { recursive: true, force: true });
   keygen(key);
   sshd = await startSshd(tmp, ADDR, PORT, `${key}.pub`);
-  writeTestClientEnv(clientsDir, { name: NAME, addr: ADDR, port: PORT, key, remoteDir: REMOTE_DIR, members: "127.0.7.21,127.0.7.22,127.0.7.23" });
+  writeTestClientEnv(clientsDir, {
+    name: NAME,
+    addr: ADDR,
+    port: PORT,
+    key,
+    remoteDir: REMOTE_DIR,
+    members: "127.0.7.21,127.0.7.22,127.0.7.23",
+  });
   removeUser = await makeUser(ATTACKER);
 }, 60_000);
 
@@ -56,7 +67,9 @@ describe("deploy-client: ssh host keys (issue 11, item 13)", () => {
   test("attack: a first-seen host key is refused without TRUST_NEW_HOST, before anything changes", async () => {
     const e = await failure(deployClient(settings(), { clientsBase: clientsDir, sourceDir: ROOT, planOnly: true })); // PLAN: even a broken guard cannot deploy here
     expect(e.code).toBe("HOST_KEY_UNKNOWN");
-    expect(e.message).toStartWith(`ssh to root@${ADDR}:${PORT}: no host key is pinned for [${ADDR}]:${PORT} in ${knownHosts}; refusing a first-seen key without being asked; nothing was changed. The server now offers ED25519 SHA256:`);
+    expect(e.message).toStartWith(
+      `ssh to root@${ADDR}:${PORT}: no host key is pinned for [${ADDR}]:${PORT} in ${knownHosts}; refusing a first-seen key without being asked; nothing was changed. The server now offers ED25519 SHA256:`,
+    );
     expect(e.fix).toContain("TRUST_NEW_HOST=1");
     expect(e.detail).toBe(`No ED25519 host key is known for [${ADDR}]:${PORT} and you have requested strict checking.`);
     // nothing pinned, nothing generated here, nothing made there
@@ -71,7 +84,9 @@ describe("deploy-client: ssh host keys (issue 11, item 13)", () => {
     const t = openTarget(settings(), { trustNewHost: true });
     const first = await t.connect().finally(() => t.close());
     expect(first.recorded).toStartWith(`recorded the host key of [${ADDR}]:${PORT} (ED25519 SHA256:`);
-    expect(first.recorded).toContain(`in ${knownHosts}: first contact, trusted because TRUST_NEW_HOST was given; commit the file`);
+    expect(first.recorded).toContain(
+      `in ${knownHosts}: first contact, trusted because TRUST_NEW_HOST was given; commit the file`,
+    );
     const pinned = readFileSync(knownHosts, "utf8");
     expect(pinned.trim()).toBe(`[${ADDR}]:${PORT} ${sshd!.hostKey}`);
     // Known now: no flag needed, nothing re-recorded.
@@ -83,9 +98,13 @@ describe("deploy-client: ssh host keys (issue 11, item 13)", () => {
     const impostor = await startSshd(tmp, ADDR, PORT, `${key}.pub`, "impostor");
     try {
       for (const trustNewHost of [false, true]) {
-        const e = await failure(deployClient(settings(), { clientsBase: clientsDir, sourceDir: ROOT, trustNewHost, planOnly: true }));
+        const e = await failure(
+          deployClient(settings(), { clientsBase: clientsDir, sourceDir: ROOT, trustNewHost, planOnly: true }),
+        );
         expect(e.code).toBe("HOST_KEY_CHANGED");
-        expect(e.message).toStartWith(`ssh to root@${ADDR}:${PORT}: the host key differs from the one pinned for [${ADDR}]:${PORT} in ${knownHosts}: another machine may be answering (a man in the middle), or the server was reinstalled; nothing was changed.`);
+        expect(e.message).toStartWith(
+          `ssh to root@${ADDR}:${PORT}: the host key differs from the one pinned for [${ADDR}]:${PORT} in ${knownHosts}: another machine may be answering (a man in the middle), or the server was reinstalled; nothing was changed.`,
+        );
         expect(e.fix).toContain(`ssh-keygen -R '[${ADDR}]:${PORT}' -f ${knownHosts}`);
       }
       expect(readFileSync(knownHosts, "utf8")).toBe(pinned);
@@ -105,7 +124,12 @@ describe("deploy-client: the release tarball on the customer's server (issue 11,
     mkdirSync(l.incoming, { recursive: true, mode: 0o755 });
     writeFileSync(join(l.incoming, "release-stale.tar"), "stale secrets", { mode: 0o644 });
     const t = openTarget(s, { trustNewHost: true }); // stands alone: pins the key if the test above did not run
-    const seen: { remote: string; local: string; modes: Record<string, string>; reads: Record<string, { code: number; out: string }> }[] = [];
+    const seen: {
+      remote: string;
+      local: string;
+      modes: Record<string, string>;
+      reads: Record<string, { code: number; out: string }>;
+    }[] = [];
     // The deploy's own target, observed at the moment each tarball has fully arrived and is not yet unpacked.
     const observed: Target = {
       ...t,
@@ -114,7 +138,12 @@ describe("deploy-client: the release tarball on the customer's server (issue 11,
         seen.push({
           remote,
           local,
-          modes: { remote: mode(remote), incoming: mode(l.incoming), local: mode(local), localDir: mode(join(local, "..")) },
+          modes: {
+            remote: mode(remote),
+            incoming: mode(l.incoming),
+            local: mode(local),
+            localDir: mode(join(local, "..")),
+          },
           reads: {
             remote: asUser(ATTACKER, ["cat", remote]),
             incoming: asUser(ATTACKER, ["ls", l.incoming]),
@@ -143,7 +172,13 @@ describe("deploy-client: the release tarball on the customer's server (issue 11,
     expect(existsSync(release.remote)).toBe(false);
     expect(mode(l.incoming)).toBe("0700");
     expect(mode(`${l.releases}/1`)).toBe("0700");
-    expect(asUser(ATTACKER, ["ls", l.incoming])).toEqual({ code: 2, out: `ls: cannot open directory '${l.incoming}': Permission denied` });
-    expect(asUser(ATTACKER, ["cat", `${l.releases}/1/client/tls/server.key`])).toEqual({ code: 1, out: `cat: ${l.releases}/1/client/tls/server.key: Permission denied` });
+    expect(asUser(ATTACKER, ["ls", l.incoming])).toEqual({
+      code: 2,
+      out: `ls: cannot open directory '${l.incoming}': Permission denied`,
+    });
+    expect(asUser(ATTACKER, ["cat", `${l.releases}/1/client/tls/server.key`])).toEqual({
+      code: 1,
+      out: `cat: ${l.releases}/1/client/tls/server.key: Permission denied`,
+    });
   }, 300_000);
 });

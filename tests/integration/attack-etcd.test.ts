@@ -46,7 +46,12 @@ function curlAll(user: string | undefined, args: string[], path: string): { url:
 function expectRefused(tries: { url: string; r: Attempt }[]) {
   for (const { url, r } of tries) {
     expect({ url, answered: r.stdout }).toEqual({ url, answered: "" });
-    if (url.startsWith("http:")) expect({ url, code: r.code, err: r.stderr.trim() }).toEqual({ url, code: 52, err: "curl: (52) Empty reply from server" });
+    if (url.startsWith("http:"))
+      expect({ url, code: r.code, err: r.stderr.trim() }).toEqual({
+        url,
+        code: 52,
+        err: "curl: (52) Empty reply from server",
+      });
     // TLS 1.3 sends the server's "certificate required" alert after the client's handshake ends, so
     // curl reports it as a failed send/receive (55/56) or a failed handshake (35), never an answer.
     else expect({ url, refusedAtTls: [35, 55, 56].includes(r.code) }).toEqual({ url, refusedAtTls: true });
@@ -62,7 +67,10 @@ afterAll(() => removeAttacker(ATTACKER));
 describe("etcd refuses everyone without a certificate from the stack's CA", () => {
   test("attack: a local user PUTs an archive_command into Patroni's /config key", async () => {
     const before = await keyValue("config");
-    const evil = JSON.stringify({ ...JSON.parse(before), postgresql: { parameters: { archive_command: "touch /tmp/pgp-etcdsec-pwned" } } });
+    const evil = JSON.stringify({
+      ...JSON.parse(before),
+      postgresql: { parameters: { archive_command: "touch /tmp/pgp-etcdsec-pwned" } },
+    });
     expectRefused(curlAll(ATTACKER, ["-X", "PUT", "--data-urlencode", `value=${evil}`], keyPath("config")));
     expect(await keyValue("config")).toBe(before);
   });
@@ -85,10 +93,21 @@ describe("etcd refuses everyone without a certificate from the stack's CA", () =
 
   test("attack: a local user reads the keys that would let it in", () => {
     const tls = etcdTlsFiles(nativeEtcdTlsDir(cfg));
-    const secrets = [tls.caKey, tls.client.key, ...cfg.members.map((m) => tls.member(m).key), ...cfg.members.map((m) => patroniEtcdTlsFiles(m).key), ...cfg.members.map((m) => join(m.dir, "patroni.yml"))];
+    const secrets = [
+      tls.caKey,
+      tls.client.key,
+      ...cfg.members.map((m) => tls.member(m).key),
+      ...cfg.members.map((m) => patroniEtcdTlsFiles(m).key),
+      ...cfg.members.map((m) => join(m.dir, "patroni.yml")),
+    ];
     for (const f of secrets) {
       const r = runAs(ATTACKER, ["cat", f]);
-      expect({ f, code: r.code, out: r.stdout, denied: /Permission denied/.test(r.stderr) }).toEqual({ f, code: 1, out: "", denied: true });
+      expect({ f, code: r.code, out: r.stdout, denied: /Permission denied/.test(r.stderr) }).toEqual({
+        f,
+        code: 1,
+        out: "",
+        denied: true,
+      });
     }
   });
 

@@ -19,7 +19,11 @@ const ATTACKER = "pgp-etcdsec-attacker";
 const specs = procSpecs(cfg);
 
 /** Real and effective uid of a process, from /proc. */
-const uidsOf = (pid: number) => readFileSync(`/proc/${pid}/status`, "utf8").match(/^Uid:\s+(\d+)\s+(\d+)/m)!.slice(1, 3).map(Number);
+const uidsOf = (pid: number) =>
+  readFileSync(`/proc/${pid}/status`, "utf8")
+    .match(/^Uid:\s+(\d+)\s+(\d+)/m)!
+    .slice(1, 3)
+    .map(Number);
 
 beforeAll(async () => {
   createAttacker(ATTACKER);
@@ -31,21 +35,35 @@ describe("service users and exposure", () => {
   test("etcd runs as the etcd user and HAProxy as haproxy: neither is root", () => {
     const etcd = osUserIds("etcd")!.uid;
     const haproxy = osUserIds("haproxy")!.uid;
-    for (const s of specs.etcd) expect({ name: s.name, uids: uidsOf(runningPid(s)!) }).toEqual({ name: s.name, uids: [etcd, etcd] });
+    for (const s of specs.etcd)
+      expect({ name: s.name, uids: uidsOf(runningPid(s)!) }).toEqual({ name: s.name, uids: [etcd, etcd] });
     expect(uidsOf(runningPid(specs.haproxy)!)).toEqual([haproxy, haproxy]);
   });
 
   test("attack: a local user reads etcd's config and lists its data", () => {
     for (const m of cfg.members) {
       const conf = runAs(ATTACKER, ["cat", etcdConfigPath(cfg, m)]);
-      expect({ conf: etcdConfigPath(cfg, m), code: conf.code, out: conf.stdout, denied: /Permission denied/.test(conf.stderr) }).toEqual({ conf: etcdConfigPath(cfg, m), code: 1, out: "", denied: true });
+      expect({
+        conf: etcdConfigPath(cfg, m),
+        code: conf.code,
+        out: conf.stdout,
+        denied: /Permission denied/.test(conf.stderr),
+      }).toEqual({ conf: etcdConfigPath(cfg, m), code: 1, out: "", denied: true });
       const data = runAs(ATTACKER, ["ls", join(etcdHome(cfg), m.etcdName)]);
-      expect({ code: data.code, out: data.stdout, denied: /Permission denied/.test(data.stderr) }).toEqual({ code: 2, out: "", denied: true });
+      expect({ code: data.code, out: data.stdout, denied: /Permission denied/.test(data.stderr) }).toEqual({
+        code: 2,
+        out: "",
+        denied: true,
+      });
     }
   });
 
   test("every port the stack listens on is a loopback address (the plain-HTTP nginx included)", () => {
-    const pids = new Set<number>([...specs.etcd, ...specs.patroni, specs.haproxy, specs.nginx].map((s) => runningPid(s)!).concat(cfg.members.map((m) => postmasterPid(m)!)));
+    const pids = new Set<number>(
+      [...specs.etcd, ...specs.patroni, specs.haproxy, specs.nginx]
+        .map((s) => runningPid(s)!)
+        .concat(cfg.members.map((m) => postmasterPid(m)!)),
+    );
     const ss = runRoot(["ss", "-Hltnp"]).stdout.split("\n").filter(Boolean);
     const ours = ss.filter((l) => [...l.matchAll(/pid=(\d+)/g)].some((p) => pids.has(Number(p[1]))));
     const local = ours.map((l) => l.trim().split(/\s+/)[3]!);

@@ -45,7 +45,11 @@ describe("no role can read a JWT secret from the database", () => {
   test("attack: an app role reads every database's settings from pg_db_role_setting", async () => {
     const c = await connect(cfg, { user: APP, password: APP_PW, database: APP_DB });
     try {
-      const rows = (await c.query("SELECT coalesce(d.datname, '*') AS db, array_to_string(s.setconfig, ' ') AS conf FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase")).rows;
+      const rows = (
+        await c.query(
+          "SELECT coalesce(d.datname, '*') AS db, array_to_string(s.setconfig, ' ') AS conf FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase",
+        )
+      ).rows;
       const dump = JSON.stringify(rows);
       expect(rows.filter((r) => r.conf.includes(`${JWT_SECRET_SETTING}=`))).toEqual([]);
       for (const s of allJwtSecrets()) expect(dump.includes(s)).toBe(false);
@@ -57,9 +61,16 @@ describe("no role can read a JWT secret from the database", () => {
 
   test("attack: the dev environment's service role reads the secret with current_setting in every environment database", async () => {
     for (const db of cfg.databases) {
-      const c = await connect(cfg, { user: "authenticator", password: cfg.secrets.AUTHENTICATOR_PASSWORD, database: db });
+      const c = await connect(cfg, {
+        user: "authenticator",
+        password: cfg.secrets.AUTHENTICATOR_PASSWORD,
+        database: db,
+      });
       try {
-        expect({ db, secret: (await c.query("SELECT current_setting($1, true) AS s", [JWT_SECRET_SETTING])).rows[0].s }).toEqual({ db, secret: null });
+        expect({
+          db,
+          secret: (await c.query("SELECT current_setting($1, true) AS s", [JWT_SECRET_SETTING])).rows[0].s,
+        }).toEqual({ db, secret: null });
       } finally {
         await c.end();
       }
@@ -72,8 +83,14 @@ describe("one secret per environment", () => {
     expect(cfg.databases.length).toBeGreaterThanOrEqual(2);
     expect(new Set(allJwtSecrets()).size).toBe(cfg.databases.length);
     const forged = await signApiKey(jwtSecretFor(cfg, DEV), "service_role");
-    expect(await verifyApiKey(forged, jwtSecretFor(cfg, PROD), "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
-    expect(await verifyApiKey(forged, jwtSecretFor(cfg, DEV), "service_role")).toMatchObject({ ok: true, role: "service_role" });
+    expect(await verifyApiKey(forged, jwtSecretFor(cfg, PROD), "service_role")).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET",
+    });
+    expect(await verifyApiKey(forged, jwtSecretFor(cfg, DEV), "service_role")).toMatchObject({
+      ok: true,
+      role: "service_role",
+    });
     expect(jwtSecretKey(PROD)).toBe(`JWT_SECRET_${PROD.toUpperCase()}`);
   });
 });

@@ -34,10 +34,16 @@ describe("logs are readable by root (and the service that writes them) only", ()
   test("attack: a local user reads every log of the stack", () => {
     const logs = [...new Set([...logsBelow(cfg.stateDir), ...logsBelow(cfg.memberRoot)])];
     // The components' own logs must be among them, or this proves nothing.
-    for (const name of ["etcd1", "pg1", "haproxy", "nginx", "nginx-error", "nginx-access"]) expect(logs).toContain(join(cfg.logsDir, `${name}.log`));
+    for (const name of ["etcd1", "pg1", "haproxy", "nginx", "nginx-error", "nginx-access"])
+      expect(logs).toContain(join(cfg.logsDir, `${name}.log`));
     for (const f of logs) {
       const r = runAs(ATTACKER, ["cat", f]);
-      expect({ f, code: r.code, out: r.stdout, denied: /Permission denied/.test(r.stderr) }).toEqual({ f, code: 1, out: "", denied: true });
+      expect({ f, code: r.code, out: r.stdout, denied: /Permission denied/.test(r.stderr) }).toEqual({
+        f,
+        code: 1,
+        out: "",
+        denied: true,
+      });
     }
   });
 

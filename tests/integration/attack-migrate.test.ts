@@ -106,7 +106,8 @@ async function dropOurs() {
   const c = await connect(cfg);
   try {
     // Databases first: a migrated login holds CONNECT on its database.
-    for (const db of [TARGET, CODE_TARGET, INERT_TARGET, GRANT_TARGET]) await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
+    for (const db of [TARGET, CODE_TARGET, INERT_TARGET, GRANT_TARGET])
+      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
     for (const r of [ATTACKER, PWNED, APP]) await c.query(`DROP ROLE IF EXISTS ${quoteIdent(r)}`);
   } finally {
     await c.end();
@@ -117,11 +118,16 @@ beforeAll(async () => {
   rmSync(MARKER, { force: true });
   rmSync(CODE_MARKER, { force: true });
   spawnSync("userdel", [OS_ATTACKER]);
-  const u = spawnSync("useradd", ["--no-create-home", "--shell", "/usr/sbin/nologin", OS_ATTACKER], { encoding: "utf8" });
+  const u = spawnSync("useradd", ["--no-create-home", "--shell", "/usr/sbin/nologin", OS_ATTACKER], {
+    encoding: "utf8",
+  });
   if (u.status !== 0) throw new Error(`useradd ${OS_ATTACKER}: ${u.stderr}`);
   await dropOurs();
   source = await startScratchPg({ host: scratchAddress(cfg).replace(/\.50$/, ".53"), name: "attack-migrate" });
-  await source.psql("postgres", `CREATE ROLE ${quoteIdent(ATTACKER)} LOGIN PASSWORD '${attackerPw}'; GRANT CREATE ON SCHEMA public TO ${quoteIdent(ATTACKER)};`);
+  await source.psql(
+    "postgres",
+    `CREATE ROLE ${quoteIdent(ATTACKER)} LOGIN PASSWORD '${attackerPw}'; GRANT CREATE ON SCHEMA public TO ${quoteIdent(ATTACKER)};`,
+  );
   // The attack, as the unprivileged source user.
   expect(COLUMN.length).toBeLessThanOrEqual(63);
   const c = new pg.Client({ connectionString: source.url("postgres", ATTACKER, attackerPw) });
@@ -129,7 +135,10 @@ beforeAll(async () => {
   await c.query(`CREATE TABLE public.${quoteIdent(TABLE)} (${quoteIdent(COLUMN)} text)`);
   await c.query(`INSERT INTO public.${quoteIdent(TABLE)} VALUES ('row one'), ('row two')`);
   await c.end();
-  for (const [db, sql] of [["pwn_code", CODE_SOURCE], ["pwn_inert", INERT_SOURCE]] as const) {
+  for (const [db, sql] of [
+    ["pwn_code", CODE_SOURCE],
+    ["pwn_inert", INERT_SOURCE],
+  ] as const) {
     await source.psql("postgres", `CREATE DATABASE ${db}`);
     await source.psql(db, sql);
   }
@@ -148,7 +157,10 @@ afterAll(async () => {
 }, 120_000);
 
 test("attack: a source table whose quoted name spans lines runs SQL as the target's superuser", async () => {
-  const r = runScript("migrate-saas.ts", ["--target-db", TARGET, "--json"], { SOURCE_DB_URL: source.url(), SOURCE_TLS_INSECURE: "1" });
+  const r = runScript("migrate-saas.ts", ["--target-db", TARGET, "--json"], {
+    SOURCE_DB_URL: source.url(),
+    SOURCE_TLS_INSECURE: "1",
+  });
   // The injected COPY ... TO '<file>' never ran on the target.
   expect(existsSync(MARKER)).toBe(false);
   if (r.code !== 0) console.error(r.out);
@@ -157,11 +169,19 @@ test("attack: a source table whose quoted name spans lines runs SQL as the targe
   // The table arrived as itself: exact name, exact column name, exact rows.
   const c = await connect(cfg, { database: TARGET });
   try {
-    const rel = (await c.query("SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = 1 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'")).rows;
+    const rel = (
+      await c.query(
+        "SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = 1 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'",
+      )
+    ).rows;
     expect(rel).toEqual([{ relname: TABLE, attname: COLUMN }]);
-    const rows = (await c.query(`SELECT ${quoteIdent(COLUMN)} AS v FROM public.${quoteIdent(TABLE)} ORDER BY 1`)).rows.map((x) => x.v);
+    const rows = (
+      await c.query(`SELECT ${quoteIdent(COLUMN)} AS v FROM public.${quoteIdent(TABLE)} ORDER BY 1`)
+    ).rows.map((x) => x.v);
     expect(rows).toEqual(["row one", "row two"]);
-    expect((await c.query(`SELECT tableowner FROM pg_tables WHERE tablename = $1`, [TABLE])).rows[0].tableowner).toBe(ATTACKER);
+    expect((await c.query(`SELECT tableowner FROM pg_tables WHERE tablename = $1`, [TABLE])).rows[0].tableowner).toBe(
+      ATTACKER,
+    );
   } finally {
     await c.end();
   }
@@ -169,11 +189,18 @@ test("attack: a source table whose quoted name spans lines runs SQL as the targe
 
 /** Run `make` with these arguments while the unprivileged user reads every process's command line; returns both. */
 async function makeWhileWatched(args: string[], env: Record<string, string>) {
-  const watcher = spawn("runuser", ["-u", OS_ATTACKER, "--", "sh", "-c", "while :; do ps -e -ww -o args=; done"], { stdio: ["ignore", "pipe", "ignore"] });
+  const watcher = spawn("runuser", ["-u", OS_ATTACKER, "--", "sh", "-c", "while :; do ps -e -ww -o args=; done"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
   let seen = "";
   watcher.stdout.on("data", (d) => (seen += d));
   await Bun.sleep(300);
-  const r = spawnSync("make", ["-s", "migrate-saas", ...args], { cwd: ROOT, env: { ...process.env, STACK: cfg.stack, ...env }, encoding: "utf8", timeout: 300_000 });
+  const r = spawnSync("make", ["-s", "migrate-saas", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, STACK: cfg.stack, ...env },
+    encoding: "utf8",
+    timeout: 300_000,
+  });
   watcher.kill("SIGTERM");
   await new Promise((res) => watcher.on("close", res));
   return { code: r.status, out: (r.stdout ?? "") + (r.stderr ?? ""), seen };
@@ -182,7 +209,11 @@ async function makeWhileWatched(args: string[], env: Record<string, string>) {
 test("attack: a local user reads the cloud password from make's command line", async () => {
   // The README's old form: the URL on make's command line, in every process list. Refused before anything runs.
   const url = source.url();
-  const refused = spawnSync("make", ["-s", "migrate-saas", `SOURCE_DB_URL=${url}`, `TARGET_DB=${TARGET}`, "PLAN=1"], { cwd: ROOT, env: { ...process.env, STACK: cfg.stack, SOURCE_TLS_INSECURE: "1" }, encoding: "utf8" });
+  const refused = spawnSync("make", ["-s", "migrate-saas", `SOURCE_DB_URL=${url}`, `TARGET_DB=${TARGET}`, "PLAN=1"], {
+    cwd: ROOT,
+    env: { ...process.env, STACK: cfg.stack, SOURCE_TLS_INSECURE: "1" },
+    encoding: "utf8",
+  });
   expect(refused.status).toBe(2);
   expect(refused.stderr).toContain("error [SOURCE_URL_ON_COMMAND_LINE]");
   expect(refused.stderr).toContain("SOURCE_ENV=<file>");
@@ -192,7 +223,9 @@ test("attack: a local user reads the cloud password from make's command line", a
   writeFileSync(file, `SOURCE_DB_URL=${url}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   try {
-    const r = await makeWhileWatched([`SOURCE_ENV=${file}`, `TARGET_DB=${TARGET}`, "PLAN=1", "ARGS=--json"], { SOURCE_TLS_INSECURE: "1" });
+    const r = await makeWhileWatched([`SOURCE_ENV=${file}`, `TARGET_DB=${TARGET}`, "PLAN=1", "ARGS=--json"], {
+      SOURCE_TLS_INSECURE: "1",
+    });
     expect(r.out).toContain('"plan"');
     // (booleans: a failure must not print what the watcher saw of other processes)
     expect(r.seen.includes(`migrate-saas SOURCE_ENV=${file}`)).toBe(true);
@@ -206,14 +239,21 @@ test("attack: a local user reads the cloud password from make's command line", a
 async function pwned() {
   const c = await connect(cfg);
   try {
-    return { role: (await c.query("SELECT rolname FROM pg_roles WHERE rolname = $1", [PWNED])).rows.length > 0, marker: existsSync(CODE_MARKER) };
+    return {
+      role: (await c.query("SELECT rolname FROM pg_roles WHERE rolname = $1", [PWNED])).rows.length > 0,
+      marker: existsSync(CODE_MARKER),
+    };
   } finally {
     await c.end();
   }
 }
 
 test("attack: source code in generated columns, CHECK and domain constraints, index expressions, materialized views and range types runs as the target's superuser; an untrusted-language function is restored by it", async () => {
-  const r = runScript("migrate-saas.ts", ["--target-db", CODE_TARGET], { SOURCE_DB_URL: source.url("pwn_code"), SOURCE_TLS_INSECURE: "1", ACCEPT_LEFT_OUT: "1" });
+  const r = runScript("migrate-saas.ts", ["--target-db", CODE_TARGET], {
+    SOURCE_DB_URL: source.url("pwn_code"),
+    SOURCE_TLS_INSECURE: "1",
+    ACCEPT_LEFT_OUT: "1",
+  });
   expect(await pwned()).toEqual({ role: false, marker: false });
   expect(r.code).toBe(1);
   expect(r.stderr).toContain("error [MIGRATE_BLOCKED]: cannot migrate: 9 blocker(s)");
@@ -229,18 +269,24 @@ test("attack: source code in generated columns, CHECK and domain constraints, in
     `table public.chk_builtin would run lo_export(oid,text) as the target's superuser during the load: lo_export(oid,text) runs SQL or writes files${fix}`,
     `type public.pwn_d would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
     `index public.idx_pwn would run public.pwn(text) as the target's superuser during the load: ${opaque}${fix}`,
-  ]) expect(r.stderr).toContain(line);
+  ])
+    expect(r.stderr).toContain(line);
   // Refused before the target was touched.
   const c = await connect(cfg, { database: CODE_TARGET });
   try {
-    expect((await c.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).rows[0].n).toBe(0);
+    expect(
+      (await c.query("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).rows[0].n,
+    ).toBe(0);
   } finally {
     await c.end();
   }
 }, 180_000);
 
 test("attack: a column DEFAULT and an ENABLE ALWAYS trigger calling source code fire while the rows are loaded", async () => {
-  const r = runScript("migrate-saas.ts", ["--target-db", INERT_TARGET, "--json"], { SOURCE_DB_URL: source.url("pwn_inert"), SOURCE_TLS_INSECURE: "1" });
+  const r = runScript("migrate-saas.ts", ["--target-db", INERT_TARGET, "--json"], {
+    SOURCE_DB_URL: source.url("pwn_inert"),
+    SOURCE_TLS_INSECURE: "1",
+  });
   expect(await pwned()).toEqual({ role: false, marker: false });
   if (r.code !== 0) console.error(r.out);
   expect(r.code).toBe(0);
@@ -250,9 +296,20 @@ test("attack: a column DEFAULT and an ENABLE ALWAYS trigger calling source code 
   const c = await connect(cfg, { database: INERT_TARGET });
   try {
     // The rows as on the source (not the DEFAULT, not touched by the trigger), the trigger as it was: ENABLE ALWAYS.
-    expect((await c.query("SELECT id, d, t, loud FROM public.inert ORDER BY id")).rows).toEqual([{ id: 1, d: "kept", t: "hi", loud: "HI!" }, { id: 2, d: "also", t: "yo", loud: "YO!" }]);
-    expect((await c.query("SELECT tgenabled FROM pg_trigger WHERE tgname = 'inert_pwn'")).rows).toEqual([{ tgenabled: "A" }]);
-    expect((await c.query("SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'public.inert'::regclass AND adnum = 2")).rows).toEqual([{ d: "pwn('d'::text)" }]);
+    expect((await c.query("SELECT id, d, t, loud FROM public.inert ORDER BY id")).rows).toEqual([
+      { id: 1, d: "kept", t: "hi", loud: "HI!" },
+      { id: 2, d: "also", t: "yo", loud: "YO!" },
+    ]);
+    expect((await c.query("SELECT tgenabled FROM pg_trigger WHERE tgname = 'inert_pwn'")).rows).toEqual([
+      { tgenabled: "A" },
+    ]);
+    expect(
+      (
+        await c.query(
+          "SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'public.inert'::regclass AND adnum = 2",
+        )
+      ).rows,
+    ).toEqual([{ d: "pwn('d'::text)" }]);
   } finally {
     await c.end();
   }
@@ -261,7 +318,10 @@ test("attack: a column DEFAULT and an ENABLE ALWAYS trigger calling source code 
 test("attack: a source role that is a member of postgres or pg_execute_server_program, or has CREATEROLE, keeps that on the cluster", async () => {
   // On Supabase (PostgreSQL 15) the postgres login holds ADMIN on itself and can run GRANT postgres TO <role>: there postgres
   // is no superuser, on the cluster it is. The migrated login's password goes to the app.
-  await source.psql("postgres", `CREATE ROLE ${APP} LOGIN CREATEROLE; GRANT postgres TO ${APP}; GRANT pg_execute_server_program TO ${APP};`);
+  await source.psql(
+    "postgres",
+    `CREATE ROLE ${APP} LOGIN CREATEROLE; GRANT postgres TO ${APP}; GRANT pg_execute_server_program TO ${APP};`,
+  );
   const t = await connect(cfg);
   await t.query(`CREATE DATABASE ${quoteIdent(GRANT_TARGET)}`);
   await t.end();
@@ -269,12 +329,14 @@ test("attack: a source role that is a member of postgres or pg_execute_server_pr
     const env = { SOURCE_DB_URL: source.url("pwn_inert"), SOURCE_TLS_INSECURE: "1" };
     const refused = runScript("migrate-saas.ts", ["--target-db", GRANT_TARGET], env);
     expect(refused.code).toBe(1);
-    const fix = "; grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it";
+    const fix =
+      "; grant it on the cluster by hand if you mean it, or pass --accept-left-out (ACCEPT_LEFT_OUT=1) to migrate without it";
     for (const line of [
       `role ${APP} has CREATEROLE on the source: on the cluster it could grant itself pg_execute_server_program (a shell as postgres)${fix}`,
       `role ${APP} is a member of pg_execute_server_program on the source, and pg_execute_server_program runs programs or reads and writes files on the server${fix}`,
       `role ${APP} is a member of postgres on the source, and postgres is a superuser on the cluster${fix}`,
-    ]) expect(refused.stderr).toContain(line);
+    ])
+      expect(refused.stderr).toContain(line);
     const before = await connect(cfg);
     expect((await before.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1", [APP])).rows[0].n).toBe(0);
     await before.end();
@@ -285,8 +347,13 @@ test("attack: a source role that is a member of postgres or pg_execute_server_pr
     expect(JSON.parse(r.stdout).ok).toBe(true);
     const c = await connect(cfg);
     try {
-      expect((await c.query("SELECT rolcreaterole, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1", [APP])).rows).toEqual([{ rolcreaterole: false, rolsuper: false, rolcanlogin: true }]);
-      expect((await c.query("SELECT roleid::regrole::text AS r FROM pg_auth_members WHERE member = $1::regrole", [APP])).rows).toEqual([]);
+      expect(
+        (await c.query("SELECT rolcreaterole, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1", [APP])).rows,
+      ).toEqual([{ rolcreaterole: false, rolsuper: false, rolcanlogin: true }]);
+      expect(
+        (await c.query("SELECT roleid::regrole::text AS r FROM pg_auth_members WHERE member = $1::regrole", [APP]))
+          .rows,
+      ).toEqual([]);
     } finally {
       await c.end();
     }

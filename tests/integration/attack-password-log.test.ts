@@ -36,7 +36,9 @@ describe("no password reaches the Postgres log", () => {
       await c.query("ALTER ROLE supabase_storage_admin RENAME TO pgp_rolesec_storage_hidden");
       await c.query("SET default_transaction_read_only = on");
       // The toolkit's own code path, failing on the server: the statement lands in the log.
-      await expect(ensureSupabaseRoles(cfg, c)).rejects.toThrow("cannot execute CREATE ROLE in a read-only transaction");
+      await expect(ensureSupabaseRoles(cfg, c)).rejects.toThrow(
+        "cannot execute CREATE ROLE in a read-only transaction",
+      );
     } finally {
       await c.query("SET default_transaction_read_only = off").catch(() => {});
       await c.query("ALTER ROLE pgp_rolesec_storage_hidden RENAME TO supabase_storage_admin").catch(() => {});
@@ -45,7 +47,13 @@ describe("no password reaches the Postgres log", () => {
     // The failed statement did reach a log (else this test proves nothing) and carries a SCRAM verifier.
     let logged = "";
     for (let i = 0; i < 50 && !logged; i++) {
-      logged = memberLogs().map((f) => readFileSync(f, "utf8")).join("\n").split("\n").filter((l) => /STATEMENT:\s+CREATE ROLE "supabase_storage_admin"/.test(l)).at(-1) ?? "";
+      logged =
+        memberLogs()
+          .map((f) => readFileSync(f, "utf8"))
+          .join("\n")
+          .split("\n")
+          .filter((l) => /STATEMENT:\s+CREATE ROLE "supabase_storage_admin"/.test(l))
+          .at(-1) ?? "";
       if (!logged) await Bun.sleep(100);
     }
     expect(logged).toMatch(/PASSWORD 'SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+'$/);
@@ -61,7 +69,8 @@ describe("no password reaches the Postgres log", () => {
       const text = readFileSync(f, "utf8");
       for (const [i, pw] of passwords.entries()) if (text.includes(pw)) found.push(`${f}: generated password #${i}`);
       // Any password statement at all must carry a verifier, whoever's password it is.
-      for (const l of text.split("\n")) if (/PASSWORD\s+'(?!SCRAM-SHA-256\$)/i.test(l)) found.push(`${f}: plain PASSWORD statement`);
+      for (const l of text.split("\n"))
+        if (/PASSWORD\s+'(?!SCRAM-SHA-256\$)/i.test(l)) found.push(`${f}: plain PASSWORD statement`);
     }
     expect(found).toEqual([]);
   });

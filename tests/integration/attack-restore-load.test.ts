@@ -41,7 +41,8 @@ async function asApp(query: string): Promise<void> {
 }
 
 const noProgram = () => (existsSync(MARKER) ? readFileSync(MARKER, "utf8") : "no program ran");
-const appIsSuperuser = async () => (await superuser("SELECT rolsuper FROM pg_roles WHERE rolname = $1", [APP]))[0].rolsuper as boolean;
+const appIsSuperuser = async () =>
+  (await superuser("SELECT rolsuper FROM pg_roles WHERE rolname = $1", [APP]))[0].rolsuper as boolean;
 
 beforeAll(async () => {
   await waitClusterHealthy(cfg);
@@ -49,7 +50,9 @@ beforeAll(async () => {
   const r = runScript("new-app.ts", [APP, "--yes"]);
   expect(r.code).toBe(0);
   const envFile = join(cfg.rootDir, "envs", cfg.stack === "dev" ? `.env.${APP}` : `.env.${cfg.stack}.${APP}`);
-  appPassword = decodeURIComponent(/^DATABASE_URL=postgresql:\/\/[^:]+:([^@]+)@/m.exec(readFileSync(envFile, "utf8"))![1]!);
+  appPassword = decodeURIComponent(
+    /^DATABASE_URL=postgresql:\/\/[^:]+:([^@]+)@/m.exec(readFileSync(envFile, "utf8"))![1]!,
+  );
   // Everything below is the app's own doing, with its own password only.
   // guard() tries to escape (RESET ROLE, SET ROLE postgres), then, if it runs as a superuser, runs a program.
   await asApp(`
@@ -91,7 +94,13 @@ afterAll(async () => {
 });
 
 const rows = async (database: string) =>
-  (await superuser<{ s: string }>("SELECT string_agg(id || ':' || v || ':' || d || ':' || g, ',' ORDER BY id) AS s FROM public.t", [], database))[0]!.s;
+  (
+    await superuser<{ s: string }>(
+      "SELECT string_agg(id || ':' || v || ':' || d || ':' || g, ',' ORDER BY id) AS s FROM public.t",
+      [],
+      database,
+    )
+  )[0]!.s;
 
 describe("an app's functions in its table's CHECK, domain and generated column, against the backup's loads", () => {
   test("attack: the backup's verification loads the rows as the table's owner: no program runs, the backup verifies", async () => {

@@ -44,7 +44,8 @@ async function attempt(role: (typeof SERVICE_LOGIN_ROLES)[number], sql: string):
 afterAll(() =>
   asPostgres(async (c) => {
     for (const r of SERVICE_LOGIN_ROLES) {
-      for (const p of ["pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"]) await c.query(`REVOKE ${p} FROM ${quoteIdent(r.name)}`);
+      for (const p of ["pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"])
+        await c.query(`REVOKE ${p} FROM ${quoteIdent(r.name)}`);
       await c.query(`ALTER ROLE ${quoteIdent(r.name)} NOSUPERUSER NOCREATEROLE NOCREATEDB`);
     }
     await c.query(`DROP ROLE IF EXISTS ${ATTACKER}`);
@@ -61,29 +62,52 @@ describe("Supabase service roles cannot become postgres or superuser", () => {
     for (const p of PREDEFINED) {
       test(`attack: ${role.name} grants itself ${p}`, async () => {
         expect(await attempt(role, `GRANT ${p} TO ${role.name}`)).toBe(`must have admin option on role "${p}"`);
-        const member = await asPostgres(async (c) => (await c.query("SELECT pg_has_role($1, $2, 'MEMBER') AS m", [role.name, p])).rows[0].m);
+        const member = await asPostgres(
+          async (c) => (await c.query("SELECT pg_has_role($1, $2, 'MEMBER') AS m", [role.name, p])).rows[0].m,
+        );
         expect(member).toBe(false);
       });
     }
     test(`attack: ${role.name} creates a superuser role`, async () => {
-      expect(await attempt(role, `CREATE ROLE ${ATTACKER} LOGIN SUPERUSER`)).toBe("must be superuser to create superusers");
+      expect(await attempt(role, `CREATE ROLE ${ATTACKER} LOGIN SUPERUSER`)).toBe(
+        "must be superuser to create superusers",
+      );
       expect(await attempt(role, `CREATE ROLE ${ATTACKER} LOGIN`)).toBe("permission denied to create role");
-      expect(await asPostgres(async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1", [ATTACKER])).rows[0].n)).toBe(0);
+      expect(
+        await asPostgres(
+          async (c) =>
+            (await c.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1", [ATTACKER])).rows[0].n,
+        ),
+      ).toBe(0);
     });
     test(`attack: ${role.name} makes itself SUPERUSER or CREATEROLE`, async () => {
-      expect(await attempt(role, `ALTER ROLE ${role.name} SUPERUSER`)).toBe("must be superuser to alter superuser roles or change superuser attribute");
+      expect(await attempt(role, `ALTER ROLE ${role.name} SUPERUSER`)).toBe(
+        "must be superuser to alter superuser roles or change superuser attribute",
+      );
       expect(await attempt(role, `ALTER ROLE ${role.name} CREATEROLE`)).toBe("permission denied");
       expect(await attempt(role, `ALTER ROLE ${role.name} CREATEDB`)).toBe("permission denied");
-      const a = await asPostgres(async (c) => (await c.query("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1", [role.name])).rows[0]);
+      const a = await asPostgres(
+        async (c) =>
+          (await c.query("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1", [role.name]))
+            .rows[0],
+      );
       expect(a).toEqual({ rolsuper: false, rolcreaterole: false, rolcreatedb: false });
     });
     test(`attack: ${role.name} runs a shell as postgres with COPY ... TO PROGRAM`, async () => {
       // The whole chain in one session: grant, switch into the role (the service roles are NOINHERIT), run a program.
       const c = await connect(cfg, { user: role.name, password: cfg.secrets[role.secret], database: cfg.databases[0] });
-      const step = (sql: string) => c.query(sql).then(() => "succeeded", (e: Error) => e.message);
+      const step = (sql: string) =>
+        c.query(sql).then(
+          () => "succeeded",
+          (e: Error) => e.message,
+        );
       let results: string[];
       try {
-        results = [await step(`GRANT pg_execute_server_program TO ${role.name}`), await step("SET ROLE pg_execute_server_program"), await step(`COPY (SELECT 1) TO PROGRAM 'touch ${MARKER}'`)];
+        results = [
+          await step(`GRANT pg_execute_server_program TO ${role.name}`),
+          await step("SET ROLE pg_execute_server_program"),
+          await step(`COPY (SELECT 1) TO PROGRAM 'touch ${MARKER}'`),
+        ];
       } finally {
         await c.end().catch(() => {});
       }
@@ -101,19 +125,38 @@ describe("Supabase service roles cannot become postgres or superuser", () => {
 
 describe("the service roles hold exactly what their services need", () => {
   test("attributes: login, noinherit, nothing else", async () => {
-    const rows = await asPostgres(async (c) =>
-      (await c.query("SELECT rolname, rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname", [SERVICE_LOGIN_ROLES.map((r) => r.name)])).rows,
+    const rows = await asPostgres(
+      async (c) =>
+        (
+          await c.query(
+            "SELECT rolname, rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname",
+            [SERVICE_LOGIN_ROLES.map((r) => r.name)],
+          )
+        ).rows,
     );
-    const least = { rolcanlogin: true, rolinherit: false, rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolreplication: false, rolbypassrls: false };
-    expect(rows).toEqual(["authenticator", "supabase_auth_admin", "supabase_storage_admin"].map((rolname) => ({ rolname, ...least })));
+    const least = {
+      rolcanlogin: true,
+      rolinherit: false,
+      rolsuper: false,
+      rolcreaterole: false,
+      rolcreatedb: false,
+      rolreplication: false,
+      rolbypassrls: false,
+    };
+    expect(rows).toEqual(
+      ["authenticator", "supabase_auth_admin", "supabase_storage_admin"].map((rolname) => ({ rolname, ...least })),
+    );
   });
   test("memberships: authenticator switches into the API roles, storage through authenticator, auth none", async () => {
-    const rows = await asPostgres(async (c) =>
-      (await c.query(
-        `SELECT u.rolname AS member, array_agg(r.rolname::text ORDER BY r.rolname) AS roles FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member
+    const rows = await asPostgres(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT u.rolname AS member, array_agg(r.rolname::text ORDER BY r.rolname) AS roles FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid JOIN pg_roles u ON u.oid = am.member
           WHERE u.rolname = ANY($1) GROUP BY u.rolname ORDER BY u.rolname`,
-        [SERVICE_LOGIN_ROLES.map((r) => r.name)],
-      )).rows,
+            [SERVICE_LOGIN_ROLES.map((r) => r.name)],
+          )
+        ).rows,
     );
     expect(rows).toEqual([
       { member: "authenticator", roles: ["anon", "authenticated", "service_role"] },
@@ -135,8 +178,12 @@ describe("dev-up repairs a stack set up before the fix", () => {
       await c.query("GRANT pgp_rolesec_custom TO authenticator");
       await c.query("REVOKE authenticator FROM supabase_storage_admin");
       await c.query("ALTER ROLE supabase_storage_admin RESET ALL");
-      await c.query(`ALTER DATABASE ${quoteIdent(dev)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
-      await c.query(`ALTER ROLE authenticator IN DATABASE ${quoteIdent(staging)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
+      await c.query(
+        `ALTER DATABASE ${quoteIdent(dev)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`,
+      );
+      await c.query(
+        `ALTER ROLE authenticator IN DATABASE ${quoteIdent(staging)} SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`,
+      );
       await c.query(`ALTER ROLE authenticator SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
       await c.query(`ALTER ROLE ALL SET "app.settings.jwt_secret" TO 'old-shared-secret-0123456789abcdef'`);
     });
@@ -155,7 +202,14 @@ describe("dev-up repairs a stack set up before the fix", () => {
         `all databases: ${removed}`,
       ].sort(),
     );
-    const left = await asPostgres(async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_db_role_setting s, unnest(s.setconfig) kv WHERE kv LIKE 'app.settings.jwt_secret=%'")).rows[0].n);
+    const left = await asPostgres(
+      async (c) =>
+        (
+          await c.query(
+            "SELECT count(*)::int AS n FROM pg_db_role_setting s, unnest(s.setconfig) kv WHERE kv LIKE 'app.settings.jwt_secret=%'",
+          )
+        ).rows[0].n,
+    );
     expect(left).toBe(0);
     expect(await ensureDatabases(cfg)).toEqual([]);
     const kept = await asPostgres(async (c) => {

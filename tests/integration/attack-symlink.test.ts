@@ -28,9 +28,15 @@ afterAll(() => rmSync(TARGET, { recursive: true, force: true }));
 function targetState() {
   const d = statSync(TARGET);
   const f = statSync(join(TARGET, "file"));
-  return { dir: { uid: d.uid, gid: d.gid, mode: d.mode & 0o7777 }, file: { uid: f.uid, gid: f.gid, mode: f.mode & 0o7777, content: readFileSync(join(TARGET, "file"), "utf8") } };
+  return {
+    dir: { uid: d.uid, gid: d.gid, mode: d.mode & 0o7777 },
+    file: { uid: f.uid, gid: f.gid, mode: f.mode & 0o7777, content: readFileSync(join(TARGET, "file"), "utf8") },
+  };
 }
-const UNTOUCHED = { dir: { uid: 0, gid: 0, mode: 0o755 }, file: { uid: 0, gid: 0, mode: 0o644, content: "root's own\n" } };
+const UNTOUCHED = {
+  dir: { uid: 0, gid: 0, mode: 0o755 },
+  file: { uid: 0, gid: 0, mode: 0o644, content: "root's own\n" },
+};
 
 /** As postgres: move `path` aside and put a symlink to TARGET in its place; undo() puts it back. */
 function plantSymlink(path: string) {
@@ -58,7 +64,11 @@ describe("root never follows a postgres-planted symlink", () => {
     expect(ln.code).not.toBe(0);
     expect(ln.stderr).toContain("Permission denied");
     const st = lstatSync(m.socketDir);
-    expect({ dir: st.isDirectory(), uid: st.uid, mode: st.mode & 0o7777 }).toEqual({ dir: true, uid: PG_UID, mode: 0o700 });
+    expect({ dir: st.isDirectory(), uid: st.uid, mode: st.mode & 0o7777 }).toEqual({
+      dir: true,
+      uid: PG_UID,
+      mode: 0o700,
+    });
     expect(targetState()).toEqual(UNTOUCHED);
   });
 

@@ -26,9 +26,16 @@ const tmp = mkdtempSync(join(tmpdir(), "pgp-etcdsec-tls-"));
 let nginx: ChildProcess | undefined;
 
 beforeAll(async () => {
-  const s = parseClientSettings(`CLIENT_NAME=acme\nHOST=local\nDOMAIN=acme.internal\nPROFILE=16\nREMOTE_DIR=${tmp}\nMEMBER_ADDRESSES=127.0.0.11,127.0.0.12,127.0.0.13\nHAPROXY_ADDRESS=127.0.0.1\nAPI_ADDRESS=${ADDRESS}\nPORT_DEV=${PORT}\nACCESS=internal\n`, "acme");
+  const s = parseClientSettings(
+    `CLIENT_NAME=acme\nHOST=local\nDOMAIN=acme.internal\nPROFILE=16\nREMOTE_DIR=${tmp}\nMEMBER_ADDRESSES=127.0.0.11,127.0.0.12,127.0.0.13\nHAPROXY_ADDRESS=127.0.0.1\nAPI_ADDRESS=${ADDRESS}\nPORT_DEV=${PORT}\nACCESS=internal\n`,
+    "acme",
+  );
   const tls = await ensureInternalTls(join(tmp, "tls"), s);
-  const site = renderSites(join(import.meta.dir, "../.."), s, { tlsCert: tls.paths.cert, tlsKey: tls.paths.key, webroot: join(tmp, "webroot") }).find((f) => f.name === "client-acme-dev.conf")!;
+  const site = renderSites(join(import.meta.dir, "../.."), s, {
+    tlsCert: tls.paths.cert,
+    tlsKey: tls.paths.key,
+    webroot: join(tmp, "webroot"),
+  }).find((f) => f.name === "client-acme-dev.conf")!;
   mkdirSync(join(tmp, "tmp"), { recursive: true });
   writeFileSync(join(tmp, site.name), site.content);
   writeFileSync(join(tmp, "nginx.conf"), wrapperConfig(tmp, [join(tmp, site.name)]));
@@ -43,10 +50,23 @@ afterAll(() => {
 
 /** One TLS handshake with openssl s_client; the client offers exactly what the arguments say (SECLEVEL 0: it would accept anything). */
 function handshake(...args: string[]) {
-  const r = runRoot(["openssl", "s_client", "-connect", `${ADDRESS}:${PORT}`, "-servername", "dev.acme.internal", ...args]);
+  const r = runRoot([
+    "openssl",
+    "s_client",
+    "-connect",
+    `${ADDRESS}:${PORT}`,
+    "-servername",
+    "dev.acme.internal",
+    ...args,
+  ]);
   const out = r.stdout + r.stderr;
   // s_client exits 1 at EOF on stdin even after a good handshake: judge by the negotiated cipher.
-  return { ok: /Cipher is (?!\(NONE\))/.test(out), protocol: out.match(/^\s*Protocol\s*:\s*(\S+)/m)?.[1] ?? out.match(/^New, (TLSv[\d.]+),/m)?.[1], cipher: out.match(/Cipher is (\S+)/)?.[1], out };
+  return {
+    ok: /Cipher is (?!\(NONE\))/.test(out),
+    protocol: out.match(/^\s*Protocol\s*:\s*(\S+)/m)?.[1] ?? out.match(/^New, (TLSv[\d.]+),/m)?.[1],
+    cipher: out.match(/Cipher is (\S+)/)?.[1],
+    out,
+  };
 }
 
 describe("the TLS sites speak Mozilla's intermediate profile only", () => {
@@ -57,13 +77,23 @@ describe("the TLS sites speak Mozilla's intermediate profile only", () => {
   });
 
   test("attack: a client that offers only CBC (non-AEAD) suites on TLS 1.2 is refused", () => {
-    const h = handshake("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:AES128-SHA:AES256-SHA:@SECLEVEL=0");
-    expect({ ok: h.ok, refused: /handshake failure|no shared cipher/.test(h.out) }).toEqual({ ok: false, refused: true });
+    const h = handshake(
+      "-tls1_2",
+      "-cipher",
+      "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:AES128-SHA:AES256-SHA:@SECLEVEL=0",
+    );
+    expect({ ok: h.ok, refused: /handshake failure|no shared cipher/.test(h.out) }).toEqual({
+      ok: false,
+      refused: true,
+    });
   });
 
   test("TLS 1.2 with an AEAD suite and TLS 1.3 work", () => {
     const h12 = handshake("-tls1_2");
-    expect({ ok: h12.ok, cipher: h12.cipher }).toEqual({ ok: true, cipher: expect.stringMatching(/^ECDHE-(ECDSA|RSA)-(AES128-GCM-SHA256|AES256-GCM-SHA384|CHACHA20-POLY1305)$/) });
+    expect({ ok: h12.ok, cipher: h12.cipher }).toEqual({
+      ok: true,
+      cipher: expect.stringMatching(/^ECDHE-(ECDSA|RSA)-(AES128-GCM-SHA256|AES256-GCM-SHA384|CHACHA20-POLY1305)$/),
+    });
     const h13 = handshake("-tls1_3");
     expect(h13.ok).toBe(true);
     expect(h13.out).toContain("TLSv1.3");

@@ -106,15 +106,31 @@ async function contents(database: string): Promise<Record<string, string>> {
   try {
     await c.query("SET TimeZone = 'UTC'");
     // Partitions are checked apart: a hash on an enum routes rows by the target's enum OIDs.
-    const tables = (await c.query("SELECT c.relname, c.relkind::text AS k FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition ORDER BY 1", [QS])).rows;
+    const tables = (
+      await c.query(
+        "SELECT c.relname, c.relkind::text AS k FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition ORDER BY 1",
+        [QS],
+      )
+    ).rows;
     const out: Record<string, string> = {};
     for (const t of tables) {
       // The alias must not be a column name (table "x" has a column x): to_jsonb(x) would take the column.
-      const r = await c.query(`SELECT coalesce(jsonb_agg(to_jsonb(whole_row) ORDER BY to_jsonb(whole_row)::text), '[]')::text AS j FROM ${t.k === "p" ? "" : "ONLY"} ${QS}.${quoteIdent(t.relname)} whole_row`);
+      const r = await c.query(
+        `SELECT coalesce(jsonb_agg(to_jsonb(whole_row) ORDER BY to_jsonb(whole_row)::text), '[]')::text AS j FROM ${t.k === "p" ? "" : "ONLY"} ${QS}.${quoteIdent(t.relname)} whole_row`,
+      );
       out[t.relname] = r.rows[0].j;
     }
-    out["large objects"] = (await c.query(`SELECT jsonb_agg(jsonb_build_array(d.id, convert_from(lo_get(d.content), 'UTF8')) ORDER BY d.id)::text AS j FROM ${QS}.documents d`)).rows[0].j;
-    out["function bodies"] = (await c.query("SELECT jsonb_agg(jsonb_build_array(proname, md5(prosrc)) ORDER BY proname)::text AS j FROM pg_proc WHERE pronamespace = $1::regnamespace", [QS])).rows[0].j;
+    out["large objects"] = (
+      await c.query(
+        `SELECT jsonb_agg(jsonb_build_array(d.id, convert_from(lo_get(d.content), 'UTF8')) ORDER BY d.id)::text AS j FROM ${QS}.documents d`,
+      )
+    ).rows[0].j;
+    out["function bodies"] = (
+      await c.query(
+        "SELECT jsonb_agg(jsonb_build_array(proname, md5(prosrc)) ORDER BY proname)::text AS j FROM pg_proc WHERE pronamespace = $1::regnamespace",
+        [QS],
+      )
+    ).rows[0].j;
     return out;
   } finally {
     await c.end().catch(() => {});
@@ -136,7 +152,12 @@ async function props(database: string) {
   )[0];
 }
 
-async function canConnect(database: string, user: string, password: string, target?: { host: string; port: number }): Promise<string> {
+async function canConnect(
+  database: string,
+  user: string,
+  password: string,
+  target?: { host: string; port: number },
+): Promise<string> {
   try {
     const c = await connect(cfg, { database, user, password, target });
     await c.end();
@@ -152,16 +173,27 @@ let id = "";
 
 beforeAll(async () => {
   await waitClusterHealthy(cfg);
-  for (const [r, pw] of [[APP, APP_PW], [OTHER, OTHER_PW]] as const) {
+  for (const [r, pw] of [
+    [APP, APP_PW],
+    [OTHER, OTHER_PW],
+  ] as const) {
     await sql(`DROP ROLE IF EXISTS ${quoteIdent(r)}`, [], "postgres").catch(() => {});
     await sql(`CREATE ROLE ${quoteIdent(r)} LOGIN PASSWORD ${quoteLiteral(pw)}`, [], "postgres");
   }
   await sql(`GRANT CONNECT ON DATABASE ${quoteIdent(DB)} TO ${quoteIdent(APP)} WITH GRANT OPTION`, [], "postgres");
   await sql(`ALTER DATABASE ${quoteIdent(DB)} CONNECTION LIMIT 42`, [], "postgres");
-  await sql(`COMMENT ON DATABASE ${quoteIdent(DB)} IS ${quoteLiteral("bookwriter's data\nline two; GRANT CONNECT ON DATABASE x TO PUBLIC;")}`, [], "postgres");
+  await sql(
+    `COMMENT ON DATABASE ${quoteIdent(DB)} IS ${quoteLiteral("bookwriter's data\nline two; GRANT CONNECT ON DATABASE x TO PUBLIC;")}`,
+    [],
+    "postgres",
+  );
   await sql(`ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET statement_timeout = '7s'`, [], "postgres");
   // A setting that would switch the restoring session's own role if replayed naively.
-  await sql(`ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET role = ${quoteIdent(APP)}`, [], "postgres");
+  await sql(
+    `ALTER ROLE ${quoteIdent(APP)} IN DATABASE ${quoteIdent(DB)} SET role = ${quoteIdent(APP)}`,
+    [],
+    "postgres",
+  );
   await sql(`ALTER DATABASE ${quoteIdent(DB)} SET search_path = "$user", public, ${QS}`, [], "postgres");
   const c = await connect(cfg, { database: DB });
   try {
@@ -175,14 +207,31 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await waitClusterHealthy(cfg).catch(() => {});
-  const dbs = await sql("SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2 OR datname LIKE $3 OR datname LIKE $4", [COPY, `${DB}\\_pre\\_restore\\_%`, "it\\_adv\\_%", `${FAILDB}\\_%`], "postgres");
+  const dbs = await sql(
+    "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2 OR datname LIKE $3 OR datname LIKE $4",
+    [COPY, `${DB}\\_pre\\_restore\\_%`, "it\\_adv\\_%", `${FAILDB}\\_%`],
+    "postgres",
+  );
   for (const d of dbs) await sql(`DROP DATABASE ${quoteIdent(d.datname)} WITH (FORCE)`, [], "postgres").catch(() => {});
   await sql(`DROP SCHEMA IF EXISTS ${QS} CASCADE`).catch(() => {});
   await sql("SELECT lo_unlink(oid) FROM pg_largeobject_metadata").catch(() => {});
-  await sql("DROP TABLE IF EXISTS public.articles; DROP FUNCTION IF EXISTS public.slugify(text); DROP FUNCTION IF EXISTS public.squash_ws(text)", [], FAILDB).catch(() => {});
-  await sql(`ALTER DATABASE ${quoteIdent(DB)} CONNECTION LIMIT -1; COMMENT ON DATABASE ${quoteIdent(DB)} IS NULL; ALTER DATABASE ${quoteIdent(DB)} RESET search_path`, [], "postgres").catch(() => {});
+  await sql(
+    "DROP TABLE IF EXISTS public.articles; DROP FUNCTION IF EXISTS public.slugify(text); DROP FUNCTION IF EXISTS public.squash_ws(text)",
+    [],
+    FAILDB,
+  ).catch(() => {});
+  await sql(
+    `ALTER DATABASE ${quoteIdent(DB)} CONNECTION LIMIT -1; COMMENT ON DATABASE ${quoteIdent(DB)} IS NULL; ALTER DATABASE ${quoteIdent(DB)} RESET search_path`,
+    [],
+    "postgres",
+  ).catch(() => {});
   for (const r of [APP, OTHER]) {
-    for (const d of [DB, FAILDB]) await sql(`ALTER ROLE ${quoteIdent(r)} IN DATABASE ${quoteIdent(d)} RESET ALL; REVOKE ALL ON DATABASE ${quoteIdent(d)} FROM ${quoteIdent(r)} CASCADE`, [], "postgres").catch(() => {});
+    for (const d of [DB, FAILDB])
+      await sql(
+        `ALTER ROLE ${quoteIdent(r)} IN DATABASE ${quoteIdent(d)} RESET ALL; REVOKE ALL ON DATABASE ${quoteIdent(d)} FROM ${quoteIdent(r)} CASCADE`,
+        [],
+        "postgres",
+      ).catch(() => {});
     await sql(`DROP ROLE IF EXISTS ${quoteIdent(r)}`, [], "postgres").catch(() => {});
   }
   for (const b of created) rmSync(join(cfg.backup.dir, b), { recursive: true, force: true });
@@ -201,12 +250,28 @@ async function expectSameAsSource(database: string) {
 
 describe("backup and restore of hostile inputs", () => {
   test("the source is what the suite thinks it is (exact values a restore must reproduce)", async () => {
-    expect(JSON.parse(source["session_cache"]!).map((r: any) => r.key).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `k${i + 1}`).sort());
-    const agg = (await sql(`SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]')::text AS j FROM (SELECT m, count(*) AS n, sum(units) AS units FROM ${QS}.mood_log GROUP BY m) x`))[0].j;
-    expect(JSON.parse(source["mood_totals"]!).map((r: any) => [r.m, r.n])).toEqual([["it's bad", 50], ["meh", 50], ["ok", 50], ["ünïcode ✓", 50]]);
+    expect(
+      JSON.parse(source["session_cache"]!)
+        .map((r: any) => r.key)
+        .sort(),
+    ).toEqual(Array.from({ length: 30 }, (_, i) => `k${i + 1}`).sort());
+    const agg = (
+      await sql(
+        `SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)::text), '[]')::text AS j FROM (SELECT m, count(*) AS n, sum(units) AS units FROM ${QS}.mood_log GROUP BY m) x`,
+      )
+    )[0].j;
+    expect(JSON.parse(source["mood_totals"]!).map((r: any) => [r.m, r.n])).toEqual([
+      ["it's bad", 50],
+      ["meh", 50],
+      ["ok", 50],
+      ["ünïcode ✓", 50],
+    ]);
     expect(source["mood_totals"]).toBe(agg);
     expect(source["no columns"]).toBe("[{}, {}, {}]");
-    expect(JSON.parse(source["x"]!)).toEqual([{ x: 1, ROW: ")::text", count: null }, { x: 2, ROW: null, count: 3 }]);
+    expect(JSON.parse(source["x"]!)).toEqual([
+      { x: 1, ROW: ")::text", count: null },
+      { x: 2, ROW: null, count: 3 },
+    ]);
     expect(JSON.parse(source["large objects"]!)[7]).toEqual([8, "page 8 ✓ ".repeat(50)]);
     expect(sourceProps.acl).toContain(`"${APP}"=c*/postgres`);
     expect(sourceProps.acl.some((a: string) => a.startsWith("=") && a.includes("c"))).toBe(false); // PUBLIC cannot connect
@@ -221,7 +286,14 @@ describe("backup and restore of hostile inputs", () => {
     const rep = jsonOf(r.stdout);
     id = rep.id;
     created.push(id);
-    expect(rep.verification.checks).toEqual({ files: true, restore: true, rowCounts: true, checksums: true, databaseProperties: true, pgbackrest: true });
+    expect(rep.verification.checks).toEqual({
+      files: true,
+      restore: true,
+      rowCounts: true,
+      checksums: true,
+      databaseProperties: true,
+      pgbackrest: true,
+    });
     const entry = rep.manifest.databases[0];
     const t = (name: string) => entry.tables.find((x: any) => x.schema === S && x.table === name);
     expect(t("session_cache")).toMatchObject({ rows: 30, unlogged: true, kind: "table" });
@@ -244,12 +316,17 @@ describe("backup and restore of hostile inputs", () => {
     const r = runScript("restore.ts", ["--db", DB, "--from", id, "--to", COPY, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    expect(jsonOf(r.stdout).canConnect.sort()).toEqual([APP, "authenticator", "postgres", "supabase_auth_admin", "supabase_storage_admin"].sort());
+    expect(jsonOf(r.stdout).canConnect.sort()).toEqual(
+      [APP, "authenticator", "postgres", "supabase_auth_admin", "supabase_storage_admin"].sort(),
+    );
     await expectSameAsSource(COPY);
   }, 180_000);
 
   test("partitions: every leaf holds exactly the rows the target's hash routes to it, and together the source's rows", async () => {
-    for (const [leaf, rem] of [["mood_log_p0", 0], ["mood_log_p1", 1]] as const) {
+    for (const [leaf, rem] of [
+      ["mood_log_p0", 0],
+      ["mood_log_p1", 1],
+    ] as const) {
       const [x] = await sql(
         `SELECT (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.id), '[]') FROM ONLY ${QS}.${leaf} l)::text AS got,
                 (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]') FROM ${QS}.mood_log r WHERE satisfies_hash_partition(${quoteLiteral(`${QS}.mood_log`)}::regclass, 2, ${rem}, r.m))::text AS want`,
@@ -260,7 +337,8 @@ describe("backup and restore of hostile inputs", () => {
     }
     const all = JSON.parse(source["mood_log"]!).sort((a: any, b: any) => a.id - b.id);
     expect(all.length).toBe(200);
-    const got = (await sql(`SELECT jsonb_agg(to_jsonb(r) ORDER BY r.id)::text AS j FROM ${QS}.mood_log r`, [], COPY))[0].j;
+    const got = (await sql(`SELECT jsonb_agg(to_jsonb(r) ORDER BY r.id)::text AS j FROM ${QS}.mood_log r`, [], COPY))[0]
+      .j;
     expect(JSON.parse(got)).toEqual(all);
   });
 
@@ -273,21 +351,29 @@ describe("backup and restore of hostile inputs", () => {
   }, 180_000);
 
   test("restore-pitr: the recovered database has its owner, ACL, settings and comment; another app's role cannot connect", async () => {
-    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0].at as string;
+    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0]
+      .at as string;
     await Bun.sleep(1100);
     const r = runScript("restore-pitr.ts", ["--at", at, "--keep", "--json"]);
     expect(r.stderr).not.toContain("error [");
     expect(r.code).toBe(0);
     const res = jsonOf(r.stdout);
     // A physical restore cannot carry unlogged rows: named, not silently empty.
-    const kept = (await sql("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${DB}\\_pre\\_restore\\_%`], "postgres")).map((d) => `${d.datname}: not checked (the database refuses connections)`);
+    const kept = (
+      await sql("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${DB}\\_pre\\_restore\\_%`], "postgres")
+    ).map((d) => `${d.datname}: not checked (the database refuses connections)`);
     expect(kept.length).toBe(1); // the database the in-place restore replaced: connections disabled
     expect(res.unloggedEmpty).toEqual([`${COPY}: ${S}.session_cache`, `${DB}: ${S}.session_cache`, ...kept]);
     const target = { host: res.scratch.address, port: res.scratch.port };
     try {
       const c = await connect(cfg, { target, database: "postgres" });
       try {
-        const p = (await c.query("SELECT (SELECT array_agg(a ORDER BY a) FROM unnest(datacl::text[]) a) AS acl, datconnlimit AS connlimit, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [DB])).rows[0];
+        const p = (
+          await c.query(
+            "SELECT (SELECT array_agg(a ORDER BY a) FROM unnest(datacl::text[]) a) AS acl, datconnlimit AS connlimit, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+            [DB],
+          )
+        ).rows[0];
         expect(p).toEqual({ acl: sourceProps.acl, connlimit: 42, comment: sourceProps.comment });
       } finally {
         await c.end();
@@ -346,13 +432,21 @@ describe("backup and restore of hostile inputs", () => {
         expect(r.stderr).toContain(`table ${S}.articles: same row count (15) but the content differs`);
       },
     );
-    expect(await sql("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_adv\\_chk%'", [], "postgres")).toEqual([]);
+    expect(await sql("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_adv\\_chk%'", [], "postgres")).toEqual(
+      [],
+    );
   }, 180_000);
 
   test("rows changed in content behind consistent sha256 sums (same count) fail verification and restore", async () => {
     const dir = join(cfg.backup.dir, id);
     const dbdir = join(dir, "db", DB);
-    const file = readdirSync(dbdir).find((f) => f.endsWith(".dat.gz") && gunzipSync(readFileSync(join(dbdir, f))).toString().includes('k17\t{"n": 17}'))!;
+    const file = readdirSync(dbdir).find(
+      (f) =>
+        f.endsWith(".dat.gz") &&
+        gunzipSync(readFileSync(join(dbdir, f)))
+          .toString()
+          .includes('k17\t{"n": 17}'),
+    )!;
     expect(file).toBeDefined();
     const path = join(dbdir, file);
     const original = readFileSync(path);
@@ -385,7 +479,9 @@ describe("backup and restore of hostile inputs", () => {
   test("a flipped byte in a dump file: restore refuses BEFORE touching the target", async () => {
     const dir = join(cfg.backup.dir, id);
     const m = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
-    const victim = m.files.find((f: any) => f.path.startsWith(`db/${DB}/`) && f.path.endsWith(".dat.gz") && f.size > 100).path as string;
+    const victim = m.files.find(
+      (f: any) => f.path.startsWith(`db/${DB}/`) && f.path.endsWith(".dat.gz") && f.size > 100,
+    ).path as string;
     const path = join(dir, victim);
     const original = readFileSync(path);
     const flipped = Buffer.from(original);
@@ -420,7 +516,9 @@ describe("backup and restore of hostile inputs", () => {
     expect(r.stderr).toContain("RESTORE_FAILED");
     expect(r.stderr).toContain("function squash_ws(text) does not exist");
     expect(r.stderr).toContain("Command was: CREATE TABLE public.articles");
-    expect(await sql("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_adv\\_fail%'", [], "postgres")).toEqual([]);
+    expect(await sql("SELECT datname FROM pg_database WHERE datname LIKE 'it\\_adv\\_fail%'", [], "postgres")).toEqual(
+      [],
+    );
   }, 240_000);
 });
 
@@ -430,7 +528,11 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
   const ROCOPY = "it_adv_readonly";
   afterAll(async () => {
     await sql(`ALTER DATABASE ${SEQDB} RESET default_transaction_read_only`, [], "postgres").catch(() => {});
-    await sql("DROP TABLE IF EXISTS it_adv_orders, it_adv_archive; DROP SEQUENCE IF EXISTS it_adv_order_ids", [], SEQDB).catch(() => {});
+    await sql(
+      "DROP TABLE IF EXISTS it_adv_orders, it_adv_archive; DROP SEQUENCE IF EXISTS it_adv_order_ids",
+      [],
+      SEQDB,
+    ).catch(() => {});
   });
 
   test("an UNLOGGED sequence (no unlogged table beside it) keeps its value through backup and restore", async () => {
@@ -453,7 +555,9 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
     expect(r.code).toBe(0);
     expect((await sql("SELECT last_value::text AS v, is_called FROM it_adv_order_ids", [], SEQCOPY))[0]).toEqual(want);
     // The app's next insert works in the restored database.
-    expect((await sql("INSERT INTO it_adv_orders (item) VALUES ('next') RETURNING id::text AS id", [], SEQCOPY))[0].id).toBe("778");
+    expect(
+      (await sql("INSERT INTO it_adv_orders (item) VALUES ('next') RETURNING id::text AS id", [], SEQCOPY))[0].id,
+    ).toBe("778");
     // And the manifest says why this database came from the primary.
     expect(rep.manifest.databases[0].note).toContain("public.it_adv_order_ids");
   }, 300_000);
@@ -462,7 +566,11 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
     // An archive database set read-only: pg_restore loads under the database's settings, so every
     // backup of it failed verification ("cannot execute CREATE ... in a read-only transaction") and
     // no restore of it could ever succeed.
-    await sql("CREATE TABLE it_adv_archive (id int PRIMARY KEY, v text); INSERT INTO it_adv_archive SELECT g, 'v' || g FROM generate_series(1, 25) g", [], SEQDB);
+    await sql(
+      "CREATE TABLE it_adv_archive (id int PRIMARY KEY, v text); INSERT INTO it_adv_archive SELECT g, 'v' || g FROM generate_series(1, 25) g",
+      [],
+      SEQDB,
+    );
     await sql(`ALTER DATABASE ${SEQDB} SET default_transaction_read_only = on`, [], "postgres");
     try {
       const b = runScript("backup.ts", ["--db", SEQDB, "--logical-only", "--json"]);
@@ -473,7 +581,9 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
       const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid!, "--to", ROCOPY, "--json"]);
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
-      expect((await sql("SELECT string_agg(id || ':' || v, ',' ORDER BY id) AS j FROM it_adv_archive", [], ROCOPY))[0].j).toBe(Array.from({ length: 25 }, (_, i) => `${i + 1}:v${i + 1}`).join(","));
+      expect(
+        (await sql("SELECT string_agg(id || ':' || v, ',' ORDER BY id) AS j FROM it_adv_archive", [], ROCOPY))[0].j,
+      ).toBe(Array.from({ length: 25 }, (_, i) => `${i + 1}:v${i + 1}`).join(","));
       const want = (await props(SEQDB)).settings;
       expect(want).toContain("default_transaction_read_only=on");
       expect((await props(ROCOPY)).settings).toEqual(want);
@@ -494,7 +604,9 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
     created.push(bid);
     const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", "it_adv_victim"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("error [RESTORE_NAME_TAKEN]: database it_adv_victim_restoring exists and was not left by a restore");
+    expect(r.stderr).toContain(
+      "error [RESTORE_NAME_TAKEN]: database it_adv_victim_restoring exists and was not left by a restore",
+    );
     expect((await sql("SELECT answer FROM precious", [], "it_adv_victim_restoring"))[0].answer).toBe(42);
     expect(await sql("SELECT datname FROM pg_database WHERE datname = 'it_adv_victim'", [], "postgres")).toEqual([]);
     // A restore that completes leaves no record of its temporary database behind.
@@ -515,8 +627,12 @@ describe("more hostile databases: what a replica cannot dump, a read-only archiv
     for (const to of ["template1", "postgres", "template0"]) {
       const r = runScript("restore.ts", ["--db", SEQDB, "--from", bid, "--to", to, "--yes"]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(`error [BAD_NAME]: TO="${to}" is one of the cluster's own databases (postgres, template0, template1): a restore never replaces it`);
+      expect(r.stderr).toContain(
+        `error [BAD_NAME]: TO="${to}" is one of the cluster's own databases (postgres, template0, template1): a restore never replaces it`,
+      );
     }
-    expect(await sql("SELECT datname, datallowconn, datistemplate FROM pg_database ORDER BY 1", [], "postgres")).toEqual(before);
+    expect(
+      await sql("SELECT datname, datallowconn, datistemplate FROM pg_database ORDER BY 1", [], "postgres"),
+    ).toEqual(before);
   }, 300_000);
 });

@@ -23,7 +23,9 @@ const quiet = () => {};
 beforeAll(async () => {
   await waitClusterHealthy(cfg);
   const c = await connect(cfg, { database: DB, catalogOnly: true });
-  await c.query(`CREATE TABLE IF NOT EXISTS public.${quoteIdent(TABLE)} (id int); INSERT INTO public.${quoteIdent(TABLE)} VALUES (1)`);
+  await c.query(
+    `CREATE TABLE IF NOT EXISTS public.${quoteIdent(TABLE)} (id int); INSERT INTO public.${quoteIdent(TABLE)} VALUES (1)`,
+  );
   await c.end();
 }, 60_000);
 
@@ -46,7 +48,14 @@ describe("a backup meeting a table an app holds locked", () => {
         const c = await connect(cfg, { target: memberTarget(m), database: DB, catalogOnly: true });
         try {
           for (let i = 0; i < 100; i++) {
-            const n = (await c.query("SELECT count(*)::int AS n FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND locktype = 'relation' AND relation = $1::regclass", [`public.${TABLE}`]).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n;
+            const n = (
+              await c
+                .query(
+                  "SELECT count(*)::int AS n FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND locktype = 'relation' AND relation = $1::regclass",
+                  [`public.${TABLE}`],
+                )
+                .catch(() => ({ rows: [{ n: 0 }] }))
+            ).rows[0].n;
             if (n > 0) break;
             await Bun.sleep(100);
           }
@@ -57,15 +66,23 @@ describe("a backup meeting a table an app holds locked", () => {
       const id = `20261130T000000Z-lock${process.pid}`;
       created.push(id);
       const t0 = Date.now();
-      const err = await logicalBackup({ ...cfg, backup: { ...cfg.backup, lockWaitSeconds: 2 } }, { databases: [DB], id }, quiet).then(
+      const err = await logicalBackup(
+        { ...cfg, backup: { ...cfg.backup, lockWaitSeconds: 2 } },
+        { databases: [DB], id },
+        quiet,
+      ).then(
         () => undefined,
         (e) => e,
       );
       const waited = (Date.now() - t0) / 1000;
       expect(err).toBeInstanceOf(ToolkitError);
       expect(err.code).toBe("BACKUP_LOCKED");
-      expect(err.message).toContain(`backup of ${DB} waited 2 s for a table lock and gave up: pid ${pid} (user postgres, application pgp-lock-holder, transaction since `);
-      expect(err.message).toContain(`holds public.${TABLE}: BEGIN; LOCK TABLE public."${TABLE}" IN ACCESS EXCLUSIVE MODE`);
+      expect(err.message).toContain(
+        `backup of ${DB} waited 2 s for a table lock and gave up: pid ${pid} (user postgres, application pgp-lock-holder, transaction since `,
+      );
+      expect(err.message).toContain(
+        `holds public.${TABLE}: BEGIN; LOCK TABLE public."${TABLE}" IN ACCESS EXCLUSIVE MODE`,
+      );
       expect(waited).toBeLessThan(30);
       expect(readManifest(join(cfg.backup.dir, id)).status).toBe("failed");
     } finally {
@@ -77,7 +94,11 @@ describe("a backup meeting a table an app holds locked", () => {
   test("once the lock is gone, the same backup runs", async () => {
     const id = `20261130T000001Z-lock${process.pid}`;
     created.push(id);
-    const r = await logicalBackup({ ...cfg, backup: { ...cfg.backup, lockWaitSeconds: 2 } }, { databases: [DB], id }, quiet);
+    const r = await logicalBackup(
+      { ...cfg, backup: { ...cfg.backup, lockWaitSeconds: 2 } },
+      { databases: [DB], id },
+      quiet,
+    );
     expect(r.manifest.status).toBe("dumped");
     expect(r.manifest.databases[0]!.tables.find((t) => t.table === TABLE)?.rows).toBe(1);
   }, 120_000);

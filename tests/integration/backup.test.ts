@@ -29,7 +29,10 @@ async function sql<T = any>(query: string, params: unknown[] = [], database = DB
   }
 }
 
-const checksum = async () => (await sql(`SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS h FROM ${quoteIdent(TABLE)} t`))[0];
+const checksum = async () =>
+  (
+    await sql(`SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS h FROM ${quoteIdent(TABLE)} t`)
+  )[0];
 
 function backup(args: string[] = [], env: Record<string, string> = {}) {
   const r = runScript("backup.ts", ["--json", ...args], env);
@@ -40,7 +43,11 @@ function backup(args: string[] = [], env: Record<string, string> = {}) {
 afterAll(async () => {
   await sql(`DROP TABLE IF EXISTS ${quoteIdent(TABLE)}`).catch(() => {});
   await sql(`DROP TABLE IF EXISTS ${quoteIdent(TABLE + "_pitr")}`).catch(() => {});
-  const leftovers = await sql("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${DB}\\_pre\\_restore\\_%`], "postgres");
+  const leftovers = await sql(
+    "SELECT datname FROM pg_database WHERE datname LIKE $1",
+    [`${DB}\\_pre\\_restore\\_%`],
+    "postgres",
+  );
   for (const d of leftovers) await sql(`DROP DATABASE ${quoteIdent(d.datname)} WITH (FORCE)`, [], "postgres");
   for (const id of created) rmSync(join(cfg.backup.dir, id), { recursive: true, force: true });
   runScript("restore-pitr.ts", ["--remove"]);
@@ -56,7 +63,14 @@ describe("backup and restore on a real cluster", () => {
     await sql(`INSERT INTO ${quoteIdent(TABLE)} (id, v) SELECT g, md5(g::text) FROM generate_series(1, 3000) g`);
     const before = await checksum();
     expect(before.n).toBe(3000);
-    const access = async () => (await sql("SELECT (SELECT array_agg(a ORDER BY a) FROM unnest(datacl::text[]) a) AS acl, datconnlimit FROM pg_database WHERE datname = $1", [DB], "postgres"))[0];
+    const access = async () =>
+      (
+        await sql(
+          "SELECT (SELECT array_agg(a ORDER BY a) FROM unnest(datacl::text[]) a) AS acl, datconnlimit FROM pg_database WHERE datname = $1",
+          [DB],
+          "postgres",
+        )
+      )[0];
     const accessBefore = await access();
     expect(accessBefore.acl.some((a: string) => /^=[^/]*c/.test(a))).toBe(false); // PUBLIC has no CONNECT
 
@@ -66,11 +80,26 @@ describe("backup and restore on a real cluster", () => {
     id = report.id;
     expect(report.manifest.status).toBe("verified");
     expect(report.verification.ok).toBe(true);
-    expect(report.verification.checks).toEqual({ files: true, restore: true, rowCounts: true, checksums: true, databaseProperties: true, pgbackrest: true });
+    expect(report.verification.checks).toEqual({
+      files: true,
+      restore: true,
+      rowCounts: true,
+      checksums: true,
+      databaseProperties: true,
+      pgbackrest: true,
+    });
     const entry = report.manifest.databases.find((d: any) => d.name === DB);
     // The checksum is the sum of each row's hash over its columns' text in column-name order: computed here independently.
-    const [want] = await sql(`SELECT coalesce(sum(hashtextextended(ROW((t."at" AT TIME ZONE 'UTC')::text || '+00', t."id", t."v")::text, 0)), 0)::text AS h FROM ${quoteIdent(TABLE)} t`);
-    expect(entry.tables.find((t: any) => t.table === TABLE)).toEqual({ schema: "public", table: TABLE, rows: 3000, kind: "table", checksum: want.h });
+    const [want] = await sql(
+      `SELECT coalesce(sum(hashtextextended(ROW((t."at" AT TIME ZONE 'UTC')::text || '+00', t."id", t."v")::text, 0)), 0)::text AS h FROM ${quoteIdent(TABLE)} t`,
+    );
+    expect(entry.tables.find((t: any) => t.table === TABLE)).toEqual({
+      schema: "public",
+      table: TABLE,
+      rows: 3000,
+      kind: "table",
+      checksum: want.h,
+    });
     expect(report.manifest.source.role).not.toBe("leader"); // a healthy replica exists
     expect(report.manifest.files.every((f: any) => /^[0-9a-f]{64}$/.test(f.sha256))).toBe(true);
     expect(readFileSync(join(cfg.backup.dir, id, "globals.sql"), "utf8")).toContain("CREATE ROLE authenticator");
@@ -91,7 +120,10 @@ describe("backup and restore on a real cluster", () => {
   }, 120_000);
 
   test("restore refuses an unknown backup id and an unknown database, changing nothing", async () => {
-    const databases = async () => (await sql("SELECT oid::int, datname FROM pg_database ORDER BY 2", [], "postgres")).map((r) => `${r.oid} ${r.datname}`);
+    const databases = async () =>
+      (await sql("SELECT oid::int, datname FROM pg_database ORDER BY 2", [], "postgres")).map(
+        (r) => `${r.oid} ${r.datname}`,
+      );
     const before = { dbs: await databases(), rows: await checksum() };
     const a = runScript("restore.ts", ["--db", DB, "--from", "20000101T000000Z", "--yes"]);
     expect(a.code).toBe(1);
@@ -109,7 +141,9 @@ describe("backup and restore on a real cluster", () => {
   test("a flipped byte in a backup file fails verification and names the file", () => {
     const dir = join(cfg.backup.dir, id);
     const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
-    const victim = manifest.files.find((f: any) => f.path.startsWith(`db/${DB}/`) && f.path.endsWith(".dat.gz") && f.size > 100).path as string;
+    const victim = manifest.files.find(
+      (f: any) => f.path.startsWith(`db/${DB}/`) && f.path.endsWith(".dat.gz") && f.size > 100,
+    ).path as string;
     const path = join(dir, victim);
     const original = readFileSync(path);
     const flipped = Buffer.from(original);
@@ -131,7 +165,12 @@ describe("backup and restore on a real cluster", () => {
   }, 120_000);
 
   test("a second concurrent backup is refused by the lock", async () => {
-    const first = Bun.spawn([BUN, "scripts/backup.ts", "--json"], { cwd: ROOT, env: { ...process.env, STACK: TEST_STACK }, stdout: "pipe", stderr: "pipe" });
+    const first = Bun.spawn([BUN, "scripts/backup.ts", "--json"], {
+      cwd: ROOT,
+      env: { ...process.env, STACK: TEST_STACK },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     for (let i = 0; i < 100 && !existsSync(lockPath(cfg)); i++) await Bun.sleep(50);
     expect(existsSync(lockPath(cfg))).toBe(true);
     const second = runScript("backup.ts", ["--logical-only"]);
@@ -145,7 +184,11 @@ describe("backup and restore on a real cluster", () => {
 
   test("make backup works under cron's bare environment (env -i PATH=/usr/bin:/bin), from any directory", () => {
     const { spawnSync } = require("node:child_process") as typeof import("node:child_process");
-    const r = spawnSync("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", `STACK=${TEST_STACK}`, BUN, join(ROOT, "scripts/backup.ts")], { cwd: "/", encoding: "utf8", timeout: 300_000 });
+    const r = spawnSync(
+      "/usr/bin/env",
+      ["-i", "PATH=/usr/bin:/bin", `STACK=${TEST_STACK}`, BUN, join(ROOT, "scripts/backup.ts")],
+      { cwd: "/", encoding: "utf8", timeout: 300_000 },
+    );
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     // No TTY: plain, timestamped lines.
@@ -163,7 +206,8 @@ describe("backup and restore on a real cluster", () => {
     await sql(`CREATE TABLE ${quoteIdent(t)} (id int)`);
     await sql(`INSERT INTO ${quoteIdent(t)} SELECT generate_series(1, 10)`);
     await Bun.sleep(1100);
-    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0].at as string;
+    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0]
+      .at as string;
     await Bun.sleep(1100);
     await sql(`INSERT INTO ${quoteIdent(t)} SELECT generate_series(11, 15)`);
 
@@ -175,7 +219,10 @@ describe("backup and restore on a real cluster", () => {
     expect(res.databases.map((d: any) => d.name)).toContain(DB);
     const c = await connect(cfg, { target: { host: res.scratch.address, port: res.scratch.port }, database: DB });
     try {
-      expect((await c.query(`SELECT count(*)::int AS n, max(id) AS m FROM ${quoteIdent(t)}`)).rows[0]).toEqual({ n: 10, m: 10 });
+      expect((await c.query(`SELECT count(*)::int AS n, max(id) AS m FROM ${quoteIdent(t)}`)).rows[0]).toEqual({
+        n: 10,
+        m: 10,
+      });
       expect((await c.query("SELECT pg_is_in_recovery() AS r")).rows[0].r).toBe(false);
     } finally {
       await c.end();
@@ -194,15 +241,36 @@ describe("backup and restore on a real cluster", () => {
     const a = runScript("backup.ts", ["--db", "no_such_db", "--alert-command", `/usr/bin/tee ${file}`]);
     expect(a.code).toBe(1);
     expect(a.stderr).toContain("UNKNOWN_DATABASE");
-    expect(readFileSync(file, "utf8")).toMatch(/backup FAILED .*\[UNKNOWN_DATABASE\] no_such_db is not a registered database/);
+    expect(readFileSync(file, "utf8")).toMatch(
+      /backup FAILED .*\[UNKNOWN_DATABASE\] no_such_db is not a registered database/,
+    );
 
     const got: any[] = [];
-    const server = Bun.serve({ hostname: cfg.haproxy.address, port: 0, fetch: async (req) => (got.push(await req.json()), new Response("ok")) });
+    const server = Bun.serve({
+      hostname: cfg.haproxy.address,
+      port: 0,
+      fetch: async (req) => (got.push(await req.json()), new Response("ok")),
+    });
     try {
-      const p = Bun.spawn([BUN, "scripts/backup.ts", "--db", "no_such_db", "--alert-url", `http://${cfg.haproxy.address}:${server.port}/hook`], { cwd: ROOT, env: { ...process.env, STACK: TEST_STACK }, stdout: "pipe", stderr: "pipe" });
+      const p = Bun.spawn(
+        [
+          BUN,
+          "scripts/backup.ts",
+          "--db",
+          "no_such_db",
+          "--alert-url",
+          `http://${cfg.haproxy.address}:${server.port}/hook`,
+        ],
+        { cwd: ROOT, env: { ...process.env, STACK: TEST_STACK }, stdout: "pipe", stderr: "pipe" },
+      );
       expect(await p.exited).toBe(1);
       expect(got.length).toBe(1);
-      expect(got[0]).toMatchObject({ event: "backup_failed", stack: TEST_STACK, code: "UNKNOWN_DATABASE", command: "backup" });
+      expect(got[0]).toMatchObject({
+        event: "backup_failed",
+        stack: TEST_STACK,
+        code: "UNKNOWN_DATABASE",
+        command: "backup",
+      });
     } finally {
       server.stop(true);
       rmSync(tmp, { recursive: true, force: true });
@@ -213,7 +281,18 @@ describe("backup and restore on a real cluster", () => {
     const dir = mkdtempSync(join(tmpdir(), "it-retention-"));
     const mk = (stamp: string, status: string) => {
       mkdirSync(join(dir, stamp));
-      const m = { format: 1, id: stamp, stack: cfg.stack, cluster: cfg.clusterName, status, startedAt: "", jobs: 1, databases: [], files: [], verification: { ok: status === "verified", at: "", ms: 0, checks: { files: true }, problems: [] } };
+      const m = {
+        format: 1,
+        id: stamp,
+        stack: cfg.stack,
+        cluster: cfg.clusterName,
+        status,
+        startedAt: "",
+        jobs: 1,
+        databases: [],
+        files: [],
+        verification: { ok: status === "verified", at: "", ms: 0, checks: { files: true }, problems: [] },
+      };
       writeFileSync(join(dir, stamp, "manifest.json"), JSON.stringify(m));
     };
     mk("20261020T020000Z", "verified"); // older week: goes
@@ -244,7 +323,9 @@ describe("backup and restore on a real cluster", () => {
     expect(j.physical.pitr.toSource).toBe("last archived WAL");
     expect(Date.parse(j.physical.pitr.to)).toBeGreaterThanOrEqual(Math.max(...stops));
     const text = runScript("backup-list.ts");
-    expect(text.stdout).toMatch(/restore-pitr AT= reaches \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \.\. \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \(last archived WAL\)/);
+    expect(text.stdout).toMatch(
+      /restore-pitr AT= reaches \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \.\. \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00 \(last archived WAL\)/,
+    );
     expect(text.stdout).not.toMatch(/[0-9A-F]{24}\.\.[0-9A-F]{24}/);
   });
 });

@@ -10,7 +10,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { LAB_HOSTS, inNs, labDown, labUp, linkCommand, powerOff, powerOn, writeLabCluster } from "../../scripts/lib/cluster/lab";
+import {
+  LAB_HOSTS,
+  inNs,
+  labDown,
+  labUp,
+  linkCommand,
+  powerOff,
+  powerOn,
+  writeLabCluster,
+} from "../../scripts/lib/cluster/lab";
 import { clusterDir, loadClusterSettings } from "../../scripts/lib/cluster/settings";
 import type { ClusterStatus } from "../../scripts/lib/cluster/status";
 import { isRoot, run } from "../../scripts/lib/exec";
@@ -28,7 +37,8 @@ async function labPossible(): Promise<string | undefined> {
 const skipReason = await labPossible();
 if (skipReason) console.log(`cluster-lab.test.ts skipped: ${skipReason}`);
 
-const tool = (script: string, ...args: string[]) => run(inNs(OP, [BUN, script, "--cluster", "lab", ...args]), { cwd: ROOT, nothrow: true, timeoutMs: 400_000 });
+const tool = (script: string, ...args: string[]) =>
+  run(inNs(OP, [BUN, script, "--cluster", "lab", ...args]), { cwd: ROOT, nothrow: true, timeoutMs: 400_000 });
 async function status(): Promise<ClusterStatus | undefined> {
   const r = await tool("scripts/cluster-status.ts", "--json");
   try {
@@ -37,9 +47,25 @@ async function status(): Promise<ClusterStatus | undefined> {
     return undefined;
   }
 }
-const password = () => readFileSync(join(clusterDir("lab"), ".secrets.env"), "utf8").match(/^POSTGRES_PASSWORD=(.*)$/m)![1]!.replace(/^["']|["']$/g, "");
+const password = () =>
+  readFileSync(join(clusterDir("lab"), ".secrets.env"), "utf8")
+    .match(/^POSTGRES_PASSWORD=(.*)$/m)![1]!
+    .replace(/^["']|["']$/g, "");
 const psql = (ns: string, host: string, port: number, sql: string, timeoutS = 5) =>
-  run(inNs(ns, ["timeout", String(timeoutS), "psql", `host=${host} port=${port} user=postgres dbname=postgres connect_timeout=2`, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]), { env: { PGPASSWORD: password() }, nothrow: true, timeoutMs: (timeoutS + 5) * 1000 });
+  run(
+    inNs(ns, [
+      "timeout",
+      String(timeoutS),
+      "psql",
+      `host=${host} port=${port} user=postgres dbname=postgres connect_timeout=2`,
+      "-XAtq",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-c",
+      sql,
+    ]),
+    { env: { PGPASSWORD: password() }, nothrow: true, timeoutMs: (timeoutS + 5) * 1000 },
+  );
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -54,8 +80,16 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 /** A write load through the VIP, run inside the operator namespace (tests/integration/cluster-load.ts). */
 function startLoad(vip: string, port: number, firstId: number) {
   const dir = mkdtempSync(join(tmpdir(), "pgp-lab-load-"));
-  const done = run(inNs(OP, [BUN, "tests/integration/cluster-load.ts", vip, String(port), dir, String(firstId)]), { cwd: ROOT, env: { PGPASSWORD: password() }, timeoutMs: 600_000, nothrow: true });
-  const ackedIds = () => (existsSync(join(dir, "acked")) ? readFileSync(join(dir, "acked"), "utf8").split("\n").filter(Boolean).map(Number) : []);
+  const done = run(inNs(OP, [BUN, "tests/integration/cluster-load.ts", vip, String(port), dir, String(firstId)]), {
+    cwd: ROOT,
+    env: { PGPASSWORD: password() },
+    timeoutMs: 600_000,
+    nothrow: true,
+  });
+  const ackedIds = () =>
+    existsSync(join(dir, "acked"))
+      ? readFileSync(join(dir, "acked"), "utf8").split("\n").filter(Boolean).map(Number)
+      : [];
   return {
     ackedIds,
     started: () => until("the load writes", 20_000, async () => (ackedIds().length > 20 ? true : undefined)),
@@ -96,12 +130,20 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     if (first.code !== 0) throw new Error(`deploy failed:\n${first.stderr}`);
     const r1 = JSON.parse(first.stdout);
     figures.firstDeployMs = String(r1.ms);
-    expect(r1.started.sort()).toEqual(["etcd", "haproxy", "patroni", "vip-manager"].flatMap((s) => ["lab1", "lab2", "lab3"].map((m) => `${s}@${m}`)).sort());
+    expect(r1.started.sort()).toEqual(
+      ["etcd", "haproxy", "patroni", "vip-manager"]
+        .flatMap((s) => ["lab1", "lab2", "lab3"].map((m) => `${s}@${m}`))
+        .sort(),
+    );
     const again = await tool("scripts/cluster-deploy.ts", "--json");
     expect(again.code).toBe(0);
     const r2 = JSON.parse(again.stdout);
     figures.noopDeployMs = String(r2.ms);
-    expect({ started: r2.started, restarted: r2.restarted, written: Object.values(r2.changedFiles).flat() }).toEqual({ started: [], restarted: [], written: [] });
+    expect({ started: r2.started, restarted: r2.restarted, written: Object.values(r2.changedFiles).flat() }).toEqual({
+      started: [],
+      restarted: [],
+      written: [],
+    });
   }, 600_000);
 
   test("3 members, a sync standby, the VIP on the leader's host; each host's files under its own root", async () => {
@@ -110,13 +152,16 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     expect(st.members.map((m) => m.role).sort()).toEqual(["leader", "replica", "sync_standby"]);
     expect(st.vipHolder).toBe(st.leader!);
     const s = loadClusterSettings("lab");
-    for (const h of s.hosts) expect(readFileSync(`/var/lib/pgplab/h${h.index}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
+    for (const h of s.hosts)
+      expect(readFileSync(`/var/lib/pgplab/h${h.index}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
   }, 60_000);
 
   test("cluster-switchover under a write load: the sync standby leads with the VIP, 0 acknowledged writes lost", async () => {
     const s = loadClusterSettings("lab");
     const before = (await status())!;
-    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(
+      0,
+    );
     const load = startLoad(s.vip, s.ports.rw, 3_000_000);
     try {
       await load.started();
@@ -137,7 +182,9 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     const before = (await status())!;
     const old = s.hosts.find((h) => h.name === before.leader)!;
     const oldNs = LAB_HOSTS[old.index - 1]!;
-    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(0);
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(
+      0,
+    );
     expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_probe (round int)")).code).toBe(0);
     const load = startLoad(s.vip, s.ports.rw, 1);
     try {
@@ -150,7 +197,11 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       const rounds: string[][] = [];
       const probing = (async () => {
         for (let n = 1; Date.now() - cut < 20_000; n++) {
-          const res = await Promise.all(s.hosts.map((h) => psql(LAB_HOSTS[h.index - 1]!.ns, h.address, s.ports.pg, `INSERT INTO lab_probe (round) VALUES (${n})`, 2)));
+          const res = await Promise.all(
+            s.hosts.map((h) =>
+              psql(LAB_HOSTS[h.index - 1]!.ns, h.address, s.ports.pg, `INSERT INTO lab_probe (round) VALUES (${n})`, 2),
+            ),
+          );
           const accepted = s.hosts.filter((_, i) => res[i]!.code === 0).map((h) => h.name);
           rounds.push(accepted);
           if (accepted.includes(old.name)) lastAccepted = Date.now() - cut;
@@ -174,7 +225,12 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       const rejoined = await until("the old leader back as a replica on the new timeline", 120_000, async () => {
         const st = await status();
         const m = st?.members.find((x) => x.name === old.name);
-        return st?.health.ok && m && m.role !== "leader" && (m.timeline ?? 0) > (before.members.find((x) => x.name === old.name)?.timeline ?? 0) ? st : undefined;
+        return st?.health.ok &&
+          m &&
+          m.role !== "leader" &&
+          (m.timeline ?? 0) > (before.members.find((x) => x.name === old.name)?.timeline ?? 0)
+          ? st
+          : undefined;
       });
       figures.rejoinAfterHealMs = String(Date.now() - healed);
       expect(rejoined.leader).toBe(after.leader!);
@@ -235,7 +291,9 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       expect(during.vipHolder).toBe(before.leader!);
       await run(linkCommand(LAB_HOSTS[victim.index - 1]!, true));
       const healed = Date.now();
-      await until("3 members with a sync standby again", 120_000, async () => ((await status())?.health.ok ? true : undefined));
+      await until("3 members with a sync standby again", 120_000, async () =>
+        (await status())?.health.ok ? true : undefined,
+      );
       figures.minorityRejoinMs = String(Date.now() - healed);
     } finally {
       const { maxGapMs, acked } = await load.stop();

@@ -23,7 +23,15 @@ let last = Date.now();
 let maxGap = 0;
 let gapEndedAt = 0;
 const connect = async () => {
-  const c = new pg.Client({ host, port: Number(port), user: "postgres", password: process.env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 1000, query_timeout: 2000 });
+  const c = new pg.Client({
+    host,
+    port: Number(port),
+    user: "postgres",
+    password: process.env.PGPASSWORD,
+    database: "postgres",
+    connectionTimeoutMillis: 1000,
+    query_timeout: 2000,
+  });
   c.on("error", () => {});
   await c.connect();
   return c;

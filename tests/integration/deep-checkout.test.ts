@@ -11,16 +11,37 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR } from "../../scripts/lib/config";
 import { osUserIds } from "../../scripts/lib/exec";
-import { initScratch, removeScratch, scratchClient, scratchFor, startScratch, writeScratchConf } from "../../scripts/lib/backup/scratch";
+import {
+  initScratch,
+  removeScratch,
+  scratchClient,
+  scratchFor,
+  startScratch,
+  writeScratchConf,
+} from "../../scripts/lib/backup/scratch";
 import { generateSecret } from "../../scripts/lib/secrets";
 import { registerSecret } from "../../scripts/lib/redact";
 
 const DEEP_BASE = "/tmp/pgp-user-deep-checkout";
-const DEEP = join(DEEP_BASE, "a-developer-home", "src", "github.com", "an-organisation-name", "a-project-with-a-long-name", "worktrees", "feature-x");
+const DEEP = join(
+  DEEP_BASE,
+  "a-developer-home",
+  "src",
+  "github.com",
+  "an-organisation-name",
+  "a-project-with-a-long-name",
+  "worktrees",
+  "feature-x",
+);
 const STACK = `deep-${process.pid}`;
 const password = generateSecret(24);
 registerSecret(password);
-const cfg = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: STACK, rootDir: DEEP, secrets: { POSTGRES_PASSWORD: password } });
+const cfg = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), {
+  file: "envs/test.env",
+  stack: STACK,
+  rootDir: DEEP,
+  secrets: { POSTGRES_PASSWORD: password },
+});
 
 afterAll(() => {
   rmSync(DEEP_BASE, { recursive: true, force: true });
@@ -65,7 +86,10 @@ describe("a checkout more than 120 characters deep", () => {
     try {
       await initScratch(cfg, s);
       writeScratchConf(cfg, s, { shared_buffers: "lots" });
-      const err = await startScratch(cfg, s, 30).then(() => undefined, (e) => e);
+      const err = await startScratch(cfg, s, 30).then(
+        () => undefined,
+        (e) => e,
+      );
       expect(err?.code).toBe("SCRATCH_START_FAILED");
       expect(err.message).toContain(`scratch instance ${s.name} did not start: `);
       expect(err.message).toContain('invalid value for parameter "shared_buffers": "lots"');

@@ -7,7 +7,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parse as parseDotenv } from "dotenv";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -35,12 +45,26 @@ const src = join(tmp, "src");
 let sshd: ChildProcess | undefined;
 
 const sh = (cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) => {
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8", cwd: opts.cwd, env: { ...process.env, ...opts.env }, timeout: 600_000 });
-  return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: (r.stdout ?? "") + (r.stderr ?? "") };
+  const r = spawnSync(cmd[0]!, cmd.slice(1), {
+    encoding: "utf8",
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    timeout: 600_000,
+  });
+  return {
+    code: r.status ?? -1,
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? "",
+    out: (r.stdout ?? "") + (r.stderr ?? ""),
+  };
 };
 
 /** The user's way in: the entry script with Make's variables as flags. */
-const deployScript = (args: string[]) => sh([BUN, "scripts/deploy-client.ts", "--client", NAME, ...args], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
+const deployScript = (args: string[]) =>
+  sh([BUN, "scripts/deploy-client.ts", "--client", NAME, ...args], {
+    cwd: src,
+    env: { CLIENTS_DIR: clientsDir, CI: "true" },
+  });
 
 /**
  * A run that must succeed: on failure the error itself carries the exit code
@@ -65,24 +89,40 @@ function copyToolkit(to: string, from = ROOT) {
  */
 async function stopLeftovers(marks: string[], keep?: number) {
   const mine = () =>
-    readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-      try {
-        const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        return pid !== process.pid && pid !== keep && marks.some((m) => cmd.includes(m.endsWith("-") ? m : `${m}/`));
-      } catch {
-        return false;
-      }
-    });
-  for (const pid of mine()) try { process.kill(pid, "SIGTERM"); } catch { /* gone */ }
+    readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((pid) => {
+        try {
+          const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+          return pid !== process.pid && pid !== keep && marks.some((m) => cmd.includes(m.endsWith("-") ? m : `${m}/`));
+        } catch {
+          return false;
+        }
+      });
+  for (const pid of mine())
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      /* gone */
+    }
   for (let i = 0; i < 100 && mine().length; i++) await Bun.sleep(100);
-  for (const pid of mine()) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+  for (const pid of mine())
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
 }
 
 async function waitPort(host: string, port: number, ms: number) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const ok = await new Promise<boolean>((res) => {
-      const s = require("node:net").connect({ host, port }, () => { s.end(); res(true); });
+      const s = require("node:net").connect({ host, port }, () => {
+        s.end();
+        res(true);
+      });
       s.on("error", () => res(false));
     });
     if (ok) return;
@@ -99,30 +139,64 @@ function startSshd() {
   expect(sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-client-it", "-f", key]).code).toBe(0);
   writeFileSync(join(dir, "authorized_keys"), readFileSync(`${key}.pub`), { mode: 0o600 });
   const conf = join(dir, "sshd_config");
-  writeFileSync(conf, [
-    `Port ${SSH_PORT}`, `ListenAddress ${SSH_ADDR}`, `HostKey ${join(dir, "host_ed25519")}`,
-    `AuthorizedKeysFile ${join(dir, "authorized_keys")}`, "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", `PidFile ${join(dir, "sshd.pid")}`,
-    "Subsystem sftp internal-sftp", "LogLevel ERROR",
-  ].join("\n") + "\n");
+  writeFileSync(
+    conf,
+    [
+      `Port ${SSH_PORT}`,
+      `ListenAddress ${SSH_ADDR}`,
+      `HostKey ${join(dir, "host_ed25519")}`,
+      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "UsePAM no",
+      "StrictModes no",
+      `PidFile ${join(dir, "sshd.pid")}`,
+      "Subsystem sftp internal-sftp",
+      "LogLevel ERROR",
+    ].join("\n") + "\n",
+  );
   sshd = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", conf], { stdio: ["ignore", "ignore", "pipe"] });
   sshd.stderr!.on("data", () => {});
 }
 
 function writeClient() {
   mkdirSync(join(clientsDir, NAME), { recursive: true });
-  writeFileSync(join(clientsDir, NAME, "client.env"), [
-    `CLIENT_NAME=${NAME}`, `HOST=root@${SSH_ADDR}`, `SSH_PORT=${SSH_PORT}`, `SSH_IDENTITY=${key}`,
-    `DOMAIN=${NAME}.internal`, "ACCESS=internal", "PROFILE=16", "PG_SHARED_BUFFERS=128MB",
-    `REMOTE_DIR=${REMOTE_DIR}`, "KEEP_RELEASES=3", "RUNTIME=native",
-    "MEMBER_ADDRESSES=127.0.7.11,127.0.7.12,127.0.7.13", `HAPROXY_ADDRESS=${SSH_ADDR}`, "HAPROXY_RW_PORT=9012", "HAPROXY_RO_PORT=9013", "HAPROXY_STATS_PORT=9014",
-    `API_ADDRESS=${SSH_ADDR}`, "API_PORT=9010",
-  ].join("\n") + "\n");
+  writeFileSync(
+    join(clientsDir, NAME, "client.env"),
+    [
+      `CLIENT_NAME=${NAME}`,
+      `HOST=root@${SSH_ADDR}`,
+      `SSH_PORT=${SSH_PORT}`,
+      `SSH_IDENTITY=${key}`,
+      `DOMAIN=${NAME}.internal`,
+      "ACCESS=internal",
+      "PROFILE=16",
+      "PG_SHARED_BUFFERS=128MB",
+      `REMOTE_DIR=${REMOTE_DIR}`,
+      "KEEP_RELEASES=3",
+      "RUNTIME=native",
+      "MEMBER_ADDRESSES=127.0.7.11,127.0.7.12,127.0.7.13",
+      `HAPROXY_ADDRESS=${SSH_ADDR}`,
+      "HAPROXY_RW_PORT=9012",
+      "HAPROXY_RO_PORT=9013",
+      "HAPROXY_STATS_PORT=9014",
+      `API_ADDRESS=${SSH_ADDR}`,
+      "API_PORT=9010",
+    ].join("\n") + "\n",
+  );
 }
 
 const secrets = () => readClientSecrets(join(clientsDir, NAME, ".secrets.env"));
 const envDb = async (env: string, password: string, database = `orchestrator_ai_${env}`) => {
-  const c = new pg.Client({ host: SSH_ADDR, port: 9012, user: `orchestrator_ai_${env}_app`, password, database, connectionTimeoutMillis: 5000 });
+  const c = new pg.Client({
+    host: SSH_ADDR,
+    port: 9012,
+    user: `orchestrator_ai_${env}_app`,
+    password,
+    database,
+    connectionTimeoutMillis: 5000,
+  });
   await c.connect();
   try {
     return (await c.query("SELECT current_database() AS d")).rows[0].d as string;
@@ -137,7 +211,15 @@ const envDb = async (env: string, password: string, database = `orchestrator_ai_
  */
 async function removeTarget() {
   if (existsSync(`${REMOTE_DIR}/current`)) {
-    sh(["env", "-C", `${REMOTE_DIR}/current`, `STACK=client-${NAME}`, "node_modules/.bin/bun", "scripts/clean.ts", "--yes"]);
+    sh([
+      "env",
+      "-C",
+      `${REMOTE_DIR}/current`,
+      `STACK=client-${NAME}`,
+      "node_modules/.bin/bun",
+      "scripts/clean.ts",
+      "--yes",
+    ]);
   }
   // An sshd of a killed earlier run of this file (its config lives in that run's temp dir) would answer
   // on our port with that run's key.
@@ -152,7 +234,8 @@ beforeAll(async () => {
   startSshd();
   await waitPort(SSH_ADDR, SSH_PORT, 10_000);
   await Bun.sleep(200);
-  if (sshd!.exitCode !== null) throw new Error(`our sshd exited (${sshd!.exitCode}): is ${SSH_ADDR}:${SSH_PORT} held by another program?`);
+  if (sshd!.exitCode !== null)
+    throw new Error(`our sshd exited (${sshd!.exitCode}): is ${SSH_ADDR}:${SSH_PORT} held by another program?`);
   writeClient();
 });
 
@@ -171,13 +254,35 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
   test("PLAN=1: bundle validated, preflight table passes, nothing changed on the target", () => {
     // First contact: the host key is recorded in the client's own known_hosts only because we ask (TRUST_NEW_HOST).
     const j = json(deployScript(["--plan", "--json", "--trust-new-host"]), "deploy-client --plan --trust-new-host");
-    const hostKey = readFileSync(join(tmp, "sshd", "host_ed25519.pub"), "utf8").trim().split(" ").slice(0, 2).join(" ");
-    expect(readFileSync(join(clientsDir, NAME, "known_hosts"), "utf8")).toContain(`[${SSH_ADDR}]:${SSH_PORT} ${hostKey}`);
+    const hostKey = readFileSync(join(tmp, "sshd", "host_ed25519.pub"), "utf8")
+      .trim()
+      .split(" ")
+      .slice(0, 2)
+      .join(" ");
+    expect(readFileSync(join(clientsDir, NAME, "known_hosts"), "utf8")).toContain(
+      `[${SSH_ADDR}]:${SSH_PORT} ${hostKey}`,
+    );
     expect(j.hostKeyRecorded).toStartWith(`recorded the host key of [${SSH_ADDR}]:${SSH_PORT} (ED25519 SHA256:`);
     expect(j.preflight.target).toBe(`root@${SSH_ADDR}:${SSH_PORT}`);
     expect(j.preflight.blockers).toBe(0);
-    expect(j.preflight.rows.map((x: any) => x.check)).toEqual(["reach", "architecture", "os", "user", "runtime", "memory", "disk", "ports", "addresses", "clock"]);
-    expect(j.plan.validations.map((v: any) => v.check)).toEqual(["stack env", "compose staging", "compose production", "nginx -t"]);
+    expect(j.preflight.rows.map((x: any) => x.check)).toEqual([
+      "reach",
+      "architecture",
+      "os",
+      "user",
+      "runtime",
+      "memory",
+      "disk",
+      "ports",
+      "addresses",
+      "clock",
+    ]);
+    expect(j.plan.validations.map((v: any) => v.check)).toEqual([
+      "stack env",
+      "compose staging",
+      "compose production",
+      "nginx -t",
+    ]);
     expect(existsSync(REMOTE_DIR)).toBe(false);
   }, 60_000);
 
@@ -188,14 +293,21 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
     expect(j.newRelease).toBe(true);
     expect(j.apply.ok).toBe(true);
     const checks = j.apply.health.map((h: any) => h.check);
-    for (const env of ["dev", "staging", "production"]) for (const c of ["database", "pooled", "isolation", "nginx TLS", "signed key"]) expect(checks).toContain(`${env}: ${c}`);
+    for (const env of ["dev", "staging", "production"])
+      for (const c of ["database", "pooled", "isolation", "nginx TLS", "signed key"])
+        expect(checks).toContain(`${env}: ${c}`);
     expect(j.apply.health.every((h: any) => h.ok)).toBe(true);
     // Each environment's keys verify against its own secret on the target, the others' are refused there (issue 11, item 4).
     expect(j.apply.health.find((h: any) => h.check === "production: signed key").detail).toBe(
       "ANON_KEY and SERVICE_ROLE_KEY of production.env verify (HS256, role, iss, exp) against its own JWT_SECRET (JWT_SECRET_PRODUCTION), dev's and staging's service keys are refused, and orchestrator_ai_production does not hold it (PostgREST not running natively: signature and claims checked)",
     );
-    const deployedJwt = (env: string) => parseDotenv(readFileSync(`${REMOTE_DIR}/current/client/env/${env}.env`)).JWT_SECRET;
-    expect(["dev", "staging", "production"].map(deployedJwt)).toEqual([secrets().JWT_SECRET_DEV, secrets().JWT_SECRET_STAGING, secrets().JWT_SECRET_PRODUCTION]);
+    const deployedJwt = (env: string) =>
+      parseDotenv(readFileSync(`${REMOTE_DIR}/current/client/env/${env}.env`)).JWT_SECRET;
+    expect(["dev", "staging", "production"].map(deployedJwt)).toEqual([
+      secrets().JWT_SECRET_DEV,
+      secrets().JWT_SECRET_STAGING,
+      secrets().JWT_SECRET_PRODUCTION,
+    ]);
     expect(new Set(["dev", "staging", "production"].map(deployedJwt)).size).toBe(3);
     expect(readFileSync(`${REMOTE_DIR}/current/client/digest`, "utf8").trim()).toBe(j.plan.digest);
     for (const v of Object.values(secrets())) expect(r.out).not.toContain(v!);
@@ -204,11 +316,15 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
   test("from outside: each environment reaches only its own database; nginx answers over TLS with the client's CA", async () => {
     const s = secrets();
     expect(await envDb("staging", s.DB_PASSWORD_STAGING!)).toBe("orchestrator_ai_staging");
-    await expect(envDb("staging", s.DB_PASSWORD_STAGING!, "orchestrator_ai_production")).rejects.toThrow(/permission denied/);
+    await expect(envDb("staging", s.DB_PASSWORD_STAGING!, "orchestrator_ai_production")).rejects.toThrow(
+      /permission denied/,
+    );
     await expect(envDb("dev", s.DB_PASSWORD_STAGING!)).rejects.toThrow(/password authentication failed/);
     const ca = readFileSync(join(clientsDir, NAME, ".tls", "ca.crt"), "utf8");
     // The certificate names the hostnames (production: the domain); we dial the address with that name.
-    const res = await fetch(`https://${SSH_ADDR}:9000/healthz`, { tls: { ca, serverName: `${NAME}.internal` } } as RequestInit);
+    const res = await fetch(`https://${SSH_ADDR}:9000/healthz`, {
+      tls: { ca, serverName: `${NAME}.internal` },
+    } as RequestInit);
     expect(res.status).toBe(200);
     expect(((await res.json()) as { environment: string }).environment).toBe("production");
     expect(res.headers.get("strict-transport-security")).toContain("max-age=");
@@ -219,9 +335,30 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
   test("re-deploying the same bundle changes nothing", () => {
     const j = json(deployScript(["--yes", "--json"]), "second deploy");
     // One comparison, so a failure prints everything that moved.
-    const moved = { release: j.release, newRelease: j.newRelease, changed: j.changed, started: j.up.started, restarted: j.up.restarted, upChanges: j.up.changes, applyChanges: j.apply.changes };
-    if (JSON.stringify(moved) !== JSON.stringify({ release: 1, newRelease: false, changed: false, started: [], restarted: [], upChanges: [], applyChanges: [] })) {
-      throw new Error(`the second deploy of the same bundle changed something: ${JSON.stringify(moved)} (digest ${j.plan.digest})`);
+    const moved = {
+      release: j.release,
+      newRelease: j.newRelease,
+      changed: j.changed,
+      started: j.up.started,
+      restarted: j.up.restarted,
+      upChanges: j.up.changes,
+      applyChanges: j.apply.changes,
+    };
+    if (
+      JSON.stringify(moved) !==
+      JSON.stringify({
+        release: 1,
+        newRelease: false,
+        changed: false,
+        started: [],
+        restarted: [],
+        upChanges: [],
+        applyChanges: [],
+      })
+    ) {
+      throw new Error(
+        `the second deploy of the same bundle changed something: ${JSON.stringify(moved)} (digest ${j.plan.digest})`,
+      );
     }
   }, 180_000);
 
@@ -232,7 +369,10 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
     copyToolkit(broken, src);
     writeFileSync(join(broken, "supabase", "roles.sql"), "SELECT this is not sql;\n");
     const s = loadClientSettings(NAME, clientsDir);
-    const err = await deployClient(s, { sourceDir: broken, clientsBase: clientsDir }).then(() => undefined, (e) => e);
+    const err = await deployClient(s, { sourceDir: broken, clientsBase: clientsDir }).then(
+      () => undefined,
+      (e) => e,
+    );
     const said = err instanceof ToolkitError ? `[${err.code}] ${err.message}` : String(err);
     if (!said.startsWith("[DEPLOY_FAILED]") || !said.includes("rolled back to release 1 (healthy)")) {
       throw new Error(`the broken release should fail and roll back to release 1; deployClient said: ${said}`);
@@ -263,7 +403,23 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
   }, 300_000);
 
   test("a new client from flags: client.env written with the size profile detected from the target's memory", () => {
-    const r = sh([BUN, "scripts/deploy-client.ts", "--client", "fresh7", "--host", "local", "--domain", "fresh7.internal", "--access", "internal", "--plan", "--json"], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
+    const r = sh(
+      [
+        BUN,
+        "scripts/deploy-client.ts",
+        "--client",
+        "fresh7",
+        "--host",
+        "local",
+        "--domain",
+        "fresh7.internal",
+        "--access",
+        "internal",
+        "--plan",
+        "--json",
+      ],
+      { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } },
+    );
     const env = readFileSync(join(clientsDir, "fresh7", "client.env"), "utf8");
     const kb = Number(readFileSync("/proc/meminfo", "utf8").match(/^MemTotal:\s+(\d+)/m)![1]);
     const gb = kb / 1024 / 1024;
@@ -275,7 +431,10 @@ describe("deploy-client over ssh to 127.0.7.1 (native runtime)", () => {
   }, 60_000);
 
   test("without a terminal, a missing answer and a missing confirmation are clear errors", () => {
-    const r = sh([BUN, "scripts/deploy-client.ts", "--client", "newone"], { cwd: src, env: { CLIENTS_DIR: clientsDir, CI: "true" } });
+    const r = sh([BUN, "scripts/deploy-client.ts", "--client", "newone"], {
+      cwd: src,
+      env: { CLIENTS_DIR: clientsDir, CI: "true" },
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("error [MISSING_ANSWER]: host is required without a terminal");
     const c = deployScript([]);

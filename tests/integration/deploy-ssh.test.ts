@@ -19,9 +19,28 @@ let sshd: Sshd | undefined;
 
 /** A new client from flags, as `make deploy-client CLIENT=... HOST=... DOMAIN=... ACCESS=internal PLAN=1` runs it (no PROFILE: it is detected over ssh). */
 const newClient = (name: string, host: string, extra: string[] = []) => {
-  const r = spawnSync(process.execPath, ["scripts/deploy-client.ts", "--client", name, "--host", host, "--domain", `${name}.internal`, "--access", "internal", "--plan", ...extra], {
-    cwd: ROOT, encoding: "utf8", env: { ...process.env, CLIENTS_DIR: clientsDir, CI: "true" }, timeout: 120_000,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [
+      "scripts/deploy-client.ts",
+      "--client",
+      name,
+      "--host",
+      host,
+      "--domain",
+      `${name}.internal`,
+      "--access",
+      "internal",
+      "--plan",
+      ...extra,
+    ],
+    {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, CLIENTS_DIR: clientsDir, CI: "true" },
+      timeout: 120_000,
+    },
+  );
   return { code: r.status ?? -1, stderr: r.stderr ?? "" };
 };
 
@@ -38,8 +57,12 @@ describe("deploy-client: ssh failures are ssh's own error line with a fix", () =
   test("a refused connection", () => {
     const r = newClient("refused7", "root@127.0.7.9");
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("error [SSH_FAILED]: ssh to root@127.0.7.9:22 failed: ssh: connect to host 127.0.7.9 port 22: Connection refused\n");
-    expect(r.stderr).toContain("fix: nothing accepts ssh at root@127.0.7.9:22: start sshd on the server, or fix HOST/SSH_PORT in clients/refused7/client.env");
+    expect(r.stderr).toContain(
+      "error [SSH_FAILED]: ssh to root@127.0.7.9:22 failed: ssh: connect to host 127.0.7.9 port 22: Connection refused\n",
+    );
+    expect(r.stderr).toContain(
+      "fix: nothing accepts ssh at root@127.0.7.9:22: start sshd on the server, or fix HOST/SSH_PORT in clients/refused7/client.env",
+    );
     expect(r.stderr).not.toContain("cannot read the memory");
     expect(existsSync(join(clientsDir, "refused7"))).toBe(false);
   }, 60_000);
@@ -47,13 +70,19 @@ describe("deploy-client: ssh failures are ssh's own error line with a fix", () =
   test("an unknown host key, then (first contact allowed) a key the server does not accept", () => {
     const unknown = newClient("denied7", "root@127.0.7.4");
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain("error [HOST_KEY_UNKNOWN]: ssh to root@127.0.7.4:22: no host key is pinned for 127.0.7.4 in ");
+    expect(unknown.stderr).toContain(
+      "error [HOST_KEY_UNKNOWN]: ssh to root@127.0.7.4:22: no host key is pinned for 127.0.7.4 in ",
+    );
     expect(existsSync(join(clientsDir, "denied7"))).toBe(false);
 
     const denied = newClient("denied7", "root@127.0.7.4", ["--trust-new-host"]);
     expect(denied.code).toBe(1);
-    expect(denied.stderr).toContain("error [SSH_FAILED]: ssh to root@127.0.7.4:22 failed: root@127.0.7.4: Permission denied (publickey).\n");
-    expect(denied.stderr).toContain("fix: authorize the operator's key on the server (ssh-copy-id -p 22 root@127.0.7.4), or set SSH_IDENTITY in clients/denied7/client.env to a key it accepts");
+    expect(denied.stderr).toContain(
+      "error [SSH_FAILED]: ssh to root@127.0.7.4:22 failed: root@127.0.7.4: Permission denied (publickey).\n",
+    );
+    expect(denied.stderr).toContain(
+      "fix: authorize the operator's key on the server (ssh-copy-id -p 22 root@127.0.7.4), or set SSH_IDENTITY in clients/denied7/client.env to a key it accepts",
+    );
     expect(denied.stderr).not.toContain("cannot read the memory");
     expect(existsSync(join(clientsDir, "denied7", "client.env"))).toBe(false);
     // the host key was verified before authentication failed: pinned as asked

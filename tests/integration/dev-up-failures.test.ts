@@ -5,7 +5,16 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, ROOT_DIR } from "../../scripts/lib/config";
@@ -22,7 +31,10 @@ function throwawayStack(name: string, block: number, edit: (env: string) => stri
   const stack = `local-it-${name}`;
   const env = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8")
     .replace(/^CLUSTER_NAME=.*$/m, `CLUSTER_NAME=pgplatform-it-${name}`)
-    .replace(/^MEMBER_ADDRESSES=.*$/m, `MEMBER_ADDRESSES=${BLOCK}.${block + 1},${BLOCK}.${block + 2},${BLOCK}.${block + 3}`)
+    .replace(
+      /^MEMBER_ADDRESSES=.*$/m,
+      `MEMBER_ADDRESSES=${BLOCK}.${block + 1},${BLOCK}.${block + 2},${BLOCK}.${block + 3}`,
+    )
     .replace(/^HAPROXY_ADDRESS=.*$/m, `HAPROXY_ADDRESS=${BLOCK}.${block}`)
     .replace(/^API_ADDRESS=.*$/m, `API_ADDRESS=${BLOCK}.${block}`);
   writeFileSync(join(ROOT_DIR, `envs/${stack}.env`), edit(env));
@@ -58,7 +70,9 @@ describe("dev-up refuses bad input before anything starts", () => {
     try {
       const r = runScript("dev-up.ts", ["--no-install"], { STACK: stack });
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(`error [PORT_IN_USE]: ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (HAProxy read-write) is already in use by`);
+      expect(r.stderr).toContain(
+        `error [PORT_IN_USE]: ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (HAProxy read-write) is already in use by`,
+      );
       expect(r.stderr).toMatch(/pid \d+/);
       expect(r.stderr).toContain(`envs/${stack}.env`);
     } finally {
@@ -70,7 +84,11 @@ describe("dev-up refuses bad input before anything starts", () => {
   test("a missing binary names its Debian package", async () => {
     const stack = throwawayStack("bin", 110);
     // Programs are found on PATH and in the dirs Debian installs them to (/usr/sbin...): empty both.
-    const r = runScript("dev-up.ts", ["--no-install"], { STACK: stack, PATH: "/nonexistent", PGPLATFORM_SYSTEM_BIN_DIRS: "" });
+    const r = runScript("dev-up.ts", ["--no-install"], {
+      STACK: stack,
+      PATH: "/nonexistent",
+      PGPLATFORM_SYSTEM_BIN_DIRS: "",
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("error [MISSING_BINARY]");
     expect(r.stderr).toContain("haproxy (package haproxy)");
@@ -80,10 +98,14 @@ describe("dev-up refuses bad input before anything starts", () => {
   });
 
   test("a malformed env value names the file, key and value", () => {
-    const stack = throwawayStack("env", 120, (e) => e.replace(/^PATRONI_RETRY_TIMEOUT=.*$/m, "PATRONI_RETRY_TIMEOUT=9"));
+    const stack = throwawayStack("env", 120, (e) =>
+      e.replace(/^PATRONI_RETRY_TIMEOUT=.*$/m, "PATRONI_RETRY_TIMEOUT=9"),
+    );
     const r = runScript("dev-up.ts", ["--no-install"], { STACK: stack });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`error [BAD_CONFIG]: envs/${stack}.env: PATRONI_TTL: loop_wait + 2*retry_timeout must be <= ttl (1 + 2*9 = 19 > 10)`);
+    expect(r.stderr).toContain(
+      `error [BAD_CONFIG]: envs/${stack}.env: PATRONI_TTL: loop_wait + 2*retry_timeout must be <= ttl (1 + 2*9 = 19 > 10)`,
+    );
     expect(existsSync(join(ROOT_DIR, ".state", stack))).toBe(false); // nothing rendered, nothing started
   });
 });
@@ -97,7 +119,9 @@ describe("a failure during bring-up", () => {
     for (const f of readdirSync("/usr/lib/postgresql/15/bin")) {
       if (f !== "pg_ctl") symlinkSync(`/usr/lib/postgresql/15/bin/${f}`, join(bin, f));
     }
-    writeFileSync(join(bin, "pg_ctl"), "#!/bin/sh\necho 'pg_ctl: injected failure for the test' >&2\nexit 1\n", { mode: 0o755 });
+    writeFileSync(join(bin, "pg_ctl"), "#!/bin/sh\necho 'pg_ctl: injected failure for the test' >&2\nexit 1\n", {
+      mode: 0o755,
+    });
     const stack = throwawayStack("boot", 130, (e) => e.replace(/^PG_BIN_DIR=.*$/m, `PG_BIN_DIR=${bin}`));
     try {
       const r = runScript("dev-up.ts", ["--no-install"], { STACK: stack });

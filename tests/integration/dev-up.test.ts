@@ -45,7 +45,15 @@ describe("dev-up: a real 3-member cluster", () => {
       const dbs = (await c.query("SELECT datname FROM pg_database")).rows.map((r) => r.datname);
       for (const d of cfg.databases) expect(dbs).toContain(d);
       const roles = (await c.query("SELECT rolname FROM pg_roles")).rows.map((r) => r.rolname);
-      for (const r of ["anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin", "supabase_storage_admin"]) expect(roles).toContain(r);
+      for (const r of [
+        "anon",
+        "authenticated",
+        "service_role",
+        "authenticator",
+        "supabase_auth_admin",
+        "supabase_storage_admin",
+      ])
+        expect(roles).toContain(r);
       const hba = (await c.query("SELECT DISTINCT auth_method FROM pg_hba_file_rules")).rows.map((r) => r.auth_method);
       expect(hba).toEqual(["scram-sha-256"]);
       expect((await c.query("SHOW data_checksums")).rows[0].data_checksums).toBe("on");
@@ -62,10 +70,14 @@ describe("dev-up: a real 3-member cluster", () => {
       await c.query("DROP ROLE IF EXISTS it_outsider");
       await c.query(`CREATE ROLE it_outsider LOGIN PASSWORD '${pw}'`);
       for (const db of [...cfg.databases, "postgres"]) {
-        await expect(connect(cfg, { user: "it_outsider", password: pw, database: db })).rejects.toThrow(/permission denied for database/);
+        await expect(connect(cfg, { user: "it_outsider", password: pw, database: db })).rejects.toThrow(
+          /permission denied for database/,
+        );
       }
       // Supabase's service roles keep their way in.
-      const ok = (await c.query("SELECT has_database_privilege('authenticator', $1, 'CONNECT') AS ok", [cfg.databases[0]])).rows[0].ok;
+      const ok = (
+        await c.query("SELECT has_database_privilege('authenticator', $1, 'CONNECT') AS ok", [cfg.databases[0]])
+      ).rows[0].ok;
       expect(ok).toBe(true);
     } finally {
       await c.query("DROP ROLE IF EXISTS it_outsider");
@@ -121,7 +133,8 @@ describe("dev-up: a real 3-member cluster", () => {
     expect(down.code).toBe(0);
     expect(down.out).toContain("data kept");
     expect(runScript("status.ts", ["--json"]).code).toBe(1);
-    const said = (r: { code: number; out: string }) => `exited ${r.code}: ${r.out.trim().split("\n").slice(-15).join(" | ")}`;
+    const said = (r: { code: number; out: string }) =>
+      `exited ${r.code}: ${r.out.trim().split("\n").slice(-15).join(" | ")}`;
     const up = runScript("dev-up.ts", ["--json"]);
     // A CI log shows only the failure: carry dev-up's own words (component, reason, log lines) in it.
     if (up.code !== 0) throw new Error(`dev-up after dev-down ${said(up)}`);

@@ -28,7 +28,9 @@ const DRILL_TIMEOUT_MS = 240_000;
 // absorbs the promotion itself and a busy CI box. On envs/test.env: 10 + 1 + 2 + 4 = 17 s (it was a flat 60 s,
 // which a 10 s TTL cluster could never miss).
 const MARGIN_S = 4;
-const BUDGET_MS = (cfg.timing.ttl + cfg.timing.loopWait + MARGIN_S) * 1000 + Math.max(cfg.haproxy.rise, cfg.haproxy.fall) * cfg.haproxy.interMs;
+const BUDGET_MS =
+  (cfg.timing.ttl + cfg.timing.loopWait + MARGIN_S) * 1000 +
+  Math.max(cfg.haproxy.rise, cfg.haproxy.fall) * cfg.haproxy.interMs;
 
 function drill(scenario: string, extra: string[], expectedCode = 0) {
   const r = runScript("test-failover.ts", ["--scenario", scenario, "--json", ...extra]);
@@ -43,7 +45,10 @@ async function rowsOnLeader(scenario: Scenario): Promise<{ leader: string; ids: 
   const m = cfg.members.find((x) => x.name === leader);
   if (!m) throw new Error(`no leader to read the drill table from (${leader})`);
   return withClient(cfg, { target: memberTarget(m), timeoutMs: 10_000 }, async (c) => {
-    const t = await c.query("SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2 ORDER BY tablename DESC LIMIT 1", [DRILL_SCHEMA, `w_${scenario.replace(/-/g, "_")}_r1_%`]);
+    const t = await c.query(
+      "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2 ORDER BY tablename DESC LIMIT 1",
+      [DRILL_SCHEMA, `w_${scenario.replace(/-/g, "_")}_r1_%`],
+    );
     const table = t.rows[0]?.tablename as string | undefined;
     if (!table) throw new Error(`no drill table for ${scenario} in schema ${DRILL_SCHEMA} on ${m.name}`);
     const r = await c.query(`SELECT id::bigint AS id, count(*)::int AS n FROM ${tableRef(table)} GROUP BY id`);
@@ -55,7 +60,15 @@ async function rowsOnLeader(scenario: Scenario): Promise<{ leader: string; ids: 
 async function drillAndCount(scenario: Scenario) {
   const runs: DrillRun[] = [];
   const log: string[] = [];
-  const suite = await failoverDrill(cfg, new NativeRuntime(cfg), [scenario], 1, { ...defaultDrillOptions(cfg), budgetMs: BUDGET_MS, keepData: true }, (_, m) => log.push(m), (r) => runs.push(r));
+  const suite = await failoverDrill(
+    cfg,
+    new NativeRuntime(cfg),
+    [scenario],
+    1,
+    { ...defaultDrillOptions(cfg), budgetMs: BUDGET_MS, keepData: true },
+    (_, m) => log.push(m),
+    (r) => runs.push(r),
+  );
   if (!suite.passed) console.error(log.join("\n"));
   const acked = runs[0]!.recording.writes.filter((w) => w.ok).map((w) => w.id);
   const { ids } = await rowsOnLeader(scenario);
@@ -103,42 +116,58 @@ describe("test-failover: drills on a real cluster", () => {
     expect(bad.stderr).toContain("--rounds");
   });
 
-  test("kill-primary: the leader dies under load, a replica takes over, no acknowledged write is lost, the old leader rejoins", async () => {
-    const d = await drillAndCount("kill-primary");
-    const run = expectNothingLostAndConverged(d, "kill-primary");
-    expect(run.leaderAfter).not.toBe(run.leaderBefore);
-    expect(run.timelineAfter).toBeGreaterThan(run.timelineBefore!);
-    expect(run.metrics.promotionMs).toBeGreaterThan(0);
-    // the killed leader held its lock: nobody may take over before the ttl ran out (minus a loop)
-    expect(run.metrics.rtoMs!).toBeGreaterThan((cfg.timing.ttl - cfg.timing.loopWait - 1) * 1000);
-    // reports: JSON with the same verdict, and a picture
-    const files = d.suite.files;
-    expect(existsSync(files.json)).toBe(true);
-    const onDisk = JSON.parse(readFileSync(files.json, "utf8"));
-    expect(onDisk.results[0].metrics.lost).toEqual([]);
-    expect(onDisk.results[0].series.acked.reduce((a: number, b: number) => a + b, 0)).toBe(d.acked.length);
-    const html = readFileSync(files.html, "utf8");
-    expect(html).toContain("<svg");
-    expect(html).toContain("kill-primary round 1: PASS");
-    expect(readFileSync(files.svgs[0]!, "utf8")).toContain("promoted");
-  }, DRILL_TIMEOUT_MS);
+  test(
+    "kill-primary: the leader dies under load, a replica takes over, no acknowledged write is lost, the old leader rejoins",
+    async () => {
+      const d = await drillAndCount("kill-primary");
+      const run = expectNothingLostAndConverged(d, "kill-primary");
+      expect(run.leaderAfter).not.toBe(run.leaderBefore);
+      expect(run.timelineAfter).toBeGreaterThan(run.timelineBefore!);
+      expect(run.metrics.promotionMs).toBeGreaterThan(0);
+      // the killed leader held its lock: nobody may take over before the ttl ran out (minus a loop)
+      expect(run.metrics.rtoMs!).toBeGreaterThan((cfg.timing.ttl - cfg.timing.loopWait - 1) * 1000);
+      // reports: JSON with the same verdict, and a picture
+      const files = d.suite.files;
+      expect(existsSync(files.json)).toBe(true);
+      const onDisk = JSON.parse(readFileSync(files.json, "utf8"));
+      expect(onDisk.results[0].metrics.lost).toEqual([]);
+      expect(onDisk.results[0].series.acked.reduce((a: number, b: number) => a + b, 0)).toBe(d.acked.length);
+      const html = readFileSync(files.html, "utf8");
+      expect(html).toContain("<svg");
+      expect(html).toContain("kill-primary round 1: PASS");
+      expect(readFileSync(files.svgs[0]!, "utf8")).toContain("promoted");
+    },
+    DRILL_TIMEOUT_MS,
+  );
 
-  test("switchover: planned move to the sync standby, fast, no write lost", async () => {
-    const run = expectNothingLostAndConverged(await drillAndCount("switchover"), "switchover");
-    expect(run.leaderAfter).not.toBe(run.leaderBefore);
-    expect(run.metrics.rtoMs!).toBeLessThan(cfg.timing.ttl * 1000);
-  }, DRILL_TIMEOUT_MS);
+  test(
+    "switchover: planned move to the sync standby, fast, no write lost",
+    async () => {
+      const run = expectNothingLostAndConverged(await drillAndCount("switchover"), "switchover");
+      expect(run.leaderAfter).not.toBe(run.leaderBefore);
+      expect(run.metrics.rtoMs!).toBeLessThan(cfg.timing.ttl * 1000);
+    },
+    DRILL_TIMEOUT_MS,
+  );
 
-  test("crash-postgres: the postmaster dies while Patroni lives; writes come back, nothing lost", async () => {
-    expectNothingLostAndConverged(await drillAndCount("crash-postgres"), "crash-postgres");
-  }, DRILL_TIMEOUT_MS);
+  test(
+    "crash-postgres: the postmaster dies while Patroni lives; writes come back, nothing lost",
+    async () => {
+      expectNothingLostAndConverged(await drillAndCount("crash-postgres"), "crash-postgres");
+    },
+    DRILL_TIMEOUT_MS,
+  );
 
-  test("a budget below what the drill measures makes it fail loudly (exit 1)", () => {
-    const r = drill("switchover", ["--rto-budget", "0.001"], 1);
-    expect(r.code).toBe(1);
-    const run = r.report.results[0];
-    expect(run.passed).toBe(false);
-    expect(run.metrics.lost).toEqual([]);
-    expect(run.failures.join(" ")).toMatch(/exceeds the budget/);
-  }, DRILL_TIMEOUT_MS);
+  test(
+    "a budget below what the drill measures makes it fail loudly (exit 1)",
+    () => {
+      const r = drill("switchover", ["--rto-budget", "0.001"], 1);
+      expect(r.code).toBe(1);
+      const run = r.report.results[0];
+      expect(run.passed).toBe(false);
+      expect(run.metrics.lost).toEqual([]);
+      expect(run.failures.join(" ")).toMatch(/exceeds the budget/);
+    },
+    DRILL_TIMEOUT_MS,
+  );
 });

@@ -35,7 +35,9 @@ describe("HAProxy checks and exporter", () => {
     expect((await fetch(url)).status).toBe(401);
     const bad = await fetch(url, { headers: { Authorization: `Basic ${btoa("admin:wrong")}` } });
     expect(bad.status).toBe(401);
-    const ok = await fetch(url, { headers: { Authorization: `Basic ${btoa(`admin:${cfg.secrets.HAPROXY_STATS_PASSWORD}`)}` } });
+    const ok = await fetch(url, {
+      headers: { Authorization: `Basic ${btoa(`admin:${cfg.secrets.HAPROXY_STATS_PASSWORD}`)}` },
+    });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain('haproxy_backend_active_servers{proxy="postgres_rw"} 1');
   });

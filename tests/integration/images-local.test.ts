@@ -13,7 +13,8 @@ import { buildLocalImages, checkImage, LOCAL_IMAGES, podman, podmanEnv } from ".
 import { isRoot, resolveProgram } from "../../scripts/lib/exec";
 
 const canRun = isRoot() && ["podman", "runc", "debootstrap"].every((b) => resolveProgram(b));
-if (!canRun) console.log("images-local: skipped: needs root with podman, runc and debootstrap (make setup --tests installs them)");
+if (!canRun)
+  console.log("images-local: skipped: needs root with podman, runc and debootstrap (make setup --tests installs them)");
 
 describe.skipIf(!canRun)("make images-local", () => {
   test("builds (or keeps) every image and each keeps its upstream image's facts", async () => {
@@ -32,11 +33,24 @@ describe.skipIf(!canRun)("make images-local", () => {
     expect(readFileSync(podmanEnv().CONTAINERS_CONF!, "utf8")).toContain('runtime = "runc"');
     const info = await podman(["info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}"]);
     expect(info.stdout.trim()).toBe("runc cgroupfs");
-    const r = await podman(["run", "--rm", "--network", "none", "--entrypoint", "", LOCAL_IMAGES[0]!.ref, "bash", "-c", "ulimit -n; ulimit -u"]);
+    const r = await podman([
+      "run",
+      "--rm",
+      "--network",
+      "none",
+      "--entrypoint",
+      "",
+      LOCAL_IMAGES[0]!.ref,
+      "bash",
+      "-c",
+      "ulimit -n; ulimit -u",
+    ]);
     expect(r.stdout.trim().split("\n")).toEqual(["1024", "1024"]);
   }, 120_000);
 
   test("an unknown image name is refused before anything is built", async () => {
-    await expect(buildLocalImages(() => {}, { names: ["postgress"] })).rejects.toThrow(/no local image named postgress/);
+    await expect(buildLocalImages(() => {}, { names: ["postgress"] })).rejects.toThrow(
+      /no local image named postgress/,
+    );
   });
 });

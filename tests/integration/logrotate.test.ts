@@ -32,7 +32,8 @@ describe("log rotation on a live stack", () => {
     // pgbouncer itself still writes to the same (truncated) file
     await reloadPool(cfg);
     const t1 = Date.now();
-    while (!readFileSync(log, "utf8").includes("RELOAD command issued") && Date.now() - t1 < 10_000) await Bun.sleep(200);
+    while (!readFileSync(log, "utf8").includes("RELOAD command issued") && Date.now() - t1 < 10_000)
+      await Bun.sleep(200);
     const now = readFileSync(log, "utf8");
     expect(now).toContain("RELOAD command issued");
     expect(now.startsWith("\0")).toBe(false); // no hole of NULs where the old content was

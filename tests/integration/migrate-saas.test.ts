@@ -57,7 +57,10 @@ async function dropOurs() {
 }
 
 const count = async (c: pg.Client, sql: string) => Number((await c.query(sql)).rows[0].n);
-const clusterRoles = async () => onTarget("postgres", async (c) => (await c.query("SELECT rolname FROM pg_roles")).rows.map((r) => r.rolname as string));
+const clusterRoles = async () =>
+  onTarget("postgres", async (c) =>
+    (await c.query("SELECT rolname FROM pg_roles")).rows.map((r) => r.rolname as string),
+  );
 
 beforeAll(async () => {
   await dropOurs();
@@ -128,30 +131,49 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     expect(r.code).toBe(0);
     const { plan } = JSON.parse(r.stdout);
     expect(plan.schemas.migrated).toEqual(["auth", "billing", "public", "storage"]);
-    expect(plan.schemas.excluded).toEqual(expect.arrayContaining(["extensions", "realtime", "graphql_public", "supabase_migrations"]));
+    expect(plan.schemas.excluded).toEqual(
+      expect.arrayContaining(["extensions", "realtime", "graphql_public", "supabase_migrations"]),
+    );
     expect(plan.roles.create.sort()).toEqual([...CUSTOM_ROLES].sort());
-    expect(plan.roles.reservedSkipped).toEqual(expect.arrayContaining(["anon", "supabase_admin", "dashboard_user", "pgbouncer"]));
+    expect(plan.roles.reservedSkipped).toEqual(
+      expect.arrayContaining(["anon", "supabase_admin", "dashboard_user", "pgbouncer"]),
+    );
     expect(plan.storage.objects).toBe(60);
     expect(plan.blockers).toEqual([]);
-    expect(await onTarget(FRESH, (c) => count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace"))).toBe(0);
+    expect(
+      await onTarget(FRESH, (c) =>
+        count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace"),
+      ),
+    ).toBe(0);
     expect(await clusterRoles()).not.toContain("Report Bot");
   });
 
   test("an error mid-restore rolls everything back: target and roles unchanged", async () => {
     // An orphan row (possible on the source with triggers off) fails the foreign key
     // added after the data, i.e. after roles, schema and every row were already sent.
-    await onSource((c) => c.query(`SET session_replication_role = replica;
-      INSERT INTO public.todos (user_id, task) VALUES ('00000000-0000-4000-8000-999999999999', 'orphan')`));
+    await onSource((c) =>
+      c.query(`SET session_replication_role = replica;
+      INSERT INTO public.todos (user_id, task) VALUES ('00000000-0000-4000-8000-999999999999', 'orphan')`),
+    );
     try {
       const r = migrate(["--target-db", FAIL]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("RESTORE_FAILED");
       // The object psql was on and the server's own error line.
-      expect(r.stderr).toContain("restore into the target failed while creating FK CONSTRAINT public.todos todos_user_id_fkey: ERROR:  insert or update on table \"todos\" violates foreign key constraint \"todos_user_id_fkey\"");
+      expect(r.stderr).toContain(
+        'restore into the target failed while creating FK CONSTRAINT public.todos todos_user_id_fkey: ERROR:  insert or update on table "todos" violates foreign key constraint "todos_user_id_fkey"',
+      );
       expect(r.stderr).toContain("target is unchanged");
       await onTarget(FAIL, async (c) => {
-        expect(await count(c, "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('auth','storage','billing','extensions')")).toBe(0);
-        expect(await count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).toBe(0);
+        expect(
+          await count(
+            c,
+            "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('auth','storage','billing','extensions')",
+          ),
+        ).toBe(0);
+        expect(await count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).toBe(
+          0,
+        );
         expect(await count(c, "SELECT count(*) AS n FROM pg_extension WHERE extname <> 'plpgsql'")).toBe(0);
       });
       const roles = await clusterRoles();
@@ -162,7 +184,10 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
   }, 120_000);
 
   test("the migrating process killed mid-stream: nothing is committed", async () => {
-    await source.psql("postgres", "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1500000) g");
+    await source.psql(
+      "postgres",
+      "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1500000) g",
+    );
     try {
       const child = Bun.spawn([process.execPath, "scripts/migrate-saas.ts", "--target-db", FAIL], {
         cwd: join(import.meta.dir, "../.."),
@@ -184,14 +209,21 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
       // psql (now orphaned) reads end of input inside the transaction and disconnects: the server rolls back.
       await onTarget("postgres", async (c) => {
         for (let i = 0; i < 100; i++) {
-          const n = await count(c, `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${FAIL}' AND application_name = 'pgplatform-migrate'`);
+          const n = await count(
+            c,
+            `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${FAIL}' AND application_name = 'pgplatform-migrate'`,
+          );
           if (n === 0) break;
           await Bun.sleep(200);
         }
       });
       await onTarget(FAIL, async (c) => {
-        expect(await count(c, "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('auth','storage','billing')")).toBe(0);
-        expect(await count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).toBe(0);
+        expect(
+          await count(c, "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('auth','storage','billing')"),
+        ).toBe(0);
+        expect(await count(c, "SELECT count(*) AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).toBe(
+          0,
+        );
       });
       for (const r of CUSTOM_ROLES) expect(await clusterRoles()).not.toContain(r);
     } finally {
@@ -207,9 +239,24 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     expect(report.ok).toBe(true);
     expect(report.verification.mismatches).toEqual([]);
     const tables = report.verification.tables.map((t: any) => t.table);
-    expect(tables).toEqual(expect.arrayContaining(["auth.users", "auth.identities", "storage.buckets", "storage.objects", "public.profiles", "public.todos", "billing.invoices", "public.webhook_log"]));
+    expect(tables).toEqual(
+      expect.arrayContaining([
+        "auth.users",
+        "auth.identities",
+        "storage.buckets",
+        "storage.objects",
+        "public.profiles",
+        "public.todos",
+        "billing.invoices",
+        "public.webhook_log",
+      ]),
+    );
     expect(tables).not.toContain("realtime.messages");
-    expect(report.verification.tables.every((t: any) => t.ok && t.sourceRows === t.targetRows && t.sourceChecksum === t.targetChecksum)).toBe(true);
+    expect(
+      report.verification.tables.every(
+        (t: any) => t.ok && t.sourceRows === t.targetRows && t.sourceChecksum === t.targetChecksum,
+      ),
+    ).toBe(true);
     expect(report.verification.tables.find((t: any) => t.table === "auth.users").targetRows).toBe(200);
     expect(report.verification.objects.find((o: any) => o.object === "policies").target).toBe(5);
     expect(existsSync(report.reportFile)).toBe(true);
@@ -217,42 +264,90 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
     expect(statSync(report.rolePasswordsFile).mode & 0o777).toBe(0o600);
 
     // Independent checks, with our own queries.
-    const srcCounts = await onSource((c) => c.query("SELECT (SELECT count(*) FROM auth.users) AS u, (SELECT count(*) FROM auth.identities) AS i, (SELECT count(*) FROM public.todos) AS t, (SELECT md5(string_agg(email, ',' ORDER BY id)) FROM auth.users) AS h"));
+    const srcCounts = await onSource((c) =>
+      c.query(
+        "SELECT (SELECT count(*) FROM auth.users) AS u, (SELECT count(*) FROM auth.identities) AS i, (SELECT count(*) FROM public.todos) AS t, (SELECT md5(string_agg(email, ',' ORDER BY id)) FROM auth.users) AS h",
+      ),
+    );
     await onTarget(FRESH, async (c) => {
-      const tc = await c.query("SELECT (SELECT count(*) FROM auth.users) AS u, (SELECT count(*) FROM auth.identities) AS i, (SELECT count(*) FROM public.todos) AS t, (SELECT md5(string_agg(email, ',' ORDER BY id)) FROM auth.users) AS h");
+      const tc = await c.query(
+        "SELECT (SELECT count(*) FROM auth.users) AS u, (SELECT count(*) FROM auth.identities) AS i, (SELECT count(*) FROM public.todos) AS t, (SELECT md5(string_agg(email, ',' ORDER BY id)) FROM auth.users) AS h",
+      );
       expect(tc.rows[0]).toEqual(srcCounts.rows[0]);
       // foreign keys to auth.users, policies, the trigger on auth.users, the view
-      const fks = (await c.query("SELECT conname FROM pg_constraint WHERE contype = 'f' AND confrelid = 'auth.users'::regclass")).rows.map((x) => x.conname);
+      const fks = (
+        await c.query("SELECT conname FROM pg_constraint WHERE contype = 'f' AND confrelid = 'auth.users'::regclass")
+      ).rows.map((x) => x.conname);
       expect(fks.length).toBe(5);
       const policies = (await c.query("SELECT policyname FROM pg_policies ORDER BY 1")).rows.map((x) => x.policyname);
-      expect(policies).toEqual(expect.arrayContaining(["individuals manage their todos", "avatars are public", "users update their own profile"]));
-      expect(await count(c, "SELECT count(*) AS n FROM pg_class WHERE relrowsecurity AND relname IN ('todos','profiles','objects','users')")).toBe(4);
-      expect(await count(c, "SELECT count(*) AS n FROM pg_trigger WHERE tgname = 'on_auth_user_created' AND tgrelid = 'auth.users'::regclass")).toBe(1);
+      expect(policies).toEqual(
+        expect.arrayContaining([
+          "individuals manage their todos",
+          "avatars are public",
+          "users update their own profile",
+        ]),
+      );
+      expect(
+        await count(
+          c,
+          "SELECT count(*) AS n FROM pg_class WHERE relrowsecurity AND relname IN ('todos','profiles','objects','users')",
+        ),
+      ).toBe(4);
+      expect(
+        await count(
+          c,
+          "SELECT count(*) AS n FROM pg_trigger WHERE tgname = 'on_auth_user_created' AND tgrelid = 'auth.users'::regclass",
+        ),
+      ).toBe(1);
       expect(await count(c, "SELECT count(*) AS n FROM public.open_todos")).toBeGreaterThan(0);
       // Users keep their logins: the bcrypt hash still verifies.
-      expect((await c.query("SELECT encrypted_password = extensions.crypt('pw7', encrypted_password) AS ok FROM auth.users WHERE email = 'user7@example.com'")).rows[0].ok).toBe(true);
+      expect(
+        (
+          await c.query(
+            "SELECT encrypted_password = extensions.crypt('pw7', encrypted_password) AS ok FROM auth.users WHERE email = 'user7@example.com'",
+          )
+        ).rows[0].ok,
+      ).toBe(true);
       // The trigger on auth.users works on the target (it was off only during the copy).
-      await c.query("INSERT INTO auth.users (id, email, raw_user_meta_data) VALUES ('00000000-0000-4000-8000-0000000aaaaa', 'new@example.com', '{\"full_name\":\"New\"}')");
-      expect(await count(c, "SELECT count(*) AS n FROM public.profiles WHERE id = '00000000-0000-4000-8000-0000000aaaaa'")).toBe(1);
+      await c.query(
+        "INSERT INTO auth.users (id, email, raw_user_meta_data) VALUES ('00000000-0000-4000-8000-0000000aaaaa', 'new@example.com', '{\"full_name\":\"New\"}')",
+      );
+      expect(
+        await count(c, "SELECT count(*) AS n FROM public.profiles WHERE id = '00000000-0000-4000-8000-0000000aaaaa'"),
+      ).toBe(1);
       // Loaded WITH (FREEZE): every heap page is already all-frozen, so first reads do not rewrite them.
       await c.query("CREATE EXTENSION pg_visibility");
-      const vm = await c.query("SELECT all_frozen, (pg_relation_size('public.todos') / current_setting('block_size')::int) AS pages FROM pg_visibility_map_summary('public.todos')");
+      const vm = await c.query(
+        "SELECT all_frozen, (pg_relation_size('public.todos') / current_setting('block_size')::int) AS pages FROM pg_visibility_map_summary('public.todos')",
+      );
       await c.query("DROP EXTENSION pg_visibility");
       expect(Number(vm.rows[0].pages)).toBeGreaterThan(0);
       expect(Number(vm.rows[0].all_frozen)).toBe(Number(vm.rows[0].pages));
       // Ownership by a custom role survives.
-      expect((await c.query("SELECT tableowner FROM pg_tables WHERE schemaname = 'billing' AND tablename = 'invoices'")).rows[0].tableowner).toBe("billing_owner");
+      expect(
+        (await c.query("SELECT tableowner FROM pg_tables WHERE schemaname = 'billing' AND tablename = 'invoices'"))
+          .rows[0].tableowner,
+      ).toBe("billing_owner");
     });
     // Sequences continue where the source is: the next values are the same on both sides.
-    const srcNext = await onSource((c) => c.query("SELECT nextval('public.todos_id_seq')::text AS a, nextval('public.invoice_number_seq')::text AS b, nextval('public.events_id_seq')::text AS c"));
-    const tgtNext = await onTarget(FRESH, (c) => c.query("SELECT nextval('public.todos_id_seq')::text AS a, nextval('public.invoice_number_seq')::text AS b, nextval('public.events_id_seq')::text AS c"));
+    const srcNext = await onSource((c) =>
+      c.query(
+        "SELECT nextval('public.todos_id_seq')::text AS a, nextval('public.invoice_number_seq')::text AS b, nextval('public.events_id_seq')::text AS c",
+      ),
+    );
+    const tgtNext = await onTarget(FRESH, (c) =>
+      c.query(
+        "SELECT nextval('public.todos_id_seq')::text AS a, nextval('public.invoice_number_seq')::text AS b, nextval('public.events_id_seq')::text AS c",
+      ),
+    );
     expect(tgtNext.rows[0]).toEqual(srcNext.rows[0]);
     const maxId = await onTarget(FRESH, (c) => count(c, "SELECT max(id) AS n FROM public.todos"));
     expect(Number(tgtNext.rows[0].a)).toBeGreaterThan(maxId);
     expect(Number(tgtNext.rows[0].a)).toBeGreaterThan(1500); // the source's sequence is ahead of max(id): deleted rows leave gaps
     // Supabase's reserved roles were not recreated; the custom ones were, and the login role can log in.
     const roles = await clusterRoles();
-    for (const r of ["supabase_admin", "dashboard_user", "pgbouncer", "pgsodium_keyholder", "supabase_realtime_admin"]) expect(roles).not.toContain(r);
+    for (const r of ["supabase_admin", "dashboard_user", "pgbouncer", "pgsodium_keyholder", "supabase_realtime_admin"])
+      expect(roles).not.toContain(r);
     for (const r of CUSTOM_ROLES) expect(roles).toContain(r);
     const pw = readFileSync(report.rolePasswordsFile, "utf8").match(/^Report Bot=(.+)$/m)![1]!;
     const bot = new pg.Client({ ...rwTarget(cfg), user: "Report Bot", password: pw, database: FRESH });
@@ -262,17 +357,23 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
   }, 180_000);
 
   test("running it again changes nothing and says the target is already migrated", async () => {
-    const before = await onTarget(FRESH, (c) => c.query("SELECT count(*)::int AS n, max(id)::text AS m FROM public.todos"));
+    const before = await onTarget(FRESH, (c) =>
+      c.query("SELECT count(*)::int AS n, max(id)::text AS m FROM public.todos"),
+    );
     const r = migrate(["--target-db", FRESH, "--json"]);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.alreadyMigrated.reportFile).toContain("migrate-saas-" + FRESH);
-    const after = await onTarget(FRESH, (c) => c.query("SELECT count(*)::int AS n, max(id)::text AS m FROM public.todos"));
+    const after = await onTarget(FRESH, (c) =>
+      c.query("SELECT count(*)::int AS n, max(id)::text AS m FROM public.todos"),
+    );
     expect(after.rows[0]).toEqual(before.rows[0]);
   });
 
   test("a non-empty target is refused without --replace, and left as it was", async () => {
-    await onTarget(FAIL, (c) => c.query("CREATE TABLE public.someone_elses (v int); INSERT INTO public.someone_elses VALUES (7)"));
+    await onTarget(FAIL, (c) =>
+      c.query("CREATE TABLE public.someone_elses (v int); INSERT INTO public.someone_elses VALUES (7)"),
+    );
     const r = migrate(["--target-db", FAIL]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("TARGET_NOT_EMPTY");
@@ -284,7 +385,9 @@ describe("migrate-saas: a Supabase-shaped project into the cluster", () => {
   });
 
   test("--replace backs the target up (0600), replaces it and verifies again", async () => {
-    await onTarget(FRESH, (c) => c.query("CREATE TABLE public.leftover (v int); INSERT INTO public.leftover VALUES (1)"));
+    await onTarget(FRESH, (c) =>
+      c.query("CREATE TABLE public.leftover (v int); INSERT INTO public.leftover VALUES (1)"),
+    );
     const r = migrate(["--target-db", FRESH, "--json"], { REPLACE: "1" });
     if (r.code !== 0) console.error(r.out);
     expect(r.code).toBe(0);

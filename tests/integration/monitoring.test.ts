@@ -13,26 +13,50 @@ import { describe, expect, test } from "bun:test";
 import { isRunning, clusterView } from "../../scripts/lib/patroni";
 import { procSpecs, stopComponent } from "../../scripts/lib/native/specs";
 import { startProc, runningPid } from "../../scripts/lib/procs";
-import { monitoringListeners, monitoringSpecs, monitoringUiPassword, monitoringUiPort, monitoringUiUrl } from "../../scripts/lib/monitoring";
+import {
+  monitoringListeners,
+  monitoringSpecs,
+  monitoringUiPassword,
+  monitoringUiPort,
+  monitoringUiUrl,
+} from "../../scripts/lib/monitoring";
 import { run } from "../../scripts/lib/exec";
 import { testConfig, waitClusterHealthy } from "./stack";
 
 const cfg = testConfig();
 const mon = cfg.monitoring;
 const enabled = mon.enabled;
-if (!enabled) console.log(`SKIP monitoring integration: MONITORING=false in ${cfg.file} (run it on a stack with MONITORING=true, see the head of this file)`);
+if (!enabled)
+  console.log(
+    `SKIP monitoring integration: MONITORING=false in ${cfg.file} (run it on a stack with MONITORING=true, see the head of this file)`,
+  );
 
 const prom = `http://${mon.address}:${mon.prometheusPort}`;
 const am = `http://${mon.address}:${mon.alertmanagerPort}`;
 
-interface PromAlert { labels: Record<string, string>; state: string }
-interface AmAlert { labels: Record<string, string>; status: { state: string } }
-interface Hook { status: string; alerts: { status: string; labels: Record<string, string> }[] }
+interface PromAlert {
+  labels: Record<string, string>;
+  state: string;
+}
+interface AmAlert {
+  labels: Record<string, string>;
+  status: { state: string };
+}
+interface Hook {
+  status: string;
+  alerts: { status: string; labels: Record<string, string> }[];
+}
 
-const promAlerts = async () => ((await (await fetch(`${prom}/api/v1/alerts`)).json()) as { data: { alerts: PromAlert[] } }).data.alerts;
-const amAlerts = async () => (await (await fetch(`${am}/api/v2/alerts?active=true&silenced=false&inhibited=false`)).json()) as AmAlert[];
+const promAlerts = async () =>
+  ((await (await fetch(`${prom}/api/v1/alerts`)).json()) as { data: { alerts: PromAlert[] } }).data.alerts;
+const amAlerts = async () =>
+  (await (await fetch(`${am}/api/v2/alerts?active=true&silenced=false&inhibited=false`)).json()) as AmAlert[];
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+): Promise<{ value: T; ms: number }> {
   const t0 = Date.now();
   for (;;) {
     const v = await probe().catch(() => undefined);
@@ -64,7 +88,10 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     for (const spec of monitoringSpecs(cfg)) {
       const pid = runningPid(spec);
       expect({ spec: spec.name, running: Boolean(pid) }).toEqual({ spec: spec.name, running: true });
-      const bound = ss.stdout.split("\n").filter((l) => l.includes(`pid=${pid},`)).map((l) => l.trim().split(/\s+/)[3]);
+      const bound = ss.stdout
+        .split("\n")
+        .filter((l) => l.includes(`pid=${pid},`))
+        .map((l) => l.trim().split(/\s+/)[3]);
       const want = monitoringListeners(cfg).find((l) => l.name === spec.name)!;
       expect({ spec: spec.name, bound }).toEqual({ spec: spec.name, bound: [`${want.address}:${want.port}`] });
     }
@@ -73,13 +100,39 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
   test("every target is scraped, and nothing fires on a healthy stack for 2 minutes", async () => {
     await waitClusterHealthy(cfg);
     const targets = await until("all targets up", 60_000, async () => {
-      const t = ((await (await fetch(`${prom}/api/v1/targets`)).json()) as { data: { activeTargets: { labels: { job: string }; health: string }[] } }).data.activeTargets;
+      const t = (
+        (await (await fetch(`${prom}/api/v1/targets`)).json()) as {
+          data: { activeTargets: { labels: { job: string }; health: string }[] };
+        }
+      ).data.activeTargets;
       return t.length === 12 && t.every((x) => x.health === "up") ? t : undefined;
     });
-    expect(targets.value.map((t) => t.labels.job).sort()).toEqual(["etcd", "etcd", "etcd", "haproxy", "node", "patroni", "patroni", "patroni", "pgbouncer", "postgres", "postgres", "postgres"]);
+    expect(targets.value.map((t) => t.labels.job).sort()).toEqual([
+      "etcd",
+      "etcd",
+      "etcd",
+      "haproxy",
+      "node",
+      "patroni",
+      "patroni",
+      "patroni",
+      "pgbouncer",
+      "postgres",
+      "postgres",
+      "postgres",
+    ]);
     // each member's own postgres_exporter, and pgbouncer's pools through its exporter
-    const q = async (expr: string) => ((await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }).data.result;
-    expect((await q("pg_up")).map((r) => [r.metric.member, r.value[1]]).sort()).toEqual([["pg1", "1"], ["pg2", "1"], ["pg3", "1"]]);
+    const q = async (expr: string) =>
+      (
+        (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as {
+          data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+        }
+      ).data.result;
+    expect((await q("pg_up")).map((r) => [r.metric.member, r.value[1]]).sort()).toEqual([
+      ["pg1", "1"],
+      ["pg2", "1"],
+      ["pg3", "1"],
+    ]);
     expect((await q("pgbouncer_up")).map((r) => r.value[1])).toEqual(["1"]);
     const t0 = Date.now();
     while (Date.now() - t0 < 120_000) {
@@ -90,7 +143,8 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
 
   test("a stopped pgbouncer fires PgbouncerDown within 60 s; it goes quiet once pgbouncer is back", async () => {
     const spec = procSpecs(cfg).pool;
-    const firing = async () => (await promAlerts()).filter((a) => a.labels.alertname === "PgbouncerDown" && a.state === "firing");
+    const firing = async () =>
+      (await promAlerts()).filter((a) => a.labels.alertname === "PgbouncerDown" && a.state === "firing");
     expect(await firing()).toEqual([]);
     await stopComponent(cfg, spec, 10_000);
     try {
@@ -99,15 +153,24 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     } finally {
       startProc(spec);
     }
-    await until("PgbouncerDown quiet", 60_000, async () => ((await promAlerts()).some((a) => a.labels.alertname === "PgbouncerDown") ? undefined : true));
+    await until("PgbouncerDown quiet", 60_000, async () =>
+      (await promAlerts()).some((a) => a.labels.alertname === "PgbouncerDown") ? undefined : true,
+    );
   }, 180_000);
 
   test("Prometheus's UI behind nginx: refused without the password or with a wrong one, served with it, only on the stack's address", async () => {
     const ui = monitoringUiUrl(cfg);
-    const auth = (user: string, pw: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString("base64")}` });
+    const auth = (user: string, pw: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString("base64")}`,
+    });
     const none = await fetch(`${ui}api/v1/status/buildinfo`);
-    expect([none.status, none.headers.get("www-authenticate")]).toEqual([401, `Basic realm="pgplatform monitoring (${cfg.stack})"`]);
-    expect((await fetch(`${ui}api/v1/status/buildinfo`, { headers: auth("monitor", "not-the-password") })).status).toBe(401);
+    expect([none.status, none.headers.get("www-authenticate")]).toEqual([
+      401,
+      `Basic realm="pgplatform monitoring (${cfg.stack})"`,
+    ]);
+    expect((await fetch(`${ui}api/v1/status/buildinfo`, { headers: auth("monitor", "not-the-password") })).status).toBe(
+      401,
+    );
     const ok = await fetch(`${ui}api/v1/status/buildinfo`, { headers: auth("monitor", monitoringUiPassword(cfg)) });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { status: string; data: { version: string } }).status).toBe("success");
@@ -116,7 +179,12 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     // nginx holds the UI port on the stack's address only; Prometheus its own (the listener test above)
     const ss = await run(["ss", "-Hltn"]);
     const uiPort = `:${monitoringUiPort(cfg)}`;
-    expect(ss.stdout.split("\n").map((l) => l.trim().split(/\s+/)[3]).filter((a) => a?.endsWith(uiPort))).toEqual([`${mon.address}${uiPort}`]);
+    expect(
+      ss.stdout
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/)[3])
+        .filter((a) => a?.endsWith(uiPort)),
+    ).toEqual([`${mon.address}${uiPort}`]);
   });
 
   test("a verified-backup marker older than 26 h makes BackupStale match (pending) on the real textfile", async () => {
@@ -126,41 +194,70 @@ describe.skipIf(!enabled)("monitoring on a live stack", () => {
     const saved = existsSync(path) ? readFileSync(path, "utf8") : undefined;
     try {
       recordVerification(cfg, true, Math.floor(Date.now() / 1000) - 27 * 3600);
-      const seen = await until("BackupStale pending", 60_000, async () => (await promAlerts()).find((a) => a.labels.alertname === "BackupStale"));
+      const seen = await until("BackupStale pending", 60_000, async () =>
+        (await promAlerts()).find((a) => a.labels.alertname === "BackupStale"),
+      );
       console.log(`BackupStale ${seen.value.state} after ${(seen.ms / 1000).toFixed(1)} s (it fires after 5 min)`);
       expect(["pending", "firing"]).toContain(seen.value.state);
     } finally {
       if (saved !== undefined) writeFileSync(path, saved);
       else rmSync(path, { force: true });
     }
-    await until("BackupStale gone", 60_000, async () => ((await promAlerts()).some((a) => a.labels.alertname === "BackupStale") ? undefined : true));
+    await until("BackupStale gone", 60_000, async () =>
+      (await promAlerts()).some((a) => a.labels.alertname === "BackupStale") ? undefined : true,
+    );
   }, 180_000);
 
   test("a stopped replica fires PatroniMemberDown within 60 s (Alertmanager API and webhook); it resolves after the restart", async () => {
     const hook = webhook();
-    if (!hook) console.log(`note: BACKUP_ALERT_URL (${cfg.backup.alertUrl || "empty"}) is not http://${mon.address}:<port>/...: webhook delivery not checked`);
+    if (!hook)
+      console.log(
+        `note: BACKUP_ALERT_URL (${cfg.backup.alertUrl || "empty"}) is not http://${mon.address}:<port>/...: webhook delivery not checked`,
+      );
     try {
       const view = await clusterView(cfg);
       const replica = view!.members.find((m) => m.role !== "leader" && isRunning(m))!.name;
       const spec = procSpecs(cfg).patroni.find((s) => s.name === replica)!;
       await stopComponent(cfg, spec, 30_000);
       const fired = await until("PatroniMemberDown in Alertmanager", 60_000, async () => {
-        const a = (await amAlerts()).find((x) => x.labels.alertname === "PatroniMemberDown" && x.labels.member === replica);
+        const a = (await amAlerts()).find(
+          (x) => x.labels.alertname === "PatroniMemberDown" && x.labels.member === replica,
+        );
         return a ?? undefined;
       });
       console.log(`PatroniMemberDown for ${replica} in Alertmanager after ${(fired.ms / 1000).toFixed(1)} s`);
-      expect(fired.value.labels).toMatchObject({ alertname: "PatroniMemberDown", member: replica, severity: "warning", cluster: cfg.clusterName, job: "patroni" });
+      expect(fired.value.labels).toMatchObject({
+        alertname: "PatroniMemberDown",
+        member: replica,
+        severity: "warning",
+        cluster: cfg.clusterName,
+        job: "patroni",
+      });
       if (hook) {
-        const got = await until("webhook delivery", 60_000 - fired.ms, async () => hook.received.find((h) => h.status === "firing" && h.alerts.some((a) => a.labels.alertname === "PatroniMemberDown" && a.labels.member === replica)));
+        const got = await until("webhook delivery", 60_000 - fired.ms, async () =>
+          hook.received.find(
+            (h) =>
+              h.status === "firing" &&
+              h.alerts.some((a) => a.labels.alertname === "PatroniMemberDown" && a.labels.member === replica),
+          ),
+        );
         console.log(`webhook received it ${(got.ms / 1000).toFixed(1)} s later`);
       }
       startProc(spec);
       await waitClusterHealthy(cfg);
-      const gone = await until("PatroniMemberDown resolved in Alertmanager", 60_000, async () => ((await amAlerts()).some((x) => x.labels.alertname === "PatroniMemberDown") ? undefined : true));
+      const gone = await until("PatroniMemberDown resolved in Alertmanager", 60_000, async () =>
+        (await amAlerts()).some((x) => x.labels.alertname === "PatroniMemberDown") ? undefined : true,
+      );
       console.log(`resolved in Alertmanager ${(gone.ms / 1000).toFixed(1)} s after the member was healthy again`);
       if (hook) {
         // Resolved notifications go out at the next group_interval (20 x MONITORING_INTERVAL, at most 5 min).
-        const r = await until("resolved webhook", 120_000, async () => hook.received.find((h) => h.status === "resolved" && h.alerts.some((a) => a.labels.alertname === "PatroniMemberDown" && a.labels.member === replica)));
+        const r = await until("resolved webhook", 120_000, async () =>
+          hook.received.find(
+            (h) =>
+              h.status === "resolved" &&
+              h.alerts.some((a) => a.labels.alertname === "PatroniMemberDown" && a.labels.member === replica),
+          ),
+        );
         console.log(`webhook received the resolution ${(r.ms / 1000).toFixed(1)} s later`);
       }
     } finally {

@@ -17,7 +17,16 @@ import { osUserIds } from "../../scripts/lib/exec";
 
 const USER = "pgp-user-it";
 const HOME = `/home/${USER}`;
-const CHECKOUT = join(HOME, "src", "github.com", "a-small-business", "platform-experiments", "pgplatform-followed-word-for-word", "worktrees", "connect-your-app");
+const CHECKOUT = join(
+  HOME,
+  "src",
+  "github.com",
+  "a-small-business",
+  "platform-experiments",
+  "pgplatform-followed-word-for-word",
+  "worktrees",
+  "connect-your-app",
+);
 const STACK = "it-user";
 const SUDOERS = `/etc/sudoers.d/${USER}`;
 const BLOCK = "127.0.71";
@@ -27,12 +36,26 @@ let uid = -1;
 
 const sh = (cmd: string[], opts: { cwd?: string; timeout?: number } = {}) => {
   const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8", timeout: opts.timeout ?? 120_000, cwd: opts.cwd });
-  return { code: r.status ?? -1, out: (r.stdout ?? "") + (r.stderr ?? ""), stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+  return {
+    code: r.status ?? -1,
+    out: (r.stdout ?? "") + (r.stderr ?? ""),
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? "",
+  };
 };
 
 /** One command as the user, with exactly its login environment's PATH (argv, no shell). */
 function asUser(args: string[], timeout = 600_000) {
-  const env = ["env", "-i", `HOME=${HOME}`, `USER=${USER}`, `LOGNAME=${USER}`, `PATH=${loginPath}`, "LANG=C.UTF-8", "SHELL=/bin/bash"];
+  const env = [
+    "env",
+    "-i",
+    `HOME=${HOME}`,
+    `USER=${USER}`,
+    `LOGNAME=${USER}`,
+    `PATH=${loginPath}`,
+    "LANG=C.UTF-8",
+    "SHELL=/bin/bash",
+  ];
   return sh(["runuser", "-u", USER, "--", ...env, ...args], { cwd: CHECKOUT, timeout });
 }
 const make = (...args: string[]) => asUser(["make", ...args, `STACK=${STACK}`]);
@@ -41,7 +64,10 @@ const make = (...args: string[]) => asUser(["make", ...args, `STACK=${STACK}`]);
 function killUserProcesses() {
   if (uid < 0) return;
   for (let round = 0; round < 20; round++) {
-    const pids = sh(["ps", "-u", String(uid), "-o", "pid="]).stdout.split("\n").map((s) => Number(s.trim())).filter((n) => n > 0);
+    const pids = sh(["ps", "-u", String(uid), "-o", "pid="])
+      .stdout.split("\n")
+      .map((s) => Number(s.trim()))
+      .filter((n) => n > 0);
     if (pids.length === 0) return;
     for (const pid of pids) {
       try {
@@ -69,10 +95,12 @@ beforeAll(() => {
   writeFileSync(SUDOERS, `${USER} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
   const visudo = sh(["visudo", "-c", "-f", SUDOERS]);
   if (visudo.code !== 0) throw new Error(`sudoers: ${visudo.out}`);
-  loginPath = sh(["runuser", "-l", USER, "-c", "printf %s \"$PATH\""]).stdout;
+  loginPath = sh(["runuser", "-l", USER, "-c", 'printf %s "$PATH"']).stdout;
 
   // The checkout: what git tracks (plus new files not yet committed), then node_modules.
-  const files = sh(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT_DIR }).stdout.split("\0").filter(Boolean);
+  const files = sh(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT_DIR })
+    .stdout.split("\0")
+    .filter(Boolean);
   for (const f of files) {
     const from = join(ROOT_DIR, f);
     if (!existsSync(from)) continue;
@@ -100,7 +128,18 @@ describe("the README as an ordinary user (login PATH, long checkout path under $
     expect(loginPath.split(":")).not.toContain("/usr/sbin");
     expect(loginPath.split(":")).not.toContain("/sbin");
     expect(CHECKOUT.length).toBeGreaterThan(120);
-    expect(join(CHECKOUT, ".state", STACK, "members", "scratch", "verify-20261130T163652Z-20261130T163652Z", "run", ".s.PGSQL.5432").length).toBeGreaterThan(107);
+    expect(
+      join(
+        CHECKOUT,
+        ".state",
+        STACK,
+        "members",
+        "scratch",
+        "verify-20261130T163652Z-20261130T163652Z",
+        "run",
+        ".s.PGSQL.5432",
+      ).length,
+    ).toBeGreaterThan(107);
     expect(asUser(["sudo", "-n", "true"]).code).toBe(0);
   });
 
@@ -112,7 +151,9 @@ describe("the README as an ordinary user (login PATH, long checkout path under $
     expect(r.code).toBe(0);
     expect(r.out).toContain(`Postgres read-write  ${BLOCK}.1:16012`);
     // Everything runs as the user; sockets live in its own short runtime folder.
-    expect(readFileSync(join(CHECKOUT, ".state", STACK, "members", "pg1", "patroni.yml"), "utf8")).toContain(`unix_socket_directories: '/tmp/pgp-${uid}/${STACK}/pg1'`);
+    expect(readFileSync(join(CHECKOUT, ".state", STACK, "members", "pg1", "patroni.yml"), "utf8")).toContain(
+      `unix_socket_directories: '/tmp/pgp-${uid}/${STACK}/pg1'`,
+    );
   }, 600_000);
 
   test("make status: healthy; ARGS=--json is pure JSON", () => {
@@ -137,16 +178,30 @@ describe("the README as an ordinary user (login PATH, long checkout path under $
     expect(r.code).toBe(0);
     expect(existsSync(join(CHECKOUT, "envs", `.env.${STACK}.bookwriter`))).toBe(true);
     const url = asUser(["make", "-s", "db-url", "DB=bookwriter_db", "ROLE=bookwriter", "PORT=ro", `STACK=${STACK}`]);
-    expect(url.stdout.trim()).toMatch(new RegExp(`^postgresql://bookwriter:[^@]+@${BLOCK.replace(/\./g, "\\.")}\\.1:16013/bookwriter_db$`));
+    expect(url.stdout.trim()).toMatch(
+      new RegExp(`^postgresql://bookwriter:[^@]+@${BLOCK.replace(/\./g, "\\.")}\\.1:16013/bookwriter_db$`),
+    );
   }, 300_000);
 
   test("`sudo make status` over the user's stack stops before acting and says to run it as the user", () => {
     const r = asUser(["sudo", "-n", "make", "status", `STACK=${STACK}`]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`error [OWNED_BY_OTHER_USER]: stack ${STACK} belongs to ${USER} (brought up without sudo), and this command runs as root`);
+    expect(r.stderr).toContain(
+      `error [OWNED_BY_OTHER_USER]: stack ${STACK} belongs to ${USER} (brought up without sudo), and this command runs as root`,
+    );
     expect(r.stderr).not.toContain("INTERNAL");
     // and nothing of root's was left in the checkout
-    const rootOwned = sh(["find", CHECKOUT, "-path", join(CHECKOUT, "node_modules"), "-prune", "-o", "-user", "root", "-print"]).stdout.trim();
+    const rootOwned = sh([
+      "find",
+      CHECKOUT,
+      "-path",
+      join(CHECKOUT, "node_modules"),
+      "-prune",
+      "-o",
+      "-user",
+      "root",
+      "-print",
+    ]).stdout.trim();
     expect(rootOwned).toBe("");
   }, 120_000);
 

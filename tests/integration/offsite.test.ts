@@ -7,7 +7,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join, resolve } from "node:path";
 import { loadConfig } from "../../scripts/lib/config";
 import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
@@ -49,8 +58,14 @@ async function sql<T = any>(query: string, params: unknown[] = [], database = DB
 
 /** The store's key and secret in the secrets file; every other line (the generated cipher passphrase) is kept. */
 function setSecret(secret: string) {
-  const lines = readFileSync(cfg.secretsFile, "utf8").split("\n").filter((l) => l && !l.startsWith("BACKUP_OFFSITE_S3_KEY"));
-  writeFileSync(cfg.secretsFile, [...lines, `BACKUP_OFFSITE_S3_KEY=${S3_KEY}`, `BACKUP_OFFSITE_S3_KEY_SECRET=${secret}`, ""].join("\n"), { mode: 0o600 });
+  const lines = readFileSync(cfg.secretsFile, "utf8")
+    .split("\n")
+    .filter((l) => l && !l.startsWith("BACKUP_OFFSITE_S3_KEY"));
+  writeFileSync(
+    cfg.secretsFile,
+    [...lines, `BACKUP_OFFSITE_S3_KEY=${S3_KEY}`, `BACKUP_OFFSITE_S3_KEY_SECRET=${secret}`, ""].join("\n"),
+    { mode: 0o600 },
+  );
 }
 
 /** Every file below `dir` whose bytes contain `needle`. */
@@ -72,7 +87,9 @@ beforeAll(async () => {
   await waitClusterHealthy(cfg);
   const s3dir = join(work, "s3");
   mkdirSync(s3dir, { recursive: true });
-  server = spawn(BUN, [join(import.meta.dir, "s3-server.ts"), s3dir, S3_ADDRESS, String(S3_PORT), BUCKET, SECRET], { stdio: ["ignore", "pipe", "inherit"] });
+  server = spawn(BUN, [join(import.meta.dir, "s3-server.ts"), s3dir, S3_ADDRESS, String(S3_PORT), BUCKET, SECRET], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise<void>((ok, fail) => {
     const t = setTimeout(() => fail(new Error("S3 server did not start in 30 s")), 30_000);
     server!.stdout!.on("data", (d) => String(d).includes("ready") && (clearTimeout(t), ok()));
@@ -83,7 +100,17 @@ beforeAll(async () => {
   writeFileSync(
     envFile,
     envBefore +
-      ["", "BACKUP_OFFSITE=s3", `BACKUP_OFFSITE_S3_BUCKET=${BUCKET}`, "BACKUP_OFFSITE_S3_REGION=us-east-1", `BACKUP_OFFSITE_S3_ENDPOINT=${S3_ADDRESS}:${S3_PORT}`, "BACKUP_OFFSITE_S3_URI_STYLE=path", `BACKUP_OFFSITE_S3_CA_FILE=${join(s3dir, "tls", "ca.crt")}`, "BACKUP_OFFSITE_RETENTION_FULL=3", ""].join("\n"),
+      [
+        "",
+        "BACKUP_OFFSITE=s3",
+        `BACKUP_OFFSITE_S3_BUCKET=${BUCKET}`,
+        "BACKUP_OFFSITE_S3_REGION=us-east-1",
+        `BACKUP_OFFSITE_S3_ENDPOINT=${S3_ADDRESS}:${S3_PORT}`,
+        "BACKUP_OFFSITE_S3_URI_STYLE=path",
+        `BACKUP_OFFSITE_S3_CA_FILE=${join(s3dir, "tls", "ca.crt")}`,
+        "BACKUP_OFFSITE_RETENTION_FULL=3",
+        "",
+      ].join("\n"),
   );
   setSecret(SECRET);
   cfg = loadConfig(TEST_STACK);
@@ -137,7 +164,8 @@ describe("off-site backups to S3-compatible object storage", () => {
   test("PITR from object storage alone (local repository moved aside): rows before AT come back, rows after do not", async () => {
     await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (2, 'after the backup, before AT')`);
     await Bun.sleep(1100);
-    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0].at as string;
+    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0]
+      .at as string;
     await Bun.sleep(1100);
     await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (3, 'after AT')`);
     const aside = `${cfg.backup.repoDir}.aside`;
@@ -152,7 +180,10 @@ describe("off-site backups to S3-compatible object storage", () => {
     const res = jsonOf(r.stdout);
     const c = await connect(cfg, { target: { host: res.scratch.address, port: res.scratch.port }, database: DB });
     try {
-      expect((await c.query(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`)).rows).toEqual([{ id: 1, v: MARKER }, { id: 2, v: "after the backup, before AT" }]);
+      expect((await c.query(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`)).rows).toEqual([
+        { id: 1, v: MARKER },
+        { id: 2, v: "after the backup, before AT" },
+      ]);
       expect((await c.query("SELECT pg_is_in_recovery() AS r")).rows[0].r).toBe(false);
     } finally {
       await c.end();
@@ -168,7 +199,9 @@ describe("off-site backups to S3-compatible object storage", () => {
     expect(r.code).toBe(0);
     const res = jsonOf(r.stdout);
     expect(res).toMatchObject({ source: "offsite", backup: made[0], database: `${DB}_offsite`, replaced: false });
-    expect(await sql(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`, [], `${DB}_offsite`)).toEqual([{ id: 1, v: MARKER }]);
+    expect(await sql(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`, [], `${DB}_offsite`)).toEqual([
+      { id: 1, v: MARKER },
+    ]);
   }, 180_000);
 
   test("a wrong secret key: local backup still made and verified, OFFSITE_FAILED naming the store's answer, alert fired, exit 1, metric 0", () => {
@@ -182,12 +215,17 @@ describe("off-site backups to S3-compatible object storage", () => {
       expect(r.stderr).not.toContain("not-the-secret-key");
       // Neither secret, nor the passphrase, in our logs or pgBackRest's own.
       const pass = /^BACKUP_OFFSITE_CIPHER_PASS=(.+)$/m.exec(readFileSync(cfg.secretsFile, "utf8"))![1]!;
-      for (const s of ["not-the-secret-key-0123456789abcdef", SECRET, pass]) expect([...grepBytes(cfg.logsDir, s), ...grepBytes(join(cfg.backup.pgbackrestHome, "log"), s)]).toEqual([]);
+      for (const s of ["not-the-secret-key-0123456789abcdef", SECRET, pass])
+        expect([...grepBytes(cfg.logsDir, s), ...grepBytes(join(cfg.backup.pgbackrestHome, "log"), s)]).toEqual([]);
       const id = /the local backup (\S+) is made and verified/.exec(r.stderr)![1]!;
       made.push(id);
       expect(readManifest(join(cfg.backup.dir, id)).status).toBe("verified");
-      expect(readFileSync(alert, "utf8")).toMatch(/backup FAILED .*\[OFFSITE_FAILED\] the local backup \S+ is made and verified, but the OFF-SITE copy .* FAILED/);
-      expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8")).toContain("pgplatform_backup_offsite_last_run_success 0\n");
+      expect(readFileSync(alert, "utf8")).toMatch(
+        /backup FAILED .*\[OFFSITE_FAILED\] the local backup \S+ is made and verified, but the OFF-SITE copy .* FAILED/,
+      );
+      expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8")).toContain(
+        "pgplatform_backup_offsite_last_run_success 0\n",
+      );
     } finally {
       setSecret(SECRET);
       writePgbackrestFiles(loadConfig(TEST_STACK)); // WAL archiving to the store resumes
@@ -196,7 +234,14 @@ describe("off-site backups to S3-compatible object storage", () => {
 
   test("a deleted passphrase line (regenerated) is named as the wrong passphrase, not as a broken store; the local backup is kept", () => {
     const withPass = readFileSync(cfg.secretsFile, "utf8");
-    writeFileSync(cfg.secretsFile, withPass.split("\n").filter((l) => !l.startsWith("BACKUP_OFFSITE_CIPHER_PASS=")).join("\n"), { mode: 0o600 });
+    writeFileSync(
+      cfg.secretsFile,
+      withPass
+        .split("\n")
+        .filter((l) => !l.startsWith("BACKUP_OFFSITE_CIPHER_PASS="))
+        .join("\n"),
+      { mode: 0o600 },
+    );
     try {
       const r = runScript("backup.ts", ["--logical-only"]);
       expect(r.code).toBe(1);
@@ -217,6 +262,8 @@ describe("off-site backups to S3-compatible object storage", () => {
     expect(res.logical.id).toBe(made[0]);
     const last = readFileSync(join(cfg.reportsDir, "backup-drill.jsonl"), "utf8").trim().split("\n").at(-1)!;
     expect(JSON.parse(last)).toMatchObject({ ok: true, target: res.at });
-    expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_drill.prom"), "utf8")).toMatch(/pgplatform_backup_drill_duration_seconds \d/);
+    expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_drill.prom"), "utf8")).toMatch(
+      /pgplatform_backup_drill_duration_seconds \d/,
+    );
   }, 300_000);
 });

@@ -42,63 +42,71 @@ afterAll(async () => {
 }, SLOW);
 
 describe("kill-primary through the pooler", () => {
-  test("0 acknowledged writes lost; the gap without acknowledged writes is within the kill-primary RTO budget", async () => {
-    const setup = new pg.Client({ connectionString: url() });
-    await setup.connect();
-    await setup.query("CREATE TABLE acks (id bigint PRIMARY KEY, w int NOT NULL)");
-    await setup.end();
+  test(
+    "0 acknowledged writes lost; the gap without acknowledged writes is within the kill-primary RTO budget",
+    async () => {
+      const setup = new pg.Client({ connectionString: url() });
+      await setup.connect();
+      await setup.query("CREATE TABLE acks (id bigint PRIMARY KEY, w int NOT NULL)");
+      await setup.end();
 
-    const acked: { id: number; at: number }[] = [];
-    const errors: string[] = [];
-    let stop = false;
-    const writer = async (w: number) => {
-      let n = 0;
-      let c: pg.Client | undefined;
-      while (!stop) {
-        try {
-          if (!c) {
-            c = new pg.Client({ connectionString: url(), connectionTimeoutMillis: 3000 });
-            c.on("error", () => {});
-            await c.connect();
+      const acked: { id: number; at: number }[] = [];
+      const errors: string[] = [];
+      let stop = false;
+      const writer = async (w: number) => {
+        let n = 0;
+        let c: pg.Client | undefined;
+        while (!stop) {
+          try {
+            if (!c) {
+              c = new pg.Client({ connectionString: url(), connectionTimeoutMillis: 3000 });
+              c.on("error", () => {});
+              await c.connect();
+            }
+            const id = w * 10_000_000 + ++n;
+            await c.query("INSERT INTO acks VALUES ($1, $2)", [id, w]);
+            acked.push({ id, at: Date.now() });
+          } catch (e) {
+            errors.push((e as Error).message);
+            await c?.end().catch(() => {});
+            c = undefined;
+            await Bun.sleep(100);
           }
-          const id = w * 10_000_000 + ++n;
-          await c.query("INSERT INTO acks VALUES ($1, $2)", [id, w]);
-          acked.push({ id, at: Date.now() });
-        } catch (e) {
-          errors.push((e as Error).message);
-          await c?.end().catch(() => {});
-          c = undefined;
-          await Bun.sleep(100);
         }
-      }
-      await c?.end().catch(() => {});
-    };
-    const writers = [0, 1, 2, 3].map(writer);
-    await Bun.sleep(3000);
-    const view = (await clusterView(cfg))!;
-    const leader = cfg.members.find((m) => m.name === view.members.find((x) => x.role === "leader")!.name)!;
-    const killedAt = Date.now();
-    expect(signalAll((await memberProcs(cfg, runtimeFor(cfg, "native"), leader)).all, "SIGKILL").length).toBeGreaterThan(0);
-    // until writes flow again, then 5 s more
-    while (!acked.some((a) => a.at > killedAt + 1000) && Date.now() - killedAt < 90_000) await Bun.sleep(200);
-    await Bun.sleep(5000);
-    stop = true;
-    await Promise.all(writers);
-    startProc(procSpecs(cfg).patroni[leader.index]!);
+        await c?.end().catch(() => {});
+      };
+      const writers = [0, 1, 2, 3].map(writer);
+      await Bun.sleep(3000);
+      const view = (await clusterView(cfg))!;
+      const leader = cfg.members.find((m) => m.name === view.members.find((x) => x.role === "leader")!.name)!;
+      const killedAt = Date.now();
+      expect(
+        signalAll((await memberProcs(cfg, runtimeFor(cfg, "native"), leader)).all, "SIGKILL").length,
+      ).toBeGreaterThan(0);
+      // until writes flow again, then 5 s more
+      while (!acked.some((a) => a.at > killedAt + 1000) && Date.now() - killedAt < 90_000) await Bun.sleep(200);
+      await Bun.sleep(5000);
+      stop = true;
+      await Promise.all(writers);
+      startProc(procSpecs(cfg).patroni[leader.index]!);
 
-    const times = [killedAt, ...acked.map((a) => a.at).filter((t) => t >= killedAt)].sort((a, b) => a - b);
-    const before = Math.max(...acked.map((a) => a.at).filter((t) => t < killedAt));
-    let gap = times[1]! - before;
-    for (let i = 2; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
-    const check = new pg.Client({ connectionString: url() });
-    await check.connect();
-    const have = new Set((await check.query("SELECT id::int AS id FROM acks")).rows.map((r) => r.id as number));
-    await check.end();
-    const lost = acked.filter((a) => !have.has(a.id)).map((a) => a.id);
-    const budget = defaultBudgetMs(cfg, "kill-primary");
-    console.log(`kill-primary through pgbouncer: ${acked.length} acknowledged, ${lost.length} lost, gap ${(gap / 1000).toFixed(1)} s (budget ${(budget / 1000).toFixed(1)} s), ${errors.length} failed statements: ${[...new Set(errors)].slice(0, 3).join(" | ")}`);
-    expect(lost).toEqual([]);
-    expect(gap).toBeLessThanOrEqual(budget);
-    await waitClusterHealthy(cfg, 120_000);
-  }, SLOW);
+      const times = [killedAt, ...acked.map((a) => a.at).filter((t) => t >= killedAt)].sort((a, b) => a - b);
+      const before = Math.max(...acked.map((a) => a.at).filter((t) => t < killedAt));
+      let gap = times[1]! - before;
+      for (let i = 2; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
+      const check = new pg.Client({ connectionString: url() });
+      await check.connect();
+      const have = new Set((await check.query("SELECT id::int AS id FROM acks")).rows.map((r) => r.id as number));
+      await check.end();
+      const lost = acked.filter((a) => !have.has(a.id)).map((a) => a.id);
+      const budget = defaultBudgetMs(cfg, "kill-primary");
+      console.log(
+        `kill-primary through pgbouncer: ${acked.length} acknowledged, ${lost.length} lost, gap ${(gap / 1000).toFixed(1)} s (budget ${(budget / 1000).toFixed(1)} s), ${errors.length} failed statements: ${[...new Set(errors)].slice(0, 3).join(" | ")}`,
+      );
+      expect(lost).toEqual([]);
+      expect(gap).toBeLessThanOrEqual(budget);
+      await waitClusterHealthy(cfg, 120_000);
+    },
+    SLOW,
+  );
 });

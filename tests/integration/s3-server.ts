@@ -22,10 +22,54 @@ export function makeTestCa(dir: string, address: string): { ca: string; cert: st
     if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
   };
   if (!existsSync(p("server.crt"))) {
-    ossl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p("ca.key"), "-out", p("ca.crt"), "-days", "2", "-subj", "/CN=pgplatform offsite test CA"]);
-    ossl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", p("server.key"), "-out", p("server.csr"), "-subj", `/CN=${address}`]);
-    writeFileSync(p("ext.cnf"), `subjectAltName=IP:${address},DNS:${address}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`);
-    ossl(["x509", "-req", "-in", p("server.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("server.crt"), "-days", "2", "-extfile", p("ext.cnf")]);
+    ossl([
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      p("ca.key"),
+      "-out",
+      p("ca.crt"),
+      "-days",
+      "2",
+      "-subj",
+      "/CN=pgplatform offsite test CA",
+    ]);
+    ossl([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      p("server.key"),
+      "-out",
+      p("server.csr"),
+      "-subj",
+      `/CN=${address}`,
+    ]);
+    writeFileSync(
+      p("ext.cnf"),
+      `subjectAltName=IP:${address},DNS:${address}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
+    );
+    ossl([
+      "x509",
+      "-req",
+      "-in",
+      p("server.csr"),
+      "-CA",
+      p("ca.crt"),
+      "-CAkey",
+      p("ca.key"),
+      "-CAcreateserial",
+      "-out",
+      p("server.crt"),
+      "-days",
+      "2",
+      "-extfile",
+      p("ext.cnf"),
+    ]);
   }
   return { ca: p("ca.crt"), cert: p("server.crt"), key: p("server.key") };
 }
@@ -40,8 +84,12 @@ const AUTH_BUG = "canonicalizedResource += `/${ctx.params.bucket}`";
 function loadFixedAuthentication(): void {
   const path = require.resolve("@20minutes/s3rver/lib/middleware/authentication.js");
   const src = readFileSync(path, "utf8");
-  if (!src.includes(AUTH_BUG)) throw new Error(`${path}: the line this fix replaces is gone (s3rver changed): re-check the fix`);
-  const fixed = src.replace(AUTH_BUG, "canonicalizedResource += `/${ctx.params.bucket}` + (!ctx.params.key && ctx.path.endsWith('/') ? '/' : '')");
+  if (!src.includes(AUTH_BUG))
+    throw new Error(`${path}: the line this fix replaces is gone (s3rver changed): re-check the fix`);
+  const fixed = src.replace(
+    AUTH_BUG,
+    "canonicalizedResource += `/${ctx.params.bucket}` + (!ctx.params.key && ctx.path.endsWith('/') ? '/' : '')",
+  );
   const mod = { exports: {} as unknown };
   new Function("require", "module", "exports", fixed)(createRequire(path), mod, mod.exports);
   require.cache[path] = { id: path, filename: path, loaded: true, exports: mod.exports } as any;

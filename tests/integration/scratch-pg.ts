@@ -5,7 +5,16 @@
  * on one address only, scram-sha-256 with a generated password, and is
  * stopped (by its postmaster pid) and removed by stop().
  */
-import { appendFileSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../../scripts/lib/config";
 import { isRoot, osUserIds, run } from "../../scripts/lib/exec";
@@ -49,7 +58,9 @@ export async function clearStaleScratch(): Promise<string[]> {
     let cmd = "";
     try {
       cmd = pid ? readFileSync(`/proc/${pid}/cmdline`, "utf8") : "";
-    } catch { /* not running */ }
+    } catch {
+      /* not running */
+    }
     if (cmd.includes(dir)) {
       process.kill(pid, "SIGQUIT"); // postgres' immediate shutdown
       for (let i = 0; i < 200 && alive(pid); i++) await Bun.sleep(50);
@@ -61,7 +72,13 @@ export async function clearStaleScratch(): Promise<string[]> {
   return cleared;
 }
 
-export async function startScratchPg(opts: { host: string; port?: number; binDir?: string; name?: string; settings?: Record<string, string> }): Promise<ScratchPg> {
+export async function startScratchPg(opts: {
+  host: string;
+  port?: number;
+  binDir?: string;
+  name?: string;
+  settings?: Record<string, string>;
+}): Promise<ScratchPg> {
   const bin = opts.binDir ?? "/usr/lib/postgresql/15/bin";
   const port = opts.port ?? 5432;
   await clearStaleScratch();
@@ -78,7 +95,21 @@ export async function startScratchPg(opts: { host: string; port?: number; binDir
   const pwfile = join(dir, "pw");
   writeFileSync(pwfile, password + "\n", { mode: 0o600 });
   if (ids) chownSync(pwfile, ids.uid, ids.gid);
-  await run([join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C.UTF-8"], { asUser: user, timeoutMs: 120_000 });
+  await run(
+    [
+      join(bin, "initdb"),
+      "-D",
+      data,
+      "-U",
+      "postgres",
+      "--auth=scram-sha-256",
+      `--pwfile=${pwfile}`,
+      "-E",
+      "UTF8",
+      "--locale=C.UTF-8",
+    ],
+    { asUser: user, timeoutMs: 120_000 },
+  );
   rmSync(pwfile);
   const settings: Record<string, string> = {
     listen_addresses: `'${opts.host}'`,
@@ -88,11 +119,22 @@ export async function startScratchPg(opts: { host: string; port?: number; binDir
     logging_collector: "off",
     ...opts.settings,
   };
-  appendFileSync(join(data, "postgresql.conf"), "\n" + Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n");
+  appendFileSync(
+    join(data, "postgresql.conf"),
+    "\n" +
+      Object.entries(settings)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join("\n") +
+      "\n",
+  );
   appendFileSync(join(data, "pg_hba.conf"), `\nhost all all ${opts.host}/32 scram-sha-256\n`);
-  await run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "60", "start"], { asUser: user, timeoutMs: 90_000 });
+  await run([join(bin, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "60", "start"], {
+    asUser: user,
+    timeoutMs: 90_000,
+  });
   const pid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
-  const url = (database = "postgres", u = "postgres", pw = password) => `postgresql://${encodeURIComponent(u)}:${encodeURIComponent(pw)}@${opts.host}:${port}/${encodeURIComponent(database)}`;
+  const url = (database = "postgres", u = "postgres", pw = password) =>
+    `postgresql://${encodeURIComponent(u)}:${encodeURIComponent(pw)}@${opts.host}:${port}/${encodeURIComponent(database)}`;
   return {
     host: opts.host,
     port,
@@ -101,13 +143,35 @@ export async function startScratchPg(opts: { host: string; port?: number; binDir
     pid,
     url,
     async psql(database, sql, o = {}) {
-      const args = [join(bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", opts.host, "-p", String(port), "-U", "postgres", "-d", database];
-      const r = await run(o.file ? [...args, "-f", sql] : args, { env: { PGPASSWORD: password }, input: o.file ? undefined : sql, timeoutMs: 3_600_000 });
+      const args = [
+        join(bin, "psql"),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        opts.host,
+        "-p",
+        String(port),
+        "-U",
+        "postgres",
+        "-d",
+        database,
+      ];
+      const r = await run(o.file ? [...args, "-f", sql] : args, {
+        env: { PGPASSWORD: password },
+        input: o.file ? undefined : sql,
+        timeoutMs: 3_600_000,
+      });
       return r.stdout;
     },
     async stop() {
       if (alive(pid)) {
-        await run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "-t", "30", "stop"], { asUser: user, nothrow: true, timeoutMs: 60_000 });
+        await run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "-t", "30", "stop"], {
+          asUser: user,
+          nothrow: true,
+          timeoutMs: 60_000,
+        });
         if (alive(pid)) {
           process.kill(pid, "SIGKILL");
           for (let i = 0; i < 100 && alive(pid); i++) await Bun.sleep(50);

@@ -24,9 +24,13 @@ export interface Sshd {
 async function waitPort(host: string, port: number, ms: number, proc: ChildProcess) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`sshd on ${host}:${port} exited (${proc.exitCode}): is the port held by another program?`);
+    if (proc.exitCode !== null)
+      throw new Error(`sshd on ${host}:${port} exited (${proc.exitCode}): is the port held by another program?`);
     const ok = await new Promise<boolean>((res) => {
-      const s = require("node:net").connect({ host, port }, () => { s.end(); res(true); });
+      const s = require("node:net").connect({ host, port }, () => {
+        s.end();
+        res(true);
+      });
       s.on("error", () => res(false));
     });
     if (ok) return;
@@ -36,7 +40,13 @@ async function waitPort(host: string, port: number, ms: number, proc: ChildProce
 }
 
 /** Start sshd on addr:port with a fresh host key (in dir/<name>), authorizing `clientPub`. */
-export async function startSshd(dir: string, addr: string, port: number, clientPub: string, name = "sshd"): Promise<Sshd> {
+export async function startSshd(
+  dir: string,
+  addr: string,
+  port: number,
+  clientPub: string,
+  name = "sshd",
+): Promise<Sshd> {
   const d = join(dir, name);
   mkdirSync(d, { recursive: true });
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // sshd's privilege-separation dir (Debian's unit creates it)
@@ -44,12 +54,23 @@ export async function startSshd(dir: string, addr: string, port: number, clientP
   if (!existsSync(hostKeyFile)) keygen(hostKeyFile, "host");
   writeFileSync(join(d, "authorized_keys"), readFileSync(clientPub), { mode: 0o600 });
   const conf = join(d, "sshd_config");
-  writeFileSync(conf, [
-    `Port ${port}`, `ListenAddress ${addr}`, `HostKey ${hostKeyFile}`,
-    `AuthorizedKeysFile ${join(d, "authorized_keys")}`, "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", `PidFile ${join(d, "sshd.pid")}`,
-    "Subsystem sftp internal-sftp", "LogLevel ERROR",
-  ].join("\n") + "\n");
+  writeFileSync(
+    conf,
+    [
+      `Port ${port}`,
+      `ListenAddress ${addr}`,
+      `HostKey ${hostKeyFile}`,
+      `AuthorizedKeysFile ${join(d, "authorized_keys")}`,
+      "PermitRootLogin prohibit-password",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "UsePAM no",
+      "StrictModes no",
+      `PidFile ${join(d, "sshd.pid")}`,
+      "Subsystem sftp internal-sftp",
+      "LogLevel ERROR",
+    ].join("\n") + "\n",
+  );
   const proc = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", conf], { stdio: ["ignore", "ignore", "pipe"] });
   proc.stderr!.on("data", () => {});
   await waitPort(addr, port, 10_000, proc);
@@ -92,11 +113,26 @@ export function asUser(user: string, argv: string[]) {
 }
 
 /** A throwaway client's client.env for a deploy to this machine's own sshd (internal access, native runtime). */
-export function writeTestClientEnv(clientsDir: string, o: { name: string; addr: string; port: number; key: string; remoteDir: string; members: string }): void {
+export function writeTestClientEnv(
+  clientsDir: string,
+  o: { name: string; addr: string; port: number; key: string; remoteDir: string; members: string },
+): void {
   mkdirSync(join(clientsDir, o.name), { recursive: true });
-  writeFileSync(join(clientsDir, o.name, "client.env"), [
-    `CLIENT_NAME=${o.name}`, `HOST=root@${o.addr}`, `SSH_PORT=${o.port}`, `SSH_IDENTITY=${o.key}`,
-    `DOMAIN=${o.name}.internal`, "ACCESS=internal", "PROFILE=16", `REMOTE_DIR=${o.remoteDir}`, "RUNTIME=native",
-    `MEMBER_ADDRESSES=${o.members}`, `HAPROXY_ADDRESS=${o.addr}`, `API_ADDRESS=${o.addr}`,
-  ].join("\n") + "\n");
+  writeFileSync(
+    join(clientsDir, o.name, "client.env"),
+    [
+      `CLIENT_NAME=${o.name}`,
+      `HOST=root@${o.addr}`,
+      `SSH_PORT=${o.port}`,
+      `SSH_IDENTITY=${o.key}`,
+      `DOMAIN=${o.name}.internal`,
+      "ACCESS=internal",
+      "PROFILE=16",
+      `REMOTE_DIR=${o.remoteDir}`,
+      "RUNTIME=native",
+      `MEMBER_ADDRESSES=${o.members}`,
+      `HAPROXY_ADDRESS=${o.addr}`,
+      `API_ADDRESS=${o.addr}`,
+    ].join("\n") + "\n",
+  );
 }

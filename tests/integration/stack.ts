@@ -10,7 +10,8 @@ import { waitHealthy } from "../../scripts/lib/cluster-ops";
 import { ensureSecrets } from "../../scripts/lib/secrets";
 
 export const TEST_STACK = process.env.STACK ?? "test";
-if (TEST_STACK === "dev") throw new Error("integration tests never run against the dev stack: use STACK=test (make test-integration)");
+if (TEST_STACK === "dev")
+  throw new Error("integration tests never run against the dev stack: use STACK=test (make test-integration)");
 
 export function testConfig(): Config {
   const cfg = loadConfig(TEST_STACK);
@@ -29,7 +30,12 @@ export function runScript(script: string, args: string[] = [], env: Record<strin
     input,
     timeout: 600_000,
   });
-  return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: (r.stdout ?? "") + (r.stderr ?? "") };
+  return {
+    code: r.status ?? -1,
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? "",
+    out: (r.stdout ?? "") + (r.stderr ?? ""),
+  };
 }
 
 /** Wait until the cluster is back to 3 members, 1 leader, 1 sync standby. */

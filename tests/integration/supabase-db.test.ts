@@ -22,7 +22,11 @@ import { runScript, testConfig } from "./stack";
 const cfg = testConfig();
 const [DEV, STAGING] = cfg.databases as [string, string, string];
 
-async function q<T = Record<string, unknown>>(sql: string, params: unknown[] = [], database = "postgres"): Promise<T[]> {
+async function q<T = Record<string, unknown>>(
+  sql: string,
+  params: unknown[] = [],
+  database = "postgres",
+): Promise<T[]> {
   const c = await connect(cfg, { database });
   try {
     return (await c.query(sql, params)).rows as T[];
@@ -41,7 +45,8 @@ async function walLevelOn(m: (typeof cfg.members)[number]) {
   }
 }
 
-const schemaAcl = (owner: string, o: string) => `{${owner}=UC/${owner},anon=U/${o},authenticated=U/${o},service_role=U/${o}}`;
+const schemaAcl = (owner: string, o: string) =>
+  `{${owner}=UC/${owner},anon=U/${o},authenticated=U/${o},service_role=U/${o}}`;
 
 describe("every environment database is prepared for Supabase", () => {
   for (const db of cfg.databases) {
@@ -56,14 +61,28 @@ describe("every environment database is prepared for Supabase", () => {
         { nspname: "auth", owner: "supabase_auth_admin", acl: schemaAcl("supabase_auth_admin", "supabase_auth_admin") },
         { nspname: "extensions", owner: db, acl: schemaAcl(db, db) },
         { nspname: "graphql_public", owner: db, acl: schemaAcl(db, db) },
-        { nspname: "public", owner: "pg_database_owner", acl: "{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner,anon=U/pg_database_owner,authenticated=U/pg_database_owner,service_role=U/pg_database_owner}" },
-        { nspname: "storage", owner: "supabase_storage_admin", acl: schemaAcl("supabase_storage_admin", "supabase_storage_admin") },
+        {
+          nspname: "public",
+          owner: "pg_database_owner",
+          acl: "{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner,anon=U/pg_database_owner,authenticated=U/pg_database_owner,service_role=U/pg_database_owner}",
+        },
+        {
+          nspname: "storage",
+          owner: "supabase_storage_admin",
+          acl: schemaAcl("supabase_storage_admin", "supabase_storage_admin"),
+        },
       ]);
     });
 
     test(`${db}: owned by its own role; CONNECT for it and the services, CREATE for GoTrue and Storage, none for PUBLIC`, async () => {
-      const [row] = await q<{ owner: string; acl: string }>("SELECT pg_get_userbyid(datdba) AS owner, datacl::text AS acl FROM pg_database WHERE datname = $1", [db]);
-      expect(row).toEqual({ owner: db, acl: `{=T/${db},${db}=CTc/${db},authenticator=c/${db},supabase_auth_admin=Cc/${db},supabase_storage_admin=Cc/${db}}` });
+      const [row] = await q<{ owner: string; acl: string }>(
+        "SELECT pg_get_userbyid(datdba) AS owner, datacl::text AS acl FROM pg_database WHERE datname = $1",
+        [db],
+      );
+      expect(row).toEqual({
+        owner: db,
+        acl: `{=T/${db},${db}=CTc/${db},authenticator=c/${db},supabase_auth_admin=Cc/${db},supabase_storage_admin=Cc/${db}}`,
+      });
     });
 
     test(`${db}: default privileges for the API roles on the owner's objects in public and storage_admin's in storage`, async () => {
@@ -72,25 +91,50 @@ describe("every environment database is prepared for Supabase", () => {
         [],
         db,
       );
-      const all = (grantor: string, p: string) => `{anon=${p}/${grantor},authenticated=${p}/${grantor},service_role=${p}/${grantor}}`;
-      expect(rows).toEqual([
-        { role: db, schema: "public", type: "S", acl: all(db, "rwU") },
-        { role: db, schema: "public", type: "f", acl: all(db, "X") },
-        { role: db, schema: "public", type: "r", acl: all(db, "arwdDxt") },
-        { role: "supabase_storage_admin", schema: "storage", type: "S", acl: all("supabase_storage_admin", "rwU") },
-        { role: "supabase_storage_admin", schema: "storage", type: "f", acl: all("supabase_storage_admin", "X") },
-        { role: "supabase_storage_admin", schema: "storage", type: "r", acl: all("supabase_storage_admin", "arwdDxt") },
-      ].sort((a, b) => (a.role + a.schema + a.type < b.role + b.schema + b.type ? -1 : 1)));
+      const all = (grantor: string, p: string) =>
+        `{anon=${p}/${grantor},authenticated=${p}/${grantor},service_role=${p}/${grantor}}`;
+      expect(rows).toEqual(
+        [
+          { role: db, schema: "public", type: "S", acl: all(db, "rwU") },
+          { role: db, schema: "public", type: "f", acl: all(db, "X") },
+          { role: db, schema: "public", type: "r", acl: all(db, "arwdDxt") },
+          { role: "supabase_storage_admin", schema: "storage", type: "S", acl: all("supabase_storage_admin", "rwU") },
+          { role: "supabase_storage_admin", schema: "storage", type: "f", acl: all("supabase_storage_admin", "X") },
+          {
+            role: "supabase_storage_admin",
+            schema: "storage",
+            type: "r",
+            acl: all("supabase_storage_admin", "arwdDxt"),
+          },
+        ].sort((a, b) => (a.role + a.schema + a.type < b.role + b.schema + b.type ? -1 : 1)),
+      );
     });
 
     test(`${db}: the supabase_realtime publication exists, empty, for all operations`, async () => {
-      const rows = await q("SELECT pubname, pg_get_userbyid(pubowner) AS owner, puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, (SELECT count(*)::int FROM pg_publication_tables t WHERE t.pubname = p.pubname) AS tables FROM pg_publication p", [], db);
-      expect(rows).toEqual([{ pubname: "supabase_realtime", owner: "postgres", puballtables: false, pubinsert: true, pubupdate: true, pubdelete: true, pubtruncate: true, tables: 0 }]);
+      const rows = await q(
+        "SELECT pubname, pg_get_userbyid(pubowner) AS owner, puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, (SELECT count(*)::int FROM pg_publication_tables t WHERE t.pubname = p.pubname) AS tables FROM pg_publication p",
+        [],
+        db,
+      );
+      expect(rows).toEqual([
+        {
+          pubname: "supabase_realtime",
+          owner: "postgres",
+          puballtables: false,
+          pubinsert: true,
+          pubupdate: true,
+          pubdelete: true,
+          pubtruncate: true,
+          tables: 0,
+        },
+      ]);
     });
   }
 
   test("role settings: search_path of the services, storage.install_roles, the API roles' statement timeouts", async () => {
-    const rows = await q("SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = 0 AND r.rolname IN ('anon','authenticated','service_role','authenticator','supabase_auth_admin','supabase_storage_admin') ORDER BY 1");
+    const rows = await q(
+      "SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = 0 AND r.rolname IN ('anon','authenticated','service_role','authenticator','supabase_auth_admin','supabase_storage_admin') ORDER BY 1",
+    );
     expect(rows).toEqual([
       { rolname: "anon", setconfig: ["statement_timeout=3s"] },
       { rolname: "authenticated", setconfig: ["statement_timeout=8s"] },
@@ -116,7 +160,10 @@ describe("every environment database is prepared for Supabase", () => {
     expect(conf?.body?.postgresql?.parameters?.wal_level).toBe("logical");
     for (const m of cfg.members) {
       expect(await walLevelOn(m)).toEqual({ member: m.name, wal_level: "logical" });
-      expect({ member: m.name, pending: Boolean((await restGet(m, "/patroni"))?.body?.pending_restart) }).toEqual({ member: m.name, pending: false });
+      expect({ member: m.name, pending: Boolean((await restGet(m, "/patroni"))?.body?.pending_restart) }).toEqual({
+        member: m.name,
+        pending: false,
+      });
     }
   });
 
@@ -131,7 +178,11 @@ describe("a fact taken away is put back, and named", () => {
     await q("ALTER ROLE supabase_auth_admin RESET search_path");
     await q(`REVOKE CREATE ON DATABASE ${STAGING} FROM supabase_storage_admin`);
     await q("DROP SCHEMA graphql_public", [], STAGING);
-    await q(`ALTER DEFAULT PRIVILEGES FOR ROLE ${STAGING} IN SCHEMA public REVOKE ALL ON TABLES FROM anon`, [], STAGING);
+    await q(
+      `ALTER DEFAULT PRIVILEGES FOR ROLE ${STAGING} IN SCHEMA public REVOKE ALL ON TABLES FROM anon`,
+      [],
+      STAGING,
+    );
     await q("DROP PUBLICATION supabase_realtime", [], STAGING);
     expect(await prepareSupabaseStack(cfg)).toEqual([
       "role supabase_auth_admin: search_path = auth",
@@ -153,11 +204,26 @@ describe("the main app's env files, one per environment", () => {
       const path = envFilePath(cfg, db);
       expect(statSync(path).mode & 0o777).toBe(0o600);
       const v = parseDotenv(readFileSync(path));
-      expect(Object.keys(v)).toEqual(["DATABASE_URL", "DIRECT_URL", "SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "API_PORT"]);
+      expect(Object.keys(v)).toEqual([
+        "DATABASE_URL",
+        "DIRECT_URL",
+        "SUPABASE_URL",
+        "SUPABASE_ANON_KEY",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "API_PORT",
+      ]);
       const pooled = new URL(v.DATABASE_URL!);
       const direct = new URL(v.DIRECT_URL!);
-      expect([pooled.username, pooled.host, pooled.pathname]).toEqual([db, `${cfg.pool.address}:${cfg.pool.port}`, `/${db}`]);
-      expect([direct.username, direct.host, direct.pathname]).toEqual([db, `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`, `/${db}`]);
+      expect([pooled.username, pooled.host, pooled.pathname]).toEqual([
+        db,
+        `${cfg.pool.address}:${cfg.pool.port}`,
+        `/${db}`,
+      ]);
+      expect([direct.username, direct.host, direct.pathname]).toEqual([
+        db,
+        `${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
+        `/${db}`,
+      ]);
       expect(v.SUPABASE_URL).toBe(`http://${cfg.api.address}:${cfg.api.port}/${db}`);
       expect(v.API_PORT).toBe(PORTS[env]);
     });
@@ -167,7 +233,9 @@ describe("the main app's env files, one per environment", () => {
       expect((await verifyApiKey(v.SUPABASE_ANON_KEY!, jwtSecretFor(cfg, db), "anon")).ok).toBe(true);
       expect((await verifyApiKey(v.SUPABASE_SERVICE_ROLE_KEY!, jwtSecretFor(cfg, db), "service_role")).ok).toBe(true);
       const other = cfg.databases.find((d) => d !== db)!;
-      expect((await verifyApiKey(v.SUPABASE_ANON_KEY!, jwtSecretFor(cfg, other), "anon")).problem).toBe("signature does not verify against JWT_SECRET");
+      expect((await verifyApiKey(v.SUPABASE_ANON_KEY!, jwtSecretFor(cfg, other), "anon")).problem).toBe(
+        "signature does not verify against JWT_SECRET",
+      );
     });
 
     test(`${db}: its role is no superuser, reaches its database through pgbouncer and HAProxy, and cannot connect to any other`, async () => {
@@ -176,8 +244,17 @@ describe("the main app's env files, one per environment", () => {
         const u = new URL(url);
         let c: pg.Client | undefined;
         try {
-          c = await connect(cfg, { target: { host: u.hostname, port: Number(u.port) }, user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database: database ?? u.pathname.slice(1) });
-          const r = (await c.query("SELECT current_user AS u, current_database() AS d, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su")).rows[0];
+          c = await connect(cfg, {
+            target: { host: u.hostname, port: Number(u.port) },
+            user: decodeURIComponent(u.username),
+            password: decodeURIComponent(u.password),
+            database: database ?? u.pathname.slice(1),
+          });
+          const r = (
+            await c.query(
+              "SELECT current_user AS u, current_database() AS d, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su",
+            )
+          ).rows[0];
           return `${r.u}@${r.d} super=${r.su}`;
         } catch (e) {
           return (e as Error).message;
@@ -238,7 +315,9 @@ describe("make keys", () => {
 describe("a cluster bootstrapped with wal_level replica (before this version)", () => {
   test("gets logical through the DCS, and its members restart one at a time, replicas first, the leader last", async () => {
     // Make it the older cluster: replica in the DCS, applied.
-    const res = await restSend(cfg, cfg.members[0]!, "PATCH", "/config", { postgresql: { parameters: { wal_level: "replica" } } });
+    const res = await restSend(cfg, cfg.members[0]!, "PATCH", "/config", {
+      postgresql: { parameters: { wal_level: "replica" } },
+    });
     expect(res.status).toBe(200);
     await restartPending(cfg, "test set-up: wal_level replica");
     const leader = (await clusterView(cfg))!.members.find((m) => m.role === "leader")!.name;

@@ -22,7 +22,8 @@ const routes = supabaseRoutes(cfg, []);
 const servers: ReturnType<typeof Bun.serve>[] = [];
 
 /** What supabase-js 2.109.0 does with SUPABASE_URL (dist/index.mjs: new URL("rest/v1", ensureTrailingSlash(url))). */
-const endpoint = (supabaseUrl: string, service: string) => new URL(service, supabaseUrl.endsWith("/") ? supabaseUrl : `${supabaseUrl}/`).href;
+const endpoint = (supabaseUrl: string, service: string) =>
+  new URL(service, supabaseUrl.endsWith("/") ? supabaseUrl : `${supabaseUrl}/`).href;
 
 beforeAll(() => {
   const listen = (hostport: string, service: string, database: string) => {
@@ -63,18 +64,36 @@ describe("each environment's SUPABASE_URL reaches its own upstreams through ngin
     };
 
     test(`${db}: rest/v1, auth/v1, storage/v1 reach ${db}'s PostgREST, GoTrue and Storage with the prefix stripped`, async () => {
-      expect(await get(`${endpoint(url(), "rest/v1")}/todos?select=*`)).toEqual({ status: 200, database: db, body: { service: "rest", database: db, path: "/todos?select=*", host: cfg.api.address } });
-      expect(await get(`${endpoint(url(), "auth/v1")}/token?grant_type=password`)).toEqual({ status: 200, database: db, body: { service: "auth", database: db, path: "/token?grant_type=password", host: cfg.api.address } });
-      expect(await get(`${endpoint(url(), "storage/v1")}/object/public/avatars/a.png`)).toEqual({ status: 200, database: db, body: { service: "storage", database: db, path: "/object/public/avatars/a.png", host: cfg.api.address } });
+      expect(await get(`${endpoint(url(), "rest/v1")}/todos?select=*`)).toEqual({
+        status: 200,
+        database: db,
+        body: { service: "rest", database: db, path: "/todos?select=*", host: cfg.api.address },
+      });
+      expect(await get(`${endpoint(url(), "auth/v1")}/token?grant_type=password`)).toEqual({
+        status: 200,
+        database: db,
+        body: { service: "auth", database: db, path: "/token?grant_type=password", host: cfg.api.address },
+      });
+      expect(await get(`${endpoint(url(), "storage/v1")}/object/public/avatars/a.png`)).toEqual({
+        status: 200,
+        database: db,
+        body: { service: "storage", database: db, path: "/object/public/avatars/a.png", host: cfg.api.address },
+      });
     });
 
     test(`${db}: realtime/v1 reaches the one Realtime with ${db} as the tenant (Host)`, async () => {
-      expect(await get(`${endpoint(url(), "realtime/v1")}/websocket?vsn=1.0.0`)).toEqual({ status: 200, database: db, body: { service: "realtime", database: "*", path: "/socket/websocket?vsn=1.0.0", host: db } });
+      expect(await get(`${endpoint(url(), "realtime/v1")}/websocket?vsn=1.0.0`)).toEqual({
+        status: 200,
+        database: db,
+        body: { service: "realtime", database: "*", path: "/socket/websocket?vsn=1.0.0", host: db },
+      });
     });
   }
 
   test("a database without a route reaches none of them (the gateway placeholder answers 502)", async () => {
-    const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/not_a_database/rest/v1/todos`, { headers: { Connection: "close" } });
+    const res = await fetch(`http://${cfg.api.address}:${cfg.api.port}/not_a_database/rest/v1/todos`, {
+      headers: { Connection: "close" },
+    });
     expect([res.status, res.headers.get("x-pgplatform-database")]).toEqual([502, null]);
   });
 });

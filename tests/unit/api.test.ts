@@ -3,7 +3,23 @@ import { expect, test } from "bun:test";
 import * as api from "../../scripts/api";
 
 test("the verbs, the runner and the error type are exported as functions", () => {
-  const names = ["devUp", "devDown", "status", "backup", "restore", "switchover", "migrationPlan", "newApp", "removeApp", "listApps", "$", "run", "start", "within", "ToolkitError"] as const;
+  const names = [
+    "devUp",
+    "devDown",
+    "status",
+    "backup",
+    "restore",
+    "switchover",
+    "migrationPlan",
+    "newApp",
+    "removeApp",
+    "listApps",
+    "$",
+    "run",
+    "start",
+    "within",
+    "ToolkitError",
+  ] as const;
   const kinds = new Map(Object.entries(api).map(([k, v]) => [k, typeof v]));
   expect(names.filter((n) => kinds.get(n) !== "function")).toEqual([]);
 });

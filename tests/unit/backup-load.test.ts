@@ -38,15 +38,21 @@ describe("planData: who loads each table's rows", () => {
       { label: "public t a", owner: "b", ownerIsSuper: true },
       { label: "public t", owner: "a b", ownerIsSuper: false },
     ];
-    expect(() => planData(parseToc(list), tables)).toThrow(/cannot tell which role owns the rows of "public t a b" \(2 tables match/);
+    expect(() => planData(parseToc(list), tables)).toThrow(
+      /cannot tell which role owns the rows of "public t a b" \(2 tables match/,
+    );
   });
 
   test("a newline in a name matches the space pg_restore prints for it", () => {
-    const p = planData(parseToc("11; 0 2 TABLE DATA public two lines app_a"), [{ label: "public two\nlines", owner: "app_a", ownerIsSuper: false }]);
+    const p = planData(parseToc("11; 0 2 TABLE DATA public two lines app_a"), [
+      { label: "public two\nlines", owner: "app_a", ownerIsSuper: false },
+    ]);
     expect([...p.byOwner.keys()]).toEqual(["app_a"]);
   });
 
   test("a data entry whose table is missing after the schema step is refused", () => {
-    expect(() => planData(parseToc("12; 0 3 TABLE DATA public gone app_a"), TABLES)).toThrow(/"public gone app_a" \(0 tables match/);
+    expect(() => planData(parseToc("12; 0 3 TABLE DATA public gone app_a"), TABLES)).toThrow(
+      /"public gone app_a" \(0 tables match/,
+    );
   });
 });

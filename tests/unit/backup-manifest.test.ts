@@ -5,7 +5,17 @@
  * each guard in manifest.ts and retention.ts fails a test when removed (make mutation).
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
@@ -25,7 +35,11 @@ import {
 } from "../../scripts/lib/backup/manifest";
 import { applyRetention, isoWeekKey, planRetention, retentionItems } from "../../scripts/lib/backup/retention";
 
-const base = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", isRoot: false });
+const base = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), {
+  file: "envs/test.env",
+  stack: "test",
+  isRoot: false,
+});
 const ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
 let root: string;
@@ -56,7 +70,13 @@ const manifest = (id: string, over: Partial<Manifest> = {}): Manifest => ({
   jobs: 2,
   databases: [{ name: "app_db", dir: "db/app_db", sizeBytes: 10, tables: [], member: "pg2", walPosition: "0/3000000" }],
   files: [],
-  verification: { ok: true, at: "2026-11-21T02:01:00.000Z", ms: 1000, checks: { files: true, restore: true, rowCounts: true }, problems: [] },
+  verification: {
+    ok: true,
+    at: "2026-11-21T02:01:00.000Z",
+    ms: 1000,
+    checks: { files: true, restore: true, rowCounts: true },
+    problems: [],
+  },
   ...over,
 });
 
@@ -66,7 +86,14 @@ function backup(id: string, good: boolean, dbs = ["app_db"]): Manifest {
   mkdirSync(dir, { recursive: true });
   const m = manifest(id, {
     status: good ? "verified" : "failed",
-    databases: dbs.map((name) => ({ name, dir: `db/${name}`, sizeBytes: 10, tables: [], member: "pg2", walPosition: "0/3000000" })),
+    databases: dbs.map((name) => ({
+      name,
+      dir: `db/${name}`,
+      sizeBytes: 10,
+      tables: [],
+      member: "pg2",
+      walPosition: "0/3000000",
+    })),
   });
   writeManifest(dir, m);
   return m;
@@ -88,7 +115,11 @@ describe("manifest files", () => {
 
   test("a missing manifest: NO_MANIFEST naming the path", () => {
     const e = caught(() => readManifest(root));
-    expect([e.code, e.message, e.fix]).toEqual(["NO_MANIFEST", `${join(root, "manifest.json")} does not exist`, "this folder is not a complete backup; run `make backup-list`"]);
+    expect([e.code, e.message, e.fix]).toEqual([
+      "NO_MANIFEST",
+      `${join(root, "manifest.json")} does not exist`,
+      "this folder is not a complete backup; run `make backup-list`",
+    ]);
   });
 
   test("a damaged manifest: BAD_MANIFEST naming the path and the parser's complaint", () => {
@@ -105,7 +136,11 @@ describe("manifest files", () => {
     expect(readdirSync(root)).toEqual([]);
     writeManifest(root, manifest("20261121T020000Z"));
     markFailed(root, new Error("pg_dump exited 1"));
-    expect(readManifest(root)).toEqual({ ...manifest("20261121T020000Z"), status: "failed", error: "pg_dump exited 1" });
+    expect(readManifest(root)).toEqual({
+      ...manifest("20261121T020000Z"),
+      status: "failed",
+      error: "pg_dump exited 1",
+    });
     writeFileSync(join(root, "manifest.json"), "{ not json");
     expect(() => markFailed(root, new Error("x"))).not.toThrow();
     expect(readFileSync(join(root, "manifest.json"), "utf8")).toBe("{ not json");
@@ -126,7 +161,18 @@ describe("listing", () => {
     expect(listBackups(cfg)).toEqual([
       a,
       b,
-      { format: 1, id: "20261122T020000Z", stack: "test", cluster: "pgplatform-test", status: "failed", startedAt: "", jobs: 0, databases: [], files: [], error: "no readable manifest" },
+      {
+        format: 1,
+        id: "20261122T020000Z",
+        stack: "test",
+        cluster: "pgplatform-test",
+        status: "failed",
+        startedAt: "",
+        jobs: 0,
+        databases: [],
+        files: [],
+        error: "no readable manifest",
+      },
     ]);
   });
 
@@ -147,11 +193,23 @@ describe("which backup a restore uses", () => {
     expect(findBackup(cfg, "20261121T020000Z")).toEqual(failed);
     expect(findBackup(cfg, "20261121T020000Z", "other_db")).toEqual(failed);
     const bad = caught(() => findBackup(cfg, "yesterday"));
-    expect([bad.code, bad.message, bad.fix]).toEqual(["BAD_BACKUP_ID", `"yesterday" is not a backup id (like 20261121T020000Z)`, "run `make backup-list` for the ids"]);
+    expect([bad.code, bad.message, bad.fix]).toEqual([
+      "BAD_BACKUP_ID",
+      `"yesterday" is not a backup id (like 20261121T020000Z)`,
+      "run `make backup-list` for the ids",
+    ]);
     const unknown = caught(() => findBackup(cfg, "20261119T020000Z"));
-    expect([unknown.code, unknown.message, unknown.fix]).toEqual(["UNKNOWN_BACKUP", `no backup 20261119T020000Z in ${cfg.backup.dir}`, "run `make backup-list` for the ids"]);
+    expect([unknown.code, unknown.message, unknown.fix]).toEqual([
+      "UNKNOWN_BACKUP",
+      `no backup 20261119T020000Z in ${cfg.backup.dir}`,
+      "run `make backup-list` for the ids",
+    ]);
     const nodb = caught(() => findBackup(cfg, "20261121T020000Z", "third_db"));
-    expect([nodb.code, nodb.message, nodb.fix]).toEqual(["UNKNOWN_DATABASE", "backup 20261121T020000Z has no database third_db (it has app_db, other_db)", "pick another backup with FROM=<id>"]);
+    expect([nodb.code, nodb.message, nodb.fix]).toEqual([
+      "UNKNOWN_DATABASE",
+      "backup 20261121T020000Z has no database third_db (it has app_db, other_db)",
+      "pick another backup with FROM=<id>",
+    ]);
   });
 
   test("without an id: the newest good backup, or the newest good one holding the database", () => {
@@ -167,17 +225,30 @@ describe("which backup a restore uses", () => {
     backup("20261119T020000Z", true, ["app_db", "other_db"]);
     backup("20261120T020000Z", false, ["app_db"]);
     const e = caught(() => findBackup(cfg, undefined, "third_db"));
-    expect([e.code, e.message, e.fix]).toEqual(["UNKNOWN_DATABASE", "no backup contains a database third_db", "backed-up databases: app_db, other_db"]);
+    expect([e.code, e.message, e.fix]).toEqual([
+      "UNKNOWN_DATABASE",
+      "no backup contains a database third_db",
+      "backed-up databases: app_db, other_db",
+    ]);
   });
 
   test("no good backup: NO_GOOD_BACKUP, naming the database when one was asked for", () => {
     const none = caught(() => findBackup(cfg, undefined));
-    expect([none.code, none.message, none.fix]).toEqual(["NO_GOOD_BACKUP", `no verified backup in ${cfg.backup.dir}`, "run `make backup` (or pass FROM=<id> to use an unverified one)"]);
-    expect(caught(() => findBackup(cfg, undefined, "app_db")).message).toBe(`no verified backup of app_db in ${cfg.backup.dir}`);
+    expect([none.code, none.message, none.fix]).toEqual([
+      "NO_GOOD_BACKUP",
+      `no verified backup in ${cfg.backup.dir}`,
+      "run `make backup` (or pass FROM=<id> to use an unverified one)",
+    ]);
+    expect(caught(() => findBackup(cfg, undefined, "app_db")).message).toBe(
+      `no verified backup of app_db in ${cfg.backup.dir}`,
+    );
     backup("20261120T020000Z", false, ["other_db", "app_db"]);
     backup("20261121T020000Z", true, ["other_db"]);
     const onlyFailed = caught(() => findBackup(cfg, undefined, "app_db"));
-    expect([onlyFailed.code, onlyFailed.message]).toEqual(["NO_GOOD_BACKUP", `no verified backup of app_db in ${cfg.backup.dir}`]);
+    expect([onlyFailed.code, onlyFailed.message]).toEqual([
+      "NO_GOOD_BACKUP",
+      `no verified backup of app_db in ${cfg.backup.dir}`,
+    ]);
   });
 });
 
@@ -191,7 +262,12 @@ describe("file hashes", () => {
     writeFileSync(join(root, "manifest.json"), "{}");
     writeFileSync(join(root, ".manifest.json.tmp"), "{}");
     symlinkSync("/etc/hostname", join(root, "link"));
-    expect(filesBelow(root)).toEqual(["db/app_db/3344.dat.gz", "db/app_db/toc.dat", "globals.sql", "notes.manifest.json"]);
+    expect(filesBelow(root)).toEqual([
+      "db/app_db/3344.dat.gz",
+      "db/app_db/toc.dat",
+      "globals.sql",
+      "notes.manifest.json",
+    ]);
   });
 
   test("sha256 and size of each file, sorted by path; only the paths asked for", async () => {

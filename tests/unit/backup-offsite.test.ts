@@ -13,21 +13,41 @@ import { offsiteTarget, passphraseWarning } from "../../scripts/lib/backup/offsi
 import { renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
 
 const TEST_ENV = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8");
-const S3 = "\nBACKUP_OFFSITE=s3\nBACKUP_OFFSITE_S3_BUCKET=acme-backups\nBACKUP_OFFSITE_S3_REGION=fsn1\nBACKUP_OFFSITE_S3_ENDPOINT=fsn1.your-objectstorage.com\n";
-const load = (extra: string): Config => parseConfig(TEST_ENV + extra, { file: "envs/test.env", stack: "test", isRoot: false });
+const S3 =
+  "\nBACKUP_OFFSITE=s3\nBACKUP_OFFSITE_S3_BUCKET=acme-backups\nBACKUP_OFFSITE_S3_REGION=fsn1\nBACKUP_OFFSITE_S3_ENDPOINT=fsn1.your-objectstorage.com\n";
+const load = (extra: string): Config =>
+  parseConfig(TEST_ENV + extra, { file: "envs/test.env", stack: "test", isRoot: false });
 const SECRETS = { key: "AKID", secret: "s3cr3t", cipherPass: "pass-phrase" };
 
 describe("off-site settings", () => {
   test("defaults: none, aes-256-cbc, 8 full / 7 diff, path from the cluster name, weekly drill", () => {
-    expect(load("").backup.offsite).toEqual({ kind: "none", path: "/pgplatform/pgplatform-test", s3: { bucket: "", region: "", endpoint: "", port: 443, uriStyle: "host", caFile: "" }, cipher: "aes-256-cbc", retentionFull: 8, retentionDiff: 7, drillSchedule: "45 3 * * 0" });
+    expect(load("").backup.offsite).toEqual({
+      kind: "none",
+      path: "/pgplatform/pgplatform-test",
+      s3: { bucket: "", region: "", endpoint: "", port: 443, uriStyle: "host", caFile: "" },
+      cipher: "aes-256-cbc",
+      retentionFull: 8,
+      retentionDiff: 7,
+      drillSchedule: "45 3 * * 0",
+    });
   });
 
   test("s3 needs bucket, region and endpoint, each named with its fix", () => {
-    expect(() => load("\nBACKUP_OFFSITE=s3\n")).toThrow("envs/test.env: BACKUP_OFFSITE_S3_BUCKET: is required with BACKUP_OFFSITE=s3");
-    expect(() => load("\nBACKUP_OFFSITE=s3\nBACKUP_OFFSITE_S3_BUCKET=acme-backups\n")).toThrow("BACKUP_OFFSITE_S3_REGION: is required");
-    expect(() => load(S3.replace("BACKUP_OFFSITE_S3_ENDPOINT=fsn1.your-objectstorage.com", "BACKUP_OFFSITE_S3_ENDPOINT=https://x"))).toThrow("BACKUP_OFFSITE_S3_ENDPOINT: must be host or host:port, without https://");
+    expect(() => load("\nBACKUP_OFFSITE=s3\n")).toThrow(
+      "envs/test.env: BACKUP_OFFSITE_S3_BUCKET: is required with BACKUP_OFFSITE=s3",
+    );
+    expect(() => load("\nBACKUP_OFFSITE=s3\nBACKUP_OFFSITE_S3_BUCKET=acme-backups\n")).toThrow(
+      "BACKUP_OFFSITE_S3_REGION: is required",
+    );
+    expect(() =>
+      load(
+        S3.replace("BACKUP_OFFSITE_S3_ENDPOINT=fsn1.your-objectstorage.com", "BACKUP_OFFSITE_S3_ENDPOINT=https://x"),
+      ),
+    ).toThrow("BACKUP_OFFSITE_S3_ENDPOINT: must be host or host:port, without https://");
     expect(() => load("\nBACKUP_OFFSITE=ftp\n")).toThrow("BACKUP_OFFSITE: must be s3, ssh or none");
-    expect(() => load(S3 + "BACKUP_OFFSITE_S3_CA_FILE=ca.pem\n")).toThrow("BACKUP_OFFSITE_S3_CA_FILE: must be an absolute path or empty");
+    expect(() => load(S3 + "BACKUP_OFFSITE_S3_CA_FILE=ca.pem\n")).toThrow(
+      "BACKUP_OFFSITE_S3_CA_FILE: must be an absolute path or empty",
+    );
   });
 
   test("ssh is refused with the reason (pgBackRest 2.45 backs up to a repository host only from that host)", () => {
@@ -35,12 +55,18 @@ describe("off-site settings", () => {
   });
 
   test("an endpoint's port is split off; 443 without one", () => {
-    expect(load(S3.replace("objectstorage.com", "objectstorage.com:9443")).backup.offsite.s3).toMatchObject({ endpoint: "fsn1.your-objectstorage.com", port: 9443 });
+    expect(load(S3.replace("objectstorage.com", "objectstorage.com:9443")).backup.offsite.s3).toMatchObject({
+      endpoint: "fsn1.your-objectstorage.com",
+      port: 9443,
+    });
   });
 });
 
 describe("the off-site repository in pgbackrest.conf", () => {
-  const cfg = load(S3 + "BACKUP_OFFSITE_S3_URI_STYLE=path\nBACKUP_OFFSITE_S3_CA_FILE=/etc/ssl/store-ca.pem\nBACKUP_OFFSITE_RETENTION_FULL=12\n");
+  const cfg = load(
+    S3 +
+      "BACKUP_OFFSITE_S3_URI_STYLE=path\nBACKUP_OFFSITE_S3_CA_FILE=/etc/ssl/store-ca.pem\nBACKUP_OFFSITE_RETENTION_FULL=12\n",
+  );
 
   test("repo2: s3, TLS against the CA file, key, encryption on, its own retention", () => {
     expect(offsiteRepoLines(cfg, 2, SECRETS).slice(1)).toEqual([
@@ -64,13 +90,24 @@ describe("the off-site repository in pgbackrest.conf", () => {
   });
 
   test("BACKUP_OFFSITE_CIPHER=none leaves the cipher out; none at all renders nothing", () => {
-    expect(offsiteRepoLines(load(S3 + "BACKUP_OFFSITE_CIPHER=none\n"), 2, SECRETS).some((l) => l.includes("cipher-"))).toBe(false);
+    expect(
+      offsiteRepoLines(load(S3 + "BACKUP_OFFSITE_CIPHER=none\n"), 2, SECRETS).some((l) => l.includes("cipher-")),
+    ).toBe(false);
     expect(offsiteRepoLines(load(""), 2, SECRETS)).toEqual([]);
     expect(renderPgbackrestConf(load(""))).not.toContain("repo2-");
   });
 
   test("the off-site-only config has the off-site repository as repo1 and no local repository", () => {
-    const main = ["[global]", "repo1-path=/local/repo", "repo1-retention-full=4", ...offsiteRepoLines(cfg, 2, SECRETS), "compress-type=lz4", "", "[pgplatform-test]", "pg1-path=/x"].join("\n");
+    const main = [
+      "[global]",
+      "repo1-path=/local/repo",
+      "repo1-retention-full=4",
+      ...offsiteRepoLines(cfg, 2, SECRETS),
+      "compress-type=lz4",
+      "",
+      "[pgplatform-test]",
+      "pg1-path=/x",
+    ].join("\n");
     const only = offsiteOnlyConf(main);
     expect(only).not.toContain("/local/repo");
     expect(only).not.toContain("repo2-");
@@ -80,7 +117,11 @@ describe("the off-site repository in pgbackrest.conf", () => {
   });
 
   test("missing secrets are named: key and secret for s3, the passphrase when encrypted", () => {
-    expect(offsiteSecretProblems(cfg, { key: "", secret: "", cipherPass: "" })).toEqual(["BACKUP_OFFSITE_S3_KEY (the store's access key id)", "BACKUP_OFFSITE_S3_KEY_SECRET (the store's secret key)", "BACKUP_OFFSITE_CIPHER_PASS (generated by make backup)"]);
+    expect(offsiteSecretProblems(cfg, { key: "", secret: "", cipherPass: "" })).toEqual([
+      "BACKUP_OFFSITE_S3_KEY (the store's access key id)",
+      "BACKUP_OFFSITE_S3_KEY_SECRET (the store's secret key)",
+      "BACKUP_OFFSITE_CIPHER_PASS (generated by make backup)",
+    ]);
     expect(offsiteSecretProblems(cfg, SECRETS)).toEqual([]);
   });
 
@@ -101,7 +142,18 @@ describe("reading back what pgBackRest encrypted", () => {
 
   test("EVP_BytesToKey matches OpenSSL's (openssl enc -aes-256-cbc -md sha1 -S 0102030405060708 -k pass -P)", () => {
     const { key, iv } = bytesToKey(Buffer.from("pass"), Buffer.from("0102030405060708", "hex"));
-    const r = Bun.spawnSync(["openssl", "enc", "-aes-256-cbc", "-md", "sha1", "-S", "0102030405060708", "-k", "pass", "-P"]);
+    const r = Bun.spawnSync([
+      "openssl",
+      "enc",
+      "-aes-256-cbc",
+      "-md",
+      "sha1",
+      "-S",
+      "0102030405060708",
+      "-k",
+      "pass",
+      "-P",
+    ]);
     const out = r.stdout.toString();
     expect(out).toContain(`key=${key.toString("hex").toUpperCase()}`);
     expect(out).toContain(`iv =${iv.toString("hex").toUpperCase()}`);
@@ -114,7 +166,9 @@ describe("reading back what pgBackRest encrypted", () => {
     const parts: Buffer[] = [];
     for (let i = 0; i < enc.length; i += 7) parts.push(d.push(enc.subarray(i, i + 7)));
     parts.push(d.end());
-    expect(createHash("sha256").update(Buffer.concat(parts)).digest("hex")).toBe(createHash("sha256").update(plain).digest("hex"));
+    expect(createHash("sha256").update(Buffer.concat(parts)).digest("hex")).toBe(
+      createHash("sha256").update(plain).digest("hex"),
+    );
   });
 
   test("a wrong passphrase or a plain file is a named error, never garbage", () => {
@@ -123,14 +177,25 @@ describe("reading back what pgBackRest encrypted", () => {
     const d = decryptor("wrong");
     d.push(enc);
     expect(() => d.end()).toThrow("does not decrypt with BACKUP_OFFSITE_CIPHER_PASS");
-    expect(() => decryptor("pw").push(Buffer.from("plain text, not encrypted"))).toThrow("not in pgBackRest's encrypted format");
+    expect(() => decryptor("pw").push(Buffer.from("plain text, not encrypted"))).toThrow(
+      "not in pgBackRest's encrypted format",
+    );
   });
 });
 
 describe("small pieces", () => {
   test("pgBackRest's error: its ERROR line, the store's code and message, hints; not the request dump", () => {
-    const out = ["P00 INFO: backup command begin", "ERROR: [039]: HTTP request failed with 403 (Forbidden):", "  *** Request Headers ***:", "  authorization: <redacted>", "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>", "       HINT: has a stanza-create been performed?"].join("\n");
-    expect(pgbackrestError(out)).toBe("ERROR: [039]: HTTP request failed with 403 (Forbidden):\nthe store answered SignatureDoesNotMatch: The request signature we calculated does not match\nHINT: has a stanza-create been performed?");
+    const out = [
+      "P00 INFO: backup command begin",
+      "ERROR: [039]: HTTP request failed with 403 (Forbidden):",
+      "  *** Request Headers ***:",
+      "  authorization: <redacted>",
+      "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>",
+      "       HINT: has a stanza-create been performed?",
+    ].join("\n");
+    expect(pgbackrestError(out)).toBe(
+      "ERROR: [039]: HTTP request failed with 403 (Forbidden):\nthe store answered SignatureDoesNotMatch: The request signature we calculated does not match\nHINT: has a stanza-create been performed?",
+    );
   });
 
   test("SOURCE is local or offsite", () => {
@@ -144,6 +209,8 @@ describe("small pieces", () => {
   });
 
   test("the drill's cron line", () => {
-    expect(cronLine(load(S3), "/b", DRILL_JOB)).toBe(`45 3 * * 0 cd ${ROOT_DIR} && STACK=test /b ${ROOT_DIR}/scripts/backup-drill.ts >> ${ROOT_DIR}/.state/test/logs/drill-cron.log 2>&1 # pgplatform drill test`);
+    expect(cronLine(load(S3), "/b", DRILL_JOB)).toBe(
+      `45 3 * * 0 cd ${ROOT_DIR} && STACK=test /b ${ROOT_DIR}/scripts/backup-drill.ts >> ${ROOT_DIR}/.state/test/logs/drill-cron.log 2>&1 # pgplatform drill test`,
+    );
   });
 });

@@ -9,12 +9,21 @@ import { compareTables, tableChecksumSql } from "../../scripts/lib/checksum";
 import { cronDFile, cronLine, mergeCrontab, cronTag } from "../../scripts/lib/backup/cron";
 import { chooseSource } from "../../scripts/lib/backup/logical";
 import { compareCounts, compareFiles } from "../../scripts/lib/backup/manifest";
-import { archiveCommand, chooseBackupType, pitrWindow, renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
+import {
+  archiveCommand,
+  chooseBackupType,
+  pitrWindow,
+  renderPgbackrestConf,
+} from "../../scripts/lib/backup/pgbackrest";
 import { parsePitrTarget } from "../../scripts/lib/backup/pitr";
 import { isoWeekKey, planRetention, type RetentionItem } from "../../scripts/lib/backup/retention";
 import { retargetDatabaseSql } from "../../scripts/lib/backup/restore";
 
-const cfg = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", isRoot: false });
+const cfg = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), {
+  file: "envs/test.env",
+  stack: "test",
+  isRoot: false,
+});
 
 describe("retention", () => {
   const at = (iso: string, good = true): RetentionItem => ({ id: iso, time: new Date(iso), good });
@@ -30,15 +39,33 @@ describe("retention", () => {
       at("2026-10-29T02:00:00Z"), // week 44: beyond 2 weeks
     ];
     const plan = planRetention(items, { daily: 2, weekly: 2 }, new Date("2026-11-22T12:00:00Z"));
-    expect(plan.keep.map((k) => k.id)).toEqual(["2026-11-21T02:00:00Z", "2026-11-20T14:00:00Z", "2026-11-12T02:00:00Z"]);
-    expect(plan.delete).toEqual(["2026-11-20T02:00:00Z", "2026-11-19T02:00:00Z", "2026-11-05T02:00:00Z", "2026-10-29T02:00:00Z"]);
+    expect(plan.keep.map((k) => k.id)).toEqual([
+      "2026-11-21T02:00:00Z",
+      "2026-11-20T14:00:00Z",
+      "2026-11-12T02:00:00Z",
+    ]);
+    expect(plan.delete).toEqual([
+      "2026-11-20T02:00:00Z",
+      "2026-11-19T02:00:00Z",
+      "2026-11-05T02:00:00Z",
+      "2026-10-29T02:00:00Z",
+    ]);
     expect(plan.keep[0]!.reasons).toContain("newest good backup");
   });
 
   test("never deletes the newest good backup, even when newer ones failed", () => {
-    const items = [at("2026-11-21T02:00:00Z", false), at("2026-11-20T02:00:00Z", false), at("2026-11-01T02:00:00Z", true), at("2026-10-01T02:00:00Z", false)];
+    const items = [
+      at("2026-11-21T02:00:00Z", false),
+      at("2026-11-20T02:00:00Z", false),
+      at("2026-11-01T02:00:00Z", true),
+      at("2026-10-01T02:00:00Z", false),
+    ];
     const plan = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-22T12:00:00Z"));
-    expect(plan.keep.map((k) => k.id)).toEqual(["2026-11-21T02:00:00Z", "2026-11-20T02:00:00Z", "2026-11-01T02:00:00Z"]);
+    expect(plan.keep.map((k) => k.id)).toEqual([
+      "2026-11-21T02:00:00Z",
+      "2026-11-20T02:00:00Z",
+      "2026-11-01T02:00:00Z",
+    ]);
     expect(plan.delete).toEqual(["2026-10-01T02:00:00Z"]);
   });
 
@@ -52,19 +79,31 @@ describe("retention", () => {
     const later = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-22T02:20:00Z"));
     expect(later.delete).toEqual(["2026-11-21T01:00:00Z", "2026-11-20T02:15:00Z"]);
     // Not verified: the 24 h grace is for good backups only.
-    const bad = planRetention([at("2026-11-21T02:15:00Z"), at("2026-11-21T01:00:00Z", false)], { daily: 1, weekly: 0 }, new Date("2026-11-21T02:20:00Z"));
+    const bad = planRetention(
+      [at("2026-11-21T02:15:00Z"), at("2026-11-21T01:00:00Z", false)],
+      { daily: 1, weekly: 0 },
+      new Date("2026-11-21T02:20:00Z"),
+    );
     expect(bad.delete).toEqual(["2026-11-21T01:00:00Z"]);
   });
 
   test("with no good backup nothing is deleted", () => {
-    const plan = planRetention([at("2026-11-21T02:00:00Z", false), at("2026-11-20T02:00:00Z", false)], { daily: 1, weekly: 1 });
+    const plan = planRetention([at("2026-11-21T02:00:00Z", false), at("2026-11-20T02:00:00Z", false)], {
+      daily: 1,
+      weekly: 1,
+    });
     expect(plan.delete).toEqual([]);
   });
 
   // `make backup ARGS='--db orchestrator_ai_dev'` deleted the only backup of brk2_db, taken minutes
   // before: the newest good backup of the day was kept whatever databases it held.
   test("retention is per database: a backup of one database never supersedes another database's backup", () => {
-    const of = (iso: string, databases: string[], good = true): RetentionItem => ({ id: iso, time: new Date(iso), good, databases });
+    const of = (iso: string, databases: string[], good = true): RetentionItem => ({
+      id: iso,
+      time: new Date(iso),
+      good,
+      databases,
+    });
     const items = [
       of("2026-11-21T10:05:00Z", ["orchestrator_ai_dev"]),
       of("2026-11-21T10:00:00Z", ["brk2_db"]),
@@ -73,8 +112,18 @@ describe("retention", () => {
     ];
     const plan = planRetention(items, { daily: 1, weekly: 1 });
     expect(plan.keep).toEqual([
-      { id: "2026-11-21T10:05:00Z", reasons: ["orchestrator_ai_dev: newest good backup", "orchestrator_ai_dev: daily 2026-11-21", "orchestrator_ai_dev: weekly 2026-W47"] },
-      { id: "2026-11-21T10:00:00Z", reasons: ["brk2_db: newest good backup", "brk2_db: daily 2026-11-21", "brk2_db: weekly 2026-W47"] },
+      {
+        id: "2026-11-21T10:05:00Z",
+        reasons: [
+          "orchestrator_ai_dev: newest good backup",
+          "orchestrator_ai_dev: daily 2026-11-21",
+          "orchestrator_ai_dev: weekly 2026-W47",
+        ],
+      },
+      {
+        id: "2026-11-21T10:00:00Z",
+        reasons: ["brk2_db: newest good backup", "brk2_db: daily 2026-11-21", "brk2_db: weekly 2026-W47"],
+      },
       { id: "2026-11-21T08:00:00Z", reasons: ["other_db: not verified, newer than the newest good backup"] },
     ]);
     expect(plan.delete).toEqual(["2026-11-21T09:00:00Z"]);
@@ -104,7 +153,10 @@ describe("manifest comparison", () => {
 
   test("row counts: a missing table and a wrong count are both reported", () => {
     const t = (table: string, rows: number) => ({ schema: "public", table, rows });
-    expect(compareCounts("db", [t("a", 5), t("b", 3)], [t("a", 4)])).toEqual(["db: table public.a has 4 rows after restore, manifest says 5", "db: table public.b missing after restore"]);
+    expect(compareCounts("db", [t("a", 5), t("b", 3)], [t("a", 4)])).toEqual([
+      "db: table public.a has 4 rows after restore, manifest says 5",
+      "db: table public.b missing after restore",
+    ]);
     expect(compareCounts("db", [t("a", 5)], [t("a", 5), t("new", 1)])).toEqual([]);
   });
 });
@@ -127,7 +179,10 @@ describe("cron", () => {
 
 describe("pgBackRest", () => {
   test("archive_command in patroni.yml.tmpl is the one ensureArchiving PATCHes", () => {
-    const tmpl = readFileSync(join(ROOT_DIR, "patroni/patroni.yml.tmpl"), "utf8").replace(/\$\{CLUSTER_NAME\}/g, cfg.clusterName);
+    const tmpl = readFileSync(join(ROOT_DIR, "patroni/patroni.yml.tmpl"), "utf8").replace(
+      /\$\{CLUSTER_NAME\}/g,
+      cfg.clusterName,
+    );
     const line = /archive_command: '(.*)'$/m.exec(tmpl)?.[1];
     expect(line).toBe(archiveCommand(cfg));
     expect(/archive_timeout: (\d+)/.exec(tmpl)?.[1]).toBe(String(cfg.backup.archiveTimeout));
@@ -147,17 +202,51 @@ describe("pgBackRest", () => {
     const now = new Date("2026-11-21T02:00:00Z");
     const s = (iso: string) => new Date(iso).getTime() / 1000;
     expect(chooseBackupType([], now, 7)).toBe("full");
-    expect(chooseBackupType([{ type: "full", start: s("2026-11-18T02:00:00Z") }, { type: "diff", start: s("2026-11-20T02:00:00Z") }], now, 7)).toBe("diff");
+    expect(
+      chooseBackupType(
+        [
+          { type: "full", start: s("2026-11-18T02:00:00Z") },
+          { type: "diff", start: s("2026-11-20T02:00:00Z") },
+        ],
+        now,
+        7,
+      ),
+    ).toBe("diff");
     expect(chooseBackupType([{ type: "full", start: s("2026-11-14T02:00:00Z") }], now, 7)).toBe("full");
   });
 });
 
 describe("source member", () => {
   test("prefers a streaming replica with the least lag, an async one before the sync standby; falls back to the leader", () => {
-    const m = (name: string, role: string, state: string, lag: number | string = 0) => ({ name, role, state, host: "h", port: 1, lag });
-    expect(chooseSource([m("pg1", "leader", "running"), m("pg2", "sync_standby", "streaming", 0), m("pg3", "replica", "streaming", 0)])?.name).toBe("pg3");
-    expect(chooseSource([m("pg1", "leader", "running"), m("pg2", "sync_standby", "streaming", 0), m("pg3", "replica", "streaming", 99_000_000)])?.name).toBe("pg2");
-    expect(chooseSource([m("pg1", "leader", "running"), m("pg2", "replica", "stopped"), m("pg3", "replica", "starting", "unknown")])?.name).toBe("pg1");
+    const m = (name: string, role: string, state: string, lag: number | string = 0) => ({
+      name,
+      role,
+      state,
+      host: "h",
+      port: 1,
+      lag,
+    });
+    expect(
+      chooseSource([
+        m("pg1", "leader", "running"),
+        m("pg2", "sync_standby", "streaming", 0),
+        m("pg3", "replica", "streaming", 0),
+      ])?.name,
+    ).toBe("pg3");
+    expect(
+      chooseSource([
+        m("pg1", "leader", "running"),
+        m("pg2", "sync_standby", "streaming", 0),
+        m("pg3", "replica", "streaming", 99_000_000),
+      ])?.name,
+    ).toBe("pg2");
+    expect(
+      chooseSource([
+        m("pg1", "leader", "running"),
+        m("pg2", "replica", "stopped"),
+        m("pg3", "replica", "starting", "unknown"),
+      ])?.name,
+    ).toBe("pg1");
   });
 });
 
@@ -210,22 +299,39 @@ describe("inputs", () => {
 });
 
 describe("content checksums and database properties (pure parts)", () => {
-
   test("a table is read ONLY itself, a partitioned one as its tree, columns in name order, quoted", () => {
     expect(tableChecksumSql({ schema: 'we"ird', table: "t\nx", kind: "table", columns: ["a", 'b"c'] })).toBe(
       `SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(ROW(x."a", x."b""c")::text, 0)), 0)::text AS h FROM ONLY "we""ird"."t\nx" AS x`,
     );
-    expect(tableChecksumSql({ schema: "s", table: "p", kind: "partitioned", columns: ["id"] })).toBe(`SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(ROW(x."id")::text, 0)), 0)::text AS h FROM "s"."p" AS x`);
+    expect(tableChecksumSql({ schema: "s", table: "p", kind: "partitioned", columns: ["id"] })).toBe(
+      `SELECT count(*)::bigint AS n, coalesce(sum(hashtextextended(ROW(x."id")::text, 0)), 0)::text AS h FROM "s"."p" AS x`,
+    );
   });
 
   test("same count, other content fails; partitions compare through their root; unlisted tables are named", () => {
-    const t = (table: string, rows: number, checksum?: string, extra: object = {}) => ({ schema: "public", table, rows, ...(checksum ? { checksum } : {}), ...extra });
-    expect(compareTables("db", [t("a", 5, "11")], [t("a", 5, "12")])).toEqual(["db: table public.a: same row count (5) but the content differs (checksum 12, manifest says 11)"]);
+    const t = (table: string, rows: number, checksum?: string, extra: object = {}) => ({
+      schema: "public",
+      table,
+      rows,
+      ...(checksum ? { checksum } : {}),
+      ...extra,
+    });
+    expect(compareTables("db", [t("a", 5, "11")], [t("a", 5, "12")])).toEqual([
+      "db: table public.a: same row count (5) but the content differs (checksum 12, manifest says 11)",
+    ]);
     expect(compareTables("db", [t("a", 5, "11")], [t("a", 5, "11")])).toEqual([]);
     const leaf = { kind: "partition", partitionOf: "public.p" };
-    expect(compareTables("db", [t("p", 9, "1", { kind: "partitioned" }), t("p0", 4, "2", leaf)], [t("p", 9, "1", { kind: "partitioned" }), t("p0", 6, "3", leaf)])).toEqual([]);
+    expect(
+      compareTables(
+        "db",
+        [t("p", 9, "1", { kind: "partitioned" }), t("p0", 4, "2", leaf)],
+        [t("p", 9, "1", { kind: "partitioned" }), t("p0", 6, "3", leaf)],
+      ),
+    ).toEqual([]);
     expect(compareTables("db", [t("p0", 4, "2", leaf)], [])).toEqual(["db: partition public.p0 missing after restore"]);
-    expect(compareCounts("db", [t("a", 5, "1")], [t("a", 5, "1"), t("new", 1, "2")])).toEqual(["db: table public.new after restore is not in the manifest"]);
+    expect(compareCounts("db", [t("a", 5, "1")], [t("a", 5, "1"), t("new", 1, "2")])).toEqual([
+      "db: table public.new after restore is not in the manifest",
+    ]);
   });
 
   const props = {
@@ -240,11 +346,23 @@ describe("content checksums and database properties (pure parts)", () => {
     comment: "it's\nmine",
     settings: ["app.settings.jwt_exp=3600"],
     roleSettings: [{ role: "anon", settings: ["statement_timeout=7s"] }],
-    create: { encoding: "UTF8", collate: "C.UTF-8", ctype: "C.UTF-8", localeProvider: "libc" as const, iculocale: null },
+    create: {
+      encoding: "UTF8",
+      collate: "C.UTF-8",
+      ctype: "C.UTF-8",
+      localeProvider: "libc" as const,
+      iculocale: null,
+    },
   };
 
   test("ACL and comment statements: revoke what is there, grant as the recorded grantor, comment as a literal", () => {
-    expect(aclAndCommentSql("db x", props, [{ grantee: "PUBLIC", grantor: "o", privilege: "CONNECT", grantable: false }, { grantee: "o", grantor: "o", privilege: "CREATE", grantable: false }, { grantee: "o", grantor: "o", privilege: "CONNECT", grantable: false }])).toEqual([
+    expect(
+      aclAndCommentSql("db x", props, [
+        { grantee: "PUBLIC", grantor: "o", privilege: "CONNECT", grantable: false },
+        { grantee: "o", grantor: "o", privilege: "CREATE", grantable: false },
+        { grantee: "o", grantor: "o", privilege: "CONNECT", grantable: false },
+      ]),
+    ).toEqual([
       'REVOKE ALL ON DATABASE "db x" FROM PUBLIC CASCADE',
       'REVOKE ALL ON DATABASE "db x" FROM "o" CASCADE',
       'GRANT TEMPORARY ON DATABASE "db x" TO PUBLIC',
@@ -252,11 +370,19 @@ describe("content checksums and database properties (pure parts)", () => {
       'SET ROLE "app"; GRANT CONNECT ON DATABASE "db x" TO "helper"; RESET ROLE',
       `COMMENT ON DATABASE "db x" IS 'it''s\nmine'`,
     ]);
-    expect(createDatabaseSql("t", props)).toBe(`CREATE DATABASE "t" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LC_COLLATE = 'C.UTF-8' LC_CTYPE = 'C.UTF-8' OWNER = "app_owner" CONNECTION LIMIT = 42`);
+    expect(createDatabaseSql("t", props)).toBe(
+      `CREATE DATABASE "t" WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc LC_COLLATE = 'C.UTF-8' LC_CTYPE = 'C.UTF-8' OWNER = "app_owner" CONNECTION LIMIT = 42`,
+    );
   });
 
   test("property differences are named; setting values (secrets) are never printed", () => {
-    const got = { ...props, acl: [...props.acl, { grantee: "PUBLIC", grantor: "app_owner", privilege: "CONNECT", grantable: false }], settings: ["app.settings.jwt_secret=s3cret"], comment: null, connLimit: -1 };
+    const got = {
+      ...props,
+      acl: [...props.acl, { grantee: "PUBLIC", grantor: "app_owner", privilege: "CONNECT", grantable: false }],
+      settings: ["app.settings.jwt_secret=s3cret"],
+      comment: null,
+      connLimit: -1,
+    };
     const p = compareDatabaseProps("db", props, got);
     expect(p).toEqual([
       "db: access rules differ from the backup's; extra: PUBLIC:CONNECT by app_owner",
@@ -275,7 +401,7 @@ describe("content checksums and database properties (pure parts)", () => {
       "LINE 1:  SELECT lower(replace(squash_ws(t), ' ', '-')) ",
       "                              ^",
       "HINT:  No function matches the given name and argument types.",
-      "CONTEXT:  SQL function \"slugify\" during inlining",
+      'CONTEXT:  SQL function "slugify" during inlining',
       "Command was: CREATE TABLE public.articles (",
       "    id integer NOT NULL,",
       "    slug text GENERATED ALWAYS AS (public.slugify(title)) STORED",
@@ -293,10 +419,27 @@ describe("content checksums and database properties (pure parts)", () => {
 
 describe("backup-list", () => {
   test("the PITR window is a time range: end of the oldest backup .. last archived WAL (or the newest backup's end)", () => {
-    const b = (start: number, stop: number) => ({ label: "x", type: "full" as const, start, stop, size: 0, repoSize: 0, walStart: "000000010000000000000003", walStop: "000000010000000000000004" });
+    const b = (start: number, stop: number) => ({
+      label: "x",
+      type: "full" as const,
+      start,
+      stop,
+      size: 0,
+      repoSize: 0,
+      walStart: "000000010000000000000003",
+      walStop: "000000010000000000000004",
+    });
     const info = { backups: [b(1_795_000_000, 1_795_000_060), b(1_795_086_400, 1_795_086_430)] };
-    expect(pitrWindow(info, new Date("2026-11-19T12:00:00Z"))).toEqual({ from: "2026-11-18T11:07:40.000Z", to: "2026-11-19T12:00:00.000Z", toSource: "last archived WAL" });
-    expect(pitrWindow(info)).toEqual({ from: "2026-11-18T11:07:40.000Z", to: "2026-11-19T11:07:10.000Z", toSource: "newest backup" });
+    expect(pitrWindow(info, new Date("2026-11-19T12:00:00Z"))).toEqual({
+      from: "2026-11-18T11:07:40.000Z",
+      to: "2026-11-19T12:00:00.000Z",
+      toSource: "last archived WAL",
+    });
+    expect(pitrWindow(info)).toEqual({
+      from: "2026-11-18T11:07:40.000Z",
+      to: "2026-11-19T11:07:10.000Z",
+      toSource: "newest backup",
+    });
     expect(pitrWindow(info, new Date("2026-11-18T00:00:00Z")).toSource).toBe("newest backup"); // an archiver older than the newest backup proves nothing
     expect(pitrWindow({ backups: [] })).toEqual({});
   });

@@ -1,5 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { LAB_HOSTS, LAB_OPERATOR, labNamespaces, linkCommand, networkCommands, sshdConfig, userCommands } from "../../scripts/lib/cluster/lab";
+import {
+  LAB_HOSTS,
+  LAB_OPERATOR,
+  labNamespaces,
+  linkCommand,
+  networkCommands,
+  sshdConfig,
+  userCommands,
+} from "../../scripts/lib/cluster/lab";
 
 describe("namespace lab: commands as data", () => {
   test("the switch's bridge and each node's link live inside namespaces only", () => {
@@ -45,7 +53,9 @@ describe("namespace lab: commands as data", () => {
   });
 
   test("the lab user has no password but is not locked (sshd refuses a `!` account)", () => {
-    expect(userCommands()[0]!.join(" ")).toBe("useradd --create-home --home-dir /var/lib/pgplab/home --shell /bin/bash --password * pgp-lab-ops");
+    expect(userCommands()[0]!.join(" ")).toBe(
+      "useradd --create-home --home-dir /var/lib/pgplab/home --shell /bin/bash --password * pgp-lab-ops",
+    );
   });
 
   test("leftovers are found by prefix and nothing else", () => {

@@ -14,7 +14,19 @@ import { IMAGE_KEYS } from "../../scripts/lib/compose-settings";
 import { renderSites } from "../../scripts/lib/deploy/nginx";
 import { dockerPgbackrestConf, ensureDockerStanza, STANZA_SNIPPET } from "../../scripts/lib/compose-pgbackrest";
 import * as F from "./compose-facts";
-import { cfg, clients, config, dev, devEnvText, devYml, envOf, render, rendered, RENDERED, root } from "./compose-render";
+import {
+  cfg,
+  clients,
+  config,
+  dev,
+  devEnvText,
+  devYml,
+  envOf,
+  render,
+  rendered,
+  RENDERED,
+  root,
+} from "./compose-render";
 import { ensureSecrets, readSecrets } from "../../scripts/lib/secrets";
 import { parseConfig } from "../../scripts/lib/config";
 import { acme } from "../golden";
@@ -27,7 +39,8 @@ function login(e: Record<string, string>): { user: string; host: string; db: str
     return { user: decodeURIComponent(u.username), host: `${u.hostname}:${u.port}`, db: u.pathname.slice(1) };
   }
   if (e.DB_USER) return { user: e.DB_USER, host: `${e.DB_HOST}:${e.DB_PORT}`, db: e.DB_NAME! };
-  if (e.PG_META_DB_USER) return { user: e.PG_META_DB_USER, host: `${e.PG_META_DB_HOST}:${e.PG_META_DB_PORT}`, db: e.PG_META_DB_NAME! };
+  if (e.PG_META_DB_USER)
+    return { user: e.PG_META_DB_USER, host: `${e.PG_META_DB_HOST}:${e.PG_META_DB_PORT}`, db: e.PG_META_DB_NAME! };
   return undefined;
 }
 
@@ -35,35 +48,69 @@ const requirementsPath = join(root, "scripts/lib/supabase/requirements.ts");
 const req = existsSync(requirementsPath) ? await import(requirementsPath) : undefined;
 
 describe("item 5: the database each service needs (schemas, roles)", () => {
-  const byService = { auth: "gotrue", rest: "postgrest", storage: "storage", realtime: "realtime", meta: "meta" } as const;
+  const byService = {
+    auth: "gotrue",
+    rest: "postgrest",
+    storage: "storage",
+    realtime: "realtime",
+    meta: "meta",
+  } as const;
   test("every database client logs in to the main environment database through HAProxy's read-write port", () => {
-    for (const svc of F.DATABASE_CLIENTS) expect({ svc, ...login(envOf(dev.services[svc]!)) }).toMatchObject({ svc, host: "haproxy:5000", db: cfg.databases[0]! });
+    for (const svc of F.DATABASE_CLIENTS)
+      expect({ svc, ...login(envOf(dev.services[svc]!)) }).toMatchObject({
+        svc,
+        host: "haproxy:5000",
+        db: cfg.databases[0]!,
+      });
   });
   test("PostgREST's db-schemas are all schemas the prepared database has (else PGRST002 on every request)", () => {
     const schemas = envOf(dev.services.rest!).PGRST_DB_SCHEMAS!.split(",");
     expect(schemas).toEqual(["public", "storage", "graphql_public"]);
-    if (!req) return console.log(`requirements.ts not on this branch: the database must have schemas ${schemas.join(", ")} (USAGE for anon, authenticated, service_role)`);
+    if (!req)
+      return console.log(
+        `requirements.ts not on this branch: the database must have schemas ${schemas.join(", ")} (USAGE for anon, authenticated, service_role)`,
+      );
     const have = (req.SCHEMAS as { schema: string }[]).map((s) => s.schema);
     for (const s of schemas) expect(have).toContain(s);
   });
   test("each service's login role and schemas match the database side's requirements", () => {
     const listed = F.DATABASE_CLIENTS.map((svc) => ({ svc, user: login(envOf(dev.services[svc]!))!.user }));
     if (!req) {
-      console.log("requirements.ts not on this branch; the database must provide:\n" + listed.map((l) => `  ${l.svc}: login ${l.user}`).join("\n") + "\n  auth: schema auth owned by supabase_auth_admin, its search_path auth\n  storage: CREATE on the database (or schema storage owned by supabase_storage_admin), member of authenticator\n  realtime: schema _realtime, publication supabase_realtime, wal_level logical");
-      expect(listed).toEqual([{ svc: "auth", user: "supabase_auth_admin" }, { svc: "rest", user: "authenticator" }, { svc: "realtime", user: "postgres" }, { svc: "storage", user: "supabase_storage_admin" }, { svc: "meta", user: "postgres" }]);
+      console.log(
+        "requirements.ts not on this branch; the database must provide:\n" +
+          listed.map((l) => `  ${l.svc}: login ${l.user}`).join("\n") +
+          "\n  auth: schema auth owned by supabase_auth_admin, its search_path auth\n  storage: CREATE on the database (or schema storage owned by supabase_storage_admin), member of authenticator\n  realtime: schema _realtime, publication supabase_realtime, wal_level logical",
+      );
+      expect(listed).toEqual([
+        { svc: "auth", user: "supabase_auth_admin" },
+        { svc: "rest", user: "authenticator" },
+        { svc: "realtime", user: "postgres" },
+        { svc: "storage", user: "supabase_storage_admin" },
+        { svc: "meta", user: "postgres" },
+      ]);
       return;
     }
-    for (const l of listed) expect({ svc: l.svc, user: l.user }).toEqual({ svc: l.svc, user: req.SERVICE_NEEDS[byService[l.svc as keyof typeof byService]].connectsAs });
-    expect(envOf(dev.services.realtime!).DB_AFTER_CONNECT_QUERY).toBe(`SET search_path TO ${req.SERVICE_NEEDS.realtime.schemas[0]}`);
+    for (const l of listed)
+      expect({ svc: l.svc, user: l.user }).toEqual({
+        svc: l.svc,
+        user: req.SERVICE_NEEDS[byService[l.svc as keyof typeof byService]].connectsAs,
+      });
+    expect(envOf(dev.services.realtime!).DB_AFTER_CONNECT_QUERY).toBe(
+      `SET search_path TO ${req.SERVICE_NEEDS.realtime.schemas[0]}`,
+    );
   });
 });
 
 describe("item 6: Realtime finds its tenant and starts on an IPv4 network", () => {
-  const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as { services: { url: string; routes: { paths: string[] }[] }[] };
+  const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as {
+    services: { url: string; routes: { paths: string[] }[] }[];
+  };
   test("the Host Kong sends (its upstream's host name) names the seeded tenant, and reaches the realtime service", () => {
     const url = new URL(kong.services.find((s) => s.routes.some((r) => r.paths.includes("/realtime/v1/")))!.url);
     expect(F.REALTIME.tenantOf(url.hostname)).toBe(F.REALTIME.seededTenant);
-    const aliases = Object.values((dev.services.realtime!.networks ?? {}) as Record<string, { aliases?: string[] }>).flatMap((n) => n?.aliases ?? []);
+    const aliases = Object.values(
+      (dev.services.realtime!.networks ?? {}) as Record<string, { aliases?: string[] }>,
+    ).flatMap((n) => n?.aliases ?? []);
     expect(aliases).toContain(url.hostname);
     expect(envOf(dev.services.realtime!).SEED_SELF_HOST).toBe("true");
   });
@@ -78,7 +125,9 @@ describe("item 6: Realtime finds its tenant and starts on an IPv4 network", () =
 describe("item 7: Studio is routed and reaches postgres-meta with a working connection", () => {
   test("dev: nginx / -> Kong, Kong / -> studio:3000 behind basic-auth", () => {
     expect(rendered("nginx/nginx.conf")).toMatch(/upstream supabase_gateway \{\s+server kong:8000;/);
-    const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as { services: { url: string; routes: { paths: string[] }[]; plugins?: { name: string }[] }[] };
+    const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as {
+      services: { url: string; routes: { paths: string[] }[]; plugins?: { name: string }[] }[];
+    };
     const dash = kong.services.find((s) => s.routes.some((r) => r.paths.includes("/")))!;
     expect(dash.url).toBe("http://studio:3000/");
     expect(dash.plugins!.map((p) => p.name)).toContain("basic-auth");
@@ -88,8 +137,18 @@ describe("item 7: Studio is routed and reaches postgres-meta with a working conn
     for (const { env, doc } of docs) {
       const s = envOf(doc.services.studio!);
       const m = envOf(doc.services.meta!);
-      expect({ env, key: s.PG_META_CRYPTO_KEY, host: `${s.POSTGRES_HOST}:${s.POSTGRES_PORT}`, db: s.POSTGRES_DB, user: s.POSTGRES_USER_READ_WRITE }).toEqual({
-        env, key: m.CRYPTO_KEY, host: `${m.PG_META_DB_HOST}:${m.PG_META_DB_PORT}`, db: m.PG_META_DB_NAME, user: "postgres",
+      expect({
+        env,
+        key: s.PG_META_CRYPTO_KEY,
+        host: `${s.POSTGRES_HOST}:${s.POSTGRES_PORT}`,
+        db: s.POSTGRES_DB,
+        user: s.POSTGRES_USER_READ_WRITE,
+      }).toEqual({
+        env,
+        key: m.CRYPTO_KEY,
+        host: `${m.PG_META_DB_HOST}:${m.PG_META_DB_PORT}`,
+        db: m.PG_META_DB_NAME,
+        user: "postgres",
       });
       expect(s.PG_META_CRYPTO_KEY).not.toBe("SAMPLE_KEY");
       expect(new URL(s.STUDIO_PG_META_URL!).port).toBe(String(m.PG_META_PORT));
@@ -113,7 +172,11 @@ describe("item 8: client deploys route the API to services that answer; WAL arch
   test("services a client environment does not run answer 503 with a reason, not a 502 from a placeholder", () => {
     for (const s of sites.filter((x) => x.env)) {
       const down = s.env === "dev" ? "rest\\|auth\\|realtime\\|storage" : "realtime\\|storage";
-      expect(s.content).toMatch(new RegExp(`location ~ \\^/\\(${down}\\)/v1/ \\{\\n\\s+default_type application/json;\\n\\s+return 503 '\\{"error":"[^"]+"\\}';`));
+      expect(s.content).toMatch(
+        new RegExp(
+          `location ~ \\^/\\(${down}\\)/v1/ \\{\\n\\s+default_type application/json;\\n\\s+return 503 '\\{"error":"[^"]+"\\}';`,
+        ),
+      );
     }
   });
   test("archive_command's pgBackRest config path exists in the member containers", () => {
@@ -123,7 +186,10 @@ describe("item 8: client deploys route the API to services that answer; WAL arch
     const resolved = join(data, conf);
     for (const m of ["pg1", "pg2", "pg3"]) {
       const targets = (dev.services[m]!.volumes ?? []).map((v) => v.split(":")[1]!);
-      expect({ m, mounted: targets.some((t) => resolved === t || resolved.startsWith(t + "/")) }).toEqual({ m, mounted: true });
+      expect({ m, mounted: targets.some((t) => resolved === t || resolved.startsWith(t + "/")) }).toEqual({
+        m,
+        mounted: true,
+      });
     }
     expect(dockerPgbackrestConf(cfg)).toMatch(new RegExp(`\\[${cfg.clusterName}\\]\\n(#.*\\n)*pg1-path=${data}\\n`));
   });
@@ -134,19 +200,29 @@ describe("item 8: the pgBackRest stanza is created on the leader under docker", 
   // pgbackrest on PATH that answers like a replica on pg1 and checks the password it was given (stdin, not argv).
   const pw = cfg.secrets.POSTGRES_PASSWORD;
   const bin = mkdtempSync(join(tmpdir(), "pgp-compose-stanza-"));
-  writeFileSync(join(bin, "pgbackrest"), `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\necho "$@" > "${bin}/args-$MEMBER"\n`, { mode: 0o755 });
-  const fake = (fail: string) => (...a: string[]) => {
-    expect(a.slice(0, 4)).toEqual(["exec", "-T", a[2]!, "sh"]);
-    return ["env", `MEMBER=${a[2]}`, `FAIL=${fail}`, `PATH=${bin}:${process.env.PATH}`, "dash", ...a.slice(4)];
-  };
+  writeFileSync(
+    join(bin, "pgbackrest"),
+    `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\necho "$@" > "${bin}/args-$MEMBER"\n`,
+    { mode: 0o755 },
+  );
+  const fake =
+    (fail: string) =>
+    (...a: string[]) => {
+      expect(a.slice(0, 4)).toEqual(["exec", "-T", a[2]!, "sh"]);
+      return ["env", `MEMBER=${a[2]}`, `FAIL=${fail}`, `PATH=${bin}:${process.env.PATH}`, "dash", ...a.slice(4)];
+    };
   afterAll(() => rmSync(bin, { recursive: true, force: true }));
   test("tried member by member; the first that can (the primary) creates it", async () => {
     expect(await ensureDockerStanza(cfg, fake("pg1"))).toBe(`pgBackRest stanza ${cfg.backup.stanza} (on pg2)`);
-    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(`--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n`);
+    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(
+      `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n`,
+    );
     expect(STANZA_SNIPPET).not.toContain(pw);
   });
   test("no member can: STANZA_FAILED with pgBackRest's own words", async () => {
-    await expect(ensureDockerStanza(cfg, fake("pg1 pg2 pg3"))).rejects.toThrow(`pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ERROR: [056]: unable to find primary cluster - cannot proceed`);
+    await expect(ensureDockerStanza(cfg, fake("pg1 pg2 pg3"))).rejects.toThrow(
+      `pgBackRest could not create stanza ${cfg.backup.stanza} on any member: ERROR: [056]: unable to find primary cluster - cannot proceed`,
+    );
   });
 });
 
@@ -154,27 +230,53 @@ describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
   const e = envOf(dev.services.auth!);
   test("mailer URL paths point under /auth/v1 (GoTrue's default /verify is not routed)", () => {
     for (const k of F.GOTRUE_MAILER_PATHS) expect({ k, v: e[k] }).toEqual({ k, v: F.GOTRUE_VERIFY_PATH });
-    for (const c of clients) for (const k of F.GOTRUE_MAILER_PATHS) expect({ env: c.env, k, v: envOf(c.doc.services.auth!)[k] }).toEqual({ env: c.env, k, v: F.GOTRUE_VERIFY_PATH });
+    for (const c of clients)
+      for (const k of F.GOTRUE_MAILER_PATHS)
+        expect({ env: c.env, k, v: envOf(c.doc.services.auth!)[k] }).toEqual({
+          env: c.env,
+          k,
+          v: F.GOTRUE_VERIFY_PATH,
+        });
   });
   test("SMTP settings are passed (from settings; no host: sign-ups confirmed at once)", () => {
     for (const k of F.GOTRUE_SMTP) expect(Object.keys(e)).toContain(k);
-    expect({ host: e.GOTRUE_SMTP_HOST, autoconfirm: e.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ host: "", autoconfirm: "true" });
+    expect({ host: e.GOTRUE_SMTP_HOST, autoconfirm: e.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({
+      host: "",
+      autoconfirm: "true",
+    });
   });
   test("the site URL and SMTP host come from the stack's settings", async () => {
     const c2 = config("\nSUPABASE_SITE_URL=https://app.example.com\nSMTP_HOST=mail.example.com\nSMTP_PORT=2525\n");
     const e2 = envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!);
-    expect({ site: e2.GOTRUE_SITE_URL, host: e2.GOTRUE_SMTP_HOST, port: String(e2.GOTRUE_SMTP_PORT), autoconfirm: e2.GOTRUE_MAILER_AUTOCONFIRM }).toEqual({ site: "https://app.example.com", host: "mail.example.com", port: "2525", autoconfirm: "false" });
+    expect({
+      site: e2.GOTRUE_SITE_URL,
+      host: e2.GOTRUE_SMTP_HOST,
+      port: String(e2.GOTRUE_SMTP_PORT),
+      autoconfirm: e2.GOTRUE_MAILER_AUTOCONFIRM,
+    }).toEqual({ site: "https://app.example.com", host: "mail.example.com", port: "2525", autoconfirm: "false" });
     expect(e.GOTRUE_SITE_URL).toBe("http://127.0.0.1:6100");
   });
 });
 
 describe("ports are published on the stack's own addresses (dev-up probes HAProxy there)", () => {
   test("HAPROXY_ADDRESS and the loopback API address of the env file", async () => {
-    const text = devEnvText.replace("\nHAPROXY_ADDRESS=127.0.0.1\n", "\nHAPROXY_ADDRESS=127.0.25.1\n").replace("\nAPI_ADDRESS=127.0.0.1\n", "\nAPI_ADDRESS=127.0.25.1\n");
-    const c2 = parseConfig(text, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets: cfg.secrets });
+    const text = devEnvText
+      .replace("\nHAPROXY_ADDRESS=127.0.0.1\n", "\nHAPROXY_ADDRESS=127.0.25.1\n")
+      .replace("\nAPI_ADDRESS=127.0.0.1\n", "\nAPI_ADDRESS=127.0.25.1\n");
+    const c2 = parseConfig(text, {
+      file: "envs/dev.env",
+      stack: "dev",
+      rootDir: root,
+      isRoot: false,
+      secrets: cfg.secrets,
+    });
     expect(c2.haproxy.address).toBe("127.0.25.1");
     const d2 = render(devYml, await composeEnv(c2, RENDERED));
-    expect(d2.services.haproxy!.ports).toEqual([`127.0.25.1:${c2.haproxy.rwPort}:5000`, `127.0.25.1:${c2.haproxy.roPort}:5001`, `127.0.25.1:${c2.haproxy.statsPort}:7000`]);
+    expect(d2.services.haproxy!.ports).toEqual([
+      `127.0.25.1:${c2.haproxy.rwPort}:5000`,
+      `127.0.25.1:${c2.haproxy.roPort}:5001`,
+      `127.0.25.1:${c2.haproxy.statsPort}:7000`,
+    ]);
     expect(d2.services.nginx!.ports).toEqual([`127.0.25.1:${c2.api.port}:8080`]);
     expect(envOf(d2.services.auth!).API_EXTERNAL_URL).toBe(`http://127.0.25.1:${c2.api.port}`);
   });
@@ -190,8 +292,16 @@ describe("item 9: SMTP_PASS lives in the stack's secrets file", () => {
       expect(created).not.toContain("SMTP_PASS");
       expect(readFileSync(file, "utf8")).toContain("\nSMTP_PASS=smtp-password-0123456789\n");
       expect(readSecrets(file)).toMatchObject({ SMTP_PASS: "smtp-password-0123456789" });
-      const c2 = parseConfig(devEnvText, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets: { ...secrets } });
-      expect(envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!).GOTRUE_SMTP_PASS).toBe("smtp-password-0123456789");
+      const c2 = parseConfig(devEnvText, {
+        file: "envs/dev.env",
+        stack: "dev",
+        rootDir: root,
+        isRoot: false,
+        secrets: { ...secrets },
+      });
+      expect(envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!).GOTRUE_SMTP_PASS).toBe(
+        "smtp-password-0123456789",
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -199,20 +309,30 @@ describe("item 9: SMTP_PASS lives in the stack's secrets file", () => {
 });
 
 describe("issue 21: image names come from settings, defaulting to the pinned upstream images", () => {
-  const pinned = (text: string) => Object.fromEntries([...text.matchAll(/image: "?\$\{(IMAGE_[A-Z_]+):-([^}]+)\}/g)].map((m) => [m[1]!, m[2]!]));
+  const pinned = (text: string) =>
+    Object.fromEntries([...text.matchAll(/image: "?\$\{(IMAGE_[A-Z_]+):-([^}]+)\}/g)].map((m) => [m[1]!, m[2]!]));
   test("every image: line of every compose file reads an IMAGE_* variable with a pinned default", () => {
     for (const text of [devYml, ...clients.map((c) => c.text)]) {
       const lines = text.split("\n").filter((l) => /^\s+image:/.test(l));
       for (const l of lines) expect(l).toMatch(/image: "?\$\{IMAGE_[A-Z_]+:-[^}]+:[\w.-]*\d[\w.-]*\}"?$/);
     }
     expect(Object.keys(pinned(devYml)).sort()).toEqual([...IMAGE_KEYS].sort());
-    expect(pinned(devYml)).toMatchObject({ IMAGE_GOTRUE: "supabase/gotrue:v2.164.0", IMAGE_POSTGREST: "postgrest/postgrest:v12.2.3", IMAGE_REALTIME: "supabase/realtime:v2.33.58", IMAGE_KONG: "kong:2.8.1" });
+    expect(pinned(devYml)).toMatchObject({
+      IMAGE_GOTRUE: "supabase/gotrue:v2.164.0",
+      IMAGE_POSTGREST: "postgrest/postgrest:v12.2.3",
+      IMAGE_REALTIME: "supabase/realtime:v2.33.58",
+      IMAGE_KONG: "kong:2.8.1",
+    });
   });
   test("IMAGE_PATRONI=localhost/pgp-patroni:15 in the env file changes the rendered image and nothing else", async () => {
     const c2 = config("\nIMAGE_PATRONI=localhost/pgp-patroni:15\n");
     const d2 = render(devYml, await composeEnv(c2, RENDERED));
-    expect([d2.services.pg1!.image, d2.services.pg2!.image, d2.services.pg3!.image]).toEqual(Array(3).fill("localhost/pgp-patroni:15"));
+    expect([d2.services.pg1!.image, d2.services.pg2!.image, d2.services.pg3!.image]).toEqual(
+      Array(3).fill("localhost/pgp-patroni:15"),
+    );
     expect(d2.services.etcd1!.image).toBe(dev.services.etcd1!.image!);
-    expect(() => config("\nIMAGE_KONG=Kong Latest\n")).toThrow("IMAGE_KONG: must be an image reference like registry/name:tag");
+    expect(() => config("\nIMAGE_KONG=Kong Latest\n")).toThrow(
+      "IMAGE_KONG: must be an image reference like registry/name:tag",
+    );
   });
 });

@@ -17,7 +17,8 @@ import { cfg, clients, dev, devEnv, devYml, envOf, has, rendered, root } from ".
 describe("the rendered compose files are valid Compose (compose-spec schema)", () => {
   test("dev.yml with dev-up's env, client files with each environment's env file", () => {
     expect(validateCompose(devYml, devEnv)).toEqual([]);
-    for (const c of clients) expect({ env: c.env, problems: validateCompose(c.text, c.vars) }).toEqual({ env: c.env, problems: [] });
+    for (const c of clients)
+      expect({ env: c.env, problems: validateCompose(c.text, c.vars) }).toEqual({ env: c.env, problems: [] });
   });
 });
 
@@ -32,7 +33,10 @@ describe("required variables per service (0 missing)", () => {
     test(`clients: ${svc} (${F.REQUIRED_ENV[svc]!.source})`, () => {
       for (const c of clients) {
         const e = envOf(c.doc.services[svc]!);
-        expect({ env: c.env, missing: F.REQUIRED_ENV[svc]!.vars.filter((alts) => !has(e, alts)).map((a) => a.join("|")) }).toEqual({ env: c.env, missing: [] });
+        expect({
+          env: c.env,
+          missing: F.REQUIRED_ENV[svc]!.vars.filter((alts) => !has(e, alts)).map((a) => a.join("|")),
+        }).toEqual({ env: c.env, missing: [] });
       }
     });
   }
@@ -62,7 +66,9 @@ describe("item 1: Patroni containers become healthy", () => {
     }
     // the probed URL is Patroni's own listen address (the container's hostname is the member name)
     expect(dev.services.pg1!.hostname).toBe("pg1");
-    const probed = /https?:\/\/([^/'"]+)/.exec(text)?.[1]?.replace("'+socket.gethostname()+'", dev.services.pg1!.hostname!);
+    const probed = /https?:\/\/([^/'"]+)/
+      .exec(text)?.[1]
+      ?.replace("'+socket.gethostname()+'", dev.services.pg1!.hostname!);
     expect(probed).toBe(restListen);
   });
   test("the healthcheck command (run here with python3) passes only while Patroni's /health answers 200", async () => {
@@ -82,13 +88,23 @@ describe("item 1: Patroni containers become healthy", () => {
   test("each member's data volume is mounted where the image created it, owned by postgres", () => {
     const dockerfile = readFileSync(`${root}/compose/patroni/Dockerfile`, "utf8");
     const made = [...dockerfile.matchAll(/mkdir -p ([^&\\]+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/));
-    const owned = [...dockerfile.matchAll(/chown -R postgres:postgres ([^&\\]+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/));
-    const under = (paths: string[], t: string) => paths.some((p) => p === t || p.startsWith(t + "/") || t.startsWith(p + "/"));
+    const owned = [...dockerfile.matchAll(/chown -R postgres:postgres ([^&\\]+)/g)].flatMap((m) =>
+      m[1]!.trim().split(/\s+/),
+    );
+    const under = (paths: string[], t: string) =>
+      paths.some((p) => p === t || p.startsWith(t + "/") || t.startsWith(p + "/"));
     const data = (YAML.parse(rendered("pg1/patroni.yml")) as { postgresql: { data_dir: string } }).postgresql.data_dir;
     for (const m of ["pg1", "pg2", "pg3"]) {
-      const named = (dev.services[m]!.volumes ?? []).filter((v) => !v.startsWith("/") && !v.startsWith(".")).map((v) => v.split(":")[1]!);
+      const named = (dev.services[m]!.volumes ?? [])
+        .filter((v) => !v.startsWith("/") && !v.startsWith("."))
+        .map((v) => v.split(":")[1]!);
       expect(named).toContain(data);
-      for (const target of named) expect({ target, made: made.some((p) => p === target || p.startsWith(target + "/")), owned: owned.some((p) => target === p || target.startsWith(p + "/")) }).toEqual({ target, made: true, owned: true });
+      for (const target of named)
+        expect({
+          target,
+          made: made.some((p) => p === target || p.startsWith(target + "/")),
+          owned: owned.some((p) => target === p || target.startsWith(p + "/")),
+        }).toEqual({ target, made: true, owned: true });
     }
     expect(made).toContain(data);
     expect(under(owned, data)).toBe(true);
@@ -100,9 +116,15 @@ describe("item 1: Patroni containers become healthy", () => {
 describe("every named volume is writable by the user its image runs as (IMAGE_FS)", () => {
   test("root images (etcd, storage) or a directory our Dockerfile creates for postgres (Patroni)", () => {
     const kind = (svc: string) => svc.replace(/\d+$/, "").replace(/^pg$/, "patroni");
-    const withVolumes = Object.entries(dev.services).filter(([, s]) => (s.volumes ?? []).some((v) => !v.startsWith("/") && !v.startsWith(".")));
+    const withVolumes = Object.entries(dev.services).filter(([, s]) =>
+      (s.volumes ?? []).some((v) => !v.startsWith("/") && !v.startsWith(".")),
+    );
     expect(withVolumes.map(([n]) => n).sort()).toEqual(["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "storage"]);
-    for (const [name] of withVolumes) expect({ name, user: F.IMAGE_FS[kind(name)]?.user }).toEqual({ name, user: kind(name) === "patroni" ? "postgres" : "root" });
+    for (const [name] of withVolumes)
+      expect({ name, user: F.IMAGE_FS[kind(name)]?.user }).toEqual({
+        name,
+        user: kind(name) === "patroni" ? "postgres" : "root",
+      });
   });
 });
 
@@ -113,9 +135,15 @@ describe("item 2: nginx's temp directories exist", () => {
     const dir = mkdtempSync(join(tmpdir(), "pgp-compose-nginx-"));
     try {
       const c = join(dir, "nginx.conf");
-      writeFileSync(c, `pid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents {}\nhttp { client_body_temp_path ${dir}/tmp/client; }\n`);
+      writeFileSync(
+        c,
+        `pid ${dir}/nginx.pid;\nerror_log ${dir}/error.log;\nevents {}\nhttp { client_body_temp_path ${dir}/tmp/client; }\n`,
+      );
       const r = await run(["nginx", "-t", "-p", dir, "-c", c], { nothrow: true });
-      expect({ code: r.code, why: /mkdir\(\) "[^"]+\/tmp\/client" failed \(2: No such file or directory\)/.test(r.stderr) }).toEqual({ code: 1, why: F.NGINX_CREATES_ONE_LEVEL });
+      expect({
+        code: r.code,
+        why: /mkdir\(\) "[^"]+\/tmp\/client" failed \(2: No such file or directory\)/.test(r.stderr),
+      }).toEqual({ code: 1, why: F.NGINX_CREATES_ONE_LEVEL });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -123,7 +151,8 @@ describe("item 2: nginx's temp directories exist", () => {
   test("the parent of every temp path is a mount (tmpfs) of the nginx service", () => {
     expect(tmp.length).toBe(5);
     const mounts = (dev.services.nginx!.tmpfs ?? []).map((t) => t.split(":")[0]!);
-    for (const p of tmp) expect({ path: p, parentMounted: mounts.includes(dirname(p)) }).toEqual({ path: p, parentMounted: true });
+    for (const p of tmp)
+      expect({ path: p, parentMounted: mounts.includes(dirname(p)) }).toEqual({ path: p, parentMounted: true });
   });
 });
 
@@ -131,25 +160,38 @@ describe("item 3: Kong loads supabase/kong.yml", () => {
   test("the entrypoint is upstream's, and after its `eval echo` _format_version is still a string Kong 2.8 accepts", async () => {
     expect(dev.services.kong!.entrypoint).toBe(F.KONG_ENTRYPOINT.replace("$$", "$"));
     const e = envOf(dev.services.kong!);
-    const out = await run(["bash", "-c", 'eval "echo \\"$(cat "$KONG_FILE")\\""'], { env: { ...e, KONG_FILE: `${root}/supabase/kong.yml`, PATH: process.env.PATH! } });
-    const doc = YAML.parse(out.stdout) as { _format_version: unknown; consumers: { keyauth_credentials?: { key: string }[]; basicauth_credentials?: unknown }[] };
+    const out = await run(["bash", "-c", 'eval "echo \\"$(cat "$KONG_FILE")\\""'], {
+      env: { ...e, KONG_FILE: `${root}/supabase/kong.yml`, PATH: process.env.PATH! },
+    });
+    const doc = YAML.parse(out.stdout) as {
+      _format_version: unknown;
+      consumers: { keyauth_credentials?: { key: string }[]; basicauth_credentials?: unknown }[];
+    };
     expect(doc._format_version).toBe("2.1");
     expect(F.KONG_FORMAT_VERSIONS).toContain(doc._format_version as string);
-    expect(doc.consumers.flatMap((c) => c.keyauth_credentials ?? []).map((k) => k.key)).toEqual([devEnv.SUPABASE_ANON_KEY!, devEnv.SUPABASE_SERVICE_KEY!]);
+    expect(doc.consumers.flatMap((c) => c.keyauth_credentials ?? []).map((k) => k.key)).toEqual([
+      devEnv.SUPABASE_ANON_KEY!,
+      devEnv.SUPABASE_SERVICE_KEY!,
+    ]);
   });
-  const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as { services: { name: string; url: string; routes: { paths: string[] }[]; plugins?: { name: string }[] }[] };
+  const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as {
+    services: { name: string; url: string; routes: { paths: string[] }[]; plugins?: { name: string }[] }[];
+  };
   test("every upstream route exists and names the service's host and port", () => {
     for (const [path, svc] of Object.entries(F.KONG_ROUTES)) {
       const s = kong.services.find((x) => x.routes.some((r) => r.paths.includes(path)));
       expect({ path, url: s && new URL(s.url).port }).toEqual({ path, url: String(F.SERVICE_PORTS[svc]!.port) });
       const host = new URL(s!.url).hostname;
-      const aliases = Object.values((dev.services[svc]!.networks ?? {}) as Record<string, { aliases?: string[] }>).flatMap((n) => n?.aliases ?? []);
+      const aliases = Object.values(
+        (dev.services[svc]!.networks ?? {}) as Record<string, { aliases?: string[] }>,
+      ).flatMap((n) => n?.aliases ?? []);
       expect({ path, reaches: host === svc || aliases.includes(host) }).toEqual({ path, reaches: true });
     }
   });
   test("every plugin kong.yml uses is enabled in KONG_PLUGINS", () => {
     const enabled = envOf(dev.services.kong!).KONG_PLUGINS!.split(",");
-    for (const p of new Set(kong.services.flatMap((s) => (s.plugins ?? []).map((x) => x.name)))) expect({ p, enabled: enabled.includes(p) }).toEqual({ p, enabled: true });
+    for (const p of new Set(kong.services.flatMap((s) => (s.plugins ?? []).map((x) => x.name))))
+      expect({ p, enabled: enabled.includes(p) }).toEqual({ p, enabled: true });
   });
 });
 
@@ -162,7 +204,11 @@ describe("item 4: start-up order (cluster -> databases and roles -> clients), co
     expect(first).toEqual(["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "haproxy"]);
     for (const c of F.DATABASE_CLIENTS) expect(first).not.toContain(c);
     // nothing in the first stage depends on a later service (compose would start it early)
-    for (const s of first) for (const d of Object.keys(dev.services[s]!.depends_on ?? {})) expect(first).toContain(Array.isArray(dev.services[s]!.depends_on) ? (dev.services[s]!.depends_on as string[])[Number(d)]! : d);
+    for (const s of first)
+      for (const d of Object.keys(dev.services[s]!.depends_on ?? {}))
+        expect(first).toContain(
+          Array.isArray(dev.services[s]!.depends_on) ? (dev.services[s]!.depends_on as string[])[Number(d)]! : d,
+        );
   });
   test("dev-up's docker runtime starts through that plan, not one `up --wait` of every service", () => {
     const docker = readFileSync(`${root}/scripts/lib/docker.ts`, "utf8");
@@ -175,14 +221,22 @@ describe("item 4: start-up order (cluster -> databases and roles -> clients), co
     expect([v1.argv, v2.argv]).toEqual([["docker-compose"], ["docker", "compose"]]);
     expect(upArgs(v1, ["pg1"])).toEqual(["up", "-d", "pg1"]);
     expect(upArgs(v2, ["pg1"])).toEqual(["up", "-d", "--wait", "pg1"]);
-    const ps = ["     Name                   Command               State                  Ports", "-----------------------------------------------------------------------", "dev_etcd1_1   etcd --config-file /etc/e ...   Up (healthy)     2379/tcp", "dev_pg1_1     patroni /etc/patroni/patr ...   Up (health: starting)   5432/tcp", "dev_haproxy_1 docker-entrypoint.sh hapr ...   Up      0.0.0.0:6012->5000/tcp", "dev_pg2_1     patroni /etc/patroni/patr ...   Exit 1"].join("\n");
+    const ps = [
+      "     Name                   Command               State                  Ports",
+      "-----------------------------------------------------------------------",
+      "dev_etcd1_1   etcd --config-file /etc/e ...   Up (healthy)     2379/tcp",
+      "dev_pg1_1     patroni /etc/patroni/patr ...   Up (health: starting)   5432/tcp",
+      "dev_haproxy_1 docker-entrypoint.sh hapr ...   Up      0.0.0.0:6012->5000/tcp",
+      "dev_pg2_1     patroni /etc/patroni/patr ...   Exit 1",
+    ].join("\n");
     expect(v1NotReady(ps)).toEqual(["dev_pg1_1: Up (health: starting)", "dev_pg2_1: Exit 1"]);
   });
   test("depends_on uses only conditions compose v1 (1.29) knows", () => {
     for (const doc of [dev, ...clients.map((c) => c.doc)]) {
       for (const [name, s] of Object.entries(doc.services)) {
         if (!s.depends_on || Array.isArray(s.depends_on)) continue;
-        for (const d of Object.values(s.depends_on)) expect({ name, ok: F.COMPOSE_V1_CONDITIONS.includes(d.condition) }).toEqual({ name, ok: true });
+        for (const d of Object.values(s.depends_on))
+          expect({ name, ok: F.COMPOSE_V1_CONDITIONS.includes(d.condition) }).toEqual({ name, ok: true });
       }
     }
   });

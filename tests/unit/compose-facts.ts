@@ -18,35 +18,99 @@ export const REQUIRED_ENV: Record<string, { vars: string[][]; source: string }> 
   // internal/conf/configuration.go@a6164519c2f8 l.85-86 DB Driver/URL required, l.104 JWT Secret required,
   // l.152 API_EXTERNAL_URL required, l.261 SITE_URL required (envconfig prefix GOTRUE, unprefixed alias for envconfig tags).
   auth: {
-    vars: [["GOTRUE_DB_DRIVER"], ["GOTRUE_DB_DATABASE_URL", "DATABASE_URL"], ["GOTRUE_JWT_SECRET"], ["API_EXTERNAL_URL"], ["GOTRUE_SITE_URL"]],
+    vars: [
+      ["GOTRUE_DB_DRIVER"],
+      ["GOTRUE_DB_DATABASE_URL", "DATABASE_URL"],
+      ["GOTRUE_JWT_SECRET"],
+      ["API_EXTERNAL_URL"],
+      ["GOTRUE_SITE_URL"],
+    ],
     source: "supabase/auth internal/conf/configuration.go",
   },
   // src/PostgREST/Config.hs@519615d5fbe3: db-uri defaults to "postgresql://" (no host: a unix socket that is not there),
   // db-anon-role unset = every anonymous request refused, jwt-secret needed to verify the API keys.
-  rest: { vars: [["PGRST_DB_URI"], ["PGRST_DB_ANON_ROLE"], ["PGRST_JWT_SECRET"], ["PGRST_DB_SCHEMAS"]], source: "PostgREST src/PostgREST/Config.hs" },
+  rest: {
+    vars: [["PGRST_DB_URI"], ["PGRST_DB_ANON_ROLE"], ["PGRST_JWT_SECRET"], ["PGRST_DB_SCHEMAS"]],
+    source: "PostgREST src/PostgREST/Config.hs",
+  },
   // src/config.ts@c8f93e5164ba l.302 databaseURL, l.217 jwtSecret (AUTH_JWT_SECRET or PGRST_JWT_SECRET), l.213-214 keys,
   // l.262-267 backend type and file path, l.180 TENANT_ID (single-tenant).
   storage: {
-    vars: [["DATABASE_URL"], ["AUTH_JWT_SECRET", "PGRST_JWT_SECRET"], ["ANON_KEY"], ["SERVICE_KEY"], ["STORAGE_BACKEND"], ["FILE_STORAGE_BACKEND_PATH"], ["TENANT_ID"], ["POSTGREST_URL"]],
+    vars: [
+      ["DATABASE_URL"],
+      ["AUTH_JWT_SECRET", "PGRST_JWT_SECRET"],
+      ["ANON_KEY"],
+      ["SERVICE_KEY"],
+      ["STORAGE_BACKEND"],
+      ["FILE_STORAGE_BACKEND_PATH"],
+      ["TENANT_ID"],
+      ["POSTGREST_URL"],
+    ],
     source: "supabase/storage src/config.ts",
   },
   // config/runtime.exs@0ab484e01e3c l.55 SECRET_KEY_BASE raise, l.62 APP_NAME raise, l.94 API_JWT_SECRET, l.98 DB_ENC_KEY;
   // DB_* default to supabase_admin@127.0.0.1/postgres, none of which exists here.
   realtime: {
-    vars: [["DB_HOST"], ["DB_PORT"], ["DB_USER"], ["DB_PASSWORD"], ["DB_NAME"], ["DB_AFTER_CONNECT_QUERY"], ["DB_ENC_KEY"], ["API_JWT_SECRET"], ["SECRET_KEY_BASE"], ["APP_NAME"], ["SEED_SELF_HOST"]],
+    vars: [
+      ["DB_HOST"],
+      ["DB_PORT"],
+      ["DB_USER"],
+      ["DB_PASSWORD"],
+      ["DB_NAME"],
+      ["DB_AFTER_CONNECT_QUERY"],
+      ["DB_ENC_KEY"],
+      ["API_JWT_SECRET"],
+      ["SECRET_KEY_BASE"],
+      ["APP_NAME"],
+      ["SEED_SELF_HOST"],
+    ],
     source: "supabase/realtime config/runtime.exs",
   },
   // src/server/constants.ts@d70abe938c12 l.7-20: PG_META_PORT default 1337, DB defaults localhost/postgres/postgres;
   // CRYPTO_KEY default 'SAMPLE_KEY' decrypts Studio's x-connection-encrypted header (routes/index.ts).
-  meta: { vars: [["PG_META_PORT"], ["PG_META_DB_HOST"], ["PG_META_DB_PORT"], ["PG_META_DB_NAME"], ["PG_META_DB_USER"], ["PG_META_DB_PASSWORD"], ["CRYPTO_KEY"]], source: "supabase/postgres-meta src/server/constants.ts" },
+  meta: {
+    vars: [
+      ["PG_META_PORT"],
+      ["PG_META_DB_HOST"],
+      ["PG_META_DB_PORT"],
+      ["PG_META_DB_NAME"],
+      ["PG_META_DB_USER"],
+      ["PG_META_DB_PASSWORD"],
+      ["CRYPTO_KEY"],
+    ],
+    source: "supabase/postgres-meta src/server/constants.ts",
+  },
   // apps/studio/lib/api/self-hosted/constants.ts@123dc6bf0007: PG_META_CRYPTO_KEY, POSTGRES_PORT (5432), POSTGRES_HOST ('db'),
   // POSTGRES_DB ('postgres'), POSTGRES_USER_READ_WRITE ('supabase_admin'): the connection it encrypts and sends to meta.
   studio: {
-    vars: [["STUDIO_PG_META_URL"], ["PG_META_CRYPTO_KEY"], ["POSTGRES_HOST"], ["POSTGRES_PORT"], ["POSTGRES_DB"], ["POSTGRES_PASSWORD"], ["POSTGRES_USER_READ_WRITE"], ["SUPABASE_URL"], ["SUPABASE_ANON_KEY"], ["SUPABASE_SERVICE_KEY"], ["AUTH_JWT_SECRET"]],
+    vars: [
+      ["STUDIO_PG_META_URL"],
+      ["PG_META_CRYPTO_KEY"],
+      ["POSTGRES_HOST"],
+      ["POSTGRES_PORT"],
+      ["POSTGRES_DB"],
+      ["POSTGRES_PASSWORD"],
+      ["POSTGRES_USER_READ_WRITE"],
+      ["SUPABASE_URL"],
+      ["SUPABASE_ANON_KEY"],
+      ["SUPABASE_SERVICE_KEY"],
+      ["AUTH_JWT_SECRET"],
+    ],
     source: "supabase/supabase apps/studio/lib/api/self-hosted/constants.ts, docker/docker-compose.yml",
   },
   // supabase/supabase docker/docker-compose.yml@00069a4c6fe3 kong service (DB-less, declarative config from the environment).
-  kong: { vars: [["KONG_DATABASE"], ["KONG_DECLARATIVE_CONFIG"], ["KONG_PLUGINS"], ["SUPABASE_ANON_KEY"], ["SUPABASE_SERVICE_KEY"], ["DASHBOARD_USERNAME"], ["DASHBOARD_PASSWORD"]], source: "supabase/supabase docker/docker-compose.yml" },
+  kong: {
+    vars: [
+      ["KONG_DATABASE"],
+      ["KONG_DECLARATIVE_CONFIG"],
+      ["KONG_PLUGINS"],
+      ["SUPABASE_ANON_KEY"],
+      ["SUPABASE_SERVICE_KEY"],
+      ["DASHBOARD_USERNAME"],
+      ["DASHBOARD_PASSWORD"],
+    ],
+    source: "supabase/supabase docker/docker-compose.yml",
+  },
 };
 
 /** The port each service listens on inside the network (what Kong's upstream URLs must name). */
@@ -56,7 +120,10 @@ export const SERVICE_PORTS: Record<string, { port: number; source: string }> = {
   storage: { port: 5000, source: "supabase/storage Dockerfile EXPOSE 5000 (server PORT default 5000)" },
   realtime: { port: 4000, source: "compose PORT (runtime.exs@0ab484e01e3c http port)" },
   meta: { port: 8080, source: "compose PG_META_PORT (constants.ts default 1337 otherwise)" },
-  studio: { port: 3000, source: "supabase/supabase docker/volumes/api/kong.yml@089440fa9ea5 dashboard url http://studio:3000/" },
+  studio: {
+    port: 3000,
+    source: "supabase/supabase docker/volumes/api/kong.yml@089440fa9ea5 dashboard url http://studio:3000/",
+  },
 };
 
 /** Kong's routes (supabase/supabase docker/volumes/api/kong.yml@089440fa9ea5): path -> service. */
@@ -86,11 +153,20 @@ export const REALTIME = {
 };
 
 /** GoTrue's mailer links: configuration.go@a6164519c2f8 l.919 defaults each URL path to "/verify", relative to API_EXTERNAL_URL. */
-export const GOTRUE_MAILER_PATHS = ["INVITE", "CONFIRMATION", "RECOVERY", "EMAIL_CHANGE"].map((k) => `GOTRUE_MAILER_URLPATHS_${k}`);
+export const GOTRUE_MAILER_PATHS = ["INVITE", "CONFIRMATION", "RECOVERY", "EMAIL_CHANGE"].map(
+  (k) => `GOTRUE_MAILER_URLPATHS_${k}`,
+);
 /** Behind the gateway GoTrue lives under /auth/v1 (supabase/supabase docker/.env.example: MAILER_URLPATHS_*="/auth/v1/verify"). */
 export const GOTRUE_VERIFY_PATH = "/auth/v1/verify";
 /** configuration.go@a6164519c2f8 SMTPConfiguration (GOTRUE_SMTP_*): without a host no mail goes out. */
-export const GOTRUE_SMTP = ["GOTRUE_SMTP_HOST", "GOTRUE_SMTP_PORT", "GOTRUE_SMTP_USER", "GOTRUE_SMTP_PASS", "GOTRUE_SMTP_ADMIN_EMAIL", "GOTRUE_SMTP_SENDER_NAME"];
+export const GOTRUE_SMTP = [
+  "GOTRUE_SMTP_HOST",
+  "GOTRUE_SMTP_PORT",
+  "GOTRUE_SMTP_USER",
+  "GOTRUE_SMTP_PASS",
+  "GOTRUE_SMTP_ADMIN_EMAIL",
+  "GOTRUE_SMTP_SENDER_NAME",
+];
 
 /**
  * Who each image runs as and which directories it creates (a named volume mounted on a path the

@@ -12,23 +12,42 @@ import { acme, fixedSecrets } from "../golden";
 
 export const root = `${import.meta.dir}/../..`;
 export const ENV_DBS = ["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"];
-export const secrets = Object.fromEntries([...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]));
+export const secrets = Object.fromEntries(
+  [...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]),
+);
 export const devEnvText = readFileSync(`${root}/envs/dev.env`, "utf8");
-export const config = (extra = "") => parseConfig(devEnvText + extra, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+export const config = (extra = "") =>
+  parseConfig(devEnvText + extra, { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
 export const cfg = config();
 export const devYml = readFileSync(`${root}/compose/dev.yml`, "utf8");
 export const RENDERED = "/state/rendered-docker";
 
-export type Service = { image?: string; environment?: Record<string, string>; healthcheck?: { test: string[] | string }; volumes?: string[]; tmpfs?: string[]; command?: string[] | string; entrypoint?: string; depends_on?: string[] | Record<string, { condition: string }>; networks?: string[] | Record<string, { aliases?: string[] }>; hostname?: string; ports?: string[] };
+export type Service = {
+  image?: string;
+  environment?: Record<string, string>;
+  healthcheck?: { test: string[] | string };
+  volumes?: string[];
+  tmpfs?: string[];
+  command?: string[] | string;
+  entrypoint?: string;
+  depends_on?: string[] | Record<string, { condition: string }>;
+  networks?: string[] | Record<string, { aliases?: string[] }>;
+  hostname?: string;
+  ports?: string[];
+};
 export type Doc = { services: Record<string, Service>; volumes?: Record<string, unknown> };
 
-export const render = (text: string, env: Record<string, string>): Doc => YAML.parse(interpolate(text, env, []), { merge: true });
+export const render = (text: string, env: Record<string, string>): Doc =>
+  YAML.parse(interpolate(text, env, []), { merge: true });
 export const devEnv = await composeEnv(cfg, RENDERED);
 export const dev = render(devYml, devEnv);
-export const clientEnv = (env: "staging" | "production") => parseDotenv(Buffer.from(renderEnvFile(acme(), fixedSecrets(), env))) as Record<string, string>;
-export const clients = (["staging", "production"] as const).map((env) => ({ env, vars: clientEnv(env), text: readFileSync(`${root}/compose/client-${env}.yml`, "utf8") })).map((c) => ({ ...c, doc: render(c.text, c.vars) }));
+export const clientEnv = (env: "staging" | "production") =>
+  parseDotenv(Buffer.from(renderEnvFile(acme(), fixedSecrets(), env))) as Record<string, string>;
+export const clients = (["staging", "production"] as const)
+  .map((env) => ({ env, vars: clientEnv(env), text: readFileSync(`${root}/compose/client-${env}.yml`, "utf8") }))
+  .map((c) => ({ ...c, doc: render(c.text, c.vars) }));
 export const stackFiles = renderStack(cfg, "docker");
 export const rendered = (path: string) => stackFiles.find((f) => f.path === path)!.content;
 export const envOf = (s: Service) => (s.environment ?? {}) as Record<string, string>;
-export const has = (e: Record<string, string>, names: string[]) => names.some((n) => e[n] !== undefined && String(e[n]) !== "");
-
+export const has = (e: Record<string, string>, names: string[]) =>
+  names.some((n) => e[n] !== undefined && String(e[n]) !== "");

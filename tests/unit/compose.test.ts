@@ -9,8 +9,16 @@ import { decodeJwt } from "jose";
 
 const root = `${import.meta.dir}/../..`;
 const ENV_DBS = ["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"];
-const secrets = Object.fromEntries([...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]));
-const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+const secrets = Object.fromEntries(
+  [...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]),
+);
+const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), {
+  file: "envs/dev.env",
+  stack: "dev",
+  rootDir: root,
+  isRoot: false,
+  secrets,
+});
 const devYml = readFileSync(`${root}/compose/dev.yml`, "utf8");
 
 describe("compose/dev.yml against the Compose specification schema", () => {
@@ -24,11 +32,25 @@ describe("compose/dev.yml against the Compose specification schema", () => {
     for (const i of images) expect(i).toMatch(/^"\$\{IMAGE_[A-Z_]+:-[^}]+:[\w.-]*\d[\w.-]*\}"$/);
   });
   test("runs Supabase's services: auth, rest, realtime, storage, studio, gateway", () => {
-    for (const s of ["auth:", "rest:", "realtime:", "storage:", "studio:", "kong:", "nginx:", "haproxy:", "pg1:", "etcd1:"]) expect(devYml).toContain(`\n  ${s}`);
+    for (const s of [
+      "auth:",
+      "rest:",
+      "realtime:",
+      "storage:",
+      "studio:",
+      "kong:",
+      "nginx:",
+      "haproxy:",
+      "pg1:",
+      "etcd1:",
+    ])
+      expect(devYml).toContain(`\n  ${s}`);
   });
   test("a misspelled key, a bad port or an unset variable is reported", async () => {
     const env = await composeEnv(cfg, "/x");
-    expect(validateCompose(devYml.replace("restart: unless-stopped", "restrat: unless-stopped"), env).join("\n")).toContain("additional properties (restrat)");
+    expect(
+      validateCompose(devYml.replace("restart: unless-stopped", "restrat: unless-stopped"), env).join("\n"),
+    ).toContain("additional properties (restrat)");
     expect(validateCompose(devYml, { ...env, API_PORT: "http" }).join("\n")).toMatch(/ports/);
     const { API_PORT, ...noPort } = env;
     expect(validateCompose(devYml, noPort)).toContain("variable ${API_PORT} is not set");
@@ -38,23 +60,41 @@ describe("compose/dev.yml against the Compose specification schema", () => {
     const env = await composeEnv(cfg, "/x");
     const dev = secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV!;
     expect(env.JWT_SECRET).toBe(dev);
-    expect(await verifyApiKey(env.SUPABASE_ANON_KEY!, dev, "anon")).toMatchObject({ ok: true, role: "anon", iss: "supabase" });
-    expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, dev, "service_role")).toMatchObject({ ok: true, role: "service_role" });
+    expect(await verifyApiKey(env.SUPABASE_ANON_KEY!, dev, "anon")).toMatchObject({
+      ok: true,
+      role: "anon",
+      iss: "supabase",
+    });
+    expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, dev, "service_role")).toMatchObject({
+      ok: true,
+      role: "service_role",
+    });
     for (const other of [secrets.JWT_SECRET_ORCHESTRATOR_AI_STAGING!, secrets.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION!]) {
-      expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, other, "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+      expect(await verifyApiKey(env.SUPABASE_SERVICE_KEY!, other, "service_role")).toEqual({
+        ok: false,
+        problem: "signature does not verify against JWT_SECRET",
+      });
     }
     // The rendered compose file itself carries the dev secret into every service that verifies keys, and no other.
     const rendered = interpolate(devYml, env, []);
     expect(rendered).toContain(`GOTRUE_JWT_SECRET: ${dev}`);
     expect(rendered).toContain(`PGRST_JWT_SECRET: ${dev}`);
-    for (const db of ["orchestrator_ai_staging", "orchestrator_ai_production"]) expect(rendered).not.toContain(secrets[jwtSecretKey(db)]!);
+    for (const db of ["orchestrator_ai_staging", "orchestrator_ai_production"])
+      expect(rendered).not.toContain(secrets[jwtSecretKey(db)]!);
   });
   test("API keys last API_KEY_TTL_DAYS (default 365 days), not Supabase's five years", async () => {
     const env = await composeEnv(cfg, "/x");
     const c = decodeJwt(env.SUPABASE_ANON_KEY!);
     expect(cfg.apiKeyTtlDays).toBe(365);
-    expect({ role: c.role, iss: c.iss, ttl: c.exp! - c.iat! }).toEqual({ role: "anon", iss: JWT_ISSUER, ttl: 365 * 24 * 3600 });
-    const short = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8").replace("API_KEY_TTL_DAYS=365", "API_KEY_TTL_DAYS=30"), { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+    expect({ role: c.role, iss: c.iss, ttl: c.exp! - c.iat! }).toEqual({
+      role: "anon",
+      iss: JWT_ISSUER,
+      ttl: 365 * 24 * 3600,
+    });
+    const short = parseConfig(
+      readFileSync(`${root}/envs/dev.env`, "utf8").replace("API_KEY_TTL_DAYS=365", "API_KEY_TTL_DAYS=30"),
+      { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets },
+    );
     const s = decodeJwt((await composeEnv(short, "/x")).SUPABASE_SERVICE_KEY!);
     expect(s.exp! - s.iat!).toBe(30 * 24 * 3600);
   });
@@ -71,7 +111,10 @@ describe("compose/dev.yml against the Compose specification schema", () => {
     } catch (e) {
       err = e;
     }
-    expect({ what: (err as Error).message, fix: (err as { fix?: string }).fix }).toEqual({ what: msg, fix: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365" });
+    expect({ what: (err as Error).message, fix: (err as { fix?: string }).fix }).toEqual({
+      what: msg,
+      fix: "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365",
+    });
   });
 });
 

@@ -92,7 +92,15 @@ describe("the Config an env file becomes", () => {
       haproxy: { address: "10.1.2.3", rwPort: 7012, roPort: 7013, statsPort: 7014, interMs: 1500, fall: 3, rise: 4 },
       api: { address: "10.1.2.4", port: 7010 },
       apiKeyTtlDays: 365,
-      pool: { address: "10.1.2.3", defaultPoolSize: 20, maxClientConn: 1000, maxDbConnections: 50, pauseTimeoutS: 10, port: 6015, reservePoolSize: 5 },
+      pool: {
+        address: "10.1.2.3",
+        defaultPoolSize: 20,
+        maxClientConn: 1000,
+        maxDbConnections: 50,
+        pauseTimeoutS: 10,
+        port: 6015,
+        reservePoolSize: 5,
+      },
       access: {
         allowRemote: false,
         credentialsFile: "/etc/cloudflared/<tunnel-id>.json",
@@ -105,11 +113,30 @@ describe("the Config an env file becomes", () => {
         tunnelId: "",
       },
       // left out of the file: the defaults (off, standard ports, 15 s), on HAProxy's address
-      monitoring: { enabled: false, address: "10.1.2.3", prometheusPort: 9090, alertmanagerPort: 9093, nodeExporterPort: 9110, postgresExporterPort: 9187, intervalSeconds: 15 },
-      docker: { images: {}, siteUrl: "http://127.0.0.1:6100", smtp: { host: "", port: 587, user: "", adminEmail: "admin@example.com", senderName: "pgplatform" } },
+      monitoring: {
+        enabled: false,
+        address: "10.1.2.3",
+        prometheusPort: 9090,
+        alertmanagerPort: 9093,
+        nodeExporterPort: 9110,
+        postgresExporterPort: 9187,
+        intervalSeconds: 15,
+      },
+      docker: {
+        images: {},
+        siteUrl: "http://127.0.0.1:6100",
+        smtp: { host: "", port: 587, user: "", adminEmail: "admin@example.com", senderName: "pgplatform" },
+      },
       // left out of the file: every component's log capped at 10 MB, 2 rotated copies
       logs: { maxSizeKb: 10240, keep: 2 },
-      timing: { ttl: 20, loopWait: 2, retryTimeout: 5, maximumLagOnFailover: 99, synchronousMode: true, failsafeMode: false },
+      timing: {
+        ttl: 20,
+        loopWait: 2,
+        retryTimeout: 5,
+        maximumLagOnFailover: 99,
+        synchronousMode: true,
+        failsafeMode: false,
+      },
       pgHbaCidr: "10.0.0.0/8",
       pgBinDir: "/opt/pg/bin",
       sharedBuffers: "256MB",
@@ -140,34 +167,66 @@ describe("the Config an env file becomes", () => {
         schedule: "0 3 * * 1",
         archiveTimeout: 0,
         scratchAddress: "10.1.2.21",
-        offsite: { kind: "none", path: "/pgplatform/pgp-rules", s3: { bucket: "", region: "", endpoint: "", port: 443, uriStyle: "host", caFile: "" }, cipher: "aes-256-cbc", retentionFull: 8, retentionDiff: 7, drillSchedule: "45 3 * * 0" },
+        offsite: {
+          kind: "none",
+          path: "/pgplatform/pgp-rules",
+          s3: { bucket: "", region: "", endpoint: "", port: 443, uriStyle: "host", caFile: "" },
+          cipher: "aes-256-cbc",
+          retentionFull: 8,
+          retentionDiff: 7,
+          drillSchedule: "45 3 * * 0",
+        },
       },
     });
   });
 
   test("explicit folders and scratch address win; relative ones are below the checkout; root runs Postgres as postgres", () => {
-    const cfg = parseConfig(text({ MEMBER_ROOT: "/srv/members", BACKUP_DIR: "bk", BACKUP_REPO_DIR: "/srv/repo", BACKUP_SCRATCH_ADDRESS: "10.9.9.9", STATE_DIR: "/var/st", FAILSAFE_MODE: "true" }), { ...opts, isRoot: true });
-    expect([cfg.memberRoot, cfg.stateDir, cfg.backup.dir, cfg.backup.repoDir, cfg.backup.pgbackrestHome, cfg.backup.scratchAddress]).toEqual([
-      "/srv/members",
-      "/var/st/rules",
-      "/repo/bk",
-      "/srv/repo",
-      "/srv/members/pgbackrest",
-      "10.9.9.9",
-    ]);
+    const cfg = parseConfig(
+      text({
+        MEMBER_ROOT: "/srv/members",
+        BACKUP_DIR: "bk",
+        BACKUP_REPO_DIR: "/srv/repo",
+        BACKUP_SCRATCH_ADDRESS: "10.9.9.9",
+        STATE_DIR: "/var/st",
+        FAILSAFE_MODE: "true",
+      }),
+      { ...opts, isRoot: true },
+    );
+    expect([
+      cfg.memberRoot,
+      cfg.stateDir,
+      cfg.backup.dir,
+      cfg.backup.repoDir,
+      cfg.backup.pgbackrestHome,
+      cfg.backup.scratchAddress,
+    ]).toEqual(["/srv/members", "/var/st/rules", "/repo/bk", "/srv/repo", "/srv/members/pgbackrest", "10.9.9.9"]);
     expect(cfg.pgOsUser).toBe("postgres");
     expect(cfg.timing.failsafeMode).toBe(true);
     expect(cfg.secrets as unknown).toEqual({});
     // Without isRoot, the process's own uid decides.
-    expect(parseConfig(text({ MEMBER_ROOT: "/srv/members" }), { ...opts, isRoot: undefined }).pgOsUser).toBe(process.getuid!() === 0 ? "postgres" : undefined);
+    expect(parseConfig(text({ MEMBER_ROOT: "/srv/members" }), { ...opts, isRoot: undefined }).pgOsUser).toBe(
+      process.getuid!() === 0 ? "postgres" : undefined,
+    );
   });
 });
 
 describe("each rule's edge, with its exact message", () => {
   test.each([
-    ["MEMBER_ADDRESSES", "127.0.0.11a,127.0.0.12,127.0.0.13", `must be an IPv4 address like 127.0.0.11 (got "127.0.0.11a,127.0.0.12,127.0.0.13")`],
-    ["MEMBER_ADDRESSES", "x127.0.0.11,127.0.0.12,127.0.0.13", `must be an IPv4 address like 127.0.0.11 (got "x127.0.0.11,127.0.0.12,127.0.0.13")`],
-    ["MEMBER_ADDRESSES", "127.0.0.256,127.0.0.12,127.0.0.13", `each part of an IPv4 address must be 0-255 (got "127.0.0.256,127.0.0.12,127.0.0.13")`],
+    [
+      "MEMBER_ADDRESSES",
+      "127.0.0.11a,127.0.0.12,127.0.0.13",
+      `must be an IPv4 address like 127.0.0.11 (got "127.0.0.11a,127.0.0.12,127.0.0.13")`,
+    ],
+    [
+      "MEMBER_ADDRESSES",
+      "x127.0.0.11,127.0.0.12,127.0.0.13",
+      `must be an IPv4 address like 127.0.0.11 (got "x127.0.0.11,127.0.0.12,127.0.0.13")`,
+    ],
+    [
+      "MEMBER_ADDRESSES",
+      "127.0.0.256,127.0.0.12,127.0.0.13",
+      `each part of an IPv4 address must be 0-255 (got "127.0.0.256,127.0.0.12,127.0.0.13")`,
+    ],
     ["PG_PORT", "0", `must be 1-65535 (got "0")`],
     ["PATRONI_TTL", "20.5", `must be a whole number of seconds (got "20.5")`],
     ["DATABASES", "app_db,app-db", `database names must match ^[a-z][a-z0-9_]{1,30}$ (got "app_db,app-db")`],
@@ -179,11 +238,31 @@ describe("each rule's edge, with its exact message", () => {
 
   test("a repeated port names the second key and the fix", () => {
     const cases: [Record<string, string>, string, string][] = [
-      [{ HAPROXY_STATS_PORT: "7012" }, "HAPROXY_STATS_PORT: port 7012 is also used by HAPROXY_RW_PORT", "give each HAProxy listener its own port"],
-      [{ HAPROXY_STATS_PORT: "7013" }, "HAPROXY_STATS_PORT: port 7013 is also used by HAPROXY_RO_PORT", "give each HAProxy listener its own port"],
-      [{ ETCD_CLIENT_PORT: "5433" }, "ETCD_CLIENT_PORT: port 5433 is also used by PG_PORT", "each member service needs its own port"],
-      [{ ETCD_PEER_PORT: "8009" }, "ETCD_PEER_PORT: port 8009 is also used by PATRONI_PORT", "each member service needs its own port"],
-      [{ ETCD_PEER_PORT: "2381" }, "ETCD_PEER_PORT: port 2381 is also used by ETCD_CLIENT_PORT", "each member service needs its own port"],
+      [
+        { HAPROXY_STATS_PORT: "7012" },
+        "HAPROXY_STATS_PORT: port 7012 is also used by HAPROXY_RW_PORT",
+        "give each HAProxy listener its own port",
+      ],
+      [
+        { HAPROXY_STATS_PORT: "7013" },
+        "HAPROXY_STATS_PORT: port 7013 is also used by HAPROXY_RO_PORT",
+        "give each HAProxy listener its own port",
+      ],
+      [
+        { ETCD_CLIENT_PORT: "5433" },
+        "ETCD_CLIENT_PORT: port 5433 is also used by PG_PORT",
+        "each member service needs its own port",
+      ],
+      [
+        { ETCD_PEER_PORT: "8009" },
+        "ETCD_PEER_PORT: port 8009 is also used by PATRONI_PORT",
+        "each member service needs its own port",
+      ],
+      [
+        { ETCD_PEER_PORT: "2381" },
+        "ETCD_PEER_PORT: port 2381 is also used by ETCD_CLIENT_PORT",
+        "each member service needs its own port",
+      ],
     ];
     for (const [over, message, fix] of cases) {
       const e = configError(text(over));
@@ -211,12 +290,28 @@ describe("customer stacks stay inside the firewall", () => {
     }
   };
   test("a client-* stack refuses a tunnel or a tailnet unless ALLOW_REMOTE_ACCESS=true", () => {
-    expect(onStack("client-acme", remote)).toEqual(["BAD_CONFIG", "TUNNEL", 'envs/rules.env: TUNNEL: customer stacks stay inside the firewall (got "cloudflare")', "set TUNNEL=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing"]);
-    expect(onStack("client-acme", { TAILNET: "tailscale" })).toEqual(["BAD_CONFIG", "TAILNET", 'envs/rules.env: TAILNET: customer stacks stay inside the firewall (got "tailscale")', "set TAILNET=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing"]);
+    expect(onStack("client-acme", remote)).toEqual([
+      "BAD_CONFIG",
+      "TUNNEL",
+      'envs/rules.env: TUNNEL: customer stacks stay inside the firewall (got "cloudflare")',
+      "set TUNNEL=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing",
+    ]);
+    expect(onStack("client-acme", { TAILNET: "tailscale" })).toEqual([
+      "BAD_CONFIG",
+      "TAILNET",
+      'envs/rules.env: TAILNET: customer stacks stay inside the firewall (got "tailscale")',
+      "set TAILNET=none, or ALLOW_REMOTE_ACCESS=true if the customer agreed in writing",
+    ]);
     const allowed = onStack("client-acme", { ...remote, TAILNET: "tailscale", ALLOW_REMOTE_ACCESS: "true" });
-    expect(Array.isArray(allowed) ? allowed : [allowed.access.tunnel, allowed.access.tailnet, allowed.access.allowRemote]).toEqual(["cloudflare", "tailscale", true]);
+    expect(
+      Array.isArray(allowed) ? allowed : [allowed.access.tunnel, allowed.access.tailnet, allowed.access.allowRemote],
+    ).toEqual(["cloudflare", "tailscale", true]);
     const own = onStack("acme-client-x", { ...remote, TAILNET: "tailscale" });
-    expect(Array.isArray(own) ? own : [own.access.tunnel, own.access.tailnet, own.access.allowRemote]).toEqual(["cloudflare", "tailscale", false]);
+    expect(Array.isArray(own) ? own : [own.access.tunnel, own.access.tailnet, own.access.allowRemote]).toEqual([
+      "cloudflare",
+      "tailscale",
+      false,
+    ]);
     const none = onStack("client-acme", {});
     expect(Array.isArray(none) ? none : none.access.tunnel).toBe("none");
   });
@@ -300,7 +395,11 @@ describe("STACK", () => {
       }
       expect(err).toBeInstanceOf(ToolkitError);
       const e = err as ToolkitError;
-      expect([e.code, e.message, e.fix]).toEqual(["BAD_STACK", `STACK=${JSON.stringify(bad)} is not a valid stack name`, "use lowercase letters, digits and dashes, e.g. STACK=dev"]);
+      expect([e.code, e.message, e.fix]).toEqual([
+        "BAD_STACK",
+        `STACK=${JSON.stringify(bad)} is not a valid stack name`,
+        "use lowercase letters, digits and dashes, e.g. STACK=dev",
+      ]);
     }
   });
 });
@@ -314,9 +413,17 @@ describe("loadConfig", () => {
     mkdirSync(join(root, "envs"));
     writeFileSync(join(root, "envs/rules.env"), text({ MEMBER_ROOT: "/srv/m" }));
     const none = loadConfig("rules", root);
-    expect([none.file, none.stack, none.rootDir, none.stateDir]).toEqual(["envs/rules.env", "rules", root, join(root, "st/rules")]);
+    expect([none.file, none.stack, none.rootDir, none.stateDir]).toEqual([
+      "envs/rules.env",
+      "rules",
+      root,
+      join(root, "st/rules"),
+    ]);
     expect(none.secrets as unknown).toEqual({});
-    writeFileSync(join(root, "envs/.secrets.rules.env"), `POSTGRES_PASSWORD=${"a".repeat(20)}\nREWIND_PASSWORD=\nNOT_A_SECRET=x\n`);
+    writeFileSync(
+      join(root, "envs/.secrets.rules.env"),
+      `POSTGRES_PASSWORD=${"a".repeat(20)}\nREWIND_PASSWORD=\nNOT_A_SECRET=x\n`,
+    );
     expect(loadConfig("rules", root).secrets as unknown).toEqual({ POSTGRES_PASSWORD: "a".repeat(20) });
   });
 
@@ -329,7 +436,11 @@ describe("loadConfig", () => {
       err = e;
     }
     const e = err as ToolkitError;
-    expect([e.code, e.message, e.fix]).toEqual(["NO_ENV_FILE", "envs/nosuch.env does not exist", "create it from envs/dev.env, or pick an existing stack with STACK=<name>"]);
+    expect([e.code, e.message, e.fix]).toEqual([
+      "NO_ENV_FILE",
+      "envs/nosuch.env does not exist",
+      "create it from envs/dev.env, or pick an existing stack with STACK=<name>",
+    ]);
   });
 
   test("ROOT_DIR is the checkout", () => {

@@ -14,17 +14,32 @@ describe("config loader", () => {
   test("the committed dev and test env files load", () => {
     const cfg = parseConfig(DEV, opts);
     expect(cfg.members.map((m) => m.address)).toEqual(["127.0.0.11", "127.0.0.12", "127.0.0.13"]);
-    expect(cfg.members.every((m) => m.pgPort === 5432 && m.restPort === 8008 && m.etcdClientPort === 2379 && m.etcdPeerPort === 2380)).toBe(true);
+    expect(
+      cfg.members.every(
+        (m) => m.pgPort === 5432 && m.restPort === 8008 && m.etcdClientPort === 2379 && m.etcdPeerPort === 2380,
+      ),
+    ).toBe(true);
     expect(cfg.haproxy.rwPort).toBe(6012);
     expect(cfg.api.port).toBe(6010);
-    expect(cfg.timing).toEqual({ ttl: 10, loopWait: 1, retryTimeout: 3, maximumLagOnFailover: 1048576, synchronousMode: true, failsafeMode: true });
+    expect(cfg.timing).toEqual({
+      ttl: 10,
+      loopWait: 1,
+      retryTimeout: 3,
+      maximumLagOnFailover: 1048576,
+      synchronousMode: true,
+      failsafeMode: true,
+    });
     expect(cfg.databases).toEqual(["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"]);
     expect(cfg.stateDir).toBe("/repo/.state/dev");
     expect(cfg.secretsFile).toBe("/repo/envs/.secrets.dev.env");
-    const test = parseConfig(readFileSync(`${import.meta.dir}/../../envs/test.env`, "utf8"), { ...opts, stack: "test" });
+    const test = parseConfig(readFileSync(`${import.meta.dir}/../../envs/test.env`, "utf8"), {
+      ...opts,
+      stack: "test",
+    });
     // The test stack must never share an address with the dev stack.
     const devAddrs = new Set([...cfg.members.map((m) => m.address), cfg.haproxy.address, cfg.api.address]);
-    for (const a of [...test.members.map((m) => m.address), test.haproxy.address, test.api.address]) expect(devAddrs.has(a)).toBe(false);
+    for (const a of [...test.members.map((m) => m.address), test.haproxy.address, test.api.address])
+      expect(devAddrs.has(a)).toBe(false);
   });
 
   // [key, bad value, what the message must say]

@@ -41,8 +41,16 @@ test("formatBytes has one name and one home (scripts/lib/ui.ts): no alias, no re
     readFileSync(f, "utf8")
       .split("\n")
       .flatMap((line, i) =>
-        /\bfmtBytes\b|formatBytes as|export \{[^}]*formatBytes|export function formatBytes/.test(line) ? [`${relative(ROOT, f)}:${i + 1}`] : [],
+        /\bfmtBytes\b|formatBytes as|export \{[^}]*formatBytes|export function formatBytes/.test(line)
+          ? [`${relative(ROOT, f)}:${i + 1}`]
+          : [],
       ),
   );
-  expect(hits).toEqual([`scripts/lib/ui.ts:${readFileSync(join(ROOT, "scripts/lib/ui.ts"), "utf8").split("\n").findIndex((l) => l.startsWith("export function formatBytes")) + 1}`]);
+  expect(hits).toEqual([
+    `scripts/lib/ui.ts:${
+      readFileSync(join(ROOT, "scripts/lib/ui.ts"), "utf8")
+        .split("\n")
+        .findIndex((l) => l.startsWith("export function formatBytes")) + 1
+    }`,
+  ]);
 });

@@ -7,7 +7,15 @@ import { ToolkitError } from "../../scripts/lib/errors";
 import { run } from "../../scripts/lib/exec";
 import { nginxTest, renderSites, wrapperConfig } from "../../scripts/lib/deploy/nginx";
 import { parseClientSettings } from "../../scripts/lib/deploy/settings";
-import { caNameConstraints, certSans, certbotCommand, ensureBootstrapCert, ensureInternalTls, sanExtension, tlsPaths } from "../../scripts/lib/deploy/tls";
+import {
+  caNameConstraints,
+  certSans,
+  certbotCommand,
+  ensureBootstrapCert,
+  ensureInternalTls,
+  sanExtension,
+  tlsPaths,
+} from "../../scripts/lib/deploy/tls";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const tmp = mkdtempSync(join(tmpdir(), "pgp-tls-"));
@@ -30,8 +38,15 @@ describe("ACCESS=internal: private CA", () => {
 
   test("a CA and a server certificate for every environment's hostname", async () => {
     const r = await ensureInternalTls(dir, internal);
-    expect(r.created).toEqual(["private CA", "certificate for dev.acme.internal, staging.acme.internal, acme.internal"]);
-    expect(await certSans(r.paths.cert)).toEqual(["DNS:acme.internal", "DNS:dev.acme.internal", "DNS:staging.acme.internal"]);
+    expect(r.created).toEqual([
+      "private CA",
+      "certificate for dev.acme.internal, staging.acme.internal, acme.internal",
+    ]);
+    expect(await certSans(r.paths.cert)).toEqual([
+      "DNS:acme.internal",
+      "DNS:dev.acme.internal",
+      "DNS:staging.acme.internal",
+    ]);
     expect((await run(["openssl", "verify", "-CAfile", r.paths.caCert, r.paths.cert], { nothrow: true })).code).toBe(0);
     expect(statSync(r.paths.caKey).mode & 0o777).toBe(0o600);
     expect(statSync(r.paths.key).mode & 0o777).toBe(0o600);
@@ -49,7 +64,10 @@ describe("ACCESS=internal: private CA", () => {
       "private CA re-issued, constrained to DNS:acme.lan, IP:127.0.7.1/255.255.255.255 (install the new ca.crt)",
       "certificate for dev.acme.lan, staging.acme.lan, acme.lan",
     ]);
-    expect(await caNameConstraints(join(dir, "ca.crt"))).toEqual({ critical: true, permitted: ["DNS:acme.lan", "IP:127.0.7.1/255.255.255.255"] });
+    expect(await caNameConstraints(join(dir, "ca.crt"))).toEqual({
+      critical: true,
+      permitted: ["DNS:acme.lan", "IP:127.0.7.1/255.255.255.255"],
+    });
     await ensureInternalTls(dir, internal);
   });
 
@@ -59,22 +77,64 @@ describe("ACCESS=internal: private CA", () => {
     const d = mkdtempSync(join(tmp, "leaf-"));
     writeFileSync(join(d, "ext"), `basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`);
     const cn = san.startsWith("DNS:") ? san.slice(4) : "acme.internal"; // openssl also checks a host-like CN against the constraints
-    await run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(d, "key"), "-out", join(d, "csr"), "-subj", `/CN=${cn}`]);
-    await run(["openssl", "x509", "-req", "-in", join(d, "csr"), "-CA", p.caCert, "-CAkey", p.caKey, "-CAcreateserial", "-out", join(d, "crt"), "-days", "30", "-sha256", "-extfile", join(d, "ext")]);
+    await run([
+      "openssl",
+      "req",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      join(d, "key"),
+      "-out",
+      join(d, "csr"),
+      "-subj",
+      `/CN=${cn}`,
+    ]);
+    await run([
+      "openssl",
+      "x509",
+      "-req",
+      "-in",
+      join(d, "csr"),
+      "-CA",
+      p.caCert,
+      "-CAkey",
+      p.caKey,
+      "-CAcreateserial",
+      "-out",
+      join(d, "crt"),
+      "-days",
+      "30",
+      "-sha256",
+      "-extfile",
+      join(d, "ext"),
+    ]);
     const v = await run(["openssl", "verify", "-CAfile", p.caCert, join(d, "crt")], { nothrow: true });
     return { code: v.code, out: (v.stdout + v.stderr).trim() };
   }
 
   test("the CA is name-constrained (critical) to the client's domain and address", async () => {
-    expect(await caNameConstraints(join(dir, "ca.crt"))).toEqual({ critical: true, permitted: ["DNS:acme.internal", "IP:127.0.7.1/255.255.255.255"] });
+    expect(await caNameConstraints(join(dir, "ca.crt"))).toEqual({
+      critical: true,
+      permitted: ["DNS:acme.internal", "IP:127.0.7.1/255.255.255.255"],
+    });
     // the client's names (and subdomains) verify
-    for (const san of ["DNS:acme.internal", "DNS:api.staging.acme.internal", "IP:127.0.7.1"]) expect(await mintAndVerify(san)).toMatchObject({ code: 0 });
+    for (const san of ["DNS:acme.internal", "DNS:api.staging.acme.internal", "IP:127.0.7.1"])
+      expect(await mintAndVerify(san)).toMatchObject({ code: 0 });
   });
 
   test("Bun's TLS (BoringSSL: the health check, Bun apps) trusts the server certificate under the constrained CA", async () => {
     // BoringSSL refuses an IP name under an IP-constrained CA ("unsupported name constraint type"): the certificate
     // names hosts only, and a client dialing the address sets the hostname as the server name.
-    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: Bun.file(join(dir, "server.crt")), key: Bun.file(join(dir, "server.key")) }, fetch: () => new Response("ok") });
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: Bun.file(join(dir, "server.crt")), key: Bun.file(join(dir, "server.key")) },
+      fetch: () => new Response("ok"),
+    });
     try {
       const ca = readFileSync(join(dir, "ca.crt"), "utf8");
       for (const name of ["acme.internal", "staging.acme.internal"]) {
@@ -82,14 +142,21 @@ describe("ACCESS=internal: private CA", () => {
         expect(await r.text()).toBe("ok");
       }
       // and the name is checked: another one is refused
-      await expect(fetch(`https://127.0.0.1:${server.port}/`, { tls: { ca, serverName: "www.example.com" } } as RequestInit)).rejects.toThrow();
+      await expect(
+        fetch(`https://127.0.0.1:${server.port}/`, { tls: { ca, serverName: "www.example.com" } } as RequestInit),
+      ).rejects.toThrow();
     } finally {
       server.stop(true);
     }
   });
 
   test("a certificate the client's CA signs for any other name fails verification (name constraints)", async () => {
-    for (const san of ["DNS:www.example.com", "DNS:evilacme.internal", "DNS:acme.internal.example.com", "IP:10.0.0.1"]) {
+    for (const san of [
+      "DNS:www.example.com",
+      "DNS:evilacme.internal",
+      "DNS:acme.internal.example.com",
+      "IP:10.0.0.1",
+    ]) {
       const v = await mintAndVerify(san);
       expect(v.code, san).toBe(2);
       expect(v.out, san).toContain("error 47 at 0 depth lookup: permitted subtree violation");
@@ -101,20 +168,52 @@ describe("ACCESS=internal: private CA", () => {
     const p = tlsPaths(old);
     await ensureInternalTls(old, internal);
     // the CA an older toolkit made: no nameConstraints
-    await run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p.caKey, "-out", p.caCert, "-days", "3650", "-subj", "/O=pgplatform/CN=acme private CA", "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    await run([
+      "openssl",
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      p.caKey,
+      "-out",
+      p.caCert,
+      "-days",
+      "3650",
+      "-subj",
+      "/O=pgplatform/CN=acme private CA",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE,pathlen:0",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
     expect(await caNameConstraints(p.caCert)).toEqual({ critical: false, permitted: [] });
     const r = await ensureInternalTls(old, internal);
     expect(r.created).toEqual([
       "private CA re-issued, constrained to DNS:acme.internal, IP:127.0.7.1/255.255.255.255 (install the new ca.crt)",
       "certificate for dev.acme.internal, staging.acme.internal, acme.internal",
     ]);
-    expect(await caNameConstraints(p.caCert)).toEqual({ critical: true, permitted: ["DNS:acme.internal", "IP:127.0.7.1/255.255.255.255"] });
+    expect(await caNameConstraints(p.caCert)).toEqual({
+      critical: true,
+      permitted: ["DNS:acme.internal", "IP:127.0.7.1/255.255.255.255"],
+    });
     expect((await run(["openssl", "verify", "-CAfile", p.caCert, p.cert], { nothrow: true })).code).toBe(0);
   });
 
   test("every rendered environment site passes the real nginx -t with the generated certificate", async () => {
-    const sites = renderSites(ROOT, internal, { tlsCert: join(dir, "server.crt"), tlsKey: join(dir, "server.key"), webroot: join(tmp, "webroot") });
-    expect(sites.map((s) => s.name)).toEqual(["client-acme-dev.conf", "client-acme-staging.conf", "client-acme-production.conf"]);
+    const sites = renderSites(ROOT, internal, {
+      tlsCert: join(dir, "server.crt"),
+      tlsKey: join(dir, "server.key"),
+      webroot: join(tmp, "webroot"),
+    });
+    expect(sites.map((s) => s.name)).toEqual([
+      "client-acme-dev.conf",
+      "client-acme-staging.conf",
+      "client-acme-production.conf",
+    ]);
     for (const s of sites) {
       expect(s.content).toContain("Strict-Transport-Security");
       expect(s.content).toContain("ssl_protocols TLSv1.2 TLSv1.3;");
@@ -124,16 +223,30 @@ describe("ACCESS=internal: private CA", () => {
   });
 
   test("a broken site is rejected with nginx's own message", async () => {
-    const [site] = renderSites(ROOT, internal, { tlsCert: join(dir, "server.crt"), tlsKey: join(dir, "server.key"), webroot: "/x" });
-    const broken = { ...site!, content: site!.content.replace("ssl_session_tickets off;", "ssl_session_tickets maybe;") };
-    const err = await nginxTest([broken]).then(() => undefined, (e) => e);
+    const [site] = renderSites(ROOT, internal, {
+      tlsCert: join(dir, "server.crt"),
+      tlsKey: join(dir, "server.key"),
+      webroot: "/x",
+    });
+    const broken = {
+      ...site!,
+      content: site!.content.replace("ssl_session_tickets off;", "ssl_session_tickets maybe;"),
+    };
+    const err = await nginxTest([broken]).then(
+      () => undefined,
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(ToolkitError);
     expect((err as ToolkitError).code).toBe("NGINX_INVALID");
     expect((err as ToolkitError).detail).toContain("ssl_session_tickets");
   });
 
   test("a missing certificate fails nginx -t", async () => {
-    const sites = renderSites(ROOT, internal, { tlsCert: join(tmp, "nope.crt"), tlsKey: join(tmp, "nope.key"), webroot: "/x" });
+    const sites = renderSites(ROOT, internal, {
+      tlsCert: join(tmp, "nope.crt"),
+      tlsKey: join(tmp, "nope.key"),
+      webroot: "/x",
+    });
     await expect(nginxTest(sites)).rejects.toMatchObject({ code: "NGINX_INVALID" });
   });
 });
@@ -141,9 +254,15 @@ describe("ACCESS=internal: private CA", () => {
 describe("ACCESS=public: certbot webroot", () => {
   test("the ACME server and the TLS sites (on a bootstrap certificate) pass nginx -t", async () => {
     const live = join(tmp, "le", "live", "acme.internal");
-    expect(await ensureBootstrapCert(live, "acme.internal")).toEqual(["bootstrap certificate for acme.internal (replaced by certbot)"]);
+    expect(await ensureBootstrapCert(live, "acme.internal")).toEqual([
+      "bootstrap certificate for acme.internal (replaced by certbot)",
+    ]);
     expect(await ensureBootstrapCert(live, "acme.internal")).toEqual([]); // kept; certbot replaces it
-    const sites = renderSites(ROOT, pub, { tlsCert: join(live, "fullchain.pem"), tlsKey: join(live, "privkey.pem"), webroot: join(tmp, "webroot") });
+    const sites = renderSites(ROOT, pub, {
+      tlsCert: join(live, "fullchain.pem"),
+      tlsKey: join(live, "privkey.pem"),
+      webroot: join(tmp, "webroot"),
+    });
     const acme = sites.find((s) => s.name === "client-acme-acme.conf")!;
     expect(acme.content).toContain("listen 80;");
     expect(acme.content).toContain(`root ${join(tmp, "webroot")};`);

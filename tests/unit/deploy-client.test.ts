@@ -10,8 +10,22 @@ import type { ClientSecrets } from "../../scripts/lib/deploy/client-secrets";
 import { releaseDigest, renderBundleFiles, renderEnvFile, TOOLKIT_PATHS } from "../../scripts/lib/deploy/bundle";
 import { releasesToPrune } from "../../scripts/lib/deploy/deploy";
 import { neededPorts, parseListeners, portConflicts } from "../../scripts/lib/deploy/preflight";
-import { SIZE_PROFILES, parseClientSettings, profileForMemory, renderClientEnv, stackConfig, type ClientSettings } from "../../scripts/lib/deploy/settings";
-import { hostPattern, remoteCommand, scpCommand, sshCommand, sshErrorLine, sshFailure } from "../../scripts/lib/deploy/target";
+import {
+  SIZE_PROFILES,
+  parseClientSettings,
+  profileForMemory,
+  renderClientEnv,
+  stackConfig,
+  type ClientSettings,
+} from "../../scripts/lib/deploy/settings";
+import {
+  hostPattern,
+  remoteCommand,
+  scpCommand,
+  sshCommand,
+  sshErrorLine,
+  sshFailure,
+} from "../../scripts/lib/deploy/target";
 import { ACME_ENV, GOLDEN_ROOT, acme, deployClientGoldens, fixedSecrets, readGolden } from "../golden";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -23,9 +37,17 @@ describe("bundle rendering (golden files, secrets masked)", () => {
 
   test("the bundle has the stack env, the per-environment env files and nginx sites", () => {
     expect(files.map((f) => f.path)).toEqual([
-      "client/.secrets.env", "client/client.env", "client/env/dev.env", "client/env/production.env", "client/env/staging.env", "client/manifest.json",
-      "client/nginx/client-acme-dev.conf", "client/nginx/client-acme-production.conf", "client/nginx/client-acme-staging.conf",
-      "envs/.secrets.client-acme.env", "envs/client-acme.env",
+      "client/.secrets.env",
+      "client/client.env",
+      "client/env/dev.env",
+      "client/env/production.env",
+      "client/env/staging.env",
+      "client/manifest.json",
+      "client/nginx/client-acme-dev.conf",
+      "client/nginx/client-acme-production.conf",
+      "client/nginx/client-acme-staging.conf",
+      "envs/.secrets.client-acme.env",
+      "envs/client-acme.env",
     ]);
     for (const f of files) expect(f.mode).toBe(/secrets|\/env\//.test(f.path) ? 0o600 : 0o644);
   });
@@ -46,7 +68,12 @@ describe("bundle rendering (golden files, secrets masked)", () => {
     );
     expect(existsSync(join(GOLDEN, "client__no-such-file.env"))).toBe(false);
     // every produced file has its committed golden (none is created on the fly)
-    expect(readdirSync(GOLDEN).sort()).toEqual(deployClientGoldens.files().map((f) => f.name).sort());
+    expect(readdirSync(GOLDEN).sort()).toEqual(
+      deployClientGoldens
+        .files()
+        .map((f) => f.name)
+        .sort(),
+    );
   });
 
   test("every golden file is still produced (no stale goldens)", () => {
@@ -56,7 +83,11 @@ describe("bundle rendering (golden files, secrets masked)", () => {
 
   test("environment env files: seed ports, own database, own role, pooled DATABASE_URL and HAProxy DIRECT_URL", () => {
     const s = acme();
-    const want = { dev: [6100, "orchestrator_ai_dev"], staging: [7100, "orchestrator_ai_staging"], production: [9000, "orchestrator_ai_production"] } as const;
+    const want = {
+      dev: [6100, "orchestrator_ai_dev"],
+      staging: [7100, "orchestrator_ai_staging"],
+      production: [9000, "orchestrator_ai_production"],
+    } as const;
     for (const [env, [port, db]] of Object.entries(want)) {
       const v = parseDotenv(Buffer.from(renderEnvFile(s, secrets, env as "dev")));
       expect(v.DB_NAME).toBe(db);
@@ -100,7 +131,15 @@ describe("client settings", () => {
   for (const [name, line, re] of bad) {
     test(`a bad ${name} names the key`, () => {
       // later lines win in dotenv? no: the first wins, so put the override first
-      expect(() => parseClientSettings(line + ACME_ENV.split("\n").filter((l) => !l.startsWith(line.split("=")[0] + "=")).join("\n"), "clients/acme/client.env")).toThrow(re);
+      expect(() =>
+        parseClientSettings(
+          line +
+            ACME_ENV.split("\n")
+              .filter((l) => !l.startsWith(line.split("=")[0] + "="))
+              .join("\n"),
+          "clients/acme/client.env",
+        ),
+      ).toThrow(re);
     });
   }
 
@@ -113,14 +152,18 @@ describe("client settings", () => {
   });
 
   test("the committed example client is valid", () => {
-    const s = parseClientSettings(readFileSync(join(ROOT, "clients/example/client.env"), "utf8"), "clients/example/client.env");
+    const s = parseClientSettings(
+      readFileSync(join(ROOT, "clients/example/client.env"), "utf8"),
+      "clients/example/client.env",
+    );
     expect(s.name).toBe("example");
     // generated secrets and TLS keys of any client are never committed
     for (const f of ["clients/example/.secrets.env", "clients/acme/.tls/ca.key"]) {
       expect(Bun.spawnSync(["git", "check-ignore", "-q", f], { cwd: ROOT }).exitCode).toBe(0);
     }
     // client.env and the pinned ssh host keys (public) are committed
-    for (const f of ["clients/example/client.env", "clients/example/known_hosts"]) expect(Bun.spawnSync(["git", "check-ignore", "-q", f], { cwd: ROOT }).exitCode).toBe(1);
+    for (const f of ["clients/example/client.env", "clients/example/known_hosts"])
+      expect(Bun.spawnSync(["git", "check-ignore", "-q", f], { cwd: ROOT }).exitCode).toBe(1);
   });
 });
 
@@ -137,7 +180,11 @@ describe("size profile", () => {
     expect(SIZE_PROFILES["16"]).toMatchObject({ localModels: "off", workers: 1, composeProfiles: [] });
     expect(SIZE_PROFILES["32"].composeProfiles).toEqual(["local-models", "monitoring"]);
     expect(SIZE_PROFILES["64"].workers).toBe(4);
-    const s16 = parseDotenv(Buffer.from(renderEnvFile(acme().profile === "32" ? { ...acme(), profile: "16" } : acme(), fixedSecrets(), "production")));
+    const s16 = parseDotenv(
+      Buffer.from(
+        renderEnvFile(acme().profile === "32" ? { ...acme(), profile: "16" } : acme(), fixedSecrets(), "production"),
+      ),
+    );
     expect(s16.COMPOSE_PROFILES).toBe("");
     expect(s16.WORKERS).toBe("1");
   });
@@ -176,12 +223,19 @@ describe("commands as data", () => {
     expect(remoteCommand(["env", "-C", "/opt/x y", "A=it's", "ls"])).toBe(`env -C '/opt/x y' 'A=it'\\''s' ls`);
     // Host keys pinned in the client's own file (no global/personal known_hosts), unknown or changed keys refused,
     // nothing forwarded to the customer's server.
-    const pinned = "-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/c/acme/known_hosts -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o ForwardAgent=no -o ForwardX11=no -o ConnectTimeout=10 -o ServerAliveInterval=15";
+    const pinned =
+      "-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/c/acme/known_hosts -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no -o ForwardAgent=no -o ForwardX11=no -o ConnectTimeout=10 -o ServerAliveInterval=15";
     const withFile = { ...s, sshKnownHosts: "/c/acme/known_hosts" };
-    expect(sshCommand(withFile, ["uname", "-sm"]).join(" ")).toBe(`ssh ${pinned} -o IdentitiesOnly=yes -i /keys/id -p 2222 ops@acme-server -- uname -sm`);
-    expect(scpCommand(withFile, "/tmp/a.tar", "/opt/b.tar").join(" ")).toBe(`scp -q ${pinned} -o IdentitiesOnly=yes -i /keys/id -P 2222 /tmp/a.tar ops@acme-server:/opt/b.tar`);
+    expect(sshCommand(withFile, ["uname", "-sm"]).join(" ")).toBe(
+      `ssh ${pinned} -o IdentitiesOnly=yes -i /keys/id -p 2222 ops@acme-server -- uname -sm`,
+    );
+    expect(scpCommand(withFile, "/tmp/a.tar", "/opt/b.tar").join(" ")).toBe(
+      `scp -q ${pinned} -o IdentitiesOnly=yes -i /keys/id -P 2222 /tmp/a.tar ops@acme-server:/opt/b.tar`,
+    );
     // SSH_KNOWN_HOSTS empty: the bundle's own clients/<name>/known_hosts
-    expect(sshCommand(s, ["true"])).toContain(`UserKnownHostsFile=${join(process.env.CLIENTS_DIR ?? join(ROOT, "clients"), "acme", "known_hosts")}`);
+    expect(sshCommand(s, ["true"])).toContain(
+      `UserKnownHostsFile=${join(process.env.CLIENTS_DIR ?? join(ROOT, "clients"), "acme", "known_hosts")}`,
+    );
     expect(hostPattern(s)).toBe("[acme-server]:2222");
     expect(hostPattern(acme())).toBe("acme-server");
   });
@@ -189,18 +243,47 @@ describe("commands as data", () => {
   test("an ssh failure is ssh's own line with the fix for its kind", () => {
     const s = acme("SSH_PORT=2222\nSSH_KNOWN_HOSTS=/c/acme/known_hosts\n");
     const cases: [string, string, string, RegExp][] = [
-      ["ops@acme-server: Permission denied (publickey).\r\n", "SSH_FAILED", "ssh to ops@acme-server:2222 failed: ops@acme-server: Permission denied (publickey).", /ssh-copy-id -p 2222 ops@acme-server/],
-      ["ssh: connect to host acme-server port 2222: Connection refused\r\n", "SSH_FAILED", "ssh to ops@acme-server:2222 failed: ssh: connect to host acme-server port 2222: Connection refused", /start sshd on the server, or fix HOST\/SSH_PORT in clients\/acme\/client.env/],
-      ["ssh: Could not resolve hostname acme-server: Name or service not known\r\n", "SSH_FAILED", "ssh to ops@acme-server:2222 failed: ssh: Could not resolve hostname acme-server: Name or service not known", /fix HOST in clients\/acme\/client.env/],
-      ["No ED25519 host key is known for [acme-server]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\n", "HOST_KEY_UNKNOWN", "ssh to ops@acme-server:2222: no host key is pinned for [acme-server]:2222 in /c/acme/known_hosts; refusing a first-seen key without being asked; nothing was changed.", /TRUST_NEW_HOST=1/],
-      ["@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\nHost key for [acme-server]:2222 has changed and you have requested strict checking.\r\nHost key verification failed.\r\n", "HOST_KEY_CHANGED", "ssh to ops@acme-server:2222: the host key differs from the one pinned for [acme-server]:2222 in /c/acme/known_hosts: another machine may be answering (a man in the middle), or the server was reinstalled; nothing was changed.", /ssh-keygen -R '\[acme-server\]:2222' -f \/c\/acme\/known_hosts/],
+      [
+        "ops@acme-server: Permission denied (publickey).\r\n",
+        "SSH_FAILED",
+        "ssh to ops@acme-server:2222 failed: ops@acme-server: Permission denied (publickey).",
+        /ssh-copy-id -p 2222 ops@acme-server/,
+      ],
+      [
+        "ssh: connect to host acme-server port 2222: Connection refused\r\n",
+        "SSH_FAILED",
+        "ssh to ops@acme-server:2222 failed: ssh: connect to host acme-server port 2222: Connection refused",
+        /start sshd on the server, or fix HOST\/SSH_PORT in clients\/acme\/client.env/,
+      ],
+      [
+        "ssh: Could not resolve hostname acme-server: Name or service not known\r\n",
+        "SSH_FAILED",
+        "ssh to ops@acme-server:2222 failed: ssh: Could not resolve hostname acme-server: Name or service not known",
+        /fix HOST in clients\/acme\/client.env/,
+      ],
+      [
+        "No ED25519 host key is known for [acme-server]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\n",
+        "HOST_KEY_UNKNOWN",
+        "ssh to ops@acme-server:2222: no host key is pinned for [acme-server]:2222 in /c/acme/known_hosts; refusing a first-seen key without being asked; nothing was changed.",
+        /TRUST_NEW_HOST=1/,
+      ],
+      [
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\nHost key for [acme-server]:2222 has changed and you have requested strict checking.\r\nHost key verification failed.\r\n",
+        "HOST_KEY_CHANGED",
+        "ssh to ops@acme-server:2222: the host key differs from the one pinned for [acme-server]:2222 in /c/acme/known_hosts: another machine may be answering (a man in the middle), or the server was reinstalled; nothing was changed.",
+        /ssh-keygen -R '\[acme-server\]:2222' -f \/c\/acme\/known_hosts/,
+      ],
     ];
     for (const [stderr, code, message, fix] of cases) {
       const e = sshFailure(s, stderr);
       expect({ code: e.code, message: e.message }).toEqual({ code, message });
       expect(e.fix).toMatch(fix);
     }
-    expect(sshErrorLine("Warning: Permanently added '[h]:22' (ED25519) to the list of known hosts.\r\nConnection closed by 127.0.0.1 port 22\r\n")).toBe("Connection closed by 127.0.0.1 port 22");
+    expect(
+      sshErrorLine(
+        "Warning: Permanently added '[h]:22' (ED25519) to the list of known hosts.\r\nConnection closed by 127.0.0.1 port 22\r\n",
+      ),
+    ).toBe("Connection closed by 127.0.0.1 port 22");
   });
 });
 
@@ -223,7 +306,11 @@ LISTEN 0 128 127.0.1.1:9012 0.0.0.0:* users:(("haproxy",pid=12,fd=3))`;
     expect(row.detail).not.toContain("9012"); // another address
   });
   test("a deployed client's own processes holding its ports pass", () => {
-    const row = portConflicts(s, parseListeners(ss).filter((x) => x.process !== "someetcd"), true);
+    const row = portConflicts(
+      s,
+      parseListeners(ss).filter((x) => x.process !== "someetcd"),
+      true,
+    );
     expect(row.status).toBe("pass");
     expect(neededPorts(s).length).toBe(19);
   });

@@ -20,7 +20,9 @@ const tmp = mkdtempSync(join(tmpdir(), "pgp-gate-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const NOW = Math.floor(Date.now() / 1000);
 let good: ClientSecrets | undefined;
-const base = async (): Promise<ClientSecrets> => ({ ...(good ??= (await ensureClientSecrets(join(tmp, ".secrets.env"))).secrets) });
+const base = async (): Promise<ClientSecrets> => ({
+  ...(good ??= (await ensureClientSecrets(join(tmp, ".secrets.env"))).secrets),
+});
 const problemsOf = async (change: (s: ClientSecrets) => void | Promise<void>) => {
   const s = await base();
   await change(s);
@@ -50,12 +52,15 @@ describe("published values", () => {
     expect(valueProblem("DASHBOARD_PASSWORD", v)).toBe("is a published default (Supabase's self-hosting example)");
   });
 
-  test.each(SIGNATURES)("a key re-encoded around the published signature %s is refused as the demo key", async (sig) => {
-    const p = await problemsOf((s) => {
-      s.ANON_KEY_PRODUCTION = `${s.ANON_KEY_PRODUCTION.split(".").slice(0, 2).join(".")}.${sig}`;
-    });
-    expect(p).toEqual([{ key: "ANON_KEY_PRODUCTION", reason: "is a published default (Supabase's demo key)" }]);
-  });
+  test.each(SIGNATURES)(
+    "a key re-encoded around the published signature %s is refused as the demo key",
+    async (sig) => {
+      const p = await problemsOf((s) => {
+        s.ANON_KEY_PRODUCTION = `${s.ANON_KEY_PRODUCTION.split(".").slice(0, 2).join(".")}.${sig}`;
+      });
+      expect(p).toEqual([{ key: "ANON_KEY_PRODUCTION", reason: "is a published default (Supabase's demo key)" }]);
+    },
+  );
 });
 
 describe("placeholders, anchored where the rule says", () => {
@@ -97,13 +102,18 @@ describe("placeholders, anchored where the rule says", () => {
 
   test("length and variety boundaries: exactly 16 characters and exactly 8 distinct ones pass", () => {
     expect(valueProblem("DASHBOARD_PASSWORD", "Xk3#pQ9zT7wLm2Vb")).toBeUndefined();
-    expect(valueProblem("DASHBOARD_PASSWORD", "Xk3#pQ9zT7wLm2V")).toBe("is too short (15 characters, need at least 16)");
+    expect(valueProblem("DASHBOARD_PASSWORD", "Xk3#pQ9zT7wLm2V")).toBe(
+      "is too short (15 characters, need at least 16)",
+    );
     expect(valueProblem("DASHBOARD_PASSWORD", "abcdefghabcdefgh")).toBeUndefined();
-    expect(valueProblem("DASHBOARD_PASSWORD", "abcdefgaabcdefga")).toBe("has too little variety (fewer than 8 distinct characters)");
+    expect(valueProblem("DASHBOARD_PASSWORD", "abcdefgaabcdefga")).toBe(
+      "has too little variety (fewer than 8 distinct characters)",
+    );
   });
 
   test("API keys are judged by signature and claims, not by length", () => {
-    for (const k of ["ANON_KEY_DEV", "ANON_KEY_STAGING", "SERVICE_ROLE_KEY_PRODUCTION"]) expect(valueProblem(k, "a.b.c")).toBeUndefined();
+    for (const k of ["ANON_KEY_DEV", "ANON_KEY_STAGING", "SERVICE_ROLE_KEY_PRODUCTION"])
+      expect(valueProblem(k, "a.b.c")).toBeUndefined();
     expect(valueProblem("DASHBOARD_PASSWORD", "a.b.c")).toBe("is too short (5 characters, need at least 16)");
   });
 });
@@ -113,7 +123,9 @@ describe("which keys an environment is judged on", () => {
     const shared = [...SECRET_KEYS, "DASHBOARD_PASSWORD", "MONITORING_PASSWORD"];
     for (const env of ["dev", "staging", "production"] as const) {
       const E = env.toUpperCase();
-      expect([...keysFor(env)].map(String).sort()).toEqual([...shared, `JWT_SECRET_${E}`, `ANON_KEY_${E}`, `SERVICE_ROLE_KEY_${E}`, `DB_PASSWORD_${E}`].sort());
+      expect([...keysFor(env)].map(String).sort()).toEqual(
+        [...shared, `JWT_SECRET_${E}`, `ANON_KEY_${E}`, `SERVICE_ROLE_KEY_${E}`, `DB_PASSWORD_${E}`].sort(),
+      );
     }
   });
 
@@ -130,7 +142,9 @@ describe("which keys an environment is judged on", () => {
 
 describe("overlapping checks: each key named once, for its first problem", () => {
   test("no JWT secret: only that is reported, the API keys are not verified against nothing", async () => {
-    expect(await problemsOf((s) => void (s.JWT_SECRET_PRODUCTION = ""))).toEqual([{ key: "JWT_SECRET_PRODUCTION", reason: "is empty" }]);
+    expect(await problemsOf((s) => void (s.JWT_SECRET_PRODUCTION = ""))).toEqual([
+      { key: "JWT_SECRET_PRODUCTION", reason: "is empty" },
+    ]);
   });
 
   test("a JWT secret equal to another environment's but already refused is not also called identical; its keys still fail verification", async () => {
@@ -152,16 +166,26 @@ describe("overlapping checks: each key named once, for its first problem", () =>
         s.JWT_SECRET_STAGING = s.JWT_SECRET_PRODUCTION;
       }),
     ).toEqual([
-      { key: "JWT_SECRET_STAGING", reason: "is identical to JWT_SECRET_PRODUCTION (a key signed for production would verify in staging)" },
+      {
+        key: "JWT_SECRET_STAGING",
+        reason: "is identical to JWT_SECRET_PRODUCTION (a key signed for production would verify in staging)",
+      },
       { key: "ANON_KEY_STAGING", reason: "signature does not verify against JWT_SECRET_STAGING" },
       { key: "SERVICE_ROLE_KEY_STAGING", reason: "signature does not verify against JWT_SECRET_STAGING" },
-      { key: "JWT_SECRET_PRODUCTION", reason: "is identical to JWT_SECRET_STAGING (a key signed for staging would verify in production)" },
+      {
+        key: "JWT_SECRET_PRODUCTION",
+        reason: "is identical to JWT_SECRET_STAGING (a key signed for staging would verify in production)",
+      },
     ]);
   });
 
   test("an API key with a problem of its own is not verified as well; a missing one is only empty", async () => {
-    expect(await problemsOf((s) => void (s.ANON_KEY_PRODUCTION = PUBLISHED[2]!))).toEqual([{ key: "ANON_KEY_PRODUCTION", reason: "is a published default (Supabase's self-hosting example)" }]);
-    expect(await problemsOf((s) => void (s.SERVICE_ROLE_KEY_STAGING = ""))).toEqual([{ key: "SERVICE_ROLE_KEY_STAGING", reason: "is empty" }]);
+    expect(await problemsOf((s) => void (s.ANON_KEY_PRODUCTION = PUBLISHED[2]!))).toEqual([
+      { key: "ANON_KEY_PRODUCTION", reason: "is a published default (Supabase's self-hosting example)" },
+    ]);
+    expect(await problemsOf((s) => void (s.SERVICE_ROLE_KEY_STAGING = ""))).toEqual([
+      { key: "SERVICE_ROLE_KEY_STAGING", reason: "is empty" },
+    ]);
   });
 
   test("an API key that is no JWT at all: one problem from verification, no crash", async () => {
@@ -223,7 +247,11 @@ describe("overlapping checks: each key named once, for its first problem", () =>
   });
 
   test("an expiring key signed by the right secret passes until it expires", async () => {
-    expect(await problemsOf(async (s) => void (s.ANON_KEY_STAGING = await signApiKey(s.JWT_SECRET_STAGING, "anon", NOW - 100)))).toEqual([]);
+    expect(
+      await problemsOf(
+        async (s) => void (s.ANON_KEY_STAGING = await signApiKey(s.JWT_SECRET_STAGING, "anon", NOW - 100)),
+      ),
+    ).toEqual([]);
   });
 });
 

@@ -26,10 +26,19 @@ function recording(over: Partial<Recording> = {}, gapMs = 11_500): Recording {
   let id = 1;
   for (let t = T0; t < T0 + 20_000; t += 20) {
     if (t > FAULT - 5 && t < FAULT + gapMs) continue;
-    for (let w = 1; w <= 4; w++) writes.push({ id: id++, writer: w, start: t, end: t + 3, ok: true, server: t < FAULT ? "127.0.3.11" : "127.0.3.12" });
+    for (let w = 1; w <= 4; w++)
+      writes.push({
+        id: id++,
+        writer: w,
+        start: t,
+        end: t + 3,
+        ok: true,
+        server: t < FAULT ? "127.0.3.11" : "127.0.3.12",
+      });
   }
   // writes in flight at the fault: they fail and are never counted
-  for (let w = 1; w <= 4; w++) writes.push({ id: id++, writer: w, start: FAULT, end: FAULT + 5000, ok: false, error: "Connection terminated" });
+  for (let w = 1; w <= 4; w++)
+    writes.push({ id: id++, writer: w, start: FAULT, end: FAULT + 5000, ok: false, error: "Connection terminated" });
   const found = new Map<number, number>();
   for (const w of writes) if (w.ok) found.set(w.id, 1);
   const samples: MonitorSample[] = [];
@@ -41,8 +50,15 @@ function recording(over: Partial<Recording> = {}, gapMs = 11_500): Recording {
       primaries: leader && el < 0 ? ["pg1"] : el >= 10_400 ? ["pg2"] : [],
       members:
         el < 10_000
-          ? [{ name: "pg1", role: "leader", state: "running" }, { name: "pg2", role: "sync_standby", state: "running" }, { name: "pg3", role: "replica", state: "running" }]
-          : [{ name: "pg2", role: leader === "pg2" ? "leader" : "replica", state: "running" }, { name: "pg3", role: "replica", state: "running" }],
+          ? [
+              { name: "pg1", role: "leader", state: "running" },
+              { name: "pg2", role: "sync_standby", state: "running" },
+              { name: "pg3", role: "replica", state: "running" },
+            ]
+          : [
+              { name: "pg2", role: leader === "pg2" ? "leader" : "replica", state: "running" },
+              { name: "pg3", role: "replica", state: "running" },
+            ],
       rwUp: el < 1500 ? ["pg1"] : el < 12_000 ? [] : ["pg2"],
     });
   }
@@ -124,10 +140,14 @@ describe("RTO arithmetic", () => {
   });
 
   test("default budget: ttl + loop_wait + HAProxy detection + 2 s margin", () => {
-    const cfg = { timing: { ttl: 10, loopWait: 1 }, haproxy: { interMs: 1000, fall: 2, rise: 2 } } as Parameters<typeof defaultBudgetMs>[0];
+    const cfg = { timing: { ttl: 10, loopWait: 1 }, haproxy: { interMs: 1000, fall: 2, rise: 2 } } as Parameters<
+      typeof defaultBudgetMs
+    >[0];
     expect(defaultBudgetMs(cfg)).toBe(15_000);
     expect(defaultBudgetMs(cfg, "hang-primary")).toBe(17_000);
-    expect(defaultBudgetMs({ ...cfg, timing: { ...cfg.timing, ttl: 30, loopWait: 10 } } as typeof cfg, "kill-primary", 5000)).toBe(47_000);
+    expect(
+      defaultBudgetMs({ ...cfg, timing: { ...cfg.timing, ttl: 30, loopWait: 10 } } as typeof cfg, "kill-primary", 5000),
+    ).toBe(47_000);
   });
 
   test("RTO above the budget fails the run", () => {
@@ -174,7 +194,15 @@ describe("RPO arithmetic", () => {
   });
 
   test("checkIds works on plain maps", () => {
-    expect(checkIds([1, 2, 3], new Map([[1, 1], [3, 2]]))).toEqual({ lost: [2], duplicates: [3] });
+    expect(
+      checkIds(
+        [1, 2, 3],
+        new Map([
+          [1, 1],
+          [3, 2],
+        ]),
+      ),
+    ).toEqual({ lost: [2], duplicates: [3] });
   });
 
   test("a report read back from JSON (ids as object keys) gives the same answer", () => {
@@ -194,12 +222,16 @@ describe("scenario expectations", () => {
   });
 
   test("kill-primary without a new leader fails; an etcd loss with a new leader fails", () => {
-    expect(analyze(recording({ leaderAfter: "pg1", oldLeaderRole: "leader" }), 15_000).failures.join()).toMatch(/no failover happened/);
+    expect(analyze(recording({ leaderAfter: "pg1", oldLeaderRole: "leader" }), 15_000).failures.join()).toMatch(
+      /no failover happened/,
+    );
     expect(analyze(recording({ scenario: "etcd-quorum-loss" }), 15_000).failures.join()).toMatch(/must not fail over/);
   });
 
   test("the old primary must come back as a replica", () => {
-    expect(analyze(recording({ oldLeaderRole: "stopped" }), 15_000).failures.join()).toMatch(/did not rejoin as a replica/);
+    expect(analyze(recording({ oldLeaderRole: "stopped" }), 15_000).failures.join()).toMatch(
+      /did not rejoin as a replica/,
+    );
   });
 
   test("a cluster that did not converge fails", () => {
@@ -253,7 +285,15 @@ describe("report", () => {
     const svg = timelineSvg(r, binSeries(rec), { restoreMs: 12_000 });
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg.trim().endsWith("</svg>")).toBe(true);
-    for (const label of ["fault 0.0 s", "detected 10.0 s", "promoted 10.3 s", "HAProxy routes 12.0 s", "healthy 18.0 s", "no acknowledged write: 11.5 s", "kill-primary round 1: PASS"]) {
+    for (const label of [
+      "fault 0.0 s",
+      "detected 10.0 s",
+      "promoted 10.3 s",
+      "HAProxy routes 12.0 s",
+      "healthy 18.0 s",
+      "no acknowledged write: 11.5 s",
+      "kill-primary round 1: PASS",
+    ]) {
       expect(svg).toContain(label);
     }
     expect(svg).not.toContain("NaN");
@@ -283,7 +323,9 @@ describe("drill SQL is built as data", () => {
       'CREATE TABLE "pgplatform_drill"."w_kill_primary_r1_1" (id bigint NOT NULL, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())',
       'CREATE INDEX ON "pgplatform_drill"."w_kill_primary_r1_1" (id)',
     ]);
-    expect(insertSql("w")).toBe('INSERT INTO "pgplatform_drill"."w" (id, writer) VALUES ($1, $2) RETURNING inet_server_addr()::text AS s');
+    expect(insertSql("w")).toBe(
+      'INSERT INTO "pgplatform_drill"."w" (id, writer) VALUES ($1, $2) RETURNING inet_server_addr()::text AS s',
+    );
     expect(createTableSql('x"y')[1]).toContain('"x""y"');
   });
 });

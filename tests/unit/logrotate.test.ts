@@ -1,6 +1,18 @@
 /** Copy-then-truncate rotation of the stack's logs (scripts/lib/logrotate.ts). */
 import { afterAll, describe, expect, test } from "bun:test";
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../scripts/lib/config";
@@ -12,7 +24,8 @@ const dir = mkdtempSync(join(tmpdir(), "pgp-logrotate-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789`]));
 const testEnv = readFileSync(`${root}/envs/test.env`, "utf8");
-const load = (extra: string) => parseConfig(testEnv + extra, { file: "envs/test.env", stack: "test", rootDir: root, isRoot: false, secrets });
+const load = (extra: string) =>
+  parseConfig(testEnv + extra, { file: "envs/test.env", stack: "test", rootDir: root, isRoot: false, secrets });
 
 describe("rotateFile", () => {
   test("under the cap nothing happens; over it: copied to .1 with its mode, truncated, older copies shifted, the oldest dropped", () => {
@@ -21,12 +34,20 @@ describe("rotateFile", () => {
     expect(rotateFile(f, 100, 2)).toBe(false);
     appendFileSync(f, "first\n");
     expect(rotateFile(f, 100, 2)).toBe(true);
-    expect([readFileSync(f, "utf8"), readFileSync(`${f}.1`, "utf8"), statSync(`${f}.1`).mode & 0o777]).toEqual(["", "a".repeat(100) + "first\n", 0o600]);
+    expect([readFileSync(f, "utf8"), readFileSync(`${f}.1`, "utf8"), statSync(`${f}.1`).mode & 0o777]).toEqual([
+      "",
+      "a".repeat(100) + "first\n",
+      0o600,
+    ]);
     writeFileSync(f, "b".repeat(101));
     expect(rotateFile(f, 100, 2)).toBe(true);
     writeFileSync(f, "c".repeat(101));
     expect(rotateFile(f, 100, 2)).toBe(true);
-    expect([readFileSync(`${f}.1`, "utf8"), readFileSync(`${f}.2`, "utf8"), existsSync(`${f}.3`)]).toEqual(["c".repeat(101), "b".repeat(101), false]);
+    expect([readFileSync(`${f}.1`, "utf8"), readFileSync(`${f}.2`, "utf8"), existsSync(`${f}.3`)]).toEqual([
+      "c".repeat(101),
+      "b".repeat(101),
+      false,
+    ]);
   });
 
   test("a writer holding the file open with O_APPEND goes on at the start of the emptied file (no hole)", () => {
@@ -64,6 +85,9 @@ describe("the stack's logs", () => {
   test("the rotator runs beside the stack from the checkout, marked by its stack", () => {
     const cfg = load("");
     const s = logRotatorSpec(cfg);
-    expect([s.cmd.slice(1), s.marker]).toEqual([[`${root}/scripts/logs-rotate.ts`.replace(/\/tests\/unit\/\.\.\/\.\./, ""), "--stack", "test", "--watch"], "logs-rotate.ts --stack test --watch"]);
+    expect([s.cmd.slice(1), s.marker]).toEqual([
+      [`${root}/scripts/logs-rotate.ts`.replace(/\/tests\/unit\/\.\.\/\.\./, ""), "--stack", "test", "--watch"],
+      "logs-rotate.ts --stack test --watch",
+    ]);
   });
 });

@@ -14,19 +14,34 @@ import YAML from "yaml";
 import { parseConfig } from "../../scripts/lib/config";
 import { SECRET_KEYS } from "../../scripts/lib/secrets";
 import { run, resolveProgram } from "../../scripts/lib/exec";
-import { alertTimings, formatSamples, monitoringFiles, monitoringListeners, monitoringSpecs, mountpointRegex, readSamples, recordVerification, renderMonitoring, TEXTFILE_METRICS } from "../../scripts/lib/monitoring";
+import {
+  alertTimings,
+  formatSamples,
+  monitoringFiles,
+  monitoringListeners,
+  monitoringSpecs,
+  mountpointRegex,
+  readSamples,
+  recordVerification,
+  renderMonitoring,
+  TEXTFILE_METRICS,
+} from "../../scripts/lib/monitoring";
 
 const root = `${import.meta.dir}/../..`;
 const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789`]));
 const testEnv = readFileSync(`${root}/envs/test.env`, "utf8");
-const load = (text: string, stack = "test") => parseConfig(text, { file: `envs/${stack}.env`, stack, rootDir: root, isRoot: false, secrets });
+const load = (text: string, stack = "test") =>
+  parseConfig(text, { file: `envs/${stack}.env`, stack, rootDir: root, isRoot: false, secrets });
 const cfg = load(testEnv + "\nMONITORING=true\nBACKUP_ALERT_URL=https://ops.example.com/hook?token=abc\n");
 
 /** promtool unit tests of the rules; each file names its own evaluation interval. */
 const TEST_FILES = ["alerts.test.yml", "alerts-backup.test.yml"];
 const promtool = resolveProgram("promtool");
 const amtool = resolveProgram("amtool");
-if (!promtool) console.log("SKIP promtool tests: promtool is not installed (apt-get install prometheus, or `make setup` with MONITORING=true)");
+if (!promtool)
+  console.log(
+    "SKIP promtool tests: promtool is not installed (apt-get install prometheus, or `make setup` with MONITORING=true)",
+  );
 if (!amtool) console.log("SKIP amtool tests: amtool is not installed (apt-get install prometheus-alertmanager)");
 
 function scratch(): string {
@@ -41,9 +56,22 @@ describe("alert rules (monitoring/alerts.yml.tmpl)", () => {
     const byName = new Map<string, { expr: string; annotations: Record<string, string> }>();
     for (const g of doc.groups) for (const r of g.rules) if (!byName.has(r.alert)) byName.set(r.alert, r);
     expect([...byName.keys()].sort()).toEqual([
-      "BackupNeverVerified", "BackupStale", "BackupVerificationFailed", "DataDiskFull", "EtcdMemberDown", "EtcdQuorumLost", "HaproxyNoWriteServer",
-      "PatroniMemberDown", "PatroniMultipleLeaders", "PatroniNoLeader", "PatroniNoSyncStandby", "PatroniReplicaLagHigh", "PgbouncerDown", "PostgresConnectionsHigh",
-      "TlsCertificateExpiring", "WalArchivingFailing",
+      "BackupNeverVerified",
+      "BackupStale",
+      "BackupVerificationFailed",
+      "DataDiskFull",
+      "EtcdMemberDown",
+      "EtcdQuorumLost",
+      "HaproxyNoWriteServer",
+      "PatroniMemberDown",
+      "PatroniMultipleLeaders",
+      "PatroniNoLeader",
+      "PatroniNoSyncStandby",
+      "PatroniReplicaLagHigh",
+      "PgbouncerDown",
+      "PostgresConnectionsHigh",
+      "TlsCertificateExpiring",
+      "WalArchivingFailing",
     ]);
     expect(byName.get("PatroniReplicaLagHigh")!.expr).toEndWith("> 524288");
     expect(byName.get("PatroniNoSyncStandby")!.expr).toContain("vector(1) == 1");
@@ -61,25 +89,31 @@ describe("alert rules (monitoring/alerts.yml.tmpl)", () => {
     expect(mountpointRegex(["/", "/var/lib/pg.data", "/"])).toBe("/|/var/lib/pg\\.data");
   });
 
-  test.skipIf(!promtool)("promtool check rules and promtool test rules: every rule fires once and stays quiet once", async () => {
-    const dir = scratch();
-    try {
-      // The unit tests are written for the test stack's values (see the head of alerts.test.yml).
-      writeFileSync(join(dir, "alerts.yml"), rules);
-      for (const t of TEST_FILES) copyFileSync(join(root, "monitoring", t), join(dir, t));
-      const check = await run([promtool!, "check", "rules", join(dir, "alerts.yml")], { nothrow: true });
-      expect(check.stdout + check.stderr).toContain("SUCCESS: 16 rules found");
-      expect(check.code).toBe(0);
-      const t = await run([promtool!, "test", "rules", ...TEST_FILES], { nothrow: true, cwd: dir });
-      expect(t.stdout + t.stderr).toContain("SUCCESS");
-      expect(t.code).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  test.skipIf(!promtool)(
+    "promtool check rules and promtool test rules: every rule fires once and stays quiet once",
+    async () => {
+      const dir = scratch();
+      try {
+        // The unit tests are written for the test stack's values (see the head of alerts.test.yml).
+        writeFileSync(join(dir, "alerts.yml"), rules);
+        for (const t of TEST_FILES) copyFileSync(join(root, "monitoring", t), join(dir, t));
+        const check = await run([promtool!, "check", "rules", join(dir, "alerts.yml")], { nothrow: true });
+        expect(check.stdout + check.stderr).toContain("SUCCESS: 16 rules found");
+        expect(check.code).toBe(0);
+        const t = await run([promtool!, "test", "rules", ...TEST_FILES], { nothrow: true, cwd: dir });
+        expect(t.stdout + t.stderr).toContain("SUCCESS");
+        expect(t.code).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 
   test("every alert has a firing and a quiet test case", () => {
-    const tests = TEST_FILES.flatMap((f) => YAML.parse(readFileSync(join(root, "monitoring", f), "utf8")).tests) as { alert_rule_test: { alertname: string; exp_alerts: unknown[] }[] }[];
+    const tests = TEST_FILES.flatMap((f) => YAML.parse(readFileSync(join(root, "monitoring", f), "utf8")).tests) as {
+      alert_rule_test: { alertname: string; exp_alerts: unknown[] }[];
+    }[];
     const fired = new Set<string>();
     const quiet = new Set<string>();
     for (const t of tests) for (const a of t.alert_rule_test) (a.exp_alerts.length ? fired : quiet).add(a.alertname);
@@ -98,16 +132,35 @@ describe("prometheus.yml and alertmanager.yml", () => {
   test("Prometheus scrapes Patroni and etcd (mTLS) on every member, HAProxy, postgres_exporter per member, pgbouncer and node_exporter", () => {
     const p = YAML.parse(r.prometheus);
     const job = (name: string) => p.scrape_configs.find((j: { job_name: string }) => j.job_name === name);
-    expect(p.scrape_configs.map((j: { job_name: string }) => j.job_name)).toEqual(["patroni", "etcd", "haproxy", "postgres", "pgbouncer", "node"]);
+    expect(p.scrape_configs.map((j: { job_name: string }) => j.job_name)).toEqual([
+      "patroni",
+      "etcd",
+      "haproxy",
+      "postgres",
+      "pgbouncer",
+      "node",
+    ]);
     expect(job("patroni").static_configs).toEqual([
       { targets: ["127.0.1.11:8008"], labels: { member: "pg1" } },
       { targets: ["127.0.1.12:8008"], labels: { member: "pg2" } },
       { targets: ["127.0.1.13:8008"], labels: { member: "pg3" } },
     ]);
     expect(job("etcd").scheme).toBe("https");
-    expect(job("etcd").tls_config).toEqual({ ca_file: files.etcdCa, cert_file: files.etcdCert, key_file: files.etcdKey });
-    expect(job("etcd").static_configs.map((s: { targets: string[] }) => s.targets[0])).toEqual(["127.0.1.11:2379", "127.0.1.12:2379", "127.0.1.13:2379"]);
-    expect(job("haproxy")).toEqual({ job_name: "haproxy", basic_auth: { username: "admin", password_file: files.haproxyPassword }, static_configs: [{ targets: ["127.0.1.1:16014"] }] });
+    expect(job("etcd").tls_config).toEqual({
+      ca_file: files.etcdCa,
+      cert_file: files.etcdCert,
+      key_file: files.etcdKey,
+    });
+    expect(job("etcd").static_configs.map((s: { targets: string[] }) => s.targets[0])).toEqual([
+      "127.0.1.11:2379",
+      "127.0.1.12:2379",
+      "127.0.1.13:2379",
+    ]);
+    expect(job("haproxy")).toEqual({
+      job_name: "haproxy",
+      basic_auth: { username: "admin", password_file: files.haproxyPassword },
+      static_configs: [{ targets: ["127.0.1.1:16014"] }],
+    });
     expect(job("postgres").static_configs).toEqual([
       { targets: ["127.0.1.1:9187"], labels: { member: "pg1" } },
       { targets: ["127.0.1.1:9188"], labels: { member: "pg2" } },
@@ -117,47 +170,74 @@ describe("prometheus.yml and alertmanager.yml", () => {
     expect(job("node").static_configs).toEqual([{ targets: ["127.0.1.1:9110"] }]);
     expect(p.alerting.alertmanagers[0].static_configs[0].targets).toEqual(["127.0.1.1:9093"]);
     expect(p.rule_files).toEqual([files.rules]);
-    expect(p.global).toEqual({ scrape_interval: "15s", evaluation_interval: "15s", scrape_timeout: "10s", external_labels: { cluster: "pgplatform-test" } });
+    expect(p.global).toEqual({
+      scrape_interval: "15s",
+      evaluation_interval: "15s",
+      scrape_timeout: "10s",
+      external_labels: { cluster: "pgplatform-test" },
+    });
     // secrets are referenced by file, never inlined
     expect(r.prometheus).not.toContain(secrets.HAPROXY_STATS_PASSWORD!);
   });
 
   test("Alertmanager: one webhook (BACKUP_ALERT_URL), grouped per alert name, repeats at most every 4 h", () => {
     const a = YAML.parse(r.alertmanager);
-    expect(a.route).toEqual({ receiver: "operator", group_by: ["alertname", "cluster"], group_wait: "30s", group_interval: "5m", repeat_interval: "4h" });
-    expect(a.receivers).toEqual([{ name: "operator", webhook_configs: [{ url: "https://ops.example.com/hook?token=abc", send_resolved: true }] }]);
+    expect(a.route).toEqual({
+      receiver: "operator",
+      group_by: ["alertname", "cluster"],
+      group_wait: "30s",
+      group_interval: "5m",
+      repeat_interval: "4h",
+    });
+    expect(a.receivers).toEqual([
+      { name: "operator", webhook_configs: [{ url: "https://ops.example.com/hook?token=abc", send_resolved: true }] },
+    ]);
     expect(alertTimings(2)).toEqual({ groupWait: "4s", groupInterval: "40s", repeatInterval: "4h" });
     const none = renderMonitoring(load(testEnv + "\nMONITORING=true\n"), ["/"]).alertmanager;
     expect(YAML.parse(none).receivers).toEqual([{ name: "operator" }]);
   });
 
-  test.skipIf(!promtool || !amtool)("promtool check config and amtool check-config accept the rendered files", async () => {
-    const dir = scratch();
-    try {
-      // The referenced files must exist for promtool: render with paths inside the scratch dir.
-      const f = { ...files, rules: join(dir, "alerts.yml"), etcdCa: join(dir, "ca.crt"), etcdCert: join(dir, "c.crt"), etcdKey: join(dir, "c.key"), haproxyPassword: join(dir, "h.pass") };
-      const out = renderMonitoring(cfg, ["/"], f);
-      for (const p of [f.etcdCa, f.etcdCert, f.etcdKey, f.haproxyPassword]) writeFileSync(p, "x\n");
-      writeFileSync(f.rules, out.rules);
-      writeFileSync(join(dir, "prometheus.yml"), out.prometheus);
-      writeFileSync(join(dir, "alertmanager.yml"), out.alertmanager);
-      const pc = await run([promtool!, "check", "config", "--syntax-only", join(dir, "prometheus.yml")], { nothrow: true });
-      expect(pc.stdout + pc.stderr).toContain("SUCCESS");
-      expect(pc.code).toBe(0);
-      const ac = await run([amtool!, "check-config", join(dir, "alertmanager.yml")], { nothrow: true });
-      expect(ac.stdout + ac.stderr).toContain("SUCCESS");
-      expect(ac.code).toBe(0);
-      // and a broken one is refused (the check is real)
-      writeFileSync(join(dir, "bad.yml"), out.alertmanager.replace("receiver: operator", "receiver: nobody"));
-      expect((await run([amtool!, "check-config", join(dir, "bad.yml")], { nothrow: true })).code).not.toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  test.skipIf(!promtool || !amtool)(
+    "promtool check config and amtool check-config accept the rendered files",
+    async () => {
+      const dir = scratch();
+      try {
+        // The referenced files must exist for promtool: render with paths inside the scratch dir.
+        const f = {
+          ...files,
+          rules: join(dir, "alerts.yml"),
+          etcdCa: join(dir, "ca.crt"),
+          etcdCert: join(dir, "c.crt"),
+          etcdKey: join(dir, "c.key"),
+          haproxyPassword: join(dir, "h.pass"),
+        };
+        const out = renderMonitoring(cfg, ["/"], f);
+        for (const p of [f.etcdCa, f.etcdCert, f.etcdKey, f.haproxyPassword]) writeFileSync(p, "x\n");
+        writeFileSync(f.rules, out.rules);
+        writeFileSync(join(dir, "prometheus.yml"), out.prometheus);
+        writeFileSync(join(dir, "alertmanager.yml"), out.alertmanager);
+        const pc = await run([promtool!, "check", "config", "--syntax-only", join(dir, "prometheus.yml")], {
+          nothrow: true,
+        });
+        expect(pc.stdout + pc.stderr).toContain("SUCCESS");
+        expect(pc.code).toBe(0);
+        const ac = await run([amtool!, "check-config", join(dir, "alertmanager.yml")], { nothrow: true });
+        expect(ac.stdout + ac.stderr).toContain("SUCCESS");
+        expect(ac.code).toBe(0);
+        // and a broken one is refused (the check is real)
+        writeFileSync(join(dir, "bad.yml"), out.alertmanager.replace("receiver: operator", "receiver: nobody"));
+        expect((await run([amtool!, "check-config", join(dir, "bad.yml")], { nothrow: true })).code).not.toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   test("no monitoring listener binds outside the stack's address", () => {
     for (const l of monitoringListeners(cfg)) expect(l.address).toBe("127.0.1.1");
-    const flags = monitoringSpecs(cfg).flatMap((s) => s.cmd.filter((a) => a.startsWith("--web.listen-address=") || a.startsWith("--cluster.listen-address=")));
+    const flags = monitoringSpecs(cfg).flatMap((s) =>
+      s.cmd.filter((a) => a.startsWith("--web.listen-address=") || a.startsWith("--cluster.listen-address=")),
+    );
     expect(flags).toEqual([
       "--web.listen-address=127.0.1.1:9110",
       "--web.listen-address=127.0.1.1:9187",
@@ -169,11 +249,25 @@ describe("prometheus.yml and alertmanager.yml", () => {
     ]);
     // the exporter's password comes from a file, never argv or the environment
     // one exporter per member, each on its own member's Postgres
-    expect(monitoringSpecs(cfg).filter((s) => s.name.startsWith("postgres-exporter-")).map((s) => [s.name, s.env])).toEqual(
-      ["pg1", "pg2", "pg3"].map((m, i) => [`postgres-exporter-${m}`, { DATA_SOURCE_URI: `127.0.1.1${i + 1}:5432/postgres?sslmode=disable`, DATA_SOURCE_USER: "pgplatform_monitor", DATA_SOURCE_PASS_FILE: files.postgresPassword }]),
+    expect(
+      monitoringSpecs(cfg)
+        .filter((s) => s.name.startsWith("postgres-exporter-"))
+        .map((s) => [s.name, s.env]),
+    ).toEqual(
+      ["pg1", "pg2", "pg3"].map((m, i) => [
+        `postgres-exporter-${m}`,
+        {
+          DATA_SOURCE_URI: `127.0.1.1${i + 1}:5432/postgres?sslmode=disable`,
+          DATA_SOURCE_USER: "pgplatform_monitor",
+          DATA_SOURCE_PASS_FILE: files.postgresPassword,
+        },
+      ]),
     );
     const pb = monitoringSpecs(cfg).find((s) => s.name === "pgbouncer-exporter")!;
-    expect([pb.cmd.slice(1), pb.env]).toEqual([[join(root, "scripts", "pool-exporter.ts"), "--stack", "test"], undefined]);
+    expect([pb.cmd.slice(1), pb.env]).toEqual([
+      [join(root, "scripts", "pool-exporter.ts"), "--stack", "test"],
+      undefined,
+    ]);
     expect(monitoringListeners(cfg).map((l) => `${l.name} ${l.address}:${l.port}`)).toEqual([
       "node-exporter 127.0.1.1:9110",
       "postgres-exporter-pg1 127.0.1.1:9187",
@@ -189,17 +283,23 @@ describe("prometheus.yml and alertmanager.yml", () => {
   });
 
   test("a monitoring port that collides with HAProxy's on the same address is refused", () => {
-    expect(() => load(testEnv + "\nMONITORING=true\nPROMETHEUS_PORT=16014\n")).toThrow("envs/test.env: PROMETHEUS_PORT: port 16014 is also used by HAPROXY_STATS_PORT");
+    expect(() => load(testEnv + "\nMONITORING=true\nPROMETHEUS_PORT=16014\n")).toThrow(
+      "envs/test.env: PROMETHEUS_PORT: port 16014 is also used by HAPROXY_STATS_PORT",
+    );
   });
 });
 
 describe("the toolkit's textfile", () => {
   test("Prometheus text format, labels escaped", () => {
-    expect(formatSamples([
-      { name: "a_b", help: "A.", value: 1 },
-      { name: "c", help: "C.", labels: { file: '/x/"y"' }, value: 2 },
-      { name: "c", help: "C.", labels: { file: "/z" }, value: 3 },
-    ])).toBe('# HELP a_b A.\n# TYPE a_b gauge\na_b 1\n# HELP c C.\n# TYPE c gauge\nc{file="/x/\\"y\\""} 2\nc{file="/z"} 3\n');
+    expect(
+      formatSamples([
+        { name: "a_b", help: "A.", value: 1 },
+        { name: "c", help: "C.", labels: { file: '/x/"y"' }, value: 2 },
+        { name: "c", help: "C.", labels: { file: "/z" }, value: 3 },
+      ]),
+    ).toBe(
+      '# HELP a_b A.\n# TYPE a_b gauge\na_b 1\n# HELP c C.\n# TYPE c gauge\nc{file="/x/\\"y\\""} 2\nc{file="/z"} 3\n',
+    );
   });
 
   test("a failed verification keeps the time of the last one that passed", () => {
@@ -210,7 +310,11 @@ describe("the toolkit's textfile", () => {
       recordVerification(c, true, 1000);
       const path = recordVerification(c, false, 2000)!;
       const s = readSamples(readFileSync(path, "utf8"));
-      expect(Object.fromEntries(s)).toEqual({ [TEXTFILE_METRICS.verificationLast]: 2000, [TEXTFILE_METRICS.verificationSuccess]: 0, [TEXTFILE_METRICS.lastVerified]: 1000 });
+      expect(Object.fromEntries(s)).toEqual({
+        [TEXTFILE_METRICS.verificationLast]: 2000,
+        [TEXTFILE_METRICS.verificationSuccess]: 0,
+        [TEXTFILE_METRICS.lastVerified]: 1000,
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -235,30 +339,71 @@ describe("make alerts and setup", () => {
           {
             name: "pgplatform-cluster",
             rules: [
-              { type: "alerting", name: "PatroniMemberDown", state: "firing", annotations: { runbook: "r1" }, alerts: [{ state: "firing", labels: { alertname: "PatroniMemberDown", severity: "warning", cluster: "c", job: "patroni", instance: "127.0.1.12:8008", member: "pg2" }, activeAt: "2026-01-01T00:00:00Z" }] },
+              {
+                type: "alerting",
+                name: "PatroniMemberDown",
+                state: "firing",
+                annotations: { runbook: "r1" },
+                alerts: [
+                  {
+                    state: "firing",
+                    labels: {
+                      alertname: "PatroniMemberDown",
+                      severity: "warning",
+                      cluster: "c",
+                      job: "patroni",
+                      instance: "127.0.1.12:8008",
+                      member: "pg2",
+                    },
+                    activeAt: "2026-01-01T00:00:00Z",
+                  },
+                ],
+              },
               { type: "recording", name: "x", state: "ok" },
-              { type: "alerting", name: "PatroniNoLeader", state: "inactive", annotations: { runbook: "r2" }, alerts: [] },
+              {
+                type: "alerting",
+                name: "PatroniNoLeader",
+                state: "inactive",
+                annotations: { runbook: "r2" },
+                alerts: [],
+              },
             ],
           },
         ],
       },
     };
     expect(ruleStates(body)).toEqual([
-      { group: "pgplatform-cluster", alert: "PatroniMemberDown", state: "firing", active: [{ state: "firing", labels: { member: "pg2" }, since: "2026-01-01T00:00:00Z" }], runbook: "r1" },
+      {
+        group: "pgplatform-cluster",
+        alert: "PatroniMemberDown",
+        state: "firing",
+        active: [{ state: "firing", labels: { member: "pg2" }, since: "2026-01-01T00:00:00Z" }],
+        runbook: "r1",
+      },
       { group: "pgplatform-cluster", alert: "PatroniNoLeader", state: "inactive", active: [], runbook: "r2" },
     ]);
   });
 
   test("Debian's own monitoring services are stopped and disabled after apt installs them", async () => {
     const { serviceStopCommands } = await import("../../scripts/lib/setup");
-    expect(serviceStopCommands(["patroni", "prometheus", "prometheus-node-exporter"], true)).toEqual([["systemctl", "disable", "--now", "prometheus", "prometheus-node-exporter"]]);
-    expect(serviceStopCommands(["prometheus-alertmanager"], false, () => true)).toEqual([["/etc/init.d/prometheus-alertmanager", "stop"], ["update-rc.d", "prometheus-alertmanager", "disable"]]);
+    expect(serviceStopCommands(["patroni", "prometheus", "prometheus-node-exporter"], true)).toEqual([
+      ["systemctl", "disable", "--now", "prometheus", "prometheus-node-exporter"],
+    ]);
+    expect(serviceStopCommands(["prometheus-alertmanager"], false, () => true)).toEqual([
+      ["/etc/init.d/prometheus-alertmanager", "stop"],
+      ["update-rc.d", "prometheus-alertmanager", "disable"],
+    ]);
     expect(serviceStopCommands(["haproxy"], true)).toEqual([]);
   });
 
   test("MONITORING=true makes setup want the four Debian packages", async () => {
     const { MONITORING_PACKAGES } = await import("../../scripts/lib/setup");
-    expect([...new Set(MONITORING_PACKAGES.map(([, p]) => p))]).toEqual(["prometheus", "prometheus-alertmanager", "prometheus-postgres-exporter", "prometheus-node-exporter"]);
+    expect([...new Set(MONITORING_PACKAGES.map(([, p]) => p))]).toEqual([
+      "prometheus",
+      "prometheus-alertmanager",
+      "prometheus-postgres-exporter",
+      "prometheus-node-exporter",
+    ]);
   });
 });
 
@@ -266,11 +411,18 @@ describe("haproxy.cfg: checks and exporter", async () => {
   const { renderStack } = await import("../../scripts/lib/stack-files");
   const h = renderStack(cfg, "native").find((f) => f.path === "haproxy/haproxy.cfg")!.content;
   test("health checks ask with OPTIONS (Patroni answers in one write: no reset traceback)", () => {
-    expect(h.split("\n").filter((l) => l.includes("http-check send")).map((l) => l.trim())).toEqual(["http-check send meth OPTIONS uri /primary", "http-check send meth OPTIONS uri /replica"]);
+    expect(
+      h
+        .split("\n")
+        .filter((l) => l.includes("http-check send"))
+        .map((l) => l.trim()),
+    ).toEqual(["http-check send meth OPTIONS uri /primary", "http-check send meth OPTIONS uri /replica"]);
   });
   test("/metrics is HAProxy's exporter, behind the stats password", () => {
     expect(h).toContain(`userlist stats_users\n    user admin insecure-password ${secrets.HAPROXY_STATS_PASSWORD}\n`);
-    expect(h).toContain("    http-request auth realm metrics if { path /metrics } !{ http_auth(stats_users) }\n    http-request use-service prometheus-exporter if { path /metrics }\n");
+    expect(h).toContain(
+      "    http-request auth realm metrics if { path /metrics } !{ http_auth(stats_users) }\n    http-request use-service prometheus-exporter if { path /metrics }\n",
+    );
   });
 });
 
@@ -279,8 +431,23 @@ describe("BACKUP_ALERT_COMMAND through the alert relay", () => {
 
   test("Alertmanager posts to the relay with the token file; the relay is a listener on the stack's address", () => {
     const a = YAML.parse(renderMonitoring(withCmd, ["/"]).alertmanager);
-    expect(a.receivers).toEqual([{ name: "operator", webhook_configs: [{ url: "http://127.0.1.1:9094/alert", send_resolved: true, http_config: { authorization: { credentials_file: monitoringFiles(withCmd).relayToken } } }] }]);
-    expect(monitoringListeners(withCmd).find((l) => l.name === "alert-relay")).toEqual({ name: "alert-relay", address: "127.0.1.1", port: 9094 });
+    expect(a.receivers).toEqual([
+      {
+        name: "operator",
+        webhook_configs: [
+          {
+            url: "http://127.0.1.1:9094/alert",
+            send_resolved: true,
+            http_config: { authorization: { credentials_file: monitoringFiles(withCmd).relayToken } },
+          },
+        ],
+      },
+    ]);
+    expect(monitoringListeners(withCmd).find((l) => l.name === "alert-relay")).toEqual({
+      name: "alert-relay",
+      address: "127.0.1.1",
+      port: 9094,
+    });
     expect(monitoringSpecs(withCmd).at(-1)!.marker).toBe("alert-relay.ts --stack test ");
     expect(monitoringSpecs(cfg).map((s) => s.name)).not.toContain("alert-relay");
   });
@@ -288,7 +455,9 @@ describe("BACKUP_ALERT_COMMAND through the alert relay", () => {
   test.skipIf(!amtool)("amtool accepts the config with both webhook and relay", async () => {
     const dir = scratch();
     try {
-      const both = load(testEnv + "\nMONITORING=true\nBACKUP_ALERT_URL=https://ops.example.com/x\nBACKUP_ALERT_COMMAND=/bin/true\n");
+      const both = load(
+        testEnv + "\nMONITORING=true\nBACKUP_ALERT_URL=https://ops.example.com/x\nBACKUP_ALERT_COMMAND=/bin/true\n",
+      );
       const f = { ...monitoringFiles(both), relayToken: join(dir, "relay.token") };
       writeFileSync(f.relayToken, "t\n");
       writeFileSync(join(dir, "am.yml"), renderMonitoring(both, ["/"], f).alertmanager);
@@ -302,15 +471,38 @@ describe("BACKUP_ALERT_COMMAND through the alert relay", () => {
   test("the relay runs the command with the message on stdin, only for the token", async () => {
     const { relayHandler } = await import("../../scripts/lib/monitoring");
     const dir = scratch();
-    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: relayHandler("test", "s3cret-token", `tee ${join(dir, "got.txt")}`) });
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: relayHandler("test", "s3cret-token", `tee ${join(dir, "got.txt")}`),
+    });
     try {
       const url = `http://127.0.0.1:${server.port}/alert`;
-      const body = JSON.stringify({ status: "firing", alerts: [{ status: "firing", labels: { alertname: "PatroniMemberDown", severity: "warning", member: "pg2", job: "patroni", instance: "x" }, annotations: { summary: "Member pg2 is down", runbook: "First: make status" } }] });
+      const body = JSON.stringify({
+        status: "firing",
+        alerts: [
+          {
+            status: "firing",
+            labels: {
+              alertname: "PatroniMemberDown",
+              severity: "warning",
+              member: "pg2",
+              job: "patroni",
+              instance: "x",
+            },
+            annotations: { summary: "Member pg2 is down", runbook: "First: make status" },
+          },
+        ],
+      });
       expect((await fetch(url, { method: "POST", body })).status).toBe(401);
-      expect((await fetch(url, { method: "POST", body, headers: { Authorization: "Bearer wrong-token!" } })).status).toBe(401);
+      expect(
+        (await fetch(url, { method: "POST", body, headers: { Authorization: "Bearer wrong-token!" } })).status,
+      ).toBe(401);
       const ok = await fetch(url, { method: "POST", body, headers: { Authorization: "Bearer s3cret-token" } });
       expect(ok.status).toBe(200);
-      expect(readFileSync(join(dir, "got.txt"), "utf8")).toBe("pgplatform alerts FIRING (stack test):\n- [firing] PatroniMemberDown (warning) member=pg2\n  Member pg2 is down\n  runbook: First: make status\n");
+      expect(readFileSync(join(dir, "got.txt"), "utf8")).toBe(
+        "pgplatform alerts FIRING (stack test):\n- [firing] PatroniMemberDown (warning) member=pg2\n  Member pg2 is down\n  runbook: First: make status\n",
+      );
     } finally {
       server.stop(true);
       rmSync(dir, { recursive: true, force: true });

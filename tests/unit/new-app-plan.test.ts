@@ -8,15 +8,55 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AppEntry } from "../../scripts/lib/apps";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
-import { appEnvFile, appNameProblem, domainProblem, FIRST_FREE_PORT, nextAppPort, planApp, portProblem, renderAppNginx, requestProblems, sql } from "../../scripts/lib/onboard/plan";
+import {
+  appEnvFile,
+  appNameProblem,
+  domainProblem,
+  FIRST_FREE_PORT,
+  nextAppPort,
+  planApp,
+  portProblem,
+  renderAppNginx,
+  requestProblems,
+  sql,
+} from "../../scripts/lib/onboard/plan";
 
-const cfg: Config = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", rootDir: ROOT_DIR, isRoot: false });
-const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({ name, database: `${name}_db`, role: name, port, domain, supabase: false, created: "2026-01-01T00:00:00Z" });
+const cfg: Config = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), {
+  file: "envs/test.env",
+  stack: "test",
+  rootDir: ROOT_DIR,
+  isRoot: false,
+});
+const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({
+  name,
+  database: `${name}_db`,
+  role: name,
+  port,
+  domain,
+  supabase: false,
+  created: "2026-01-01T00:00:00Z",
+});
 
 describe("reserved names", () => {
-  test.each(["postgres", "replicator", "rewind_user", "patroni", "admin", "public", "none", "current_role", "current_user", "session_user", "all", "template0", "template1", "samerole", "samegroup", "replication"])(
-    "%p is reserved by Postgres or the platform",
-    (name) => expect(appNameProblem(name, cfg)).toBe(`${name} is reserved by Postgres or the platform`),
+  test.each([
+    "postgres",
+    "replicator",
+    "rewind_user",
+    "patroni",
+    "admin",
+    "public",
+    "none",
+    "current_role",
+    "current_user",
+    "session_user",
+    "all",
+    "template0",
+    "template1",
+    "samerole",
+    "samegroup",
+    "replication",
+  ])("%p is reserved by Postgres or the platform", (name) =>
+    expect(appNameProblem(name, cfg)).toBe(`${name} is reserved by Postgres or the platform`),
   );
 });
 
@@ -26,19 +66,24 @@ describe("hostname and port edges", () => {
   test("253 characters is a hostname, 254 is not", () => {
     expect(longest.length).toBe(253);
     expect(domainProblem(longest)).toBeUndefined();
-    expect(domainProblem(longest + "e")).toBe(`"${longest}e" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`);
+    expect(domainProblem(longest + "e")).toBe(
+      `"${longest}e" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`,
+    );
   });
 
   test("ports 1024 and 65535 are allowed, 1023, 65536 and fractions are not", () => {
     expect(portProblem(1024, "x", [], cfg)).toBeUndefined();
     expect(portProblem(65535, "x", [], cfg)).toBeUndefined();
-    for (const p of [1023, 65536, 9400.5]) expect(portProblem(p, "x", [], cfg)).toBe(`port ${p} must be a whole number 1024-65535`);
+    for (const p of [1023, 65536, 9400.5])
+      expect(portProblem(p, "x", [], cfg)).toBe(`port ${p} must be a whole number 1024-65535`);
   });
 
   test("only an app holding that very port blocks it", () => {
     expect(portProblem(9500, "new", [entry("a", 9400)], cfg)).toBeUndefined();
     expect(portProblem(9400, "new", [entry("a", 9400)], cfg)).toBe("port 9400 is already used by app a");
-    expect(portProblem(cfg.haproxy.rwPort, "new", [], cfg)).toBe(`port ${cfg.haproxy.rwPort} is used by the stack itself (see envs/test.env)`);
+    expect(portProblem(cfg.haproxy.rwPort, "new", [], cfg)).toBe(
+      `port ${cfg.haproxy.rwPort} is used by the stack itself (see envs/test.env)`,
+    );
   });
 
   test("when every planned port is taken, the plan says so", () => {
@@ -76,8 +121,12 @@ describe("a request is judged against its own registry entry only", () => {
     expect(requestProblems(cfg, { name: "Bad Name", port: 1, domain: "a b" }, apps)).toEqual([
       `"Bad Name" is not a valid app name: lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$)`,
     ]);
-    expect(requestProblems(cfg, { name: "diary", domain: "a b" }, apps)).toEqual([`"a b" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`]);
-    expect(requestProblems(cfg, { name: "diary", port: 80 }, apps)).toEqual(["port 80 must be a whole number 1024-65535"]);
+    expect(requestProblems(cfg, { name: "diary", domain: "a b" }, apps)).toEqual([
+      `"a b" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`,
+    ]);
+    expect(requestProblems(cfg, { name: "diary", port: 80 }, apps)).toEqual([
+      "port 80 must be a whole number 1024-65535",
+    ]);
     expect(requestProblems(cfg, { name: "diary", port: 9200, domain: "notes.example.com" }, apps)).toEqual([
       "port 9200 is already used by app bookwriter",
       "hostname notes.example.com is already used by app notes",
@@ -87,7 +136,9 @@ describe("a request is judged against its own registry entry only", () => {
 
 describe("exact SQL and files", () => {
   test("a password change", () => {
-    expect(sql.setPassword("bookwriter", "SCRAM-SHA-256$4096:c2FsdA==$a:b")).toBe(`ALTER ROLE "bookwriter" PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b'`);
+    expect(sql.setPassword("bookwriter", "SCRAM-SHA-256$4096:c2FsdA==$a:b")).toBe(
+      `ALTER ROLE "bookwriter" PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b'`,
+    );
   });
 
   test("the env file, whole", () => {
@@ -111,6 +162,8 @@ describe("exact SQL and files", () => {
   });
 
   test("a placeholder the nginx block cannot fill names the template", () => {
-    expect(() => renderAppNginx(cfg, "server_name ${APP_DOMAIN}; ${NOPE}", entry("bookwriter", 9200))).toThrow("nginx/app.conf.tmpl: no value for ${NOPE}");
+    expect(() => renderAppNginx(cfg, "server_name ${APP_DOMAIN}; ${NOPE}", entry("bookwriter", 9200))).toThrow(
+      "nginx/app.conf.tmpl: no value for ${NOPE}",
+    );
   });
 });

@@ -6,18 +6,43 @@ import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEnt
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { withAppsLock, appsLockPath } from "../../scripts/lib/onboard/lock";
 import {
-  appEnvFile, appNameProblem, defaultDomain, domainProblem, nextAppPort, nginxTestCmd, pgDumpCmd, pgRestoreListCmd,
-  planApp, portProblem, renderAppNginx, requestProblems, sql, utcStamp,
+  appEnvFile,
+  appNameProblem,
+  defaultDomain,
+  domainProblem,
+  nextAppPort,
+  nginxTestCmd,
+  pgDumpCmd,
+  pgRestoreListCmd,
+  planApp,
+  portProblem,
+  renderAppNginx,
+  requestProblems,
+  sql,
+  utcStamp,
 } from "../../scripts/lib/onboard/plan";
 import { scramMatches, scramVerifier } from "../../scripts/lib/scram";
 
 const cfgFor = (stack: string, rootDir = ROOT_DIR): Config => {
-  const c = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack, rootDir, isRoot: false });
+  const c = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), {
+    file: "envs/test.env",
+    stack,
+    rootDir,
+    isRoot: false,
+  });
   c.secrets = { POSTGRES_PASSWORD: "pw-postgres-0123456789" } as Config["secrets"];
   return c;
 };
 const cfg = cfgFor("test");
-const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({ name, database: `${name}_db`, role: name, port, domain, supabase: false, created: "2026-01-01T00:00:00Z" });
+const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({
+  name,
+  database: `${name}_db`,
+  role: name,
+  port,
+  domain,
+  supabase: false,
+  created: "2026-01-01T00:00:00Z",
+});
 
 describe("app names", () => {
   test.each(["bookwriter", "hyperarchy", "research_ai", "a1", "x_2_y", "a".repeat(31)])("accepts %p", (name) => {
@@ -58,16 +83,35 @@ describe("app names", () => {
 });
 
 describe("hostnames", () => {
-  test.each(["bookwriter.example.com", "app.localhost", "a", "x-1.y-2.z"])("accepts %p", (d) => expect(domainProblem(d)).toBeUndefined());
-  test.each(["", "Book.example.com", "a b", "a;b", "evil.com; }", "-a.com", "a-.com", "a..b", "a_b.com", "x".repeat(64) + ".com", "host:80"])("rejects %p", (d) => {
+  test.each(["bookwriter.example.com", "app.localhost", "a", "x-1.y-2.z"])("accepts %p", (d) =>
+    expect(domainProblem(d)).toBeUndefined(),
+  );
+  test.each([
+    "",
+    "Book.example.com",
+    "a b",
+    "a;b",
+    "evil.com; }",
+    "-a.com",
+    "a-.com",
+    "a..b",
+    "a_b.com",
+    "x".repeat(64) + ".com",
+    "host:80",
+  ])("rejects %p", (d) => {
     expect(domainProblem(d)).toContain("not a valid hostname");
   });
   // An address (or "localhost") as an app's server_name takes the stack's own plain-HTTP server:
   // `new-app x --domain 127.0.120.1` sent /healthz and /cluster to the app, and every later dev-up
   // failed with "nginx /healthz: not ready after 15 s".
-  test.each(["127.0.0.1", "127.0.120.1", "10.1.2.3", "localhost", "1.2"])("rejects the address or machine name %p", (d) => {
-    expect(domainProblem(d)).toBe(`${JSON.stringify(d)} is an address or the machine's own name, not an app's hostname: the stack's own server answers to it (/healthz, /cluster); use a name such as app.localhost`);
-  });
+  test.each(["127.0.0.1", "127.0.120.1", "10.1.2.3", "localhost", "1.2"])(
+    "rejects the address or machine name %p",
+    (d) => {
+      expect(domainProblem(d)).toBe(
+        `${JSON.stringify(d)} is an address or the machine's own name, not an app's hostname: the stack's own server answers to it (/healthz, /cluster); use a name such as app.localhost`,
+      );
+    },
+  );
   test("default hostname turns underscores into dashes", () => {
     expect(defaultDomain("research_ai")).toBe("research-ai.localhost");
     expect(domainProblem(defaultDomain("research_ai"))).toBeUndefined();
@@ -76,7 +120,12 @@ describe("hostnames", () => {
 
 describe("port plan", () => {
   // The operator's plan lives in the stack's settings (APP_PORT_PLAN in envs/dev.env), not in library code.
-  const PLAN = parseConfig(readFileSync(`${import.meta.dir}/../../envs/dev.env`, "utf8"), { file: "envs/dev.env", stack: "dev", rootDir: "/repo", isRoot: false }).appPortPlan;
+  const PLAN = parseConfig(readFileSync(`${import.meta.dir}/../../envs/dev.env`, "utf8"), {
+    file: "envs/dev.env",
+    stack: "dev",
+    rootDir: "/repo",
+    isRoot: false,
+  }).appPortPlan;
   test("the dev stack's plan: the seeds' ports", () => {
     expect(PLAN).toEqual({ hyperarchy: 9100, bookwriter: 9200, research_ai: 9300 });
   });
@@ -104,7 +153,9 @@ describe("port plan", () => {
     expect(portProblem(80, "x", [], cfg)).toContain("1024-65535");
     expect(portProblem(70000, "x", [], cfg)).toContain("1024-65535");
     expect(portProblem(9200.5, "x", [], cfg)).toContain("whole number");
-    expect(portProblem(9200, "x", [entry("bookwriter", 9200)], cfg)).toBe("port 9200 is already used by app bookwriter");
+    expect(portProblem(9200, "x", [entry("bookwriter", 9200)], cfg)).toBe(
+      "port 9200 is already used by app bookwriter",
+    );
     expect(portProblem(cfg.haproxy.rwPort, "x", [], cfg)).toContain("used by the stack itself");
     expect(portProblem(9200, "bookwriter", [entry("bookwriter", 9200)], cfg)).toBeUndefined();
   });
@@ -113,21 +164,37 @@ describe("port plan", () => {
 describe("planning a request", () => {
   test("infers database, role, port and hostname", () => {
     const a = planApp(cfg, { name: "bookwriter" }, [], new Date("2026-11-21T21:00:00.123Z"));
-    expect(a).toEqual({ name: "bookwriter", database: "bookwriter_db", role: "bookwriter", port: 9200, domain: "bookwriter.localhost", supabase: false, created: "2026-11-21T21:00:00Z" });
+    expect(a).toEqual({
+      name: "bookwriter",
+      database: "bookwriter_db",
+      role: "bookwriter",
+      port: 9200,
+      domain: "bookwriter.localhost",
+      supabase: false,
+      created: "2026-11-21T21:00:00Z",
+    });
   });
   test("flags win; an existing entry keeps its values", () => {
-    expect(planApp(cfg, { name: "bookwriter", port: 9999, domain: "b.example.com", supabase: true }, []).port).toBe(9999);
+    expect(planApp(cfg, { name: "bookwriter", port: 9999, domain: "b.example.com", supabase: true }, []).port).toBe(
+      9999,
+    );
     const existing = { ...entry("bookwriter", 9200, "b.example.com"), supabase: true };
     expect(planApp(cfg, { name: "bookwriter" }, [existing])).toEqual(existing);
   });
   test("re-running with a different port or hostname is refused, not applied", () => {
     const apps = [entry("bookwriter", 9200)];
-    expect(requestProblems(cfg, { name: "bookwriter", port: 9300 }, apps)).toEqual(["bookwriter already has port 9200 (asked for 9300)"]);
-    expect(requestProblems(cfg, { name: "bookwriter", domain: "x.example.com" }, apps)).toEqual(["bookwriter already has hostname bookwriter.localhost (asked for x.example.com)"]);
+    expect(requestProblems(cfg, { name: "bookwriter", port: 9300 }, apps)).toEqual([
+      "bookwriter already has port 9200 (asked for 9300)",
+    ]);
+    expect(requestProblems(cfg, { name: "bookwriter", domain: "x.example.com" }, apps)).toEqual([
+      "bookwriter already has hostname bookwriter.localhost (asked for x.example.com)",
+    ]);
     expect(requestProblems(cfg, { name: "bookwriter", port: 9200 }, apps)).toEqual([]);
   });
   test("a hostname already used by another app is refused", () => {
-    expect(requestProblems(cfg, { name: "notes", domain: "shared.example.com" }, [entry("a", 9400, "shared.example.com")])).toEqual(["hostname shared.example.com is already used by app a"]);
+    expect(
+      requestProblems(cfg, { name: "notes", domain: "shared.example.com" }, [entry("a", 9400, "shared.example.com")]),
+    ).toEqual(["hostname shared.example.com is already used by app a"]);
   });
   test("a bad name short-circuits the other checks", () => {
     expect(requestProblems(cfg, { name: "Bad Name", port: 1 }, [])).toHaveLength(1);
@@ -136,8 +203,12 @@ describe("planning a request", () => {
 
 describe("SQL is built from checked names, identifiers quoted", () => {
   test("exact statements", () => {
-    expect(sql.createRole("bookwriter", "SCRAM-SHA-256$4096:c2FsdA==$a:b")).toBe(`CREATE ROLE "bookwriter" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b'`);
-    expect(sql.createDatabase("bookwriter_db", "bookwriter")).toBe(`CREATE DATABASE "bookwriter_db" OWNER "bookwriter"`);
+    expect(sql.createRole("bookwriter", "SCRAM-SHA-256$4096:c2FsdA==$a:b")).toBe(
+      `CREATE ROLE "bookwriter" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b'`,
+    );
+    expect(sql.createDatabase("bookwriter_db", "bookwriter")).toBe(
+      `CREATE DATABASE "bookwriter_db" OWNER "bookwriter"`,
+    );
     expect(sql.revokePublic("bookwriter_db")).toBe(`REVOKE ALL ON DATABASE "bookwriter_db" FROM PUBLIC`);
     expect(sql.dropDatabase("bookwriter_db")).toBe(`DROP DATABASE IF EXISTS "bookwriter_db" WITH (FORCE)`);
     expect(sql.dropRole("bookwriter")).toBe(`DROP ROLE IF EXISTS "bookwriter"`);
@@ -148,7 +219,9 @@ describe("SCRAM verifiers", () => {
   test("RFC 7677 test vector (user/pencil, salt W22ZaJ0SNY7soEsUEjb6gQ==, 4096 iterations)", () => {
     // Server key and stored key from the RFC's example exchange, as Postgres stores them.
     const v = scramVerifier("pencil", Buffer.from("W22ZaJ0SNY7soEsUEjb6gQ==", "base64"), 4096);
-    expect(v).toBe("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=");
+    expect(v).toBe(
+      "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+    );
   });
   test("fresh salt each time; matches only the right password", () => {
     const a = scramVerifier("correct-horse-battery");
@@ -168,7 +241,9 @@ describe("files", () => {
     const text = appEnvFile(cfg, app, "s3cret_pw-x");
     expect(text).toContain(`\nDATABASE_URL=postgresql://bookwriter:s3cret_pw-x@127.0.1.1:16015/bookwriter_db\n`);
     expect(text).toContain(`\nDIRECT_URL=postgresql://bookwriter:s3cret_pw-x@127.0.1.1:16012/bookwriter_db\n`);
-    expect(text).toContain(`DATABASE_READONLY_URL=postgresql://bookwriter:s3cret_pw-x@${cfg.haproxy.address}:${cfg.haproxy.roPort}/bookwriter_db\n`);
+    expect(text).toContain(
+      `DATABASE_READONLY_URL=postgresql://bookwriter:s3cret_pw-x@${cfg.haproxy.address}:${cfg.haproxy.roPort}/bookwriter_db\n`,
+    );
     expect(text).toContain(`SUPABASE_URL=http://${cfg.api.address}:${cfg.api.port}\n`);
     expect(text).toContain("PORT=9200\n");
   });
@@ -186,11 +261,17 @@ describe("files", () => {
     expect(conf).not.toContain("${");
   });
   test("commands as exact argument arrays", () => {
-    expect(nginxTestCmd(cfg).join(" ")).toBe(`nginx -t -q -p ${cfg.stateDir}/nginx -c ${cfg.stateDir}/rendered/nginx/nginx.conf`);
+    expect(nginxTestCmd(cfg).join(" ")).toBe(
+      `nginx -t -q -p ${cfg.stateDir}/nginx -c ${cfg.stateDir}/rendered/nginx/nginx.conf`,
+    );
     expect(pgDumpCmd(cfg, "bookwriter_db", "/b/x.dump").join(" ")).toBe(
       `/usr/lib/postgresql/15/bin/pg_dump --format=custom --no-password --host ${cfg.haproxy.address} --port ${cfg.haproxy.rwPort} --username postgres --dbname bookwriter_db --file /b/x.dump`,
     );
-    expect(pgRestoreListCmd(cfg, "/b/x.dump")).toEqual(["/usr/lib/postgresql/15/bin/pg_restore", "--list", "/b/x.dump"]);
+    expect(pgRestoreListCmd(cfg, "/b/x.dump")).toEqual([
+      "/usr/lib/postgresql/15/bin/pg_restore",
+      "--list",
+      "/b/x.dump",
+    ]);
     expect(utcStamp(new Date("2026-11-21T21:45:00.999Z"))).toBe("20261121T214500Z");
   });
 });
@@ -217,12 +298,22 @@ describe("registry and lock (temp folder)", () => {
     try {
       const c = { stateDir: root };
       const order: string[] = [];
-      const a = withAppsLock(c, async () => { order.push("a-in"); await Bun.sleep(150); order.push("a-out"); });
+      const a = withAppsLock(c, async () => {
+        order.push("a-in");
+        await Bun.sleep(150);
+        order.push("a-out");
+      });
       await Bun.sleep(20);
-      const b = withAppsLock(c, async () => { order.push("b-in"); });
+      const b = withAppsLock(c, async () => {
+        order.push("b-in");
+      });
       await Promise.all([a, b]);
       expect(order).toEqual(["a-in", "a-out", "b-in"]);
-      await expect(withAppsLock(c, async () => { throw new Error("boom"); })).rejects.toThrow("boom");
+      await expect(
+        withAppsLock(c, async () => {
+          throw new Error("boom");
+        }),
+      ).rejects.toThrow("boom");
       expect(existsSync(appsLockPath(c))).toBe(false);
       writeFileSync(appsLockPath(c), "999999999\n"); // no such pid
       expect(await withAppsLock(c, async () => "ran")).toBe("ran");

@@ -87,7 +87,9 @@ describe("tryPidLock across processes", () => {
          l.release();
        }`,
     );
-    const procs = Array.from({ length: 6 }, () => Bun.spawn([process.execPath, worker], { stdout: "ignore", stderr: "pipe" }));
+    const procs = Array.from({ length: 6 }, () =>
+      Bun.spawn([process.execPath, worker], { stdout: "ignore", stderr: "pipe" }),
+    );
     expect(await Promise.all(procs.map((p) => p.exited))).toEqual([0, 0, 0, 0, 0, 0]);
     const lines = (await Bun.file(journal).text()).trim().split("\n");
     expect(lines.length).toBe(60);

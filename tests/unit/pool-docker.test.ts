@@ -12,8 +12,16 @@ import { SECRET_KEYS, jwtSecretKey } from "../../scripts/lib/secrets";
 
 const root = `${import.meta.dir}/../..`;
 const ENV_DBS = ["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"];
-const secrets = Object.fromEntries([...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]));
-const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+const secrets = Object.fromEntries(
+  [...SECRET_KEYS, ...ENV_DBS.map(jwtSecretKey)].map((k) => [k, `secret-${k.toLowerCase()}-0123456789abcdef`]),
+);
+const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), {
+  file: "envs/dev.env",
+  stack: "dev",
+  rootDir: root,
+  isRoot: false,
+  secrets,
+});
 const dir = mkdtempSync(join(tmpdir(), "pgp-pool-docker-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -36,8 +44,15 @@ describe("pgbouncer in compose/dev.yml", () => {
   test("pgbouncer.ini forwards to haproxy:5000 and listens on the container's port; before the cluster, the auth_file holds the admin only and is kept", async () => {
     expect(await writeDockerPoolFiles(cfg, dir)).toBe(true);
     const ini = readFileSync(join(dir, "pgbouncer", "pgbouncer.ini"), "utf8");
-    expect([...(ini.match(/^(listen_addr|listen_port|auth_file|pool_mode) = .*$/gm) ?? [])]).toEqual(["listen_addr = 0.0.0.0", "listen_port = 6432", "auth_file = /etc/pgbouncer/userlist.txt", "pool_mode = transaction"]);
-    expect([...(ini.match(/^orchestrator_ai_\w+ = .*$/gm) ?? [])]).toEqual(cfg.databases.map((d) => `${d} = host=haproxy port=5000 dbname=${d}`));
+    expect([...(ini.match(/^(listen_addr|listen_port|auth_file|pool_mode) = .*$/gm) ?? [])]).toEqual([
+      "listen_addr = 0.0.0.0",
+      "listen_port = 6432",
+      "auth_file = /etc/pgbouncer/userlist.txt",
+      "pool_mode = transaction",
+    ]);
+    expect([...(ini.match(/^orchestrator_ai_\w+ = .*$/gm) ?? [])]).toEqual(
+      cfg.databases.map((d) => `${d} = host=haproxy port=5000 dbname=${d}`),
+    );
     const users = readFileSync(join(dir, "pgbouncer", "userlist.txt"), "utf8");
     const [, role, verifier] = users.match(/^"([^"]+)" "([^"]+)"\n$/)!;
     expect(role).toBe("pgbouncer_admin");

@@ -4,7 +4,17 @@ import { poolMetricsText } from "../../scripts/lib/monitoring";
 
 describe("pgbouncer exporter", () => {
   test("a snapshot: up, per pool (database, user) clients and servers, paused per database", () => {
-    const pool = { database: "hyperarchy_db", user: "hyperarchy", clientsActive: 3, clientsWaiting: 1, serversActive: 2, serversIdle: 4, serversUsed: 0, maxWaitS: 2, paused: true };
+    const pool = {
+      database: "hyperarchy_db",
+      user: "hyperarchy",
+      clientsActive: 3,
+      clientsWaiting: 1,
+      serversActive: 2,
+      serversIdle: 4,
+      serversUsed: 0,
+      maxWaitS: 2,
+      paused: true,
+    };
     const text = poolMetricsText({ databases: ["hyperarchy_db", "orchestrator_ai_dev"], pools: [pool] });
     expect(text.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([
       "pgbouncer_up 1",
@@ -19,6 +29,8 @@ describe("pgbouncer exporter", () => {
     ]);
   });
   test("pgbouncer down: pgbouncer_up 0 and nothing else", () => {
-    expect(poolMetricsText(undefined)).toBe("# HELP pgbouncer_up 1 if pgbouncer's admin console answered.\n# TYPE pgbouncer_up gauge\npgbouncer_up 0\n");
+    expect(poolMetricsText(undefined)).toBe(
+      "# HELP pgbouncer_up 1 if pgbouncer's admin console answered.\n# TYPE pgbouncer_up gauge\npgbouncer_up 0\n",
+    );
   });
 });

@@ -15,19 +15,30 @@ const dir = mkdtempSync(join(tmpdir(), "pgp-procs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("runningPid across setpriv's exec", () => {
-  test.skipIf(!isRoot() || !osUserIds("postgres"))("never reports a process started through setpriv as gone while it runs", async () => {
-    const marker = `${process.pid}.4711`;
-    const spec: ProcSpec = { name: "sleeper", cmd: ["sleep", marker], marker, pidFile: join(dir, "s.pid"), logFile: join(dir, "s.log"), asUser: "postgres" };
-    const misses = new Set<number>();
-    try {
-      for (let i = 0; i < 25; i++) {
-        const pid = startProc(spec);
-        for (const t0 = Date.now(); Date.now() - t0 < 150; ) if (runningPid(spec) !== pid) misses.add(i);
+  test.skipIf(!isRoot() || !osUserIds("postgres"))(
+    "never reports a process started through setpriv as gone while it runs",
+    async () => {
+      const marker = `${process.pid}.4711`;
+      const spec: ProcSpec = {
+        name: "sleeper",
+        cmd: ["sleep", marker],
+        marker,
+        pidFile: join(dir, "s.pid"),
+        logFile: join(dir, "s.log"),
+        asUser: "postgres",
+      };
+      const misses = new Set<number>();
+      try {
+        for (let i = 0; i < 25; i++) {
+          const pid = startProc(spec);
+          for (const t0 = Date.now(); Date.now() - t0 < 150; ) if (runningPid(spec) !== pid) misses.add(i);
+          await stopProc(spec, 5000);
+        }
+      } finally {
         await stopProc(spec, 5000);
       }
-    } finally {
-      await stopProc(spec, 5000);
-    }
-    expect([...misses]).toEqual([]);
-  }, 60_000);
+      expect([...misses]).toEqual([]);
+    },
+    60_000,
+  );
 });

@@ -11,9 +11,17 @@ describe("where a password goes, unregistered", () => {
   test.each([
     ["spaces around libpq's =", "user=app password = Zq9-unreg dbname=x", "user=app password = *** dbname=x"],
     ["a single-quoted environment value with spaces", "PGPASSWORD='Zq9 un reg' next", "PGPASSWORD=*** next"],
-    ["a URL whose authority ends right after the @", "url postgres://app:Zq9-unreg@ end", "url postgres://app:***@ end"],
+    [
+      "a URL whose authority ends right after the @",
+      "url postgres://app:Zq9-unreg@ end",
+      "url postgres://app:***@ end",
+    ],
     ["Authorization:Basic without a space", "Authorization:Basic b3BzOlpxOQ== sent", "Authorization:Basic *** sent"],
-    ["Authorization: Basic with two spaces", "Authorization: Basic  b3BzOlpxOQ== sent", "Authorization: Basic  *** sent"],
+    [
+      "Authorization: Basic with two spaces",
+      "Authorization: Basic  b3BzOlpxOQ== sent",
+      "Authorization: Basic  *** sent",
+    ],
   ])("%s", (_what, input, masked) => {
     expect(redact(input)).toBe(masked);
   });

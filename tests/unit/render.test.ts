@@ -9,7 +9,13 @@ import { ToolkitError } from "../../scripts/lib/errors";
 
 const root = `${import.meta.dir}/../..`;
 const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789`]));
-const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), { file: "envs/dev.env", stack: "dev", rootDir: root, isRoot: false, secrets });
+const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), {
+  file: "envs/dev.env",
+  stack: "dev",
+  rootDir: root,
+  isRoot: false,
+  secrets,
+});
 
 describe("renderTemplate", () => {
   test("fills placeholders and leaves other $ syntax alone", () => {
@@ -28,15 +34,29 @@ for (const kind of ["native", "docker"] as const) {
   describe(`renderStack (${kind})`, () => {
     const files = renderStack(cfg, kind);
     test("renders patroni x3, etcd x3, haproxy, nginx with no placeholder left", () => {
-      expect(files.map((f) => f.path).sort()).toEqual(
-        ["etcd/etcd1.yml", "etcd/etcd2.yml", "etcd/etcd3.yml", "haproxy/haproxy.cfg", "nginx/nginx.conf", "pg1/patroni.yml", "pg2/patroni.yml", "pg3/patroni.yml"],
-      );
+      expect(files.map((f) => f.path).sort()).toEqual([
+        "etcd/etcd1.yml",
+        "etcd/etcd2.yml",
+        "etcd/etcd3.yml",
+        "haproxy/haproxy.cfg",
+        "nginx/nginx.conf",
+        "pg1/patroni.yml",
+        "pg2/patroni.yml",
+        "pg3/patroni.yml",
+      ]);
       for (const f of files) expect(f.content).not.toMatch(/\$\{[A-Z_]+\}/);
     });
     test("patroni.yml: synchronous + failsafe, pg_rewind, checksums, scram only", () => {
       const p = YAML.parse(files.find((f) => f.path === "pg2/patroni.yml")!.content);
       expect(p.name).toBe("pg2");
-      expect(p.bootstrap.dcs).toMatchObject({ ttl: 10, loop_wait: 1, retry_timeout: 3, synchronous_mode: true, failsafe_mode: true, primary_start_timeout: 0 });
+      expect(p.bootstrap.dcs).toMatchObject({
+        ttl: 10,
+        loop_wait: 1,
+        retry_timeout: 3,
+        synchronous_mode: true,
+        failsafe_mode: true,
+        primary_start_timeout: 0,
+      });
       expect(p.bootstrap.dcs.postgresql.use_pg_rewind).toBe(true);
       expect(p.bootstrap.initdb).toContain("data-checksums");
       expect(p.postgresql.pg_hba.every((l: string) => l.endsWith("scram-sha-256"))).toBe(true);
@@ -55,7 +75,9 @@ for (const kind of ["native", "docker"] as const) {
       const h = files.find((f) => f.path === "haproxy/haproxy.cfg")!.content;
       expect(h).toMatch(/listen postgres_rw[\s\S]*uri \/primary/);
       expect(h).toMatch(/listen postgres_ro[\s\S]*uri \/replica/);
-      expect(h).toContain("default-server inter 1000 fastinter 200 downinter 1000 fall 2 rise 2 on-marked-down shutdown-sessions");
+      expect(h).toContain(
+        "default-server inter 1000 fastinter 200 downinter 1000 fall 2 rise 2 on-marked-down shutdown-sessions",
+      );
       expect(h.match(/server pg[123] /g)).toHaveLength(6);
       expect(h).toContain(kind === "native" ? "bind 127.0.0.1:6012" : "bind 0.0.0.0:5000");
     });

@@ -17,13 +17,21 @@ afterAll(() => {
 });
 
 const rotate = (...args: string[]) => {
-  const r = spawnSync(process.execPath, ["scripts/rotate-jwt.ts", ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, STACK, CI: "true" } });
+  const r = spawnSync(process.execPath, ["scripts/rotate-jwt.ts", ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, STACK, CI: "true" },
+  });
   return { code: r.status, out: (r.stdout + r.stderr).replace(/^\S+Z /gm, "") };
 };
 
 describe("make rotate-jwt", () => {
   copyFileSync(join(ROOT, "envs/test.env"), envFile);
-  const before = ensureSecrets(secretsFile, ["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production"]).secrets;
+  const before = ensureSecrets(secretsFile, [
+    "orchestrator_ai_dev",
+    "orchestrator_ai_staging",
+    "orchestrator_ai_production",
+  ]).secrets;
 
   test("refuses an unknown database and, without a terminal, asks for YES=1", () => {
     expect(rotate("hyperarchy_db", "--yes")).toEqual({
@@ -45,7 +53,13 @@ describe("make rotate-jwt", () => {
     const after = parseDotenv(readFileSync(secretsFile));
     expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
     expect(after.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION).not.toBe(before.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION);
-    expect({ ...after, JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "-" }).toEqual({ ...before, JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "-" });
-    expect(await verifyApiKey(old, after.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION!, "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+    expect({ ...after, JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "-" }).toEqual({
+      ...before,
+      JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "-",
+    });
+    expect(await verifyApiKey(old, after.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION!, "service_role")).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET",
+    });
   });
 });

@@ -45,7 +45,11 @@ test("every spawn in scripts/ goes through scripts/lib/exec.ts", () => {
 
 describe("run(): argv, never a shell", () => {
   test("shell syntax is an argument, not syntax", async () => {
-    expect(await run(["echo", "a  b", "$HOME;|", "`id`", ""])).toEqual({ code: 0, stdout: "a  b $HOME;| `id` \n", stderr: "" });
+    expect(await run(["echo", "a  b", "$HOME;|", "`id`", ""])).toEqual({
+      code: 0,
+      stdout: "a  b $HOME;| `id` \n",
+      stderr: "",
+    });
   });
   test("stdin input, and no input is end of file", async () => {
     expect((await run(["cat"], { input: "line 1\nline 2\n" })).stdout).toBe("line 1\nline 2\n");
@@ -57,12 +61,15 @@ describe("run(): argv, never a shell", () => {
     expect((await $({ input: big, nothrow: true })`sh -c ${"exit 3"}`).exitCode).toBe(3);
   });
   test("env and cwd", async () => {
-    expect((await run(["sh", "-c", 'printf "%s %s" "$PGP_ZX_VAR" "$(pwd)"'], { env: { PGP_ZX_VAR: "v 1" }, cwd: tmp })).stdout).toBe(`v 1 ${tmp}`);
+    expect(
+      (await run(["sh", "-c", 'printf "%s %s" "$PGP_ZX_VAR" "$(pwd)"'], { env: { PGP_ZX_VAR: "v 1" }, cwd: tmp }))
+        .stdout,
+    ).toBe(`v 1 ${tmp}`);
   });
   test("a program outside PATH is found in the system bin dirs (a login PATH has no /usr/sbin)", async () => {
     const bin = join(tmp, "sbin");
     mkdirSync(bin, { recursive: true });
-    writeFileSync(join(bin, "pgp-zx-probe"), "#!/bin/sh\necho found \"$@\"\n");
+    writeFileSync(join(bin, "pgp-zx-probe"), '#!/bin/sh\necho found "$@"\n');
     chmodSync(join(bin, "pgp-zx-probe"), 0o755);
     const saved = process.env.PGPLATFORM_SYSTEM_BIN_DIRS;
     process.env.PGPLATFORM_SYSTEM_BIN_DIRS = bin;
@@ -78,14 +85,20 @@ describe("run(): argv, never a shell", () => {
 describe("run(): typed errors", () => {
   test("a non-zero exit is COMMAND_FAILED with the redacted stderr tail", async () => {
     registerSecret("Zx-runner-s3cret");
-    const err = await failure(run(["sh", "-c", "echo 'FATAL: password Zx-runner-s3cret rejected' >&2; exit 3", "Zx-runner-s3cret"]));
+    const err = await failure(
+      run(["sh", "-c", "echo 'FATAL: password Zx-runner-s3cret rejected' >&2; exit 3", "Zx-runner-s3cret"]),
+    );
     expect(err).toBeInstanceOf(ToolkitError);
     expect(err.code).toBe("COMMAND_FAILED");
     expect(err.message).toBe("exit 3: sh -c 'echo '\\''FATAL: password *** rejected'\\'' >&2; exit 3' ***");
     expect(err.detail).toBe("FATAL: password *** rejected");
   });
   test("nothrow returns the exit code", async () => {
-    expect(await run(["sh", "-c", "echo out; exit 4"], { nothrow: true })).toEqual({ code: 4, stdout: "out\n", stderr: "" });
+    expect(await run(["sh", "-c", "echo out; exit 4"], { nothrow: true })).toEqual({
+      code: 4,
+      stdout: "out\n",
+      stderr: "",
+    });
   });
   test("a missing program is MISSING_BINARY with the fix", async () => {
     const err = await failure(run(["pgp-zx-no-such-program"]));
@@ -101,7 +114,14 @@ describe("run(): typed errors", () => {
 
 describe("zx's $ for argv", () => {
   test("interpolated values and arrays stay single arguments; literal text splits on whitespace", async () => {
-    expect(argvOf(`psql -X ${quoteArg("a b")} ${["c d", ""].map(quoteArg).join(" ")} --x=${quoteArg("y z")}`)).toEqual(["psql", "-X", "a b", "c d", "", "--x=y z"]);
+    expect(argvOf(`psql -X ${quoteArg("a b")} ${["c d", ""].map(quoteArg).join(" ")} --x=${quoteArg("y z")}`)).toEqual([
+      "psql",
+      "-X",
+      "a b",
+      "c d",
+      "",
+      "--x=y z",
+    ]);
     const out = await $`printf %s| ${["a b", "; rm -rf /"]}`;
     expect(out.stdout).toBe("a b|; rm -rf /|");
   });

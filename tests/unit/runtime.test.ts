@@ -11,7 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR } from "../../scripts/lib/config";
 import { ToolkitError } from "../../scripts/lib/errors";
-import { dockerEngineAnswers, nativeCanRun, pickRuntime, resolveRuntime, VERBS, type Verb } from "../../scripts/lib/runtime";
+import {
+  dockerEngineAnswers,
+  nativeCanRun,
+  pickRuntime,
+  resolveRuntime,
+  VERBS,
+  type Verb,
+} from "../../scripts/lib/runtime";
 import { DockerRuntime, dockerExecCmd } from "../../scripts/lib/runtimes/docker";
 import { openRuntime } from "../../scripts/lib/runtimes/index";
 import { logSources, memberRunOptions, NativeRuntime } from "../../scripts/lib/runtimes/native";
@@ -19,7 +26,13 @@ import { SECRET_KEYS } from "../../scripts/lib/secrets";
 
 const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}-0123456789`]));
 const devEnv = readFileSync(join(ROOT_DIR, "envs/dev.env"), "utf8");
-const cfg = parseConfig(devEnv, { file: "envs/dev.env", stack: "dev", rootDir: "/srv/pgplatform", isRoot: true, secrets });
+const cfg = parseConfig(devEnv, {
+  file: "envs/dev.env",
+  stack: "dev",
+  rootDir: "/srv/pgplatform",
+  isRoot: true,
+  secrets,
+});
 const tmp = mkdtempSync(join(tmpdir(), "pgp-runtime-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -30,8 +43,9 @@ async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): P
   try {
     return await fn();
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
@@ -61,7 +75,11 @@ describe("RUNTIME resolution", () => {
 
   test("the rule, here and on a deploy target: auto is docker only where native cannot run and an engine answers", () => {
     const table = (["auto", "native", "docker"] as const).flatMap((want) =>
-      [true, false].flatMap((nativeRuns) => [true, false].map((engine) => `${want} native=${nativeRuns} engine=${engine}: ${resolveRuntime(want, nativeRuns, engine)}`)),
+      [true, false].flatMap((nativeRuns) =>
+        [true, false].map(
+          (engine) => `${want} native=${nativeRuns} engine=${engine}: ${resolveRuntime(want, nativeRuns, engine)}`,
+        ),
+      ),
     );
     expect(table).toEqual([
       "auto native=true engine=true: native",
@@ -97,30 +115,59 @@ describe("every verb goes through the runtime", () => {
         fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down)",
       });
     }
-    for (const verb of dockerVerbs) expect((await withEnv({ RUNTIME: "docker" }, () => openRuntime(cfg, verb))).name).toBe("docker");
+    for (const verb of dockerVerbs)
+      expect((await withEnv({ RUNTIME: "docker" }, () => openRuntime(cfg, verb))).name).toBe("docker");
   });
 
   test("the native runtime carries out every verb", async () => {
-    for (const verb of VERBS) expect((await withEnv({ RUNTIME: "native" }, () => openRuntime(cfg, verb))).name).toBe("native");
+    for (const verb of VERBS)
+      expect((await withEnv({ RUNTIME: "native" }, () => openRuntime(cfg, verb))).name).toBe("native");
   });
 
   /** Entry scripts that act on no stack's runtime: plans, URLs, a remote target, the toolkit's own tools. */
-  const RUNTIME_INDEPENDENT = ["access-plan", "alert-relay", "db-url", "deploy-client", "images-local", "keys", "settings-docs", "cluster-deploy", "cluster-lab", "cluster-lab-down", "cluster-plan", "cluster-status", "cluster-switchover", "logs-rotate", "pool-exporter", "mutation", "rotate-jwt", "setup", "test-summary"];
+  const RUNTIME_INDEPENDENT = [
+    "access-plan",
+    "alert-relay",
+    "db-url",
+    "deploy-client",
+    "images-local",
+    "keys",
+    "settings-docs",
+    "cluster-deploy",
+    "cluster-lab",
+    "cluster-lab-down",
+    "cluster-plan",
+    "cluster-status",
+    "cluster-switchover",
+    "logs-rotate",
+    "pool-exporter",
+    "mutation",
+    "rotate-jwt",
+    "setup",
+    "test-summary",
+  ];
 
   test("every entry script opens the runtime for its own verb, or acts on no runtime", () => {
     const entries = [...new Bun.Glob("*.ts").scanSync(join(ROOT_DIR, "scripts"))].map((f) => f.slice(0, -3)).sort();
     const opened = new Map<string, string[]>();
     for (const e of entries) {
       const src = readFileSync(join(ROOT_DIR, "scripts", `${e}.ts`), "utf8");
-      const verbs = [...src.matchAll(/openRuntime\(cfg, ([^)]*)\)/g)].flatMap((m) => [...m[1]!.matchAll(/"([a-z-]+)"/g)].map((v) => v[1]!));
+      const verbs = [...src.matchAll(/openRuntime\(cfg, ([^)]*)\)/g)].flatMap((m) =>
+        [...m[1]!.matchAll(/"([a-z-]+)"/g)].map((v) => v[1]!),
+      );
       opened.set(e, [...new Set(verbs)].sort());
     }
     const problems = entries.flatMap((e) => {
       const v = opened.get(e)!;
-      if (RUNTIME_INDEPENDENT.includes(e)) return v.length ? [`${e}: listed as runtime-independent but opens ${v.join(", ")}`] : [];
+      if (RUNTIME_INDEPENDENT.includes(e))
+        return v.length ? [`${e}: listed as runtime-independent but opens ${v.join(", ")}`] : [];
       // scripts/api.ts: the verbs as functions, each opening its own verb's runtime.
-      if (e === "api") return v.join() === "backup,dev-down,dev-up,restart-member,restore,status,switchover" ? [] : [`api opens ${v.join(", ")}`];
-      if (e === "switchover") return v.join() === "restart-member,switchover" ? [] : [`switchover opens ${v.join(", ") || "nothing"}`];
+      if (e === "api")
+        return v.join() === "backup,dev-down,dev-up,restart-member,restore,status,switchover"
+          ? []
+          : [`api opens ${v.join(", ")}`];
+      if (e === "switchover")
+        return v.join() === "restart-member,switchover" ? [] : [`switchover opens ${v.join(", ") || "nothing"}`];
       return v.join() === e ? [] : [`${e} opens ${v.join(", ") || "no runtime"}`];
     });
     expect(problems).toEqual([]);
@@ -129,9 +176,20 @@ describe("every verb goes through the runtime", () => {
   });
 
   test("a refused verb exits 1 with the refusal, before touching the stack (make status, make test-failover)", () => {
-    for (const [script, verb] of [["status", "status"], ["test-failover", "test-failover"], ["logs", "logs"]]) {
-      const r = spawnSync(process.execPath, [`scripts/${script}.ts`], { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, STACK: "dev", RUNTIME: "docker" } });
-      expect([r.status, r.stderr.trim()]).toEqual([1, `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down)`]);
+    for (const [script, verb] of [
+      ["status", "status"],
+      ["test-failover", "test-failover"],
+      ["logs", "logs"],
+    ]) {
+      const r = spawnSync(process.execPath, [`scripts/${script}.ts`], {
+        cwd: ROOT_DIR,
+        encoding: "utf8",
+        env: { ...process.env, STACK: "dev", RUNTIME: "docker" },
+      });
+      expect([r.status, r.stderr.trim()]).toEqual([
+        1,
+        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down)`,
+      ]);
     }
   });
 });
@@ -141,19 +199,32 @@ describe("the native runtime", () => {
 
   test("exec runs in the member's environment: its OS user, dir, HOME and pgpass", () => {
     const m = cfg.members[1]!;
-    expect(memberRunOptions(cfg, "pg2")).toEqual({ asUser: "postgres", cwd: m.dir, env: { HOME: m.dir, PGPASSFILE: join(m.dir, "pgpass") } });
+    expect(memberRunOptions(cfg, "pg2")).toEqual({
+      asUser: "postgres",
+      cwd: m.dir,
+      env: { HOME: m.dir, PGPASSFILE: join(m.dir, "pgpass") },
+    });
     expect(() => memberRunOptions(cfg, "pg9")).toThrow("no member named pg9");
   });
 
   test("pids, start and stop name the component; an unknown one is refused with the known ones", async () => {
     const e = await refusal(rt.pids("pg9"));
-    expect([e.code, e.message, e.fix]).toEqual(["NO_SUCH_COMPONENT", "stack dev has no component pg9", "known: etcd1, etcd2, etcd3, pg1, pg2, pg3, haproxy, nginx, pgbouncer"]);
+    expect([e.code, e.message, e.fix]).toEqual([
+      "NO_SUCH_COMPONENT",
+      "stack dev has no component pg9",
+      "known: etcd1, etcd2, etcd3, pg1, pg2, pg3, haproxy, nginx, pgbouncer",
+    ]);
     expect((await refusal(rt.start("nope"))).code).toBe("NO_SUCH_COMPONENT");
     expect((await refusal(rt.stop("nope", 1000))).code).toBe("NO_SUCH_COMPONENT");
   });
 
   test("status lists every process of the stack (nothing runs under /srv/pgplatform here)", async () => {
-    expect(await rt.status()).toEqual(["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "haproxy", "nginx", "pgbouncer"].map((name) => ({ name, pid: null })));
+    expect(await rt.status()).toEqual(
+      ["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "haproxy", "nginx", "pgbouncer"].map((name) => ({
+        name,
+        pid: null,
+      })),
+    );
     expect(await rt.pids("pg1")).toEqual({ main: undefined, postmaster: undefined });
   });
 
@@ -171,15 +242,32 @@ describe("the docker runtime", () => {
 
   test("exec is docker compose exec in the member's container, argv as an array", () => {
     expect(dockerExecCmd(cfg, "pg1", ["psql", "-c", "SELECT 1; DROP TABLE x"])).toEqual([
-      "docker", "compose", "-p", cfg.clusterName, "-f", "/srv/pgplatform/compose/dev.yml", "--env-file", `${cfg.stateDir}/rendered-docker/compose.env`,
-      "exec", "-T", "pg1", "psql", "-c", "SELECT 1; DROP TABLE x",
+      "docker",
+      "compose",
+      "-p",
+      cfg.clusterName,
+      "-f",
+      "/srv/pgplatform/compose/dev.yml",
+      "--env-file",
+      `${cfg.stateDir}/rendered-docker/compose.env`,
+      "exec",
+      "-T",
+      "pg1",
+      "psql",
+      "-c",
+      "SELECT 1; DROP TABLE x",
     ]);
   });
 
   test("what it cannot do is refused with the compose command that can", async () => {
     const e = await refusal(rt.pids("pg1"));
-    expect([e.code, e.message]).toEqual(["RUNTIME_UNSUPPORTED", "the process ids of pg1 is not supported by the docker runtime"]);
-    expect(e.fix).toBe(`use \`docker compose -p ${cfg.clusterName} -f /srv/pgplatform/compose/dev.yml --env-file ${cfg.stateDir}/rendered-docker/compose.env top pg1\`, or run the stack with RUNTIME=native`);
+    expect([e.code, e.message]).toEqual([
+      "RUNTIME_UNSUPPORTED",
+      "the process ids of pg1 is not supported by the docker runtime",
+    ]);
+    expect(e.fix).toBe(
+      `use \`docker compose -p ${cfg.clusterName} -f /srv/pgplatform/compose/dev.yml --env-file ${cfg.stateDir}/rendered-docker/compose.env top pg1\`, or run the stack with RUNTIME=native`,
+    );
     expect(() => rt.logs()).toThrow("make logs is not supported by the docker runtime");
   });
 });

@@ -11,7 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { redact } from "../../scripts/lib/redact";
-import { ensureSecrets, generateSecret, jwtSecretFor, jwtSecretKey, readSecrets, SECRET_KEYS } from "../../scripts/lib/secrets";
+import {
+  ensureSecrets,
+  generateSecret,
+  jwtSecretFor,
+  jwtSecretKey,
+  readSecrets,
+  SECRET_KEYS,
+} from "../../scripts/lib/secrets";
 
 const tmp = mkdtempSync(join(tmpdir(), "pgp-secrets-mut-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -62,10 +69,16 @@ describe("generated secrets", () => {
     expect(Object.keys(r.secrets)).toEqual(keys);
     for (const k of keys) expect((r.secrets as Record<string, string>)[k]).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(new Set(Object.values(r.secrets)).size).toBe(keys.length);
-    expect(readFileSync(file, "utf8")).toBe(HEADER + keys.map((k) => `${k}=${(r.secrets as Record<string, string>)[k]}`).join("\n") + "\n");
+    expect(readFileSync(file, "utf8")).toBe(
+      HEADER + keys.map((k) => `${k}=${(r.secrets as Record<string, string>)[k]}`).join("\n") + "\n",
+    );
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(readdirSync(join(file, ".."))).toEqual([".secrets.test.env"]);
-    expect(redact(`pw ${r.secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV} and ${r.secrets.REWIND_PASSWORD} and ${r.secrets.POOL_ADMIN_PASSWORD}`)).toBe("pw *** and *** and ***");
+    expect(
+      redact(
+        `pw ${r.secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV} and ${r.secrets.REWIND_PASSWORD} and ${r.secrets.POOL_ADMIN_PASSWORD}`,
+      ),
+    ).toBe("pw *** and *** and ***");
   });
 });
 
@@ -101,17 +114,28 @@ describe("re-runs", () => {
     const first = ensureSecrets(file, ["orchestrator_ai_dev"]).secrets;
     const r = ensureSecrets(file, ["orchestrator_ai_dev", "orchestrator_ai_staging"]);
     expect(r.created).toEqual(["JWT_SECRET_ORCHESTRATOR_AI_STAGING"]);
-    expect({ ...r.secrets, JWT_SECRET_ORCHESTRATOR_AI_STAGING: undefined }).toEqual({ ...first, JWT_SECRET_ORCHESTRATOR_AI_STAGING: undefined });
+    expect({ ...r.secrets, JWT_SECRET_ORCHESTRATOR_AI_STAGING: undefined }).toEqual({
+      ...first,
+      JWT_SECRET_ORCHESTRATOR_AI_STAGING: undefined,
+    });
   });
 
   test("a fixed value shorter than 16 characters is refused naming the file and key; 16 is enough", () => {
     const file = fresh();
     ensureSecrets(file);
     const text = readFileSync(file, "utf8");
-    writeFileSync(file, text.replace(/^REPLICATION_PASSWORD=.*$/m, "REPLICATION_PASSWORD=0123456789abcde"), { mode: 0o600 });
+    writeFileSync(file, text.replace(/^REPLICATION_PASSWORD=.*$/m, "REPLICATION_PASSWORD=0123456789abcde"), {
+      mode: 0o600,
+    });
     const e = caught(() => ensureSecrets(file));
-    expect([e.code, e.message, e.fix]).toEqual(["WEAK_SECRET", `${file}: REPLICATION_PASSWORD is shorter than 16 characters`, "delete the REPLICATION_PASSWORD line and re-run to generate a strong one"]);
-    writeFileSync(file, text.replace(/^REPLICATION_PASSWORD=.*$/m, "REPLICATION_PASSWORD=0123456789abcdef"), { mode: 0o600 });
+    expect([e.code, e.message, e.fix]).toEqual([
+      "WEAK_SECRET",
+      `${file}: REPLICATION_PASSWORD is shorter than 16 characters`,
+      "delete the REPLICATION_PASSWORD line and re-run to generate a strong one",
+    ]);
+    writeFileSync(file, text.replace(/^REPLICATION_PASSWORD=.*$/m, "REPLICATION_PASSWORD=0123456789abcdef"), {
+      mode: 0o600,
+    });
     expect(ensureSecrets(file).secrets.REPLICATION_PASSWORD).toBe("0123456789abcdef");
   });
 
@@ -119,10 +143,22 @@ describe("re-runs", () => {
     const file = fresh();
     ensureSecrets(file, DBS);
     const text = readFileSync(file, "utf8");
-    writeFileSync(file, text.replace(/^JWT_SECRET_ORCHESTRATOR_AI_DEV=.*$/m, `JWT_SECRET_ORCHESTRATOR_AI_DEV=${"a".repeat(31)}`), { mode: 0o600 });
+    writeFileSync(
+      file,
+      text.replace(/^JWT_SECRET_ORCHESTRATOR_AI_DEV=.*$/m, `JWT_SECRET_ORCHESTRATOR_AI_DEV=${"a".repeat(31)}`),
+      { mode: 0o600 },
+    );
     const e = caught(() => ensureSecrets(file, DBS));
-    expect([e.code, e.message, e.fix]).toEqual(["WEAK_SECRET", `${file}: JWT_SECRET_ORCHESTRATOR_AI_DEV is shorter than 32 characters`, "delete the JWT_SECRET_ORCHESTRATOR_AI_DEV line and re-run to generate a strong one"]);
-    writeFileSync(file, text.replace(/^JWT_SECRET_ORCHESTRATOR_AI_DEV=.*$/m, `JWT_SECRET_ORCHESTRATOR_AI_DEV=${"a".repeat(32)}`), { mode: 0o600 });
+    expect([e.code, e.message, e.fix]).toEqual([
+      "WEAK_SECRET",
+      `${file}: JWT_SECRET_ORCHESTRATOR_AI_DEV is shorter than 32 characters`,
+      "delete the JWT_SECRET_ORCHESTRATOR_AI_DEV line and re-run to generate a strong one",
+    ]);
+    writeFileSync(
+      file,
+      text.replace(/^JWT_SECRET_ORCHESTRATOR_AI_DEV=.*$/m, `JWT_SECRET_ORCHESTRATOR_AI_DEV=${"a".repeat(32)}`),
+      { mode: 0o600 },
+    );
     expect(ensureSecrets(file, DBS).secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV).toBe("a".repeat(32));
   });
 
@@ -145,18 +181,32 @@ describe("per-database JWT secret helpers", () => {
   });
 
   test("jwtSecretFor returns that database's secret, or NO_JWT_SECRET naming the file, key and database", () => {
-    const cfg = { secretsFile: "/x/.secrets.s.env", secrets: { JWT_SECRET_ORCHESTRATOR_AI_DEV: "dev-secret", JWT_SECRET_ORCHESTRATOR_AI_STAGING: "" } };
+    const cfg = {
+      secretsFile: "/x/.secrets.s.env",
+      secrets: { JWT_SECRET_ORCHESTRATOR_AI_DEV: "dev-secret", JWT_SECRET_ORCHESTRATOR_AI_STAGING: "" },
+    };
     expect(jwtSecretFor(cfg, "orchestrator_ai_dev")).toBe("dev-secret");
     for (const db of ["orchestrator_ai_production", "orchestrator_ai_staging"]) {
       const e = caught(() => jwtSecretFor(cfg, db));
-      expect([e.code, e.message, e.fix]).toEqual(["NO_JWT_SECRET", `/x/.secrets.s.env: no ${jwtSecretKey(db)} for database ${db}`, "run `make dev-up` to generate one per environment database"]);
+      expect([e.code, e.message, e.fix]).toEqual([
+        "NO_JWT_SECRET",
+        `/x/.secrets.s.env: no ${jwtSecretKey(db)} for database ${db}`,
+        "run `make dev-up` to generate one per environment database",
+      ]);
     }
   });
 
   test("readSecrets keeps the known keys with a value, drops others and empties, and masks every value", () => {
     const file = join(mkdtempSync(join(tmp, "r-")), "s.env");
-    writeFileSync(file, "POSTGRES_PASSWORD=pg-password-0123456\nJWT_SECRET_APP_DB=jwt-secret-value-0123456789abcdef\nJWT_SECRET=shared-legacy-secret-xyz\nJWT_SECRET_X=one-letter-name-secret\nOTHER_KEY=other-value-98765\nREWIND_PASSWORD=\n", { mode: 0o600 });
-    expect(readSecrets(file)).toEqual({ POSTGRES_PASSWORD: "pg-password-0123456", JWT_SECRET_APP_DB: "jwt-secret-value-0123456789abcdef" });
+    writeFileSync(
+      file,
+      "POSTGRES_PASSWORD=pg-password-0123456\nJWT_SECRET_APP_DB=jwt-secret-value-0123456789abcdef\nJWT_SECRET=shared-legacy-secret-xyz\nJWT_SECRET_X=one-letter-name-secret\nOTHER_KEY=other-value-98765\nREWIND_PASSWORD=\n",
+      { mode: 0o600 },
+    );
+    expect(readSecrets(file)).toEqual({
+      POSTGRES_PASSWORD: "pg-password-0123456",
+      JWT_SECRET_APP_DB: "jwt-secret-value-0123456789abcdef",
+    });
     expect(redact("a other-value-98765 b shared-legacy-secret-xyz")).toBe("a *** b ***");
   });
 });

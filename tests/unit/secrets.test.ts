@@ -52,7 +52,12 @@ describe("one JWT secret per environment database", () => {
   test("each environment gets its own secret; the fixed keys are all there", () => {
     const file = join(tmp, "jwt.env");
     const { secrets, created } = ensureSecrets(file, DBS);
-    expect(created).toEqual([...SECRET_KEYS, "JWT_SECRET_ORCHESTRATOR_AI_DEV", "JWT_SECRET_ORCHESTRATOR_AI_STAGING", "JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION"]);
+    expect(created).toEqual([
+      ...SECRET_KEYS,
+      "JWT_SECRET_ORCHESTRATOR_AI_DEV",
+      "JWT_SECRET_ORCHESTRATOR_AI_STAGING",
+      "JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION",
+    ]);
     const jwt = DBS.map((d) => secrets[jwtSecretKey(d)]!);
     expect(new Set(jwt).size).toBe(3);
     for (const s of jwt) expect(s.length).toBeGreaterThanOrEqual(32);
@@ -64,15 +69,26 @@ describe("one JWT secret per environment database", () => {
   test("a key signed with the dev secret does not verify against production's", async () => {
     const { secrets } = ensureSecrets(join(tmp, "jwt.env"), DBS);
     const forged = await signApiKey(secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV!, "service_role");
-    expect(await verifyApiKey(forged, secrets.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION!, "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+    expect(await verifyApiKey(forged, secrets.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION!, "service_role")).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET",
+    });
     expect((await verifyApiKey(forged, secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV!, "service_role")).ok).toBe(true);
   });
 
   test("a short JWT secret is refused with the key and the fix", () => {
     const file = join(tmp, "short.env");
     ensureSecrets(file, DBS);
-    writeFileSync(file, readFileSync(file, "utf8").replace(/^JWT_SECRET_ORCHESTRATOR_AI_DEV=.*$/m, "JWT_SECRET_ORCHESTRATOR_AI_DEV=only-twenty-chars-xx"));
-    expect(() => ensureSecrets(file, DBS)).toThrow(`${file}: JWT_SECRET_ORCHESTRATOR_AI_DEV is shorter than 32 characters`);
+    writeFileSync(
+      file,
+      readFileSync(file, "utf8").replace(
+        /^JWT_SECRET_ORCHESTRATOR_AI_DEV=.*$/m,
+        "JWT_SECRET_ORCHESTRATOR_AI_DEV=only-twenty-chars-xx",
+      ),
+    );
+    expect(() => ensureSecrets(file, DBS)).toThrow(
+      `${file}: JWT_SECRET_ORCHESTRATOR_AI_DEV is shorter than 32 characters`,
+    );
   });
 
   test("rotation replaces one environment's secret only, keeps 0600, and old keys are refused", async () => {
@@ -85,9 +101,15 @@ describe("one JWT secret per environment database", () => {
     expect(r.key).toBe("JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION");
     expect(after.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION).toBe(r.secret);
     expect(r.secret).not.toBe(before.JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION);
-    expect({ ...after, JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "x" }).toEqual({ ...before, JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "x" });
+    expect({ ...after, JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "x" }).toEqual({
+      ...before,
+      JWT_SECRET_ORCHESTRATOR_AI_PRODUCTION: "x",
+    });
     expect(mode(file)).toBe(0o600);
-    expect(await verifyApiKey(oldKey, r.secret, "service_role")).toEqual({ ok: false, problem: "signature does not verify against JWT_SECRET" });
+    expect(await verifyApiKey(oldKey, r.secret, "service_role")).toEqual({
+      ok: false,
+      problem: "signature does not verify against JWT_SECRET",
+    });
     expect((await verifyApiKey(await signApiKey(r.secret, "service_role"), r.secret, "service_role")).ok).toBe(true);
     expect(() => rotateJwtSecret(file, "hyperarchy_db")).toThrow(`${file}: no JWT_SECRET_HYPERARCHY_DB to rotate`);
   });

@@ -16,32 +16,88 @@ import { apiKeysFor, environmentDatabase } from "../../scripts/lib/supabase/keys
 import { DATABASE_GRANTS, ROLE_SETTINGS, SCHEMAS, SERVICE_NEEDS } from "../../scripts/lib/supabase/requirements";
 import { envNameOf, renderSupabaseRoutes, supabaseRoutes, supabaseUrlFor } from "../../scripts/lib/supabase/routes";
 
-const base = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), { file: "envs/test.env", stack: "test", rootDir: ROOT_DIR, isRoot: false });
+const base = parseConfig(readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8"), {
+  file: "envs/test.env",
+  stack: "test",
+  rootDir: ROOT_DIR,
+  isRoot: false,
+});
 const SECRET_A = "a".repeat(40);
 const SECRET_B = "b".repeat(40);
-const cfg: Config = { ...base, secrets: { ...base.secrets, JWT_SECRET_ORCHESTRATOR_AI_DEV: SECRET_A, JWT_SECRET_ORCHESTRATOR_AI_STAGING: SECRET_B } as Config["secrets"] };
+const cfg: Config = {
+  ...base,
+  secrets: {
+    ...base.secrets,
+    JWT_SECRET_ORCHESTRATOR_AI_DEV: SECRET_A,
+    JWT_SECRET_ORCHESTRATOR_AI_STAGING: SECRET_B,
+  } as Config["secrets"],
+};
 
 /** supabase-js 2.109.0 (dist/index.mjs, SupabaseClient constructor): new URL("rest/v1", ensureTrailingSlash(supabaseUrl)). */
-const supabaseJsEndpoint = (supabaseUrl: string, path: string) => new URL(path, supabaseUrl.endsWith("/") ? supabaseUrl : `${supabaseUrl}/`).href;
+const supabaseJsEndpoint = (supabaseUrl: string, path: string) =>
+  new URL(path, supabaseUrl.endsWith("/") ? supabaseUrl : `${supabaseUrl}/`).href;
 
 describe("one API per database: path routing", () => {
   test("each ladder database gets its own upstreams from the port plan (+51 auth, +52 rest, +53 storage), realtime shared", () => {
-    expect(supabaseRoutes(cfg, [{ database: "notes_db", port: 9200, supabase: true }, { database: "plain_db", port: 9300, supabase: false }])).toEqual([
-      { database: "orchestrator_ai_dev", prefix: "/orchestrator_ai_dev", appPort: 6100, auth: "127.0.1.1:6151", rest: "127.0.1.1:6152", storage: "127.0.1.1:6153", realtime: "127.0.1.1:16050" },
-      { database: "orchestrator_ai_staging", prefix: "/orchestrator_ai_staging", appPort: 7100, auth: "127.0.1.1:7151", rest: "127.0.1.1:7152", storage: "127.0.1.1:7153", realtime: "127.0.1.1:16050" },
-      { database: "orchestrator_ai_production", prefix: "/orchestrator_ai_production", appPort: 9000, auth: "127.0.1.1:9051", rest: "127.0.1.1:9052", storage: "127.0.1.1:9053", realtime: "127.0.1.1:16050" },
-      { database: "notes_db", prefix: "/notes_db", appPort: 9200, auth: "127.0.1.1:9251", rest: "127.0.1.1:9252", storage: "127.0.1.1:9253", realtime: "127.0.1.1:16050" },
+    expect(
+      supabaseRoutes(cfg, [
+        { database: "notes_db", port: 9200, supabase: true },
+        { database: "plain_db", port: 9300, supabase: false },
+      ]),
+    ).toEqual([
+      {
+        database: "orchestrator_ai_dev",
+        prefix: "/orchestrator_ai_dev",
+        appPort: 6100,
+        auth: "127.0.1.1:6151",
+        rest: "127.0.1.1:6152",
+        storage: "127.0.1.1:6153",
+        realtime: "127.0.1.1:16050",
+      },
+      {
+        database: "orchestrator_ai_staging",
+        prefix: "/orchestrator_ai_staging",
+        appPort: 7100,
+        auth: "127.0.1.1:7151",
+        rest: "127.0.1.1:7152",
+        storage: "127.0.1.1:7153",
+        realtime: "127.0.1.1:16050",
+      },
+      {
+        database: "orchestrator_ai_production",
+        prefix: "/orchestrator_ai_production",
+        appPort: 9000,
+        auth: "127.0.1.1:9051",
+        rest: "127.0.1.1:9052",
+        storage: "127.0.1.1:9053",
+        realtime: "127.0.1.1:16050",
+      },
+      {
+        database: "notes_db",
+        prefix: "/notes_db",
+        appPort: 9200,
+        auth: "127.0.1.1:9251",
+        rest: "127.0.1.1:9252",
+        storage: "127.0.1.1:9253",
+        realtime: "127.0.1.1:16050",
+      },
     ]);
   });
 
   test("the environment of a ladder database is its suffix", () => {
-    expect(["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production", "orchestrator_ai_qa", "dev"].map(envNameOf)).toEqual(["dev", "staging", "production", undefined, undefined]);
+    expect(
+      ["orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production", "orchestrator_ai_qa", "dev"].map(
+        envNameOf,
+      ),
+    ).toEqual(["dev", "staging", "production", undefined, undefined]);
   });
 
   test("the prefix in SUPABASE_URL survives supabase-js's URL building for every service", () => {
     const url = supabaseUrlFor(cfg, "orchestrator_ai_staging");
     expect(url).toBe("http://127.0.1.1:16010/orchestrator_ai_staging");
-    expect(["rest/v1", "auth/v1", "storage/v1", "realtime/v1", "functions/v1"].map((p) => supabaseJsEndpoint(url, p))).toEqual([
+    expect(
+      ["rest/v1", "auth/v1", "storage/v1", "realtime/v1", "functions/v1"].map((p) => supabaseJsEndpoint(url, p)),
+    ).toEqual([
       "http://127.0.1.1:16010/orchestrator_ai_staging/rest/v1",
       "http://127.0.1.1:16010/orchestrator_ai_staging/auth/v1",
       "http://127.0.1.1:16010/orchestrator_ai_staging/storage/v1",
@@ -77,12 +133,21 @@ describe("the environments' env files", () => {
   test("one documented place per stack, named for the environment", () => {
     expect(envFilesDir({ rootDir: "/r", stack: "dev" })).toBe("/r/envs/app");
     expect(envFilePath({ rootDir: "/r", stack: "dev" }, "orchestrator_ai_staging")).toBe("/r/envs/app/.env.staging");
-    expect(envFilePath({ rootDir: "/r", stack: "test" }, "orchestrator_ai_production")).toBe("/r/envs/app.test/.env.production");
+    expect(envFilePath({ rootDir: "/r", stack: "test" }, "orchestrator_ai_production")).toBe(
+      "/r/envs/app.test/.env.production",
+    );
     expect(envFilePath({ rootDir: "/r", stack: "test" }, "reports")).toBe("/r/envs/app.test/.env.reports");
   });
 
   test("the whole file: the environment's role (pooled and direct), its own API and keys, the port plan's API_PORT", () => {
-    expect(renderEnvFile(cfg, { database: "orchestrator_ai_staging", role: "orchestrator_ai_staging", password: "pw_1", keys: { anon: "ANON", serviceRole: "SERVICE" } })).toBe(
+    expect(
+      renderEnvFile(cfg, {
+        database: "orchestrator_ai_staging",
+        role: "orchestrator_ai_staging",
+        password: "pw_1",
+        keys: { anon: "ANON", serviceRole: "SERVICE" },
+      }),
+    ).toBe(
       [
         "# staging (database orchestrator_ai_staging) on stack test: written by `make dev-up`. Private: mode 0600, gitignored.",
         "# DATABASE_URL: the environment's own role orchestrator_ai_staging through pgbouncer (transaction pooling);",
@@ -101,16 +166,33 @@ describe("the environments' env files", () => {
   });
 
   test("an app's env file takes the Supabase lines it is given in place of the stack-wide SUPABASE_URL", () => {
-    const app = { name: "notes", database: "notes_db", role: "notes", port: 9200, domain: "notes.localhost", supabase: true, created: "2026-01-01T00:00:00Z" };
+    const app = {
+      name: "notes",
+      database: "notes_db",
+      role: "notes",
+      port: 9200,
+      domain: "notes.localhost",
+      supabase: true,
+      created: "2026-01-01T00:00:00Z",
+    };
     const text = appEnvFile(cfg, app, "pw", ["SUPABASE_URL=http://x/notes_db", "SUPABASE_ANON_KEY=A"]);
-    expect(text.split("\n").filter((l) => l.startsWith("SUPABASE_"))).toEqual(["SUPABASE_URL=http://x/notes_db", "SUPABASE_ANON_KEY=A"]);
-    expect(appEnvFile(cfg, { ...app, supabase: false }, "pw").split("\n").filter((l) => l.startsWith("SUPABASE_"))).toEqual(["SUPABASE_URL=http://127.0.1.1:16010"]);
+    expect(text.split("\n").filter((l) => l.startsWith("SUPABASE_"))).toEqual([
+      "SUPABASE_URL=http://x/notes_db",
+      "SUPABASE_ANON_KEY=A",
+    ]);
+    expect(
+      appEnvFile(cfg, { ...app, supabase: false }, "pw")
+        .split("\n")
+        .filter((l) => l.startsWith("SUPABASE_")),
+    ).toEqual(["SUPABASE_URL=http://127.0.1.1:16010"]);
   });
 
   test("ENV= names an environment or a database; anything else is refused naming the known ones", () => {
     expect(environmentDatabase(cfg, "staging", envNameOf)).toBe("orchestrator_ai_staging");
     expect(environmentDatabase(cfg, "orchestrator_ai_production", envNameOf)).toBe("orchestrator_ai_production");
-    expect(() => environmentDatabase(cfg, "qa", envNameOf)).toThrow('ENV="qa" is not an environment of this stack (dev, staging, production)');
+    expect(() => environmentDatabase(cfg, "qa", envNameOf)).toThrow(
+      'ENV="qa" is not an environment of this stack (dev, staging, production)',
+    );
   });
 });
 
@@ -137,12 +219,23 @@ describe("API keys per database", () => {
 
 describe("DCS parameters", () => {
   test("only what differs is PATCHed (compared as text, as Patroni stores what it is given)", () => {
-    expect(parameterDiff({ wal_level: "replica", archive_timeout: 60, archive_mode: "on" }, { wal_level: "logical", archive_timeout: "60", archive_mode: "on" })).toEqual({ wal_level: "logical" });
+    expect(
+      parameterDiff(
+        { wal_level: "replica", archive_timeout: 60, archive_mode: "on" },
+        { wal_level: "logical", archive_timeout: "60", archive_mode: "on" },
+      ),
+    ).toEqual({ wal_level: "logical" });
     expect(parameterDiff({}, { wal_level: "logical" })).toEqual({ wal_level: "logical" });
   });
 
   test("replicas restart before the leader", () => {
-    expect(restartOrder([{ name: "pg1", role: "leader" }, { name: "pg2", role: "sync_standby" }, { name: "pg3", role: "replica" }]).map((m) => m.name)).toEqual(["pg2", "pg3", "pg1"]);
+    expect(
+      restartOrder([
+        { name: "pg1", role: "leader" },
+        { name: "pg2", role: "sync_standby" },
+        { name: "pg3", role: "replica" },
+      ]).map((m) => m.name),
+    ).toEqual(["pg2", "pg3", "pg1"]);
   });
 });
 
@@ -150,7 +243,13 @@ describe("the facts table", () => {
   test("every schema a service needs is one we create; every role with settings or grants is a Supabase role", () => {
     const made = SCHEMAS.map((s) => s.schema);
     for (const need of Object.values(SERVICE_NEEDS)) for (const s of need.schemas) expect(made).toContain(s);
-    expect([...new Set([...ROLE_SETTINGS.map((r) => r.role), ...DATABASE_GRANTS.map((g) => g.role)])].sort()).toEqual(["anon", "authenticated", "authenticator", "supabase_auth_admin", "supabase_storage_admin"]);
+    expect([...new Set([...ROLE_SETTINGS.map((r) => r.role), ...DATABASE_GRANTS.map((g) => g.role)])].sort()).toEqual([
+      "anon",
+      "authenticated",
+      "authenticator",
+      "supabase_auth_admin",
+      "supabase_storage_admin",
+    ]);
   });
 
   test("the bootstrap DCS in patroni.yml.tmpl already has wal_level logical (new clusters need no restart)", () => {

@@ -25,7 +25,10 @@ const PASSING = LOG.replace(/\(fail\)/g, "(pass)").replace(" 3 pass\n 1 fail", "
 
 describe("attack count", () => {
   test("tried = distinct tests named `attack: ...`, succeeded = those that failed (bun's recap counted once)", () => {
-    expect(summarise(LOG).attacks).toEqual({ tried: 3, succeeded: ["jwt > attack: an app role reads pg_db_role_setting"] });
+    expect(summarise(LOG).attacks).toEqual({
+      tried: 3,
+      succeeded: ["jwt > attack: an app role reads pg_db_role_setting"],
+    });
     expect(summarise(PASSING).attacks).toEqual({ tried: 3, succeeded: [] });
   });
 
@@ -37,7 +40,13 @@ describe("attack count", () => {
   };
   test("--attacks prints `N attacks tried, 0 succeeded` and exits 0 only when none succeeded", () => {
     expect(run(PASSING, "--attacks")).toEqual({ code: 0, lines: ["3 attacks tried, 0 succeeded"] });
-    expect(run(LOG, "--attacks")).toEqual({ code: 1, lines: ["  ✗ attack succeeded: jwt > attack: an app role reads pg_db_role_setting", "3 attacks tried, 1 succeeded"] });
+    expect(run(LOG, "--attacks")).toEqual({
+      code: 1,
+      lines: [
+        "  ✗ attack succeeded: jwt > attack: an app role reads pg_db_role_setting",
+        "3 attacks tried, 1 succeeded",
+      ],
+    });
     // An attack file that never ran to the end is not "0 succeeded".
     expect(run(PASSING + "\nintegration: FAILED: tests/integration/attack-jwt.test.ts", "--attacks").code).toBe(1);
     expect(run("no tests at all", "--attacks")).toEqual({ code: 1, lines: ["0 attacks tried, 0 succeeded"] });

@@ -5,7 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +30,13 @@ import { applyClean, planClean } from "../../scripts/lib/clean";
 import { badInputError, requestIssues } from "../../scripts/lib/onboard/plan";
 import { inputIssues } from "../../scripts/lib/onboard/onboard";
 import type { AppEntry } from "../../scripts/lib/apps";
-import { ensureRuntimeDir, runtimeDirFor, scratchSocketName, socketPathBytes, SUN_PATH_MAX } from "../../scripts/lib/rundir";
+import {
+  ensureRuntimeDir,
+  runtimeDirFor,
+  scratchSocketName,
+  socketPathBytes,
+  SUN_PATH_MAX,
+} from "../../scripts/lib/rundir";
 import { scratchFor } from "../../scripts/lib/backup/scratch";
 import { renderStack } from "../../scripts/lib/stack-files";
 import { SECRET_KEYS } from "../../scripts/lib/secrets";
@@ -29,11 +46,29 @@ const BUN = process.execPath;
 /** A normal Debian user's login PATH (and cron's is shorter still): no /usr/sbin, no /sbin. */
 const USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games";
 const TEST_ENV = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8");
-const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({ name, database: `${name}_db`, role: name, port, domain, supabase: false, created: "2026-01-01T00:00:00Z" });
+const entry = (name: string, port: number, domain = `${name}.localhost`): AppEntry => ({
+  name,
+  database: `${name}_db`,
+  role: name,
+  port,
+  domain,
+  supabase: false,
+  created: "2026-01-01T00:00:00Z",
+});
 
 /** A config on an address block where nothing listens (127.0.70.2xx), rooted at `rootDir`. */
-const cfgAt = (stack: string, rootDir: string, secrets: Record<string, string> = { POSTGRES_PASSWORD: "pw-for-tests" }): Config =>
-  parseConfig(TEST_ENV.replace(/127\.0\.1\.1(\d)\b/g, "127.0.70.2$1").replace(/127\.0\.1\.1\b/g, "127.0.70.200"), { file: `envs/${stack}.env`, stack, rootDir, isRoot: false, secrets });
+const cfgAt = (
+  stack: string,
+  rootDir: string,
+  secrets: Record<string, string> = { POSTGRES_PASSWORD: "pw-for-tests" },
+): Config =>
+  parseConfig(TEST_ENV.replace(/127\.0\.1\.1(\d)\b/g, "127.0.70.2$1").replace(/127\.0\.1\.1\b/g, "127.0.70.200"), {
+    file: `envs/${stack}.env`,
+    stack,
+    rootDir,
+    isRoot: false,
+    secrets,
+  });
 
 function withPath<T>(path: string, fn: () => T): T {
   const saved = process.env.PATH;
@@ -103,9 +138,17 @@ describe("make front door (real make, a throwaway stack whose cluster is not run
   const stack = "ut-front";
   const envFile = join(ROOT_DIR, "envs", `${stack}.env`);
   const secretsFile = join(ROOT_DIR, "envs", `.secrets.${stack}.env`);
-  const make = (...args: string[]) => spawnSync("make", ["-s", ...args, `STACK=${stack}`], { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, PORT: "3000" } });
+  const make = (...args: string[]) =>
+    spawnSync("make", ["-s", ...args, `STACK=${stack}`], {
+      cwd: ROOT_DIR,
+      encoding: "utf8",
+      env: { ...process.env, PORT: "3000" },
+    });
   beforeAll(() => {
-    writeFileSync(envFile, TEST_ENV.replace(/127\.0\.1\.1(\d)\b/g, "127.0.70.2$1").replace(/127\.0\.1\.1\b/g, "127.0.70.200"));
+    writeFileSync(
+      envFile,
+      TEST_ENV.replace(/127\.0\.1\.1(\d)\b/g, "127.0.70.2$1").replace(/127\.0\.1\.1\b/g, "127.0.70.200"),
+    );
     writeFileSync(secretsFile, "POSTGRES_PASSWORD=pw-for-tests\n", { mode: 0o600 });
   });
   afterAll(() => {
@@ -126,7 +169,9 @@ describe("make front door (real make, a throwaway stack whose cluster is not run
     expect(r.status).not.toBe(0);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain(`error [UNKNOWN_DATABASE]: database "nope" is not on stack ${stack}`);
-    expect(r.stderr).toContain("fix: pick one of: postgres, orchestrator_ai_dev, orchestrator_ai_staging, orchestrator_ai_production;");
+    expect(r.stderr).toContain(
+      "fix: pick one of: postgres, orchestrator_ai_dev, orchestrator_ai_staging, orchestrator_ai_production;",
+    );
   });
   test("status ARGS=--json through make is pure JSON", () => {
     const r = make("status", "ARGS=--json");
@@ -135,11 +180,19 @@ describe("make front door (real make, a throwaway stack whose cluster is not run
     expect(parsed.health.ok).toBe(false);
   });
   test("every flag clean --help advertises is accepted", () => {
-    const help = spawnSync(BUN, ["scripts/clean.ts", "--help"], { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, STACK: stack } });
+    const help = spawnSync(BUN, ["scripts/clean.ts", "--help"], {
+      cwd: ROOT_DIR,
+      encoding: "utf8",
+      env: { ...process.env, STACK: stack },
+    });
     const flags = [...new Set(help.stdout.match(/--[a-z][a-z-]+/g) ?? [])];
     expect(flags.sort()).toEqual(["--purge-secrets", "--yes"]);
     for (const f of flags) {
-      const r = spawnSync(BUN, ["scripts/clean.ts", f, "--help"], { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, STACK: stack } });
+      const r = spawnSync(BUN, ["scripts/clean.ts", f, "--help"], {
+        cwd: ROOT_DIR,
+        encoding: "utf8",
+        env: { ...process.env, STACK: stack },
+      });
       expect(`${f}: ${r.stderr}`).toBe(`${f}: `);
       expect(r.status).toBe(0);
     }
@@ -150,12 +203,23 @@ describe("db-url's database check", () => {
   test("known: the ladder, postgres, registered apps; unknown with the cluster down lists them", async () => {
     const root = mkdtempSync(join(tmpdir(), "pgp-dburl-"));
     mkdirSync(join(root, "envs"));
-    writeFileSync(join(root, "envs", "apps.ut.yaml"), "apps:\n  - {name: book, database: book_db, role: book, port: 9200, domain: book.localhost, supabase: false, created: '2026-01-01T00:00:00Z'}\n");
+    writeFileSync(
+      join(root, "envs", "apps.ut.yaml"),
+      "apps:\n  - {name: book, database: book_db, role: book, port: 9200, domain: book.localhost, supabase: false, created: '2026-01-01T00:00:00Z'}\n",
+    );
     const cfg = cfgAt("ut", root);
     try {
-      expect(knownDatabases(cfg)).toEqual(["postgres", "orchestrator_ai_dev", "orchestrator_ai_staging", "orchestrator_ai_production", "book_db"]);
+      expect(knownDatabases(cfg)).toEqual([
+        "postgres",
+        "orchestrator_ai_dev",
+        "orchestrator_ai_staging",
+        "orchestrator_ai_production",
+        "book_db",
+      ]);
       await requireKnownDatabase(cfg, "book_db");
-      await expect(requireKnownDatabase(cfg, "nope")).rejects.toThrow('database "nope" is not on stack ut (the cluster did not answer; checked the env file and app registry)');
+      await expect(requireKnownDatabase(cfg, "nope")).rejects.toThrow(
+        'database "nope" is not on stack ut (the cluster did not answer; checked the env file and app registry)',
+      );
       expect(portTarget(cfg, "ro")).toEqual({ host: "127.0.70.200", port: 16013 });
     } finally {
       rmSync(root, { recursive: true });
@@ -168,8 +232,12 @@ describe("clean leaves nothing that refers to what it deleted", () => {
     const root = mkdtempSync(join(tmpdir(), "pgp-clean-"));
     const envs = join(root, "envs");
     mkdirSync(envs);
-    writeFileSync(join(envs, "apps.ut.yaml"), "apps:\n  - {name: book, database: book_db, role: book, port: 9200, domain: book.localhost, supabase: false, created: '2026-01-01T00:00:00Z'}\n");
-    for (const f of [".env.ut.book", ".env.ut.orphan", ".env.other.book", ".env.book", ".secrets.ut.env"]) writeFileSync(join(envs, f), "X=1\n");
+    writeFileSync(
+      join(envs, "apps.ut.yaml"),
+      "apps:\n  - {name: book, database: book_db, role: book, port: 9200, domain: book.localhost, supabase: false, created: '2026-01-01T00:00:00Z'}\n",
+    );
+    for (const f of [".env.ut.book", ".env.ut.orphan", ".env.other.book", ".env.book", ".secrets.ut.env"])
+      writeFileSync(join(envs, f), "X=1\n");
     const cfg = cfgAt("ut", root);
     mkdirSync(cfg.stateDir, { recursive: true });
     try {
@@ -179,7 +247,11 @@ describe("clean leaves nothing that refers to what it deleted", () => {
       expect(plan.registry).toEqual({ path: join(envs, "apps.ut.yaml"), action: "delete", apps: ["book"] });
       expect(plan.kept.map((k) => k.path)).toEqual([join(envs, ".secrets.ut.env")]);
       applyClean(cfg, plan);
-      expect(["apps.ut.yaml", ".env.ut.book", ".env.ut.orphan", ".env.other.book", ".env.book", ".secrets.ut.env"].filter((f) => existsSync(join(envs, f)))).toEqual([".env.other.book", ".env.book", ".secrets.ut.env"]);
+      expect(
+        ["apps.ut.yaml", ".env.ut.book", ".env.ut.orphan", ".env.other.book", ".env.book", ".secrets.ut.env"].filter(
+          (f) => existsSync(join(envs, f)),
+        ),
+      ).toEqual([".env.other.book", ".env.book", ".secrets.ut.env"]);
       expect(existsSync(cfg.stateDir)).toBe(false);
     } finally {
       rmSync(root, { recursive: true });
@@ -189,12 +261,20 @@ describe("clean leaves nothing that refers to what it deleted", () => {
     const root = mkdtempSync(join(tmpdir(), "pgp-clean-"));
     const cfg = cfgAt("ut", root);
     for (const d of ["app.ut", "app.other"]) mkdirSync(join(root, "envs", d), { recursive: true });
-    for (const f of ["app.ut/.env.dev", "app.ut/.env.staging", "app.other/.env.dev"]) writeFileSync(join(root, "envs", f), "X=1\n");
+    for (const f of ["app.ut/.env.dev", "app.ut/.env.staging", "app.other/.env.dev"])
+      writeFileSync(join(root, "envs", f), "X=1\n");
     try {
       const plan = planClean(cfg);
-      expect(plan.appEnvFiles).toEqual([join(root, "envs", "app.ut", ".env.dev"), join(root, "envs", "app.ut", ".env.staging")]);
+      expect(plan.appEnvFiles).toEqual([
+        join(root, "envs", "app.ut", ".env.dev"),
+        join(root, "envs", "app.ut", ".env.staging"),
+      ]);
       applyClean(cfg, plan);
-      expect(["app.ut/.env.dev", "app.ut/.env.staging", "app.other/.env.dev"].filter((f) => existsSync(join(root, "envs", f)))).toEqual(["app.other/.env.dev"]);
+      expect(
+        ["app.ut/.env.dev", "app.ut/.env.staging", "app.other/.env.dev"].filter((f) =>
+          existsSync(join(root, "envs", f)),
+        ),
+      ).toEqual(["app.other/.env.dev"]);
     } finally {
       rmSync(root, { recursive: true });
     }
@@ -203,7 +283,10 @@ describe("clean leaves nothing that refers to what it deleted", () => {
     const root = mkdtempSync(join(tmpdir(), "pgp-clean-"));
     const envs = join(root, "envs");
     mkdirSync(envs);
-    writeFileSync(join(envs, "apps.yaml"), "apps:\n  - {name: book, database: book_db, role: book, port: 9200, domain: book.localhost, supabase: false, created: '2026-01-01T00:00:00Z'}\n");
+    writeFileSync(
+      join(envs, "apps.yaml"),
+      "apps:\n  - {name: book, database: book_db, role: book, port: 9200, domain: book.localhost, supabase: false, created: '2026-01-01T00:00:00Z'}\n",
+    );
     writeFileSync(join(envs, ".env.book"), "X=1\n");
     const cfg = cfgAt("dev", root);
     try {
@@ -224,13 +307,19 @@ describe("new-app: each error carries its own fix", () => {
     const apps = [entry("a", 9400, "shared.example.com"), entry("bookwriter", 9200)];
     const port = badInputError(requestIssues(cfg, { name: "notes", port: 9400 }, apps));
     expect(port.message).toBe("port 9400 is already used by app a");
-    expect(port.fix).toBe("pick another port, e.g. --port 9500 (make: PORT=...), or leave it out to get the next free one from the plan; nothing was changed");
+    expect(port.fix).toBe(
+      "pick another port, e.g. --port 9500 (make: PORT=...), or leave it out to get the next free one from the plan; nothing was changed",
+    );
     const domain = badInputError(requestIssues(cfg, { name: "notes", domain: "bad_host!" }, apps));
     expect(domain.fix).toBe("pass a hostname like --domain notes.localhost (make: DOMAIN=...); nothing was changed");
     const clash = badInputError(requestIssues(cfg, { name: "notes", domain: "shared.example.com" }, apps));
-    expect(clash.fix).toBe("give notes its own hostname with --domain (make: DOMAIN=...), e.g. notes.localhost; nothing was changed");
+    expect(clash.fix).toBe(
+      "give notes its own hostname with --domain (make: DOMAIN=...), e.g. notes.localhost; nothing was changed",
+    );
     const moved = badInputError(requestIssues(cfg, { name: "bookwriter", port: 9300 }, apps));
-    expect(moved.fix).toBe("re-run without it to keep the app as it is, or move it: `bun scripts/new-app.ts bookwriter --remove` (takes a final backup) and create it again; nothing was changed");
+    expect(moved.fix).toBe(
+      "re-run without it to keep the app as it is, or move it: `bun scripts/new-app.ts bookwriter --remove` (takes a final backup) and create it again; nothing was changed",
+    );
     const name = badInputError(requestIssues(cfg, { name: "Bad Name" }, apps));
     expect(name.fix).toContain("app names: lowercase letter first");
     for (const e of [port, domain, clash, moved]) expect(e.fix).not.toContain("lowercase letter first");
@@ -251,7 +340,8 @@ describe("new-app: each error carries its own fix", () => {
 });
 
 describe("sockets live under a short runtime folder, whatever the checkout's depth", () => {
-  const deep = "/home/a-developer-with-a-long-name/src/github.com/some-organisation/some-project-with-a-long-name/worktrees/feature-branch-name";
+  const deep =
+    "/home/a-developer-with-a-long-name/src/github.com/some-organisation/some-project-with-a-long-name/worktrees/feature-branch-name";
   test("root: /run/pgplatform/<stack>; anyone else: /tmp/pgp-<uid>/<stack>", () => {
     expect(runtimeDirFor("dev", true)).toBe("/run/pgplatform/dev");
     expect(runtimeDirFor("dev", false, 1000)).toBe("/tmp/pgp-1000/dev");
@@ -259,7 +349,13 @@ describe("sockets live under a short runtime folder, whatever the checkout's dep
   test("a checkout 130 characters deep: member and scratch sockets fit in sun_path", () => {
     expect(deep.length).toBeGreaterThan(120);
     const secrets = Object.fromEntries(SECRET_KEYS.map((k) => [k, `secret-${k.toLowerCase()}`]));
-    const cfg = parseConfig(TEST_ENV, { file: "envs/test.env", stack: "a-stack-name-thirty-one-chars-x", rootDir: deep, isRoot: false, secrets });
+    const cfg = parseConfig(TEST_ENV, {
+      file: "envs/test.env",
+      stack: "a-stack-name-thirty-one-chars-x",
+      rootDir: deep,
+      isRoot: false,
+      secrets,
+    });
     for (const m of cfg.members) {
       expect(m.socketDir.startsWith(cfg.runtimeDir + "/")).toBe(true);
       expect(socketPathBytes(m.socketDir, 65535)).toBeLessThanOrEqual(SUN_PATH_MAX);
@@ -269,7 +365,9 @@ describe("sockets live under a short runtime folder, whatever the checkout's dep
     expect(s.socketDir).toBe(join(cfg.runtimeDir, scratchSocketName("verify-20261130T163652Z-20261130T163652Z")));
     expect(socketPathBytes(s.socketDir, 65535)).toBeLessThanOrEqual(SUN_PATH_MAX);
     // Patroni gets the same folder pgBackRest and the toolkit use
-    const patroni = renderStack({ ...cfg, rootDir: ROOT_DIR }, "native").find((f) => f.path === "pg1/patroni.yml")!.content;
+    const patroni = renderStack({ ...cfg, rootDir: ROOT_DIR }, "native").find(
+      (f) => f.path === "pg1/patroni.yml",
+    )!.content;
     expect(patroni).toContain(`unix_socket_directories: '${cfg.members[0]!.socketDir}'`);
   });
   test("a runtime folder made by another user, or a symlink, is refused, naming the owner", () => {
@@ -281,11 +379,15 @@ describe("sockets live under a short runtime folder, whatever the checkout's dep
       mkdirSync(join(theirs, "stack"));
       if (asRoot) {
         chownSync(theirs, 65534, 65534); // nobody
-        expect(() => ensureRuntimeDir(join(theirs, "stack"), true)).toThrow(`${theirs} is owned by nobody (uid 65534), not root (uid 0): another user could read or replace the sockets in it`);
+        expect(() => ensureRuntimeDir(join(theirs, "stack"), true)).toThrow(
+          `${theirs} is owned by nobody (uid 65534), not root (uid 0): another user could read or replace the sockets in it`,
+        );
       }
       const link = join(base, "link");
       symlinkSync(theirs, link);
-      expect(() => ensureRuntimeDir(join(link, "stack"), asRoot)).toThrow(`${link} is a symlink: refusing to put sockets there`);
+      expect(() => ensureRuntimeDir(join(link, "stack"), asRoot)).toThrow(
+        `${link} is a symlink: refusing to put sockets there`,
+      );
       // ours: made with the exact modes, and a loosened one is tightened
       const ours = join(base, "ours", "stack");
       ensureRuntimeDir(ours, asRoot);
@@ -305,8 +407,15 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
   function tree(stack: string, isRoot: boolean, uid: number) {
     const root = mkdtempSync(join(tmpdir(), "pgp-own-"));
     chmodSync(root, 0o755);
-    const cfg = parseConfig(TEST_ENV, { file: `envs/${stack}.env`, stack, rootDir: root, isRoot, secrets: { POSTGRES_PASSWORD: "x" } });
-    for (const d of [join(root, "envs"), join(cfg.stateDir, "logs"), join(cfg.stateDir, "pids"), cfg.members[0]!.dir]) mkdirSync(d, { recursive: true });
+    const cfg = parseConfig(TEST_ENV, {
+      file: `envs/${stack}.env`,
+      stack,
+      rootDir: root,
+      isRoot,
+      secrets: { POSTGRES_PASSWORD: "x" },
+    });
+    for (const d of [join(root, "envs"), join(cfg.stateDir, "logs"), join(cfg.stateDir, "pids"), cfg.members[0]!.dir])
+      mkdirSync(d, { recursive: true });
     writeFileSync(join(cfg.stateDir, "logs", "pg1.log"), "x");
     writeFileSync(cfg.secretsFile, "POSTGRES_PASSWORD=x\n", { mode: 0o600 });
     spawnSync("chown", ["-R", `${uid}:${uid}`, root]);
@@ -325,7 +434,9 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
         err = e;
       }
       expect(err?.code).toBe("OWNED_BY_OTHER_USER");
-      expect(err.message).toBe("stack ut has files of another user (a `sudo make …` ran here?): root owns .state/ut/logs/pg1.log, envs/.secrets.ut.env; you are nobody");
+      expect(err.message).toBe(
+        "stack ut has files of another user (a `sudo make …` ran here?): root owns .state/ut/logs/pg1.log, envs/.secrets.ut.env; you are nobody",
+      );
       expect(err.fix).toBe("sudo chown -R nobody: .state/ut envs/.secrets.ut.env");
     } finally {
       rmSync(root, { recursive: true, force: true });
@@ -343,8 +454,12 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       } catch (e) {
         err = e;
       }
-      expect(err?.message).toBe(`stack ut has files of another user (a \`sudo make …\` ran here?): root owns .state/ut/pids/haproxy.pid; haproxy (pid ${sleeper.pid}) runs as root; you are nobody`);
-      expect(err.fix).toBe("first `sudo make dev-down STACK=ut` (its processes run as another user), then sudo chown -R nobody: .state/ut");
+      expect(err?.message).toBe(
+        `stack ut has files of another user (a \`sudo make …\` ran here?): root owns .state/ut/pids/haproxy.pid; haproxy (pid ${sleeper.pid}) runs as root; you are nobody`,
+      );
+      expect(err.fix).toBe(
+        "first `sudo make dev-down STACK=ut` (its processes run as another user), then sudo chown -R nobody: .state/ut",
+      );
     } finally {
       sleeper.kill();
       rmSync(root, { recursive: true, force: true });
@@ -360,8 +475,12 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
         err = e;
       }
       expect(err?.code).toBe("OWNED_BY_OTHER_USER");
-      expect(err.message).toStartWith("stack ut belongs to nobody (brought up without sudo), and this command runs as root: nobody owns .state/ut");
-      expect(err.fix).toBe("run it as nobody, without sudo: `make … STACK=ut` (make setup is the only target that needs root, and it asks sudo itself)");
+      expect(err.message).toStartWith(
+        "stack ut belongs to nobody (brought up without sudo), and this command runs as root: nobody owns .state/ut",
+      );
+      expect(err.fix).toBe(
+        "run it as nobody, without sudo: `make … STACK=ut` (make setup is the only target that needs root, and it asks sudo itself)",
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -388,13 +507,27 @@ describe("a stack touched by `sudo make` and plain `make`", () => {
       // status as nobody: the secrets file of this stack is root's 0600 (a `sudo make` made it)
       const secrets = join(ROOT_DIR, "envs", `.secrets.${stack}.env`);
       writeFileSync(secrets, "POSTGRES_PASSWORD=x\n", { mode: 0o600 });
-      const r = spawnSync("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", BUN, "scripts/status.ts"], { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, STACK: stack, HOME: "/tmp" } });
+      const r = spawnSync(
+        "setpriv",
+        [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", BUN, "scripts/status.ts"],
+        { cwd: ROOT_DIR, encoding: "utf8", env: { ...process.env, STACK: stack, HOME: "/tmp" } },
+      );
       rmSync(secrets);
       expect(r.stderr).not.toContain("INTERNAL");
-      expect(r.stderr).toContain(`error [OWNED_BY_OTHER_USER]: stack ${stack} has files of another user (a \`sudo make …\` ran here?): root owns envs/.secrets.${stack}.env`);
+      expect(r.stderr).toContain(
+        `error [OWNED_BY_OTHER_USER]: stack ${stack} has files of another user (a \`sudo make …\` ran here?): root owns envs/.secrets.${stack}.env`,
+      );
       expect(r.status).toBe(1);
-      const e = permissionError(Object.assign(new Error("EACCES: permission denied, open '/etc/shadow'"), { code: "EACCES", syscall: "open", path: "/etc/shadow" }))!;
-      expect(e.format()).toContain("error [PERMISSION_DENIED]: open /etc/shadow: permission denied (EACCES); it belongs to root");
+      const e = permissionError(
+        Object.assign(new Error("EACCES: permission denied, open '/etc/shadow'"), {
+          code: "EACCES",
+          syscall: "open",
+          path: "/etc/shadow",
+        }),
+      )!;
+      expect(e.format()).toContain(
+        "error [PERMISSION_DENIED]: open /etc/shadow: permission denied (EACCES); it belongs to root",
+      );
     } finally {
       rmSync(envFile, { force: true });
     }
@@ -406,10 +539,17 @@ describe("make deps after a `sudo make` made node_modules", () => {
     const dir = mkdtempSync(join(tmpdir(), "pgp-deps-"));
     try {
       chmodSync(dir, 0o777);
-      for (const f of ["Makefile", "package.json", "package-lock.json"]) writeFileSync(join(dir, f), readFileSync(join(ROOT_DIR, f)));
+      for (const f of ["Makefile", "package.json", "package-lock.json"])
+        writeFileSync(join(dir, f), readFileSync(join(ROOT_DIR, f)));
       mkdirSync(join(dir, "node_modules")); // root's, as after `sudo make dev-up`
-      const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "make", "-s", "deps"], { cwd: dir, encoding: "utf8", env: { ...process.env, HOME: "/tmp" } });
-      expect(r.stderr).toContain("error [OWNED_BY_OTHER_USER]: node_modules belongs to root (a sudo make ran here first?), you are nobody\n  fix: sudo chown -R nobody: node_modules");
+      const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "make", "-s", "deps"], {
+        cwd: dir,
+        encoding: "utf8",
+        env: { ...process.env, HOME: "/tmp" },
+      });
+      expect(r.stderr).toContain(
+        "error [OWNED_BY_OTHER_USER]: node_modules belongs to root (a sudo make ran here first?), you are nobody\n  fix: sudo chown -R nobody: node_modules",
+      );
       expect(r.status).not.toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });

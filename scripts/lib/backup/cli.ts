@@ -17,7 +17,11 @@ export function loadBackupConfig(): Config {
   const cfg = loadConfig();
   for (const v of Object.values(cfg.secrets ?? {})) registerSecret(v);
   if (!cfg.secrets?.POSTGRES_PASSWORD) {
-    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} has no POSTGRES_PASSWORD`, "bring the stack up first: `make dev-up`");
+    throw new ToolkitError(
+      "NO_SECRETS",
+      `${cfg.secretsFile} has no POSTGRES_PASSWORD`,
+      "bring the stack up first: `make dev-up`",
+    );
   }
   return cfg;
 }
@@ -36,7 +40,12 @@ export interface CommandOptions {
   silent?: boolean;
 }
 
-export async function withBackupCommand<T>(cfg: Config, command: string, opts: CommandOptions, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
+export async function withBackupCommand<T>(
+  cfg: Config,
+  command: string,
+  opts: CommandOptions,
+  fn: (ctx: CommandContext) => Promise<T>,
+): Promise<T> {
   const log = backupLogger(cfg, command);
   const bar = !opts.silent && fancy() ? p.progress({ max: 100, style: "heavy" }) : undefined;
   let shown = 0;
@@ -73,8 +82,14 @@ export async function withBackupCommand<T>(cfg: Config, command: string, opts: C
     const err = e instanceof ToolkitError ? e : new ToolkitError("INTERNAL", (e as Error)?.message ?? String(e));
     log(`FAILED [${err.code}] ${err.message}${err.detail ? ` | ${err.detail.replace(/\n/g, " | ")}` : ""}`);
     if (opts.alert !== false) {
-      const targets = { url: opts.alert?.url ?? cfg.backup.alertUrl, command: opts.alert?.command ?? cfg.backup.alertCommand };
-      for (const l of await fireAlert(targets, alertPayload(cfg, command, err.code, err.message, err.fix, backupLogPath(cfg)))) {
+      const targets = {
+        url: opts.alert?.url ?? cfg.backup.alertUrl,
+        command: opts.alert?.command ?? cfg.backup.alertCommand,
+      };
+      for (const l of await fireAlert(
+        targets,
+        alertPayload(cfg, command, err.code, err.message, err.fix, backupLogPath(cfg)),
+      )) {
         log(l);
         process.stderr.write(`${redact(l)}\n`);
       }

@@ -39,7 +39,12 @@ export const DUMP_PGOPTIONS = { PGOPTIONS: NO_TIMEOUTS };
 
 /** Run as the postgres OS user from a directory it can enter (tools like psql complain about /root). */
 export function runAsPg(cfg: Config, cmd: Cmd, opts: RunOptions = {}) {
-  return run(cmd, { cwd: "/", ...opts, asUser: cfg.pgOsUser, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...opts.env } });
+  return run(cmd, {
+    cwd: "/",
+    ...opts,
+    asUser: cfg.pgOsUser,
+    env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...opts.env },
+  });
 }
 
 /** Absolute path of a Postgres client or server binary (cron's PATH has no /usr/lib/postgresql). */
@@ -47,7 +52,10 @@ export const pgBin = (cfg: Config, name: string) => `${cfg.pgBinDir}/${name}`;
 
 /** 2026-11-21T21:05:03.123Z -> 20261121T210503Z: sorts by time, safe in paths. */
 export function backupStamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
 }
 
 export function stampToDate(stamp: string): Date | undefined {
@@ -82,7 +90,8 @@ export function serverErrorLines(stderr: string, max = 14): string[] {
   const out: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i]!;
-    if (/^pg_restore: (from TOC entry|error:)|^psql:.*(ERROR|FATAL):|\b(ERROR|FATAL|DETAIL|HINT|CONTEXT):\s/.test(l)) out.push(l.trimEnd());
+    if (/^pg_restore: (from TOC entry|error:)|^psql:.*(ERROR|FATAL):|\b(ERROR|FATAL|DETAIL|HINT|CONTEXT):\s/.test(l))
+      out.push(l.trimEnd());
     else if (/^Command was: /.test(l)) out.push(l.trimEnd().slice(0, 200));
   }
   const picked = out.length ? out : lines.filter((l) => l.trim()).slice(-3);

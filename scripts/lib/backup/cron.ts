@@ -20,7 +20,11 @@ export interface CronJob {
   schedule: (cfg: Config) => string;
 }
 export const BACKUP_JOB: CronJob = { name: "backup", script: "backup.ts", schedule: (cfg) => cfg.backup.schedule };
-export const DRILL_JOB: CronJob = { name: "drill", script: "backup-drill.ts", schedule: (cfg) => cfg.backup.offsite.drillSchedule };
+export const DRILL_JOB: CronJob = {
+  name: "drill",
+  script: "backup-drill.ts",
+  schedule: (cfg) => cfg.backup.offsite.drillSchedule,
+};
 
 export const cronTag = (cfg: Config, job = BACKUP_JOB) => `# pgplatform ${job.name} ${cfg.stack}`;
 
@@ -31,7 +35,8 @@ export function cronCommand(cfg: Config, bunPath: string, job = BACKUP_JOB): str
 }
 
 /** Pure: a user-crontab line (crontab -e format), tagged so re-installs replace it. */
-export const cronLine = (cfg: Config, bunPath: string, job = BACKUP_JOB) => `${job.schedule(cfg)} ${cronCommand(cfg, bunPath, job)} ${cronTag(cfg, job)}`;
+export const cronLine = (cfg: Config, bunPath: string, job = BACKUP_JOB) =>
+  `${job.schedule(cfg)} ${cronCommand(cfg, bunPath, job)} ${cronTag(cfg, job)}`;
 
 /** Pure: /etc/cron.d file (system format: with a user field). */
 export function cronDFile(cfg: Config, bunPath: string, user: string, job = BACKUP_JOB): string {
@@ -69,7 +74,11 @@ export async function installCron(cfg: Config, bunPath: string, job = BACKUP_JOB
     await run(["crontab", "-"], { input: next });
     return { where: "crontab -l", changed: true };
   }
-  throw new ToolkitError("NO_CRON", "no cron on this machine (neither /etc/cron.d nor crontab)", "install it (Debian/Ubuntu: apt-get install cron) and re-run `make backup-cron INSTALL=1`");
+  throw new ToolkitError(
+    "NO_CRON",
+    "no cron on this machine (neither /etc/cron.d nor crontab)",
+    "install it (Debian/Ubuntu: apt-get install cron) and re-run `make backup-cron INSTALL=1`",
+  );
 }
 
 export const readIfExists = (p: string) => (existsSync(p) ? readFileSync(p, "utf8") : "");

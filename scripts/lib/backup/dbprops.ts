@@ -29,7 +29,13 @@ export interface DatabaseProps {
   /** ALTER ROLE ... IN DATABASE ... SET, sorted by role */
   roleSettings: { role: string; settings: string[] }[];
   /** how CREATE DATABASE must make it (fixed at creation) */
-  create: { encoding: string; collate: string; ctype: string; localeProvider: "libc" | "icu"; iculocale: string | null };
+  create: {
+    encoding: string;
+    collate: string;
+    ctype: string;
+    localeProvider: "libc" | "icu";
+    iculocale: string | null;
+  };
 }
 
 const PROPS_SQL = `
@@ -55,7 +61,13 @@ export async function readDatabaseProps(c: pg.Client, db: string): Promise<Datab
     comment: r.comment,
     settings: r.settings,
     roleSettings: r.role_settings,
-    create: { encoding: r.encoding, collate: r.collate, ctype: r.ctype, localeProvider: r.locale_provider, iculocale: r.iculocale },
+    create: {
+      encoding: r.encoding,
+      collate: r.collate,
+      ctype: r.ctype,
+      localeProvider: r.locale_provider,
+      iculocale: r.iculocale,
+    },
   };
 }
 
@@ -70,15 +82,27 @@ export function compareDatabaseProps(db: string, want: DatabaseProps, got: Datab
   const g = got.acl.map(aclText);
   const extra = g.filter((x) => !w.includes(x));
   const missing = w.filter((x) => !g.includes(x));
-  if (extra.length || missing.length) out.push(`${db}: access rules differ from the backup's${extra.length ? `; extra: ${extra.join(", ")}` : ""}${missing.length ? `; missing: ${missing.join(", ")}` : ""}`);
-  if (got.connLimit !== want.connLimit) out.push(`${db}: connection limit ${got.connLimit}, the backup says ${want.connLimit}`);
-  if (got.allowConnections !== want.allowConnections) out.push(`${db}: allow connections ${got.allowConnections}, the backup says ${want.allowConnections}`);
-  if (got.comment !== want.comment) out.push(`${db}: comment ${JSON.stringify(got.comment)}, the backup says ${JSON.stringify(want.comment)}`);
+  if (extra.length || missing.length)
+    out.push(
+      `${db}: access rules differ from the backup's${extra.length ? `; extra: ${extra.join(", ")}` : ""}${missing.length ? `; missing: ${missing.join(", ")}` : ""}`,
+    );
+  if (got.connLimit !== want.connLimit)
+    out.push(`${db}: connection limit ${got.connLimit}, the backup says ${want.connLimit}`);
+  if (got.allowConnections !== want.allowConnections)
+    out.push(`${db}: allow connections ${got.allowConnections}, the backup says ${want.allowConnections}`);
+  if (got.comment !== want.comment)
+    out.push(`${db}: comment ${JSON.stringify(got.comment)}, the backup says ${JSON.stringify(want.comment)}`);
   // Setting values can be secrets (the JWT secret): name the settings, never print values.
   const names = (s: string[]) => s.map((x) => x.slice(0, x.indexOf("=")));
-  if (JSON.stringify(got.settings) !== JSON.stringify(want.settings)) out.push(`${db}: database settings differ from the backup's (restored: ${names(got.settings).join(", ") || "none"}; backup: ${names(want.settings).join(", ") || "none"})`);
+  if (JSON.stringify(got.settings) !== JSON.stringify(want.settings))
+    out.push(
+      `${db}: database settings differ from the backup's (restored: ${names(got.settings).join(", ") || "none"}; backup: ${names(want.settings).join(", ") || "none"})`,
+    );
   const rs = (x: DatabaseProps) => JSON.stringify(x.roleSettings);
-  if (rs(got) !== rs(want)) out.push(`${db}: per-role settings in the database differ from the backup's (restored: ${got.roleSettings.map((r) => `${r.role}: ${names(r.settings).join(", ")}`).join("; ") || "none"}; backup: ${want.roleSettings.map((r) => `${r.role}: ${names(r.settings).join(", ")}`).join("; ") || "none"})`);
+  if (rs(got) !== rs(want))
+    out.push(
+      `${db}: per-role settings in the database differ from the backup's (restored: ${got.roleSettings.map((r) => `${r.role}: ${names(r.settings).join(", ")}`).join("; ") || "none"}; backup: ${want.roleSettings.map((r) => `${r.role}: ${names(r.settings).join(", ")}`).join("; ") || "none"})`,
+    );
   return out;
 }
 
@@ -92,7 +116,8 @@ export function aclAndCommentSql(db: string, want: DatabaseProps, current: AclEn
   const d = quoteIdent(db);
   const role = (r: string) => (r === "PUBLIC" ? "PUBLIC" : quoteIdent(r));
   const sql: string[] = [];
-  for (const g of [...new Set(current.map((a) => a.grantee))]) sql.push(`REVOKE ALL ON DATABASE ${d} FROM ${role(g)} CASCADE`);
+  for (const g of [...new Set(current.map((a) => a.grantee))])
+    sql.push(`REVOKE ALL ON DATABASE ${d} FROM ${role(g)} CASCADE`);
   for (const a of want.acl) {
     const grant = `GRANT ${a.privilege} ON DATABASE ${d} TO ${role(a.grantee)}${a.grantable ? " WITH GRANT OPTION" : ""}`;
     sql.push(a.grantor === want.owner ? grant : `SET ROLE ${quoteIdent(a.grantor)}; ${grant}; RESET ROLE`);
@@ -139,5 +164,6 @@ export async function applySettings(c: pg.Client, db: string, p: DatabaseProps):
     }
   };
   for (const s of p.settings) await one(`ALTER DATABASE ${quoteIdent(db)}`, s);
-  for (const r of p.roleSettings) for (const s of r.settings) await one(`ALTER ROLE ${quoteIdent(r.role)} IN DATABASE ${quoteIdent(db)}`, s);
+  for (const r of p.roleSettings)
+    for (const s of r.settings) await one(`ALTER ROLE ${quoteIdent(r.role)} IN DATABASE ${quoteIdent(db)}`, s);
 }

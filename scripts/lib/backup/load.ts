@@ -65,7 +65,10 @@ const tocText = (s: string) => s.replace(/\n/g, " ");
  *
  * tables: every table of the target after pre-data, as `{label: "<schema> <name>", owner, ownerIsSuper}`.
  */
-export function planData(entries: TocEntry[], tables: { label: string; owner: string; ownerIsSuper: boolean }[]): DataPlan {
+export function planData(
+  entries: TocEntry[],
+  tables: { label: string; owner: string; ownerIsSuper: boolean }[],
+): DataPlan {
   const byOwner = new Map<string, TocEntry[]>();
   const asSuperuser: TocEntry[] = [];
   const printed = new Map<string, { owner: string; ownerIsSuper: boolean }[]>();
@@ -101,11 +104,24 @@ export class LoadFailed extends ToolkitError {
     readonly step: string,
     stderr: string,
   ) {
-    super("LOAD_FAILED", `pg_restore failed loading ${step}`, "nothing was replaced; the server's error and the object are above", serverErrorLines(stderr).join("\n"));
+    super(
+      "LOAD_FAILED",
+      `pg_restore failed loading ${step}`,
+      "nothing was replaced; the server's error and the object are above",
+      serverErrorLines(stderr).join("\n"),
+    );
   }
 }
 
-async function pgRestore(cfg: Config, t: LoadTarget, user: string, password: string, step: string, args: string[], archive: string): Promise<void> {
+async function pgRestore(
+  cfg: Config,
+  t: LoadTarget,
+  user: string,
+  password: string,
+  step: string,
+  args: string[],
+  archive: string,
+): Promise<void> {
   const conn = ["-h", t.host, "-p", String(t.port), "-U", user, "--no-password"];
   const r = await run([pgBin(cfg, "pg_restore"), ...conn, "--exit-on-error", ...args, archive], {
     env: { PGPASSWORD: password, PGCONNECT_TIMEOUT: "10", ...LOAD_PGOPTIONS },
@@ -128,13 +144,27 @@ const TABLES_SQL = `
  * `postgres` first); otherwise `database` exists and is empty.
  * Throws LOAD_FAILED with the server's error lines, LOAD_OWNER_UNKNOWN.
  */
-export async function loadArchive(cfg: Config, t: LoadTarget, archive: string, database: string, opts: { create?: boolean; jobs: number }): Promise<void> {
+export async function loadArchive(
+  cfg: Config,
+  t: LoadTarget,
+  archive: string,
+  database: string,
+  opts: { create?: boolean; jobs: number },
+): Promise<void> {
   const listed = await run([pgBin(cfg, "pg_restore"), "-l", archive], { timeoutMs: 120_000, nothrow: true });
   if (listed.code !== 0) throw new LoadFailed("its table of contents", listed.stderr);
   const toc = parseToc(listed.stdout);
   const su = "postgres";
   const jobs = ["-j", String(opts.jobs)];
-  await pgRestore(cfg, t, su, t.superPassword, "schema", [...(opts.create ? ["-d", "postgres", "--create"] : ["-d", database]), "--section=pre-data"], archive);
+  await pgRestore(
+    cfg,
+    t,
+    su,
+    t.superPassword,
+    "schema",
+    [...(opts.create ? ["-d", "postgres", "--create"] : ["-d", database]), "--section=pre-data"],
+    archive,
+  );
 
   const c = await t.superClient(database);
   try {
@@ -146,7 +176,16 @@ export async function loadArchive(cfg: Config, t: LoadTarget, archive: string, d
         writeFileSync(f, `${entries.map((e) => e.line).join("\n")}\n`, { mode: 0o600 });
         return f;
       };
-      if (plan.asSuperuser.length) await pgRestore(cfg, t, su, t.superPassword, "rows owned by a superuser", ["-d", database, ...jobs, "-L", list("super.list", plan.asSuperuser)], archive);
+      if (plan.asSuperuser.length)
+        await pgRestore(
+          cfg,
+          t,
+          su,
+          t.superPassword,
+          "rows owned by a superuser",
+          ["-d", database, ...jobs, "-L", list("super.list", plan.asSuperuser)],
+          archive,
+        );
       let i = 0;
       for (const [owner, entries] of plan.byOwner) {
         await loadAsOwner(cfg, t, c, archive, database, owner, list(`owner-${i++}.list`, entries), jobs);
@@ -157,17 +196,44 @@ export async function loadArchive(cfg: Config, t: LoadTarget, archive: string, d
   } finally {
     await c.end().catch(() => {});
   }
-  await pgRestore(cfg, t, su, t.superPassword, "indexes and constraints", ["-d", database, ...jobs, "--section=post-data"], archive);
+  await pgRestore(
+    cfg,
+    t,
+    su,
+    t.superPassword,
+    "indexes and constraints",
+    ["-d", database, ...jobs, "--section=post-data"],
+    archive,
+  );
 }
 
 /** One owner's rows, through a throwaway login that can only become that owner. */
-async function loadAsOwner(cfg: Config, t: LoadTarget, c: pg.Client, archive: string, database: string, owner: string, listFile: string, jobs: string[]): Promise<void> {
+async function loadAsOwner(
+  cfg: Config,
+  t: LoadTarget,
+  c: pg.Client,
+  archive: string,
+  database: string,
+  owner: string,
+  listFile: string,
+  jobs: string[],
+): Promise<void> {
   const loader = `pgp_load_${randomBytes(6).toString("hex")}`;
   const password = randomBytes(24).toString("base64url");
-  await c.query(`CREATE ROLE ${quoteIdent(loader)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${scramVerifier(password)}' IN ROLE ${quoteIdent(owner)}`);
+  await c.query(
+    `CREATE ROLE ${quoteIdent(loader)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${scramVerifier(password)}' IN ROLE ${quoteIdent(owner)}`,
+  );
   try {
     await c.query(`GRANT CONNECT ON DATABASE ${quoteIdent(database)} TO ${quoteIdent(loader)}`);
-    await pgRestore(cfg, t, loader, password, `rows owned by ${owner}`, ["-d", database, `--role=${owner}`, ...jobs, "-L", listFile], archive);
+    await pgRestore(
+      cfg,
+      t,
+      loader,
+      password,
+      `rows owned by ${owner}`,
+      ["-d", database, `--role=${owner}`, ...jobs, "-L", listFile],
+      archive,
+    );
   } finally {
     await c.query(`DROP OWNED BY ${quoteIdent(loader)}`).catch(() => {});
     await c.query(`DROP ROLE IF EXISTS ${quoteIdent(loader)}`).catch(() => {});

@@ -14,7 +14,9 @@ import { connect } from "../pg";
 
 /** Does this error (pg_dump's stderr tail or a server error) say a lock wait ran out? */
 export const isLockTimeout = (e: unknown): boolean =>
-  /could not obtain lock on relation|canceling statement due to lock timeout/i.test(`${(e as any)?.detail ?? ""} ${(e as Error)?.message ?? ""}`);
+  /could not obtain lock on relation|canceling statement due to lock timeout/i.test(
+    `${(e as any)?.detail ?? ""} ${(e as Error)?.message ?? ""}`,
+  );
 
 export interface LockHolder {
   pid: number;
@@ -48,7 +50,12 @@ export async function lockHolders(cfg: Config, db: string): Promise<LockHolder[]
 /** Pure: the BACKUP_LOCKED error naming the holders (or saying none is left by the time we looked). */
 export function lockedError(db: string, waitedSeconds: number, holders: LockHolder[]): ToolkitError {
   const who = holders.length
-    ? holders.map((h) => `pid ${h.pid} (user ${h.user || "?"}, application ${h.application || "?"}, transaction since ${h.since || "?"}) holds ${h.relation}: ${h.query}`).join("; ")
+    ? holders
+        .map(
+          (h) =>
+            `pid ${h.pid} (user ${h.user || "?"}, application ${h.application || "?"}, transaction since ${h.since || "?"}) holds ${h.relation}: ${h.query}`,
+        )
+        .join("; ")
     : "the lock was released before its holder could be read";
   return new ToolkitError(
     "BACKUP_LOCKED",

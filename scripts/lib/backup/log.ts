@@ -14,7 +14,9 @@ export function backupLogger(cfg: Config, command: string) {
   mkdirSync(cfg.logsDir, { recursive: true });
   return (message: string) => {
     try {
-      appendFileSync(path, `${new Date().toISOString()} [${command} ${process.pid}] ${redact(message)}\n`, { mode: 0o600 });
+      appendFileSync(path, `${new Date().toISOString()} [${command} ${process.pid}] ${redact(message)}\n`, {
+        mode: 0o600,
+      });
     } catch {
       // A full disk must not hide the real error; the terminal/cron mail still gets it.
     }

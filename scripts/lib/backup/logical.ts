@@ -15,7 +15,15 @@ import { clusterView, isRunning, type ClusterMember } from "../patroni";
 import { connect, memberTarget } from "../pg";
 import { formatBytes } from "../ui";
 import { backupStamp, DUMP_PGOPTIONS, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
-import { filesBelow, hashFiles, markFailed, writeManifest, type DatabaseEntry, type Manifest, type TableCount } from "./manifest";
+import {
+  filesBelow,
+  hashFiles,
+  markFailed,
+  writeManifest,
+  type DatabaseEntry,
+  type Manifest,
+  type TableCount,
+} from "./manifest";
 import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
 import { isLockTimeout, lockedError, lockHolders } from "./lockwait";
@@ -37,14 +45,25 @@ export function chooseSource(members: ClusterMember[]): ClusterMember | undefine
 
 export async function pickSource(cfg: Config, preferPrimary = false): Promise<Source> {
   const view = await clusterView(cfg);
-  if (!view) throw new ToolkitError("NO_CLUSTER", "no Patroni member answers", "start the stack with `make dev-up`; see `make status`");
-  const chosen = preferPrimary ? view.members.find((m) => m.role === "leader" && isRunning(m)) : chooseSource(view.members);
+  if (!view)
+    throw new ToolkitError(
+      "NO_CLUSTER",
+      "no Patroni member answers",
+      "start the stack with `make dev-up`; see `make status`",
+    );
+  const chosen = preferPrimary
+    ? view.members.find((m) => m.role === "leader" && isRunning(m))
+    : chooseSource(view.members);
   if (!chosen) throw new ToolkitError("NO_SOURCE", "no running member to back up from", "see `make status`");
   const member = cfg.members.find((m) => m.name === chosen.name)!;
   return { member, role: chosen.role, inRecovery: chosen.role !== "leader" };
 }
 
-const pgEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", ...DUMP_PGOPTIONS });
+const pgEnv = (cfg: Config) => ({
+  PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD,
+  PGCONNECT_TIMEOUT: "10",
+  ...DUMP_PGOPTIONS,
+});
 const connArgs = (m: Member) => ["-h", m.address, "-p", String(m.pgPort), "-U", "postgres", "--no-password"];
 
 /**
@@ -80,20 +99,37 @@ export interface LogicalOptions {
 }
 
 /** Check the databases exist and the disk has room, before anything is written. */
-export async function preflightLogical(cfg: Config, source: Source, wanted: string[]): Promise<{ sizes: Map<string, number>; serverVersion: string }> {
+export async function preflightLogical(
+  cfg: Config,
+  source: Source,
+  wanted: string[],
+): Promise<{ sizes: Map<string, number>; serverVersion: string }> {
   const c = await connect(cfg, { target: memberTarget(source.member) });
   try {
-    const r = await c.query("SELECT datname, pg_database_size(datname)::bigint AS size FROM pg_database WHERE datname = ANY($1)", [wanted]);
+    const r = await c.query(
+      "SELECT datname, pg_database_size(datname)::bigint AS size FROM pg_database WHERE datname = ANY($1)",
+      [wanted],
+    );
     const sizes = new Map(r.rows.map((x) => [x.datname as string, Number(x.size)]));
     const missing = wanted.filter((d) => !sizes.has(d));
     if (missing.length) {
-      throw new ToolkitError("UNKNOWN_DATABASE", `database ${missing.join(", ")} does not exist on ${source.member.name}`, `registered databases: ${registeredDatabases(cfg).join(", ")}; create it with \`make dev-up\` / new-app, or drop it from the list`);
+      throw new ToolkitError(
+        "UNKNOWN_DATABASE",
+        `database ${missing.join(", ")} does not exist on ${source.member.name}`,
+        `registered databases: ${registeredDatabases(cfg).join(", ")}; create it with \`make dev-up\` / new-app, or drop it from the list`,
+      );
     }
     const serverVersion = (await c.query("SHOW server_version")).rows[0].server_version as string;
     // A compressed dump is smaller than the database; ask for the database's size plus headroom anyway.
     const need = [...sizes.values()].reduce((a, b) => a + b, 0) + 64 * 1024 * 1024;
-    const problem = spaceProblem("not enough disk space for the logical backup", cfg.backup.dir, need, freeBytes(cfg.backup.dir));
-    if (problem) throw new ToolkitError("NO_SPACE", problem, `free space, or point BACKUP_DIR in ${cfg.file} at a bigger disk`);
+    const problem = spaceProblem(
+      "not enough disk space for the logical backup",
+      cfg.backup.dir,
+      need,
+      freeBytes(cfg.backup.dir),
+    );
+    if (problem)
+      throw new ToolkitError("NO_SPACE", problem, `free space, or point BACKUP_DIR in ${cfg.file} at a bigger disk`);
     return { sizes, serverVersion };
   } finally {
     await c.end().catch(() => {});
@@ -116,8 +152,21 @@ interface Dumped {
   largeObjects: LargeObjectsChecksum;
 }
 
-async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: string, jobs: number, expectBytes: number, progress: BackupProgress): Promise<Dumped> {
-  const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
+async function dumpDatabase(
+  cfg: Config,
+  source: Source,
+  db: string,
+  outDir: string,
+  jobs: number,
+  expectBytes: number,
+  progress: BackupProgress,
+): Promise<Dumped> {
+  const c = await connect(cfg, {
+    target: memberTarget(source.member),
+    database: db,
+    timeoutMs: 10_000,
+    catalogOnly: true,
+  });
   try {
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     // A table an app holds ACCESS EXCLUSIVE stops the count as it stops pg_dump: both bounded (lockwait.ts).
@@ -126,15 +175,34 @@ async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: str
     await c.query("SET LOCAL max_parallel_workers_per_gather = 0");
     await pinOutput(c, true);
     const snap = (await c.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
-    const wal = (await c.query(source.inRecovery ? "SELECT pg_last_wal_replay_lsn()::text AS l" : "SELECT pg_current_wal_lsn()::text AS l")).rows[0].l as string;
-    const cmd = [pgBin(cfg, "pg_dump"), ...connArgs(source.member), "-d", db, "-Fd", "-j", String(jobs), `--snapshot=${snap}`, `--lock-wait-timeout=${cfg.backup.lockWaitSeconds * 1000}`, "-f", outDir];
+    const wal = (
+      await c.query(
+        source.inRecovery ? "SELECT pg_last_wal_replay_lsn()::text AS l" : "SELECT pg_current_wal_lsn()::text AS l",
+      )
+    ).rows[0].l as string;
+    const cmd = [
+      pgBin(cfg, "pg_dump"),
+      ...connArgs(source.member),
+      "-d",
+      db,
+      "-Fd",
+      "-j",
+      String(jobs),
+      `--snapshot=${snap}`,
+      `--lock-wait-timeout=${cfg.backup.lockWaitSeconds * 1000}`,
+      "-f",
+      outDir,
+    ];
     // A compressed dump is roughly 0.4x the database: good enough for a progress bar.
     const ticker = setInterval(() => {
       const n = dirBytes(outDir);
       progress("dump", `${db}: ${formatBytes(n)} written`, Math.min(0.99, n / Math.max(1, expectBytes * 0.4)));
     }, 2000);
     try {
-      const [, tables] = await Promise.all([run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }), countRows(c)]).catch(async (e) => {
+      const [, tables] = await Promise.all([
+        run(cmd, { env: pgEnv(cfg), timeoutMs: 12 * 3_600_000 }),
+        countRows(c),
+      ]).catch(async (e) => {
         if (!isLockTimeout(e)) throw e;
         throw lockedError(db, cfg.backup.lockWaitSeconds, await lockHolders(cfg, db).catch(() => []));
       });
@@ -151,14 +219,25 @@ async function dumpDatabase(cfg: Config, source: Source, db: string, outDir: str
 }
 
 /** A replica may cancel a long query when replay conflicts with it; the primary never does. */
-const recoveryConflict = (e: unknown) => /conflict with recovery|canceling statement due to conflict/i.test(String((e as any)?.detail ?? "") + String((e as Error)?.message ?? ""));
+const recoveryConflict = (e: unknown) =>
+  /conflict with recovery|canceling statement due to conflict/i.test(
+    String((e as any)?.detail ?? "") + String((e as Error)?.message ?? ""),
+  );
 
-export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress: BackupProgress): Promise<{ dir: string; manifest: Manifest }> {
+export async function logicalBackup(
+  cfg: Config,
+  opts: LogicalOptions,
+  progress: BackupProgress,
+): Promise<{ dir: string; manifest: Manifest }> {
   const all = registeredDatabases(cfg);
   const wanted = opts.databases?.length ? opts.databases : all;
   const unknown = wanted.filter((d) => !all.includes(d));
   if (unknown.length) {
-    throw new ToolkitError("UNKNOWN_DATABASE", `${unknown.join(", ")} is not a registered database`, `registered: ${all.join(", ")} (environment databases in ${cfg.file}, apps in envs/apps*.yaml)`);
+    throw new ToolkitError(
+      "UNKNOWN_DATABASE",
+      `${unknown.join(", ")} is not a registered database`,
+      `registered: ${all.join(", ")} (environment databases in ${cfg.file}, apps in envs/apps*.yaml)`,
+    );
   }
   const jobs = opts.jobs ?? cfg.backup.jobs;
   let source = await pickSource(cfg);
@@ -192,7 +271,12 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
   }
 
   async function withUnlogged(db: string): Promise<string[]> {
-    const c = await connect(cfg, { target: memberTarget(source.member), database: db, timeoutMs: 10_000, catalogOnly: true });
+    const c = await connect(cfg, {
+      target: memberTarget(source.member),
+      database: db,
+      timeoutMs: 10_000,
+      catalogOnly: true,
+    });
     try {
       return await unloggedTables(c);
     } finally {
@@ -205,7 +289,10 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
 
     // Roles and their password hashes: restores need them, and they are secrets (0600).
     const globals = join(dir, "globals.sql");
-    await run([pgBin(cfg, "pg_dumpall"), ...connArgs(source.member), "--globals-only", "-f", globals], { env: pgEnv(cfg), timeoutMs: 300_000 });
+    await run([pgBin(cfg, "pg_dumpall"), ...connArgs(source.member), "--globals-only", "-f", globals], {
+      env: pgEnv(cfg),
+      timeoutMs: 300_000,
+    });
     chmodSync(globals, 0o600);
     manifest.globals = "globals.sql";
 
@@ -225,7 +312,9 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
       }
       let from = note ? await pickSource(cfg, true) : source;
       try {
-        res = await dumpDatabase(cfg, from, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) => progress(s, m, (i + (f ?? 0)) / wanted.length));
+        res = await dumpDatabase(cfg, from, db, out, jobs, sizes.get(db) ?? 1, (s, m, f) =>
+          progress(s, m, (i + (f ?? 0)) / wanted.length),
+        );
       } catch (e) {
         if (!from.inRecovery || !recoveryConflict(e)) throw e;
         // Retry this database from the primary rather than fail the night's backup.
@@ -236,9 +325,23 @@ export async function logicalBackup(cfg: Config, opts: LogicalOptions, progress:
         res = await dumpDatabase(cfg, from, db, out, jobs, sizes.get(db) ?? 1, progress);
       }
       manifest.walPosition ??= res.wal;
-      const entry: DatabaseEntry = { name: db, dir: rel, sizeBytes: sizes.get(db) ?? 0, tables: res.tables, member: from.member.name, walPosition: res.wal, ...(note ? { note } : {}), ...(res.properties ? { properties: res.properties } : {}), largeObjects: res.largeObjects };
+      const entry: DatabaseEntry = {
+        name: db,
+        dir: rel,
+        sizeBytes: sizes.get(db) ?? 0,
+        tables: res.tables,
+        member: from.member.name,
+        walPosition: res.wal,
+        ...(note ? { note } : {}),
+        ...(res.properties ? { properties: res.properties } : {}),
+        largeObjects: res.largeObjects,
+      };
       manifest.databases.push(entry);
-      progress("dump", `${db}: ${res.tables.length} tables, ${res.tables.filter((t) => t.kind !== "partition").reduce((a, t) => a + t.rows, 0)} rows`, (i + 1) / wanted.length);
+      progress(
+        "dump",
+        `${db}: ${res.tables.length} tables, ${res.tables.filter((t) => t.kind !== "partition").reduce((a, t) => a + t.rows, 0)} rows`,
+        (i + 1) / wanted.length,
+      );
     }
 
     progress("manifest", "sha256 of every file");

@@ -42,7 +42,14 @@ export interface Verification {
   ok: boolean;
   at: string;
   ms: number;
-  checks: { files: boolean; restore?: boolean; rowCounts?: boolean; checksums?: boolean; databaseProperties?: boolean; pgbackrest?: boolean };
+  checks: {
+    files: boolean;
+    restore?: boolean;
+    rowCounts?: boolean;
+    checksums?: boolean;
+    databaseProperties?: boolean;
+    pgbackrest?: boolean;
+  };
   problems: string[];
 }
 
@@ -82,11 +89,20 @@ export function writeManifest(dir: string, m: Manifest): void {
 
 export function readManifest(dir: string): Manifest {
   const p = join(dir, MANIFEST);
-  if (!existsSync(p)) throw new ToolkitError("NO_MANIFEST", `${p} does not exist`, "this folder is not a complete backup; run `make backup-list`");
+  if (!existsSync(p))
+    throw new ToolkitError(
+      "NO_MANIFEST",
+      `${p} does not exist`,
+      "this folder is not a complete backup; run `make backup-list`",
+    );
   try {
     return JSON.parse(readFileSync(p, "utf8")) as Manifest;
   } catch (e) {
-    throw new ToolkitError("BAD_MANIFEST", `${p}: ${(e as Error).message}`, "the manifest is damaged: treat this backup as bad and use another (`make backup-list`)");
+    throw new ToolkitError(
+      "BAD_MANIFEST",
+      `${p}: ${(e as Error).message}`,
+      "the manifest is damaged: treat this backup as bad and use another (`make backup-list`)",
+    );
   }
 }
 
@@ -100,31 +116,67 @@ export function listBackups(cfg: Config): Manifest[] {
     try {
       out.push(readManifest(dir));
     } catch {
-      out.push({ format: 1, id, stack: cfg.stack, cluster: cfg.clusterName, status: "failed", startedAt: "", jobs: 0, databases: [], files: [], error: "no readable manifest" });
+      out.push({
+        format: 1,
+        id,
+        stack: cfg.stack,
+        cluster: cfg.clusterName,
+        status: "failed",
+        startedAt: "",
+        jobs: 0,
+        databases: [],
+        files: [],
+        error: "no readable manifest",
+      });
     }
   }
   return out;
 }
 
-export const isGood = (m: Pick<Manifest, "status" | "verification">) => m.status === "verified" && m.verification?.ok === true;
+export const isGood = (m: Pick<Manifest, "status" | "verification">) =>
+  m.status === "verified" && m.verification?.ok === true;
 
 /** Resolve a user's FROM: an id, or the newest good backup (optionally one holding `db`). */
 export function findBackup(cfg: Config, id: string | undefined, db?: string): Manifest {
   const all = listBackups(cfg);
   if (id) {
-    if (!BACKUP_ID_RE.test(id)) throw new ToolkitError("BAD_BACKUP_ID", `${JSON.stringify(id)} is not a backup id (like 20261121T020000Z)`, "run `make backup-list` for the ids");
+    if (!BACKUP_ID_RE.test(id))
+      throw new ToolkitError(
+        "BAD_BACKUP_ID",
+        `${JSON.stringify(id)} is not a backup id (like 20261121T020000Z)`,
+        "run `make backup-list` for the ids",
+      );
     const m = all.find((x) => x.id === id);
-    if (!m) throw new ToolkitError("UNKNOWN_BACKUP", `no backup ${id} in ${cfg.backup.dir}`, "run `make backup-list` for the ids");
-    if (db && !m.databases.some((d) => d.name === db)) throw new ToolkitError("UNKNOWN_DATABASE", `backup ${id} has no database ${db} (it has ${m.databases.map((d) => d.name).join(", ")})`, "pick another backup with FROM=<id>");
+    if (!m)
+      throw new ToolkitError(
+        "UNKNOWN_BACKUP",
+        `no backup ${id} in ${cfg.backup.dir}`,
+        "run `make backup-list` for the ids",
+      );
+    if (db && !m.databases.some((d) => d.name === db))
+      throw new ToolkitError(
+        "UNKNOWN_DATABASE",
+        `backup ${id} has no database ${db} (it has ${m.databases.map((d) => d.name).join(", ")})`,
+        "pick another backup with FROM=<id>",
+      );
     return m;
   }
   const good = all.filter((m) => isGood(m) && (!db || m.databases.some((d) => d.name === db)));
   const newest = good.at(-1);
   if (!newest && db && all.length && !all.some((m) => m.databases.some((d) => d.name === db))) {
     const known = [...new Set(all.flatMap((m) => m.databases.map((d) => d.name)))];
-    throw new ToolkitError("UNKNOWN_DATABASE", `no backup contains a database ${db}`, `backed-up databases: ${known.join(", ")}`);
+    throw new ToolkitError(
+      "UNKNOWN_DATABASE",
+      `no backup contains a database ${db}`,
+      `backed-up databases: ${known.join(", ")}`,
+    );
   }
-  if (!newest) throw new ToolkitError("NO_GOOD_BACKUP", `no verified backup${db ? ` of ${db}` : ""} in ${cfg.backup.dir}`, "run `make backup` (or pass FROM=<id> to use an unverified one)");
+  if (!newest)
+    throw new ToolkitError(
+      "NO_GOOD_BACKUP",
+      `no verified backup${db ? ` of ${db}` : ""} in ${cfg.backup.dir}`,
+      "run `make backup` (or pass FROM=<id> to use an unverified one)",
+    );
   return newest;
 }
 
@@ -188,14 +240,22 @@ export function compareFiles(expected: FileEntry[], actual: FileEntry[]): string
  * count as problems once the manifest lists every table (it has checksums).
  */
 export function compareCounts(db: string, expected: TableCount[], actual: TableCount[]): string[] {
-  return compareTables(db, expected, actual, { extra: expected.length > 0 && expected.every((t) => t.checksum !== undefined) });
+  return compareTables(db, expected, actual, {
+    extra: expected.length > 0 && expected.every((t) => t.checksum !== undefined),
+  });
 }
 
 /** Pure: the large objects of a restore against the manifest. */
-export function compareLargeObjects(db: string, expected: LargeObjectsChecksum | undefined, actual: LargeObjectsChecksum): string[] {
+export function compareLargeObjects(
+  db: string,
+  expected: LargeObjectsChecksum | undefined,
+  actual: LargeObjectsChecksum,
+): string[] {
   if (!expected) return [];
-  if (actual.count !== expected.count) return [`${db}: ${actual.count} large objects after restore, manifest says ${expected.count}`];
-  if (actual.checksum !== expected.checksum) return [`${db}: large objects: same count (${expected.count}) but the content differs (checksum)`];
+  if (actual.count !== expected.count)
+    return [`${db}: ${actual.count} large objects after restore, manifest says ${expected.count}`];
+  if (actual.checksum !== expected.checksum)
+    return [`${db}: large objects: same count (${expected.count}) but the content differs (checksum)`];
   return [];
 }
 

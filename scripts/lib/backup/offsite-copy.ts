@@ -25,7 +25,9 @@ export function bytesToKey(pass: Buffer, salt: Buffer): { key: Buffer; iv: Buffe
   let d = Buffer.alloc(0);
   let prev = Buffer.alloc(0);
   while (d.length < 48) {
-    prev = createHash("sha1").update(Buffer.concat([prev, pass, salt])).digest();
+    prev = createHash("sha1")
+      .update(Buffer.concat([prev, pass, salt]))
+      .digest();
     d = Buffer.concat([d, prev]);
   }
   return { key: d.subarray(0, 32), iv: d.subarray(32, 48) };
@@ -41,24 +43,42 @@ export function decryptor(pass: string | undefined): { push(c: Buffer): Buffer; 
       if (d) return d.update(c);
       head = Buffer.concat([head, c]);
       if (head.length < 16) return Buffer.alloc(0);
-      if (head.subarray(0, 8).toString("latin1") !== "Salted__") throw new ToolkitError("OFFSITE_NOT_ENCRYPTED", "an off-site file is not in pgBackRest's encrypted format", "check BACKUP_OFFSITE_CIPHER and the passphrase in the secrets file");
+      if (head.subarray(0, 8).toString("latin1") !== "Salted__")
+        throw new ToolkitError(
+          "OFFSITE_NOT_ENCRYPTED",
+          "an off-site file is not in pgBackRest's encrypted format",
+          "check BACKUP_OFFSITE_CIPHER and the passphrase in the secrets file",
+        );
       const { key, iv } = bytesToKey(Buffer.from(pass), head.subarray(8, 16));
       d = createDecipheriv("aes-256-cbc", key, iv);
       return d.update(head.subarray(16));
     },
     end() {
-      if (!d) throw new ToolkitError("OFFSITE_TRUNCATED", "an off-site file is shorter than its encryption header", "the upload is broken: run `make backup` again");
+      if (!d)
+        throw new ToolkitError(
+          "OFFSITE_TRUNCATED",
+          "an off-site file is shorter than its encryption header",
+          "the upload is broken: run `make backup` again",
+        );
       try {
         return d.final();
       } catch {
-        throw new ToolkitError("OFFSITE_DECRYPT_FAILED", "an off-site file does not decrypt with BACKUP_OFFSITE_CIPHER_PASS", "the passphrase in the secrets file is not the one the repository was written with: restore it from where you keep its copy");
+        throw new ToolkitError(
+          "OFFSITE_DECRYPT_FAILED",
+          "an off-site file does not decrypt with BACKUP_OFFSITE_CIPHER_PASS",
+          "the passphrase in the secrets file is not the one the repository was written with: restore it from where you keep its copy",
+        );
       }
     },
   };
 }
 
 /** Read one off-site file, decrypted; feed it to `sink`; return its sha256 and size. */
-export async function fetchOffsiteFile(cfg: Config, rel: string, sink?: (c: Buffer) => void): Promise<{ sha256: string; size: number }> {
+export async function fetchOffsiteFile(
+  cfg: Config,
+  rel: string,
+  sink?: (c: Buffer) => void,
+): Promise<{ sha256: string; size: number }> {
   const pass = cfg.backup.offsite.cipher === "none" ? undefined : readOffsiteSecrets(cfg).cipherPass;
   const dec = decryptor(pass);
   const h = createHash("sha256");
@@ -69,8 +89,18 @@ export async function fetchOffsiteFile(cfg: Config, rel: string, sink?: (c: Buff
     size += b.length;
     sink?.(b);
   };
-  const r = await runOffsiteRepo(cfg, ["repo-get", "--raw", rel], { nothrow: true, timeoutMs: 6 * 3_600_000, onStdout: (c) => take(dec.push(c)) });
-  if (r.code !== 0) throw new ToolkitError("OFFSITE_GET_FAILED", `reading ${rel} from the off-site repository failed`, "see pgBackRest's error below; check the store and the key in the secrets file", pgbackrestError(r.stderr));
+  const r = await runOffsiteRepo(cfg, ["repo-get", "--raw", rel], {
+    nothrow: true,
+    timeoutMs: 6 * 3_600_000,
+    onStdout: (c) => take(dec.push(c)),
+  });
+  if (r.code !== 0)
+    throw new ToolkitError(
+      "OFFSITE_GET_FAILED",
+      `reading ${rel} from the off-site repository failed`,
+      "see pgBackRest's error below; check the store and the key in the secrets file",
+      pgbackrestError(r.stderr),
+    );
   take(dec.end());
   return { sha256: h.digest("hex"), size };
 }
@@ -84,7 +114,11 @@ export function pgbackrestError(out: string): string {
   const error = lines.find((l) => /ERROR: \[\d+\]/.test(l));
   const code = /<Code>([^<]+)<\/Code>/.exec(out)?.[1];
   const msg = /<Message>([^<]+)<\/Message>/.exec(out)?.[1];
-  const picked = [...(error ? [error.replace(/^.*?(ERROR: )/, "$1")] : []), ...(code ? [`the store answered ${code}${msg ? `: ${msg}` : ""}`] : []), ...lines.filter((l) => /^HINT: /.test(l))];
+  const picked = [
+    ...(error ? [error.replace(/^.*?(ERROR: )/, "$1")] : []),
+    ...(code ? [`the store answered ${code}${msg ? `: ${msg}` : ""}`] : []),
+    ...lines.filter((l) => /^HINT: /.test(l)),
+  ];
   return picked.length ? picked.join("\n") : lines.filter(Boolean).slice(-3).join("\n");
 }
 
@@ -99,16 +133,33 @@ export interface LogicalCopy {
 /** Upload every file of a logical backup plus its manifest, then prove each one by reading it back. */
 export async function copyLogicalOffsite(cfg: Config, dir: string, m: Manifest): Promise<LogicalCopy> {
   const t0 = Date.now();
-  const files = [...m.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 })), { path: MANIFEST, size: -1, sha256: await sha256File(join(dir, MANIFEST)) }];
+  const files = [
+    ...m.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 })),
+    { path: MANIFEST, size: -1, sha256: await sha256File(join(dir, MANIFEST)) },
+  ];
   for (const f of files) {
-    const r = await runOffsiteRepo(cfg, ["repo-put", offsiteLogicalPath(m.id, f.path)], { nothrow: true, inputFile: join(dir, f.path), timeoutMs: 6 * 3_600_000 });
-    if (r.code !== 0) throw new ToolkitError("OFFSITE_PUT_FAILED", `uploading ${f.path} of backup ${m.id} failed`, "see pgBackRest's error below", pgbackrestError(r.stderr));
+    const r = await runOffsiteRepo(cfg, ["repo-put", offsiteLogicalPath(m.id, f.path)], {
+      nothrow: true,
+      inputFile: join(dir, f.path),
+      timeoutMs: 6 * 3_600_000,
+    });
+    if (r.code !== 0)
+      throw new ToolkitError(
+        "OFFSITE_PUT_FAILED",
+        `uploading ${f.path} of backup ${m.id} failed`,
+        "see pgBackRest's error below",
+        pgbackrestError(r.stderr),
+      );
   }
   let bytes = 0;
   for (const f of files) {
     const got = await fetchOffsiteFile(cfg, offsiteLogicalPath(m.id, f.path));
     if (got.sha256 !== f.sha256 || (f.size >= 0 && got.size !== f.size)) {
-      throw new ToolkitError("OFFSITE_CHECKSUM", `off-site copy of ${m.id}/${f.path} does not match: sha256 ${got.sha256.slice(0, 12)}…, ${got.size} bytes; expected ${f.sha256.slice(0, 12)}…, ${f.size} bytes`, "the upload is not trustworthy: run `make backup` again and check the store");
+      throw new ToolkitError(
+        "OFFSITE_CHECKSUM",
+        `off-site copy of ${m.id}/${f.path} does not match: sha256 ${got.sha256.slice(0, 12)}…, ${got.size} bytes; expected ${f.sha256.slice(0, 12)}…, ${f.size} bytes`,
+        "the upload is not trustworthy: run `make backup` again and check the store",
+      );
     }
     bytes += got.size;
   }
@@ -137,7 +188,12 @@ export async function fetchLogicalOffsite(cfg: Config, id: string, into: string)
     const fd = openSync(join(dir, f.path), "wx", 0o600);
     try {
       const got = await fetchOffsiteFile(cfg, offsiteLogicalPath(id, f.path), (c) => writeSync(fd, c));
-      if (got.sha256 !== f.sha256) throw new ToolkitError("OFFSITE_CHECKSUM", `off-site ${id}/${f.path}: sha256 does not match its manifest`, "try another backup (FROM=<id>)");
+      if (got.sha256 !== f.sha256)
+        throw new ToolkitError(
+          "OFFSITE_CHECKSUM",
+          `off-site ${id}/${f.path}: sha256 does not match its manifest`,
+          "try another backup (FROM=<id>)",
+        );
     } finally {
       closeSync(fd);
     }
@@ -148,6 +204,15 @@ export async function fetchLogicalOffsite(cfg: Config, id: string, into: string)
 /** The logical backups the off-site repository holds (ids, oldest first). */
 export async function listLogicalOffsite(cfg: Config): Promise<string[]> {
   const r = await runOffsiteRepo(cfg, ["repo-ls", "--output=json", "logical"], { nothrow: true, timeoutMs: 120_000 });
-  if (r.code !== 0) throw new ToolkitError("OFFSITE_LIST_FAILED", "listing the off-site repository failed", "see pgBackRest's error below", pgbackrestError(r.stderr));
-  return Object.entries(JSON.parse(r.stdout || "{}") as Record<string, { type: string }>).filter(([k, v]) => BACKUP_ID_RE.test(k) && v.type === "path").map(([k]) => k).sort();
+  if (r.code !== 0)
+    throw new ToolkitError(
+      "OFFSITE_LIST_FAILED",
+      "listing the off-site repository failed",
+      "see pgBackRest's error below",
+      pgbackrestError(r.stderr),
+    );
+  return Object.entries(JSON.parse(r.stdout || "{}") as Record<string, { type: string }>)
+    .filter(([k, v]) => BACKUP_ID_RE.test(k) && v.type === "path")
+    .map(([k]) => k)
+    .sort();
 }

@@ -34,7 +34,11 @@ export const DRILL_METRICS = {
 } as const;
 
 /** Pure: a PITR target a second ago, in the form restore-pitr takes. */
-export const drillTarget = (now = new Date()) => new Date(now.getTime() - 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "+00");
+export const drillTarget = (now = new Date()) =>
+  new Date(now.getTime() - 1000)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "+00");
 
 export async function runDrill(cfg: Config, progress: BackupProgress): Promise<DrillResult> {
   requireOffsite(cfg);
@@ -44,7 +48,12 @@ export async function runDrill(cfg: Config, progress: BackupProgress): Promise<D
   const pitr = await restorePitr(cfg, { at, source: "offsite" }, progress);
   const want = registeredDatabases(cfg);
   const missing = want.filter((d) => !pitr.databases.some((x) => x.name === d));
-  if (missing.length) throw new ToolkitError("DRILL_FAILED", `the off-site restore lacks database(s) ${missing.join(", ")}`, "run `make backup` and check its off-site line; then `make backup-drill` again");
+  if (missing.length)
+    throw new ToolkitError(
+      "DRILL_FAILED",
+      `the off-site restore lacks database(s) ${missing.join(", ")}`,
+      "run `make backup` and check its off-site line; then `make backup-drill` again",
+    );
   let logical: DrillResult["logical"];
   const ids = await listLogicalOffsite(cfg);
   if (ids.length) {
@@ -62,10 +71,29 @@ export async function runDrill(cfg: Config, progress: BackupProgress): Promise<D
   }
   const r: DrillResult = { at, pitr, logical, ms: Date.now() - t0 };
   mkdirSync(cfg.reportsDir, { recursive: true });
-  appendFileSync(drillReportPath(cfg), JSON.stringify({ finishedAt: new Date().toISOString(), ok: true, seconds: r.ms / 1000, target: at, backupSet: pitr.backupSet, logical: logical?.id }) + "\n", { mode: 0o600 });
+  appendFileSync(
+    drillReportPath(cfg),
+    JSON.stringify({
+      finishedAt: new Date().toISOString(),
+      ok: true,
+      seconds: r.ms / 1000,
+      target: at,
+      backupSet: pitr.backupSet,
+      logical: logical?.id,
+    }) + "\n",
+    { mode: 0o600 },
+  );
   writeTextfile(cfg, "pgplatform_backup_drill", [
-    { name: DRILL_METRICS.lastSuccess, help: "Unix time of the last successful restore drill from the off-site copy.", value: Math.floor(Date.now() / 1000) },
-    { name: DRILL_METRICS.seconds, help: "Seconds the last off-site restore drill took end to end.", value: r.ms / 1000 },
+    {
+      name: DRILL_METRICS.lastSuccess,
+      help: "Unix time of the last successful restore drill from the off-site copy.",
+      value: Math.floor(Date.now() / 1000),
+    },
+    {
+      name: DRILL_METRICS.seconds,
+      help: "Seconds the last off-site restore drill took end to end.",
+      value: r.ms / 1000,
+    },
   ]);
   return r;
 }

@@ -21,19 +21,40 @@ export type BackupSource = "local" | "offsite";
 /** Pure: SOURCE=local|offsite (empty: local). */
 export function parseSource(v: string | undefined): BackupSource {
   const s = (v ?? "").trim() || "local";
-  if (s !== "local" && s !== "offsite") throw new ToolkitError("BAD_FLAG", `SOURCE=${JSON.stringify(v)} must be local or offsite`, "use SOURCE=offsite to restore from the off-site copy alone, or leave it out");
+  if (s !== "local" && s !== "offsite")
+    throw new ToolkitError(
+      "BAD_FLAG",
+      `SOURCE=${JSON.stringify(v)} must be local or offsite`,
+      "use SOURCE=offsite to restore from the off-site copy alone, or leave it out",
+    );
   return s;
 }
 
 export function requireOffsite(cfg: Config): void {
-  if (!offsiteEnabled(cfg)) throw new ToolkitError("NO_OFFSITE", `${cfg.file} has BACKUP_OFFSITE=none: there is no off-site copy to restore from`, "set BACKUP_OFFSITE=s3 and its BACKUP_OFFSITE_* keys, then `make backup`");
+  if (!offsiteEnabled(cfg))
+    throw new ToolkitError(
+      "NO_OFFSITE",
+      `${cfg.file} has BACKUP_OFFSITE=none: there is no off-site copy to restore from`,
+      "set BACKUP_OFFSITE=s3 and its BACKUP_OFFSITE_* keys, then `make backup`",
+    );
 }
 
-export async function restoreFromOffsite(cfg: Config, opts: RestoreOptions, progress: BackupProgress): Promise<RestoreResult & { source: "offsite" }> {
+export async function restoreFromOffsite(
+  cfg: Config,
+  opts: RestoreOptions,
+  progress: BackupProgress,
+): Promise<RestoreResult & { source: "offsite" }> {
   requireOffsite(cfg);
   const ids = await listLogicalOffsite(cfg);
   const id = opts.from ?? ids.at(-1);
-  if (!id || !ids.includes(id)) throw new ToolkitError("UNKNOWN_BACKUP", opts.from ? `the off-site repository has no logical backup ${opts.from}` : "the off-site repository holds no logical backup", ids.length ? `it has: ${ids.join(", ")}` : "run `make backup` first");
+  if (!id || !ids.includes(id))
+    throw new ToolkitError(
+      "UNKNOWN_BACKUP",
+      opts.from
+        ? `the off-site repository has no logical backup ${opts.from}`
+        : "the off-site repository holds no logical backup",
+      ids.length ? `it has: ${ids.join(", ")}` : "run `make backup` first",
+    );
   mkdirSync(join(cfg.stateDir, "offsite-fetch"), { recursive: true, mode: 0o700 });
   const tmp = mkdtempSync(join(cfg.stateDir, "offsite-fetch", "restore-"));
   try {

@@ -48,16 +48,34 @@ export const OFFSITE_METRICS = {
 } as const;
 
 /** node_exporter's textfile (MONITORING=true): each off-site run, and the time of the last good one. */
-export function recordOffsite(cfg: Config, ok: boolean, lastSuccess: number | undefined, at = Math.floor(Date.now() / 1000)): string | undefined {
+export function recordOffsite(
+  cfg: Config,
+  ok: boolean,
+  lastSuccess: number | undefined,
+  at = Math.floor(Date.now() / 1000),
+): string | undefined {
   return writeTextfile(cfg, "pgplatform_backup_offsite", [
     { name: OFFSITE_METRICS.lastRun, help: "Unix time of the last off-site copy attempt (make backup).", value: at },
-    { name: OFFSITE_METRICS.lastRunOk, help: "1 if the last off-site copy succeeded, 0 if it failed while the local backup succeeded.", value: ok ? 1 : 0 },
-    ...(lastSuccess ? [{ name: OFFSITE_METRICS.lastSuccess, help: "Unix time of the last successful off-site copy.", value: lastSuccess }] : []),
+    {
+      name: OFFSITE_METRICS.lastRunOk,
+      help: "1 if the last off-site copy succeeded, 0 if it failed while the local backup succeeded.",
+      value: ok ? 1 : 0,
+    },
+    ...(lastSuccess
+      ? [
+          {
+            name: OFFSITE_METRICS.lastSuccess,
+            help: "Unix time of the last successful off-site copy.",
+            value: lastSuccess,
+          },
+        ]
+      : []),
   ]);
 }
 
 /** Pure: pgBackRest could not read its own info files: in an encrypted repository, a wrong passphrase. */
-export const unreadableInfo = (text: string) => /unable to load info file/.test(text) && /FormatError|cipher|decrypt/i.test(text);
+export const unreadableInfo = (text: string) =>
+  /unable to load info file/.test(text) && /FormatError|cipher|decrypt/i.test(text);
 
 /** The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?). */
 export async function offsiteInfo(cfg: Config) {
@@ -91,7 +109,13 @@ export interface OffsiteOptions {
 }
 
 /** The off-site copy of a backup that is already made and verified locally. */
-export async function backupOffsite(cfg: Config, id: string, dir: string, opts: OffsiteOptions, progress: BackupProgress): Promise<OffsiteReport> {
+export async function backupOffsite(
+  cfg: Config,
+  id: string,
+  dir: string,
+  opts: OffsiteOptions,
+  progress: BackupProgress,
+): Promise<OffsiteReport> {
   const t0 = Date.now();
   const warning = passphraseWarning(cfg);
   if (warning) progress("offsite", warning);
@@ -115,7 +139,9 @@ export async function backupOffsite(cfg: Config, id: string, dir: string, opts: 
     throw new ToolkitError(
       "OFFSITE_FAILED",
       `the local backup ${id} is made and verified, but the OFF-SITE copy to ${target} FAILED: ${why.split("\n").join("; ")}`,
-      te?.code === "OFFSITE_WRONG_PASSPHRASE" ? te.fix! : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
+      te?.code === "OFFSITE_WRONG_PASSPHRASE"
+        ? te.fix!
+        : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
       te?.detail ? `${te.message}\n${why}` : undefined,
     );
   }
@@ -126,7 +152,12 @@ export const offsiteLine = (o: OffsiteReport) =>
   `off-site     ${o.target}${o.encrypted ? " (aes-256-cbc)" : " (NOT encrypted)"}: ${o.physical ? `${o.physical.type} ${o.physical.label}, ` : ""}${o.logical.files} logical files read back and matched, ${(o.ms / 1000).toFixed(1)} s`;
 
 /** runBackup's hook: nothing without an off-site target. */
-export async function withOffsite<R extends { id: string; dir: string }>(cfg: Config, report: R, opts: OffsiteOptions, progress: BackupProgress): Promise<R & { offsite?: OffsiteReport }> {
+export async function withOffsite<R extends { id: string; dir: string }>(
+  cfg: Config,
+  report: R,
+  opts: OffsiteOptions,
+  progress: BackupProgress,
+): Promise<R & { offsite?: OffsiteReport }> {
   if (!offsiteEnabled(cfg)) return report;
   return { ...report, offsite: await backupOffsite(cfg, report.id, report.dir, opts, progress) };
 }

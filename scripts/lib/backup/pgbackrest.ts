@@ -38,7 +38,12 @@ export const archiveParameters = (cfg: Config): Record<string, string | number> 
 export function renderPgbackrestConf(cfg: Config): string {
   const pgSections = cfg.members
     .map((m, i) =>
-      [`pg${i + 1}-path=${m.dataDir}`, `pg${i + 1}-socket-path=${m.socketDir}`, `pg${i + 1}-port=${m.pgPort}`, `pg${i + 1}-user=postgres`].join("\n"),
+      [
+        `pg${i + 1}-path=${m.dataDir}`,
+        `pg${i + 1}-socket-path=${m.socketDir}`,
+        `pg${i + 1}-port=${m.pgPort}`,
+        `pg${i + 1}-user=postgres`,
+      ].join("\n"),
     )
     .join("\n");
   return renderTemplate(
@@ -60,7 +65,12 @@ export function renderPgbackrestConf(cfg: Config): string {
   );
 }
 
-export const pgbackrestCmd = (cfg: Config, ...args: string[]): Cmd => ["pgbackrest", `--config=${pgbackrestConfigPath(cfg)}`, `--stanza=${cfg.backup.stanza}`, ...args];
+export const pgbackrestCmd = (cfg: Config, ...args: string[]): Cmd => [
+  "pgbackrest",
+  `--config=${pgbackrestConfigPath(cfg)}`,
+  `--stanza=${cfg.backup.stanza}`,
+  ...args,
+];
 
 /** pgBackRest runs as postgres (it reads data dirs and owns the repo) with the superuser password for libpq. */
 export type PgbackrestRunner = (cfg: Config, args: string[], opts?: RunOptions) => Promise<RunResult>;
@@ -119,13 +129,24 @@ export async function stanzaInfo(cfg: Config, runner: PgbackrestRunner = runPgba
   try {
     arr = JSON.parse(r.stdout);
   } catch {
-    throw new ToolkitError("PGBACKREST_INFO", "`pgbackrest info` did not print JSON", `see ${cfg.backup.pgbackrestHome}/log`, (r.stdout + r.stderr).slice(0, 2000));
+    throw new ToolkitError(
+      "PGBACKREST_INFO",
+      "`pgbackrest info` did not print JSON",
+      `see ${cfg.backup.pgbackrestHome}/log`,
+      (r.stdout + r.stderr).slice(0, 2000),
+    );
   }
   const s = arr.find((x) => x.name === cfg.backup.stanza) ?? arr[0];
   const archive = (s?.archive ?? [])[0];
   return {
     // "other" means the repositories differ: their own messages say why.
-    status: { code: s?.status?.code ?? 1, message: s?.status?.message === "other" && s?.repo?.length ? s.repo.map((x: any) => x.status?.message).join("; ") : (s?.status?.message ?? "missing") },
+    status: {
+      code: s?.status?.code ?? 1,
+      message:
+        s?.status?.message === "other" && s?.repo?.length
+          ? s.repo.map((x: any) => x.status?.message).join("; ")
+          : (s?.status?.message ?? "missing"),
+    },
     archiveMin: archive?.min,
     archiveMax: archive?.max,
     backups: (s?.backup ?? []).map((b: any) => ({
@@ -165,7 +186,11 @@ export async function ensureBackupRepo(cfg: Config): Promise<string[]> {
 }
 
 /** Pure: full when there is no full backup yet or the newest is `fullEveryDays` old; differential otherwise. */
-export function chooseBackupType(backups: Pick<PgbackrestBackupInfo, "type" | "start">[], now: Date, fullEveryDays: number): "full" | "diff" {
+export function chooseBackupType(
+  backups: Pick<PgbackrestBackupInfo, "type" | "start">[],
+  now: Date,
+  fullEveryDays: number,
+): "full" | "diff" {
   const fulls = backups.filter((b) => b.type === "full").map((b) => b.start);
   if (fulls.length === 0) return "full";
   const ageDays = (now.getTime() / 1000 - Math.max(...fulls)) / 86_400;
@@ -185,29 +210,63 @@ export interface PhysicalResult {
 }
 
 /** `runner`: runOffsite backs up into the off-site repository instead (offsite.ts). */
-export async function physicalBackup(cfg: Config, opts: { type?: "full" | "diff"; now?: Date; runner?: PgbackrestRunner } = {}): Promise<PhysicalResult> {
+export async function physicalBackup(
+  cfg: Config,
+  opts: { type?: "full" | "diff"; now?: Date; runner?: PgbackrestRunner } = {},
+): Promise<PhysicalResult> {
   const runner = opts.runner ?? runPgbackrest;
   const t0 = Date.now();
   if (!existsSync(pgbackrestConfigPath(cfg))) {
-    throw new ToolkitError("NO_PGBACKREST", `${pgbackrestConfigPath(cfg)} does not exist`, "run `make dev-up` (it configures pgBackRest and WAL archiving)");
+    throw new ToolkitError(
+      "NO_PGBACKREST",
+      `${pgbackrestConfigPath(cfg)} does not exist`,
+      "run `make dev-up` (it configures pgBackRest and WAL archiving)",
+    );
   }
   const before = await stanzaInfo(cfg, runner);
-  if (before.status.code === 1 || before.status.code === 3) throw new ToolkitError("NO_STANZA", `pgBackRest stanza ${cfg.backup.stanza} does not exist`, "run `make dev-up` (it creates the stanza)");
+  if (before.status.code === 1 || before.status.code === 3)
+    throw new ToolkitError(
+      "NO_STANZA",
+      `pgBackRest stanza ${cfg.backup.stanza} does not exist`,
+      "run `make dev-up` (it creates the stanza)",
+    );
   const type = opts.type ?? chooseBackupType(before.backups, opts.now ?? new Date(), cfg.backup.fullEveryDays);
   // Checked before starting: a full copy compresses to well under the cluster's size; a differential is the changes.
-  const clusterBytes = await withClient(cfg, {}, async (c) => Number((await c.query("SELECT sum(pg_database_size(datname))::bigint AS b FROM pg_database")).rows[0].b));
+  const clusterBytes = await withClient(cfg, {}, async (c) =>
+    Number((await c.query("SELECT sum(pg_database_size(datname))::bigint AS b FROM pg_database")).rows[0].b),
+  );
   const need = (type === "full" ? clusterBytes * 0.6 : clusterBytes * 0.1) + 64 * 1024 * 1024;
-  const space = spaceProblem(`not enough disk space for a ${type} pgBackRest backup`, cfg.backup.repoDir, need, freeBytes(cfg.backup.repoDir));
-  if (space) throw new ToolkitError("NO_SPACE", space, `free space, lower BACKUP_RETENTION_WEEKLY, or point BACKUP_REPO_DIR in ${cfg.file} at a bigger disk`);
+  const space = spaceProblem(
+    `not enough disk space for a ${type} pgBackRest backup`,
+    cfg.backup.repoDir,
+    need,
+    freeBytes(cfg.backup.repoDir),
+  );
+  if (space)
+    throw new ToolkitError(
+      "NO_SPACE",
+      space,
+      `free space, lower BACKUP_RETENTION_WEEKLY, or point BACKUP_REPO_DIR in ${cfg.file} at a bigger disk`,
+    );
   // pgBackRest copies from a standby only when one is streaming; otherwise say so and use the primary.
   const view = await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
-  const args = [`--type=${type}`, `--backup-standby=${standby ? "y" : "n"}`, `--process-max=${cfg.backup.jobs}`, "backup"];
+  const args = [
+    `--type=${type}`,
+    `--backup-standby=${standby ? "y" : "n"}`,
+    `--process-max=${cfg.backup.jobs}`,
+    "backup",
+  ];
   await runner(cfg, args, { timeoutMs: 6 * 3_600_000 });
   const after = await stanzaInfo(cfg, runner);
   const known = new Set(before.backups.map((b) => b.label));
   const b = after.backups.filter((x) => !known.has(x.label)).at(-1) ?? after.backups.at(-1);
-  if (!b) throw new ToolkitError("PHYSICAL_BACKUP_MISSING", "pgBackRest reported success but lists no backup", `see ${cfg.backup.pgbackrestHome}/log`);
+  if (!b)
+    throw new ToolkitError(
+      "PHYSICAL_BACKUP_MISSING",
+      "pgBackRest reported success but lists no backup",
+      `see ${cfg.backup.pgbackrestHome}/log`,
+    );
   return {
     label: b.label,
     type: b.type,
@@ -230,7 +289,10 @@ export interface RepoVerifyResult {
 /** `pgbackrest verify`: checksums of every backup file and WAL segment in the repo. */
 export async function verifyRepo(cfg: Config, runner: PgbackrestRunner = runPgbackrest): Promise<RepoVerifyResult> {
   const t0 = Date.now();
-  const r = await runner(cfg, ["--output=text", "--log-level-console=warn", "--repo=1", "verify"], { nothrow: true, timeoutMs: 6 * 3_600_000 });
+  const r = await runner(cfg, ["--output=text", "--log-level-console=warn", "--repo=1", "verify"], {
+    nothrow: true,
+    timeoutMs: 6 * 3_600_000,
+  });
   const output = (r.stdout + r.stderr).trim();
   const ok = r.code === 0 && !/status: error|ERROR:|invalid|missing/i.test(output.replace(/missing: 0/g, ""));
   return { ok, ms: Date.now() - t0, output };
@@ -250,6 +312,7 @@ export function pitrWindow(info: Pick<StanzaInfo, "backups">, lastArchivedAt?: D
   const iso = (s: number) => new Date(s * 1000).toISOString();
   const oldest = Math.min(...info.backups.map((b) => b.stop));
   const newest = Math.max(...info.backups.map((b) => b.stop));
-  if (lastArchivedAt && lastArchivedAt.getTime() >= newest * 1000) return { from: iso(oldest), to: lastArchivedAt.toISOString(), toSource: "last archived WAL" };
+  if (lastArchivedAt && lastArchivedAt.getTime() >= newest * 1000)
+    return { from: iso(oldest), to: lastArchivedAt.toISOString(), toSource: "last archived WAL" };
   return { from: iso(oldest), to: iso(newest), toSource: "newest backup" };
 }

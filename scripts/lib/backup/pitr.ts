@@ -16,17 +16,41 @@ import { backupStamp, ensurePgDir, pgBin, runAsPg, type BackupProgress } from ".
 import { unloggedTables } from "./logical";
 import { runPgbackrest, stanzaInfo } from "./pgbackrest";
 import { runOffsite } from "./offsite";
-import { listScratch, prepareScratchDirs, removeScratch, scratchClient, scratchFor, scratchRunning, startScratch, writeScratchConf, type Scratch } from "./scratch";
+import {
+  listScratch,
+  prepareScratchDirs,
+  removeScratch,
+  scratchClient,
+  scratchFor,
+  scratchRunning,
+  startScratch,
+  writeScratchConf,
+  type Scratch,
+} from "./scratch";
 
 /** Pure: a timestamp with an explicit offset (a bare time would be read in the server's zone). */
 export function parsePitrTarget(at: string, now = new Date()): Date {
-  const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)\s*(Z|[+-]\d{2}(?::?\d{2})?)$/i.exec(at.trim());
-  if (!m) throw new ToolkitError("BAD_TIME", `AT=${JSON.stringify(at)} is not a timestamp with a UTC offset`, "use e.g. AT='2026-11-21 14:05:00+00' (the offset is required)");
+  const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)\s*(Z|[+-]\d{2}(?::?\d{2})?)$/i.exec(
+    at.trim(),
+  );
+  if (!m)
+    throw new ToolkitError(
+      "BAD_TIME",
+      `AT=${JSON.stringify(at)} is not a timestamp with a UTC offset`,
+      "use e.g. AT='2026-11-21 14:05:00+00' (the offset is required)",
+    );
   let off = m[3]!.toUpperCase();
-  if (off !== "Z") off = off.length === 3 ? `${off}:00` : off.includes(":") ? off : `${off.slice(0, 3)}:${off.slice(3)}`;
+  if (off !== "Z")
+    off = off.length === 3 ? `${off}:00` : off.includes(":") ? off : `${off.slice(0, 3)}:${off.slice(3)}`;
   const d = new Date(`${m[1]}T${m[2]}${off}`);
-  if (Number.isNaN(d.getTime())) throw new ToolkitError("BAD_TIME", `AT=${JSON.stringify(at)} is not a valid time`, "use e.g. AT='2026-11-21 14:05:00+00'");
-  if (d.getTime() > now.getTime()) throw new ToolkitError("BAD_TIME", `AT=${at} is in the future`, "pick a time in the past");
+  if (Number.isNaN(d.getTime()))
+    throw new ToolkitError(
+      "BAD_TIME",
+      `AT=${JSON.stringify(at)} is not a valid time`,
+      "use e.g. AT='2026-11-21 14:05:00+00'",
+    );
+  if (d.getTime() > now.getTime())
+    throw new ToolkitError("BAD_TIME", `AT=${at} is in the future`, "pick a time in the past");
   return d;
 }
 
@@ -52,10 +76,18 @@ export interface PitrResult {
 
 /** Settings recovery insists be at least the primary's, read from the restored pg_control. */
 async function controlSettings(cfg: Config, s: Scratch): Promise<Record<string, number>> {
-  const out = (await runAsPg(cfg, [pgBin(cfg, "pg_controldata"), s.dataDir], { timeoutMs: 30_000, env: { LC_ALL: "C" } })).stdout;
+  const out = (
+    await runAsPg(cfg, [pgBin(cfg, "pg_controldata"), s.dataDir], { timeoutMs: 30_000, env: { LC_ALL: "C" } })
+  ).stdout;
   const pick = (label: string) => Number(new RegExp(`^${label} setting:\\s+(\\d+)`, "m").exec(out)?.[1] ?? NaN);
   const out2: Record<string, number> = {};
-  for (const [k, label] of [["max_connections", "max_connections"], ["max_worker_processes", "max_worker_processes"], ["max_wal_senders", "max_wal_senders"], ["max_prepared_transactions", "max_prepared_xacts"], ["max_locks_per_transaction", "max_locks_per_xact"]] as const) {
+  for (const [k, label] of [
+    ["max_connections", "max_connections"],
+    ["max_worker_processes", "max_worker_processes"],
+    ["max_wal_senders", "max_wal_senders"],
+    ["max_prepared_transactions", "max_prepared_xacts"],
+    ["max_locks_per_transaction", "max_locks_per_xact"],
+  ] as const) {
     const v = pick(label);
     if (Number.isFinite(v)) out2[k] = v;
   }
@@ -70,7 +102,11 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
   const before = info.backups.filter((b) => b.stop * 1000 <= target.getTime());
   if (before.length === 0) {
     const first = info.backups[0];
-    throw new ToolkitError("NO_BACKUP_BEFORE", `no physical backup finished before ${opts.at}${first ? ` (the oldest finished ${new Date(first.stop * 1000).toISOString()})` : ""}`, "pick a later time, or take one now with `make backup` (PITR reaches back to the oldest kept backup)");
+    throw new ToolkitError(
+      "NO_BACKUP_BEFORE",
+      `no physical backup finished before ${opts.at}${first ? ` (the oldest finished ${new Date(first.stop * 1000).toISOString()})` : ""}`,
+      "pick a later time, or take one now with `make backup` (PITR reaches back to the oldest kept backup)",
+    );
   }
   // Recovery to a time stops at the first commit after it; on a quiet cluster there may be none yet,
   // and recovery then ends "before the configured recovery target was reached". One empty
@@ -82,7 +118,11 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
 
   const s = scratchFor(cfg, `pitr-${backupStamp()}`, cfg.backup.scratchAddress);
   if (!(await portFree(s.address, s.port))) {
-    throw new ToolkitError("PORT_IN_USE", `${s.address}:${s.port} is in use (a kept scratch instance?)`, "remove kept instances with `bun scripts/restore-pitr.ts --remove`, or set BACKUP_SCRATCH_ADDRESS");
+    throw new ToolkitError(
+      "PORT_IN_USE",
+      `${s.address}:${s.port} is in use (a kept scratch instance?)`,
+      "remove kept instances with `bun scripts/restore-pitr.ts --remove`, or set BACKUP_SCRATCH_ADDRESS",
+    );
   }
   let kept = false;
   try {
@@ -91,7 +131,16 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     progress("restore", `pgBackRest restore into ${s.dataDir} (target ${opts.at})`);
     const r = await runner(
       cfg,
-      [`--pg1-path=${s.dataDir}`, "--type=time", `--target=${opts.at}`, "--target-action=promote", "--archive-mode=off", `--process-max=${cfg.backup.jobs}`, "--log-level-console=info", "restore"],
+      [
+        `--pg1-path=${s.dataDir}`,
+        "--type=time",
+        `--target=${opts.at}`,
+        "--target-action=promote",
+        "--archive-mode=off",
+        `--process-max=${cfg.backup.jobs}`,
+        "--log-level-console=info",
+        "restore",
+      ],
       { timeoutMs: 12 * 3_600_000 },
     );
     const backupSet = /restore backup set ([^\s,]+)/.exec(r.stdout + r.stderr)?.[1];
@@ -115,13 +164,22 @@ export async function restorePitr(cfg: Config, opts: PitrOptions, progress: Back
     }
     const log = existsSync(s.logFile) ? readFileSync(s.logFile, "utf8") : "";
     if (!promoted) {
-      throw new ToolkitError("PITR_FAILED", `recovery to ${opts.at} did not complete`, `see ${s.logFile}`, tail(log, 12));
+      throw new ToolkitError(
+        "PITR_FAILED",
+        `recovery to ${opts.at} did not complete`,
+        `see ${s.logFile}`,
+        tail(log, 12),
+      );
     }
     const c = await scratchClient(cfg, s);
     let databases: { name: string; bytes: number }[] = [];
     let timeline: number | undefined;
     try {
-      databases = (await c.query("SELECT datname AS name, pg_database_size(datname)::bigint AS bytes FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1")).rows.map((x) => ({ name: x.name, bytes: Number(x.bytes) }));
+      databases = (
+        await c.query(
+          "SELECT datname AS name, pg_database_size(datname)::bigint AS bytes FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1",
+        )
+      ).rows.map((x) => ({ name: x.name, bytes: Number(x.bytes) }));
       timeline = Number((await c.query("SELECT timeline_id FROM pg_control_checkpoint()")).rows[0].timeline_id);
     } finally {
       await c.end().catch(() => {});

@@ -18,9 +18,24 @@ import { backupStamp, LOAD_PGOPTIONS, pgBin, serverErrorLines, type BackupProgre
 import { loadArchive } from "./load";
 import { countRows } from "./logical";
 import type { TableCount } from "./manifest";
-import { backupPath, compareCounts, compareFiles, compareLargeObjects, findBackup, hashFiles, type Manifest } from "./manifest";
+import {
+  backupPath,
+  compareCounts,
+  compareFiles,
+  compareLargeObjects,
+  findBackup,
+  hashFiles,
+  type Manifest,
+} from "./manifest";
 import { checksumLargeObjects, pinOutput } from "../checksum";
-import { applyAclAndComment, applySettings, compareDatabaseProps, createDatabaseSql, readDatabaseProps, type DatabaseProps } from "./dbprops";
+import {
+  applyAclAndComment,
+  applySettings,
+  compareDatabaseProps,
+  createDatabaseSql,
+  readDatabaseProps,
+  type DatabaseProps,
+} from "./dbprops";
 
 export const DB_NAME_RE = /^[a-z][a-z0-9_]{1,62}$/;
 
@@ -50,9 +65,18 @@ export interface RestoreResult {
 export const CLUSTER_DATABASES = ["postgres", "template0", "template1"];
 
 export function checkDbName(name: string, flag: string): void {
-  if (!DB_NAME_RE.test(name)) throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is not a valid database name`, "use lowercase letters, digits and underscores, starting with a letter");
+  if (!DB_NAME_RE.test(name))
+    throw new ToolkitError(
+      "BAD_NAME",
+      `${flag}=${JSON.stringify(name)} is not a valid database name`,
+      "use lowercase letters, digits and underscores, starting with a letter",
+    );
   if (CLUSTER_DATABASES.includes(name)) {
-    throw new ToolkitError("BAD_NAME", `${flag}=${JSON.stringify(name)} is one of the cluster's own databases (${CLUSTER_DATABASES.join(", ")}): a restore never replaces it`, "restore an app or environment database (DB=<name>), or beside it with TO=<new name>; nothing was changed");
+    throw new ToolkitError(
+      "BAD_NAME",
+      `${flag}=${JSON.stringify(name)} is one of the cluster's own databases (${CLUSTER_DATABASES.join(", ")}): a restore never replaces it`,
+      "restore an app or environment database (DB=<name>), or beside it with TO=<new name>; nothing was changed",
+    );
   }
 }
 
@@ -69,7 +93,9 @@ export function retargetDatabaseSql(sql: string, from: string, to: string): stri
   const re = new RegExp(`DATABASE ${src}(?=[ ;])`, "g");
   return sql
     .split("\n")
-    .filter((l) => !l.startsWith("\\connect") && !/^\s*(SET|SELECT pg_catalog\.set_config)\b/.test(l) && !l.startsWith("--"))
+    .filter(
+      (l) => !l.startsWith("\\connect") && !/^\s*(SET|SELECT pg_catalog\.set_config)\b/.test(l) && !l.startsWith("--"),
+    )
     .filter((l) => /\bDATABASE\b/.test(l))
     .map((l) => l.replace(re, `DATABASE ${quoteIdent(to)}`))
     .join("\n");
@@ -83,7 +109,9 @@ async function databaseSql(cfg: Config, dumpDir: string, from: string, to: strin
   try {
     const lf = join(tmp, "list");
     writeFileSync(lf, entries.join("\n") + "\n", { mode: 0o600 });
-    const sql = (await run([pgBin(cfg, "pg_restore"), "--create", "-f", "-", "-L", lf, dumpDir], { timeoutMs: 120_000 })).stdout;
+    const sql = (
+      await run([pgBin(cfg, "pg_restore"), "--create", "-f", "-", "-L", lf, dumpDir], { timeoutMs: 120_000 })
+    ).stdout;
     return retargetDatabaseSql(sql, from, to);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -98,7 +126,8 @@ const clip = (name: string, suffix: string) => name.slice(0, 63 - suffix.length)
  * made under that name.
  */
 const tmpMarker = (cfg: Config, tmp: string) => join(cfg.stateDir, "restoring", `${tmp}.oid`);
-const dbOid = async (c: pg.Client, name: string): Promise<string | undefined> => (await c.query("SELECT oid::text AS oid FROM pg_database WHERE datname = $1", [name])).rows[0]?.oid;
+const dbOid = async (c: pg.Client, name: string): Promise<string | undefined> =>
+  (await c.query("SELECT oid::text AS oid FROM pg_database WHERE datname = $1", [name])).rows[0]?.oid;
 
 async function markTmp(cfg: Config, c: pg.Client, tmp: string): Promise<void> {
   mkdirSync(join(cfg.stateDir, "restoring"), { recursive: true, mode: 0o700 });
@@ -114,7 +143,11 @@ async function dropLeftoverTmp(cfg: Config, c: pg.Client, tmp: string, target: s
     recorded = readFileSync(tmpMarker(cfg, tmp), "utf8").trim();
   } catch {}
   if (recorded !== oid) {
-    throw new ToolkitError("RESTORE_NAME_TAKEN", `database ${tmp} exists and was not left by a restore: restoring ${target} builds it under that name first`, `rename or drop ${tmp} yourself, or restore with another TO=<name>; nothing was changed`);
+    throw new ToolkitError(
+      "RESTORE_NAME_TAKEN",
+      `database ${tmp} exists and was not left by a restore: restoring ${target} builds it under that name first`,
+      `rename or drop ${tmp} yourself, or restore with another TO=<name>; nothing was changed`,
+    );
   }
   await c.query(`DROP DATABASE ${quoteIdent(tmp)} WITH (FORCE)`);
 }
@@ -136,9 +169,18 @@ export async function targetExists(cfg: Config, name: string): Promise<boolean> 
 export async function checkDumpFiles(m: Manifest, dir: string, db: string): Promise<void> {
   const entry = m.databases.find((d) => d.name === db)!;
   const wanted = m.files.filter((f) => f.path.startsWith(entry.dir + "/") || f.path === m.globals);
-  const actual = await hashFiles(dir, wanted.map((f) => f.path).filter((p) => existsSync(join(dir, p))));
+  const actual = await hashFiles(
+    dir,
+    wanted.map((f) => f.path).filter((p) => existsSync(join(dir, p))),
+  );
   const problems = compareFiles(wanted, actual);
-  if (problems.length) throw new ToolkitError("BACKUP_CORRUPT", `backup ${m.id} of ${db} does not match its manifest: ${problems[0]}`, "restore from another backup (`make backup-list`, FROM=<id>)", problems.join("\n"));
+  if (problems.length)
+    throw new ToolkitError(
+      "BACKUP_CORRUPT",
+      `backup ${m.id} of ${db} does not match its manifest: ${problems[0]}`,
+      "restore from another backup (`make backup-list`, FROM=<id>)",
+      problems.join("\n"),
+    );
 }
 
 /**
@@ -150,11 +192,18 @@ export async function checkDumpFiles(m: Manifest, dir: string, db: string): Prom
  */
 export async function restoredState(c: pg.Client, db: string) {
   await pinOutput(c);
-  return { tables: await countRows(c), largeObjects: await checksumLargeObjects(c), properties: await readDatabaseProps(c, db) };
+  return {
+    tables: await countRows(c),
+    largeObjects: await checksumLargeObjects(c),
+    properties: await readDatabaseProps(c, db),
+  };
 }
 
 /** Pure: every way a restored database differs from the manifest's record of it. */
-export function restoreProblems(entry: Manifest["databases"][number], got: Awaited<ReturnType<typeof restoredState>>): string[] {
+export function restoreProblems(
+  entry: Manifest["databases"][number],
+  got: Awaited<ReturnType<typeof restoredState>>,
+): string[] {
   return [
     ...compareCounts(entry.name, entry.tables, got.tables),
     ...compareLargeObjects(entry.name, entry.largeObjects, got.largeObjects),
@@ -181,11 +230,20 @@ async function stepOrFail(c: pg.Client, tmp: string, what: string, fn: () => Pro
     const fix = /role .* does not exist/.test(pe.message)
       ? "nothing was replaced; the backup's owner, ACL or settings name a role this cluster does not have: create it (its definition is in the backup's globals.sql), then restore again"
       : "nothing was replaced";
-    throw new ToolkitError("RESTORE_FAILED", `${what} ${tmp} failed: ${pe.message}`, fix, [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined);
+    throw new ToolkitError(
+      "RESTORE_FAILED",
+      `${what} ${tmp} failed: ${pe.message}`,
+      fix,
+      [pe.detail && `DETAIL: ${pe.detail}`, pe.hint && `HINT: ${pe.hint}`].filter(Boolean).join("\n") || undefined,
+    );
   }
 }
 
-export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progress: BackupProgress): Promise<RestoreResult> {
+export async function restoreDatabase(
+  cfg: Config,
+  opts: RestoreOptions,
+  progress: BackupProgress,
+): Promise<RestoreResult> {
   const t0 = Date.now();
   checkDbName(opts.db, "DB");
   const target = opts.to ?? opts.db;
@@ -193,7 +251,12 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
   const m = findBackup(cfg, opts.from, opts.db);
   const dir = backupPath(cfg, m.id);
   const entry = m.databases.find((d) => d.name === opts.db);
-  if (!entry) throw new ToolkitError("UNKNOWN_DATABASE", `backup ${m.id} has no database ${opts.db}`, `it has: ${m.databases.map((d) => d.name).join(", ")}`);
+  if (!entry)
+    throw new ToolkitError(
+      "UNKNOWN_DATABASE",
+      `backup ${m.id} has no database ${opts.db}`,
+      `it has: ${m.databases.map((d) => d.name).join(", ")}`,
+    );
   progress("check", `sha256 of backup ${m.id} (${opts.db})`);
   await checkDumpFiles(m, dir, opts.db);
 
@@ -205,7 +268,11 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
   try {
     const replaced = await databaseExists(c, target);
     if (replaced && !opts.confirmed) {
-      throw new ToolkitError("NEEDS_CONFIRMATION", `database ${target} exists: restoring replaces it (the current one is kept, renamed)`, "re-run with YES=1 (make) or --yes, or restore next to it with TO=<new name>");
+      throw new ToolkitError(
+        "NEEDS_CONFIRMATION",
+        `database ${target} exists: restoring replaces it (the current one is kept, renamed)`,
+        "re-run with YES=1 (make) or --yes, or restore next to it with TO=<new name>",
+      );
     }
     await dropLeftoverTmp(cfg, c, tmp, target);
 
@@ -216,22 +283,42 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     } else {
       // Backups made before the manifest recorded the database's properties.
       const dbSql = await databaseSql(cfg, join(dir, entry.dir), opts.db, tmp);
-      const made = await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], { input: dbSql, env, nothrow: true, timeoutMs: 120_000 });
+      const made = await run([pgBin(cfg, "psql"), ...conn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], {
+        input: dbSql,
+        env,
+        nothrow: true,
+        timeoutMs: 120_000,
+      });
       if (made.code !== 0) {
         await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-        throw new ToolkitError("RESTORE_FAILED", `creating ${tmp} with ${opts.db}'s settings failed`, "nothing was replaced; the server's error is above", serverErrorLines(made.stderr).join("\n"));
+        throw new ToolkitError(
+          "RESTORE_FAILED",
+          `creating ${tmp} with ${opts.db}'s settings failed`,
+          "nothing was replaced; the server's error is above",
+          serverErrorLines(made.stderr).join("\n"),
+        );
       }
     }
     await markTmp(cfg, c, tmp);
     progress("restore", `pg_restore -j ${opts.jobs ?? cfg.backup.jobs} into ${tmp}`);
     // Each table's rows load as its owner, never as the superuser (load.ts).
-    const loadTarget = { host: rw.host, port: rw.port, superPassword: cfg.secrets.POSTGRES_PASSWORD, superClient: (database: string) => connect(cfg, { database, catalogOnly: true }) };
+    const loadTarget = {
+      host: rw.host,
+      port: rw.port,
+      superPassword: cfg.secrets.POSTGRES_PASSWORD,
+      superClient: (database: string) => connect(cfg, { database, catalogOnly: true }),
+    };
     try {
       await loadArchive(cfg, loadTarget, join(dir, entry.dir), tmp, { jobs: opts.jobs ?? cfg.backup.jobs });
     } catch (e) {
       await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
       if (e instanceof ToolkitError && ["LOAD_FAILED", "LOAD_OWNER_UNKNOWN"].includes(e.code)) {
-        throw new ToolkitError("RESTORE_FAILED", `pg_restore of ${opts.db} from ${m.id} failed: ${e.message}`, e.fix, e.detail);
+        throw new ToolkitError(
+          "RESTORE_FAILED",
+          `pg_restore of ${opts.db} from ${m.id} failed: ${e.message}`,
+          e.fix,
+          e.detail,
+        );
       }
       throw e;
     }
@@ -260,7 +347,12 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
     }
     if (problems.length) {
       await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(tmp)} WITH (FORCE)`).catch(() => {});
-      throw new ToolkitError("RESTORE_MISMATCH", `restored ${opts.db} does not match backup ${m.id}: ${problems[0]}`, "nothing was replaced; try another backup (FROM=<id>)", problems.join("\n"));
+      throw new ToolkitError(
+        "RESTORE_MISMATCH",
+        `restored ${opts.db} does not match backup ${m.id}: ${problems[0]}`,
+        "nothing was replaced; try another backup (FROM=<id>)",
+        problems.join("\n"),
+      );
     }
 
     let previousKeptAs: string | undefined;
@@ -270,7 +362,10 @@ export async function restoreDatabase(cfg: Config, opts: RestoreOptions, progres
       // No new sessions, end the current ones, then rename: apps reconnect to the restored data.
       await c.query(`ALTER DATABASE ${quoteIdent(target)} ALLOW_CONNECTIONS false`);
       for (let i = 0; ; i++) {
-        await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [target]);
+        await c.query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+          [target],
+        );
         try {
           await c.query(`ALTER DATABASE ${quoteIdent(target)} RENAME TO ${quoteIdent(previousKeptAs)}`);
           break;

@@ -59,7 +59,8 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy, n
   const reasons = new Map<string, string[]>();
   for (const db of names.sort()) {
     const group = items.filter((i) => dbsOf(i).length === 0 || dbsOf(i).includes(db));
-    for (const k of planGroup(group, policy, now).keep) reasons.set(k.id, [...(reasons.get(k.id) ?? []), ...k.reasons.map((r) => `${db}: ${r}`)]);
+    for (const k of planGroup(group, policy, now).keep)
+      reasons.set(k.id, [...(reasons.get(k.id) ?? []), ...k.reasons.map((r) => `${db}: ${r}`)]);
   }
   return {
     keep: newestFirst.filter((i) => reasons.has(i.id)).map((i) => ({ id: i.id, reasons: reasons.get(i.id)! })),
@@ -99,12 +100,21 @@ function planGroup(items: RetentionItem[], policy: RetentionPolicy, now: Date): 
 }
 
 export function retentionItems(cfg: Config): RetentionItem[] {
-  return listBackups(cfg).map((m) => ({ id: m.id, time: stampToDate(m.id) ?? new Date(0), good: isGood(m), databases: (m.databases ?? []).map((d) => d.name) }));
+  return listBackups(cfg).map((m) => ({
+    id: m.id,
+    time: stampToDate(m.id) ?? new Date(0),
+    good: isGood(m),
+    databases: (m.databases ?? []).map((d) => d.name),
+  }));
 }
 
 /** Delete what the plan says; the caller holds the backup lock. */
 export function applyRetention(cfg: Config, now = new Date()): RetentionPlan {
-  const plan = planRetention(retentionItems(cfg), { daily: cfg.backup.retentionDaily, weekly: cfg.backup.retentionWeekly }, now);
+  const plan = planRetention(
+    retentionItems(cfg),
+    { daily: cfg.backup.retentionDaily, weekly: cfg.backup.retentionWeekly },
+    now,
+  );
   for (const id of plan.delete) rmSync(backupPath(cfg, id), { recursive: true, force: true });
   return plan;
 }

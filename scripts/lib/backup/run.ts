@@ -33,7 +33,11 @@ export interface BackupReport {
   ms: { dump: number; physical: number; verify: number; total: number };
 }
 
-export async function runBackup(cfg: Config, opts: BackupOptions, progress: BackupProgress): Promise<BackupReport & { offsite?: OffsiteReport }> {
+export async function runBackup(
+  cfg: Config,
+  opts: BackupOptions,
+  progress: BackupProgress,
+): Promise<BackupReport & { offsite?: OffsiteReport }> {
   return withOffsite(cfg, await runLocalBackup(cfg, opts, progress), opts, progress);
 }
 
@@ -59,7 +63,12 @@ async function runLocalBackup(cfg: Config, opts: BackupOptions, progress: Backup
       verification = await verifyBackup(cfg, dir, { physical: opts.physical !== false }, progress);
       ms.verify = Date.now() - t2;
       if (!verification.ok) {
-        throw new ToolkitError("VERIFY_FAILED", `backup ${manifest.id} failed verification: ${verification.problems.length} problem(s)`, "the backup is marked failed and kept for inspection; fix the cause and run `make backup` again", verification.problems.join("\n"));
+        throw new ToolkitError(
+          "VERIFY_FAILED",
+          `backup ${manifest.id} failed verification: ${verification.problems.length} problem(s)`,
+          "the backup is marked failed and kept for inspection; fix the cause and run `make backup` again",
+          verification.problems.join("\n"),
+        );
       }
     }
     let retention: RetentionPlan | undefined;
@@ -70,7 +79,10 @@ async function runLocalBackup(cfg: Config, opts: BackupOptions, progress: Backup
     ms.total = Date.now() - t0;
     const done = readManifest(dir);
     // node_exporter's textfile (MONITORING=true): last success and size (the dump files).
-    recordBackup(cfg, done.files.reduce((n, f) => n + f.size, 0));
+    recordBackup(
+      cfg,
+      done.files.reduce((n, f) => n + f.size, 0),
+    );
     return { id: manifest.id, dir, manifest: readManifest(dir), physical, verification, retention, ms };
   } catch (e) {
     markFailed(dir, e);

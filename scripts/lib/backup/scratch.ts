@@ -35,7 +35,15 @@ export const scratchRoot = (cfg: Config) => join(cfg.memberRoot, "scratch");
 export function scratchFor(cfg: Config, name: string, address = ""): Scratch {
   const dir = join(scratchRoot(cfg), name);
   // The socket under the short runtime dir: <checkout>/.state/.../scratch/<name>/run would pass sun_path's 107 bytes.
-  return { name, dir, dataDir: join(dir, "data"), socketDir: join(cfg.runtimeDir, scratchSocketName(name)), logFile: join(dir, "postgres.log"), port: cfg.members[0]!.pgPort, address };
+  return {
+    name,
+    dir,
+    dataDir: join(dir, "data"),
+    socketDir: join(cfg.runtimeDir, scratchSocketName(name)),
+    logFile: join(dir, "postgres.log"),
+    port: cfg.members[0]!.pgPort,
+    address,
+  };
 }
 
 export function listScratch(cfg: Config): Scratch[] {
@@ -56,7 +64,12 @@ const safeRead = (p: string) => {
 };
 
 export function prepareScratchDirs(cfg: Config, s: Scratch): void {
-  if (existsSync(s.dir)) throw new ToolkitError("SCRATCH_EXISTS", `scratch instance ${s.dir} already exists`, "remove it with `bun scripts/restore-pitr.ts --remove` (or delete the folder after stopping it)");
+  if (existsSync(s.dir))
+    throw new ToolkitError(
+      "SCRATCH_EXISTS",
+      `scratch instance ${s.dir} already exists`,
+      "remove it with `bun scripts/restore-pitr.ts --remove` (or delete the folder after stopping it)",
+    );
   ensurePgDir(cfg, scratchRoot(cfg), 0o755);
   ensurePgDir(cfg, s.dir, 0o700);
   ensureSocketDir(cfg.runtimeDir, s.socketDir, pgOwner(cfg), Boolean(cfg.pgOsUser), s.port);
@@ -69,7 +82,23 @@ export async function initScratch(cfg: Config, s: Scratch): Promise<void> {
   // The scratch dir is postgres's: never write through a symlink planted there.
   writeFileNoFollow(pwfile, cfg.secrets.POSTGRES_PASSWORD + "\n", { mode: 0o600, owner: pgOwner(cfg) });
   try {
-    await runAsPg(cfg, [pgBin(cfg, "initdb"), "-D", s.dataDir, "-U", "postgres", "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], { timeoutMs: 120_000 });
+    await runAsPg(
+      cfg,
+      [
+        pgBin(cfg, "initdb"),
+        "-D",
+        s.dataDir,
+        "-U",
+        "postgres",
+        "--auth=scram-sha-256",
+        `--pwfile=${pwfile}`,
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
+      ],
+      { timeoutMs: 120_000 },
+    );
   } finally {
     rmSync(pwfile, { force: true });
   }
@@ -80,7 +109,12 @@ export async function initScratch(cfg: Config, s: Scratch): Promise<void> {
  * live member's, which name its paths). `extra` adds settings, e.g. the
  * max_* values recovery needs to be at least the primary's.
  */
-export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, string | number> = {}, opts: { fast?: boolean } = {}): void {
+export function writeScratchConf(
+  cfg: Config,
+  s: Scratch,
+  extra: Record<string, string | number> = {},
+  opts: { fast?: boolean } = {},
+): void {
   const settings: Record<string, string | number> = {
     listen_addresses: s.address,
     port: s.port,
@@ -91,7 +125,18 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
     hba_file: join(s.dataDir, "pg_hba.conf"),
     ident_file: join(s.dataDir, "pg_ident.conf"),
     // A disposable instance: durability buys nothing, speed does.
-    ...(opts.fast ? { fsync: "off", full_page_writes: "off", synchronous_commit: "off", wal_level: "minimal", max_wal_senders: 0, maintenance_work_mem: "256MB", checkpoint_timeout: "30min", max_wal_size: "4GB" } : {}),
+    ...(opts.fast
+      ? {
+          fsync: "off",
+          full_page_writes: "off",
+          synchronous_commit: "off",
+          wal_level: "minimal",
+          max_wal_senders: 0,
+          maintenance_work_mem: "256MB",
+          checkpoint_timeout: "30min",
+          max_wal_size: "4GB",
+        }
+      : {}),
     ...extra,
   };
   const conf = Object.entries(settings)
@@ -104,7 +149,11 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
     ...(s.address ? [`host all all ${cfg.pgHbaCidr} scram-sha-256`] : []),
   ].join("\n");
   const ids = pgOwner(cfg);
-  for (const [f, body] of [["postgresql.conf", conf], ["pg_hba.conf", hba], ["pg_ident.conf", ""]] as const) {
+  for (const [f, body] of [
+    ["postgresql.conf", conf],
+    ["pg_hba.conf", hba],
+    ["pg_ident.conf", ""],
+  ] as const) {
     const p = join(s.dataDir, f);
     writeFileNoFollow(p, `# written by scripts/lib/backup/scratch.ts\n${body}\n`, { mode: 0o600, owner: ids });
   }
@@ -112,7 +161,11 @@ export function writeScratchConf(cfg: Config, s: Scratch, extra: Record<string, 
 
 export async function startScratch(cfg: Config, s: Scratch, timeoutSec = 600): Promise<void> {
   ensureSocketDir(cfg.runtimeDir, s.socketDir, pgOwner(cfg), Boolean(cfg.pgOsUser), s.port);
-  const r = await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-l", s.logFile, "-w", "-t", String(timeoutSec), "start"], { nothrow: true, timeoutMs: (timeoutSec + 30) * 1000 });
+  const r = await runAsPg(
+    cfg,
+    [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-l", s.logFile, "-w", "-t", String(timeoutSec), "start"],
+    { nothrow: true, timeoutMs: (timeoutSec + 30) * 1000 },
+  );
   if (r.code !== 0) {
     // The scratch folder is removed after a failure: keep its log in the stack's logs, and put Postgres' own last lines in the message.
     const log = safeRead(s.logFile);
@@ -121,8 +174,17 @@ export async function startScratch(cfg: Config, s: Scratch, timeoutSec = 600): P
       mkdirSync(cfg.logsDir, { recursive: true });
       writeFileSync(kept, log || r.stderr || r.stdout);
     } catch {}
-    const last = tail(log || r.stderr || r.stdout, 3).split("\n").map((l) => l.trim()).filter(Boolean).join(" | ");
-    throw new ToolkitError("SCRATCH_START_FAILED", `scratch instance ${s.name} did not start: ${last || "(no log)"}`, `see ${kept} (kept)`, tail(log || r.stderr || r.stdout, 12));
+    const last = tail(log || r.stderr || r.stdout, 3)
+      .split("\n")
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(" | ");
+    throw new ToolkitError(
+      "SCRATCH_START_FAILED",
+      `scratch instance ${s.name} did not start: ${last || "(no log)"}`,
+      `see ${kept} (kept)`,
+      tail(log || r.stderr || r.stdout, 12),
+    );
   }
 }
 
@@ -139,25 +201,49 @@ export function scratchRunning(s: Scratch): boolean {
 
 export async function stopScratch(cfg: Config, s: Scratch): Promise<void> {
   if (!scratchRunning(s)) return;
-  await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-m", "fast", "-w", "-t", "120", "stop"], { nothrow: true, timeoutMs: 150_000 });
+  await runAsPg(cfg, [pgBin(cfg, "pg_ctl"), "-D", s.dataDir, "-m", "fast", "-w", "-t", "120", "stop"], {
+    nothrow: true,
+    timeoutMs: 150_000,
+  });
 }
 
 export async function removeScratch(cfg: Config, s: Scratch): Promise<void> {
   await stopScratch(cfg, s);
-  if (scratchRunning(s)) throw new ToolkitError("SCRATCH_STOP_FAILED", `scratch instance ${s.name} is still running`, `stop it: pg_ctl -D ${s.dataDir} stop -m immediate`);
+  if (scratchRunning(s))
+    throw new ToolkitError(
+      "SCRATCH_STOP_FAILED",
+      `scratch instance ${s.name} is still running`,
+      `stop it: pg_ctl -D ${s.dataDir} stop -m immediate`,
+    );
   rmSync(s.dir, { recursive: true, force: true });
   rmSync(s.socketDir, { recursive: true, force: true });
 }
 
 export async function scratchClient(cfg: Config, s: Scratch, database = "postgres"): Promise<pg.Client> {
-  const c = new pg.Client({ host: s.socketDir, port: s.port, user: "postgres", password: cfg.secrets.POSTGRES_PASSWORD, database, application_name: "pgplatform-scratch", options: CATALOG_ONLY_OPTIONS });
+  const c = new pg.Client({
+    host: s.socketDir,
+    port: s.port,
+    user: "postgres",
+    password: cfg.secrets.POSTGRES_PASSWORD,
+    database,
+    application_name: "pgplatform-scratch",
+    options: CATALOG_ONLY_OPTIONS,
+  });
   c.on("error", () => {});
   await c.connect();
   return c;
 }
 
 /** libpq arguments for tools (psql, pg_restore) talking to the scratch instance over its socket; pass scratchEnv(cfg) too. */
-export const scratchConnArgs = (s: Scratch) => ["-h", s.socketDir, "-p", String(s.port), "-U", "postgres", "--no-password"];
+export const scratchConnArgs = (s: Scratch) => [
+  "-h",
+  s.socketDir,
+  "-p",
+  String(s.port),
+  "-U",
+  "postgres",
+  "--no-password",
+];
 
 /** The password for tools run against a scratch instance (the cluster superuser's), as libpq reads it. */
 export const scratchEnv = (cfg: Config) => ({ PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, ...LOAD_PGOPTIONS });

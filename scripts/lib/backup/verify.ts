@@ -15,18 +15,48 @@ import { run } from "../exec";
 import { formatBytes } from "../ui";
 import { backupStamp, freeBytes, pgBin, serverErrorLines, spaceProblem, type BackupProgress } from "./common";
 import { countRows } from "./logical";
-import { compareCounts, compareFiles, compareLargeObjects, hashFiles, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
+import {
+  compareCounts,
+  compareFiles,
+  compareLargeObjects,
+  hashFiles,
+  readManifest,
+  writeManifest,
+  type Manifest,
+  type Verification,
+} from "./manifest";
 import { checksumLargeObjects, pinOutput } from "../checksum";
 import { compareDatabaseProps, readDatabaseProps } from "./dbprops";
 import { verifyRepo } from "./pgbackrest";
 import { LoadFailed, loadArchive } from "./load";
-import { initScratch, removeScratch, scratchClient, scratchConnArgs, scratchEnv, scratchFor, scratchLoadTarget, startScratch, writeScratchConf, type Scratch } from "./scratch";
+import {
+  initScratch,
+  removeScratch,
+  scratchClient,
+  scratchConnArgs,
+  scratchEnv,
+  scratchFor,
+  scratchLoadTarget,
+  startScratch,
+  writeScratchConf,
+  type Scratch,
+} from "./scratch";
 
 /** Roles from globals.sql into a fresh instance; the bootstrap superuser already exists there. */
 export async function restoreGlobals(cfg: Config, s: Scratch, file: string): Promise<void> {
-  const r = await run([pgBin(cfg, "psql"), ...scratchConnArgs(s), "-X", "-q", "-d", "postgres", "-f", file], { nothrow: true, timeoutMs: 300_000, env: scratchEnv(cfg) });
+  const r = await run([pgBin(cfg, "psql"), ...scratchConnArgs(s), "-X", "-q", "-d", "postgres", "-f", file], {
+    nothrow: true,
+    timeoutMs: 300_000,
+    env: scratchEnv(cfg),
+  });
   const errors = r.stderr.split("\n").filter((l) => /ERROR:/.test(l) && !/role "postgres" already exists/.test(l));
-  if (r.code !== 0 || errors.length) throw new ToolkitError("RESTORE_GLOBALS_FAILED", `restoring roles from ${file} failed`, undefined, errors.join("\n") || r.stderr);
+  if (r.code !== 0 || errors.length)
+    throw new ToolkitError(
+      "RESTORE_GLOBALS_FAILED",
+      `restoring roles from ${file} failed`,
+      undefined,
+      errors.join("\n") || r.stderr,
+    );
 }
 
 export interface VerifyOptions {
@@ -35,7 +65,12 @@ export interface VerifyOptions {
   jobs?: number;
 }
 
-export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions, progress: BackupProgress): Promise<Verification> {
+export async function verifyBackup(
+  cfg: Config,
+  dir: string,
+  opts: VerifyOptions,
+  progress: BackupProgress,
+): Promise<Verification> {
   const t0 = Date.now();
   const m = readManifest(dir);
   const problems: string[] = [];
@@ -53,9 +88,18 @@ export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions
     const restore = await restoreIntoScratch(cfg, m, dir, opts.jobs ?? cfg.backup.jobs, progress);
     checks.restore = restore.restored;
     checks.rowCounts = restore.restored && restore.countProblems.length === 0;
-    checks.checksums = restore.restored && restore.checksumProblems.length === 0 && m.databases.every((d) => d.tables.every((t) => t.kind === "partition" || t.checksum !== undefined));
-    checks.databaseProperties = restore.restored && restore.propertyProblems.length === 0 && m.databases.every((d) => d.properties !== undefined);
-    problems.push(...restore.problems, ...restore.countProblems, ...restore.checksumProblems, ...restore.propertyProblems);
+    checks.checksums =
+      restore.restored &&
+      restore.checksumProblems.length === 0 &&
+      m.databases.every((d) => d.tables.every((t) => t.kind === "partition" || t.checksum !== undefined));
+    checks.databaseProperties =
+      restore.restored && restore.propertyProblems.length === 0 && m.databases.every((d) => d.properties !== undefined);
+    problems.push(
+      ...restore.problems,
+      ...restore.countProblems,
+      ...restore.checksumProblems,
+      ...restore.propertyProblems,
+    );
   }
 
   if (opts.physical !== false) {
@@ -65,7 +109,13 @@ export async function verifyBackup(cfg: Config, dir: string, opts: VerifyOptions
     if (!repo.ok) problems.push(`pgbackrest verify: ${repo.output.split("\n").slice(-5).join(" | ") || "failed"}`);
   }
 
-  const v: Verification = { ok: problems.length === 0, at: new Date().toISOString(), ms: Date.now() - t0, checks, problems };
+  const v: Verification = {
+    ok: problems.length === 0,
+    at: new Date().toISOString(),
+    ms: Date.now() - t0,
+    checks,
+    problems,
+  };
   const fresh = readManifest(dir);
   fresh.verification = v;
   fresh.status = v.ok ? "verified" : "failed";
@@ -84,13 +134,24 @@ interface ScratchCheck {
   propertyProblems: string[];
 }
 
-async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: number, progress: BackupProgress): Promise<ScratchCheck> {
+async function restoreIntoScratch(
+  cfg: Config,
+  m: Manifest,
+  dir: string,
+  jobs: number,
+  progress: BackupProgress,
+): Promise<ScratchCheck> {
   const problems: string[] = [];
   const countProblems: string[] = [];
   const checksumProblems: string[] = [];
   const propertyProblems: string[] = [];
   const need = m.databases.reduce((a, d) => a + d.sizeBytes, 0) * 1.2 + 64 * 1024 * 1024;
-  const space = spaceProblem("not enough disk space to restore the backup for verification", cfg.memberRoot, need, freeBytes(cfg.memberRoot));
+  const space = spaceProblem(
+    "not enough disk space to restore the backup for verification",
+    cfg.memberRoot,
+    need,
+    freeBytes(cfg.memberRoot),
+  );
   if (space) throw new ToolkitError("NO_SPACE", space, "free space, or verify on a machine with more room");
   const s = scratchFor(cfg, `verify-${m.id}-${backupStamp()}`);
   try {
@@ -105,17 +166,23 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
       try {
         await loadArchive(cfg, scratchLoadTarget(cfg, s), join(dir, db.dir), db.name, { create: true, jobs });
       } catch (e) {
-        if (e instanceof LoadFailed) problems.push(`${db.name}: pg_restore failed: ${(e.detail ?? "").split("\n").join(" | ")} (loading ${e.step})`);
-        else if (e instanceof ToolkitError && e.code === "LOAD_OWNER_UNKNOWN") problems.push(`${db.name}: ${e.message}`);
+        if (e instanceof LoadFailed)
+          problems.push(
+            `${db.name}: pg_restore failed: ${(e.detail ?? "").split("\n").join(" | ")} (loading ${e.step})`,
+          );
+        else if (e instanceof ToolkitError && e.code === "LOAD_OWNER_UNKNOWN")
+          problems.push(`${db.name}: ${e.message}`);
         else throw e;
         continue;
       }
       const c = await scratchClient(cfg, s, db.name);
       try {
         await pinOutput(c);
-        for (const p of compareCounts(db.name, db.tables, await countRows(c))) (/content differs/.test(p) ? checksumProblems : countProblems).push(p);
+        for (const p of compareCounts(db.name, db.tables, await countRows(c)))
+          (/content differs/.test(p) ? checksumProblems : countProblems).push(p);
         checksumProblems.push(...compareLargeObjects(db.name, db.largeObjects, await checksumLargeObjects(c)));
-        if (db.properties) propertyProblems.push(...compareDatabaseProps(db.name, db.properties, await readDatabaseProps(c, db.name)));
+        if (db.properties)
+          propertyProblems.push(...compareDatabaseProps(db.name, db.properties, await readDatabaseProps(c, db.name)));
       } finally {
         await c.end().catch(() => {});
       }
@@ -123,7 +190,9 @@ async function restoreIntoScratch(cfg: Config, m: Manifest, dir: string, jobs: n
     return { restored: problems.length === 0, problems, countProblems, checksumProblems, propertyProblems };
   } catch (e) {
     if (e instanceof ToolkitError && e.code === "NO_SPACE") throw e;
-    problems.push(`restore into scratch instance failed: ${(e as Error).message}${e instanceof ToolkitError && e.detail ? `: ${serverErrorLines(e.detail).join(" | ")}` : ""}`);
+    problems.push(
+      `restore into scratch instance failed: ${(e as Error).message}${e instanceof ToolkitError && e.detail ? `: ${serverErrorLines(e.detail).join(" | ")}` : ""}`,
+    );
     return { restored: false, problems, countProblems, checksumProblems, propertyProblems };
   } finally {
     await removeScratch(cfg, s).catch(() => {});

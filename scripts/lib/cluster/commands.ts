@@ -14,7 +14,14 @@ import { hostPaths, type FileOwner, type HostFile } from "./render";
 import type { ClusterHost, ClusterSettings } from "./settings";
 
 /** Debian 12 packages every host needs (plan lists the missing ones; deploy installs them). */
-export const HOST_PACKAGES = ["postgresql-15", "patroni", "etcd-server", "etcd-client", "haproxy", "vip-manager"] as const;
+export const HOST_PACKAGES = [
+  "postgresql-15",
+  "patroni",
+  "etcd-server",
+  "etcd-client",
+  "haproxy",
+  "vip-manager",
+] as const;
 /** Programs the commands below call on each host. */
 export const HOST_PROGRAMS = ["start-stop-daemon", "sha256sum", "install", "ip", "sysctl"] as const;
 
@@ -40,7 +47,13 @@ export function serviceSpec(s: ClusterSettings, h: ClusterHost, name: ServiceNam
       return { name, user: "postgres", program: "/usr/bin/patroni", args: [p.patroniYml], config: p.patroniYml };
     case "haproxy":
       // Started as root (it reads its 0600 config and binds), drops to `haproxy` (the config's user/group); -db: stay in the foreground.
-      return { name, user: "root", program: "/usr/sbin/haproxy", args: ["-db", "-f", p.haproxyCfg], config: p.haproxyCfg };
+      return {
+        name,
+        user: "root",
+        program: "/usr/sbin/haproxy",
+        args: ["-db", "-f", p.haproxyCfg],
+        config: p.haproxyCfg,
+      };
     case "vip-manager":
       return { name, user: "root", program: "/usr/bin/vip-manager", args: ["--config", p.vipYml], config: p.vipYml };
   }
@@ -55,14 +68,38 @@ const sudo = (...argv: string[]): Cmd => ["sudo", "-n", ...argv];
 export function startCommand(s: ClusterSettings, h: ClusterHost, name: ServiceName): Cmd {
   const spec = serviceSpec(s, h, name);
   return sudo(
-    "start-stop-daemon", "--start", "--oknodo", "--background", "--make-pidfile", "--pidfile", pidFile(s, h, name),
-    "--chuid", spec.user, "--chdir", "/", "--output", logFile(s, h, name), "--startas", spec.program, "--", ...spec.args,
+    "start-stop-daemon",
+    "--start",
+    "--oknodo",
+    "--background",
+    "--make-pidfile",
+    "--pidfile",
+    pidFile(s, h, name),
+    "--chuid",
+    spec.user,
+    "--chdir",
+    "/",
+    "--output",
+    logFile(s, h, name),
+    "--startas",
+    spec.program,
+    "--",
+    ...spec.args,
   );
 }
 
 /** Stop by pid file: TERM, then KILL after 20 s. Pure. */
 export const stopCommand = (s: ClusterSettings, h: ClusterHost, name: ServiceName): Cmd =>
-  sudo("start-stop-daemon", "--stop", "--oknodo", "--remove-pidfile", "--pidfile", pidFile(s, h, name), "--retry", "TERM/20/KILL/5");
+  sudo(
+    "start-stop-daemon",
+    "--stop",
+    "--oknodo",
+    "--remove-pidfile",
+    "--pidfile",
+    pidFile(s, h, name),
+    "--retry",
+    "TERM/20/KILL/5",
+  );
 
 /** Patroni re-reads its file on SIGHUP (a changed timing or pg_hba needs no restart). Pure. */
 export const reloadPatroniCommand = (s: ClusterSettings, h: ClusterHost): Cmd =>
@@ -71,7 +108,8 @@ export const reloadPatroniCommand = (s: ClusterSettings, h: ClusterHost): Cmd =>
 /** Directories of a host, with owner and mode (created before any file is written). Pure. */
 export function directoryCommands(s: ClusterSettings, h: ClusterHost): Cmd[] {
   const p = hostPaths(s, h);
-  const dir = (path: string, owner: FileOwner, mode: string): Cmd => sudo("install", "-d", "-m", mode, "-o", owner, "-g", owner, path);
+  const dir = (path: string, owner: FileOwner, mode: string): Cmd =>
+    sudo("install", "-d", "-m", mode, "-o", owner, "-g", owner, path);
   return [
     dir(p.etc, "root", "0755"),
     dir(p.tls.dir, "root", "0755"),
@@ -97,10 +135,18 @@ export const checksumCommand = (paths: string[]): Cmd => sudo("sha256sum", "--",
 export const nonlocalBindCommand = (): Cmd => sudo("sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1");
 
 /** Install the missing packages (non-interactive; never an upgrade of others). Pure. */
-export const aptInstallCommand = (packages: string[]): Cmd => sudo("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends", ...packages);
+export const aptInstallCommand = (packages: string[]): Cmd =>
+  sudo("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends", ...packages);
 
 /** The pid each service's pid file names (read with one command). Pure. */
-export const pidsCommand = (s: ClusterSettings, h: ClusterHost): Cmd => sudo("sh", "-c", 'for f in "$@"; do printf "%s %s\\n" "$f" "$(cat "$f" 2>/dev/null)"; done', "sh", ...SERVICES.map((n) => pidFile(s, h, n)));
+export const pidsCommand = (s: ClusterSettings, h: ClusterHost): Cmd =>
+  sudo(
+    "sh",
+    "-c",
+    'for f in "$@"; do printf "%s %s\\n" "$f" "$(cat "$f" 2>/dev/null)"; done',
+    "sh",
+    ...SERVICES.map((n) => pidFile(s, h, n)),
+  );
 
 /** Parse pidsCommand's output into service -> pid (undefined: no pid file). Pure. */
 export function parsePids(s: ClusterSettings, h: ClusterHost, out: string): Record<ServiceName, number | undefined> {
@@ -114,8 +160,10 @@ export function parsePids(s: ClusterSettings, h: ClusterHost, out: string): Reco
 }
 
 /** The last lines of a service's log. Pure. */
-export const logsCommand = (s: ClusterSettings, h: ClusterHost, name: ServiceName, lines = 40): Cmd => sudo("tail", "-n", String(lines), logFile(s, h, name));
+export const logsCommand = (s: ClusterSettings, h: ClusterHost, name: ServiceName, lines = 40): Cmd =>
+  sudo("tail", "-n", String(lines), logFile(s, h, name));
 
 /** Does the host hold the VIP? (`ip -o -4 addr show dev <iface>`, parsed by holdsVip). Pure. */
 export const vipProbeCommand = (s: ClusterSettings): Cmd => ["ip", "-o", "-4", "addr", "show", "dev", s.vipInterface];
-export const holdsVip = (s: Pick<ClusterSettings, "vip">, ipAddrOut: string) => ipAddrOut.split("\n").some((l) => l.includes(` inet ${s.vip}/`));
+export const holdsVip = (s: Pick<ClusterSettings, "vip">, ipAddrOut: string) =>
+  ipAddrOut.split("\n").some((l) => l.includes(` inet ${s.vip}/`));

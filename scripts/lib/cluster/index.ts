@@ -26,7 +26,12 @@ export interface MultiHostRuntime {
 
 function member(s: ClusterSettings, name: string) {
   const h = s.hosts.find((x) => x.name === name);
-  if (!h) throw new ToolkitError("NO_MEMBER", `cluster ${s.name} has no member ${name}`, `members: ${s.hosts.map((x) => x.name).join(", ")}`);
+  if (!h)
+    throw new ToolkitError(
+      "NO_MEMBER",
+      `cluster ${s.name} has no member ${name}`,
+      `members: ${s.hosts.map((x) => x.name).join(", ")}`,
+    );
   return h;
 }
 
@@ -50,17 +55,32 @@ export function multiHostRuntime(clusterName: string, opts: { trustNewHost?: boo
     status: async () => {
       const conns = s.hosts.map((h) => openHost(s, h));
       try {
-        const reachable = await Promise.all(conns.map((c) => c.target.connect().then(() => c, () => undefined)));
+        const reachable = await Promise.all(
+          conns.map((c) =>
+            c.target.connect().then(
+              () => c,
+              () => undefined,
+            ),
+          ),
+        );
         return await clusterStatus(s, reachable);
       } finally {
         await closeAll(conns);
       }
     },
     exec: (name, argv) => onMember(s, name, (c) => c.exec(argv, { nothrow: true })),
-    pids: (name) => onMember(s, name, async (c) => parsePids(s, c.host, (await c.exec(pidsCommand(s, c.host), { nothrow: true })).stdout)),
+    pids: (name) =>
+      onMember(s, name, async (c) =>
+        parsePids(s, c.host, (await c.exec(pidsCommand(s, c.host), { nothrow: true })).stdout),
+      ),
     logs: (name, service, lines = 40) => {
-      if (!SERVICES.includes(service)) throw new ToolkitError("NO_SERVICE", `no service ${service}`, `services: ${SERVICES.join(", ")}`);
-      return onMember(s, name, async (c) => (await c.exec(logsCommand(s, c.host, service, lines), { nothrow: true })).stdout);
+      if (!SERVICES.includes(service))
+        throw new ToolkitError("NO_SERVICE", `no service ${service}`, `services: ${SERVICES.join(", ")}`);
+      return onMember(
+        s,
+        name,
+        async (c) => (await c.exec(logsCommand(s, c.host, service, lines), { nothrow: true })).stdout,
+      );
     },
   };
 }

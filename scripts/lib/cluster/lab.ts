@@ -39,7 +39,12 @@ export interface LabNode {
   port: string;
 }
 
-const node = (id: string, octet: number): LabNode => ({ id, ns: `${LAB_PREFIX}-${id}`, address: `${LAB_SUBNET}.${octet}`, port: `${LAB_PREFIX}-${id}-p` });
+const node = (id: string, octet: number): LabNode => ({
+  id,
+  ns: `${LAB_PREFIX}-${id}`,
+  address: `${LAB_SUBNET}.${octet}`,
+  port: `${LAB_PREFIX}-${id}-p`,
+});
 export const LAB_HOSTS: LabNode[] = [node("h1", 11), node("h2", 12), node("h3", 13)];
 export const LAB_OPERATOR: LabNode = node("op", 5);
 export const LAB_NODES = [...LAB_HOSTS, LAB_OPERATOR];
@@ -97,24 +102,58 @@ export function sshdConfig(h: LabNode): string {
   ].join("\n");
 }
 
-export const sshdCommand = (h: LabNode): Cmd => ["ip", "netns", "exec", h.ns, "/usr/sbin/sshd", "-f", join(hostDir(h), "ssh", "sshd_config"), "-E", join(hostDir(h), "ssh", "sshd.log")];
+export const sshdCommand = (h: LabNode): Cmd => [
+  "ip",
+  "netns",
+  "exec",
+  h.ns,
+  "/usr/sbin/sshd",
+  "-f",
+  join(hostDir(h), "ssh", "sshd_config"),
+  "-E",
+  join(hostDir(h), "ssh", "sshd.log"),
+];
 
 /** The lab's OS user: a shell, no password (`*`: key only, not "locked" for sshd), passwordless sudo. Pure. */
 export const userCommands = (): Cmd[] => [
-  ["useradd", "--create-home", "--home-dir", join(LAB_DIR, "home"), "--shell", "/bin/bash", "--password", "*", LAB_USER],
+  [
+    "useradd",
+    "--create-home",
+    "--home-dir",
+    join(LAB_DIR, "home"),
+    "--shell",
+    "/bin/bash",
+    "--password",
+    "*",
+    LAB_USER,
+  ],
 ];
 export const SUDOERS_LINE = `${LAB_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n`;
 
 /** A host's link on the switch: down = the host is cut off from everyone (a partition). Pure. */
-export const linkCommand = (h: LabNode, up: boolean): Cmd => ["ip", "-n", SWITCH_NS, "link", "set", h.port, up ? "up" : "down"];
+export const linkCommand = (h: LabNode, up: boolean): Cmd => [
+  "ip",
+  "-n",
+  SWITCH_NS,
+  "link",
+  "set",
+  h.port,
+  up ? "up" : "down",
+];
 
 /** Namespaces of the lab still present (by prefix): what labDown removes. Pure. */
 export const labNamespaces = (ipNetnsList: string) =>
-  ipNetnsList.split("\n").map((l) => l.trim().split(/\s+/)[0] ?? "").filter((n) => n.startsWith(`${LAB_PREFIX}-`));
+  ipNetnsList
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0] ?? "")
+    .filter((n) => n.startsWith(`${LAB_PREFIX}-`));
 
 export async function nsPids(ns: string): Promise<number[]> {
   const r = await run(["ip", "netns", "pids", ns], { nothrow: true });
-  return r.stdout.split("\n").map((l) => Number(l.trim())).filter((n) => Number.isInteger(n) && n > 0);
+  return r.stdout
+    .split("\n")
+    .map((l) => Number(l.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0);
 }
 
 /** Kill every process of a host namespace at once (a dead host); returns the pids killed. */
@@ -153,8 +192,15 @@ export async function startSshd(h: LabNode): Promise<void> {
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 }); // sshd's privilege-separation dir
   const r = await run(sshdCommand(h), { nothrow: true, timeoutMs: 20_000 });
   if (r.code !== 0) {
-    const log = existsSync(join(hostDir(h), "ssh", "sshd.log")) ? readFileSync(join(hostDir(h), "ssh", "sshd.log"), "utf8") : r.stderr;
-    throw new ToolkitError("LAB_SSHD_FAILED", `sshd of lab host ${h.id} did not start`, "see the line above; `make cluster-lab-down` removes the lab", log.trim().split("\n").slice(-5).join("\n"));
+    const log = existsSync(join(hostDir(h), "ssh", "sshd.log"))
+      ? readFileSync(join(hostDir(h), "ssh", "sshd.log"), "utf8")
+      : r.stderr;
+    throw new ToolkitError(
+      "LAB_SSHD_FAILED",
+      `sshd of lab host ${h.id} did not start`,
+      "see the line above; `make cluster-lab-down` removes the lab",
+      log.trim().split("\n").slice(-5).join("\n"),
+    );
   }
 }
 
@@ -171,31 +217,51 @@ export interface LabInfo {
 /** Build the lab (after removing any leftover one). On failure everything made so far is removed. */
 export async function labUp(log: (s: string) => void = () => {}): Promise<LabInfo> {
   if (typeof process.getuid !== "function" || process.getuid() !== 0) {
-    throw new ToolkitError("LAB_NEEDS_ROOT", "the namespace lab needs root (ip netns, sshd, useradd)", "run `sudo make cluster-lab`");
+    throw new ToolkitError(
+      "LAB_NEEDS_ROOT",
+      "the namespace lab needs root (ip netns, sshd, useradd)",
+      "run `sudo make cluster-lab`",
+    );
   }
   await labDown();
   try {
     for (const c of networkCommands()) await run(c, { timeoutMs: 20_000 });
-    log(`network: switch ${SWITCH_NS} (bridge ${BRIDGE}), hosts ${LAB_HOSTS.map((h) => `${h.ns} ${h.address}`).join(", ")}, operator ${LAB_OPERATOR.ns} ${LAB_OPERATOR.address}`);
+    log(
+      `network: switch ${SWITCH_NS} (bridge ${BRIDGE}), hosts ${LAB_HOSTS.map((h) => `${h.ns} ${h.address}`).join(", ")}, operator ${LAB_OPERATOR.ns} ${LAB_OPERATOR.address}`,
+    );
     for (const c of userCommands()) await run(c, { timeoutMs: 20_000 });
     writeFileSync(SUDOERS_FILE, SUDOERS_LINE, { mode: 0o440 });
     await run(["visudo", "-cf", SUDOERS_FILE], { timeoutMs: 10_000 });
     mkdirSync(join(LAB_DIR, "op"), { recursive: true, mode: 0o700 });
-    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pgplab operator", "-f", operatorKey], { timeoutMs: 20_000 });
+    await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pgplab operator", "-f", operatorKey], {
+      timeoutMs: 20_000,
+    });
     writeFileSync(authorizedKeys, readFileSync(`${operatorKey}.pub`), { mode: 0o644 });
     const known: string[] = [];
     for (const h of LAB_HOSTS) {
       const d = join(hostDir(h), "ssh");
       mkdirSync(d, { recursive: true, mode: 0o755 });
       mkdirSync(join(hostDir(h), "root"), { recursive: true, mode: 0o755 });
-      await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `pgplab ${h.id}`, "-f", join(d, "ssh_host_ed25519_key")], { timeoutMs: 20_000 });
+      await run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `pgplab ${h.id}`, "-f", join(d, "ssh_host_ed25519_key")],
+        { timeoutMs: 20_000 },
+      );
       writeFileSync(join(d, "sshd_config"), sshdConfig(h), { mode: 0o644 });
       await startSshd(h);
       const pub = readFileSync(join(d, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/);
       known.push(`${h.address} ${pub[0]} ${pub[1]}`);
     }
-    log(`sshd on ${LAB_HOSTS.map((h) => `${h.address}:22`).join(", ")}; user ${LAB_USER} (key ${operatorKey}, passwordless sudo)`);
-    return { hosts: LAB_HOSTS, operator: LAB_OPERATOR, vip: LAB_VIP, user: LAB_USER, identity: operatorKey, knownHosts: known.join("\n") + "\n" };
+    log(
+      `sshd on ${LAB_HOSTS.map((h) => `${h.address}:22`).join(", ")}; user ${LAB_USER} (key ${operatorKey}, passwordless sudo)`,
+    );
+    return {
+      hosts: LAB_HOSTS,
+      operator: LAB_OPERATOR,
+      vip: LAB_VIP,
+      user: LAB_USER,
+      identity: operatorKey,
+      knownHosts: known.join("\n") + "\n",
+    };
   } catch (e) {
     await labDown();
     throw e;
@@ -253,5 +319,11 @@ export function writeLabCluster(lab: LabInfo, root?: string): void {
     SSH_IDENTITY: lab.identity,
     HOST_ROOT: LAB_HOST_ROOT_PATTERN,
   };
-  writeFileSync(clusterEnvFile("lab", root), clusterEnvText(values, "The namespace lab (make cluster-lab writes this file; make cluster-lab-down removes it). Machine-local: gitignored."));
+  writeFileSync(
+    clusterEnvFile("lab", root),
+    clusterEnvText(
+      values,
+      "The namespace lab (make cluster-lab writes this file; make cluster-lab-down removes it). Machine-local: gitignored.",
+    ),
+  );
 }

@@ -24,7 +24,13 @@ export interface ClusterSecrets {
   PATRONI_API_PASSWORD: string;
   HAPROXY_STATS_PASSWORD: string;
 }
-export const CLUSTER_SECRET_KEYS = ["POSTGRES_PASSWORD", "REPLICATION_PASSWORD", "REWIND_PASSWORD", "PATRONI_API_PASSWORD", "HAPROXY_STATS_PASSWORD"] as const;
+export const CLUSTER_SECRET_KEYS = [
+  "POSTGRES_PASSWORD",
+  "REPLICATION_PASSWORD",
+  "REWIND_PASSWORD",
+  "PATRONI_API_PASSWORD",
+  "HAPROXY_STATS_PASSWORD",
+] as const;
 
 export type FileOwner = "root" | "postgres" | "etcd";
 
@@ -74,11 +80,13 @@ export function hostPaths(s: Pick<ClusterSettings, "name">, h: Pick<ClusterHost,
 export type HostPaths = ReturnType<typeof hostPaths>;
 
 const etcdHosts = (s: ClusterSettings) => s.hosts.map((h) => `${h.address}:${s.ports.etcdClient}`).join(",");
-export const initialCluster = (s: ClusterSettings) => s.hosts.map((h) => `${h.name}=https://${h.address}:${s.ports.etcdPeer}`).join(",");
+export const initialCluster = (s: ClusterSettings) =>
+  s.hosts.map((h) => `${h.name}=https://${h.address}:${s.ports.etcdPeer}`).join(",");
 
 /** Lines of the rendered Patroni file that the multi-host cluster changes, with why. */
 const HBA_SENTINEL = "PGPLATFORM_CLUSTER_HOSTS";
-const ARCHIVE_LINES = /^ {8}# WAL archiving[^\n]*\n(?: {8}#[^\n]*\n)*? {8}archive_mode: 'on'\n {8}archive_command: .*\n {8}archive_timeout: \d+\n/m;
+const ARCHIVE_LINES =
+  /^ {8}# WAL archiving[^\n]*\n(?: {8}#[^\n]*\n)*? {8}archive_mode: 'on'\n {8}archive_command: .*\n {8}archive_timeout: \d+\n/m;
 
 /**
  * Patroni's file from patroni/patroni.yml.tmpl, then two cluster changes:
@@ -120,9 +128,13 @@ export function renderPatroni(rootDir: string, s: ClusterSettings, sec: ClusterS
   let out = renderTemplate(readTemplate(rootDir, "patroni/patroni.yml.tmpl"), vars, "patroni/patroni.yml.tmpl");
   out = out.replace("scripts/lib/stack-files.ts", "scripts/lib/cluster/render.ts");
   if (!ARCHIVE_LINES.test(out)) throw templateDrift("archive_mode/archive_command/archive_timeout");
-  out = out.replace(ARCHIVE_LINES, "        # No WAL archive on the multi-host cluster yet (no shared pgBackRest repo).\n        archive_mode: 'off'\n");
+  out = out.replace(
+    ARCHIVE_LINES,
+    "        # No WAL archive on the multi-host cluster yet (no shared pgBackRest repo).\n        archive_mode: 'off'\n",
+  );
   const hbaLines = out.split("\n").filter((l) => l.includes(HBA_SENTINEL));
-  if (hbaLines.length !== 2) throw templateDrift(`pg_hba lines with \${PG_HBA_CIDR} (found ${hbaLines.length}, want 2)`);
+  if (hbaLines.length !== 2)
+    throw templateDrift(`pg_hba lines with \${PG_HBA_CIDR} (found ${hbaLines.length}, want 2)`);
   out = out
     .split("\n")
     .flatMap((l) => (l.includes(HBA_SENTINEL) ? s.hosts.map((x) => l.replace(HBA_SENTINEL, `${x.address}/32`)) : [l]))
@@ -131,7 +143,11 @@ export function renderPatroni(rootDir: string, s: ClusterSettings, sec: ClusterS
 }
 
 const templateDrift = (what: string) =>
-  new ToolkitError("TEMPLATE_DRIFT", `patroni/patroni.yml.tmpl no longer has the ${what} the multi-host render changes`, "update scripts/lib/cluster/render.ts to the template, then run `make golden` and review the diff");
+  new ToolkitError(
+    "TEMPLATE_DRIFT",
+    `patroni/patroni.yml.tmpl no longer has the ${what} the multi-host render changes`,
+    "update scripts/lib/cluster/render.ts to the template, then run `make golden` and review the diff",
+  );
 
 export function renderEtcd(rootDir: string, s: ClusterSettings, h: ClusterHost): string {
   const p = hostPaths(s, h);
@@ -160,7 +176,9 @@ export function renderEtcd(rootDir: string, s: ClusterSettings, h: ClusterHost):
  * Its checks ask each member's Patroni, like the one-box stack.
  */
 export function renderHaproxy(rootDir: string, s: ClusterSettings, sec: ClusterSecrets): string {
-  const servers = s.hosts.map((h) => `    server ${h.name} ${h.address}:${s.ports.pg} check port ${s.ports.patroni}`).join("\n");
+  const servers = s.hosts
+    .map((h) => `    server ${h.name} ${h.address}:${s.ports.pg} check port ${s.ports.patroni}`)
+    .join("\n");
   return renderTemplate(
     readTemplate(rootDir, "haproxy/haproxy.cfg.tmpl"),
     {
@@ -202,7 +220,8 @@ export function renderVipManager(rootDir: string, s: ClusterSettings, h: Cluster
 }
 
 /** HAProxy must bind the VIP on hosts that do not hold it (yet). */
-export const SYSCTL_TEXT = "# pgplatform cluster: HAProxy binds the floating address on every host\nnet.ipv4.ip_nonlocal_bind = 1\n";
+export const SYSCTL_TEXT =
+  "# pgplatform cluster: HAProxy binds the floating address on every host\nnet.ipv4.ip_nonlocal_bind = 1\n";
 
 /** Every configuration file of one host (TLS files come from cluster/tls.ts). Pure. */
 export function renderHostFiles(rootDir: string, s: ClusterSettings, sec: ClusterSecrets, h: ClusterHost): HostFile[] {

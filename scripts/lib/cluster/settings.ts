@@ -12,7 +12,15 @@ import { ROOT_DIR } from "../config";
 import { ToolkitError } from "../errors";
 import { CLUSTER_SETTINGS, parseClusterSettings, type ClusterKey, type ClusterSettings } from "../settings/cluster";
 
-export { CLUSTER_SETTINGS, parseClusterSettings, TIMING_PRESETS, type ClusterHost, type ClusterKey, type ClusterSettings, type TimingName } from "../settings/cluster";
+export {
+  CLUSTER_SETTINGS,
+  parseClusterSettings,
+  TIMING_PRESETS,
+  type ClusterHost,
+  type ClusterKey,
+  type ClusterSettings,
+  type TimingName,
+} from "../settings/cluster";
 
 export { CLUSTERS_NAME_RE as CLUSTER_NAME_RE } from "../settings/rules";
 import { CLUSTERS_NAME_RE as CLUSTER_NAME_RE } from "../settings/rules";
@@ -20,20 +28,38 @@ import { CLUSTERS_NAME_RE as CLUSTER_NAME_RE } from "../settings/rules";
 export const clusterDir = (name: string, root = ROOT_DIR) => join(root, "clusters", name);
 export const clusterEnvFile = (name: string, root = ROOT_DIR) => join(clusterDir(name, root), "cluster.env");
 export const clusterSecretsFile = (name: string, root = ROOT_DIR) => join(clusterDir(name, root), ".secrets.env");
-export const clusterKnownHosts = (s: Pick<ClusterSettings, "name" | "ssh">, root = ROOT_DIR) => s.ssh.knownHosts || join(clusterDir(s.name, root), "known_hosts");
+export const clusterKnownHosts = (s: Pick<ClusterSettings, "name" | "ssh">, root = ROOT_DIR) =>
+  s.ssh.knownHosts || join(clusterDir(s.name, root), "known_hosts");
 
 /** Load clusters/<name>/cluster.env; CLUSTER_NAME must match the folder. */
-export function loadClusterSettings(name: string, overrides: Record<string, string | undefined> = {}, root = ROOT_DIR): ClusterSettings {
-  if (!CLUSTER_NAME_RE.test(name)) throw new ToolkitError("CLUSTER_NAME", `CLUSTER=${JSON.stringify(name)}: must be 2-21 lowercase letters/digits, starting with a letter`, "e.g. make cluster-plan CLUSTER=crm");
+export function loadClusterSettings(
+  name: string,
+  overrides: Record<string, string | undefined> = {},
+  root = ROOT_DIR,
+): ClusterSettings {
+  if (!CLUSTER_NAME_RE.test(name))
+    throw new ToolkitError(
+      "CLUSTER_NAME",
+      `CLUSTER=${JSON.stringify(name)}: must be 2-21 lowercase letters/digits, starting with a letter`,
+      "e.g. make cluster-plan CLUSTER=crm",
+    );
   const file = clusterEnvFile(name, root);
   const rel = `clusters/${name}/cluster.env`;
   if (!existsSync(file) && !overrides.HOSTS) {
-    throw new ToolkitError("NO_CLUSTER", `${rel} does not exist`, `create it: make cluster-plan CLUSTER=${name} HOSTS=ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.3 VIP=10.0.0.50 (writes the file), or copy clusters/example/cluster.env`);
+    throw new ToolkitError(
+      "NO_CLUSTER",
+      `${rel} does not exist`,
+      `create it: make cluster-plan CLUSTER=${name} HOSTS=ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.3 VIP=10.0.0.50 (writes the file), or copy clusters/example/cluster.env`,
+    );
   }
   const text = existsSync(file) ? readFileSync(file, "utf8") : "";
   const s = parseClusterSettings(text, rel, { CLUSTER_NAME: existsSync(file) ? undefined : name, ...overrides });
   if (s.name !== name) {
-    throw new ToolkitError(CLUSTER_SETTINGS.code, `${rel}: CLUSTER_NAME: does not match the folder clusters/${name} (got ${JSON.stringify(s.name)})`, `set CLUSTER_NAME=${name} in ${rel}`);
+    throw new ToolkitError(
+      CLUSTER_SETTINGS.code,
+      `${rel}: CLUSTER_NAME: does not match the folder clusters/${name} (got ${JSON.stringify(s.name)})`,
+      `set CLUSTER_NAME=${name} in ${rel}`,
+    );
   }
   return s;
 }

@@ -43,10 +43,28 @@ export interface ClusterStatus {
 export async function patroniCluster(s: ClusterSettings, timeoutMs = 3000): Promise<MemberState[] | undefined> {
   for (const h of s.hosts) {
     try {
-      const r = await fetch(`http://${h.address}:${s.ports.patroni}/cluster`, { signal: AbortSignal.timeout(timeoutMs) });
+      const r = await fetch(`http://${h.address}:${s.ports.patroni}/cluster`, {
+        signal: AbortSignal.timeout(timeoutMs),
+      });
       if (!r.ok) continue;
-      const body = (await r.json()) as { members?: { name: string; host: string; role: string; state: string; timeline?: number; lag?: number | string }[] };
-      return (body.members ?? []).map((m) => ({ name: m.name, host: m.host, role: m.role, state: m.state, timeline: m.timeline, lag: m.lag }));
+      const body = (await r.json()) as {
+        members?: {
+          name: string;
+          host: string;
+          role: string;
+          state: string;
+          timeline?: number;
+          lag?: number | string;
+        }[];
+      };
+      return (body.members ?? []).map((m) => ({
+        name: m.name,
+        host: m.host,
+        role: m.role,
+        state: m.state,
+        timeline: m.timeline,
+        lag: m.lag,
+      }));
     } catch {
       /* next member */
     }
@@ -54,9 +72,16 @@ export async function patroniCluster(s: ClusterSettings, timeoutMs = 3000): Prom
   return undefined;
 }
 
-export async function etcdHealthy(s: ClusterSettings, address: string, tls: ReturnType<typeof operatorEtcdTls>): Promise<boolean> {
+export async function etcdHealthy(
+  s: ClusterSettings,
+  address: string,
+  tls: ReturnType<typeof operatorEtcdTls>,
+): Promise<boolean> {
   try {
-    const r = await fetch(`https://${address}:${s.ports.etcdClient}/health`, { signal: AbortSignal.timeout(3000), tls } as RequestInit);
+    const r = await fetch(`https://${address}:${s.ports.etcdClient}/health`, {
+      signal: AbortSignal.timeout(3000),
+      tls,
+    } as RequestInit);
     return r.ok && ((await r.json()) as { health?: string }).health === "true";
   } catch {
     return false;
@@ -71,12 +96,14 @@ export function clusterProblems(s: ClusterSettings, members: MemberState[] | und
   if (!members) return [...p, "no Patroni member answers"];
   const leader = members.find((m) => m.role === "leader");
   if (!leader) p.push("no leader");
-  if (!members.some((m) => m.role === "sync_standby" && (m.state === "streaming" || m.state === "running"))) p.push("no sync standby");
+  if (!members.some((m) => m.role === "sync_standby" && (m.state === "streaming" || m.state === "running")))
+    p.push("no sync standby");
   const running = members.filter((m) => ["running", "streaming"].includes(m.state));
   if (running.length !== s.hosts.length) p.push(`${running.length} of ${s.hosts.length} members running`);
   const holders = hosts.filter((h) => h.holdsVip);
   if (holders.length > 1) p.push(`VIP ${s.vip} on ${holders.length} hosts: ${holders.map((h) => h.name).join(", ")}`);
-  if (leader && !holders.some((h) => h.name === leader.name)) p.push(`VIP ${s.vip} not on the leader's host (${leader.name})`);
+  if (leader && !holders.some((h) => h.name === leader.name))
+    p.push(`VIP ${s.vip} not on the leader's host (${leader.name})`);
   return p;
 }
 
@@ -97,7 +124,14 @@ export async function clusterStatus(s: ClusterSettings, conns: (HostConn | undef
           c ? c.exec(pidsCommand(s, h), { nothrow: true, timeoutMs: 15_000 }).catch(() => undefined) : undefined,
           tls ? etcdHealthy(s, h.address, tls) : false,
         ]);
-        return { name: h.name, address: h.address, reachable: !!addr, holdsVip: !!addr && holdsVip(s, addr.stdout), pids: pids ? parsePids(s, h, pids.stdout) : {}, etcdHealthy: etcd };
+        return {
+          name: h.name,
+          address: h.address,
+          reachable: !!addr,
+          holdsVip: !!addr && holdsVip(s, addr.stdout),
+          pids: pids ? parsePids(s, h, pids.stdout) : {},
+          etcdHealthy: etcd,
+        };
       }),
     ),
   ]);

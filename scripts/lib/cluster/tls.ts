@@ -17,9 +17,18 @@ import { clusterDir, type ClusterHost, type ClusterSettings } from "./settings";
 export const clusterTlsDir = (name: string, root?: string) => join(clusterDir(name, root), ".tls");
 
 /** Names a host's etcd certificate carries: its address (peers and clients dial it) and its member name. Pure. */
-export const hostSans = (h: Pick<ClusterHost, "address" | "name">) => [`IP:${h.address}`, `DNS:${h.name}`, "IP:127.0.0.1", "DNS:localhost"];
+export const hostSans = (h: Pick<ClusterHost, "address" | "name">) => [
+  `IP:${h.address}`,
+  `DNS:${h.name}`,
+  "IP:127.0.0.1",
+  "DNS:localhost",
+];
 
-const serial = () => [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("").replace(/^[89a-f]/, "1");
+const serial = () =>
+  [...crypto.getRandomValues(new Uint8Array(16))]
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("")
+    .replace(/^[89a-f]/, "1");
 
 /** Make what is missing in clusters/<name>/.tls (never replaces an existing CA). Returns what it made. */
 export async function ensureClusterTls(s: ClusterSettings, root?: string): Promise<string[]> {
@@ -31,7 +40,9 @@ export async function ensureClusterTls(s: ClusterSettings, root?: string): Promi
     const ca = join(dir, "ca.crt");
     const caKey = join(dir, "ca.key");
     if (!existsSync(ca) || !existsSync(caKey)) {
-      await run(caCmd(join(work, "ca.key"), join(work, "ca.crt"), `pgplatform cluster ${s.name} etcd CA`), { timeoutMs: 30_000 });
+      await run(caCmd(join(work, "ca.key"), join(work, "ca.crt"), `pgplatform cluster ${s.name} etcd CA`), {
+        timeoutMs: 30_000,
+      });
       writeFileNoFollow(caKey, readFileSync(join(work, "ca.key")), { mode: 0o600 });
       writeFileNoFollow(ca, readFileSync(join(work, "ca.crt")), { mode: 0o644 });
       made.push("etcd CA");
@@ -39,7 +50,9 @@ export async function ensureClusterTls(s: ClusterSettings, root?: string): Promi
     const leaf = async (name: string, sans: string[]) => {
       if (existsSync(join(dir, `${name}.crt`)) && existsSync(join(dir, `${name}.key`))) return;
       await run(csrCmd(join(work, `${name}.key`), join(work, `${name}.csr`), name, sans), { timeoutMs: 30_000 });
-      await run(signCmd(join(work, `${name}.csr`), ca, caKey, join(work, `${name}.crt`), serial()), { timeoutMs: 30_000 });
+      await run(signCmd(join(work, `${name}.csr`), ca, caKey, join(work, `${name}.crt`), serial()), {
+        timeoutMs: 30_000,
+      });
       writeFileNoFollow(join(dir, `${name}.key`), readFileSync(join(work, `${name}.key`)), { mode: 0o600 });
       writeFileNoFollow(join(dir, `${name}.crt`), readFileSync(join(work, `${name}.crt`)), { mode: 0o644 });
       made.push(`certificate ${name}`);
@@ -72,5 +85,9 @@ export function hostTlsFiles(s: ClusterSettings, h: ClusterHost, root?: string):
 /** The operator's client pair and CA, for Bun's fetch to etcd (status). */
 export function operatorEtcdTls(s: Pick<ClusterSettings, "name">, root?: string) {
   const dir = clusterTlsDir(s.name, root);
-  return { ca: readFileSync(join(dir, "ca.crt"), "utf8"), cert: readFileSync(join(dir, "client.crt"), "utf8"), key: readFileSync(join(dir, "client.key"), "utf8") };
+  return {
+    ca: readFileSync(join(dir, "ca.crt"), "utf8"),
+    cert: readFileSync(join(dir, "client.crt"), "utf8"),
+    key: readFileSync(join(dir, "client.key"), "utf8"),
+  };
 }

@@ -12,7 +12,15 @@ import type { ClientSettings, EnvName } from "./settings";
 /** An environment's ports, from its base port in client.env (the port plan: app +1, PostgREST +10, GoTrue +11, ...). */
 export const envPorts = (s: ClientSettings, env: EnvName) => {
   const p = s.ports[env];
-  return { APP_PORT: p + 1, REST_PORT: p + 10, AUTH_PORT: p + 11, META_PORT: p + 12, STUDIO_PORT: p + 13, GRAFANA_PORT: p + 20, OLLAMA_PORT: p + 30 };
+  return {
+    APP_PORT: p + 1,
+    REST_PORT: p + 10,
+    AUTH_PORT: p + 11,
+    META_PORT: p + 12,
+    STUDIO_PORT: p + 13,
+    GRAFANA_PORT: p + 20,
+    OLLAMA_PORT: p + 30,
+  };
 };
 
 const proxy = (path: string, upstream: string) => [
@@ -34,13 +42,24 @@ const unavailable = (services: string[], why: string) => [
 
 /** The location blocks, indented for the server block. */
 export function clientApiLocations(s: ClientSettings, env: EnvName): string {
-  if (env === "dev") return unavailable(["rest", "auth", "realtime", "storage"], "the dev environment runs no Supabase services (staging and production do)").join("\n").trimStart();
+  if (env === "dev")
+    return unavailable(
+      ["rest", "auth", "realtime", "storage"],
+      "the dev environment runs no Supabase services (staging and production do)",
+    )
+      .join("\n")
+      .trimStart();
   const p = envPorts(s, env);
   return [
     ...proxy("/rest/v1/", `127.0.0.1:${p.REST_PORT}`),
     "",
     ...proxy("/auth/v1/", `127.0.0.1:${p.AUTH_PORT}`),
     "",
-    ...unavailable(["realtime", "storage"], "not deployed for client environments (compose/client-*.yml runs auth, rest, meta and studio)"),
-  ].join("\n").trimStart();
+    ...unavailable(
+      ["realtime", "storage"],
+      "not deployed for client environments (compose/client-*.yml runs auth, rest, meta and studio)",
+    ),
+  ]
+    .join("\n")
+    .trimStart();
 }

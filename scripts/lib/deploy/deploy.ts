@@ -12,16 +12,39 @@ import { ToolkitError } from "../errors";
 import { redact } from "../redact";
 import { ensureClientSecrets, type ClientSecrets } from "./client-secrets";
 import { enforceGate } from "./gate";
-import { releaseDigest, renderBundleFiles, toolkitFiles, validateBundle, writeRelease, type BundleFile, type Validation } from "./bundle";
+import {
+  releaseDigest,
+  renderBundleFiles,
+  toolkitFiles,
+  validateBundle,
+  writeRelease,
+  type BundleFile,
+  type Validation,
+} from "./bundle";
 import { preflight, type PreflightReport } from "./preflight";
-import { clientSecretsFile, clientStack, clientTlsDir, clientsDir, remoteLayout, type ClientSettings } from "./settings";
+import {
+  clientSecretsFile,
+  clientStack,
+  clientTlsDir,
+  clientsDir,
+  remoteLayout,
+  type ClientSettings,
+} from "./settings";
 import { openTarget, type Target } from "./target";
 import type { ApplyResult } from "./on-target";
 import { certbotCommand, ensureInternalTls, type TlsPaths } from "./tls";
-import { currentRelease, ensureStageRoot, listReleases, prune, switchCurrent, uploadRelease, withLock, type Progress } from "./releases";
+import {
+  currentRelease,
+  ensureStageRoot,
+  listReleases,
+  prune,
+  switchCurrent,
+  uploadRelease,
+  withLock,
+  type Progress,
+} from "./releases";
 
 export { prepareRemoteDirs, releasesToPrune, uploadRelease, type Progress } from "./releases";
-
 
 export interface PlanResult {
   client: string;
@@ -48,7 +71,10 @@ export interface DeployOptions {
 }
 
 /** Render and validate a release locally. Touches only the bundle's secrets/TLS (created once) and the local stage dir. */
-export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): Promise<{ plan: PlanResult; secrets: ClientSecrets; bundle: BundleFile[] }> {
+export async function planRelease(
+  s: ClientSettings,
+  opts: DeployOptions = {},
+): Promise<{ plan: PlanResult; secrets: ClientSecrets; bundle: BundleFile[] }> {
   const src = opts.sourceDir ?? ROOT_DIR;
   const base = opts.clientsBase ?? clientsDir();
   const progress = opts.progress ?? (() => {});
@@ -56,7 +82,10 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
   // The bundle always carries staging and production: the gate applies to every client bundle.
   await enforceGate(sec.secrets, clientSecretsFile(s.name, base));
   if (sec.migrated) progress("secrets", `migrated: ${sec.migrated}`);
-  progress("secrets", `${sec.created.length ? `generated ${sec.created.length}` : "kept"}${sec.rotated.length ? `, rotated ${sec.rotated.join(", ")}` : ""}; gate passed`);
+  progress(
+    "secrets",
+    `${sec.created.length ? `generated ${sec.created.length}` : "kept"}${sec.rotated.length ? `, rotated ${sec.rotated.join(", ")}` : ""}; gate passed`,
+  );
   let tls: TlsPaths | undefined;
   let tlsCreated: string[] = [];
   if (s.access === "internal") {
@@ -65,7 +94,18 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
     tlsCreated = r.created;
     progress("tls", tlsCreated.length ? tlsCreated.join("; ") : "private CA and certificate kept");
   }
-  const bundle = renderBundleFiles(src, s, sec.secrets, tls ? { cert: readFileSync(tls.cert, "utf8"), key: readFileSync(tls.key, "utf8"), ca: readFileSync(tls.caCert, "utf8") } : undefined);
+  const bundle = renderBundleFiles(
+    src,
+    s,
+    sec.secrets,
+    tls
+      ? {
+          cert: readFileSync(tls.cert, "utf8"),
+          key: readFileSync(tls.key, "utf8"),
+          ca: readFileSync(tls.caCert, "utf8"),
+        }
+      : undefined,
+  );
   const toolkit = toolkitFiles(src);
   const digest = releaseDigest(src, bundle, toolkit);
   const validations = await validateBundle(src, s, bundle, tls);
@@ -83,7 +123,10 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
       secretsRotated: sec.rotated,
       ...(sec.migrated ? { secretsMigrated: sec.migrated } : {}),
       tlsCreated,
-      certbot: s.access === "public" ? certbotCommand(s, `${remoteLayout(s).stateDir}/acme-webroot`, `${remoteLayout(s).stateDir}/letsencrypt`) : undefined,
+      certbot:
+        s.access === "public"
+          ? certbotCommand(s, `${remoteLayout(s).stateDir}/acme-webroot`, `${remoteLayout(s).stateDir}/letsencrypt`)
+          : undefined,
     },
     secrets: sec.secrets,
     bundle,
@@ -93,7 +136,10 @@ export async function planRelease(s: ClientSettings, opts: DeployOptions = {}): 
 export function preflightError(rep: PreflightReport): ToolkitError {
   return new ToolkitError(
     "PREFLIGHT_FAILED",
-    `preflight on ${rep.target}: ${rep.blockers} blocker(s): ${rep.rows.filter((r) => r.status === "fail").map((r) => `${r.check} (${r.detail})`).join("; ")}`,
+    `preflight on ${rep.target}: ${rep.blockers} blocker(s): ${rep.rows
+      .filter((r) => r.status === "fail")
+      .map((r) => `${r.check} (${r.detail})`)
+      .join("; ")}`,
     "fix the target (or the client's settings) and re-run with PLAN=1 to check",
   );
 }
@@ -107,7 +153,16 @@ interface RemoteRun {
 /** Bring the platform up from the release `current` points at, then apply + health. Never throws: the caller decides on rollback. */
 async function upAndCheck(t: Target, s: ClientSettings, progress: Progress): Promise<RemoteRun> {
   const l = remoteLayout(s);
-  const inCurrent = (script: string, args: string[]) => ["env", "-C", l.current, `STACK=${clientStack(s.name)}`, `RUNTIME=${s.runtime}`, "node_modules/.bin/bun", `scripts/${script}`, ...args];
+  const inCurrent = (script: string, args: string[]) => [
+    "env",
+    "-C",
+    l.current,
+    `STACK=${clientStack(s.name)}`,
+    `RUNTIME=${s.runtime}`,
+    "node_modules/.bin/bun",
+    `scripts/${script}`,
+    ...args,
+  ];
   const out: RemoteRun = {};
   const up = await t.exec(inCurrent("dev-up.ts", ["--json", "--no-install"]), { nothrow: true, timeoutMs: 600_000 });
   if (up.code !== 0) {
@@ -123,7 +178,11 @@ async function upAndCheck(t: Target, s: ClientSettings, progress: Progress): Pro
     out.error = `on-target apply failed: ${redact((ap.stderr || ap.stdout).trim().split("\n").slice(-8).join(" | "))}`;
     return out;
   }
-  if (!out.apply!.ok) out.error = `health check failed: ${out.apply!.health.filter((h) => !h.ok).map((h) => `${h.check}: ${h.detail}`).join("; ")}`;
+  if (!out.apply!.ok)
+    out.error = `health check failed: ${out
+      .apply!.health.filter((h) => !h.ok)
+      .map((h) => `${h.check}: ${h.detail}`)
+      .join("; ")}`;
   else progress("health", `${out.apply!.health.length} checks passed`);
   return out;
 }
@@ -146,7 +205,10 @@ export interface DeployResult {
   ms: number;
 }
 
-export async function deployClient(s: ClientSettings, opts: DeployOptions & { planOnly?: boolean } = {}): Promise<{ plan: PlanResult; preflight: PreflightReport; hostKeyRecorded?: string } | DeployResult> {
+export async function deployClient(
+  s: ClientSettings,
+  opts: DeployOptions & { planOnly?: boolean } = {},
+): Promise<{ plan: PlanResult; preflight: PreflightReport; hostKeyRecorded?: string } | DeployResult> {
   const t0 = Date.now();
   const progress = opts.progress ?? (() => {});
   const src = opts.sourceDir ?? ROOT_DIR;
@@ -163,12 +225,17 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
     if (pre.runtime === "docker") {
       // The environments' compose files are rendered and validated, but bringing them up and
       // health-checking them through docker is not wired yet; the native runtime is.
-      throw new ToolkitError("DOCKER_DEPLOY_UNSUPPORTED", `${t.label} has a docker engine, and deploying with the docker runtime is not implemented yet`, `set RUNTIME=native in clients/${s.name}/client.env (the OS packages must be installed there)`);
+      throw new ToolkitError(
+        "DOCKER_DEPLOY_UNSUPPORTED",
+        `${t.label} has a docker engine, and deploying with the docker runtime is not implemented yet`,
+        `set RUNTIME=native in clients/${s.name}/client.env (the OS packages must be installed there)`,
+      );
     }
     return await withLock(t, s, async () => {
       const l = remoteLayout(s);
       const cur = await currentRelease(t, s);
-      const curDigest = cur === undefined ? "" : (await t.exec(["cat", `${l.current}/client/digest`], { nothrow: true })).stdout.trim();
+      const curDigest =
+        cur === undefined ? "" : (await t.exec(["cat", `${l.current}/client/digest`], { nothrow: true })).stdout.trim();
       let release = cur ?? 0;
       let newRelease = false;
       if (curDigest !== plan.digest) {
@@ -182,7 +249,12 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
       const res = await upAndCheck(t, s, progress);
       if (res.error) {
         const err = `release ${release}: ${res.error}`;
-        if (!newRelease || cur === undefined) throw new ToolkitError("DEPLOY_FAILED", err, "see the target's logs: make logs on the target, or the output above");
+        if (!newRelease || cur === undefined)
+          throw new ToolkitError(
+            "DEPLOY_FAILED",
+            err,
+            "see the target's logs: make logs on the target, or the output above",
+          );
         progress("rollback", `${res.error}; rolling back to release ${cur}`);
         await switchCurrent(t, s, cur);
         const back = await upAndCheck(t, s, progress);
@@ -190,12 +262,31 @@ export async function deployClient(s: ClientSettings, opts: DeployOptions & { pl
         throw new ToolkitError(
           "DEPLOY_FAILED",
           `${err}; rolled back to release ${cur}${back.error ? ` — and the rollback is unhealthy too: ${back.error}` : " (healthy)"}`,
-          back.error ? "the platform needs attention: run `make status` on the target" : "fix the release and deploy again",
+          back.error
+            ? "the platform needs attention: run `make status` on the target"
+            : "fix the release and deploy again",
         );
       }
       const pruned = await prune(t, s, release);
-      const changed = newRelease || Boolean(res.up && (res.up.started.length || res.up.restarted.length || res.up.changes.length)) || Boolean(res.apply?.changes.length);
-      return { client: s.name, target: t.label, plan, preflight: pre, hostKeyRecorded, release, previous: newRelease ? cur : undefined, changed, newRelease, up: res.up, apply: res.apply, pruned, ms: Date.now() - t0 };
+      const changed =
+        newRelease ||
+        Boolean(res.up && (res.up.started.length || res.up.restarted.length || res.up.changes.length)) ||
+        Boolean(res.apply?.changes.length);
+      return {
+        client: s.name,
+        target: t.label,
+        plan,
+        preflight: pre,
+        hostKeyRecorded,
+        release,
+        previous: newRelease ? cur : undefined,
+        changed,
+        newRelease,
+        up: res.up,
+        apply: res.apply,
+        pruned,
+        ms: Date.now() - t0,
+      };
     });
   } finally {
     await t.close();
@@ -212,7 +303,11 @@ export interface RollbackResult {
 }
 
 /** ROLLBACK=1: point `current` at the newest healthy release before it and bring that up. */
-export async function rollbackClient(s: ClientSettings, progress: Progress = () => {}, opts: { trustNewHost?: boolean } = {}): Promise<RollbackResult> {
+export async function rollbackClient(
+  s: ClientSettings,
+  progress: Progress = () => {},
+  opts: { trustNewHost?: boolean } = {},
+): Promise<RollbackResult> {
   const t0 = Date.now();
   const t = openTarget(s, opts);
   try {
@@ -220,16 +315,31 @@ export async function rollbackClient(s: ClientSettings, progress: Progress = () 
     if (recorded) progress("ssh", recorded);
     return await withLock(t, s, async () => {
       const cur = await currentRelease(t, s);
-      if (cur === undefined) throw new ToolkitError("NOT_DEPLOYED", `${s.name} has no current release on ${t.label}`, `deploy first: make deploy-client CLIENT=${s.name}`);
+      if (cur === undefined)
+        throw new ToolkitError(
+          "NOT_DEPLOYED",
+          `${s.name} has no current release on ${t.label}`,
+          `deploy first: make deploy-client CLIENT=${s.name}`,
+        );
       const l = remoteLayout(s);
       const older = (await listReleases(t, s)).filter((n) => n < cur).reverse();
       let to: number | undefined;
-      for (const n of older) if ((await t.exec(["test", "-e", `${l.releases}/${n}/FAILED`], { nothrow: true })).code !== 0) { to = n; break; }
-      if (to === undefined) throw new ToolkitError("NO_PREVIOUS_RELEASE", `no release before ${cur} to roll back to on ${t.label}`, "deploy a fixed bundle instead");
+      for (const n of older)
+        if ((await t.exec(["test", "-e", `${l.releases}/${n}/FAILED`], { nothrow: true })).code !== 0) {
+          to = n;
+          break;
+        }
+      if (to === undefined)
+        throw new ToolkitError(
+          "NO_PREVIOUS_RELEASE",
+          `no release before ${cur} to roll back to on ${t.label}`,
+          "deploy a fixed bundle instead",
+        );
       await switchCurrent(t, s, to);
       progress("switch", `current -> releases/${to}`);
       const res = await upAndCheck(t, s, progress);
-      if (res.error) throw new ToolkitError("ROLLBACK_FAILED", `release ${to}: ${res.error}`, "run `make status` on the target");
+      if (res.error)
+        throw new ToolkitError("ROLLBACK_FAILED", `release ${to}: ${res.error}`, "run `make status` on the target");
       return { client: s.name, target: t.label, from: cur, to, apply: res.apply, ms: Date.now() - t0 };
     });
   } finally {

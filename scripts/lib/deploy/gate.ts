@@ -7,8 +7,18 @@
  */
 import { ToolkitError } from "../errors";
 import {
-  API_KEY, CLIENT_SECRET_KEYS, JWT_KEYS, JWT_SECRET_KEYS, anonKeyOf, decodeClaims, jwtSecretOf, serviceKeyOf, verifyApiKey,
-  type ApiKeyName, type ClientSecretKey, type ClientSecrets,
+  API_KEY,
+  CLIENT_SECRET_KEYS,
+  JWT_KEYS,
+  JWT_SECRET_KEYS,
+  anonKeyOf,
+  decodeClaims,
+  jwtSecretOf,
+  serviceKeyOf,
+  verifyApiKey,
+  type ApiKeyName,
+  type ClientSecretKey,
+  type ClientSecrets,
 } from "./client-secrets";
 import { ENVIRONMENTS, GATED_ENVIRONMENTS, type EnvName } from "./settings";
 
@@ -39,10 +49,23 @@ const PUBLISHED_SIGNATURES = new Set([
 ]);
 
 /** Default and placeholder values seen in examples, docs and our own seeds. */
-const PLACEHOLDER_WORDS = /^(postgres|password|passw0rd|secret|changeme|change-me|change_me|admin|root|test|default|example|placeholder|todo|tbd|xxx+|123456\d*|qwerty|letmein|supabase|null|none)$/i;
-const PLACEHOLDER_SHAPES = [/^<.*>$/, /^\$\{.*\}$/, /^your[-_ ]/i, /changeme|change[-_]me/i, /(^|[-_])(here|placeholder)([-_]|$)/i, /secure[-_]random[-_]password/i, /^(production|local|secure)[-_](anon|service|jwt|grafana)/i, /insecure/i, /^(.)\1+$/];
+const PLACEHOLDER_WORDS =
+  /^(postgres|password|passw0rd|secret|changeme|change-me|change_me|admin|root|test|default|example|placeholder|todo|tbd|xxx+|123456\d*|qwerty|letmein|supabase|null|none)$/i;
+const PLACEHOLDER_SHAPES = [
+  /^<.*>$/,
+  /^\$\{.*\}$/,
+  /^your[-_ ]/i,
+  /changeme|change[-_]me/i,
+  /(^|[-_])(here|placeholder)([-_]|$)/i,
+  /secure[-_]random[-_]password/i,
+  /^(production|local|secure)[-_](anon|service|jwt|grafana)/i,
+  /insecure/i,
+  /^(.)\1+$/,
+];
 
-export const MIN_LENGTH: Partial<Record<ClientSecretKey, number>> = Object.fromEntries(JWT_SECRET_KEYS.map((k) => [k, 32]));
+export const MIN_LENGTH: Partial<Record<ClientSecretKey, number>> = Object.fromEntries(
+  JWT_SECRET_KEYS.map((k) => [k, 32]),
+);
 export const DEFAULT_MIN_LENGTH = 16;
 const isApiKey = (k: string): k is ApiKeyName => (JWT_KEYS as readonly string[]).includes(k);
 
@@ -55,7 +78,8 @@ export interface GateProblem {
 export function valueProblem(key: string, value: string | undefined): string | undefined {
   if (!value) return "is empty";
   if (PUBLISHED_VALUES.has(value)) return "is a published default (Supabase's self-hosting example)";
-  if (PLACEHOLDER_WORDS.test(value) || PLACEHOLDER_SHAPES.some((r) => r.test(value))) return "is a placeholder or default value";
+  if (PLACEHOLDER_WORDS.test(value) || PLACEHOLDER_SHAPES.some((r) => r.test(value)))
+    return "is a placeholder or default value";
   if (isApiKey(key)) return undefined; // JWTs are checked by signature and claims
   const min = MIN_LENGTH[key as ClientSecretKey] ?? DEFAULT_MIN_LENGTH;
   if (value.length < min) return `is too short (${value.length} characters, need at least ${min})`;
@@ -66,10 +90,16 @@ export function valueProblem(key: string, value: string | undefined): string | u
 /** Which secrets an environment uses: the shared ones, its own database password, JWT secret and API keys. */
 export function keysFor(env: EnvName): ClientSecretKey[] {
   const own = [`DB_PASSWORD_${env.toUpperCase()}`, jwtSecretOf(env), anonKeyOf(env), serviceKeyOf(env)];
-  return CLIENT_SECRET_KEYS.filter((k) => !/^(DB_PASSWORD|JWT_SECRET|ANON_KEY|SERVICE_ROLE_KEY)_/.test(k) || own.includes(k));
+  return CLIENT_SECRET_KEYS.filter(
+    (k) => !/^(DB_PASSWORD|JWT_SECRET|ANON_KEY|SERVICE_ROLE_KEY)_/.test(k) || own.includes(k),
+  );
 }
 
-export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvName[] = GATED_ENVIRONMENTS, now = Math.floor(Date.now() / 1000)): Promise<GateProblem[]> {
+export async function gateProblems(
+  secrets: Partial<ClientSecrets>,
+  envs: EnvName[] = GATED_ENVIRONMENTS,
+  now = Math.floor(Date.now() / 1000),
+): Promise<GateProblem[]> {
   const problems: GateProblem[] = [];
   const has = (k: string) => problems.some((p) => p.key === k);
   const keys = [...new Set(envs.flatMap(keysFor))];
@@ -78,25 +108,43 @@ export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvNam
     if (p) problems.push({ key: k, reason: p });
   }
   for (const env of envs) {
-    const anon = anonKeyOf(env), service = serviceKeyOf(env), jwtKey = jwtSecretOf(env);
-    if (secrets[anon] && secrets[anon] === secrets[service]) problems.push({ key: service, reason: `is identical to ${anon} (the service key would be public)` });
+    const anon = anonKeyOf(env),
+      service = serviceKeyOf(env),
+      jwtKey = jwtSecretOf(env);
+    if (secrets[anon] && secrets[anon] === secrets[service])
+      problems.push({ key: service, reason: `is identical to ${anon} (the service key would be public)` });
     // Another environment's secret (dev's is in every dev app's env file) must not sign this one's keys.
     const jwt = secrets[jwtKey];
     const twin = ENVIRONMENTS.find((o) => o !== env && jwt && secrets[jwtSecretOf(o)] === jwt);
-    if (twin && !has(jwtKey)) problems.push({ key: jwtKey, reason: `is identical to ${jwtSecretOf(twin)} (a key signed for ${twin} would verify in ${env})` });
+    if (twin && !has(jwtKey))
+      problems.push({
+        key: jwtKey,
+        reason: `is identical to ${jwtSecretOf(twin)} (a key signed for ${twin} would verify in ${env})`,
+      });
     if (jwt && !PUBLISHED_JWT_SECRETS.includes(jwt)) {
       for (const k of [anon, service]) {
         const token = secrets[k];
         if (!token || has(k)) continue;
         const sig = token.split(".")[2] ?? "";
-        if (PUBLISHED_SIGNATURES.has(sig)) { problems.push({ key: k, reason: "is a published default (Supabase's demo key)" }); continue; }
-        if (decodeClaims(token)?.iss === "supabase-demo") { problems.push({ key: k, reason: "is a demo key (iss supabase-demo)" }); continue; }
+        if (PUBLISHED_SIGNATURES.has(sig)) {
+          problems.push({ key: k, reason: "is a published default (Supabase's demo key)" });
+          continue;
+        }
+        if (decodeClaims(token)?.iss === "supabase-demo") {
+          problems.push({ key: k, reason: "is a demo key (iss supabase-demo)" });
+          continue;
+        }
         const check = await verifyApiKey(token, jwt, API_KEY[k].role, now);
-        if (!check.ok) problems.push({ key: k, reason: (check.problem ?? "does not verify").replace(/against JWT_SECRET$/, `against ${jwtKey}`) });
+        if (!check.ok)
+          problems.push({
+            key: k,
+            reason: (check.problem ?? "does not verify").replace(/against JWT_SECRET$/, `against ${jwtKey}`),
+          });
         else if ((check.exp ?? 0) <= now) problems.push({ key: k, reason: "has expired" });
       }
     } else if (jwt) {
-      for (const k of [anon, service]) if (secrets[k] && !has(k)) problems.push({ key: k, reason: "is signed with a published JWT secret" });
+      for (const k of [anon, service])
+        if (secrets[k] && !has(k)) problems.push({ key: k, reason: "is signed with a published JWT secret" });
     }
   }
   // The same value under two names: rotating one would silently leave the other behind.
@@ -111,7 +159,11 @@ export async function gateProblems(secrets: Partial<ClientSecrets>, envs: EnvNam
 }
 
 /** Throw naming every offending key (values are never shown). */
-export async function enforceGate(secrets: Partial<ClientSecrets>, secretsFile: string, envs: EnvName[] = GATED_ENVIRONMENTS): Promise<void> {
+export async function enforceGate(
+  secrets: Partial<ClientSecrets>,
+  secretsFile: string,
+  envs: EnvName[] = GATED_ENVIRONMENTS,
+): Promise<void> {
   const problems = await gateProblems(secrets, envs);
   if (problems.length === 0) return;
   throw new ToolkitError(

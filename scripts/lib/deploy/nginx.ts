@@ -59,7 +59,14 @@ export function renderSites(rootDir: string, s: ClientSettings, paths: SitePaths
       name: `client-${s.name}-acme.conf`,
       content: renderTemplate(
         readTemplate(rootDir, "nginx/client-acme.conf.tmpl"),
-        { CLIENT: s.name, HTTP_LISTEN: "80", SERVER_NAMES: allHostnames(s).join(" "), WEBROOT: paths.webroot, DOMAIN: s.domain, PRODUCTION_PORT: s.ports.production },
+        {
+          CLIENT: s.name,
+          HTTP_LISTEN: "80",
+          SERVER_NAMES: allHostnames(s).join(" "),
+          WEBROOT: paths.webroot,
+          DOMAIN: s.domain,
+          PRODUCTION_PORT: s.ports.production,
+        },
         "nginx/client-acme.conf.tmpl",
       ),
     });
@@ -69,16 +76,18 @@ export function renderSites(rootDir: string, s: ClientSettings, paths: SitePaths
 
 /** A main config that includes the given files, with every path nginx writes under `prefix`. */
 export function wrapperConfig(prefix: string, includes: string[]): string {
-  return [
-    `pid ${prefix}/nginx.pid;`,
-    `error_log ${prefix}/error.log warn;`,
-    "events { worker_connections 64; }",
-    "http {",
-    `    access_log off;`,
-    ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `    ${t}_temp_path ${prefix}/tmp/${t};`),
-    ...includes.map((f) => `    include ${f};`),
-    "}",
-  ].join("\n") + "\n";
+  return (
+    [
+      `pid ${prefix}/nginx.pid;`,
+      `error_log ${prefix}/error.log warn;`,
+      "events { worker_connections 64; }",
+      "http {",
+      `    access_log off;`,
+      ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `    ${t}_temp_path ${prefix}/tmp/${t};`),
+      ...includes.map((f) => `    include ${f};`),
+      "}",
+    ].join("\n") + "\n"
+  );
 }
 
 export const nginxTestCommand = (prefix: string, conf: string) => ["nginx", "-t", "-q", "-p", prefix, "-c", conf];
@@ -97,7 +106,12 @@ export async function nginxTest(files: SiteFile[]): Promise<void> {
     writeFileSync(conf, wrapperConfig(prefix, paths));
     const r = await run(nginxTestCommand(prefix, conf), { nothrow: true, timeoutMs: 15_000 });
     if (r.code !== 0) {
-      throw new ToolkitError("NGINX_INVALID", `nginx -t rejects the rendered site config (${files.map((f) => f.name).join(", ")})`, "fix nginx/client-site.conf.tmpl (or client-acme.conf.tmpl)", (r.stderr || r.stdout).replaceAll(prefix + "/", ""));
+      throw new ToolkitError(
+        "NGINX_INVALID",
+        `nginx -t rejects the rendered site config (${files.map((f) => f.name).join(", ")})`,
+        "fix nginx/client-site.conf.tmpl (or client-acme.conf.tmpl)",
+        (r.stderr || r.stdout).replaceAll(prefix + "/", ""),
+      );
     }
   } finally {
     rmSync(prefix, { recursive: true, force: true });

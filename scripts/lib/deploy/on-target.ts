@@ -24,7 +24,8 @@ import { ensureBootstrapCert, hostnameFor } from "./tls";
 import { scramVerifier } from "../scram";
 
 const SERVICE_ROLES = ["authenticator", "supabase_auth_admin", "supabase_storage_admin"];
-const dbPassword = (secrets: ClientSecrets, env: EnvName) => secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets];
+const dbPassword = (secrets: ClientSecrets, env: EnvName) =>
+  secrets[`DB_PASSWORD_${env.toUpperCase()}` as keyof ClientSecrets];
 
 /** Each environment: its own login role owns its database; PUBLIC may not connect. Idempotent; a rotated password is applied. */
 export async function ensureEnvironmentRoles(cfg: Config, secrets: ClientSecrets): Promise<string[]> {
@@ -40,16 +41,24 @@ export async function ensureEnvironmentRoles(cfg: Config, secrets: ClientSecrets
         await c.query(`CREATE ROLE ${quoteIdent(role)} LOGIN PASSWORD ${quoteLiteral(scramVerifier(pw))}`); // never the password: a failed statement is logged
         changes.push(`role ${role}`);
       }
-      const owner = (await c.query("SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1", [db])).rows[0]?.o;
-      if (owner === undefined) throw new ToolkitError("NO_DATABASE", `database ${db} does not exist`, "dev-up creates it from DATABASES in the stack env; see its output");
+      const owner = (await c.query("SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1", [db]))
+        .rows[0]?.o;
+      if (owner === undefined)
+        throw new ToolkitError(
+          "NO_DATABASE",
+          `database ${db} does not exist`,
+          "dev-up creates it from DATABASES in the stack env; see its output",
+        );
       if (owner !== role) {
         await c.query(`ALTER DATABASE ${quoteIdent(db)} OWNER TO ${quoteIdent(role)}`);
         changes.push(`${db} owned by ${role}`);
       }
-      const publicConnect = (await c.query(
-        "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = $1 AND a.grantee = 0 AND a.privilege_type = 'CONNECT') AS p",
-        [db],
-      )).rows[0].p;
+      const publicConnect = (
+        await c.query(
+          "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = $1 AND a.grantee = 0 AND a.privilege_type = 'CONNECT') AS p",
+          [db],
+        )
+      ).rows[0].p;
       if (publicConnect) {
         await c.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${quoteIdent(db)} FROM PUBLIC`);
         changes.push(`${db}: PUBLIC may not connect`);
@@ -82,8 +91,13 @@ export async function installSites(cfg: Config, s: ClientSettings, releaseDir: s
   const changes: string[] = [];
   const paths = targetPaths(s);
   if (s.access === "internal") {
-    for (const [f, mode] of [["server.crt", 0o644], ["server.key", 0o600], ["ca.crt", 0o644]] as const) {
-      if (writeIfChanged(join(paths.tlsDir, f), readFileSync(join(releaseDir, "client", "tls", f), "utf8"), { mode })) changes.push(`tls ${f}`);
+    for (const [f, mode] of [
+      ["server.crt", 0o644],
+      ["server.key", 0o600],
+      ["ca.crt", 0o644],
+    ] as const) {
+      if (writeIfChanged(join(paths.tlsDir, f), readFileSync(join(releaseDir, "client", "tls", f), "utf8"), { mode }))
+        changes.push(`tls ${f}`);
     }
   } else {
     changes.push(...(await ensureBootstrapCert(paths.tlsDir, s.domain)));
@@ -91,7 +105,8 @@ export async function installSites(cfg: Config, s: ClientSettings, releaseDir: s
   const appsDir = join(cfg.stateDir, "nginx", "apps");
   const siteDir = join(releaseDir, "client", "nginx");
   const want = readdirSync(siteDir).filter((f) => f.endsWith(".conf"));
-  for (const f of want) if (writeIfChanged(join(appsDir, f), readFileSync(join(siteDir, f), "utf8"))) changes.push(`nginx ${f}`);
+  for (const f of want)
+    if (writeIfChanged(join(appsDir, f), readFileSync(join(siteDir, f), "utf8"))) changes.push(`nginx ${f}`);
   // A site this release no longer has (e.g. ACCESS switched) must not linger.
   const prefix = `client-${s.name}-`;
   if (existsSync(appsDir)) {
@@ -104,10 +119,24 @@ export async function installSites(cfg: Config, s: ClientSettings, releaseDir: s
   }
   if (changes.length) {
     const spec = procSpecs(cfg).nginx;
-    const t = await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", spec.marker], { nothrow: true, timeoutMs: 15_000 });
-    if (t.code !== 0) throw new ToolkitError("NGINX_INVALID", "nginx -t rejects the stack's config with the environments' sites", "fix nginx/client-site.conf.tmpl", t.stderr);
+    const t = await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", spec.marker], {
+      nothrow: true,
+      timeoutMs: 15_000,
+    });
+    if (t.code !== 0)
+      throw new ToolkitError(
+        "NGINX_INVALID",
+        "nginx -t rejects the stack's config with the environments' sites",
+        "fix nginx/client-site.conf.tmpl",
+        t.stderr,
+      );
     const pid = runningPid(spec);
-    if (!pid) throw new ToolkitError("NGINX_DOWN", "the stack's nginx is not running", "dev-up should have started it; see its log");
+    if (!pid)
+      throw new ToolkitError(
+        "NGINX_DOWN",
+        "the stack's nginx is not running",
+        "dev-up should have started it; see its log",
+      );
     process.kill(pid, "SIGHUP");
     changes.push("nginx reloaded");
   }
@@ -124,8 +153,15 @@ async function tryConnect(cfg: Config, user: string, password: string, database:
   try {
     const c = await connect(cfg, { user, password, database, target, timeoutMs: 5000 });
     try {
-      const r = await c.query("SELECT current_database() AS db, pg_is_in_recovery() AS rec, current_setting('app.settings.jwt_secret', true) AS jwt");
-      return { ok: true as const, db: r.rows[0].db as string, rec: r.rows[0].rec as boolean, jwt: r.rows[0].jwt as string | null };
+      const r = await c.query(
+        "SELECT current_database() AS db, pg_is_in_recovery() AS rec, current_setting('app.settings.jwt_secret', true) AS jwt",
+      );
+      return {
+        ok: true as const,
+        db: r.rows[0].db as string,
+        rec: r.rows[0].rec as boolean,
+        jwt: r.rows[0].jwt as string | null,
+      };
     } finally {
       await c.end().catch(() => {});
     }
@@ -135,12 +171,20 @@ async function tryConnect(cfg: Config, user: string, password: string, database:
 }
 
 /** GET over TLS; with `ca`, the certificate must chain to it and name `serverName` (we dial the address, users the name). */
-async function fetchTls(url: string, ca: string | undefined, timeoutMs: number, serverName?: string): Promise<{ status: number; body: string; headers: Headers } | string> {
+async function fetchTls(
+  url: string,
+  ca: string | undefined,
+  timeoutMs: number,
+  serverName?: string,
+): Promise<{ status: number; body: string; headers: Headers } | string> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   for (;;) {
     try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(2000), tls: ca ? { ca, serverName } : { rejectUnauthorized: false } } as RequestInit);
+      const r = await fetch(url, {
+        signal: AbortSignal.timeout(2000),
+        tls: ca ? { ca, serverName } : { rejectUnauthorized: false },
+      } as RequestInit);
       return { status: r.status, body: await r.text(), headers: r.headers };
     } catch (e) {
       last = (e as Error).message;
@@ -151,10 +195,19 @@ async function fetchTls(url: string, ca: string | undefined, timeoutMs: number, 
 }
 
 /** Health of every environment, as seen on the target. */
-export async function healthChecks(cfg: Config, s: ClientSettings, secrets: ClientSecrets, releaseDir: string): Promise<HealthCheck[]> {
+export async function healthChecks(
+  cfg: Config,
+  s: ClientSettings,
+  secrets: ClientSecrets,
+  releaseDir: string,
+): Promise<HealthCheck[]> {
   const out: HealthCheck[] = [];
   const h = assessCluster(cfg, await clusterView(cfg));
-  out.push({ check: "cluster", ok: h.ok, detail: h.ok ? `leader ${h.leader}, sync standby ${h.syncStandby}, ${h.running}/3 running` : h.problems.join(", ") });
+  out.push({
+    check: "cluster",
+    ok: h.ok,
+    detail: h.ok ? `leader ${h.leader}, sync standby ${h.syncStandby}, ${h.running}/3 running` : h.problems.join(", "),
+  });
 
   for (const env of ENVIRONMENTS) {
     const db = databaseFor(env);
@@ -165,7 +218,10 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
     out.push({
       check: `${env}: database`,
       ok: rw.ok && rw.db === db && !rw.rec && ro.ok && ro.rec,
-      detail: rw.ok && ro.ok ? `${role} -> ${db} through HAProxy: read-write ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (primary), read-only :${cfg.haproxy.roPort} (replica)` : `${!rw.ok ? rw.message : ""} ${!ro.ok ? ro.message : ""}`.trim(),
+      detail:
+        rw.ok && ro.ok
+          ? `${role} -> ${db} through HAProxy: read-write ${cfg.haproxy.address}:${cfg.haproxy.rwPort} (primary), read-only :${cfg.haproxy.roPort} (replica)`
+          : `${!rw.ok ? rw.message : ""} ${!ro.ok ? ro.message : ""}`.trim(),
     });
     out.push(await pooledCheck(cfg, env, role, pw, db));
     const others = ENVIRONMENTS.filter((e) => e !== env).map(databaseFor);
@@ -174,7 +230,13 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
       const r = await tryConnect(cfg, role, pw, other);
       if (r.ok || r.code !== "42501") leaks.push(`${other}: ${r.ok ? "connected" : r.message}`);
     }
-    out.push({ check: `${env}: isolation`, ok: leaks.length === 0, detail: leaks.length ? `${role} reached ${leaks.join("; ")}` : `${role} is refused by ${others.join(", ")} (permission denied)` });
+    out.push({
+      check: `${env}: isolation`,
+      ok: leaks.length === 0,
+      detail: leaks.length
+        ? `${role} reached ${leaks.join("; ")}`
+        : `${role} is refused by ${others.join(", ")} (permission denied)`,
+    });
 
     const url = `https://${s.api.address}:${s.ports[env]}/healthz`;
     const ca = s.access === "internal" ? readFileSync(join(releaseDir, "client", "tls", "ca.crt"), "utf8") : undefined;
@@ -182,10 +244,23 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
     if (typeof res === "string") out.push({ check: `${env}: nginx TLS`, ok: false, detail: `${url}: ${res}` });
     else {
       let body: { environment?: string; database?: string } = {};
-      try { body = JSON.parse(res.body); } catch { /* reported below */ }
+      try {
+        body = JSON.parse(res.body);
+      } catch {
+        /* reported below */
+      }
       const hsts = res.headers.get("strict-transport-security");
-      const ok = res.status === 200 && body.environment === env && body.database === db && Boolean(hsts) && res.headers.get("x-frame-options") === "DENY";
-      out.push({ check: `${env}: nginx TLS`, ok, detail: `${url} -> ${res.status} ${body.environment ?? "?"}${ca ? ", certificate for ${hostnameFor(s.domain, env)} verified against the client's CA" : ", bootstrap certificate (certbot pending)"}${hsts ? ", HSTS" : ", no HSTS"}` });
+      const ok =
+        res.status === 200 &&
+        body.environment === env &&
+        body.database === db &&
+        Boolean(hsts) &&
+        res.headers.get("x-frame-options") === "DENY";
+      out.push({
+        check: `${env}: nginx TLS`,
+        ok,
+        detail: `${url} -> ${res.status} ${body.environment ?? "?"}${ca ? ", certificate for ${hostnameFor(s.domain, env)} verified against the client's CA" : ", bootstrap certificate (certbot pending)"}${hsts ? ", HSTS" : ", no HSTS"}`,
+      });
     }
 
     // PostgREST/GoTrue run only in the docker runtime: natively we verify, with the environment's own env file
@@ -195,7 +270,13 @@ export async function healthChecks(cfg: Config, s: ClientSettings, secrets: Clie
       const problems = await environmentKeyProblems(releaseDir, env);
       if (rw.jwt) problems.push(`${db}: holds app.settings.jwt_secret, readable by every login role`);
       const others = ENVIRONMENTS.filter((e) => e !== env);
-      out.push({ check: `${env}: signed key`, ok: problems.length === 0, detail: problems.length ? problems.join("; ") : `ANON_KEY and SERVICE_ROLE_KEY of ${env}.env verify (HS256, role, iss, exp) against its own JWT_SECRET (${jwtSecretOf(env)}), ${others.join("'s and ")}'s service keys are refused, and ${db} does not hold it (PostgREST not running natively: signature and claims checked)` });
+      out.push({
+        check: `${env}: signed key`,
+        ok: problems.length === 0,
+        detail: problems.length
+          ? problems.join("; ")
+          : `ANON_KEY and SERVICE_ROLE_KEY of ${env}.env verify (HS256, role, iss, exp) against its own JWT_SECRET (${jwtSecretOf(env)}), ${others.join("'s and ")}'s service keys are refused, and ${db} does not hold it (PostgREST not running natively: signature and claims checked)`,
+      });
     }
   }
   return out;
@@ -211,7 +292,12 @@ export function releaseEnv(releaseDir: string, env: EnvName): Record<string, str
  * iss, exp) against the JWT_SECRET its own env file holds? A key signed with
  * another environment's secret is refused with the signature error.
  */
-export async function verifyEnvironmentKey(releaseDir: string, env: EnvName, token: string, role: string): Promise<KeyCheck> {
+export async function verifyEnvironmentKey(
+  releaseDir: string,
+  env: EnvName,
+  token: string,
+  role: string,
+): Promise<KeyCheck> {
   const secret = releaseEnv(releaseDir, env).JWT_SECRET;
   if (!secret) return { ok: false, problem: `client/env/${env}.env has no JWT_SECRET` };
   const r = await verifyApiKey(token, secret, role);
@@ -222,14 +308,18 @@ export async function verifyEnvironmentKey(releaseDir: string, env: EnvName, tok
 export async function environmentKeyProblems(releaseDir: string, env: EnvName): Promise<string[]> {
   const problems: string[] = [];
   const own = releaseEnv(releaseDir, env);
-  for (const [k, role] of [["ANON_KEY", "anon"], ["SERVICE_ROLE_KEY", "service_role"]] as const) {
+  for (const [k, role] of [
+    ["ANON_KEY", "anon"],
+    ["SERVICE_ROLE_KEY", "service_role"],
+  ] as const) {
     const v = await verifyEnvironmentKey(releaseDir, env, own[k] ?? "", role);
     if (!v.ok) problems.push(`${env}.env ${k}: ${v.problem}`);
   }
   for (const other of ENVIRONMENTS.filter((e) => e !== env)) {
     const theirs = releaseEnv(releaseDir, other);
     if (theirs.JWT_SECRET === own.JWT_SECRET) problems.push(`${env}.env and ${other}.env hold the same JWT_SECRET`);
-    else if ((await verifyEnvironmentKey(releaseDir, env, theirs.SERVICE_ROLE_KEY ?? "", "service_role")).ok) problems.push(`${other}'s SERVICE_ROLE_KEY verifies in ${env}`);
+    else if ((await verifyEnvironmentKey(releaseDir, env, theirs.SERVICE_ROLE_KEY ?? "", "service_role")).ok)
+      problems.push(`${other}'s SERVICE_ROLE_KEY verifies in ${env}`);
   }
   return problems;
 }
@@ -241,10 +331,22 @@ export interface ApplyResult {
   warnings: string[];
 }
 
-export async function applyOnTarget(cfg: Config, s: ClientSettings, secrets: ClientSecrets, releaseDir: string): Promise<ApplyResult> {
-  const changes = [...(await ensureEnvironmentRoles(cfg, secrets)), ...(await syncClientPool(cfg)), ...(await installSites(cfg, s, releaseDir))];
+export async function applyOnTarget(
+  cfg: Config,
+  s: ClientSettings,
+  secrets: ClientSecrets,
+  releaseDir: string,
+): Promise<ApplyResult> {
+  const changes = [
+    ...(await ensureEnvironmentRoles(cfg, secrets)),
+    ...(await syncClientPool(cfg)),
+    ...(await installSites(cfg, s, releaseDir)),
+  ];
   const warnings: string[] = [];
-  if (s.access === "public") warnings.push(`Let's Encrypt: run certbot on the target once DNS points at it (make deploy-client prints the command); nginx serves a bootstrap certificate until then`);
+  if (s.access === "public")
+    warnings.push(
+      `Let's Encrypt: run certbot on the target once DNS points at it (make deploy-client prints the command); nginx serves a bootstrap certificate until then`,
+    );
   const health = await healthChecks(cfg, s, secrets, releaseDir);
   return { changes, health, ok: health.every((h) => h.ok), warnings };
 }

@@ -28,7 +28,11 @@ export interface PreflightReport {
 const OUR_PROCESSES = ["etcd", "patroni", "postgres", "haproxy", "nginx", "pgbouncer"];
 const ARCH: Record<string, string> = { x64: "x86_64", arm64: "aarch64" };
 
-export interface Listener { address: string; port: number; process: string }
+export interface Listener {
+  address: string;
+  port: number;
+  process: string;
+}
 
 export function parseListeners(ss: string): Listener[] {
   const out: Listener[] = [];
@@ -37,7 +41,10 @@ export function parseListeners(ss: string): Listener[] {
     if (cols.length < 4) continue;
     const local = cols[3]!;
     const i = local.lastIndexOf(":");
-    const address = local.slice(0, i).replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+    const address = local
+      .slice(0, i)
+      .replace(/^\[|\]$/g, "")
+      .replace(/%.*$/, "");
     const port = Number(local.slice(i + 1));
     const process = line.match(/users:\(\("([^"]+)"/)?.[1] ?? "?";
     if (Number.isFinite(port)) out.push({ address, port, process });
@@ -49,13 +56,20 @@ export function parseListeners(ss: string): Listener[] {
 export function neededPorts(s: ClientSettings): { address: string; port: number; what: string }[] {
   const out = [];
   for (const [i, a] of s.memberAddresses.entries()) {
-    for (const [port, what] of [[5432, "Postgres"], [8008, "Patroni REST"], [2379, "etcd client"], [2380, "etcd peer"]] as const) out.push({ address: a, port, what: `${what} pg${i + 1}` });
+    for (const [port, what] of [
+      [5432, "Postgres"],
+      [8008, "Patroni REST"],
+      [2379, "etcd client"],
+      [2380, "etcd peer"],
+    ] as const)
+      out.push({ address: a, port, what: `${what} pg${i + 1}` });
   }
   out.push({ address: s.haproxy.address, port: s.haproxy.rwPort, what: "HAProxy read-write" });
   out.push({ address: s.haproxy.address, port: s.haproxy.roPort, what: "HAProxy read-only" });
   out.push({ address: s.haproxy.address, port: s.haproxy.statsPort, what: "HAProxy stats" });
   out.push({ address: s.api.address, port: s.api.port, what: "nginx API" });
-  for (const env of ["dev", "staging", "production"] as const) out.push({ address: s.api.address, port: s.ports[env], what: `nginx ${env} (TLS)` });
+  for (const env of ["dev", "staging", "production"] as const)
+    out.push({ address: s.api.address, port: s.ports[env], what: `nginx ${env} (TLS)` });
   if (s.access === "public") out.push({ address: "0.0.0.0", port: 80, what: "nginx ACME challenge" });
   return out;
 }
@@ -64,13 +78,26 @@ export function portConflicts(s: ClientSettings, listeners: Listener[], deployed
   const bad: string[] = [];
   let ours = 0;
   for (const n of neededPorts(s)) {
-    const holder = listeners.find((l) => l.port === n.port && (l.address === n.address || l.address === "0.0.0.0" || l.address === "*" || n.address === "0.0.0.0"));
+    const holder = listeners.find(
+      (l) =>
+        l.port === n.port &&
+        (l.address === n.address || l.address === "0.0.0.0" || l.address === "*" || n.address === "0.0.0.0"),
+    );
     if (!holder) continue;
-    if (deployed && OUR_PROCESSES.includes(holder.process)) { ours++; continue; }
+    if (deployed && OUR_PROCESSES.includes(holder.process)) {
+      ours++;
+      continue;
+    }
     bad.push(`${n.address}:${n.port} (${n.what}) held by ${holder.process}`);
   }
   if (bad.length) return { check: "ports", status: "fail", detail: bad.join("; ") };
-  return { check: "ports", status: "pass", detail: ours ? `${neededPorts(s).length} needed; ${ours} held by this client's running stack` : `${neededPorts(s).length} needed, all free` };
+  return {
+    check: "ports",
+    status: "pass",
+    detail: ours
+      ? `${neededPorts(s).length} needed; ${ours} held by this client's running stack`
+      : `${neededPorts(s).length} needed, all free`,
+  };
 }
 
 export async function preflight(t: Target, s: ClientSettings, now = () => Date.now()): Promise<PreflightReport> {
@@ -80,7 +107,11 @@ export async function preflight(t: Target, s: ClientSettings, now = () => Date.n
 
   const uname = await probe(["uname", "-sm"]);
   if (uname.code !== 0) {
-    rows.push({ check: "reach", status: "fail", detail: `cannot run commands on ${t.label}: ${(uname.stderr || uname.stdout).trim().split("\n").pop()}` });
+    rows.push({
+      check: "reach",
+      status: "fail",
+      detail: `cannot run commands on ${t.label}: ${(uname.stderr || uname.stdout).trim().split("\n").pop()}`,
+    });
     rep.blockers = 1;
     return rep;
   }
@@ -90,31 +121,60 @@ export async function preflight(t: Target, s: ClientSettings, now = () => Date.n
   rows.push({
     check: "architecture",
     status: kernel === "Linux" && arch === localArch ? "pass" : "fail",
-    detail: kernel !== "Linux" ? `${kernel}: the native runtime needs Linux` : arch === localArch ? `${arch} (matches the shipped node_modules)` : `${arch}: the release ships ${localArch} binaries (bun); deploy from a ${arch} machine`,
+    detail:
+      kernel !== "Linux"
+        ? `${kernel}: the native runtime needs Linux`
+        : arch === localArch
+          ? `${arch} (matches the shipped node_modules)`
+          : `${arch}: the release ships ${localArch} binaries (bun); deploy from a ${arch} machine`,
   });
 
   const osr = await probe(["cat", "/etc/os-release"]);
   const pretty = osr.stdout.match(/^PRETTY_NAME="?([^"\n]*)/m)?.[1] ?? "unknown";
   const debianLike = /^(ID|ID_LIKE)="?[^\n]*\b(debian|ubuntu)\b/m.test(osr.stdout);
-  rows.push({ check: "os", status: debianLike ? "pass" : "warn", detail: debianLike ? pretty : `${pretty}: only Debian/Ubuntu package names are known` });
+  rows.push({
+    check: "os",
+    status: debianLike ? "pass" : "warn",
+    detail: debianLike ? pretty : `${pretty}: only Debian/Ubuntu package names are known`,
+  });
 
   const id = await probe(["id", "-u"]);
-  rows.push({ check: "user", status: id.stdout.trim() === "0" ? "pass" : "fail", detail: id.stdout.trim() === "0" ? "root (Postgres runs as the postgres user)" : `uid ${id.stdout.trim()}: the native runtime needs root to run Postgres as postgres` });
+  rows.push({
+    check: "user",
+    status: id.stdout.trim() === "0" ? "pass" : "fail",
+    detail:
+      id.stdout.trim() === "0"
+        ? "root (Postgres runs as the postgres user)"
+        : `uid ${id.stdout.trim()}: the native runtime needs root to run Postgres as postgres`,
+  });
 
   const docker = await probe(["docker", "info", "--format", "{{.ServerVersion}}"]);
   const compose = docker.code === 0 ? await probe(["docker", "compose", "version", "--short"]) : undefined;
   const bins = ["etcd", "etcdctl", "patroni", "haproxy", "nginx", "pgbouncer", "openssl", "setpriv", "ss", "tar"];
   const which = await probe(["which", ...bins]);
-  const found = new Set(which.stdout.split("\n").map((l) => l.trim().split("/").pop()).filter(Boolean));
+  const found = new Set(
+    which.stdout
+      .split("\n")
+      .map((l) => l.trim().split("/").pop())
+      .filter(Boolean),
+  );
   const pgBin = await probe(["test", "-x", "/usr/lib/postgresql/15/bin/postgres"]);
   const missing = bins.filter((b) => !found.has(b)).concat(pgBin.code === 0 ? [] : ["postgresql-15"]);
   const dockerOk = docker.code === 0 && compose?.code === 0;
   if (dockerOk && resolveRuntime(s.runtime, missing.length === 0, dockerOk) === "docker") {
     rep.runtime = "docker";
-    rows.push({ check: "runtime", status: "pass", detail: `docker ${docker.stdout.trim()} + compose ${compose!.stdout.trim()}` });
+    rows.push({
+      check: "runtime",
+      status: "pass",
+      detail: `docker ${docker.stdout.trim()} + compose ${compose!.stdout.trim()}`,
+    });
   } else if (missing.length === 0) {
     rep.runtime = "native";
-    rows.push({ check: "runtime", status: "pass", detail: `native: etcd, patroni, postgresql-15, haproxy, nginx${s.runtime === "docker" ? " (RUNTIME=docker asked, no engine: native)" : docker.code === 0 ? "" : "; no docker engine"}` });
+    rows.push({
+      check: "runtime",
+      status: "pass",
+      detail: `native: etcd, patroni, postgresql-15, haproxy, nginx${s.runtime === "docker" ? " (RUNTIME=docker asked, no engine: native)" : docker.code === 0 ? "" : "; no docker engine"}`,
+    });
   } else {
     rows.push({ check: "runtime", status: "fail", detail: `no docker engine and missing ${missing.join(", ")}` });
   }
@@ -138,10 +198,17 @@ export async function preflight(t: Target, s: ClientSettings, now = () => Date.n
   for (let d = l.base; d !== "/"; d = d.slice(0, d.lastIndexOf("/")) || "/") candidates.push(d);
   candidates.push("/");
   const df = await probe(["df", "-Pk", ...candidates]);
-  const dfLine = df.stdout.split("\n").slice(1).find((x) => x.trim());
+  const dfLine = df.stdout
+    .split("\n")
+    .slice(1)
+    .find((x) => x.trim());
   if (dfLine) {
     const availGb = Number(dfLine.trim().split(/\s+/)[3]) / 1024 / 1024;
-    rows.push({ check: "disk", status: availGb < 2 ? "fail" : availGb < 10 ? "warn" : "pass", detail: `${availGb.toFixed(1)} GB free at ${dfLine.trim().split(/\s+/).pop()}${availGb < 10 ? " (10 GB recommended)" : ""}` });
+    rows.push({
+      check: "disk",
+      status: availGb < 2 ? "fail" : availGb < 10 ? "warn" : "pass",
+      detail: `${availGb.toFixed(1)} GB free at ${dfLine.trim().split(/\s+/).pop()}${availGb < 10 ? " (10 GB recommended)" : ""}`,
+    });
   } else rows.push({ check: "disk", status: "warn", detail: "df gave no answer" });
 
   const cur = await probe(["readlink", l.current]);
@@ -152,8 +219,16 @@ export async function preflight(t: Target, s: ClientSettings, now = () => Date.n
 
   const ipa = await probe(["ip", "-o", "-4", "addr", "show"]);
   const own = new Set([...ipa.stdout.matchAll(/inet (\d+\.\d+\.\d+\.\d+)/g)].map((m) => m[1]!));
-  const absent = [...new Set([...s.memberAddresses, s.haproxy.address, s.api.address])].filter((a) => !a.startsWith("127.") && !own.has(a));
-  rows.push({ check: "addresses", status: absent.length ? "fail" : "pass", detail: absent.length ? `not configured on the target: ${absent.join(", ")}` : "members, HAProxy and API addresses are local" });
+  const absent = [...new Set([...s.memberAddresses, s.haproxy.address, s.api.address])].filter(
+    (a) => !a.startsWith("127.") && !own.has(a),
+  );
+  rows.push({
+    check: "addresses",
+    status: absent.length ? "fail" : "pass",
+    detail: absent.length
+      ? `not configured on the target: ${absent.join(", ")}`
+      : "members, HAProxy and API addresses are local",
+  });
 
   const t0 = now();
   const date = await probe(["date", "+%s.%N"]);

@@ -35,7 +35,12 @@ function privateFile(path: string): string {
 
 export async function listReleases(t: Target, s: ClientSettings): Promise<number[]> {
   const r = await t.exec(["ls", "-1", remoteLayout(s).releases], { nothrow: true });
-  return r.stdout.split("\n").map((x) => x.trim()).filter((x) => /^\d+$/.test(x)).map(Number).sort((a, b) => a - b);
+  return r.stdout
+    .split("\n")
+    .map((x) => x.trim())
+    .filter((x) => /^\d+$/.test(x))
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 export async function currentRelease(t: Target, s: ClientSettings): Promise<number | undefined> {
@@ -67,7 +72,12 @@ export async function withLock<T>(t: Target, s: ClientSettings, fn: () => Promis
   const l = remoteLayout(s);
   await prepareRemoteDirs(t, s);
   const got = await t.exec(["mkdir", l.lock], { nothrow: true });
-  if (got.code !== 0) throw new ToolkitError("DEPLOY_LOCKED", `another deploy of ${s.name} holds ${l.lock} on ${t.label}`, `wait for it; if none is running, remove the lock: ssh ${s.host} rmdir ${l.lock}`);
+  if (got.code !== 0)
+    throw new ToolkitError(
+      "DEPLOY_LOCKED",
+      `another deploy of ${s.name} holds ${l.lock} on ${t.label}`,
+      `wait for it; if none is running, remove the lock: ssh ${s.host} rmdir ${l.lock}`,
+    );
   try {
     return await fn();
   } finally {
@@ -85,7 +95,9 @@ async function ensureNodeModules(t: Target, s: ClientSettings, src: string, prog
   if (!existsSync(tarball)) {
     mkdirSync(dirname(tarball), { recursive: true });
     // The contents of the real directory (node_modules may be a symlink in a checkout).
-    await run(["tar", "-C", realpathSync(join(src, "node_modules")), "-cf", privateFile(`${tarball}.tmp`), "."], { timeoutMs: 600_000 });
+    await run(["tar", "-C", realpathSync(join(src, "node_modules")), "-cf", privateFile(`${tarball}.tmp`), "."], {
+      timeoutMs: 600_000,
+    });
     renameSync(`${tarball}.tmp`, tarball);
   }
   progress("upload", `node_modules (${key}) to ${t.label}`);
@@ -102,7 +114,14 @@ async function ensureNodeModules(t: Target, s: ClientSettings, src: string, prog
 }
 
 /** Upload release n (the toolkit and the bundle with its secrets) into releases/n via incoming/ (see prepareRemoteDirs). */
-export async function uploadRelease(t: Target, s: ClientSettings, plan: { digest: string; stageDir: string }, n: number, src: string, progress: Progress) {
+export async function uploadRelease(
+  t: Target,
+  s: ClientSettings,
+  plan: { digest: string; stageDir: string },
+  n: number,
+  src: string,
+  progress: Progress,
+) {
   const l = remoteLayout(s);
   const nm = await ensureNodeModules(t, s, src, progress);
   const tarball = privateFile(join(ensureStageRoot(s.name), `release-${plan.digest}.tar`));
@@ -132,4 +151,3 @@ export async function prune(t: Target, s: ClientSettings, live: number): Promise
   for (const n of drop) await t.exec(["rm", "-rf", `${remoteLayout(s).releases}/${n}`]);
   return drop;
 }
-

@@ -62,7 +62,11 @@ export const clientStack = (name: string) => `client-${name}`;
 
 export function checkClientName(name: string): string {
   if (!CLIENT_NAME_RE.test(name)) {
-    throw new ToolkitError("BAD_CLIENT_NAME", `client name ${JSON.stringify(name)} is not valid`, "use 2-21 lowercase letters and digits, starting with a letter, e.g. CLIENT=acme");
+    throw new ToolkitError(
+      "BAD_CLIENT_NAME",
+      `client name ${JSON.stringify(name)} is not valid`,
+      "use 2-21 lowercase letters and digits, starting with a letter, e.g. CLIENT=acme",
+    );
   }
   return name;
 }
@@ -83,27 +87,50 @@ export function parseClientSettings(text: string, file: string): ClientSettings 
     remoteDir: v.REMOTE_DIR.replace(/\/+$/, ""),
     keepReleases: v.KEEP_RELEASES,
     memberAddresses: v.MEMBER_ADDRESSES,
-    haproxy: { address: v.HAPROXY_ADDRESS, rwPort: v.HAPROXY_RW_PORT, roPort: v.HAPROXY_RO_PORT, statsPort: v.HAPROXY_STATS_PORT },
+    haproxy: {
+      address: v.HAPROXY_ADDRESS,
+      rwPort: v.HAPROXY_RW_PORT,
+      roPort: v.HAPROXY_RO_PORT,
+      statsPort: v.HAPROXY_STATS_PORT,
+    },
     api: { address: v.API_ADDRESS, port: v.API_PORT },
     ports: { dev: v.PORT_DEV, staging: v.PORT_STAGING, production: v.PORT_PRODUCTION },
     sharedBuffers: v.PG_SHARED_BUFFERS,
     runtime: v.RUNTIME,
-    remoteAccess: { tunnel: v.TUNNEL, tailnet: v.TAILNET, allowed: v.ALLOW_REMOTE_ACCESS, tunnelId: v.CLOUDFLARE_TUNNEL_ID },
+    remoteAccess: {
+      tunnel: v.TUNNEL,
+      tailnet: v.TAILNET,
+      allowed: v.ALLOW_REMOTE_ACCESS,
+      tunnelId: v.CLOUDFLARE_TUNNEL_ID,
+    },
     raw,
   };
 }
 
 export function loadClientSettings(name: string, base = clientsDir()): ClientSettings {
   const file = clientEnvFile(checkClientName(name), base);
-  if (!existsSync(file)) throw new ToolkitError("NO_CLIENT", `client ${name} has no bundle (${file} does not exist)`, `create it: make deploy-client CLIENT=${name} HOST=... DOMAIN=... ACCESS=internal PLAN=1`);
+  if (!existsSync(file))
+    throw new ToolkitError(
+      "NO_CLIENT",
+      `client ${name} has no bundle (${file} does not exist)`,
+      `create it: make deploy-client CLIENT=${name} HOST=... DOMAIN=... ACCESS=internal PLAN=1`,
+    );
   const s = parseClientSettings(readFileSync(file, "utf8"), file.replace(ROOT_DIR + "/", ""));
-  if (s.name !== name) throw new ToolkitError("BAD_CLIENT_CONFIG", `${file}: CLIENT_NAME: is ${s.name}, but the folder is ${name}`, `set CLIENT_NAME=${name}`);
+  if (s.name !== name)
+    throw new ToolkitError(
+      "BAD_CLIENT_CONFIG",
+      `${file}: CLIENT_NAME: is ${s.name}, but the folder is ${name}`,
+      `set CLIENT_NAME=${name}`,
+    );
   if (!s.sshKnownHosts) s.sshKnownHosts = clientKnownHostsFile(name, base);
   return s;
 }
 
 /** Defaults for a new customer: one server, members on loopback, the seeds' shared-server ports. */
-export function newClientValues(name: string, answers: { host: string; domain: string; access: "internal" | "public"; profile: string; adminEmail?: string }): Record<string, string> {
+export function newClientValues(
+  name: string,
+  answers: { host: string; domain: string; access: "internal" | "public"; profile: string; adminEmail?: string },
+): Record<string, string> {
   return {
     CLIENT_NAME: name,
     HOST: answers.host,
@@ -119,12 +146,38 @@ export function newClientValues(name: string, answers: { host: string; domain: s
 }
 
 const SECTIONS: [string, ClientKey[]][] = [
-  ["Who and where. HOST is an ssh destination (the operator's key must be authorized there) or `local`.", ["CLIENT_NAME", "HOST", "SSH_PORT", "SSH_IDENTITY", "SSH_KNOWN_HOSTS"]],
-  ["TLS: ACCESS=internal generates a private CA and a certificate for dev.DOMAIN, staging.DOMAIN and DOMAIN;\n# ACCESS=public uses Let's Encrypt through certbot's webroot flow (needs ADMIN_EMAIL and port 80 reachable).", ["DOMAIN", "ACCESS", "ADMIN_EMAIL"]],
-  ["Size profile in GB of RAM (16 / 32 / 64): which optional services run and how many workers.", ["PROFILE", "PG_SHARED_BUFFERS"]],
-  ["Releases on the target: REMOTE_DIR/releases/<n>, REMOTE_DIR/current -> the live one; the last KEEP_RELEASES are kept.", ["REMOTE_DIR", "KEEP_RELEASES", "RUNTIME"]],
-  ["The platform stack on the target: three Patroni members, HAProxy, nginx.", ["MEMBER_ADDRESSES", "HAPROXY_ADDRESS", "HAPROXY_RW_PORT", "HAPROXY_RO_PORT", "HAPROXY_STATS_PORT", "API_ADDRESS", "API_PORT"]],
-  ["The environments' TLS entry points (nginx) on API_ADDRESS; each app listens on loopback at its port + 1.", ["PORT_DEV", "PORT_STAGING", "PORT_PRODUCTION"]],
+  [
+    "Who and where. HOST is an ssh destination (the operator's key must be authorized there) or `local`.",
+    ["CLIENT_NAME", "HOST", "SSH_PORT", "SSH_IDENTITY", "SSH_KNOWN_HOSTS"],
+  ],
+  [
+    "TLS: ACCESS=internal generates a private CA and a certificate for dev.DOMAIN, staging.DOMAIN and DOMAIN;\n# ACCESS=public uses Let's Encrypt through certbot's webroot flow (needs ADMIN_EMAIL and port 80 reachable).",
+    ["DOMAIN", "ACCESS", "ADMIN_EMAIL"],
+  ],
+  [
+    "Size profile in GB of RAM (16 / 32 / 64): which optional services run and how many workers.",
+    ["PROFILE", "PG_SHARED_BUFFERS"],
+  ],
+  [
+    "Releases on the target: REMOTE_DIR/releases/<n>, REMOTE_DIR/current -> the live one; the last KEEP_RELEASES are kept.",
+    ["REMOTE_DIR", "KEEP_RELEASES", "RUNTIME"],
+  ],
+  [
+    "The platform stack on the target: three Patroni members, HAProxy, nginx.",
+    [
+      "MEMBER_ADDRESSES",
+      "HAPROXY_ADDRESS",
+      "HAPROXY_RW_PORT",
+      "HAPROXY_RO_PORT",
+      "HAPROXY_STATS_PORT",
+      "API_ADDRESS",
+      "API_PORT",
+    ],
+  ],
+  [
+    "The environments' TLS entry points (nginx) on API_ADDRESS; each app listens on loopback at its port + 1.",
+    ["PORT_DEV", "PORT_STAGING", "PORT_PRODUCTION"],
+  ],
 ];
 
 /** client.env as committed: commented, every key present (defaults written out). */
@@ -159,8 +212,22 @@ export interface SizeProfile {
 /** The seeds' resource profiles (16 GB minimum, 32 recommended, 64+ optimal). */
 export const SIZE_PROFILES: Record<"16" | "32" | "64", SizeProfile> = {
   "16": { gb: 16, localModels: "off", monitoring: "basic", workers: 1, sharedBuffers: "1GB", composeProfiles: [] },
-  "32": { gb: 32, localModels: "small (7B)", monitoring: "full", workers: 2, sharedBuffers: "2GB", composeProfiles: ["local-models", "monitoring"] },
-  "64": { gb: 64, localModels: "large (13B+)", monitoring: "advanced", workers: 4, sharedBuffers: "4GB", composeProfiles: ["local-models", "monitoring"] },
+  "32": {
+    gb: 32,
+    localModels: "small (7B)",
+    monitoring: "full",
+    workers: 2,
+    sharedBuffers: "2GB",
+    composeProfiles: ["local-models", "monitoring"],
+  },
+  "64": {
+    gb: 64,
+    localModels: "large (13B+)",
+    monitoring: "advanced",
+    workers: 4,
+    sharedBuffers: "4GB",
+    composeProfiles: ["local-models", "monitoring"],
+  },
 };
 
 /** Pick a profile from the target's memory. Machines report a little under their nominal size. */
@@ -210,13 +277,25 @@ export function renderStackEnv(s: ClientSettings): string {
   ];
   // Written only when allowed and not none, so existing customers' stack files stay byte for byte the same.
   const ra = s.remoteAccess;
-  if (ra?.allowed && (ra.tunnel !== "none" || ra.tailnet !== "none")) lines.push("ALLOW_REMOTE_ACCESS=true", `TUNNEL=${ra.tunnel}`, `TAILNET=${ra.tailnet}`, `PUBLIC_DOMAIN=${s.domain}`, `CLOUDFLARE_TUNNEL_ID=${ra.tunnelId}`);
+  if (ra?.allowed && (ra.tunnel !== "none" || ra.tailnet !== "none"))
+    lines.push(
+      "ALLOW_REMOTE_ACCESS=true",
+      `TUNNEL=${ra.tunnel}`,
+      `TAILNET=${ra.tailnet}`,
+      `PUBLIC_DOMAIN=${s.domain}`,
+      `CLOUDFLARE_TUNNEL_ID=${ra.tunnelId}`,
+    );
   return lines.join("\n") + "\n";
 }
 
 /** Validate the generated stack env with the one config loader (as the target will read it). */
 export function stackConfig(s: ClientSettings, rootDir: string): Config {
-  return parseConfig(renderStackEnv(s), { file: `envs/${clientStack(s.name)}.env`, stack: clientStack(s.name), rootDir, isRoot: true });
+  return parseConfig(renderStackEnv(s), {
+    file: `envs/${clientStack(s.name)}.env`,
+    stack: clientStack(s.name),
+    rootDir,
+    isRoot: true,
+  });
 }
 
 /** Where things live on the target. */

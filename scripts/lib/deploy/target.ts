@@ -39,7 +39,8 @@ export interface Target {
 type SshSettings = Pick<ClientSettings, "name" | "host" | "sshPort" | "sshIdentity" | "sshKnownHosts">;
 
 /** The client's pinned host keys: SSH_KNOWN_HOSTS, or clients/<name>/known_hosts (committed: host keys are public). */
-export const knownHostsFile = (s: Pick<ClientSettings, "name" | "sshKnownHosts">) => s.sshKnownHosts || clientKnownHostsFile(s.name);
+export const knownHostsFile = (s: Pick<ClientSettings, "name" | "sshKnownHosts">) =>
+  s.sshKnownHosts || clientKnownHostsFile(s.name);
 
 /** How known_hosts names the target: `host`, or `[host]:port` off port 22. */
 export function hostPattern(s: Pick<ClientSettings, "host" | "sshPort">): string {
@@ -53,17 +54,29 @@ export function hostPattern(s: Pick<ClientSettings, "host" | "sshPort">): string
  * (`accept-new` only for an explicit first contact), and nothing of the
  * operator's machine (agent, X11) is forwarded to the customer's server.
  */
-export function sshOptions(s: Pick<ClientSettings, "name" | "sshPort" | "sshIdentity" | "sshKnownHosts">, trustNewHost = false): string[] {
+export function sshOptions(
+  s: Pick<ClientSettings, "name" | "sshPort" | "sshIdentity" | "sshKnownHosts">,
+  trustNewHost = false,
+): string[] {
   const o = [
-    "-o", "BatchMode=yes",
-    "-o", `StrictHostKeyChecking=${trustNewHost ? "accept-new" : "yes"}`,
-    "-o", `UserKnownHostsFile=${knownHostsFile(s)}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "HashKnownHosts=no", // the pinned file is committed and reviewed: names in clear
-    "-o", "ForwardAgent=no",
-    "-o", "ForwardX11=no",
-    "-o", "ConnectTimeout=10",
-    "-o", "ServerAliveInterval=15",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    `StrictHostKeyChecking=${trustNewHost ? "accept-new" : "yes"}`,
+    "-o",
+    `UserKnownHostsFile=${knownHostsFile(s)}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "HashKnownHosts=no", // the pinned file is committed and reviewed: names in clear
+    "-o",
+    "ForwardAgent=no",
+    "-o",
+    "ForwardX11=no",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=15",
   ];
   if (s.sshIdentity) o.push("-o", "IdentitiesOnly=yes", "-i", s.sshIdentity);
   return o;
@@ -71,8 +84,23 @@ export function sshOptions(s: Pick<ClientSettings, "name" | "sshPort" | "sshIden
 
 /** The line of ssh's stderr that says why it failed (not the warning banner). Pure. */
 export function sshErrorLine(stderr: string): string {
-  const lines = stderr.replace(/\r/g, "").split("\n").map((l) => l.trim()).filter((l) => l && !/^@+/.test(l));
-  const key = [/Permission denied/, /Connection refused/, /Could not resolve hostname/, /timed out/i, /No route to host/, /Host key for .* has changed/, /No \S+ host key is known/, /Host key verification failed/, /Connection closed/, /kex_exchange_identification/];
+  const lines = stderr
+    .replace(/\r/g, "")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !/^@+/.test(l));
+  const key = [
+    /Permission denied/,
+    /Connection refused/,
+    /Could not resolve hostname/,
+    /timed out/i,
+    /No route to host/,
+    /Host key for .* has changed/,
+    /No \S+ host key is known/,
+    /Host key verification failed/,
+    /Connection closed/,
+    /kex_exchange_identification/,
+  ];
   for (const re of key) {
     const hit = lines.find((l) => re.test(l));
     if (hit) return hit;
@@ -105,21 +133,45 @@ export function sshFailure(s: SshSettings, stderr: string, offered?: string): To
     );
   }
   const fixes: [RegExp, string][] = [
-    [/Permission denied/, `authorize the operator's key on the server (ssh-copy-id -p ${s.sshPort}${s.sshIdentity ? ` -i ${s.sshIdentity}` : ""} ${s.host}), or set SSH_IDENTITY in ${env} to a key it accepts`],
+    [
+      /Permission denied/,
+      `authorize the operator's key on the server (ssh-copy-id -p ${s.sshPort}${s.sshIdentity ? ` -i ${s.sshIdentity}` : ""} ${s.host}), or set SSH_IDENTITY in ${env} to a key it accepts`,
+    ],
     [/Connection refused/, `nothing accepts ssh at ${dest}: start sshd on the server, or fix HOST/SSH_PORT in ${env}`],
     [/Could not resolve hostname/, `fix HOST in ${env} (a name this machine can resolve, or an address)`],
-    [/timed out|No route to host/i, `${dest} does not answer: check the address, the network and the firewall (port ${s.sshPort}), or fix HOST/SSH_PORT in ${env}`],
+    [
+      /timed out|No route to host/i,
+      `${dest} does not answer: check the address, the network and the firewall (port ${s.sshPort}), or fix HOST/SSH_PORT in ${env}`,
+    ],
   ];
-  const fix = fixes.find(([re]) => re.test(line))?.[1] ?? `run ssh -p ${s.sshPort} ${s.host} by hand to see why, then fix the server or ${env}`;
+  const fix =
+    fixes.find(([re]) => re.test(line))?.[1] ??
+    `run ssh -p ${s.sshPort} ${s.host} by hand to see why, then fix the server or ${env}`;
   return new ToolkitError("SSH_FAILED", `ssh to ${dest} failed: ${line}`, fix);
 }
 
 /** The key(s) a server offers, as fingerprints (informational: ssh-keyscan is not authenticated). */
 async function offeredKeys(s: Pick<ClientSettings, "host" | "sshPort">): Promise<string | undefined> {
-  const scan = await run(["ssh-keyscan", "-T", "5", "-t", "ed25519,ecdsa,rsa", "-p", String(s.sshPort), s.host.slice(s.host.lastIndexOf("@") + 1)], { nothrow: true, timeoutMs: 15_000 }).catch(() => undefined);
+  const scan = await run(
+    [
+      "ssh-keyscan",
+      "-T",
+      "5",
+      "-t",
+      "ed25519,ecdsa,rsa",
+      "-p",
+      String(s.sshPort),
+      s.host.slice(s.host.lastIndexOf("@") + 1),
+    ],
+    { nothrow: true, timeoutMs: 15_000 },
+  ).catch(() => undefined);
   if (!scan?.stdout.trim()) return undefined;
   const fp = await run(["ssh-keygen", "-l", "-f", "-"], { input: scan.stdout, nothrow: true }).catch(() => undefined);
-  const keys = (fp?.stdout ?? "").split("\n").map((l) => l.trim().split(/\s+/)).filter((c) => c.length >= 4).map((c) => `${c[c.length - 1]!.replace(/[()]/g, "")} ${c[1]}`);
+  const keys = (fp?.stdout ?? "")
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter((c) => c.length >= 4)
+    .map((c) => `${c[c.length - 1]!.replace(/[()]/g, "")} ${c[1]}`);
   return keys.length ? keys.join(", ") : undefined;
 }
 
@@ -138,12 +190,29 @@ async function pinnedKey(s: SshSettings): Promise<string | undefined> {
  * (`-N`, stdio detached from ours, so it never holds our pipes open) and stop
  * by its pid. A fresh connection per command costs 0.1-1.5 s of key exchange.
  */
-async function startMaster(s: SshSettings, trustNewHost: boolean): Promise<{ controlPath: string; stop: () => Promise<void> }> {
+async function startMaster(
+  s: SshSettings,
+  trustNewHost: boolean,
+): Promise<{ controlPath: string; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "pgp-ssh-"));
   const controlPath = join(dir, "cm");
   if (trustNewHost) mkdirSync(dirname(knownHostsFile(s)), { recursive: true });
   // stderr is ours to read (why it failed); stdin/stdout stay detached so it never holds our pipes open.
-  const ssh = start(["ssh", ...sshOptions(s, trustNewHost), "-o", "ControlMaster=yes", "-o", `ControlPath=${controlPath}`, "-N", "-p", String(s.sshPort), s.host], { stdio: ["ignore", "ignore", "pipe"] });
+  const ssh = start(
+    [
+      "ssh",
+      ...sshOptions(s, trustNewHost),
+      "-o",
+      "ControlMaster=yes",
+      "-o",
+      `ControlPath=${controlPath}`,
+      "-N",
+      "-p",
+      String(s.sshPort),
+      s.host,
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   const child = ssh.child;
   let stderr = "";
   child?.stderr?.on("data", (d) => (stderr += d));
@@ -164,14 +233,29 @@ async function startMaster(s: SshSettings, trustNewHost: boolean): Promise<{ con
   return { controlPath, stop };
 }
 
-const muxOptions = (controlPath?: string) => (controlPath ? ["-o", "ControlMaster=no", "-o", `ControlPath=${controlPath}`] : []);
+const muxOptions = (controlPath?: string) =>
+  controlPath ? ["-o", "ControlMaster=no", "-o", `ControlPath=${controlPath}`] : [];
 
 export const sshCommand = (s: SshSettings, argv: readonly string[], controlPath?: string) => [
-  "ssh", ...sshOptions(s), ...muxOptions(controlPath), "-p", String(s.sshPort), s.host, "--", remoteCommand(argv),
+  "ssh",
+  ...sshOptions(s),
+  ...muxOptions(controlPath),
+  "-p",
+  String(s.sshPort),
+  s.host,
+  "--",
+  remoteCommand(argv),
 ];
 
 export const scpCommand = (s: SshSettings, local: string, remote: string, controlPath?: string) => [
-  "scp", "-q", ...sshOptions(s), ...muxOptions(controlPath), "-P", String(s.sshPort), local, `${s.host}:${remote}`,
+  "scp",
+  "-q",
+  ...sshOptions(s),
+  ...muxOptions(controlPath),
+  "-P",
+  String(s.sshPort),
+  local,
+  `${s.host}:${remote}`,
 ];
 
 export interface TargetOptions {
@@ -197,7 +281,8 @@ export function openTarget(s: ClientSettings, opts: TargetOptions = {}): Target 
     const m = await startMaster(s, Boolean(opts.trustNewHost));
     if (!before) {
       const now = await pinnedKey(s);
-      if (now) recorded = `recorded the host key of ${hostPattern(s)} (${now}) in ${knownHostsFile(s)}: first contact, trusted because TRUST_NEW_HOST was given; commit the file`;
+      if (now)
+        recorded = `recorded the host key of ${hostPattern(s)} (${now}) in ${knownHostsFile(s)}: first contact, trusted because TRUST_NEW_HOST was given; commit the file`;
     }
     return m;
   };
@@ -214,7 +299,11 @@ export function openTarget(s: ClientSettings, opts: TargetOptions = {}): Target 
     close: async () => {
       const m = master;
       master = undefined;
-      if (m) await m.then((x) => x.stop(), () => {});
+      if (m)
+        await m.then(
+          (x) => x.stop(),
+          () => {},
+        );
     },
   };
 }

@@ -49,15 +49,32 @@ export function permittedNames(s: Pick<ClientSettings, "domain" | "api">): strin
   return [`DNS:${s.domain}`, ...[s.api.address].map((ip) => `IP:${ip}/255.255.255.255`)].sort();
 }
 
-export const nameConstraintsExt = (permitted: string[]) => `nameConstraints=critical,${permitted.map((n) => `permitted;${n}`).join(",")}`;
+export const nameConstraintsExt = (permitted: string[]) =>
+  `nameConstraints=critical,${permitted.map((n) => `permitted;${n}`).join(",")}`;
 
 export const caCommand = (p: TlsPaths, client: string, permitted: string[]): string[] => [
-  "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-  "-keyout", p.caKey, "-out", p.caCert, "-days", String(CA_DAYS),
-  "-subj", `/O=pgplatform/CN=${client} private CA`,
-  "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
-  "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-  "-addext", nameConstraintsExt(permitted),
+  "openssl",
+  "req",
+  "-x509",
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:prime256v1",
+  "-nodes",
+  "-keyout",
+  p.caKey,
+  "-out",
+  p.caCert,
+  "-days",
+  String(CA_DAYS),
+  "-subj",
+  `/O=pgplatform/CN=${client} private CA`,
+  "-addext",
+  "basicConstraints=critical,CA:TRUE,pathlen:0",
+  "-addext",
+  "keyUsage=critical,keyCertSign,cRLSign",
+  "-addext",
+  nameConstraintsExt(permitted),
 ];
 
 /** A CA's permitted name constraints (sorted; empty: none), and whether the extension is critical, via openssl. */
@@ -76,19 +93,53 @@ export async function caNameConstraints(caCert: string): Promise<{ critical: boo
 }
 
 export const csrCommand = (p: TlsPaths, cn: string): string[] => [
-  "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-  "-keyout", p.key, "-out", p.csr, "-subj", `/CN=${cn}`,
+  "openssl",
+  "req",
+  "-new",
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:prime256v1",
+  "-nodes",
+  "-keyout",
+  p.key,
+  "-out",
+  p.csr,
+  "-subj",
+  `/CN=${cn}`,
 ];
 
 export const signCommand = (p: TlsPaths): string[] => [
-  "openssl", "x509", "-req", "-in", p.csr, "-CA", p.caCert, "-CAkey", p.caKey, "-CAcreateserial",
-  "-out", p.cert, "-days", String(CERT_DAYS), "-sha256", "-extfile", p.ext,
+  "openssl",
+  "x509",
+  "-req",
+  "-in",
+  p.csr,
+  "-CA",
+  p.caCert,
+  "-CAkey",
+  p.caKey,
+  "-CAcreateserial",
+  "-out",
+  p.cert,
+  "-days",
+  String(CERT_DAYS),
+  "-sha256",
+  "-extfile",
+  p.ext,
 ];
 
 /** The SAN list: every environment's hostname plus the address nginx listens on. */
 export function sanExtension(hostnames: string[], ips: string[]): string {
   const san = [...hostnames.map((h) => `DNS:${h}`), ...ips.map((i) => `IP:${i}`)].join(",");
-  return ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment", "extendedKeyUsage=serverAuth", `subjectAltName=${san}`].join("\n") + "\n";
+  return (
+    [
+      "basicConstraints=CA:FALSE",
+      "keyUsage=critical,digitalSignature,keyEncipherment",
+      "extendedKeyUsage=serverAuth",
+      `subjectAltName=${san}`,
+    ].join("\n") + "\n"
+  );
 }
 
 /** SANs of an existing certificate (sorted), via openssl. */
@@ -96,7 +147,11 @@ export async function certSans(cert: string): Promise<string[]> {
   const r = await run(["openssl", "x509", "-in", cert, "-noout", "-ext", "subjectAltName"], { nothrow: true });
   if (r.code !== 0) return [];
   const body = r.stdout.split("\n").slice(1).join(",");
-  return body.split(",").map((x) => x.trim().replace(/^IP Address:/, "IP:")).filter(Boolean).sort();
+  return body
+    .split(",")
+    .map((x) => x.trim().replace(/^IP Address:/, "IP:"))
+    .filter(Boolean)
+    .sort();
 }
 
 /** Seconds until the certificate expires (negative: expired), via openssl. */
@@ -114,7 +169,11 @@ export interface TlsResult {
  * ACCESS=internal: keep the CA and certificate when they exist, cover the
  * hostnames and are valid for 30 more days; otherwise (re)issue. Idempotent.
  */
-export async function ensureInternalTls(dir: string, s: Pick<ClientSettings, "name" | "domain" | "api">, rotate = false): Promise<TlsResult> {
+export async function ensureInternalTls(
+  dir: string,
+  s: Pick<ClientSettings, "name" | "domain" | "api">,
+  rotate = false,
+): Promise<TlsResult> {
   const p = tlsPaths(dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
@@ -123,12 +182,17 @@ export async function ensureInternalTls(dir: string, s: Pick<ClientSettings, "na
   const permitted = permittedNames(s);
   const haveCa = existsSync(p.caKey) && existsSync(p.caCert);
   const constrained = haveCa ? await caNameConstraints(p.caCert) : undefined;
-  const constraintsOk = Boolean(constrained?.critical) && JSON.stringify(constrained?.permitted) === JSON.stringify(permitted);
+  const constraintsOk =
+    Boolean(constrained?.critical) && JSON.stringify(constrained?.permitted) === JSON.stringify(permitted);
   if (rotate || !haveCa || !constraintsOk || !(await certValidFor(p.caCert, month))) {
     await run(caCommand(p, s.name, permitted));
     chmodSync(p.caKey, 0o600);
     // A CA from before name constraints (or for another domain/address) is replaced: the customer installs the new ca.crt.
-    created.push(haveCa && !constraintsOk ? `private CA re-issued, constrained to ${permitted.join(", ")} (install the new ca.crt)` : "private CA");
+    created.push(
+      haveCa && !constraintsOk
+        ? `private CA re-issued, constrained to ${permitted.join(", ")} (install the new ca.crt)`
+        : "private CA",
+    );
   }
   const hostnames = allHostnames(s);
   // Hostnames only: BoringSSL (Bun's TLS, and so our own health check) rejects any certificate with an IP
@@ -137,8 +201,14 @@ export async function ensureInternalTls(dir: string, s: Pick<ClientSettings, "na
   const ext = sanExtension(hostnames, []);
   const want = hostnames.map((h) => `DNS:${h}`).sort();
   const have = existsSync(p.cert) ? await certSans(p.cert) : [];
-  const signedByCa = existsSync(p.cert) && (await run(["openssl", "verify", "-CAfile", p.caCert, p.cert], { nothrow: true })).code === 0;
-  if (created.length || !signedByCa || JSON.stringify(have) !== JSON.stringify(want) || !(await certValidFor(p.cert, month))) {
+  const signedByCa =
+    existsSync(p.cert) && (await run(["openssl", "verify", "-CAfile", p.caCert, p.cert], { nothrow: true })).code === 0;
+  if (
+    created.length ||
+    !signedByCa ||
+    JSON.stringify(have) !== JSON.stringify(want) ||
+    !(await certValidFor(p.cert, month))
+  ) {
     writeFileSync(p.ext, ext);
     await run(csrCommand(p, hostnames[hostnames.length - 1]!));
     await run(signCommand(p));
@@ -154,18 +224,55 @@ export async function ensureBootstrapCert(liveDir: string, domain: string): Prom
   const cert = join(liveDir, "fullchain.pem");
   if (existsSync(key) && existsSync(cert)) return [];
   mkdirSync(liveDir, { recursive: true, mode: 0o700 });
-  await run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "7", "-subj", `/CN=${domain}`]);
+  await run([
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "7",
+    "-subj",
+    `/CN=${domain}`,
+  ]);
   chmodSync(key, 0o600);
   return [`bootstrap certificate for ${domain} (replaced by certbot)`];
 }
 
 /** certbot's webroot flow for every environment's hostname, as an argument array. */
-export function certbotCommand(s: Pick<ClientSettings, "domain" | "adminEmail">, webroot: string, configDir: string): string[] {
+export function certbotCommand(
+  s: Pick<ClientSettings, "domain" | "adminEmail">,
+  webroot: string,
+  configDir: string,
+): string[] {
   return [
-    "certbot", "certonly", "--webroot", "-w", webroot,
+    "certbot",
+    "certonly",
+    "--webroot",
+    "-w",
+    webroot,
     ...allHostnames(s).flatMap((h) => ["-d", h]),
-    "--cert-name", s.domain, "--email", s.adminEmail, "--agree-tos", "--no-eff-email", "--non-interactive", "--keep-until-expiring",
-    "--config-dir", configDir, "--work-dir", join(configDir, "work"), "--logs-dir", join(configDir, "logs"),
+    "--cert-name",
+    s.domain,
+    "--email",
+    s.adminEmail,
+    "--agree-tos",
+    "--no-eff-email",
+    "--non-interactive",
+    "--keep-until-expiring",
+    "--config-dir",
+    configDir,
+    "--work-dir",
+    join(configDir, "work"),
+    "--logs-dir",
+    join(configDir, "logs"),
   ];
 }
 

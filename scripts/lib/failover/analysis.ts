@@ -150,7 +150,11 @@ export function defaultBudgetMs(cfg: Pick<Config, "timing" | "haproxy">, scenari
  * stalled again); `end` is null only when no write was acknowledged after the
  * fault at all: writes never came back.
  */
-export function writeGap(ackTimes: number[], faultAt: number, endAt: number): { start: number; end: number | null; ms: number } {
+export function writeGap(
+  ackTimes: number[],
+  faultAt: number,
+  endAt: number,
+): { start: number; end: number | null; ms: number } {
   const acks = [...ackTimes].sort((a, b) => a - b);
   let prev = faultAt;
   for (const t of acks) {
@@ -172,7 +176,10 @@ export function writeGap(ackTimes: number[], faultAt: number, endAt: number): { 
 }
 
 /** Acknowledged ids that are missing (RPO) and ids present more than once. */
-export function checkIds(acked: Iterable<number>, found: Map<number, number>): { lost: number[]; duplicates: number[] } {
+export function checkIds(
+  acked: Iterable<number>,
+  found: Map<number, number>,
+): { lost: number[]; duplicates: number[] } {
   const lost: number[] = [];
   for (const id of acked) if (!found.has(id)) lost.push(id);
   const duplicates = [...found.entries()].filter(([, n]) => n > 1).map(([id]) => id);
@@ -194,20 +201,27 @@ export function parsePatroniTime(ts: string | undefined): number | undefined {
   if (!m) return undefined;
   const frac = (m[2] ?? "0").padEnd(3, "0").slice(0, 3);
   const zone = m[3] ?? "Z";
-  const t = Date.parse(`${m[1]}.${frac}${zone === "Z" ? "Z" : zone.includes(":") ? zone : zone.slice(0, 3) + ":" + zone.slice(3)}`);
+  const t = Date.parse(
+    `${m[1]}.${frac}${zone === "Z" ? "Z" : zone.includes(":") ? zone : zone.slice(0, 3) + ":" + zone.slice(3)}`,
+  );
   return Number.isNaN(t) ? undefined : t;
 }
 
-const isLeaderRunning = (m: { role: string; state: string } | undefined) => !!m && m.role === "leader" && (m.state === "running" || m.state === "streaming");
+const isLeaderRunning = (m: { role: string; state: string } | undefined) =>
+  !!m && m.role === "leader" && (m.state === "running" || m.state === "streaming");
 
 /** The first sample after the fault in which the DCS view of the target differs from its role before. */
-export function detectionAt(rec: Pick<Recording, "samples" | "faultAt" | "target" | "leaderBefore" | "syncBefore" | "scenario">): number | undefined {
+export function detectionAt(
+  rec: Pick<Recording, "samples" | "faultAt" | "target" | "leaderBefore" | "syncBefore" | "scenario">,
+): number | undefined {
   if (rec.scenario.startsWith("etcd-")) return undefined;
   const wasLeader = rec.target === rec.leaderBefore;
   for (const s of rec.samples) {
     if (s.at <= rec.faultAt || !s.members) continue;
     const m = s.members.find((x) => x.name === rec.target);
-    const healthy = wasLeader ? isLeaderRunning(m) : !!m && m.role === "sync_standby" && (m.state === "running" || m.state === "streaming");
+    const healthy = wasLeader
+      ? isLeaderRunning(m)
+      : !!m && m.role === "sync_standby" && (m.state === "running" || m.state === "streaming");
     if (!healthy) return s.at;
   }
   return undefined;
@@ -236,10 +250,18 @@ function longestGap(times: number[], from: number, to: number): number {
 const rel = (t: number | undefined, faultAt: number) => (t === undefined ? null : Math.max(0, t - faultAt));
 
 export function analyze(rec: Recording, budgetMs: number): RunResult {
-  const found = rec.found instanceof Map ? rec.found : new Map(Object.entries(rec.found).map(([k, v]) => [Number(k), v]));
+  const found =
+    rec.found instanceof Map ? rec.found : new Map(Object.entries(rec.found).map(([k, v]) => [Number(k), v]));
   const acked = rec.writes.filter((w) => w.ok);
-  const gap = writeGap(acked.map((w) => w.end), rec.faultAt, rec.loadEndAt);
-  const { lost, duplicates } = checkIds(acked.map((w) => w.id), found);
+  const gap = writeGap(
+    acked.map((w) => w.end),
+    rec.faultAt,
+    rec.loadEndAt,
+  );
+  const { lost, duplicates } = checkIds(
+    acked.map((w) => w.id),
+    found,
+  );
   const after = rec.reads.filter((r) => r.start >= rec.faultAt);
   const readsOk = after.filter((r) => r.ok);
   const latencies = acked.map((w) => w.end - w.start);
@@ -254,13 +276,20 @@ export function analyze(rec: Recording, budgetMs: number): RunResult {
     gapStartMs: gap.start - rec.faultAt,
     gapEndMs: gap.end === null ? null : gap.end - rec.faultAt,
     detectionMs: rel(detectionAt(rec), rec.faultAt),
-    promotionMs: rec.promotedAt !== undefined && rec.timelineAfter !== rec.timelineBefore ? rec.promotedAt - rec.faultAt : null,
+    promotionMs:
+      rec.promotedAt !== undefined && rec.timelineAfter !== rec.timelineBefore ? rec.promotedAt - rec.faultAt : null,
     routedMs: rel(routedAt(rec.samples, rec.faultAt, rec.leaderAfter), rec.faultAt),
     healthyMs: rel(rec.convergence.at, rec.faultAt),
     readsAttempted: after.length,
     readsOk: readsOk.length,
     readAvailability: after.length ? readsOk.length / after.length : null,
-    longestReadGapMs: after.length ? longestGap(readsOk.map((r) => r.end), rec.faultAt, rec.loadEndAt) : null,
+    longestReadGapMs: after.length
+      ? longestGap(
+          readsOk.map((r) => r.end),
+          rec.faultAt,
+          rec.loadEndAt,
+        )
+      : null,
     lost,
     duplicates,
     maxPrimaries,
@@ -269,19 +298,31 @@ export function analyze(rec: Recording, budgetMs: number): RunResult {
   };
 
   const failures: string[] = [];
-  if (lost.length) failures.push(`${lost.length} acknowledged write(s) lost (RPO > 0), e.g. id ${lost.slice(0, 5).join(", ")}`);
-  if (duplicates.length) failures.push(`${duplicates.length} id(s) present more than once, e.g. ${duplicates.slice(0, 5).join(", ")}`);
+  if (lost.length)
+    failures.push(`${lost.length} acknowledged write(s) lost (RPO > 0), e.g. id ${lost.slice(0, 5).join(", ")}`);
+  if (duplicates.length)
+    failures.push(`${duplicates.length} id(s) present more than once, e.g. ${duplicates.slice(0, 5).join(", ")}`);
   if (acked.length === 0) failures.push("no write was acknowledged at all: the load never ran");
-  if (gap.end === null) failures.push(`no write acknowledged after the fault (${(gap.ms / 1000).toFixed(1)} s without one)`);
-  else if (gap.ms > budgetMs) failures.push(`RTO ${(gap.ms / 1000).toFixed(1)} s exceeds the budget of ${(budgetMs / 1000).toFixed(1)} s`);
+  if (gap.end === null)
+    failures.push(`no write acknowledged after the fault (${(gap.ms / 1000).toFixed(1)} s without one)`);
+  else if (gap.ms > budgetMs)
+    failures.push(`RTO ${(gap.ms / 1000).toFixed(1)} s exceeds the budget of ${(budgetMs / 1000).toFixed(1)} s`);
   if (maxPrimaries > 1) failures.push(`${maxPrimaries} members answered as primary at the same time (split brain)`);
-  if (!rec.convergence.ok) failures.push(`cluster did not converge: ${rec.convergence.problems.join(", ") || "unknown"}`);
+  if (!rec.convergence.ok)
+    failures.push(`cluster did not converge: ${rec.convergence.problems.join(", ") || "unknown"}`);
   const expect = LEADER_EXPECTATION[rec.scenario];
   if (rec.leaderAfter) {
-    if (expect === "change" && rec.leaderAfter === rec.leaderBefore) failures.push(`leader is still ${rec.leaderBefore}: no failover happened`);
-    if (expect === "same" && rec.leaderAfter !== rec.leaderBefore) failures.push(`leader moved ${rec.leaderBefore} -> ${rec.leaderAfter}: ${rec.scenario} must not fail over`);
+    if (expect === "change" && rec.leaderAfter === rec.leaderBefore)
+      failures.push(`leader is still ${rec.leaderBefore}: no failover happened`);
+    if (expect === "same" && rec.leaderAfter !== rec.leaderBefore)
+      failures.push(`leader moved ${rec.leaderBefore} -> ${rec.leaderAfter}: ${rec.scenario} must not fail over`);
   }
-  if (expect === "change" && rec.convergence.ok && rec.oldLeaderRole && !["replica", "sync_standby"].includes(rec.oldLeaderRole)) {
+  if (
+    expect === "change" &&
+    rec.convergence.ok &&
+    rec.oldLeaderRole &&
+    !["replica", "sync_standby"].includes(rec.oldLeaderRole)
+  ) {
     failures.push(`old primary ${rec.leaderBefore} did not rejoin as a replica (role ${rec.oldLeaderRole})`);
   }
 
@@ -304,7 +345,10 @@ export function analyze(rec: Recording, budgetMs: number): RunResult {
 
 /** `kill-primary`, `all`, or a comma list; unknown names are errors that list the known ones. */
 export function parseScenarios(text: string | undefined): Scenario[] | { unknown: string[] } {
-  const raw = (text ?? "kill-primary").split(",").map((s) => s.trim()).filter(Boolean);
+  const raw = (text ?? "kill-primary")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (raw.length === 0 || raw.includes("all")) return [...SCENARIOS];
   const unknown = raw.filter((s) => !(SCENARIOS as readonly string[]).includes(s));
   if (unknown.length) return { unknown };
@@ -320,7 +364,10 @@ export function summarize(results: RunResult[]) {
     rounds: rs.length,
     passed: rs.filter((r) => r.passed).length,
     medianRtoMs: median(rs.map((r) => r.metrics.rtoMs).filter((x): x is number => x !== null)),
-    maxRtoMs: rs.reduce<number | null>((mx, r) => (r.metrics.rtoMs === null ? mx : Math.max(mx ?? 0, r.metrics.rtoMs)), null),
+    maxRtoMs: rs.reduce<number | null>(
+      (mx, r) => (r.metrics.rtoMs === null ? mx : Math.max(mx ?? 0, r.metrics.rtoMs)),
+      null,
+    ),
     lostTotal: rs.reduce((n, r) => n + r.metrics.lost.length, 0),
   }));
 }

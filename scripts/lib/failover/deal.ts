@@ -81,14 +81,19 @@ export async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<
         const l = leaderOf(await clusterView(cfg));
         return !!l && l.name !== ctx.leader;
       });
-      progress(acted ? `Patroni recovered: postmaster ${(await rt.pids(leader.name)).postmaster ?? "-"}, leader ${leaderOf(await clusterView(cfg))?.name ?? "none yet"}` : "Patroni did not restart Postgres or fail over in time");
+      progress(
+        acted
+          ? `Patroni recovered: postmaster ${(await rt.pids(leader.name)).postmaster ?? "-"}, leader ${leaderOf(await clusterView(cfg))?.name ?? "none yet"}`
+          : "Patroni did not restart Postgres or fail over in time",
+      );
       return;
     }
     case "hang-primary": {
       const procs = await memberProcs(cfg, rt, leader);
       requirePids(`leader ${leader.name}`, [procs.patroni, procs.postmaster]);
       // Whatever ran (or was forked) under the stopped processes gets its SIGCONT too.
-      pendingUndo = () => void signalAll([...new Set([...procs.all, ...memberTree(cfg, leader, procs).all])], "SIGCONT");
+      pendingUndo = () =>
+        void signalAll([...new Set([...procs.all, ...memberTree(cfg, leader, procs).all])], "SIGCONT");
       marks.faultAt = Date.now();
       signalAll(procs.all, "SIGSTOP");
       progress(`SIGSTOP ${leader.name} (Patroni and Postgres) for ${(opts.hangMs / 1000).toFixed(0)} s`);
@@ -100,11 +105,21 @@ export async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<
     }
     case "switchover": {
       const candidate = opts.candidate ?? ctx.sync;
-      if (candidate === ctx.leader) throw new ToolkitError("BAD_CANDIDATE", `${candidate} is already the leader`, "pick a replica: --candidate pgN (see `make status`)");
+      if (candidate === ctx.leader)
+        throw new ToolkitError(
+          "BAD_CANDIDATE",
+          `${candidate} is already the leader`,
+          "pick a replica: --candidate pgN (see `make status`)",
+        );
       marks.faultAt = Date.now();
       const res = await restSend(cfg, leader, "POST", "/switchover", { leader: ctx.leader, candidate }, 60_000);
       progress(`switchover ${ctx.leader} -> ${candidate}: ${res.status} ${res.text.trim().slice(0, 80)}`);
-      if (res.status !== 200) throw new ToolkitError("SWITCHOVER_REFUSED", `Patroni refused the switchover to ${candidate}: ${res.status} ${res.text.trim()}`, "the candidate must be a running replica (the sync standby in synchronous mode); see `make status`");
+      if (res.status !== 200)
+        throw new ToolkitError(
+          "SWITCHOVER_REFUSED",
+          `Patroni refused the switchover to ${candidate}: ${res.status} ${res.text.trim()}`,
+          "the candidate must be a running replica (the sync standby in synchronous mode); see `make status`",
+        );
       return;
     }
     case "kill-sync-standby": {
@@ -136,12 +151,18 @@ export async function dealFault(scenario: Scenario, ctx: FaultContext): Promise<
       };
       marks.faultAt = Date.now();
       await Promise.all(victims.map((m) => rt.stop(m.etcdName, 5000)));
-      progress(`stopped ${victims.map((m) => m.etcdName).join(", ")} for ${(opts.holdMs / 1000).toFixed(0)} s${scenario === "etcd-quorum-loss" ? " (no quorum: failsafe mode must keep the primary)" : ""}`);
+      progress(
+        `stopped ${victims.map((m) => m.etcdName).join(", ")} for ${(opts.holdMs / 1000).toFixed(0)} s${scenario === "etcd-quorum-loss" ? " (no quorum: failsafe mode must keep the primary)" : ""}`,
+      );
       await sleep(opts.holdMs);
       marks.restoreAt = Date.now();
       undoPendingFault();
-      const back = await waitUntil(30_000, async () => (await Promise.all(victims.map((m) => etcdHealthy(cfg, m)))).every(Boolean));
-      progress(back ? `restored ${victims.map((m) => m.etcdName).join(", ")}` : "etcd members did not come back in 30 s");
+      const back = await waitUntil(30_000, async () =>
+        (await Promise.all(victims.map((m) => etcdHealthy(cfg, m)))).every(Boolean),
+      );
+      progress(
+        back ? `restored ${victims.map((m) => m.etcdName).join(", ")}` : "etcd members did not come back in 30 s",
+      );
       return;
     }
   }

@@ -43,16 +43,32 @@ function rewoundSince(path: string | undefined, offset: number): boolean {
 
 const logSize = (path: string | undefined) => (path && existsSync(path) ? statSync(path).size : 0);
 
-export async function runDrill(cfg: Config, rt: Runtime, scenario: Scenario, round: number, opts: DrillOptions, progress: DrillProgress): Promise<DrillRun> {
+export async function runDrill(
+  cfg: Config,
+  rt: Runtime,
+  scenario: Scenario,
+  round: number,
+  opts: DrillOptions,
+  progress: DrillProgress,
+): Promise<DrillRun> {
   // 1. A healthy starting point: nothing to measure on a cluster that is already broken.
   const start = await waitConverged(cfg, rt, 60_000);
-  if (!start.ok) throw new ToolkitError("CLUSTER_UNHEALTHY", `cluster is not healthy before ${scenario}: ${start.problems.join(", ")}`, "run `make status`; `make dev-up` repairs a stopped member");
+  if (!start.ok)
+    throw new ToolkitError(
+      "CLUSTER_UNHEALTHY",
+      `cluster is not healthy before ${scenario}: ${start.problems.join(", ")}`,
+      "run `make status`; `make dev-up` repairs a stopped member",
+    );
   const before = assessCluster(cfg, start.view);
   const leaderBefore = before.leader!;
   const syncBefore = before.syncStandby ?? cfg.members.find((m) => m.name !== leaderBefore)!.name;
   const timelineBefore = start.view?.members.find((m) => m.name === leaderBefore)?.timeline;
   if (scenario === "switchover" && opts.candidate && !cfg.members.some((m) => m.name === opts.candidate)) {
-    throw new ToolkitError("BAD_CANDIDATE", `no member named ${opts.candidate}`, `pick one of ${cfg.members.map((m) => m.name).join(", ")}`);
+    throw new ToolkitError(
+      "BAD_CANDIDATE",
+      `no member named ${opts.candidate}`,
+      `pick one of ${cfg.members.map((m) => m.name).join(", ")}`,
+    );
   }
   let candidate = opts.candidate;
   if (scenario === "switchover" && candidate === leaderBefore) {
@@ -84,10 +100,25 @@ export async function runDrill(cfg: Config, rt: Runtime, scenario: Scenario, rou
   let converged: Converged;
   try {
     await sleep(opts.warmupMs);
-    progress(`load: ${opts.writers} writers x ${opts.ratePerWriter}/s, ${load.writes.filter((w) => w.ok).length} writes acknowledged in warm-up`);
-    await dealFault(scenario, { cfg, rt, opts: { ...opts, candidate }, budgetMs, leader: leaderBefore, sync: syncBefore, progress, marks });
+    progress(
+      `load: ${opts.writers} writers x ${opts.ratePerWriter}/s, ${load.writes.filter((w) => w.ok).length} writes acknowledged in warm-up`,
+    );
+    await dealFault(scenario, {
+      cfg,
+      rt,
+      opts: { ...opts, candidate },
+      budgetMs,
+      leader: leaderBefore,
+      sync: syncBefore,
+      progress,
+      marks,
+    });
     converged = await waitConverged(cfg, rt, opts.convergeTimeoutMs);
-    progress(converged.ok ? `converged ${(((converged.at ?? 0) - marks.faultAt!) / 1000).toFixed(1)} s after the fault` : `did not converge: ${converged.problems.join(", ")}`);
+    progress(
+      converged.ok
+        ? `converged ${(((converged.at ?? 0) - marks.faultAt!) / 1000).toFixed(1)} s after the fault`
+        : `did not converge: ${converged.problems.join(", ")}`,
+    );
     // A little load after convergence, so "writes came back" is not decided by the last millisecond.
     await sleep(1000);
   } finally {

@@ -56,7 +56,11 @@ export async function memberProcs(cfg: Config, rt: Runtime, m: Member): Promise<
 }
 
 /** Every process under the member's Patroni and postmaster (synchronous: an undo in an exit handler re-walks it). */
-export function memberTree(cfg: Config, m: Member, { patroni, postmaster }: { patroni?: number; postmaster?: number }): MemberProcs {
+export function memberTree(
+  cfg: Config,
+  m: Member,
+  { patroni, postmaster }: { patroni?: number; postmaster?: number },
+): MemberProcs {
   const pids = new Set<number>();
   for (const leaderPid of [patroni, postmaster]) {
     if (!leaderPid) continue;
@@ -85,7 +89,12 @@ export function signalAll(pids: number[], signal: Signal): number[] {
 
 export function requirePids(what: string, pids: (number | undefined)[]): number[] {
   const ok = pids.filter((p): p is number => !!p);
-  if (ok.length === 0) throw new ToolkitError("NO_PROCESS", `${what}: no running process found`, "run `make status`; the drill needs the native stack running (make dev-up)");
+  if (ok.length === 0)
+    throw new ToolkitError(
+      "NO_PROCESS",
+      `${what}: no running process found`,
+      "run `make status`; the drill needs the native stack running (make dev-up)",
+    );
   return ok;
 }
 

@@ -27,7 +27,11 @@ function takeLock(cfg: Config): () => void {
   const lock = tryPidLock(join(cfg.stateDir, "failover.lock"), "failover drill");
   if ("holder" in lock) {
     const pid = lock.holder.pid;
-    throw new ToolkitError("DRILL_RUNNING", `another failover drill is running on stack ${cfg.stack} (pid ${pid})`, `wait for it, or stop it (kill ${pid})`);
+    throw new ToolkitError(
+      "DRILL_RUNNING",
+      `another failover drill is running on stack ${cfg.stack} (pid ${pid})`,
+      `wait for it, or stop it (kill ${pid})`,
+    );
   }
   return lock.release;
 }
@@ -62,7 +66,12 @@ export async function failoverDrill(
         svgs.push({ name: `${scenario}-r${round}`, svg: timelineSvg(result, series, { restoreMs }) });
         // node_exporter's textfile (MONITORING=true): the last drill's RTO for Prometheus.
         if (result.passed && result.metrics.rtoMs !== null) recordDrill(cfg, result.metrics.rtoMs / 1000);
-        progress(label, result.passed ? `PASS: RTO ${((result.metrics.rtoMs ?? 0) / 1000).toFixed(1)} s, 0 writes lost` : `FAIL: ${result.failures.join("; ")}`);
+        progress(
+          label,
+          result.passed
+            ? `PASS: RTO ${((result.metrics.rtoMs ?? 0) / 1000).toFixed(1)} s, 0 writes lost`
+            : `FAIL: ${result.failures.join("; ")}`,
+        );
       }
     }
   } finally {
@@ -76,7 +85,15 @@ export async function failoverDrill(
     timing: cfg.timing,
     haproxyCheck: { interMs: cfg.haproxy.interMs, fall: cfg.haproxy.fall, rise: cfg.haproxy.rise },
     budgetMs: opts.budgetMs ?? null,
-    options: { scenarios, rounds, writers: opts.writers, ratePerWriter: opts.ratePerWriter, hangMs: opts.hangMs, holdMs: opts.holdMs, candidate: opts.candidate ?? null },
+    options: {
+      scenarios,
+      rounds,
+      writers: opts.writers,
+      ratePerWriter: opts.ratePerWriter,
+      hangMs: opts.hangMs,
+      holdMs: opts.holdMs,
+      candidate: opts.candidate ?? null,
+    },
     summary: summarize(results),
     passed: results.every((r) => r.passed),
     results: runs,
@@ -91,6 +108,14 @@ export async function failoverDrill(
     return f;
   });
   const html = `${base}.html`;
-  writeFileSync(html, reportHtml(`Failover drill, stack ${cfg.stack}, ${started.toISOString()}`, results, svgs.map((s) => s.svg), json.split("/").pop()!));
+  writeFileSync(
+    html,
+    reportHtml(
+      `Failover drill, stack ${cfg.stack}, ${started.toISOString()}`,
+      results,
+      svgs.map((s) => s.svg),
+      json.split("/").pop()!,
+    ),
+  );
   return { report, files: { json, html, svgs: svgFiles }, passed: report.passed };
 }

@@ -27,7 +27,8 @@ export const createTableSql = (table: string) => [
   `CREATE TABLE ${tableRef(table)} (id bigint NOT NULL, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`,
   `CREATE INDEX ON ${tableRef(table)} (id)`,
 ];
-export const insertSql = (table: string) => `INSERT INTO ${tableRef(table)} (id, writer) VALUES ($1, $2) RETURNING inet_server_addr()::text AS s`;
+export const insertSql = (table: string) =>
+  `INSERT INTO ${tableRef(table)} (id, writer) VALUES ($1, $2) RETURNING inet_server_addr()::text AS s`;
 
 function dropConnection(c: pg.Client) {
   // end() waits for the server; a hung primary never answers, so cut the socket.
@@ -38,7 +39,10 @@ function dropConnection(c: pg.Client) {
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no answer after ${ms} ms`)), ms);
-    p.then((v) => (clearTimeout(t), resolve(v)), (e) => (clearTimeout(t), reject(e)));
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      (e) => (clearTimeout(t), reject(e)),
+    );
   });
 }
 
@@ -55,7 +59,11 @@ export class Load {
   private nextId = 1;
   private loops: Promise<void>[] = [];
 
-  constructor(private cfg: Config, private table: string, private opts: LoadOptions) {}
+  constructor(
+    private cfg: Config,
+    private table: string,
+    private opts: LoadOptions,
+  ) {}
 
   start(): void {
     for (let i = 0; i < this.opts.writers; i++) this.loops.push(this.writer(i + 1));
@@ -86,7 +94,14 @@ export class Load {
       const start = Date.now();
       try {
         const r = await withTimeout(c.query(sql, [id, n]), this.opts.writeTimeoutMs);
-        this.writes.push({ id, writer: n, start, end: Date.now(), ok: true, server: String(r.rows[0]?.s ?? "").replace(/\/32$/, "") });
+        this.writes.push({
+          id,
+          writer: n,
+          start,
+          end: Date.now(),
+          ok: true,
+          server: String(r.rows[0]?.s ?? "").replace(/\/32$/, ""),
+        });
       } catch (e) {
         this.writes.push({ id, writer: n, start, end: Date.now(), ok: false, error: short(e) });
         dropConnection(c);

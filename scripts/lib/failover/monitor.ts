@@ -16,22 +16,33 @@ export class Monitor {
   readonly samples: MonitorSample[] = [];
   private stopping = false;
   private loop?: Promise<void>;
-  constructor(private cfg: Config, private avoid: string) {}
+  constructor(
+    private cfg: Config,
+    private avoid: string,
+  ) {}
 
   start() {
     this.loop = (async () => {
       while (!this.stopping) {
         const at = Date.now();
         const [primaries, view, backends] = await Promise.all([
-          Promise.all(this.cfg.members.map(async (m) => ((await restGet(m, "/primary", 600))?.status === 200 ? m.name : undefined))),
+          Promise.all(
+            this.cfg.members.map(async (m) =>
+              (await restGet(m, "/primary", 600))?.status === 200 ? m.name : undefined,
+            ),
+          ),
           this.view(),
           haproxyBackends(this.cfg),
         ]);
         this.samples.push({
           at,
           primaries: primaries.filter((x): x is string => !!x),
-          members: view ? view.members.map((m) => ({ name: m.name, role: m.role, state: m.state, timeline: m.timeline })) : null,
-          rwUp: backends ? backends.filter((b) => b.proxy === "postgres_rw" && b.status === "UP").map((b) => b.server) : null,
+          members: view
+            ? view.members.map((m) => ({ name: m.name, role: m.role, state: m.state, timeline: m.timeline }))
+            : null,
+          rwUp: backends
+            ? backends.filter((b) => b.proxy === "postgres_rw" && b.status === "UP").map((b) => b.server)
+            : null,
         });
         await sleep(Math.max(0, 200 - (Date.now() - at)));
       }
@@ -69,19 +80,24 @@ export async function convergence(cfg: Config, rt: Runtime): Promise<Converged> 
   if (view) {
     const tls = new Set(view.members.filter(isRunning).map((m) => m.timeline));
     if (tls.size > 1) problems.push(`members on ${tls.size} timelines (${[...tls].join(", ")})`);
-    const lagging = view.members.filter((m) => m.role !== "leader" && typeof m.lag === "number" && m.lag > cfg.timing.maximumLagOnFailover);
+    const lagging = view.members.filter(
+      (m) => m.role !== "leader" && typeof m.lag === "number" && m.lag > cfg.timing.maximumLagOnFailover,
+    );
     if (lagging.length) problems.push(`lagging: ${lagging.map((m) => m.name).join(", ")}`);
   }
   const backends = await haproxyBackends(cfg);
   if (!backends) problems.push("HAProxy stats do not answer");
   else {
     const rw = backends.filter((b) => b.proxy === "postgres_rw" && b.status === "UP").map((b) => b.server);
-    if (rw.length !== 1 || rw[0] !== h.leader) problems.push(`HAProxy read-write routes to [${rw.join(", ")}], leader is ${h.leader ?? "none"}`);
+    if (rw.length !== 1 || rw[0] !== h.leader)
+      problems.push(`HAProxy read-write routes to [${rw.join(", ")}], leader is ${h.leader ?? "none"}`);
     const ro = backends.filter((b) => b.proxy === "postgres_ro" && b.status === "UP").length;
     if (ro !== cfg.members.length - 1) problems.push(`HAProxy read-only has ${ro} replicas up`);
   }
   const running = new Set((await rt.status()).filter((p) => p.pid).map((p) => p.name));
-  const down = [...cfg.members.map((m) => m.etcdName), ...cfg.members.map((m) => m.name)].filter((name) => !running.has(name));
+  const down = [...cfg.members.map((m) => m.etcdName), ...cfg.members.map((m) => m.name)].filter(
+    (name) => !running.has(name),
+  );
   if (down.length) problems.push(`not running: ${down.join(", ")}`);
   return { ok: problems.length === 0, problems, view };
 }

@@ -49,7 +49,13 @@ export async function listTables(c: Q, schemas: string[]): Promise<TableInfo[]> 
     [schemas],
   );
   const kinds: Record<string, TableInfo["kind"]> = { r: "table", p: "partitioned", m: "matview" };
-  return r.rows.map((x) => ({ schema: x.schema, name: x.name, kind: kinds[x.kind]!, estRows: Number(x.est), bytes: Number(x.bytes) }));
+  return r.rows.map((x) => ({
+    schema: x.schema,
+    name: x.name,
+    kind: kinds[x.kind]!,
+    estRows: Number(x.est),
+    bytes: Number(x.bytes),
+  }));
 }
 
 export async function listRoles(c: Q): Promise<RoleRow[]> {
@@ -59,8 +65,15 @@ export async function listRoles(c: Q): Promise<RoleRow[]> {
        FROM pg_roles ORDER BY 1`,
   );
   return r.rows.map((x) => ({
-    name: x.rolname, login: x.rolcanlogin, inherit: x.rolinherit, createdb: x.rolcreatedb, createrole: x.rolcreaterole,
-    bypassrls: x.rolbypassrls, superuser: x.rolsuper, replication: x.rolreplication, connlimit: x.rolconnlimit,
+    name: x.rolname,
+    login: x.rolcanlogin,
+    inherit: x.rolinherit,
+    createdb: x.rolcreatedb,
+    createrole: x.rolcreaterole,
+    bypassrls: x.rolbypassrls,
+    superuser: x.rolsuper,
+    replication: x.rolreplication,
+    connlimit: x.rolconnlimit,
     validUntil: x.valid && !String(x.valid).startsWith("infinity") ? x.valid : null,
   }));
 }
@@ -74,7 +87,9 @@ export async function listMemberships(c: Q): Promise<Membership[]> {
 }
 
 export async function listExtensions(c: Q): Promise<ExtensionRow[]> {
-  const r = await c.query(`SELECT e.extname AS name, n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1`);
+  const r = await c.query(
+    `SELECT e.extname AS name, n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1`,
+  );
   return r.rows as ExtensionRow[];
 }
 
@@ -100,7 +115,9 @@ export interface StorageSummary {
 }
 
 export async function storageSummary(c: Q): Promise<StorageSummary | undefined> {
-  const has = await c.query(`SELECT to_regclass('storage.objects') IS NOT NULL AS o, to_regclass('storage.buckets') IS NOT NULL AS b`);
+  const has = await c.query(
+    `SELECT to_regclass('storage.objects') IS NOT NULL AS o, to_regclass('storage.buckets') IS NOT NULL AS b`,
+  );
   if (!has.rows[0].o) return undefined;
   const r = await c.query(
     `SELECT (SELECT count(*) FROM storage.objects)::bigint AS objects,
@@ -127,12 +144,17 @@ export async function targetContents(c: Q): Promise<string[]> {
 }
 
 export async function serverVersion(c: Q): Promise<{ num: number; text: string }> {
-  const r = await c.query("SELECT current_setting('server_version_num')::int AS n, current_setting('server_version') AS t");
+  const r = await c.query(
+    "SELECT current_setting('server_version_num')::int AS n, current_setting('server_version') AS t",
+  );
   return { num: r.rows[0].n, text: r.rows[0].t };
 }
 
 export async function schemaOwners(c: Q, schemas: string[]): Promise<Record<string, { owner: string; oid: number }>> {
-  const r = await c.query(`SELECT nspname, pg_get_userbyid(nspowner) AS owner, oid::int AS oid FROM pg_namespace WHERE nspname = ANY($1)`, [schemas]);
+  const r = await c.query(
+    `SELECT nspname, pg_get_userbyid(nspowner) AS owner, oid::int AS oid FROM pg_namespace WHERE nspname = ANY($1)`,
+    [schemas],
+  );
   return Object.fromEntries(r.rows.map((x) => [x.nspname, { owner: x.owner, oid: x.oid }]));
 }
 
@@ -151,5 +173,7 @@ export async function databaseState(c: Q, database: string): Promise<Record<stri
     [database],
   );
   const x = r.rows[0] ?? {};
-  return Object.fromEntries(["owner", "acl", "settings", "connlimit", "comment"].map((k) => [`database ${database}: ${k}`, String(x[k] ?? "")]));
+  return Object.fromEntries(
+    ["owner", "acl", "settings", "connlimit", "comment"].map((k) => [`database ${database}: ${k}`, String(x[k] ?? "")]),
+  );
 }

@@ -12,7 +12,11 @@ import { NOT_EXTENSION_MEMBER, type Q } from "./catalog";
  * enum labels in order. Read with CHECKSUM_SETTINGS (search_path =
  * pg_catalog), so names print qualified the same way on both sides.
  */
-export async function definitions(c: Q, schemas: string[], leftOutRels: number[] = []): Promise<Record<string, string>> {
+export async function definitions(
+  c: Q,
+  schemas: string[],
+  leftOutRels: number[] = [],
+): Promise<Record<string, string>> {
   const r = await c.query(
     `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1)),
           rel AS (SELECT c.oid, c.relkind FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.oid <> ALL($2::oid[]) AND ${NOT_EXTENSION_MEMBER("c", "pg_class")})
@@ -110,6 +114,8 @@ export async function largeObjects(c: Q): Promise<{ oid: number; owner: string; 
 
 /** Large objects the login may not read: pg_dump -b would die on them, and they cannot be left out one by one. */
 export async function unreadableLargeObjects(c: Q): Promise<number[]> {
-  const r = await c.query(`SELECT m.oid::bigint AS oid FROM pg_largeobject_metadata m WHERE NOT ${LO_READABLE} ORDER BY 1`);
+  const r = await c.query(
+    `SELECT m.oid::bigint AS oid FROM pg_largeobject_metadata m WHERE NOT ${LO_READABLE} ORDER BY 1`,
+  );
   return r.rows.map((x) => Number(x.oid));
 }

@@ -37,7 +37,13 @@ export async function dependentsOf(c: Q, relOids: number[]): Promise<LeftBehindD
        FROM d WHERE NOT (d.classid = 'pg_class'::regclass AND d.objid = ANY($1::oid[])) ORDER BY 3`,
     [relOids],
   );
-  return r.rows.map((x) => ({ classid: Number(x.classid), objid: Number(x.objid), object: x.object, needs: x.needs, kind: x.kind }));
+  return r.rows.map((x) => ({
+    classid: Number(x.classid),
+    objid: Number(x.objid),
+    object: x.object,
+    needs: x.needs,
+    kind: x.kind,
+  }));
 }
 
 /**
@@ -47,7 +53,11 @@ export async function dependentsOf(c: Q, relOids: number[]): Promise<LeftBehindD
  * calling supabase_functions.http_request(). The restore of such an object
  * would fail mid-way; PLAN names it instead.
  */
-export async function leftBehindDependencies(c: Q, migrated: string[], createdExtensions: string[]): Promise<LeftBehindDependency[]> {
+export async function leftBehindDependencies(
+  c: Q,
+  migrated: string[],
+  createdExtensions: string[],
+): Promise<LeftBehindDependency[]> {
   const r = await c.query(
     `WITH d AS (
        SELECT DISTINCT d.classid, d.objid, d.refclassid, d.refobjid, d.refobjsubid,
@@ -70,7 +80,13 @@ export async function leftBehindDependencies(c: Q, migrated: string[], createdEx
       ORDER BY 3, 4`,
     [migrated, createdExtensions],
   );
-  return r.rows.map((x) => ({ classid: Number(x.classid), objid: Number(x.objid), object: x.object, needs: x.needs, kind: x.kind }));
+  return r.rows.map((x) => ({
+    classid: Number(x.classid),
+    objid: Number(x.objid),
+    object: x.object,
+    needs: x.needs,
+    kind: x.kind,
+  }));
 }
 
 /**
@@ -78,7 +94,10 @@ export async function leftBehindDependencies(c: Q, migrated: string[], createdEx
  * row-level security it does not bypass. pg_dump would die on the first one
  * (a non-superuser login, as on Supabase, cannot read storage.migrations).
  */
-export async function unreadableRelations(c: Q, schemas: string[]): Promise<{ oid: number; schema: string; name: string; kind: string; reason: string }[]> {
+export async function unreadableRelations(
+  c: Q,
+  schemas: string[],
+): Promise<{ oid: number; schema: string; name: string; kind: string; reason: string }[]> {
   const r = await c.query(
     `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
             CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') THEN format('the source login %I has no SELECT on it', current_user)
@@ -95,7 +114,11 @@ export async function unreadableRelations(c: Q, schemas: string[]): Promise<{ oi
 }
 
 /** Per role the target lacks: what it owns or is granted in the migrated schemas (reassigned to the migrating superuser / dropped). */
-export async function roleFootprint(c: Q, roles: string[], schemas: string[]): Promise<Record<string, { owns: number; grants: number }>> {
+export async function roleFootprint(
+  c: Q,
+  roles: string[],
+  schemas: string[],
+): Promise<Record<string, { owns: number; grants: number }>> {
   if (!roles.length) return {};
   const r = await c.query(
     `SELECT a.rolname AS role, count(*) FILTER (WHERE s.deptype = 'o')::int AS owns, count(*) FILTER (WHERE s.deptype IN ('a', 'i'))::int AS grants

@@ -53,7 +53,10 @@ const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
  * identities that differ on the target, so those columns are hashed by their
  * text (the label, the qualified name) instead.
  */
-export async function hashColumns(c: Q, tables: { schema: string; name: string }[]): Promise<Map<string, HashColumn[]>> {
+export async function hashColumns(
+  c: Q,
+  tables: { schema: string; name: string }[],
+): Promise<Map<string, HashColumn[]>> {
   const r = await c.query(
     `WITH RECURSIVE rel AS (
        SELECT c.oid, t.s, t.n FROM unnest($1::text[], $2::text[]) AS t(s, n)
@@ -96,7 +99,8 @@ const rowExpr = (t: ChecksumTarget) => {
 };
 
 /** A partition root is read as a whole; every other table ONLY itself (inheritance children are checked on their own). */
-const fromClause = (t: ChecksumTarget) => `${t.kind === "partitioned" ? "" : "ONLY "}${qi(t.schema)}.${qi(t.name)} AS x`;
+const fromClause = (t: ChecksumTarget) =>
+  `${t.kind === "partitioned" ? "" : "ONLY "}${qi(t.schema)}.${qi(t.name)} AS x`;
 
 export const checksumSql = (t: ChecksumTarget, mode: HashMode = "record") =>
   `SELECT count(*)::bigint AS n, coalesce(sum(${mode === "record" ? `hash_record_extended(${rowExpr(t)}, 0)` : `hashtextextended(${rowExpr(t)}::text, 0)`}), 0)::text AS h FROM ${fromClause(t)}`;

@@ -40,17 +40,52 @@ import { formatBytes } from "../ui";
 import { databaseState, listMemberships, schemaOwners, tableKey } from "./catalog";
 import { definitions, largeObjects, publicationMembers } from "./definitions";
 import { copyColumns, matviewRefreshOrder, roleFootprint } from "./dependencies";
-import { CHECKSUM_SETTINGS, type ChecksumTarget, type HashColumn, hashColumns, type HashMode, objectCounts, type ObjectCounts, type SequenceState, sequenceStates } from "./fingerprint";
+import {
+  CHECKSUM_SETTINGS,
+  type ChecksumTarget,
+  type HashColumn,
+  hashColumns,
+  type HashMode,
+  objectCounts,
+  type ObjectCounts,
+  type SequenceState,
+  sequenceStates,
+} from "./fingerprint";
 import { startLoader } from "./pipe";
-import { createRoleSql, customRoles, dumpPattern, EXCLUDED_TABLE_DATA, extensionSql, membershipSql, placeholderSql, publicationSql } from "./select";
+import {
+  createRoleSql,
+  customRoles,
+  dumpPattern,
+  EXCLUDED_TABLE_DATA,
+  extensionSql,
+  membershipSql,
+  placeholderSql,
+  publicationSql,
+} from "./select";
 import { sourceEnv } from "./source";
 import { parseToc, selectToc, tocListFile } from "./toc";
 import { compareMigration } from "./verify";
 import { buildPlan, previousMigration, withSession } from "./plan";
-import { backupTarget, copyStatements, LO_CHUNK, missingTables, qn, replaceSql, serial, sourceFingerprints, sqlLiteral, stamp, targetFingerprints } from "./steps";
+import {
+  backupTarget,
+  copyStatements,
+  LO_CHUNK,
+  missingTables,
+  qn,
+  replaceSql,
+  serial,
+  sourceFingerprints,
+  sqlLiteral,
+  stamp,
+  targetFingerprints,
+} from "./steps";
 import type { MigrateOptions, MigrationReport, Progress } from "./types";
 
-export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: Progress = () => {}): Promise<MigrationReport> {
+export async function migrateSaas(
+  cfg: Config,
+  opts: MigrateOptions,
+  progress: Progress = () => {},
+): Promise<MigrationReport> {
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
   return withSession(cfg, opts, async (s) => {
@@ -58,19 +93,43 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
     const { plan, ctx } = await buildPlan(cfg, s, opts);
     const timings = { plan: Date.now() - t0, backup: 0, schema: 0, data: 0, verify: 0 };
     let mark = Date.now();
-    const lap = () => { const n = Date.now(); const d = n - mark; mark = n; return d; };
-    progress("plan", `${plan.tables.length} tables (${formatBytes(plan.totalBytes)}) in ${plan.schemas.migrated.join(", ")}; ${plan.roles.create.length} roles to create`);
+    const lap = () => {
+      const n = Date.now();
+      const d = n - mark;
+      mark = n;
+      return d;
+    };
+    progress(
+      "plan",
+      `${plan.tables.length} tables (${formatBytes(plan.totalBytes)}) in ${plan.schemas.migrated.join(", ")}; ${plan.roles.create.length} roles to create`,
+    );
     if (!plan.target.empty && !opts.replace) {
       // Re-running is safe: a target that already holds a verified migration from this source is left alone.
       const prev = previousMigration(cfg.reportsDir, opts.targetDb, s.src.display);
-      if (prev && (await missingTables(s.target, prev.plan.tables.filter((t) => (t.kind ?? "table") !== "matview"))) === 0) return { ...prev, alreadyMigrated: { reportFile: prev.reportFile, at: prev.startedAt } };
+      if (
+        prev &&
+        (await missingTables(
+          s.target,
+          prev.plan.tables.filter((t) => (t.kind ?? "table") !== "matview"),
+        )) === 0
+      )
+        return { ...prev, alreadyMigrated: { reportFile: prev.reportFile, at: prev.startedAt } };
     }
     if (plan.blockers.length) {
       const notEmpty = plan.blockers.find((b) => b.startsWith("target ") && b.includes("is not empty"));
       if (notEmpty && plan.blockers.length === 1) {
-        throw new ToolkitError("TARGET_NOT_EMPTY", notEmpty.split(":")[0]!, "pass --replace (make migrate-saas ... REPLACE=1): it backs the target up, then replaces it in the same transaction as the restore");
+        throw new ToolkitError(
+          "TARGET_NOT_EMPTY",
+          notEmpty.split(":")[0]!,
+          "pass --replace (make migrate-saas ... REPLACE=1): it backs the target up, then replaces it in the same transaction as the restore",
+        );
       }
-      throw new ToolkitError("MIGRATE_BLOCKED", `cannot migrate: ${plan.blockers.length} blocker(s)`, "resolve them (run with PLAN=1 to see the full plan) and run again", plan.blockers.join("\n"));
+      throw new ToolkitError(
+        "MIGRATE_BLOCKED",
+        `cannot migrate: ${plan.blockers.length} blocker(s)`,
+        "resolve them (run with PLAN=1 to see the full plan) and run again",
+        plan.blockers.join("\n"),
+      );
     }
     const bin = ctx.bin!;
     const tgt = rwTarget(cfg);
@@ -90,34 +149,90 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const env = sourceEnv(s.src);
       const archive = join(workDir, "schema.dump");
       progress("schema", "dumping the schema");
-      await run([
-        join(bin.dir, "pg_dump"), "--snapshot", s.snapshot, "-Fc", "-b", "--no-publications", "--no-subscriptions", "--exclude-table-data", "*.*",
-        ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)]),
-        ...ctx.unreadable.flatMap((u) => ["--exclude-table", `${dumpPattern(u.schema)}.${dumpPattern(u.name)}`]),
-        "-f", archive,
-      ], { env, timeoutMs: 600_000 });
-      const toc = parseToc((await run([join(bin.dir, "pg_restore"), "-l", "-v", archive], { timeoutMs: 120_000 })).stdout);
+      await run(
+        [
+          join(bin.dir, "pg_dump"),
+          "--snapshot",
+          s.snapshot,
+          "-Fc",
+          "-b",
+          "--no-publications",
+          "--no-subscriptions",
+          "--exclude-table-data",
+          "*.*",
+          ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)]),
+          ...ctx.unreadable.flatMap((u) => ["--exclude-table", `${dumpPattern(u.schema)}.${dumpPattern(u.name)}`]),
+          "-f",
+          archive,
+        ],
+        { env, timeoutMs: 600_000 },
+      );
+      const toc = parseToc(
+        (await run([join(bin.dir, "pg_restore"), "-l", "-v", archive], { timeoutMs: 120_000 })).stdout,
+      );
       const unknown = toc.filter((e) => e.desc === "?");
-      if (unknown.length) throw new ToolkitError("UNKNOWN_ARCHIVE_ENTRY", `the schema archive holds entries of a kind this toolkit does not know: ${unknown.map((e) => e.line).join("; ")}`, "report it; nothing was changed");
+      if (unknown.length)
+        throw new ToolkitError(
+          "UNKNOWN_ARCHIVE_ENTRY",
+          `the schema archive holds entries of a kind this toolkit does not know: ${unknown.map((e) => e.line).join("; ")}`,
+          "report it; nothing was changed",
+        );
       // --replace drops every schema but public (and the system's) in the same transaction, before the restore.
       const replacing = !!opts.replace && !plan.target.empty;
-      const targetSchemas = new Set((await s.target.query("SELECT nspname FROM pg_namespace")).rows.map((r) => r.nspname as string)
-        .filter((n) => !replacing || n === "public" || n === "pg_catalog" || n === "information_schema" || n.startsWith("pg_")));
+      const targetSchemas = new Set(
+        (await s.target.query("SELECT nspname FROM pg_namespace")).rows
+          .map((r) => r.nspname as string)
+          .filter(
+            (n) =>
+              !replacing || n === "public" || n === "pg_catalog" || n === "information_schema" || n.startsWith("pg_"),
+          ),
+      );
       const owners = await schemaOwners(s.source, plan.schemas.migrated);
-      const existingSchemaOids = new Set(Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([, o]) => o.oid));
+      const existingSchemaOids = new Set(
+        Object.entries(owners)
+          .filter(([n]) => targetSchemas.has(n))
+          .map(([, o]) => o.oid),
+      );
       const leaveOut = new Set(ctx.leftOutObjects.map((o) => `${o.classid}/${o.objid}`));
       const selection = selectToc(toc, {
         // Table data is streamed by us; large-object contents too (pg_restore's BLOBS section commits on its own);
         // extensions are created by extensionSql(); materialized views are refreshed and sequences set from the catalog.
-        skipDescs: new Set(["TABLE DATA", "BLOBS", "BLOB DATA", "LARGE OBJECTS", "SEQUENCE SET", "MATERIALIZED VIEW DATA", "EXTENSION", "DATABASE", "DATABASE PROPERTIES",
-          "SECURITY LABEL", "EVENT TRIGGER", "SUBSCRIPTION", "PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA"]),
+        skipDescs: new Set([
+          "TABLE DATA",
+          "BLOBS",
+          "BLOB DATA",
+          "LARGE OBJECTS",
+          "SEQUENCE SET",
+          "MATERIALIZED VIEW DATA",
+          "EXTENSION",
+          "DATABASE",
+          "DATABASE PROPERTIES",
+          "SECURITY LABEL",
+          "EVENT TRIGGER",
+          "SUBSCRIPTION",
+          "PUBLICATION",
+          "PUBLICATION TABLE",
+          "PUBLICATION TABLES IN SCHEMA",
+        ]),
         leaveOut: (classid, objid) => leaveOut.has(`${classid}/${objid}`),
         replaced: (classid, objid) => classid === 2615 && existingSchemaOids.has(objid),
       });
       const listFile = join(workDir, "restore.list");
       writeFileSync(listFile, tocListFile(selection.keep), { mode: 0o600 });
-      const restoreArgs = [join(bin.dir, "pg_restore"), "-L", listFile, "--no-security-labels", "--no-tablespaces", "-f", "-"];
-      const [pre, post] = (await Promise.all(["pre-data", "post-data"].map(async (sec) => (await run([...restoreArgs, `--section=${sec}`, archive], { timeoutMs: 600_000 })).stdout))) as [string, string];
+      const restoreArgs = [
+        join(bin.dir, "pg_restore"),
+        "-L",
+        listFile,
+        "--no-security-labels",
+        "--no-tablespaces",
+        "-f",
+        "-",
+      ];
+      const [pre, post] = (await Promise.all(
+        ["pre-data", "post-data"].map(
+          async (sec) => (await run([...restoreArgs, `--section=${sec}`, archive], { timeoutMs: 600_000 })).stdout,
+        ),
+      )) as [string, string];
 
       // Roles: generated passwords for login roles (the platform never reveals the old ones).
       const passwords: Record<string, string> = {};
@@ -139,11 +254,17 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
         ...connectFor.map((r) => `GRANT CONNECT ON DATABASE ${quoteIdent(opts.targetDb)} TO ${quoteIdent(r)};`),
         ...extensionSql(ctx.extensions),
         // Schemas the target already has (public) keep their entry out of the script; their owner comes from the source.
-        ...Object.entries(owners).filter(([n]) => targetSchemas.has(n)).map(([n, o]) => `ALTER SCHEMA ${quoteIdent(n)} OWNER TO ${quoteIdent(o.owner)};`),
+        ...Object.entries(owners)
+          .filter(([n]) => targetSchemas.has(n))
+          .map(([n, o]) => `ALTER SCHEMA ${quoteIdent(n)} OWNER TO ${quoteIdent(o.owner)};`),
         "",
       ].join("\n");
       const matviews = await matviewRefreshOrder(s.source, plan.schemas.migrated);
-      const targetPubs = new Set(replacing ? [] : (await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string));
+      const targetPubs = new Set(
+        replacing
+          ? []
+          : (await s.target.query("SELECT pubname FROM pg_publication")).rows.map((r) => r.pubname as string),
+      );
       const sourceSeq: Record<string, SequenceState> = await sequenceStates(s.source, plan.schemas.migrated);
       const postlude = [
         "SET session_replication_role = DEFAULT;",
@@ -159,28 +280,60 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
 
       timings.schema = lap();
       const loadCmd = [
-        join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-        "-h", tgt.host, "-p", String(tgt.port), "-U", "postgres", "-d", opts.targetDb, "-f", "-",
+        join(bin.dir, "psql"),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        tgt.host,
+        "-p",
+        String(tgt.port),
+        "-U",
+        "postgres",
+        "-d",
+        opts.targetDb,
+        "-f",
+        "-",
       ];
       progress("data", `streaming ${formatBytes(plan.totalBytes)} (on disk) in one transaction`);
       let lastTable = "";
-      loader = startLoader({ cmd: loadCmd, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" } }, (table, bytes) => {
-        if (table && table !== lastTable) {
-          lastTable = table;
-          progress("data", `${table}  (${formatBytes(bytes)} streamed)`);
-        } else progress("data", `${formatBytes(bytes)} streamed`);
-      });
+      loader = startLoader(
+        {
+          cmd: loadCmd,
+          env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" },
+        },
+        (table, bytes) => {
+          if (table && table !== lastTable) {
+            lastTable = table;
+            progress("data", `${table}  (${formatBytes(bytes)} streamed)`);
+          } else progress("data", `${formatBytes(bytes)} streamed`);
+        },
+      );
       const ld = loader;
       const hashCols = await hashColumns(s.source, plan.tables);
-      const checked: ChecksumTarget[] = plan.tables.map((t) => ({ ...t, columns: hashCols.get(tableKey(t)) ?? ([] as HashColumn[]) }));
+      const checked: ChecksumTarget[] = plan.tables.map((t) => ({
+        ...t,
+        columns: hashCols.get(tableKey(t)) ?? ([] as HashColumn[]),
+      }));
       const loaded = plan.tables.filter((t) => t.kind !== "matview" && !EXCLUDED_TABLE_DATA.includes(tableKey(t)));
       const cols = await copyColumns(s.source, loaded);
       const readCmd = (sql: string) => [
-        join(bin.dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+        join(bin.dir, "psql"),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
         // pg_dump's own output settings: dates, intervals and floats in forms every server reads back exactly,
         // reg* values schema-qualified, and an error rather than rows silently hidden by row-level security.
-        "-c", "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0; SET search_path = ''; SET row_security = off",
-        "-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`, "-c", sql,
+        "-c",
+        "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0; SET search_path = ''; SET row_security = off",
+        "-c",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        "-c",
+        `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`,
+        "-c",
+        sql,
       ];
       // Both ends speak UTF8 whatever this machine's locale (pg_restore's script set the source's encoding before).
       const readEnv = { ...env, PGCLIENTENCODING: "UTF8" };
@@ -190,26 +343,39 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const feed = (async () => {
         await ld.write(prelude);
         await ld.write(pre);
-        await ld.write("\nSET session_replication_role = replica;\nRESET search_path;\nSET client_encoding = 'UTF8';\n");
+        await ld.write(
+          "\nSET session_replication_role = replica;\nRESET search_path;\nSET client_encoding = 'UTF8';\n",
+        );
         for (const t of loaded) {
           const c = copyStatements(t, cols.get(tableKey(t)) ?? []);
           await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env: readEnv });
         }
         for (const lo of los) {
           for (let off = 0; off < lo.bytes; off += LO_CHUNK) {
-            const r = await exclusive(() => s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [lo.oid, off, LO_CHUNK]));
+            const r = await exclusive(() =>
+              s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [
+                lo.oid,
+                off,
+                LO_CHUNK,
+              ]),
+            );
             await ld.write(`SELECT pg_catalog.lo_put(${lo.oid}, ${off}, '\\x${r.rows[0].h}'::bytea);\n`);
           }
         }
         for (const st of Object.values(sourceSeq)) {
           if (st.lastValue === null || !/^-?\d+$/.test(st.lastValue) || !st.schema || !st.name) continue;
-          await ld.write(`SELECT pg_catalog.setval(${sqlLiteral(qn({ schema: st.schema, name: st.name }))}, ${st.lastValue}, ${st.isCalled});\n`);
+          await ld.write(
+            `SELECT pg_catalog.setval(${sqlLiteral(qn({ schema: st.schema, name: st.name }))}, ${st.lastValue}, ${st.isCalled});\n`,
+          );
         }
         return ld.finish(postlude);
       })();
       const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes, exclusive)]);
       loader = undefined;
-      progress("data", `committed: ${formatBytes(piped.bytes)} in ${(piped.ms / 1000).toFixed(1)} s (${formatBytes((piped.bytes / piped.ms) * 1000)}/s)`);
+      progress(
+        "data",
+        `committed: ${formatBytes(piped.bytes)} in ${(piped.ms / 1000).toFixed(1)} s (${formatBytes((piped.bytes / piped.ms) * 1000)}/s)`,
+      );
 
       timings.data = lap();
       // Verification.
@@ -233,25 +399,53 @@ export async function migrateSaas(cfg: Config, opts: MigrateOptions, progress: P
       const dbWant = { ...dbBefore };
       const aclKey = `database ${opts.targetDb}: acl`;
       if (connectFor.length) {
-        dbWant[aclKey] = [...(dbBefore[aclKey] ? dbBefore[aclKey]!.split(",") : []), ...connectFor.map((r) => `${r}=CONNECT`)].sort().join(",");
+        dbWant[aclKey] = [
+          ...(dbBefore[aclKey] ? dbBefore[aclKey]!.split(",") : []),
+          ...connectFor.map((r) => `${r}=CONNECT`),
+        ]
+          .sort()
+          .join(",");
         dbAfter[aclKey] = dbAfter[aclKey]!.split(",").sort().join(",");
       }
       const leftOutCounts: Partial<ObjectCounts> = {};
       for (const o of ctx.leftOutObjects) if (o.kind) leftOutCounts[o.kind] = (leftOutCounts[o.kind] ?? 0) + 1;
       const verification = compareMigration(
-        { tables: sourcePrints, sequences: sourceSeq, counts: sourceCounts, definitions: { ...sourceDefs, ...dbWant }, publications: sourcePubs, largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)) },
-        { tables: targetPrints, sequences: targetSeq, counts: targetCounts, definitions: { ...targetDefs, ...dbAfter }, publications: targetPubsNow, largeObjects: loMap(targetLos, (r) => r) },
+        {
+          tables: sourcePrints,
+          sequences: sourceSeq,
+          counts: sourceCounts,
+          definitions: { ...sourceDefs, ...dbWant },
+          publications: sourcePubs,
+          largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)),
+        },
+        {
+          tables: targetPrints,
+          sequences: targetSeq,
+          counts: targetCounts,
+          definitions: { ...targetDefs, ...dbAfter },
+          publications: targetPubsNow,
+          largeObjects: loMap(targetLos, (r) => r),
+        },
         { leftOut: new Set(ctx.leftOutObjects.map((o) => o.object)), leftOutCounts },
       );
-      progress("verify", verification.ok ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences, ${verification.definitions.length} definitions and object counts match` : `${verification.mismatches.length} mismatches`);
+      progress(
+        "verify",
+        verification.ok
+          ? `all ${verification.tables.length} tables, ${verification.sequences.length} sequences, ${verification.definitions.length} definitions and object counts match`
+          : `${verification.mismatches.length} mismatches`,
+      );
 
       timings.verify = lap();
       let rolePasswordsFile: string | undefined;
       if (Object.keys(passwords).length) {
         const dir = join(cfg.stateDir, "migrate");
         rolePasswordsFile = join(dir, `role-passwords-${opts.targetDb}-${stamp()}.env`);
-        const body = "# Generated by make migrate-saas: the platform does not reveal role passwords. Keep private (0600).\n" +
-          Object.entries(passwords).map(([r, p]) => `${r}=${p}`).join("\n") + "\n";
+        const body =
+          "# Generated by make migrate-saas: the platform does not reveal role passwords. Keep private (0600).\n" +
+          Object.entries(passwords)
+            .map(([r, p]) => `${r}=${p}`)
+            .join("\n") +
+          "\n";
         writeFileSync(`${rolePasswordsFile}.tmp`, body, { mode: 0o600 });
         renameSync(`${rolePasswordsFile}.tmp`, rolePasswordsFile);
       }

@@ -31,10 +31,17 @@ export interface Loader {
   bytes(): number;
 }
 
-export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onProgress?: (table: string | undefined, bytes: number) => void): Loader {
+export function startLoader(
+  load: { cmd: Cmd; env: Record<string, string> },
+  onProgress?: (table: string | undefined, bytes: number) => void,
+): Loader {
   const t0 = Date.now();
   const proc = start(load.cmd, { env: load.env });
-  const psql = { stdin: proc.stdin as Writable | undefined, stdout: proc.stdout as Readable | undefined, stderr: proc.stderr as Readable | undefined };
+  const psql = {
+    stdin: proc.stdin as Writable | undefined,
+    stdout: proc.stdout as Readable | undefined,
+    stderr: proc.stderr as Readable | undefined,
+  };
   let out = "";
   let exited = false;
   let bytes = 0;
@@ -58,8 +65,9 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
   };
   const countLines = (chunk: string | Buffer) => {
     let n = 0;
-    if (typeof chunk === "string") { for (let i = chunk.indexOf("\n"); i !== -1; i = chunk.indexOf("\n", i + 1)) n++; }
-    else for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) n++;
+    if (typeof chunk === "string") {
+      for (let i = chunk.indexOf("\n"); i !== -1; i = chunk.indexOf("\n", i + 1)) n++;
+    } else for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) n++;
     lines += n;
   };
   psql.stdout?.on("data", (d) => (out += d));
@@ -93,7 +101,10 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
     }
     if (!psql.stdin || psql.stdin.write(chunk)) return Promise.resolve();
     return new Promise((res) => {
-      const go = () => { psql.stdin?.off("drain", go); res(); };
+      const go = () => {
+        psql.stdin?.off("drain", go);
+        res();
+      };
       psql.stdin?.once("drain", go);
       void done.then(go);
     });
@@ -132,7 +143,8 @@ export function startLoader(load: { cmd: Cmd; env: Record<string, string> }, onP
       }
       const srcOut = await src;
       const code = srcOut.exitCode ?? -1;
-      const err = srcOut.stderr + (srcOut.cause ? `\ncannot run ${source.cmd[0]}: ${(srcOut.cause as Error).message}` : "");
+      const err =
+        srcOut.stderr + (srcOut.cause ? `\ncannot run ${source.cmd[0]}: ${(srcOut.cause as Error).message}` : "");
       if (code !== 0 && !exited) {
         // Never let psql reach COMMIT with a partial table.
         proc.child?.kill("SIGKILL");

@@ -14,9 +14,30 @@ import type { PublicationRow } from "./definitions";
  * are not the user's and are never copied, with two exceptions below.
  */
 export const MANAGED_SCHEMAS = [
-  "auth", "storage", "extensions", "graphql", "graphql_public", "realtime", "_realtime", "_analytics", "_supavisor",
-  "supabase_functions", "supabase_migrations", "vault", "pgsodium", "pgsodium_masks", "pgbouncer", "net", "cron",
-  "pgtle", "pgmq", "dbdev", "repack", "topology", "tiger", "tiger_data",
+  "auth",
+  "storage",
+  "extensions",
+  "graphql",
+  "graphql_public",
+  "realtime",
+  "_realtime",
+  "_analytics",
+  "_supavisor",
+  "supabase_functions",
+  "supabase_migrations",
+  "vault",
+  "pgsodium",
+  "pgsodium_masks",
+  "pgbouncer",
+  "net",
+  "cron",
+  "pgtle",
+  "pgmq",
+  "dbdev",
+  "repack",
+  "topology",
+  "tiger",
+  "tiger_data",
 ] as const;
 
 /**
@@ -33,9 +54,22 @@ export const CARRIED_SCHEMAS = ["auth", "storage"] as const;
 export const EXCLUDED_TABLE_DATA = ["storage.buckets_vectors", "storage.vector_indexes"];
 
 /** Extensions every Supabase project has; when the target cannot provide them they are skipped with a warning, not a blocker. */
-export const PLATFORM_EXTENSIONS = ["pg_graphql", "supabase_vault", "pgsodium", "pg_net", "pgjwt", "pg_stat_monitor", "pg_cron", "pg_stat_statements", "index_advisor", "hypopg", "wrappers"];
+export const PLATFORM_EXTENSIONS = [
+  "pg_graphql",
+  "supabase_vault",
+  "pgsodium",
+  "pg_net",
+  "pgjwt",
+  "pg_stat_monitor",
+  "pg_cron",
+  "pg_stat_statements",
+  "index_advisor",
+  "hypopg",
+  "wrappers",
+];
 
-const SYSTEM_SCHEMA = (s: string) => s === "pg_catalog" || s === "information_schema" || s.startsWith("pg_toast") || s.startsWith("pg_temp");
+const SYSTEM_SCHEMA = (s: string) =>
+  s === "pg_catalog" || s === "information_schema" || s.startsWith("pg_toast") || s.startsWith("pg_temp");
 
 export interface SchemaRow {
   name: string;
@@ -76,7 +110,9 @@ export interface RoleRow {
 
 /** Roles the user created: not Supabase's, not Postgres's own, not a superuser (the platform never lets a user make one). */
 export function customRoles(rows: RoleRow[]): RoleRow[] {
-  return rows.filter((r) => !isSupabaseReservedRole(r.name) && r.name !== "postgres" && !r.superuser).sort((a, b) => a.name.localeCompare(b.name));
+  return rows
+    .filter((r) => !isSupabaseReservedRole(r.name) && r.name !== "postgres" && !r.superuser)
+    .sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export interface RolePlan {
@@ -92,7 +128,10 @@ export function planRoles(source: RoleRow[], targetRoles: Set<string>): RolePlan
   return {
     create: custom.filter((r) => !targetRoles.has(r.name)),
     existing: custom.filter((r) => targetRoles.has(r.name)).map((r) => r.name),
-    reservedSkipped: source.filter((r) => !customNames.has(r.name) && r.name !== "postgres" && !r.name.startsWith("pg_")).map((r) => r.name).sort(),
+    reservedSkipped: source
+      .filter((r) => !customNames.has(r.name) && r.name !== "postgres" && !r.name.startsWith("pg_"))
+      .map((r) => r.name)
+      .sort(),
   };
 }
 
@@ -120,7 +159,12 @@ export interface Membership {
 }
 
 /** Memberships that touch a custom role and whose both ends will exist on the target. */
-export function membershipSql(edges: Membership[], custom: Set<string>, willExist: Set<string>, skip: Membership[] = []): string[] {
+export function membershipSql(
+  edges: Membership[],
+  custom: Set<string>,
+  willExist: Set<string>,
+  skip: Membership[] = [],
+): string[] {
   return edges
     .filter((e) => (custom.has(e.role) || custom.has(e.member)) && willExist.has(e.role) && willExist.has(e.member))
     .filter((e) => !skip.some((x) => x.role === e.role && x.member === e.member))
@@ -138,17 +182,32 @@ export const SERVER_ACCESS_ROLES = ["pg_execute_server_program", "pg_read_server
  * CREATEROLE attribute itself (on PostgreSQL 15 a CREATEROLE role can grant
  * itself pg_execute_server_program). Blockers; left out with --accept-left-out.
  */
-export function privilegedGrants(edges: Membership[], custom: RoleRow[], target: RoleRow[]): { grant?: Membership; role?: string; reason: string }[] {
+export function privilegedGrants(
+  edges: Membership[],
+  custom: RoleRow[],
+  target: RoleRow[],
+): { grant?: Membership; role?: string; reason: string }[] {
   const names = new Set(custom.map((r) => r.name));
   const here = new Map(target.map((r) => [r.name, r]));
   const out: { grant?: Membership; role?: string; reason: string }[] = [];
-  for (const r of custom) if (r.createrole) out.push({ role: r.name, reason: `role ${r.name} has CREATEROLE on the source: on the cluster it could grant itself ${SERVER_ACCESS_ROLES[0]} (a shell as postgres)` });
+  for (const r of custom)
+    if (r.createrole)
+      out.push({
+        role: r.name,
+        reason: `role ${r.name} has CREATEROLE on the source: on the cluster it could grant itself ${SERVER_ACCESS_ROLES[0]} (a shell as postgres)`,
+      });
   for (const e of edges) {
     if (!names.has(e.member) || names.has(e.role)) continue;
     const t = here.get(e.role);
-    const why = SERVER_ACCESS_ROLES.includes(e.role) ? "runs programs or reads and writes files on the server"
-      : t?.superuser ? "is a superuser on the cluster" : t?.createrole ? "has CREATEROLE on the cluster" : undefined;
-    if (why) out.push({ grant: e, reason: `role ${e.member} is a member of ${e.role} on the source, and ${e.role} ${why}` });
+    const why = SERVER_ACCESS_ROLES.includes(e.role)
+      ? "runs programs or reads and writes files on the server"
+      : t?.superuser
+        ? "is a superuser on the cluster"
+        : t?.createrole
+          ? "has CREATEROLE on the cluster"
+          : undefined;
+    if (why)
+      out.push({ grant: e, reason: `role ${e.member} is a member of ${e.role} on the source, and ${e.role} ${why}` });
   }
   return out;
 }
@@ -182,7 +241,9 @@ export function extensionSql(plan: ExtensionPlan): string[] {
   const schemas = [...new Set(plan.create.map((e) => e.schema))].filter((s) => s !== "public" && s !== "pg_catalog");
   return [
     ...schemas.map((s) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)};`),
-    ...plan.create.map((e) => `CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)};`),
+    ...plan.create.map(
+      (e) => `CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)};`,
+    ),
   ];
 }
 
@@ -197,7 +258,11 @@ export function extensionSql(plan: ExtensionPlan): string[] {
 export function placeholderSql(roles: string[]): { create: string[]; release: string[] } {
   return {
     create: roles.map((r) => `CREATE ROLE ${quoteIdent(r)} NOLOGIN;`),
-    release: roles.flatMap((r) => [`REASSIGN OWNED BY ${quoteIdent(r)} TO CURRENT_USER;`, `DROP OWNED BY ${quoteIdent(r)};`, `DROP ROLE ${quoteIdent(r)};`]),
+    release: roles.flatMap((r) => [
+      `REASSIGN OWNED BY ${quoteIdent(r)} TO CURRENT_USER;`,
+      `DROP OWNED BY ${quoteIdent(r)};`,
+      `DROP ROLE ${quoteIdent(r)};`,
+    ]),
   };
 }
 
@@ -209,18 +274,25 @@ export type PublicationSpec = PublicationRow;
  * publications out when schemas are selected, so they are rebuilt from the
  * source catalog. A publication the target already has only gains the tables.
  */
-export function publicationSql(pubs: PublicationSpec[], existing: Set<string>, roleExists: (r: string) => boolean): string[] {
+export function publicationSql(
+  pubs: PublicationSpec[],
+  existing: Set<string>,
+  roleExists: (r: string) => boolean,
+): string[] {
   const out: string[] = [];
   for (const p of pubs) {
     const publish = (["insert", "update", "delete", "truncate"] as const).filter((k) => p[k]).join(", ");
     const what = p.allTables ? " FOR ALL TABLES" : "";
     if (!existing.has(p.name)) {
-      out.push(`CREATE PUBLICATION ${quoteIdent(p.name)}${what} WITH (publish = ${quoteLiteral(publish)}, publish_via_partition_root = ${p.viaRoot});`);
+      out.push(
+        `CREATE PUBLICATION ${quoteIdent(p.name)}${what} WITH (publish = ${quoteLiteral(publish)}, publish_via_partition_root = ${p.viaRoot});`,
+      );
       if (roleExists(p.owner)) out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} OWNER TO ${quoteIdent(p.owner)};`);
     }
     if (p.allTables) continue;
     for (const t of p.tables) out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLE ${t};`);
-    for (const s of p.schemas) out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLES IN SCHEMA ${quoteIdent(s)};`);
+    for (const s of p.schemas)
+      out.push(`ALTER PUBLICATION ${quoteIdent(p.name)} ADD TABLES IN SCHEMA ${quoteIdent(s)};`);
   }
   return out;
 }

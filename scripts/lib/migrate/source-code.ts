@@ -13,7 +13,10 @@ import type { Q } from "./catalog";
  * (`function squash_ws(text) does not exist`). Found from the catalog: the
  * expression's dependencies and the bodies' unqualified calls.
  */
-export async function unqualifiedCalls(c: Q, schemas: string[]): Promise<{ object: string; fn: string; calls: string[] }[]> {
+export async function unqualifiedCalls(
+  c: Q,
+  schemas: string[],
+): Promise<{ object: string; fn: string; calls: string[] }[]> {
   const r = await c.query(
     `SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS object, p.oid::regprocedure::text AS fn, p.prosrc,
             (SELECT array_agg(DISTINCT q.proname::text) FROM pg_proc q WHERE q.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1))) AS names
@@ -29,31 +32,53 @@ export async function unqualifiedCalls(c: Q, schemas: string[]): Promise<{ objec
   const out: { object: string; fn: string; calls: string[] }[] = [];
   for (const x of r.rows) {
     const names = new Set((x.names ?? []) as string[]);
-    const calls = [...new Set([...String(x.prosrc).matchAll(/(?<![.\w"$])([A-Za-z_][A-Za-z0-9_$]*)\s*\(/g)].map((m) => m[1]!.toLowerCase()))].filter((n) => names.has(n));
+    const calls = [
+      ...new Set(
+        [...String(x.prosrc).matchAll(/(?<![.\w"$])([A-Za-z_][A-Za-z0-9_$]*)\s*\(/g)].map((m) => m[1]!.toLowerCase()),
+      ),
+    ].filter((n) => names.has(n));
     if (calls.length) out.push({ object: x.object, fn: x.fn, calls });
   }
   return out;
 }
-
-
 
 /**
  * pg_catalog functions that are marked immutable or stable yet run a query
  * given as text (or write server files): never trusted in code the load runs.
  */
 export const SQL_RUNNING_BUILTINS = new Set([
-  "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
-  "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xmlschema", "schema_to_xml_and_xmlschema",
-  "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "set_config", "lo_export", "lo_import",
+  "query_to_xml",
+  "query_to_xmlschema",
+  "query_to_xml_and_xmlschema",
+  "cursor_to_xml",
+  "cursor_to_xmlschema",
+  "table_to_xml",
+  "table_to_xmlschema",
+  "table_to_xml_and_xmlschema",
+  "schema_to_xml",
+  "schema_to_xmlschema",
+  "schema_to_xml_and_xmlschema",
+  "database_to_xml",
+  "database_to_xmlschema",
+  "database_to_xml_and_xmlschema",
+  "ts_stat",
+  "set_config",
+  "lo_export",
+  "lo_import",
 ]);
 
 /** Functions and operators a stored expression (pg_node_tree text) calls: function calls, aggregates, window functions, operators (incl. row comparisons), sort/group operators. */
 export function treeCalls(tree: string): { cat: "pg_proc" | "pg_operator"; oid: number }[] {
   const out: { cat: "pg_proc" | "pg_operator"; oid: number }[] = [];
   for (const m of tree.matchAll(/:(funcid|opfuncid|aggfnoid|winfnoid|opno|sortop|eqop) (\d+)/g)) {
-    if (m[2] !== "0") out.push({ cat: m[1] === "opno" || m[1] === "sortop" || m[1] === "eqop" ? "pg_operator" : "pg_proc", oid: Number(m[2]) });
+    if (m[2] !== "0")
+      out.push({
+        cat: m[1] === "opno" || m[1] === "sortop" || m[1] === "eqop" ? "pg_operator" : "pg_proc",
+        oid: Number(m[2]),
+      });
   }
-  for (const m of tree.matchAll(/:opnos \(o ([\d ]+)\)/g)) for (const o of m[1]!.trim().split(/\s+/)) out.push({ cat: "pg_operator", oid: Number(o) });
+  for (const m of tree.matchAll(/:opnos \(o ([\d ]+)\)/g))
+    for (const o of m[1]!.trim().split(/\s+/)) out.push({ cat: "pg_operator", oid: Number(o) });
   return out;
 }
 
@@ -96,8 +121,9 @@ export interface SourceCodeRun {
 export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<SourceCodeRun[]> {
   const migratedNs = `(SELECT oid FROM pg_namespace WHERE nspname = ANY($1))`;
   // The expressions themselves (pg_node_tree): pg_depend leaves out built-in functions (pinned), so read the trees.
-  const trees = (await c.query(
-    `WITH r AS (
+  const trees = (
+    await c.query(
+      `WITH r AS (
        SELECT 'pg_class'::regclass AS classid, ad.adrelid AS objid, ad.adbin::text AS tree
          FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum AND a.attgenerated <> ''
        UNION ALL
@@ -124,15 +150,19 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
         AND CASE r.classid WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_class WHERE oid = r.objid)
                            ELSE (SELECT typnamespace FROM pg_type WHERE oid = r.objid) END IN ${migratedNs}
       ORDER BY 3`,
-    [schemas],
-  )).rows as { classid: number; objid: number; object: string; tree: string }[];
+      [schemas],
+    )
+  ).rows as { classid: number; objid: number; object: string; tree: string }[];
   const roots: { classid: number; objid: number; object: string; refcat: string; refobjid: number }[] = [];
   for (const t of trees) {
-    for (const r of treeCalls(t.tree)) roots.push({ classid: t.classid, objid: t.objid, object: t.object, refcat: r.cat, refobjid: r.oid });
+    for (const r of treeCalls(t.tree))
+      roots.push({ classid: t.classid, objid: t.objid, object: t.object, refcat: r.cat, refobjid: r.oid });
   }
   // Operators of foreign keys and exclusion constraints, operator classes of indexes and partition keys: the source's own ones are in pg_depend.
-  roots.push(...(await c.query(
-    `WITH r AS (
+  roots.push(
+    ...(
+      await c.query(
+        `WITH r AS (
        SELECT 'pg_constraint'::regclass AS classid, k.oid AS objid, d.refclassid, d.refobjid, k.conrelid AS rel
          FROM pg_constraint k JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid AND d.deptype = 'n'
         WHERE k.contype IN ('f', 'x')
@@ -151,31 +181,73 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
         AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = r.classid AND e.objid = r.objid AND e.deptype = 'e')
         AND (r.classid = 'pg_type'::regclass OR (SELECT relnamespace FROM pg_class WHERE oid = r.rel) IN ${migratedNs})
       ORDER BY 3`,
-    [schemas],
-  )).rows);
-  const procs = new Map<number, { sig: string; ns: string; ext: boolean; vol: string; lang: string; trustedLang: boolean; atomic: boolean; secdef: boolean; config: boolean; name: string; migrated: boolean; auto: boolean }>();
-  for (const p of (await c.query(
-    `SELECT p.oid::int AS oid, p.oid::regprocedure::text AS sig, n.nspname AS ns, p.proname AS name, p.provolatile AS vol, l.lanname AS lang, l.lanpltrusted AS trusted,
+        [schemas],
+      )
+    ).rows,
+  );
+  const procs = new Map<
+    number,
+    {
+      sig: string;
+      ns: string;
+      ext: boolean;
+      vol: string;
+      lang: string;
+      trustedLang: boolean;
+      atomic: boolean;
+      secdef: boolean;
+      config: boolean;
+      name: string;
+      migrated: boolean;
+      auto: boolean;
+    }
+  >();
+  for (const p of (
+    await c.query(
+      `SELECT p.oid::int AS oid, p.oid::regprocedure::text AS sig, n.nspname AS ns, p.proname AS name, p.provolatile AS vol, l.lanname AS lang, l.lanpltrusted AS trusted,
             p.prosqlbody IS NOT NULL AS atomic, p.prosecdef AS secdef, p.proconfig IS NOT NULL AS config, n.nspname = ANY($1) AS migrated,
             EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e') AS ext,
             EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'i') AS auto
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang`,
-    [schemas],
-  )).rows) procs.set(p.oid, { sig: p.sig, ns: p.ns, ext: p.ext, vol: p.vol, lang: p.lang, trustedLang: p.trusted, atomic: p.atomic, secdef: p.secdef, config: p.config, name: p.name, migrated: p.migrated, auto: p.auto });
+      [schemas],
+    )
+  ).rows)
+    procs.set(p.oid, {
+      sig: p.sig,
+      ns: p.ns,
+      ext: p.ext,
+      vol: p.vol,
+      lang: p.lang,
+      trustedLang: p.trusted,
+      atomic: p.atomic,
+      secdef: p.secdef,
+      config: p.config,
+      name: p.name,
+      migrated: p.migrated,
+      auto: p.auto,
+    });
   const oprcode = new Map<number, { code: number; name: string }>();
-  for (const o of (await c.query("SELECT oid::int AS oid, oprcode::oid::int AS code, oid::regoperator::text AS name FROM pg_operator")).rows) oprcode.set(o.oid, { code: o.code, name: o.name });
+  for (const o of (
+    await c.query("SELECT oid::int AS oid, oprcode::oid::int AS code, oid::regoperator::text AS name FROM pg_operator")
+  ).rows)
+    oprcode.set(o.oid, { code: o.code, name: o.name });
   const opclass = new Map<number, { name: string; builtin: boolean }>();
-  for (const o of (await c.query(
-    `SELECT x.oid::int AS oid, x.cat, x.name, (x.ns = 'pg_catalog'::regnamespace OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = x.cat::regclass AND e.objid = x.oid AND e.deptype = 'e')) AS builtin
+  for (const o of (
+    await c.query(
+      `SELECT x.oid::int AS oid, x.cat, x.name, (x.ns = 'pg_catalog'::regnamespace OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = x.cat::regclass AND e.objid = x.oid AND e.deptype = 'e')) AS builtin
        FROM (SELECT oid, 'pg_opclass' AS cat, opcnamespace AS ns, format('operator class %s', opcname) AS name FROM pg_opclass
              UNION ALL SELECT oid, 'pg_opfamily', opfnamespace, format('operator family %s', opfname) FROM pg_opfamily) x`,
-  )).rows) opclass.set(o.oid, { name: o.name, builtin: o.builtin });
+    )
+  ).rows)
+    opclass.set(o.oid, { name: o.name, builtin: o.builtin });
   // What the source's own parsed SQL bodies (BEGIN ATOMIC / RETURN) call, read from the body's tree (built-ins are not in pg_depend).
   const calls = new Map<number, { cat: string; oid: number }[]>();
-  for (const f of (await c.query(
-    `SELECT p.oid::int AS fn, p.prosqlbody::text AS tree FROM pg_proc p WHERE p.prosqlbody IS NOT NULL AND p.pronamespace IN ${migratedNs}`,
-    [schemas],
-  )).rows) {
+  for (const f of (
+    await c.query(
+      `SELECT p.oid::int AS fn, p.prosqlbody::text AS tree FROM pg_proc p WHERE p.prosqlbody IS NOT NULL AND p.pronamespace IN ${migratedNs}`,
+      [schemas],
+    )
+  ).rows) {
     calls.set(f.fn, treeCalls(String(f.tree)));
   }
 
@@ -194,14 +266,18 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
       else if (p.vol === "v" && p.ns === "pg_catalog") why = `${p.sig} is volatile`;
       else if (p.vol === "v") why = `${p.sig} is volatile`;
     } else if (!p.trustedLang) why = `${p.sig} is written in ${p.lang}, an untrusted language`;
-    else if (p.lang !== "sql" || !p.atomic) why = `${p.sig} is ${p.lang === "sql" ? "a SQL function whose body is text" : `written in ${p.lang}`} (opaque: it can run any statement)`;
+    else if (p.lang !== "sql" || !p.atomic)
+      why = `${p.sig} is ${p.lang === "sql" ? "a SQL function whose body is text" : `written in ${p.lang}`} (opaque: it can run any statement)`;
     else if (p.secdef) why = `${p.sig} is SECURITY DEFINER`;
     else if (p.config) why = `${p.sig} sets configuration parameters`;
     else if (p.vol === "v") why = `${p.sig} is volatile`;
     else {
       for (const x of calls.get(oid) ?? []) {
         const inner = x.cat === "pg_operator" ? distrust(oprcode.get(x.oid)?.code ?? 0, seen) : distrust(x.oid, seen);
-        if (inner) { why = `${p.sig} calls ${inner}`; break; }
+        if (inner) {
+          why = `${p.sig} calls ${inner}`;
+          break;
+        }
       }
     }
     verdict.set(oid, why);
@@ -234,7 +310,14 @@ export async function sourceCodeRunByLoad(c: Q, schemas: string[]): Promise<Sour
   for (const [oid, p] of procs) {
     // (a range type's constructors are made by CREATE TYPE itself, not restored: deptype i)
     if (p.migrated && !p.ext && !p.auto && !p.trustedLang && !out.some((o) => o.classid === 1255 && o.objid === oid)) {
-      out.push({ classid: 1255, objid: oid, object: `function ${p.sig}`, runs: p.sig, why: `it is written in ${p.lang}, an untrusted language: restored by the superuser, it would run code of the source's choosing on the server`, restored: true });
+      out.push({
+        classid: 1255,
+        objid: oid,
+        object: `function ${p.sig}`,
+        runs: p.sig,
+        why: `it is written in ${p.lang}, an untrusted language: restored by the superuser, it would run code of the source's choosing on the server`,
+        restored: true,
+      });
     }
   }
   return out;

@@ -24,7 +24,8 @@ export interface SourceConn {
   display: string;
 }
 
-const FIX_URL = "use SOURCE_DB_URL='postgresql://postgres.<ref>:<password>@<host>:5432/postgres' (Supabase: Project → Connect → Session pooler)";
+const FIX_URL =
+  "use SOURCE_DB_URL='postgresql://postgres.<ref>:<password>@<host>:5432/postgres' (Supabase: Project → Connect → Session pooler)";
 
 /** Where Debian keeps the system's trusted CAs: the default for verify-full when no CA file is given. */
 export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
@@ -48,7 +49,11 @@ export function parseSourceUrl(url: string, tls: SourceTlsOptions = {}): SourceC
     throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL is not a valid URL", FIX_URL);
   }
   if (u.protocol !== "postgresql:" && u.protocol !== "postgres:") {
-    throw new ToolkitError("BAD_SOURCE_URL", `SOURCE_DB_URL must start with postgresql:// (got ${u.protocol}//)`, FIX_URL);
+    throw new ToolkitError(
+      "BAD_SOURCE_URL",
+      `SOURCE_DB_URL must start with postgresql:// (got ${u.protocol}//)`,
+      FIX_URL,
+    );
   }
   if (!u.hostname) throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL has no host", FIX_URL);
   if (!u.username) throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL has no user", FIX_URL);
@@ -56,12 +61,21 @@ export function parseSourceUrl(url: string, tls: SourceTlsOptions = {}): SourceC
   if (!password) throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL has no password", FIX_URL);
   const port = u.port ? Number(u.port) : 5432;
   if (port === 6543) {
-    throw new ToolkitError("BAD_SOURCE_URL", "SOURCE_DB_URL points at port 6543, Supabase's transaction pooler: a dump needs one session throughout", "use the session pooler (same host, port 5432) or the direct connection (db.<ref>.supabase.co:5432)");
+    throw new ToolkitError(
+      "BAD_SOURCE_URL",
+      "SOURCE_DB_URL points at port 6543, Supabase's transaction pooler: a dump needs one session throughout",
+      "use the session pooler (same host, port 5432) or the direct connection (db.<ref>.supabase.co:5432)",
+    );
   }
   const database = decodeURIComponent(u.pathname.replace(/^\//, "")) || "postgres";
   const user = decodeURIComponent(u.username);
   const asked = u.searchParams.get("sslmode") ?? undefined;
-  if (asked && !SSLMODES.has(asked)) throw new ToolkitError("BAD_SOURCE_URL", `SOURCE_DB_URL has sslmode=${asked}, which libpq does not know`, "remove sslmode (verify-full is the default)");
+  if (asked && !SSLMODES.has(asked))
+    throw new ToolkitError(
+      "BAD_SOURCE_URL",
+      `SOURCE_DB_URL has sslmode=${asked}, which libpq does not know`,
+      "remove sslmode (verify-full is the default)",
+    );
   const insecureTls = !!tls.insecureTls;
   // The source is a cloud database reached over the internet: its certificate is verified (host name
   // included) unless the run says, loudly, that it must not be (a local or test source).
@@ -73,16 +87,31 @@ export function parseSourceUrl(url: string, tls: SourceTlsOptions = {}): SourceC
     );
   }
   const sslmode = asked ?? (insecureTls ? "prefer" : "verify-full");
-  const rootcert = tls.caFile ?? (u.searchParams.get("sslrootcert") || undefined) ?? (existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined);
+  const rootcert =
+    tls.caFile ??
+    (u.searchParams.get("sslrootcert") || undefined) ??
+    (existsSync(SYSTEM_CA_BUNDLE) ? SYSTEM_CA_BUNDLE : undefined);
   if ((sslmode === "verify-full" || sslmode === "verify-ca") && (!rootcert || !existsSync(rootcert))) {
     throw new ToolkitError(
       "SOURCE_TLS_NO_CA",
-      rootcert ? `the CA file ${rootcert} for verifying the source does not exist` : "no CA file to verify the source's certificate with",
+      rootcert
+        ? `the CA file ${rootcert} for verifying the source does not exist`
+        : "no CA file to verify the source's certificate with",
       "pass SOURCE_SSLROOTCERT=<file> (Supabase: Project Settings → Database → SSL configuration → Download certificate)",
     );
   }
   const host = u.hostname.replace(/^\[|\]$/g, "");
-  return { host, port, user, password, database, sslmode, sslrootcert: rootcert, insecureTls, display: `postgresql://${user}@${u.host}/${database}` };
+  return {
+    host,
+    port,
+    user,
+    password,
+    database,
+    sslmode,
+    sslrootcert: rootcert,
+    insecureTls,
+    display: `postgresql://${user}@${u.host}/${database}`,
+  };
 }
 
 /** Register the password (raw and URL-encoded) so redact() masks it in every line we print or write. */
@@ -148,22 +177,42 @@ export function sourceError(src: SourceConn, err: unknown): ToolkitError {
   switch (e.code) {
     case "28P01":
     case "28000":
-      return new ToolkitError("SOURCE_AUTH_FAILED", `source ${where} refused the login for user ${src.user}: ${reason}`, "check the password in SOURCE_DB_URL (Supabase: Project Settings → Database → Reset database password)");
+      return new ToolkitError(
+        "SOURCE_AUTH_FAILED",
+        `source ${where} refused the login for user ${src.user}: ${reason}`,
+        "check the password in SOURCE_DB_URL (Supabase: Project Settings → Database → Reset database password)",
+      );
     case "3D000":
-      return new ToolkitError("SOURCE_NO_DATABASE", `source ${where} has no database ${src.database}`, "Supabase projects use the database `postgres`: end SOURCE_DB_URL with /postgres");
+      return new ToolkitError(
+        "SOURCE_NO_DATABASE",
+        `source ${where} has no database ${src.database}`,
+        "Supabase projects use the database `postgres`: end SOURCE_DB_URL with /postgres",
+      );
     case "ECONNREFUSED":
     case "ENOTFOUND":
     case "EAI_AGAIN":
     case "EHOSTUNREACH":
     case "ENETUNREACH":
     case "ETIMEDOUT":
-      return new ToolkitError("SOURCE_UNREACHABLE", `cannot reach the source database at ${where}: ${reason}`, "check the host and port in SOURCE_DB_URL and that this machine can reach it (firewall, IPv6: use Supabase's session pooler host)");
+      return new ToolkitError(
+        "SOURCE_UNREACHABLE",
+        `cannot reach the source database at ${where}: ${reason}`,
+        "check the host and port in SOURCE_DB_URL and that this machine can reach it (firewall, IPv6: use Supabase's session pooler host)",
+      );
     default:
       if (/certificate|self.signed|SSL|TLS|altnames|Hostname\/IP/i.test(reason)) {
-        return new ToolkitError("SOURCE_TLS_FAILED", `source ${where}: its TLS certificate could not be verified: ${reason}`, "give the CA the source's certificate chains to with SOURCE_SSLROOTCERT=<file> (Supabase: Project Settings → Database → SSL configuration); for a local/test source only, --insecure-source-tls (SOURCE_TLS_INSECURE=1)");
+        return new ToolkitError(
+          "SOURCE_TLS_FAILED",
+          `source ${where}: its TLS certificate could not be verified: ${reason}`,
+          "give the CA the source's certificate chains to with SOURCE_SSLROOTCERT=<file> (Supabase: Project Settings → Database → SSL configuration); for a local/test source only, --insecure-source-tls (SOURCE_TLS_INSECURE=1)",
+        );
       }
       if (/timeout/i.test(reason)) {
-        return new ToolkitError("SOURCE_UNREACHABLE", `cannot reach the source database at ${where}: connection timed out`, "check the host and port in SOURCE_DB_URL and that this machine can reach it");
+        return new ToolkitError(
+          "SOURCE_UNREACHABLE",
+          `cannot reach the source database at ${where}: connection timed out`,
+          "check the host and port in SOURCE_DB_URL and that this machine can reach it",
+        );
       }
       return new ToolkitError("SOURCE_FAILED", `source ${where}: ${reason}`, "check SOURCE_DB_URL");
   }

@@ -9,7 +9,14 @@ import type { Config } from "../config";
 import { run } from "../exec";
 import { connect, quoteIdent, rwTarget } from "../pg";
 import { type TableInfo, tableKey } from "./catalog";
-import { CHECKSUM_SETTINGS, type ChecksumTarget, fingerprintTable, type HashMode, probeHashMode, type TableFingerprint } from "./fingerprint";
+import {
+  CHECKSUM_SETTINGS,
+  type ChecksumTarget,
+  fingerprintTable,
+  type HashMode,
+  probeHashMode,
+  type TableFingerprint,
+} from "./fingerprint";
 
 export const stamp = () => new Date().toISOString().replace(/[:.]/g, "-");
 
@@ -21,10 +28,13 @@ export async function backupTarget(cfg: Config, db: string, binDir: string): Pro
   const file = join(dir, `${db}-${stamp()}.dump`);
   writeFileSync(file, "", { mode: 0o600 }); // pg_dump truncates it and keeps the mode
   const t = rwTarget(cfg);
-  await run([join(binDir, "pg_dump"), "-Fc", "-h", t.host, "-p", String(t.port), "-U", "postgres", "-d", db, "-f", file], {
-    env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" },
-    timeoutMs: 3_600_000,
-  });
+  await run(
+    [join(binDir, "pg_dump"), "-Fc", "-h", t.host, "-p", String(t.port), "-U", "postgres", "-d", db, "-f", file],
+    {
+      env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10" },
+      timeoutMs: 3_600_000,
+    },
+  );
   return file;
 }
 
@@ -71,7 +81,12 @@ export const serial = () => {
 };
 
 /** Source side, in the snapshot transaction: also decides each table's hash mode for the target. */
-export async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[], modes: Map<string, HashMode>, exclusive: ReturnType<typeof serial>): Promise<Record<string, TableFingerprint>> {
+export async function sourceFingerprints(
+  c: pg.Client,
+  tables: ChecksumTarget[],
+  modes: Map<string, HashMode>,
+  exclusive: ReturnType<typeof serial>,
+): Promise<Record<string, TableFingerprint>> {
   const out: Record<string, TableFingerprint> = {};
   for (const t of tables) {
     await exclusive(async () => {
@@ -84,7 +99,13 @@ export async function sourceFingerprints(c: pg.Client, tables: ChecksumTarget[],
 }
 
 /** Checksum the target on a few connections at once: the scans are independent. */
-export async function targetFingerprints(cfg: Config, db: string, tables: ChecksumTarget[], modes: Map<string, HashMode>, parallel = 2): Promise<Record<string, TableFingerprint>> {
+export async function targetFingerprints(
+  cfg: Config,
+  db: string,
+  tables: ChecksumTarget[],
+  modes: Map<string, HashMode>,
+  parallel = 2,
+): Promise<Record<string, TableFingerprint>> {
   const queue = [...tables];
   const out: Record<string, TableFingerprint> = {};
   await Promise.all(
@@ -92,7 +113,8 @@ export async function targetFingerprints(cfg: Config, db: string, tables: Checks
       const c = await connect(cfg, { database: db });
       try {
         for (const s of CHECKSUM_SETTINGS) await c.query(s);
-        for (let t = queue.shift(); t; t = queue.shift()) out[tableKey(t)] = await fingerprintTable(c, t, modes.get(tableKey(t)));
+        for (let t = queue.shift(); t; t = queue.shift())
+          out[tableKey(t)] = await fingerprintTable(c, t, modes.get(tableKey(t)));
       } finally {
         await c.end().catch(() => {});
       }
@@ -112,7 +134,10 @@ export const sqlLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
  * no rewrite on first read), partition roots without (COPY FREEZE refuses them)
  * and routes their rows itself.
  */
-export function copyStatements(t: { schema: string; name: string; kind: TableInfo["kind"] }, columns: string[]): { out: string; into: string } {
+export function copyStatements(
+  t: { schema: string; name: string; kind: TableInfo["kind"] },
+  columns: string[],
+): { out: string; into: string } {
   const cols = columns.map(quoteIdent).join(", ");
   const select = columns.length ? cols : "";
   return {

@@ -30,7 +30,14 @@ export interface LeftOut {
 
 export interface MigrationPlan {
   source: { url: string; version: string; pgDump: string };
-  target: { database: string; address: string; version: string; empty: boolean; contents: string[]; environment: boolean };
+  target: {
+    database: string;
+    address: string;
+    version: string;
+    empty: boolean;
+    contents: string[];
+    environment: boolean;
+  };
   schemas: { migrated: string[]; excluded: string[] };
   tables: TableInfo[];
   totalBytes: number;

@@ -49,10 +49,14 @@ export function monitoringOwner(cfg: Config): Owner | undefined {
   const user = monitoringOsUser(cfg);
   if (!user) return undefined;
   const ids = osUserIds(user);
-  if (!ids) throw new ToolkitError("NO_PROMETHEUS_USER", `OS user ${user} does not exist`, "install prometheus (its package creates the user) with `make setup`");
+  if (!ids)
+    throw new ToolkitError(
+      "NO_PROMETHEUS_USER",
+      `OS user ${user} does not exist`,
+      "install prometheus (its package creates the user) with `make setup`",
+    );
   return ids;
 }
-
 
 const dur = (s: number) => (s % 60 === 0 ? `${s / 60}m` : `${s}s`);
 
@@ -66,7 +70,8 @@ export function alertTimings(intervalSeconds: number) {
 }
 
 /** A regex matching exactly the given mount points (Prometheus anchors label regexes). */
-export const mountpointRegex = (mounts: string[]) => [...new Set(mounts)].map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+export const mountpointRegex = (mounts: string[]) =>
+  [...new Set(mounts)].map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
 
 export interface RenderedMonitoring {
   prometheus: string;
@@ -78,7 +83,8 @@ export interface RenderedMonitoring {
 export function renderMonitoring(cfg: Config, dataMounts: string[], files = monitoringFiles(cfg)): RenderedMonitoring {
   const mon = cfg.monitoring;
   const t = (rel: string) => readTemplate(cfg.rootDir, rel);
-  const target = (addr: string, port: number, member: string) => `      - targets: ["${addr}:${port}"]\n        labels:\n          member: ${member}`;
+  const target = (addr: string, port: number, member: string) =>
+    `      - targets: ["${addr}:${port}"]\n        labels:\n          member: ${member}`;
   const common = {
     CLUSTER_NAME: cfg.clusterName,
     STACK: cfg.stack,
@@ -121,13 +127,24 @@ export function renderMonitoring(cfg: Config, dataMounts: string[], files = moni
   );
   const timings = alertTimings(mon.intervalSeconds);
   const hooks: string[] = [];
-  if (cfg.backup.alertUrl) hooks.push(`      - url: ${JSON.stringify(cfg.backup.alertUrl)}\n        send_resolved: true`);
+  if (cfg.backup.alertUrl)
+    hooks.push(`      - url: ${JSON.stringify(cfg.backup.alertUrl)}\n        send_resolved: true`);
   // BACKUP_ALERT_COMMAND: Alertmanager cannot run a command; the toolkit's relay (scripts/alert-relay.ts) does, for a caller with the token.
-  if (cfg.backup.alertCommand) hooks.push(`      - url: "http://${mon.address}:${relayPort(cfg)}/alert"\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials_file: ${files.relayToken}`);
+  if (cfg.backup.alertCommand)
+    hooks.push(
+      `      - url: "http://${mon.address}:${relayPort(cfg)}/alert"\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials_file: ${files.relayToken}`,
+    );
   const receivers = hooks.length ? [`    webhook_configs:\n${hooks.join("\n")}`] : [];
   const alertmanager = renderTemplate(
     t("monitoring/alertmanager.yml.tmpl"),
-    { ...common, GROUP_WAIT: timings.groupWait, GROUP_INTERVAL: timings.groupInterval, REPEAT_INTERVAL: timings.repeatInterval, RECEIVER_CONFIGS: receivers.join("\n") || "    # no BACKUP_ALERT_URL: alerts stay in Alertmanager's API (make alerts)" },
+    {
+      ...common,
+      GROUP_WAIT: timings.groupWait,
+      GROUP_INTERVAL: timings.groupInterval,
+      REPEAT_INTERVAL: timings.repeatInterval,
+      RECEIVER_CONFIGS:
+        receivers.join("\n") || "    # no BACKUP_ALERT_URL: alerts stay in Alertmanager's API (make alerts)",
+    },
     "monitoring/alertmanager.yml.tmpl",
   );
   return { prometheus, rules, alertmanager };

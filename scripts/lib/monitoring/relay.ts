@@ -10,7 +10,10 @@ interface AmWebhook {
 export function relayMessage(stack: string, body: AmWebhook): string {
   const lines = [`pgplatform alerts ${body.status.toUpperCase()} (stack ${stack}):`];
   for (const a of body.alerts) {
-    const where = Object.entries(a.labels).filter(([k]) => !["alertname", "severity", "job", "instance"].includes(k)).map(([k, v]) => `${k}=${v}`).join(" ");
+    const where = Object.entries(a.labels)
+      .filter(([k]) => !["alertname", "severity", "job", "instance"].includes(k))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ");
     lines.push(`- [${a.status}] ${a.labels.alertname ?? "?"} (${a.labels.severity ?? "-"}) ${where}`.trimEnd());
     if (a.annotations?.summary) lines.push(`  ${a.annotations.summary}`);
     if (a.annotations?.runbook) lines.push(`  runbook: ${a.annotations.runbook}`);
@@ -30,7 +33,8 @@ export function relayHandler(stack: string, token: string, command: string, log:
     if (req.method === "GET" && path === "/healthz") return new Response("ok\n");
     if (req.method !== "POST" || path !== "/alert") return new Response("not found\n", { status: 404 });
     const got = Buffer.from(req.headers.get("authorization") ?? "");
-    if (got.length !== want.length || !timingSafeEqual(got, want)) return new Response("unauthorized\n", { status: 401 });
+    if (got.length !== want.length || !timingSafeEqual(got, want))
+      return new Response("unauthorized\n", { status: 401 });
     let body: AmWebhook;
     try {
       body = (await req.json()) as AmWebhook;
@@ -40,7 +44,12 @@ export function relayHandler(stack: string, token: string, command: string, log:
     }
     const { alertArgv } = await import("../backup/alert");
     const argv = alertArgv(command);
-    const r = await run(argv, { input: relayMessage(stack, body), nothrow: true, timeoutMs: 60_000, env: { ALERT_STATUS: body.status, ALERT_STACK: stack } });
+    const r = await run(argv, {
+      input: relayMessage(stack, body),
+      nothrow: true,
+      timeoutMs: 60_000,
+      env: { ALERT_STATUS: body.status, ALERT_STACK: stack },
+    });
     log(`${body.status} ${body.alerts.map((a) => a.labels.alertname).join(",")}: ${argv[0]} exit ${r.code}`);
     return new Response(r.code === 0 ? "ok\n" : "command failed\n", { status: r.code === 0 ? 200 : 502 });
   };

@@ -38,7 +38,12 @@ export function formatSamples(samples: Sample[]): string {
       out.push(`# HELP ${s.name} ${s.help}`, `# TYPE ${s.name} gauge`);
       seen.add(s.name);
     }
-    const labels = s.labels && Object.keys(s.labels).length ? `{${Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}` : "";
+    const labels =
+      s.labels && Object.keys(s.labels).length
+        ? `{${Object.entries(s.labels)
+            .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+            .join(",")}}`
+        : "";
     out.push(`${s.name}${labels} ${s.value}`);
   }
   return out.join("\n") + "\n";
@@ -93,8 +98,14 @@ export function recordVerification(cfg: Config, ok: boolean, at = nowSeconds()):
   const lastOk = ok ? at : previous(cfg, "pgplatform_verify").get(M.lastVerified);
   return writeTextfile(cfg, "pgplatform_verify", [
     { name: M.verificationLast, help: "Unix time of the last backup verification.", value: at },
-    { name: M.verificationSuccess, help: "1 if the last backup verification passed, 0 if it failed.", value: ok ? 1 : 0 },
-    ...(lastOk !== undefined ? [{ name: M.lastVerified, help: "Unix time of the last backup verification that passed.", value: lastOk }] : []),
+    {
+      name: M.verificationSuccess,
+      help: "1 if the last backup verification passed, 0 if it failed.",
+      value: ok ? 1 : 0,
+    },
+    ...(lastOk !== undefined
+      ? [{ name: M.lastVerified, help: "Unix time of the last backup verification that passed.", value: lastOk }]
+      : []),
   ]);
 }
 
@@ -125,7 +136,12 @@ export function writeTlsExpiryTextfile(cfg: Config): string | undefined {
   for (const file of certificateFiles(cfg)) {
     try {
       const cert = new X509Certificate(readFileSync(file));
-      samples.push({ name: M.certExpiry, help: "Unix time when the certificate expires.", labels: { file }, value: Math.floor(new Date(cert.validTo).getTime() / 1000) });
+      samples.push({
+        name: M.certExpiry,
+        help: "Unix time when the certificate expires.",
+        labels: { file },
+        value: Math.floor(new Date(cert.validTo).getTime() / 1000),
+      });
     } catch {
       // not a certificate: skipped
     }

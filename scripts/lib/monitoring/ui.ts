@@ -66,7 +66,11 @@ export const monitoringUiPassword = (cfg: Config) => readFileSync(monitoringUiFi
  */
 export async function writeMonitoringUi(cfg: Config): Promise<boolean> {
   if (isPublicAddress(cfg.monitoring.address)) {
-    throw new ToolkitError("MONITORING_PUBLIC", `MONITORING=true would serve Prometheus's UI on ${cfg.monitoring.address}, a public address (HAPROXY_ADDRESS in ${cfg.file})`, "use a loopback, private (10/8, 172.16/12, 192.168/16) or tailnet (100.64/10) address for HAPROXY_ADDRESS, or set MONITORING=false");
+    throw new ToolkitError(
+      "MONITORING_PUBLIC",
+      `MONITORING=true would serve Prometheus's UI on ${cfg.monitoring.address}, a public address (HAPROXY_ADDRESS in ${cfg.file})`,
+      "use a loopback, private (10/8, 172.16/12, 192.168/16) or tailnet (100.64/10) address for HAPROXY_ADDRESS, or set MONITORING=false",
+    );
   }
   const f = monitoringUiFiles(cfg);
   if (!existsSync(f.password)) writeFileNoFollow(f.password, randomBytes(24).toString("base64url"), { mode: 0o600 });
@@ -76,7 +80,10 @@ export async function writeMonitoringUi(cfg: Config): Promise<boolean> {
   const hash = line.startsWith(`${UI_USER}:`) ? line.slice(UI_USER.length + 1) : "";
   if (!hash || !(await Bun.password.verify(password, hash).catch(() => false))) {
     const fresh = await Bun.password.hash(password, { algorithm: "bcrypt", cost: 10 });
-    writeFileNoFollow(f.htpasswd, `${UI_USER}:${fresh}\n`, { mode: isRoot() ? 0o640 : 0o600, owner: isRoot() ? { uid: 0, gid: NGINX_WORKER_GID } : undefined });
+    writeFileNoFollow(f.htpasswd, `${UI_USER}:${fresh}\n`, {
+      mode: isRoot() ? 0o640 : 0o600,
+      owner: isRoot() ? { uid: 0, gid: NGINX_WORKER_GID } : undefined,
+    });
     changed = true;
   }
   return writeIfChanged(f.conf, renderMonitoringUi(cfg, f)) || changed;
@@ -97,7 +104,15 @@ export async function reloadNginx(cfg: Config): Promise<void> {
   const spec = procSpecs(cfg).nginx;
   const pid = runningPid(spec);
   if (!pid) return;
-  const t = await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", spec.marker], { nothrow: true, timeoutMs: 10_000 });
-  if (t.code !== 0) throw new ToolkitError("NGINX_CONFIG", `nginx refuses its config after adding the monitoring UI: ${t.stderr.trim()}`, `see ${monitoringUiFiles(cfg).conf}`);
+  const t = await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", spec.marker], {
+    nothrow: true,
+    timeoutMs: 10_000,
+  });
+  if (t.code !== 0)
+    throw new ToolkitError(
+      "NGINX_CONFIG",
+      `nginx refuses its config after adding the monitoring UI: ${t.stderr.trim()}`,
+      `see ${monitoringUiFiles(cfg).conf}`,
+    );
   process.kill(pid, "SIGHUP");
 }

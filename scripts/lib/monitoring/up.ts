@@ -11,9 +11,25 @@ import { ensureDirNoFollow, writeFileNoFollow } from "../safe-fs";
 import { etcdTlsFiles } from "../etcd-tls";
 import { nativeEtcdTlsDir } from "../stack-files";
 import type { ProcSpec } from "../procs";
-import { MONITOR_ROLE, monitoringFiles, monitoringOsUser, monitoringOwner, pgbouncerExporterPort, relayPort, renderMonitoring } from "./files";
+import {
+  MONITOR_ROLE,
+  monitoringFiles,
+  monitoringOsUser,
+  monitoringOwner,
+  pgbouncerExporterPort,
+  relayPort,
+  renderMonitoring,
+} from "./files";
 import { writeTlsExpiryTextfile } from "./textfile";
-import { monitoringUiFiles, monitoringUiPort, monitoringUiUrl, reloadNginx, removeMonitoringUi, UI_USER, writeMonitoringUi } from "./ui";
+import {
+  monitoringUiFiles,
+  monitoringUiPort,
+  monitoringUiUrl,
+  reloadNginx,
+  removeMonitoringUi,
+  UI_USER,
+  writeMonitoringUi,
+} from "./ui";
 
 /** The relay's process: only when BACKUP_ALERT_COMMAND is set. */
 export function relaySpec(cfg: Config): ProcSpec {
@@ -37,7 +53,19 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
   const log = (n: string) => join(cfg.logsDir, `${n}.log`);
   const listen = (port: number) => `--web.listen-address=${mon.address}:${port}`;
   return [
-    { name: "node-exporter", cmd: ["prometheus-node-exporter", listen(mon.nodeExporterPort), `--collector.textfile.directory=${f.textfile}`, "--no-collector.systemd"], marker: f.textfile, pidFile: pid("node-exporter"), logFile: log("node-exporter"), asUser },
+    {
+      name: "node-exporter",
+      cmd: [
+        "prometheus-node-exporter",
+        listen(mon.nodeExporterPort),
+        `--collector.textfile.directory=${f.textfile}`,
+        "--no-collector.systemd",
+      ],
+      marker: f.textfile,
+      pidFile: pid("node-exporter"),
+      logFile: log("node-exporter"),
+      asUser,
+    },
     // One per member, on its own member's Postgres (postgres_exporter 0.11 takes one URI each).
     ...cfg.members.map((m, i) => ({
       name: `postgres-exporter-${m.name}`,
@@ -47,7 +75,11 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
       logFile: log(`postgres-exporter-${m.name}`),
       asUser,
       // The password is read from a file: never in argv or the environment.
-      env: { DATA_SOURCE_URI: `${m.address}:${m.pgPort}/postgres?sslmode=disable`, DATA_SOURCE_USER: MONITOR_ROLE, DATA_SOURCE_PASS_FILE: f.postgresPassword },
+      env: {
+        DATA_SOURCE_URI: `${m.address}:${m.pgPort}/postgres?sslmode=disable`,
+        DATA_SOURCE_USER: MONITOR_ROLE,
+        DATA_SOURCE_PASS_FILE: f.postgresPassword,
+      },
     })),
     {
       name: "pgbouncer-exporter",
@@ -60,7 +92,14 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
     },
     {
       name: "alertmanager",
-      cmd: ["prometheus-alertmanager", `--config.file=${f.alertmanagerConfig}`, `--storage.path=${f.alertmanagerData}`, listen(mon.alertmanagerPort), "--cluster.listen-address=", "--data.retention=120h"],
+      cmd: [
+        "prometheus-alertmanager",
+        `--config.file=${f.alertmanagerConfig}`,
+        `--storage.path=${f.alertmanagerData}`,
+        listen(mon.alertmanagerPort),
+        "--cluster.listen-address=",
+        "--data.retention=120h",
+      ],
       marker: f.alertmanagerConfig,
       pidFile: pid("alertmanager"),
       logFile: log("alertmanager"),
@@ -68,7 +107,14 @@ export function monitoringSpecs(cfg: Config): ProcSpec[] {
     },
     {
       name: "prometheus",
-      cmd: ["prometheus", `--config.file=${f.prometheusConfig}`, `--storage.tsdb.path=${f.prometheusData}`, listen(mon.prometheusPort), "--storage.tsdb.retention.time=15d", "--web.enable-lifecycle"],
+      cmd: [
+        "prometheus",
+        `--config.file=${f.prometheusConfig}`,
+        `--storage.tsdb.path=${f.prometheusData}`,
+        listen(mon.prometheusPort),
+        "--storage.tsdb.retention.time=15d",
+        "--web.enable-lifecycle",
+      ],
       marker: f.prometheusConfig,
       pidFile: pid("prometheus"),
       logFile: log("prometheus"),
@@ -92,7 +138,11 @@ export function monitoringListeners(cfg: Config): { name: string; address: strin
   const m = cfg.monitoring;
   return [
     { name: "node-exporter", address: m.address, port: m.nodeExporterPort },
-    ...cfg.members.map((mb, i) => ({ name: `postgres-exporter-${mb.name}`, address: m.address, port: m.postgresExporterPort + i })),
+    ...cfg.members.map((mb, i) => ({
+      name: `postgres-exporter-${mb.name}`,
+      address: m.address,
+      port: m.postgresExporterPort + i,
+    })),
     { name: "pgbouncer-exporter", address: m.address, port: pgbouncerExporterPort(cfg) },
     { name: "alertmanager", address: m.address, port: m.alertmanagerPort },
     { name: "prometheus", address: m.address, port: m.prometheusPort },
@@ -135,9 +185,12 @@ export async function writeMonitoringFiles(cfg: Config): Promise<Set<string>> {
   tlsChanged = writeFileNoFollow(f.etcdCert, readFileSync(tls.client.cert), { mode: 0o644, owner }) || tlsChanged;
   tlsChanged = writeFileNoFollow(f.etcdKey, readFileSync(tls.client.key), { mode: 0o600, owner }) || tlsChanged;
   if (tlsChanged) changed.add("prometheus");
-  if (writeFileNoFollow(f.haproxyPassword, cfg.secrets.HAPROXY_STATS_PASSWORD, { mode: 0o600, owner })) changed.add("prometheus");
-  if (!existsSync(f.postgresPassword)) writeFileNoFollow(f.postgresPassword, randomBytes(24).toString("base64url"), { mode: 0o600, owner });
-  if (!existsSync(f.relayToken)) writeFileNoFollow(f.relayToken, randomBytes(24).toString("base64url"), { mode: 0o600, owner });
+  if (writeFileNoFollow(f.haproxyPassword, cfg.secrets.HAPROXY_STATS_PASSWORD, { mode: 0o600, owner }))
+    changed.add("prometheus");
+  if (!existsSync(f.postgresPassword))
+    writeFileNoFollow(f.postgresPassword, randomBytes(24).toString("base64url"), { mode: 0o600, owner });
+  if (!existsSync(f.relayToken))
+    writeFileNoFollow(f.relayToken, randomBytes(24).toString("base64url"), { mode: 0o600, owner });
   writeTlsExpiryTextfile(cfg);
   return changed;
 }
@@ -160,12 +213,14 @@ export async function ensureMonitorRole(cfg: Config): Promise<string[]> {
     } else {
       await c.query(`ALTER ROLE ${quoteIdent(MONITOR_ROLE)} LOGIN ${least} PASSWORD ${verifier}`);
     }
-    const member = (await c.query("SELECT pg_has_role($1, 'pg_monitor', 'MEMBER') AS ok", [MONITOR_ROLE])).rows[0].ok as boolean;
+    const member = (await c.query("SELECT pg_has_role($1, 'pg_monitor', 'MEMBER') AS ok", [MONITOR_ROLE])).rows[0]
+      .ok as boolean;
     if (!member) {
       await c.query(`GRANT pg_monitor TO ${quoteIdent(MONITOR_ROLE)}`);
       changes.push(`grant pg_monitor to ${MONITOR_ROLE}`);
     }
-    const canConnect = (await c.query("SELECT has_database_privilege($1, 'postgres', 'CONNECT') AS ok", [MONITOR_ROLE])).rows[0].ok as boolean;
+    const canConnect = (await c.query("SELECT has_database_privilege($1, 'postgres', 'CONNECT') AS ok", [MONITOR_ROLE]))
+      .rows[0].ok as boolean;
     if (!canConnect) await c.query(`GRANT CONNECT ON DATABASE postgres TO ${quoteIdent(MONITOR_ROLE)}`);
   } finally {
     await c.end().catch(() => {});
@@ -177,7 +232,12 @@ export async function checkMonitoringBinaries(): Promise<void> {
   const { which } = await import("../exec");
   const missing: string[] = [];
   for (const [bin, pkg] of MONITORING_PACKAGES) if (!(await which(bin))) missing.push(`${bin} (package ${pkg})`);
-  if (missing.length) throw new ToolkitError("MISSING_BINARY", `MONITORING=true needs: ${missing.join(", ")}`, "run `make setup` (it installs them with apt when the stack says MONITORING=true), or set MONITORING=false");
+  if (missing.length)
+    throw new ToolkitError(
+      "MISSING_BINARY",
+      `MONITORING=true needs: ${missing.join(", ")}`,
+      "run `make setup` (it installs them with apt when the stack says MONITORING=true), or set MONITORING=false",
+    );
 }
 
 /** Every monitoring port a stopped process will bind must be free; name the holder otherwise. */
@@ -191,7 +251,11 @@ export async function checkMonitoringPorts(cfg: Config): Promise<void> {
     if (spec ? runningPid(spec) : existsSync(monitoringUiFiles(cfg).conf)) continue; // the UI is nginx's, already serving it
     if (l.port === cfg.monitoring.postgresExporterPort && runningPid(legacyPostgresExporter(cfg))) continue; // monitoringUp stops it first
     if (!(await portFree(l.address, l.port))) {
-      throw new ToolkitError("PORT_IN_USE", `${l.address}:${l.port} (${l.name}) is already in use by ${await portHolder(l.address, l.port)}`, `stop that process (Debian's own ${l.name} service?), or change the port in ${cfg.file}`);
+      throw new ToolkitError(
+        "PORT_IN_USE",
+        `${l.address}:${l.port} (${l.name}) is already in use by ${await portHolder(l.address, l.port)}`,
+        `stop that process (Debian's own ${l.name} service?), or change the port in ${cfg.file}`,
+      );
     }
   }
 }
@@ -208,7 +272,11 @@ async function httpOk(url: string): Promise<boolean> {
  * Start what is not running, restart what changed (Prometheus reloads its config on
  * SIGHUP), wait until each answers. Returns the changes for dev-up's summary.
  */
-export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void, restarted: string[]): Promise<string[]> {
+export async function monitoringUp(
+  cfg: Config,
+  startOne: (s: ProcSpec) => void,
+  restarted: string[],
+): Promise<string[]> {
   const { runningPid, startProc, stopProc } = await import("../procs");
   await checkMonitoringBinaries();
   const changed = await writeMonitoringFiles(cfg);
@@ -217,7 +285,8 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
   // The single exporter of earlier versions (through HAProxy) held the first member's port.
   await stopProc(legacyPostgresExporter(cfg), 10_000);
   const listener = new Map(monitoringListeners(cfg).map((l) => [l.name, `http://${l.address}:${l.port}`]));
-  const path = (name: string) => (name === "alertmanager" || name === "prometheus" ? "/-/ready" : name === "alert-relay" ? "/healthz" : "/metrics");
+  const path = (name: string) =>
+    name === "alertmanager" || name === "prometheus" ? "/-/ready" : name === "alert-relay" ? "/healthz" : "/metrics";
   const ready = (name: string) => `${listener.get(name)}${path(name)}`;
   for (const spec of monitoringSpecs(cfg)) {
     const pid = runningPid(spec);
@@ -234,14 +303,22 @@ export async function monitoringUp(cfg: Config, startOne: (s: ProcSpec) => void,
   for (const spec of monitoringSpecs(cfg)) {
     const deadline = Date.now() + 60_000;
     while (!(await httpOk(ready(spec.name)))) {
-      if (!runningPid(spec)) throw new ToolkitError("PROCESS_DIED", `${spec.name} exited during start-up`, `see ${spec.logFile}`);
-      if (Date.now() > deadline) throw new ToolkitError("MONITORING_NOT_READY", `${spec.name}: ${ready(spec.name)} did not answer within 60 s`, `see ${spec.logFile}`);
+      if (!runningPid(spec))
+        throw new ToolkitError("PROCESS_DIED", `${spec.name} exited during start-up`, `see ${spec.logFile}`);
+      if (Date.now() > deadline)
+        throw new ToolkitError(
+          "MONITORING_NOT_READY",
+          `${spec.name}: ${ready(spec.name)} did not answer within 60 s`,
+          `see ${spec.logFile}`,
+        );
       await Bun.sleep(250);
     }
   }
   if (await writeMonitoringUi(cfg)) {
     await reloadNginx(cfg);
-    changes.push(`Prometheus UI behind nginx: ${monitoringUiUrl(cfg)} (user ${UI_USER}, password in ${monitoringUiFiles(cfg).password})`);
+    changes.push(
+      `Prometheus UI behind nginx: ${monitoringUiUrl(cfg)} (user ${UI_USER}, password in ${monitoringUiFiles(cfg).password})`,
+    );
   }
   return changes;
 }

@@ -41,7 +41,11 @@ export async function checkPorts(cfg: Config, s: Specs): Promise<void> {
     if (l.what.startsWith("Postgres") && postmasterAlive(cfg.members.find((m) => m.name === l.spec.name)!)) continue;
     if (!(await portFree(l.address, l.port))) {
       const holder = await portHolder(l.address, l.port);
-      throw new ToolkitError("PORT_IN_USE", `${l.address}:${l.port} (${l.what}) is already in use by ${holder}`, `stop that process, or change the port in ${cfg.file}`);
+      throw new ToolkitError(
+        "PORT_IN_USE",
+        `${l.address}:${l.port} (${l.what}) is already in use by ${holder}`,
+        `stop that process, or change the port in ${cfg.file}`,
+      );
     }
   }
 }
@@ -60,7 +64,12 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
   // Traversable but not listable: the postgres user must reach member dirs below it; secret files are 0600 each.
   chmodSync(dirname(cfg.stateDir), 0o711);
   chmodSync(cfg.stateDir, 0o711);
-  for (const d of [cfg.reportsDir, join(cfg.stateDir, "pids"), join(cfg.stateDir, "nginx", "tmp"), join(cfg.stateDir, "nginx", "apps")]) {
+  for (const d of [
+    cfg.reportsDir,
+    join(cfg.stateDir, "pids"),
+    join(cfg.stateDir, "nginx", "tmp"),
+    join(cfg.stateDir, "nginx", "apps"),
+  ]) {
     mkdirSync(d, { recursive: true });
   }
   // Logs carry queries, paths and addresses: root's alone (every component's log is opened by us).
@@ -82,7 +91,8 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
       // Patroni's own copies of the CA and the etcd client pair (the key 0600, postgres's).
       const mine = patroniEtcdTlsFiles(m);
       let tlsChanged = writeFileNoFollow(mine.ca, readFileSync(tls.ca), { mode: 0o644, owner: ids });
-      tlsChanged = writeFileNoFollow(mine.cert, readFileSync(tls.client.cert), { mode: 0o644, owner: ids }) || tlsChanged;
+      tlsChanged =
+        writeFileNoFollow(mine.cert, readFileSync(tls.client.cert), { mode: 0o644, owner: ids }) || tlsChanged;
       tlsChanged = writeFileNoFollow(mine.key, readFileSync(tls.client.key), { mode: 0o600, owner: ids }) || tlsChanged;
       if (tlsChanged) changed.add(m.name);
     } else {
@@ -90,8 +100,15 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
       const name = component === "etcd" ? f.path.split("/")[1]!.replace(".yml", "") : component;
       // etcd's config sits in its home, root's and readable by the etcd group only; the others stay in the rendered dir.
       if (component === "etcd") {
-        if (writeIfChanged(join(cfg.memberRoot, f.path), f.content, { mode: etcdIds ? 0o640 : 0o600, ...(etcdIds ? { uid: 0, gid: etcdIds.gid } : {}) })) changed.add(name);
-      } else if (writeIfChanged(join(cfg.renderedDir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 })) changed.add(name);
+        if (
+          writeIfChanged(join(cfg.memberRoot, f.path), f.content, {
+            mode: etcdIds ? 0o640 : 0o600,
+            ...(etcdIds ? { uid: 0, gid: etcdIds.gid } : {}),
+          })
+        )
+          changed.add(name);
+      } else if (writeIfChanged(join(cfg.renderedDir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 }))
+        changed.add(name);
     }
   }
   return changed;

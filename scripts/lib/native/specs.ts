@@ -32,7 +32,14 @@ export function procSpecs(cfg: Config): Specs {
   const r = cfg.renderedDir;
   const etcd = cfg.members.map((m) => {
     const conf = etcdConfigPath(cfg, m);
-    return { name: m.etcdName, cmd: ["etcd", "--config-file", conf], marker: conf, pidFile: pidFile(cfg, m.etcdName), logFile: logFile(cfg, m.etcdName), asUser: etcdOsUser(cfg) };
+    return {
+      name: m.etcdName,
+      cmd: ["etcd", "--config-file", conf],
+      marker: conf,
+      pidFile: pidFile(cfg, m.etcdName),
+      logFile: logFile(cfg, m.etcdName),
+      asUser: etcdOsUser(cfg),
+    };
   });
   const patroni = cfg.members.map((m) => {
     const conf = patroniConfigPath(m);
@@ -52,7 +59,13 @@ export function procSpecs(cfg: Config): Specs {
   return {
     etcd,
     patroni,
-    haproxy: { name: "haproxy", cmd: ["haproxy", "-db", "-f", hconf], marker: hconf, pidFile: pidFile(cfg, "haproxy"), logFile: logFile(cfg, "haproxy") },
+    haproxy: {
+      name: "haproxy",
+      cmd: ["haproxy", "-db", "-f", hconf],
+      marker: hconf,
+      pidFile: pidFile(cfg, "haproxy"),
+      logFile: logFile(cfg, "haproxy"),
+    },
     nginx: {
       name: "nginx",
       cmd: ["nginx", "-p", join(cfg.stateDir, "nginx"), "-c", nconf, "-g", "daemon off;"],
@@ -61,7 +74,14 @@ export function procSpecs(cfg: Config): Specs {
       logFile: logFile(cfg, "nginx"),
     },
     // pgbouncer refuses to run as root: it runs as the postgres OS user, like the members.
-    pool: { name: "pgbouncer", cmd: ["pgbouncer", poolIniPath(cfg)], marker: poolIniPath(cfg), pidFile: pidFile(cfg, "pgbouncer"), logFile: logFile(cfg, "pgbouncer"), asUser: cfg.pgOsUser },
+    pool: {
+      name: "pgbouncer",
+      cmd: ["pgbouncer", poolIniPath(cfg)],
+      marker: poolIniPath(cfg),
+      pidFile: pidFile(cfg, "pgbouncer"),
+      logFile: logFile(cfg, "pgbouncer"),
+      asUser: cfg.pgOsUser,
+    },
   };
 }
 
@@ -69,12 +89,17 @@ export function procSpecs(cfg: Config): Specs {
  * etcd as started before mutual TLS (plain HTTP, config in the rendered dir, run as root).
  * Only dev-down stops it; dev-up refuses to start beside it.
  */
-export const legacyEtcdSpecs = (cfg: Config) => procSpecs(cfg).etcd.map((s) => ({ ...s, marker: join(cfg.renderedDir, "etcd", `${s.name}.yml`) }));
+export const legacyEtcdSpecs = (cfg: Config) =>
+  procSpecs(cfg).etcd.map((s) => ({ ...s, marker: join(cfg.renderedDir, "etcd", `${s.name}.yml`) }));
 
 export function refuseLegacyEtcd(cfg: Config): void {
   const old = legacyEtcdSpecs(cfg).filter((s) => runningPid(s));
   if (old.length) {
-    throw new ToolkitError("ETCD_TLS_UPGRADE", `${old.map((s) => s.name).join(", ")} still run without TLS (started by an older toolkit)`, "run `make dev-down` (it stops them), then `make dev-up`: etcd comes back with mutual TLS and Patroni rewrites its keys; Postgres data is kept");
+    throw new ToolkitError(
+      "ETCD_TLS_UPGRADE",
+      `${old.map((s) => s.name).join(", ")} still run without TLS (started by an older toolkit)`,
+      "run `make dev-down` (it stops them), then `make dev-up`: etcd comes back with mutual TLS and Patroni rewrites its keys; Postgres data is kept",
+    );
   }
 }
 
@@ -97,7 +122,11 @@ export async function checkBinaries(cfg: Config): Promise<void> {
   for (const [bin, pkg] of NATIVE_BINARIES) if (!(await which(bin))) missing.push(`${bin} (package ${pkg})`);
   if (!existsSync(join(cfg.pgBinDir, "postgres"))) missing.push(`${cfg.pgBinDir}/postgres (package postgresql-15)`);
   if (missing.length) {
-    throw new ToolkitError("MISSING_BINARY", `missing: ${missing.join(", ")}`, "run `make setup` (as root on Debian/Ubuntu it installs them with apt)");
+    throw new ToolkitError(
+      "MISSING_BINARY",
+      `missing: ${missing.join(", ")}`,
+      "run `make setup` (as root on Debian/Ubuntu it installs them with apt)",
+    );
   }
 }
 

@@ -9,7 +9,15 @@ import { writeSupabaseRoutes } from "../supabase/routes";
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ensureBackupRepo } from "../backup/pgbackrest";
-import { ensureDatabases, probeRoute, ProcessDied, syncDcsTiming, waitFor, waitHealthy, etcdHealthy } from "../cluster-ops";
+import {
+  ensureDatabases,
+  probeRoute,
+  ProcessDied,
+  syncDcsTiming,
+  waitFor,
+  waitHealthy,
+  etcdHealthy,
+} from "../cluster-ops";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
 import { haproxyBackends } from "../haproxy";
@@ -66,10 +74,14 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     const bootstrapping = toStart.length === cfg.members.length;
     try {
       const health = await waitHealthy(cfg, bootstrapping ? 120_000 : 60_000, toStart);
-      progress("patroni", `leader ${health.leader}, sync standby ${health.syncStandby ?? "-"}, ${health.running}/3 running`);
+      progress(
+        "patroni",
+        `leader ${health.leader}, sync standby ${health.syncStandby ?? "-"}, ${health.running}/3 running`,
+      );
     } catch (err) {
       // Name the member whose process died, if one did.
-      const dead = err instanceof ProcessDied ? err.proc : specs.patroni.find((s) => started.includes(s) && !runningPid(s));
+      const dead =
+        err instanceof ProcessDied ? err.proc : specs.patroni.find((s) => started.includes(s) && !runningPid(s));
       if (dead) component = dead.name;
       throw err;
     }
@@ -90,9 +102,18 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
       const b = await haproxyBackends(cfg);
       if (!view || !b) return undefined;
       const leader = view.members.find((m) => m.role === "leader")?.name;
-      const up = (proxy: string) => b.filter((x) => x.proxy === proxy && x.status === "UP").map((x) => x.server).sort();
-      const replicas = view.members.filter((m) => m.role !== "leader" && isRunning(m)).map((m) => m.name).sort();
-      return leader && up("postgres_rw").join() === leader && up("postgres_ro").join() === replicas.join() ? true : undefined;
+      const up = (proxy: string) =>
+        b
+          .filter((x) => x.proxy === proxy && x.status === "UP")
+          .map((x) => x.server)
+          .sort();
+      const replicas = view.members
+        .filter((m) => m.role !== "leader" && isRunning(m))
+        .map((m) => m.name)
+        .sort();
+      return leader && up("postgres_rw").join() === leader && up("postgres_ro").join() === replicas.join()
+        ? true
+        : undefined;
     });
     const rw = await waitFor("HAProxy read-write route", 30_000, async () => {
       const r = await probeRoute(cfg, "rw");
@@ -102,16 +123,23 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
       const r = await probeRoute(cfg, "ro");
       return r && r.inRecovery ? r : undefined;
     });
-    progress("haproxy", `read-write ${cfg.haproxy.address}:${cfg.haproxy.rwPort} -> ${rw.addr} (primary), read-only :${cfg.haproxy.roPort} -> ${ro.addr} (replica)`);
+    progress(
+      "haproxy",
+      `read-write ${cfg.haproxy.address}:${cfg.haproxy.rwPort} -> ${rw.addr} (primary), read-only :${cfg.haproxy.roPort} -> ${ro.addr} (replica)`,
+    );
 
     // 5. nginx.
     component = "nginx";
     if (writeSupabaseRoutes(cfg)) changedFiles.add("nginx");
-    await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", specs.nginx.marker], { timeoutMs: 10_000 });
+    await run(["nginx", "-t", "-q", "-p", join(cfg.stateDir, "nginx"), "-c", specs.nginx.marker], {
+      timeoutMs: 10_000,
+    });
     await ensureFrontend(specs.nginx, changedFiles.has("nginx"), startOne, restarted);
     await waitFor("nginx /healthz", 15_000, async () => {
       try {
-        const r = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const r = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/healthz`, {
+          signal: AbortSignal.timeout(1000),
+        });
         return r.ok ? true : undefined;
       } catch {
         return undefined;
@@ -133,13 +161,19 @@ export async function nativeUp(cfg: Config, progress: Progress): Promise<UpResul
     // 8. pgbouncer, once the roles it copies verifiers of exist.
     component = "pgbouncer";
     const poolState = await withClient(cfg, {}, (c) => ensurePool(cfg, c, specs.pool, startOne));
-    progress("pgbouncer", `${poolState}: ${cfg.pool.address}:${cfg.pool.port} -> HAProxy read-write (transaction pooling)`);
+    progress(
+      "pgbouncer",
+      `${poolState}: ${cfg.pool.address}:${cfg.pool.port} -> HAProxy read-write (transaction pooling)`,
+    );
 
     // 9. Monitoring (MONITORING=true): scripts/lib/monitoring.ts.
     if (cfg.monitoring.enabled) {
       component = "monitoring";
       changes.push(...(await monitoringUp(cfg, startOne, restarted)));
-      progress("monitoring", `Prometheus http://${cfg.monitoring.address}:${cfg.monitoring.prometheusPort}/, Alertmanager http://${cfg.monitoring.address}:${cfg.monitoring.alertmanagerPort}/`);
+      progress(
+        "monitoring",
+        `Prometheus http://${cfg.monitoring.address}:${cfg.monitoring.prometheusPort}/, Alertmanager http://${cfg.monitoring.address}:${cfg.monitoring.alertmanagerPort}/`,
+      );
     }
 
     const health = assessCluster(cfg, await clusterView(cfg));

@@ -14,7 +14,11 @@ import { writeIfChanged } from "../render";
 
 export function requireSecrets(cfg: Config): void {
   if (!cfg.secrets.POSTGRES_PASSWORD) {
-    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile.replace(cfg.rootDir + "/", "")} does not exist yet: the stack ${cfg.stack} has never been brought up`, `run \`make dev-up STACK=${cfg.stack}\` first`);
+    throw new ToolkitError(
+      "NO_SECRETS",
+      `${cfg.secretsFile.replace(cfg.rootDir + "/", "")} does not exist yet: the stack ${cfg.stack} has never been brought up`,
+      `run \`make dev-up STACK=${cfg.stack}\` first`,
+    );
   }
   for (const v of Object.values(cfg.secrets)) registerSecret(v);
 }
@@ -53,7 +57,13 @@ export async function inspectApp(admin: pg.Client, role: string, database: strin
     [role, database],
   );
   const row = r.rows[0];
-  return { roleExists: row.role_exists, verifier: row.verifier, dbOwner: row.db_owner, publicCanConnect: row.public_connect, supabaseSchema: null };
+  return {
+    roleExists: row.role_exists,
+    verifier: row.verifier,
+    dbOwner: row.db_owner,
+    publicCanConnect: row.public_connect,
+    supabaseSchema: null,
+  };
 }
 
 /** The password in an app's env file, if the file is there. */

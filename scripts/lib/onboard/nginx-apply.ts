@@ -16,7 +16,12 @@ import { nginxTestCmd } from "./plan";
 export async function applyNginx(cfg: Config): Promise<{ running: boolean }> {
   const t = await run(nginxTestCmd(cfg), { nothrow: true, timeoutMs: 10_000 });
   if (t.code !== 0) {
-    throw new ToolkitError("NGINX_INVALID", "nginx -t rejected the configuration", `fix the file it names (app blocks live in ${cfg.stateDir}/nginx/apps)`, t.stderr || t.stdout);
+    throw new ToolkitError(
+      "NGINX_INVALID",
+      "nginx -t rejected the configuration",
+      `fix the file it names (app blocks live in ${cfg.stateDir}/nginx/apps)`,
+      t.stderr || t.stdout,
+    );
   }
   const pid = runningPid(procSpecs(cfg).nginx);
   if (!pid) return { running: false };
@@ -28,7 +33,11 @@ export async function applyNginx(cfg: Config): Promise<{ running: boolean }> {
   const deadline = Date.now() + 10_000;
   while (before.some(alive) && Date.now() < deadline) await Bun.sleep(20);
   if (before.some(alive)) {
-    throw new ToolkitError("NGINX_RELOAD_SLOW", "nginx did not replace its workers within 10 s", `see ${cfg.stateDir}/nginx/error.log`);
+    throw new ToolkitError(
+      "NGINX_RELOAD_SLOW",
+      "nginx did not replace its workers within 10 s",
+      `see ${cfg.stateDir}/nginx/error.log`,
+    );
   }
   return { running: true };
 }
@@ -50,12 +59,22 @@ function childPids(parent: number): number[] {
 /** Wait until nginx answers for `domain` as app `name` (present=true) or no longer does (present=false). */
 // Each probe is a new connection (Connection: close): a pooled keep-alive connection may still be
 // served by an old worker finishing gracefully after the reload, and would show the old routes.
-export async function waitNginxRoute(cfg: Config, domain: string, name: string, present: boolean, timeoutMs = 10_000): Promise<boolean> {
+export async function waitNginxRoute(
+  cfg: Config,
+  domain: string,
+  name: string,
+  present: boolean,
+  timeoutMs = 10_000,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let served = false;
     try {
-      const res = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/`, { headers: { Host: domain, Connection: "close" }, signal: AbortSignal.timeout(1000), redirect: "manual" });
+      const res = await fetch(`http://${stackHttpAddress(cfg)}:${cfg.api.port}/`, {
+        headers: { Host: domain, Connection: "close" },
+        signal: AbortSignal.timeout(1000),
+        redirect: "manual",
+      });
       await res.arrayBuffer();
       served = res.headers.get("x-pgplatform-app") === name;
     } catch {}

@@ -24,13 +24,42 @@ import { withAppsLock } from "./lock";
 import { connectAdmin, inspectApp, readEnvPassword, readIfExists, requireSecrets, restoreFile } from "./admin";
 import { applyNginx, waitNginxRoute } from "./nginx-apply";
 
-export { connectAdmin, inspectApp, readEnvPassword, readIfExists, requireSecrets, restoreFile, type AppState } from "./admin";
+export {
+  connectAdmin,
+  inspectApp,
+  readEnvPassword,
+  readIfExists,
+  requireSecrets,
+  restoreFile,
+  type AppState,
+} from "./admin";
 export { applyNginx, waitNginxRoute } from "./nginx-apply";
 import { portFree, portHolder } from "../ports";
-import { appUpstream, badInputError, nginxTestCmd, planApp, portHeldIssue, renderAppNginx, requestIssues, sql, appEnvFile, type AppRequest, type RequestIssue } from "./plan";
+import {
+  appUpstream,
+  badInputError,
+  nginxTestCmd,
+  planApp,
+  portHeldIssue,
+  renderAppNginx,
+  requestIssues,
+  sql,
+  appEnvFile,
+  type AppRequest,
+  type RequestIssue,
+} from "./plan";
 import { scramMatches, scramVerifier } from "../scram";
 
-export type Step = "preflight" | "role" | "database" | "privileges" | "supabase" | "env-file" | "nginx" | "registry" | "pool";
+export type Step =
+  | "preflight"
+  | "role"
+  | "database"
+  | "privileges"
+  | "supabase"
+  | "env-file"
+  | "nginx"
+  | "registry"
+  | "pool";
 
 export interface OnboardOptions {
   rotatePassword?: boolean;
@@ -82,7 +111,12 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
     let step: Step = "preflight";
     const enter = async (s: Step) => {
       step = s;
-      if (opts.signal?.aborted) throw new ToolkitError("INTERRUPTED", "interrupted (Ctrl-C)", "re-run when ready; nothing of this run was kept");
+      if (opts.signal?.aborted)
+        throw new ToolkitError(
+          "INTERRUPTED",
+          "interrupted (Ctrl-C)",
+          "re-run when ready; nothing of this run was kept",
+        );
       await opts.beforeStep?.(s);
     };
     let nginxServing = false;
@@ -91,16 +125,28 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
     try {
       await enter("preflight");
       if (!existsSync(`${cfg.renderedDir}/nginx/nginx.conf`)) {
-        throw new ToolkitError("NOT_UP", `stack ${cfg.stack} has no rendered nginx.conf`, `run \`make dev-up STACK=${cfg.stack}\``);
+        throw new ToolkitError(
+          "NOT_UP",
+          `stack ${cfg.stack} has no rendered nginx.conf`,
+          `run \`make dev-up STACK=${cfg.stack}\``,
+        );
       }
       const state = await inspectApp(admin, app.role, app.database);
       let password = readEnvPassword(envPath);
       if (!registered && state.roleExists && !(state.dbOwner === app.role && password)) {
         // A role we did not register belongs to someone else: never adopt or re-password it.
-        throw new ToolkitError("ROLE_EXISTS", `a role named ${app.role} already exists and is not an app registered in ${rel(cfg, registryPath(cfg))}`, `pick another name, or clear a half-created app with \`bun scripts/new-app.ts ${app.name} --remove\``);
+        throw new ToolkitError(
+          "ROLE_EXISTS",
+          `a role named ${app.role} already exists and is not an app registered in ${rel(cfg, registryPath(cfg))}`,
+          `pick another name, or clear a half-created app with \`bun scripts/new-app.ts ${app.name} --remove\``,
+        );
       }
       if (state.dbOwner !== null && state.dbOwner !== app.role) {
-        throw new ToolkitError("DATABASE_EXISTS", `database ${app.database} already exists and is owned by ${state.dbOwner}, not ${app.role}`, "pick another app name; new-app never takes over a database it did not create");
+        throw new ToolkitError(
+          "DATABASE_EXISTS",
+          `database ${app.database} already exists and is owned by ${state.dbOwner}, not ${app.role}`,
+          "pick another app name; new-app never takes over a database it did not create",
+        );
       }
 
       // 1. The login role. The server only sees a SCRAM verifier, never the password.
@@ -116,15 +162,27 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
         password = generateSecret(24);
         registerSecret(password);
         await admin.query(sql.setPassword(app.role, scramVerifier(password)));
-        if (old) undo.push({ what: `password of ${app.role}`, run: async () => void (await admin.query(sql.setPassword(app.role, old))) });
+        if (old)
+          undo.push({
+            what: `password of ${app.role}`,
+            run: async () => void (await admin.query(sql.setPassword(app.role, old))),
+          });
         changes.push(`new password for role ${app.role}`);
       } else {
         if (!password) {
-          throw new ToolkitError("NO_ENV_FILE", `role ${app.role} exists but ${rel(cfg, envPath)} (which holds its password) is missing`, `re-run with --rotate-password to set a new password and write the file`);
+          throw new ToolkitError(
+            "NO_ENV_FILE",
+            `role ${app.role} exists but ${rel(cfg, envPath)} (which holds its password) is missing`,
+            `re-run with --rotate-password to set a new password and write the file`,
+          );
         }
         registerSecret(password);
         if (!state.verifier || !scramMatches(password, state.verifier)) {
-          throw new ToolkitError("PASSWORD_MISMATCH", `the password in ${rel(cfg, envPath)} does not match role ${app.role}`, "re-run with --rotate-password to set a new one");
+          throw new ToolkitError(
+            "PASSWORD_MISMATCH",
+            `the password in ${rel(cfg, envPath)} does not match role ${app.role}`,
+            "re-run with --rotate-password to set a new one",
+          );
         }
         unchanged.push(`role ${app.role}`);
       }
@@ -134,7 +192,10 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
       await enter("database");
       if (state.dbOwner === null) {
         await admin.query(sql.createDatabase(app.database, app.role));
-        undo.push({ what: `database ${app.database}`, run: async () => void (await admin.query(sql.dropDatabase(app.database))) });
+        undo.push({
+          what: `database ${app.database}`,
+          run: async () => void (await admin.query(sql.dropDatabase(app.database))),
+        });
         changes.push(`database ${app.database} (owner ${app.role})`);
       } else unchanged.push(`database ${app.database}`);
       progress("database", app.database);
@@ -144,7 +205,12 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
       const publicConnect = state.dbOwner === null ? true : state.publicCanConnect;
       if (publicConnect) {
         await admin.query(sql.revokePublic(app.database));
-        if (state.dbOwner !== null) undo.push({ what: `CONNECT for PUBLIC on ${app.database}`, run: async () => void (await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(app.database)} TO PUBLIC`)) });
+        if (state.dbOwner !== null)
+          undo.push({
+            what: `CONNECT for PUBLIC on ${app.database}`,
+            run: async () =>
+              void (await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${quoteIdent(app.database)} TO PUBLIC`)),
+          });
         changes.push(`CONNECT on ${app.database} revoked from PUBLIC`);
       } else unchanged.push(`${app.database} closed to PUBLIC`);
       const hardened = await closeMaintenanceDatabase(admin);
@@ -159,7 +225,10 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
           changes.push(...done.changes);
           if (state.dbOwner !== null) undo.push({ what: `Supabase schemas in ${app.database}`, run: done.undo });
         } else unchanged.push(`Supabase side of ${app.database}`);
-        progress("supabase", "schemas auth, storage, extensions, graphql_public, _realtime; grants, default privileges, publication");
+        progress(
+          "supabase",
+          "schemas auth, storage, extensions, graphql_public, _realtime; grants, default privileges, publication",
+        );
       }
 
       // 5. The env file with DATABASE_URL (0600).
@@ -205,20 +274,38 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
       } else unchanged.push(`registry entry ${app.name}`);
       // Its own API under /<database>/ (scripts/lib/supabase/routes.ts), once the registry lists it.
       if (writeSupabaseRoutes(cfg, next)) {
-        undo.push({ what: "Supabase routes", run: async () => void (writeSupabaseRoutes(cfg, apps), await applyNginx(cfg).catch(() => {})) });
+        undo.push({
+          what: "Supabase routes",
+          run: async () => void (writeSupabaseRoutes(cfg, apps), await applyNginx(cfg).catch(() => {})),
+        });
         await applyNginx(cfg);
         changes.push(`nginx: ${supabaseUrlFor(cfg, app.database)}`);
       }
 
       // 8. pgbouncer: a pool for the app's database and its role's verifier, then RELOAD (if it runs).
       await enter("pool");
-      undo.push({ what: "pgbouncer pools", run: async () => void (await syncPool(cfg, admin, procSpecs(cfg).pool, apps)) });
+      undo.push({
+        what: "pgbouncer pools",
+        run: async () => void (await syncPool(cfg, admin, procSpecs(cfg).pool, apps)),
+      });
       const pool = await syncPool(cfg, admin, procSpecs(cfg).pool, next);
       if (pool === "reloaded") changes.push(`pgbouncer: pool ${app.database} (reloaded)`);
-      else unchanged.push(`pgbouncer pool ${app.database}${pool === "not running" ? " (pgbouncer not running; written for its next start)" : ""}`);
+      else
+        unchanged.push(
+          `pgbouncer pool ${app.database}${pool === "not running" ? " (pgbouncer not running; written for its next start)" : ""}`,
+        );
       progress("pool", `${cfg.pool.address}:${cfg.pool.port}/${app.database}`);
 
-      return { app, created: !registered && !state.roleExists, changes, unchanged, envFile: envPath, nginxConf: nginxPath, nginxServing, ms: Date.now() - t0 };
+      return {
+        app,
+        created: !registered && !state.roleExists,
+        changes,
+        unchanged,
+        envFile: envPath,
+        nginxConf: nginxPath,
+        nginxServing,
+        ms: Date.now() - t0,
+      };
     } catch (err) {
       const undone: string[] = [];
       const stuck: string[] = [];
@@ -235,7 +322,9 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
       throw new ToolkitError(
         err instanceof ToolkitError && err.code !== "COMMAND_FAILED" ? err.code : "ONBOARD_FAILED",
         `${app.name}: step ${step} failed: ${reason}${rolledBack}${stuck.length ? `; COULD NOT UNDO: ${stuck.join("; ")}` : ""}`,
-        err instanceof ToolkitError && err.fix ? err.fix : `fix the cause and re-run; \`make status STACK=${cfg.stack}\` shows the cluster`,
+        err instanceof ToolkitError && err.fix
+          ? err.fix
+          : `fix the cause and re-run; \`make status STACK=${cfg.stack}\` shows the cluster`,
         err instanceof ToolkitError ? err.detail : undefined,
       );
     } finally {

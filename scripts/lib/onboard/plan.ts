@@ -6,7 +6,15 @@
  */
 import type { Config } from "../config";
 import type { AccessLevel, AppEntry } from "../apps";
-import { appDatabase, appNameProblem, defaultDomain, domainProblem, NAME_RULE, portProblem, stackPorts } from "../app-rules";
+import {
+  appDatabase,
+  appNameProblem,
+  defaultDomain,
+  domainProblem,
+  NAME_RULE,
+  portProblem,
+  stackPorts,
+} from "../app-rules";
 import { dbUrl, poolTarget, quoteIdent, quoteLiteral, roTarget, rwTarget } from "../pg";
 import { renderTemplate } from "../render";
 import { stackHttpAddress } from "../stack-files";
@@ -20,7 +28,12 @@ export const FIRST_FREE_PORT = 9400;
 export const PORT_STEP = 100;
 
 /** The port plan: a seed app gets its planned port, any other the next free one (9400, 9500, ...). */
-export function nextAppPort(name: string, apps: AppEntry[], reserved: number[] = [], plan: Readonly<Record<string, number>> = {}): number {
+export function nextAppPort(
+  name: string,
+  apps: AppEntry[],
+  reserved: number[] = [],
+  plan: Readonly<Record<string, number>> = {},
+): number {
   const used = new Set([...apps.filter((a) => a.name !== name).map((a) => a.port), ...reserved]);
   const planned = plan[name];
   if (planned !== undefined && !used.has(planned)) return planned;
@@ -67,32 +80,51 @@ export function requestIssues(cfg: Config, req: AppRequest, apps: AppEntry[]): R
   if (np) return [{ problem: np, fix: `app names: ${NAME_RULE}, not a reserved name` }];
   if (req.domain !== undefined) {
     const dp = domainProblem(req.domain);
-    if (dp) issues.push({ problem: dp, fix: `pass a hostname like --domain ${defaultDomain(req.name)} (make: DOMAIN=...)` });
+    if (dp)
+      issues.push({ problem: dp, fix: `pass a hostname like --domain ${defaultDomain(req.name)} (make: DOMAIN=...)` });
   }
   const existing = apps.find((a) => a.name === req.name);
   if (req.port !== undefined) {
     const pp = portProblem(req.port, req.name, apps, cfg);
     const free = nextAppPort(req.name, apps, stackPorts(cfg), cfg.appPortPlan);
-    if (pp) issues.push({ problem: pp, fix: `pick another port, e.g. --port ${existing?.port ?? free} (make: PORT=...), or leave it out to get the next free one from the plan` });
+    if (pp)
+      issues.push({
+        problem: pp,
+        fix: `pick another port, e.g. --port ${existing?.port ?? free} (make: PORT=...), or leave it out to get the next free one from the plan`,
+      });
   }
   if (existing) {
     // Re-running must not silently move an app: changing its port or host is a remove + create.
     const move = `re-run without it to keep the app as it is, or move it: \`bun scripts/new-app.ts ${req.name} --remove\` (takes a final backup) and create it again`;
-    if (req.port !== undefined && req.port !== existing.port) issues.push({ problem: `${req.name} already has port ${existing.port} (asked for ${req.port})`, fix: move });
-    if (req.domain !== undefined && req.domain !== existing.domain) issues.push({ problem: `${req.name} already has hostname ${existing.domain} (asked for ${req.domain})`, fix: move });
+    if (req.port !== undefined && req.port !== existing.port)
+      issues.push({ problem: `${req.name} already has port ${existing.port} (asked for ${req.port})`, fix: move });
+    if (req.domain !== undefined && req.domain !== existing.domain)
+      issues.push({
+        problem: `${req.name} already has hostname ${existing.domain} (asked for ${req.domain})`,
+        fix: move,
+      });
   }
   const domain = req.domain ?? existing?.domain ?? defaultDomain(req.name);
   const clash = apps.find((a) => a.domain === domain && a.name !== req.name);
-  if (clash) issues.push({ problem: `hostname ${domain} is already used by app ${clash.name}`, fix: `give ${req.name} its own hostname with --domain (make: DOMAIN=...), e.g. ${defaultDomain(req.name)}` });
+  if (clash)
+    issues.push({
+      problem: `hostname ${domain} is already used by app ${clash.name}`,
+      fix: `give ${req.name} its own hostname with --domain (make: DOMAIN=...), e.g. ${defaultDomain(req.name)}`,
+    });
   return issues;
 }
 
-export const requestProblems = (cfg: Config, req: AppRequest, apps: AppEntry[]): string[] => requestIssues(cfg, req, apps).map((i) => i.problem);
+export const requestProblems = (cfg: Config, req: AppRequest, apps: AppEntry[]): string[] =>
+  requestIssues(cfg, req, apps).map((i) => i.problem);
 
 /** The BAD_INPUT error for a request: every problem, and the fix of each (never one generic rule). */
 export function badInputError(issues: RequestIssue[]): ToolkitError {
   const fixes = [...new Set(issues.map((i) => i.fix))];
-  return new ToolkitError("BAD_INPUT", issues.map((i) => i.problem).join("; "), `${fixes.join("; ")}; nothing was changed`);
+  return new ToolkitError(
+    "BAD_INPUT",
+    issues.map((i) => i.problem).join("; "),
+    `${fixes.join("; ")}; nothing was changed`,
+  );
 }
 
 /**
@@ -121,7 +153,12 @@ export const sql = {
 export const supabaseUrl = (cfg: Config) => `http://${stackHttpAddress(cfg)}:${cfg.api.port}`;
 
 /** The app's env file: what a developer needs, nothing more. Mode 0600 (holds the password). */
-export function appEnvFile(cfg: Config, app: AppEntry, password: string, supabaseLines = [`SUPABASE_URL=${supabaseUrl(cfg)}`]): string {
+export function appEnvFile(
+  cfg: Config,
+  app: AppEntry,
+  password: string,
+  supabaseLines = [`SUPABASE_URL=${supabaseUrl(cfg)}`],
+): string {
   return [
     `# ${app.name} on stack ${cfg.stack}: written by scripts/new-app.ts. Private: mode 0600, gitignored.`,
     `# Re-run \`bun scripts/new-app.ts ${app.name} --rotate-password\` to replace the password.`,
@@ -144,22 +181,53 @@ export const appUpstream = (app: AppEntry) => `127.0.0.1:${app.port}`;
 export function renderAppNginx(cfg: Config, template: string, app: AppEntry): string {
   return renderTemplate(
     template,
-    { STACK: cfg.stack, APP_NAME: app.name, APP_DOMAIN: app.domain, APP_PORT: app.port, APP_UPSTREAM: appUpstream(app), API_ADDRESS: cfg.api.address, NGINX_HTTP_ADDRESS: stackHttpAddress(cfg), API_PORT: cfg.api.port },
+    {
+      STACK: cfg.stack,
+      APP_NAME: app.name,
+      APP_DOMAIN: app.domain,
+      APP_PORT: app.port,
+      APP_UPSTREAM: appUpstream(app),
+      API_ADDRESS: cfg.api.address,
+      NGINX_HTTP_ADDRESS: stackHttpAddress(cfg),
+      API_PORT: cfg.api.port,
+    },
     "nginx/app.conf.tmpl",
   );
 }
 
 // --- commands ---
 
-export const nginxTestCmd = (cfg: Config) => ["nginx", "-t", "-q", "-p", `${cfg.stateDir}/nginx`, "-c", `${cfg.renderedDir}/nginx/nginx.conf`];
+export const nginxTestCmd = (cfg: Config) => [
+  "nginx",
+  "-t",
+  "-q",
+  "-p",
+  `${cfg.stateDir}/nginx`,
+  "-c",
+  `${cfg.renderedDir}/nginx/nginx.conf`,
+];
 
 export const pgDumpCmd = (cfg: Config, db: string, file: string) => [
-  `${cfg.pgBinDir}/pg_dump`, "--format=custom", "--no-password",
-  "--host", cfg.haproxy.address, "--port", String(cfg.haproxy.rwPort), "--username", "postgres",
-  "--dbname", db, "--file", file,
+  `${cfg.pgBinDir}/pg_dump`,
+  "--format=custom",
+  "--no-password",
+  "--host",
+  cfg.haproxy.address,
+  "--port",
+  String(cfg.haproxy.rwPort),
+  "--username",
+  "postgres",
+  "--dbname",
+  db,
+  "--file",
+  file,
 ];
 
 export const pgRestoreListCmd = (cfg: Config, file: string) => [`${cfg.pgBinDir}/pg_restore`, "--list", file];
 
 /** 20261121T214500Z: sorts by time, safe in a file name. */
-export const utcStamp = (d = new Date()) => d.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}Z$/, "Z");
+export const utcStamp = (d = new Date()) =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d{3}Z$/, "Z");

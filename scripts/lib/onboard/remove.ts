@@ -79,7 +79,12 @@ export async function planRemoval(cfg: Config, name: string): Promise<RemovalPla
 }
 
 /** pg_dump -Fc into a 0600 file, then prove it reads back. Returns the entry count of its table of contents. */
-export async function finalBackup(cfg: Config, database: string, name: string, now = new Date()): Promise<{ path: string; bytes: number; entries: number }> {
+export async function finalBackup(
+  cfg: Config,
+  database: string,
+  name: string,
+  now = new Date(),
+): Promise<{ path: string; bytes: number; entries: number }> {
   const path = join(removedBackupDir(cfg), `${name}-${utcStamp(now)}.dump`);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   chmodSync(dirname(path), 0o700);
@@ -91,15 +96,25 @@ export async function finalBackup(cfg: Config, database: string, name: string, n
     await run(pgDumpCmd(cfg, database, path), { env, timeoutMs: 600_000 });
     const list = await run(pgRestoreListCmd(cfg, path), { timeoutMs: 120_000 });
     const entries = list.stdout.split("\n").filter((l) => l.trim() && !l.startsWith(";")).length;
-    if (!list.stdout.includes(`dbname: ${database}`)) throw new Error(`pg_restore --list does not name database ${database}`);
+    if (!list.stdout.includes(`dbname: ${database}`))
+      throw new Error(`pg_restore --list does not name database ${database}`);
     return { path, bytes: statSync(path).size, entries };
   } catch (e) {
     rmSync(path, { force: true });
-    throw new ToolkitError("BACKUP_FAILED", `final backup of ${database} failed, so nothing was dropped: ${(e as Error).message}`, "check `make status`; fix the cause and re-run --remove", e instanceof ToolkitError ? e.detail : undefined);
+    throw new ToolkitError(
+      "BACKUP_FAILED",
+      `final backup of ${database} failed, so nothing was dropped: ${(e as Error).message}`,
+      "check `make status`; fix the cause and re-run --remove",
+      e instanceof ToolkitError ? e.detail : undefined,
+    );
   }
 }
 
-export async function removeApp(cfg: Config, name: string, opts: { progress?: (step: string, message: string) => void; signal?: AbortSignal } = {}): Promise<RemoveResult> {
+export async function removeApp(
+  cfg: Config,
+  name: string,
+  opts: { progress?: (step: string, message: string) => void; signal?: AbortSignal } = {},
+): Promise<RemoveResult> {
   const t0 = Date.now();
   checkRemovable(cfg, name);
   requireSecrets(cfg);
@@ -114,7 +129,12 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
       progress("backup", `${backup.path} (${backup.bytes} bytes, ${backup.entries} entries)`);
     }
     // Ctrl-C before this point leaves the app as it was (the backup stays); after it, the removal completes.
-    if (opts.signal?.aborted) throw new ToolkitError("INTERRUPTED", `interrupted (Ctrl-C): nothing of ${name} was dropped`, backup ? `the backup ${backup.path} is kept` : undefined);
+    if (opts.signal?.aborted)
+      throw new ToolkitError(
+        "INTERRUPTED",
+        `interrupted (Ctrl-C): nothing of ${name} was dropped`,
+        backup ? `the backup ${backup.path} is kept` : undefined,
+      );
     const admin = await connectAdmin(cfg);
     try {
       if (plan.databaseExists) {
@@ -126,7 +146,11 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
         try {
           await admin.query(sql.dropRole(plan.role));
         } catch (e) {
-          throw new ToolkitError("ROLE_IN_USE", `database ${plan.database} was dropped (backup ${backup?.path ?? "-"}) but role ${plan.role} could not be: ${(e as Error).message}`, `find what it still owns or holds with \`\\dp\` in other databases, then re-run --remove`);
+          throw new ToolkitError(
+            "ROLE_IN_USE",
+            `database ${plan.database} was dropped (backup ${backup?.path ?? "-"}) but role ${plan.role} could not be: ${(e as Error).message}`,
+            `find what it still owns or holds with \`\\dp\` in other databases, then re-run --remove`,
+          );
         }
         removed.push(`role ${plan.role}`);
         progress("role", `dropped ${plan.role}`);
@@ -145,10 +169,13 @@ export async function removeApp(cfg: Config, name: string, opts: { progress?: (s
       removed.push(`nginx block ${plan.domain ?? name}`);
     }
     if (plan.registered) {
-      saveApps(cfg, loadApps(cfg).filter((a) => a.name !== name));
+      saveApps(
+        cfg,
+        loadApps(cfg).filter((a) => a.name !== name),
+      );
       removed.push(`${rel(cfg, registryPath(cfg))} entry`);
     }
-    if (writeSupabaseRoutes(cfg)) (await applyNginx(cfg), removed.push(`Supabase routes of ${name}`));
+    if (writeSupabaseRoutes(cfg)) await applyNginx(cfg), removed.push(`Supabase routes of ${name}`);
     // pgbouncer forgets the app's pool and its role's verifier.
     const pool = await withClient(cfg, {}, (c) => syncPool(cfg, c, procSpecs(cfg).pool));
     if (pool === "reloaded") removed.push(`pgbouncer pool ${plan.database}`);

@@ -8,7 +8,17 @@ import { ensureEnvironments } from "../supabase/environments";
 import type { Config } from "../config";
 import { composeCmd, dockerUp } from "../docker";
 import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
-import { unsupported, type ComponentPids, type DownResult, type LogSource, type ProcessState, type Progress, type Runtime, type UpResult, type Verb } from "../runtime";
+import {
+  unsupported,
+  type ComponentPids,
+  type DownResult,
+  type LogSource,
+  type ProcessState,
+  type Progress,
+  type Runtime,
+  type UpResult,
+  type Verb,
+} from "../runtime";
 
 /** `docker compose exec` in a member's container, argv as an array. */
 export const dockerExecCmd = (cfg: Config, member: string, argv: Cmd) => composeCmd(cfg, "exec", "-T", member, ...argv);
@@ -40,11 +50,15 @@ export class DockerRuntime implements Runtime {
   }
 
   pids(component: string): Promise<ComponentPids> {
-    return Promise.reject(unsupported(this.name, `the process ids of ${component}`, this.composeHint(`top ${component}`)));
+    return Promise.reject(
+      unsupported(this.name, `the process ids of ${component}`, this.composeHint(`top ${component}`)),
+    );
   }
 
   start(component: string): Promise<void> {
-    return Promise.reject(unsupported(this.name, `starting ${component} alone`, this.composeHint(`start ${component}`)));
+    return Promise.reject(
+      unsupported(this.name, `starting ${component} alone`, this.composeHint(`start ${component}`)),
+    );
   }
 
   stop(component: string): Promise<boolean> {

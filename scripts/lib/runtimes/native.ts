@@ -5,7 +5,16 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
 import { runningPid, startProc, type ProcSpec } from "../procs";
-import { VERBS, type ComponentPids, type DownResult, type LogSource, type ProcessState, type Progress, type Runtime, type UpResult } from "../runtime";
+import {
+  VERBS,
+  type ComponentPids,
+  type DownResult,
+  type LogSource,
+  type ProcessState,
+  type Progress,
+  type Runtime,
+  type UpResult,
+} from "../runtime";
 import { nativeDown } from "../native/down";
 import { allSpecs, postmasterPid, procSpecs, stopComponent } from "../native/specs";
 import { nativeUp } from "../native/up";
@@ -13,7 +22,12 @@ import { nativeUp } from "../native/up";
 /** A member's environment: the OS user, dir and variables its Patroni runs with. */
 export function memberRunOptions(cfg: Config, member: string): RunOptions {
   const m = cfg.members.find((x) => x.name === member);
-  if (!m) throw new ToolkitError("NO_SUCH_MEMBER", `no member named ${member}`, `pick one of ${cfg.members.map((x) => x.name).join(", ")}`);
+  if (!m)
+    throw new ToolkitError(
+      "NO_SUCH_MEMBER",
+      `no member named ${member}`,
+      `pick one of ${cfg.members.map((x) => x.name).join(", ")}`,
+    );
   const spec = procSpecs(cfg).patroni[m.index]!;
   return { asUser: spec.asUser, cwd: spec.cwd, env: spec.env };
 }
@@ -76,7 +90,12 @@ export class NativeRuntime implements Runtime {
   private spec(component: string): ProcSpec {
     const all = allSpecs(procSpecs(this.cfg));
     const spec = all.find((s) => s.name === component);
-    if (!spec) throw new ToolkitError("NO_SUCH_COMPONENT", `stack ${this.cfg.stack} has no component ${component}`, `known: ${all.map((s) => s.name).join(", ")}`);
+    if (!spec)
+      throw new ToolkitError(
+        "NO_SUCH_COMPONENT",
+        `stack ${this.cfg.stack} has no component ${component}`,
+        `known: ${all.map((s) => s.name).join(", ")}`,
+      );
     return spec;
   }
 }

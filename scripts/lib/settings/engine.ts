@@ -24,7 +24,10 @@ const META = z.registry<KeyMeta>();
  * a written value.
  */
 export function setting<S extends z.ZodType>(schema: S, hint: string, dflt?: string): S {
-  if (META.has(schema)) throw new Error(`settings: a schema instance is declared twice (hint ${JSON.stringify(hint)}); build each key's schema afresh`);
+  if (META.has(schema))
+    throw new Error(
+      `settings: a schema instance is declared twice (hint ${JSON.stringify(hint)}); build each key's schema afresh`,
+    );
   const plain: z.ZodType = schema;
   META.add(plain, { hint, default: dflt });
   return schema;
@@ -52,7 +55,12 @@ export interface SettingsTable<S extends Shape> {
   rules: Rule<Values<S>>[];
 }
 
-export function defineSettings<S extends Shape>(t: { code: string; doc: string; keys: S; rules?: Rule<Values<S>>[] }): SettingsTable<S> {
+export function defineSettings<S extends Shape>(t: {
+  code: string;
+  doc: string;
+  keys: S;
+  rules?: Rule<Values<S>>[];
+}): SettingsTable<S> {
   return { code: t.code, doc: t.doc, keys: t.keys, rules: t.rules ?? [] };
 }
 
@@ -69,19 +77,31 @@ export class SettingsError extends ToolkitError {
 }
 
 /** Parse dotenv text against a table; `file` names it in errors. Pure. */
-export function parseSettings<S extends Shape>(table: SettingsTable<S>, text: string, file: string): { values: Values<S>; raw: Record<string, string> } {
+export function parseSettings<S extends Shape>(
+  table: SettingsTable<S>,
+  text: string,
+  file: string,
+): { values: Values<S>; raw: Record<string, string> } {
   const raw = parseDotenv(Buffer.from(text));
   return { values: checkSettings(table, raw, file), raw };
 }
 
 /** Validate key=value pairs against a table: unknown keys, missing keys, each key's schema, then the cross-key rules. */
-export function checkSettings<S extends Shape>(table: SettingsTable<S>, raw: Record<string, string>, file: string): Values<S> {
+export function checkSettings<S extends Shape>(
+  table: SettingsTable<S>,
+  raw: Record<string, string>,
+  file: string,
+): Values<S> {
   const fail = (key: string, message: string, fix: string) => new SettingsError(table.code, file, key, message, fix);
   const known = Object.keys(table.keys);
   for (const key of Object.keys(raw)) {
     if (!known.includes(key)) {
       const near = closestKey(key, known);
-      throw fail(key, "unknown setting", near ? `did you mean ${near}?` : `remove it; known keys are listed in ${table.doc}`);
+      throw fail(
+        key,
+        "unknown setting",
+        near ? `did you mean ${near}?` : `remove it; known keys are listed in ${table.doc}`,
+      );
     }
   }
   const input: Record<string, string> = {};
@@ -95,7 +115,11 @@ export function checkSettings<S extends Shape>(table: SettingsTable<S>, raw: Rec
   if (!r.success) {
     const issue = r.error.issues[0];
     const key = String(issue?.path[0] ?? "");
-    throw fail(key, `${issue?.message ?? "is invalid"} (got ${JSON.stringify(input[key])})`, keyMeta(table.keys[key] ?? z.never()).hint);
+    throw fail(
+      key,
+      `${issue?.message ?? "is invalid"} (got ${JSON.stringify(input[key])})`,
+      keyMeta(table.keys[key] ?? z.never()).hint,
+    );
   }
   for (const rule of table.rules) {
     const p = rule(r.data);
@@ -116,7 +140,8 @@ export function portClash(ports: [key: string, port: number][], fix: string): Pr
 }
 
 /** [key, port] pairs of the given keys, in order, for portClash. */
-export const keyedPorts = <K extends string>(v: Record<K, number>, keys: readonly K[]): [string, number][] => keys.map((k) => [k, v[k]]);
+export const keyedPorts = <K extends string>(v: Record<K, number>, keys: readonly K[]): [string, number][] =>
+  keys.map((k) => [k, v[k]]);
 
 /** The nearest known key within 3 edits (the first listed on a tie), for "did you mean". */
 export function closestKey(key: string, known: string[]): string | undefined {

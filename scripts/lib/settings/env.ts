@@ -5,7 +5,22 @@
  */
 import { z } from "zod";
 import { defineSettings, keyedPorts, portClash, setting, type Problem, type Values } from "./engine";
-import { bool, cidr, CLUSTER_NAME_RE, DB_NAME_RE, dnsName, image, ipv4, list, memberAddresses, oneOf, port, seconds, tunnelId, whole } from "./rules";
+import {
+  bool,
+  cidr,
+  CLUSTER_NAME_RE,
+  DB_NAME_RE,
+  dnsName,
+  image,
+  ipv4,
+  list,
+  memberAddresses,
+  oneOf,
+  port,
+  seconds,
+  tunnelId,
+  whole,
+} from "./rules";
 
 const imageSetting = () => setting(image(), "empty: the pinned image in compose/*.yml", "");
 /** IMAGE_<NAME>: the compose files' `${IMAGE_<NAME>:-<pin>}` (scripts/lib/compose-settings.ts IMAGE_KEYS). */
@@ -26,8 +41,14 @@ const IMAGE_SETTINGS = {
 };
 
 const KEYS = {
-  CLUSTER_NAME: setting(z.string().regex(CLUSTER_NAME_RE, "must be lowercase letters, digits and dashes"), "e.g. CLUSTER_NAME=pgplatform-dev"),
-  MEMBER_ADDRESSES: setting(memberAddresses(), "three loopback or host addresses, e.g. 127.0.0.11,127.0.0.12,127.0.0.13"),
+  CLUSTER_NAME: setting(
+    z.string().regex(CLUSTER_NAME_RE, "must be lowercase letters, digits and dashes"),
+    "e.g. CLUSTER_NAME=pgplatform-dev",
+  ),
+  MEMBER_ADDRESSES: setting(
+    memberAddresses(),
+    "three loopback or host addresses, e.g. 127.0.0.11,127.0.0.12,127.0.0.13",
+  ),
   PG_PORT: setting(port(), "Postgres port on every member, e.g. 5432"),
   PATRONI_PORT: setting(port(), "Patroni REST API port on every member, e.g. 8008"),
   ETCD_CLIENT_PORT: setting(port(), "e.g. 2379"),
@@ -51,42 +72,110 @@ const KEYS = {
   PG_BIN_DIR: setting(z.string().min(1, "must not be empty"), "e.g. /usr/lib/postgresql/15/bin"),
   PG_SHARED_BUFFERS: setting(z.string().regex(/^\d+(kB|MB|GB)$/, "must be a size like 128MB"), "e.g. 128MB"),
   DATABASES: setting(
-    list(z.string().regex(DB_NAME_RE, "database names must match ^[a-z][a-z0-9_]{1,30}$")).refine((a) => a.length > 0, "must list at least one database"),
+    list(z.string().regex(DB_NAME_RE, "database names must match ^[a-z][a-z0-9_]{1,30}$")).refine(
+      (a) => a.length > 0,
+      "must list at least one database",
+    ),
     "comma-separated, e.g. orchestrator_ai_dev,orchestrator_ai_staging",
   ),
-  RUNTIME: setting(oneOf(["auto", "native", "docker"]), "auto is native where its packages are present or apt can install them, else docker when an engine answers"),
+  RUNTIME: setting(
+    oneOf(["auto", "native", "docker"]),
+    "auto is native where its packages are present or apt can install them, else docker when an engine answers",
+  ),
   STATE_DIR: setting(z.string().min(1, "must not be empty"), "folder for rendered files, data, logs, e.g. .state"),
   MEMBER_ROOT: setting(z.string(), "leave empty to derive; where member data dirs live", ""),
   // Backups (scripts/lib/backup): every key has a default so older env files keep loading.
   BACKUP_DIR: setting(z.string(), "where logical backups go; empty: $STATE_DIR/<stack>/backups", ""),
-  BACKUP_REPO_DIR: setting(z.string(), "pgBackRest repository; empty: <member root>/pgbackrest/repo (must be writable by postgres)", ""),
+  BACKUP_REPO_DIR: setting(
+    z.string(),
+    "pgBackRest repository; empty: <member root>/pgbackrest/repo (must be writable by postgres)",
+    "",
+  ),
   BACKUP_RETENTION_DAILY: setting(whole(1), "daily backups to keep, e.g. 7", "7"),
   BACKUP_RETENTION_WEEKLY: setting(whole(0), "weekly backups to keep, e.g. 4", "4"),
-  BACKUP_FULL_EVERY_DAYS: setting(whole(1), "physical full backup at most this many days apart (differential otherwise), e.g. 7", "7"),
-  BACKUP_LOCK_WAIT_SECONDS: setting(whole(1, { max: 86400 }), "seconds pg_dump waits for a table an app holds locked (ACCESS EXCLUSIVE) before the backup fails naming the holder, e.g. 300", "300"),
+  BACKUP_FULL_EVERY_DAYS: setting(
+    whole(1),
+    "physical full backup at most this many days apart (differential otherwise), e.g. 7",
+    "7",
+  ),
+  BACKUP_LOCK_WAIT_SECONDS: setting(
+    whole(1, { max: 86400 }),
+    "seconds pg_dump waits for a table an app holds locked (ACCESS EXCLUSIVE) before the backup fails naming the holder, e.g. 300",
+    "300",
+  ),
   BACKUP_JOBS: setting(whole(1, { max: 64 }), "parallel jobs for pg_dump/pg_restore/pgBackRest, e.g. 2", "2"),
-  BACKUP_ALERT_URL: setting(z.string().regex(/^(https?:\/\/\S+)?$/, "must be an http(s) URL or empty"), "webhook POSTed a JSON body when a backup fails", ""),
-  BACKUP_ALERT_COMMAND: setting(z.string(), "command run (no shell; split on spaces) with the failure on stdin, e.g. /usr/local/bin/notify-ops", ""),
-  BACKUP_SCHEDULE: setting(z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), "cron schedule for make backup-cron, e.g. 15 2 * * *", "15 2 * * *"),
-  BACKUP_ARCHIVE_TIMEOUT: setting(seconds(0), "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60", "60"),
+  BACKUP_ALERT_URL: setting(
+    z.string().regex(/^(https?:\/\/\S+)?$/, "must be an http(s) URL or empty"),
+    "webhook POSTed a JSON body when a backup fails",
+    "",
+  ),
+  BACKUP_ALERT_COMMAND: setting(
+    z.string(),
+    "command run (no shell; split on spaces) with the failure on stdin, e.g. /usr/local/bin/notify-ops",
+    "",
+  ),
+  BACKUP_SCHEDULE: setting(
+    z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"),
+    "cron schedule for make backup-cron, e.g. 15 2 * * *",
+    "15 2 * * *",
+  ),
+  BACKUP_ARCHIVE_TIMEOUT: setting(
+    seconds(0),
+    "force a WAL segment switch after this many seconds (bounds PITR data loss), e.g. 60",
+    "60",
+  ),
   API_KEY_TTL_DAYS: setting(
-    whole(1, { unit: "days", max: 1825, minMessage: "must be at least 1 day", maxMessage: "must be at most 1825 days (5 years)" }),
+    whole(1, {
+      unit: "days",
+      max: 1825,
+      minMessage: "must be at least 1 day",
+      maxMessage: "must be at most 1825 days (5 years)",
+    }),
     "lifetime of the Supabase anon/service API keys in days (re-issued on rotation), e.g. 365",
     "365",
   ),
-  BACKUP_SCRATCH_ADDRESS: setting(z.union([z.literal(""), ipv4()]), "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21", ""),
+  BACKUP_SCRATCH_ADDRESS: setting(
+    z.union([z.literal(""), ipv4()]),
+    "where restore-pitr's scratch instance listens; empty: <HAPROXY_ADDRESS block>.21",
+    "",
+  ),
   // Access per app (scripts/lib/access.ts, `make access-plan`): defaults keep older env files loading and change nothing.
-  PUBLIC_DOMAIN: setting(dnsName("example.com", true), "public apps get https://<app>.<PUBLIC_DOMAIN> through the tunnel, e.g. example.com", ""),
-  TUNNEL: setting(oneOf(["cloudflare", "none"]), "cloudflare: public apps through a Cloudflare Tunnel; none: nothing public", "none"),
-  TAILNET: setting(oneOf(["tailscale", "none"]), "tailscale: private apps on the tailnet with `tailscale serve`; none: loopback only", "none"),
+  PUBLIC_DOMAIN: setting(
+    dnsName("example.com", true),
+    "public apps get https://<app>.<PUBLIC_DOMAIN> through the tunnel, e.g. example.com",
+    "",
+  ),
+  TUNNEL: setting(
+    oneOf(["cloudflare", "none"]),
+    "cloudflare: public apps through a Cloudflare Tunnel; none: nothing public",
+    "none",
+  ),
+  TAILNET: setting(
+    oneOf(["tailscale", "none"]),
+    "tailscale: private apps on the tailnet with `tailscale serve`; none: loopback only",
+    "none",
+  ),
   TAILNET_HOSTNAME: setting(
-    z.string().regex(/^$|^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, "must be a hostname like server.tail1234.ts.net, or empty"),
+    z
+      .string()
+      .regex(
+        /^$|^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+        "must be a hostname like server.tail1234.ts.net, or empty",
+      ),
     "this server's MagicDNS name; empty: ${TS_CERT_DOMAIN} (filled in by tailscale)",
     "",
   ),
   CLOUDFLARE_TUNNEL_ID: setting(tunnelId(), "from `cloudflared tunnel create <name>`", ""),
-  CLOUDFLARE_CREDENTIALS_FILE: setting(z.string().regex(/^$|^\/\S+\.json$/, "must be an absolute path to the tunnel's .json credentials"), "empty: /etc/cloudflared/<CLOUDFLARE_TUNNEL_ID>.json", ""),
-  TUNNEL_ORIGIN_PORT: setting(z.union([z.literal(""), port()]), "nginx's loopback listener the tunnel forwards to; empty: API_PORT + 6 (API_PORT + 5 is the pooler's in the port plan)", ""),
+  CLOUDFLARE_CREDENTIALS_FILE: setting(
+    z.string().regex(/^$|^\/\S+\.json$/, "must be an absolute path to the tunnel's .json credentials"),
+    "empty: /etc/cloudflared/<CLOUDFLARE_TUNNEL_ID>.json",
+    "",
+  ),
+  TUNNEL_ORIGIN_PORT: setting(
+    z.union([z.literal(""), port()]),
+    "nginx's loopback listener the tunnel forwards to; empty: API_PORT + 6 (API_PORT + 5 is the pooler's in the port plan)",
+    "",
+  ),
   ALLOW_REMOTE_ACCESS: setting(bool(), "customer stacks (client-*) refuse TUNNEL/TAILNET unless true", "false"),
   // Pooling (pgbouncer on HAPROXY_ADDRESS, in front of HAProxy's read-write port): defaults so older env files keep loading.
   POOL_PORT: setting(port(), "pgbouncer's port on HAPROXY_ADDRESS (port plan: 6015)", "6015"),
@@ -94,40 +183,115 @@ const KEYS = {
   POOL_DEFAULT_POOL_SIZE: setting(whole(1), "server connections per database and user, e.g. 20", "20"),
   POOL_RESERVE_POOL_SIZE: setting(whole(0), "extra server connections a waiting pool may borrow, e.g. 5", "5"),
   POOL_MAX_DB_CONNECTIONS: setting(whole(1), "server connections per database, all users together, e.g. 50", "50"),
-  POOL_PAUSE_TIMEOUT: setting(seconds(1), "seconds a PAUSE may wait for in-flight transactions before a switchover aborts, e.g. 10", "10"),
+  POOL_PAUSE_TIMEOUT: setting(
+    seconds(1),
+    "seconds a PAUSE may wait for in-flight transactions before a switchover aborts, e.g. 10",
+    "10",
+  ),
   // Monitoring (scripts/lib/monitoring.ts): Prometheus, Alertmanager and exporters on HAPROXY_ADDRESS.
-  MONITORING: setting(bool(), "true: dev-up also runs Prometheus, Alertmanager, postgres_exporter and node_exporter", "false"),
+  MONITORING: setting(
+    bool(),
+    "true: dev-up also runs Prometheus, Alertmanager, postgres_exporter and node_exporter",
+    "false",
+  ),
   PROMETHEUS_PORT: setting(port(), "Prometheus on HAPROXY_ADDRESS, e.g. 9090", "9090"),
   ALERTMANAGER_PORT: setting(port(), "Alertmanager on HAPROXY_ADDRESS, e.g. 9093", "9093"),
-  NODE_EXPORTER_PORT: setting(port(), "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is the first internal app's in the app port plan)", "9110"),
+  NODE_EXPORTER_PORT: setting(
+    port(),
+    "node_exporter on HAPROXY_ADDRESS, e.g. 9110 (its usual 9100 is the first internal app's in the app port plan)",
+    "9110",
+  ),
   POSTGRES_EXPORTER_PORT: setting(port(), "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", "9187"),
   MONITORING_INTERVAL: setting(seconds(1), "seconds between scrapes and rule evaluations, e.g. 15", "15"),
   // Off-site backups (scripts/lib/backup/offsite*.ts): a second pgBackRest repository; its key, secret and cipher passphrase live in the secrets file.
-  BACKUP_OFFSITE: setting(oneOf(["s3", "ssh", "none"]), "s3: an S3-compatible object store; none: local backups only", "none"),
-  BACKUP_OFFSITE_PATH: setting(z.string().regex(/^$|^\/[A-Za-z0-9._/-]*$/, "must be an absolute path like /pgplatform/prod, or empty"), "the repository's path on the target (S3: the prefix in the bucket); empty: /pgplatform/<CLUSTER_NAME>", ""),
-  BACKUP_OFFSITE_S3_BUCKET: setting(z.string().regex(/^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)"), "e.g. acme-backups", ""),
-  BACKUP_OFFSITE_S3_REGION: setting(z.string().regex(/^$|^[a-z0-9-]{2,32}$/, "must be a region name like eu-central or fsn1"), "e.g. fsn1 (Hetzner) or eu-central-1", ""),
-  BACKUP_OFFSITE_S3_ENDPOINT: setting(z.string().regex(/^$|^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be host or host:port, without https://"), "e.g. fsn1.your-objectstorage.com (TLS always; :port when not 443)", ""),
-  BACKUP_OFFSITE_S3_URI_STYLE: setting(oneOf(["host", "path"]), "host: bucket.endpoint (AWS, Hetzner); path: endpoint/bucket (most self-hosted stores)", "host"),
-  BACKUP_OFFSITE_S3_CA_FILE: setting(z.string().regex(/^$|^\/\S+$/, "must be an absolute path or empty"), "PEM CA bundle the endpoint's certificate is verified against; empty: the system store", ""),
-  BACKUP_OFFSITE_CIPHER: setting(oneOf(["aes-256-cbc", "none"]), "encryption of the off-site repository (passphrase generated into the secrets file)", "aes-256-cbc"),
-  BACKUP_OFFSITE_RETENTION_FULL: setting(whole(1), "full backups the off-site repository keeps (may be more than the local one), e.g. 8", "8"),
+  BACKUP_OFFSITE: setting(
+    oneOf(["s3", "ssh", "none"]),
+    "s3: an S3-compatible object store; none: local backups only",
+    "none",
+  ),
+  BACKUP_OFFSITE_PATH: setting(
+    z.string().regex(/^$|^\/[A-Za-z0-9._/-]*$/, "must be an absolute path like /pgplatform/prod, or empty"),
+    "the repository's path on the target (S3: the prefix in the bucket); empty: /pgplatform/<CLUSTER_NAME>",
+    "",
+  ),
+  BACKUP_OFFSITE_S3_BUCKET: setting(
+    z
+      .string()
+      .regex(
+        /^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+        "must be an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)",
+      ),
+    "e.g. acme-backups",
+    "",
+  ),
+  BACKUP_OFFSITE_S3_REGION: setting(
+    z.string().regex(/^$|^[a-z0-9-]{2,32}$/, "must be a region name like eu-central or fsn1"),
+    "e.g. fsn1 (Hetzner) or eu-central-1",
+    "",
+  ),
+  BACKUP_OFFSITE_S3_ENDPOINT: setting(
+    z.string().regex(/^$|^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be host or host:port, without https://"),
+    "e.g. fsn1.your-objectstorage.com (TLS always; :port when not 443)",
+    "",
+  ),
+  BACKUP_OFFSITE_S3_URI_STYLE: setting(
+    oneOf(["host", "path"]),
+    "host: bucket.endpoint (AWS, Hetzner); path: endpoint/bucket (most self-hosted stores)",
+    "host",
+  ),
+  BACKUP_OFFSITE_S3_CA_FILE: setting(
+    z.string().regex(/^$|^\/\S+$/, "must be an absolute path or empty"),
+    "PEM CA bundle the endpoint's certificate is verified against; empty: the system store",
+    "",
+  ),
+  BACKUP_OFFSITE_CIPHER: setting(
+    oneOf(["aes-256-cbc", "none"]),
+    "encryption of the off-site repository (passphrase generated into the secrets file)",
+    "aes-256-cbc",
+  ),
+  BACKUP_OFFSITE_RETENTION_FULL: setting(
+    whole(1),
+    "full backups the off-site repository keeps (may be more than the local one), e.g. 8",
+    "8",
+  ),
   BACKUP_OFFSITE_RETENTION_DIFF: setting(whole(1), "differential backups the off-site repository keeps, e.g. 7", "7"),
-  BACKUP_OFFSITE_DRILL_SCHEDULE: setting(z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"), "cron schedule of make backup-drill (restore from off-site into a scratch instance), e.g. 45 3 * * 0", "45 3 * * 0"),
+  BACKUP_OFFSITE_DRILL_SCHEDULE: setting(
+    z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"),
+    "cron schedule of make backup-drill (restore from off-site into a scratch instance), e.g. 45 3 * * 0",
+    "45 3 * * 0",
+  ),
   // Docker runtime (scripts/lib/compose-settings.ts): GoTrue's site URL and SMTP, and image overrides (empty keeps the compose file's pinned upstream image).
-  SUPABASE_SITE_URL: setting(z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, "must be an http(s) URL"), "where GoTrue's e-mail links send users back to (the main app), e.g. http://127.0.0.1:6100", "http://127.0.0.1:6100"),
-  SMTP_HOST: setting(z.string().regex(/^$|^[A-Za-z0-9.-]+$/, "must be a host name or empty"), "mail server GoTrue sends through; empty: no mail, sign-ups confirmed at once", ""),
+  SUPABASE_SITE_URL: setting(
+    z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, "must be an http(s) URL"),
+    "where GoTrue's e-mail links send users back to (the main app), e.g. http://127.0.0.1:6100",
+    "http://127.0.0.1:6100",
+  ),
+  SMTP_HOST: setting(
+    z.string().regex(/^$|^[A-Za-z0-9.-]+$/, "must be a host name or empty"),
+    "mail server GoTrue sends through; empty: no mail, sign-ups confirmed at once",
+    "",
+  ),
   SMTP_PORT: setting(port(), "e.g. 587", "587"),
   SMTP_USER: setting(z.string(), "SMTP login (its password: SMTP_PASS in envs/.secrets.<stack>.env)", ""),
-  SMTP_ADMIN_EMAIL: setting(z.string().regex(/^[^\s@]+@[^\s@]+$/, "must be an e-mail address"), "sender address of GoTrue's mail, e.g. admin@example.com", "admin@example.com"),
+  SMTP_ADMIN_EMAIL: setting(
+    z.string().regex(/^[^\s@]+@[^\s@]+$/, "must be an e-mail address"),
+    "sender address of GoTrue's mail, e.g. admin@example.com",
+    "admin@example.com",
+  ),
   SMTP_SENDER_NAME: setting(z.string(), "sender name of GoTrue's mail", "pgplatform"),
   ...IMAGE_SETTINGS,
   // Log rotation (scripts/lib/logrotate.ts): every component's log in the stack's log folder is capped.
-  LOG_MAX_SIZE_KB: setting(whole(64, { max: 1048576, maxMessage: "must be at most 1048576 (1 GB)" }), "a component's log is rotated (copy, then truncate) once it is bigger than this, e.g. 10240", "10240"),
+  LOG_MAX_SIZE_KB: setting(
+    whole(64, { max: 1048576, maxMessage: "must be at most 1048576 (1 GB)" }),
+    "a component's log is rotated (copy, then truncate) once it is bigger than this, e.g. 10240",
+    "10240",
+  ),
   LOG_KEEP: setting(whole(1, { max: 20 }), "rotated copies kept per component (<name>.log.1 newest), e.g. 2", "2"),
   // Onboarding (scripts/lib/onboard/plan.ts): the operator's own apps, kept out of library code.
   APP_PORT_PLAN: setting(
-    list(z.string().regex(/^[a-z][a-z0-9_]{1,30}:\d{1,5}$/, "each entry must be app:port, e.g. hyperarchy:9100")).transform((a) =>
+    list(
+      z.string().regex(/^[a-z][a-z0-9_]{1,30}:\d{1,5}$/, "each entry must be app:port, e.g. hyperarchy:9100"),
+    ).transform((a) =>
       Object.fromEntries(a.map((e) => [e.slice(0, e.indexOf(":")), Number(e.slice(e.indexOf(":") + 1))])),
     ),
     "internal apps' planned ports (app:port, comma-separated); an app not listed gets the next free port from 9400 in steps of 100",
@@ -145,7 +309,8 @@ export const PG_CONNECTIONS_OUTSIDE_POOL = 20;
 /** Pure timing rule Patroni 3.0 does not enforce: a leader must be able to renew before its lock expires. */
 export function timingProblem(t: { ttl: number; loopWait: number; retryTimeout: number }): string | undefined {
   const need = t.loopWait + 2 * t.retryTimeout;
-  if (need > t.ttl) return `loop_wait + 2*retry_timeout must be <= ttl (${t.loopWait} + 2*${t.retryTimeout} = ${need} > ${t.ttl})`;
+  if (need > t.ttl)
+    return `loop_wait + 2*retry_timeout must be <= ttl (${t.loopWait} + 2*${t.retryTimeout} = ${need} > ${t.ttl})`;
   return undefined;
 }
 
@@ -154,7 +319,11 @@ export function timingProblem(t: { ttl: number; loopWait: number; retryTimeout: 
  * max_db_connections, and the environment ladder's databases together must fit in
  * max_connections less what stays outside the pooler.
  */
-export function poolProblem(p: { defaultPoolSize: number; reservePoolSize: number; maxDbConnections: number }, databases: number, maxConnections = PG_MAX_CONNECTIONS): Problem | undefined {
+export function poolProblem(
+  p: { defaultPoolSize: number; reservePoolSize: number; maxDbConnections: number },
+  databases: number,
+  maxConnections = PG_MAX_CONNECTIONS,
+): Problem | undefined {
   const budget = maxConnections - PG_CONNECTIONS_OUTSIDE_POOL;
   if (p.defaultPoolSize + p.reservePoolSize > p.maxDbConnections) {
     return {
@@ -184,38 +353,88 @@ const RULES: ((v: EnvValues) => Problem | undefined)[] = [
     if (v.BACKUP_OFFSITE === "ssh") {
       // pgBackRest 2.45 (Debian 12) refuses `backup` to a repository host from the database host
       // ("backup command must be run on the repository host"); its SFTP repository type arrives in 2.46.
-      return { key: "BACKUP_OFFSITE", message: "ssh is not supported yet with this pgBackRest (2.45 backs up to a repository host only when run ON that host)", fix: "use BACKUP_OFFSITE=s3 (any S3-compatible store), or none" };
+      return {
+        key: "BACKUP_OFFSITE",
+        message:
+          "ssh is not supported yet with this pgBackRest (2.45 backs up to a repository host only when run ON that host)",
+        fix: "use BACKUP_OFFSITE=s3 (any S3-compatible store), or none",
+      };
     }
     if (v.BACKUP_OFFSITE !== "s3") return undefined;
-    const example = { BACKUP_OFFSITE_S3_BUCKET: "acme-backups", BACKUP_OFFSITE_S3_REGION: "fsn1", BACKUP_OFFSITE_S3_ENDPOINT: "fsn1.your-objectstorage.com" } as const;
+    const example = {
+      BACKUP_OFFSITE_S3_BUCKET: "acme-backups",
+      BACKUP_OFFSITE_S3_REGION: "fsn1",
+      BACKUP_OFFSITE_S3_ENDPOINT: "fsn1.your-objectstorage.com",
+    } as const;
     const missing = (Object.keys(example) as (keyof typeof example)[]).find((k) => !v[k]);
-    return missing ? { key: missing, message: "is required with BACKUP_OFFSITE=s3", fix: `set it (e.g. ${missing}=${example[missing]}), or BACKUP_OFFSITE=none` } : undefined;
+    return missing
+      ? {
+          key: missing,
+          message: "is required with BACKUP_OFFSITE=s3",
+          fix: `set it (e.g. ${missing}=${example[missing]}), or BACKUP_OFFSITE=none`,
+        }
+      : undefined;
   },
   (v) => {
-    const message = timingProblem({ ttl: v.PATRONI_TTL, loopWait: v.PATRONI_LOOP_WAIT, retryTimeout: v.PATRONI_RETRY_TIMEOUT });
-    return message ? { key: "PATRONI_TTL", message, fix: "raise PATRONI_TTL or lower PATRONI_LOOP_WAIT / PATRONI_RETRY_TIMEOUT" } : undefined;
+    const message = timingProblem({
+      ttl: v.PATRONI_TTL,
+      loopWait: v.PATRONI_LOOP_WAIT,
+      retryTimeout: v.PATRONI_RETRY_TIMEOUT,
+    });
+    return message
+      ? { key: "PATRONI_TTL", message, fix: "raise PATRONI_TTL or lower PATRONI_LOOP_WAIT / PATRONI_RETRY_TIMEOUT" }
+      : undefined;
   },
   (v) => portClash(haproxyPorts(v), "give each HAProxy listener its own port"),
-  (v) => portClash(keyedPorts(v, ["PG_PORT", "PATRONI_PORT", "ETCD_CLIENT_PORT", "ETCD_PEER_PORT"]), "each member service needs its own port"),
+  (v) =>
+    portClash(
+      keyedPorts(v, ["PG_PORT", "PATRONI_PORT", "ETCD_CLIENT_PORT", "ETCD_PEER_PORT"]),
+      "each member service needs its own port",
+    ),
   (v) => portClash([...haproxyPorts(v), ["POOL_PORT", v.POOL_PORT]], "give pgbouncer its own port on HAPROXY_ADDRESS"),
   (v) =>
-    poolProblem({ defaultPoolSize: v.POOL_DEFAULT_POOL_SIZE, reservePoolSize: v.POOL_RESERVE_POOL_SIZE, maxDbConnections: v.POOL_MAX_DB_CONNECTIONS }, v.DATABASES.length),
+    poolProblem(
+      {
+        defaultPoolSize: v.POOL_DEFAULT_POOL_SIZE,
+        reservePoolSize: v.POOL_RESERVE_POOL_SIZE,
+        maxDbConnections: v.POOL_MAX_DB_CONNECTIONS,
+      },
+      v.DATABASES.length,
+    ),
   (v) => {
     if (v.TUNNEL !== "cloudflare") return undefined;
-    if (!v.PUBLIC_DOMAIN) return { key: "PUBLIC_DOMAIN", message: "is required with TUNNEL=cloudflare", fix: "set PUBLIC_DOMAIN=example.com (public apps get <app>.example.com), or TUNNEL=none" };
-    if (!v.CLOUDFLARE_TUNNEL_ID) return { key: "CLOUDFLARE_TUNNEL_ID", message: "is required with TUNNEL=cloudflare", fix: "create the tunnel with `cloudflared tunnel create <name>` and set its UUID here" };
+    if (!v.PUBLIC_DOMAIN)
+      return {
+        key: "PUBLIC_DOMAIN",
+        message: "is required with TUNNEL=cloudflare",
+        fix: "set PUBLIC_DOMAIN=example.com (public apps get <app>.example.com), or TUNNEL=none",
+      };
+    if (!v.CLOUDFLARE_TUNNEL_ID)
+      return {
+        key: "CLOUDFLARE_TUNNEL_ID",
+        message: "is required with TUNNEL=cloudflare",
+        fix: "create the tunnel with `cloudflared tunnel create <name>` and set its UUID here",
+      };
     return undefined;
   },
   (v) => {
     const taken: [string, number][] = [["API_PORT", v.API_PORT], ...haproxyPorts(v), ["POOL_PORT", v.POOL_PORT]];
     const clash = taken.find(([, p]) => p === originPort(v));
-    return clash ? { key: "TUNNEL_ORIGIN_PORT", message: `port ${originPort(v)} is also used by ${clash[0]}`, fix: "set TUNNEL_ORIGIN_PORT to a free port" } : undefined;
+    return clash
+      ? {
+          key: "TUNNEL_ORIGIN_PORT",
+          message: `port ${originPort(v)} is also used by ${clash[0]}`,
+          fix: "set TUNNEL_ORIGIN_PORT to a free port",
+        }
+      : undefined;
   },
   (v) => {
     if (!v.MONITORING) return undefined;
     // They share HAPROXY_ADDRESS with HAProxy (and nginx when API_ADDRESS is the same).
     const api: [string, number][] = v.API_ADDRESS === v.HAPROXY_ADDRESS ? [["API_PORT", v.API_PORT]] : [];
-    const relay: [string, number][] = v.BACKUP_ALERT_COMMAND ? [["ALERTMANAGER_PORT+1 (the alert relay for BACKUP_ALERT_COMMAND)", v.ALERTMANAGER_PORT + 1]] : [];
+    const relay: [string, number][] = v.BACKUP_ALERT_COMMAND
+      ? [["ALERTMANAGER_PORT+1 (the alert relay for BACKUP_ALERT_COMMAND)", v.ALERTMANAGER_PORT + 1]]
+      : [];
     const own = keyedPorts(v, ["PROMETHEUS_PORT", "ALERTMANAGER_PORT", "NODE_EXPORTER_PORT", "POSTGRES_EXPORTER_PORT"]);
     return portClash([...haproxyPorts(v), ...api, ...own, ...relay], "give each monitoring listener its own port");
   },

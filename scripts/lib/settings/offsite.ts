@@ -12,7 +12,14 @@ export interface OffsiteSettings {
   kind: OffsiteKind;
   /** the repository's path on the target (S3: the prefix inside the bucket) */
   path: string;
-  s3: { bucket: string; region: string; endpoint: string; port: number; uriStyle: EnvValues["BACKUP_OFFSITE_S3_URI_STYLE"]; caFile: string };
+  s3: {
+    bucket: string;
+    region: string;
+    endpoint: string;
+    port: number;
+    uriStyle: EnvValues["BACKUP_OFFSITE_S3_URI_STYLE"];
+    caFile: string;
+  };
   /** aes-256-cbc with a generated passphrase (on by default): none only with BACKUP_OFFSITE_CIPHER=none */
   cipher: EnvValues["BACKUP_OFFSITE_CIPHER"];
   /** full backups kept in the off-site repository (it may keep longer than the local one) */
@@ -28,7 +35,14 @@ export function offsiteSettings(clusterName: string, v: EnvValues): OffsiteSetti
   return {
     kind: v.BACKUP_OFFSITE,
     path: v.BACKUP_OFFSITE_PATH || `/pgplatform/${clusterName}`,
-    s3: { bucket: v.BACKUP_OFFSITE_S3_BUCKET, region: v.BACKUP_OFFSITE_S3_REGION, endpoint: host, port: portText ? Number(portText) : 443, uriStyle: v.BACKUP_OFFSITE_S3_URI_STYLE, caFile: v.BACKUP_OFFSITE_S3_CA_FILE },
+    s3: {
+      bucket: v.BACKUP_OFFSITE_S3_BUCKET,
+      region: v.BACKUP_OFFSITE_S3_REGION,
+      endpoint: host,
+      port: portText ? Number(portText) : 443,
+      uriStyle: v.BACKUP_OFFSITE_S3_URI_STYLE,
+      caFile: v.BACKUP_OFFSITE_S3_CA_FILE,
+    },
     cipher: v.BACKUP_OFFSITE_CIPHER,
     retentionFull: v.BACKUP_OFFSITE_RETENTION_FULL,
     retentionDiff: v.BACKUP_OFFSITE_RETENTION_DIFF,

@@ -20,7 +20,11 @@ import { supabaseUrlFor } from "./routes";
 const appTarget = (app: Pick<AppEntry, "database" | "role">) => ({ database: app.database, owner: app.role });
 
 /** Supabase's side in one app database; reports what it added and how to take it back. */
-export async function ensureAppSupabase(cfg: Config, admin: pg.Client, app: AppEntry): Promise<{ changes: string[]; undo: () => Promise<void> }> {
+export async function ensureAppSupabase(
+  cfg: Config,
+  admin: pg.Client,
+  app: AppEntry,
+): Promise<{ changes: string[]; undo: () => Promise<void> }> {
   const changes = await ensureSupabaseRoles(cfg, admin);
   changes.push(...(await ensureClusterFacts(admin, appTarget(app))));
   // Names resolve in pg_catalog only: nothing the app created runs as the superuser.
@@ -35,12 +39,20 @@ export async function ensureAppSupabase(cfg: Config, admin: pg.Client, app: AppE
     const u = await connect(cfg, { database: app.database, catalogOnly: true });
     try {
       // Dropping a schema drops the default privileges kept for it; public's are revoked by hand.
-      await u.query(`DROP SCHEMA IF EXISTS ${SCHEMAS.filter((s) => s.schema !== "public").map((s) => quoteIdent(s.schema)).join(", ")}`);
+      await u.query(
+        `DROP SCHEMA IF EXISTS ${SCHEMAS.filter((s) => s.schema !== "public")
+          .map((s) => quoteIdent(s.schema))
+          .join(", ")}`,
+      );
       await u.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(PUBLICATION)}`);
       for (const objects of ["TABLES", "SEQUENCES", "FUNCTIONS"]) {
-        await u.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(app.role)} IN SCHEMA public REVOKE ALL ON ${objects} FROM anon, authenticated, service_role`);
+        await u.query(
+          `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(app.role)} IN SCHEMA public REVOKE ALL ON ${objects} FROM anon, authenticated, service_role`,
+        );
       }
-      await u.query(`REVOKE ALL ON DATABASE ${quoteIdent(app.database)} FROM authenticator, supabase_auth_admin, supabase_storage_admin`);
+      await u.query(
+        `REVOKE ALL ON DATABASE ${quoteIdent(app.database)} FROM authenticator, supabase_auth_admin, supabase_storage_admin`,
+      );
     } finally {
       await u.end().catch(() => {});
     }
@@ -53,9 +65,17 @@ export async function ensureAppSupabase(cfg: Config, admin: pg.Client, app: AppE
  * keys signed with its own JWT secret (created on first use; keys already in
  * the file are kept while they verify).
  */
-export async function appSupabaseEnvLines(cfg: Config, app: Pick<AppEntry, "database">, envPath: string): Promise<string[]> {
+export async function appSupabaseEnvLines(
+  cfg: Config,
+  app: Pick<AppEntry, "database">,
+  envPath: string,
+): Promise<string[]> {
   const { secrets } = ensureSecrets(cfg.secretsFile, [app.database]);
-  const keys = await apiKeysFor({ ...cfg, secrets: { ...cfg.secrets, ...secrets } }, app.database, readEnvFile(envPath).keys);
+  const keys = await apiKeysFor(
+    { ...cfg, secrets: { ...cfg.secrets, ...secrets } },
+    app.database,
+    readEnvFile(envPath).keys,
+  );
   return [
     `SUPABASE_URL=${supabaseUrlFor(cfg, app.database)}`,
     `SUPABASE_ANON_KEY=${keys.anon}`,

@@ -33,9 +33,11 @@ import { ENV_APP_PORTS, envNameOf, supabaseUrlFor } from "./routes";
 export const environmentRole = (database: string) => database;
 
 /** The one place the main app's env files live (gitignored: envs/app/ and envs/app.*). */
-export const envFilesDir = (cfg: Pick<Config, "rootDir" | "stack">) => join(cfg.rootDir, "envs", cfg.stack === "dev" ? "app" : `app.${cfg.stack}`);
+export const envFilesDir = (cfg: Pick<Config, "rootDir" | "stack">) =>
+  join(cfg.rootDir, "envs", cfg.stack === "dev" ? "app" : `app.${cfg.stack}`);
 /** envs/app/.env.<env> (the environment's name, or the database's when it names none). */
-export const envFilePath = (cfg: Pick<Config, "rootDir" | "stack">, database: string) => join(envFilesDir(cfg), `.env.${envNameOf(database) ?? database}`);
+export const envFilePath = (cfg: Pick<Config, "rootDir" | "stack">, database: string) =>
+  join(envFilesDir(cfg), `.env.${envNameOf(database) ?? database}`);
 
 export interface EnvFileValues {
   database: string;
@@ -59,7 +61,9 @@ export function renderEnvFile(cfg: Config, v: EnvFileValues): string {
     `SUPABASE_ANON_KEY=${v.keys.anon}`,
     "# Bypasses row-level security: server-side code only, never in a browser bundle.",
     `SUPABASE_SERVICE_ROLE_KEY=${v.keys.serviceRole}`,
-    ...(port ? [`API_PORT=${port}`] : ["# API_PORT: the port plan has none for this database (dev 6100, staging 7100, production 9000)"]),
+    ...(port
+      ? [`API_PORT=${port}`]
+      : ["# API_PORT: the port plan has none for this database (dev 6100, staging 7100, production 9000)"]),
     "",
   ].join("\n");
 }
@@ -81,14 +85,20 @@ const LEAST = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
  * The role (created, or its password re-set when the file lost it), ownership
  * of the database, and confinement. Returns the password and what changed.
  */
-async function ensureEnvironmentRole(admin: pg.Client, database: string, filePassword: string | undefined): Promise<{ password: string; changes: string[] }> {
+async function ensureEnvironmentRole(
+  admin: pg.Client,
+  database: string,
+  filePassword: string | undefined,
+): Promise<{ password: string; changes: string[] }> {
   const role = environmentRole(database);
   const changes: string[] = [];
   const r = await admin.query("SELECT rolpassword FROM pg_authid WHERE rolname = $1", [role]);
   let password = filePassword;
   if (r.rowCount === 0) {
     password = generateSecret(24);
-    await admin.query(`CREATE ROLE ${quoteIdent(role)} LOGIN ${LEAST} PASSWORD ${quoteLiteral(scramVerifier(password))}`);
+    await admin.query(
+      `CREATE ROLE ${quoteIdent(role)} LOGIN ${LEAST} PASSWORD ${quoteLiteral(scramVerifier(password))}`,
+    );
     changes.push(`role ${role}`);
   } else if (!password || !r.rows[0].rolpassword || !scramMatches(password, r.rows[0].rolpassword)) {
     // The platform's own role, and its env file (the only holder of the password) is gone or stale: a new one.
@@ -97,7 +107,9 @@ async function ensureEnvironmentRole(admin: pg.Client, database: string, filePas
     changes.push(`role ${role}: new password (its env file had none that matched)`);
   }
   registerSecret(password);
-  const owner = (await admin.query("SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1", [database])).rows[0]?.o as string;
+  const owner = (
+    await admin.query("SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = $1", [database])
+  ).rows[0]?.o as string;
   if (owner !== role) {
     await admin.query(`ALTER DATABASE ${quoteIdent(database)} OWNER TO ${quoteIdent(role)}`);
     changes.push(`${database}: owner ${owner} -> ${role}`);

@@ -7,7 +7,16 @@
  */
 import type pg from "pg";
 import { quoteIdent, quoteLiteral } from "../pg";
-import { API_ROLES, DATABASE_GRANTS, DB_OWNER, DEFAULT_PRIVILEGES, PUBLICATION, ROLE_SETTINGS, SCHEMAS, type DefaultPrivilegeFact } from "./requirements";
+import {
+  API_ROLES,
+  DATABASE_GRANTS,
+  DB_OWNER,
+  DEFAULT_PRIVILEGES,
+  PUBLICATION,
+  ROLE_SETTINGS,
+  SCHEMAS,
+  type DefaultPrivilegeFact,
+} from "./requirements";
 
 export interface PrepareTarget {
   database: string;
@@ -41,11 +50,13 @@ export async function ensureClusterFacts(admin: pg.Client, t: PrepareTarget): Pr
   }
   for (const g of DATABASE_GRANTS) {
     const have = new Set(
-      (await admin.query(
-        `SELECT a.privilege_type FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+      (
+        await admin.query(
+          `SELECT a.privilege_type FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
           WHERE d.datname = $1 AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $2)`,
-        [t.database, g.role],
-      )).rows.map((r) => r.privilege_type as string),
+          [t.database, g.role],
+        )
+      ).rows.map((r) => r.privilege_type as string),
     );
     const missing = g.privileges.filter((p) => !have.has(p));
     if (!missing.length) continue;
@@ -63,7 +74,12 @@ export async function ensureDatabaseFacts(db: pg.Client, t: PrepareTarget): Prom
   const changes: string[] = [];
   await db.query("BEGIN");
   try {
-    const schemas = new Map((await db.query("SELECT nspname, pg_get_userbyid(nspowner) AS owner FROM pg_namespace")).rows.map((r) => [r.nspname as string, r.owner as string]));
+    const schemas = new Map(
+      (await db.query("SELECT nspname, pg_get_userbyid(nspowner) AS owner FROM pg_namespace")).rows.map((r) => [
+        r.nspname as string,
+        r.owner as string,
+      ]),
+    );
     for (const s of SCHEMAS) {
       const owner = resolveRole(s.owner, t);
       const have = schemas.get(s.schema);
@@ -75,11 +91,13 @@ export async function ensureDatabaseFacts(db: pg.Client, t: PrepareTarget): Prom
         changes.push(`${t.database}: schema ${s.schema} owner ${have} -> ${owner}`);
       }
       const usage = new Set(
-        (await db.query(
-          `SELECT pg_get_userbyid(a.grantee) AS grantee FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+        (
+          await db.query(
+            `SELECT pg_get_userbyid(a.grantee) AS grantee FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
             WHERE n.nspname = $1 AND a.privilege_type = 'USAGE'`,
-          [s.schema],
-        )).rows.map((r) => r.grantee as string),
+            [s.schema],
+          )
+        ).rows.map((r) => r.grantee as string),
       );
       const missing = s.usage.filter((r) => !usage.has(r));
       if (missing.length) {
@@ -90,15 +108,23 @@ export async function ensureDatabaseFacts(db: pg.Client, t: PrepareTarget): Prom
     for (const d of DEFAULT_PRIVILEGES) {
       const forRole = resolveRole(d.forRole, t);
       const all = ALL_PRIVILEGES[d.objects];
-      const rows = (await db.query(
-        `SELECT pg_get_userbyid(a.grantee) AS grantee, a.privilege_type FROM pg_default_acl x JOIN pg_namespace n ON n.oid = x.defaclnamespace, aclexplode(x.defaclacl) a
+      const rows = (
+        await db.query(
+          `SELECT pg_get_userbyid(a.grantee) AS grantee, a.privilege_type FROM pg_default_acl x JOIN pg_namespace n ON n.oid = x.defaclnamespace, aclexplode(x.defaclacl) a
           WHERE x.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = $1) AND n.nspname = $2 AND x.defaclobjtype = $3`,
-        [forRole, d.schema, all.objtype],
-      )).rows as { grantee: string; privilege_type: string }[];
-      const short = d.grantees.filter((g) => all.privileges.some((p) => !rows.some((r) => r.grantee === g && r.privilege_type === p)));
+          [forRole, d.schema, all.objtype],
+        )
+      ).rows as { grantee: string; privilege_type: string }[];
+      const short = d.grantees.filter((g) =>
+        all.privileges.some((p) => !rows.some((r) => r.grantee === g && r.privilege_type === p)),
+      );
       if (!short.length) continue;
-      await db.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(forRole)} IN SCHEMA ${quoteIdent(d.schema)} GRANT ALL ON ${d.objects} TO ${short.map(quoteIdent).join(", ")}`);
-      changes.push(`${t.database}: default privileges on ${d.objects.toLowerCase()} of ${forRole} in ${d.schema} for ${short.join(", ")}`);
+      await db.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(forRole)} IN SCHEMA ${quoteIdent(d.schema)} GRANT ALL ON ${d.objects} TO ${short.map(quoteIdent).join(", ")}`,
+      );
+      changes.push(
+        `${t.database}: default privileges on ${d.objects.toLowerCase()} of ${forRole} in ${d.schema} for ${short.join(", ")}`,
+      );
     }
     if (!(await db.query("SELECT 1 FROM pg_publication WHERE pubname = $1", [PUBLICATION])).rowCount) {
       // Empty, as upstream creates it: tables are added to it by the app (ALTER PUBLICATION ... ADD TABLE).
@@ -112,4 +138,3 @@ export async function ensureDatabaseFacts(db: pg.Client, t: PrepareTarget): Prom
   }
   return changes;
 }
-

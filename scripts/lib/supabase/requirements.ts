@@ -36,13 +36,28 @@ export const SCHEMAS: readonly SchemaFact[] = [
   // GoTrue runs its migrations as supabase_auth_admin into `auth` and needs to own it:
   // supabase/postgres@6f95ea3ea684 00000000000001-auth-schema.sql (GRANT ALL ON SCHEMA auth, tables owned by
   // supabase_auth_admin); supabase/auth@a6164519c2f8 migrations/*.up.sql create every table there.
-  { schema: "auth", owner: "supabase_auth_admin", usage: API_ROLES, why: "GoTrue's migrations (as supabase_auth_admin)" },
+  {
+    schema: "auth",
+    owner: "supabase_auth_admin",
+    usage: API_ROLES,
+    why: "GoTrue's migrations (as supabase_auth_admin)",
+  },
   // Storage runs its tenant migrations as supabase_storage_admin into `storage`:
   // supabase/postgres@1921aa387cc9 00000000000002-storage-schema.sql (GRANT ALL ON SCHEMA storage TO supabase_storage_admin,
   // USAGE for the API roles); supabase/storage@c8f93e5164ba migrations/tenant/0002-storage-schema.sql.
-  { schema: "storage", owner: "supabase_storage_admin", usage: API_ROLES, why: "Storage's tenant migrations (as supabase_storage_admin); exposed by PostgREST" },
+  {
+    schema: "storage",
+    owner: "supabase_storage_admin",
+    usage: API_ROLES,
+    why: "Storage's tenant migrations (as supabase_storage_admin); exposed by PostgREST",
+  },
   // supabase/postgres@09a4e4e31828 00000000000000-initial-schema.sql: "Allow Extensions to be used in the API".
-  { schema: "extensions", owner: DB_OWNER, usage: API_ROLES, why: "extensions (uuid-ossp, pgcrypto) usable through the API" },
+  {
+    schema: "extensions",
+    owner: DB_OWNER,
+    usage: API_ROLES,
+    why: "extensions (uuid-ossp, pgcrypto) usable through the API",
+  },
   // PostgREST is told PGRST_DB_SCHEMAS=public,storage,graphql_public (compose/dev.yml, and
   // supabase/supabase docker/docker-compose.yml); PostgREST >= 12 fails every request with
   // PGRST002 when a listed schema does not exist. supabase/supabase docker/volumes/db/init/04-pg-graphql.sql
@@ -50,7 +65,12 @@ export const SCHEMAS: readonly SchemaFact[] = [
   { schema: "graphql_public", owner: DB_OWNER, usage: API_ROLES, why: "listed in PostgREST's db-schemas" },
   // Realtime keeps its own tables in _realtime (DB_AFTER_CONNECT_QUERY 'SET search_path TO _realtime' in compose/dev.yml;
   // supabase/supabase docker/volumes/db/realtime.sql: create schema _realtime, owned by the role realtime connects as).
-  { schema: "_realtime", owner: SUPERUSER, usage: [], why: "Realtime's own tables (it connects as the superuser: it needs REPLICATION)" },
+  {
+    schema: "_realtime",
+    owner: SUPERUSER,
+    usage: [],
+    why: "Realtime's own tables (it connects as the superuser: it needs REPLICATION)",
+  },
   // supabase/postgres@09a4e4e31828 00000000000000-initial-schema.sql: grant usage on schema public to anon, authenticated, service_role.
   { schema: "public", owner: "pg_database_owner", usage: API_ROLES, why: "the app's tables through PostgREST" },
 ];
@@ -65,15 +85,35 @@ export interface RoleSettingFact {
 /** ALTER ROLE ... SET (all databases). */
 export const ROLE_SETTINGS: readonly RoleSettingFact[] = [
   // supabase/postgres@6f95ea3ea684 00000000000001-auth-schema.sql: ALTER USER supabase_auth_admin SET search_path = "auth".
-  { role: "supabase_auth_admin", setting: "search_path", value: "auth", why: "GoTrue's unqualified names resolve in auth" },
+  {
+    role: "supabase_auth_admin",
+    setting: "search_path",
+    value: "auth",
+    why: "GoTrue's unqualified names resolve in auth",
+  },
   // supabase/postgres@1921aa387cc9 00000000000002-storage-schema.sql: ALTER USER supabase_storage_admin SET search_path = "storage".
-  { role: "supabase_storage_admin", setting: "search_path", value: "storage", why: "Storage's unqualified names resolve in storage" },
+  {
+    role: "supabase_storage_admin",
+    setting: "search_path",
+    value: "storage",
+    why: "Storage's unqualified names resolve in storage",
+  },
   // We create the API roles and their grants ourselves; storage's 0002-storage-schema.sql skips that when
   // storage.install_roles is 'false' (supabase/storage@c8f93e5164ba migrations/tenant/0002-storage-schema.sql).
-  { role: "supabase_storage_admin", setting: "storage.install_roles", value: "false", why: "storage does not try to CREATE ROLE (it is NOCREATEROLE)" },
+  {
+    role: "supabase_storage_admin",
+    setting: "storage.install_roles",
+    value: "false",
+    why: "storage does not try to CREATE ROLE (it is NOCREATEROLE)",
+  },
   // supabase/postgres@09a4e4e31828 00000000000000-initial-schema.sql: short timeouts for API roles.
   { role: "anon", setting: "statement_timeout", value: "3s", why: "an anonymous request cannot hold a backend" },
-  { role: "authenticated", setting: "statement_timeout", value: "8s", why: "a signed-in request cannot hold a backend" },
+  {
+    role: "authenticated",
+    setting: "statement_timeout",
+    value: "8s",
+    why: "a signed-in request cannot hold a backend",
+  },
 ];
 
 export interface MembershipFact {
@@ -86,7 +126,11 @@ export const MEMBERSHIPS: readonly MembershipFact[] = [
   // supabase/postgres@09a4e4e31828 00000000000000-initial-schema.sql: grant anon/authenticated/service_role to authenticator.
   ...API_ROLES.map((r) => ({ member: "authenticator", of: r, why: "PostgREST's SET ROLE into the request's role" })),
   // supabase/postgres migrations/db/migrations/20231013070755_grant_authenticator_to_supabase_storage_admin.sql.
-  { member: "supabase_storage_admin", of: "authenticator", why: "Storage switches to the request's role through authenticator" },
+  {
+    member: "supabase_storage_admin",
+    of: "authenticator",
+    why: "Storage switches to the request's role through authenticator",
+  },
 ];
 
 export interface DatabaseGrantFact {
@@ -104,8 +148,16 @@ export interface DatabaseGrantFact {
  */
 export const DATABASE_GRANTS: readonly DatabaseGrantFact[] = [
   { role: "authenticator", privileges: ["CONNECT"], why: "PostgREST connects as authenticator" },
-  { role: "supabase_auth_admin", privileges: ["CONNECT", "CREATE"], why: "GoTrue connects and runs CREATE SCHEMA IF NOT EXISTS auth" },
-  { role: "supabase_storage_admin", privileges: ["CONNECT", "CREATE"], why: "Storage connects and runs CREATE SCHEMA IF NOT EXISTS storage" },
+  {
+    role: "supabase_auth_admin",
+    privileges: ["CONNECT", "CREATE"],
+    why: "GoTrue connects and runs CREATE SCHEMA IF NOT EXISTS auth",
+  },
+  {
+    role: "supabase_storage_admin",
+    privileges: ["CONNECT", "CREATE"],
+    why: "Storage connects and runs CREATE SCHEMA IF NOT EXISTS storage",
+  },
 ];
 
 export interface DefaultPrivilegeFact {
@@ -118,7 +170,13 @@ export interface DefaultPrivilegeFact {
 }
 
 const DEFAULTS_FOR = (forRole: string, schema: string, why: string): DefaultPrivilegeFact[] =>
-  (["TABLES", "SEQUENCES", "FUNCTIONS"] as const).map((objects) => ({ forRole, schema, objects, grantees: API_ROLES, why }));
+  (["TABLES", "SEQUENCES", "FUNCTIONS"] as const).map((objects) => ({
+    forRole,
+    schema,
+    objects,
+    grantees: API_ROLES,
+    why,
+  }));
 
 export const DEFAULT_PRIVILEGES: readonly DefaultPrivilegeFact[] = [
   // supabase/postgres@09a4e4e31828 00000000000000-initial-schema.sql: alter default privileges in schema public grant all
@@ -145,12 +203,33 @@ export const SERVER_SETTINGS: Readonly<Record<string, string>> = { wal_level: "l
  */
 export const SERVICE_NEEDS = {
   // GOTRUE_DB_NAMESPACE defaults to "auth" (supabase/auth@a6164519c2f8 internal/conf/configuration.go: DB_NAMESPACE default auth).
-  gotrue: { connectsAs: "supabase_auth_admin", schemas: ["auth"], settings: [] as string[], env: { GOTRUE_DB_NAMESPACE: ["auth", undefined] } },
+  gotrue: {
+    connectsAs: "supabase_auth_admin",
+    schemas: ["auth"],
+    settings: [] as string[],
+    env: { GOTRUE_DB_NAMESPACE: ["auth", undefined] },
+  },
   // Every schema in PGRST_DB_SCHEMAS must exist (PostgREST >= 12 answers PGRST002 otherwise).
-  postgrest: { connectsAs: "authenticator", schemas: ["public", "storage", "graphql_public"], settings: [] as string[], env: { PGRST_DB_ANON_ROLE: ["anon"] } },
+  postgrest: {
+    connectsAs: "authenticator",
+    schemas: ["public", "storage", "graphql_public"],
+    settings: [] as string[],
+    env: { PGRST_DB_ANON_ROLE: ["anon"] },
+  },
   // DB_INSTALL_ROLES 'true' makes migration 0002 CREATE ROLE, which supabase_storage_admin (NOCREATEROLE) may not
   // (supabase/storage@c8f93e5164ba src/config.ts: dbInstallRoles = DB_INSTALL_ROLES === 'true'; it overrides the role setting).
-  storage: { connectsAs: "supabase_storage_admin", schemas: ["storage"], settings: [] as string[], env: { DB_INSTALL_ROLES: ["false", undefined] } },
-  realtime: { connectsAs: SUPERUSER, schemas: ["_realtime"], settings: ["wal_level"], publication: PUBLICATION, env: { DB_AFTER_CONNECT_QUERY: ["SET search_path TO _realtime"] } },
+  storage: {
+    connectsAs: "supabase_storage_admin",
+    schemas: ["storage"],
+    settings: [] as string[],
+    env: { DB_INSTALL_ROLES: ["false", undefined] },
+  },
+  realtime: {
+    connectsAs: SUPERUSER,
+    schemas: ["_realtime"],
+    settings: ["wal_level"],
+    publication: PUBLICATION,
+    env: { DB_AFTER_CONNECT_QUERY: ["SET search_path TO _realtime"] },
+  },
   meta: { connectsAs: SUPERUSER, schemas: [] as string[], settings: [] as string[], env: {} },
 } as const;

@@ -66,7 +66,8 @@ export function supabaseRoutes(cfg: Config, apps: Pick<AppEntry, "database" | "p
 }
 
 /** The SUPABASE_URL of one database: the stack's API with the database's prefix. */
-export const supabaseUrlFor = (cfg: Config, database: string) => `http://${stackHttpAddress(cfg)}:${cfg.api.port}/${database}`;
+export const supabaseUrlFor = (cfg: Config, database: string) =>
+  `http://${stackHttpAddress(cfg)}:${cfg.api.port}/${database}`;
 
 /** nginx locations for every route (included inside the stack's API server block). */
 export function renderSupabaseRoutes(template: string, routes: SupabaseRoute[]): string {
@@ -74,7 +75,14 @@ export function renderSupabaseRoutes(template: string, routes: SupabaseRoute[]):
     .map((r) =>
       renderTemplate(
         template,
-        { PREFIX: r.prefix, DATABASE: r.database, AUTH_UPSTREAM: r.auth, REST_UPSTREAM: r.rest, STORAGE_UPSTREAM: r.storage, REALTIME_UPSTREAM: r.realtime },
+        {
+          PREFIX: r.prefix,
+          DATABASE: r.database,
+          AUTH_UPSTREAM: r.auth,
+          REST_UPSTREAM: r.rest,
+          STORAGE_UPSTREAM: r.storage,
+          REALTIME_UPSTREAM: r.realtime,
+        },
         "nginx/supabase-routes.conf.tmpl",
       ),
     )
@@ -82,11 +90,16 @@ export function renderSupabaseRoutes(template: string, routes: SupabaseRoute[]):
 }
 
 /** Where nginx.conf's API server block includes the routes from (native: the stack's nginx prefix). */
-export const supabaseRoutesPath = (cfg: Pick<Config, "stateDir">) => join(cfg.stateDir, "nginx", "supabase-routes", "routes.conf");
+export const supabaseRoutesPath = (cfg: Pick<Config, "stateDir">) =>
+  join(cfg.stateDir, "nginx", "supabase-routes", "routes.conf");
 
 /** Render and write the routes file; true when it changed (nginx must then reload). */
-export function writeSupabaseRoutes(cfg: Config, apps: Pick<AppEntry, "database" | "port" | "supabase">[] = loadApps(cfg)): boolean {
-  const body = `# Rendered from nginx/supabase-routes.conf.tmpl for stack ${cfg.stack}; edit the template, not this file.\n` +
+export function writeSupabaseRoutes(
+  cfg: Config,
+  apps: Pick<AppEntry, "database" | "port" | "supabase">[] = loadApps(cfg),
+): boolean {
+  const body =
+    `# Rendered from nginx/supabase-routes.conf.tmpl for stack ${cfg.stack}; edit the template, not this file.\n` +
     renderSupabaseRoutes(readTemplate(cfg.rootDir, "nginx/supabase-routes.conf.tmpl"), supabaseRoutes(cfg, apps));
   return writeIfChanged(supabaseRoutesPath(cfg), body, { mode: 0o644 });
 }

@@ -44,7 +44,12 @@ export function storageMigrations(checkout: string): { file: string; id: number;
     .filter((f) => f.endsWith(".sql"))
     .map((f) => {
       const sql = readFileSync(join(dir, f), "utf8");
-      return { file: f, id: Number.parseInt(f.split("-")[0]!, 10), sql, transaction: !/postgres-migrations disable-transaction/.test(sql.split("\n")[0] ?? "") };
+      return {
+        file: f,
+        id: Number.parseInt(f.split("-")[0]!, 10),
+        sql,
+        transaction: !/postgres-migrations disable-transaction/.test(sql.split("\n")[0] ?? ""),
+      };
     })
     .sort((a, b) => a.id - b.id);
 }
@@ -65,7 +70,12 @@ async function inTransaction(c: pg.Client, transaction: boolean, fn: () => Promi
 /** Run GoTrue's migrations on a connection made as supabase_auth_admin. Stops at the first failure (as pop does). */
 export async function applyAuthMigrations(c: pg.Client, checkout: string): Promise<MigrationOutcome[]> {
   const out: MigrationOutcome[] = [];
-  const setup = await inTransaction(c, false, async () => void (await c.query("CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(14) NOT NULL PRIMARY KEY)")));
+  const setup = await inTransaction(
+    c,
+    false,
+    async () =>
+      void (await c.query("CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(14) NOT NULL PRIMARY KEY)")),
+  );
   if (setup) return [{ service: "auth", file: "(pop: schema_migrations table)", ok: false, error: setup }];
   const done = new Set((await c.query("SELECT version FROM schema_migrations")).rows.map((r) => r.version as string));
   for (const m of authMigrations(checkout)) {
@@ -89,14 +99,19 @@ export async function applyStorageMigrations(c: pg.Client, checkout: string): Pr
     "SELECT set_config('storage.install_roles', 'false', false), set_config('storage.anon_role', 'anon', false), set_config('storage.authenticated_role', 'authenticated', false), set_config('storage.service_role', 'service_role', false), set_config('storage.super_user', 'postgres', false)",
   );
   const applied = async () =>
-    (await c.query("SELECT to_regclass('storage.migrations') IS NOT NULL AS t")).rows[0].t ? new Set((await c.query("SELECT id FROM storage.migrations")).rows.map((r) => Number(r.id))) : new Set<number>();
+    (await c.query("SELECT to_regclass('storage.migrations') IS NOT NULL AS t")).rows[0].t
+      ? new Set((await c.query("SELECT id FROM storage.migrations")).rows.map((r) => Number(r.id)))
+      : new Set<number>();
   const done = await applied();
   for (const m of storageMigrations(checkout)) {
     if (done.has(m.id)) continue;
     const error = await inTransaction(c, m.transaction, async () => {
       await c.query(m.sql);
       if ((await c.query("SELECT to_regclass('storage.migrations') IS NOT NULL AS t")).rows[0].t) {
-        await c.query("INSERT INTO storage.migrations (id, name, hash) VALUES ($1, $2, md5($3)) ON CONFLICT DO NOTHING", [m.id, m.file.replace(/\.sql$/, ""), m.sql]);
+        await c.query(
+          "INSERT INTO storage.migrations (id, name, hash) VALUES ($1, $2, md5($3)) ON CONFLICT DO NOTHING",
+          [m.id, m.file.replace(/\.sql$/, ""), m.sql],
+        );
       }
     });
     out.push({ service: "storage", file: m.file, ok: !error, error });
