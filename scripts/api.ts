@@ -24,7 +24,7 @@ import { planMigration } from "./lib/migrate/plan";
 import type { MigrateOptions } from "./lib/migrate/types";
 import type { Progress } from "./lib/runtime";
 import { openRuntime, runtimeFor } from "./lib/runtimes/index";
-import { clusterView } from "./lib/patroni";
+import { requireClusterView } from "./lib/patroni";
 import { ensureSecrets } from "./lib/secrets";
 import { ensureOsPackages } from "./lib/setup";
 import { stackStatus } from "./lib/status";
@@ -112,13 +112,7 @@ export async function restore(o: StackOption & RestoreOptions) {
 export async function switchover(o: StackOption & { to?: string; restartMember?: string; signal?: AbortSignal } = {}) {
   const cfg = config(o);
   await openRuntime(cfg, o.restartMember !== undefined ? "restart-member" : "switchover");
-  const view = await clusterView(cfg);
-  if (!view)
-    throw new ToolkitError(
-      "CLUSTER_DOWN",
-      "no Patroni member answers on its REST API",
-      `start the stack with \`make dev-up STACK=${cfg.stack}\``,
-    );
+  const view = await requireClusterView(cfg);
   const plan = o.restartMember !== undefined ? planRestart(view, o.restartMember) : planSwitchover(view, o.to);
   return runMaintenance(cfg, plan, { signal: o.signal });
 }

@@ -9,7 +9,7 @@ import { runMain, ToolkitError } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { planRestart, planSwitchover, runMaintenance } from "./lib/maintenance";
-import { clusterView } from "./lib/patroni";
+import { requireClusterView } from "./lib/patroni";
 import { logLine } from "./lib/ui";
 
 const USAGE = `usage: make switchover [TO=pgN] [STACK=dev]
@@ -33,13 +33,7 @@ await runMain(async () => {
   await openRuntime(cfg, flags.restartMember !== undefined ? "restart-member" : "switchover");
   if (!cfg.secrets.PATRONI_API_PASSWORD)
     throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
-  const view = await clusterView(cfg);
-  if (!view)
-    throw new ToolkitError(
-      "CLUSTER_DOWN",
-      "no Patroni member answers on its REST API",
-      `start the stack with \`make dev-up STACK=${cfg.stack}\``,
-    );
+  const view = await requireClusterView(cfg);
   const member = flags.restartMember;
   const to = flags.to ?? (process.env.TO || undefined);
   const plan = member !== undefined ? planRestart(view, member) : planSwitchover(view, to);

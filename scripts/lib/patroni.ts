@@ -3,6 +3,7 @@
  * open (HAProxy uses them); unsafe ones carry the API credentials.
  */
 import type { Config, Member } from "./config";
+import { ToolkitError } from "./errors";
 
 export interface ClusterMember {
   name: string;
@@ -69,6 +70,15 @@ export async function clusterView(cfg: Config): Promise<ClusterView | undefined>
     if (r && r.status === 200 && Array.isArray(r.body?.members)) return r.body as ClusterView;
   }
   return undefined;
+}
+
+/** clusterView, or CLUSTER_DOWN (no member answers) naming how to start the stack. */
+export async function requireClusterView(cfg: Config): Promise<ClusterView> {
+  const view = await clusterView(cfg);
+  if (!view) {
+    throw new ToolkitError("CLUSTER_DOWN", "no Patroni member answers on its REST API", `start the stack with \`make dev-up STACK=${cfg.stack}\``);
+  }
+  return view;
 }
 
 export const isRunning = (m: ClusterMember) => m.state === "running" || m.state === "streaming";

@@ -48,14 +48,7 @@ export async function patroniCluster(s: ClusterSettings, timeoutMs = 3000): Prom
       });
       if (!r.ok) continue;
       const body = (await r.json()) as {
-        members?: {
-          name: string;
-          host: string;
-          role: string;
-          state: string;
-          timeline?: number;
-          lag?: number | string;
-        }[];
+        members?: MemberState[];
       };
       return (body.members ?? []).map((m) => ({
         name: m.name,
