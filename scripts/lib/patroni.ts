@@ -76,7 +76,11 @@ export async function clusterView(cfg: Config): Promise<ClusterView | undefined>
 export async function requireClusterView(cfg: Config): Promise<ClusterView> {
   const view = await clusterView(cfg);
   if (!view) {
-    throw new ToolkitError("CLUSTER_DOWN", "no Patroni member answers on its REST API", `start the stack with \`make dev-up STACK=${cfg.stack}\``);
+    throw new ToolkitError(
+      "CLUSTER_DOWN",
+      "no Patroni member answers on its REST API",
+      `start the stack with \`make dev-up STACK=${cfg.stack}\``,
+    );
   }
   return view;
 }
