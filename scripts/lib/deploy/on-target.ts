@@ -5,6 +5,7 @@
  * environments' nginx TLS sites installed into the stack's nginx, and the
  * health checks. Returns data; the entry prints it as JSON for the deployer.
  */
+import { ensureCustomerEnvironments } from "../supabase/environments";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config";
@@ -339,6 +340,7 @@ export async function applyOnTarget(
 ): Promise<ApplyResult> {
   const changes = [
     ...(await ensureEnvironmentRoles(cfg, secrets)),
+    ...(await ensureCustomerEnvironments(cfg)), // Supabase's database side, for the roles just made
     ...(await syncClientPool(cfg)),
     ...(await installSites(cfg, s, releaseDir)),
   ];

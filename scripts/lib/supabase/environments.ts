@@ -122,6 +122,7 @@ async function ensureEnvironmentRole(
  * Supabase's database side and its env file. Idempotent.
  */
 export async function ensureEnvironments(cfg: Config): Promise<string[]> {
+  if (isCustomerStack(cfg)) return ensureCustomerEnvironments(cfg);
   const changes: string[] = [];
   const admin = await connect(cfg);
   try {
@@ -141,6 +142,36 @@ export async function ensureEnvironments(cfg: Config): Promise<string[]> {
       const keys = await apiKeysFor(cfg, database, old.keys);
       if (writeIfChanged(path, renderEnvFile(cfg, { database, role: target.owner, password, keys }), { mode: 0o600 })) {
         changes.push(`${path.replace(cfg.rootDir + "/", "")} (mode 0600)`);
+      }
+    }
+  } finally {
+    await admin.end().catch(() => {});
+  }
+  return changes;
+}
+
+/**
+ * A customer's stack (`client-*`, made by `make deploy-client`): its environment roles are
+ * deploy-client's (`<database>_app`, scripts/lib/deploy/settings.ts roleFor), with the bundle's
+ * passwords and env files; taking their databases over here would undo each deploy. Only
+ * Supabase's facts are applied, for the owner deploy-client set; a database whose role does not
+ * exist yet is left for deploy-client, which calls this right after creating the roles.
+ */
+export const isCustomerStack = (cfg: Pick<Config, "stack">) => cfg.stack.startsWith("client-");
+
+export async function ensureCustomerEnvironments(cfg: Config): Promise<string[]> {
+  const changes: string[] = [];
+  const admin = await connect(cfg);
+  try {
+    for (const database of cfg.databases) {
+      const target = { database, owner: `${database}_app` };
+      if ((await admin.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [target.owner])).rowCount === 0) continue;
+      changes.push(...(await ensureClusterFacts(admin, target)));
+      const db = await connect(cfg, { database, catalogOnly: true });
+      try {
+        changes.push(...(await ensureDatabaseFacts(db, target)));
+      } finally {
+        await db.end().catch(() => {});
       }
     }
   } finally {
