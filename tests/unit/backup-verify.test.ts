@@ -52,13 +52,18 @@ const SLOW = 180_000;
 sweepStale();
 const root = mkdtempSync(join(tmpdir(), VERIFY_PREFIX));
 writeFileSync(join(root, "owner.pid"), String(process.pid));
-process.on("exit", () => sweep(root)); // also when --bail ends the run before afterAll
+process.on("exit", () => {
+  sweep(root); // also when --bail ends the run before afterAll
+  rmSync(cfg.runtimeDir, { recursive: true, force: true });
+});
 chmodSync(root, 0o755); // the postgres OS user walks into its scratch folders below
 const envText = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8").replace(
   /^MEMBER_ROOT=.*$/m,
   `MEMBER_ROOT=${join(root, "members")}`,
 );
-const cfg: Config = parseConfig(envText, { file: "envs/test.env", stack: "unit-verify", rootDir: root });
+// A stack name of its own per run: two runs at once (two checkouts on one machine) never share a socket folder.
+const STACK = `unit-verify-${process.pid}`;
+const cfg: Config = parseConfig(envText, { file: "envs/test.env", stack: STACK, rootDir: root });
 cfg.secrets = { POSTGRES_PASSWORD: "unit-verify-superuser-pw-0123456789" } as Config["secrets"];
 
 let source: Scratch;
@@ -107,7 +112,7 @@ beforeAll(async () => {
   writeManifest(pristine, {
     format: 1,
     id: "20261121T020000Z",
-    stack: "unit-verify",
+    stack: STACK,
     cluster: cfg.clusterName,
     status: "dumped",
     startedAt: "2026-11-21T02:00:00.000Z",
