@@ -137,6 +137,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (source) await removeScratch(cfg, source).catch(() => {});
   sweep(root);
+  rmSync(cfg.runtimeDir, { recursive: true, force: true });
 });
 
 let n = 0;
