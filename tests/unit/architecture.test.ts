@@ -128,6 +128,7 @@ const UPWARD_ALLOWED = new Set([
   "scripts/lib/compose-pgbackrest.ts -> scripts/lib/backup/pgbackrest.ts",
   "scripts/lib/access.ts -> scripts/lib/onboard/lock.ts",
   "scripts/lib/access.ts -> scripts/lib/onboard/plan.ts",
+  "scripts/lib/access-render.ts -> scripts/lib/onboard/plan.ts",
   "scripts/lib/access.ts -> scripts/lib/onboard/onboard.ts",
   // make status shows the firing alerts (monitoring/ reads Alertmanager); status.ts is core because every runtime's status is built there
   "scripts/lib/status.ts -> scripts/lib/monitoring/index.ts",

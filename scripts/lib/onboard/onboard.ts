@@ -5,7 +5,6 @@
  * its undo, so a failure anywhere leaves the stack as it was.
  */
 import { existsSync } from "node:fs";
-import type pg from "pg";
 import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEntry } from "../apps";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
@@ -17,9 +16,9 @@ import { runningPid } from "../procs";
 import { registerSecret } from "../redact";
 import { readTemplate, writeIfChanged } from "../render";
 import { generateSecret } from "../secrets";
-import { MAINTENANCE_DB_ROLES, restrictConnect } from "../supabase-db";
 import { appSupabaseEnvLines, ensureAppSupabase } from "../supabase/app";
 import { supabaseUrlFor, writeSupabaseRoutes } from "../supabase/routes";
+import { closeMaintenanceDatabase, inputIssues } from "./guards";
 import { withAppsLock } from "./lock";
 import { connectAdmin, inspectApp, readEnvPassword, readIfExists, requireSecrets, restoreFile } from "./admin";
 import { applyNginx, waitNginxRoute } from "./nginx-apply";
@@ -34,20 +33,8 @@ export {
   type AppState,
 } from "./admin";
 export { applyNginx, waitNginxRoute } from "./nginx-apply";
-import { portFree, portHolder } from "../ports";
-import {
-  appUpstream,
-  badInputError,
-  nginxTestCmd,
-  planApp,
-  portHeldIssue,
-  renderAppNginx,
-  requestIssues,
-  sql,
-  appEnvFile,
-  type AppRequest,
-  type RequestIssue,
-} from "./plan";
+export { closeMaintenanceDatabase, inputIssues } from "./guards";
+import { badInputError, nginxTestCmd, planApp, renderAppNginx, sql, appEnvFile, type AppRequest } from "./plan";
 import { scramMatches, scramVerifier } from "../scram";
 
 export type Step =
@@ -333,31 +320,4 @@ export async function onboardApp(cfg: Config, req: AppRequest, opts: OnboardOpti
   });
 }
 
-/**
- * Every input problem, each with its own fix, plus a listener already holding
- * an explicitly asked port of a new app (a registered app's own port is its
- * own, running app's). Checked before the lock and again under it.
- */
-export async function inputIssues(cfg: Config, req: AppRequest, apps: AppEntry[]): Promise<RequestIssue[]> {
-  const issues = requestIssues(cfg, req, apps);
-  if (issues.length === 0 && req.port !== undefined && !apps.some((a) => a.name === req.name)) {
-    const host = appUpstream({ port: req.port } as AppEntry).split(":")[0]!;
-    if (!(await portFree(host, req.port))) issues.push(portHeldIssue(req.port, await portHolder(host, req.port)));
-  }
-  return issues;
-}
-
 const rel = (cfg: Config, path: string) => path.replace(cfg.rootDir + "/", "");
-
-/**
- * PUBLIC may CONNECT to `postgres` by default, which would let every app role
- * in. Close it once per cluster, keeping the platform roles that need it.
- * Superusers (Patroni, backups) are not affected.
- */
-export async function closeMaintenanceDatabase(admin: pg.Client): Promise<string | undefined> {
-  // dev-up does this too; kept here so a cluster set up before that still gets it on first onboarding.
-  const maintenance = await restrictConnect(admin, "postgres", MAINTENANCE_DB_ROLES);
-  // template1 as well: from it an app's role could close its own database to every connection (backups included).
-  const template = await restrictConnect(admin, "template1", []);
-  return [maintenance, template].filter(Boolean).join("; ") || undefined;
-}
