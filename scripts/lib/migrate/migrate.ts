@@ -65,7 +65,8 @@ import {
 import { sourceEnv } from "./source";
 import { parseToc, selectToc, tocListFile } from "./toc";
 import { compareMigration } from "./verify";
-import { buildPlan, previousMigration, withSession } from "./plan";
+import { buildPlan, previousMigration } from "./plan";
+import { withSession } from "./session";
 import {
   backupTarget,
   copyStatements,
