@@ -294,7 +294,7 @@ export async function buildPlan(
   };
 }
 
-interface PlanContext {
+export interface PlanContext {
   /** memberships left out: they would hand a migrated role superuser or server access */
   privilegedGrants: Membership[];
   bin: { dir: string; major: number } | undefined;
