@@ -9,8 +9,8 @@
  * contents in chunks, sequence values, and last the postlude that ends with
  * COMMIT, sent only after every table was read in full.
  */
-import type pg from "pg";
 import { join } from "node:path";
+import type pg from "pg";
 import type { Cmd } from "../exec";
 import { type TableInfo, tableKey } from "./catalog";
 import type { SequenceState } from "./fingerprint";

@@ -47,7 +47,10 @@ import {
   type SequenceState,
   sequenceStates,
 } from "./fingerprint";
+import { feedLoad, loadCommand } from "./load";
 import { startLoader } from "./pipe";
+import { buildPlan, previousMigration } from "./plan";
+import { dumpSchema, restoreScripts } from "./schema-dump";
 import {
   createRoleSql,
   customRoles,
@@ -57,14 +60,11 @@ import {
   placeholderSql,
   publicationSql,
 } from "./select";
-import { sourceEnv } from "./source";
-import { dumpSchema, restoreScripts } from "./schema-dump";
-import { verifyLoad } from "./verify-load";
-import { buildPlan, previousMigration } from "./plan";
 import { withSession } from "./session";
-import { feedLoad, loadCommand } from "./load";
+import { sourceEnv } from "./source";
 import { backupTarget, missingTables, qn, replaceSql, serial, sourceFingerprints, stamp } from "./steps";
 import type { MigrateOptions, MigrationReport, Progress } from "./types";
+import { verifyLoad } from "./verify-load";
 
 export async function migrateSaas(
   cfg: Config,
