@@ -2,18 +2,18 @@
  * make migrate-saas: move a Supabase (cloud) project into one database of the
  * cluster and prove nothing was lost.
  *
- *   1. Pre-checks before touching the target: source reachable, target exists
+ *   1. Pre-checks (plan.ts) before touching the target: source reachable, target exists
  *      and is empty (or --replace, which backs it up first), versions, disk,
  *      extensions, roles policies need.
  *      PLAN also names every object that needs something left behind (a
  *      trigger calling supabase_functions.http_request()) and every table the
  *      source login cannot read: the run refuses unless --accept-left-out.
- *   2. One exported snapshot on the source: schema, data and the source-side
+ *   2. One exported snapshot on the source (session.ts): schema, data and the source-side
  *      checksums all see the same instant.
  *   3. The schema is a pg_dump archive (-Fc), selected through its table of
- *      contents (toc.ts), never by editing SQL text; roles the target lacks
+ *      contents (schema-dump.ts, toc.ts), never by editing SQL text; roles the target lacks
  *      exist as placeholders only inside the transaction (select.ts).
- *   4. One transaction on the target (BEGIN first; COMMIT is sent by us only
+ *   4. One transaction on the target (load.ts; BEGIN first; COMMIT is sent by us only
  *      after every table was read in full, so if this process dies mid-stream
  *      psql hits end of input inside the transaction and the server rolls
  *      back): custom roles, extensions, schema, data (our own COPY per table,
@@ -21,7 +21,7 @@
  *      indexes/constraints/triggers/policies, publications, materialized view
  *      refreshes. Any error rolls everything back, so a failed run leaves the
  *      target as it was and can simply be re-run.
- *   5. Verification: per-table row count and checksum, sequences, object
+ *   5. Verification (verify-load.ts): per-table row count and checksum, sequences, object
  *      counts, every definition (function bodies, views, policies, triggers,
  *      constraints, indexes, defaults, enums), publication membership and
  *      large-object contents, source vs target; ok only if all match.
@@ -32,54 +32,39 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
-import { run } from "../exec";
 import { quoteIdent, rwTarget } from "../pg";
 import { redact, registerSecret } from "../redact";
 import { generateSecret } from "../secrets";
 import { formatBytes } from "../ui";
 import { databaseState, listMemberships, schemaOwners, tableKey } from "./catalog";
-import { definitions, largeObjects, publicationMembers } from "./definitions";
+import { largeObjects } from "./definitions";
 import { copyColumns, matviewRefreshOrder, roleFootprint } from "./dependencies";
 import {
-  CHECKSUM_SETTINGS,
   type ChecksumTarget,
   type HashColumn,
   hashColumns,
   type HashMode,
-  objectCounts,
-  type ObjectCounts,
   type SequenceState,
   sequenceStates,
 } from "./fingerprint";
+import { feedLoad, loadCommand } from "./load";
 import { startLoader } from "./pipe";
+import { buildPlan, previousMigration } from "./plan";
+import { dumpSchema, restoreScripts } from "./schema-dump";
 import {
   createRoleSql,
   customRoles,
-  dumpPattern,
   EXCLUDED_TABLE_DATA,
   extensionSql,
   membershipSql,
   placeholderSql,
   publicationSql,
 } from "./select";
+import { withSession } from "./session";
 import { sourceEnv } from "./source";
-import { parseToc, selectToc, tocListFile } from "./toc";
-import { compareMigration } from "./verify";
-import { buildPlan, previousMigration, withSession } from "./plan";
-import {
-  backupTarget,
-  copyStatements,
-  LO_CHUNK,
-  missingTables,
-  qn,
-  replaceSql,
-  serial,
-  sourceFingerprints,
-  sqlLiteral,
-  stamp,
-  targetFingerprints,
-} from "./steps";
+import { backupTarget, missingTables, qn, replaceSql, serial, sourceFingerprints, stamp } from "./steps";
 import type { MigrateOptions, MigrationReport, Progress } from "./types";
+import { verifyLoad } from "./verify-load";
 
 export async function migrateSaas(
   cfg: Config,
@@ -149,34 +134,7 @@ export async function migrateSaas(
       const env = sourceEnv(s.src);
       const archive = join(workDir, "schema.dump");
       progress("schema", "dumping the schema");
-      await run(
-        [
-          join(bin.dir, "pg_dump"),
-          "--snapshot",
-          s.snapshot,
-          "-Fc",
-          "-b",
-          "--no-publications",
-          "--no-subscriptions",
-          "--exclude-table-data",
-          "*.*",
-          ...plan.schemas.migrated.flatMap((n) => ["-n", dumpPattern(n)]),
-          ...ctx.unreadable.flatMap((u) => ["--exclude-table", `${dumpPattern(u.schema)}.${dumpPattern(u.name)}`]),
-          "-f",
-          archive,
-        ],
-        { env, timeoutMs: 600_000 },
-      );
-      const toc = parseToc(
-        (await run([join(bin.dir, "pg_restore"), "-l", "-v", archive], { timeoutMs: 120_000 })).stdout,
-      );
-      const unknown = toc.filter((e) => e.desc === "?");
-      if (unknown.length)
-        throw new ToolkitError(
-          "UNKNOWN_ARCHIVE_ENTRY",
-          `the schema archive holds entries of a kind this toolkit does not know: ${unknown.map((e) => e.line).join("; ")}`,
-          "report it; nothing was changed",
-        );
+      const toc = await dumpSchema(bin.dir, s.snapshot, env, plan.schemas.migrated, ctx.unreadable, archive);
       // --replace drops every schema but public (and the system's) in the same transaction, before the restore.
       const replacing = !!opts.replace && !plan.target.empty;
       const targetSchemas = new Set(
@@ -194,45 +152,10 @@ export async function migrateSaas(
           .map(([, o]) => o.oid),
       );
       const leaveOut = new Set(ctx.leftOutObjects.map((o) => `${o.classid}/${o.objid}`));
-      const selection = selectToc(toc, {
-        // Table data is streamed by us; large-object contents too (pg_restore's BLOBS section commits on its own);
-        // extensions are created by extensionSql(); materialized views are refreshed and sequences set from the catalog.
-        skipDescs: new Set([
-          "TABLE DATA",
-          "BLOBS",
-          "BLOB DATA",
-          "LARGE OBJECTS",
-          "SEQUENCE SET",
-          "MATERIALIZED VIEW DATA",
-          "EXTENSION",
-          "DATABASE",
-          "DATABASE PROPERTIES",
-          "SECURITY LABEL",
-          "EVENT TRIGGER",
-          "SUBSCRIPTION",
-          "PUBLICATION",
-          "PUBLICATION TABLE",
-          "PUBLICATION TABLES IN SCHEMA",
-        ]),
+      const { pre, post, selection } = await restoreScripts(bin.dir, archive, toc, join(workDir, "restore.list"), {
         leaveOut: (classid, objid) => leaveOut.has(`${classid}/${objid}`),
         replaced: (classid, objid) => classid === 2615 && existingSchemaOids.has(objid),
       });
-      const listFile = join(workDir, "restore.list");
-      writeFileSync(listFile, tocListFile(selection.keep), { mode: 0o600 });
-      const restoreArgs = [
-        join(bin.dir, "pg_restore"),
-        "-L",
-        listFile,
-        "--no-security-labels",
-        "--no-tablespaces",
-        "-f",
-        "-",
-      ];
-      const [pre, post] = (await Promise.all(
-        ["pre-data", "post-data"].map(
-          async (sec) => (await run([...restoreArgs, `--section=${sec}`, archive], { timeoutMs: 600_000 })).stdout,
-        ),
-      )) as [string, string];
 
       // Roles: generated passwords for login roles (the platform never reveals the old ones).
       const passwords: Record<string, string> = {};
@@ -279,28 +202,11 @@ export async function migrateSaas(
       ].join("\n");
 
       timings.schema = lap();
-      const loadCmd = [
-        join(bin.dir, "psql"),
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-h",
-        tgt.host,
-        "-p",
-        String(tgt.port),
-        "-U",
-        "postgres",
-        "-d",
-        opts.targetDb,
-        "-f",
-        "-",
-      ];
       progress("data", `streaming ${formatBytes(plan.totalBytes)} (on disk) in one transaction`);
       let lastTable = "";
       loader = startLoader(
         {
-          cmd: loadCmd,
+          cmd: loadCommand(bin.dir, tgt, opts.targetDb),
           env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD, PGCONNECT_TIMEOUT: "10", PGAPPNAME: "pgplatform-migrate" },
         },
         (table, bytes) => {
@@ -318,58 +224,23 @@ export async function migrateSaas(
       }));
       const loaded = plan.tables.filter((t) => t.kind !== "matview" && !EXCLUDED_TABLE_DATA.includes(tableKey(t)));
       const cols = await copyColumns(s.source, loaded);
-      const readCmd = (sql: string) => [
-        join(bin.dir, "psql"),
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        // pg_dump's own output settings: dates, intervals and floats in forms every server reads back exactly,
-        // reg* values schema-qualified, and an error rather than rows silently hidden by row-level security.
-        "-c",
-        "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET statement_timeout = 0; SET search_path = ''; SET row_security = off",
-        "-c",
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        "-c",
-        `SET TRANSACTION SNAPSHOT ${sqlLiteral(s.snapshot)}`,
-        "-c",
-        sql,
-      ];
       // Both ends speak UTF8 whatever this machine's locale (pg_restore's script set the source's encoding before).
       const readEnv = { ...env, PGCLIENTENCODING: "UTF8" };
       const los = await largeObjects(s.source);
       const modes = new Map<string, HashMode>();
       const exclusive = serial();
-      const feed = (async () => {
-        await ld.write(prelude);
-        await ld.write(pre);
-        await ld.write(
-          "\nSET session_replication_role = replica;\nRESET search_path;\nSET client_encoding = 'UTF8';\n",
-        );
-        for (const t of loaded) {
-          const c = copyStatements(t, cols.get(tableKey(t)) ?? []);
-          await ld.copy(tableKey(t), c.into, { cmd: readCmd(c.out), env: readEnv });
-        }
-        for (const lo of los) {
-          for (let off = 0; off < lo.bytes; off += LO_CHUNK) {
-            const r = await exclusive(() =>
-              s.source.query("SELECT encode(lo_get($1::oid, $2::bigint, $3::int), 'hex') AS h", [
-                lo.oid,
-                off,
-                LO_CHUNK,
-              ]),
-            );
-            await ld.write(`SELECT pg_catalog.lo_put(${lo.oid}, ${off}, '\\x${r.rows[0].h}'::bytea);\n`);
-          }
-        }
-        for (const st of Object.values(sourceSeq)) {
-          if (st.lastValue === null || !/^-?\d+$/.test(st.lastValue) || !st.schema || !st.name) continue;
-          await ld.write(
-            `SELECT pg_catalog.setval(${sqlLiteral(qn({ schema: st.schema, name: st.name }))}, ${st.lastValue}, ${st.isCalled});\n`,
-          );
-        }
-        return ld.finish(postlude);
-      })();
+      const feed = feedLoad(ld, s.source, exclusive, {
+        prelude,
+        pre,
+        postlude,
+        tables: loaded,
+        columns: cols,
+        binDir: bin.dir,
+        snapshot: s.snapshot,
+        readEnv,
+        los,
+        sequences: sourceSeq,
+      });
       const [piped, sourcePrints] = await Promise.all([feed, sourceFingerprints(s.source, checked, modes, exclusive)]);
       loader = undefined;
       progress(
@@ -380,54 +251,15 @@ export async function migrateSaas(
       timings.data = lap();
       // Verification.
       progress("verify", `checksumming ${plan.tables.length} tables on the target`);
-      const unreadableOids = ctx.unreadable.map((u) => u.oid);
-      const sourceCounts: ObjectCounts = await objectCounts(s.source, plan.schemas.migrated, unreadableOids);
-      const sourceDefs = await definitions(s.source, plan.schemas.migrated, unreadableOids);
-      const sourcePubs = await publicationMembers(s.source, plan.schemas.migrated);
-      const loMap = (rows: { oid: number; owner: string; md5: string }[], owner: (r: string) => string) =>
-        Object.fromEntries(rows.map((l) => [`large object ${l.oid}`, `md5 ${l.md5} owner ${owner(l.owner)}`]));
-      const targetPrints = await targetFingerprints(cfg, opts.targetDb, checked, modes);
-      for (const q of CHECKSUM_SETTINGS) await s.target.query(q);
-      const targetSeq = await sequenceStates(s.target, plan.schemas.migrated);
-      const targetCounts = await objectCounts(s.target, plan.schemas.migrated);
-      const targetDefs = await definitions(s.target, plan.schemas.migrated);
-      const targetPubsNow = await publicationMembers(s.target, plan.schemas.migrated);
-      const superuser = (await s.target.query("SELECT current_user AS u")).rows[0].u as string;
-      const targetLos = await largeObjects(s.target);
-      // The database itself comes back as it was: owner, CONNECT confinement (plus the roles created above), settings, limit, comment.
-      const dbAfter = await databaseState(s.target, opts.targetDb);
-      const dbWant = { ...dbBefore };
-      const aclKey = `database ${opts.targetDb}: acl`;
-      if (connectFor.length) {
-        dbWant[aclKey] = [
-          ...(dbBefore[aclKey] ? dbBefore[aclKey]!.split(",") : []),
-          ...connectFor.map((r) => `${r}=CONNECT`),
-        ]
-          .sort()
-          .join(",");
-        dbAfter[aclKey] = dbAfter[aclKey]!.split(",").sort().join(",");
-      }
-      const leftOutCounts: Partial<ObjectCounts> = {};
-      for (const o of ctx.leftOutObjects) if (o.kind) leftOutCounts[o.kind] = (leftOutCounts[o.kind] ?? 0) + 1;
-      const verification = compareMigration(
-        {
-          tables: sourcePrints,
-          sequences: sourceSeq,
-          counts: sourceCounts,
-          definitions: { ...sourceDefs, ...dbWant },
-          publications: sourcePubs,
-          largeObjects: loMap(los, (r) => (ctx.willExist.has(r) ? r : superuser)),
-        },
-        {
-          tables: targetPrints,
-          sequences: targetSeq,
-          counts: targetCounts,
-          definitions: { ...targetDefs, ...dbAfter },
-          publications: targetPubsNow,
-          largeObjects: loMap(targetLos, (r) => r),
-        },
-        { leftOut: new Set(ctx.leftOutObjects.map((o) => o.object)), leftOutCounts },
-      );
+      const verification = await verifyLoad(cfg, s, opts.targetDb, plan.schemas.migrated, ctx, {
+        checked,
+        modes,
+        sourcePrints,
+        sourceSeq,
+        los,
+        dbBefore,
+        connectFor,
+      });
       progress(
         "verify",
         verification.ok

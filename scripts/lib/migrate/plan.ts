@@ -1,14 +1,12 @@
 /**
  * Step 1 of migrate-saas: the pre-checks, read from both sides inside one
- * source snapshot, before the target is touched (PLAN=1 stops here).
+ * source snapshot (the session: session.ts), before the target is touched
+ * (PLAN=1 stops here).
  */
 import { existsSync, readdirSync, readFileSync, statfsSync } from "node:fs";
 import { join } from "node:path";
-import type pg from "pg";
 import type { Config } from "../config";
-import { ToolkitError } from "../errors";
-import { connect, rwTarget } from "../pg";
-import { redact } from "../redact";
+import { rwTarget } from "../pg";
 import { formatBytes } from "../ui";
 import {
   availableExtensions,
@@ -25,10 +23,9 @@ import {
 } from "./catalog";
 import { largeObjects, listPublications, unreadableLargeObjects } from "./definitions";
 import { dependentsOf, leftBehindDependencies, type LeftBehindDependency, unreadableRelations } from "./dependencies";
-import { CHECKSUM_SETTINGS } from "./fingerprint";
 import { sourceCodeRunByLoad, unqualifiedCalls } from "./source-code";
 import { planExtensions, planRoles, privilegedGrants, selectSchemas, type Membership } from "./select";
-import { connectSource, parseSourceUrl, protectSource, sourceError, type SourceConn } from "./source";
+import { type Session, withSession } from "./session";
 import type { LeftOut, MigrateOptions, MigrationPlan, MigrationReport } from "./types";
 
 /** The newest verified report of a migration from this source into this database, if any. */
@@ -52,8 +49,6 @@ export function previousMigration(
   return undefined;
 }
 
-const FORBIDDEN_TARGETS = new Set(["postgres", "template0", "template1"]);
-
 /** The newest pg_dump/psql on this machine that can read the source (pg_dump refuses newer servers). */
 export function pickClientBin(cfg: Config, sourceMajor: number): { dir: string; major: number } | undefined {
   const base = "/usr/lib/postgresql";
@@ -67,52 +62,6 @@ export function pickClientBin(cfg: Config, sourceMajor: number): { dir: string; 
   const major = candidates.includes(own) ? own : candidates[0];
   if (!major) return undefined;
   return { dir: major === own ? cfg.pgBinDir : join(base, String(major), "bin"), major };
-}
-
-interface Session {
-  src: SourceConn;
-  source: pg.Client;
-  target: pg.Client;
-  snapshot: string;
-}
-
-async function openSource(
-  url: string,
-  opts: MigrateOptions,
-): Promise<{ src: SourceConn; source: pg.Client; snapshot: string }> {
-  const src = parseSourceUrl(url, { insecureTls: opts.insecureTls, caFile: opts.caFile });
-  protectSource(src, url);
-  const source = await connectSource(src);
-  try {
-    for (const s of CHECKSUM_SETTINGS) await source.query(s);
-    await source.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const snapshot = (await source.query("SELECT pg_export_snapshot() AS s")).rows[0].s as string;
-    return { src, source, snapshot };
-  } catch (err) {
-    await source.end().catch(() => {});
-    throw err instanceof ToolkitError ? err : sourceError(src, err);
-  }
-}
-
-async function openTarget(cfg: Config, database: string): Promise<pg.Client> {
-  const t = rwTarget(cfg);
-  try {
-    return await connect(cfg, { database });
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code === "3D000") {
-      throw new ToolkitError(
-        "TARGET_MISSING",
-        `target database ${database} does not exist on the cluster`,
-        `use one of the environment databases (${cfg.databases.join(", ")}) or create it first (make new-app / make dev-up)`,
-      );
-    }
-    throw new ToolkitError(
-      "CLUSTER_UNREACHABLE",
-      `cannot reach the cluster at ${t.host}:${t.port}: ${redact(e.message ?? String(err))}`,
-      "run `make dev-up` (or `make status` to see what is down)",
-    );
-  }
 }
 
 export async function buildPlan(
@@ -345,7 +294,7 @@ export async function buildPlan(
   };
 }
 
-interface PlanContext {
+export interface PlanContext {
   /** memberships left out: they would hand a migrated role superuser or server access */
   privilegedGrants: Membership[];
   bin: { dir: string; major: number } | undefined;
@@ -363,45 +312,4 @@ interface PlanContext {
 /** Plan only (PLAN=1): reads both sides, changes nothing. */
 export async function planMigration(cfg: Config, opts: MigrateOptions): Promise<MigrationPlan> {
   return withSession(cfg, opts, async (s) => (await buildPlan(cfg, s, opts)).plan);
-}
-
-export async function withSession<T>(cfg: Config, opts: MigrateOptions, fn: (s: Session) => Promise<T>): Promise<T> {
-  if (!/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(opts.targetDb) || FORBIDDEN_TARGETS.has(opts.targetDb)) {
-    throw new ToolkitError(
-      "BAD_TARGET_DB",
-      `TARGET_DB=${JSON.stringify(opts.targetDb)} cannot be a migration target`,
-      `use one of the environment databases: ${cfg.databases.join(", ")}`,
-    );
-  }
-  if (!cfg.secrets.POSTGRES_PASSWORD)
-    throw new ToolkitError("NO_SECRETS", `${cfg.secretsFile} does not exist yet`, "run `make dev-up` first");
-  const { src, source, snapshot } = await openSource(opts.sourceUrl, opts);
-  let target: pg.Client | undefined;
-  try {
-    target = await openTarget(cfg, opts.targetDb);
-    // One migration per target at a time; the lock lives as long as this session.
-    const locked = (
-      await target.query(
-        "SELECT pg_try_advisory_lock(hashtext('pgplatform:migrate-saas:' || current_database())) AS ok",
-      )
-    ).rows[0].ok;
-    if (!locked)
-      throw new ToolkitError(
-        "MIGRATE_LOCKED",
-        `another migrate-saas into ${opts.targetDb} is running`,
-        "wait for it to finish (a failed run leaves nothing behind), then run again",
-      );
-    return await fn({ src, source, target, snapshot });
-  } catch (err) {
-    if (err instanceof ToolkitError) throw err;
-    // A pg error from the source (we only query it inside fn) must not leak the password.
-    throw new ToolkitError(
-      "MIGRATE_FAILED",
-      redact((err as Error).message ?? String(err)),
-      "see the message above; nothing was committed to the target",
-    );
-  } finally {
-    await source.end().catch(() => {});
-    await target?.end().catch(() => {});
-  }
 }
