@@ -20,6 +20,7 @@ import {
   NAME_RULE,
 } from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
+import { onboardSummary } from "./lib/onboard/summary";
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
 import { stackHttpAddress } from "./lib/stack-files";
 
@@ -244,41 +245,9 @@ await runMain(async () => {
   spin?.stop(
     nothing ? `${name} already exists: nothing to change` : `${name} ready in ${(result.ms / 1000).toFixed(2)} s`,
   );
-  note(summary(cfg, result, access), nothing ? `${name} (unchanged)` : `${name} created`);
+  note(onboardSummary(cfg, result, access), nothing ? `${name} (unchanged)` : `${name} created`);
   outro(nothing ? "nothing to do" : `next: start ${name} on port ${result.app.port}`);
 });
-
-function summary(cfg: Config, r: OnboardResult, access: Awaited<ReturnType<typeof applyAccess>>): string {
-  const a = r.app;
-  const v = access.plan.apps.find((x) => x.name === a.name);
-  const rel = (path: string) => path.replace(cfg.rootDir + "/", "");
-  const stackArg = cfg.stack === "dev" ? "" : ` STACK=${cfg.stack}`;
-  const lines = [
-    `database   ${a.database} (owner ${a.role}; other roles cannot connect)`,
-    `port       ${a.port}`,
-    `hostname   ${a.domain} -> ${appUpstream(a)} via nginx http://${stackHttpAddress(cfg)}:${cfg.api.port}${r.nginxServing ? "" : " (nginx not running: loaded at the next dev-up)"}`,
-    `env file   ${rel(r.envFile)} (0600): DATABASE_URL, DATABASE_READONLY_URL, SUPABASE_URL, PORT`,
-    `supabase   ${a.supabase ? `yes (${supabaseUrl(cfg)})` : "no (re-run with --supabase to add it)"}`,
-    `registry   ${rel(registryPath(cfg))} (included in \`make backup\`)`,
-    `access     ${v?.access ?? "private"}: private ${v?.privateUrl ?? "-"}, public ${v?.publicUrl ?? "-"} (make access-plan)`,
-  ];
-  if (access.changed.length) lines.push(...access.changed.map((f) => `           + ${f}`));
-  for (const t of access.tools.filter((x) => !x.installed))
-    lines.push(
-      `           ${t.tool} not installed: configs written, not applied (make access-apply says what to install)`,
-    );
-  if (r.changes.length) lines.push("", "created:", ...r.changes.map((c) => `  + ${c}`));
-  else lines.push("", "already in place:", ...r.unchanged.map((c) => `  = ${c}`));
-  lines.push(
-    "",
-    "next steps:",
-    `  1. load ${rel(r.envFile)} in the app (e.g. bun --env-file=${rel(r.envFile)} run start)`,
-    `  2. start it on port ${a.port}`,
-    `  3. curl -H 'Host: ${a.domain}' http://${stackHttpAddress(cfg)}:${cfg.api.port}/`,
-    `  a URL any time: make -s db-url DB=${a.database} ROLE=${a.role}${stackArg}`,
-  );
-  return lines.join("\n");
-}
 
 async function removeFlow(
   cfg: Config,
