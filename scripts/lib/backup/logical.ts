@@ -11,7 +11,6 @@ import { registeredDatabases } from "../apps";
 import type { Config, Member } from "../config";
 import { ToolkitError } from "../errors";
 import { run } from "../exec";
-import { clusterView, isRunning, type ClusterMember } from "../patroni";
 import { connect, memberTarget } from "../pg";
 import { formatBytes } from "../ui";
 import { backupStamp, DUMP_PGOPTIONS, freeBytes, pgBin, spaceProblem, type BackupProgress } from "./common";
@@ -24,40 +23,13 @@ import {
   type Manifest,
   type TableCount,
 } from "./manifest";
-import { checksumLargeObjects, checksumTables, listTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
+import { checksumLargeObjects, checksumTables, pinOutput, type LargeObjectsChecksum } from "../checksum";
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
 import { isLockTimeout, lockedError, lockHolders } from "./lockwait";
+import { pickSource, recoveryConflict, unloggedTables, type Source } from "./source";
 
-export interface Source {
-  member: Member;
-  role: string;
-  inRecovery: boolean;
-}
-
-/** Pure: a running replica with the least lag (an async one before the sync standby), else the leader. */
-export function chooseSource(members: ClusterMember[]): ClusterMember | undefined {
-  const lag = (m: ClusterMember) => (typeof m.lag === "number" ? m.lag : Number.MAX_SAFE_INTEGER);
-  const replicas = members
-    .filter((m) => m.role !== "leader" && isRunning(m) && lag(m) < 16 * 1024 * 1024)
-    .sort((a, b) => lag(a) - lag(b) || Number(a.role === "sync_standby") - Number(b.role === "sync_standby"));
-  return replicas[0] ?? members.find((m) => m.role === "leader" && isRunning(m));
-}
-
-export async function pickSource(cfg: Config, preferPrimary = false): Promise<Source> {
-  const view = await clusterView(cfg);
-  if (!view)
-    throw new ToolkitError(
-      "NO_CLUSTER",
-      "no Patroni member answers",
-      "start the stack with `make dev-up`; see `make status`",
-    );
-  const chosen = preferPrimary
-    ? view.members.find((m) => m.role === "leader" && isRunning(m))
-    : chooseSource(view.members);
-  if (!chosen) throw new ToolkitError("NO_SOURCE", "no running member to back up from", "see `make status`");
-  const member = cfg.members.find((m) => m.name === chosen.name)!;
-  return { member, role: chosen.role, inRecovery: chosen.role !== "leader" };
-}
+// Where the dump reads from (source.ts); callers of logical.ts import these here.
+export { chooseSource, pickSource, unloggedTables } from "./source";
 
 const pgEnv = (cfg: Config) => ({
   PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD,
@@ -73,23 +45,6 @@ const connArgs = (m: Member) => ["-h", m.address, "-p", String(m.pgPort), "-U", 
  */
 export async function countRows(c: pg.Client): Promise<TableCount[]> {
   return checksumTables(c);
-}
-
-/**
- * Unlogged relations of the connected database a replica's dump cannot hold:
- * tables (no rows on a replica) and sequences (a replica reads an unlogged
- * sequence as freshly created, so its dump would restore it at 1 and the
- * next insert would reuse ids).
- */
-export async function unloggedTables(c: pg.Client): Promise<string[]> {
-  const tables = (await listTables(c)).filter((t) => t.unlogged).map((t) => `${t.schema}.${t.table}`);
-  const seqs = (
-    await c.query(`SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE c.relkind = 'S' AND c.relpersistence = 'u'
-                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-                   ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"`)
-  ).rows.map((r) => `${r.name} (sequence)`);
-  return [...tables, ...seqs];
 }
 
 export interface LogicalOptions {
@@ -217,12 +172,6 @@ async function dumpDatabase(
     await c.end().catch(() => {});
   }
 }
-
-/** A replica may cancel a long query when replay conflicts with it; the primary never does. */
-const recoveryConflict = (e: unknown) =>
-  /conflict with recovery|canceling statement due to conflict/i.test(
-    String((e as any)?.detail ?? "") + String((e as Error)?.message ?? ""),
-  );
 
 export async function logicalBackup(
   cfg: Config,
