@@ -52,6 +52,17 @@ describe("off-site settings", () => {
 
   test("ssh is refused with the reason (pgBackRest 2.45 backs up to a repository host only from that host)", () => {
     expect(() => load("\nBACKUP_OFFSITE=ssh\n")).toThrow("BACKUP_OFFSITE: ssh is not supported yet");
+    const fixOf = (text: string) => {
+      try {
+        load(text);
+      } catch (e) {
+        return (e as { fix?: string }).fix;
+      }
+    };
+    expect(fixOf("\nBACKUP_OFFSITE=ssh\n")).toBe("use BACKUP_OFFSITE=s3 (any S3-compatible store), or none");
+    expect(fixOf("\nBACKUP_OFFSITE=s3\n")).toBe(
+      "set it (e.g. BACKUP_OFFSITE_S3_BUCKET=acme-backups), or BACKUP_OFFSITE=none",
+    );
   });
 
   test("an endpoint's port is split off; 443 without one", () => {
