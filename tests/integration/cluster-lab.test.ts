@@ -177,6 +177,47 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     }
   }, 300_000);
 
+  test("cluster-rolling-restart under a write load: every member restarted, replicas first, one switchover to the sync standby; 0 acknowledged writes lost", async () => {
+    const s = loadClusterSettings("lab");
+    const before = await until("a healthy cluster", 120_000, async () => {
+      const st = await status();
+      return st?.health.ok ? st : undefined;
+    });
+    const pidsBefore = Object.fromEntries(before.hosts.map((h) => [h.name, h.pids.patroni]));
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(
+      0,
+    );
+    const load = startLoad(s.vip, s.ports.rw, 4_000_000);
+    try {
+      await load.started();
+      const r = await tool("scripts/cluster-rolling-restart.ts", "--json");
+      if (r.code !== 0) throw new Error(`rolling restart failed:\n${r.stderr}`);
+      const res = JSON.parse(r.stdout) as { steps: { step: string; ms: number }[]; leader: string; ms: number };
+      const plain = s.hosts.map((h) => h.name).find((n) => n !== before.leader && n !== before.syncStandby)!;
+      expect(res.steps.map((x) => x.step.replace(/ -> .*/, ""))).toEqual([
+        `restart ${plain}`,
+        `restart ${before.syncStandby}`,
+        `switchover ${before.leader}`,
+        `restart ${before.leader}`,
+      ]);
+      figures.rollingRestartMs = String(res.ms);
+      figures.rollingSteps = res.steps.map((x) => `${x.step}:${x.ms}`).join(",");
+      const after = (await status())!;
+      expect(after.health).toEqual({ ok: true, problems: [] });
+      expect(after.leader).toBe(res.leader);
+      expect(after.vipHolder).toBe(res.leader);
+      expect(res.leader).not.toBe(before.leader);
+      // every host's Patroni is a new process
+      for (const h of after.hosts) expect(h.pids.patroni).not.toBe(pidsBefore[h.name]);
+    } finally {
+      const { maxGapMs, acked } = await load.stop();
+      figures.rollingWriteGapMs = String(maxGapMs);
+      figures.rollingAcked = String(acked.length);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 600_000);
+
   test("partition-leader: the old primary refuses writes within ttl + loop_wait, never two hosts accept a write in one probe round, a new leader takes the VIP, 0 acknowledged writes lost, the old leader rejoins", async () => {
     const s = loadClusterSettings("lab");
     const before = (await status())!;
