@@ -23,6 +23,22 @@ export interface WriteLoad {
 /** The table the load writes to (an identifier chosen by the toolkit, never a user's). Pure. */
 export const loadTableSql = (table: string) => `CREATE TABLE IF NOT EXISTS ${table} (id bigint PRIMARY KEY)`;
 
+/** A connected client as postgres through the VIP (errors after connecting are the caller's to see, not the process's). */
+async function pgClient(t: Pick<WriteLoadTarget, "host" | "port" | "password">, connectMs: number, queryMs?: number) {
+  const c = new pg.Client({
+    host: t.host,
+    port: t.port,
+    user: "postgres",
+    password: t.password,
+    database: "postgres",
+    connectionTimeoutMillis: connectMs,
+    query_timeout: queryMs,
+  });
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
 export function startWriteLoad(t: WriteLoadTarget, onAck: (id: number) => void = () => {}): WriteLoad {
   const acked: number[] = [];
   let stopping = false;
@@ -30,24 +46,10 @@ export function startWriteLoad(t: WriteLoadTarget, onAck: (id: number) => void =
   let maxGap = 0;
   let last = Date.now();
   let client: pg.Client | undefined;
-  const connect = async () => {
-    const c = new pg.Client({
-      host: t.host,
-      port: t.port,
-      user: "postgres",
-      password: t.password,
-      database: "postgres",
-      connectionTimeoutMillis: 1000,
-      query_timeout: 2000,
-    });
-    c.on("error", () => {});
-    await c.connect();
-    return c;
-  };
   const loop = (async () => {
     for (let id = t.firstId; !stopping; id++) {
       try {
-        client ??= await connect();
+        client ??= await pgClient(t, 1000, 2000);
         await client.query(`INSERT INTO ${t.table} (id) VALUES ($1)`, [id]);
         acked.push(id);
         onAck(id);
@@ -77,15 +79,7 @@ export function startWriteLoad(t: WriteLoadTarget, onAck: (id: number) => void =
 /** The acknowledged ids missing from the table (read through the VIP once the cluster is whole again). */
 export async function lostWrites(t: Omit<WriteLoadTarget, "firstId">, acked: number[]): Promise<number[]> {
   if (!acked.length) return [];
-  const c = new pg.Client({
-    host: t.host,
-    port: t.port,
-    user: "postgres",
-    password: t.password,
-    database: "postgres",
-    connectionTimeoutMillis: 5000,
-  });
-  await c.connect();
+  const c = await pgClient(t, 5000);
   try {
     const r = await c.query(`SELECT id FROM ${t.table} WHERE id BETWEEN $1 AND $2`, [acked[0], acked[acked.length - 1]]);
     const stored = new Set(r.rows.map((x: { id: string }) => Number(x.id)));
