@@ -22,6 +22,8 @@ import {
 } from "../../scripts/lib/cluster/lab";
 import { clusterDir, loadClusterSettings } from "../../scripts/lib/cluster/settings";
 import type { DrillResult } from "../../scripts/lib/cluster/drill";
+import type { Gap } from "../../scripts/lib/cluster/load";
+import type { RollingResult } from "../../scripts/lib/cluster/rolling";
 import type { ClusterStatus } from "../../scripts/lib/cluster/status";
 import { isRoot, run } from "../../scripts/lib/exec";
 
@@ -96,10 +98,13 @@ function startLoad(vip: string, port: number, firstId: number) {
     started: () => until("the load writes", 20_000, async () => (ackedIds().length > 20 ? true : undefined)),
     stop: async () => {
       writeFileSync(join(dir, "stop"), "");
-      const summary = JSON.parse((await done).stdout.trim().split("\n").pop() || "{}") as { maxGapMs?: number };
+      const summary = JSON.parse((await done).stdout.trim().split("\n").pop() || "{}") as {
+        maxGapMs?: number;
+        gaps?: Gap[];
+      };
       const acked = ackedIds();
       rmSync(dir, { recursive: true, force: true });
-      return { maxGapMs: summary.maxGapMs ?? -1, acked };
+      return { maxGapMs: summary.maxGapMs ?? -1, gaps: summary.gaps ?? [], acked };
     },
   };
 }
@@ -189,11 +194,13 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       0,
     );
     const load = startLoad(s.vip, s.ports.rw, 4_000_000);
+    let steps: RollingResult["steps"] = [];
     try {
       await load.started();
       const r = await tool("scripts/cluster-rolling-restart.ts", "--json");
       if (r.code !== 0) throw new Error(`rolling restart failed:\n${r.stderr}`);
-      const res = JSON.parse(r.stdout) as { steps: { step: string; ms: number }[]; leader: string; ms: number };
+      const res = JSON.parse(r.stdout) as RollingResult;
+      steps = res.steps;
       const plain = s.hosts.map((h) => h.name).find((n) => n !== before.leader && n !== before.syncStandby)!;
       expect(res.steps.map((x) => x.step.replace(/ -> .*/, ""))).toEqual([
         `restart ${plain}`,
@@ -211,8 +218,12 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       // every host's Patroni is a new process
       for (const h of after.hosts) expect(h.pids.patroni).not.toBe(pidsBefore[h.name]);
     } finally {
-      const { maxGapMs, acked } = await load.stop();
+      const { maxGapMs, gaps, acked } = await load.stop();
       figures.rollingWriteGapMs = String(maxGapMs);
+      // The gaps that ended while each step ran: the switchover's is the one clients notice.
+      figures.rollingGapsPerStep = steps
+        .map((x) => `${x.step}:${Math.max(0, ...gaps.filter((g) => g.endedAt >= x.at && g.endedAt <= x.at + x.ms + 2000).map((g) => g.ms))}`)
+        .join(",");
       figures.rollingAcked = String(acked.length);
       expect(acked.length).toBeGreaterThan(50);
       expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);

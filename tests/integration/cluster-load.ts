@@ -21,4 +21,4 @@ const load = startWriteLoad(
 );
 while (!existsSync(join(dir!, "stop"))) await Bun.sleep(200);
 const r = await load.stop();
-console.log(JSON.stringify({ attempted: r.acked.length + r.errors, errors: r.errors, maxGapMs: r.maxGapMs }));
+console.log(JSON.stringify({ attempted: r.acked.length + r.errors, errors: r.errors, maxGapMs: r.maxGapMs, gaps: r.gaps }));

@@ -14,10 +14,17 @@ export interface WriteLoadTarget {
   firstId: number;
 }
 
+/** A pause between two acknowledged writes longer than GAP_MS: when it ended (epoch ms) and how long. */
+export interface Gap {
+  endedAt: number;
+  ms: number;
+}
+export const GAP_MS = 500;
+
 export interface WriteLoad {
   acked: number[];
   /** resolves with the load's figures once the loop has ended */
-  stop(): Promise<{ acked: number[]; errors: number; maxGapMs: number }>;
+  stop(): Promise<{ acked: number[]; errors: number; maxGapMs: number; gaps: Gap[] }>;
 }
 
 /** The table the load writes to (an identifier chosen by the toolkit, never a user's). Pure. */
@@ -44,6 +51,7 @@ export function startWriteLoad(t: WriteLoadTarget, onAck: (id: number) => void =
   let stopping = false;
   let errors = 0;
   let maxGap = 0;
+  const gaps: Gap[] = [];
   let last = Date.now();
   let client: pg.Client | undefined;
   const loop = (async () => {
@@ -55,6 +63,7 @@ export function startWriteLoad(t: WriteLoadTarget, onAck: (id: number) => void =
         onAck(id);
         const now = Date.now();
         maxGap = Math.max(maxGap, now - last);
+        if (now - last > GAP_MS) gaps.push({ endedAt: now, ms: now - last });
         last = now;
         await Bun.sleep(20);
       } catch {
@@ -71,7 +80,7 @@ export function startWriteLoad(t: WriteLoadTarget, onAck: (id: number) => void =
     stop: async () => {
       stopping = true;
       await loop;
-      return { acked, errors, maxGapMs: maxGap };
+      return { acked, errors, maxGapMs: maxGap, gaps };
     },
   };
 }

@@ -33,8 +33,8 @@ export function rollingPlan(s: ClusterSettings, st: Pick<ClusterStatus, "leader"
 }
 
 export interface RollingResult {
-  /** per step: what, and ms until the cluster was healthy again */
-  steps: { step: string; ms: number }[];
+  /** per step: what, when it began (epoch ms), and ms until the cluster was healthy again */
+  steps: { step: string; at: number; ms: number }[];
   switchover: { from: string; to: string; ms: number };
   leader: string;
   ms: number;
@@ -93,12 +93,14 @@ export async function rollingRestart(
   let sw: RollingResult["switchover"] | undefined;
   for (const step of plan) {
     if (step.action === "restart") {
+      const at = Date.now();
       const ms = await restartMember(s, conns, step.member);
-      steps.push({ step: `restart ${step.member}`, ms });
+      steps.push({ step: `restart ${step.member}`, at, ms });
       log(`${step.member} restarted, streaming again after ${(ms / 1000).toFixed(1)} s`);
     } else {
+      const at = Date.now();
       sw = await switchover(s, conns); // to whoever is the sync standby now
-      steps.push({ step: `switchover ${sw.from} -> ${sw.to}`, ms: sw.ms });
+      steps.push({ step: `switchover ${sw.from} -> ${sw.to}`, at, ms: sw.ms });
       log(`switchover ${sw.from} -> ${sw.to} (VIP follows), healthy after ${(sw.ms / 1000).toFixed(1)} s`);
     }
   }
