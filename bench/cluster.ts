@@ -30,20 +30,29 @@ const inOperator = (script: string, ...args: string[]) =>
 
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { rounds: "number" }, "usage: make bench-cluster [ROUNDS=5] (root)");
-  if (flags.help) return void console.log("usage: make bench-cluster [ROUNDS=5]   (root; builds and removes the namespace lab)");
+  if (flags.help)
+    return void console.log("usage: make bench-cluster [ROUNDS=5]   (root; builds and removes the namespace lab)");
   const rounds = flags.rounds ?? 5;
   const results: DrillResult[] = [];
   try {
     writeLabCluster(await labUp());
     const dep = await inOperator("scripts/cluster-deploy.ts");
-    if (dep.code !== 0) throw new ToolkitError("DEPLOY_FAILED", "deploying the lab failed", undefined, dep.stderr.trim());
-    logLine(`lab deployed in ${(JSON.parse(dep.stdout).ms / 1000).toFixed(1)} s; ${rounds} round(s) of ${SCENARIOS.join(", ")}`);
+    if (dep.code !== 0)
+      throw new ToolkitError("DEPLOY_FAILED", "deploying the lab failed", undefined, dep.stderr.trim());
+    logLine(
+      `lab deployed in ${(JSON.parse(dep.stdout).ms / 1000).toFixed(1)} s; ${rounds} round(s) of ${SCENARIOS.join(", ")}`,
+    );
     for (let i = 1; i <= rounds; i++)
       for (const sc of SCENARIOS) {
         const r = await inOperator("scripts/cluster-drill.ts", "--scenario", sc);
         const line = r.stdout.trim().split("\n").pop() ?? "";
         if (!line.startsWith("{"))
-          throw new ToolkitError("DRILL_FAILED", `${sc} round ${i} failed`, undefined, r.stderr.trim().split("\n").slice(-8).join("\n"));
+          throw new ToolkitError(
+            "DRILL_FAILED",
+            `${sc} round ${i} failed`,
+            undefined,
+            r.stderr.trim().split("\n").slice(-8).join("\n"),
+          );
         const d = JSON.parse(line) as DrillResult;
         results.push(d);
         logLine(
@@ -56,7 +65,20 @@ await runMain(async () => {
   }
   const s1 = (ms: number | null | undefined) => (ms === null || ms === undefined ? "-" : (ms / 1000).toFixed(1));
   const rows = [
-    ["scenario", "rounds", "median gap s", "min-max gap s", "Patroni promote s", "gap / promote", "acked", "lost", "two writable", "median rejoin s", "max rejoin s", "goals"],
+    [
+      "scenario",
+      "rounds",
+      "median gap s",
+      "min-max gap s",
+      "Patroni promote s",
+      "gap / promote",
+      "acked",
+      "lost",
+      "two writable",
+      "median rejoin s",
+      "max rejoin s",
+      "goals",
+    ],
   ];
   for (const sc of SCENARIOS) {
     const rs = results.filter((r) => r.scenario === sc);

@@ -17,5 +17,7 @@ await runMain(async () => {
     rollingRestart(s, conns, flags.json ? () => {} : logLine),
   );
   if (flags.json) return void console.log(JSON.stringify(r));
-  logLine(`cluster ${s.name}: rolling restart done in ${(r.ms / 1000).toFixed(1)} s; ${r.leader} leads with the VIP ${s.vip}`);
+  logLine(
+    `cluster ${s.name}: rolling restart done in ${(r.ms / 1000).toFixed(1)} s; ${r.leader} leads with the VIP ${s.vip}`,
+  );
 });

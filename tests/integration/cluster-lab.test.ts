@@ -222,7 +222,10 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       figures.rollingWriteGapMs = String(maxGapMs);
       // The gaps that ended while each step ran: the switchover's is the one clients notice.
       figures.rollingGapsPerStep = steps
-        .map((x) => `${x.step}:${Math.max(0, ...gaps.filter((g) => g.endedAt >= x.at && g.endedAt <= x.at + x.ms + 2000).map((g) => g.ms))}`)
+        .map(
+          (x) =>
+            `${x.step}:${Math.max(0, ...gaps.filter((g) => g.endedAt >= x.at && g.endedAt <= x.at + x.ms + 2000).map((g) => g.ms))}`,
+        )
         .join(",");
       figures.rollingAcked = String(acked.length);
       expect(acked.length).toBeGreaterThan(50);

@@ -16,9 +16,17 @@ const [host, port, dir, firstId] = process.argv.slice(2);
 const acked = join(dir!, "acked");
 writeFileSync(acked, "");
 const load = startWriteLoad(
-  { host: host!, port: Number(port), password: process.env.PGPASSWORD ?? "", table: "lab_load", firstId: Number(firstId ?? 1) },
+  {
+    host: host!,
+    port: Number(port),
+    password: process.env.PGPASSWORD ?? "",
+    table: "lab_load",
+    firstId: Number(firstId ?? 1),
+  },
   (id) => appendFileSync(acked, `${id}\n`),
 );
 while (!existsSync(join(dir!, "stop"))) await Bun.sleep(200);
 const r = await load.stop();
-console.log(JSON.stringify({ attempted: r.acked.length + r.errors, errors: r.errors, maxGapMs: r.maxGapMs, gaps: r.gaps }));
+console.log(
+  JSON.stringify({ attempted: r.acked.length + r.errors, errors: r.errors, maxGapMs: r.maxGapMs, gaps: r.gaps }),
+);

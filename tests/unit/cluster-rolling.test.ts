@@ -20,7 +20,11 @@ describe("rolling restart: the order, as data", () => {
   test("refused before anything runs when the cluster is not healthy (no sync standby to keep)", () => {
     let err: unknown;
     try {
-      rollingPlan(crm(), { leader: "crm1", syncStandby: undefined, health: { ok: false, problems: ["no sync standby"] } });
+      rollingPlan(crm(), {
+        leader: "crm1",
+        syncStandby: undefined,
+        health: { ok: false, problems: ["no sync standby"] },
+      });
     } catch (e) {
       err = e;
     }
@@ -36,9 +40,7 @@ describe("drill: scenarios and where they can run", () => {
   test("the three scenarios; anything else names the choices", () => {
     expect(DRILL_SCENARIOS).toEqual(["partition-leader", "kill-host", "partition-etcd-minority"]);
     expect(parseScenario("kill-host")).toBe("kill-host");
-    expect(() => parseScenario("partition")).toThrow(
-      "SCENARIO=partition: no such drill",
-    );
+    expect(() => parseScenario("partition")).toThrow("SCENARIO=partition: no such drill");
   });
 
   test("only the namespace lab can be cut or powered off; a real cluster is refused with the reason", () => {
@@ -50,7 +52,13 @@ describe("drill: scenarios and where they can run", () => {
     expect(isLabCluster(lab)).toBe(true);
     const a = labActions(lab);
     expect(a.onHost(lab.hosts[1]!, ["psql", "-c", "SELECT 1"])).toEqual([
-      "ip", "netns", "exec", "pgplab-h2", "psql", "-c", "SELECT 1",
+      "ip",
+      "netns",
+      "exec",
+      "pgplab-h2",
+      "psql",
+      "-c",
+      "SELECT 1",
     ]);
   });
 

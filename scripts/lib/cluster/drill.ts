@@ -93,7 +93,11 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
     const v = await probe();
     if (v !== undefined) return v;
     if (Date.now() > deadline)
-      throw new ToolkitError("DRILL_NOT_SETTLED", `${what}: not within ${timeoutMs / 1000} s`, "run make cluster-status CLUSTER=lab");
+      throw new ToolkitError(
+        "DRILL_NOT_SETTLED",
+        `${what}: not within ${timeoutMs / 1000} s`,
+        "run make cluster-status CLUSTER=lab",
+      );
   }
 }
 
@@ -142,9 +146,17 @@ export async function drill(
   const leaderHost = s.hosts.find((h) => h.name === before.leader)!;
   for (const sql of [loadTableSql(LOAD_TABLE), `CREATE TABLE IF NOT EXISTS ${PROBE_TABLE} (round int)`]) {
     const r = await psqlOn(leaderHost, sql);
-    if (r.code !== 0) throw new ToolkitError("DRILL_SETUP_FAILED", `creating ${LOAD_TABLE} on ${leaderHost.name}`, undefined, r.stderr.trim());
+    if (r.code !== 0)
+      throw new ToolkitError(
+        "DRILL_SETUP_FAILED",
+        `creating ${LOAD_TABLE} on ${leaderHost.name}`,
+        undefined,
+        r.stderr.trim(),
+      );
   }
-  const victim = s.hosts.find((h) => h.name === (scenario === "partition-etcd-minority" ? before.syncStandby : before.leader))!;
+  const victim = s.hosts.find(
+    (h) => h.name === (scenario === "partition-etcd-minority" ? before.syncStandby : before.leader),
+  )!;
   const load = startWriteLoad({ ...target, firstId: Date.now() * 1000 });
   let healed = 0;
   let cut = 0;
@@ -161,7 +173,9 @@ export async function drill(
     const probeFor = Math.max(20_000, 2 * s.timing.ttl * 1000);
     const probing = (async () => {
       for (let n = 1; Date.now() - cut < probeFor; n++) {
-        const res = await Promise.all(s.hosts.map((h) => psqlOn(h, `INSERT INTO ${PROBE_TABLE} (round) VALUES (${n})`)));
+        const res = await Promise.all(
+          s.hosts.map((h) => psqlOn(h, `INSERT INTO ${PROBE_TABLE} (round) VALUES (${n})`)),
+        );
         const accepted = s.hosts.filter((_, i) => res[i]!.code === 0).map((h) => h.name);
         rounds.push(accepted);
         if (accepted.includes(victim.name)) victimLastAcceptedMs = Date.now() - cut;
@@ -202,7 +216,8 @@ export async function drill(
       return st?.health.ok && m && m.role !== "leader" && tlOk ? st : undefined;
     });
   } finally {
-    if (cut && !healed) await (scenario === "kill-host" ? actions.powerOn(victim) : actions.heal(victim)).catch(() => {});
+    if (cut && !healed)
+      await (scenario === "kill-host" ? actions.powerOn(victim) : actions.heal(victim)).catch(() => {});
   }
   const rejoinMs = Date.now() - healed;
   const { acked, maxGapMs } = await load.stop();

@@ -90,7 +90,10 @@ export async function lostWrites(t: Omit<WriteLoadTarget, "firstId">, acked: num
   if (!acked.length) return [];
   const c = await pgClient(t, 5000);
   try {
-    const r = await c.query(`SELECT id FROM ${t.table} WHERE id BETWEEN $1 AND $2`, [acked[0], acked[acked.length - 1]]);
+    const r = await c.query(`SELECT id FROM ${t.table} WHERE id BETWEEN $1 AND $2`, [
+      acked[0],
+      acked[acked.length - 1],
+    ]);
     const stored = new Set(r.rows.map((x: { id: string }) => Number(x.id)));
     return acked.filter((id) => !stored.has(id));
   } finally {

@@ -16,7 +16,10 @@ import { switchover } from "./switchover";
 export type RollingStep = { action: "restart"; member: string } | { action: "switchover"; from: string };
 
 /** Pure: the order of a rolling restart for one status. Refused unless healthy (a restart would cost the sync standby). */
-export function rollingPlan(s: ClusterSettings, st: Pick<ClusterStatus, "leader" | "syncStandby" | "health">): RollingStep[] {
+export function rollingPlan(
+  s: ClusterSettings,
+  st: Pick<ClusterStatus, "leader" | "syncStandby" | "health">,
+): RollingStep[] {
   if (!st.health.ok || !st.leader || !st.syncStandby)
     throw new ToolkitError(
       "CLUSTER_NOT_HEALTHY",
