@@ -170,6 +170,14 @@ cluster-deploy: deps ## Install/configure every host over SSH, bring the cluster
 cluster-switchover: deps ## Hand the leader role to another member (default: the sync standby); the VIP follows: CLUSTER=crm [TO=crm2]
 	$(CLUSTER_RUN) scripts/cluster-switchover.ts $(CLUSTER_ARGS) $(if $(filter command line,$(origin TO)),--to $(TO),) $(ARGS)
 
+.PHONY: cluster-rolling-restart
+cluster-rolling-restart: deps ## Restart every member one at a time: replicas, a switchover to the sync standby, the old leader: CLUSTER=crm
+	$(CLUSTER_RUN) scripts/cluster-rolling-restart.ts $(CLUSTER_ARGS) $(ARGS)
+
+.PHONY: cluster-drill
+cluster-drill: deps ## A failure under a write load on the namespace lab: CLUSTER=lab SCENARIO=partition-leader|kill-host|partition-etcd-minority
+	$(CLUSTER_RUN) scripts/cluster-drill.ts $(CLUSTER_ARGS) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)
+
 .PHONY: cluster-status
 cluster-status: deps ## Members, roles, sync standby, VIP holder, etcd of a cluster: CLUSTER=crm [ARGS=--json]
 	@$(CLUSTER_RUN) scripts/cluster-status.ts $(if $(CLUSTER),--cluster $(CLUSTER),) $(ARGS)
@@ -270,6 +278,10 @@ bench-monitoring: deps ## Monitoring's CPU and memory and the members' log growt
 .PHONY: bench-failover
 bench-failover: deps ## Median RTO per scenario over ROUNDS=5 vs the budget and Patroni's own promotion time (STACK must be up)
 	$(BUN) bench/failover.ts $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)
+
+.PHONY: bench-cluster
+bench-cluster: deps ## ROUNDS=5 of partition-leader and kill-host on the namespace lab (built and removed here; root): write gap, lost writes, two writable primaries, rejoin
+	$(BUN) bench/cluster.ts $(if $(ROUNDS),--rounds $(ROUNDS),) $(ARGS)
 
 .PHONY: bench-new-app
 bench-new-app: deps ## Onboarding time of an app vs the raw psql statements (STACK must be up)

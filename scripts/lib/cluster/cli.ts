@@ -14,6 +14,7 @@ export const CLUSTER_FLAGS = {
   hosts: "string",
   vip: "string",
   to: "string",
+  scenario: "string",
   trustNewHost: "boolean",
   json: "boolean",
 } as const;
