@@ -58,8 +58,9 @@ describe("rendered secret files belong to the image user that reads them", () =>
     const haproxy = readFileSync(`${root}/images/haproxy/Containerfile`, "utf8");
     expect(patroni).toContain(`groupadd -r -g ${IMAGE_USERS.patroni.gid} postgres`);
     expect(patroni).toContain(`useradd -r -g postgres -u ${IMAGE_USERS.patroni.uid}`);
-    expect(haproxy).toContain(`groupadd -r -g ${IMAGE_USERS.haproxy.gid} haproxy`);
-    expect(haproxy).toContain(`useradd -r -g haproxy -u ${IMAGE_USERS.haproxy.uid}`);
+    expect(haproxy).toContain(
+      `groupmod -g ${IMAGE_USERS.haproxy.gid} haproxy && usermod -u ${IMAGE_USERS.haproxy.uid} -g ${IMAGE_USERS.haproxy.gid} haproxy`,
+    );
   });
   test("images/patroni makes the pgBackRest folder the volume mounts over (postgres-owned)", () => {
     const patroni = readFileSync(`${root}/images/patroni/Containerfile`, "utf8");

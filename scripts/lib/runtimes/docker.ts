@@ -6,7 +6,9 @@
  */
 import { ensureEnvironments } from "../supabase/environments";
 import type { Config } from "../config";
-import { composeCmd, dockerUp } from "../docker";
+import { join } from "node:path";
+import { composeCmd, dockerRenderedDir, dockerUp } from "../docker";
+import { composeArgv, detectCompose } from "../compose-up";
 import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
 import {
   unsupported,
@@ -32,8 +34,12 @@ export class DockerRuntime implements Runtime {
     return dockerUp(this.cfg, progress, ensureEnvironments);
   }
 
+  /** With the compose dev-up found (v1 where no `docker compose` exists: the podman run of issue 21). */
   async down(): Promise<DownResult> {
-    await run(composeCmd(this.cfg, "stop"), { timeoutMs: 300_000 });
+    const f = await detectCompose();
+    await run(composeArgv(this.cfg, f, join(dockerRenderedDir(this.cfg), "compose.env"), "stop"), {
+      timeoutMs: 300_000,
+    });
     return { stopped: ["compose"] };
   }
 
