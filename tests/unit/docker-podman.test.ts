@@ -68,3 +68,22 @@ describe("rendered secret files belong to the image user that reads them", () =>
     expect(patroni).toContain("chown -R postgres:postgres /home/postgres /home/pgbackrest");
   });
 });
+
+describe("compose/dev.yml as podman's API reads it", () => {
+  const doc = YAML.parse(readFileSync(`${root}/compose/dev.yml`, "utf8"));
+  test("no healthcheck argument holds a space (podman 4.3 re-splits CMD tests on spaces)", () => {
+    for (const [name, svc] of Object.entries(doc.services as Record<string, { healthcheck?: { test?: string[] } }>)) {
+      const t = svc.healthcheck?.test ?? [];
+      expect({ name, spaced: t.filter((a) => a.includes(" ")) }).toEqual({ name, spaced: [] });
+    }
+    expect(doc.services.pg2.healthcheck.test).toEqual([
+      "CMD",
+      "python3",
+      "-c",
+      "__import__('urllib.request').request.urlopen('http://pg2:8008/health',timeout=2)",
+    ]);
+  });
+  test("HAProxy gets 4096 descriptors (maxconn 1000 needs ~2000; podman's lowered default is 1024)", () => {
+    expect(doc.services.haproxy.ulimits).toEqual({ nofile: { soft: 4096, hard: 4096 } });
+  });
+});
