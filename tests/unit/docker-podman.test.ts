@@ -84,6 +84,9 @@ describe("compose/dev.yml as podman's API reads it", () => {
     ]);
   });
   test("HAProxy gets 4096 descriptors (maxconn 1000 needs ~2000; podman's lowered default is 1024)", () => {
-    expect(doc.services.haproxy.ulimits).toEqual({ nofile: { soft: 4096, hard: 4096 } });
+    expect(doc.services.haproxy.ulimits).toEqual({
+      nofile: { soft: 4096, hard: 4096 },
+      nproc: { soft: 1024, hard: 1024 },
+    });
   });
 });
