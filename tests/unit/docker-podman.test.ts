@@ -90,3 +90,15 @@ describe("compose/dev.yml as podman's API reads it", () => {
     });
   });
 });
+
+describe("pgbouncer where the toolkit reaches it", () => {
+  const doc = YAML.parse(readFileSync(`${root}/compose/dev.yml`, "utf8"));
+  test("published on HAPROXY_ADDRESS (dev-up's RELOAD connects there), not a fixed 127.0.0.1", () => {
+    expect(doc.services.pgbouncer.ports).toEqual(["${HAPROXY_ADDRESS}:${POOL_PORT}:6432"]);
+  });
+  test("images/pgbouncer runs as the uid the auth_file is rendered for (pool-docker.ts IMAGE_POOL_IDS)", async () => {
+    const { IMAGE_POOL_IDS } = await import("../../scripts/lib/pool-docker");
+    const file = readFileSync(`${root}/images/pgbouncer/Containerfile`, "utf8");
+    expect(file).toContain(`USER ${IMAGE_POOL_IDS.uid}:${IMAGE_POOL_IDS.gid}`);
+  });
+});
