@@ -101,4 +101,49 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
     const r = await psql(cfg.haproxy.rwPort, "select datname from pg_database where datname like 'orchestrator_ai_%' order by 1");
     expect(r.stdout.trim().split("\n")).toEqual([...cfg.databases].sort());
   });
+
+  test("kill the leader's container under a write load: 0 acknowledged writes lost", async () => {
+    const list = await run(
+      podmanIn(NS, "exec", container("pg1"), "patronictl", "-c", "/etc/patroni/patroni.yml", "list", "-f", "json"),
+      { env: { CONTAINERS_CONF } },
+    );
+    const leader = (JSON.parse(list.stdout) as { Member: string; Role: string }[]).find((m) => m.Role === "Leader")!;
+    expect((await psql(cfg.haproxy.rwPort, "create table drill (id int primary key)")).code).toBe(0);
+    const acked: number[] = [];
+    let killedAt = 0;
+    const t0 = Date.now();
+    for (let i = 1; Date.now() - t0 < 120_000; i++) {
+      const r = await psql(cfg.haproxy.rwPort, `insert into drill values (${i})`);
+      if (r.code === 0) acked.push(i);
+      if (!killedAt && acked.length >= 20) {
+        await run(podmanIn(NS, "kill", container(leader.Member)), { env: { CONTAINERS_CONF } });
+        killedAt = i;
+      }
+      if (killedAt && acked.filter((a) => a > killedAt).length >= 20) break;
+    }
+    const after = acked.filter((a) => a > killedAt).length;
+    const rows = await psql(cfg.haproxy.rwPort, "select id from drill order by id");
+    const have = new Set(rows.stdout.trim().split("\n").map(Number));
+    console.log(`failover drill: leader ${leader.Member} killed after ${killedAt - 1} writes; ${acked.length} acknowledged, ${after} after the kill`);
+    expect({ after20: after >= 20, lost: acked.filter((a) => !have.has(a)) }).toEqual({ after20: true, lost: [] });
+  }, 300_000);
+
+  test("make status with the docker runtime: refused naming the compose command (no process list)", async () => {
+    const r = await script("status.ts");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("RUNTIME_UNSUPPORTED");
+  });
+
+  test("dev-down stops every container; clean removes containers, volumes and network", async () => {
+    const down = await script("dev-down.ts");
+    expect(down.code).toBe(0);
+    const label = `label=com.docker.compose.project=${cfg.clusterName}`;
+    const running = await run(podmanIn(NS, "ps", "-q", "--filter", label), { env: { CONTAINERS_CONF } });
+    expect(running.stdout.trim()).toBe("");
+    const clean = await script("clean.ts", "--yes");
+    expect({ code: clean.code, err: clean.code ? clean.stderr : "" }).toEqual({ code: 0, err: "" });
+    const left = await run(podmanIn(NS, "ps", "-aq", "--filter", label), { env: { CONTAINERS_CONF } });
+    const vols = await run(podmanIn(NS, "volume", "ls", "-q", "--filter", label), { env: { CONTAINERS_CONF } });
+    expect([left.stdout.trim(), vols.stdout.trim()]).toEqual(["", ""]);
+  }, 600_000);
 });

@@ -27,7 +27,7 @@ export const dockerExecCmd = (cfg: Config, member: string, argv: Cmd) => compose
 
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
-  readonly verbs: readonly Verb[] = ["dev-up", "dev-down"];
+  readonly verbs: readonly Verb[] = ["dev-up", "dev-down", "clean"];
   constructor(private readonly cfg: Config) {}
 
   up(progress: Progress): Promise<UpResult> {
@@ -41,6 +41,14 @@ export class DockerRuntime implements Runtime {
       timeoutMs: 300_000,
     });
     return { stopped: ["compose"] };
+  }
+
+  /** make clean: `down -v` removes the project's containers, named volumes (the members' data) and network. */
+  async removeAll(): Promise<string[]> {
+    const f = await detectCompose();
+    const env = join(dockerRenderedDir(this.cfg), "compose.env");
+    await run(composeArgv(this.cfg, f, env, "down", "-v", "--remove-orphans", "-t", "10"), { timeoutMs: 300_000 });
+    return [`removed the ${this.cfg.clusterName} containers, volumes and network (${f.argv.join(" ")} down -v)`];
   }
 
   exec(member: string, argv: Cmd, opts: RunOptions = {}): Promise<RunResult> {
