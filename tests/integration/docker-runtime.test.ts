@@ -124,7 +124,7 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
     const after = acked.filter((a) => a > killedAt).length;
     const rows = await psql(cfg.haproxy.rwPort, "select id from drill order by id");
     const have = new Set(rows.stdout.trim().split("\n").map(Number));
-    console.log(`failover drill: leader ${leader.Member} killed after ${killedAt - 1} writes; ${acked.length} acknowledged, ${after} after the kill`);
+    console.log(`failover drill: leader ${leader.Member} killed after write ${killedAt}; ${acked.length} acknowledged, ${after} after the kill`);
     expect({ after20: after >= 20, lost: acked.filter((a) => !have.has(a)) }).toEqual({ after20: true, lost: [] });
   }, 300_000);
 
