@@ -10,7 +10,7 @@
  * (the env file envs/<STACK>.env is written from envs/test.env when absent: block 127.0.34.x).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadConfig, type Config } from "../../scripts/lib/config";
 import { run } from "../../scripts/lib/exec";
@@ -146,4 +146,34 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
     const vols = await run(podmanIn(NS, "volume", "ls", "-q", "--filter", label), { env: { CONTAINERS_CONF } });
     expect([left.stdout.trim(), vols.stdout.trim()]).toEqual(["", ""]);
   }, 600_000);
+
+  test("benchmark: cold start against the native runtime, same namespace, same addresses", async () => {
+    // A sibling stack: the same env file with RUNTIME=native, started and cleaned in the namespace.
+    const native = `${STACK}n`;
+    const file = join(ROOT, "envs", `${native}.env`);
+    writeFileSync(
+      file,
+      readFileSync(join(ROOT, "envs", `${STACK}.env`), "utf8")
+        .replace(/^RUNTIME=.*$/m, "RUNTIME=native")
+        .replace(/^CLUSTER_NAME=.*$/m, `CLUSTER_NAME=${cfg.clusterName}n`),
+    );
+    const nat = (name: string, ...args: string[]) =>
+      run(inNs(NS, ["env", `STACK=${native}`, process.execPath, `scripts/${name}`, ...args]), {
+        cwd: ROOT,
+        nothrow: true,
+        timeoutMs: 900_000,
+      });
+    try {
+      const t0 = Date.now();
+      const up = await nat("dev-up.ts");
+      const nativeMs = Date.now() - t0;
+      expect({ code: up.code, err: up.code ? up.stdout + up.stderr : "" }).toEqual({ code: 0, err: "" });
+      console.log(
+        `cold start: docker (podman, compose v1) ${(coldMs / 1000).toFixed(1)} s, native ${(nativeMs / 1000).toFixed(1)} s: ${(coldMs / nativeMs).toFixed(2)}x (goal <= 2x)`,
+      );
+    } finally {
+      await nat("clean.ts", "--yes", "--purge-secrets");
+      rmSync(file, { force: true });
+    }
+  }, 900_000);
 });
