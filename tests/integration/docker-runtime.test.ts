@@ -174,6 +174,7 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
     } finally {
       await nat("clean.ts", "--yes", "--purge-secrets");
       rmSync(file, { force: true });
+      rmSync(join(ROOT, "envs", `app.${native}`), { recursive: true, force: true }); // clean leaves it empty
     }
   }, 900_000);
 });
