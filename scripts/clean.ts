@@ -35,6 +35,7 @@ await runMain(async () => {
     if (p.isCancel(ok) || !ok) return void logLine("cancelled: nothing deleted");
   }
   await rt.down((c, m) => logLine(`${c}: ${m}`));
+  for (const r of (await rt.removeAll?.()) ?? []) logLine(r);
   const done = applyClean(cfg, plan, opts);
   logLine(`deleted ${done.map((d) => d.replace(cfg.rootDir + "/", "")).join(", ")}`);
   for (const k of plan.kept) logLine(`kept ${k.path.replace(cfg.rootDir + "/", "")}: ${k.why}`);

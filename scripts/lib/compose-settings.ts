@@ -39,6 +39,8 @@ export interface DockerSettings {
   /** GoTrue's GOTRUE_SITE_URL: where its e-mail links send users back to (the main app) */
   siteUrl: string;
   smtp: { host: string; port: number; user: string; adminEmail: string; senderName: string };
+  /** DOCKER_SERVICES: which stages compose-up.ts runs (cluster: no Supabase services, Kong or nginx) */
+  services: "all" | "cluster";
 }
 
 /** Built from the validated values of the SUPABASE_SITE_URL / SMTP_* / IMAGE_* block in config.ts. */
@@ -48,6 +50,7 @@ export function dockerSettings(v: EnvValues): DockerSettings {
   return {
     images,
     siteUrl: v.SUPABASE_SITE_URL,
+    services: v.DOCKER_SERVICES,
     smtp: {
       host: v.SMTP_HOST,
       port: v.SMTP_PORT,

@@ -96,7 +96,8 @@ export function v1NotReady(psText: string): string[] {
     if (!line.trim() || /^\s*Name\s+Command/.test(line) || /^-+$/.test(line.trim())) continue;
     const name = line.trim().split(/\s+/)[0]!;
     const state = /\s(Up( \([^)]*\))?|Exit \d+|Restarting|Paused|Created)(?=\s|$)/.exec(line)?.[0]?.trim() ?? "unknown";
-    if (state === "Up" || state === "Up (healthy)") continue;
+    // podman's API shows "Up ()" for a container without a healthcheck (Docker: "Up")
+    if (state === "Up" || state === "Up ()" || state === "Up (healthy)") continue;
     out.push(`${name}: ${state}`);
   }
   return out;
@@ -162,13 +163,18 @@ async function waitRoutes(cfg: Config, timeoutMs: number): Promise<void> {
 export type Stage =
   | { stage: "cluster"; services: string[] }
   | { stage: "prepare" }
-  | { stage: "clients"; services: "rest" };
+  /** services: those to start (and their depends_on); empty: every service the file has */
+  | { stage: "clients"; services: string[] };
 
-/** The start-up order: the cluster, then the databases and login roles (ensureDatabases) and the pgBackRest stanza, then every other service. */
+/**
+ * The start-up order: the cluster, then the databases and login roles (ensureDatabases) and the
+ * pgBackRest stanza, then every other service. DOCKER_SERVICES=cluster stops after the second
+ * stage with pgbouncer alone (no Supabase service, Kong or nginx: nginx proxies to Kong).
+ */
 export const startPlan = (cfg: Config): Stage[] => [
   { stage: "cluster", services: clusterServices(cfg) },
   { stage: "prepare" },
-  { stage: "clients", services: "rest" },
+  { stage: "clients", services: cfg.docker.services === "cluster" ? ["pgbouncer"] : [] },
 ];
 
 /** Runs startPlan; returns dev-up's result. */
@@ -193,8 +199,8 @@ export async function composeUpInOrder(
       changes.push(...(await prepare(cfg)));
       changes.push(await ensureDockerStanza(cfg, (...a) => composeArgv(cfg, f, envFile, ...a)));
     } else {
-      progress("compose", "Supabase services, gateway and nginx");
-      await upStage(cfg, f, envFile, [], 600_000);
+      progress("compose", s.services.length ? s.services.join(", ") : "Supabase services, gateway and nginx");
+      await upStage(cfg, f, envFile, s.services, 600_000);
     }
   }
   return {

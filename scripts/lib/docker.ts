@@ -22,6 +22,7 @@ import { writeIfChanged } from "./render";
 import { renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
 import { dockerPoolUp, writeDockerPoolFiles } from "./pool-docker";
+import { renderedOwner } from "./compose-owners";
 
 export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
 
@@ -69,7 +70,7 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker"))
-    writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644 });
+    writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644, ...renderedOwner(f.path) });
   writeIfChanged(dockerPgbackrestFile(dir), dockerPgbackrestConf(cfg));
   await writeDockerPoolFiles(cfg, dir);
   if (cfg.access.tunnel === "cloudflare")

@@ -92,7 +92,7 @@ export const LOCAL_IMAGES: LocalImage[] = [
     replaces: "pgbouncer (no upstream image: Debian's pgbouncer 1.18)",
     check: {
       cmd: ["sh", "-c", "id -un; pgbouncer --version | head -1 | cut -d' ' -f1"],
-      want: ["postgres", "PgBouncer"],
+      want: ["pgplatform-pool", "PgBouncer"],
     },
   },
 ];

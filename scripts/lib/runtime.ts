@@ -94,6 +94,8 @@ export interface Runtime {
   up(progress: Progress): Promise<UpResult>;
   /** stop the stack in a safe order; data is kept */
   down(progress: Progress): Promise<DownResult>;
+  /** make clean, after down: what only the runtime holds (docker: the project's containers, volumes and network). */
+  removeAll?(): Promise<string[]>;
   /** every process the runtime runs for the stack */
   status(): Promise<ProcessState[]>;
   /** run an argv array in a member's environment (its OS user, its dir) */

@@ -126,6 +126,7 @@ describe("the Config an env file becomes", () => {
         images: {},
         siteUrl: "http://127.0.0.1:6100",
         smtp: { host: "", port: 587, user: "", adminEmail: "admin@example.com", senderName: "pgplatform" },
+        services: "all",
       },
       // left out of the file: every component's log capped at 10 MB, 2 rotated copies
       logs: { maxSizeKb: 10240, keep: 2 },

@@ -17,9 +17,9 @@ describe("local images (make images-local)", () => {
   });
 
   test("the Postgres side keeps the official image's uid/gid 999 (named volumes and the compose runtime rely on it)", () => {
-    for (const name of ["patroni", "pgbouncer"]) {
-      expect(readFileSync(join(IMAGES_DIR, name, "Containerfile"), "utf8")).toContain("groupadd -r -g 999 postgres");
-    }
+    expect(readFileSync(join(IMAGES_DIR, "patroni", "Containerfile"), "utf8")).toContain("groupadd -r -g 999 postgres");
+    // pgbouncer runs as compose/pgbouncer's pgplatform-pool (990): pool-docker.ts renders its auth_file for that uid
+    expect(readFileSync(join(IMAGES_DIR, "pgbouncer", "Containerfile"), "utf8")).toContain("USER 990:990");
     expect(LOCAL_IMAGES.find((i) => i.name === "patroni")!.check.want.slice(0, 2)).toEqual(["999", "999"]);
   });
 });

@@ -26,7 +26,7 @@ const dir = mkdtempSync(join(tmpdir(), "pgp-pool-docker-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("pgbouncer in compose/dev.yml", () => {
-  test("a pinned image built from Debian's 1.18 package, the rendered folder read-only, published on 127.0.0.1:POOL_PORT only", async () => {
+  test("a pinned image built from Debian's 1.18 package, the rendered folder read-only, published on HAPROXY_ADDRESS:POOL_PORT (where the toolkit reaches it, as natively)", async () => {
     const svc = parse(readFileSync(`${root}/compose/dev.yml`, "utf8")).services.pgbouncer;
     expect(svc).toEqual({
       build: { context: "./pgbouncer", dockerfile: "Dockerfile" },
@@ -35,7 +35,7 @@ describe("pgbouncer in compose/dev.yml", () => {
       networks: ["stack"],
       depends_on: ["haproxy"],
       volumes: ["${RENDERED_DIR}/pgbouncer:/etc/pgbouncer:ro"],
-      ports: [`127.0.0.1:\${POOL_PORT}:${CONTAINER_POOL_PORT}`],
+      ports: [`\${HAPROXY_ADDRESS}:\${POOL_PORT}:${CONTAINER_POOL_PORT}`],
     });
     expect(readFileSync(`${root}/compose/pgbouncer/Dockerfile`, "utf8")).toContain("pgbouncer=1.18.0-1+deb12u1");
     expect((await composeEnv(cfg, "/x")).POOL_PORT).toBe("6015");

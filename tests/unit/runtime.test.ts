@@ -105,14 +105,14 @@ describe("RUNTIME resolution", () => {
 });
 
 describe("every verb goes through the runtime", () => {
-  const dockerVerbs: Verb[] = ["dev-up", "dev-down"];
+  const dockerVerbs: Verb[] = ["dev-up", "dev-down", "clean"];
 
   test("the docker runtime refuses every other verb: code, what, and the fix", async () => {
     for (const verb of VERBS.filter((v) => !dockerVerbs.includes(v))) {
       expect(await refusal(withEnv({ RUNTIME: "docker" }, () => openRuntime(cfg, verb)))).toEqual({
         code: "RUNTIME_UNSUPPORTED",
         message: `make ${verb} is not supported by the docker runtime`,
-        fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down)",
+        fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean)",
       });
     }
     for (const verb of dockerVerbs)
@@ -190,7 +190,7 @@ describe("every verb goes through the runtime", () => {
       });
       expect([r.status, r.stderr.trim()]).toEqual([
         1,
-        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down)`,
+        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean)`,
       ]);
     }
   });

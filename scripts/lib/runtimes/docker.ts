@@ -6,7 +6,9 @@
  */
 import { ensureEnvironments } from "../supabase/environments";
 import type { Config } from "../config";
-import { composeCmd, dockerUp } from "../docker";
+import { join } from "node:path";
+import { composeCmd, dockerRenderedDir, dockerUp } from "../docker";
+import { composeArgv, detectCompose } from "../compose-up";
 import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
 import {
   unsupported,
@@ -25,16 +27,28 @@ export const dockerExecCmd = (cfg: Config, member: string, argv: Cmd) => compose
 
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
-  readonly verbs: readonly Verb[] = ["dev-up", "dev-down"];
+  readonly verbs: readonly Verb[] = ["dev-up", "dev-down", "clean"];
   constructor(private readonly cfg: Config) {}
 
   up(progress: Progress): Promise<UpResult> {
     return dockerUp(this.cfg, progress, ensureEnvironments);
   }
 
+  /** With the compose dev-up found (v1 where no `docker compose` exists: the podman run of issue 21). */
   async down(): Promise<DownResult> {
-    await run(composeCmd(this.cfg, "stop"), { timeoutMs: 300_000 });
+    const f = await detectCompose();
+    await run(composeArgv(this.cfg, f, join(dockerRenderedDir(this.cfg), "compose.env"), "stop"), {
+      timeoutMs: 300_000,
+    });
     return { stopped: ["compose"] };
+  }
+
+  /** make clean: `down -v` removes the project's containers, named volumes (the members' data) and network. */
+  async removeAll(): Promise<string[]> {
+    const f = await detectCompose();
+    const env = join(dockerRenderedDir(this.cfg), "compose.env");
+    await run(composeArgv(this.cfg, f, env, "down", "-v", "--remove-orphans", "-t", "10"), { timeoutMs: 300_000 });
+    return [`removed the ${this.cfg.clusterName} containers, volumes and network (${f.argv.join(" ")} down -v)`];
   }
 
   exec(member: string, argv: Cmd, opts: RunOptions = {}): Promise<RunResult> {

@@ -281,6 +281,11 @@ const KEYS = {
   ),
   SMTP_SENDER_NAME: setting(z.string(), "sender name of GoTrue's mail", "pgplatform"),
   ...IMAGE_SETTINGS,
+  DOCKER_SERVICES: setting(
+    oneOf(["all", "cluster"]),
+    "docker runtime: all (cluster, then Supabase's services, Kong, nginx) or cluster (etcd, Patroni, HAProxy, pgbouncer only; where Supabase's images cannot be had)",
+    "all",
+  ),
   // Log rotation (scripts/lib/logrotate.ts): every component's log in the stack's log folder is capped.
   LOG_MAX_SIZE_KB: setting(
     whole(64, { max: 1048576, maxMessage: "must be at most 1048576 (1 GB)" }),

@@ -1,0 +1,104 @@
+/**
+ * Faults the first real run of the docker runtime found (issue 21: podman 4.3's API driven by
+ * Debian's docker-compose 1.29, cluster part only). Each test states the value the run needed.
+ */
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import YAML from "yaml";
+import { startPlan, v1NotReady } from "../../scripts/lib/compose-up";
+import { IMAGE_USERS, renderedOwner } from "../../scripts/lib/compose-owners";
+import { isRoot } from "../../scripts/lib/exec";
+import { config, root } from "./compose-render";
+
+describe("DOCKER_SERVICES: the cluster part alone", () => {
+  test("all (default): cluster, prepare, then every service", () => {
+    expect(config().docker.services).toBe("all");
+    expect(startPlan(config()).map((s) => [s.stage, "services" in s ? s.services : null])).toEqual([
+      ["cluster", ["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "haproxy"]],
+      ["prepare", null],
+      ["clients", []],
+    ]);
+  });
+  test("cluster: the last stage starts pgbouncer only (no Supabase service, Kong or nginx)", () => {
+    const plan = startPlan(config("\nDOCKER_SERVICES=cluster\n"));
+    expect(plan.at(-1)).toEqual({ stage: "clients", services: ["pgbouncer"] });
+  });
+  test("another value is refused naming the key", () => {
+    expect(() => config("\nDOCKER_SERVICES=supabase\n")).toThrow(/DOCKER_SERVICES/);
+  });
+});
+
+describe("podman's answers, read by compose v1", () => {
+  test('"Up ()" (podman: running, no healthcheck) is ready', () => {
+    const ps = [
+      "     Name                   Command               State                  Ports",
+      "-----------------------------------------------------------------------",
+      "x_haproxy_1   haproxy -f /usr/local/etc/ ...   Up ()                   127.0.34.1:16012->5000/tcp",
+      "x_pg1_1       patroni /etc/patroni/patr ...   Up (health: starting)   5432/tcp",
+    ].join("\n");
+    expect(v1NotReady(ps)).toEqual(["x_pg1_1: Up (health: starting)"]);
+  });
+  test("the network's IPAM options equal what podman reports (compose v1 refused every later up)", () => {
+    const doc = YAML.parse(readFileSync(`${root}/compose/dev.yml`, "utf8"));
+    expect(doc.networks.stack.ipam).toEqual({
+      config: [{ subnet: "172.30.0.0/24" }],
+      options: { driver: "host-local" },
+    });
+  });
+});
+
+describe("rendered secret files belong to the image user that reads them", () => {
+  test.skipIf(!isRoot())("patroni.yml -> postgres (999), haproxy.cfg -> haproxy (99), others root", () => {
+    expect(renderedOwner("pg2/patroni.yml")).toEqual({ uid: 999, gid: 999 });
+    expect(renderedOwner("haproxy/haproxy.cfg")).toEqual({ uid: 99, gid: 99 });
+    expect(renderedOwner("etcd/etcd1.yml")).toBeUndefined();
+  });
+  test("the local images run as those ids", () => {
+    const patroni = readFileSync(`${root}/images/patroni/Containerfile`, "utf8");
+    const haproxy = readFileSync(`${root}/images/haproxy/Containerfile`, "utf8");
+    expect(patroni).toContain(`groupadd -r -g ${IMAGE_USERS.patroni.gid} postgres`);
+    expect(patroni).toContain(`useradd -r -g postgres -u ${IMAGE_USERS.patroni.uid}`);
+    expect(haproxy).toContain(
+      `groupmod -g ${IMAGE_USERS.haproxy.gid} haproxy && usermod -u ${IMAGE_USERS.haproxy.uid} -g ${IMAGE_USERS.haproxy.gid} haproxy`,
+    );
+  });
+  test("images/patroni makes the pgBackRest folder the volume mounts over (postgres-owned)", () => {
+    const patroni = readFileSync(`${root}/images/patroni/Containerfile`, "utf8");
+    expect(patroni).toContain("/home/pgbackrest/repo");
+    expect(patroni).toContain("chown -R postgres:postgres /home/postgres /home/pgbackrest");
+  });
+});
+
+describe("compose/dev.yml as podman's API reads it", () => {
+  const doc = YAML.parse(readFileSync(`${root}/compose/dev.yml`, "utf8"));
+  test("no healthcheck argument holds a space (podman 4.3 re-splits CMD tests on spaces)", () => {
+    for (const [name, svc] of Object.entries(doc.services as Record<string, { healthcheck?: { test?: string[] } }>)) {
+      const t = svc.healthcheck?.test ?? [];
+      expect({ name, spaced: t.filter((a) => a.includes(" ")) }).toEqual({ name, spaced: [] });
+    }
+    expect(doc.services.pg2.healthcheck.test).toEqual([
+      "CMD",
+      "python3",
+      "-c",
+      "__import__('urllib.request').request.urlopen('http://pg2:8008/health',timeout=2)",
+    ]);
+  });
+  test("HAProxy gets 4096 descriptors (maxconn 1000 needs ~2000; podman's lowered default is 1024)", () => {
+    expect(doc.services.haproxy.ulimits).toEqual({
+      nofile: { soft: 4096, hard: 4096 },
+      nproc: { soft: 1024, hard: 1024 },
+    });
+  });
+});
+
+describe("pgbouncer where the toolkit reaches it", () => {
+  const doc = YAML.parse(readFileSync(`${root}/compose/dev.yml`, "utf8"));
+  test("published on HAPROXY_ADDRESS (dev-up's RELOAD connects there), not a fixed 127.0.0.1", () => {
+    expect(doc.services.pgbouncer.ports).toEqual(["${HAPROXY_ADDRESS}:${POOL_PORT}:6432"]);
+  });
+  test("images/pgbouncer runs as the uid the auth_file is rendered for (pool-docker.ts IMAGE_POOL_IDS)", async () => {
+    const { IMAGE_POOL_IDS } = await import("../../scripts/lib/pool-docker");
+    const file = readFileSync(`${root}/images/pgbouncer/Containerfile`, "utf8");
+    expect(file).toContain(`USER ${IMAGE_POOL_IDS.uid}:${IMAGE_POOL_IDS.gid}`);
+  });
+});
