@@ -46,6 +46,8 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["amtool", "prometheus-alertmanager"],
   // tests/integration/images-local.test.ts: make images-local (rootful podman with runc, a debootstrapped base)
   ["podman", "podman"],
+  // tests/integration/docker-runtime.test.ts: compose v1 against podman's API service
+  ["docker-compose", "docker-compose"],
   ["runc", "runc"],
   ["debootstrap", "debootstrap"],
 ];

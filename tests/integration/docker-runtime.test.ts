@@ -44,15 +44,29 @@ let cfg: Config;
 let coldMs = 0;
 const env = () => ({ STACK, DOCKER_HOST: engine!.dockerHost, CONTAINERS_CONF });
 const script = (name: string, ...args: string[]) =>
-  run(inNs(NS, ["env", ...Object.entries(env()).map(([k, v]) => `${k}=${v}`), process.execPath, `scripts/${name}`, ...args]), {
-    cwd: ROOT,
-    nothrow: true,
-    timeoutMs: 900_000,
-  });
+  run(
+    inNs(NS, [
+      "env",
+      ...Object.entries(env()).map(([k, v]) => `${k}=${v}`),
+      process.execPath,
+      `scripts/${name}`,
+      ...args,
+    ]),
+    {
+      cwd: ROOT,
+      nothrow: true,
+      timeoutMs: 900_000,
+    },
+  );
 /** psql inside the namespace; the password through the environment, never argv. */
 const psql = (port: number, sql: string, db = "postgres") =>
   run(
-    inNs(NS, ["psql", `host=${cfg.haproxy.address} port=${port} user=postgres dbname=${db} connect_timeout=3`, "-XAtc", sql]),
+    inNs(NS, [
+      "psql",
+      `host=${cfg.haproxy.address} port=${port} user=postgres dbname=${db} connect_timeout=3`,
+      "-XAtc",
+      sql,
+    ]),
     { nothrow: true, env: { PGPASSWORD: cfg.secrets.POSTGRES_PASSWORD }, timeoutMs: 30_000 },
   );
 const container = (svc: string) => `${cfg.clusterName}_${svc}_1`;
@@ -98,7 +112,10 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
   });
 
   test("the environment databases exist", async () => {
-    const r = await psql(cfg.haproxy.rwPort, "select datname from pg_database where datname like 'orchestrator_ai_%' order by 1");
+    const r = await psql(
+      cfg.haproxy.rwPort,
+      "select datname from pg_database where datname like 'orchestrator_ai_%' order by 1",
+    );
     expect(r.stdout.trim().split("\n")).toEqual([...cfg.databases].sort());
   });
 
@@ -124,7 +141,9 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
     const after = acked.filter((a) => a > killedAt).length;
     const rows = await psql(cfg.haproxy.rwPort, "select id from drill order by id");
     const have = new Set(rows.stdout.trim().split("\n").map(Number));
-    console.log(`failover drill: leader ${leader.Member} killed after write ${killedAt}; ${acked.length} acknowledged, ${after} after the kill`);
+    console.log(
+      `failover drill: leader ${leader.Member} killed after write ${killedAt}; ${acked.length} acknowledged, ${after} after the kill`,
+    );
     expect({ after20: after >= 20, lost: acked.filter((a) => !have.has(a)) }).toEqual({ after20: true, lost: [] });
   }, 300_000);
 

@@ -48,7 +48,8 @@ export async function removeProject(ns: string, project: string): Promise<void> 
   const label = `label=com.docker.compose.project=${project}`;
   const ids = await run(podmanIn(ns, "ps", "-aq", "--filter", label), { nothrow: true, env: ENV });
   const list = ids.stdout.split("\n").filter(Boolean);
-  if (list.length) await run(podmanIn(ns, "rm", "-f", "-t", "2", ...list), { nothrow: true, env: ENV, timeoutMs: 120_000 });
+  if (list.length)
+    await run(podmanIn(ns, "rm", "-f", "-t", "2", ...list), { nothrow: true, env: ENV, timeoutMs: 120_000 });
   const vols = await run(podmanIn(ns, "volume", "ls", "-q", "--filter", label), { nothrow: true, env: ENV });
   const vl = vols.stdout.split("\n").filter(Boolean);
   if (vl.length) await run(podmanIn(ns, "volume", "rm", "-f", ...vl), { nothrow: true, env: ENV });
