@@ -132,13 +132,7 @@ export async function ensureEnvironments(cfg: Config): Promise<string[]> {
       const { password, changes: roleChanges } = await ensureEnvironmentRole(admin, database, old.password);
       changes.push(...roleChanges);
       const target = { database, owner: environmentRole(database) };
-      changes.push(...(await ensureClusterFacts(admin, target)));
-      const db = await connect(cfg, { database, catalogOnly: true });
-      try {
-        changes.push(...(await ensureDatabaseFacts(db, target)));
-      } finally {
-        await db.end().catch(() => {});
-      }
+      changes.push(...(await prepareDatabase(cfg, admin, target)));
       const keys = await apiKeysFor(cfg, database, old.keys);
       if (writeIfChanged(path, renderEnvFile(cfg, { database, role: target.owner, password, keys }), { mode: 0o600 })) {
         changes.push(`${path.replace(cfg.rootDir + "/", "")} (mode 0600)`);
@@ -157,6 +151,22 @@ export async function ensureEnvironments(cfg: Config): Promise<string[]> {
  * Supabase's facts are applied, for the owner deploy-client set; a database whose role does not
  * exist yet is left for deploy-client, which calls this right after creating the roles.
  */
+/** Supabase's facts for one database: those in the shared catalogs, then those inside it. */
+async function prepareDatabase(
+  cfg: Config,
+  admin: pg.Client,
+  target: { database: string; owner: string },
+): Promise<string[]> {
+  const changes = await ensureClusterFacts(admin, target);
+  const db = await connect(cfg, { database: target.database, catalogOnly: true });
+  try {
+    changes.push(...(await ensureDatabaseFacts(db, target)));
+  } finally {
+    await db.end().catch(() => {});
+  }
+  return changes;
+}
+
 export const isCustomerStack = (cfg: Pick<Config, "stack">) => cfg.stack.startsWith("client-");
 
 export async function ensureCustomerEnvironments(cfg: Config): Promise<string[]> {
@@ -166,13 +176,7 @@ export async function ensureCustomerEnvironments(cfg: Config): Promise<string[]>
     for (const database of cfg.databases) {
       const target = { database, owner: `${database}_app` };
       if ((await admin.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [target.owner])).rowCount === 0) continue;
-      changes.push(...(await ensureClusterFacts(admin, target)));
-      const db = await connect(cfg, { database, catalogOnly: true });
-      try {
-        changes.push(...(await ensureDatabaseFacts(db, target)));
-      } finally {
-        await db.end().catch(() => {});
-      }
+      changes.push(...(await prepareDatabase(cfg, admin, target)));
     }
   } finally {
     await admin.end().catch(() => {});
