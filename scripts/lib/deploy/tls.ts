@@ -52,7 +52,8 @@ export function permittedNames(s: Pick<ClientSettings, "domain" | "api">): strin
 export const nameConstraintsExt = (permitted: string[]) =>
   `nameConstraints=critical,${permitted.map((n) => `permitted;${n}`).join(",")}`;
 
-export const caCommand = (p: TlsPaths, client: string, permitted: string[]): string[] => [
+/** A new P-256 key and a self-signed certificate for it (`openssl req -x509`), extensions appended. */
+const selfSignedCommand = (key: string, cert: string, days: number, subject: string, ...extra: string[]): string[] => [
   "openssl",
   "req",
   "-x509",
@@ -62,20 +63,29 @@ export const caCommand = (p: TlsPaths, client: string, permitted: string[]): str
   "ec_paramgen_curve:prime256v1",
   "-nodes",
   "-keyout",
-  p.caKey,
+  key,
   "-out",
-  p.caCert,
+  cert,
   "-days",
-  String(CA_DAYS),
+  String(days),
   "-subj",
-  `/O=pgplatform/CN=${client} private CA`,
-  "-addext",
-  "basicConstraints=critical,CA:TRUE,pathlen:0",
-  "-addext",
-  "keyUsage=critical,keyCertSign,cRLSign",
-  "-addext",
-  nameConstraintsExt(permitted),
+  subject,
+  ...extra,
 ];
+
+export const caCommand = (p: TlsPaths, client: string, permitted: string[]): string[] =>
+  selfSignedCommand(
+    p.caKey,
+    p.caCert,
+    CA_DAYS,
+    `/O=pgplatform/CN=${client} private CA`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE,pathlen:0",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "-addext",
+    nameConstraintsExt(permitted),
+  );
 
 /** A CA's permitted name constraints (sorted; empty: none), and whether the extension is critical, via openssl. */
 export async function caNameConstraints(caCert: string): Promise<{ critical: boolean; permitted: string[] }> {
@@ -224,24 +234,7 @@ export async function ensureBootstrapCert(liveDir: string, domain: string): Prom
   const cert = join(liveDir, "fullchain.pem");
   if (existsSync(key) && existsSync(cert)) return [];
   mkdirSync(liveDir, { recursive: true, mode: 0o700 });
-  await run([
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "7",
-    "-subj",
-    `/CN=${domain}`,
-  ]);
+  await run(selfSignedCommand(key, cert, 7, `/CN=${domain}`));
   chmodSync(key, 0o600);
   return [`bootstrap certificate for ${domain} (replaced by certbot)`];
 }
