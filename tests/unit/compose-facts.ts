@@ -156,6 +156,12 @@ export const REALTIME = {
 export const GOTRUE_MAILER_PATHS = ["INVITE", "CONFIRMATION", "RECOVERY", "EMAIL_CHANGE"].map(
   (k) => `GOTRUE_MAILER_URLPATHS_${k}`,
 );
+/**
+ * How GoTrue builds a mail link: internal/mailer/template.go@a6164519c2f8 (InviteMail, ConfirmationMail, ...)
+ * `externalURL.ResolveReference(path)` with API_EXTERNAL_URL and the URL path: an absolute path replaces
+ * the base URL's path (RFC 3986 5.2, the same resolution as WHATWG `new URL(path, base)` for these inputs).
+ */
+export const gotrueMailLink = (apiExternalUrl: string, urlPath: string) => new URL(urlPath, apiExternalUrl).href;
 /** Behind the gateway GoTrue lives under /auth/v1 (supabase/supabase docker/.env.example: MAILER_URLPATHS_*="/auth/v1/verify"). */
 export const GOTRUE_VERIFY_PATH = "/auth/v1/verify";
 /** configuration.go@a6164519c2f8 SMTPConfiguration (GOTRUE_SMTP_*): without a host no mail goes out. */
