@@ -28,6 +28,10 @@ export const IMAGE_KEYS = [
   "IMAGE_NGINX",
   "IMAGE_CLOUDFLARED",
   "IMAGE_PGBOUNCER",
+  // MONITORING=true (scripts/lib/monitoring/compose.ts)
+  "IMAGE_PROMETHEUS",
+  "IMAGE_ALERTMANAGER",
+  "IMAGE_GRAFANA",
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 

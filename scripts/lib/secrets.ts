@@ -35,6 +35,7 @@ export const SECRET_KEYS = [
   "SUPABASE_AUTH_ADMIN_PASSWORD",
   "SUPABASE_STORAGE_ADMIN_PASSWORD",
   "POOL_ADMIN_PASSWORD", // pgbouncer's admin console (PAUSE/RESUME/RELOAD/SHOW); not a Postgres role
+  "GRAFANA_ADMIN_PASSWORD", // Grafana's admin login (docker runtime, MONITORING=true)
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 /** Secrets the operator may add (never generated, kept when present): GoTrue's SMTP password (scripts/lib/compose-settings.ts). */

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
 import { apiSlug } from "../../scripts/lib/compose-apis";
+import { monitoringComposeYaml } from "../../scripts/lib/monitoring/compose";
 import { IMAGE_KEYS } from "../../scripts/lib/compose-settings";
 import { renderSites } from "../../scripts/lib/deploy/nginx";
 import { dockerPgbackrestConf, ensureDockerStanza, STANZA_SNIPPET } from "../../scripts/lib/compose-pgbackrest";
@@ -23,6 +24,7 @@ import {
   devYml,
   envOf,
   rendered,
+  RENDERED,
   root,
   service,
   kong,
@@ -320,11 +322,12 @@ describe("issue 21: image names come from settings, defaulting to the pinned ups
   const pinned = (text: string) =>
     Object.fromEntries([...text.matchAll(/image: "?\$\{(IMAGE_[A-Z_]+):-([^}]+)\}/g)].map((m) => [m[1]!, m[2]!]));
   test("every image: line of every compose file reads an IMAGE_* variable with a pinned default", () => {
-    for (const text of [devYml, apisYml, ...clients.map((c) => c.text)]) {
+    const monYml = monitoringComposeYaml(cfg, RENDERED);
+    for (const text of [devYml, apisYml, monYml, ...clients.map((c) => c.text)]) {
       const lines = text.split("\n").filter((l) => /^\s+image:/.test(l));
       for (const l of lines) expect(l).toMatch(/image: "?\$\{IMAGE_[A-Z_]+:-[^}]+:[\w.-]*\d[\w.-]*\}"?$/);
     }
-    expect(Object.keys(pinned(devYml + apisYml)).sort()).toEqual([...IMAGE_KEYS].sort());
+    expect(Object.keys(pinned(devYml + apisYml + monYml)).sort()).toEqual([...IMAGE_KEYS].sort());
     expect(pinned(devYml + apisYml)).toMatchObject({
       IMAGE_GOTRUE: "supabase/gotrue:v2.164.0",
       IMAGE_POSTGREST: "postgrest/postgrest:v12.2.3",

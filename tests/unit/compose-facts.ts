@@ -203,3 +203,34 @@ export const HEALTH_URLS: Record<string, string> = {
   pg1: "pg1:8008/health",
   nginx: ":8080/healthz",
 };
+
+/**
+ * Grafana's image (grafana/grafana; stored versions read: Dockerfile@0014fb640202, packaging/docker/run.sh@07754534fbaf,
+ * conf/provisioning/{datasources,dashboards}/sample.yaml@01c834234982/@06aca5e8b5f3):
+ *   Dockerfile: ENV GF_PATHS_PROVISIONING="/etc/grafana/provisioning", ARG GF_UID="472", EXPOSE 3000; run.sh passes
+ *   cfg:default.paths.provisioning="$GF_PATHS_PROVISIONING" to grafana server, which reads <provisioning>/datasources
+ *   and <provisioning>/dashboards (the sample files' folders, each `apiVersion: 1`; a dashboards provider of
+ *   `type: file` loads `options.path`).
+ *   run.sh: every GF_<NAME>__FILE=<path> becomes GF_<NAME>=$(cat <path>); with both GF_<NAME> and GF_<NAME>__FILE set
+ *   it exits ("Both ... are set (but are exclusive)").
+ */
+export const GRAFANA = {
+  provisioningPath: "/etc/grafana/provisioning",
+  provisioningDirs: ["datasources", "dashboards"],
+  fileSuffix: "__FILE",
+  uid: 472,
+  port: 3000,
+  /** run.sh's __FILE conversion, as a function of the environment and a file reader */
+  expandFileVars(env: Record<string, string>, read: (path: string) => string): Record<string, string> {
+    const out = { ...env };
+    for (const k of Object.keys(env).filter((n) => /^GF_[^=]+__FILE$/.test(n) && env[n])) {
+      const name = k.slice(0, -"__FILE".length);
+      if (env[name]) throw new Error(`ERROR: Both ${name} and ${k} are set (but are exclusive)`);
+      out[name] = read(env[k]!);
+      delete out[k];
+    }
+    return out;
+  },
+};
+/** prom/prometheus and prom/alertmanager (Dockerfiles): USER nobody; Prometheus's default listen address :9090. */
+export const PROM_IMAGES = { user: 65534, prometheusPort: 9090, alertmanagerPort: 9093 };

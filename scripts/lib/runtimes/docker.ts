@@ -5,9 +5,10 @@
  * REST API, data dirs, processes or log files are refused.
  */
 import { ensureEnvironments } from "../supabase/environments";
+import { writeDockerMonitoring } from "../monitoring/compose";
 import type { Config } from "../config";
 import { join } from "node:path";
-import { composeCmd, dockerRenderedDir, dockerUp } from "../docker";
+import { composeCmd, dockerRenderedDir, dockerUp, writeDockerTls } from "../docker";
 import { composeArgv, detectCompose } from "../compose-up";
 import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
 import {
@@ -30,7 +31,11 @@ export class DockerRuntime implements Runtime {
   readonly verbs: readonly Verb[] = ["dev-up", "dev-down", "clean"];
   constructor(private readonly cfg: Config) {}
 
-  up(progress: Progress): Promise<UpResult> {
+  /** MONITORING=true: Prometheus, Alertmanager and Grafana in an override (monitoring/compose.ts), written first. */
+  async up(progress: Progress): Promise<UpResult> {
+    // Prometheus's copy of the etcd client pair comes from the stack's docker TLS files
+    await writeDockerTls(this.cfg);
+    writeDockerMonitoring(this.cfg, dockerRenderedDir(this.cfg));
     return dockerUp(this.cfg, progress, ensureEnvironments);
   }
 
