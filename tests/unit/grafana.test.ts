@@ -12,6 +12,7 @@ import YAML from "yaml";
 import { composeFileArgs } from "../../scripts/lib/compose-files";
 import { validateCompose } from "../../scripts/lib/compose-schema";
 import { run } from "../../scripts/lib/exec";
+import { readSecrets } from "../../scripts/lib/secrets";
 import {
   grafanaDashboards,
   grafanaPort,
@@ -170,9 +171,9 @@ describe("Grafana's compose service matches its image's provisioning paths (F.GR
     const e = envOf(grafana);
     expect(e.GF_SECURITY_ADMIN_PASSWORD).toBeUndefined();
     expect(mountOf(grafana, "/grafana/admin.pass")).toBe(e.GF_SECURITY_ADMIN_PASSWORD__FILE);
-    const files: Record<string, string> = { [IN_CONTAINER.grafanaPasswordFile]: cfg.secrets.GRAFANA_ADMIN_PASSWORD };
+    const files: Record<string, string> = { [IN_CONTAINER.grafanaPasswordFile]: "grafana-pw-0123456789" };
     const after = F.GRAFANA.expandFileVars(e, (p) => files[p]!);
-    expect(after.GF_SECURITY_ADMIN_PASSWORD).toBe(cfg.secrets.GRAFANA_ADMIN_PASSWORD);
+    expect(after.GF_SECURITY_ADMIN_PASSWORD).toBe("grafana-pw-0123456789");
     expect(() => F.GRAFANA.expandFileVars({ ...e, GF_SECURITY_ADMIN_PASSWORD: "x" }, () => "")).toThrow(/exclusive/);
   });
   test("Grafana, Prometheus and Alertmanager publish on the stack's monitoring address only", () => {
@@ -238,14 +239,24 @@ describe("writeDockerMonitoring: the files the override mounts, and -f only whil
     try {
       mkdirSync(join(dir, "tls"));
       for (const f of ["ca.crt", "client.crt", "client.key"]) writeFileSync(join(dir, "tls", f), `${f}\n`);
-      writeDockerMonitoring(cfg, dir);
+      const secretsFile = join(dir, ".secrets.dev.env");
+      writeFileSync(secretsFile, "POSTGRES_PASSWORD=kept-0123456789abcdef\n", { mode: 0o600 });
+      const c = { ...cfg, secretsFile };
+      writeDockerMonitoring(c, dir);
+      // Grafana's password: generated once into the secrets file (0600, the other lines kept), the same on a re-run
+      const pw = (readSecrets(secretsFile) as Record<string, string>).GRAFANA_ADMIN_PASSWORD!;
+      expect(pw).toMatch(/^[\w-]{43}$/);
+      expect(readSecrets(secretsFile).POSTGRES_PASSWORD).toBe("kept-0123456789abcdef");
+      expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
+      writeDockerMonitoring(c, dir);
+      expect((readSecrets(secretsFile) as Record<string, string>).GRAFANA_ADMIN_PASSWORD).toBe(pw);
       const d = render(readFileSync(join(dir, "compose.monitoring.yml"), "utf8"), devEnv);
       for (const s of Object.values(d.services))
         for (const v of s.volumes ?? []) {
           const src = v.split(":")[0]!;
           if (src.startsWith("/")) expect({ src, exists: existsSync(src) }).toEqual({ src, exists: true });
         }
-      expect(readFileSync(join(dir, "monitoring/grafana/admin.pass"), "utf8")).toBe(cfg.secrets.GRAFANA_ADMIN_PASSWORD);
+      expect(readFileSync(join(dir, "monitoring/grafana/admin.pass"), "utf8")).toBe(pw);
       for (const f of ["grafana/admin.pass", "prometheus/haproxy-stats.pass", "prometheus/etcd/client.key"])
         expect({ f, mode: statSync(join(dir, "monitoring", f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
       expect(composeFileArgs(cfg, dir)).toContain(join(dir, "compose.monitoring.yml"));

@@ -51,7 +51,6 @@ describe("generated secrets", () => {
       "SUPABASE_AUTH_ADMIN_PASSWORD",
       "SUPABASE_STORAGE_ADMIN_PASSWORD",
       "POOL_ADMIN_PASSWORD",
-      "GRAFANA_ADMIN_PASSWORD",
     ]);
   });
 

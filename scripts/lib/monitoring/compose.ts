@@ -24,6 +24,7 @@ import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { isRoot } from "../exec";
 import { writeIfChanged } from "../render";
+import { ensureOptionalSecret } from "../secrets";
 import { monitoringFiles, renderMonitoring } from "./files";
 import { isPublicAddress } from "./ui";
 
@@ -225,7 +226,7 @@ export function writeDockerMonitoring(cfg: Config, dir: string): string[] {
     ["alertmanager/alertmanager.yml", r.alertmanager, {}],
     ["grafana/provisioning/datasources/prometheus.yml", g.datasources, {}],
     ["grafana/provisioning/dashboards/pgplatform.yml", g.dashboards, {}],
-    ["grafana/admin.pass", cfg.secrets.GRAFANA_ADMIN_PASSWORD, { mode: 0o600, ...graf }],
+    ["grafana/admin.pass", ensureOptionalSecret(cfg.secretsFile, "GRAFANA_ADMIN_PASSWORD"), { mode: 0o600, ...graf }],
     ...Object.entries(grafanaDashboards(cfg.rootDir)).map(([f, t]): [string, string, object] => [
       `grafana/dashboards/${f}`,
       t,
