@@ -22,6 +22,7 @@
  */
 import YAML from "yaml";
 import type { Config } from "./config";
+import { ToolkitError } from "./errors";
 import { appEnvPath, type AppEntry } from "./apps";
 import { envFilePath, readEnvFile } from "./supabase/environments";
 import { apiKeysFor } from "./supabase/keys";
@@ -43,9 +44,18 @@ export const apiVar = (prefix: "JWT_SECRET" | "ANON_KEY" | "SERVICE_KEY", databa
 
 type AppLike = Pick<AppEntry, "name" | "database" | "port" | "supabase">;
 
+/** Realtime's network alias realtime-dev.realtime-<slug>: each DNS label is at most 63 characters. */
+const MAX_SLUG = 63 - "realtime-".length;
+
 /** The databases that get an API: the same list, in the same order, as the native nginx routes. */
 export function apiDatabases(cfg: Config, apps: AppLike[]): ApiDatabase[] {
   return supabaseRoutes(cfg, apps).map((r) => {
+    if (r.database.length > MAX_SLUG)
+      throw new ToolkitError(
+        "API_NAME_TOO_LONG",
+        `database ${r.database} (${r.database.length} characters) is too long for the docker runtime's service host names`,
+        `use a Supabase-enabled database name of at most ${MAX_SLUG} characters, or RUNTIME=native`,
+      );
     const app = apps.find((a) => a.supabase && a.database === r.database);
     return {
       database: r.database,

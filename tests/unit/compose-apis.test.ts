@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { apiComposeYaml, apiVar } from "../../scripts/lib/compose-apis";
+import { apiComposeYaml, apiDatabases, apiVar } from "../../scripts/lib/compose-apis";
 import { renderKongYaml } from "../../scripts/lib/compose-kong";
 import { composeFileArgs } from "../../scripts/lib/compose-files";
 import { validateCompose } from "../../scripts/lib/compose-schema";
@@ -65,6 +65,13 @@ describe("the stack's Supabase-enabled databases each get their own services", (
       "envs/app/.env.production",
       "envs/.env.crm",
     ]);
+  });
+  test("a database name too long for a DNS label (realtime-<name>) is refused, naming it and the limit", () => {
+    const long = "a".repeat(55);
+    expect(() => apiDatabases(cfg, [{ ...APIS_APP, database: long }])).toThrow(
+      `database ${long} (55 characters) is too long for the docker runtime's service host names`,
+    );
+    expect(apiDatabases(cfg, [{ ...APIS_APP, database: "a".repeat(54) }]).length).toBe(4);
   });
   test("the rendered override and Kong config are the reviewed goldens", () => {
     expect(apisYml).toBe(readGolden("compose-apis", "compose.apis.yml"));
