@@ -230,3 +230,49 @@ describe("every compose command passes the override once it is rendered", () => 
     }
   });
 });
+
+describe("compose v1 itself merges the overrides over compose/dev.yml (docker-compose 1.29 `config`, no engine)", () => {
+  const have = Bun.which("docker-compose") !== null;
+  test.skipIf(!have)(
+    "every per-database service, Kong's keys added to its own environment, the monitoring services",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "pgp-compose-merge-"));
+      try {
+        const mon = (await import("../../scripts/lib/monitoring/compose")).monitoringComposeYaml(cfg, dir);
+        writeFileSync(
+          join(dir, "compose.env"),
+          `${Object.entries(env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join("\n")}\n`,
+        );
+        writeFileSync(join(dir, "compose.apis.yml"), apisYml);
+        writeFileSync(join(dir, "compose.monitoring.yml"), mon);
+        const r = await run(
+          [
+            "docker-compose",
+            "-p",
+            "pgp-merge",
+            ...composeFileArgs(cfg, dir),
+            "--env-file",
+            join(dir, "compose.env"),
+            "config",
+          ],
+          { nothrow: true, timeoutMs: 60_000 },
+        );
+        expect({ code: r.code, err: r.code ? r.stderr : "" }).toEqual({ code: 0, err: "" });
+        const merged = YAML.parse(r.stdout) as { services: Record<string, { environment?: Record<string, string> }> };
+        const perDb = DBS.flatMap((db) =>
+          ["auth", "rest", "realtime", "storage"].map((k) => `${k}-${db.replace(/_/g, "-")}`),
+        );
+        for (const s of [...perDb, "kong", "studio", "meta", "prometheus", "alertmanager", "grafana"])
+          expect({ s, there: s in merged.services }).toEqual({ s, there: true });
+        const k = merged.services.kong!.environment!;
+        // dev.yml's own variables kept, the override's added
+        expect(k.KONG_DATABASE).toBe("off");
+        for (const db of DBS) expect(k[apiVar("ANON_KEY", db)]).toBe(env[apiVar("ANON_KEY", db)]!);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
