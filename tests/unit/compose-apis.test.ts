@@ -11,7 +11,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { apiComposeYaml, apiDatabases, apiVar } from "../../scripts/lib/compose-apis";
+import { apiComposeVars, apiComposeYaml, apiDatabases, apiVar } from "../../scripts/lib/compose-apis";
+import { verifyApiKey } from "../../scripts/lib/jwt";
+import { renderEnvFile } from "../../scripts/lib/supabase/environments";
+import { apiKeysFor } from "../../scripts/lib/supabase/keys";
 import { renderKongYaml } from "../../scripts/lib/compose-kong";
 import { composeFileArgs } from "../../scripts/lib/compose-files";
 import { validateCompose } from "../../scripts/lib/compose-schema";
@@ -142,6 +145,44 @@ describe("the stack's Supabase-enabled databases each get their own services", (
       expect(envOf(rt).ERL_AFLAGS).toBe(F.REALTIME.ipv4ErlAflags);
     });
   }
+});
+
+describe("Kong knows the very keys the env files hold (it compares keys literally)", () => {
+  test("apiComposeVars takes each database's keys from its env file while they verify, else signs new ones", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pgp-compose-keys-"));
+    try {
+      const [dev, staging] = apis;
+      const keys = await apiKeysFor(cfg, dev!.database);
+      const file = join(dir, ".env.dev");
+      writeFileSync(
+        file,
+        renderEnvFile(cfg, { database: dev!.database, role: dev!.database, password: "pw-0123456789", keys }),
+      );
+      const vars = await apiComposeVars(cfg, [
+        { ...dev!, envFile: file },
+        { ...staging!, envFile: join(dir, "none") },
+      ]);
+      expect([vars[apiVar("ANON_KEY", dev!.database)], vars[apiVar("SERVICE_KEY", dev!.database)]]).toEqual([
+        keys.anon,
+        keys.serviceRole,
+      ]);
+      expect(vars[apiVar("JWT_SECRET", staging!.database)]).toBe(cfg.secrets.JWT_SECRET_ORCHESTRATOR_AI_STAGING!);
+      expect(
+        await verifyApiKey(
+          vars[apiVar("ANON_KEY", staging!.database)]!,
+          cfg.secrets.JWT_SECRET_ORCHESTRATOR_AI_STAGING!,
+          "anon",
+        ),
+      ).toMatchObject({ ok: true });
+      // the env file's SUPABASE_URL is the prefix Kong routes to this database
+      const url = /^SUPABASE_URL=(.*)$/m.exec(readFileSync(file, "utf8"))![1]!;
+      expect(kongRoute(`${new URL(supabaseJsEndpoint(url, "rest/v1")).pathname}/todos`).upstream).toBe(
+        `http://rest-${dev!.slug}:3000/todos`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("Kong routes every SUPABASE_URL to its own database's services, as the native nginx does", () => {
