@@ -32,6 +32,7 @@ export const IMAGE_KEYS = [
   "IMAGE_PROMETHEUS",
   "IMAGE_ALERTMANAGER",
   "IMAGE_GRAFANA",
+  "IMAGE_POSTGRES_EXPORTER",
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 

@@ -234,3 +234,15 @@ export const GRAFANA = {
 };
 /** prom/prometheus and prom/alertmanager (Dockerfiles): USER nobody; Prometheus's default listen address :9090. */
 export const PROM_IMAGES = { user: 65534, prometheusPort: 9090, alertmanagerPort: 9093 };
+/**
+ * prometheus-community/postgres_exporter (stored versions read: cmd/postgres_exporter/datasource.go@1b1eb48d551b
+ * getDataSources: DATA_SOURCE_URI + DATA_SOURCE_USER + DATA_SOURCE_PASS_FILE (the file's content, trimmed) make
+ * postgresql://user:pass@uri; Dockerfile@0421dd126a70: EXPOSE 9187, USER nobody).
+ */
+export const POSTGRES_EXPORTER = {
+  port: 9187,
+  user: 65534,
+  /** getDataSources: "postgresql://" + url.UserPassword(user, pass).String() + "@" + DATA_SOURCE_URI */
+  dsn: (env: Record<string, string>, readPass: (path: string) => string) =>
+    `postgresql://${encodeURIComponent(env.DATA_SOURCE_USER!)}:${encodeURIComponent(readPass(env.DATA_SOURCE_PASS_FILE!).trim())}@${env.DATA_SOURCE_URI}`,
+};

@@ -211,7 +211,13 @@ describe("Prometheus and Alertmanager in docker: the native templates, targets a
     expect(rendered("haproxy/haproxy.cfg")).toMatch(/bind \S*:7000/);
     expect(prom.alerting.alertmanagers[0]!.static_configs[0]!.targets).toEqual(["alertmanager:9093"]);
     expect(prom.rule_files).toEqual([`${IN_CONTAINER.prometheusDir}/alerts.yml`]);
-    expect(prom.scrape_configs.map((j) => j.job_name)).toEqual(["patroni", "etcd", "haproxy"]);
+    expect(job("postgres").map((s) => [s.targets[0], s.labels!.member])).toEqual([
+      ["postgres-exporter-pg1:9187", "pg1"],
+      ["postgres-exporter-pg2:9187", "pg2"],
+      ["postgres-exporter-pg3:9187", "pg3"],
+    ]);
+    // node_exporter and the pgbouncer exporter do not run under docker
+    expect(prom.scrape_configs.map((j) => j.job_name)).toEqual(["patroni", "etcd", "haproxy", "postgres"]);
   });
   test("promtool and amtool accept the rendered files", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pgp-grafana-"));
@@ -233,6 +239,23 @@ describe("Prometheus and Alertmanager in docker: the native templates, targets a
   });
 });
 
+describe("postgres_exporter per member (F.POSTGRES_EXPORTER)", () => {
+  test("each logs in to its own member's Postgres as pgplatform_monitor, the password from a mounted file", () => {
+    const restListen = (YAML.parse(rendered("pg2/patroni.yml")) as { postgresql: { listen: string } }).postgresql
+      .listen;
+    const e = envOf(doc.services["postgres-exporter-pg2"]!);
+    const files: Record<string, string> = { [e.DATA_SOURCE_PASS_FILE!]: "monitor-pw-0123456789\n" };
+    expect(F.POSTGRES_EXPORTER.dsn(e, (p) => files[p]!)).toBe(
+      `postgresql://pgplatform_monitor:monitor-pw-0123456789@${restListen}/postgres?sslmode=disable`,
+    );
+    expect(mountOf(doc.services["postgres-exporter-pg2"]!, "/postgres-exporter/postgres.pass")).toBe(
+      e.DATA_SOURCE_PASS_FILE,
+    );
+    expect(doc.services["postgres-exporter-pg2"]!.ports).toBeUndefined();
+    expect(rendered("pg2/patroni.yml")).toContain(`host all all ${"172.30.0.0/24"} scram-sha-256`);
+  });
+});
+
 describe("writeDockerMonitoring: the files the override mounts, and -f only while MONITORING=true", () => {
   test("writes every mounted file (secrets 0600), then MONITORING=false removes the override", () => {
     const dir = mkdtempSync(join(tmpdir(), "pgp-grafana-w-"));
@@ -241,8 +264,12 @@ describe("writeDockerMonitoring: the files the override mounts, and -f only whil
       for (const f of ["ca.crt", "client.crt", "client.key"]) writeFileSync(join(dir, "tls", f), `${f}\n`);
       const secretsFile = join(dir, ".secrets.dev.env");
       writeFileSync(secretsFile, "POSTGRES_PASSWORD=kept-0123456789abcdef\n", { mode: 0o600 });
-      const c = { ...cfg, secretsFile };
+      // the exporter's password file lives in the member root's monitoring folder: a temp one here
+      const c = { ...cfg, secretsFile, memberRoot: dir };
       writeDockerMonitoring(c, dir);
+      expect(readFileSync(join(dir, "monitoring/postgres-exporter/postgres.pass"), "utf8")).toBe(
+        readFileSync(join(dir, "monitoring/postgres.pass"), "utf8").trim(),
+      );
       // Grafana's password: generated once into the secrets file (0600, the other lines kept), the same on a re-run
       const pw = (readSecrets(secretsFile) as Record<string, string>).GRAFANA_ADMIN_PASSWORD!;
       expect(pw).toMatch(/^[\w-]{43}$/);
@@ -257,7 +284,12 @@ describe("writeDockerMonitoring: the files the override mounts, and -f only whil
           if (src.startsWith("/")) expect({ src, exists: existsSync(src) }).toEqual({ src, exists: true });
         }
       expect(readFileSync(join(dir, "monitoring/grafana/admin.pass"), "utf8")).toBe(pw);
-      for (const f of ["grafana/admin.pass", "prometheus/haproxy-stats.pass", "prometheus/etcd/client.key"])
+      for (const f of [
+        "grafana/admin.pass",
+        "prometheus/haproxy-stats.pass",
+        "prometheus/etcd/client.key",
+        "postgres-exporter/postgres.pass",
+      ])
         expect({ f, mode: statSync(join(dir, "monitoring", f)).mode & 0o777 }).toEqual({ f, mode: 0o600 });
       expect(composeFileArgs(cfg, dir)).toContain(join(dir, "compose.monitoring.yml"));
       writeDockerMonitoring(config("\nMONITORING=false\n"), dir);

@@ -8,24 +8,28 @@
  * <rendered-docker>/compose.monitoring.yml, passed with -f like compose.apis.yml
  * (scripts/lib/compose-files.ts), and <rendered-docker>/monitoring/.
  *
- * Not in the docker runtime: postgres_exporter, node_exporter and the pgbouncer
- * exporter (their jobs are left out, so their alerts stay quiet and those panels
- * empty), and the alert relay for BACKUP_ALERT_COMMAND (BACKUP_ALERT_URL works).
+ * postgres_exporter runs once per member (upstream's image), logging in as
+ * pgplatform_monitor with the native runtime's password file. Not in the docker
+ * runtime: node_exporter and the pgbouncer exporter (their jobs are left out, so
+ * their alerts stay quiet and the pool, disk and backup panels empty; backups do
+ * not run under docker anyway), and the alert relay for BACKUP_ALERT_COMMAND
+ * (BACKUP_ALERT_URL works).
  *
  * Listeners: each is published on the stack's monitoring address only (a public
  * one is refused, as natively). Grafana has its own login: user admin, password
  * GRAFANA_ADMIN_PASSWORD from the stack's secrets file, handed over as a file
  * (GF_SECURITY_ADMIN_PASSWORD__FILE), never in the container's environment.
  */
-import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import YAML from "yaml";
-import type { Config } from "../config";
+import type { Config, Member } from "../config";
 import { ToolkitError } from "../errors";
 import { isRoot } from "../exec";
 import { writeIfChanged } from "../render";
 import { ensureOptionalSecret } from "../secrets";
-import { monitoringFiles, renderMonitoring } from "./files";
+import { MONITOR_ROLE, monitoringFiles, renderMonitoring } from "./files";
 import { isPublicAddress } from "./ui";
 
 /** Grafana's port: PROMETHEUS_PORT + 6 (dev 9096), beside the Prometheus UI's + 5. */
@@ -46,12 +50,16 @@ export const IN_CONTAINER = {
 };
 const P = IN_CONTAINER.prometheusDir;
 
+const exporterName = (m: Member) => `postgres-exporter-${m.name}`;
+const EXPORTER_PASSWORD = "/run/secrets/postgres-exporter-password";
+
 /** The jobs whose targets run in the docker runtime, at the compose services' names and container ports. */
 function dockerTargets(cfg: Config): Record<string, { targets: string[]; labels?: Record<string, string> }[]> {
   return {
     patroni: cfg.members.map((m) => ({ targets: [`${m.name}:8008`], labels: { member: m.name } })),
     etcd: cfg.members.map((m) => ({ targets: [`${m.etcdName}:2379`], labels: { member: m.etcdName } })),
     haproxy: [{ targets: ["haproxy:7000"] }],
+    postgres: cfg.members.map((m) => ({ targets: [`${exporterName(m)}:9187`], labels: { member: m.name } })),
   };
 }
 
@@ -141,7 +149,26 @@ export function grafanaDashboards(rootDir: string): Record<string, string> {
 export function monitoringComposeYaml(cfg: Config, dir: string): string {
   const m = cfg.monitoring;
   const mon = join(dir, "monitoring");
+  // prometheus-community/postgres_exporter: one per member, on that member's Postgres (as natively)
+  const exporters = Object.fromEntries(
+    cfg.members.map((mb) => [
+      exporterName(mb),
+      {
+        image: "${IMAGE_POSTGRES_EXPORTER:-quay.io/prometheuscommunity/postgres-exporter:v0.15.0}",
+        restart: "unless-stopped",
+        networks: ["stack"],
+        depends_on: [mb.name],
+        environment: {
+          DATA_SOURCE_URI: `${mb.name}:5432/postgres?sslmode=disable`,
+          DATA_SOURCE_USER: MONITOR_ROLE,
+          DATA_SOURCE_PASS_FILE: EXPORTER_PASSWORD,
+        },
+        volumes: [`${mon}/postgres-exporter/postgres.pass:${EXPORTER_PASSWORD}:ro`],
+      },
+    ]),
+  );
   const services = {
+    ...exporters,
     prometheus: {
       image: "${IMAGE_PROMETHEUS:-prom/prometheus:v2.53.3}",
       restart: "unless-stopped",
@@ -216,7 +243,11 @@ export function writeDockerMonitoring(cfg: Config, dir: string): string[] {
   const r = renderDockerMonitoring(cfg);
   const g = grafanaProvisioning(cfg);
   const tls = join(dir, "tls");
+  // the exporter's password: the native runtime's file (ensureMonitorRole sets the role's password from it)
+  const nativePass = monitoringFiles(cfg).postgresPassword;
+  if (!existsSync(nativePass)) writeIfChanged(nativePass, randomBytes(24).toString("base64url"), { mode: 0o600 });
   const files: [string, string, object][] = [
+    ["postgres-exporter/postgres.pass", readFileSync(nativePass, "utf8").trim(), { mode: 0o600, ...prom }],
     ["prometheus/prometheus.yml", r.prometheus, {}],
     ["prometheus/alerts.yml", r.rules, {}],
     ["prometheus/haproxy-stats.pass", cfg.secrets.HAPROXY_STATS_PASSWORD, { mode: 0o600, ...prom }],

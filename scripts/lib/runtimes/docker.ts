@@ -6,6 +6,7 @@
  */
 import { ensureEnvironments } from "../supabase/environments";
 import { writeDockerMonitoring } from "../monitoring/compose";
+import { ensureMonitorRole } from "../monitoring/up";
 import type { Config } from "../config";
 import { join } from "node:path";
 import { composeCmd, dockerRenderedDir, dockerUp, writeDockerTls } from "../docker";
@@ -36,7 +37,12 @@ export class DockerRuntime implements Runtime {
     // Prometheus's copy of the etcd client pair comes from the stack's docker TLS files
     await writeDockerTls(this.cfg);
     writeDockerMonitoring(this.cfg, dockerRenderedDir(this.cfg));
-    return dockerUp(this.cfg, progress, ensureEnvironments);
+    // postgres_exporter's login role, made with the databases (before any exporter starts)
+    const prepare = async (c: Config) => [
+      ...(await ensureEnvironments(c)),
+      ...(c.monitoring.enabled ? await ensureMonitorRole(c) : []),
+    ];
+    return dockerUp(this.cfg, progress, prepare);
   }
 
   /** With the compose dev-up found (v1 where no `docker compose` exists: the podman run of issue 21). */

@@ -42,6 +42,7 @@ const IMAGE_SETTINGS = {
   IMAGE_PROMETHEUS: imageSetting(),
   IMAGE_ALERTMANAGER: imageSetting(),
   IMAGE_GRAFANA: imageSetting(),
+  IMAGE_POSTGRES_EXPORTER: imageSetting(),
 };
 
 const KEYS = {
