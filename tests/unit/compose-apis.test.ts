@@ -250,6 +250,15 @@ describe("Kong routes every SUPABASE_URL to its own database's services, as the 
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  test("names Kong requires unique are unique (services, routes, consumers) and every path is absolute", () => {
+    const routes = kong.services.flatMap((s) => s.routes as unknown as { name: string; paths: string[] }[]);
+    const names = [kong.services.map((s) => s.name), routes.map((r) => r.name)];
+    for (const list of names) expect(new Set(list).size).toBe(list.length);
+    const paths = routes.flatMap((r) => r.paths);
+    expect(new Set(paths).size).toBe(paths.length);
+    for (const p of paths) expect(p).toMatch(/^\//);
+    expect(kong.services.length).toBe(DBS.length * 7 + 2);
+  });
   test("postgres-meta (/pg/) takes the main database's service key, the one Studio is given", () => {
     const { service } = kongRoute("/pg/tables");
     expect(service.plugins!.find((p) => p.name === "acl")!.config.allow).toEqual(["admin-orchestrator-ai-dev"]);
