@@ -28,6 +28,11 @@ export const IMAGE_KEYS = [
   "IMAGE_NGINX",
   "IMAGE_CLOUDFLARED",
   "IMAGE_PGBOUNCER",
+  // MONITORING=true (scripts/lib/monitoring/compose.ts)
+  "IMAGE_PROMETHEUS",
+  "IMAGE_ALERTMANAGER",
+  "IMAGE_GRAFANA",
+  "IMAGE_POSTGRES_EXPORTER",
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 

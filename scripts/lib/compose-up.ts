@@ -11,7 +11,8 @@
  * lacks: the files use only service_started / service_healthy, and the order
  * between the stages is this module's.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { composeFileArgs } from "./compose-files";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { run, which } from "./exec";
@@ -60,12 +61,12 @@ export async function detectCompose(): Promise<ComposeFlavour> {
 
 export const composeFile = (cfg: Config) => join(cfg.rootDir, "compose", "dev.yml");
 
+/** compose/dev.yml and the stack's rendered overrides (compose-files.ts; they sit beside the env file). */
 export const composeArgv = (cfg: Config, f: ComposeFlavour, envFile: string, ...args: string[]) => [
   ...f.argv,
   "-p",
   cfg.clusterName,
-  "-f",
-  composeFile(cfg),
+  ...composeFileArgs(cfg, dirname(envFile)),
   "--env-file",
   envFile,
   ...args,

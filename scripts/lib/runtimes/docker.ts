@@ -5,9 +5,11 @@
  * REST API, data dirs, processes or log files are refused.
  */
 import { ensureEnvironments } from "../supabase/environments";
+import { writeDockerMonitoring } from "../monitoring/compose";
+import { ensureMonitorRole } from "../monitoring/up";
 import type { Config } from "../config";
 import { join } from "node:path";
-import { composeCmd, dockerRenderedDir, dockerUp } from "../docker";
+import { composeCmd, dockerRenderedDir, dockerUp, writeDockerTls } from "../docker";
 import { composeArgv, detectCompose } from "../compose-up";
 import { run, type Cmd, type RunOptions, type RunResult } from "../exec";
 import {
@@ -30,8 +32,17 @@ export class DockerRuntime implements Runtime {
   readonly verbs: readonly Verb[] = ["dev-up", "dev-down", "clean"];
   constructor(private readonly cfg: Config) {}
 
-  up(progress: Progress): Promise<UpResult> {
-    return dockerUp(this.cfg, progress, ensureEnvironments);
+  /** MONITORING=true: Prometheus, Alertmanager and Grafana in an override (monitoring/compose.ts), written first. */
+  async up(progress: Progress): Promise<UpResult> {
+    // Prometheus's copy of the etcd client pair comes from the stack's docker TLS files
+    await writeDockerTls(this.cfg);
+    writeDockerMonitoring(this.cfg, dockerRenderedDir(this.cfg));
+    // postgres_exporter's login role, made with the databases (before any exporter starts)
+    const prepare = async (c: Config) => [
+      ...(await ensureEnvironments(c)),
+      ...(c.monitoring.enabled ? await ensureMonitorRole(c) : []),
+    ];
+    return dockerUp(this.cfg, progress, prepare);
   }
 
   /** With the compose dev-up found (v1 where no `docker compose` exists: the podman run of issue 21). */

@@ -39,6 +39,10 @@ const IMAGE_SETTINGS = {
   IMAGE_NGINX: imageSetting(),
   IMAGE_CLOUDFLARED: imageSetting(),
   IMAGE_PGBOUNCER: imageSetting(),
+  IMAGE_PROMETHEUS: imageSetting(),
+  IMAGE_ALERTMANAGER: imageSetting(),
+  IMAGE_GRAFANA: imageSetting(),
+  IMAGE_POSTGRES_EXPORTER: imageSetting(),
 };
 
 const KEYS = {
