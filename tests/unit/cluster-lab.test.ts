@@ -1,8 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import {
   LAB_HOSTS,
+  LAB_NODES,
   LAB_OPERATOR,
+  LAB_SPARE,
   labNamespaces,
+  labNode,
   linkCommand,
   networkCommands,
   sshdConfig,
@@ -27,14 +30,22 @@ describe("namespace lab: commands as data", () => {
     for (const c of networkCommands()) expect(c[1] === "netns" || c[1] === "-n").toBe(true);
   });
 
-  test("hosts .11-.13, operator .5, every name with the lab prefix and within IFNAMSIZ", () => {
-    expect([...LAB_HOSTS, LAB_OPERATOR].map((n) => `${n.ns} ${n.address} ${n.port}`)).toEqual([
+  test("hosts .11-.13, the spare .14, operator .5, every name with the lab prefix and within IFNAMSIZ", () => {
+    expect(LAB_NODES.map((n) => `${n.ns} ${n.address} ${n.port}`)).toEqual([
       "pgplab-h1 10.231.0.11 pgplab-h1-p",
       "pgplab-h2 10.231.0.12 pgplab-h2-p",
       "pgplab-h3 10.231.0.13 pgplab-h3-p",
+      "pgplab-h4 10.231.0.14 pgplab-h4-p",
       "pgplab-op 10.231.0.5 pgplab-op-p",
     ]);
-    for (const n of [...LAB_HOSTS, LAB_OPERATOR]) expect(n.port.length).toBeLessThanOrEqual(15);
+    expect(LAB_HOSTS.map((n) => n.id)).toEqual(["h1", "h2", "h3"]);
+    for (const n of LAB_NODES) expect(n.port.length).toBeLessThanOrEqual(15);
+  });
+
+  test("a cluster host is found by its address (after a replace the spare is a member)", () => {
+    expect(labNode("10.231.0.14")).toBe(LAB_SPARE);
+    expect(labNode("10.231.0.12").ns).toBe("pgplab-h2");
+    expect(() => labNode("10.231.0.5")).toThrow("10.231.0.5 is not a host of the namespace lab");
   });
 
   test("a partition is the host's switch port taken down", () => {
