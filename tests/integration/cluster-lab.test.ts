@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import {
   LAB_HOST_ROOT_PATTERN,
+  LAB_NOSUDO_USER,
   LAB_SPARE,
   LAB_USER,
   inNs,
@@ -400,6 +401,10 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       if (r.code !== 0) throw new Error(`replace failed (exit ${r.code}):\n${r.stderr}\n${r.stdout}`);
       const res = JSON.parse(r.stdout) as ReplaceResult;
       figures.replaceMs = String(res.ms);
+      figures.replaceSlowSteps = res.steps
+        .filter((x) => x.ms >= 1000)
+        .map((x) => `${x.step}:${x.ms}`)
+        .join(",");
       expect(res.alreadyDone).toBe(false);
       expect(res.old).toEqual({ name: old.name, address: old.address, reachable: true });
       expect(res.new).toEqual({ name: old.name, address: LAB_SPARE.address });
@@ -446,7 +451,7 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     }
   }, 600_000);
 
-  test("cluster-plan refuses, before anything changes: hosts of another cluster, the VIP in use, an unreachable host", async () => {
+  test("cluster-plan refuses, before anything changes: hosts of another cluster, the VIP in use, a host without sudo, an unreachable host", async () => {
     const s = loadClusterSettings("lab");
     const dir = clusterDir("labx");
     mkdirSync(dir, { recursive: true });
@@ -469,6 +474,17 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       );
       expect(taken.stderr).toMatch(
         /\| VIP_IN_USE: VIP 10\.231\.0\.50 is already configured on pgp-lab-ops@10\.231\.0\.1\d, which is not a member of labx/,
+      );
+      // a login without sudo on a real host (the lab's second user has the key, no sudoers line)
+      env([`${LAB_NOSUDO_USER}@${s.hosts[0]!.address}`, s.hosts[1]!.ssh, s.hosts[2]!.ssh]);
+      const nosudo = await run(inNs(OP, [BUN, "scripts/cluster-plan.ts", "--cluster", "labx"]), {
+        cwd: ROOT,
+        nothrow: true,
+        timeoutMs: 60_000,
+      });
+      expect(nosudo.code).toBe(1);
+      expect(nosudo.stderr.split("\n")).toContain(
+        `error [NO_SUDO]: cluster-plan for labx: ${LAB_NOSUDO_USER}@${s.hosts[0]!.address}: sudo asks for a password (or is not allowed); nothing was changed`,
       );
       env([s.hosts[0]!.ssh, s.hosts[1]!.ssh, `${LAB_USER}@10.231.0.15`]);
       const gone = await run(inNs(OP, [BUN, "scripts/cluster-plan.ts", "--cluster", "labx"]), {

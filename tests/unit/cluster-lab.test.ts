@@ -58,15 +58,16 @@ describe("namespace lab: commands as data", () => {
     expect(c).toContain("ListenAddress 10.231.0.13\n");
     expect(c).toContain("HostKey /var/lib/pgplab/h3/ssh/ssh_host_ed25519_key\n");
     expect(c).toContain("PidFile /var/lib/pgplab/h3/ssh/sshd.pid\n");
-    expect(c).toContain("AllowUsers pgp-lab-ops\n");
+    expect(c).toContain("AllowUsers pgp-lab-ops pgp-lab-nosudo\n");
     expect(c).toContain("PasswordAuthentication no\n");
     expect(c).toContain("PermitRootLogin no\n");
   });
 
   test("the lab user has no password but is not locked (sshd refuses a `!` account)", () => {
-    expect(userCommands()[0]!.join(" ")).toBe(
+    expect(userCommands().map((c) => c.join(" "))).toEqual([
       "useradd --create-home --home-dir /var/lib/pgplab/home --shell /bin/bash --password * pgp-lab-ops",
-    );
+      "useradd --create-home --home-dir /var/lib/pgplab/home-nosudo --shell /bin/bash --password * pgp-lab-nosudo",
+    ]);
   });
 
   test("leftovers are found by prefix and nothing else", () => {

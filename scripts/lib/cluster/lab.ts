@@ -26,6 +26,9 @@ import { run, type Cmd } from "../exec";
 export const LAB_PREFIX = "pgplab";
 export const LAB_DIR = "/var/lib/pgplab";
 export const LAB_USER = "pgp-lab-ops";
+/** A second login with the same key and no sudo at all: a real host "without sudo" for the plan's NO_SUDO. */
+export const LAB_NOSUDO_USER = "pgp-lab-nosudo";
+const LAB_USERS = [LAB_USER, LAB_NOSUDO_USER];
 export const LAB_SUBNET = "10.231.0";
 export const LAB_VIP = `${LAB_SUBNET}.50`;
 export const SWITCH_NS = `${LAB_PREFIX}-sw`;
@@ -106,7 +109,7 @@ export function sshdConfig(h: LabNode): string {
     `HostKey ${d}/ssh_host_ed25519_key`,
     `PidFile ${d}/sshd.pid`,
     `AuthorizedKeysFile ${authorizedKeys}`,
-    `AllowUsers ${LAB_USER}`,
+    `AllowUsers ${LAB_USERS.join(" ")}`,
     "PubkeyAuthentication yes",
     "PasswordAuthentication no",
     "KbdInteractiveAuthentication no",
@@ -132,20 +135,19 @@ export const sshdCommand = (h: LabNode): Cmd => [
   join(hostDir(h), "ssh", "sshd.log"),
 ];
 
-/** The lab's OS user: a shell, no password (`*`: key only, not "locked" for sshd), passwordless sudo. Pure. */
-export const userCommands = (): Cmd[] => [
-  [
+/** The lab's OS users: a shell, no password (`*`: key only, not "locked" for sshd); the first gets passwordless sudo. Pure. */
+export const userCommands = (): Cmd[] =>
+  LAB_USERS.map((u) => [
     "useradd",
     "--create-home",
     "--home-dir",
-    join(LAB_DIR, "home"),
+    join(LAB_DIR, u === LAB_USER ? "home" : "home-nosudo"),
     "--shell",
     "/bin/bash",
     "--password",
     "*",
-    LAB_USER,
-  ],
-];
+    u,
+  ]);
 export const SUDOERS_LINE = `${LAB_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n`;
 
 /** A host's link on the switch: down = the host is cut off from everyone (a partition). Pure. */
@@ -322,10 +324,10 @@ export async function labDown(): Promise<string[]> {
     rmSync(SUDOERS_FILE, { force: true });
     removed.push(SUDOERS_FILE);
   }
-  const user = await run(["id", "-u", LAB_USER], { nothrow: true });
-  if (user.code === 0) {
-    await run(["userdel", LAB_USER], { nothrow: true });
-    removed.push(`user ${LAB_USER}`);
+  for (const u of LAB_USERS) {
+    if ((await run(["id", "-u", u], { nothrow: true })).code !== 0) continue;
+    await run(["userdel", u], { nothrow: true });
+    removed.push(`user ${u}`);
   }
   if (existsSync(LAB_DIR)) {
     rmSync(LAB_DIR, { recursive: true, force: true });
