@@ -2,7 +2,6 @@ import { describe, expect, test } from "bun:test";
 import {
   LAB_HOSTS,
   LAB_NODES,
-  LAB_OPERATOR,
   LAB_SPARE,
   labNamespaces,
   labNode,
