@@ -116,6 +116,23 @@ describe("cluster-replace: etcd's runtime reconfiguration, as data", () => {
     expect(rp.etcdChanges(t.next, now)).toEqual({ remove: [], add: [] });
   });
 
+  test("an etcd data dir left from an earlier membership is moved aside, never deleted", () => {
+    expect(rp.staleEtcdCommands(t.next, t.added, "20261130T224500Z")).toEqual({
+      test: ["sudo", "-n", "test", "-e", "/var/lib/pgplatform/crm/etcd/member"],
+      moveAside: [
+        [
+          "sudo",
+          "-n",
+          "mv",
+          "-T",
+          "/var/lib/pgplatform/crm/etcd",
+          "/var/lib/pgplatform/crm/etcd.before-20261130T224500Z",
+        ],
+        ["sudo", "-n", "install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", "/var/lib/pgplatform/crm/etcd"],
+      ],
+    });
+  });
+
   test("the new member joins with initial-cluster-state existing and the new member list", () => {
     const yml = renderEtcd(ROOT, t.next, t.added);
     expect(yml).toContain(
@@ -151,9 +168,9 @@ describe("cluster-replace: the order of every step", () => {
       "write-settings ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.4",
       "files crm1@10.0.0.1",
       "files crm2@10.0.0.2",
+      "files crm3@10.0.0.4",
       "reload-patroni crm1@10.0.0.1",
       "reload-patroni crm2@10.0.0.2",
-      "files crm3@10.0.0.4",
       "etcd-join crm3@10.0.0.4",
       "start crm3@10.0.0.4 patroni",
       "start crm3@10.0.0.4 haproxy",
@@ -162,6 +179,33 @@ describe("cluster-replace: the order of every step", () => {
       "restart crm2@10.0.0.2 vip-manager",
       "restart crm1@10.0.0.1 haproxy",
       "restart crm1@10.0.0.1 vip-manager",
+      "verify",
+    ]);
+  });
+
+  test("what runs at once: every host's files, the survivors' reloads, one host's two proxies", () => {
+    const steps = rp.replaceSteps(t, {
+      oldIsLeader: false,
+      leader: "crm1",
+      oldReachable: true,
+      members: three,
+      nextEnvHosts: "h",
+    });
+    expect(rp.batches(steps).map((b) => b.map(line).join(" + "))).toEqual([
+      "stop crm3@10.0.0.3 vip-manager + stop crm3@10.0.0.3 haproxy",
+      "stop crm3@10.0.0.3 patroni",
+      "stop crm3@10.0.0.3 etcd",
+      "unmark crm3@10.0.0.3",
+      "etcd-remove crm3 c3",
+      "etcd-add crm3 https://10.0.0.4:2380",
+      "write-settings h",
+      "files crm1@10.0.0.1 + files crm2@10.0.0.2 + files crm3@10.0.0.4",
+      "reload-patroni crm1@10.0.0.1 + reload-patroni crm2@10.0.0.2",
+      "etcd-join crm3@10.0.0.4",
+      "start crm3@10.0.0.4 patroni",
+      "start crm3@10.0.0.4 haproxy + start crm3@10.0.0.4 vip-manager",
+      "restart crm2@10.0.0.2 haproxy + restart crm2@10.0.0.2 vip-manager",
+      "restart crm1@10.0.0.1 haproxy + restart crm1@10.0.0.1 vip-manager",
       "verify",
     ]);
   });
@@ -201,7 +245,7 @@ describe("cluster-replace: the order of every step", () => {
         nextEnvHosts: "x",
       })
       .map(line);
-    expect(steps.slice(0, 2)).toEqual(["files crm1@10.0.0.1", "files crm2@10.0.0.2"]);
+    expect(steps.slice(0, 3)).toEqual(["files crm1@10.0.0.1", "files crm2@10.0.0.2", "files crm3@10.0.0.4"]);
     expect(steps.some((x) => /^(etcd-remove|etcd-add|write-settings|stop|switchover)/.test(x))).toBe(false);
   });
 });

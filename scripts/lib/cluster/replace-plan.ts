@@ -135,6 +135,22 @@ export function etcdChanges(next: ClusterSettings, members: EtcdMember[]) {
   };
 }
 
+/**
+ * A joining member needs an empty etcd data dir: one left from an earlier
+ * membership (a host that was replaced out and now comes back) is moved
+ * aside, never deleted, and an empty one made. Pure: the test, then the move.
+ */
+export function staleEtcdCommands(s: ClusterSettings, h: ClusterHost, stamp: string): { test: Cmd; moveAside: Cmd[] } {
+  const dir = hostPaths(s, h).etcdData;
+  return {
+    test: ["sudo", "-n", "test", "-e", `${dir}/member`],
+    moveAside: [
+      ["sudo", "-n", "mv", "-T", dir, `${dir}.before-${stamp}`],
+      ["sudo", "-n", "install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", dir],
+    ],
+  };
+}
+
 /** The new member's etcd.yml while it joins: initial-cluster-state existing (read only with an empty data dir). Pure. */
 export function joiningEtcdYml(content: string): string {
   if (!content.includes("\ninitial-cluster-state: new\n"))
@@ -161,7 +177,7 @@ export type ReplaceStep =
   | { action: "verify" };
 
 /**
- * The order of a replace (pure). OLD reachable: a leader hands over first,
+ * The order of a replace (pure; `batches` says which neighbours may run at once). OLD reachable: a leader hands over first,
  * then its services stop (reverse start order) and its cluster mark goes.
  * etcd: the stale member removed before the new one is added. Then the
  * settings file, the survivors' files (Patroni reloaded: pg_hba lets the new
@@ -195,9 +211,9 @@ export function replaceSteps(
   for (const h of add) steps.push({ action: "etcd-add", member: h.name, peerUrl: peerUrl(t.next, h) });
   if (!t.done) steps.push({ action: "write-settings", hosts: opts.nextEnvHosts });
   const survivors = t.next.hosts.filter((h) => h !== t.added);
-  for (const h of survivors) steps.push({ action: "files", host: at(h) });
+  for (const h of [...survivors, t.added]) steps.push({ action: "files", host: at(h) });
   for (const h of survivors) steps.push({ action: "reload-patroni", host: at(h) });
-  steps.push({ action: "files", host: at(t.added) }, { action: "etcd-join", host: at(t.added) });
+  steps.push({ action: "etcd-join", host: at(t.added) });
   for (const service of ["patroni", "haproxy", "vip-manager"] as ServiceName[])
     steps.push({ action: "start", host: at(t.added), service });
   const order = [
@@ -209,4 +225,24 @@ export function replaceSteps(
       steps.push({ action: "restart", host: at(h), service });
   steps.push({ action: "verify" });
   return steps;
+}
+
+/** Neighbouring steps that run at once: every host's files, the survivors' reloads, one host's two proxies (HAProxy, vip-manager). Pure. */
+export function batches(steps: ReplaceStep[]): ReplaceStep[][] {
+  const proxies = (x: ReplaceStep) => "service" in x && (x.service === "haproxy" || x.service === "vip-manager");
+  const together = (a: ReplaceStep, b: ReplaceStep) =>
+    a.action === b.action &&
+    (a.action === "files" ||
+      a.action === "reload-patroni" ||
+      ((a.action === "stop" || a.action === "start" || a.action === "restart") &&
+        proxies(a) &&
+        proxies(b) &&
+        a.host === (b as typeof a).host));
+  const out: ReplaceStep[][] = [];
+  for (const x of steps) {
+    const last = out.at(-1);
+    if (last && together(last[0]!, x)) last.push(x);
+    else out.push([x]);
+  }
+  return out;
 }

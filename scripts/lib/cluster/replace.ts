@@ -24,8 +24,10 @@ import {
   memberListCommand,
   memberRemoveCommand,
   parseMemberList,
+  batches,
   replaceSteps,
   resolveReplace,
+  staleEtcdCommands,
   type EtcdMember,
   type ReplaceStep,
   type ReplaceTarget,
@@ -95,7 +97,7 @@ interface Ctx {
   /** every host of the settings before, OLD's slot its connection or undefined */
   connsBefore: (HostConn | undefined)[];
   missing: string[];
-  sec?: ClusterSecrets;
+  sec: ClusterSecrets;
   log: (m: string) => void;
   sw?: ReplaceResult["switchover"];
 }
@@ -139,10 +141,6 @@ async function carryOut(ctx: Ctx, x: ReplaceStep, etcdOn: () => Promise<HostConn
       writeFileNoFollow(clusterEnvFile(next.name), t.envText);
       return;
     case "files": {
-      if (!ctx.sec) {
-        await ensureClusterTls(next);
-        ctx.sec = clusterSecrets(next);
-      }
       const c = connAt(ctx, x.host);
       await prepareHost(next, ctx.sec, c, c.host === t.added ? ctx.missing : []);
       return;
@@ -160,7 +158,7 @@ async function carryOut(ctx: Ctx, x: ReplaceStep, etcdOn: () => Promise<HostConn
         await waitFor(
           `the leader's pg_hba allowing ${c.host.address}`,
           30_000,
-          async () => ((await hbaAllows(next, ctx.sec!, c.host.address)) ? true : undefined),
+          async () => ((await hbaAllows(next, ctx.sec, c.host.address)) ? true : undefined),
           "check that Patroni on the leader's host reloaded its file (its log)",
         );
       await must(c, startCommand(next, c.host, x.service), `starting ${x.service}`, { fix: FIX });
@@ -195,6 +193,9 @@ async function etcdJoin(ctx: Ctx, c: HostConn): Promise<void> {
   const normal = { path: p.etcdYml, mode: 0o644, owner: "root" as const };
   const yml = renderEtcd(ROOT_DIR, next, c.host);
   if (!running) {
+    const stale = staleEtcdCommands(next, c.host, new Date().toISOString().replace(/[-:]|\.\d+/g, ""));
+    if ((await c.exec(stale.test, { nothrow: true })).code === 0)
+      for (const cmd of stale.moveAside) await must(c, cmd, "moving an earlier etcd data dir aside", { fix: FIX });
     await must(c, installFileCommand(normal), "writing the joining etcd.yml", { input: joiningEtcdYml(yml), fix: FIX });
     await must(c, startCommand(next, c.host, "etcd"), "starting etcd", { fix: FIX });
   }
@@ -284,6 +285,8 @@ export async function replaceHost(
       members,
       nextEnvHosts: t.next.hosts.map((h) => h.ssh).join(","),
     });
+    // the new host's etcd certificate (made on the operator, like the others), before any step needs it
+    await ensureClusterTls(t.next);
     const ctx: Ctx = {
       t,
       s,
@@ -291,14 +294,15 @@ export async function replaceHost(
       oldConn,
       connsBefore,
       missing: plan.hosts[t.added.index - 1]!.missingPackages,
+      sec: clusterSecrets(t.next),
       log,
     };
     const done: ReplaceResult["steps"] = [];
-    for (const x of steps) {
+    for (const batch of batches(steps)) {
       const at = Date.now();
-      await carryOut(ctx, x, etcdOn);
-      done.push({ step: describeStep(x), ms: Date.now() - at });
-      log(`${describeStep(x)} (${((Date.now() - at) / 1000).toFixed(1)} s)`);
+      await Promise.all(batch.map((x) => carryOut(ctx, x, etcdOn)));
+      for (const x of batch) done.push({ step: describeStep(x), ms: Date.now() - at });
+      log(`${batch.map(describeStep).join("; ")} (${((Date.now() - at) / 1000).toFixed(1)} s)`);
     }
     const status = await waitFor(
       "3 members running with a sync standby, the VIP on the leader's host, etcd healthy on every host",
@@ -320,7 +324,7 @@ export async function replaceHost(
       "a write through the VIP",
       30_000,
       async () =>
-        verifyThroughVip(t.next, ctx.sec ?? clusterSecrets(t.next)).then(
+        verifyThroughVip(t.next, ctx.sec).then(
           () => true,
           () => undefined,
         ),
