@@ -116,20 +116,35 @@ describe("cluster-replace: etcd's runtime reconfiguration, as data", () => {
     expect(rp.etcdChanges(t.next, now)).toEqual({ remove: [], add: [] });
   });
 
-  test("an etcd data dir left from an earlier membership is moved aside, never deleted", () => {
-    expect(rp.staleEtcdCommands(t.next, t.added, "20261130T224500Z")).toEqual({
-      test: ["sudo", "-n", "test", "-e", "/var/lib/pgplatform/crm/etcd/member"],
-      moveAside: [
-        [
-          "sudo",
-          "-n",
-          "mv",
-          "-T",
-          "/var/lib/pgplatform/crm/etcd",
-          "/var/lib/pgplatform/crm/etcd.before-20261130T224500Z",
+  test("data left from an earlier membership is moved aside, never deleted: etcd gets an empty dir, Patroni clones anew", () => {
+    expect(rp.staleDataCommands(t.next, t.added, "20261130T224500Z")).toEqual({
+      etcd: {
+        test: ["sudo", "-n", "test", "-e", "/var/lib/pgplatform/crm/etcd/member"],
+        moveAside: [
+          [
+            "sudo",
+            "-n",
+            "mv",
+            "-T",
+            "/var/lib/pgplatform/crm/etcd",
+            "/var/lib/pgplatform/crm/etcd.before-20261130T224500Z",
+          ],
+          ["sudo", "-n", "install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", "/var/lib/pgplatform/crm/etcd"],
         ],
-        ["sudo", "-n", "install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", "/var/lib/pgplatform/crm/etcd"],
-      ],
+      },
+      patroni: {
+        test: ["sudo", "-n", "test", "-e", "/var/lib/pgplatform/crm/pg/data/PG_VERSION"],
+        moveAside: [
+          [
+            "sudo",
+            "-n",
+            "mv",
+            "-T",
+            "/var/lib/pgplatform/crm/pg/data",
+            "/var/lib/pgplatform/crm/pg/data.before-20261130T224500Z",
+          ],
+        ],
+      },
     });
   });
 

@@ -136,18 +136,27 @@ export function etcdChanges(next: ClusterSettings, members: EtcdMember[]) {
 }
 
 /**
- * A joining member needs an empty etcd data dir: one left from an earlier
- * membership (a host that was replaced out and now comes back) is moved
- * aside, never deleted, and an empty one made. Pure: the test, then the move.
+ * A joining member starts from empty data: an etcd data dir left from an
+ * earlier membership (a host replaced out that now comes back) would speak
+ * as a removed member, and an old Postgres data dir would need WAL the
+ * leader no longer keeps (no archive here). Each is moved aside, never
+ * deleted; etcd gets an empty dir, Patroni clones into a new one. Pure.
  */
-export function staleEtcdCommands(s: ClusterSettings, h: ClusterHost, stamp: string): { test: Cmd; moveAside: Cmd[] } {
-  const dir = hostPaths(s, h).etcdData;
+export function staleDataCommands(s: ClusterSettings, h: ClusterHost, stamp: string) {
+  const p = hostPaths(s, h);
+  const aside = (dir: string): Cmd => ["sudo", "-n", "mv", "-T", dir, `${dir}.before-${stamp}`];
   return {
-    test: ["sudo", "-n", "test", "-e", `${dir}/member`],
-    moveAside: [
-      ["sudo", "-n", "mv", "-T", dir, `${dir}.before-${stamp}`],
-      ["sudo", "-n", "install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", dir],
-    ],
+    etcd: {
+      test: ["sudo", "-n", "test", "-e", `${p.etcdData}/member`] as Cmd,
+      moveAside: [
+        aside(p.etcdData),
+        ["sudo", "-n", "install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", p.etcdData],
+      ] as Cmd[],
+    },
+    patroni: {
+      test: ["sudo", "-n", "test", "-e", `${p.pgData}/PG_VERSION`] as Cmd,
+      moveAside: [aside(p.pgData)],
+    },
   };
 }
 

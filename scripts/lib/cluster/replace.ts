@@ -1,25 +1,12 @@
-/**
- * make cluster-replace: a member's host swapped for a new one, carried out in
- * the order replace-plan.ts gives. Nothing changes before the preflight (the
- * new host: reachable, sudo, architecture, not another cluster's, not one of
- * the members; the survivors: a leader) passed. An OLD host that no longer
- * answers (the usual reason for a replace) is skipped: its member is removed
- * from etcd all the same. A re-run after the replace finds OLD gone from
- * HOSTS and NEW in it: healthy, it says so and changes nothing; otherwise
- * it finishes the steps that are left.
- */
-import pg from "pg";
-import { ROOT_DIR } from "../config";
 import { ToolkitError } from "../errors";
 import { writeFileNoFollow } from "../safe-fs";
-import { installFileCommand, reloadPatroniCommand, runningCommand, startCommand, stopCommand } from "./commands";
+import { reloadPatroniCommand, runningCommand, startCommand, stopCommand } from "./commands";
 import { clusterSecrets, must, prepareHost, verifyThroughVip, waitFor } from "./deploy";
 import { planCluster, planError } from "./plan";
 import { closeAll, connectAll, openHost, type HostConn } from "./remote";
-import { hostPaths, renderEtcd, type ClusterSecrets } from "./render";
+import { hostPaths, type ClusterSecrets } from "./render";
 import {
   etcdChanges,
-  joiningEtcdYml,
   memberAddCommand,
   memberListCommand,
   memberRemoveCommand,
@@ -27,7 +14,6 @@ import {
   batches,
   replaceSteps,
   resolveReplace,
-  staleEtcdCommands,
   type EtcdMember,
   type ReplaceStep,
   type ReplaceTarget,
@@ -35,6 +21,7 @@ import {
 import { clusterEnvFile, type ClusterSettings } from "./settings";
 import { clusterStatus, etcdHealthy, patroniCluster, type ClusterStatus } from "./status";
 import { switchover } from "./switchover";
+import { etcdJoin, FIX, hbaAllows, moveStaleAside } from "./replace-join";
 import { ensureClusterTls, operatorEtcdTls } from "./tls";
 
 export interface ReplaceResult {
@@ -58,29 +45,6 @@ const describeStep = (x: ReplaceStep) =>
 async function memberList(s: ClusterSettings, c: HostConn): Promise<EtcdMember[]> {
   const r = await must(c, memberListCommand(s, c.host), "etcdctl member list", { fix: FIX });
   return parseMemberList(r.stdout);
-}
-const FIX = "fix the host as the line below says, then re-run make cluster-replace (it continues where it stopped)";
-
-/** Has the leader's pg_hba the new host yet (Patroni wrote it after its reload)? Asked through the VIP. */
-async function hbaAllows(s: ClusterSettings, sec: ClusterSecrets, address: string): Promise<boolean> {
-  const c = new pg.Client({
-    host: s.vip,
-    port: s.ports.rw,
-    user: "postgres",
-    password: sec.POSTGRES_PASSWORD,
-    database: "postgres",
-    connectionTimeoutMillis: 3000,
-  });
-  c.on("error", () => {});
-  try {
-    await c.connect();
-    const r = await c.query("SELECT count(*)::int AS n FROM pg_hba_file_rules WHERE address = $1", [address]);
-    return (r.rows[0] as { n: number }).n > 0;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => {});
-  }
 }
 
 /** The state a finished replace leaves: healthy, and etcd's members exactly the hosts, every one started. */
@@ -151,7 +115,7 @@ async function carryOut(ctx: Ctx, x: ReplaceStep, etcdOn: () => Promise<HostConn
       return;
     }
     case "etcd-join":
-      return etcdJoin(ctx, connAt(ctx, x.host));
+      return etcdJoin(next, connAt(ctx, x.host));
     case "start": {
       const c = connAt(ctx, x.host);
       if (x.service === "patroni")
@@ -161,6 +125,11 @@ async function carryOut(ctx: Ctx, x: ReplaceStep, etcdOn: () => Promise<HostConn
           async () => ((await hbaAllows(next, ctx.sec, c.host.address)) ? true : undefined),
           "check that Patroni on the leader's host reloaded its file (its log)",
         );
+      if (
+        x.service === "patroni" &&
+        (await c.exec(runningCommand(next, c.host, "patroni"), { nothrow: true })).code !== 0
+      )
+        await moveStaleAside(c, next, "patroni");
       await must(c, startCommand(next, c.host, x.service), `starting ${x.service}`, { fix: FIX });
       if (x.service === "patroni")
         await waitFor(
@@ -183,31 +152,6 @@ async function carryOut(ctx: Ctx, x: ReplaceStep, etcdOn: () => Promise<HostConn
     case "verify":
       return;
   }
-}
-
-/** etcd on the new host: started once with initial-cluster-state existing, then its file as every deploy renders it. */
-async function etcdJoin(ctx: Ctx, c: HostConn): Promise<void> {
-  const next = ctx.t.next;
-  const p = hostPaths(next, c.host);
-  const running = (await c.exec(runningCommand(next, c.host, "etcd"), { nothrow: true })).code === 0;
-  const normal = { path: p.etcdYml, mode: 0o644, owner: "root" as const };
-  const yml = renderEtcd(ROOT_DIR, next, c.host);
-  if (!running) {
-    const stale = staleEtcdCommands(next, c.host, new Date().toISOString().replace(/[-:]|\.\d+/g, ""));
-    if ((await c.exec(stale.test, { nothrow: true })).code === 0)
-      for (const cmd of stale.moveAside) await must(c, cmd, "moving an earlier etcd data dir aside", { fix: FIX });
-    await must(c, installFileCommand(normal), "writing the joining etcd.yml", { input: joiningEtcdYml(yml), fix: FIX });
-    await must(c, startCommand(next, c.host, "etcd"), "starting etcd", { fix: FIX });
-  }
-  const tls = operatorEtcdTls(next);
-  await waitFor(
-    `etcd of ${c.host.name} joined and healthy`,
-    60_000,
-    async () => ((await etcdHealthy(next, c.host.address, tls)) ? true : undefined),
-    `see /var/log/pgplatform/${next.name}/etcd.log on ${c.host.ssh}`,
-  );
-  // initial-cluster* are read only while the data dir is empty: the usual file from now on (a re-deploy is a no-op).
-  await must(c, installFileCommand(normal), "writing etcd.yml", { input: yml, fix: FIX });
 }
 
 export async function replaceHost(
