@@ -86,6 +86,16 @@ describe("cluster-replace: which member goes, which host comes", () => {
   });
 });
 
+describe("cluster-replace: the preflight is the plan's, on the hosts after the replace", () => {
+  test("the VIP answering ARP is the cluster's own while a member (OLD, the leader) holds it; on a host of NEW's set it is a problem", () => {
+    const arp = { code: "VIP_IN_USE", message: "VIP 10.0.0.50 already answers on the network (MAC m)", fix: "f" };
+    const onNew = { ...arp, host: "ops@10.0.0.4", message: "VIP 10.0.0.50 is already configured on ops@10.0.0.4" };
+    const sudo = { code: "NO_SUDO", host: "ops@10.0.0.4", message: "m", fix: "f" };
+    expect(rp.replaceProblems([arp, onNew, sudo], true)).toEqual([onNew, sudo]);
+    expect(rp.replaceProblems([arp, sudo], false)).toEqual([arp, sudo]);
+  });
+});
+
 describe("cluster-replace: etcd's runtime reconfiguration, as data", () => {
   const t = rp.resolveReplace(s, ENV, "crm3", "ops@10.0.0.4");
   const h1 = t.next.hosts[0]!;

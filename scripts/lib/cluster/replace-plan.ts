@@ -14,6 +14,7 @@ import { ToolkitError } from "../errors";
 import type { Cmd } from "../exec";
 import { hostPaths } from "./render";
 import type { ServiceName } from "./commands";
+import type { PlanProblem } from "./plan";
 import { parseClusterSettings, type ClusterHost, type ClusterSettings } from "./settings";
 
 export interface ReplaceTarget {
@@ -75,6 +76,14 @@ export function resolveReplace(s: ClusterSettings, envText: string, oldArg = "",
   const next = parseClusterSettings(text, env);
   return { next, old, added: next.hosts[old.index - 1]!, envText: text, done: false };
 }
+
+/**
+ * The plan's problems that stand for a replace (pure): while a member of the
+ * cluster holds the VIP (OLD itself, before it stops), the address answering
+ * ARP on the network is the cluster's own, not another machine's.
+ */
+export const replaceProblems = (problems: PlanProblem[], vipHeldByMember: boolean) =>
+  problems.filter((p) => !(vipHeldByMember && p.code === "VIP_IN_USE" && p.host === undefined));
 
 /** One member of `etcdctl member list -w json`; ids as hex (what `member remove` takes). */
 export interface EtcdMember {

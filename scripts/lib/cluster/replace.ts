@@ -12,6 +12,7 @@ import {
   memberRemoveCommand,
   parseMemberList,
   batches,
+  replaceProblems,
   replaceSteps,
   resolveReplace,
   type EtcdMember,
@@ -201,11 +202,11 @@ export async function replaceHost(
     const connsBefore = s.hosts.map((h) => (h === t.old ? oldConn : conns[h.index - 1]));
     const before = await clusterStatus(t.done ? t.next : s, t.done ? conns : connsBefore);
     const plan = await planCluster(t.next, conns);
-    const err = planError(plan);
+    const err = planError({ ...plan, problems: replaceProblems(plan.problems, !!before.vipHolder) });
     if (err)
       throw new ToolkitError(
         err.code,
-        err.message.replace(/^cluster-plan for \S+/, `cluster-replace ${t.old?.name ?? ""} -> ${t.added.ssh}`),
+        err.message.replace(/^cluster-plan for [^:]+/, `cluster-replace ${t.old?.name ?? ""} -> ${t.added.ssh}`),
         err.fix,
         err.detail,
       );
