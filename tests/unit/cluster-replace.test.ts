@@ -173,15 +173,10 @@ describe("cluster-replace: etcd's runtime reconfiguration, as data", () => {
 describe("cluster-replace: the order of every step", () => {
   const t = rp.resolveReplace(s, ENV, "crm3", "ops@10.0.0.4");
   const line = (x: object) => Object.values(x).join(" ");
+  const replicaOut = { oldIsLeader: false, leader: "crm1", oldReachable: true, members: three, nextEnvHosts: "h" };
 
   test("OLD a replica: stop it, etcd remove before add, settings, survivors reloaded, NEW joins and clones, proxies restarted with the leader's host last", () => {
-    const steps = rp.replaceSteps(t, {
-      oldIsLeader: false,
-      leader: "crm1",
-      oldReachable: true,
-      members: three,
-      nextEnvHosts: "ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.4",
-    });
+    const steps = rp.replaceSteps(t, { ...replicaOut, nextEnvHosts: "ops@10.0.0.1,ops@10.0.0.2,ops@10.0.0.4" });
     expect(steps.map(line)).toEqual([
       "stop crm3@10.0.0.3 vip-manager",
       "stop crm3@10.0.0.3 haproxy",
@@ -209,13 +204,7 @@ describe("cluster-replace: the order of every step", () => {
   });
 
   test("what runs at once: every host's files, the survivors' reloads, one host's two proxies", () => {
-    const steps = rp.replaceSteps(t, {
-      oldIsLeader: false,
-      leader: "crm1",
-      oldReachable: true,
-      members: three,
-      nextEnvHosts: "h",
-    });
+    const steps = rp.replaceSteps(t, replicaOut);
     expect(rp.batches(steps).map((b) => b.map(line).join(" + "))).toEqual([
       "stop crm3@10.0.0.3 vip-manager + stop crm3@10.0.0.3 haproxy",
       "stop crm3@10.0.0.3 patroni",
