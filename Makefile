@@ -177,6 +177,10 @@ cluster-switchover: deps ## Hand the leader role to another member (default: the
 cluster-rolling-restart: deps ## Restart every member one at a time: replicas, a switchover to the sync standby, the old leader: CLUSTER=crm
 	$(CLUSTER_RUN) scripts/cluster-rolling-restart.ts $(CLUSTER_ARGS) $(ARGS)
 
+.PHONY: cluster-replace
+cluster-replace: deps ## Replace a member's host: etcd member remove/add, Patroni re-clones on NEW: CLUSTER=crm OLD=crm3 NEW=ops@10.0.0.4
+	$(CLUSTER_RUN) scripts/cluster-replace.ts $(CLUSTER_ARGS) $(if $(filter command line,$(origin OLD)),--old $(OLD),) $(if $(filter command line,$(origin NEW)),--new $(NEW),) $(ARGS)
+
 .PHONY: cluster-drill
 cluster-drill: deps ## A failure under a write load on the namespace lab: CLUSTER=lab SCENARIO=partition-leader|kill-host|partition-etcd-minority
 	$(CLUSTER_RUN) scripts/cluster-drill.ts $(CLUSTER_ARGS) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)

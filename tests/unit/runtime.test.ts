@@ -138,6 +138,7 @@ describe("every verb goes through the runtime", () => {
     "cluster-lab",
     "cluster-lab-down",
     "cluster-plan",
+    "cluster-replace",
     "cluster-rolling-restart",
     "cluster-status",
     "cluster-switchover",

@@ -326,7 +326,7 @@ describe("cluster.env: each rule's edge, with its exact message", () => {
     [
       "HOST_ROOT",
       ["/var/lib/h%i", "rel", "x/abs", "/a b"],
-      ["ok", ...Array(3).fill("must be an absolute path (%i: the host's number)")],
+      ["ok", ...Array(3).fill("must be an absolute path (%i: the host's number, %a: its address)")],
     ],
     ["PG_SHARED_BUFFERS", ["2GB", "x1GB", "1GBx"], ["ok", "must be a size like 1GB", "must be a size like 1GB"]],
     ["PG_BIN_DIR", ["/usr/lib/postgresql/15/bin", "usr/lib"], ["ok", "must be an absolute path"]],
