@@ -12,7 +12,8 @@ import { writeTextfile } from "../monitoring";
 import type { BackupProgress } from "./common";
 import { readManifest } from "./manifest";
 import { copyLogicalOffsite, pgbackrestError, type LogicalCopy } from "./offsite-copy";
-import { offsiteEnabled, OFFSITE_SECRET_KEYS, runOffsite } from "./offsite";
+import { offsiteEnabled, OFFSITE_SECRET_KEYS, readOffsiteSecrets, runOffsite } from "./offsite";
+import { prepareBackupHost, sshProblem } from "./offsite-host";
 import { physicalBackup, stanzaInfo, writePgbackrestFiles, type PhysicalResult } from "./pgbackrest";
 
 export interface OffsiteReport {
@@ -28,6 +29,7 @@ export interface OffsiteReport {
 /** Pure: where the off-site repository is, for messages (no secrets). */
 export const offsiteTarget = (cfg: Config) => {
   const o = cfg.backup.offsite;
+  if (o.kind === "ssh") return `ssh://${o.ssh.user}@${o.ssh.host}:${o.ssh.port}${o.path}`;
   return o.kind === "s3" ? `s3://${o.s3.bucket}${o.path} at ${o.s3.endpoint}:${o.s3.port}` : o.kind;
 };
 
@@ -122,6 +124,19 @@ export async function backupOffsite(
   const target = offsiteTarget(cfg);
   try {
     writePgbackrestFiles(cfg);
+    if (cfg.backup.offsite.kind === "ssh") {
+      const h = await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
+      for (const c of h.changes) progress("offsite", c);
+      if (h.changes.some((c) => c.startsWith("off-site ssh identity")))
+        progress(
+          "offsite",
+          `our key, for ~${cfg.backup.offsite.ssh.user}/.ssh/authorized_keys on the backup host: ${h.publicKey}`,
+        );
+      progress(
+        "offsite",
+        `the backup host's key, for ~postgres/.ssh/authorized_keys on every member: ${h.backupHostKey}`,
+      );
+    }
     for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
     let physical: PhysicalResult | undefined;
     if (opts.physical !== false) {
@@ -134,12 +149,14 @@ export async function backupOffsite(
     return { target, encrypted: cfg.backup.offsite.cipher !== "none", physical, logical, warning, ms: Date.now() - t0 };
   } catch (e) {
     recordOffsite(cfg, false, undefined);
-    const te = e instanceof ToolkitError ? e : undefined;
+    const ssh =
+      cfg.backup.offsite.kind === "ssh" && e instanceof ToolkitError ? sshProblem(cfg, e.detail ?? "") : undefined;
+    const te = ssh ?? (e instanceof ToolkitError ? e : undefined);
     const why = te?.detail ? pgbackrestError(te.detail) : (e as Error).message;
     throw new ToolkitError(
       "OFFSITE_FAILED",
       `the local backup ${id} is made and verified, but the OFF-SITE copy to ${target} FAILED: ${why.split("\n").join("; ")}`,
-      te?.code === "OFFSITE_WRONG_PASSPHRASE"
+      te?.code === "OFFSITE_WRONG_PASSPHRASE" || te?.code.startsWith("OFFSITE_SSH")
         ? te.fix!
         : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
       te?.detail ? `${te.message}\n${why}` : undefined,

@@ -251,7 +251,10 @@ export async function physicalBackup(
   // pgBackRest copies from a standby only when one is streaming; otherwise say so and use the primary.
   const view = await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
+  // The local repository by name: with BACKUP_OFFSITE=ssh, repo2 is a repository host where
+  // pgBackRest 2.45 runs backup and expire only on that host (the off-site half runs them there).
   const args = [
+    ...(runner === runPgbackrest ? ["--repo=1"] : []),
     `--type=${type}`,
     `--backup-standby=${standby ? "y" : "n"}`,
     `--process-max=${cfg.backup.jobs}`,

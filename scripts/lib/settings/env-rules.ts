@@ -59,14 +59,18 @@ const haproxyPorts = (v: EnvValues) => keyedPorts(v, ["HAPROXY_RW_PORT", "HAPROX
 export const RULES: ((v: EnvValues) => Problem | undefined)[] = [
   (v) => {
     if (v.BACKUP_OFFSITE === "ssh") {
-      // pgBackRest 2.45 (Debian 12) refuses `backup` to a repository host from the database host
-      // ("backup command must be run on the repository host"); its SFTP repository type arrives in 2.46.
-      return {
-        key: "BACKUP_OFFSITE",
-        message:
-          "ssh is not supported yet with this pgBackRest (2.45 backs up to a repository host only when run ON that host)",
-        fix: "use BACKUP_OFFSITE=s3 (any S3-compatible store), or none",
-      };
+      const example = {
+        BACKUP_OFFSITE_SSH_HOST: "backup1.example.com",
+        BACKUP_OFFSITE_SSH_HOST_KEY: "ssh-ed25519 AAAA... (the backup host's /etc/ssh/ssh_host_ed25519_key.pub)",
+      } as const;
+      const missing = (Object.keys(example) as (keyof typeof example)[]).find((k) => !v[k]);
+      return missing
+        ? {
+            key: missing,
+            message: "is required with BACKUP_OFFSITE=ssh",
+            fix: `set it (e.g. ${missing}=${example[missing]}), or BACKUP_OFFSITE=none`,
+          }
+        : undefined;
     }
     if (v.BACKUP_OFFSITE !== "s3") return undefined;
     const example = {
