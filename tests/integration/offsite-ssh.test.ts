@@ -24,6 +24,7 @@ import { join, resolve } from "node:path";
 import { prepareBackupHost, writeSshClientFiles } from "../../scripts/lib/backup/offsite-host";
 import { readOffsiteSecrets } from "../../scripts/lib/backup/offsite";
 import { ensureOffsiteStanza } from "../../scripts/lib/backup/offsite-run";
+import { offsiteGate } from "../../scripts/lib/backup/offsite-gate";
 import { readManifest } from "../../scripts/lib/backup/manifest";
 import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
 import { loadConfig } from "../../scripts/lib/config";
@@ -79,7 +80,7 @@ function grepBytes(dir: string, needle: string): string[] {
 }
 
 /** An sshd of this test: its own host key and config, the given addresses, one user, one authorized key. */
-async function startSshd(name: string, addrs: string[], port: number, user: string, authorized: string) {
+async function startSshd(name: string, addrs: string[], port: number, user: string, authorized: string, pam = false) {
   const d = join(work, name);
   mkdirSync(d, { recursive: true, mode: 0o755 });
   const hostKeyFile = keygen(join(d, "host_ed25519"), `${name}-host`);
@@ -95,7 +96,8 @@ async function startSshd(name: string, addrs: string[], port: number, user: stri
       `AllowUsers ${user}`,
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
-      "UsePAM no",
+      // postgres' password is locked ("!"): without PAM, sshd refuses locked accounts even for keys (Debian's sshd runs PAM)
+      `UsePAM ${pam ? "yes" : "no"}`,
       "StrictModes no",
       `PidFile ${join(d, "sshd.pid")}`,
       "LogLevel ERROR",
@@ -166,6 +168,7 @@ beforeAll(async () => {
     MEMBERS_PORT,
     "postgres",
     setup.backupHostKey,
+    true,
   );
   writeFileSync(
     join(work, "members_known_hosts"),
@@ -264,9 +267,16 @@ describe("off-site backups to a backup host over SSH (pgBackRest repository host
     ]);
   }, 300_000);
 
-  // Not met with pgBackRest 2.45: archive_command pushes to both repositories, a failing repo2 fails it,
-  // Postgres retries that segment forever, and the local backup's archive check times out (exit 82).
-  test.skip("a wrong pinned host key: local backup made and verified, OFFSITE_FAILED naming the pinned key, alert, exit 1, metric 0", () => {
+  test("make backup-drill restores from the backup host into a scratch instance", () => {
+    const r = runScript("backup-drill.ts", ["--json"]);
+    expect(r.code === 0 ? "" : r.stderr).toBe("");
+    const res = jsonOf(r.stdout);
+    expect(res.pitr.databases.map((d: any) => d.name)).toEqual(expect.arrayContaining(cfg.databases));
+    expect(res.logical.id).toBe(made[0]);
+  }, 600_000);
+
+  // Last: it pauses WAL archiving to the backup host (offsite-gate.ts), which its finally resumes.
+  test("a wrong pinned host key: archiving to it paused, local backup made and verified, OFFSITE_FAILED naming the pinned key, alert, exit 1, metric 0", async () => {
     const wrong = readFileSync(`${keygen(join(work, "wrong"))}.pub`, "utf8")
       .split(" ")
       .slice(0, 2)
@@ -279,6 +289,10 @@ describe("off-site backups to a backup host over SSH (pgBackRest repository host
       expect(r.stderr).toContain(
         `did not present the pinned host key (BACKUP_OFFSITE_SSH_HOST_KEY=${wrong.slice(0, 60)}… in ${envFile}); nothing was sent to it`,
       );
+      const conf = readFileSync(join(cfg.backup.pgbackrestHome, "pgbackrest.conf"), "utf8");
+      expect(conf).toContain("# Off-site repository PAUSED (");
+      expect(conf).not.toContain("repo2-host=");
+      expect(r.stderr).toContain("WAL archiving to it is PAUSED");
       const id = /the local backup (\S+) is made and verified/.exec(r.stderr)![1]!;
       made.push(id);
       expect(readManifest(join(cfg.backup.dir, id)).status).toBe("verified");
@@ -292,13 +306,10 @@ describe("off-site backups to a backup host over SSH (pgBackRest repository host
       withEnv(sshEnv(hostKey));
       writePgbackrestFiles(cfg);
     }
-  }, 600_000);
-
-  test("make backup-drill restores from the backup host into a scratch instance", () => {
-    const r = runScript("backup-drill.ts", ["--json"]);
-    expect(r.code === 0 ? "" : r.stderr).toBe("");
-    const res = jsonOf(r.stdout);
-    expect(res.pitr.databases.map((d: any) => d.name)).toEqual(expect.arrayContaining(cfg.databases));
-    expect(res.logical.id).toBe(made[0]);
+    // The right key again: the gate resumes archiving to the backup host.
+    expect(await offsiteGate(cfg, () => {})).toBeUndefined();
+    expect(readFileSync(join(cfg.backup.pgbackrestHome, "pgbackrest.conf"), "utf8")).toContain(
+      `repo2-host=${BACKUP_ADDR}\n`,
+    );
   }, 600_000);
 });

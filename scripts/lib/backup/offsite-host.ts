@@ -46,6 +46,17 @@ export async function writeSshClientFiles(cfg: Config): Promise<{ changes: strin
 export function sshProblem(cfg: Config, out: string, publicKey = ""): ToolkitError | undefined {
   const o = cfg.backup.offsite.ssh;
   const at = `${o.user}@${o.host}:${o.port}`;
+  // pgBackRest names the host of a failed remote: a member means the backup host's hop back (pgN-host).
+  const member = [...out.matchAll(/protocol on '([^']+)'/g)].map((m) => m[1]).find((h) => h !== o.host);
+  if (
+    member &&
+    /Host key verification failed|Permission denied|Connection refused|IDENTIFICATION HAS CHANGED/.test(out)
+  )
+    return new ToolkitError(
+      "OFFSITE_SSH_MEMBER",
+      `the backup host could not log in to member ${member}:${o.pgPort} as postgres: ${out.match(/Host key verification failed|Permission denied \([^)]*\)|Connection refused|REMOTE HOST IDENTIFICATION HAS CHANGED/)![0]}`,
+      `on every member, append the backup host's key (printed by \`make backup\`, the line "the backup host's key") to ~postgres/.ssh/authorized_keys, and give the members' sshd host keys in BACKUP_OFFSITE_SSH_PG_KNOWN_HOSTS`,
+    );
   if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/.test(out))
     return new ToolkitError(
       "OFFSITE_SSH_HOST_KEY",
@@ -68,7 +79,7 @@ export function sshProblem(cfg: Config, out: string, publicKey = ""): ToolkitErr
 }
 
 /** One command on the backup host as its user, through our wrapper (the remote shell reads one line: paths are checked safe). */
-async function onBackupHost(cfg: Config, script: string, publicKey: string, input?: string): Promise<string> {
+export async function onBackupHost(cfg: Config, script: string, publicKey: string, input?: string): Promise<string> {
   const o = cfg.backup.offsite.ssh;
   const r = await runAsPg(cfg, [sshFiles(cfg).wrapper, `${o.user}@${o.host}`, script], {
     nothrow: true,

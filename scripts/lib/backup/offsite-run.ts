@@ -108,6 +108,8 @@ export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
 export interface OffsiteOptions {
   physical?: boolean;
   physicalType?: "full" | "diff";
+  /** the backup host did not answer before the local backup (offsite-gate.ts): fail with this */
+  unreachable?: ToolkitError;
 }
 
 /** The off-site copy of a backup that is already made and verified locally. */
@@ -123,6 +125,7 @@ export async function backupOffsite(
   if (warning) progress("offsite", warning);
   const target = offsiteTarget(cfg);
   try {
+    if (opts.unreachable) throw opts.unreachable;
     writePgbackrestFiles(cfg);
     if (cfg.backup.offsite.kind === "ssh") {
       const h = await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
@@ -152,14 +155,18 @@ export async function backupOffsite(
     const ssh =
       cfg.backup.offsite.kind === "ssh" && e instanceof ToolkitError ? sshProblem(cfg, e.detail ?? "") : undefined;
     const te = ssh ?? (e instanceof ToolkitError ? e : undefined);
-    const why = te?.detail ? pgbackrestError(te.detail) : (e as Error).message;
+    const why = te?.detail ? pgbackrestError(te.detail) : (te ?? (e as Error)).message;
     throw new ToolkitError(
       "OFFSITE_FAILED",
       `the local backup ${id} is made and verified, but the OFF-SITE copy to ${target} FAILED: ${why.split("\n").join("; ")}`,
       te?.code === "OFFSITE_WRONG_PASSPHRASE" || te?.code.startsWith("OFFSITE_SSH")
         ? te.fix!
         : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
-      te?.detail ? `${te.message}\n${why}` : undefined,
+      te?.detail
+        ? `${te.message}\n${why}`
+        : opts.unreachable
+          ? "WAL archiving to the backup host is paused until it answers"
+          : undefined,
     );
   }
 }

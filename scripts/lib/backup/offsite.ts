@@ -94,9 +94,18 @@ export function offsiteRepoLines(cfg: Config, n: number, s: OffsiteSecrets): str
   ];
 }
 
+/**
+ * Written by `make backup` when the backup host did not answer (offsite-gate.ts): archive_command then pushes to
+ * the local repository alone, because a failing repo2 fails archive-push and Postgres retries that segment forever.
+ */
+export const offsitePausedPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "offsite-paused");
+export const offsitePaused = (cfg: Config) => existsSync(offsitePausedPath(cfg));
+
 /** The block renderPgbackrestConf puts after the local repository (empty without an off-site target). */
-export function offsiteRepoBlock(cfg: Config): string {
+export function offsiteRepoBlock(cfg: Config, ignorePause = false): string {
   if (!offsiteEnabled(cfg)) return "";
+  if (!ignorePause && offsitePaused(cfg))
+    return `# Off-site repository PAUSED (${readFileSync(offsitePausedPath(cfg), "utf8").trim().split("\n")[0]}): \`make backup\` resumes it once the backup host answers.`;
   const s = readOffsiteSecrets(cfg);
   return offsiteRepoLines(cfg, 2, s).join("\n");
 }
