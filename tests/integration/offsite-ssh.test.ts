@@ -287,7 +287,7 @@ describe("off-site backups to a backup host over SSH (pgBackRest repository host
       const r = runScript("backup.ts", ["--alert-command", `/usr/bin/tee ${alert}`]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(
-        `did not present the pinned host key (BACKUP_OFFSITE_SSH_HOST_KEY=${wrong.slice(0, 60)}… in ${envFile}); nothing was sent to it`,
+        `did not present the pinned host key (BACKUP_OFFSITE_SSH_HOST_KEY=${wrong.slice(0, 60)}… in ${cfg.file}); nothing was sent to it`,
       );
       const conf = readFileSync(join(cfg.backup.pgbackrestHome, "pgbackrest.conf"), "utf8");
       expect(conf).toContain("# Off-site repository PAUSED (");

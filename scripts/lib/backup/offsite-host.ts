@@ -14,6 +14,8 @@ import { ensurePgDir, pgOwner, runAsPg } from "./common";
 import {
   hostKeyAlias,
   memberKnownHosts,
+  pgCmdWrapper,
+  pgpassLine,
   pinnedHostKey,
   remoteConf,
   remoteHome,
@@ -39,6 +41,8 @@ export async function writeSshClientFiles(cfg: Config): Promise<{ changes: strin
   if (writeIfChanged(f.knownHosts, pinned, { mode: 0o600, ...own })) changes.push("off-site pinned host key");
   if (writeIfChanged(f.config, sshClientConfig(cfg), { mode: 0o600, ...own })) changes.push("off-site ssh_config");
   writeIfChanged(f.wrapper, sshWrapper(safePath(f.config, "the pgBackRest home")), { mode: 0o755, ...own });
+  writeIfChanged(f.pgpass, pgpassLine("postgres", cfg.secrets.POSTGRES_PASSWORD), { mode: 0o600, ...own });
+  writeIfChanged(f.pgCmd, pgCmdWrapper(f.pgpass), { mode: 0o755, ...own });
   return { changes, publicKey: readFileSync(f.pub, "utf8").trim() };
 }
 

@@ -36,6 +36,9 @@ export const sshFiles = (cfg: Config) => {
     knownHosts: join(dir, "known_hosts"),
     config: join(dir, "ssh_config"),
     wrapper: join(dir, "ssh"),
+    /** pgN-host-cmd: pgBackRest with PGPASSFILE, for the backup host's sessions here (scram everywhere, no env over ssh) */
+    pgCmd: join(dir, "pgbackrest-pg"),
+    pgpass: join(dir, "pgpass"),
   };
 };
 
@@ -111,6 +114,14 @@ export function sshClientConfig(cfg: Config): string {
 export const sshWrapper = (configPath: string) =>
   `#!/bin/sh\n# pgBackRest's cmd-ssh for the off-site backup host: ssh with our own config only.\nexec /usr/bin/ssh -F ${configPath} "$@"\n`;
 
+/** Pure: the member-side pgBackRest the backup host starts over ssh: libpq reads the password from our 0600 pgpass. */
+export const pgCmdWrapper = (pgpass: string) =>
+  `#!/bin/sh\n# pgBackRest as started by the off-site backup host (pgN-host-cmd): Postgres wants scram, ssh passes no environment.\nPGPASSFILE=${pgpass} exec /usr/bin/pgbackrest "$@"\n`;
+
+/** Pure: a .pgpass line for the superuser on every address and port (':' and '\\' escaped). */
+export const pgpassLine = (user: string, password: string) =>
+  `*:*:*:${user}:${password.replace(/[\\:]/g, (c) => `\\${c}`)}\n`;
+
 /** Pure: our pgbackrest.conf lines for the off-site repository on the backup host. */
 export function sshRepoLines(cfg: Config): string[] {
   const o = cfg.backup.offsite;
@@ -140,6 +151,7 @@ export function remoteConf(cfg: Config, cipherPass: string, pgUser: string): str
     `pg${i + 1}-host-port=${o.ssh.pgPort}`,
     `pg${i + 1}-host-user=${pgUser}`,
     `pg${i + 1}-host-config=${cfg.backup.pgbackrestHome}/pgbackrest.conf`,
+    `pg${i + 1}-host-cmd=${sshFiles(cfg).pgCmd}`,
     `pg${i + 1}-path=${m.dataDir}`,
     `pg${i + 1}-socket-path=${m.socketDir}`,
     `pg${i + 1}-port=${m.pgPort}`,
