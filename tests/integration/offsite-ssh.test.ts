@@ -292,7 +292,7 @@ describe("off-site backups to a backup host over SSH (pgBackRest repository host
       const conf = readFileSync(join(cfg.backup.pgbackrestHome, "pgbackrest.conf"), "utf8");
       expect(conf).toContain("# Off-site repository PAUSED (");
       expect(conf).not.toContain("repo2-host=");
-      expect(r.stderr).toContain("WAL archiving to it is PAUSED");
+      expect(r.stdout + r.stderr).toContain("WAL archiving to it is PAUSED");
       const id = /the local backup (\S+) is made and verified/.exec(r.stderr)![1]!;
       made.push(id);
       expect(readManifest(join(cfg.backup.dir, id)).status).toBe("verified");
