@@ -1,7 +1,7 @@
 /** Off-site backups (issue 17): settings, the rendered repository, decryption, error lines, cron. Pure. */
 import { describe, expect, test } from "bun:test";
 import { createCipheriv, createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { cronLine, DRILL_JOB } from "../../scripts/lib/backup/cron";
@@ -9,6 +9,9 @@ import { offsiteOnlyConf, offsiteRepoLines, offsiteSecretProblems } from "../../
 import { sshProblem } from "../../scripts/lib/backup/offsite-host";
 import {
   memberKnownHosts,
+  pgCmdWrapper,
+  pgpassLine,
+  pinnedHostKey,
   remoteConf,
   remotePgbackrest,
   sshClientConfig,
@@ -157,6 +160,41 @@ describe("off-site settings", () => {
     );
     expect(sshProblem(cfg, "ssh: connect to host x port 2222: Connection refused")?.code).toBe("OFFSITE_SSH_CONNECT");
     expect(sshProblem(cfg, "ERROR: [082]: WAL segment")).toBeUndefined();
+    // The backup host's hop back to a member is told apart (pgBackRest names the remote's host).
+    const member = sshProblem(
+      cfg,
+      "ERROR: [056]: raised from remote-0 ssh protocol on '127.0.1.12': postgres@127.0.1.12: Permission denied (publickey).",
+    );
+    expect(member?.code).toBe("OFFSITE_SSH_MEMBER");
+    expect(member?.message).toBe(
+      "the backup host could not log in to member 127.0.1.12:22 as postgres: Permission denied (publickey)",
+    );
+  });
+
+  test("ssh: the members' pgBackRest for the backup host reads the password from a pgpass file; a host key file is read", () => {
+    expect(pgpassLine("postgres", "a:b\\c")).toBe("*:*:*:postgres:a\\:b\\\\c\n");
+    expect(pgCmdWrapper("/h/offsite-ssh/pgpass")).toContain(
+      'PGPASSFILE=/h/offsite-ssh/pgpass exec /usr/bin/pgbackrest "$@"',
+    );
+    const dir = mkdtempSync("/tmp/pgp-sshkey-");
+    try {
+      const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+      writeFileSync(join(dir, "k.pub"), `${key} root@backup1\n`);
+      writeFileSync(join(dir, "known"), `# pinned\n[backup1]:2222 ${key}\n`);
+      writeFileSync(join(dir, "bad"), "not a key\n");
+      const at = (f: string) =>
+        load(SSH.replace(/BACKUP_OFFSITE_SSH_HOST_KEY=.*\n/, `BACKUP_OFFSITE_SSH_HOST_KEY=${join(dir, f)}\n`));
+      expect(pinnedHostKey(at("k.pub"))).toBe(key);
+      expect(pinnedHostKey(at("known"))).toBe(key);
+      expect(() => pinnedHostKey(at("bad"))).toThrow(
+        `BACKUP_OFFSITE_SSH_HOST_KEY: ${join(dir, "bad")} holds no public key`,
+      );
+      expect(() => pinnedHostKey(at("gone"))).toThrow(
+        `BACKUP_OFFSITE_SSH_HOST_KEY: file ${join(dir, "gone")} does not exist`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("an endpoint's port is split off; 443 without one", () => {
