@@ -177,7 +177,7 @@ describe("the Config an env file becomes", () => {
             port: 22,
             user: "pgbackrest",
             hostKey: "",
-            remoteConfig: "/pgplatform/pgplatform-test-conf/pgbackrest.conf",
+            remoteConfig: "/pgplatform/pgp-rules-conf/pgbackrest.conf",
             pgPort: 22,
             pgKnownHosts: "",
           },
