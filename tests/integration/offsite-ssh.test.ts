@@ -31,6 +31,7 @@ import { loadConfig } from "../../scripts/lib/config";
 import { monitoringHome, textfileDir } from "../../scripts/lib/monitoring";
 import { connect, quoteIdent } from "../../scripts/lib/pg";
 import { keygen } from "./sshd";
+import { grepBytes, sqlIn } from "./offsite-fixture";
 import { runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -56,28 +57,7 @@ let hostKey = "";
 
 const jsonOf = (out: string) => JSON.parse(out.slice(out.indexOf("{")));
 
-async function sql<T = any>(query: string, params: unknown[] = [], database = DB): Promise<T[]> {
-  const c = await connect(cfg, { database });
-  try {
-    return (await c.query(query, params)).rows as T[];
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
-function grepBytes(dir: string, needle: string): string[] {
-  const hits: string[] = [];
-  const want = Buffer.from(needle);
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && readFileSync(p).includes(want)) hits.push(p);
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return hits;
-}
+const sql = <T = any>(query: string, params: unknown[] = [], database = DB) => sqlIn<T>(cfg, database, query, params);
 
 /** An sshd of this test: its own host key and config, the given addresses, one user, one authorized key. */
 async function startSshd(name: string, addrs: string[], port: number, user: string, authorized: string, pam = false) {
