@@ -23,7 +23,6 @@ import { connect as tcp } from "node:net";
 import { join, resolve } from "node:path";
 import { prepareBackupHost, writeSshClientFiles } from "../../scripts/lib/backup/offsite-host";
 import { readOffsiteSecrets } from "../../scripts/lib/backup/offsite";
-import { ensureOffsiteStanza } from "../../scripts/lib/backup/offsite-run";
 import { offsiteGate } from "../../scripts/lib/backup/offsite-gate";
 import { readManifest } from "../../scripts/lib/backup/manifest";
 import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
@@ -154,10 +153,6 @@ beforeAll(async () => {
     join(work, "members_known_hosts"),
     cfg.members.map((m) => `[${m.address}]:${MEMBERS_PORT} ${memberKey}\n`).join(""),
   );
-  // The off-site stanza must exist before archive_command pushes to it: a failing repo2 stops
-  // Postgres' WAL archiving for BOTH repositories (it retries the same segment; see the README's limits).
-  await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
-  await ensureOffsiteStanza(cfg);
   madeTextfileDir = !existsSync(textfileDir(cfg));
   mkdirSync(textfileDir(cfg), { recursive: true });
   await sql(`CREATE TABLE ${quoteIdent(TABLE)} (id int PRIMARY KEY, v text)`);

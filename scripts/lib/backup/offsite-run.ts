@@ -12,8 +12,8 @@ import { writeTextfile } from "../monitoring";
 import type { BackupProgress } from "./common";
 import { readManifest } from "./manifest";
 import { copyLogicalOffsite, pgbackrestError, type LogicalCopy } from "./offsite-copy";
-import { offsiteEnabled, OFFSITE_SECRET_KEYS, readOffsiteSecrets, runOffsite } from "./offsite";
-import { prepareBackupHost, sshProblem } from "./offsite-host";
+import { offsiteEnabled, OFFSITE_SECRET_KEYS, runOffsite } from "./offsite";
+import { sshProblem } from "./offsite-host";
 import { physicalBackup, stanzaInfo, writePgbackrestFiles, type PhysicalResult } from "./pgbackrest";
 
 export interface OffsiteReport {
@@ -127,19 +127,6 @@ export async function backupOffsite(
   try {
     if (opts.unreachable) throw opts.unreachable;
     writePgbackrestFiles(cfg);
-    if (cfg.backup.offsite.kind === "ssh") {
-      const h = await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
-      for (const c of h.changes) progress("offsite", c);
-      if (h.changes.some((c) => c.startsWith("off-site ssh identity")))
-        progress(
-          "offsite",
-          `our key, for ~${cfg.backup.offsite.ssh.user}/.ssh/authorized_keys on the backup host: ${h.publicKey}`,
-        );
-      progress(
-        "offsite",
-        `the backup host's key, for ~postgres/.ssh/authorized_keys on every member: ${h.backupHostKey}`,
-      );
-    }
     for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
     let physical: PhysicalResult | undefined;
     if (opts.physical !== false) {
