@@ -21,7 +21,8 @@ import { formatBytes } from "../scripts/lib/ui";
 import { logicalBackup, pickSource } from "../scripts/lib/backup/logical";
 import { backupPath } from "../scripts/lib/backup/manifest";
 import { physicalBackup, writePgbackrestFiles } from "../scripts/lib/backup/pgbackrest";
-import { offsiteEnabled, runOffsite } from "../scripts/lib/backup/offsite";
+import { offsiteEnabled, readOffsiteSecrets, runOffsite } from "../scripts/lib/backup/offsite";
+import { prepareBackupHost } from "../scripts/lib/backup/offsite-host";
 import { ensureOffsiteStanza, offsiteTarget } from "../scripts/lib/backup/offsite-run";
 import { restoreDatabase } from "../scripts/lib/backup/restore";
 import { verifyBackup } from "../scripts/lib/backup/verify";
@@ -170,6 +171,8 @@ await runMain(async () => {
     let off: [Awaited<ReturnType<typeof physicalBackup>>, number] | undefined;
     if (offsiteEnabled(cfg)) {
       writePgbackrestFiles(cfg);
+      // ssh: the backup host's config (it runs the backup itself, pgBackRest's repository-host mode)
+      if (cfg.backup.offsite.kind === "ssh") await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
       await ensureOffsiteStanza(cfg);
       off = await timed(() => physicalBackup(cfg, { type: "full", runner: runOffsite }));
       log(

@@ -23,6 +23,7 @@ import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
 import { readManifest } from "../../scripts/lib/backup/manifest";
 import { monitoringHome, textfileDir } from "../../scripts/lib/monitoring";
 import { connect, quoteIdent } from "../../scripts/lib/pg";
+import { grepBytes, sqlIn } from "./offsite-fixture";
 import { BUN, runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
 import { S3_KEY } from "./s3-server";
 
@@ -47,14 +48,7 @@ let madeTextfileDir = false;
 
 const jsonOf = (out: string) => JSON.parse(out.slice(out.indexOf("{")));
 
-async function sql<T = any>(query: string, params: unknown[] = [], database = DB): Promise<T[]> {
-  const c = await connect(cfg, { database });
-  try {
-    return (await c.query(query, params)).rows as T[];
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
+const sql = <T = any>(query: string, params: unknown[] = [], database = DB) => sqlIn<T>(cfg, database, query, params);
 
 /** The store's key and secret in the secrets file; every other line (the generated cipher passphrase) is kept. */
 function setSecret(secret: string) {
@@ -66,21 +60,6 @@ function setSecret(secret: string) {
     [...lines, `BACKUP_OFFSITE_S3_KEY=${S3_KEY}`, `BACKUP_OFFSITE_S3_KEY_SECRET=${secret}`, ""].join("\n"),
     { mode: 0o600 },
   );
-}
-
-/** Every file below `dir` whose bytes contain `needle`. */
-function grepBytes(dir: string, needle: string): string[] {
-  const hits: string[] = [];
-  const want = Buffer.from(needle);
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && readFileSync(p).includes(want)) hits.push(p);
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return hits;
 }
 
 beforeAll(async () => {

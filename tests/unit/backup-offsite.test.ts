@@ -1,11 +1,23 @@
 /** Off-site backups (issue 17): settings, the rendered repository, decryption, error lines, cron. Pure. */
 import { describe, expect, test } from "bun:test";
 import { createCipheriv, createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { cronLine, DRILL_JOB } from "../../scripts/lib/backup/cron";
 import { offsiteOnlyConf, offsiteRepoLines, offsiteSecretProblems } from "../../scripts/lib/backup/offsite";
+import { sshProblem } from "../../scripts/lib/backup/offsite-host";
+import {
+  memberKnownHosts,
+  pgCmdWrapper,
+  pgpassLine,
+  pinnedHostKey,
+  remoteConf,
+  remotePgbackrest,
+  sshClientConfig,
+  sshRepoArgs,
+  sshWrapper,
+} from "../../scripts/lib/backup/offsite-ssh";
 import { bytesToKey, decryptor, pgbackrestError } from "../../scripts/lib/backup/offsite-copy";
 import { drillTarget } from "../../scripts/lib/backup/offsite-drill";
 import { parseSource } from "../../scripts/lib/backup/offsite-restore";
@@ -17,6 +29,8 @@ const S3 =
   "\nBACKUP_OFFSITE=s3\nBACKUP_OFFSITE_S3_BUCKET=acme-backups\nBACKUP_OFFSITE_S3_REGION=fsn1\nBACKUP_OFFSITE_S3_ENDPOINT=fsn1.your-objectstorage.com\n";
 const load = (extra: string): Config =>
   parseConfig(TEST_ENV + extra, { file: "envs/test.env", stack: "test", isRoot: false });
+const SSH =
+  "\nBACKUP_OFFSITE=ssh\nBACKUP_OFFSITE_SSH_HOST=backup1.example.com\nBACKUP_OFFSITE_SSH_PORT=2222\nBACKUP_OFFSITE_SSH_HOST_KEY=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\nBACKUP_OFFSITE_PATH=/srv/pgp/repo\nBACKUP_OFFSITE_SSH_CONFIG=/srv/pgp/conf/pgbackrest.conf\n";
 const SECRETS = { key: "AKID", secret: "s3cr3t", cipherPass: "pass-phrase" };
 
 describe("off-site settings", () => {
@@ -25,6 +39,15 @@ describe("off-site settings", () => {
       kind: "none",
       path: "/pgplatform/pgplatform-test",
       s3: { bucket: "", region: "", endpoint: "", port: 443, uriStyle: "host", caFile: "" },
+      ssh: {
+        host: "",
+        port: 22,
+        user: "pgbackrest",
+        hostKey: "",
+        remoteConfig: "/pgplatform/pgplatform-test-conf/pgbackrest.conf",
+        pgPort: 22,
+        pgKnownHosts: "",
+      },
       cipher: "aes-256-cbc",
       retentionFull: 8,
       retentionDiff: 7,
@@ -50,8 +73,10 @@ describe("off-site settings", () => {
     );
   });
 
-  test("ssh is refused with the reason (pgBackRest 2.45 backs up to a repository host only from that host)", () => {
-    expect(() => load("\nBACKUP_OFFSITE=ssh\n")).toThrow("BACKUP_OFFSITE: ssh is not supported yet");
+  test("ssh needs the backup host and its pinned host key, each named with its fix", () => {
+    expect(() => load("\nBACKUP_OFFSITE=ssh\n")).toThrow(
+      "envs/test.env: BACKUP_OFFSITE_SSH_HOST: is required with BACKUP_OFFSITE=ssh",
+    );
     const fixOf = (text: string) => {
       try {
         load(text);
@@ -59,10 +84,117 @@ describe("off-site settings", () => {
         return (e as { fix?: string }).fix;
       }
     };
-    expect(fixOf("\nBACKUP_OFFSITE=ssh\n")).toBe("use BACKUP_OFFSITE=s3 (any S3-compatible store), or none");
+    expect(fixOf("\nBACKUP_OFFSITE=ssh\nBACKUP_OFFSITE_SSH_HOST=backup1.example.com\n")).toBe(
+      "set it (e.g. BACKUP_OFFSITE_SSH_HOST_KEY=ssh-ed25519 AAAA... (the backup host's /etc/ssh/ssh_host_ed25519_key.pub)), or BACKUP_OFFSITE=none",
+    );
+    expect(() => load(`${SSH}BACKUP_OFFSITE_SSH_HOST_KEY=AAAA\n`)).toThrow(
+      "BACKUP_OFFSITE_SSH_HOST_KEY: must be a public key like `ssh-ed25519 AAAA...` or an absolute file path",
+    );
     expect(fixOf("\nBACKUP_OFFSITE=s3\n")).toBe(
       "set it (e.g. BACKUP_OFFSITE_S3_BUCKET=acme-backups), or BACKUP_OFFSITE=none",
     );
+  });
+
+  test("ssh: repo2 is a repository host reached through our cmd-ssh wrapper (ssh -F, pinned key under an alias)", () => {
+    const cfg = load(SSH);
+    const home = cfg.backup.pgbackrestHome;
+    expect(offsiteRepoLines(cfg, 2, SECRETS).slice(2)).toEqual([
+      "repo2-host=backup1.example.com",
+      "repo2-host-port=2222",
+      "repo2-host-user=pgbackrest",
+      "repo2-host-config=/srv/pgp/conf/pgbackrest.conf",
+      "repo2-path=/srv/pgp/repo",
+      `cmd-ssh=${home}/offsite-ssh/ssh`,
+    ]);
+    expect(sshWrapper(`${home}/offsite-ssh/ssh_config`)).toContain(
+      `exec /usr/bin/ssh -F ${home}/offsite-ssh/ssh_config "$@"`,
+    );
+    const conf = sshClientConfig(cfg);
+    for (const l of [
+      "Host backup1.example.com",
+      "  Port 2222",
+      `  IdentityFile ${home}/offsite-ssh/id_ed25519`,
+      `  UserKnownHostsFile ${home}/offsite-ssh/known_hosts`,
+      "  GlobalKnownHostsFile /dev/null",
+      "  StrictHostKeyChecking yes",
+      "  HostKeyAlias pgplatform-offsite-pgplatform-test",
+    ])
+      expect(conf.split("\n")).toContain(l);
+    // Only backup and expire run on the backup host; --repo=1 of our callers is the repository's own index there.
+    expect(remotePgbackrest(cfg, ["--stanza=s", "backup"])).toEqual([
+      `${home}/offsite-ssh/ssh`,
+      "pgbackrest@backup1.example.com",
+      "pgbackrest",
+      "--config=/srv/pgp/conf/pgbackrest.conf",
+      "--stanza=s",
+      "backup",
+    ]);
+    expect(sshRepoArgs(["--output=json", "--repo=1", "info"])).toEqual(["--output=json", "--repo=2", "info"]);
+    const remote = remoteConf(cfg, "pass-phrase", "postgres").split("\n");
+    for (const l of [
+      "repo2-path=/srv/pgp/repo",
+      "repo2-cipher-type=aes-256-cbc",
+      "repo2-cipher-pass=pass-phrase",
+      "repo2-retention-full=8",
+      "log-path=/srv/pgp/conf/log",
+      "cmd-ssh=/srv/pgp/conf/ssh/ssh",
+      `pg1-host=${cfg.members[0]!.address}`,
+      "pg1-host-user=postgres",
+      `pg1-host-config=${home}/pgbackrest.conf`,
+      `pg3-path=${cfg.members[2]!.dataDir}`,
+    ])
+      expect(remote).toContain(l);
+    expect(offsiteOnlyConf("repo1-path=/l\nrepo2-host=h\nrepo2-path=/r\n", true)).toBe("repo2-host=h\nrepo2-path=/r\n");
+    expect(memberKnownHosts(cfg, "ssh-ed25519 AAAA")).toBe(
+      cfg.members.map((m) => `${m.address} ssh-ed25519 AAAA\n`).join(""),
+    );
+  });
+
+  test("ssh problems are named: the pinned key, our key to install, an unreachable host", () => {
+    const cfg = load(SSH);
+    expect(sshProblem(cfg, "Host key verification failed.\r\n")?.message).toBe(
+      "the backup host pgbackrest@backup1.example.com:2222 did not present the pinned host key (BACKUP_OFFSITE_SSH_HOST_KEY=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsa… in envs/test.env); nothing was sent to it",
+    );
+    expect(sshProblem(cfg, "pgbackrest@x: Permission denied (publickey).", "ssh-ed25519 KEY c")?.fix).toBe(
+      "append this line to ~pgbackrest/.ssh/authorized_keys on the backup host: ssh-ed25519 KEY c",
+    );
+    expect(sshProblem(cfg, "ssh: connect to host x port 2222: Connection refused")?.code).toBe("OFFSITE_SSH_CONNECT");
+    expect(sshProblem(cfg, "ERROR: [082]: WAL segment")).toBeUndefined();
+    // The backup host's hop back to a member is told apart (pgBackRest names the remote's host).
+    const member = sshProblem(
+      cfg,
+      "ERROR: [056]: raised from remote-0 ssh protocol on '127.0.1.12': postgres@127.0.1.12: Permission denied (publickey).",
+    );
+    expect(member?.code).toBe("OFFSITE_SSH_MEMBER");
+    expect(member?.message).toBe(
+      "the backup host could not log in to member 127.0.1.12:22 as postgres: Permission denied (publickey)",
+    );
+  });
+
+  test("ssh: the members' pgBackRest for the backup host reads the password from a pgpass file; a host key file is read", () => {
+    expect(pgpassLine("postgres", "a:b\\c")).toBe("*:*:*:postgres:a\\:b\\\\c\n");
+    expect(pgCmdWrapper("/h/offsite-ssh/pgpass")).toContain(
+      'PGPASSFILE=/h/offsite-ssh/pgpass exec /usr/bin/pgbackrest "$@"',
+    );
+    const dir = mkdtempSync("/tmp/pgp-sshkey-");
+    try {
+      const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+      writeFileSync(join(dir, "k.pub"), `${key} root@backup1\n`);
+      writeFileSync(join(dir, "known"), `# pinned\n[backup1]:2222 ${key}\n`);
+      writeFileSync(join(dir, "bad"), "not a key\n");
+      const at = (f: string) =>
+        load(SSH.replace(/BACKUP_OFFSITE_SSH_HOST_KEY=.*\n/, `BACKUP_OFFSITE_SSH_HOST_KEY=${join(dir, f)}\n`));
+      expect(pinnedHostKey(at("k.pub"))).toBe(key);
+      expect(pinnedHostKey(at("known"))).toBe(key);
+      expect(() => pinnedHostKey(at("bad"))).toThrow(
+        `BACKUP_OFFSITE_SSH_HOST_KEY: ${join(dir, "bad")} holds no public key`,
+      );
+      expect(() => pinnedHostKey(at("gone"))).toThrow(
+        `BACKUP_OFFSITE_SSH_HOST_KEY: file ${join(dir, "gone")} does not exist`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("an endpoint's port is split off; 443 without one", () => {

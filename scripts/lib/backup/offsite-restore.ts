@@ -35,7 +35,7 @@ export function requireOffsite(cfg: Config): void {
     throw new ToolkitError(
       "NO_OFFSITE",
       `${cfg.file} has BACKUP_OFFSITE=none: there is no off-site copy to restore from`,
-      "set BACKUP_OFFSITE=s3 and its BACKUP_OFFSITE_* keys, then `make backup`",
+      "set BACKUP_OFFSITE=s3 or ssh and its BACKUP_OFFSITE_* keys, then `make backup`",
     );
 }
 

@@ -13,6 +13,7 @@ import type { BackupProgress } from "./common";
 import { readManifest } from "./manifest";
 import { copyLogicalOffsite, pgbackrestError, type LogicalCopy } from "./offsite-copy";
 import { offsiteEnabled, OFFSITE_SECRET_KEYS, runOffsite } from "./offsite";
+import { sshProblem } from "./offsite-host";
 import { physicalBackup, stanzaInfo, writePgbackrestFiles, type PhysicalResult } from "./pgbackrest";
 
 export interface OffsiteReport {
@@ -28,6 +29,7 @@ export interface OffsiteReport {
 /** Pure: where the off-site repository is, for messages (no secrets). */
 export const offsiteTarget = (cfg: Config) => {
   const o = cfg.backup.offsite;
+  if (o.kind === "ssh") return `ssh://${o.ssh.user}@${o.ssh.host}:${o.ssh.port}${o.path}`;
   return o.kind === "s3" ? `s3://${o.s3.bucket}${o.path} at ${o.s3.endpoint}:${o.s3.port}` : o.kind;
 };
 
@@ -106,6 +108,8 @@ export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
 export interface OffsiteOptions {
   physical?: boolean;
   physicalType?: "full" | "diff";
+  /** the backup host did not answer before the local backup (offsite-gate.ts): fail with this */
+  unreachable?: ToolkitError;
 }
 
 /** The off-site copy of a backup that is already made and verified locally. */
@@ -121,6 +125,7 @@ export async function backupOffsite(
   if (warning) progress("offsite", warning);
   const target = offsiteTarget(cfg);
   try {
+    if (opts.unreachable) throw opts.unreachable;
     writePgbackrestFiles(cfg);
     for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
     let physical: PhysicalResult | undefined;
@@ -134,15 +139,21 @@ export async function backupOffsite(
     return { target, encrypted: cfg.backup.offsite.cipher !== "none", physical, logical, warning, ms: Date.now() - t0 };
   } catch (e) {
     recordOffsite(cfg, false, undefined);
-    const te = e instanceof ToolkitError ? e : undefined;
-    const why = te?.detail ? pgbackrestError(te.detail) : (e as Error).message;
+    const ssh =
+      cfg.backup.offsite.kind === "ssh" && e instanceof ToolkitError ? sshProblem(cfg, e.detail ?? "") : undefined;
+    const te = ssh ?? (e instanceof ToolkitError ? e : undefined);
+    const why = te?.detail ? pgbackrestError(te.detail) : (te ?? (e as Error)).message;
     throw new ToolkitError(
       "OFFSITE_FAILED",
       `the local backup ${id} is made and verified, but the OFF-SITE copy to ${target} FAILED: ${why.split("\n").join("; ")}`,
-      te?.code === "OFFSITE_WRONG_PASSPHRASE"
+      te?.code === "OFFSITE_WRONG_PASSPHRASE" || te?.code.startsWith("OFFSITE_SSH")
         ? te.fix!
         : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
-      te?.detail ? `${te.message}\n${why}` : undefined,
+      te?.detail
+        ? `${te.message}\n${why}`
+        : opts.unreachable
+          ? "WAL archiving to the backup host is paused until it answers"
+          : undefined,
     );
   }
 }

@@ -21,6 +21,7 @@ import { registerSecret } from "../redact";
 import { writeIfChanged } from "../render";
 import { generateSecret, writeSecretFile } from "../secrets";
 import { pgOwner, runAsPg } from "./common";
+import { REPO_HOST_COMMANDS, remotePgbackrest, sshRepoArgs, sshRepoLines } from "./offsite-ssh";
 
 export const OFFSITE_SECRET_KEYS = {
   key: "BACKUP_OFFSITE_S3_KEY",
@@ -69,6 +70,7 @@ export function ensureCipherPass(cfg: Config): { created: boolean } {
 /** Pure: the pgbackrest.conf lines of the off-site repository as repo<n>. */
 export function offsiteRepoLines(cfg: Config, n: number, s: OffsiteSecrets): string[] {
   const o = cfg.backup.offsite;
+  if (o.kind === "ssh") return sshRepoLines(cfg);
   if (o.kind !== "s3") return [];
   const r = `repo${n}`;
   return [
@@ -92,19 +94,31 @@ export function offsiteRepoLines(cfg: Config, n: number, s: OffsiteSecrets): str
   ];
 }
 
+/**
+ * Written by `make backup` when the backup host did not answer (offsite-gate.ts): archive_command then pushes to
+ * the local repository alone, because a failing repo2 fails archive-push and Postgres retries that segment forever.
+ */
+export const offsitePausedPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "offsite-paused");
+export const offsitePaused = (cfg: Config) => existsSync(offsitePausedPath(cfg));
+
 /** The block renderPgbackrestConf puts after the local repository (empty without an off-site target). */
-export function offsiteRepoBlock(cfg: Config): string {
+export function offsiteRepoBlock(cfg: Config, ignorePause = false): string {
   if (!offsiteEnabled(cfg)) return "";
+  if (!ignorePause && offsitePaused(cfg))
+    return `# Off-site repository PAUSED (${readFileSync(offsitePausedPath(cfg), "utf8").trim().split("\n")[0]}): \`make backup\` resumes it once the backup host answers.`;
   const s = readOffsiteSecrets(cfg);
   return offsiteRepoLines(cfg, 2, s).join("\n");
 }
 
-/** Pure: the main config with the off-site repository as its only one (repo2-* become repo1-*). */
-export function offsiteOnlyConf(mainConf: string): string {
+/**
+ * Pure: the main config with the off-site repository as its only one (repo2-* become repo1-*;
+ * with ssh they stay repo2-*: the backup host's config names it so, see offsite-ssh.ts).
+ */
+export function offsiteOnlyConf(mainConf: string, keepIndex = false): string {
   return mainConf
     .split("\n")
     .filter((l) => !/^repo1-/.test(l))
-    .map((l) => l.replace(/^repo2-/, "repo1-"))
+    .map((l) => (keepIndex ? l : l.replace(/^repo2-/, "repo1-")))
     .join("\n")
     .replace(
       /^# pgBackRest for /m,
@@ -135,13 +149,25 @@ export function writeOffsiteConf(cfg: Config, mainConf: string): boolean {
       `add the line(s) to ${cfg.secretsFile} (mode 0600), e.g. ${OFFSITE_SECRET_KEYS.key}=..., then run \`make backup\` again`,
     );
   }
-  return writeIfChanged(offsiteConfigPath(cfg), offsiteOnlyConf(mainConf), { mode: 0o600, ...(pgOwner(cfg) ?? {}) });
+  return writeIfChanged(offsiteConfigPath(cfg), offsiteOnlyConf(mainConf, cfg.backup.offsite.kind === "ssh"), {
+    mode: 0o600,
+    ...(pgOwner(cfg) ?? {}),
+  });
 }
 
 /** pgBackRest against the off-site repository alone, as postgres. */
 export const runOffsite = (cfg: Config, args: string[], opts: RunOptions = {}) =>
   runOffsiteRepo(cfg, [`--stanza=${cfg.backup.stanza}`, ...args], opts);
 
-/** Without a stanza: repo-put / repo-get / repo-ls of files outside pgBackRest's own folders (the logical dumps). */
-export const runOffsiteRepo = (cfg: Config, args: string[], opts: RunOptions = {}) =>
-  runAsPg(cfg, ["pgbackrest", `--config=${offsiteConfigPath(cfg)}`, ...args], { timeoutMs: 3_600_000, ...opts });
+/**
+ * Without a stanza: repo-put / repo-get / repo-ls of files outside pgBackRest's own folders (the logical dumps).
+ * With ssh, `backup` and `expire` run ON the backup host (pgBackRest 2.45 refuses them anywhere else).
+ */
+export function runOffsiteRepo(cfg: Config, args: string[], opts: RunOptions = {}) {
+  const o = { timeoutMs: 3_600_000, ...opts };
+  if (cfg.backup.offsite.kind !== "ssh")
+    return runAsPg(cfg, ["pgbackrest", `--config=${offsiteConfigPath(cfg)}`, ...args], o);
+  const a = sshRepoArgs(args);
+  if (a.some((x) => REPO_HOST_COMMANDS.has(x))) return runAsPg(cfg, remotePgbackrest(cfg, a), o);
+  return runAsPg(cfg, ["pgbackrest", `--config=${offsiteConfigPath(cfg)}`, ...a], o);
+}

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import type { Cmd, RunOptions, RunResult } from "../exec";
-import { ensureCipherPass, offsiteEnabled, offsiteRepoBlock, writeOffsiteConf } from "./offsite";
+import { ensureCipherPass, offsiteEnabled, offsitePaused, offsiteRepoBlock, writeOffsiteConf } from "./offsite";
 import { clusterView, isRunning } from "../patroni";
 import { ensureDcsParameters } from "../dcs-params";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
@@ -35,7 +35,8 @@ export const archiveParameters = (cfg: Config): Record<string, string | number> 
   archive_timeout: cfg.backup.archiveTimeout,
 });
 
-export function renderPgbackrestConf(cfg: Config): string {
+/** `ignorePause`: with the off-site repository even while its archiving is paused (for the off-site-only config). */
+export function renderPgbackrestConf(cfg: Config, ignorePause = false): string {
   const pgSections = cfg.members
     .map((m, i) =>
       [
@@ -59,7 +60,7 @@ export function renderPgbackrestConf(cfg: Config): string {
       FULL_EVERY_DAYS: cfg.backup.fullEveryDays,
       JOBS: cfg.backup.jobs,
       PG_SECTIONS: pgSections,
-      OFFSITE_REPO: offsiteRepoBlock(cfg),
+      OFFSITE_REPO: offsiteRepoBlock(cfg, ignorePause),
     },
     "patroni/pgbackrest.conf.tmpl",
   );
@@ -89,7 +90,8 @@ export function writePgbackrestFiles(cfg: Config): string[] {
   if (offsiteEnabled(cfg) && ensureCipherPass(cfg).created) changes.push("off-site cipher passphrase generated");
   const conf = renderPgbackrestConf(cfg);
   if (writeIfChanged(pgbackrestConfigPath(cfg), conf, { mode: 0o600, ...(ids ?? {}) })) changes.push("pgbackrest.conf");
-  if (offsiteEnabled(cfg) && writeOffsiteConf(cfg, conf)) changes.push("pgbackrest-offsite.conf");
+  const offsiteConf = offsitePaused(cfg) ? renderPgbackrestConf(cfg, true) : conf;
+  if (offsiteEnabled(cfg) && writeOffsiteConf(cfg, offsiteConf)) changes.push("pgbackrest-offsite.conf");
   return changes;
 }
 
@@ -251,7 +253,10 @@ export async function physicalBackup(
   // pgBackRest copies from a standby only when one is streaming; otherwise say so and use the primary.
   const view = await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
+  // The local repository by name: with BACKUP_OFFSITE=ssh, repo2 is a repository host where
+  // pgBackRest 2.45 runs backup and expire only on that host (the off-site half runs them there).
   const args = [
+    ...(runner === runPgbackrest ? ["--repo=1"] : []),
     `--type=${type}`,
     `--backup-standby=${standby ? "y" : "n"}`,
     `--process-max=${cfg.backup.jobs}`,

@@ -14,6 +14,7 @@ import { physicalBackup, type PhysicalResult } from "./pgbackrest";
 import { applyRetention, type RetentionPlan } from "./retention";
 import { verifyBackup } from "./verify";
 import { withOffsite, type OffsiteReport } from "./offsite-run";
+import { offsiteGate } from "./offsite-gate";
 
 export interface BackupOptions {
   databases?: string[];
@@ -38,7 +39,8 @@ export async function runBackup(
   opts: BackupOptions,
   progress: BackupProgress,
 ): Promise<BackupReport & { offsite?: OffsiteReport }> {
-  return withOffsite(cfg, await runLocalBackup(cfg, opts, progress), opts, progress);
+  const unreachable = await offsiteGate(cfg, progress);
+  return withOffsite(cfg, await runLocalBackup(cfg, opts, progress), { ...opts, unreachable }, progress);
 }
 
 async function runLocalBackup(cfg: Config, opts: BackupOptions, progress: BackupProgress): Promise<BackupReport> {

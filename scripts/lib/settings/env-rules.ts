@@ -55,30 +55,29 @@ export const originPort = (v: EnvValues): number => v.TUNNEL_ORIGIN_PORT || v.AP
 
 const haproxyPorts = (v: EnvValues) => keyedPorts(v, ["HAPROXY_RW_PORT", "HAPROXY_RO_PORT", "HAPROXY_STATS_PORT"]);
 
+/** The keys each off-site kind needs, with an example value for the fix. */
+const OFFSITE_REQUIRED = {
+  s3: {
+    BACKUP_OFFSITE_S3_BUCKET: "acme-backups",
+    BACKUP_OFFSITE_S3_REGION: "fsn1",
+    BACKUP_OFFSITE_S3_ENDPOINT: "fsn1.your-objectstorage.com",
+  },
+  ssh: {
+    BACKUP_OFFSITE_SSH_HOST: "backup1.example.com",
+    BACKUP_OFFSITE_SSH_HOST_KEY: "ssh-ed25519 AAAA... (the backup host's /etc/ssh/ssh_host_ed25519_key.pub)",
+  },
+} as const;
+
 /** Rules across keys, checked in this order after every key passed its own. */
 export const RULES: ((v: EnvValues) => Problem | undefined)[] = [
   (v) => {
-    if (v.BACKUP_OFFSITE === "ssh") {
-      // pgBackRest 2.45 (Debian 12) refuses `backup` to a repository host from the database host
-      // ("backup command must be run on the repository host"); its SFTP repository type arrives in 2.46.
-      return {
-        key: "BACKUP_OFFSITE",
-        message:
-          "ssh is not supported yet with this pgBackRest (2.45 backs up to a repository host only when run ON that host)",
-        fix: "use BACKUP_OFFSITE=s3 (any S3-compatible store), or none",
-      };
-    }
-    if (v.BACKUP_OFFSITE !== "s3") return undefined;
-    const example = {
-      BACKUP_OFFSITE_S3_BUCKET: "acme-backups",
-      BACKUP_OFFSITE_S3_REGION: "fsn1",
-      BACKUP_OFFSITE_S3_ENDPOINT: "fsn1.your-objectstorage.com",
-    } as const;
-    const missing = (Object.keys(example) as (keyof typeof example)[]).find((k) => !v[k]);
+    if (v.BACKUP_OFFSITE === "none") return undefined;
+    const example: Partial<Record<keyof EnvValues, string>> = OFFSITE_REQUIRED[v.BACKUP_OFFSITE];
+    const missing = (Object.keys(example) as (keyof EnvValues)[]).find((k) => !v[k]);
     return missing
       ? {
           key: missing,
-          message: "is required with BACKUP_OFFSITE=s3",
+          message: `is required with BACKUP_OFFSITE=${v.BACKUP_OFFSITE}`,
           fix: `set it (e.g. ${missing}=${example[missing]}), or BACKUP_OFFSITE=none`,
         }
       : undefined;

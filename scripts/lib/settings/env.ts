@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { defineSettings, setting, type Values } from "./engine";
 import { RULES } from "./env-rules";
+import { OFFSITE_KEYS } from "./offsite-keys";
 import {
   bool,
   cidr,
@@ -208,63 +209,8 @@ const KEYS = {
   ),
   POSTGRES_EXPORTER_PORT: setting(port(), "postgres_exporter on HAPROXY_ADDRESS, e.g. 9187", "9187"),
   MONITORING_INTERVAL: setting(seconds(1), "seconds between scrapes and rule evaluations, e.g. 15", "15"),
-  // Off-site backups (scripts/lib/backup/offsite*.ts): a second pgBackRest repository; its key, secret and cipher passphrase live in the secrets file.
-  BACKUP_OFFSITE: setting(
-    oneOf(["s3", "ssh", "none"]),
-    "s3: an S3-compatible object store; none: local backups only",
-    "none",
-  ),
-  BACKUP_OFFSITE_PATH: setting(
-    z.string().regex(/^$|^\/[A-Za-z0-9._/-]*$/, "must be an absolute path like /pgplatform/prod, or empty"),
-    "the repository's path on the target (S3: the prefix in the bucket); empty: /pgplatform/<CLUSTER_NAME>",
-    "",
-  ),
-  BACKUP_OFFSITE_S3_BUCKET: setting(
-    z
-      .string()
-      .regex(
-        /^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
-        "must be an S3 bucket name (3-63 lowercase letters, digits, dots, dashes)",
-      ),
-    "e.g. acme-backups",
-    "",
-  ),
-  BACKUP_OFFSITE_S3_REGION: setting(
-    z.string().regex(/^$|^[a-z0-9-]{2,32}$/, "must be a region name like eu-central or fsn1"),
-    "e.g. fsn1 (Hetzner) or eu-central-1",
-    "",
-  ),
-  BACKUP_OFFSITE_S3_ENDPOINT: setting(
-    z.string().regex(/^$|^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be host or host:port, without https://"),
-    "e.g. fsn1.your-objectstorage.com (TLS always; :port when not 443)",
-    "",
-  ),
-  BACKUP_OFFSITE_S3_URI_STYLE: setting(
-    oneOf(["host", "path"]),
-    "host: bucket.endpoint (AWS, Hetzner); path: endpoint/bucket (most self-hosted stores)",
-    "host",
-  ),
-  BACKUP_OFFSITE_S3_CA_FILE: setting(
-    z.string().regex(/^$|^\/\S+$/, "must be an absolute path or empty"),
-    "PEM CA bundle the endpoint's certificate is verified against; empty: the system store",
-    "",
-  ),
-  BACKUP_OFFSITE_CIPHER: setting(
-    oneOf(["aes-256-cbc", "none"]),
-    "encryption of the off-site repository (passphrase generated into the secrets file)",
-    "aes-256-cbc",
-  ),
-  BACKUP_OFFSITE_RETENTION_FULL: setting(
-    whole(1),
-    "full backups the off-site repository keeps (may be more than the local one), e.g. 8",
-    "8",
-  ),
-  BACKUP_OFFSITE_RETENTION_DIFF: setting(whole(1), "differential backups the off-site repository keeps, e.g. 7", "7"),
-  BACKUP_OFFSITE_DRILL_SCHEDULE: setting(
-    z.string().regex(/^\S+ \S+ \S+ \S+ \S+$/, "must be a 5-field cron schedule"),
-    "cron schedule of make backup-drill (restore from off-site into a scratch instance), e.g. 45 3 * * 0",
-    "45 3 * * 0",
-  ),
+  // Off-site backups (scripts/lib/backup/offsite*.ts; declared in offsite-keys.ts).
+  ...OFFSITE_KEYS,
   // Docker runtime (scripts/lib/compose-settings.ts): GoTrue's site URL and SMTP, and image overrides (empty keeps the compose file's pinned upstream image).
   SUPABASE_SITE_URL: setting(
     z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, "must be an http(s) URL"),
