@@ -39,8 +39,8 @@ export interface DockerSettings {
   /** GoTrue's GOTRUE_SITE_URL: where its e-mail links send users back to (the main app) */
   siteUrl: string;
   smtp: { host: string; port: number; user: string; adminEmail: string; senderName: string };
-  /** DOCKER_SERVICES: which stages compose-up.ts runs (cluster: no Supabase services, Kong or nginx) */
-  services: "all" | "cluster";
+  /** DOCKER_SERVICES: which stages compose-up.ts runs (cluster: no Supabase services, Kong or nginx; cluster+nginx: nginx too) */
+  services: "all" | "cluster" | "cluster+nginx";
 }
 
 /** Built from the validated values of the SUPABASE_SITE_URL / SMTP_* / IMAGE_* block in config.ts. */
@@ -76,6 +76,11 @@ export function dockerSettingsEnv(cfg: Config): Record<string, string> {
   return {
     // where compose publishes HAProxy and nginx: the stack's addresses, as natively (nginx: loopback only)
     HAPROXY_ADDRESS: cfg.haproxy.address,
+    // each member's Postgres, Patroni REST and etcd client port, published on its own address
+    ...Object.fromEntries(cfg.members.map((m, i) => [`MEMBER${i + 1}_ADDRESS`, m.address])),
+    PG_PORT: String(cfg.members[0]!.pgPort),
+    PATRONI_PORT: String(cfg.members[0]!.restPort),
+    ETCD_CLIENT_PORT: String(cfg.members[0]!.etcdClientPort),
     API_HTTP_ADDRESS: stackHttpAddress(cfg),
     REALTIME_SECRET_KEY_BASE: keyBase,
     ...d.images,

@@ -19,12 +19,12 @@ import { apiKeyLifetimeS, signApiKey } from "./jwt";
 import { cloudflaredYaml, renderCloudflared } from "./access";
 import { loadApps } from "./apps";
 import { writeIfChanged } from "./render";
-import { renderStack } from "./stack-files";
+import { dockerRenderedDir, renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
 import { dockerPoolUp, writeDockerPoolFiles } from "./pool-docker";
 import { renderedOwner } from "./compose-owners";
 
-export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
+export { dockerRenderedDir };
 
 /** The values compose/dev.yml interpolates: ports, the main database, secrets and signed API keys. */
 export async function composeEnv(cfg: Config, dir = dockerRenderedDir(cfg)): Promise<Record<string, string>> {

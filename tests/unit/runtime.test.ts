@@ -105,14 +105,14 @@ describe("RUNTIME resolution", () => {
 });
 
 describe("every verb goes through the runtime", () => {
-  const dockerVerbs: Verb[] = ["dev-up", "dev-down", "clean"];
+  const dockerVerbs: Verb[] = ["dev-up", "dev-down", "clean", "status", "backup", "restore"];
 
   test("the docker runtime refuses every other verb: code, what, and the fix", async () => {
     for (const verb of VERBS.filter((v) => !dockerVerbs.includes(v))) {
       expect(await refusal(withEnv({ RUNTIME: "docker" }, () => openRuntime(cfg, verb)))).toEqual({
         code: "RUNTIME_UNSUPPORTED",
         message: `make ${verb} is not supported by the docker runtime`,
-        fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean)",
+        fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean, make status, make backup, make restore)",
       });
     }
     for (const verb of dockerVerbs)
@@ -177,9 +177,9 @@ describe("every verb goes through the runtime", () => {
     expect(VERBS.filter((v) => ![...opened.values()].some((o) => o.includes(v)))).toEqual([]);
   });
 
-  test("a refused verb exits 1 with the refusal, before touching the stack (make status, make test-failover)", () => {
+  test("a refused verb exits 1 with the refusal, before touching the stack (make switchover, make test-failover)", () => {
     for (const [script, verb] of [
-      ["status", "status"],
+      ["switchover", "switchover"],
       ["test-failover", "test-failover"],
       ["logs", "logs"],
     ]) {
@@ -190,7 +190,7 @@ describe("every verb goes through the runtime", () => {
       });
       expect([r.status, r.stderr.trim()]).toEqual([
         1,
-        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean)`,
+        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean, make status, make backup, make restore)`,
       ]);
     }
   });
