@@ -23,6 +23,7 @@ import { dockerRenderedDir, renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
 import { dockerPoolUp, writeDockerPoolFiles } from "./pool-docker";
 import { renderedOwner } from "./compose-owners";
+import { ensureStackDirs } from "./state-dir";
 
 export { dockerRenderedDir };
 
@@ -68,6 +69,8 @@ export async function writeDockerTls(cfg: Config, dir = dockerRenderedDir(cfg)):
 
 export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
+  // make backup verifies in a scratch instance run as postgres below the member root
+  ensureStackDirs(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker"))
     writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644, ...renderedOwner(f.path) });
