@@ -19,6 +19,7 @@ import { ensureDatabases, probeRoute } from "./cluster-ops";
 import type { Progress, UpResult } from "./runtime";
 import { ensureDockerStanza } from "./compose-pgbackrest";
 import { isReady, parseV1Ps } from "./compose-ps";
+import { assessCluster, clusterView } from "./patroni";
 
 export interface ComposeFlavour {
   kind: "v1" | "v2";
@@ -205,11 +206,13 @@ export async function composeUpInOrder(
       await upStage(cfg, f, envFile, s.services, 600_000, s.services.length > 0);
     }
   }
+  // the members' REST APIs are published on their addresses: the same view as natively (dev-up prints the leader)
+  const view = await clusterView(cfg);
   return {
     started: ["compose"],
     restarted: [],
     changes,
-    health: { ok: true, running: cfg.members.length, problems: [] },
+    health: view ? assessCluster(cfg, view) : { ok: true, running: cfg.members.length, problems: [] },
     ms: Date.now() - t0,
   };
 }

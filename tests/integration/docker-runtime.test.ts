@@ -92,6 +92,8 @@ describe.skipIf(Boolean(skip))("docker runtime on podman (cluster part)", () => 
     coldMs = Date.now() - t0;
     console.log(`docker runtime cold start (podman ${NS}, compose v1): ${(coldMs / 1000).toFixed(1)} s`);
     expect({ code: r.code, err: r.code ? r.stdout + r.stderr : "" }).toEqual({ code: 0, err: "" });
+    // the members' REST APIs are reachable: dev-up names the leader as natively (it printed "leader undefined")
+    expect(r.stdout).toMatch(/\(leader pg[123]\)/);
   }, 900_000);
 
   test("three Patroni members: one leader, two streaming, one of them synchronous", async () => {
