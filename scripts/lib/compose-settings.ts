@@ -41,6 +41,8 @@ export interface DockerSettings {
   smtp: { host: string; port: number; user: string; adminEmail: string; senderName: string };
   /** DOCKER_SERVICES: which stages compose-up.ts runs (cluster: no Supabase services, Kong or nginx; cluster+nginx: nginx too) */
   services: "all" | "cluster" | "cluster+nginx";
+  /** DOCKER_PUBLISH_MEMBERS resolved: compose/dev-members.yml is added (make status, backup, restore need it) */
+  publishMembers: boolean;
 }
 
 /** Built from the validated values of the SUPABASE_SITE_URL / SMTP_* / IMAGE_* block in config.ts. */
@@ -51,6 +53,9 @@ export function dockerSettings(v: EnvValues): DockerSettings {
     images,
     siteUrl: v.SUPABASE_SITE_URL,
     services: v.DOCKER_SERVICES,
+    // macOS has only 127.0.0.1 on lo0 until aliased: publishing on 127.0.0.11 would fail every `up`
+    publishMembers:
+      v.DOCKER_PUBLISH_MEMBERS === "auto" ? process.platform !== "darwin" : v.DOCKER_PUBLISH_MEMBERS === "true",
     smtp: {
       host: v.SMTP_HOST,
       port: v.SMTP_PORT,

@@ -62,12 +62,18 @@ export async function detectCompose(): Promise<ComposeFlavour> {
 
 export const composeFile = (cfg: Config) => join(cfg.rootDir, "compose", "dev.yml");
 
+/** `-f` for compose/dev.yml, and compose/dev-members.yml when the members' ports are published (DOCKER_PUBLISH_MEMBERS). */
+export const composeFileArgs = (cfg: Config) => [
+  "-f",
+  composeFile(cfg),
+  ...(cfg.docker.publishMembers ? ["-f", join(cfg.rootDir, "compose", "dev-members.yml")] : []),
+];
+
 export const composeArgv = (cfg: Config, f: ComposeFlavour, envFile: string, ...args: string[]) => [
   ...f.argv,
   "-p",
   cfg.clusterName,
-  "-f",
-  composeFile(cfg),
+  ...composeFileArgs(cfg),
   "--env-file",
   envFile,
   ...args,

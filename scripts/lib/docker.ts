@@ -11,7 +11,7 @@ import { isRoot } from "./exec";
 import { ensureEtcdTls, etcdTlsFiles } from "./etcd-tls";
 import { writeFileNoFollow } from "./safe-fs";
 import type { Progress, UpResult } from "./runtime";
-import { composeUpInOrder } from "./compose-up";
+import { composeFileArgs, composeUpInOrder } from "./compose-up";
 import { dockerSettingsEnv } from "./compose-settings";
 import { dockerPgbackrestConf, dockerPgbackrestFile } from "./compose-pgbackrest";
 import { validateComposeFile } from "./compose-schema";
@@ -101,8 +101,7 @@ export const composeCmd = (cfg: Config, ...args: string[]) => [
   "compose",
   "-p",
   cfg.clusterName,
-  "-f",
-  join(cfg.rootDir, "compose", "dev.yml"),
+  ...composeFileArgs(cfg),
   "--env-file",
   join(dockerRenderedDir(cfg), "compose.env"),
   ...args,

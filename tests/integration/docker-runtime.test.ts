@@ -36,7 +36,7 @@ function writeEnvFile(): void {
   const images = ["PATRONI", "ETCD", "HAPROXY", "NGINX", "PGBOUNCER"]
     .map((n) => `IMAGE_${n}=localhost/pgplatform/${n.toLowerCase()}:bookworm`)
     .join("\n");
-  writeFileSync(file, `${text}\n${images}\nDOCKER_SERVICES=cluster+nginx\n`);
+  writeFileSync(file, `${text}\n${images}\nDOCKER_SERVICES=cluster+nginx\nDOCKER_PUBLISH_MEMBERS=true\n`);
 }
 
 const skip = await engineMissing(IMAGES);

@@ -4,13 +4,15 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import YAML from "yaml";
-import { startPlan, upArgs, v1NotReady } from "../../scripts/lib/compose-up";
+import { composeFileArgs, startPlan, upArgs, v1NotReady } from "../../scripts/lib/compose-up";
+import { DockerRuntime } from "../../scripts/lib/runtimes/docker";
 import { isReady, parseV1Ps, parseV2Ps } from "../../scripts/lib/compose-ps";
 import { renderStack } from "../../scripts/lib/stack-files";
 import { IMAGE_USERS, renderedOwner } from "../../scripts/lib/compose-owners";
 import { isRoot } from "../../scripts/lib/exec";
-import { cfg, config, devEnv, devYml, render, root } from "./compose-render";
+import { cfg, config, devEnv, render, root } from "./compose-render";
 
 describe("DOCKER_SERVICES: the cluster part alone", () => {
   test("all (default): cluster, prepare, then every service", () => {
@@ -46,12 +48,27 @@ describe("DOCKER_SERVICES: the cluster part alone", () => {
 });
 
 describe("make status: each member's Postgres, Patroni REST and etcd client port on its own address", () => {
-  test("published as natively (the toolkit reaches members there)", () => {
-    const doc = render(devYml, devEnv);
+  test("published as natively (the toolkit reaches members there), in compose/dev-members.yml", () => {
+    const doc = render(readFileSync(`${root}/compose/dev-members.yml`, "utf8"), devEnv);
+    expect(Object.keys(doc.services).sort()).toEqual(["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3"]);
     for (const m of cfg.members) {
       expect(doc.services[m.name]!.ports).toEqual([`${m.address}:${m.pgPort}:5432`, `${m.address}:${m.restPort}:8008`]);
       expect(doc.services[m.etcdName]!.ports).toEqual([`${m.address}:${m.etcdClientPort}:2379`]);
     }
+  });
+  test("DOCKER_PUBLISH_MEMBERS: the second -f, and the verbs that need it (auto: not on macOS, where 127.0.0.11 needs an alias)", () => {
+    const on = config("\nDOCKER_PUBLISH_MEMBERS=true\n");
+    const off = config("\nDOCKER_PUBLISH_MEMBERS=false\n");
+    expect(composeFileArgs(on)).toEqual([
+      "-f",
+      join(on.rootDir, "compose/dev.yml"),
+      "-f",
+      join(on.rootDir, "compose/dev-members.yml"),
+    ]);
+    expect(composeFileArgs(off)).toEqual(["-f", join(off.rootDir, "compose/dev.yml")]);
+    expect(new DockerRuntime(on).verbs).toEqual(["dev-up", "dev-down", "clean", "status", "backup", "restore"]);
+    expect(new DockerRuntime(off).verbs).toEqual(["dev-up", "dev-down", "clean"]);
+    expect(config().docker.publishMembers).toBe(process.platform !== "darwin");
   });
   test("the containers' states from compose v1's table and v2's JSON", () => {
     const v1 = [

@@ -250,6 +250,8 @@ describe("the docker runtime", () => {
       cfg.clusterName,
       "-f",
       "/srv/pgplatform/compose/dev.yml",
+      // DOCKER_PUBLISH_MEMBERS=auto: the members' ports, except on macOS
+      ...(process.platform === "darwin" ? [] : ["-f", "/srv/pgplatform/compose/dev-members.yml"]),
       "--env-file",
       `${cfg.stateDir}/rendered-docker/compose.env`,
       "exec",
@@ -268,7 +270,7 @@ describe("the docker runtime", () => {
       "the process ids of pg1 is not supported by the docker runtime",
     ]);
     expect(e.fix).toBe(
-      `use \`docker compose -p ${cfg.clusterName} -f /srv/pgplatform/compose/dev.yml --env-file ${cfg.stateDir}/rendered-docker/compose.env top pg1\`, or run the stack with RUNTIME=native`,
+      `use \`docker compose -p ${cfg.clusterName} -f /srv/pgplatform/compose/dev.yml${process.platform === "darwin" ? "" : " -f /srv/pgplatform/compose/dev-members.yml"} --env-file ${cfg.stateDir}/rendered-docker/compose.env top pg1\`, or run the stack with RUNTIME=native`,
     );
     expect(() => rt.logs()).toThrow("make logs is not supported by the docker runtime");
   });

@@ -34,8 +34,16 @@ export const dockerExecCmd = (cfg: Config, member: string, argv: Cmd) => compose
 
 export class DockerRuntime implements Runtime {
   readonly name = "docker" as const;
-  readonly verbs: readonly Verb[] = ["dev-up", "dev-down", "clean", "status", "backup", "restore"];
-  constructor(private readonly cfg: Config) {}
+  readonly verbs: readonly Verb[];
+  constructor(private readonly cfg: Config) {
+    // status, backup and restore reach the members on their own addresses (compose/dev-members.yml)
+    this.verbs = [
+      "dev-up",
+      "dev-down",
+      "clean",
+      ...(cfg.docker.publishMembers ? (["status", "backup", "restore"] as const) : []),
+    ];
+  }
 
   up(progress: Progress): Promise<UpResult> {
     return dockerUp(this.cfg, progress, ensureEnvironments);

@@ -286,6 +286,11 @@ const KEYS = {
     "docker runtime: all (cluster, then Supabase's services, Kong, nginx), cluster (etcd, Patroni, HAProxy, pgbouncer only; where Supabase's images cannot be had) or cluster+nginx (the cluster part and nginx: /healthz, /cluster; / answers 502 without Kong)",
     "all",
   ),
+  DOCKER_PUBLISH_MEMBERS: setting(
+    oneOf(["auto", "true", "false"]),
+    "docker runtime: publish each member's Postgres, Patroni REST and etcd client port on its MEMBER_ADDRESSES entry (compose/dev-members.yml), which make status, backup and restore need; auto: true except on macOS, where those addresses exist only once aliased on lo0",
+    "auto",
+  ),
   // Log rotation (scripts/lib/logrotate.ts): every component's log in the stack's log folder is capped.
   LOG_MAX_SIZE_KB: setting(
     whole(64, { max: 1048576, maxMessage: "must be at most 1048576 (1 GB)" }),
