@@ -4,7 +4,7 @@
  * when RUNTIME resolves to docker (forced, or auto where the native runtime cannot run).
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { isRoot } from "./exec";
@@ -86,13 +86,17 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
     .map(([k, v]) => `${k}=${v}`)
     .join("\n");
   writeIfChanged(join(dir, "compose.env"), env + "\n", { mode: 0o600 });
-  const problems = validateComposeFile(join(cfg.rootDir, "compose", "dev.yml"), await composeEnv(cfg, dir));
-  if (problems.length)
-    throw new ToolkitError(
-      "BAD_COMPOSE",
-      `compose/dev.yml: ${problems[0]}`,
-      "fix the compose file (checked against the Compose spec schema)",
-    );
+  const vars = await composeEnv(cfg, dir);
+  // every file compose is given (compose/dev.yml, and compose/dev-members.yml when DOCKER_PUBLISH_MEMBERS)
+  for (const file of composeFileArgs(cfg).filter((a) => a !== "-f")) {
+    const problems = validateComposeFile(file, vars);
+    if (problems.length)
+      throw new ToolkitError(
+        "BAD_COMPOSE",
+        `${relative(cfg.rootDir, file)}: ${problems[0]}`,
+        "fix the compose file (checked against the Compose spec schema)",
+      );
+  }
   return dir;
 }
 
