@@ -22,12 +22,13 @@ import { apiKeyLifetimeS, signApiKey } from "./jwt";
 import { cloudflaredYaml, renderCloudflared } from "./access";
 import { loadApps } from "./apps";
 import { writeIfChanged } from "./render";
-import { renderStack } from "./stack-files";
+import { dockerRenderedDir, renderStack } from "./stack-files";
 import { jwtSecretFor, SECRET_KEYS } from "./secrets";
 import { dockerPoolUp, writeDockerPoolFiles } from "./pool-docker";
 import { renderedOwner } from "./compose-owners";
+import { ensureStackDirs } from "./state-dir";
 
-export const dockerRenderedDir = (cfg: Config) => join(cfg.stateDir, "rendered-docker");
+export { dockerRenderedDir };
 
 /** The values compose/dev.yml interpolates: ports, the main database, secrets and signed API keys. */
 export async function composeEnv(
@@ -80,6 +81,8 @@ export async function writeDockerTls(cfg: Config, dir = dockerRenderedDir(cfg)):
 
 export async function writeDockerFiles(cfg: Config): Promise<string> {
   const dir = dockerRenderedDir(cfg);
+  // make backup verifies in a scratch instance run as postgres below the member root
+  ensureStackDirs(cfg);
   await writeDockerTls(cfg, dir);
   for (const f of renderStack(cfg, "docker"))
     writeIfChanged(join(dir, f.path), f.content, { mode: f.secret ? 0o600 : 0o644, ...renderedOwner(f.path) });
@@ -95,10 +98,12 @@ export async function writeDockerFiles(cfg: Config): Promise<string> {
   const apis = apiDatabases(cfg, loadApps(cfg));
   writeIfChanged(join(dir, "compose.apis.yml"), apiComposeYaml(apis));
   writeIfChanged(join(dir, "kong", "kong.yml"), renderKongYaml(apis, cfg.databases[0]!));
+  // every file compose is given: compose/dev.yml, compose/dev-members.yml (DOCKER_PUBLISH_MEMBERS), the API override
+  const given = ["compose/dev.yml", ...(cfg.docker.publishMembers ? ["compose/dev-members.yml"] : [])];
   for (const [file, text] of [
-    ["compose/dev.yml", readFileSync(join(cfg.rootDir, "compose", "dev.yml"), "utf8")],
-    ["compose.apis.yml", apiComposeYaml(apis)],
-  ] as const) {
+    ...given.map((f) => [f, readFileSync(join(cfg.rootDir, f), "utf8")] as const),
+    ["compose.apis.yml", apiComposeYaml(apis)] as const,
+  ]) {
     const problems = validateCompose(text, env);
     if (problems.length)
       throw new ToolkitError(

@@ -268,14 +268,17 @@ describe("Kong routes every SUPABASE_URL to its own database's services, as the 
 });
 
 describe("every compose command passes the override once it is rendered", () => {
-  test("compose/dev.yml alone, then with compose.apis.yml", () => {
+  test("compose/dev.yml (+ dev-members.yml) alone, then with compose.apis.yml", () => {
     const dir = mkdtempSync(join(tmpdir(), "pgp-compose-files-"));
     try {
       const dev = join(ROOT_DIR, "compose", "dev.yml");
-      expect(composeFileArgs(cfg, dir)).toEqual(["-f", dev]);
+      const members = join(ROOT_DIR, "compose", "dev-members.yml"); // DOCKER_PUBLISH_MEMBERS (auto: on here)
+      expect(cfg.docker.publishMembers).toBe(process.platform !== "darwin");
+      const base = cfg.docker.publishMembers ? ["-f", dev, "-f", members] : ["-f", dev];
+      expect(composeFileArgs(cfg, dir)).toEqual(base);
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, "compose.apis.yml"), apisYml);
-      expect(composeFileArgs(cfg, dir)).toEqual(["-f", dev, "-f", join(dir, "compose.apis.yml")]);
+      expect(composeFileArgs(cfg, dir)).toEqual([...base, "-f", join(dir, "compose.apis.yml")]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -204,22 +204,40 @@ describe("item 8: the pgBackRest stanza is created on the leader under docker", 
   const bin = mkdtempSync(join(tmpdir(), "pgp-compose-stanza-"));
   writeFileSync(
     join(bin, "pgbackrest"),
-    `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\necho "$@" > "${bin}/args-$MEMBER"\n`,
+    `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\ncase "$*" in *" check") [ -z "$NOARCHIVE" ] || { echo "ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 60000ms timeout" >&2; exit 82; };; esac\necho "$@" >> "${bin}/args-$MEMBER"\n`,
     { mode: 0o755 },
   );
   const fake =
-    (fail: string) =>
+    (fail: string, noArchive = "") =>
     (...a: string[]) => {
       expect(a.slice(0, 4)).toEqual(["exec", "-T", a[2]!, "sh"]);
-      return ["env", `MEMBER=${a[2]}`, `FAIL=${fail}`, `PATH=${bin}:${process.env.PATH}`, "dash", ...a.slice(4)];
+      return [
+        "env",
+        `MEMBER=${a[2]}`,
+        `FAIL=${fail}`,
+        `NOARCHIVE=${noArchive}`,
+        `PATH=${bin}:${process.env.PATH}`,
+        "dash",
+        ...a.slice(4),
+      ];
     };
   afterAll(() => rmSync(bin, { recursive: true, force: true }));
   test("tried member by member; the first that can (the primary) creates it", async () => {
-    expect(await ensureDockerStanza(cfg, fake("pg1"))).toBe(`pgBackRest stanza ${cfg.backup.stanza} (on pg2)`);
-    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(
-      `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n`,
+    expect(await ensureDockerStanza(cfg, fake("pg1"))).toBe(
+      `pgBackRest stanza ${cfg.backup.stanza} (on pg2); WAL archiving checked`,
     );
+    // then `pgbackrest check` on the same member: a WAL switch archived through Patroni's archive_command
+    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(
+      `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n` +
+        `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} --archive-timeout=60 check\n`,
+    );
+    rmSync(join(bin, "args-pg2"));
     expect(STANZA_SNIPPET).not.toContain(pw);
+  });
+  test("the stanza exists but WAL does not reach the repository: ARCHIVE_FAILED with pgBackRest's own words", async () => {
+    await expect(ensureDockerStanza(cfg, fake("", "1"))).rejects.toThrow(
+      `pgBackRest stanza ${cfg.backup.stanza} exists but WAL archiving does not work (pgbackrest check on pg1): ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 60000ms timeout`,
+    );
   });
   test("no member can: STANZA_FAILED with pgBackRest's own words", async () => {
     await expect(ensureDockerStanza(cfg, fake("pg1 pg2 pg3"))).rejects.toThrow(

@@ -29,6 +29,10 @@ describe("compose/dev.yml against the Compose specification schema", () => {
   test("validates with the env dev-up writes", async () => {
     expect(validateCompose(devYml, await composeEnv(cfg, "/state/rendered-docker"))).toEqual([]);
   });
+  test("so does compose/dev-members.yml (the members' ports, DOCKER_PUBLISH_MEMBERS), every variable set", async () => {
+    const members = readFileSync(`${root}/compose/dev-members.yml`, "utf8");
+    expect(validateCompose(members, await composeEnv(cfg, "/state/rendered-docker"))).toEqual([]);
+  });
   test("pins every image to a version tag (no latest)", () => {
     const images = [...(devYml + apisYml).matchAll(/image: (\S+)/g)].map((m) => m[1]!);
     expect(images.length).toBeGreaterThanOrEqual(10);
