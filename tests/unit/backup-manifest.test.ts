@@ -334,4 +334,55 @@ describe("retention plan", () => {
     expect(plan.delete).toEqual(["f1", "g1"]);
     expect(items.map((i) => i.id)).toEqual(before);
   });
+
+  test("one database: the reasons carry no database prefix", () => {
+    const plan = planRetention([{ ...item("a", "2026-11-21T02:00:00Z"), databases: ["app_db"] }], {
+      daily: 1,
+      weekly: 0,
+    });
+    expect(plan).toEqual({ keep: [{ id: "a", reasons: ["newest good backup", "daily 2026-11-21"] }], delete: [] });
+  });
+
+  test("several databases: a backup without a database list counts for each; kept newest first, reasons in database order", () => {
+    const items = [
+      item("legacy", "2026-11-19T02:00:00Z"),
+      { ...item("b", "2026-11-20T02:00:00Z"), databases: ["b_db"] },
+      { ...item("ab", "2026-11-21T02:00:00Z"), databases: ["b_db", "a_db"] },
+      { ...item("a", "2026-11-18T02:00:00Z"), databases: ["a_db"] },
+    ];
+    expect(planRetention(items, { daily: 2, weekly: 0 }, new Date("2026-11-25T00:00:00Z"))).toEqual({
+      keep: [
+        {
+          id: "ab",
+          reasons: [
+            "a_db: newest good backup",
+            "a_db: daily 2026-11-21",
+            "b_db: newest good backup",
+            "b_db: daily 2026-11-21",
+          ],
+        },
+        { id: "b", reasons: ["b_db: daily 2026-11-20"] },
+        { id: "legacy", reasons: ["a_db: daily 2026-11-19"] },
+      ],
+      delete: ["a"],
+    });
+  });
+
+  test("a good backup exactly 24 h old is no longer kept for its age", () => {
+    const items = [item("new", "2026-11-21T01:00:00Z"), item("old", "2026-11-20T02:00:00Z")];
+    const plan = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-21T02:00:00Z"));
+    expect(plan).toEqual({
+      keep: [{ id: "new", reasons: ["newest good backup", "younger than 24 h", "daily 2026-11-21"] }],
+      delete: ["old"],
+    });
+  });
+
+  test("a manifest written before databases were recorded lists none", () => {
+    const m = backup("20261120T020000Z", true);
+    const { databases: _dropped, ...old } = m;
+    writeFileSync(join(backupPath(cfg, m.id), "manifest.json"), JSON.stringify(old));
+    expect(retentionItems(cfg)).toEqual([
+      { id: "20261120T020000Z", time: new Date("2026-11-20T02:00:00Z"), good: true, databases: [] },
+    ]);
+  });
 });
