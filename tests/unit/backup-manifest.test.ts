@@ -381,7 +381,8 @@ describe("retention plan", () => {
     const m = backup("20261120T020000Z", true);
     const { databases: _dropped, ...old } = m;
     writeFileSync(join(backupPath(cfg, m.id), "manifest.json"), JSON.stringify(old));
-    expect(retentionItems(cfg)).toEqual([
+    // strict: toEqual would take [undefined] for []
+    expect(retentionItems(cfg)).toStrictEqual([
       { id: "20261120T020000Z", time: new Date("2026-11-20T02:00:00Z"), good: true, databases: [] },
     ]);
   });
