@@ -22,6 +22,8 @@ import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { ToolkitError } from "../../scripts/lib/errors";
 import {
   backupPath,
+  compareCounts,
+  compareLargeObjects,
   filesBelow,
   findBackup,
   hashFiles,
@@ -250,6 +252,12 @@ describe("which backup a restore uses", () => {
       `no verified backup of app_db in ${cfg.backup.dir}`,
     ]);
   });
+
+  test("only failed backups and no database asked for: NO_GOOD_BACKUP, not a database question", () => {
+    backup("20261120T020000Z", false, ["app_db"]);
+    const e = caught(() => findBackup(cfg, undefined));
+    expect([e.code, e.message]).toEqual(["NO_GOOD_BACKUP", `no verified backup in ${cfg.backup.dir}`]);
+  });
 });
 
 describe("file hashes", () => {
@@ -384,6 +392,31 @@ describe("retention plan", () => {
     // strict: toEqual would take [undefined] for []
     expect(retentionItems(cfg)).toStrictEqual([
       { id: "20261120T020000Z", time: new Date("2026-11-20T02:00:00Z"), good: true, databases: [] },
+    ]);
+  });
+});
+
+describe("restore checks against the manifest", () => {
+  const tbl = (table: string, rows: number, checksum?: string) => ({ schema: "public", table, rows, checksum });
+  const extra = tbl("new", 1, "9");
+
+  test("a table the manifest does not list counts only when the manifest lists tables, all with checksums", () => {
+    expect(
+      compareCounts("db", [tbl("a", 5, "1"), tbl("b", 3, "2")], [tbl("a", 5, "1"), tbl("b", 3, "2"), extra]),
+    ).toEqual(["db: table public.new after restore is not in the manifest"]);
+    // an older manifest: one table without a checksum, or no table at all
+    expect(compareCounts("db", [tbl("a", 5, "1"), tbl("b", 3)], [tbl("a", 5, "1"), tbl("b", 3), extra])).toEqual([]);
+    expect(compareCounts("db", [], [extra])).toEqual([]);
+  });
+
+  test("large objects: none recorded is no check; a different count, then a different content, each named", () => {
+    expect(compareLargeObjects("db", undefined, { count: 2, checksum: "5" })).toEqual([]);
+    expect(compareLargeObjects("db", { count: 2, checksum: "5" }, { count: 2, checksum: "5" })).toEqual([]);
+    expect(compareLargeObjects("db", { count: 2, checksum: "5" }, { count: 1, checksum: "5" })).toEqual([
+      "db: 1 large objects after restore, manifest says 2",
+    ]);
+    expect(compareLargeObjects("db", { count: 2, checksum: "5" }, { count: 2, checksum: "6" })).toEqual([
+      "db: large objects: same count (2) but the content differs (checksum)",
     ]);
   });
 });

@@ -16,6 +16,7 @@ describe("image references", () => {
     ["a dash inside the first name part", "pgp-patroni:15"],
     ["a registry with a port", "localhost:5000/pgp-patroni:15"],
     ["registry, namespace and a dashed name", "ghcr.io/supabase/postgres-meta:v0.84.2"],
+    ["registry, namespace and a plain name", "ghcr.io/supabase/gotrue:v2.164.0"],
     ["a punycode registry (its -- is no name part)", "xn--bcher-kva.example/app:1"],
     ["tag and digest", `supabase/gotrue:v2.164.0@${DIGEST}`],
   ])("accepts %s", (_what, ref) => {
