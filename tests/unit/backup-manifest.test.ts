@@ -292,6 +292,11 @@ describe("file hashes", () => {
     ]);
     expect(await hashFiles(root, ["db/b.dat"])).toEqual([{ path: "db/b.dat", size: 3, sha256: ABC_SHA256 }]);
     expect((await hashFiles(root, ["db/b.dat", "a.sql"])).map((f) => f.path)).toEqual(["a.sql", "db/b.dat"]);
+    // listed in reverse: the two workers finish roughly in that order, the answer is still sorted by path
+    for (const n of ["e", "d", "f"]) writeFileSync(join(root, `${n}.sql`), n);
+    expect(
+      (await hashFiles(root, ["f.sql", "e.sql", "d.sql", "db/b.dat", "c.sql", "a.sql"])).map((f) => f.path),
+    ).toEqual(["a.sql", "c.sql", "d.sql", "db/b.dat", "e.sql", "f.sql"]);
     await expect(sha256File(join(root, "missing"))).rejects.toThrow(/ENOENT/);
   });
 });
