@@ -74,6 +74,14 @@ describe("hostname and port edges", () => {
     );
   });
 
+  test("only a numeric last label is an address: a bare number and a two-digit last part are refused, a label starting with digits is not", () => {
+    for (const d of ["8080", "10.0.0.10"])
+      expect(domainProblem(d)).toBe(
+        `"${d}" is an address or the machine's own name, not an app's hostname: the stack's own server answers to it (/healthz, /cluster); use a name such as app.localhost`,
+      );
+    for (const d of ["1password.example.com", "app.9lives.localhost"]) expect(domainProblem(d)).toBeUndefined();
+  });
+
   test("ports 1024 and 65535 are allowed, 1023, 65536 and fractions are not", () => {
     expect(portProblem(1024, "x", [], cfg)).toBeUndefined();
     expect(portProblem(65535, "x", [], cfg)).toBeUndefined();
