@@ -13,7 +13,7 @@
  * Not part of CI (about a minute); make mutation goes deeper on the guard modules.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 
@@ -36,7 +36,8 @@ function subjects(testFile: string): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   for (const m of text.matchAll(/^import (?!type )([^;]*?)\s+from\s+"(\.\.\/\.\.\/scripts\/[^"]+)"/gms)) {
     let p = relative(ROOT, resolve(dirname(join(ROOT, testFile)), m[2]!));
-    if (!p.endsWith(".ts")) p += ".ts";
+    // "../lib/monitoring" is a folder's index.ts, "../lib/config" a file
+    if (!p.endsWith(".ts")) p = existsSync(join(ROOT, `${p}.ts`)) ? `${p}.ts` : join(p, "index.ts");
     if (SKIP.has(p)) continue;
     const names = (/\{([^}]*)\}/.exec(m[1]!)?.[1] ?? "")
       .split(",")
