@@ -26,7 +26,9 @@ const files = process.argv.slice(2).length
   : readdirSync(join(ROOT, "tests/unit")).filter((f) => f.endsWith(".test.ts")).sort().map((f) => `tests/unit/${f}`);
 
 const sandbox = mkdtempSync(join(tmpdir(), "hollow-check-"));
-for (const e of readdirSync(ROOT)) if (![".git", "node_modules", ".state"].includes(e)) cpSync(join(ROOT, e), join(sandbox, e), { recursive: true });
+for (const e of readdirSync(ROOT)) if (![".git", "node_modules", ".state"].includes(e)) cpSync(join(ROOT, e), join(sandbox, e), { recursive: true, preserveTimestamps: true });
+// Timestamps kept: with package.json newer than node_modules/.installed, a test that runs make (workstation.test.ts)
+// would start `npm ci` in the sandbox, which empties the real node_modules through this link.
 symlinkSync(join(ROOT, "node_modules"), join(sandbox, "node_modules"));
 symlinkSync(join(ROOT, ".git"), join(sandbox, ".git")); // some tests ask git what is committed (read-only)
 
