@@ -122,6 +122,10 @@ describe("clusters/<name>/cluster.env", () => {
       expectedRto: "up to 40 s (ttl 30 + loop_wait 10)",
     });
     expect(Object.values(TIMING_PRESETS).map((t) => timingProblem(t))).toEqual([undefined, undefined]);
+    // the same check refuses a timing that breaks the rule (so the line above is not true of a check that says nothing)
+    expect(timingProblem({ ttl: 10, loopWait: 10, retryTimeout: 10 })).toBe(
+      "loop_wait + 2*retry_timeout must be <= ttl (10 + 2*10 = 30 > 10)",
+    );
   });
 
   test("HOST_ROOT's %i gives each lab host its own root; command-line values win over the file", () => {
