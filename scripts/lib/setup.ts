@@ -110,6 +110,9 @@ export function isDebianLike(
   return ["debian", "ubuntu"].includes(id) || /\b(debian|ubuntu)\b/.test(like);
 }
 
+/** Seconds apt-get waits for another apt run's dpkg lock (apt >= 1.9.11: DPkg::Lock::Timeout, apt.conf(5)). */
+export const APT_LOCK_TIMEOUT_S = 600;
+
 export async function ensureOsPackages(opts: PackageOptions & { quiet?: boolean } = {}): Promise<string[]> {
   const missing = await missingPackages(opts);
   if (missing.length === 0) return [];
@@ -134,8 +137,10 @@ export async function ensureOsPackages(opts: PackageOptions & { quiet?: boolean 
   }
   if (!opts.quiet) logLine(`setup: installing ${list} with apt-get`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
-  await run([...prefix, "apt-get", "update", "-qq"], { env, timeoutMs: 600_000 });
-  await run([...prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing], {
+  // Another apt run (unattended-upgrades, a second make) is waited for, not a "Could not get lock" failure.
+  const apt = [...prefix, "apt-get", "-o", `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_S}`];
+  await run([...apt, "update", "-qq"], { env, timeoutMs: 1_200_000 });
+  await run([...apt, "install", "-y", "-qq", "--no-install-recommends", ...missing], {
     env,
     timeoutMs: 1_200_000,
   });

@@ -10,6 +10,7 @@
  * file, never by name: two lab hosts run the same programs on one kernel.
  */
 import type { Cmd } from "../exec";
+import { APT_LOCK_TIMEOUT_S } from "../setup";
 import { hostPaths, type FileOwner, type HostFile } from "./render";
 import type { ClusterHost, ClusterSettings } from "./settings";
 
@@ -138,9 +139,23 @@ export const checksumCommand = (paths: string[]): Cmd => sudo("sha256sum", "--",
 /** HAProxy binds the VIP before the host holds it. Pure. */
 export const nonlocalBindCommand = (): Cmd => sudo("sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1");
 
-/** Install the missing packages (non-interactive; never an upgrade of others). Pure. */
+/**
+ * Install the missing packages (non-interactive; never an upgrade of others). Pure.
+ * Another apt run holding dpkg's lock (unattended-upgrades; on the namespace lab, the other hosts, which
+ * share one dpkg) is waited for up to APT_LOCK_TIMEOUT_S instead of failing with "Could not get lock".
+ */
 export const aptInstallCommand = (packages: string[]): Cmd =>
-  sudo("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends", ...packages);
+  sudo(
+    "env",
+    "DEBIAN_FRONTEND=noninteractive",
+    "apt-get",
+    "-o",
+    `DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_S}`,
+    "install",
+    "-y",
+    "--no-install-recommends",
+    ...packages,
+  );
 
 /** The pid each service's pid file names (read with one command). Pure. */
 export const pidsCommand = (s: ClusterSettings, h: ClusterHost): Cmd =>
