@@ -1,15 +1,19 @@
 /**
- * BACKUP_OFFSITE=ssh: is the backup host there, before the local backup?
- * pgBackRest 2.45's archive-push pushes to every repository and fails when one
- * fails (src/command/archive/push/push.c, archivePushCheck/archivePushFile);
+ * Is the off-site repository there, before the local backup? pgBackRest
+ * 2.45's archive-push pushes to every repository and fails when one fails
+ * (src/command/archive/push/push.c, archivePushCheck/archivePushFile);
  * Postgres then retries that one segment forever, nothing later is archived,
- * and the local backup's own archive check times out. So when the backup host
- * does not answer (wrong pinned key, refused key, down), or its config or
- * stanza cannot be made (checked here, before the local backup, for the
- * same reason), `make backup` pauses
- * archiving to it (pgbackrest.conf without repo2, a marker says why), makes the
- * local backup, then fails loudly; the first `make backup` that reaches the
- * host again resumes it.
+ * and the local backup's own archive check times out. So `make backup` first
+ * reaches the off-site repository and makes sure its stanza is there (a
+ * missing stanza fails archive-push the same way). How differs per kind:
+ * - ssh: the backup host answers with the pinned key, its config is written;
+ * - s3: `pgbackrest info` with the off-site-only config, an authenticated
+ *   listing of the bucket through pgBackRest itself (the same TLS, key and
+ *   passphrase archive-push uses; it exits 0 and reports code 99 when the
+ *   store does not answer or refuses the key, see ensureOffsiteStanza).
+ * When it fails, archiving to it is PAUSED (pgbackrest.conf without repo2, a
+ * marker file says why), the local backup is made, and the run fails loudly;
+ * the first `make backup` that reaches the repository again resumes it.
  */
 import { rmSync } from "node:fs";
 import type { Config } from "../config";
@@ -21,31 +25,49 @@ import { onBackupHost, prepareBackupHost, writeSshClientFiles } from "./offsite-
 import { ensureOffsiteStanza } from "./offsite-run";
 import { writePgbackrestFiles } from "./pgbackrest";
 
-/** undefined: the backup host answered (archiving to it resumed if it was paused); else why it did not. */
-export async function offsiteGate(cfg: Config, progress: BackupProgress): Promise<ToolkitError | undefined> {
-  if (cfg.backup.offsite.kind !== "ssh") return undefined;
-  try {
-    const { publicKey } = await writeSshClientFiles(cfg);
-    await onBackupHost(cfg, "true", publicKey);
-    writePgbackrestFiles(cfg); // the passphrase, before the backup host's config
-    const h = await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
-    for (const c of h.changes) progress("offsite", c);
-    if (h.changes.some((c) => c.startsWith("off-site ssh identity")))
-      progress(
-        "offsite",
-        `our key, for ~${cfg.backup.offsite.ssh.user}/.ssh/authorized_keys on the backup host: ${h.publicKey}`,
-      );
+/** Pure: what the off-site repository is, in progress lines. */
+export const offsiteNoun = (cfg: Config) =>
+  cfg.backup.offsite.kind === "ssh" ? "the backup host" : "the object store";
+
+/** ssh: the backup host answers with the pinned key; its config and our files written. */
+async function prepareSsh(cfg: Config, progress: BackupProgress): Promise<void> {
+  const { publicKey } = await writeSshClientFiles(cfg);
+  await onBackupHost(cfg, "true", publicKey);
+  writePgbackrestFiles(cfg); // the passphrase, before the backup host's config
+  const h = await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
+  for (const c of h.changes) progress("offsite", c);
+  if (h.changes.some((c) => c.startsWith("off-site ssh identity")))
     progress(
       "offsite",
-      `the backup host's key, for ~postgres/.ssh/authorized_keys on every member: ${h.backupHostKey}`,
+      `our key, for ~${cfg.backup.offsite.ssh.user}/.ssh/authorized_keys on the backup host: ${h.publicKey}`,
     );
-    // Before the local backup: archive_command pushes to repo2 too, and a missing stanza there fails it.
-    for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
+  progress("offsite", `the backup host's key, for ~postgres/.ssh/authorized_keys on every member: ${h.backupHostKey}`);
+}
+
+/** Reach the off-site repository (per kind) and make sure its stanza is there; throws why not. */
+async function reachOffsite(cfg: Config, progress: BackupProgress): Promise<void> {
+  if (cfg.backup.offsite.kind === "ssh") await prepareSsh(cfg, progress);
+  else writePgbackrestFiles(cfg); // s3: the store's key and the passphrase in pgbackrest-offsite.conf
+  // Before the local backup: archive_command pushes to repo2 too, and a missing stanza there fails it.
+  for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
+}
+
+/** undefined: the off-site repository answered (archiving to it resumed if it was paused); else why it did not. */
+export async function offsiteGate(cfg: Config, progress: BackupProgress): Promise<ToolkitError | undefined> {
+  const kind = cfg.backup.offsite.kind;
+  if (kind === "none") return undefined;
+  const noun = offsiteNoun(cfg);
+  try {
+    await reachOffsite(cfg, progress);
   } catch (e) {
     const err =
       e instanceof ToolkitError
         ? e
-        : new ToolkitError("OFFSITE_SSH_FAILED", (e as Error).message, "check the BACKUP_OFFSITE_SSH_* settings");
+        : new ToolkitError(
+            `OFFSITE_${kind.toUpperCase()}_FAILED`,
+            (e as Error).message,
+            `check the BACKUP_OFFSITE_${kind.toUpperCase()}_* settings`,
+          );
     if (!offsitePaused(cfg)) {
       writeIfChanged(offsitePausedPath(cfg), `${new Date().toISOString()}: ${err.message}\n`, {
         mode: 0o600,
@@ -54,7 +76,7 @@ export async function offsiteGate(cfg: Config, progress: BackupProgress): Promis
       writePgbackrestFiles(cfg);
       progress(
         "offsite",
-        "the backup host does not answer: WAL archiving to it is PAUSED (archive_command pushes to the local repository alone) so the local backup can be made",
+        `${noun} cannot be used (${err.code}): WAL archiving to it is PAUSED (archive_command pushes to the local repository alone) so the local backup can be made`,
       );
     }
     return err;
@@ -62,7 +84,7 @@ export async function offsiteGate(cfg: Config, progress: BackupProgress): Promis
   if (offsitePaused(cfg)) {
     rmSync(offsitePausedPath(cfg), { force: true });
     writePgbackrestFiles(cfg);
-    progress("offsite", "the backup host answers again: WAL archiving to it resumed");
+    progress("offsite", `${noun} answers again: WAL archiving to it resumed`);
   }
   return undefined;
 }

@@ -97,9 +97,19 @@ export async function offsiteInfo(cfg: Config) {
   }
 }
 
-/** Create the stanza in the off-site repository when it has none (idempotent). */
+/**
+ * Create the stanza in the off-site repository when it has none (idempotent). A repository that does not
+ * answer is an error here: `pgbackrest info` exits 0 then, reporting code 99 and the store's or ssh's error.
+ */
 export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
   const info = await offsiteInfo(cfg);
+  if (info.status.code === 99)
+    throw new ToolkitError(
+      "OFFSITE_UNREACHABLE",
+      `pgBackRest cannot use the off-site repository ${offsiteTarget(cfg)}: ${info.status.message.split("\n")[0]}`,
+      `check that it is up and reachable from here, the BACKUP_OFFSITE_* settings and the key/secret in ${cfg.secretsFile}, then run \`make backup\` again`,
+      info.status.message,
+    );
   if (info.status.code !== 1 && info.status.code !== 3) return [];
   await runOffsite(cfg, ["stanza-create"], { timeoutMs: 300_000 });
   return [`pgBackRest stanza ${cfg.backup.stanza} created off-site (${offsiteTarget(cfg)})`];
@@ -108,7 +118,7 @@ export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
 export interface OffsiteOptions {
   physical?: boolean;
   physicalType?: "full" | "diff";
-  /** the backup host did not answer before the local backup (offsite-gate.ts): fail with this */
+  /** the off-site repository did not answer before the local backup (offsite-gate.ts): fail with this */
   unreachable?: ToolkitError;
 }
 
@@ -149,11 +159,10 @@ export async function backupOffsite(
       te?.code === "OFFSITE_WRONG_PASSPHRASE" || te?.code.startsWith("OFFSITE_SSH")
         ? te.fix!
         : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
-      te?.detail
-        ? `${te.message}\n${why}`
-        : opts.unreachable
-          ? "WAL archiving to the backup host is paused until it answers"
-          : undefined,
+      [
+        ...(te?.detail ? [`${te.message}\n${why}`] : []),
+        ...(opts.unreachable ? ["WAL archiving to it is paused (pgbackrest.conf without repo2) until it answers"] : []),
+      ].join("\n") || undefined,
     );
   }
 }
