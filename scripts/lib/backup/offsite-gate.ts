@@ -7,22 +7,26 @@
  * reaches the off-site repository and makes sure its stanza is there (a
  * missing stanza fails archive-push the same way). How differs per kind:
  * - ssh: the backup host answers with the pinned key, its config is written;
- * - s3: `pgbackrest info` with the off-site-only config, an authenticated
- *   listing of the bucket through pgBackRest itself (the same TLS, key and
- *   passphrase archive-push uses; it exits 0 and reports code 99 when the
- *   store does not answer or refuses the key, see ensureOffsiteStanza).
+ * - s3: `pgbackrest repo-ls` with the off-site-only config, one authenticated
+ *   listing of the bucket through pgBackRest itself (the same TLS and key
+ *   archive-push uses), with a short --io-timeout: pgBackRest retries a
+ *   refused connection for io-timeout (60 s) per request.
  * When it fails, archiving to it is PAUSED (pgbackrest.conf without repo2, a
- * marker file says why), the local backup is made, and the run fails loudly;
- * the first `make backup` that reaches the repository again resumes it.
+ * marker file says why) and the local backup waits until the archiver has
+ * caught up (an archive-push started before the pause may still be retrying
+ * the dead repository for minutes); the run then fails loudly. The first
+ * `make backup` that reaches the repository again resumes it.
  */
 import { rmSync } from "node:fs";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { writeIfChanged } from "../render";
 import { pgOwner, type BackupProgress } from "./common";
-import { offsitePaused, offsitePausedPath, readOffsiteSecrets } from "./offsite";
+import { withClient } from "../pg";
+import { offsitePaused, offsitePausedPath, readOffsiteSecrets, runOffsiteRepo } from "./offsite";
+import { pgbackrestError } from "./offsite-copy";
 import { onBackupHost, prepareBackupHost, writeSshClientFiles } from "./offsite-host";
-import { ensureOffsiteStanza } from "./offsite-run";
+import { ensureOffsiteStanza, offsiteUnusable } from "./offsite-run";
 import { writePgbackrestFiles } from "./pgbackrest";
 
 /** Pure: what the off-site repository is, in progress lines. */
@@ -47,9 +51,42 @@ async function prepareSsh(cfg: Config, progress: BackupProgress): Promise<void> 
 /** Reach the off-site repository (per kind) and make sure its stanza is there; throws why not. */
 async function reachOffsite(cfg: Config, progress: BackupProgress): Promise<void> {
   if (cfg.backup.offsite.kind === "ssh") await prepareSsh(cfg, progress);
-  else writePgbackrestFiles(cfg); // s3: the store's key and the passphrase in pgbackrest-offsite.conf
+  else {
+    writePgbackrestFiles(cfg); // s3: the store's key and the passphrase in pgbackrest-offsite.conf
+    const r = await runOffsiteRepo(cfg, [`--io-timeout=${PROBE_IO_TIMEOUT_S}`, "repo-ls"], {
+      nothrow: true,
+      timeoutMs: 120_000,
+    });
+    const out = `${r.stdout}\n${r.stderr}`;
+    if (r.code !== 0) throw offsiteUnusable(cfg, pgbackrestError(out).split("\n").join("; "), out.trim());
+  }
   // Before the local backup: archive_command pushes to repo2 too, and a missing stanza there fails it.
   for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
+}
+
+const PROBE_IO_TIMEOUT_S = 5;
+
+/**
+ * Paused: wait until the primary has no segment left to archive (pg_ls_archive_statusdir's .ready files),
+ * so the local backup's own archive check does not time out behind an archive-push still retrying repo2.
+ */
+async function waitArchiverCaughtUp(cfg: Config, progress: BackupProgress, timeoutMs = 600_000): Promise<void> {
+  const pending = () =>
+    withClient(cfg, {}, async (c) =>
+      Number(
+        (await c.query("SELECT count(*) AS n FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'")).rows[0].n,
+      ),
+    );
+  const until = Date.now() + timeoutMs;
+  let n = await pending();
+  if (n > 0)
+    progress("offsite", `waiting for the archiver to push ${n} held-back WAL segment(s) to the local repository`);
+  while (n > 0 && Date.now() < until) {
+    await new Promise((ok) => setTimeout(ok, 1000));
+    n = await pending();
+  }
+  if (n > 0)
+    progress("offsite", `${n} WAL segment(s) still not archived after ${timeoutMs / 1000} s; see the Postgres log`);
 }
 
 /** undefined: the off-site repository answered (archiving to it resumed if it was paused); else why it did not. */
@@ -79,6 +116,7 @@ export async function offsiteGate(cfg: Config, progress: BackupProgress): Promis
         `${noun} cannot be used (${err.code}): WAL archiving to it is PAUSED (archive_command pushes to the local repository alone) so the local backup can be made`,
       );
     }
+    await waitArchiverCaughtUp(cfg, progress);
     return err;
   }
   if (offsitePaused(cfg)) {

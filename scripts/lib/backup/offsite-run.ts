@@ -97,19 +97,22 @@ export async function offsiteInfo(cfg: Config) {
   }
 }
 
+/** The off-site repository does not answer or refuses us: `why` is pgBackRest's (or the store's) own line. */
+export const offsiteUnusable = (cfg: Config, why: string, detail: string) =>
+  new ToolkitError(
+    "OFFSITE_UNREACHABLE",
+    `pgBackRest cannot use the off-site repository ${offsiteTarget(cfg)}: ${why}`,
+    `check that it is up and reachable from here, the BACKUP_OFFSITE_* settings and the key/secret in ${cfg.secretsFile}, then run \`make backup\` again`,
+    detail,
+  );
+
 /**
  * Create the stanza in the off-site repository when it has none (idempotent). A repository that does not
  * answer is an error here: `pgbackrest info` exits 0 then, reporting code 99 and the store's or ssh's error.
  */
 export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
   const info = await offsiteInfo(cfg);
-  if (info.status.code === 99)
-    throw new ToolkitError(
-      "OFFSITE_UNREACHABLE",
-      `pgBackRest cannot use the off-site repository ${offsiteTarget(cfg)}: ${info.status.message.split("\n")[0]}`,
-      `check that it is up and reachable from here, the BACKUP_OFFSITE_* settings and the key/secret in ${cfg.secretsFile}, then run \`make backup\` again`,
-      info.status.message,
-    );
+  if (info.status.code === 99) throw offsiteUnusable(cfg, info.status.message.split("\n")[0]!, info.status.message);
   if (info.status.code !== 1 && info.status.code !== 3) return [];
   await runOffsite(cfg, ["stanza-create"], { timeoutMs: 300_000 });
   return [`pgBackRest stanza ${cfg.backup.stanza} created off-site (${offsiteTarget(cfg)})`];
