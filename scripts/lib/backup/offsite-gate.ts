@@ -7,10 +7,12 @@
  * reaches the off-site repository and makes sure its stanza is there (a
  * missing stanza fails archive-push the same way). How differs per kind:
  * - ssh: the backup host answers with the pinned key, its config is written;
- * - s3: `pgbackrest repo-ls` with the off-site-only config, one authenticated
- *   listing of the bucket through pgBackRest itself (the same TLS and key
+ * - s3: `pgbackrest info` with the off-site-only config, authenticated listings
+ *   of the bucket through pgBackRest itself (the same TLS, key and passphrase
  *   archive-push uses), with a short --io-timeout: pgBackRest retries a
- *   refused connection for io-timeout (60 s) per request.
+ *   refused connection for io-timeout (60 s) per request. info exits 0 and
+ *   reports code 99 when the store fails; ensureOffsiteStanza turns that into
+ *   OFFSITE_UNREACHABLE with the store's own message.
  * When it fails, archiving to it is PAUSED (pgbackrest.conf without repo2, a
  * marker file says why) and the local backup waits until the archiver has
  * caught up (an archive-push started before the pause may still be retrying
@@ -23,10 +25,9 @@ import { ToolkitError } from "../errors";
 import { writeIfChanged } from "../render";
 import { pgOwner, type BackupProgress } from "./common";
 import { withClient } from "../pg";
-import { offsitePaused, offsitePausedPath, readOffsiteSecrets, runOffsiteRepo } from "./offsite";
-import { pgbackrestError } from "./offsite-copy";
+import { offsitePaused, offsitePausedPath, readOffsiteSecrets } from "./offsite";
 import { onBackupHost, prepareBackupHost, writeSshClientFiles } from "./offsite-host";
-import { ensureOffsiteStanza, offsiteUnusable } from "./offsite-run";
+import { ensureOffsiteStanza } from "./offsite-run";
 import { writePgbackrestFiles } from "./pgbackrest";
 
 /** Pure: what the off-site repository is, in progress lines. */
@@ -48,23 +49,17 @@ async function prepareSsh(cfg: Config, progress: BackupProgress): Promise<void> 
   progress("offsite", `the backup host's key, for ~postgres/.ssh/authorized_keys on every member: ${h.backupHostKey}`);
 }
 
+const PROBE_IO_TIMEOUT_S = 5;
+
 /** Reach the off-site repository (per kind) and make sure its stanza is there; throws why not. */
 async function reachOffsite(cfg: Config, progress: BackupProgress): Promise<void> {
   if (cfg.backup.offsite.kind === "ssh") await prepareSsh(cfg, progress);
-  else {
-    writePgbackrestFiles(cfg); // s3: the store's key and the passphrase in pgbackrest-offsite.conf
-    const r = await runOffsiteRepo(cfg, [`--io-timeout=${PROBE_IO_TIMEOUT_S}`, "repo-ls"], {
-      nothrow: true,
-      timeoutMs: 120_000,
-    });
-    const out = `${r.stdout}\n${r.stderr}`;
-    if (r.code !== 0) throw offsiteUnusable(cfg, pgbackrestError(out).split("\n").join("; "), out.trim());
-  }
+  else writePgbackrestFiles(cfg); // s3: the store's key and the passphrase in pgbackrest-offsite.conf
   // Before the local backup: archive_command pushes to repo2 too, and a missing stanza there fails it.
-  for (const c of await ensureOffsiteStanza(cfg)) progress("offsite", c);
+  // s3: `info` is the probe, with a short --io-timeout (a refused connection is retried for io-timeout per request).
+  const probe = cfg.backup.offsite.kind === "s3" ? [`--io-timeout=${PROBE_IO_TIMEOUT_S}`] : [];
+  for (const c of await ensureOffsiteStanza(cfg, probe)) progress("offsite", c);
 }
-
-const PROBE_IO_TIMEOUT_S = 5;
 
 /**
  * Paused: wait until the primary has no segment left to archive (pg_ls_archive_statusdir's .ready files),

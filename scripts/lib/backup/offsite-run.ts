@@ -79,8 +79,11 @@ export function recordOffsite(
 export const unreadableInfo = (text: string) =>
   /unable to load info file/.test(text) && /FormatError|cipher|decrypt/i.test(text);
 
-/** The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?). */
-export async function offsiteInfo(cfg: Config) {
+/**
+ * The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?).
+ * `extra`: options for pgBackRest (the gate's short --io-timeout).
+ */
+export async function offsiteInfo(cfg: Config, extra: string[] = []) {
   const wrong = () =>
     new ToolkitError(
       "OFFSITE_WRONG_PASSPHRASE",
@@ -88,7 +91,7 @@ export async function offsiteInfo(cfg: Config) {
       `put back the passphrase the repository was created with (from the copy you keep elsewhere); a deleted ${OFFSITE_SECRET_KEYS.cipherPass} line is regenerated, and the new one cannot open the old backups`,
     );
   try {
-    const info = await stanzaInfo(cfg, runOffsite);
+    const info = await stanzaInfo(cfg, (c, args, opts) => runOffsite(c, [...extra, ...args], opts));
     if (unreadableInfo(info.status.message)) throw wrong();
     return info;
   } catch (e) {
@@ -98,7 +101,7 @@ export async function offsiteInfo(cfg: Config) {
 }
 
 /** The off-site repository does not answer or refuses us: `why` is pgBackRest's (or the store's) own line. */
-export const offsiteUnusable = (cfg: Config, why: string, detail: string) =>
+const offsiteUnusable = (cfg: Config, why: string, detail: string) =>
   new ToolkitError(
     "OFFSITE_UNREACHABLE",
     `pgBackRest cannot use the off-site repository ${offsiteTarget(cfg)}: ${why}`,
@@ -110,8 +113,8 @@ export const offsiteUnusable = (cfg: Config, why: string, detail: string) =>
  * Create the stanza in the off-site repository when it has none (idempotent). A repository that does not
  * answer is an error here: `pgbackrest info` exits 0 then, reporting code 99 and the store's or ssh's error.
  */
-export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
-  const info = await offsiteInfo(cfg);
+export async function ensureOffsiteStanza(cfg: Config, infoArgs: string[] = []): Promise<string[]> {
+  const info = await offsiteInfo(cfg, infoArgs);
   if (info.status.code === 99) throw offsiteUnusable(cfg, info.status.message.split("\n")[0]!, info.status.message);
   if (info.status.code !== 1 && info.status.code !== 3) return [];
   await runOffsite(cfg, ["stanza-create"], { timeoutMs: 300_000 });
