@@ -18,7 +18,10 @@ TEST_LOG := .state/test-results.log
 # password grep last of all, so it reads the logs of the whole run.
 LOG_GREP_FILE := tests/integration/attack-password-log.test.ts
 ATTACK_FILES = $(filter-out $(LOG_GREP_FILE),$(sort $(wildcard tests/integration/attack-*.test.ts))) $(wildcard $(LOG_GREP_FILE))
-INTEGRATION_FILES = $(filter-out $(ATTACK_FILES),$(sort $(wildcard tests/integration/*.test.ts))) $(ATTACK_FILES)
+# Monitoring's test needs a healthy stack no other test disturbs, with MONITORING on and a 2 s interval:
+# it runs alone on its own stack (envs/test-monitoring.env, 127.0.8.x) after the others.
+MONITORING_FILE := tests/integration/monitoring.test.ts
+INTEGRATION_FILES = $(filter-out $(ATTACK_FILES) $(MONITORING_FILE),$(sort $(wildcard tests/integration/*.test.ts))) $(ATTACK_FILES)
 
 .PHONY: help
 help: ## List the targets
@@ -174,6 +177,10 @@ cluster-switchover: deps ## Hand the leader role to another member (default: the
 cluster-rolling-restart: deps ## Restart every member one at a time: replicas, a switchover to the sync standby, the old leader: CLUSTER=crm
 	$(CLUSTER_RUN) scripts/cluster-rolling-restart.ts $(CLUSTER_ARGS) $(ARGS)
 
+.PHONY: cluster-replace
+cluster-replace: deps ## Replace a member's host: etcd member remove/add, Patroni re-clones on NEW: CLUSTER=crm OLD=crm3 NEW=ops@10.0.0.4
+	$(CLUSTER_RUN) scripts/cluster-replace.ts $(CLUSTER_ARGS) $(if $(filter command line,$(origin OLD)),--old $(OLD),) $(if $(filter command line,$(origin NEW)),--new $(NEW),) $(ARGS)
+
 .PHONY: cluster-drill
 cluster-drill: deps ## A failure under a write load on the namespace lab: CLUSTER=lab SCENARIO=partition-leader|kill-host|partition-etcd-minority
 	$(CLUSTER_RUN) scripts/cluster-drill.ts $(CLUSTER_ARGS) $(if $(SCENARIO),--scenario $(SCENARIO),) $(ARGS)
@@ -199,6 +206,7 @@ test: deps ## Lint, unit tests, then integration tests against a real native tes
 	@rc=0; \
 	$(BUN) test --timeout 30000 tests/unit 2>&1 | tee -a $(TEST_LOG) || rc=1; \
 	$(MAKE) test-integration 2>&1 | tee -a $(TEST_LOG) || rc=1; \
+	$(MAKE) test-integration TEST_STACK=test-monitoring FILES=$(MONITORING_FILE) 2>&1 | tee -a $(TEST_LOG) || rc=1; \
 	$(BUN) scripts/test-summary.ts $(TEST_LOG) || rc=1; \
 	exit $$rc
 

@@ -9,7 +9,8 @@
  */
 import { rmSync } from "node:fs";
 import type { DrillResult, DrillScenario } from "../scripts/lib/cluster/drill";
-import { inNs, labDown, labUp, writeLabCluster } from "../scripts/lib/cluster/lab";
+import { inNs, labDown, labUp } from "../scripts/lib/cluster/lab";
+import { writeLabCluster } from "../scripts/lib/cluster/lab-env";
 import { clusterDir } from "../scripts/lib/cluster/settings";
 import { runMain, ToolkitError } from "../scripts/lib/errors";
 import { median } from "../scripts/lib/failover/analysis";

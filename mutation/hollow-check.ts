@@ -13,7 +13,7 @@
  * Not part of CI (about a minute); make mutation goes deeper on the guard modules.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 
@@ -26,7 +26,11 @@ const files = process.argv.slice(2).length
   : readdirSync(join(ROOT, "tests/unit")).filter((f) => f.endsWith(".test.ts")).sort().map((f) => `tests/unit/${f}`);
 
 const sandbox = mkdtempSync(join(tmpdir(), "hollow-check-"));
-for (const e of readdirSync(ROOT)) if (![".git", "node_modules", ".state"].includes(e)) cpSync(join(ROOT, e), join(sandbox, e), { recursive: true });
+// mkdtemp makes it 0700: tests that run a program as nobody (workstation.test.ts) need to enter it, as they can the checkout
+chmodSync(sandbox, 0o755);
+for (const e of readdirSync(ROOT)) if (![".git", "node_modules", ".state"].includes(e)) cpSync(join(ROOT, e), join(sandbox, e), { recursive: true, preserveTimestamps: true });
+// Timestamps kept: with package.json newer than node_modules/.installed, a test that runs make (workstation.test.ts)
+// would start `npm ci` in the sandbox, which empties the real node_modules through this link.
 symlinkSync(join(ROOT, "node_modules"), join(sandbox, "node_modules"));
 symlinkSync(join(ROOT, ".git"), join(sandbox, ".git")); // some tests ask git what is committed (read-only)
 
@@ -36,7 +40,8 @@ function subjects(testFile: string): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   for (const m of text.matchAll(/^import (?!type )([^;]*?)\s+from\s+"(\.\.\/\.\.\/scripts\/[^"]+)"/gms)) {
     let p = relative(ROOT, resolve(dirname(join(ROOT, testFile)), m[2]!));
-    if (!p.endsWith(".ts")) p += ".ts";
+    // "../lib/monitoring" is a folder's index.ts, "../lib/config" a file
+    if (!p.endsWith(".ts")) p = existsSync(join(ROOT, `${p}.ts`)) ? `${p}.ts` : join(p, "index.ts");
     if (SKIP.has(p)) continue;
     const names = (/\{([^}]*)\}/.exec(m[1]!)?.[1] ?? "")
       .split(",")
@@ -70,7 +75,9 @@ async function hollow(module: string, names: Set<string>): Promise<string | unde
   return lines.length > 2 ? lines.join("\n") + "\n" : undefined;
 }
 
-const bun = process.execPath;
+// The repo's own bun, as the suite runs it: through process.execPath the process is named after the binary
+// (bun.exe), and a test that names a listener by its process ("in use by bun (pid …)") fails in the sandbox.
+const bun = existsSync(join(ROOT, "node_modules/.bin/bun")) ? join(ROOT, "node_modules/.bin/bun") : process.execPath;
 const run = (testFile: string) => spawnSync(bun, ["test", "--timeout", "180000", testFile], { cwd: sandbox, encoding: "utf8", timeout: 600_000 }).status === 0;
 
 let survivors = 0;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 /** make backup: what cron runs nightly. Logical + physical backup, verified by restore, then retention. */
 import { runMain, ToolkitError } from "./lib/errors";
+import type { RunOptions } from "./lib/exec";
 import { openRuntime } from "./lib/runtimes/index";
 import { parseFlags } from "./lib/flags";
 import { loadBackupConfig, withBackupCommand } from "./lib/backup/cli";
@@ -39,7 +40,9 @@ await runMain(async () => {
   if (flags.type && !["full", "diff"].includes(flags.type))
     throw new ToolkitError("BAD_FLAG", `--type must be full or diff (got ${flags.type})`, USAGE);
   const cfg = loadBackupConfig();
-  await openRuntime(cfg, "backup");
+  const rt = await openRuntime(cfg, "backup");
+  // the docker runtime runs pgBackRest in the leader's container; natively it runs here
+  const pgbackrest = rt.pgbackrest && ((_c: unknown, args: string[], o?: RunOptions) => rt.pgbackrest!(args, o));
   const databases = flags.db
     ?.split(",")
     .map((s) => s.trim())
@@ -56,6 +59,7 @@ await runMain(async () => {
           verify: !flags.noVerify,
           physical: !flags.logicalOnly,
           physicalType: flags.type as "full" | "diff" | undefined,
+          pgbackrest,
         },
         progress,
       ),

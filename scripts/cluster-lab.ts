@@ -4,7 +4,8 @@
  * and an operator namespace, then clusters/lab/cluster.env so every cluster
  * verb works with CLUSTER=lab (run inside the operator namespace by make).
  */
-import { LAB_OPERATOR, labUp, writeLabCluster } from "./lib/cluster/lab";
+import { LAB_OPERATOR, labUp } from "./lib/cluster/lab";
+import { writeLabCluster } from "./lib/cluster/lab-env";
 import { runMain } from "./lib/errors";
 import { parseFlags } from "./lib/flags";
 import { logLine } from "./lib/ui";

@@ -35,7 +35,13 @@ await runMain(async () => {
   console.log(`stack ${s.stack}: ${s.health.ok ? "healthy" : "NOT healthy: " + s.health.problems.join(", ")}`);
   console.log(table(rows));
   console.log("");
-  console.log(table([["process", "pid"], ...s.processes.map((p) => [p.name, p.pid ? String(p.pid) : "stopped"])]));
+  // containers (docker runtime) show compose's state and health instead of a pid
+  console.log(
+    table([
+      ["process", "pid / state"],
+      ...s.processes.map((p) => [p.name, p.state ?? (p.pid ? String(p.pid) : "stopped")]),
+    ]),
+  );
   if (s.pool) {
     console.log("");
     console.log(

@@ -11,6 +11,7 @@ import { CLIENT_SECRET_KEYS, type ClientSecrets } from "../scripts/lib/deploy/cl
 import { renderBundleFiles } from "../scripts/lib/deploy/bundle";
 import { parseClientSettings } from "../scripts/lib/deploy/settings";
 import { clusterGoldens } from "./golden-cluster";
+import { apiGoldens } from "./golden-apis";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const GOLDEN_ROOT = join(import.meta.dir, "unit", "golden");
@@ -77,4 +78,4 @@ export const deployClientGoldens: GoldenSet = {
   },
 };
 
-export const GOLDEN_SETS: GoldenSet[] = [deployClientGoldens, clusterGoldens];
+export const GOLDEN_SETS: GoldenSet[] = [deployClientGoldens, clusterGoldens, apiGoldens];

@@ -44,29 +44,63 @@ export const dockerPgbackrestFile = (dir: string) => join(dir, "pgbackrest", "pg
 export const STANZA_SNIPPET = 'IFS= read -r PGPASSWORD && export PGPASSWORD && exec pgbackrest "$@"';
 
 /**
- * `<compose> exec -T <member> sh -c <snippet> pgbackrest ... stanza-create`, the password on stdin
- * (compose v1's `exec -e NAME` does not take a value from our environment; stdin works in v1 and v2).
- * Only the primary can create the stanza, so the members are tried in turn; the last failure is
- * reported with pgBackRest's own words.
+ * `<compose> exec -T <member> sh -c <snippet> pgbackrest --config=<container's> --stanza=<stanza> <args>`:
+ * pgBackRest in a member's container with the password on stdin (`input`: compose v1's `exec -e NAME`
+ * does not take a value from our environment; stdin works in v1 and v2).
+ */
+export const dockerPgbackrestArgv = (
+  cfg: Config,
+  compose: (...args: string[]) => string[],
+  member: string,
+  args: string[],
+): string[] =>
+  compose(
+    "exec",
+    "-T",
+    member,
+    "sh",
+    "-c",
+    STANZA_SNIPPET,
+    "pgbackrest",
+    `--config=${CONTAINER.home}/pgbackrest.conf`,
+    `--stanza=${cfg.backup.stanza}`,
+    ...args,
+  );
+
+/** The last lines pgBackRest printed (its own words for a failure). */
+const lastLines = (r: { stdout: string; stderr: string }) =>
+  (r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ");
+
+/**
+ * dev-up: the stanza, then `pgbackrest check` (a WAL switch archived through Patroni's archive_command,
+ * which proves the config path the command reads). Only the primary can create the stanza, so the
+ * members are tried in turn; the last failure is reported with pgBackRest's own words.
  */
 export async function ensureDockerStanza(cfg: Config, compose: (...args: string[]) => string[]): Promise<string> {
   let last = "";
+  const input = `${cfg.secrets.POSTGRES_PASSWORD}\n`;
   for (const m of cfg.members) {
-    const argv = compose(
-      "exec",
-      "-T",
-      m.name,
-      "sh",
-      "-c",
-      STANZA_SNIPPET,
-      "pgbackrest",
-      `--config=${CONTAINER.home}/pgbackrest.conf`,
-      `--stanza=${cfg.backup.stanza}`,
-      "stanza-create",
-    );
-    const r = await run(argv, { nothrow: true, timeoutMs: 120_000, input: `${cfg.secrets.POSTGRES_PASSWORD}\n` });
-    if (r.code === 0) return `pgBackRest stanza ${cfg.backup.stanza} (on ${m.name})`;
-    last = (r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ");
+    const r = await run(dockerPgbackrestArgv(cfg, compose, m.name, ["stanza-create"]), {
+      nothrow: true,
+      timeoutMs: 120_000,
+      input,
+    });
+    if (r.code !== 0) {
+      last = lastLines(r);
+      continue;
+    }
+    const check = await run(dockerPgbackrestArgv(cfg, compose, m.name, ["--archive-timeout=60", "check"]), {
+      nothrow: true,
+      timeoutMs: 180_000,
+      input,
+    });
+    if (check.code !== 0)
+      throw new ToolkitError(
+        "ARCHIVE_FAILED",
+        `pgBackRest stanza ${cfg.backup.stanza} exists but WAL archiving does not work (pgbackrest check on ${m.name}): ${lastLines(check)}`,
+        `run \`docker compose logs ${m.name}\` and read archive_command in its patroni.yml`,
+      );
+    return `pgBackRest stanza ${cfg.backup.stanza} (on ${m.name}); WAL archiving checked`;
   }
   throw new ToolkitError(
     "STANZA_FAILED",

@@ -28,6 +28,11 @@ export const IMAGE_KEYS = [
   "IMAGE_NGINX",
   "IMAGE_CLOUDFLARED",
   "IMAGE_PGBOUNCER",
+  // MONITORING=true (scripts/lib/monitoring/compose.ts)
+  "IMAGE_PROMETHEUS",
+  "IMAGE_ALERTMANAGER",
+  "IMAGE_GRAFANA",
+  "IMAGE_POSTGRES_EXPORTER",
 ] as const;
 export type ImageKey = (typeof IMAGE_KEYS)[number];
 
@@ -39,8 +44,10 @@ export interface DockerSettings {
   /** GoTrue's GOTRUE_SITE_URL: where its e-mail links send users back to (the main app) */
   siteUrl: string;
   smtp: { host: string; port: number; user: string; adminEmail: string; senderName: string };
-  /** DOCKER_SERVICES: which stages compose-up.ts runs (cluster: no Supabase services, Kong or nginx) */
-  services: "all" | "cluster";
+  /** DOCKER_SERVICES: which stages compose-up.ts runs (cluster: no Supabase services, Kong or nginx; cluster+nginx: nginx too) */
+  services: "all" | "cluster" | "cluster+nginx";
+  /** DOCKER_PUBLISH_MEMBERS resolved: compose/dev-members.yml is added (make status, backup, restore need it) */
+  publishMembers: boolean;
 }
 
 /** Built from the validated values of the SUPABASE_SITE_URL / SMTP_* / IMAGE_* block in config.ts. */
@@ -51,6 +58,9 @@ export function dockerSettings(v: EnvValues): DockerSettings {
     images,
     siteUrl: v.SUPABASE_SITE_URL,
     services: v.DOCKER_SERVICES,
+    // macOS has only 127.0.0.1 on lo0 until aliased: publishing on 127.0.0.11 would fail every `up`
+    publishMembers:
+      v.DOCKER_PUBLISH_MEMBERS === "auto" ? process.platform !== "darwin" : v.DOCKER_PUBLISH_MEMBERS === "true",
     smtp: {
       host: v.SMTP_HOST,
       port: v.SMTP_PORT,
@@ -76,6 +86,11 @@ export function dockerSettingsEnv(cfg: Config): Record<string, string> {
   return {
     // where compose publishes HAProxy and nginx: the stack's addresses, as natively (nginx: loopback only)
     HAPROXY_ADDRESS: cfg.haproxy.address,
+    // each member's Postgres, Patroni REST and etcd client port, published on its own address
+    ...Object.fromEntries(cfg.members.map((m, i) => [`MEMBER${i + 1}_ADDRESS`, m.address])),
+    PG_PORT: String(cfg.members[0]!.pgPort),
+    PATRONI_PORT: String(cfg.members[0]!.restPort),
+    ETCD_CLIENT_PORT: String(cfg.members[0]!.etcdClientPort),
     API_HTTP_ADDRESS: stackHttpAddress(cfg),
     REALTIME_SECRET_KEY_BASE: keyBase,
     ...d.images,

@@ -11,13 +11,16 @@
  * lacks: the files use only service_started / service_healthy, and the order
  * between the stages is this module's.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { composeFileArgs } from "./compose-files";
 import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { run, which } from "./exec";
 import { ensureDatabases, probeRoute } from "./cluster-ops";
 import type { Progress, UpResult } from "./runtime";
 import { ensureDockerStanza } from "./compose-pgbackrest";
+import { isReady, parseV1Ps } from "./compose-ps";
+import { assessCluster, clusterView } from "./patroni";
 
 export interface ComposeFlavour {
   kind: "v1" | "v2";
@@ -60,12 +63,12 @@ export async function detectCompose(): Promise<ComposeFlavour> {
 
 export const composeFile = (cfg: Config) => join(cfg.rootDir, "compose", "dev.yml");
 
+/** compose/dev.yml and the stack's rendered overrides (compose-files.ts; they sit beside the env file). */
 export const composeArgv = (cfg: Config, f: ComposeFlavour, envFile: string, ...args: string[]) => [
   ...f.argv,
   "-p",
   cfg.clusterName,
-  "-f",
-  composeFile(cfg),
+  ...composeFileArgs(cfg, dirname(envFile)),
   "--env-file",
   envFile,
   ...args,
@@ -78,11 +81,15 @@ export const clusterServices = (cfg: Config) => [
   "haproxy",
 ];
 
-/** `up -d` for a stage; v2 waits for the stage's healthchecks itself. */
-export const upArgs = (f: ComposeFlavour, services: string[]) => [
+/**
+ * `up -d` for a stage; v2 waits for the stage's healthchecks itself. `noDeps`: a stage that names
+ * its services after the cluster is up (nginx's depends_on names Kong, which DOCKER_SERVICES=cluster+nginx leaves out).
+ */
+export const upArgs = (f: ComposeFlavour, services: string[], noDeps = false) => [
   "up",
   "-d",
   ...(f.kind === "v2" ? ["--wait"] : []),
+  ...(noDeps ? ["--no-deps"] : []),
   ...services,
 ];
 
@@ -90,18 +97,10 @@ export const upArgs = (f: ComposeFlavour, services: string[]) => [
  * From v1's `docker-compose ps` table, the containers not ready yet: "(health: starting)",
  * "(unhealthy)", or not "Up" at all (Exit, Restarting). "Up" alone (no healthcheck) is ready.
  */
-export function v1NotReady(psText: string): string[] {
-  const out: string[] = [];
-  for (const line of psText.split("\n")) {
-    if (!line.trim() || /^\s*Name\s+Command/.test(line) || /^-+$/.test(line.trim())) continue;
-    const name = line.trim().split(/\s+/)[0]!;
-    const state = /\s(Up( \([^)]*\))?|Exit \d+|Restarting|Paused|Created)(?=\s|$)/.exec(line)?.[0]?.trim() ?? "unknown";
-    // podman's API shows "Up ()" for a container without a healthcheck (Docker: "Up")
-    if (state === "Up" || state === "Up ()" || state === "Up (healthy)") continue;
-    out.push(`${name}: ${state}`);
-  }
-  return out;
-}
+export const v1NotReady = (psText: string): string[] =>
+  parseV1Ps(psText)
+    .filter((c) => !isReady(c))
+    .map((c) => `${c.name}: ${c.state}`);
 
 async function waitV1(
   cfg: Config,
@@ -131,8 +130,9 @@ async function upStage(
   envFile: string,
   services: string[],
   timeoutMs: number,
+  noDeps = false,
 ): Promise<void> {
-  const r = await run(composeArgv(cfg, f, envFile, ...upArgs(f, services)), { nothrow: true, timeoutMs });
+  const r = await run(composeArgv(cfg, f, envFile, ...upArgs(f, services, noDeps)), { nothrow: true, timeoutMs });
   if (r.code !== 0)
     throw new ToolkitError(
       "UP_FAILED",
@@ -169,12 +169,16 @@ export type Stage =
 /**
  * The start-up order: the cluster, then the databases and login roles (ensureDatabases) and the
  * pgBackRest stanza, then every other service. DOCKER_SERVICES=cluster stops after the second
- * stage with pgbouncer alone (no Supabase service, Kong or nginx: nginx proxies to Kong).
+ * stage with pgbouncer alone (no Supabase service, Kong or nginx); cluster+nginx adds nginx, whose
+ * / then proxies to the placeholder that answers 502 (as natively) instead of Kong.
  */
 export const startPlan = (cfg: Config): Stage[] => [
   { stage: "cluster", services: clusterServices(cfg) },
   { stage: "prepare" },
-  { stage: "clients", services: cfg.docker.services === "cluster" ? ["pgbouncer"] : [] },
+  {
+    stage: "clients",
+    services: { all: [], cluster: ["pgbouncer"], "cluster+nginx": ["pgbouncer", "nginx"] }[cfg.docker.services],
+  },
 ];
 
 /** Runs startPlan; returns dev-up's result. */
@@ -200,14 +204,16 @@ export async function composeUpInOrder(
       changes.push(await ensureDockerStanza(cfg, (...a) => composeArgv(cfg, f, envFile, ...a)));
     } else {
       progress("compose", s.services.length ? s.services.join(", ") : "Supabase services, gateway and nginx");
-      await upStage(cfg, f, envFile, s.services, 600_000);
+      await upStage(cfg, f, envFile, s.services, 600_000, s.services.length > 0);
     }
   }
+  // the members' REST APIs are published on their addresses: the same view as natively (dev-up prints the leader)
+  const view = await clusterView(cfg);
   return {
     started: ["compose"],
     restarted: [],
     changes,
-    health: { ok: true, running: cfg.members.length, problems: [] },
+    health: view ? assessCluster(cfg, view) : { ok: true, running: cfg.members.length, problems: [] },
     ms: Date.now() - t0,
   };
 }

@@ -7,14 +7,14 @@
 import type { Config, Member } from "./config";
 import { ToolkitError } from "./errors";
 import { etcdFetchTls, etcdTlsFiles } from "./etcd-tls";
-import { nativeEtcdTlsDir } from "./stack-files";
+import { etcdClientTlsDir } from "./stack-files";
 
 export const etcdUrl = (m: Member, path: string) => `https://${m.address}:${m.etcdClientPort}${path}`;
 
 const cache = new Map<string, ReturnType<typeof etcdFetchTls>>();
 
 function tlsFor(cfg: Config) {
-  const dir = nativeEtcdTlsDir(cfg);
+  const dir = etcdClientTlsDir(cfg);
   let tls = cache.get(dir);
   if (!tls) {
     try {

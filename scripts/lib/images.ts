@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { ROOT_DIR } from "./config";
 import { ToolkitError } from "./errors";
 import { isRoot, resolveProgram, run } from "./exec";
+import { buildArgs, IMAGE_PG_VERSION } from "./images-pin";
 
 export const BASE_IMAGE = "localhost/pgplatform/debian:bookworm";
 export const IMAGES_DIR = join(ROOT_DIR, "images");
@@ -132,6 +133,17 @@ export async function imageExists(ref: string): Promise<boolean> {
   return (await podman(["image", "exists", ref], { nothrow: true, timeoutMs: 60_000 })).code === 0;
 }
 
+/** An existing image whose Postgres is not the PG_VERSION pinned now (images-pin.ts). */
+async function pinDiffers(ref: string, args: string[]): Promise<boolean> {
+  const want = args.find((a) => a.startsWith("PG_VERSION="))?.slice("PG_VERSION=".length);
+  if (!want) return false;
+  const r = await podman(["run", "--rm", "--network", "none", "--entrypoint", "", ref, ...IMAGE_PG_VERSION], {
+    nothrow: true,
+    timeoutMs: 120_000,
+  });
+  return r.stdout.trim() !== want;
+}
+
 /** Refuse early, naming what is missing and how to get it. */
 export function checkImageTools(): void {
   if (!isRoot())
@@ -235,16 +247,20 @@ export async function buildLocalImages(
   const out: BuiltImage[] = [];
   for (const img of LOCAL_IMAGES.filter((i) => !opts.names?.length || opts.names.includes(i.name))) {
     const t0 = Date.now();
-    const need = rebuilt || opts.rebuild || !(await imageExists(img.ref));
+    const args = await buildArgs(img.name);
+    const need = rebuilt || opts.rebuild || !(await imageExists(img.ref)) || (await pinDiffers(img.ref, args));
     if (need) {
       progress(img.name, `podman build ${img.ref}`);
       const dir = join(IMAGES_DIR, img.name);
       if (!existsSync(join(dir, "Containerfile")))
         throw new ToolkitError("MISSING_FILE", `${dir}/Containerfile not found`, "restore it from git");
-      const r = await podman(["build", "--network", "host", "-t", img.ref, "-f", join(dir, "Containerfile"), dir], {
-        nothrow: true,
-        timeoutMs: 1_800_000,
-      });
+      const r = await podman(
+        ["build", "--network", "host", ...args, "-t", img.ref, "-f", join(dir, "Containerfile"), dir],
+        {
+          nothrow: true,
+          timeoutMs: 1_800_000,
+        },
+      );
       if (r.code !== 0)
         throw new ToolkitError(
           "IMAGE_BUILD_FAILED",

@@ -7,8 +7,10 @@
  * - native: Debian's etcd, Patroni + Postgres, HAProxy, nginx, pgbouncer as
  *   local processes, each member on its own loopback address. Every verb.
  * - docker: compose/dev.yml, the same rendered templates in pinned images.
- *   Only dev-up and dev-down: the members' REST API, data dirs and logs are
- *   inside the containers.
+ *   dev-up, dev-down, clean, status, backup and restore: each member's Postgres,
+ *   Patroni REST and etcd client port are published on its own address, as
+ *   natively; pgBackRest runs in the leader's container. Data dirs, processes
+ *   and log files stay inside the containers: the verbs needing them refuse.
  *
  * A multi-host runtime (one member per host over SSH, issue 14) fits as a
  * third implementation without changing the verbs: `up`/`down` render each
@@ -68,10 +70,14 @@ export interface DownResult {
   stopped: string[];
 }
 
-/** One process of the stack; pid null when it does not run. */
+/** One process of the stack; pid null when it does not run (or, in a container, is not ours to see). */
 export interface ProcessState {
   name: string;
   pid: number | null;
+  /** a container's state as compose reports it ("Up (healthy)", "Exit 137"); absent natively */
+  state?: string;
+  /** false: a container that is not running, or whose healthcheck fails (the stack is then not healthy) */
+  ready?: boolean;
 }
 
 /** A component's processes: its own (Patroni, etcd, HAProxy, ...) and, for a member, Postgres's postmaster. */
@@ -98,6 +104,11 @@ export interface Runtime {
   removeAll?(): Promise<string[]>;
   /** every process the runtime runs for the stack */
   status(): Promise<ProcessState[]>;
+  /**
+   * pgBackRest where the repository is, when that is not this host (docker: in the leader's
+   * container, with the container's config and the password on stdin); absent: the local one.
+   */
+  pgbackrest?(args: string[], opts?: RunOptions): Promise<RunResult>;
   /** run an argv array in a member's environment (its OS user, its dir) */
   exec(member: string, argv: Cmd, opts?: RunOptions): Promise<RunResult>;
   /** the process ids of one component (member, etcd member, haproxy, ...) */

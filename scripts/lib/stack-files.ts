@@ -2,6 +2,7 @@
  * Which files a stack needs, and the variables each template gets. The same
  * templates serve both runtimes: only the addresses and paths differ.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Config, Member } from "./config";
 import { etcdTlsFiles } from "./etcd-tls";
@@ -74,7 +75,9 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
       nginxPrefix: "/var/run/nginx-stack",
       nginxLogDir: "/var/run/nginx-stack",
       nginxAppsDir: "/etc/nginx/apps",
-      supabaseUpstream: "kong:8000",
+      // Kong runs only with DOCKER_SERVICES=all; without it nginx gets the native placeholder (it answers 502
+      // on /) instead of a name no DNS resolves, which nginx refuses at start ("host not found in upstream").
+      supabaseUpstream: cfg.docker.services === "all" ? "kong:8000" : "127.0.0.1:9",
     };
   }
   return {
@@ -104,6 +107,20 @@ export function addressing(cfg: Config, kind: RuntimeKind): Addressing {
  */
 export const etcdHome = (cfg: Config) => join(cfg.memberRoot, "etcd");
 export const nativeEtcdTlsDir = (cfg: Config) => join(etcdHome(cfg), "tls");
+/** The docker runtime's rendered files (compose.env, configs, etcd's TLS under tls/). */
+export const dockerRenderedDir = (cfg: Pick<Config, "stateDir">) => join(cfg.stateDir, "rendered-docker");
+
+/**
+ * Where the toolkit's etcd client certificate is: the docker runtime's CA (compose publishes each etcd
+ * member's client port on the member's address) or the native one; RUNTIME=auto takes the one that exists.
+ */
+export function etcdClientTlsDir(cfg: Config): string {
+  const want = process.env.RUNTIME || cfg.runtime;
+  const docker = join(dockerRenderedDir(cfg), "tls");
+  if (want === "docker") return docker;
+  const native = nativeEtcdTlsDir(cfg);
+  return want === "auto" && !existsSync(join(native, "ca.crt")) && existsSync(join(docker, "ca.crt")) ? docker : native;
+}
 /** Patroni's copies of the CA and the etcd client pair, in its member dir (the postgres user's, 0600 key). */
 export const patroniEtcdTlsFiles = (m: Member) => ({
   ca: join(m.dir, "etcd-ca.crt"),

@@ -3,9 +3,22 @@
  * client's release stage, node_modules tarballs): $STATE_DIR of the current
  * stack's env file, so it follows the setting instead of a hard-coded .state.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { parseConfig, ROOT_DIR, stackName } from "./config";
+import { type Config, parseConfig, ROOT_DIR, stackName } from "./config";
+import { ensureDirNoFollow } from "./safe-fs";
+
+/**
+ * The stack's state dir and member root, on every runtime: the postgres user must reach what
+ * lives below (natively the members; on any runtime the scratch instances a backup is verified in),
+ * so the state dir and its parent are traversable but not listable; secret files are 0600 each.
+ */
+export function ensureStackDirs(cfg: Config): void {
+  mkdirSync(cfg.stateDir, { recursive: true });
+  chmodSync(dirname(cfg.stateDir), 0o711);
+  chmodSync(cfg.stateDir, 0o711);
+  ensureDirNoFollow(cfg.memberRoot, 0o755);
+}
 
 /** The folder STATE_DIR names (per-stack folders live below it); <checkout>/.state when the stack has no env file. */
 export function localStateBase(rootDir = ROOT_DIR, stack = stackName()): string {

@@ -3,7 +3,7 @@ import type { Config } from "./config";
 import { haproxyBackends, type BackendServer } from "./haproxy";
 import { etcdHealthy } from "./cluster-ops";
 import { assessCluster, clusterView, type ClusterMember, type Health } from "./patroni";
-import type { Runtime } from "./runtime";
+import type { ProcessState, Runtime } from "./runtime";
 import { stackHttpAddress } from "./stack-files";
 import { formatBytes } from "./ui";
 import { poolSnapshot, type PoolUsage } from "./pool";
@@ -11,7 +11,7 @@ import { firingAlerts } from "./monitoring";
 
 export interface StackStatus {
   stack: string;
-  processes: { name: string; pid: number | null }[];
+  processes: ProcessState[];
   members: (ClusterMember & { address: string })[];
   health: Health;
   haproxy: BackendServer[] | null;
@@ -73,6 +73,13 @@ export async function stackStatus(cfg: Config, rt: Runtime): Promise<StackStatus
   const sick = etcd.filter((e) => !e.healthy).map((e) => e.name);
   if (sick.length)
     Object.assign(health, { ok: false, problems: [...health.problems, `etcd not healthy: ${sick.join(", ")}`] });
+  // containers (docker runtime): one that is not running, or whose healthcheck fails
+  const notReady = processes.filter((p) => p.ready === false).map((p) => `${p.name} ${p.state}`);
+  if (notReady.length)
+    Object.assign(health, {
+      ok: false,
+      problems: [...health.problems, `containers not ready: ${notReady.join(", ")}`],
+    });
   let pool: PoolDatabase[] | null = null;
   try {
     const snap = await poolSnapshot(cfg);

@@ -7,22 +7,29 @@
  * torn down (afterAll), also after a failure.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import {
-  LAB_HOSTS,
+  LAB_HOST_ROOT_PATTERN,
+  LAB_NOSUDO_USER,
+  LAB_SPARE,
+  LAB_USER,
   inNs,
   labDown,
+  labNode,
   labUp,
   linkCommand,
+  operatorKey,
   powerOff,
   powerOn,
-  writeLabCluster,
 } from "../../scripts/lib/cluster/lab";
+import { writeLabCluster } from "../../scripts/lib/cluster/lab-env";
 import { clusterDir, loadClusterSettings } from "../../scripts/lib/cluster/settings";
 import type { DrillResult } from "../../scripts/lib/cluster/drill";
 import type { Gap } from "../../scripts/lib/cluster/load";
+import type { ReplaceResult } from "../../scripts/lib/cluster/replace";
+import { memberListCommand, parseMemberList } from "../../scripts/lib/cluster/replace-plan";
 import type { RollingResult } from "../../scripts/lib/cluster/rolling";
 import type { ClusterStatus } from "../../scripts/lib/cluster/status";
 import { isRoot, run } from "../../scripts/lib/exec";
@@ -159,7 +166,7 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     expect(st.vipHolder).toBe(st.leader!);
     const s = loadClusterSettings("lab");
     for (const h of s.hosts)
-      expect(readFileSync(`/var/lib/pgplab/h${h.index}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
+      expect(readFileSync(`/var/lib/pgplab/${h.address}/root/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
   }, 60_000);
 
   test("cluster-switchover under a write load: the sync standby leads with the VIP, 0 acknowledged writes lost", async () => {
@@ -237,7 +244,7 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     const s = loadClusterSettings("lab");
     const before = (await status())!;
     const old = s.hosts.find((h) => h.name === before.leader)!;
-    const oldNs = LAB_HOSTS[old.index - 1]!;
+    const oldNs = labNode(old.address);
     expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(
       0,
     );
@@ -255,7 +262,7 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
         for (let n = 1; Date.now() - cut < 20_000; n++) {
           const res = await Promise.all(
             s.hosts.map((h) =>
-              psql(LAB_HOSTS[h.index - 1]!.ns, h.address, s.ports.pg, `INSERT INTO lab_probe (round) VALUES (${n})`, 2),
+              psql(labNode(h.address).ns, h.address, s.ports.pg, `INSERT INTO lab_probe (round) VALUES (${n})`, 2),
             ),
           );
           const accepted = s.hosts.filter((_, i) => res[i]!.code === 0).map((h) => h.name);
@@ -307,7 +314,7 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     const load = startLoad(s.vip, s.ports.rw, 1_000_000);
     try {
       await load.started();
-      const killed = await powerOff(LAB_HOSTS[old.index - 1]!);
+      const killed = await powerOff(labNode(old.address));
       expect(killed.length).toBeGreaterThan(5); // sshd, etcd, patroni, postgres and its workers, haproxy, vip-manager
       const cut = Date.now();
       const after = await until("a new leader holding the VIP", 90_000, async () => {
@@ -316,7 +323,7 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
       });
       figures.killHostNewLeaderWithVipMs = String(Date.now() - cut);
       await Bun.sleep(3000);
-      await powerOn(LAB_HOSTS[old.index - 1]!);
+      await powerOn(labNode(old.address));
       const redeploy = await tool("scripts/cluster-deploy.ts", "--json");
       if (redeploy.code !== 0) throw new Error(`re-deploy after the host came back failed:\n${redeploy.stderr}`);
       const r = JSON.parse(redeploy.stdout);
@@ -347,4 +354,154 @@ describe.skipIf(!!skipReason)("cluster on three namespace hosts", () => {
     expect(d.rejoinMs).toBeLessThan(60_000);
     expect((await status())?.health).toEqual({ ok: true, problems: [] });
   }, 600_000);
+
+  test("make cluster-replace under a write load: a replica's host swapped for the spare; 0 acknowledged writes lost, never two writable hosts, 3 members with a sync standby, the old etcd member gone, the new host streaming; a re-run changes nothing", async () => {
+    const s = loadClusterSettings("lab");
+    const before = await until("a healthy cluster", 120_000, async () => {
+      const st = await status();
+      return st?.health.ok ? st : undefined;
+    });
+    const old = s.hosts.find((h) => h.name !== before.leader && h.name !== before.syncStandby)!;
+    const fresh = `${LAB_USER}@${LAB_SPARE.address}`;
+    expect((await psql(OP, s.vip, s.ports.rw, "CREATE TABLE IF NOT EXISTS lab_load (id int PRIMARY KEY)")).code).toBe(
+      0,
+    );
+    // Bad NEW hosts: a clear error, and nothing changed (cluster.env as it was, the cluster healthy as it was).
+    const envBefore = readFileSync(join(clusterDir("lab"), "cluster.env"), "utf8");
+    const gone = await tool("scripts/cluster-replace.ts", "--old", old.name, "--new", `${LAB_USER}@10.231.0.15`);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(
+      `error [SSH_FAILED]: host ${old.index} (${LAB_USER}@10.231.0.15): ssh to ${LAB_USER}@10.231.0.15:22 failed`,
+    );
+    const leaderSsh = s.hosts.find((h) => h.name === before.leader)!.ssh;
+    const dup = await tool("scripts/cluster-replace.ts", "--old", old.name, "--new", leaderSsh);
+    expect(dup.stderr).toContain(
+      `error [DUPLICATE_HOST]: NEW=${leaderSsh} is already member ${before.leader} of cluster lab: two members on one machine are not HA`,
+    );
+    expect(readFileSync(join(clusterDir("lab"), "cluster.env"), "utf8")).toBe(envBefore);
+    expect((await status())?.health.ok).toBe(true);
+    const load = startLoad(s.vip, s.ports.rw, 5_000_000);
+    // Every host's Postgres asked directly, from inside its own namespace, the spare included: who accepts writes?
+    const twoWritable: string[][] = [];
+    let probing = true;
+    const probe = (async () => {
+      for (let rounds = 0; probing || rounds < 1; rounds++) {
+        const hosts = [...s.hosts.map((h) => h.address), LAB_SPARE.address];
+        const res = await Promise.all(
+          hosts.map((a) => psql(labNode(a).ns, a, s.ports.pg, "SELECT pg_is_in_recovery()", 2)),
+        );
+        const writable = hosts.filter((_, i) => res[i]!.code === 0 && res[i]!.stdout.trim() === "f");
+        if (writable.length > 1) twoWritable.push(writable);
+        await Bun.sleep(300);
+      }
+    })();
+    try {
+      await load.started();
+      const r = await tool("scripts/cluster-replace.ts", "--old", old.name, "--new", fresh, "--json");
+      if (r.code !== 0) throw new Error(`replace failed (exit ${r.code}):\n${r.stderr}\n${r.stdout}`);
+      const res = JSON.parse(r.stdout) as ReplaceResult;
+      figures.replaceMs = String(res.ms);
+      figures.replaceSlowSteps = res.steps
+        .filter((x) => x.ms >= 1000)
+        .map((x) => `${x.step}:${x.ms}`)
+        .join(",");
+      expect(res.alreadyDone).toBe(false);
+      expect(res.old).toEqual({ name: old.name, address: old.address, reachable: true });
+      expect(res.new).toEqual({ name: old.name, address: LAB_SPARE.address });
+      // cluster.env: the spare in the old host's place, every other line as it was
+      const after = loadClusterSettings("lab");
+      expect(after.hosts.map((h) => h.ssh)).toEqual(s.hosts.map((h) => (h === old ? fresh : h.ssh)));
+      const st = (await status())!;
+      expect(st.health).toEqual({ ok: true, problems: [] });
+      expect(st.members.map((m) => m.role).sort()).toEqual(["leader", "replica", "sync_standby"]);
+      expect(st.members.find((m) => m.name === old.name)!.host).toBe(LAB_SPARE.address);
+      // etcd's own member list, read with etcdctl on a surviving host: exactly the three hosts, the old one gone
+      const h1 = after.hosts.find((h) => h !== after.hosts[old.index - 1])!;
+      const list = await run(inNs(labNode(h1.address).ns, memberListCommand(after, h1).slice(2)), { nothrow: true });
+      expect(list.code).toBe(0);
+      expect(
+        parseMemberList(list.stdout)
+          .map((m) => `${m.name} ${m.peerUrls.join(",")} ${m.learner}`)
+          .sort(),
+      ).toEqual(after.hosts.map((h) => `${h.name} https://${h.address}:${s.ports.etcdPeer} false`).sort());
+      // the leader streams to the new host
+      const leader = after.hosts.find((h) => h.name === st.leader)!;
+      const repl = await psql(
+        labNode(leader.address).ns,
+        leader.address,
+        s.ports.pg,
+        "SELECT host(client_addr) || ' ' || state FROM pg_stat_replication ORDER BY 1",
+      );
+      expect(repl.stdout.trim().split("\n")).toContain(`${LAB_SPARE.address} streaming`);
+      expect(repl.stdout).not.toContain(old.address);
+      // the old host has left: its services stopped, its cluster mark gone
+      expect(existsSync(`${old.root}/etc/pgplatform/cluster`)).toBe(false);
+      const again = await tool("scripts/cluster-replace.ts", "--old", old.name, "--new", fresh, "--json");
+      expect(again.code).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ alreadyDone: true, steps: [] });
+      figures.replaceRerunMs = String(JSON.parse(again.stdout).ms);
+    } finally {
+      probing = false;
+      await probe;
+      const { maxGapMs, acked } = await load.stop();
+      figures.replaceWriteGapMs = String(maxGapMs);
+      figures.replaceAcked = String(acked.length);
+      expect(twoWritable).toEqual([]);
+      expect(acked.length).toBeGreaterThan(50);
+      expect(await lostIds(s.vip, s.ports.rw, acked)).toEqual([]);
+    }
+  }, 600_000);
+
+  test("cluster-plan refuses, before anything changes: hosts of another cluster, the VIP in use, a host without sudo, an unreachable host", async () => {
+    const s = loadClusterSettings("lab");
+    const dir = clusterDir("labx");
+    mkdirSync(dir, { recursive: true });
+    const env = (hosts: string[]) =>
+      writeFileSync(
+        join(dir, "cluster.env"),
+        `CLUSTER_NAME=labx\nHOSTS=${hosts.join(",")}\nVIP=${s.vip}\nHOST_ROOT=${LAB_HOST_ROOT_PATTERN}\nSSH_IDENTITY=${operatorKey}\nSSH_KNOWN_HOSTS=${join(clusterDir("lab"), "known_hosts")}\n`,
+      );
+    try {
+      env(s.hosts.map((h) => h.ssh));
+      const taken = await run(inNs(OP, [BUN, "scripts/cluster-plan.ts", "--cluster", "labx"]), {
+        cwd: ROOT,
+        nothrow: true,
+        timeoutMs: 60_000,
+      });
+      expect(taken.code).toBe(1);
+      const lines = taken.stderr.split("\n");
+      expect(lines).toContain(
+        `error [HOST_IN_OTHER_CLUSTER]: cluster-plan for labx: ${s.hosts[0]!.ssh} already belongs to cluster lab (its /etc/pgplatform/cluster says so); nothing was changed`,
+      );
+      expect(taken.stderr).toMatch(
+        /\| VIP_IN_USE: VIP 10\.231\.0\.50 is already configured on pgp-lab-ops@10\.231\.0\.1\d, which is not a member of labx/,
+      );
+      // a login without sudo on a real host (the lab's second user has the key, no sudoers line)
+      env([`${LAB_NOSUDO_USER}@${s.hosts[0]!.address}`, s.hosts[1]!.ssh, s.hosts[2]!.ssh]);
+      const nosudo = await run(inNs(OP, [BUN, "scripts/cluster-plan.ts", "--cluster", "labx"]), {
+        cwd: ROOT,
+        nothrow: true,
+        timeoutMs: 60_000,
+      });
+      expect(nosudo.code).toBe(1);
+      expect(nosudo.stderr.split("\n")).toContain(
+        `error [NO_SUDO]: cluster-plan for labx: ${LAB_NOSUDO_USER}@${s.hosts[0]!.address}: sudo asks for a password (or is not allowed); nothing was changed`,
+      );
+      env([s.hosts[0]!.ssh, s.hosts[1]!.ssh, `${LAB_USER}@10.231.0.15`]);
+      const gone = await run(inNs(OP, [BUN, "scripts/cluster-plan.ts", "--cluster", "labx"]), {
+        cwd: ROOT,
+        nothrow: true,
+        timeoutMs: 60_000,
+      });
+      expect(gone.code).toBe(1);
+      expect(gone.stderr).toContain(
+        `error [SSH_FAILED]: host 3 (${LAB_USER}@10.231.0.15): ssh to ${LAB_USER}@10.231.0.15:22 failed`,
+      );
+      // nothing changed on the hosts: each still marked for lab, the cluster healthy
+      for (const h of s.hosts) expect(readFileSync(`${h.root}/etc/pgplatform/cluster`, "utf8")).toBe("lab\n");
+      expect((await status())?.health).toEqual({ ok: true, problems: [] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -2,12 +2,13 @@
  * Monitoring on a live stack (MONITORING=true): nothing fires on a healthy
  * stack; stopping a replica fires PatroniMemberDown, visible in Alertmanager's
  * API and delivered to the webhook BACKUP_ALERT_URL names, and it resolves
- * after the restart. The test stack keeps MONITORING=false (CI time), so this
- * file is skipped there with the reason printed; run it on a stack with
- * MONITORING=true, a short MONITORING_INTERVAL (2) and
- * BACKUP_ALERT_URL=http://<HAPROXY_ADDRESS>:18099/alerts, e.g.:
- *   STACK=local-monitor bun scripts/dev-up.ts
- *   STACK=local-monitor bun test --timeout 600000 tests/integration/monitoring.test.ts
+ * after the restart. `make test` runs this file alone on its own stack,
+ * envs/test-monitoring.env (MONITORING=true, MONITORING_INTERVAL=2, the
+ * webhook at BACKUP_ALERT_URL=http://127.0.8.1:18099/alerts), after the
+ * shared stack's files: "nothing fires on a healthy stack" needs a stack no
+ * other test has disturbed. By hand:
+ *   make test-integration TEST_STACK=test-monitoring FILES=tests/integration/monitoring.test.ts
+ * On a stack with MONITORING=false the file is skipped with the reason printed.
  */
 import { describe, expect, test } from "bun:test";
 import { isRunning, clusterView } from "../../scripts/lib/patroni";

@@ -22,6 +22,8 @@ import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import { ToolkitError } from "../../scripts/lib/errors";
 import {
   backupPath,
+  compareCounts,
+  compareLargeObjects,
   filesBelow,
   findBackup,
   hashFiles,
@@ -250,6 +252,12 @@ describe("which backup a restore uses", () => {
       `no verified backup of app_db in ${cfg.backup.dir}`,
     ]);
   });
+
+  test("only failed backups and no database asked for: NO_GOOD_BACKUP, not a database question", () => {
+    backup("20261120T020000Z", false, ["app_db"]);
+    const e = caught(() => findBackup(cfg, undefined));
+    expect([e.code, e.message]).toEqual(["NO_GOOD_BACKUP", `no verified backup in ${cfg.backup.dir}`]);
+  });
 });
 
 describe("file hashes", () => {
@@ -284,6 +292,11 @@ describe("file hashes", () => {
     ]);
     expect(await hashFiles(root, ["db/b.dat"])).toEqual([{ path: "db/b.dat", size: 3, sha256: ABC_SHA256 }]);
     expect((await hashFiles(root, ["db/b.dat", "a.sql"])).map((f) => f.path)).toEqual(["a.sql", "db/b.dat"]);
+    // listed in reverse: the two workers finish roughly in that order, the answer is still sorted by path
+    for (const n of ["e", "d", "f"]) writeFileSync(join(root, `${n}.sql`), n);
+    expect(
+      (await hashFiles(root, ["f.sql", "e.sql", "d.sql", "db/b.dat", "c.sql", "a.sql"])).map((f) => f.path),
+    ).toEqual(["a.sql", "c.sql", "d.sql", "db/b.dat", "e.sql", "f.sql"]);
     await expect(sha256File(join(root, "missing"))).rejects.toThrow(/ENOENT/);
   });
 });
@@ -333,5 +346,82 @@ describe("retention plan", () => {
     ]);
     expect(plan.delete).toEqual(["f1", "g1"]);
     expect(items.map((i) => i.id)).toEqual(before);
+  });
+
+  test("one database: the reasons carry no database prefix", () => {
+    const plan = planRetention([{ ...item("a", "2026-11-21T02:00:00Z"), databases: ["app_db"] }], {
+      daily: 1,
+      weekly: 0,
+    });
+    expect(plan).toEqual({ keep: [{ id: "a", reasons: ["newest good backup", "daily 2026-11-21"] }], delete: [] });
+  });
+
+  test("several databases: a backup without a database list counts for each; kept newest first, reasons in database order", () => {
+    const items = [
+      item("legacy", "2026-11-19T02:00:00Z"),
+      { ...item("b", "2026-11-20T02:00:00Z"), databases: ["b_db"] },
+      { ...item("ab", "2026-11-21T02:00:00Z"), databases: ["b_db", "a_db"] },
+      { ...item("a", "2026-11-18T02:00:00Z"), databases: ["a_db"] },
+    ];
+    expect(planRetention(items, { daily: 2, weekly: 0 }, new Date("2026-11-25T00:00:00Z"))).toEqual({
+      keep: [
+        {
+          id: "ab",
+          reasons: [
+            "a_db: newest good backup",
+            "a_db: daily 2026-11-21",
+            "b_db: newest good backup",
+            "b_db: daily 2026-11-21",
+          ],
+        },
+        { id: "b", reasons: ["b_db: daily 2026-11-20"] },
+        { id: "legacy", reasons: ["a_db: daily 2026-11-19"] },
+      ],
+      delete: ["a"],
+    });
+  });
+
+  test("a good backup exactly 24 h old is no longer kept for its age", () => {
+    const items = [item("new", "2026-11-21T01:00:00Z"), item("old", "2026-11-20T02:00:00Z")];
+    const plan = planRetention(items, { daily: 1, weekly: 0 }, new Date("2026-11-21T02:00:00Z"));
+    expect(plan).toEqual({
+      keep: [{ id: "new", reasons: ["newest good backup", "younger than 24 h", "daily 2026-11-21"] }],
+      delete: ["old"],
+    });
+  });
+
+  test("a manifest written before databases were recorded lists none", () => {
+    const m = backup("20261120T020000Z", true);
+    const { databases: _dropped, ...old } = m;
+    writeFileSync(join(backupPath(cfg, m.id), "manifest.json"), JSON.stringify(old));
+    // strict: toEqual would take [undefined] for []
+    expect(retentionItems(cfg)).toStrictEqual([
+      { id: "20261120T020000Z", time: new Date("2026-11-20T02:00:00Z"), good: true, databases: [] },
+    ]);
+  });
+});
+
+describe("restore checks against the manifest", () => {
+  const tbl = (table: string, rows: number, checksum?: string) => ({ schema: "public", table, rows, checksum });
+  const extra = tbl("new", 1, "9");
+
+  test("a table the manifest does not list counts only when the manifest lists tables, all with checksums", () => {
+    expect(
+      compareCounts("db", [tbl("a", 5, "1"), tbl("b", 3, "2")], [tbl("a", 5, "1"), tbl("b", 3, "2"), extra]),
+    ).toEqual(["db: table public.new after restore is not in the manifest"]);
+    // an older manifest: one table without a checksum, or no table at all
+    expect(compareCounts("db", [tbl("a", 5, "1"), tbl("b", 3)], [tbl("a", 5, "1"), tbl("b", 3), extra])).toEqual([]);
+    expect(compareCounts("db", [], [extra])).toEqual([]);
+  });
+
+  test("large objects: none recorded is no check; a different count, then a different content, each named", () => {
+    expect(compareLargeObjects("db", undefined, { count: 2, checksum: "5" })).toEqual([]);
+    expect(compareLargeObjects("db", { count: 2, checksum: "5" }, { count: 2, checksum: "5" })).toEqual([]);
+    expect(compareLargeObjects("db", { count: 2, checksum: "5" }, { count: 1, checksum: "5" })).toEqual([
+      "db: 1 large objects after restore, manifest says 2",
+    ]);
+    expect(compareLargeObjects("db", { count: 2, checksum: "5" }, { count: 2, checksum: "6" })).toEqual([
+      "db: large objects: same count (2) but the content differs (checksum)",
+    ]);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { DRILL_SCENARIOS, isLabCluster, labActions, parseScenario } from "../../scripts/lib/cluster/drill";
 import { loadTableSql } from "../../scripts/lib/cluster/load";
 import { rollingPlan } from "../../scripts/lib/cluster/rolling";
+import { parseClusterSettings } from "../../scripts/lib/cluster/settings";
 import { ToolkitError } from "../../scripts/lib/errors";
 import { crm } from "../golden-cluster";
 
@@ -48,14 +49,18 @@ describe("drill: scenarios and where they can run", () => {
     expect(() => labActions(crm())).toThrow(
       "cluster crm is not the namespace lab: the drill cuts a host's link and kills every process of a host, which needs the lab's switch and network namespaces",
     );
-    const lab = { ...crm("HOST_ROOT=/var/lib/pgplab/h%i/root\n"), name: "lab" };
+    expect(isLabCluster({ ...crm("HOST_ROOT=/var/lib/pgplab/h%i/root\n"), name: "lab" })).toBe(false);
+    const lab = parseClusterSettings(
+      "CLUSTER_NAME=lab\nHOSTS=u@10.231.0.11,u@10.231.0.14,u@10.231.0.13\nVIP=10.231.0.50\nHOST_ROOT=/var/lib/pgplab/%a/root\n",
+      "clusters/lab/cluster.env",
+    );
     expect(isLabCluster(lab)).toBe(true);
     const a = labActions(lab);
     expect(a.onHost(lab.hosts[1]!, ["psql", "-c", "SELECT 1"])).toEqual([
       "ip",
       "netns",
       "exec",
-      "pgplab-h2",
+      "pgplab-h4",
       "psql",
       "-c",
       "SELECT 1",

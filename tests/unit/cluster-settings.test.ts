@@ -59,6 +59,12 @@ describe("cluster settings", () => {
     ]);
   });
 
+  test("HOST_ROOT's %a keys a host's root by its address (a replacement never shares its predecessor's files)", () => {
+    expect(parseClusterSettings(BASE + "HOST_ROOT=/var/lib/pgplab/%a/root\n", F).hosts.map((h) => h.root)).toEqual(
+      parseClusterSettings(BASE, F).hosts.map((h) => `/var/lib/pgplab/${h.address}/root`),
+    );
+  });
+
   test("command-line values win over the file", () => {
     expect(parseClusterSettings(BASE, F, { VIP: "10.0.0.60" }).vip).toBe("10.0.0.60");
   });

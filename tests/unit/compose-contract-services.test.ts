@@ -9,7 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { composeEnv } from "../../scripts/lib/docker";
+import { apiSlug } from "../../scripts/lib/compose-apis";
+import { monitoringComposeYaml } from "../../scripts/lib/monitoring/compose";
 import { IMAGE_KEYS } from "../../scripts/lib/compose-settings";
 import { renderSites } from "../../scripts/lib/deploy/nginx";
 import { dockerPgbackrestConf, ensureDockerStanza, STANZA_SNIPPET } from "../../scripts/lib/compose-pgbackrest";
@@ -22,10 +23,15 @@ import {
   devEnvText,
   devYml,
   envOf,
-  render,
   rendered,
   RENDERED,
   root,
+  service,
+  kong,
+  renderDev,
+  apisYml,
+  ENV_DBS,
+  mainPath,
 } from "./compose-render";
 import { ensureSecrets, readSecrets } from "../../scripts/lib/secrets";
 import { parseConfig } from "../../scripts/lib/config";
@@ -57,14 +63,14 @@ describe("item 5: the database each service needs (schemas, roles)", () => {
   } as const;
   test("every database client logs in to the main environment database through HAProxy's read-write port", () => {
     for (const svc of F.DATABASE_CLIENTS)
-      expect({ svc, ...login(envOf(dev.services[svc]!)) }).toMatchObject({
+      expect({ svc, ...login(envOf(service(svc))) }).toMatchObject({
         svc,
         host: "haproxy:5000",
         db: cfg.databases[0]!,
       });
   });
   test("PostgREST's db-schemas are all schemas the prepared database has (else PGRST002 on every request)", () => {
-    const schemas = envOf(dev.services.rest!).PGRST_DB_SCHEMAS!.split(",");
+    const schemas = envOf(service("rest")).PGRST_DB_SCHEMAS!.split(",");
     expect(schemas).toEqual(["public", "storage", "graphql_public"]);
     if (!req)
       return console.log(
@@ -74,7 +80,7 @@ describe("item 5: the database each service needs (schemas, roles)", () => {
     for (const s of schemas) expect(have).toContain(s);
   });
   test("each service's login role and schemas match the database side's requirements", () => {
-    const listed = F.DATABASE_CLIENTS.map((svc) => ({ svc, user: login(envOf(dev.services[svc]!))!.user }));
+    const listed = F.DATABASE_CLIENTS.map((svc) => ({ svc, user: login(envOf(service(svc)))!.user }));
     if (!req) {
       console.log(
         "requirements.ts not on this branch; the database must provide:\n" +
@@ -95,27 +101,26 @@ describe("item 5: the database each service needs (schemas, roles)", () => {
         svc: l.svc,
         user: req.SERVICE_NEEDS[byService[l.svc as keyof typeof byService]].connectsAs,
       });
-    expect(envOf(dev.services.realtime!).DB_AFTER_CONNECT_QUERY).toBe(
+    expect(envOf(service("realtime")).DB_AFTER_CONNECT_QUERY).toBe(
       `SET search_path TO ${req.SERVICE_NEEDS.realtime.schemas[0]}`,
     );
   });
 });
 
 describe("item 6: Realtime finds its tenant and starts on an IPv4 network", () => {
-  const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as {
-    services: { url: string; routes: { paths: string[] }[] }[];
-  };
   test("the Host Kong sends (its upstream's host name) names the seeded tenant, and reaches the realtime service", () => {
-    const url = new URL(kong.services.find((s) => s.routes.some((r) => r.paths.includes("/realtime/v1/")))!.url);
+    const url = new URL(
+      kong.services.find((s) => s.routes.some((r) => r.paths.includes(mainPath("/realtime/v1/"))))!.url,
+    );
     expect(F.REALTIME.tenantOf(url.hostname)).toBe(F.REALTIME.seededTenant);
     const aliases = Object.values(
-      (dev.services.realtime!.networks ?? {}) as Record<string, { aliases?: string[] }>,
+      (service("realtime").networks ?? {}) as Record<string, { aliases?: string[] }>,
     ).flatMap((n) => n?.aliases ?? []);
     expect(aliases).toContain(url.hostname);
-    expect(envOf(dev.services.realtime!).SEED_SELF_HOST).toBe("true");
+    expect(envOf(service("realtime")).SEED_SELF_HOST).toBe("true");
   });
   test("the image's IPv6 distribution flags are overridden", () => {
-    const e = envOf(dev.services.realtime!);
+    const e = envOf(service("realtime"));
     expect(e.ERL_AFLAGS).toBe(F.REALTIME.ipv4ErlAflags);
     expect(e.ERL_AFLAGS).not.toBe(F.REALTIME.imageErlAflags);
     expect(e.DNS_NODES).toBe("''");
@@ -125,9 +130,6 @@ describe("item 6: Realtime finds its tenant and starts on an IPv4 network", () =
 describe("item 7: Studio is routed and reaches postgres-meta with a working connection", () => {
   test("dev: nginx / -> Kong, Kong / -> studio:3000 behind basic-auth", () => {
     expect(rendered("nginx/nginx.conf")).toMatch(/upstream supabase_gateway \{\s+server kong:8000;/);
-    const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as {
-      services: { url: string; routes: { paths: string[] }[]; plugins?: { name: string }[] }[];
-    };
     const dash = kong.services.find((s) => s.routes.some((r) => r.paths.includes("/")))!;
     expect(dash.url).toBe("http://studio:3000/");
     expect(dash.plugins!.map((p) => p.name)).toContain("basic-auth");
@@ -202,22 +204,40 @@ describe("item 8: the pgBackRest stanza is created on the leader under docker", 
   const bin = mkdtempSync(join(tmpdir(), "pgp-compose-stanza-"));
   writeFileSync(
     join(bin, "pgbackrest"),
-    `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\necho "$@" > "${bin}/args-$MEMBER"\n`,
+    `#!/bin/sh\ncase " $FAIL " in *" $MEMBER "*) echo "ERROR: [056]: unable to find primary cluster - cannot proceed" >&2; exit 56;; esac\n[ "$PGPASSWORD" = "${pw}" ] || { echo "wrong password" >&2; exit 9; }\ncase "$*" in *" check") [ -z "$NOARCHIVE" ] || { echo "ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 60000ms timeout" >&2; exit 82; };; esac\necho "$@" >> "${bin}/args-$MEMBER"\n`,
     { mode: 0o755 },
   );
   const fake =
-    (fail: string) =>
+    (fail: string, noArchive = "") =>
     (...a: string[]) => {
       expect(a.slice(0, 4)).toEqual(["exec", "-T", a[2]!, "sh"]);
-      return ["env", `MEMBER=${a[2]}`, `FAIL=${fail}`, `PATH=${bin}:${process.env.PATH}`, "dash", ...a.slice(4)];
+      return [
+        "env",
+        `MEMBER=${a[2]}`,
+        `FAIL=${fail}`,
+        `NOARCHIVE=${noArchive}`,
+        `PATH=${bin}:${process.env.PATH}`,
+        "dash",
+        ...a.slice(4),
+      ];
     };
   afterAll(() => rmSync(bin, { recursive: true, force: true }));
   test("tried member by member; the first that can (the primary) creates it", async () => {
-    expect(await ensureDockerStanza(cfg, fake("pg1"))).toBe(`pgBackRest stanza ${cfg.backup.stanza} (on pg2)`);
-    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(
-      `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n`,
+    expect(await ensureDockerStanza(cfg, fake("pg1"))).toBe(
+      `pgBackRest stanza ${cfg.backup.stanza} (on pg2); WAL archiving checked`,
     );
+    // then `pgbackrest check` on the same member: a WAL switch archived through Patroni's archive_command
+    expect(readFileSync(join(bin, "args-pg2"), "utf8")).toBe(
+      `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} stanza-create\n` +
+        `--config=/home/pgbackrest/pgbackrest.conf --stanza=${cfg.backup.stanza} --archive-timeout=60 check\n`,
+    );
+    rmSync(join(bin, "args-pg2"));
     expect(STANZA_SNIPPET).not.toContain(pw);
+  });
+  test("the stanza exists but WAL does not reach the repository: ARCHIVE_FAILED with pgBackRest's own words", async () => {
+    await expect(ensureDockerStanza(cfg, fake("", "1"))).rejects.toThrow(
+      `pgBackRest stanza ${cfg.backup.stanza} exists but WAL archiving does not work (pgbackrest check on pg1): ERROR: [082]: WAL segment 000000010000000000000003 was not archived before the 60000ms timeout`,
+    );
   });
   test("no member can: STANZA_FAILED with pgBackRest's own words", async () => {
     await expect(ensureDockerStanza(cfg, fake("pg1 pg2 pg3"))).rejects.toThrow(
@@ -227,9 +247,15 @@ describe("item 8: the pgBackRest stanza is created on the leader under docker", 
 });
 
 describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
-  const e = envOf(dev.services.auth!);
-  test("mailer URL paths point under /auth/v1 (GoTrue's default /verify is not routed)", () => {
-    for (const k of F.GOTRUE_MAILER_PATHS) expect({ k, v: e[k] }).toEqual({ k, v: F.GOTRUE_VERIFY_PATH });
+  const e = envOf(service("auth"));
+  test("mail links land on the database's own open verify route (GoTrue's default /verify is not routed)", () => {
+    const main = cfg.databases[0]!;
+    const verify = kong.services.find((s) => s.url.endsWith("/verify") && s.url.includes(apiSlug(main)))!;
+    for (const k of F.GOTRUE_MAILER_PATHS) {
+      const link = F.gotrueMailLink(e.API_EXTERNAL_URL!, e[k]!);
+      expect({ k, link }).toEqual({ k, link: `http://127.0.0.1:${cfg.api.port}/${main}${F.GOTRUE_VERIFY_PATH}` });
+      expect(verify.routes[0]!.paths).toEqual([new URL(link).pathname]);
+    }
     for (const c of clients)
       for (const k of F.GOTRUE_MAILER_PATHS)
         expect({ env: c.env, k, v: envOf(c.doc.services.auth!)[k] }).toEqual({
@@ -247,7 +273,7 @@ describe("item 9: GoTrue's mail links, SMTP and site URL", () => {
   });
   test("the site URL and SMTP host come from the stack's settings", async () => {
     const c2 = config("\nSUPABASE_SITE_URL=https://app.example.com\nSMTP_HOST=mail.example.com\nSMTP_PORT=2525\n");
-    const e2 = envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!);
+    const e2 = envOf((await renderDev(c2)).services[`auth-${apiSlug(c2.databases[0]!)}`]!);
     expect({
       site: e2.GOTRUE_SITE_URL,
       host: e2.GOTRUE_SMTP_HOST,
@@ -271,14 +297,16 @@ describe("ports are published on the stack's own addresses (dev-up probes HAProx
       secrets: cfg.secrets,
     });
     expect(c2.haproxy.address).toBe("127.0.25.1");
-    const d2 = render(devYml, await composeEnv(c2, RENDERED));
+    const d2 = await renderDev(c2);
     expect(d2.services.haproxy!.ports).toEqual([
       `127.0.25.1:${c2.haproxy.rwPort}:5000`,
       `127.0.25.1:${c2.haproxy.roPort}:5001`,
       `127.0.25.1:${c2.haproxy.statsPort}:7000`,
     ]);
     expect(d2.services.nginx!.ports).toEqual([`127.0.25.1:${c2.api.port}:8080`]);
-    expect(envOf(d2.services.auth!).API_EXTERNAL_URL).toBe(`http://127.0.25.1:${c2.api.port}`);
+    expect(envOf(d2.services[`auth-${apiSlug(c2.databases[0]!)}`]!).API_EXTERNAL_URL).toBe(
+      `http://127.0.25.1:${c2.api.port}/${c2.databases[0]}/auth/v1`,
+    );
   });
 });
 
@@ -288,7 +316,7 @@ describe("item 9: SMTP_PASS lives in the stack's secrets file", () => {
     try {
       const file = join(dir, ".secrets.dev.env");
       writeFileSync(file, "SMTP_PASS=smtp-password-0123456789\n", { mode: 0o600 });
-      const { secrets, created } = ensureSecrets(file, ["orchestrator_ai_dev"]);
+      const { secrets, created } = ensureSecrets(file, ENV_DBS);
       expect(created).not.toContain("SMTP_PASS");
       expect(readFileSync(file, "utf8")).toContain("\nSMTP_PASS=smtp-password-0123456789\n");
       expect(readSecrets(file)).toMatchObject({ SMTP_PASS: "smtp-password-0123456789" });
@@ -299,7 +327,7 @@ describe("item 9: SMTP_PASS lives in the stack's secrets file", () => {
         isRoot: false,
         secrets: { ...secrets },
       });
-      expect(envOf(render(devYml, await composeEnv(c2, RENDERED)).services.auth!).GOTRUE_SMTP_PASS).toBe(
+      expect(envOf((await renderDev(c2)).services[`auth-${apiSlug(c2.databases[0]!)}`]!).GOTRUE_SMTP_PASS).toBe(
         "smtp-password-0123456789",
       );
     } finally {
@@ -312,12 +340,13 @@ describe("issue 21: image names come from settings, defaulting to the pinned ups
   const pinned = (text: string) =>
     Object.fromEntries([...text.matchAll(/image: "?\$\{(IMAGE_[A-Z_]+):-([^}]+)\}/g)].map((m) => [m[1]!, m[2]!]));
   test("every image: line of every compose file reads an IMAGE_* variable with a pinned default", () => {
-    for (const text of [devYml, ...clients.map((c) => c.text)]) {
+    const monYml = monitoringComposeYaml(cfg, RENDERED);
+    for (const text of [devYml, apisYml, monYml, ...clients.map((c) => c.text)]) {
       const lines = text.split("\n").filter((l) => /^\s+image:/.test(l));
       for (const l of lines) expect(l).toMatch(/image: "?\$\{IMAGE_[A-Z_]+:-[^}]+:[\w.-]*\d[\w.-]*\}"?$/);
     }
-    expect(Object.keys(pinned(devYml)).sort()).toEqual([...IMAGE_KEYS].sort());
-    expect(pinned(devYml)).toMatchObject({
+    expect(Object.keys(pinned(devYml + apisYml + monYml)).sort()).toEqual([...IMAGE_KEYS].sort());
+    expect(pinned(devYml + apisYml)).toMatchObject({
       IMAGE_GOTRUE: "supabase/gotrue:v2.164.0",
       IMAGE_POSTGREST: "postgrest/postgrest:v12.2.3",
       IMAGE_REALTIME: "supabase/realtime:v2.33.58",
@@ -326,7 +355,7 @@ describe("issue 21: image names come from settings, defaulting to the pinned ups
   });
   test("IMAGE_PATRONI=localhost/pgp-patroni:15 in the env file changes the rendered image and nothing else", async () => {
     const c2 = config("\nIMAGE_PATRONI=localhost/pgp-patroni:15\n");
-    const d2 = render(devYml, await composeEnv(c2, RENDERED));
+    const d2 = await renderDev(c2);
     expect([d2.services.pg1!.image, d2.services.pg2!.image, d2.services.pg3!.image]).toEqual(
       Array(3).fill("localhost/pgp-patroni:15"),
     );

@@ -12,7 +12,23 @@ import YAML from "yaml";
 import { validateCompose } from "../../scripts/lib/compose-schema";
 import { run } from "../../scripts/lib/exec";
 import * as F from "./compose-facts";
-import { cfg, clients, dev, devEnv, devYml, envOf, has, rendered, root } from "./compose-render";
+import { apiSlug, apiVar } from "../../scripts/lib/compose-apis";
+import {
+  apis,
+  cfg,
+  clients,
+  dev,
+  devEnv,
+  devYml,
+  envOf,
+  has,
+  kong,
+  kongYml,
+  mainPath,
+  rendered,
+  root,
+  service,
+} from "./compose-render";
 
 describe("the rendered compose files are valid Compose (compose-spec schema)", () => {
   test("dev.yml with dev-up's env, client files with each environment's env file", () => {
@@ -25,7 +41,7 @@ describe("the rendered compose files are valid Compose (compose-spec schema)", (
 describe("required variables per service (0 missing)", () => {
   for (const [svc, fact] of Object.entries(F.REQUIRED_ENV)) {
     test(`dev: ${svc} (${fact.source})`, () => {
-      const e = envOf(dev.services[svc]!);
+      const e = envOf(service(svc));
       expect(fact.vars.filter((alts) => !has(e, alts)).map((a) => a.join("|"))).toEqual([]);
     });
   }
@@ -45,7 +61,7 @@ describe("required variables per service (0 missing)", () => {
 describe("healthchecks probe each service's own health endpoint (exec form, no shell)", () => {
   for (const [svc, url] of Object.entries(F.HEALTH_URLS)) {
     test(svc, () => {
-      const t = dev.services[svc]!.healthcheck!.test as string[];
+      const t = service(svc).healthcheck!.test as string[];
       expect(t[0]).toBe("CMD");
       expect(t.join(" ")).toContain(url);
     });
@@ -115,11 +131,17 @@ describe("item 1: Patroni containers become healthy", () => {
 
 describe("every named volume is writable by the user its image runs as (IMAGE_FS)", () => {
   test("root images (etcd, storage) or a directory our Dockerfile creates for postgres (Patroni)", () => {
-    const kind = (svc: string) => svc.replace(/\d+$/, "").replace(/^pg$/, "patroni");
+    const kind = (svc: string) =>
+      svc
+        .replace(/\d+$/, "")
+        .replace(/^pg$/, "patroni")
+        .replace(/^storage-.*/, "storage");
     const withVolumes = Object.entries(dev.services).filter(([, s]) =>
       (s.volumes ?? []).some((v) => !v.startsWith("/") && !v.startsWith(".")),
     );
-    expect(withVolumes.map(([n]) => n).sort()).toEqual(["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", "storage"]);
+    expect(withVolumes.map(([n]) => n).sort()).toEqual(
+      ["etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3", ...apis.map((d) => `storage-${d.slug}`)].sort(),
+    );
     for (const [name] of withVolumes)
       expect({ name, user: F.IMAGE_FS[kind(name)]?.user }).toEqual({
         name,
@@ -156,36 +178,48 @@ describe("item 2: nginx's temp directories exist", () => {
   });
 });
 
-describe("item 3: Kong loads supabase/kong.yml", () => {
+describe("item 3: Kong loads its rendered kong.yml (compose-kong.ts)", () => {
   test("the entrypoint is upstream's, and after its `eval echo` _format_version is still a string Kong 2.8 accepts", async () => {
     expect(dev.services.kong!.entrypoint).toBe(F.KONG_ENTRYPOINT.replace("$$", "$"));
     const e = envOf(dev.services.kong!);
+    const dir = mkdtempSync(join(tmpdir(), "pgp-compose-kong-"));
+    writeFileSync(join(dir, "kong.yml"), kongYml);
     const out = await run(["bash", "-c", 'eval "echo \\"$(cat "$KONG_FILE")\\""'], {
-      env: { ...e, KONG_FILE: `${root}/supabase/kong.yml`, PATH: process.env.PATH! },
-    });
+      env: { ...e, KONG_FILE: join(dir, "kong.yml"), PATH: process.env.PATH! },
+    }).finally(() => rmSync(dir, { recursive: true, force: true }));
     const doc = YAML.parse(out.stdout) as {
       _format_version: unknown;
       consumers: { keyauth_credentials?: { key: string }[]; basicauth_credentials?: unknown }[];
     };
     expect(doc._format_version).toBe("2.1");
     expect(F.KONG_FORMAT_VERSIONS).toContain(doc._format_version as string);
-    expect(doc.consumers.flatMap((c) => c.keyauth_credentials ?? []).map((k) => k.key)).toEqual([
-      devEnv.SUPABASE_ANON_KEY!,
-      devEnv.SUPABASE_SERVICE_KEY!,
-    ]);
+    // every database's own keys, the main database's being the ones Studio and meta get
+    expect(doc.consumers.flatMap((c) => c.keyauth_credentials ?? []).map((k) => k.key)).toEqual(
+      apis.flatMap((d) => [devEnv[apiVar("ANON_KEY", d.database)]!, devEnv[apiVar("SERVICE_KEY", d.database)]!]),
+    );
+    expect(
+      doc.consumers
+        .flatMap((c) => c.keyauth_credentials ?? [])
+        .map((k) => k.key)
+        .slice(0, 2),
+    ).toEqual([devEnv.SUPABASE_ANON_KEY!, devEnv.SUPABASE_SERVICE_KEY!]);
   });
-  const kong = YAML.parse(readFileSync(`${root}/supabase/kong.yml`, "utf8")) as {
-    services: { name: string; url: string; routes: { paths: string[] }[]; plugins?: { name: string }[] }[];
-  };
-  test("every upstream route exists and names the service's host and port", () => {
-    for (const [path, svc] of Object.entries(F.KONG_ROUTES)) {
+  test("every upstream route exists (the API's under the main database's prefix) and names the service's host and port", () => {
+    for (const [path0, svc] of Object.entries(F.KONG_ROUTES)) {
+      const path = mainPath(path0);
       const s = kong.services.find((x) => x.routes.some((r) => r.paths.includes(path)));
       expect({ path, url: s && new URL(s.url).port }).toEqual({ path, url: String(F.SERVICE_PORTS[svc]!.port) });
       const host = new URL(s!.url).hostname;
-      const aliases = Object.values(
-        (dev.services[svc]!.networks ?? {}) as Record<string, { aliases?: string[] }>,
-      ).flatMap((n) => n?.aliases ?? []);
-      expect({ path, reaches: host === svc || aliases.includes(host) }).toEqual({ path, reaches: true });
+      const aliases = Object.values((service(svc).networks ?? {}) as Record<string, { aliases?: string[] }>).flatMap(
+        (n) => n?.aliases ?? [],
+      );
+      expect({
+        path,
+        reaches: host === svc || host === `${svc}-${apiSlug(cfg.databases[0]!)}` || aliases.includes(host),
+      }).toEqual({
+        path,
+        reaches: true,
+      });
     }
   });
   test("every plugin kong.yml uses is enabled in KONG_PLUGINS", () => {

@@ -156,6 +156,12 @@ export const REALTIME = {
 export const GOTRUE_MAILER_PATHS = ["INVITE", "CONFIRMATION", "RECOVERY", "EMAIL_CHANGE"].map(
   (k) => `GOTRUE_MAILER_URLPATHS_${k}`,
 );
+/**
+ * How GoTrue builds a mail link: internal/mailer/template.go@a6164519c2f8 (InviteMail, ConfirmationMail, ...)
+ * `externalURL.ResolveReference(path)` with API_EXTERNAL_URL and the URL path: an absolute path replaces
+ * the base URL's path (RFC 3986 5.2, the same resolution as WHATWG `new URL(path, base)` for these inputs).
+ */
+export const gotrueMailLink = (apiExternalUrl: string, urlPath: string) => new URL(urlPath, apiExternalUrl).href;
 /** Behind the gateway GoTrue lives under /auth/v1 (supabase/supabase docker/.env.example: MAILER_URLPATHS_*="/auth/v1/verify"). */
 export const GOTRUE_VERIFY_PATH = "/auth/v1/verify";
 /** configuration.go@a6164519c2f8 SMTPConfiguration (GOTRUE_SMTP_*): without a host no mail goes out. */
@@ -196,4 +202,47 @@ export const HEALTH_URLS: Record<string, string> = {
   storage: ":5000/status",
   pg1: "pg1:8008/health",
   nginx: ":8080/healthz",
+};
+
+/**
+ * Grafana's image (grafana/grafana; stored versions read: Dockerfile@0014fb640202, packaging/docker/run.sh@07754534fbaf,
+ * conf/provisioning/{datasources,dashboards}/sample.yaml@01c834234982/@06aca5e8b5f3):
+ *   Dockerfile: ENV GF_PATHS_PROVISIONING="/etc/grafana/provisioning", ARG GF_UID="472", EXPOSE 3000; run.sh passes
+ *   cfg:default.paths.provisioning="$GF_PATHS_PROVISIONING" to grafana server, which reads <provisioning>/datasources
+ *   and <provisioning>/dashboards (the sample files' folders, each `apiVersion: 1`; a dashboards provider of
+ *   `type: file` loads `options.path`).
+ *   run.sh: every GF_<NAME>__FILE=<path> becomes GF_<NAME>=$(cat <path>); with both GF_<NAME> and GF_<NAME>__FILE set
+ *   it exits ("Both ... are set (but are exclusive)").
+ */
+export const GRAFANA = {
+  provisioningPath: "/etc/grafana/provisioning",
+  provisioningDirs: ["datasources", "dashboards"],
+  fileSuffix: "__FILE",
+  uid: 472,
+  port: 3000,
+  /** run.sh's __FILE conversion, as a function of the environment and a file reader */
+  expandFileVars(env: Record<string, string>, read: (path: string) => string): Record<string, string> {
+    const out = { ...env };
+    for (const k of Object.keys(env).filter((n) => /^GF_[^=]+__FILE$/.test(n) && env[n])) {
+      const name = k.slice(0, -"__FILE".length);
+      if (env[name]) throw new Error(`ERROR: Both ${name} and ${k} are set (but are exclusive)`);
+      out[name] = read(env[k]!);
+      delete out[k];
+    }
+    return out;
+  },
+};
+/** prom/prometheus and prom/alertmanager (Dockerfiles): USER nobody; Prometheus's default listen address :9090. */
+export const PROM_IMAGES = { user: 65534, prometheusPort: 9090, alertmanagerPort: 9093 };
+/**
+ * prometheus-community/postgres_exporter (stored versions read: cmd/postgres_exporter/datasource.go@1b1eb48d551b
+ * getDataSources: DATA_SOURCE_URI + DATA_SOURCE_USER + DATA_SOURCE_PASS_FILE (the file's content, trimmed) make
+ * postgresql://user:pass@uri; Dockerfile@0421dd126a70: EXPOSE 9187, USER nobody).
+ */
+export const POSTGRES_EXPORTER = {
+  port: 9187,
+  user: 65534,
+  /** getDataSources: "postgresql://" + url.UserPassword(user, pass).String() + "@" + DATA_SOURCE_URI */
+  dsn: (env: Record<string, string>, readPass: (path: string) => string) =>
+    `postgresql://${encodeURIComponent(env.DATA_SOURCE_USER!)}:${encodeURIComponent(readPass(env.DATA_SOURCE_PASS_FILE!).trim())}@${env.DATA_SOURCE_URI}`,
 };

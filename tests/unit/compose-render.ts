@@ -4,6 +4,8 @@ import { parse as parseDotenv } from "dotenv";
 import YAML from "yaml";
 import { parseConfig } from "../../scripts/lib/config";
 import { composeEnv } from "../../scripts/lib/docker";
+import { apiComposeYaml, apiDatabases, apiSlug } from "../../scripts/lib/compose-apis";
+import { renderKongYaml } from "../../scripts/lib/compose-kong";
 import { interpolate } from "../../scripts/lib/compose-schema";
 import { renderStack } from "../../scripts/lib/stack-files";
 import { renderEnvFile } from "../../scripts/lib/deploy/bundle";
@@ -39,8 +41,36 @@ export type Doc = { services: Record<string, Service>; volumes?: Record<string, 
 
 export const render = (text: string, env: Record<string, string>): Doc =>
   YAML.parse(interpolate(text, env, []), { merge: true });
-export const devEnv = await composeEnv(cfg, RENDERED);
-export const dev = render(devYml, devEnv);
+/** The stack's Supabase-enabled databases with no app registered (the ladder). */
+export const apis = apiDatabases(cfg, []);
+export const devEnv = await composeEnv(cfg, RENDERED, []);
+/** compose/dev.yml with the rendered override merged over it, as compose does with two -f (maps merge, the rest replaces). */
+export function mergeDocs(a: Doc, b: Doc): Doc {
+  const services = { ...a.services };
+  for (const [name, s] of Object.entries(b.services ?? {})) {
+    const base = services[name] ?? {};
+    services[name] = { ...base, ...s, environment: { ...(base.environment ?? {}), ...(s.environment ?? {}) } };
+  }
+  return { services, volumes: { ...(a.volumes ?? {}), ...(b.volumes ?? {}) } };
+}
+export const apisYml = apiComposeYaml(apis);
+/** Kong's rendered declarative config (compose-kong.ts), before its entrypoint's `eval echo`. */
+export const kongYml = renderKongYaml(apis, cfg.databases[0]!);
+export type KongDoc = {
+  services: { name: string; url: string; routes: { paths: string[] }[]; plugins?: { name: string; config?: any }[] }[];
+};
+export const kong = YAML.parse(kongYml) as KongDoc;
+/** A Kong route path of the main database's API (/<main>/auth/v1/), or a shared one (/pg/, /). */
+export const mainPath = (path: string) => (["/pg/", "/"].includes(path) ? path : `/${cfg.databases[0]!}${path}`);
+export const dev = mergeDocs(render(devYml, devEnv), render(apisYml, devEnv));
+/** dev.yml and its override for another configuration (no apps). */
+export async function renderDev(c: typeof cfg): Promise<Doc> {
+  const env = await composeEnv(c, RENDERED, []);
+  return mergeDocs(render(devYml, env), render(apiComposeYaml(apiDatabases(c, [])), env));
+}
+/** A per-database service of the main database (compose-apis.ts), or a shared one (meta, studio, kong). */
+export const service = (name: string, database = cfg.databases[0]!): Service =>
+  dev.services[name] ?? dev.services[`${name}-${apiSlug(database)}`]!;
 export const clientEnv = (env: "staging" | "production") =>
   parseDotenv(Buffer.from(renderEnvFile(acme(), fixedSecrets(), env))) as Record<string, string>;
 export const clients = (["staging", "production"] as const)

@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { parseConfig } from "../../scripts/lib/config";
+import YAML from "yaml";
 import { composeEnv } from "../../scripts/lib/docker";
+import { apiComposeYaml, apiDatabases } from "../../scripts/lib/compose-apis";
 import { interpolate, validateCompose } from "../../scripts/lib/compose-schema";
 import { SECRET_KEYS, jwtSecretKey } from "../../scripts/lib/secrets";
 import { JWT_ISSUER, verifyApiKey } from "../../scripts/lib/jwt";
@@ -20,31 +22,27 @@ const cfg = parseConfig(readFileSync(`${root}/envs/dev.env`, "utf8"), {
   secrets,
 });
 const devYml = readFileSync(`${root}/compose/dev.yml`, "utf8");
+/** the generated override with one API per environment database (scripts/lib/compose-apis.ts) */
+const apisYml = apiComposeYaml(apiDatabases(cfg, []));
 
 describe("compose/dev.yml against the Compose specification schema", () => {
   test("validates with the env dev-up writes", async () => {
     expect(validateCompose(devYml, await composeEnv(cfg, "/state/rendered-docker"))).toEqual([]);
   });
+  test("so does compose/dev-members.yml (the members' ports, DOCKER_PUBLISH_MEMBERS), every variable set", async () => {
+    const members = readFileSync(`${root}/compose/dev-members.yml`, "utf8");
+    expect(validateCompose(members, await composeEnv(cfg, "/state/rendered-docker"))).toEqual([]);
+  });
   test("pins every image to a version tag (no latest)", () => {
-    const images = [...devYml.matchAll(/image: (\S+)/g)].map((m) => m[1]!);
+    const images = [...(devYml + apisYml).matchAll(/image: (\S+)/g)].map((m) => m[1]!);
     expect(images.length).toBeGreaterThanOrEqual(10);
     // "${IMAGE_<NAME>:-<pinned>}": the default (what runs unless the env file says otherwise) is pinned
     for (const i of images) expect(i).toMatch(/^"\$\{IMAGE_[A-Z_]+:-[^}]+:[\w.-]*\d[\w.-]*\}"$/);
   });
-  test("runs Supabase's services: auth, rest, realtime, storage, studio, gateway", () => {
-    for (const s of [
-      "auth:",
-      "rest:",
-      "realtime:",
-      "storage:",
-      "studio:",
-      "kong:",
-      "nginx:",
-      "haproxy:",
-      "pg1:",
-      "etcd1:",
-    ])
-      expect(devYml).toContain(`\n  ${s}`);
+  test("runs Supabase's services: auth, rest, realtime, storage (one each per database), studio, gateway", () => {
+    for (const db of ["orchestrator-ai-dev", "orchestrator-ai-staging", "orchestrator-ai-production"])
+      for (const s of ["auth", "rest", "realtime", "storage"]) expect(apisYml).toContain(`\n  ${s}-${db}:\n`);
+    for (const s of ["studio:", "kong:", "nginx:", "haproxy:", "pg1:", "etcd1:"]) expect(devYml).toContain(`\n  ${s}`);
   });
   test("a misspelled key, a bad port or an unset variable is reported", async () => {
     const env = await composeEnv(cfg, "/x");
@@ -57,7 +55,7 @@ describe("compose/dev.yml against the Compose specification schema", () => {
   });
   test("the services get the dev environment's own JWT secret; its keys do not verify against staging's or production's", async () => {
     expect(cfg.databases).toEqual(ENV_DBS);
-    const env = await composeEnv(cfg, "/x");
+    const env = await composeEnv(cfg, "/x", []);
     const dev = secrets.JWT_SECRET_ORCHESTRATOR_AI_DEV!;
     expect(env.JWT_SECRET).toBe(dev);
     expect(await verifyApiKey(env.SUPABASE_ANON_KEY!, dev, "anon")).toMatchObject({
@@ -75,12 +73,23 @@ describe("compose/dev.yml against the Compose specification schema", () => {
         problem: "signature does not verify against JWT_SECRET",
       });
     }
-    // The rendered compose file itself carries the dev secret into every service that verifies keys, and no other.
-    const rendered = interpolate(devYml, env, []);
-    expect(rendered).toContain(`GOTRUE_JWT_SECRET: ${dev}`);
-    expect(rendered).toContain(`PGRST_JWT_SECRET: ${dev}`);
+    // Each database's services carry that database's secret, and no other's.
+    const rendered = YAML.parse(interpolate(apisYml, env, [])) as {
+      services: Record<string, { environment?: Record<string, string> }>;
+    };
+    for (const db of ENV_DBS) {
+      const own = db.replace(/_/g, "-");
+      for (const [name, s] of Object.entries(rendered.services).filter(([n]) => n.endsWith(own))) {
+        const text = JSON.stringify(s);
+        expect({ name, own: text.includes(secrets[jwtSecretKey(db)]!) }).toEqual({ name, own: true });
+        for (const other of ENV_DBS.filter((o) => o !== db))
+          expect({ name, other: text.includes(secrets[jwtSecretKey(other)]!) }).toEqual({ name, other: false });
+      }
+    }
+    // Studio and postgres-meta (compose/dev.yml) serve the dev database only.
+    const devOnly = interpolate(devYml, env, []);
     for (const db of ["orchestrator_ai_staging", "orchestrator_ai_production"])
-      expect(rendered).not.toContain(secrets[jwtSecretKey(db)]!);
+      expect(devOnly).not.toContain(secrets[jwtSecretKey(db)]!);
   });
   test("API keys last API_KEY_TTL_DAYS (default 365 days), not Supabase's five years", async () => {
     const env = await composeEnv(cfg, "/x");

@@ -127,6 +127,8 @@ describe("the Config an env file becomes", () => {
         siteUrl: "http://127.0.0.1:6100",
         smtp: { host: "", port: 587, user: "", adminEmail: "admin@example.com", senderName: "pgplatform" },
         services: "all",
+        // DOCKER_PUBLISH_MEMBERS=auto: not on macOS
+        publishMembers: process.platform !== "darwin",
       },
       // left out of the file: every component's log capped at 10 MB, 2 rotated copies
       logs: { maxSizeKb: 10240, keep: 2 },

@@ -11,12 +11,15 @@ import { parseConfig, ROOT_DIR, type Config } from "../../scripts/lib/config";
 import {
   appEnvFile,
   appNameProblem,
+  badInputError,
   domainProblem,
   FIRST_FREE_PORT,
   nextAppPort,
   planApp,
+  portHeldIssue,
   portProblem,
   renderAppNginx,
+  requestIssues,
   requestProblems,
   sql,
 } from "../../scripts/lib/onboard/plan";
@@ -69,6 +72,14 @@ describe("hostname and port edges", () => {
     expect(domainProblem(longest + "e")).toBe(
       `"${longest}e" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`,
     );
+  });
+
+  test("only a numeric last label is an address: a bare number and a two-digit last part are refused, a label starting with digits is not", () => {
+    for (const d of ["8080", "10.0.0.10"])
+      expect(domainProblem(d)).toBe(
+        `"${d}" is an address or the machine's own name, not an app's hostname: the stack's own server answers to it (/healthz, /cluster); use a name such as app.localhost`,
+      );
+    for (const d of ["1password.example.com", "app.9lives.localhost"]) expect(domainProblem(d)).toBeUndefined();
   });
 
   test("ports 1024 and 65535 are allowed, 1023, 65536 and fractions are not", () => {
@@ -165,5 +176,86 @@ describe("exact SQL and files", () => {
     expect(() => renderAppNginx(cfg, "server_name ${APP_DOMAIN}; ${NOPE}", entry("bookwriter", 9200))).toThrow(
       "nginx/app.conf.tmpl: no value for ${NOPE}",
     );
+  });
+});
+
+describe("access level: written only when chosen, kept on re-runs", () => {
+  const at = new Date("2026-11-21T21:00:00Z");
+  test("a new app asked for public access gets it; one asked for nothing gets no access key", () => {
+    expect(planApp(cfg, { name: "diary", access: "public" }, [], at)).toStrictEqual({
+      name: "diary",
+      database: "diary_db",
+      role: "diary",
+      port: 9400,
+      domain: "diary.localhost",
+      supabase: false,
+      access: "public",
+      created: "2026-11-21T21:00:00Z",
+    });
+    expect(Object.keys(planApp(cfg, { name: "diary" }, [], at))).not.toContain("access");
+  });
+
+  test("a re-run without --access keeps the registered level; one with it replaces it", () => {
+    const registered: AppEntry = { ...entry("diary", 9400), access: "none" };
+    expect(planApp(cfg, { name: "diary" }, [registered], at)).toStrictEqual(registered);
+    expect(planApp(cfg, { name: "diary", access: "public" }, [registered], at)).toStrictEqual({
+      ...registered,
+      access: "public",
+    });
+  });
+});
+
+describe("each problem carries its own fix, exactly", () => {
+  test("a bad name: the name rule, and nothing else is checked", () => {
+    expect(requestIssues(cfg, { name: "Bad Name", domain: "a b" }, [])).toEqual([
+      {
+        problem: `"Bad Name" is not a valid app name: lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$)`,
+        fix: "app names: lowercase letter first, then 1-30 lowercase letters, digits or underscores (^[a-z][a-z0-9_]{1,30}$), not a reserved name",
+      },
+    ]);
+  });
+
+  test("a bad hostname: an example built from the app's name", () => {
+    expect(requestIssues(cfg, { name: "research_ai", domain: "a b" }, [])).toEqual([
+      {
+        problem: `"a b" is not a valid hostname: lowercase letters, digits, dashes and dots, e.g. bookwriter.example.com`,
+        fix: "pass a hostname like --domain research-ai.localhost (make: DOMAIN=...)",
+      },
+    ]);
+  });
+
+  test("a taken port: a registered app is pointed at its own port, a new one at the next free port", () => {
+    const apps = [entry("a", 9500), entry("notes", 9600)];
+    const portFix = (p: number) =>
+      `pick another port, e.g. --port ${p} (make: PORT=...), or leave it out to get the next free one from the plan`;
+    expect(requestIssues(cfg, { name: "diary", port: 9500 }, apps)).toEqual([
+      { problem: "port 9500 is already used by app a", fix: portFix(9400) },
+    ]);
+    expect(requestIssues(cfg, { name: "notes", port: 9500 }, apps)).toEqual([
+      { problem: "port 9500 is already used by app a", fix: portFix(9600) },
+      {
+        problem: "notes already has port 9600 (asked for 9500)",
+        fix: "re-run without it to keep the app as it is, or move it: `bun scripts/new-app.ts notes --remove` (takes a final backup) and create it again",
+      },
+    ]);
+  });
+
+  test("the error lists every problem and each distinct fix once", () => {
+    const apps = [entry("bookwriter", 9200), entry("a", 9400, "shared.example.com")];
+    const move =
+      "re-run without it to keep the app as it is, or move it: `bun scripts/new-app.ts bookwriter --remove` (takes a final backup) and create it again";
+    const e = badInputError(requestIssues(cfg, { name: "bookwriter", port: 9300, domain: "shared.example.com" }, apps));
+    expect([e.code, e.message, e.fix]).toEqual([
+      "BAD_INPUT",
+      "bookwriter already has port 9200 (asked for 9300); bookwriter already has hostname bookwriter.localhost (asked for shared.example.com); hostname shared.example.com is already used by app a",
+      `${move}; give bookwriter its own hostname with --domain (make: DOMAIN=...), e.g. bookwriter.localhost; nothing was changed`,
+    ]);
+  });
+
+  test("a port another program listens on names the port and the listener", () => {
+    expect(portHeldIssue(9400, "nginx (pid 12)")).toEqual({
+      problem: "port 9400 is already in use by nginx (pid 12)",
+      fix: "stop that program, or pick another port with --port (make: PORT=...), or leave it out to get the next free one from the plan",
+    });
   });
 });

@@ -105,14 +105,14 @@ describe("RUNTIME resolution", () => {
 });
 
 describe("every verb goes through the runtime", () => {
-  const dockerVerbs: Verb[] = ["dev-up", "dev-down", "clean"];
+  const dockerVerbs: Verb[] = ["dev-up", "dev-down", "clean", "status", "backup", "restore"];
 
   test("the docker runtime refuses every other verb: code, what, and the fix", async () => {
     for (const verb of VERBS.filter((v) => !dockerVerbs.includes(v))) {
       expect(await refusal(withEnv({ RUNTIME: "docker" }, () => openRuntime(cfg, verb)))).toEqual({
         code: "RUNTIME_UNSUPPORTED",
         message: `make ${verb} is not supported by the docker runtime`,
-        fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean)",
+        fix: "run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean, make status, make backup, make restore)",
       });
     }
     for (const verb of dockerVerbs)
@@ -138,6 +138,7 @@ describe("every verb goes through the runtime", () => {
     "cluster-lab",
     "cluster-lab-down",
     "cluster-plan",
+    "cluster-replace",
     "cluster-rolling-restart",
     "cluster-status",
     "cluster-switchover",
@@ -177,9 +178,9 @@ describe("every verb goes through the runtime", () => {
     expect(VERBS.filter((v) => ![...opened.values()].some((o) => o.includes(v)))).toEqual([]);
   });
 
-  test("a refused verb exits 1 with the refusal, before touching the stack (make status, make test-failover)", () => {
+  test("a refused verb exits 1 with the refusal, before touching the stack (make switchover, make test-failover)", () => {
     for (const [script, verb] of [
-      ["status", "status"],
+      ["switchover", "switchover"],
       ["test-failover", "test-failover"],
       ["logs", "logs"],
     ]) {
@@ -190,7 +191,7 @@ describe("every verb goes through the runtime", () => {
       });
       expect([r.status, r.stderr.trim()]).toEqual([
         1,
-        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean)`,
+        `error [RUNTIME_UNSUPPORTED]: make ${verb} is not supported by the docker runtime\n  fix: run it with RUNTIME=native (the docker runtime carries out make dev-up, make dev-down, make clean, make status, make backup, make restore)`,
       ]);
     }
   });
@@ -250,6 +251,8 @@ describe("the docker runtime", () => {
       cfg.clusterName,
       "-f",
       "/srv/pgplatform/compose/dev.yml",
+      // DOCKER_PUBLISH_MEMBERS=auto: the members' ports, except on macOS
+      ...(process.platform === "darwin" ? [] : ["-f", "/srv/pgplatform/compose/dev-members.yml"]),
       "--env-file",
       `${cfg.stateDir}/rendered-docker/compose.env`,
       "exec",
@@ -268,7 +271,7 @@ describe("the docker runtime", () => {
       "the process ids of pg1 is not supported by the docker runtime",
     ]);
     expect(e.fix).toBe(
-      `use \`docker compose -p ${cfg.clusterName} -f /srv/pgplatform/compose/dev.yml --env-file ${cfg.stateDir}/rendered-docker/compose.env top pg1\`, or run the stack with RUNTIME=native`,
+      `use \`docker compose -p ${cfg.clusterName} -f /srv/pgplatform/compose/dev.yml${process.platform === "darwin" ? "" : " -f /srv/pgplatform/compose/dev-members.yml"} --env-file ${cfg.stateDir}/rendered-docker/compose.env top pg1\`, or run the stack with RUNTIME=native`,
     );
     expect(() => rt.logs()).toThrow("make logs is not supported by the docker runtime");
   });

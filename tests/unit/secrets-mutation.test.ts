@@ -17,7 +17,9 @@ import {
   jwtSecretFor,
   jwtSecretKey,
   readSecrets,
+  rotateJwtSecret,
   SECRET_KEYS,
+  writeSecretFile,
 } from "../../scripts/lib/secrets";
 
 const tmp = mkdtempSync(join(tmpdir(), "pgp-secrets-mut-"));
@@ -208,5 +210,55 @@ describe("per-database JWT secret helpers", () => {
       JWT_SECRET_APP_DB: "jwt-secret-value-0123456789abcdef",
     });
     expect(redact("a other-value-98765 b shared-legacy-secret-xyz")).toBe("a *** b ***");
+  });
+});
+
+describe("keys the file may hold besides the generated ones", () => {
+  const LONG_KEY = `JWT_SECRET_${"A".repeat(64)}`; // a database name is at most 63 characters: one too many
+
+  test("only whole JWT_SECRET_<DATABASE> names count as JWT secrets; anything else is dropped when the file is rewritten", () => {
+    const file = fresh();
+    writeFileSync(
+      file,
+      `POSTGRES_PASSWORD=pg-password-0123456\nX_JWT_SECRET_APP_DB=${"x".repeat(40)}\n${LONG_KEY}=${"y".repeat(40)}\nOTHER_KEY=other-value-0123456\n`,
+      { mode: 0o600 },
+    );
+    const r = ensureSecrets(file, ["app_db"]);
+    expect(Object.keys(r.secrets)).toEqual([...SECRET_KEYS, "JWT_SECRET_APP_DB"]);
+    expect(r.created).toEqual([...SECRET_KEYS.filter((k) => k !== "POSTGRES_PASSWORD"), "JWT_SECRET_APP_DB"]);
+    expect(readFileSync(file, "utf8")).not.toMatch(/X_JWT_SECRET_APP_DB|JWT_SECRET_AAAA|OTHER_KEY/);
+    writeFileSync(file, `X_JWT_SECRET_APP_DB=${"x".repeat(40)}\n${LONG_KEY}=${"y".repeat(40)}\n`, { mode: 0o600 });
+    expect(readSecrets(file)).toEqual({});
+  });
+
+  test("the operator's SMTP_PASS is kept, also when other lines are regenerated", () => {
+    const file = fresh();
+    ensureSecrets(file);
+    const text = readFileSync(file, "utf8").replace(/^REWIND_PASSWORD=.*\n/m, "");
+    writeFileSync(file, `${text}SMTP_PASS=smtp-operator-pass\n`, { mode: 0o600 });
+    const r = ensureSecrets(file);
+    expect(r.created).toEqual(["REWIND_PASSWORD"]);
+    expect((r.secrets as Record<string, string>).SMTP_PASS).toBe("smtp-operator-pass");
+    expect(readFileSync(file, "utf8")).toEndWith("\nSMTP_PASS=smtp-operator-pass\n");
+  });
+
+  test("rotating a JWT secret the file does not hold: NO_JWT_SECRET with its fix", () => {
+    const file = fresh();
+    ensureSecrets(file, ["app_db"]);
+    const e = caught(() => rotateJwtSecret(file, "other_db"));
+    expect([e.code, e.message, e.fix]).toEqual([
+      "NO_JWT_SECRET",
+      `${file}: no JWT_SECRET_OTHER_DB to rotate`,
+      "check DB= names a database of the stack's DATABASES, or run `make dev-up` first",
+    ]);
+  });
+
+  test("writing a secrets file leaves no descriptor open", () => {
+    const file = fresh();
+    const open = () => readdirSync("/proc/self/fd").length;
+    const before = open();
+    for (let i = 0; i < 5; i++) writeSecretFile(file, `POSTGRES_PASSWORD=pg-password-${i}-0123456\n`);
+    expect(open()).toBe(before);
+    expect(readFileSync(file, "utf8")).toBe("POSTGRES_PASSWORD=pg-password-4-0123456\n");
   });
 });

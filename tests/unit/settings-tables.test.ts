@@ -122,6 +122,10 @@ describe("clusters/<name>/cluster.env", () => {
       expectedRto: "up to 40 s (ttl 30 + loop_wait 10)",
     });
     expect(Object.values(TIMING_PRESETS).map((t) => timingProblem(t))).toEqual([undefined, undefined]);
+    // the same check refuses a timing that breaks the rule (so the line above is not true of a check that says nothing)
+    expect(timingProblem({ ttl: 10, loopWait: 10, retryTimeout: 10 })).toBe(
+      "loop_wait + 2*retry_timeout must be <= ttl (10 + 2*10 = 30 > 10)",
+    );
   });
 
   test("HOST_ROOT's %i gives each lab host its own root; command-line values win over the file", () => {
@@ -326,7 +330,7 @@ describe("cluster.env: each rule's edge, with its exact message", () => {
     [
       "HOST_ROOT",
       ["/var/lib/h%i", "rel", "x/abs", "/a b"],
-      ["ok", ...Array(3).fill("must be an absolute path (%i: the host's number)")],
+      ["ok", ...Array(3).fill("must be an absolute path (%i: the host's number, %a: its address)")],
     ],
     ["PG_SHARED_BUFFERS", ["2GB", "x1GB", "1GBx"], ["ok", "must be a size like 1GB", "must be a size like 1GB"]],
     ["PG_BIN_DIR", ["/usr/lib/postgresql/15/bin", "usr/lib"], ["ok", "must be an absolute path"]],

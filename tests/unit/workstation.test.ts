@@ -100,6 +100,10 @@ describe("programs are found where their packages install them, whatever the PAT
     await withPath("/usr/bin:/bin", async () => {
       expect(await missingPackages()).toEqual([]);
       await checkBinaries(cfgAt("ut-path", ROOT_DIR)); // throws MISSING_BINARY when a lookup misses
+      // and it does throw: the same check with a Postgres folder that is not there names it and its package
+      await expect(checkBinaries({ ...cfgAt("ut-path", ROOT_DIR), pgBinDir: "/nonexistent/bin" })).rejects.toThrow(
+        "missing: /nonexistent/bin/postgres (package postgresql-15)",
+      );
       const r = await run(["nginx", "-v"]); // the runner starts what the check found
       expect(r.stderr).toContain("nginx version:");
     });

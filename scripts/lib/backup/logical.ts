@@ -27,6 +27,7 @@ import { checksumLargeObjects, checksumTables, pinOutput, type LargeObjectsCheck
 import { readDatabaseProps, type DatabaseProps } from "./dbprops";
 import { isLockTimeout, lockedError, lockHolders } from "./lockwait";
 import { pickSource, recoveryConflict, unloggedTables, type Source } from "./source";
+import { checkDumpClient } from "./client-version";
 
 // Where the dump reads from (source.ts); callers of logical.ts import these here.
 export { chooseSource, pickSource, unloggedTables } from "./source";
@@ -191,6 +192,7 @@ export async function logicalBackup(
   const jobs = opts.jobs ?? cfg.backup.jobs;
   let source = await pickSource(cfg);
   const { sizes, serverVersion } = await preflightLogical(cfg, source, wanted);
+  await checkDumpClient(cfg, serverVersion);
 
   mkdirSync(cfg.backup.dir, { recursive: true, mode: 0o700 });
   chmodSync(cfg.backup.dir, 0o700);

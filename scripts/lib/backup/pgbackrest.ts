@@ -211,14 +211,19 @@ export interface PhysicalResult {
   walStop: string;
 }
 
-/** `runner`: runOffsite backs up into the off-site repository instead (offsite.ts). */
+/**
+ * `runner`: runOffsite backs up into the off-site repository instead (offsite.ts).
+ * `inContainer`: the runtime's pgBackRest in the leader's container (docker): its config and
+ * repository are the container's (no local file or disk to check), and its config knows only
+ * the leader's own data dir, so the files are copied from the primary.
+ */
 export async function physicalBackup(
   cfg: Config,
-  opts: { type?: "full" | "diff"; now?: Date; runner?: PgbackrestRunner } = {},
+  opts: { type?: "full" | "diff"; now?: Date; runner?: PgbackrestRunner; inContainer?: PgbackrestRunner } = {},
 ): Promise<PhysicalResult> {
-  const runner = opts.runner ?? runPgbackrest;
+  const runner = opts.inContainer ?? opts.runner ?? runPgbackrest;
   const t0 = Date.now();
-  if (!existsSync(pgbackrestConfigPath(cfg))) {
+  if (!opts.inContainer && !existsSync(pgbackrestConfigPath(cfg))) {
     throw new ToolkitError(
       "NO_PGBACKREST",
       `${pgbackrestConfigPath(cfg)} does not exist`,
@@ -244,14 +249,14 @@ export async function physicalBackup(
     need,
     freeBytes(cfg.backup.repoDir),
   );
-  if (space)
+  if (space && !opts.inContainer)
     throw new ToolkitError(
       "NO_SPACE",
       space,
       `free space, lower BACKUP_RETENTION_WEEKLY, or point BACKUP_REPO_DIR in ${cfg.file} at a bigger disk`,
     );
   // pgBackRest copies from a standby only when one is streaming; otherwise say so and use the primary.
-  const view = await clusterView(cfg);
+  const view = opts.inContainer ? undefined : await clusterView(cfg);
   const standby = view?.members.find((m) => m.role !== "leader" && isRunning(m));
   // The local repository by name: with BACKUP_OFFSITE=ssh, repo2 is a repository host where
   // pgBackRest 2.45 runs backup and expire only on that host (the off-site half runs them there).
@@ -276,7 +281,11 @@ export async function physicalBackup(
     label: b.label,
     type: b.type,
     fromStandby: Boolean(standby),
-    note: standby ? `files copied from standby ${standby.name}` : "no streaming standby: backed up from the primary",
+    note: standby
+      ? `files copied from standby ${standby.name}`
+      : opts.inContainer
+        ? "in the leader's container: backed up from the primary"
+        : "no streaming standby: backed up from the primary",
     ms: Date.now() - t0,
     size: b.size,
     repoSize: b.repoSize,

@@ -10,7 +10,7 @@ import { ToolkitError } from "../errors";
 import type { BackupProgress } from "./common";
 import { logicalBackup } from "./logical";
 import { markFailed, readManifest, writeManifest, type Manifest, type Verification } from "./manifest";
-import { physicalBackup, type PhysicalResult } from "./pgbackrest";
+import { physicalBackup, type PgbackrestRunner, type PhysicalResult } from "./pgbackrest";
 import { applyRetention, type RetentionPlan } from "./retention";
 import { verifyBackup } from "./verify";
 import { withOffsite, type OffsiteReport } from "./offsite-run";
@@ -22,6 +22,8 @@ export interface BackupOptions {
   physical?: boolean;
   physicalType?: "full" | "diff";
   retention?: boolean;
+  /** the runtime's pgBackRest when it is not this host's (docker: in the leader's container) */
+  pgbackrest?: PgbackrestRunner;
 }
 
 export interface BackupReport {
@@ -52,7 +54,7 @@ async function runLocalBackup(cfg: Config, opts: BackupOptions, progress: Backup
     if (opts.physical !== false) {
       progress("physical", "pgBackRest backup");
       const t1 = Date.now();
-      physical = await physicalBackup(cfg, { type: opts.physicalType });
+      physical = await physicalBackup(cfg, { type: opts.physicalType, inContainer: opts.pgbackrest });
       ms.physical = Date.now() - t1;
       const m = readManifest(dir);
       m.physical = physical;
@@ -62,7 +64,12 @@ async function runLocalBackup(cfg: Config, opts: BackupOptions, progress: Backup
     let verification: Verification | undefined;
     if (opts.verify !== false) {
       const t2 = Date.now();
-      verification = await verifyBackup(cfg, dir, { physical: opts.physical !== false }, progress);
+      verification = await verifyBackup(
+        cfg,
+        dir,
+        { physical: opts.physical !== false, pgbackrest: opts.pgbackrest },
+        progress,
+      );
       ms.verify = Date.now() - t2;
       if (!verification.ok) {
         throw new ToolkitError(

@@ -27,7 +27,7 @@ import {
 } from "./manifest";
 import { checksumLargeObjects, pinOutput } from "../checksum";
 import { compareDatabaseProps, readDatabaseProps } from "./dbprops";
-import { verifyRepo } from "./pgbackrest";
+import { verifyRepo, type PgbackrestRunner } from "./pgbackrest";
 import { LoadFailed, loadArchive } from "./load";
 import {
   initScratch,
@@ -63,6 +63,8 @@ export interface VerifyOptions {
   /** skip `pgbackrest verify` (e.g. when the backup had no physical part) */
   physical?: boolean;
   jobs?: number;
+  /** the runtime's pgBackRest when it is not this host's (docker: in the leader's container) */
+  pgbackrest?: PgbackrestRunner;
 }
 
 export async function verifyBackup(
@@ -104,7 +106,7 @@ export async function verifyBackup(
 
   if (opts.physical !== false) {
     progress("verify", "pgbackrest verify");
-    const repo = await verifyRepo(cfg);
+    const repo = await verifyRepo(cfg, opts.pgbackrest);
     checks.pgbackrest = repo.ok;
     if (!repo.ok) problems.push(`pgbackrest verify: ${repo.output.split("\n").slice(-5).join(" | ") || "failed"}`);
   }

@@ -15,6 +15,8 @@ export const CLUSTER_FLAGS = {
   vip: "string",
   to: "string",
   scenario: "string",
+  old: "string",
+  new: "string",
   trustNewHost: "boolean",
   json: "boolean",
 } as const;

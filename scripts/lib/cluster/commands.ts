@@ -101,6 +101,10 @@ export const stopCommand = (s: ClusterSettings, h: ClusterHost, name: ServiceNam
     "TERM/20/KILL/5",
   );
 
+/** Exit 0 while the service's pid file names a live process (start-stop-daemon's --status). Pure. */
+export const runningCommand = (s: ClusterSettings, h: ClusterHost, name: ServiceName): Cmd =>
+  sudo("start-stop-daemon", "--status", "--pidfile", pidFile(s, h, name));
+
 /** Patroni re-reads its file on SIGHUP (a changed timing or pg_hba needs no restart). Pure. */
 export const reloadPatroniCommand = (s: ClusterSettings, h: ClusterHost): Cmd =>
   sudo("start-stop-daemon", "--stop", "--signal", "HUP", "--oknodo", "--pidfile", pidFile(s, h, "patroni"));

@@ -61,25 +61,31 @@ export function changedFiles(files: Pick<HostFile, "path" | "content">[], sha256
   return files.filter((f) => have.get(f.path) !== sha256(f.content)).map((f) => f.path);
 }
 
-async function must(
+export async function must(
   c: HostConn,
   argv: readonly string[],
   what: string,
-  opts: { input?: string; timeoutMs?: number } = {},
+  opts: { input?: string; timeoutMs?: number; fix?: string } = {},
 ) {
   const r = await c.exec(argv, { nothrow: true, timeoutMs: opts.timeoutMs ?? 60_000, input: opts.input });
   if (r.code !== 0)
     throw new ToolkitError(
       "HOST_STEP_FAILED",
       `${c.host.ssh}: ${what} failed (exit ${r.code})`,
-      "fix the host as the line below says, then re-run make cluster-deploy (it continues where it stopped)",
+      opts.fix ??
+        "fix the host as the line below says, then re-run make cluster-deploy (it continues where it stopped)",
       (r.stderr || r.stdout).trim().split("\n").slice(-8).join("\n"),
     );
   return r;
 }
 
 /** Packages, directories, files, sysctl on one host. Returns the paths written. */
-async function prepareHost(s: ClusterSettings, sec: ClusterSecrets, c: HostConn, missing: string[]): Promise<string[]> {
+export async function prepareHost(
+  s: ClusterSettings,
+  sec: ClusterSecrets,
+  c: HostConn,
+  missing: string[],
+): Promise<string[]> {
   if (missing.length)
     await must(c, aptInstallCommand(missing), `apt-get install ${missing.join(" ")}`, { timeoutMs: 900_000 });
   for (const d of directoryCommands(s, c.host)) await must(c, d, d.slice(2).join(" "));
@@ -92,7 +98,7 @@ async function prepareHost(s: ClusterSettings, sec: ClusterSecrets, c: HostConn,
   return changed;
 }
 
-async function waitFor<T>(
+export async function waitFor<T>(
   what: string,
   timeoutMs: number,
   probe: () => Promise<T | undefined>,

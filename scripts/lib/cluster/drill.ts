@@ -15,7 +15,7 @@ import { run, type Cmd } from "../exec";
 import { clusterSecrets, deployCluster } from "./deploy";
 import { withHosts } from "./cli";
 import { multiHostRuntime } from "./index";
-import { inNs, LAB_HOST_ROOT_PATTERN, LAB_HOSTS, linkCommand, powerOff, powerOn } from "./lab";
+import { inNs, LAB_HOST_ROOT_PATTERN, labNode, linkCommand, powerOff, powerOn } from "./lab";
 import { loadTableSql, lostWrites, startWriteLoad } from "./load";
 import type { ClusterHost, ClusterSettings } from "./settings";
 import type { ClusterStatus } from "./status";
@@ -59,7 +59,7 @@ export interface HostActions {
 }
 
 export const isLabCluster = (s: ClusterSettings) =>
-  s.name === "lab" && s.hosts.every((h) => h.root === LAB_HOST_ROOT_PATTERN.replace("%i", String(h.index)));
+  s.name === "lab" && s.hosts.every((h) => h.root === LAB_HOST_ROOT_PATTERN.replace("%a", h.address));
 
 export function labActions(s: ClusterSettings): HostActions {
   if (!isLabCluster(s))
@@ -68,7 +68,7 @@ export function labActions(s: ClusterSettings): HostActions {
       `cluster ${s.name} is not the namespace lab: the drill cuts a host's link and kills every process of a host, which needs the lab's switch and network namespaces`,
       "run it on the lab (make cluster-lab; make cluster-drill CLUSTER=lab SCENARIO=...); on real hosts use make cluster-switchover and make cluster-rolling-restart, and cut a host at your provider's firewall by hand (see README)",
     );
-  const node = (h: ClusterHost) => LAB_HOSTS[h.index - 1]!;
+  const node = (h: ClusterHost) => labNode(h.address);
   return {
     cut: async (h) => void (await run(linkCommand(node(h), false))),
     heal: async (h) => void (await run(linkCommand(node(h), true))),

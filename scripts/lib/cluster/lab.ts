@@ -6,24 +6,29 @@
  *               (veth pgplab-<node>-p) per node; the veth's other end is
  *               created straight inside the node's namespace as eth0, so no
  *               veth ever exists in the root namespace
- *   pgplab-h1..3  hosts 10.231.0.11-13, each with its own sshd on port 22
+ *   pgplab-h1..3  hosts 10.231.0.11-13, each with its own sshd on port 22: the cluster
+ *   pgplab-h4   a spare host 10.231.0.14 (sshd, same user and key): the NEW of
+ *               `make cluster-replace`; not in clusters/lab/cluster.env
  *   pgplab-op   operator 10.231.0.5: the toolkit runs here (ip netns exec)
  *
  * A partition is a port taken down in the switch; a dead host is every pid
  * of its namespace killed (`ip netns pids`: exactly that host's processes).
  * All hosts share this machine's filesystem, so each keeps its files under
- * its own root (/var/lib/pgplab/h<i>/root): the deploy's HOST_ROOT, which is
- * / on a real host. The commands are data (unit-tested); labUp/labDown run them.
+ * its own root (/var/lib/pgplab/<address>/root): the deploy's HOST_ROOT, which
+ * is / on a real host. Keyed by address, not position, so a replacement host
+ * taking a member's place in HOSTS never shares the old host's files. The commands are data (unit-tested); labUp/labDown run them.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ToolkitError } from "../errors";
 import { run, type Cmd } from "../exec";
-import { clusterDir, clusterEnvFile, clusterEnvText } from "./settings";
 
 export const LAB_PREFIX = "pgplab";
 export const LAB_DIR = "/var/lib/pgplab";
 export const LAB_USER = "pgp-lab-ops";
+/** A second login with the same key and no sudo at all: a real host "without sudo" for the plan's NO_SUDO. */
+export const LAB_NOSUDO_USER = "pgp-lab-nosudo";
+const LAB_USERS = [LAB_USER, LAB_NOSUDO_USER];
 export const LAB_SUBNET = "10.231.0";
 export const LAB_VIP = `${LAB_SUBNET}.50`;
 export const SWITCH_NS = `${LAB_PREFIX}-sw`;
@@ -46,13 +51,29 @@ const node = (id: string, octet: number): LabNode => ({
   port: `${LAB_PREFIX}-${id}-p`,
 });
 export const LAB_HOSTS: LabNode[] = [node("h1", 11), node("h2", 12), node("h3", 13)];
+/** The spare: a fourth host with sshd, outside the cluster, for `make cluster-replace`. */
+export const LAB_SPARE: LabNode = node("h4", 14);
 export const LAB_OPERATOR: LabNode = node("op", 5);
-export const LAB_NODES = [...LAB_HOSTS, LAB_OPERATOR];
+export const LAB_NODES = [...LAB_HOSTS, LAB_SPARE, LAB_OPERATOR];
+/** Every lab host that runs an sshd: the cluster's three and the spare. */
+const SSH_HOSTS = [...LAB_HOSTS, LAB_SPARE];
+
+/** The lab node with this address (a cluster host is found by address: a replace moves a member to the spare). */
+export function labNode(address: string): LabNode {
+  const n = SSH_HOSTS.find((x) => x.address === address);
+  if (!n)
+    throw new ToolkitError(
+      "NOT_A_LAB_HOST",
+      `${address} is not a host of the namespace lab`,
+      `lab hosts: ${SSH_HOSTS.map((x) => x.address).join(", ")}`,
+    );
+  return n;
+}
 
 /** Where each lab host keeps its files: its sshd, and (root/) everything the deploy installs. */
 export const hostDir = (h: LabNode) => join(LAB_DIR, h.id);
-/** The deploy's HOST_ROOT for lab host number i (1-based), written into clusters/lab/cluster.env as a pattern. */
-export const LAB_HOST_ROOT_PATTERN = `${LAB_DIR}/h%i/root`;
+/** The deploy's HOST_ROOT of a lab host (%a: its address), written into clusters/lab/cluster.env as a pattern. */
+export const LAB_HOST_ROOT_PATTERN = `${LAB_DIR}/%a/root`;
 export const operatorKey = join(LAB_DIR, "op", "id_ed25519");
 export const authorizedKeys = join(LAB_DIR, "authorized_keys");
 
@@ -88,7 +109,7 @@ export function sshdConfig(h: LabNode): string {
     `HostKey ${d}/ssh_host_ed25519_key`,
     `PidFile ${d}/sshd.pid`,
     `AuthorizedKeysFile ${authorizedKeys}`,
-    `AllowUsers ${LAB_USER}`,
+    `AllowUsers ${LAB_USERS.join(" ")}`,
     "PubkeyAuthentication yes",
     "PasswordAuthentication no",
     "KbdInteractiveAuthentication no",
@@ -114,20 +135,19 @@ export const sshdCommand = (h: LabNode): Cmd => [
   join(hostDir(h), "ssh", "sshd.log"),
 ];
 
-/** The lab's OS user: a shell, no password (`*`: key only, not "locked" for sshd), passwordless sudo. Pure. */
-export const userCommands = (): Cmd[] => [
-  [
+/** The lab's OS users: a shell, no password (`*`: key only, not "locked" for sshd); the first gets passwordless sudo. Pure. */
+export const userCommands = (): Cmd[] =>
+  LAB_USERS.map((u) => [
     "useradd",
     "--create-home",
     "--home-dir",
-    join(LAB_DIR, "home"),
+    join(LAB_DIR, u === LAB_USER ? "home" : "home-nosudo"),
     "--shell",
     "/bin/bash",
     "--password",
     "*",
-    LAB_USER,
-  ],
-];
+    u,
+  ]);
 export const SUDOERS_LINE = `${LAB_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n`;
 
 /** A host's link on the switch: down = the host is cut off from everyone (a partition). Pure. */
@@ -206,6 +226,7 @@ export async function startSshd(h: LabNode): Promise<void> {
 
 export interface LabInfo {
   hosts: LabNode[];
+  spare: LabNode;
   operator: LabNode;
   vip: string;
   user: string;
@@ -227,7 +248,7 @@ export async function labUp(log: (s: string) => void = () => {}): Promise<LabInf
   try {
     for (const c of networkCommands()) await run(c, { timeoutMs: 20_000 });
     log(
-      `network: switch ${SWITCH_NS} (bridge ${BRIDGE}), hosts ${LAB_HOSTS.map((h) => `${h.ns} ${h.address}`).join(", ")}, operator ${LAB_OPERATOR.ns} ${LAB_OPERATOR.address}`,
+      `network: switch ${SWITCH_NS} (bridge ${BRIDGE}), hosts ${LAB_HOSTS.map((h) => `${h.ns} ${h.address}`).join(", ")}, spare ${LAB_SPARE.ns} ${LAB_SPARE.address}, operator ${LAB_OPERATOR.ns} ${LAB_OPERATOR.address}`,
     );
     for (const c of userCommands()) await run(c, { timeoutMs: 20_000 });
     writeFileSync(SUDOERS_FILE, SUDOERS_LINE, { mode: 0o440 });
@@ -237,25 +258,38 @@ export async function labUp(log: (s: string) => void = () => {}): Promise<LabInf
       timeoutMs: 20_000,
     });
     writeFileSync(authorizedKeys, readFileSync(`${operatorKey}.pub`), { mode: 0o644 });
-    const known: string[] = [];
-    for (const h of LAB_HOSTS) {
-      const d = join(hostDir(h), "ssh");
-      mkdirSync(d, { recursive: true, mode: 0o755 });
-      mkdirSync(join(hostDir(h), "root"), { recursive: true, mode: 0o755 });
-      await run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", `pgplab ${h.id}`, "-f", join(d, "ssh_host_ed25519_key")],
-        { timeoutMs: 20_000 },
-      );
-      writeFileSync(join(d, "sshd_config"), sshdConfig(h), { mode: 0o644 });
-      await startSshd(h);
-      const pub = readFileSync(join(d, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/);
-      known.push(`${h.address} ${pub[0]} ${pub[1]}`);
-    }
+    // The hosts' sshds at once: each is a key generation and a start.
+    const known = await Promise.all(
+      SSH_HOSTS.map(async (h) => {
+        const d = join(hostDir(h), "ssh");
+        mkdirSync(d, { recursive: true, mode: 0o755 });
+        await run(
+          [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            `pgplab ${h.id}`,
+            "-f",
+            join(d, "ssh_host_ed25519_key"),
+          ],
+          { timeoutMs: 20_000 },
+        );
+        writeFileSync(join(d, "sshd_config"), sshdConfig(h), { mode: 0o644 });
+        await startSshd(h);
+        const pub = readFileSync(join(d, "ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/);
+        return `${h.address} ${pub[0]} ${pub[1]}`;
+      }),
+    );
     log(
-      `sshd on ${LAB_HOSTS.map((h) => `${h.address}:22`).join(", ")}; user ${LAB_USER} (key ${operatorKey}, passwordless sudo)`,
+      `sshd on ${SSH_HOSTS.map((h) => `${h.address}:22`).join(", ")}; user ${LAB_USER} (key ${operatorKey}, passwordless sudo)`,
     );
     return {
       hosts: LAB_HOSTS,
+      spare: LAB_SPARE,
       operator: LAB_OPERATOR,
       vip: LAB_VIP,
       user: LAB_USER,
@@ -290,10 +324,10 @@ export async function labDown(): Promise<string[]> {
     rmSync(SUDOERS_FILE, { force: true });
     removed.push(SUDOERS_FILE);
   }
-  const user = await run(["id", "-u", LAB_USER], { nothrow: true });
-  if (user.code === 0) {
-    await run(["userdel", LAB_USER], { nothrow: true });
-    removed.push(`user ${LAB_USER}`);
+  for (const u of LAB_USERS) {
+    if ((await run(["id", "-u", u], { nothrow: true })).code !== 0) continue;
+    await run(["userdel", u], { nothrow: true });
+    removed.push(`user ${u}`);
   }
   if (existsSync(LAB_DIR)) {
     rmSync(LAB_DIR, { recursive: true, force: true });
@@ -304,26 +338,3 @@ export async function labDown(): Promise<string[]> {
 
 /** Run a command inside a lab namespace (the integration test probes hosts from inside). */
 export const inNs = (ns: string, cmd: Cmd): Cmd => ["ip", "netns", "exec", ns, ...cmd];
-
-/** clusters/lab/cluster.env and known_hosts (the lab's host keys, pinned) so every cluster verb works with CLUSTER=lab. */
-export function writeLabCluster(lab: LabInfo, root?: string): void {
-  mkdirSync(clusterDir("lab", root), { recursive: true });
-  writeFileSync(join(clusterDir("lab", root), "known_hosts"), lab.knownHosts);
-  const values = {
-    CLUSTER_NAME: "lab",
-    HOSTS: lab.hosts.map((h) => `${lab.user}@${h.address}`).join(","),
-    VIP: lab.vip,
-    VIP_PREFIX: "24",
-    VIP_INTERFACE: "eth0",
-    TIMING: "lan",
-    SSH_IDENTITY: lab.identity,
-    HOST_ROOT: LAB_HOST_ROOT_PATTERN,
-  };
-  writeFileSync(
-    clusterEnvFile("lab", root),
-    clusterEnvText(
-      values,
-      "The namespace lab (make cluster-lab writes this file; make cluster-lab-down removes it). Machine-local: gitignored.",
-    ),
-  );
-}

@@ -3,8 +3,8 @@
  * owner (member dirs the postgres OS user's, etcd's data dirs etcd's, logs
  * root's), and the check that every port a stopped component will bind is free.
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
 import { ensureEtcdTls, etcdTlsFiles } from "../etcd-tls";
@@ -14,6 +14,7 @@ import { runningPid, type ProcSpec } from "../procs";
 import { writeIfChanged } from "../render";
 import { ensureSocketDir } from "../rundir";
 import { ensureDirNoFollow, writeFileNoFollow } from "../safe-fs";
+import { ensureStackDirs } from "../state-dir";
 import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "../stack-files";
 import { postmasterAlive, type Specs } from "./specs";
 
@@ -60,10 +61,7 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
   const changed = new Set<string>();
   const ids = pgOwner(cfg);
   const etcdIds = etcdOwner(cfg);
-  mkdirSync(cfg.stateDir, { recursive: true });
-  // Traversable but not listable: the postgres user must reach member dirs below it; secret files are 0600 each.
-  chmodSync(dirname(cfg.stateDir), 0o711);
-  chmodSync(cfg.stateDir, 0o711);
+  ensureStackDirs(cfg);
   for (const d of [
     cfg.reportsDir,
     join(cfg.stateDir, "pids"),
@@ -74,7 +72,6 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
   }
   // Logs carry queries, paths and addresses: root's alone (every component's log is opened by us).
   ensureDirNoFollow(cfg.logsDir, 0o700);
-  ensureDirNoFollow(cfg.memberRoot, 0o755);
   ensureDirNoFollow(etcdHome(cfg), 0o755);
   // The plain-HTTP etcd of older versions kept its data here; its peer URLs say http, so it cannot be reused.
   rmSync(join(cfg.stateDir, "etcd"), { recursive: true, force: true });

@@ -70,8 +70,8 @@ const KEYS = {
     "",
   ),
   HOST_ROOT: setting(
-    z.string().regex(/^\/[A-Za-z0-9._/%-]*$/, "must be an absolute path (%i: the host's number)"),
-    "/ on real hosts; the namespace lab gives each host its own root, e.g. /var/lib/pgplab/h%i/root",
+    z.string().regex(/^\/[A-Za-z0-9._/%-]*$/, "must be an absolute path (%i: the host's number, %a: its address)"),
+    "/ on real hosts; the namespace lab gives each host its own root, e.g. /var/lib/pgplab/%a/root",
     "/",
   ),
   PG_PORT: setting(port(), "Postgres on each host's address", "5432"),
@@ -157,7 +157,7 @@ export const CLUSTER_SETTINGS = defineSettings({
 });
 
 export interface ClusterHost {
-  /** 1-based position in HOSTS: member names and HOST_ROOT's %i come from it */
+  /** 1-based position in HOSTS: member names and HOST_ROOT's %i come from it (a replacement host takes its predecessor's) */
   index: number;
   /** Patroni member and etcd member name: <cluster><index>, e.g. crm1 */
   name: string;
@@ -201,7 +201,7 @@ export function parseClusterSettings(
       user: ssh.slice(0, ssh.indexOf("@")),
       address: addressOf(ssh),
       ssh,
-      root: v.HOST_ROOT.replaceAll("%i", String(i + 1)),
+      root: v.HOST_ROOT.replaceAll("%i", String(i + 1)).replaceAll("%a", addressOf(ssh)),
     })),
     vip: v.VIP,
     vipPrefix: v.VIP_PREFIX,

@@ -40,6 +40,10 @@ const IMAGE_SETTINGS = {
   IMAGE_NGINX: imageSetting(),
   IMAGE_CLOUDFLARED: imageSetting(),
   IMAGE_PGBOUNCER: imageSetting(),
+  IMAGE_PROMETHEUS: imageSetting(),
+  IMAGE_ALERTMANAGER: imageSetting(),
+  IMAGE_GRAFANA: imageSetting(),
+  IMAGE_POSTGRES_EXPORTER: imageSetting(),
 };
 
 const KEYS = {
@@ -228,9 +232,14 @@ const KEYS = {
   SMTP_SENDER_NAME: setting(z.string(), "sender name of GoTrue's mail", "pgplatform"),
   ...IMAGE_SETTINGS,
   DOCKER_SERVICES: setting(
-    oneOf(["all", "cluster"]),
-    "docker runtime: all (cluster, then Supabase's services, Kong, nginx) or cluster (etcd, Patroni, HAProxy, pgbouncer only; where Supabase's images cannot be had)",
+    oneOf(["all", "cluster", "cluster+nginx"]),
+    "docker runtime: all (cluster, then Supabase's services, Kong, nginx), cluster (etcd, Patroni, HAProxy, pgbouncer only; where Supabase's images cannot be had) or cluster+nginx (the cluster part and nginx: /healthz, /cluster; / answers 502 without Kong)",
     "all",
+  ),
+  DOCKER_PUBLISH_MEMBERS: setting(
+    oneOf(["auto", "true", "false"]),
+    "docker runtime: publish each member's Postgres, Patroni REST and etcd client port on its MEMBER_ADDRESSES entry (compose/dev-members.yml), which make status, backup and restore need; auto: true except on macOS, where those addresses exist only once aliased on lo0",
+    "auto",
   ),
   // Log rotation (scripts/lib/logrotate.ts): every component's log in the stack's log folder is capped.
   LOG_MAX_SIZE_KB: setting(
