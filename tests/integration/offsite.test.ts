@@ -65,6 +65,8 @@ function setSecret(secret: string) {
 }
 
 const s3dir = join(work, "s3");
+/** The off-site backup set made by the `make backup` that resumed archiving to the store. */
+let resumedSet = "";
 
 const startServer = async () => {
   server = await startS3Server(s3dir, S3_ADDRESS, S3_PORT, BUCKET, SECRET);
@@ -300,6 +302,7 @@ describe("off-site backups to S3-compatible object storage", () => {
     const rep = jsonOf(r.stdout);
     made.push(rep.id);
     expect(rep.offsite.physical.label).toMatch(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/);
+    resumedSet = rep.offsite.physical.label;
     expect(existsSync(offsitePausedPath(cfg))).toBe(false);
     expect(readFileSync(pgbackrestConfigPath(cfg), "utf8")).toContain(`repo2-s3-bucket=${BUCKET}\n`);
     expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8")).toContain(
@@ -313,6 +316,8 @@ describe("off-site backups to S3-compatible object storage", () => {
     const res = jsonOf(r.stdout);
     expect(res.pitr.databases.map((d: any) => d.name)).toEqual(expect.arrayContaining(cfg.databases));
     expect(res.logical.id).toBe(made.at(-1)); // the resuming backup of the test before
+    // The far copy's WAL has a gap (the paused interval): only the backup made after it reaches AT.
+    expect(res.pitr.backupSet).toBe(resumedSet);
     const last = readFileSync(join(cfg.reportsDir, "backup-drill.jsonl"), "utf8").trim().split("\n").at(-1)!;
     expect(JSON.parse(last)).toMatchObject({ ok: true, target: res.at });
     expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_drill.prom"), "utf8")).toMatch(
