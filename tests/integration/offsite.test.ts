@@ -6,7 +6,7 @@
  * the store's key for the duration of this file; both are put back after.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -17,15 +17,17 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { loadConfig } from "../../scripts/lib/config";
-import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
+import { pgbackrestConfigPath, writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
+import { offsiteGate } from "../../scripts/lib/backup/offsite-gate";
+import { offsitePausedPath } from "../../scripts/lib/backup/offsite";
 import { readManifest } from "../../scripts/lib/backup/manifest";
 import { monitoringHome, textfileDir } from "../../scripts/lib/monitoring";
 import { connect, quoteIdent } from "../../scripts/lib/pg";
-import { grepBytes, sqlIn } from "./offsite-fixture";
-import { BUN, runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
-import { S3_KEY } from "./s3-server";
+import { archiver, grepBytes, sqlIn, switchArchived } from "./offsite-fixture";
+import { runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
+import { S3_KEY, startS3Server, stopChild } from "./s3-server";
 
 const ROOT = resolve(import.meta.dir, "../..");
 let cfg = testConfig();
@@ -62,17 +64,29 @@ function setSecret(secret: string) {
   );
 }
 
+const s3dir = join(work, "s3");
+/** The off-site backup set made by the `make backup` that resumed archiving to the store. */
+let resumedSet = "";
+
+const startServer = async () => {
+  server = await startS3Server(s3dir, S3_ADDRESS, S3_PORT, BUCKET, SECRET);
+};
+const stopServer = async () => {
+  await stopChild(server);
+  server = undefined;
+};
+
+/** The tests that pause WAL archiving to the store resume it: the gate, with the right key, as `make backup` runs it. */
+async function resumeOffsite() {
+  cfg = loadConfig(TEST_STACK);
+  expect(await offsiteGate(cfg, () => {})).toBeUndefined();
+  expect(readFileSync(pgbackrestConfigPath(cfg), "utf8")).toContain(`repo2-s3-bucket=${BUCKET}\n`);
+}
+
 beforeAll(async () => {
   await waitClusterHealthy(cfg);
-  const s3dir = join(work, "s3");
   mkdirSync(s3dir, { recursive: true });
-  server = spawn(BUN, [join(import.meta.dir, "s3-server.ts"), s3dir, S3_ADDRESS, String(S3_PORT), BUCKET, SECRET], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise<void>((ok, fail) => {
-    const t = setTimeout(() => fail(new Error("S3 server did not start in 30 s")), 30_000);
-    server!.stdout!.on("data", (d) => String(d).includes("ready") && (clearTimeout(t), ok()));
-  });
+  await startServer();
   // pgBackRest runs as postgres: it must read the CA.
   for (const p of [work, s3dir, join(s3dir, "tls")]) Bun.spawnSync(["chmod", "755", p]);
   Bun.spawnSync(["chmod", "644", join(s3dir, "tls", "ca.crt")]);
@@ -103,6 +117,7 @@ afterAll(async () => {
   writeFileSync(envFile, envBefore);
   writeFileSync(cfg.secretsFile, secretsBefore, { mode: 0o600 });
   cfg = loadConfig(TEST_STACK);
+  rmSync(offsitePausedPath(cfg), { force: true });
   writePgbackrestFiles(cfg); // archiving back to the local repository alone
   rmSync(join(cfg.backup.pgbackrestHome, "pgbackrest-offsite.conf"), { force: true });
   if (madeTextfileDir) rmSync(monitoringHome(cfg), { recursive: true, force: true });
@@ -110,7 +125,7 @@ afterAll(async () => {
   await sql(`DROP TABLE IF EXISTS ${quoteIdent(TABLE)}`).catch(() => {});
   await sql(`DROP DATABASE IF EXISTS ${quoteIdent(`${DB}_offsite`)} WITH (FORCE)`, [], "postgres").catch(() => {});
   for (const id of made) rmSync(join(cfg.backup.dir, id), { recursive: true, force: true });
-  if (server?.pid) process.kill(server.pid);
+  await stopServer();
   rmSync(work, { recursive: true, force: true });
   await waitClusterHealthy(cfg);
 }, 120_000);
@@ -183,7 +198,7 @@ describe("off-site backups to S3-compatible object storage", () => {
     ]);
   }, 180_000);
 
-  test("a wrong secret key: local backup still made and verified, OFFSITE_FAILED naming the store's answer, alert fired, exit 1, metric 0", () => {
+  test("a wrong secret key: archiving to the store paused, local backup still made and verified, OFFSITE_FAILED naming the store's answer, alert fired, exit 1, metric 0", async () => {
     setSecret("not-the-secret-key-0123456789abcdef");
     const alert = join(work, "alert.txt");
     try {
@@ -192,6 +207,11 @@ describe("off-site backups to S3-compatible object storage", () => {
       expect(r.stderr).toContain("error [OFFSITE_FAILED]: the local backup ");
       expect(r.stderr).toContain("SignatureDoesNotMatch");
       expect(r.stderr).not.toContain("not-the-secret-key");
+      // Checked before the local backup: the wrong key never reached archive_command.
+      expect(r.stdout + r.stderr).toContain(
+        "the object store cannot be used (OFFSITE_UNREACHABLE): WAL archiving to it is PAUSED",
+      );
+      expect(readFileSync(pgbackrestConfigPath(cfg), "utf8")).not.toMatch(/^repo2-/m);
       // Neither secret, nor the passphrase, in our logs or pgBackRest's own.
       const pass = /^BACKUP_OFFSITE_CIPHER_PASS=(.+)$/m.exec(readFileSync(cfg.secretsFile, "utf8"))![1]!;
       for (const s of ["not-the-secret-key-0123456789abcdef", SECRET, pass])
@@ -207,11 +227,11 @@ describe("off-site backups to S3-compatible object storage", () => {
       );
     } finally {
       setSecret(SECRET);
-      writePgbackrestFiles(loadConfig(TEST_STACK)); // WAL archiving to the store resumes
     }
+    await resumeOffsite();
   }, 300_000);
 
-  test("a deleted passphrase line (regenerated) is named as the wrong passphrase, not as a broken store; the local backup is kept", () => {
+  test("a deleted passphrase line (regenerated) is named as the wrong passphrase, not as a broken store; the local backup is kept", async () => {
     const withPass = readFileSync(cfg.secretsFile, "utf8");
     writeFileSync(
       cfg.secretsFile,
@@ -229,16 +249,75 @@ describe("off-site backups to S3-compatible object storage", () => {
       made.push(/the local backup (\S+) is made and verified/.exec(r.stderr)![1]!);
     } finally {
       writeFileSync(cfg.secretsFile, withPass, { mode: 0o600 });
-      writePgbackrestFiles(loadConfig(TEST_STACK));
     }
+    await resumeOffsite();
   }, 300_000);
+
+  // Before the drill: the resuming `make backup` makes the off-site backup the drill restores, after every pause.
+  test("the S3 server stopped: archiving to it paused, WAL still reaches the local repository, local backup made and verified, OFFSITE_FAILED naming the store's error, alert, exit 1; the next make backup resumes", async () => {
+    await stopServer();
+    const alert = join(work, "alert-stopped.txt");
+    try {
+      const r = runScript("backup.ts", ["--alert-command", `/usr/bin/tee ${alert}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("error [OFFSITE_FAILED]: the local backup ");
+      expect(r.stderr).toContain(`unable to connect to '${S3_ADDRESS}:${S3_PORT}': [111] Connection refused`);
+      expect(r.stdout + r.stderr).toContain(
+        "the object store cannot be used (OFFSITE_UNREACHABLE): WAL archiving to it is PAUSED",
+      );
+      const id = /the local backup (\S+) is made and verified/.exec(r.stderr)![1]!;
+      made.push(id);
+      expect(readManifest(join(cfg.backup.dir, id)).status).toBe("verified");
+      expect(readFileSync(alert, "utf8")).toMatch(
+        /backup FAILED .*\[OFFSITE_FAILED\] the local backup \S+ is made and verified, but the OFF-SITE copy .* FAILED: .*Connection refused/,
+      );
+      expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8")).toContain(
+        "pgplatform_backup_offsite_last_run_success 0\n",
+      );
+      // Paused: no repo2 in the config archive_command reads, and the marker names the store's error.
+      const conf = readFileSync(pgbackrestConfigPath(cfg), "utf8");
+      expect(conf).not.toMatch(/^repo2-/m);
+      expect(conf).toContain("# Off-site repository PAUSED (");
+      expect(readFileSync(offsitePausedPath(cfg), "utf8")).toContain("[HostConnectError] unable to connect to");
+      // WAL still reaches the local repository: a switch is archived within the archive timeout, and again
+      // (archiving is not stuck on one segment), with no new failures in between.
+      const timeout = cfg.backup.archiveTimeout * 1000;
+      const first = await switchArchived(cfg, timeout);
+      expect((await archiver(cfg)).wal! >= first).toBe(true);
+      const failed = (await archiver(cfg)).failed;
+      const second = await switchArchived(cfg, timeout);
+      expect(second > first).toBe(true);
+      expect((await archiver(cfg)).wal! >= second).toBe(true);
+      expect((await archiver(cfg)).failed).toBe(failed);
+      const inRepo1 = (readdirSync(join(cfg.backup.repoDir, "archive"), { recursive: true }) as string[]).filter((f) =>
+        basename(f).startsWith(`${second}-`),
+      );
+      expect(inRepo1.length).toBe(1);
+    } finally {
+      await startServer();
+    }
+    // The store is back: the next `make backup` resumes archiving to it and makes the off-site backup.
+    const r = runScript("backup.ts", ["--json"]);
+    expect(r.code === 0 ? "" : r.stderr).toBe("");
+    const rep = jsonOf(r.stdout);
+    made.push(rep.id);
+    expect(rep.offsite.physical.label).toMatch(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/);
+    resumedSet = rep.offsite.physical.label;
+    expect(existsSync(offsitePausedPath(cfg))).toBe(false);
+    expect(readFileSync(pgbackrestConfigPath(cfg), "utf8")).toContain(`repo2-s3-bucket=${BUCKET}\n`);
+    expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_offsite.prom"), "utf8")).toContain(
+      "pgplatform_backup_offsite_last_run_success 1\n",
+    );
+  }, 600_000);
 
   test("make backup-drill restores from the off-site copy into a scratch instance and records its time", () => {
     const r = runScript("backup-drill.ts", ["--json"]);
     expect(r.code === 0 ? "" : r.stderr).toBe("");
     const res = jsonOf(r.stdout);
     expect(res.pitr.databases.map((d: any) => d.name)).toEqual(expect.arrayContaining(cfg.databases));
-    expect(res.logical.id).toBe(made[0]);
+    expect(res.logical.id).toBe(made.at(-1)); // the resuming backup of the test before
+    // The far copy's WAL has a gap (the paused interval): only the backup made after it reaches AT.
+    expect(res.pitr.backupSet).toBe(resumedSet);
     const last = readFileSync(join(cfg.reportsDir, "backup-drill.jsonl"), "utf8").trim().split("\n").at(-1)!;
     expect(JSON.parse(last)).toMatchObject({ ok: true, target: res.at });
     expect(readFileSync(join(textfileDir(cfg), "pgplatform_backup_drill.prom"), "utf8")).toMatch(

@@ -6,12 +6,38 @@
  * child process (`bun tests/integration/s3-server.ts <dir> <address> <port>`)
  * so the test can kill it by pid; it prints "ready" once listening.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
 export const S3_KEY = "pgp-offsite-test-key";
+
+/** This file as a child process (again: same data and certificates when restarted), once it listens. */
+export async function startS3Server(
+  dir: string,
+  address: string,
+  port: number,
+  bucket: string,
+  secret: string,
+): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [import.meta.path, dir, address, String(port), bucket, secret], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((ok, fail) => {
+    const t = setTimeout(() => fail(new Error("S3 server did not start in 30 s")), 30_000);
+    p.stdout!.on("data", (d) => String(d).includes("ready") && (clearTimeout(t), ok()));
+  });
+  return p;
+}
+
+/** End a child started here, by its pid, and wait for it to be gone (its port free). */
+export async function stopChild(p: ChildProcess | undefined): Promise<void> {
+  if (!p?.pid || p.exitCode !== null) return;
+  const gone = new Promise((ok) => p.once("exit", ok));
+  process.kill(p.pid);
+  await gone;
+}
 
 /** CA + server certificate for `address` (IP SAN), made with openssl. Returns the CA's path. */
 export function makeTestCa(dir: string, address: string): { ca: string; cert: string; key: string } {

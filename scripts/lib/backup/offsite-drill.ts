@@ -17,6 +17,8 @@ import type { BackupProgress } from "./common";
 import { readManifest } from "./manifest";
 import { fetchLogicalOffsite, listLogicalOffsite } from "./offsite-copy";
 import { requireOffsite } from "./offsite-restore";
+import { runOffsite } from "./offsite";
+import { stanzaInfo } from "./pgbackrest";
 import { restorePitr, type PitrResult } from "./pitr";
 
 export interface DrillResult {
@@ -43,6 +45,12 @@ export const drillTarget = (now = new Date()) =>
 export async function runDrill(cfg: Config, progress: BackupProgress): Promise<DrillResult> {
   requireOffsite(cfg);
   const t0 = Date.now();
+  // AT must come after the newest off-site backup finished (pgBackRest's stop time, whole seconds): the
+  // far copy's WAL has a gap wherever archiving to it was paused (offsite-gate.ts), and only a backup
+  // made after the gap bridges it. Right after `make backup` that means waiting a second or two.
+  const newest = (await stanzaInfo(cfg, runOffsite)).backups.at(-1);
+  const wait = newest ? (newest.stop + 2) * 1000 - Date.now() : 0;
+  if (wait > 0) await Bun.sleep(wait);
   const at = drillTarget();
   progress("drill", `restore from the off-site repository alone to ${at}`);
   const pitr = await restorePitr(cfg, { at, source: "offsite" }, progress);

@@ -79,8 +79,11 @@ export function recordOffsite(
 export const unreadableInfo = (text: string) =>
   /unable to load info file/.test(text) && /FormatError|cipher|decrypt/i.test(text);
 
-/** The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?). */
-export async function offsiteInfo(cfg: Config) {
+/**
+ * The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?).
+ * `extra`: options for pgBackRest (the gate's short --io-timeout).
+ */
+export async function offsiteInfo(cfg: Config, extra: string[] = []) {
   const wrong = () =>
     new ToolkitError(
       "OFFSITE_WRONG_PASSPHRASE",
@@ -88,7 +91,7 @@ export async function offsiteInfo(cfg: Config) {
       `put back the passphrase the repository was created with (from the copy you keep elsewhere); a deleted ${OFFSITE_SECRET_KEYS.cipherPass} line is regenerated, and the new one cannot open the old backups`,
     );
   try {
-    const info = await stanzaInfo(cfg, runOffsite);
+    const info = await stanzaInfo(cfg, (c, args, opts) => runOffsite(c, [...extra, ...args], opts));
     if (unreadableInfo(info.status.message)) throw wrong();
     return info;
   } catch (e) {
@@ -97,9 +100,22 @@ export async function offsiteInfo(cfg: Config) {
   }
 }
 
-/** Create the stanza in the off-site repository when it has none (idempotent). */
-export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
-  const info = await offsiteInfo(cfg);
+/** The off-site repository does not answer or refuses us: `why` is pgBackRest's (or the store's) own line. */
+const offsiteUnusable = (cfg: Config, why: string, detail: string) =>
+  new ToolkitError(
+    "OFFSITE_UNREACHABLE",
+    `pgBackRest cannot use the off-site repository ${offsiteTarget(cfg)}: ${why}`,
+    `check that it is up and reachable from here, the BACKUP_OFFSITE_* settings and the key/secret in ${cfg.secretsFile}, then run \`make backup\` again`,
+    detail,
+  );
+
+/**
+ * Create the stanza in the off-site repository when it has none (idempotent). A repository that does not
+ * answer is an error here: `pgbackrest info` exits 0 then, reporting code 99 and the store's or ssh's error.
+ */
+export async function ensureOffsiteStanza(cfg: Config, infoArgs: string[] = []): Promise<string[]> {
+  const info = await offsiteInfo(cfg, infoArgs);
+  if (info.status.code === 99) throw offsiteUnusable(cfg, info.status.message.split("\n")[0]!, info.status.message);
   if (info.status.code !== 1 && info.status.code !== 3) return [];
   await runOffsite(cfg, ["stanza-create"], { timeoutMs: 300_000 });
   return [`pgBackRest stanza ${cfg.backup.stanza} created off-site (${offsiteTarget(cfg)})`];
@@ -108,7 +124,7 @@ export async function ensureOffsiteStanza(cfg: Config): Promise<string[]> {
 export interface OffsiteOptions {
   physical?: boolean;
   physicalType?: "full" | "diff";
-  /** the backup host did not answer before the local backup (offsite-gate.ts): fail with this */
+  /** the off-site repository did not answer before the local backup (offsite-gate.ts): fail with this */
   unreachable?: ToolkitError;
 }
 
@@ -149,11 +165,10 @@ export async function backupOffsite(
       te?.code === "OFFSITE_WRONG_PASSPHRASE" || te?.code.startsWith("OFFSITE_SSH")
         ? te.fix!
         : `fix the off-site target (settings BACKUP_OFFSITE_*, key/secret in ${cfg.secretsFile}), then run \`make backup\` again; until then this machine holds the only copy`,
-      te?.detail
-        ? `${te.message}\n${why}`
-        : opts.unreachable
-          ? "WAL archiving to the backup host is paused until it answers"
-          : undefined,
+      [
+        ...(te?.detail ? [`${te.message}\n${why}`] : []),
+        ...(opts.unreachable ? ["WAL archiving to it is paused (pgbackrest.conf without repo2) until it answers"] : []),
+      ].join("\n") || undefined,
     );
   }
 }

@@ -95,7 +95,7 @@ export function offsiteRepoLines(cfg: Config, n: number, s: OffsiteSecrets): str
 }
 
 /**
- * Written by `make backup` when the backup host did not answer (offsite-gate.ts): archive_command then pushes to
+ * Written by `make backup` when the off-site repository did not answer (offsite-gate.ts): archive_command then pushes to
  * the local repository alone, because a failing repo2 fails archive-push and Postgres retries that segment forever.
  */
 export const offsitePausedPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "offsite-paused");
@@ -105,7 +105,7 @@ export const offsitePaused = (cfg: Config) => existsSync(offsitePausedPath(cfg))
 export function offsiteRepoBlock(cfg: Config, ignorePause = false): string {
   if (!offsiteEnabled(cfg)) return "";
   if (!ignorePause && offsitePaused(cfg))
-    return `# Off-site repository PAUSED (${readFileSync(offsitePausedPath(cfg), "utf8").trim().split("\n")[0]}): \`make backup\` resumes it once the backup host answers.`;
+    return `# Off-site repository PAUSED (${readFileSync(offsitePausedPath(cfg), "utf8").trim().split("\n")[0]}): \`make backup\` resumes it once the off-site repository answers.`;
   const s = readOffsiteSecrets(cfg);
   return offsiteRepoLines(cfg, 2, s).join("\n");
 }
