@@ -44,7 +44,7 @@ import {
   writeScratchConf,
   type Scratch,
 } from "../../scripts/lib/backup/scratch";
-import { restoreGlobals, verifyBackup } from "../../scripts/lib/backup/verify";
+import { restoreGlobals, verifyBackup, verifySpaceNeed } from "../../scripts/lib/backup/verify";
 import { sweep, sweepStale, VERIFY_PREFIX } from "../scratch-sweep";
 
 const SLOW = 180_000;
@@ -200,6 +200,11 @@ describe("verification without a restore (the files are already wrong)", () => {
     const { v, steps } = await verify(dir);
     expect([v.ok, v.checks, v.problems]).toEqual([false, { files: false }, ["manifest lists no files"]]);
     expect(steps).toEqual(["verify: sha256 of 0 files"]);
+  });
+
+  test("the room a verification needs: 1.2 x the databases' recorded sizes plus 64 MiB for the instance", () => {
+    expect(verifySpaceNeed([])).toBe(67_108_864);
+    expect(verifySpaceNeed([{ sizeBytes: 1000 }, { sizeBytes: 4000 }])).toBe(6000 + 67_108_864);
   });
 
   test("room is judged as 1.2 x the databases' size: 10 % short of it is NO_SPACE", async () => {

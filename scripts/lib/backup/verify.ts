@@ -147,7 +147,7 @@ async function restoreIntoScratch(
   const countProblems: string[] = [];
   const checksumProblems: string[] = [];
   const propertyProblems: string[] = [];
-  const need = m.databases.reduce((a, d) => a + d.sizeBytes, 0) * 1.2 + 64 * 1024 * 1024;
+  const need = verifySpaceNeed(m.databases);
   const space = spaceProblem(
     "not enough disk space to restore the backup for verification",
     cfg.memberRoot,
@@ -200,3 +200,10 @@ async function restoreIntoScratch(
     await removeScratch(cfg, s).catch(() => {});
   }
 }
+
+/**
+ * What the scratch restore needs, in bytes: 1.2 x the databases' recorded sizes (indexes are rebuilt and
+ * WAL is written while loading) plus 64 MiB for the instance itself (initdb's files, its first WAL segments).
+ */
+export const verifySpaceNeed = (databases: { sizeBytes: number }[]): number =>
+  databases.reduce((a, d) => a + d.sizeBytes, 0) * 1.2 + 64 * 1024 * 1024;
