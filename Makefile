@@ -21,7 +21,10 @@ ATTACK_FILES = $(filter-out $(LOG_GREP_FILE),$(sort $(wildcard tests/integration
 # Monitoring's test needs a healthy stack no other test disturbs, with MONITORING on and a 2 s interval:
 # it runs alone on its own stack (envs/test-monitoring.env, 127.0.8.x) after the others.
 MONITORING_FILE := tests/integration/monitoring.test.ts
-INTEGRATION_FILES = $(filter-out $(ATTACK_FILES) $(MONITORING_FILE),$(sort $(wildcard tests/integration/*.test.ts))) $(ATTACK_FILES)
+# The local images first: docker-runtime.test.ts runs on them (and is skipped without them), so on a
+# fresh machine they must be built before it, not after it in name order.
+IMAGES_FILE := tests/integration/images-local.test.ts
+INTEGRATION_FILES = $(IMAGES_FILE) $(filter-out $(ATTACK_FILES) $(MONITORING_FILE) $(IMAGES_FILE),$(sort $(wildcard tests/integration/*.test.ts))) $(ATTACK_FILES)
 
 .PHONY: help
 help: ## List the targets

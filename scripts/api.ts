@@ -18,7 +18,6 @@ import { restoreDatabase, type RestoreOptions } from "./lib/backup/restore";
 import { runBackup, type BackupOptions } from "./lib/backup/run";
 import { loadConfig, stackName, type Config } from "./lib/config";
 import { ToolkitError } from "./lib/errors";
-import { run } from "./lib/exec";
 import { planRestart, planSwitchover, runMaintenance } from "./lib/maintenance";
 import { planMigration } from "./lib/migrate/plan";
 import type { MigrateOptions } from "./lib/migrate/types";

@@ -1,6 +1,5 @@
 #!/usr/bin/env bun
 /** make logs [SVC=pg1]: the last lines of each component's log (or one), --follow to keep reading. */
-import { existsSync } from "node:fs";
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { start } from "./lib/exec";

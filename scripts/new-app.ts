@@ -2,7 +2,7 @@
 /** make new-app NAME=<app>: onboard an internal app (database, role, env file, nginx block, registry), or --remove it. */
 import * as p from "@clack/prompts";
 import { applyAccess } from "./lib/access";
-import { ACCESS_LEVELS, loadApps, registryPath, type AccessLevel } from "./lib/apps";
+import { ACCESS_LEVELS, loadApps, type AccessLevel } from "./lib/apps";
 import { loadConfig, type Config } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
 import { openRuntime } from "./lib/runtimes/index";
@@ -15,14 +15,11 @@ import {
   defaultDomain,
   domainProblem,
   planApp,
-  supabaseUrl,
-  appUpstream,
   NAME_RULE,
 } from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
 import { onboardSummary } from "./lib/onboard/summary";
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
-import { stackHttpAddress } from "./lib/stack-files";
 
 const USAGE = `usage: bun scripts/new-app.ts [<name>] [--port N] [--domain HOST] [--supabase] [--access private|public|none] [--yes] [--json]
        bun scripts/new-app.ts <name> --rotate-password

@@ -15,7 +15,7 @@ function stackWantsMonitoring(): boolean {
 }
 
 const USAGE =
-  "usage: make setup   (bun scripts/setup.ts [--check] [--tests] [--monitoring])\n--check: only list what is missing, exit 1 if anything is\n--tests: also what make test needs (openssh-server, openssh-client, openssl, python3, sudo, prometheus and prometheus-alertmanager for promtool/amtool)\n--monitoring: also prometheus, prometheus-alertmanager and the exporters (implied when the stack's MONITORING=true)";
+  "usage: make setup   (bun scripts/setup.ts [--check] [--tests] [--monitoring])\n--check: only list what is missing, exit 1 if anything is\n--tests: also what make test needs (openssh-server, openssh-client, openssl, python3, sudo, prometheus and prometheus-alertmanager for promtool/amtool, podman, runc, docker-compose and debootstrap for the docker runtime, vip-manager for the namespace lab)\n--monitoring: also prometheus, prometheus-alertmanager and the exporters (implied when the stack's MONITORING=true)";
 await runMain(async () => {
   const flags = parseFlags(process.argv.slice(2), { check: "boolean", tests: "boolean", monitoring: "boolean" }, USAGE);
   if (flags.help) return void console.log(USAGE);

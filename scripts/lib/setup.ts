@@ -50,6 +50,9 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["docker-compose", "docker-compose"],
   ["runc", "runc"],
   ["debootstrap", "debootstrap"],
+  // tests/integration/cluster-lab.test.ts: the namespace hosts share this machine's files but have no route
+  // to Debian's archive, so what cluster-deploy would install there (HOST_PACKAGES) must be here already.
+  ["vip-manager", "vip-manager"],
 ];
 
 /** MONITORING=true (scripts/lib/monitoring/): Prometheus, Alertmanager and two exporters, run by dev-up. */

@@ -15,7 +15,6 @@ import { ensureDcsParameters } from "../dcs-params";
 import { readTemplate, renderTemplate, writeIfChanged } from "../render";
 import { ensurePgDir, freeBytes, pgOwner, runAsPg, spaceProblem } from "./common";
 import { withClient } from "../pg";
-import { waitHealthy } from "../cluster-ops";
 
 export const pgbackrestConfigPath = (cfg: Config) => join(cfg.backup.pgbackrestHome, "pgbackrest.conf");
 

@@ -187,7 +187,7 @@ export async function planCluster(s: ClusterSettings, conns: HostConn[]): Promis
   const kh = clusterKnownHosts(s);
   const knownHosts = existsSync(kh) ? readFileSync(kh, "utf8") : "";
   // Ask from a host that does not hold the VIP: the holder answers its own ARP only to others.
-  const asker = conns.find((c, i) => !facts[i]!.holdsVip) ?? conns[0]!;
+  const asker = conns.find((_c, i) => !facts[i]!.holdsVip) ?? conns[0]!;
   const neigh = facts.some((f) => f.holdsVip)
     ? undefined
     : neighbourMac((await asker.exec(vipNeighbourCommand(s.vip), { nothrow: true, timeoutMs: 15_000 })).stdout);

@@ -281,7 +281,6 @@ export async function monitoringUp(
   await checkMonitoringBinaries();
   const changed = await writeMonitoringFiles(cfg);
   const changes = await ensureMonitorRole(cfg);
-  const mon = cfg.monitoring;
   // The single exporter of earlier versions (through HAProxy) held the first member's port.
   await stopProc(legacyPostgresExporter(cfg), 10_000);
   const listener = new Map(monitoringListeners(cfg).map((l) => [l.name, `http://${l.address}:${l.port}`]));

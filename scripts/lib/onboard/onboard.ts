@@ -8,10 +8,9 @@ import { existsSync } from "node:fs";
 import { appEnvPath, appNginxPath, loadApps, registryPath, saveApps, type AppEntry } from "../apps";
 import type { Config } from "../config";
 import { ToolkitError } from "../errors";
-import { run } from "../exec";
 import { procSpecs } from "../native/specs";
 import { syncPool } from "../pool";
-import { connect, quoteIdent } from "../pg";
+import { quoteIdent } from "../pg";
 import { runningPid } from "../procs";
 import { registerSecret } from "../redact";
 import { readTemplate, writeIfChanged } from "../render";
@@ -34,7 +33,7 @@ export {
 } from "./admin";
 export { applyNginx, waitNginxRoute } from "./nginx-apply";
 export { closeMaintenanceDatabase, inputIssues } from "./guards";
-import { badInputError, nginxTestCmd, planApp, renderAppNginx, sql, appEnvFile, type AppRequest } from "./plan";
+import { badInputError, planApp, renderAppNginx, sql, appEnvFile, type AppRequest } from "./plan";
 import { scramMatches, scramVerifier } from "../scram";
 
 export type Step =

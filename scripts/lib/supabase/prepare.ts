@@ -8,7 +8,6 @@
 import type pg from "pg";
 import { quoteIdent, quoteLiteral } from "../pg";
 import {
-  API_ROLES,
   DATABASE_GRANTS,
   DB_OWNER,
   DEFAULT_PRIVILEGES,
