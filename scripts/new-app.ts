@@ -9,14 +9,7 @@ import { openRuntime } from "./lib/runtimes/index";
 import { envFlag, parseFlags } from "./lib/flags";
 import { checkNewAppAccess } from "./lib/onboard/access-check";
 import { inputIssues, onboardApp, type OnboardResult } from "./lib/onboard/onboard";
-import {
-  appNameProblem,
-  badInputError,
-  defaultDomain,
-  domainProblem,
-  planApp,
-  NAME_RULE,
-} from "./lib/onboard/plan";
+import { appNameProblem, badInputError, defaultDomain, domainProblem, planApp, NAME_RULE } from "./lib/onboard/plan";
 import { planRemoval, removeApp, type RemovalPlan, type RemoveResult } from "./lib/onboard/remove";
 import { onboardSummary } from "./lib/onboard/summary";
 import { intro, isInteractive, logLine, note, outro, progressReporter } from "./lib/ui";
