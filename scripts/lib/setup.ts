@@ -50,6 +50,9 @@ export const TEST_PACKAGES: [probe: string, pkg: string][] = [
   ["docker-compose", "docker-compose"],
   ["runc", "runc"],
   ["debootstrap", "debootstrap"],
+  // podman 4.3 on Debian 12 networks with CNI: without the dnsname plugin (a Recommends we do not get with
+  // --no-install-recommends) containers cannot resolve each other's service names, and etcd's peers never meet.
+  ["/usr/lib/cni/dnsname", "golang-github-containernetworking-plugin-dnsname"],
   // tests/integration/cluster-lab.test.ts: the namespace hosts share this machine's files but have no route
   // to Debian's archive, so what cluster-deploy would install there (HOST_PACKAGES) must be here already.
   ["vip-manager", "vip-manager"],
