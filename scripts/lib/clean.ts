@@ -4,11 +4,11 @@
  * name databases and roles that die with the data, so they go too (a next
  * `make backup` on a fresh stack would otherwise look for those databases).
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, rmdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { appEnvPath, loadApps, registryPath, saveApps } from "./apps";
 import type { Config } from "./config";
-import { envFilePath } from "./supabase/environments";
+import { envFilePath, envFilesDir } from "./supabase/environments";
 
 export interface CleanPlan {
   /** state dir, member root, socket dir: deleted whole */
@@ -74,6 +74,12 @@ export function applyClean(cfg: Config, plan: CleanPlan, opts: { purgeSecrets?: 
   for (const f of plan.appEnvFiles) {
     rmSync(f, { force: true });
     done.push(f);
+  }
+  // The environments' folder (envs/app.<stack>/) goes with its last file; anything else put there keeps it.
+  const envDir = envFilesDir(cfg);
+  if (plan.appEnvFiles.some((f) => dirname(f) === envDir) && existsSync(envDir) && readdirSync(envDir).length === 0) {
+    rmdirSync(envDir);
+    done.push(envDir);
   }
   if (plan.registry?.action === "delete") {
     rmSync(plan.registry.path, { force: true });

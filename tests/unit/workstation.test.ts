@@ -9,6 +9,7 @@ import {
   chmodSync,
   chownSync,
   existsSync,
+  readdirSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -279,6 +280,20 @@ describe("clean leaves nothing that refers to what it deleted", () => {
           existsSync(join(root, "envs", f)),
         ),
       ).toEqual(["app.other/.env.dev"]);
+      // The stack's folder goes with its last file; another stack's stays.
+      expect(["app.ut", "app.other"].filter((d) => existsSync(join(root, "envs", d)))).toEqual(["app.other"]);
+    } finally {
+      rmSync(root, { recursive: true });
+    }
+  });
+  test("the environments' folder stays when something else lives in it", () => {
+    const root = mkdtempSync(join(tmpdir(), "pgp-clean-"));
+    const cfg = cfgAt("ut", root);
+    mkdirSync(join(root, "envs", "app.ut"), { recursive: true });
+    for (const f of [".env.dev", "notes.txt"]) writeFileSync(join(root, "envs", "app.ut", f), "X=1\n");
+    try {
+      applyClean(cfg, planClean(cfg));
+      expect(readdirSync(join(root, "envs", "app.ut"))).toEqual(["notes.txt"]);
     } finally {
       rmSync(root, { recursive: true });
     }
