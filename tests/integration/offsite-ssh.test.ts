@@ -15,7 +15,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  renameSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -28,9 +27,9 @@ import { readManifest } from "../../scripts/lib/backup/manifest";
 import { writePgbackrestFiles } from "../../scripts/lib/backup/pgbackrest";
 import { loadConfig } from "../../scripts/lib/config";
 import { monitoringHome, textfileDir } from "../../scripts/lib/monitoring";
-import { connect, quoteIdent } from "../../scripts/lib/pg";
+import { quoteIdent } from "../../scripts/lib/pg";
 import { keygen } from "./sshd";
-import { grepBytes, sqlIn } from "./offsite-fixture";
+import { grepBytes, jsonOf, pitrFromFarCopyAlone, sqlIn } from "./offsite-fixture";
 import { runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -53,8 +52,6 @@ const made: string[] = [];
 const sshds: ChildProcess[] = [];
 let madeTextfileDir = false;
 let hostKey = "";
-
-const jsonOf = (out: string) => JSON.parse(out.slice(out.indexOf("{")));
 
 const sql = <T = any>(query: string, params: unknown[] = [], database = DB) => sqlIn<T>(cfg, database, query, params);
 
@@ -202,35 +199,7 @@ describe("off-site backups to a backup host over SSH (pgBackRest repository host
   }, 600_000);
 
   test("PITR from the backup host alone (local repository moved aside): rows before AT come back, rows after do not", async () => {
-    await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (2, 'after the backup, before AT')`);
-    await Bun.sleep(1100);
-    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0]
-      .at as string;
-    await Bun.sleep(1100);
-    await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (3, 'after AT')`);
-    const aside = `${cfg.backup.repoDir}.aside`;
-    renameSync(cfg.backup.repoDir, aside);
-    let r;
-    try {
-      r = runScript("restore-pitr.ts", ["--at", at, "--keep", "--json"], { SOURCE: "offsite" });
-    } finally {
-      renameSync(aside, cfg.backup.repoDir);
-    }
-    expect(r.code === 0 ? "" : r.stderr).toBe("");
-    const res = jsonOf(r.stdout);
-    const c = await connect(cfg, { target: { host: res.scratch.address, port: res.scratch.port }, database: DB });
-    try {
-      expect((await c.query(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`)).rows).toEqual([
-        { id: 1, v: MARKER },
-        { id: 2, v: "after the backup, before AT" },
-      ]);
-    } finally {
-      await c.end();
-    }
-    expect(readFileSync(join(res.scratch.dir, "data", "postgresql.auto.conf"), "utf8")).toContain(
-      "pgbackrest-offsite.conf",
-    );
-    expect(runScript("restore-pitr.ts", ["--remove"]).code).toBe(0);
+    await pitrFromFarCopyAlone(cfg, DB, TABLE, MARKER);
   }, 600_000);
 
   test("make restore SOURCE=offsite: the logical backup from the backup host, checked against its manifest", async () => {

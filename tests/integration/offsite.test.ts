@@ -13,7 +13,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  renameSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -24,8 +23,8 @@ import { offsiteGate } from "../../scripts/lib/backup/offsite-gate";
 import { offsitePausedPath } from "../../scripts/lib/backup/offsite";
 import { readManifest } from "../../scripts/lib/backup/manifest";
 import { monitoringHome, textfileDir } from "../../scripts/lib/monitoring";
-import { connect, quoteIdent } from "../../scripts/lib/pg";
-import { archiver, grepBytes, sqlIn, switchArchived } from "./offsite-fixture";
+import { quoteIdent } from "../../scripts/lib/pg";
+import { archiver, grepBytes, jsonOf, pitrFromFarCopyAlone, sqlIn, switchArchived } from "./offsite-fixture";
 import { runScript, TEST_STACK, testConfig, waitClusterHealthy } from "./stack";
 import { S3_KEY, startS3Server, stopChild } from "./s3-server";
 
@@ -47,8 +46,6 @@ const work = mkdtempSync("/tmp/pgp-offsite-it-");
 const made: string[] = [];
 let server: ChildProcess | undefined;
 let madeTextfileDir = false;
-
-const jsonOf = (out: string) => JSON.parse(out.slice(out.indexOf("{")));
 
 const sql = <T = any>(query: string, params: unknown[] = [], database = DB) => sqlIn<T>(cfg, database, query, params);
 
@@ -156,36 +153,7 @@ describe("off-site backups to S3-compatible object storage", () => {
   }, 300_000);
 
   test("PITR from object storage alone (local repository moved aside): rows before AT come back, rows after do not", async () => {
-    await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (2, 'after the backup, before AT')`);
-    await Bun.sleep(1100);
-    const at = (await sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS at"))[0]
-      .at as string;
-    await Bun.sleep(1100);
-    await sql(`INSERT INTO ${quoteIdent(TABLE)} VALUES (3, 'after AT')`);
-    const aside = `${cfg.backup.repoDir}.aside`;
-    renameSync(cfg.backup.repoDir, aside);
-    let r;
-    try {
-      r = runScript("restore-pitr.ts", ["--at", at, "--keep", "--json"], { SOURCE: "offsite" });
-    } finally {
-      renameSync(aside, cfg.backup.repoDir);
-    }
-    expect(r.code).toBe(0);
-    const res = jsonOf(r.stdout);
-    const c = await connect(cfg, { target: { host: res.scratch.address, port: res.scratch.port }, database: DB });
-    try {
-      expect((await c.query(`SELECT id, v FROM ${quoteIdent(TABLE)} ORDER BY id`)).rows).toEqual([
-        { id: 1, v: MARKER },
-        { id: 2, v: "after the backup, before AT" },
-      ]);
-      expect((await c.query("SELECT pg_is_in_recovery() AS r")).rows[0].r).toBe(false);
-    } finally {
-      await c.end();
-    }
-    // pgBackRest's restore_command in the restored instance names the off-site config only.
-    const auto = readFileSync(join(res.scratch.dir, "data", "postgresql.auto.conf"), "utf8");
-    expect(auto).toContain("pgbackrest-offsite.conf");
-    expect(runScript("restore-pitr.ts", ["--remove"]).code).toBe(0);
+    await pitrFromFarCopyAlone(cfg, DB, TABLE, MARKER);
   }, 300_000);
 
   test("make restore SOURCE=offsite: the logical backup from the far copy, checked against its manifest", async () => {
