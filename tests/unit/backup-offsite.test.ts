@@ -21,7 +21,7 @@ import {
 import { bytesToKey, decryptor, pgbackrestError } from "../../scripts/lib/backup/offsite-copy";
 import { drillTarget } from "../../scripts/lib/backup/offsite-drill";
 import { parseSource } from "../../scripts/lib/backup/offsite-restore";
-import { offsiteTarget, passphraseWarning } from "../../scripts/lib/backup/offsite-run";
+import { offsiteTarget, passphraseWarning, unreadableInfo } from "../../scripts/lib/backup/offsite-run";
 import { renderPgbackrestConf } from "../../scripts/lib/backup/pgbackrest";
 
 const TEST_ENV = readFileSync(join(ROOT_DIR, "envs/test.env"), "utf8");
@@ -355,5 +355,26 @@ describe("small pieces", () => {
     expect(cronLine(load(S3), "/b", DRILL_JOB)).toBe(
       `45 3 * * 0 cd ${ROOT_DIR} && STACK=test /b ${ROOT_DIR}/scripts/backup-drill.ts >> ${ROOT_DIR}/.state/test/logs/drill-cron.log 2>&1 # pgplatform drill test`,
     );
+  });
+});
+
+describe("a wrong passphrase is told from a store that fails (pgBackRest 2.45's own lines)", () => {
+  const info =
+    "unable to load info file '/pgplatform/pgplatform-test/backup/pgplatform-test/backup.info' or '/pgplatform/pgplatform-test/backup/pgplatform-test/backup.info.copy':";
+  test("either error a wrong passphrase raises is a wrong passphrase", () => {
+    expect(unreadableInfo(`[CryptoError] ${info}\nHINT: is or was the repo encrypted?`)).toBe(true);
+    expect(unreadableInfo(`[FormatError] ${info}\nFormatError: key/value found outside of section at line 1`)).toBe(
+      true,
+    );
+  });
+  test("a store that does not answer, or refuses the key, is not", () => {
+    expect(unreadableInfo("[HostConnectError] unable to connect to '127.0.1.30:19443': [111] Connection refused")).toBe(
+      false,
+    );
+    expect(
+      unreadableInfo(
+        `[ProtocolError] ${info}\nProtocolError: S3 request failed with 403: Forbidden\n*** Response Content ***:\n<Code>SignatureDoesNotMatch</Code>`,
+      ),
+    ).toBe(false);
   });
 });

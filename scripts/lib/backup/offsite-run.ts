@@ -75,9 +75,13 @@ export function recordOffsite(
   ]);
 }
 
-/** Pure: pgBackRest could not read its own info files: in an encrypted repository, a wrong passphrase. */
+/**
+ * Pure: pgBackRest could not read its own info files: in an encrypted repository, a wrong passphrase.
+ * Which error a wrong passphrase raises depends on the bytes it decrypts to: a padding check that fails
+ * is a CryptoError, garbage that passes it a FormatError (pgBackRest 2.45, both seen here).
+ */
 export const unreadableInfo = (text: string) =>
-  /unable to load info file/.test(text) && /FormatError|cipher|decrypt/i.test(text);
+  /unable to load info file/.test(text) && /FormatError|CryptoError|cipher|decrypt/i.test(text);
 
 /**
  * The off-site stanza; a passphrase that does not open it is named as such (a deleted line was regenerated?).
