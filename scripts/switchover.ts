@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 /**
  * make switchover [TO=pg2] / make restart-member MEMBER=pg1: planned leader
- * moves with clients held in pgbouncer (PAUSE -> Patroni -> HAProxy routes to
- * the new leader -> RESUME). One entry for both verbs: --restart-member names the member.
+ * moves with clients held in pgbouncer (CHECKPOINT -> PAUSE -> Patroni -> HAProxy
+ * routes to the new leader -> RESUME). One entry for both verbs: --restart-member names the member.
  */
 import { loadConfig } from "./lib/config";
 import { runMain, ToolkitError } from "./lib/errors";
@@ -16,7 +16,7 @@ const USAGE = `usage: make switchover [TO=pgN] [STACK=dev]
        make restart-member MEMBER=pgN [STACK=dev]
        bun scripts/switchover.ts [--to pgN] [--restart-member pgN] [--pause-timeout S] [--json]
 
-switchover: PAUSE pgbouncer (in-flight transactions finish; new ones wait in the pooler,
+switchover: CHECKPOINT on the leader (so its demote has little left to flush), PAUSE pgbouncer (in-flight transactions finish; new ones wait in the pooler,
 bounded by POOL_PAUSE_TIMEOUT), Patroni switchover to TO (default: the sync standby), wait
 until HAProxy routes read-write to the new leader, RESUME. Clients see a pause, not an error.
 restart-member: a replica restarts in place; the leader is first switched away as above.

@@ -10,93 +10,13 @@ import type { Config } from "./config";
 import { ToolkitError } from "./errors";
 import { haproxyBackends } from "./haproxy";
 import { probeRoute } from "./cluster-ops";
-import { assessCluster, clusterView, isRunning, restSend, type ClusterView } from "./patroni";
+import { assessCluster, clusterView, restSend } from "./patroni";
 import { connect } from "./pg";
 import { pooledDatabases, poolAdmin, withPoolAdmin } from "./pool";
 import { loadApps } from "./apps";
 
-export type MaintStep = "preflight" | "pause" | "switchover" | "wait-route" | "resume" | "restart" | "wait-member";
-
-export interface MaintPlan {
-  op: "switchover" | "restart-member";
-  leader: string;
-  /** the member that becomes leader (switchover steps) */
-  candidate?: string;
-  /** the member restarted (restart-member) */
-  member?: string;
-  steps: MaintStep[];
-}
-
-/** The steps that move the leader with clients held in the pooler. */
-const SWITCH: MaintStep[] = ["pause", "switchover", "wait-route", "resume"];
-
-function leaderOf(view: ClusterView): string {
-  const leaders = view.members.filter((m) => m.role === "leader");
-  if (leaders.length !== 1)
-    throw new ToolkitError(
-      "NO_LEADER",
-      `the cluster has ${leaders.length} leaders`,
-      "wait for it to settle; see `make status`",
-    );
-  return leaders[0]!.name;
-}
-
-/** Default target: the synchronous standby (it holds every acknowledged commit), else a running replica. */
-function pickCandidate(view: ClusterView, leader: string, to?: string): string {
-  const names = view.members.map((m) => m.name);
-  if (to !== undefined) {
-    if (!names.includes(to))
-      throw new ToolkitError(
-        "BAD_INPUT",
-        `TO=${to} is not a member (members: ${names.join(", ")})`,
-        `pick one of ${names.filter((n) => n !== leader).join(", ")}`,
-      );
-    if (to === leader)
-      throw new ToolkitError(
-        "BAD_INPUT",
-        `TO=${to} is already the leader`,
-        `pick one of ${names.filter((n) => n !== leader).join(", ")}`,
-      );
-    const m = view.members.find((x) => x.name === to)!;
-    if (!isRunning(m))
-      throw new ToolkitError("BAD_INPUT", `TO=${to} is not running (state ${m.state})`, "see `make status`");
-    return to;
-  }
-  const sync = view.members.find((m) => m.role === "sync_standby" && isRunning(m));
-  const any = view.members.find((m) => m.name !== leader && isRunning(m));
-  const c = sync ?? any;
-  if (!c) throw new ToolkitError("NO_CANDIDATE", "no running replica to switch over to", "see `make status`");
-  return c.name;
-}
-
-export function planSwitchover(view: ClusterView, to?: string): MaintPlan {
-  const leader = leaderOf(view);
-  return { op: "switchover", leader, candidate: pickCandidate(view, leader, to), steps: ["preflight", ...SWITCH] };
-}
-
-/**
- * A replica restarts in place (the pooler never routes to it); the leader is switched away first,
- * inside PAUSE/RESUME, and restarted once it has rejoined as a replica (Patroni refuses a restart mid-demote).
- */
-export function planRestart(view: ClusterView, member: string): MaintPlan {
-  const leader = leaderOf(view);
-  const names = view.members.map((m) => m.name);
-  if (!names.includes(member))
-    throw new ToolkitError(
-      "BAD_INPUT",
-      `MEMBER=${member} is not a member (members: ${names.join(", ")})`,
-      `pick one of ${names.join(", ")}`,
-    );
-  if (member !== leader)
-    return { op: "restart-member", leader, member, steps: ["preflight", "restart", "wait-member"] };
-  return {
-    op: "restart-member",
-    leader,
-    member,
-    candidate: pickCandidate(view, leader),
-    steps: ["preflight", ...SWITCH, "wait-member", "restart", "wait-member"],
-  };
-}
+export { planRestart, planSwitchover, type MaintPlan, type MaintStep } from "./maintenance-plan";
+import type { MaintPlan, MaintStep } from "./maintenance-plan";
 
 export interface BlockingSession {
   pid: number;
@@ -209,6 +129,17 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
             s,
             `leader ${plan.leader}${plan.candidate ? `, candidate ${plan.candidate}` : ""}${plan.member ? `, restart ${plan.member}` : ""}`,
           );
+          break;
+        }
+        case "checkpoint": {
+          // Through HAProxy's read-write port: the leader, which preflight has just confirmed.
+          const c = await connect(cfg, { timeoutMs: 5000 });
+          try {
+            await c.query("CHECKPOINT");
+          } finally {
+            await c.end().catch(() => {});
+          }
+          progress(s, `${plan.leader}: dirty pages flushed before the pause`);
           break;
         }
         case "pause": {

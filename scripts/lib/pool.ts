@@ -19,6 +19,7 @@ import { ToolkitError } from "./errors";
 import { osUserIds } from "./exec";
 import { runningPid, tailFile, type ProcSpec } from "./procs";
 import { readTemplate, renderTemplate, writeIfChanged } from "./render";
+import { haproxySocketDir } from "./rundir";
 import { scramMatches, scramVerifier } from "./scram";
 import { ENVIRONMENT_DB_ROLES } from "./supabase-db";
 
@@ -57,8 +58,9 @@ export interface PoolWhere {
   userlist: string;
 }
 
+/** Natively pgbouncer reaches HAProxy's read-write listener through its Unix socket (stack-files.ts says why). */
 export const nativePoolWhere = (cfg: Config): PoolWhere => ({
-  upstreamHost: cfg.haproxy.address,
+  upstreamHost: haproxySocketDir(cfg.runtimeDir),
   upstreamPort: cfg.haproxy.rwPort,
   listenAddr: cfg.pool.address,
   listenPort: cfg.pool.port,

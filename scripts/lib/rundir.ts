@@ -1,7 +1,7 @@
 /**
  * The short runtime folder for every Unix socket the toolkit creates (member
- * Postgres, backup-verification and restore-pitr scratch instances, pgbouncer
- * to come). A socket path must fit sun_path (107 bytes), and a checkout under
+ * Postgres, backup-verification and restore-pitr scratch instances, HAProxy's
+ * read-write socket for pgbouncer). A socket path must fit sun_path (107 bytes), and a checkout under
  * /home/<user>/<projects>/... easily exceeds that once .state/<stack>/members/
  * scratch/<name>/run/.s.PGSQL.5432 is appended. So sockets never live in the
  * checkout:
@@ -98,6 +98,26 @@ export function ensureRuntimeDir(runtimeDir: string, asRoot: boolean): string {
   ensureSafeDir(base, mode, undefined, asRoot);
   ensureSafeDir(runtimeDir, mode, undefined, asRoot);
   return runtimeDir;
+}
+
+/**
+ * HAProxy's folder for the read-write socket pgbouncer connects through (native one-box stacks).
+ * HAProxy binds it as root before dropping to `haproxy` and hands the socket to postgres (mode
+ * 0600), so the folder is root's, 0711 (postgres traverses it); without root everything is ours, 0700.
+ */
+export const haproxySocketDir = (runtimeDir: string) => join(runtimeDir, "haproxy");
+
+export function ensureHaproxySocketDir(runtimeDir: string, asRoot: boolean, port: number): string {
+  const dir = haproxySocketDir(runtimeDir);
+  if (socketPathBytes(dir, port) > SUN_PATH_MAX)
+    throw new ToolkitError(
+      "SOCKET_PATH_TOO_LONG",
+      `${dir}: a Unix socket path there would be ${socketPathBytes(dir, port)} bytes (limit ${SUN_PATH_MAX})`,
+      "use a shorter stack name",
+    );
+  ensureRuntimeDir(runtimeDir, asRoot);
+  ensureSafeDir(dir, asRoot ? 0o711 : 0o700, undefined, asRoot);
+  return dir;
 }
 
 /** A socket dir for a process run as `owner` (postgres as root, else ourselves): 0700, checked. */

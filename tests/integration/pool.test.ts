@@ -231,7 +231,14 @@ describe("switchover inside PAUSE/RESUME", () => {
       await writer;
       await w.end();
       expect(failed).toEqual([]);
-      expect(r.steps.map((s) => s.step)).toEqual(["preflight", "pause", "switchover", "wait-route", "resume"]);
+      expect(r.steps.map((s) => s.step)).toEqual([
+        "preflight",
+        "checkpoint",
+        "pause",
+        "switchover",
+        "wait-route",
+        "resume",
+      ]);
       const after = await clusterView(cfg);
       expect(after!.members.find((m) => m.role === "leader")!.name).toBe(plan.candidate!);
       const c = await client(envVar(A, "DIRECT_URL"));

@@ -18,7 +18,7 @@ const cfg = parseConfig(devEnv, {
   file: "envs/dev.env",
   stack: "dev",
   rootDir: "/srv/pgplatform",
-  isRoot: false,
+  isRoot: true,
   secrets,
 });
 const template = readFileSync(`${root}/pgbouncer/pgbouncer.ini.tmpl`, "utf8");
@@ -175,7 +175,7 @@ describe("switchover and restart-member: the steps as data", () => {
       op: "switchover",
       leader: "pg1",
       candidate: "pg2",
-      steps: ["preflight", "pause", "switchover", "wait-route", "resume"],
+      steps: ["preflight", "checkpoint", "pause", "switchover", "wait-route", "resume"],
     });
     expect(planSwitchover(healthy, "pg3").candidate).toBe("pg3");
   });
@@ -193,7 +193,17 @@ describe("switchover and restart-member: the steps as data", () => {
       leader: "pg1",
       member: "pg1",
       candidate: "pg2",
-      steps: ["preflight", "pause", "switchover", "wait-route", "resume", "wait-member", "restart", "wait-member"],
+      steps: [
+        "preflight",
+        "checkpoint",
+        "pause",
+        "switchover",
+        "wait-route",
+        "resume",
+        "wait-member",
+        "restart",
+        "wait-member",
+      ],
     });
   });
   test("bad targets are refused before any step, naming the value and the choices", () => {

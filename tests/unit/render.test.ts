@@ -75,7 +75,11 @@ for (const kind of ["native", "docker"] as const) {
       const h = files.find((f) => f.path === "haproxy/haproxy.cfg")!.content;
       expect(h).toMatch(/listen postgres_rw[\s\S]*uri \/primary/);
       expect(h).toMatch(/listen postgres_ro[\s\S]*uri \/replica/);
-      expect(h).toContain(
+      // read-write: a down server (the next leader) is re-checked every 250 ms; read-only keeps the interval
+      expect(h.split("listen postgres_ro")[0]).toContain(
+        "default-server inter 1000 fastinter 200 downinter 250 fall 2 rise 2 on-marked-down shutdown-sessions",
+      );
+      expect(h.split("listen postgres_ro")[1]).toContain(
         "default-server inter 1000 fastinter 200 downinter 1000 fall 2 rise 2 on-marked-down shutdown-sessions",
       );
       expect(h.match(/server pg[123] /g)).toHaveLength(6);

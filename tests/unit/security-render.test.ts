@@ -20,7 +20,8 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { parseConfig } from "../../scripts/lib/config";
+import { parseConfig, type Config } from "../../scripts/lib/config";
+import { nativePoolWhere } from "../../scripts/lib/pool";
 import { IMAGE_POSTGRES_IDS, writeDockerTls } from "../../scripts/lib/docker";
 import { ensureEtcdTls, etcdTlsFiles, memberSans } from "../../scripts/lib/etcd-tls";
 import { run } from "../../scripts/lib/exec";
@@ -198,6 +199,29 @@ describe("service users", () => {
       "global\n    maxconn 1000\n    log stdout format raw local0 notice\n    user haproxy\n    group haproxy\n",
     );
     expect(file("docker", "haproxy/haproxy.cfg")).not.toMatch(/^\s*user haproxy/m);
+  });
+
+  test("native: pgbouncer's way in is HAProxy's read-write Unix socket, postgres's alone (0600), on one thread", () => {
+    const rw = (c: Config, kind: "native" | "docker") =>
+      file(kind, "haproxy/haproxy.cfg", c).split("listen postgres_rw\n")[1]!.split("\n\n")[0]!;
+    const dir = "/run/pgplatform/dev/haproxy";
+    expect(
+      rw(cfg, "native")
+        .match(/^ *bind .*$/gm)!
+        .map((l) => l.trim()),
+    ).toEqual([
+      `bind ${cfg.haproxy.address}:${cfg.haproxy.rwPort}`,
+      `bind unix@${dir}/.s.PGSQL.${cfg.haproxy.rwPort} mode 600 user postgres thread 1`,
+    ]);
+    // pgbouncer's [databases] name that folder and port (libpq's convention: <host>/.s.PGSQL.<port>).
+    expect(nativePoolWhere(cfg)).toMatchObject({ upstreamHost: dir, upstreamPort: cfg.haproxy.rwPort });
+    // Without root nothing changes owner: the socket is ours, like every process of the stack.
+    const mine = load(envText, false);
+    expect(rw(mine, "native")).toMatch(
+      /^ {4}bind unix@\/tmp\/pgp-\d+\/dev\/haproxy\/\.s\.PGSQL\.\d+ mode 600 thread 1$/m,
+    );
+    // The pgbouncer container reaches HAProxy over the compose network: no socket there.
+    expect(rw(cfg, "docker")).not.toContain("unix@");
   });
 });
 

@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import { ToolkitError } from "../errors";
 import { readTemplate, renderTemplate } from "../render";
+import { rwDowninterMs } from "../stack-files";
 import type { ClusterHost, ClusterSettings } from "./settings";
 
 /** Patroni's DCS namespace: the leader key is <namespace><cluster>/leader (vip-manager watches it). */
@@ -184,12 +185,14 @@ export function renderHaproxy(rootDir: string, s: ClusterSettings, sec: ClusterS
     {
       CLUSTER_NAME: s.name,
       HAPROXY_RUN_AS: "    user haproxy\n    group haproxy",
+      HAPROXY_POOL_BIND: "    # (no pgbouncer on the cluster's hosts: clients reach this port on the floating address)",
       HAPROXY_STATS_PASSWORD: sec.HAPROXY_STATS_PASSWORD,
       HAPROXY_ADDRESS: s.vip,
       HAPROXY_STATS_PORT: s.ports.stats,
       HAPROXY_RW_PORT: s.ports.rw,
       HAPROXY_RO_PORT: s.ports.ro,
       HAPROXY_CHECK_INTER_MS: 1000,
+      HAPROXY_RW_DOWNINTER_MS: rwDowninterMs(1000),
       HAPROXY_CHECK_FALL: 2,
       HAPROXY_CHECK_RISE: 2,
       HAPROXY_SERVERS: servers,

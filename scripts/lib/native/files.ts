@@ -12,7 +12,7 @@ import { etcdOwner, pgOwner } from "../os-user";
 import { portFree, portHolder } from "../ports";
 import { runningPid, type ProcSpec } from "../procs";
 import { writeIfChanged } from "../render";
-import { ensureSocketDir } from "../rundir";
+import { ensureHaproxySocketDir, ensureSocketDir } from "../rundir";
 import { ensureDirNoFollow, writeFileNoFollow } from "../safe-fs";
 import { ensureStackDirs } from "../state-dir";
 import { etcdHome, nativeEtcdTlsDir, patroniEtcdTlsFiles, renderStack, stackHttpAddress } from "../stack-files";
@@ -79,6 +79,7 @@ export async function writeStackFiles(cfg: Config): Promise<Set<string>> {
   if (tlsChanges.length) for (const m of cfg.members) changed.add(m.etcdName);
   for (const m of cfg.members) ensureDirNoFollow(join(etcdHome(cfg), m.etcdName), 0o700, etcdIds);
   const tls = etcdTlsFiles(nativeEtcdTlsDir(cfg));
+  ensureHaproxySocketDir(cfg.runtimeDir, Boolean(cfg.pgOsUser), cfg.haproxy.rwPort);
   for (const f of renderStack(cfg, "native")) {
     if (f.member) {
       const m = cfg.members.find((x) => x.name === f.member)!;
