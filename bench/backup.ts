@@ -173,25 +173,36 @@ await runMain(async () => {
       }
       await run(["sync"], { timeoutMs: 600_000 });
     };
-    await flush();
-    const [phys, physMs] = await timed(() => physicalBackup(cfg, { type: "full" }));
-    log(
-      `pgBackRest full backup: ${secs(physMs)} (${formatBytes(phys.size)} cluster, ${formatBytes(phys.repoSize)} in repo; ${phys.note})`,
-    );
-
-    // 6. The same full backup into the off-site repository (BACKUP_OFFSITE), right after: goal >= 0.8x the local one.
-    let off: [Awaited<ReturnType<typeof physicalBackup>>, number] | undefined;
-    if (offsiteEnabled(cfg)) {
+    // 6. The same full backup into the off-site repository (BACKUP_OFFSITE) right after each local one, `rounds`
+    // times alternating (the same data; one run of each varied 6.9-8.8 s local, 10.9-12.2 s off-site): best of each.
+    // Goal: the off-site throughput >= 0.8x the local one.
+    const offsite = offsiteEnabled(cfg);
+    if (offsite) {
       writePgbackrestFiles(cfg);
       // ssh: the backup host's config (it runs the backup itself, pgBackRest's repository-host mode)
       if (cfg.backup.offsite.kind === "ssh") await prepareBackupHost(cfg, readOffsiteSecrets(cfg).cipherPass);
       await ensureOffsiteStanza(cfg);
+    }
+    const locals: [Awaited<ReturnType<typeof physicalBackup>>, number][] = [];
+    const offs: [Awaited<ReturnType<typeof physicalBackup>>, number][] = [];
+    for (let i = 0; i < rounds; i++) {
       await flush();
-      off = await timed(() => physicalBackup(cfg, { type: "full", runner: runOffsite }));
+      const l = await timed(() => physicalBackup(cfg, { type: "full" }));
+      locals.push(l);
       log(
-        `pgBackRest full backup OFF-SITE (${offsiteTarget(cfg)}): ${secs(off[1])} (${formatBytes(off[0].repoSize)} in repo)`,
+        `pgBackRest full backup: ${secs(l[1])} (${formatBytes(l[0].size)} cluster, ${formatBytes(l[0].repoSize)} in repo; ${l[0].note})`,
+      );
+      if (!offsite) continue;
+      await flush();
+      const o = await timed(() => physicalBackup(cfg, { type: "full", runner: runOffsite }));
+      offs.push(o);
+      log(
+        `pgBackRest full backup OFF-SITE (${offsiteTarget(cfg)}): ${secs(o[1])} (${formatBytes(o[0].repoSize)} in repo)`,
       );
     }
+    const fastest = <T>(xs: [T, number][]) => xs.reduce((a, b) => (b[1] < a[1] ? b : a));
+    const [phys, physMs] = fastest(locals);
+    const off = offs.length ? fastest(offs) : undefined;
 
     const best = (xs: number[]) => Math.min(...xs);
     const rows = [
@@ -219,7 +230,7 @@ await runMain(async () => {
     );
     console.log(
       off
-        ? `  off-site full backup: ${secs(off[1])} ${mbps(phys.size, off[1])} vs local ${mbps(phys.size, physMs)}: ${(physMs / off[1]).toFixed(2)}x the local throughput (goal >= 0.8)`
+        ? `  off-site full backup: ${secs(off[1])} ${mbps(phys.size, off[1])} vs local ${mbps(phys.size, physMs)}: ${(physMs / off[1]).toFixed(2)}x the local throughput (goal >= 0.8; best of ${rounds}, alternating; every run: local ${locals.map((x) => secs(x[1])).join(", ")}, off-site ${offs.map((x) => secs(x[1])).join(", ")})`
         : "  off-site full backup: BACKUP_OFFSITE=none, not measured",
     );
   } finally {
