@@ -100,6 +100,16 @@ export function ensureRuntimeDir(runtimeDir: string, asRoot: boolean): string {
   return runtimeDir;
 }
 
+/** A socket `dir/.s.PGSQL.<port>` (and Postgres' lock file beside it) must fit sun_path. */
+function checkSocketPath(dir: string, port: number): void {
+  if (socketPathBytes(dir, port) > SUN_PATH_MAX)
+    throw new ToolkitError(
+      "SOCKET_PATH_TOO_LONG",
+      `${dir}: a Unix socket path there would be ${socketPathBytes(dir, port)} bytes (limit ${SUN_PATH_MAX})`,
+      "use a shorter stack name",
+    );
+}
+
 /**
  * HAProxy's folder for the read-write socket pgbouncer connects through (native one-box stacks).
  * HAProxy binds it as root before dropping to `haproxy` and hands the socket to postgres (mode
@@ -109,12 +119,7 @@ export const haproxySocketDir = (runtimeDir: string) => join(runtimeDir, "haprox
 
 export function ensureHaproxySocketDir(runtimeDir: string, asRoot: boolean, port: number): string {
   const dir = haproxySocketDir(runtimeDir);
-  if (socketPathBytes(dir, port) > SUN_PATH_MAX)
-    throw new ToolkitError(
-      "SOCKET_PATH_TOO_LONG",
-      `${dir}: a Unix socket path there would be ${socketPathBytes(dir, port)} bytes (limit ${SUN_PATH_MAX})`,
-      "use a shorter stack name",
-    );
+  checkSocketPath(dir, port);
   ensureRuntimeDir(runtimeDir, asRoot);
   ensureSafeDir(dir, asRoot ? 0o711 : 0o700, undefined, asRoot);
   return dir;
@@ -128,13 +133,7 @@ export function ensureSocketDir(
   asRoot: boolean,
   port: number,
 ): void {
-  if (socketPathBytes(dir, port) > SUN_PATH_MAX) {
-    throw new ToolkitError(
-      "SOCKET_PATH_TOO_LONG",
-      `${dir}: a Unix socket path there would be ${socketPathBytes(dir, port)} bytes (limit ${SUN_PATH_MAX})`,
-      "use a shorter stack name",
-    );
-  }
+  checkSocketPath(dir, port);
   ensureRuntimeDir(runtimeDir, asRoot);
   ensureSafeDir(dir, 0o700, owner, asRoot);
 }
