@@ -23,6 +23,7 @@ import { backupPath } from "../scripts/lib/backup/manifest";
 import { physicalBackup, writePgbackrestFiles } from "../scripts/lib/backup/pgbackrest";
 import { offsiteEnabled, readOffsiteSecrets, runOffsite } from "../scripts/lib/backup/offsite";
 import { prepareBackupHost } from "../scripts/lib/backup/offsite-host";
+import { waitArchiverCaughtUp } from "../scripts/lib/backup/offsite-gate";
 import { ensureOffsiteStanza, offsiteTarget } from "../scripts/lib/backup/offsite-run";
 import { restoreDatabase } from "../scripts/lib/backup/restore";
 import { verifyBackup } from "../scripts/lib/backup/verify";
@@ -166,11 +167,7 @@ await runMain(async () => {
     // ran 7.4 s, 21.6 s and 30.6 s in three runs of the same data while the off-site one, right after it,
     // stayed at 11 s. Before each, the archiver catches up (no .ready segment left) and dirty pages are flushed.
     const flush = async () => {
-      for (let i = 0; i < 600; i++) {
-        const r = await c.query("SELECT count(*)::int AS n FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'");
-        if (r.rows[0].n === 0) break;
-        await Bun.sleep(1000);
-      }
+      await waitArchiverCaughtUp(cfg, (_step, m) => log(m));
       await run(["sync"], { timeoutMs: 600_000 });
     };
     // 6. The same full backup into the off-site repository (BACKUP_OFFSITE) right after each local one, `rounds`

@@ -11,7 +11,7 @@ import { ToolkitError } from "./errors";
 import { haproxyBackends } from "./haproxy";
 import { probeRoute } from "./cluster-ops";
 import { assessCluster, clusterView, restSend } from "./patroni";
-import { connect } from "./pg";
+import { connect, withClient } from "./pg";
 import { pooledDatabases, poolAdmin, withPoolAdmin } from "./pool";
 import { loadApps } from "./apps";
 
@@ -74,14 +74,14 @@ export async function blockingSessions(cfg: Config, since: Date): Promise<Blocki
 }
 
 /** The leader's archiver, through HAProxy's read-write port. */
-async function readArchiver(cfg: Config): Promise<ArchiverState> {
-  const c = await connect(cfg, { timeoutMs: 5000 });
-  try {
-    const r = await c.query(
-      `SELECT current_setting('archive_mode') AS mode, last_archived_wal, last_archived_time, last_failed_wal, last_failed_time
-         FROM pg_stat_archiver`,
-    );
-    const x = r.rows[0];
+const readArchiver = (cfg: Config): Promise<ArchiverState> =>
+  withClient(cfg, { timeoutMs: 5000 }, async (c) => {
+    const x = (
+      await c.query(
+        `SELECT current_setting('archive_mode') AS mode, last_archived_wal, last_archived_time, last_failed_wal, last_failed_time
+           FROM pg_stat_archiver`,
+      )
+    ).rows[0];
     return {
       archiveMode: x.mode,
       lastArchivedWal: x.last_archived_wal,
@@ -89,10 +89,7 @@ async function readArchiver(cfg: Config): Promise<ArchiverState> {
       lastFailedWal: x.last_failed_wal,
       lastFailedTime: x.last_failed_time,
     };
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
+  });
 
 /** RESUME, retried for a few seconds; "not paused" counts as done. */
 export async function resumePool(cfg: Config, timeoutMs = 10_000): Promise<void> {
@@ -163,12 +160,7 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
         }
         case "checkpoint": {
           // Through HAProxy's read-write port: the leader, which preflight has just confirmed.
-          const c = await connect(cfg, { timeoutMs: 5000 });
-          try {
-            await c.query("CHECKPOINT");
-          } finally {
-            await c.end().catch(() => {});
-          }
+          await withClient(cfg, { timeoutMs: 5000 }, (c) => c.query("CHECKPOINT"));
           progress(s, `${plan.leader}: dirty pages flushed before the pause`);
           break;
         }

@@ -62,10 +62,11 @@ async function reachOffsite(cfg: Config, progress: BackupProgress): Promise<void
 }
 
 /**
- * Paused: wait until the primary has no segment left to archive (pg_ls_archive_statusdir's .ready files),
- * so the local backup's own archive check does not time out behind an archive-push still retrying repo2.
+ * Wait until the primary has no segment left to archive (pg_ls_archive_statusdir's .ready files). Here:
+ * once paused, so the local backup's own archive check does not time out behind an archive-push still
+ * retrying repo2; bench/backup.ts: before each timed backup, so none waits behind an earlier backlog.
  */
-async function waitArchiverCaughtUp(cfg: Config, progress: BackupProgress, timeoutMs = 600_000): Promise<void> {
+export async function waitArchiverCaughtUp(cfg: Config, progress: BackupProgress, timeoutMs = 600_000): Promise<void> {
   const pending = () =>
     withClient(cfg, {}, async (c) =>
       Number(
