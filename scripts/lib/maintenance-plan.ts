@@ -100,25 +100,3 @@ export function planRestart(view: ClusterView, member: string): MaintPlan {
     steps: ["preflight", ...SWITCH, "wait-member", "restart", "wait-member"],
   };
 }
-
-/** The leader's pg_stat_archiver row (with archive_mode), as read before a switchover. */
-export interface ArchiverState {
-  archiveMode: string;
-  lastArchivedWal: string | null;
-  lastArchivedTime: Date | null;
-  lastFailedWal: string | null;
-  lastFailedTime: Date | null;
-}
-
-/**
- * Why the leader must not be demoted now, or undefined. A leader that stops runs its archiver once more
- * and Postgres exits only after it (each failing segment is retried 3 times, each try an archive-push that
- * waits out pgBackRest's io-timeout), so with archiving failing a switchover holds clients in the pooler
- * for minutes: measured with the off-site store down, the old leader stayed "demote in progress" for over
- * a minute. Failing = archiving is on and the newest failure is newer than the newest success. Pure.
- */
-export function archiverProblem(leader: string, a: ArchiverState): string | undefined {
-  if (a.archiveMode === "off" || !a.lastFailedTime) return undefined;
-  if (a.lastArchivedTime && a.lastArchivedTime >= a.lastFailedTime) return undefined;
-  return `WAL archiving on the leader ${leader} is failing (segment ${a.lastFailedWal ?? "?"} failed at ${a.lastFailedTime.toISOString()}; last success ${a.lastArchivedTime ? `${a.lastArchivedWal} at ${a.lastArchivedTime.toISOString()}` : "never"}): a leader stops only after its archiver has tried every remaining segment, so the switchover would hold clients in the pooler for as long as that takes`;
-}

@@ -16,7 +16,7 @@ import { pooledDatabases, poolAdmin, withPoolAdmin } from "./pool";
 import { loadApps } from "./apps";
 
 export { planRestart, planSwitchover, type MaintPlan, type MaintStep } from "./maintenance-plan";
-import { archiverProblem, type ArchiverState, type MaintPlan, type MaintStep } from "./maintenance-plan";
+import type { MaintPlan, MaintStep } from "./maintenance-plan";
 
 export interface BlockingSession {
   pid: number;
@@ -73,24 +73,6 @@ export async function blockingSessions(cfg: Config, since: Date): Promise<Blocki
   }
 }
 
-/** The leader's archiver, through HAProxy's read-write port. */
-const readArchiver = (cfg: Config): Promise<ArchiverState> =>
-  withClient(cfg, { timeoutMs: 5000 }, async (c) => {
-    const x = (
-      await c.query(
-        `SELECT current_setting('archive_mode') AS mode, last_archived_wal, last_archived_time, last_failed_wal, last_failed_time
-           FROM pg_stat_archiver`,
-      )
-    ).rows[0];
-    return {
-      archiveMode: x.mode,
-      lastArchivedWal: x.last_archived_wal,
-      lastArchivedTime: x.last_archived_time,
-      lastFailedWal: x.last_failed_wal,
-      lastFailedTime: x.last_failed_time,
-    };
-  });
-
 /** RESUME, retried for a few seconds; "not paused" counts as done. */
 export async function resumePool(cfg: Config, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -143,15 +125,6 @@ export async function runMaintenance(cfg: Config, plan: MaintPlan, opts: MaintOp
           if (h.leader !== plan.leader)
             throw new ToolkitError("LEADER_CHANGED", `the leader is now ${h.leader}, not ${plan.leader}`, "re-run");
           if (plan.steps.includes("pause")) await withPoolAdmin(cfg, async (c) => void (await c.query("SHOW VERSION")));
-          if (plan.steps.includes("switchover")) {
-            const why = archiverProblem(plan.leader, await readArchiver(cfg));
-            if (why)
-              throw new ToolkitError(
-                "ARCHIVING_FAILING",
-                why,
-                "fix WAL archiving first (`make backup` pauses an off-site repository that does not answer; the leader's log names the failing archive-push), then re-run",
-              );
-          }
           progress(
             s,
             `leader ${plan.leader}${plan.candidate ? `, candidate ${plan.candidate}` : ""}${plan.member ? `, restart ${plan.member}` : ""}`,

@@ -7,7 +7,6 @@ import { SECRET_KEYS } from "../../scripts/lib/secrets";
 import { OS_PACKAGES } from "../../scripts/lib/setup";
 import { NATIVE_BINARIES, procSpecs } from "../../scripts/lib/native/specs";
 import { planRestart, planSwitchover } from "../../scripts/lib/maintenance";
-import { archiverProblem } from "../../scripts/lib/maintenance-plan";
 import { poolByDatabase } from "../../scripts/lib/status";
 
 const root = `${import.meta.dir}/../..`;
@@ -247,39 +246,5 @@ describe("status: pool usage per database", () => {
       { database: "orchestrator_ai_dev", clientsActive: 0, clientsWaiting: 0, servers: 0, maxWaitS: 0 },
       { database: "hyperarchy_db", clientsActive: 4, clientsWaiting: 1, servers: 5, maxWaitS: 4 },
     ]);
-  });
-});
-
-describe("a switchover is refused while the leader's WAL archiving fails", () => {
-  const t = (iso: string) => new Date(iso);
-  const base = {
-    archiveMode: "on",
-    lastArchivedWal: "000000020000000000000041",
-    lastArchivedTime: t("2026-12-01T03:20:00Z"),
-    lastFailedWal: null,
-    lastFailedTime: null,
-  };
-  test("no failure, or a failure older than the newest success: no problem", () => {
-    expect(archiverProblem("pg1", base)).toBeUndefined();
-    expect(
-      archiverProblem("pg1", {
-        ...base,
-        lastFailedWal: "000000020000000000000040",
-        lastFailedTime: t("2026-12-01T03:19:59Z"),
-      }),
-    ).toBeUndefined();
-    // archiving off: nothing to wait for at shutdown
-    expect(
-      archiverProblem("pg1", { ...base, archiveMode: "off", lastFailedTime: t("2026-12-01T03:21:00Z") }),
-    ).toBeUndefined();
-  });
-  test("the newest failure is newer than the newest success (or none ever succeeded): named with the segment and both times", () => {
-    const failing = { ...base, lastFailedWal: "000000020000000000000042", lastFailedTime: t("2026-12-01T03:21:00Z") };
-    expect(archiverProblem("pg1", failing)).toBe(
-      "WAL archiving on the leader pg1 is failing (segment 000000020000000000000042 failed at 2026-12-01T03:21:00.000Z; last success 000000020000000000000041 at 2026-12-01T03:20:00.000Z): a leader stops only after its archiver has tried every remaining segment, so the switchover would hold clients in the pooler for as long as that takes",
-    );
-    expect(archiverProblem("pg2", { ...failing, lastArchivedWal: null, lastArchivedTime: null })).toContain(
-      "last success never",
-    );
   });
 });
